@@ -1,0 +1,1 @@
+"""The compliance gate: pure rules, rule data with citations, Redis-backed lists."""

@@ -1,0 +1,1 @@
+"""CRM tables in PostgreSQL: schema migrations, writer, outbox, lead intake."""

@@ -1,0 +1,1 @@
+"""Dialer engine: ARI controller, call and campaign logic, pacing, HTTP API."""

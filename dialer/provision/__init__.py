@@ -1,0 +1,1 @@
+"""Provisioning of the local stack: Asterisk 22 (system or cached Debian sid root), PostgreSQL, Redis."""

@@ -1,0 +1,101 @@
+"""Typed configuration, built once in the entry point from the environment.
+
+Nothing deeper in the code reads the environment: it receives a `Settings`.
+Secrets never appear in `repr` or in logs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use; the message names the variable."""
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "dialer"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the engine, with the environment variable that sets it.
+
+    | variable | field | default |
+    """
+
+    pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/dialer"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "dialer:"
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+    instance: str = "dev"
+    ari_port: int = 8088
+    sip_port: int = 5060
+    carrier_port: int = 5070
+    ari_user: str = "dialer"
+    ari_password: str = field(default="dialer-dev-secret", repr=False)
+    ari_app: str = "dialer"
+    agent_password: str = field(default="agent-dev-secret", repr=False)
+    debian_mirror: str = ""
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+
+    @property
+    def asterisk_root(self) -> Path:
+        """The cached Debian sid root that Asterisk runs from (when none is on PATH)."""
+        return self.cache_dir / "asterisk-root"
+
+    @property
+    def ari_url(self) -> str:
+        return f"http://127.0.0.1:{self.ari_port}/ari"
+
+
+# env var -> (field name, parser)
+ENVIRONMENT: Mapping[str, str] = {
+    "DIALER_PG_DSN": "pg_dsn",
+    "DIALER_REDIS_URL": "redis_url",
+    "DIALER_REDIS_PREFIX": "redis_prefix",
+    "DIALER_CACHE_DIR": "cache_dir",
+    "DIALER_INSTANCE": "instance",
+    "DIALER_ARI_PORT": "ari_port",
+    "DIALER_SIP_PORT": "sip_port",
+    "DIALER_CARRIER_PORT": "carrier_port",
+    "DIALER_ARI_USER": "ari_user",
+    "DIALER_ARI_PASSWORD": "ari_password",
+    "DIALER_ARI_APP": "ari_app",
+    "DIALER_AGENT_PASSWORD": "agent_password",
+    "DIALER_DEBIAN_MIRROR": "debian_mirror",
+    "DIALER_HTTP_HOST": "http_host",
+    "DIALER_HTTP_PORT": "http_port",
+}
+
+
+def from_environment(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build settings from `DIALER_*` variables; `overrides` win over the environment."""
+    env = os.environ if env is None else env
+    defaults = Settings()
+    values: dict[str, object] = {}
+    for variable, name in ENVIRONMENT.items():
+        raw = env.get(variable)
+        if raw is None or raw == "":
+            continue
+        current = getattr(defaults, name)
+        if isinstance(current, bool):
+            values[name] = raw.lower() in {"1", "true", "yes", "on"}
+        elif isinstance(current, int):
+            try:
+                values[name] = int(raw)
+            except ValueError:
+                raise SettingsError(f"{variable} must be a whole number, got {raw!r}") from None
+            if name.endswith("_port") and not 0 < int(raw) < 65536:
+                raise SettingsError(f"{variable} must be a port between 1 and 65535, got {raw}")
+        elif isinstance(current, Path):
+            values[name] = Path(raw).expanduser()
+        else:
+            values[name] = raw
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Call recordings: collect, transcode, encrypt, store, link to calls and leads."""

@@ -1,0 +1,86 @@
+"""Shared fixtures: a throw-away PostgreSQL database and a private Redis key space per test run.
+
+Tests never touch the user's data: the database is created and dropped per run, and Redis
+keys live under a unique prefix in a database number reserved for tests, deleted at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+ADMIN_DSN = os.environ.get("DIALER_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_REDIS_URL = os.environ.get("DIALER_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+def _dsn_for(database: str) -> str:
+    base, _, _ = ADMIN_DSN.rpartition("/")
+    return f"{base}/{database}"
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """DSN of an empty database created for this test run and dropped afterwards."""
+    import asyncio
+
+    name = f"dialer_test_{RUN_ID}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(ADMIN_DSN)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(ADMIN_DSN)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    try:
+        yield _dsn_for(name)
+    finally:
+        asyncio.run(drop())
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return TEST_REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix unique to one test; every key under it is deleted afterwards."""
+    import asyncio
+
+    prefix = f"dialer-test:{RUN_ID}:{uuid.uuid4().hex[:8]}:"
+    yield prefix
+
+    async def cleanup() -> None:
+        client = aioredis.from_url(redis_url)
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()
+
+    asyncio.run(cleanup())
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
