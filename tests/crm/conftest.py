@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
-from support.databases import ADMIN_DSN, dsn_for
 
 from crm_bridge import migrate
+from tests.support.databases import ADMIN_DSN, dsn_for
 
 RUN_ID = uuid.uuid4().hex[:10]
 

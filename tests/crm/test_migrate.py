@@ -8,10 +8,10 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from support.databases import dsn_for
 
 from crm_bridge import migrate
 from dialer import cli
+from tests.support.databases import dsn_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,0 +1,145 @@
+"""Applying validated outbox records to the CRM tables (the PostgreSQL side of the outbox).
+
+Every apply is written to be safe to repeat: inserts of audit rows do nothing when the id
+exists, call snapshots only replace older versions, upserts converge. Exactly-once on top of
+that comes from `outbox_applied` (see `crm_bridge.outbox`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, time
+from typing import Any
+
+import asyncpg
+
+from crm_bridge.dispositions import DispositionCode, PipelineStage, decide
+from crm_bridge.records import CONSENT_FIELDS, FIELDS, KEY_FIELD, FieldSpec, RecordKind, SqlType
+
+TABLES: dict[RecordKind, str] = {
+    RecordKind.CALL: "calls",
+    RecordKind.DISPOSITION: "dispositions",
+    RecordKind.OPT_OUT: "opt_outs",
+    RecordKind.COMPLIANCE_DECISION: "compliance_decisions",
+    RecordKind.RECORDING: "recordings",
+    RecordKind.LEAD_UPSERT: "leads",
+    RecordKind.AGENT_UPSERT: "agents",
+    RecordKind.CAMPAIGN_UPSERT: "campaigns",
+}
+
+# Fields of a record that are not columns of its table.
+_NOT_COLUMNS: frozenset[str] = frozenset({"consents"})
+
+
+def _to_sql(spec: FieldSpec, value: Any) -> Any:
+    if value is None:
+        return None
+    if spec.sql is SqlType.TIMESTAMP:
+        return datetime.fromisoformat(value)
+    if spec.sql is SqlType.TIME:
+        return time.fromisoformat(value)
+    if spec.sql is SqlType.JSONB:
+        return json.dumps(value)
+    return value
+
+
+def _columns(specs: Mapping[str, FieldSpec], record: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
+    names = [name for name in record if name not in _NOT_COLUMNS]
+    return names, [_to_sql(specs[name], record[name]) for name in names]
+
+
+def _insert(table: str, names: Sequence[str]) -> str:
+    placeholders = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders})"
+
+
+def _set_from_excluded(names: Sequence[str], key: str) -> str:
+    return ", ".join(f"{name} = EXCLUDED.{name}" for name in names if name != key)
+
+
+async def apply_record(conn: asyncpg.Connection, kind: RecordKind, record: Mapping[str, Any]) -> None:
+    """Write one normalized record (from `records.validate`) inside the caller's transaction."""
+    specs = FIELDS[kind]
+    table = TABLES[kind]
+    key = KEY_FIELD[kind]
+    names, values = _columns(specs, record)
+    if kind is RecordKind.CALL:
+        # A snapshot replaces the row only when newer: events can be written out of order across
+        # retries, and an old snapshot must never undo a later one.
+        await conn.execute(
+            f"{_insert(table, names)} ON CONFLICT (call_id) DO UPDATE SET "
+            f"{_set_from_excluded(names, key)}, "
+            "recording_id = COALESCE(EXCLUDED.recording_id, calls.recording_id), updated_at = now() "
+            "WHERE calls.version < EXCLUDED.version",
+            *values,
+        )
+        # A recording row may have arrived before the call row: link it.
+        await conn.execute(
+            "UPDATE calls SET recording_id = r.recording_id FROM recordings r "
+            "WHERE calls.call_id = $1 AND calls.recording_id IS NULL AND r.call_id = $1",
+            record["call_id"],
+        )
+    elif kind in (RecordKind.OPT_OUT, RecordKind.COMPLIANCE_DECISION):
+        # Audit rows are immutable: the first write wins.
+        await conn.execute(f"{_insert(table, names)} ON CONFLICT ({key}) DO NOTHING", *values)
+    elif kind is RecordKind.DISPOSITION:
+        await _apply_disposition(conn, names, values, record)
+    elif kind is RecordKind.RECORDING:
+        await conn.execute(
+            f"{_insert(table, names)} ON CONFLICT ({key}) DO UPDATE SET {_set_from_excluded(names, key)}",
+            *values,
+        )
+        if record["call_id"] is not None:
+            await conn.execute(
+                "UPDATE calls SET recording_id = $1 WHERE call_id = $2 AND recording_id IS NULL",
+                record["recording_id"],
+                record["call_id"],
+            )
+    else:
+        updates = _set_from_excluded(names, key)
+        conflict = f"DO UPDATE SET {updates}, updated_at = now()" if updates else "DO UPDATE SET updated_at = now()"
+        await conn.execute(f"{_insert(table, names)} ON CONFLICT ({key}) {conflict}", *values)
+        if kind is RecordKind.LEAD_UPSERT:
+            for consent in record.get("consents", ()):
+                consent_names, consent_values = _columns(CONSENT_FIELDS, consent)
+                await conn.execute(
+                    f"{_insert('consent_records', ['lead_id', *consent_names])} ON CONFLICT (consent_id) "
+                    f"DO UPDATE SET {_set_from_excluded(consent_names, 'consent_id')}",
+                    record["lead_id"],
+                    *consent_values,
+                )
+
+
+async def _apply_disposition(
+    conn: asyncpg.Connection, names: Sequence[str], values: Sequence[Any], record: Mapping[str, Any]
+) -> None:
+    inserted = await conn.fetchval(
+        f"{_insert('dispositions', names)} ON CONFLICT (disposition_id) DO NOTHING RETURNING true", *values
+    )
+    if not inserted or record["lead_id"] is None:
+        return
+    # The stage rule needs the lead's stage as it is now, so it is decided here, under a row lock.
+    current = await conn.fetchval(
+        "SELECT pipeline_stage FROM leads WHERE lead_id = $1 FOR UPDATE", record["lead_id"]
+    )
+    if current is None:
+        return  # lead not (yet) in the CRM: the disposition is kept, the pipeline cannot move
+    callback_at = datetime.fromisoformat(record["callback_at"]) if record["callback_at"] else None
+    outcome = decide(PipelineStage(current), DispositionCode(record["code"]), callback_at)
+    await conn.execute(
+        "UPDATE leads SET pipeline_stage = $2, callback_at = COALESCE($3, callback_at), "
+        "needs_review = needs_review OR $4, review_reason = COALESCE($5, review_reason), updated_at = now() "
+        "WHERE lead_id = $1",
+        record["lead_id"],
+        outcome.stage_after.value,
+        outcome.callback_at,
+        outcome.review_reason is not None,
+        outcome.review_reason,
+    )
+    await conn.execute(
+        "UPDATE dispositions SET stage_before = $2, stage_after = $3 WHERE disposition_id = $1",
+        record["disposition_id"],
+        outcome.stage_before.value,
+        outcome.stage_after.value,
+    )
