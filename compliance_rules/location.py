@@ -1,0 +1,76 @@
+"""ZIP code -> state and time zone, from shipped ZIP centroids and timezonefinder (offline).
+
+`zip_centroids.csv.gz` is derived from the `zipcodes` package (see
+`compliance_rules.tools.build_location_data`); timezonefinder turns a centroid into an IANA zone.
+A state alone (no ZIP) maps to every zone any of its ZIP codes lies in.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from dataclasses import dataclass
+from functools import cache
+from importlib import metadata
+
+from timezonefinder import TimezoneFinder
+
+from compliance_rules.ruleset import DATA_DIR
+
+
+@dataclass(frozen=True)
+class ZipLocation:
+    zip_code: str
+    state: str
+    zone: str | None
+
+
+@cache
+def _centroids() -> tuple[str, dict[str, tuple[str, float, float, str]]]:
+    raw = gzip.decompress((DATA_DIR / "zip_centroids.csv.gz").read_bytes()).decode()
+    first, _, rest = raw.partition("\n")
+    source = first.removeprefix("# source: ").strip()
+    rows = csv.reader(io.StringIO(rest))
+    next(rows)
+    return source, {
+        zip_code: (state, float(lat), float(lon), listed) for zip_code, state, lat, lon, listed in rows
+    }
+
+
+@cache
+def _finder() -> TimezoneFinder:
+    return TimezoneFinder()
+
+
+def data_version() -> str:
+    source, _ = _centroids()
+    return f"{source}; timezonefinder {metadata.version('timezonefinder')}"
+
+
+@cache
+def locate_zip(zip_code: str) -> ZipLocation | None:
+    """The state and zone of a 5-digit ZIP code (ZIP+4 accepted), or None when unknown."""
+    five = zip_code.strip()[:5]
+    entry = _centroids()[1].get(five)
+    if entry is None:
+        return None
+    state, lat, lon, listed_zone = entry
+    zone = _finder().timezone_at(lat=lat, lng=lon)
+    if zone is None or zone.startswith("Etc/"):
+        # The centroid lies in the sea (coastal and island ZIPs): use the zone the source lists.
+        zone = listed_zone or None
+    return ZipLocation(five, state, zone)
+
+
+@cache
+def zones_for_state(state: str) -> tuple[str, ...]:
+    """Every zone that any ZIP code of `state` lies in (empty for an unknown state)."""
+    zones = {
+        location.zone
+        for zip_code, (zip_state, _, _, _) in _centroids()[1].items()
+        if zip_state == state
+        for location in (locate_zip(zip_code),)
+        if location is not None and location.zone
+    }
+    return tuple(sorted(zones))

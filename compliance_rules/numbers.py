@@ -1,0 +1,116 @@
+"""Phone number handling: E.164, dialability, area-code location (pure lookups over shipped data).
+
+phonenumbers' time-zone mapper reflects the numbering plan (rate centre), not the subscriber, and
+resolves some area codes per exchange (850-222 Eastern, 850-785 Central); the result is treated
+as a set of zones the lead may be in (rules.md section 4).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cache
+from importlib import metadata
+
+import phonenumbers
+from phonenumbers import PhoneNumberType, timezone
+
+from compliance_rules.ruleset import DATA_DIR
+
+# Types we can place a call or text to. Premium-rate (900), shared-cost, pager, UAN and voicemail
+# access numbers are never dialed by the engine.
+_DIALABLE_TYPES = frozenset(
+    {
+        PhoneNumberType.FIXED_LINE,
+        PhoneNumberType.MOBILE,
+        PhoneNumberType.FIXED_LINE_OR_MOBILE,
+        PhoneNumberType.VOIP,
+        PhoneNumberType.TOLL_FREE,
+        PhoneNumberType.PERSONAL_NUMBER,
+    }
+)
+_UNKNOWN_ZONE = "Etc/Unknown"
+
+
+class NumberProblem(StrEnum):
+    UNPARSABLE = "unparsable"
+    INVALID = "invalid"
+    NOT_US = "not_us"
+    NOT_DIALABLE = "not_dialable"
+
+
+@dataclass(frozen=True)
+class NumberInfo:
+    """What the gate knows about a number from the number alone."""
+
+    raw: str
+    e164: str | None
+    problem: NumberProblem | None = None
+    detail: str = ""
+    npa: int = 0
+    local: int = 0  # the 7-digit NXX-XXXX part: the offset into the NPA's DNC bitmap
+    geographic: bool = False
+    zones: tuple[str, ...] = ()  # only for geographic numbers
+    npa_states: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    @property
+    def national(self) -> str:
+        """The 10-digit national number ("" when invalid)."""
+        return f"{self.npa:03d}{self.local:07d}" if self.e164 else ""
+
+
+@cache
+def npa_states() -> dict[int, tuple[str, ...]]:
+    """Area code -> states, from the shipped table derived from phonenumbers' geocoder."""
+    text = (DATA_DIR / "npa_states.csv").read_text(encoding="utf-8")
+    rows = csv.reader(line for line in io.StringIO(text) if not line.startswith("#"))
+    next(rows)
+    return {int(npa): tuple(states.split("|")) for npa, states in rows}
+
+
+def data_version() -> str:
+    return f"phonenumbers {metadata.version('phonenumbers')}"
+
+
+@cache
+def parse_number(raw: str) -> NumberInfo:
+    """Normalise `raw` (any US format, or E.164) and describe it; never raises."""
+    text = raw.strip()
+    try:
+        number = phonenumbers.parse(text, "US")
+    except phonenumbers.NumberParseException as error:
+        return NumberInfo(raw, None, NumberProblem.UNPARSABLE, str(error))
+    if not phonenumbers.is_valid_number(number):
+        return NumberInfo(raw, None, NumberProblem.INVALID, "not a valid phone number")
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    region = phonenumbers.region_code_for_number(number)
+    if region != "US":
+        return NumberInfo(raw, None, NumberProblem.NOT_US, f"not a US number (region {region})")
+    number_type = phonenumbers.number_type(number)
+    national = str(number.national_number)
+    npa, local = int(national[:3]), int(national[3:])
+    if number_type not in _DIALABLE_TYPES:
+        return NumberInfo(
+            raw, e164, NumberProblem.NOT_DIALABLE, f"not a dialable number type ({PhoneNumberType.to_string(number_type)})", npa, local
+        )
+    geographic = phonenumbers.is_number_geographical(number) and number_type != PhoneNumberType.TOLL_FREE
+    zones: tuple[str, ...] = ()
+    if geographic:
+        zones = tuple(z for z in timezone.time_zones_for_number(number) if z != _UNKNOWN_ZONE)
+    return NumberInfo(
+        raw,
+        e164,
+        None,
+        "",
+        npa,
+        local,
+        geographic=geographic and bool(zones),
+        zones=zones,
+        npa_states=npa_states().get(npa, ()) if geographic else (),
+    )

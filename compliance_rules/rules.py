@@ -1,0 +1,387 @@
+"""The pure decision: may we contact this number now, for this campaign and purpose?
+
+No IO here: `locate()` resolves where the lead may be from the number and the address (static
+data only), `decide()` applies the rule book to that location, the list facts fetched by the
+caller, the campaign policy and an explicit `now`. Every rule that fails adds a reason; the
+contact is allowed only when there is none.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
+from zoneinfo import ZoneInfo
+
+from compliance_rules import location as zip_data
+from compliance_rules import numbers
+from compliance_rules.holidays import holiday_on
+from compliance_rules.model import (
+    ConsentKind,
+    ConsentRecord,
+    ContactRequest,
+    Decision,
+    DialMode,
+    ListVersions,
+    NumberFacts,
+    Reason,
+    ReasonCode,
+)
+from compliance_rules.numbers import NumberInfo
+from compliance_rules.policy import CampaignPolicy
+from compliance_rules.ruleset import ConsentScope, RuleBook, StateRule, WeeklyHours
+
+FEDERAL = "federal"
+INTERNAL = "internal"
+LITIGATOR = "litigator"
+OPTOUT = "optout"
+
+_DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    """Agency-wide switches (not per campaign)."""
+
+    # Rows the research marks low-confidence (KY, MI, WY hours, PA SB 992) apply unless switched off.
+    include_low_confidence: bool = True
+    flags: frozenset[str] = frozenset()  # enables flagged rules, e.g. "pa_sb992"
+    # A state with its own DNC list whose copy is not loaded blocks its leads (registry_stale).
+    require_state_dnc_lists: bool = True
+    registry_max_age_days: int | None = None  # None: the rule book's (31 days)
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where the lead may be: every zone and every state whose rules may apply."""
+
+    number: NumberInfo
+    zones: tuple[str, ...] = ()
+    states: tuple[str, ...] = ()
+    problems: tuple[Reason, ...] = field(default=())
+
+
+def _invalid(number: NumberInfo) -> Reason:
+    return Reason(
+        ReasonCode.INVALID_NUMBER,
+        f"{number.raw!r} cannot be contacted: {number.detail}",
+        "47 CFR 64.1200(c)(1) (the called party's location must be known); agency policy",
+    )
+
+
+def locate(request: ContactRequest) -> Location:
+    """Resolve the zones and states a lead may be in: tz(NPA-NXX) ∪ tz(ZIP) (∪ tz(state) without
+    a ZIP), states = {area-code state, address state} (rules.md section 4; design decision 8)."""
+    number = numbers.parse_number(request.phone)
+    if not number.ok:
+        return Location(number, problems=(_invalid(number),))
+    zones = set(number.zones)
+    states = set(number.npa_states)
+    problems: list[Reason] = []
+    address_zone_known = False
+    if request.zip_code:
+        found = zip_data.locate_zip(request.zip_code)
+        if found is None or found.zone is None:
+            problems.append(
+                Reason(
+                    ReasonCode.UNKNOWN_LOCATION,
+                    f"ZIP code {request.zip_code!r} is not in the offline ZIP data, so the lead's time zone is unknown",
+                    "47 CFR 64.1200(c)(1); 16 CFR 310.4(c) (called party's local time)",
+                )
+            )
+        else:
+            zones.add(found.zone)
+            states.add(found.state)
+            address_zone_known = True
+    if request.state:
+        states.add(request.state.upper())
+        if not address_zone_known:
+            zones.update(zip_data.zones_for_state(request.state.upper()))
+    if not zones and not problems:
+        problems.append(
+            Reason(
+                ReasonCode.UNKNOWN_LOCATION,
+                f"{number.e164} is not geographic (toll-free or personal) and the lead has no address to locate it",
+                "47 CFR 64.1200(c)(1); 16 CFR 310.4(c) (called party's local time)",
+            )
+        )
+    return Location(number, tuple(sorted(zones)), tuple(sorted(states)), tuple(problems))
+
+
+@cache
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _minutes(t: time) -> float:
+    if t == time.max:
+        return 24 * 60
+    return t.hour * 60 + t.minute + t.second / 60
+
+
+def _inside(hours: WeeklyHours, local: datetime, margin: timedelta) -> bool:
+    """Launch allowed: start <= local time and local time + margin <= end of the same window."""
+    now_minutes = _minutes(local.time())
+    margin_minutes = margin.total_seconds() / 60
+    return any(
+        _minutes(start) <= now_minutes and now_minutes + margin_minutes <= _minutes(end)
+        for start, end in hours[local.weekday()]
+    )
+
+
+def _describe(hours: WeeklyHours, weekday: int) -> str:
+    windows = hours[weekday]
+    if not windows:
+        return f"no calls on {calendar.day_name[weekday]}"
+    return ", ".join(f"{s:%H:%M}-{'24:00' if e == time.max else f'{e:%H:%M}'}" for s, e in windows)
+
+
+def _window_reason(hours: WeeklyHours, local: datetime, zone: str, margin: timedelta, who: str, citation: str) -> Reason:
+    return Reason(
+        ReasonCode.OUTSIDE_CALLING_WINDOW,
+        f"{local:%H:%M} {_DAY_NAMES[local.weekday()]} in {zone} is outside {who} hours "
+        f"({_describe(hours, local.weekday())}; launches stop {int(margin.total_seconds() // 60)} min before close)",
+        citation,
+    )
+
+
+def _rules_in_force(book: RuleBook, states: Iterable[str], day: date, options: GateOptions) -> list[StateRule]:
+    return [
+        rule
+        for state in states
+        for rule in book.rules_for(state)
+        if rule.in_force(day, include_low_confidence=options.include_low_confidence, flags=options.flags)
+    ]
+
+
+def _check_windows(location: Location, policy: CampaignPolicy, book: RuleBook, now: datetime, options: GateOptions) -> list[Reason]:
+    reasons: list[Reason] = []
+    for zone in location.zones:
+        local = now.astimezone(_zone(zone))
+        if not _inside(book.federal.hours, local, policy.margin):
+            reasons.append(_window_reason(book.federal.hours, local, zone, policy.margin, "federal", book.federal.citation))
+        if policy.window is not None and not _inside(policy.window, local, policy.margin):
+            reasons.append(
+                _window_reason(policy.window, local, zone, policy.margin, "the campaign's", "Campaign calling window (agency policy)")
+            )
+    for state in location.states:
+        for zone in location.zones:
+            local_day = now.astimezone(_zone(zone)).date()
+            for rule in _rules_in_force(book, (state,), local_day, options):
+                for rule_zone in (zone, *rule.extra_zones):
+                    local = now.astimezone(_zone(rule_zone))
+                    if not _inside(rule.hours, local, policy.margin):
+                        reasons.append(_window_reason(rule.hours, local, rule_zone, policy.margin, f"{state}", rule.citation))
+                    holiday = None
+                    if rule.holidays is not None:
+                        holiday = holiday_on(rule.holidays.keys, local.date(), rule.holidays.observed)
+                        if holiday is not None:
+                            reasons.append(
+                                Reason(
+                                    ReasonCode.STATE_HOLIDAY,
+                                    f"{local.date().isoformat()} in {rule_zone} is a {state} no-call holiday ({holiday})",
+                                    rule.holidays.citation,
+                                )
+                            )
+                    if local.date() in rule.declared_days and holiday is None:
+                        reasons.append(
+                            Reason(
+                                ReasonCode.STATE_HOLIDAY,
+                                f"{local.date().isoformat()} is a declared no-call day in {state}",
+                                rule.declared_citation or rule.citation,
+                            )
+                        )
+    return _unique(reasons)
+
+
+def _unique(reasons: list[Reason]) -> list[Reason]:
+    return list(dict.fromkeys(reasons))
+
+
+def _months_before(moment: datetime, months: int) -> datetime:
+    month_index = moment.month - 1 - months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def _has_consent(records: Iterable[ConsentRecord], kind: ConsentKind, now: datetime, *, scope: str | None = None, newer_than: datetime | None = None) -> bool:
+    return any(
+        record.kind is kind
+        and record.valid_at(now)
+        and (scope is None or record.scope in (None, scope))
+        and (newer_than is None or record.obtained_at > newer_than)
+        for record in records
+    )
+
+
+def _check_consent(request: ContactRequest, location: Location, policy: CampaignPolicy, book: RuleBook, now: datetime, options: GateOptions) -> tuple[list[Reason], DialMode | None]:
+    reasons: list[Reason] = []
+    required_mode: DialMode | None = None
+    has_pewc = _has_consent(request.consents, ConsentKind.PEWC, now)
+    if policy.require_pewc and not has_pewc:
+        reasons.append(Reason(ReasonCode.CONSENT_MISSING, "the campaign requires prior express written consent and none is on file", book.federal.pewc_citation))
+    if policy.needs_ptc:
+        cutoff = _months_before(now, book.federal.ptc_valid_months)
+        if not _has_consent(request.consents, ConsentKind.PTC, now, scope=policy.consent_scope, newer_than=cutoff):
+            reasons.append(
+                Reason(
+                    ReasonCode.CONSENT_MISSING,
+                    f"Medicare marketing needs a permission to contact given less than {book.federal.ptc_valid_months} months ago",
+                    book.federal.ptc_citation,
+                )
+            )
+    mode = request.dial_mode or policy.dial_mode
+    if not has_pewc:
+        for rule in _rules_in_force(book, location.states, now.date(), options):
+            if rule.consent is None:
+                continue
+            if rule.consent.required_for is ConsentScope.ALL:
+                reasons.append(Reason(ReasonCode.CONSENT_MISSING, f"{rule.state} requires prior express written consent for sales calls and none is on file", rule.consent.citation))
+            elif mode.automated:
+                required_mode = DialMode.PREVIEW
+                reasons.append(
+                    Reason(
+                        ReasonCode.CONSENT_MISSING,
+                        f"{rule.state} requires prior express written consent for automated ({mode.value}) dialing; "
+                        "without it the lead may be dialed only in preview or manual mode",
+                        rule.consent.citation,
+                    )
+                )
+    return _unique(reasons), required_mode
+
+
+def _check_lists(location: Location, facts: NumberFacts, versions: ListVersions, book: RuleBook, now: datetime, options: GateOptions) -> list[Reason]:
+    fed = book.federal
+    reasons: list[Reason] = []
+    number = location.number.e164
+    registry_date = versions.dates.get(FEDERAL)
+    max_age = options.registry_max_age_days or fed.registry_max_age_days
+    if registry_date is None:
+        reasons.append(Reason(ReasonCode.REGISTRY_STALE, "no National DNC Registry copy has been loaded", fed.registry_citation))
+    else:
+        age = (now.astimezone(UTC).date() - date.fromisoformat(registry_date)).days
+        if age > max_age:
+            reasons.append(Reason(ReasonCode.REGISTRY_STALE, f"the National DNC Registry copy is {age} days old (from {registry_date}; limit {max_age})", fed.registry_citation))
+    if FEDERAL in facts.hits:
+        reasons.append(Reason(ReasonCode.DNC_FEDERAL, f"{number} is on the National Do Not Call Registry", fed.dnc_citation))
+    for state in location.states:
+        citation = book.state_dnc_lists.get(state)
+        if citation is None:
+            continue
+        name = f"state:{state}"
+        if name in facts.hits:
+            reasons.append(Reason(ReasonCode.DNC_STATE, f"{number} is on the {state} state Do Not Call list", citation))
+        elif name not in versions.dates and options.require_state_dnc_lists:
+            reasons.append(Reason(ReasonCode.REGISTRY_STALE, f"{state} keeps its own Do Not Call list and no copy of it has been loaded", citation))
+    if INTERNAL in facts.hits:
+        reasons.append(Reason(ReasonCode.DNC_INTERNAL, f"{number} is on the agency's internal Do Not Call list", fed.internal_dnc_citation))
+    if LITIGATOR in facts.hits:
+        reasons.append(Reason(ReasonCode.LITIGATOR, f"{number} is on the known-litigator list", fed.litigator_citation))
+    if OPTOUT in facts.hits:
+        reasons.append(Reason(ReasonCode.OPTED_OUT, f"{number} has opted out of contact", fed.opt_out_citation))
+    return reasons
+
+
+def applicable_caps(location: Location, policy: CampaignPolicy, book: RuleBook, day: date, options: GateOptions) -> list[tuple[int, int, str]]:
+    """(max attempts, window hours, citation) for every cap that applies to this lead."""
+    caps = [
+        (rule.cap.max_attempts, rule.cap.window_hours, rule.cap.citation)
+        for rule in _rules_in_force(book, location.states, day, options)
+        if rule.cap is not None
+    ]
+    if policy.max_attempts_per_24h is not None:
+        caps.append((policy.max_attempts_per_24h, 24, "Campaign attempt cap (agency policy)"))
+    return caps
+
+
+def _check_caps(location: Location, facts: NumberFacts, policy: CampaignPolicy, book: RuleBook, now: datetime, options: GateOptions) -> list[Reason]:
+    reasons: list[Reason] = []
+    for max_attempts, window_hours, citation in applicable_caps(location, policy, book, now.date(), options):
+        since = now - timedelta(hours=window_hours)
+        count = sum(1 for attempt in facts.attempts if since < attempt <= now)
+        if count >= max_attempts:
+            reasons.append(
+                Reason(
+                    ReasonCode.FREQUENCY_CAP,
+                    f"{count} attempts on subject {policy.cap_subject!r} in the last {window_hours} h (limit {max_attempts})",
+                    citation,
+                )
+            )
+    return _unique(reasons)
+
+
+def local_times(zones: Iterable[str], now: datetime) -> tuple[str, ...]:
+    return tuple(now.astimezone(_zone(zone)).isoformat(timespec="seconds") for zone in zones)
+
+
+def data_versions(book: RuleBook, versions: ListVersions, location: Location | None) -> dict[str, str]:
+    result = {
+        "rules": book.data_version,
+        "numbering": numbers.data_version(),
+        "zip_data": zip_data.data_version(),
+        "federal_dnc": versions.dates.get(FEDERAL, "missing"),
+    }
+    if location is not None:
+        for state in location.states:
+            if state in book.state_dnc_lists:
+                result[f"state_dnc:{state}"] = versions.dates.get(f"state:{state}", "missing")
+    return result
+
+
+def decide(
+    request: ContactRequest,
+    location: Location,
+    facts: NumberFacts,
+    versions: ListVersions,
+    policy: CampaignPolicy,
+    book: RuleBook,
+    now: datetime,
+    decision_id: str,
+    options: GateOptions = GateOptions(),
+) -> Decision:
+    """Apply every rule; `now` must be timezone-aware."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    reasons: list[Reason] = list(location.problems)
+    required_mode: DialMode | None = None
+    if location.number.ok:
+        reasons += _check_lists(location, facts, versions, book, now, options)
+        reasons += _check_windows(location, policy, book, now, options)
+        reasons += _check_caps(location, facts, policy, book, now, options)
+        consent_reasons, required_mode = _check_consent(request, location, policy, book, now, options)
+        reasons += consent_reasons
+    return Decision(
+        decision_id=decision_id,
+        decided_at=now.astimezone(UTC),
+        phone=location.number.e164 or request.phone,
+        lead_id=request.lead_id,
+        campaign_id=policy.campaign_id,
+        purpose=policy.purpose.value,
+        reasons=tuple(reasons),
+        timezones=location.zones,
+        local_times=local_times(location.zones, now),
+        data_versions=data_versions(book, versions, location),
+        required_dial_mode=required_mode,
+    )
+
+
+def unavailable(
+    request: ContactRequest, policy: CampaignPolicy, now: datetime, decision_id: str, why: str
+) -> Decision:
+    """A fail-closed decision: the gate could not judge, so the contact is blocked."""
+    return Decision(
+        decision_id=decision_id,
+        decided_at=now.astimezone(UTC),
+        phone=request.phone,
+        lead_id=request.lead_id,
+        campaign_id=policy.campaign_id,
+        purpose=policy.purpose.value,
+        reasons=(gate_unavailable_reason(why),),
+    )
+
+
+def gate_unavailable_reason(why: str) -> Reason:
+    return Reason(ReasonCode.GATE_UNAVAILABLE, f"the compliance gate could not decide: {why}", "Fail-closed gate (agency policy)")

@@ -1,0 +1,278 @@
+"""Redis-backed lists and counters for the gate (the IO edge of the compliance package).
+
+Layout (every key under the configured prefix; `{NPA}` is a Redis Cluster hash tag, so all lists
+of one area code live on one node):
+
+* `dnc:federal:{NPA}`, `dnc:state:XX:{NPA}`: bitmaps, offset = the 7-digit local number
+  (10^7 bits = 1.25 MB per area code; design decision 7). Dense lists only.
+* `dnc:internal:{NPA}`, `dnc:litigator:{NPA}`, `dnc:optout:{NPA}`: sets of 7-digit local numbers.
+  These lists are sparse: a bitmap with one bit set near the end still allocates 1.25 MB, so a
+  few thousand opt-outs spread over 300 area codes would cost 375 MB as bitmaps (design decision 7
+  allows sets for small lists). A check is still one command per list.
+* `dnc:meta`: hash of list name -> date of the copy (`YYYY-MM-DD`), `NAME:imported_at`, `NAME:count`.
+* `cap:SUBJECT:PERSON`: sorted set of attempt times (ms), trimmed and expired after the longest window.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+import redis.asyncio as aioredis
+
+from compliance_rules.model import ListVersions, NumberFacts
+from compliance_rules.numbers import NumberInfo
+
+BITMAP_BYTES = 10**7 // 8
+CAP_HORIZON = timedelta(hours=24)  # the longest cap window in the rule data (FL/OK/MD/OR: 24 h)
+_LIST_NAME = re.compile(r"^(federal|internal|litigator|optout|state:[A-Z]{2})$")
+SET_LISTS = frozenset({"internal", "litigator", "optout"})
+FLUSH_NPAS = 64  # area codes buffered in memory during an import before merging into Redis
+
+# Atomically: refuse when any cap (window_ms, max) is reached, else record the attempt.
+_RESERVE_SCRIPT = """
+local now = tonumber(ARGV[1])
+local horizon = tonumber(ARGV[3])
+for i = 4, #ARGV, 2 do
+  local window = tonumber(ARGV[i])
+  local limit = tonumber(ARGV[i + 1])
+  if redis.call('ZCOUNT', KEYS[1], '(' .. (now - window), '+inf') >= limit then
+    return 0
+  end
+end
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - horizon)
+redis.call('PEXPIRE', KEYS[1], horizon)
+return 1
+"""
+
+
+class ListNameError(ValueError):
+    """Not a list the gate knows (federal, state:XX, internal, litigator, optout)."""
+
+
+def check_list_name(name: str) -> str:
+    if not _LIST_NAME.match(name):
+        raise ListNameError(f"unknown list {name!r}: use federal, state:XX, internal, litigator or optout")
+    return name
+
+
+@dataclass(frozen=True)
+class FactsQuery:
+    """What to look up for one number."""
+
+    number: NumberInfo
+    state_lists: tuple[str, ...]  # e.g. ("state:FL",)
+    person: str  # lead id, or the E.164 number when the lead is unknown
+    subject: str
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    list_name: str
+    numbers: int
+    area_codes: int
+    rejected: int
+    list_date: str
+
+
+class DncStore:
+    """DNC lists, opt-outs and attempt counters in one Redis, under one key prefix."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._reserve = redis.register_script(_RESERVE_SCRIPT)
+
+    # -- keys ---------------------------------------------------------------------------------
+    def list_key(self, name: str, npa: int) -> str:
+        return f"{self.prefix}dnc:{name}:{{{npa:03d}}}"
+
+    @property
+    def meta_key(self) -> str:
+        return f"{self.prefix}dnc:meta"
+
+    def cap_key(self, subject: str, person: str) -> str:
+        return f"{self.prefix}cap:{subject}:{person}"
+
+    # -- checks -------------------------------------------------------------------------------
+    async def fetch(self, queries: Sequence[FactsQuery], now: datetime) -> tuple[ListVersions, list[NumberFacts]]:
+        """List versions plus every list hit and recent attempt for each number: one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.meta_key)
+        plan: list[list[str]] = []
+        since_ms = int((now - CAP_HORIZON).timestamp() * 1000)
+        now_ms = int(now.timestamp() * 1000)
+        for query in queries:
+            number = query.number
+            names = ["federal", *query.state_lists, *sorted(SET_LISTS)]
+            for name in names:
+                key = self.list_key(name, number.npa)
+                if name in SET_LISTS:
+                    pipe.sismember(key, str(number.local))
+                else:
+                    pipe.getbit(key, number.local)
+            pipe.zrangebyscore(self.cap_key(query.subject, query.person), since_ms, now_ms)
+            plan.append(names)
+        replies = await pipe.execute()
+        meta = {_text(k): _text(v) for k, v in replies[0].items()}
+        versions = ListVersions({k: v for k, v in meta.items() if ":" not in k.removeprefix("state:")})
+        facts: list[NumberFacts] = []
+        position = 1
+        for names in plan:
+            hits = frozenset(name for name, hit in zip(names, replies[position : position + len(names)], strict=True) if hit)
+            position += len(names)
+            attempts = tuple(
+                datetime.fromtimestamp(int(_text(member).split(":", 1)[0]) / 1000, UTC) for member in replies[position]
+            )
+            position += 1
+            facts.append(NumberFacts(hits, attempts))
+        return versions, facts
+
+    async def reserve_attempts(
+        self, reservations: Sequence[tuple[str, str, Sequence[tuple[int, int]]]], now: datetime
+    ) -> list[bool]:
+        """Record one attempt per (subject, person, caps) unless a cap (max, window hours) is reached.
+
+        Atomic per person (a Lua script), so two controllers cannot both take the last slot.
+        """
+        if not reservations:
+            return []
+        now_ms = int(now.timestamp() * 1000)
+        horizon_ms = int(CAP_HORIZON.total_seconds() * 1000)
+        pipe = self.redis.pipeline(transaction=False)
+        for subject, person, caps in reservations:
+            args: list[int | str] = [now_ms, f"{now_ms}:{uuid.uuid4().hex[:12]}", horizon_ms]
+            for max_attempts, window_hours in caps:
+                args += [window_hours * 3_600_000, max_attempts]
+            await self._reserve(keys=[self.cap_key(subject, person)], args=args, client=pipe)
+        return [bool(reply) for reply in await pipe.execute()]
+
+    async def record_attempt(self, subject: str, person: str, now: datetime) -> None:
+        """Count an attempt made without a reservation (every attempt counts toward the caps)."""
+        await self.reserve_attempts([(subject, person, ())], now)
+
+    # -- single numbers -----------------------------------------------------------------------
+    async def set_membership(self, name: str, number: NumberInfo, member: bool) -> None:
+        """Add (`member=True`) or remove one number; effective for the very next check anywhere."""
+        check_list_name(name)
+        key = self.list_key(name, number.npa)
+        if name in SET_LISTS:
+            if member:
+                await self.redis.sadd(key, str(number.local))
+            else:
+                await self.redis.srem(key, str(number.local))
+        else:
+            await self.redis.setbit(key, number.local, 1 if member else 0)
+
+    async def contains(self, name: str, number: NumberInfo) -> bool:
+        check_list_name(name)
+        key = self.list_key(name, number.npa)
+        if name in SET_LISTS:
+            return bool(await self.redis.sismember(key, str(number.local)))
+        return bool(await self.redis.getbit(key, number.local))
+
+    async def versions(self) -> dict[str, str]:
+        return {_text(k): _text(v) for k, v in (await self.redis.hgetall(self.meta_key)).items()}
+
+    async def set_list_date(self, name: str, list_date: date, count: int | None = None) -> None:
+        check_list_name(name)
+        items: list[str] = [name, list_date.isoformat(), f"{name}:imported_at", datetime.now(UTC).isoformat()]
+        if count is not None:
+            items += [f"{name}:count", str(count)]
+        await self.redis.hset(self.meta_key, items=items)
+
+    # -- bulk import ----------------------------------------------------------------------------
+    async def import_full(
+        self, name: str, chunks: Iterable[npt.NDArray[np.int64]], list_date: date, rejected: int = 0
+    ) -> ImportResult:
+        """Replace the list for every area code present in `chunks` (other area codes are kept).
+
+        Numbers are gathered per area code into new keys, then renamed over the old ones, so a
+        check never sees a half-imported area code.
+        """
+        check_list_name(name)
+        run = uuid.uuid4().hex[:8]
+        staged: set[int] = set()
+        total = 0
+        if name in SET_LISTS:
+            for chunk in chunks:
+                total += len(chunk)
+                pipe = self.redis.pipeline(transaction=False)
+                for npa in np.unique(chunk // 10**7):
+                    locals_ = (chunk[chunk // 10**7 == npa] % 10**7).tolist()
+                    pipe.sadd(self._staging(name, int(npa), run), *[str(x) for x in locals_])
+                    staged.add(int(npa))
+                await pipe.execute()
+        else:
+            buffers: dict[int, npt.NDArray[np.uint8]] = {}
+            for chunk in chunks:
+                total += len(chunk)
+                npas = chunk // 10**7
+                offsets = chunk % 10**7
+                order = np.argsort(npas, kind="stable")
+                npas, offsets = npas[order], offsets[order]
+                boundaries = np.flatnonzero(np.diff(npas)) + 1
+                for group_npas, group_offsets in zip(np.split(npas, boundaries), np.split(offsets, boundaries), strict=True):
+                    npa = int(group_npas[0])
+                    bitmap = buffers.setdefault(npa, np.zeros(BITMAP_BYTES, dtype=np.uint8))
+                    # Redis bit 0 is the most significant bit of byte 0.
+                    np.bitwise_or.at(bitmap, group_offsets >> 3, (0x80 >> (group_offsets & 7)).astype(np.uint8))
+                if len(buffers) >= FLUSH_NPAS:
+                    await self._merge_bitmaps(name, buffers, run, staged)
+            await self._merge_bitmaps(name, buffers, run, staged)
+        pipe = self.redis.pipeline(transaction=False)
+        for npa in sorted(staged):
+            pipe.rename(self._staging(name, npa, run), self.list_key(name, npa))
+        await pipe.execute()
+        await self.set_list_date(name, list_date, total)
+        return ImportResult(name, total, len(staged), rejected, list_date.isoformat())
+
+    async def _merge_bitmaps(self, name: str, buffers: dict[int, npt.NDArray[np.uint8]], run: str, staged: set[int]) -> None:
+        for npa, bitmap in buffers.items():
+            target = self._staging(name, npa, run)
+            if npa in staged:
+                part = f"{target}:part"
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.set(part, bitmap.tobytes())
+                pipe.bitop("OR", target, target, part)
+                pipe.delete(part)
+                await pipe.execute()
+            else:
+                await self.redis.set(target, bitmap.tobytes())
+                staged.add(npa)
+        buffers.clear()
+
+    def _staging(self, name: str, npa: int, run: str) -> str:
+        return f"{self.list_key(name, npa)}:import:{run}"
+
+    async def apply_changes(self, name: str, changes: Iterable[Sequence[tuple[int, bool]]], list_date: date) -> tuple[int, int]:
+        """Apply a change list's additions and deletions; returns (added, deleted)."""
+        check_list_name(name)
+        added = deleted = 0
+        for batch in changes:
+            pipe = self.redis.pipeline(transaction=False)
+            for number, is_addition in batch:
+                npa, local = divmod(number, 10**7)
+                key = self.list_key(name, npa)
+                if name in SET_LISTS:
+                    if is_addition:
+                        pipe.sadd(key, str(local))
+                    else:
+                        pipe.srem(key, str(local))
+                else:
+                    pipe.setbit(key, local, 1 if is_addition else 0)
+                added += is_addition
+                deleted += not is_addition
+            await pipe.execute()
+        await self.set_list_date(name, list_date)
+        return added, deleted
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

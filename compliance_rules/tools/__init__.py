@@ -1,0 +1,1 @@
+"""Maintainer tools that regenerate the data files shipped in `compliance_rules/data/`."""
