@@ -28,6 +28,9 @@ TABLES: dict[RecordKind, str] = {
     RecordKind.CAMPAIGN_UPSERT: "campaigns",
 }
 
+# Links to audit rows a later call snapshot may omit but must never clear.
+_LINKS: frozenset[str] = frozenset({"recording_id", "compliance_decision_id"})
+
 # Fields of a record that are not columns of its table.
 _NOT_COLUMNS: frozenset[str] = frozenset({"consents"})
 
@@ -54,8 +57,8 @@ def _insert(table: str, names: Sequence[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders})"
 
 
-def _set_from_excluded(names: Sequence[str], key: str) -> str:
-    return ", ".join(f"{name} = EXCLUDED.{name}" for name in names if name != key)
+def _set_from_excluded(names: Sequence[str], key: str, *, keep: frozenset[str] = frozenset()) -> str:
+    return ", ".join(f"{name} = EXCLUDED.{name}" for name in names if name != key and name not in keep)
 
 
 async def apply_record(conn: asyncpg.Connection, kind: RecordKind, record: Mapping[str, Any]) -> None:
@@ -69,8 +72,10 @@ async def apply_record(conn: asyncpg.Connection, kind: RecordKind, record: Mappi
         # retries, and an old snapshot must never undo a later one.
         await conn.execute(
             f"{_insert(table, names)} ON CONFLICT (call_id) DO UPDATE SET "
-            f"{_set_from_excluded(names, key)}, "
-            "recording_id = COALESCE(EXCLUDED.recording_id, calls.recording_id), updated_at = now() "
+            f"{_set_from_excluded(names, key, keep=_LINKS)}, "
+            "recording_id = COALESCE(EXCLUDED.recording_id, calls.recording_id), "
+            "compliance_decision_id = COALESCE(EXCLUDED.compliance_decision_id, calls.compliance_decision_id), "
+            "updated_at = now() "
             "WHERE calls.version < EXCLUDED.version",
             *values,
         )

@@ -1,0 +1,450 @@
+"""The durable outbox in front of the CRM tables (design.md decision 9).
+
+`await outbox.put(kind, record)` validates the record, writes it to a local SQLite file
+(WAL journal, synchronous=FULL) and returns once that write is on disk. A delivery task
+applies pending records to PostgreSQL in id order, in batches, and marks them delivered.
+
+Failure handling:
+- PostgreSQL down or unreachable: records stay pending; delivery retries with backoff.
+- Process restart: a new `Outbox` on the same state directory re-reads pending records.
+- Crash between the PostgreSQL commit and the local "delivered" mark: each record's
+  `(source_id, outbox_id)` is inserted into `outbox_applied` in the same transaction as the
+  record itself, so a re-sent record is recognised and skipped. Delivery is exactly once.
+- A record PostgreSQL refuses for its content (SQLSTATE class 22 data exception or 23
+  integrity violation) is set aside as `rejected` with the error, so one bad row cannot block
+  every later one; `requeue_rejected()` puts them back after a fix.
+
+One process owns a state directory's outbox at a time (an exclusive file lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import structlog
+
+from crm_bridge.apply import apply_record
+from crm_bridge.backoff import Backoff
+from crm_bridge.records import RecordKind, validate
+
+log = structlog.get_logger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind         TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    created_at   REAL NOT NULL,
+    state        TEXT NOT NULL DEFAULT 'pending',
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    delivered_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_state_id ON outbox (state, id);
+"""
+
+# SQLSTATE classes meaning "this record's content is refused", not "the server is unwell".
+_RECORD_FAULT_CLASSES = ("22", "23")
+
+AfterApplyHook = Callable[[Sequence[int]], Awaitable[None]]
+
+
+class OutboxError(Exception):
+    """The outbox cannot be used as asked (not started, closed, or owned by another process)."""
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    """Counters for metrics: `pending` and `rejected` are current totals in the file; the rest
+    count since this `Outbox` started."""
+
+    pending: int
+    rejected: int
+    delivered: int
+    failures: int
+    consecutive_failures: int
+    last_error: str | None
+
+
+class Outbox:
+    """Durable, ordered, exactly-once writer of CRM records to PostgreSQL.
+
+    Use as `async with Outbox(state_dir, dsn) as outbox:`, or call `start()` and `close()`.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        pg_dsn: str,
+        *,
+        name: str = "crm",
+        batch_size: int = 200,
+        backoff: Backoff | None = None,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 15.0,
+        poll_interval: float = 5.0,
+        retain_delivered: float = 3600.0,
+        after_apply_hook: AfterApplyHook | None = None,
+    ) -> None:
+        """`after_apply_hook` is a test seam, awaited after the PostgreSQL commit of a batch and
+        before the batch is marked delivered locally (the window exactly-once must survive)."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.path = Path(state_dir) / f"outbox-{name}.sqlite3"
+        self._lock_path = Path(state_dir) / f"outbox-{name}.lock"
+        self._dsn = pg_dsn
+        self._batch_size = batch_size
+        self._backoff = backoff or Backoff()
+        self._connect_timeout = connect_timeout
+        self._command_timeout = command_timeout
+        self._poll_interval = poll_interval
+        self._retain_delivered = retain_delivered
+        self._after_apply_hook = after_apply_hook
+        self._executor: ThreadPoolExecutor | None = None
+        self._db: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+        self._source_id = ""
+        self._pg: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._changed = asyncio.Condition()
+        # Group commit: puts waiting for the next SQLite transaction.
+        self._waiting: list[tuple[str, str, asyncio.Future[int]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._closed = False
+        self._pending = 0
+        self._rejected = 0
+        self._delivered = 0
+        self._failures = 0
+        self._consecutive_failures = 0
+        self._last_error: str | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open (or create) the SQLite file, take the lock, and start delivering."""
+        if self._executor is not None:
+            raise OutboxError("outbox already started")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise OutboxError(f"another process is using the outbox at {self.path}") from None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"outbox-{self.path.stem}")
+        self._source_id, self._pending, self._rejected = await self._run(self._open_sqlite)
+        self._task = asyncio.create_task(self._deliver_forever(), name=f"outbox-delivery:{self.path.name}")
+        log.info("outbox started", path=str(self.path), source_id=self._source_id, pending=self._pending)
+
+    async def close(self, timeout: float = 5.0) -> bool:  # noqa: ASYNC109 - API asked for by the lead
+        """Stop taking puts, deliver what is pending within `timeout` seconds, then stop.
+
+        Returns True when nothing was left pending. Records left pending stay on disk and are
+        delivered by the next `Outbox` on this state directory.
+        """
+        if self._closed:
+            return self._pending == 0
+        self._closed = True
+        if self._writer is not None:
+            await asyncio.shield(self._writer)
+        drained = await self.flush(timeout) if self._task is not None else self._pending == 0
+        self._stop.set()
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close_pg()
+        if self._executor is not None:
+            await self._run(self._close_sqlite)
+            self._executor.shutdown(wait=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
+        log.info("outbox closed", path=str(self.path), pending=self._pending)
+        return drained
+
+    async def __aenter__(self) -> Outbox:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- writing ------------------------------------------------------------------------
+
+    async def put(self, kind: str, record: Mapping[str, object]) -> int:
+        """Validate `record` and store it durably; return its outbox id.
+
+        Raises `records.InvalidRecord` (a `ValueError`) before anything is written when the
+        record is not valid for `kind`.
+        """
+        (outbox_id,) = await self.put_many([(kind, record)])
+        return outbox_id
+
+    async def put_many(self, items: Sequence[tuple[str, Mapping[str, object]]]) -> list[int]:
+        """Validate every record, then store them all in one local transaction (all or none).
+
+        Use it for records that belong together, e.g. a do-not-call disposition and its opt-out.
+        """
+        if self._executor is None or self._closed:
+            raise OutboxError("outbox is not running: call start() first (or it was closed)")
+        encoded = [
+            (RecordKind(kind).value, json.dumps(validate(kind, record), separators=(",", ":")))
+            for kind, record in items
+        ]
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[int]] = []
+        for kind, payload in encoded:
+            future: asyncio.Future[int] = loop.create_future()
+            self._waiting.append((kind, payload, future))
+            futures.append(future)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_waiting(), name=f"outbox-writer:{self.path.name}")
+        return list(await asyncio.gather(*futures))
+
+    async def _write_waiting(self) -> None:
+        # Every put that arrives while a transaction is on its way to disk joins the next one:
+        # one fsync serves many puts (group commit).
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                ids = await self._run(self._insert_rows, [(kind, payload) for kind, payload, _ in batch])
+            except Exception as error:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(OutboxError(f"could not write the outbox file {self.path}: {error}"))
+                continue
+            self._pending += len(ids)
+            for (_, _, future), outbox_id in zip(batch, ids, strict=True):
+                if not future.done():
+                    future.set_result(outbox_id)
+            self._wake.set()
+
+    # --- observing and draining -----------------------------------------------------------
+
+    @property
+    def source_id(self) -> str:
+        """Identifies this outbox file in `outbox_applied` (stable across restarts)."""
+        return self._source_id
+
+    def stats(self) -> OutboxStats:
+        return OutboxStats(
+            pending=self._pending,
+            rejected=self._rejected,
+            delivered=self._delivered,
+            failures=self._failures,
+            consecutive_failures=self._consecutive_failures,
+            last_error=self._last_error,
+        )
+
+    async def flush(self, timeout: float) -> bool:  # noqa: ASYNC109 - API asked for by the lead
+        """Wait up to `timeout` seconds for every pending record to be delivered (or rejected).
+
+        Returns True when nothing is pending, False when time ran out (records stay durable).
+        """
+        if self._writer is not None:
+            await asyncio.shield(self._writer)
+        self._wake.set()
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._changed:
+                    await self._changed.wait_for(lambda: self._pending == 0)
+        except TimeoutError:
+            return False
+        return True
+
+    async def requeue_rejected(self) -> int:
+        """Put records PostgreSQL refused back in the queue (after fixing the cause)."""
+        count: int = await self._run(self._requeue_rejected)
+        self._rejected -= count
+        self._pending += count
+        self._wake.set()
+        return count
+
+    # --- delivery -------------------------------------------------------------------------
+
+    async def _deliver_forever(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                count = await self._deliver_batch()
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                delay = self._note_failure(error)
+                log.warning(
+                    "outbox delivery failed; will retry",
+                    error=self._last_error,
+                    retry_in=round(delay, 3),
+                    pending=self._pending,
+                )
+            except Exception as error:
+                # Not a database outage: a bug. The records stay durable; keep the task alive,
+                # say so loudly, and retry slowly rather than dying silently.
+                delay = self._note_failure(error)
+                log.exception("outbox delivery hit an unexpected error; will retry", retry_in=round(delay, 3))
+            else:
+                if self._consecutive_failures:
+                    log.info("outbox delivery recovered", after_failures=self._consecutive_failures)
+                self._consecutive_failures = 0
+                if count == 0:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self._poll_interval):
+                            await self._wake.wait()
+                continue
+            await self._close_pg()
+            # Wait out the backoff; only a stop cuts it short (new puts do not hammer a dead server).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stop.wait()
+
+    def _note_failure(self, error: BaseException) -> float:
+        self._failures += 1
+        self._consecutive_failures += 1
+        self._last_error = f"{type(error).__name__}: {error}"
+        return self._backoff.delay(self._consecutive_failures)
+
+    async def _deliver_batch(self) -> int:
+        rows: list[tuple[int, str, str]] = await self._run(self._read_pending, self._batch_size)
+        if not rows:
+            return 0
+        conn = await self._connection()
+        rejected: dict[int, str] = {}
+        async with asyncio.timeout(self._command_timeout):
+            async with conn.transaction():
+                for outbox_id, kind, payload in rows:
+                    try:
+                        async with conn.transaction():  # a savepoint: a refused record undoes only itself
+                            fresh = await conn.fetchval(
+                                "INSERT INTO outbox_applied (source_id, outbox_id, kind) VALUES ($1, $2, $3) "
+                                "ON CONFLICT DO NOTHING RETURNING true",
+                                self._source_id,
+                                outbox_id,
+                                kind,
+                            )
+                            if fresh:
+                                await apply_record(conn, RecordKind(kind), json.loads(payload))
+                    except asyncpg.PostgresError as error:
+                        if not str(error.sqlstate or "").startswith(_RECORD_FAULT_CLASSES):
+                            raise
+                        rejected[outbox_id] = f"{error.sqlstate} {error}"
+                        log.error("outbox record refused by PostgreSQL", outbox_id=outbox_id, kind=kind,
+                                  error=rejected[outbox_id])
+        ids = [outbox_id for outbox_id, _, _ in rows]
+        if self._after_apply_hook is not None:
+            await self._after_apply_hook(ids)
+        await self._run(self._mark_done, ids, rejected)
+        self._delivered += len(ids) - len(rejected)
+        self._rejected += len(rejected)
+        async with self._changed:
+            self._pending -= len(ids)
+            self._changed.notify_all()
+        return len(ids)
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._pg is None or self._pg.is_closed():
+            self._pg = await asyncpg.connect(
+                self._dsn, timeout=self._connect_timeout, command_timeout=self._command_timeout
+            )
+        return self._pg
+
+    async def _close_pg(self) -> None:
+        conn, self._pg = self._pg, None
+        if conn is not None and not conn.is_closed():
+            # A broken connection cannot close politely; terminate does not wait for the server.
+            conn.terminate()
+
+    # --- SQLite (run on the outbox's own thread) -------------------------------------------
+
+    async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
+        if self._executor is None:
+            raise OutboxError("outbox is not running: call start() first")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    def _open_sqlite(self) -> tuple[str, int, int]:
+        db = sqlite3.connect(self.path, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk (WAL fsynced) before put() returns, even if the machine loses power.
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(_SCHEMA)
+        db.execute("INSERT OR IGNORE INTO outbox_meta (key, value) VALUES ('source_id', ?)", (str(uuid.uuid4()),))
+        (source_id,) = db.execute("SELECT value FROM outbox_meta WHERE key = 'source_id'").fetchone()
+        (pending,) = db.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()
+        (rejected,) = db.execute("SELECT count(*) FROM outbox WHERE state = 'rejected'").fetchone()
+        self._db = db
+        return str(source_id), int(pending), int(rejected)
+
+    def _close_sqlite(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _sqlite(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise OutboxError("outbox file is not open")
+        return self._db
+
+    def _insert_rows(self, rows: Sequence[tuple[str, str]]) -> list[int]:
+        db = self._sqlite()
+        now = time.time()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            ids = []
+            for kind, payload in rows:
+                cursor = db.execute(
+                    "INSERT INTO outbox (kind, payload, created_at) VALUES (?, ?, ?)", (kind, payload, now)
+                )
+                ids.append(int(cursor.lastrowid or 0))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return ids
+
+    def _read_pending(self, limit: int) -> list[tuple[int, str, str]]:
+        rows = self._sqlite().execute(
+            "SELECT id, kind, payload FROM outbox WHERE state = 'pending' ORDER BY id LIMIT ?", (limit,)
+        ).fetchall()
+        return [(int(i), str(k), str(p)) for i, k, p in rows]
+
+    def _mark_done(self, ids: Sequence[int], rejected: Mapping[int, str]) -> None:
+        db = self._sqlite()
+        now = time.time()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "UPDATE outbox SET state = 'delivered', delivered_at = ?, attempts = attempts + 1 WHERE id = ?",
+                [(now, i) for i in ids if i not in rejected],
+            )
+            db.executemany(
+                "UPDATE outbox SET state = 'rejected', last_error = ?, attempts = attempts + 1 WHERE id = ?",
+                [(error, i) for i, error in rejected.items()],
+            )
+            # Delivered rows are only kept a while, for inspection; AUTOINCREMENT never reuses ids.
+            db.execute(
+                "DELETE FROM outbox WHERE state = 'delivered' AND delivered_at < ?", (now - self._retain_delivered,)
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _requeue_rejected(self) -> int:
+        cursor = self._sqlite().execute("UPDATE outbox SET state = 'pending' WHERE state = 'rejected'")
+        return int(cursor.rowcount)
