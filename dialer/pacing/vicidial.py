@@ -1,0 +1,164 @@
+"""VICIdial's adaptive pacing (ADAPT_HARD_LIMIT, ADAPT_TAPERED, ADAPT_AVERAGE), reimplemented as a baseline.
+
+Follows `bin/AST_VDadapt.pl` (`calculate_dial_level`, `calculate_drops`) and
+`bin/AST_VDauto_dial.pl` as specified in our research notes (anchors.md section b), with
+VICIdial's defaults. It is a multiplicative integral controller on "ready agents minus
+waiting calls": it never uses answer rate, ring, talk or wrap times. Abandons only enter
+through clamps on the day's cumulative drop percentage and a one-minute emergency brake.
+
+Mapping of VICIdial agent statuses onto a snapshot: READY/DONE = ready; INCALL/QUEUE =
+talking; the disposition screen after a call (our wrap-up) is PAUSED, so wrap-up agents
+count in the logged-in total but not in placement, like paused agents.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from enum import StrEnum
+
+from dialer.pacing.types import EventKind, PacingEvent, PacingSnapshot
+
+SECONDS_PER_DAY = 86400
+
+
+class AdaptMode(StrEnum):
+    HARD_LIMIT = "ADAPT_HARD_LIMIT"
+    TAPERED = "ADAPT_TAPERED"
+    AVERAGE = "ADAPT_AVERAGE"
+
+
+@dataclass(frozen=True)
+class VicidialParams:
+    """VICIdial campaign settings with their defaults (schema `MySQL_AST_CREATE_tables.sql`)."""
+
+    mode: AdaptMode = AdaptMode.HARD_LIMIT
+    initial_level: float = 1.0  # auto_dial_level default 0, but ADAPT floors it at 1.0
+    max_level: float = 3.0  # adaptive_maximum_level
+    dropped_percentage: float = 3.0  # adaptive_dropped_percentage, % of human-answered, daily
+    intensity: float = 0.0  # adaptive_intensity, -40..+40
+    dl_diff_target: float = 0.0  # adaptive_dl_diff_target, ADAPT_CALC_ONLY
+    latest_hhmm: int = 2100  # adaptive_latest_server_time (TAPERED)
+    sample_seconds: float = 1.0  # AST_VDadapt loop
+    window_samples: int = 15
+    update_seconds: float = 15.0  # diff_ratio_updater >= 15
+    placement_seconds: float = 2.5  # AST_VDauto_dial loop
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptSample:
+    """The inputs of one `calculate_dial_level` run (b.3)."""
+
+    avg_ready: float
+    avg_waiting: float
+    avg_total: float
+    calls_1m: int
+    drops_1m: int
+    calls_today: int
+    answers_today: int
+    drops_today: int
+    now_hhmm: int
+
+
+def adapt_step(level: float, s: AdaptSample, p: VicidialParams) -> float:
+    """One dial-level update, exactly as `calculate_dial_level` (anchors.md b.3 / b.7)."""
+    diff = s.avg_ready - s.avg_waiting + p.dl_diff_target
+    m = diff / s.avg_total if (diff and s.avg_total) else 0.0
+    intensity = p.intensity / 100.0
+    k = (1 + intensity) if m >= 0 else abs(intensity - 1)
+    new = round(level * (1 + m * k), 3)
+    new = max(min(new, p.max_level), 1.0)
+    if s.calls_1m > 20 and 100 * s.drops_1m / s.calls_1m > 50:
+        new /= 2
+    drop_pct = 100 * s.drops_today / max(s.answers_today, 1)
+    if s.calls_today > 50 and drop_pct > p.dropped_percentage:
+        if p.mode is AdaptMode.HARD_LIMIT:
+            new = 1.0
+        elif p.mode is AdaptMode.AVERAGE:
+            new /= 2
+        else:
+            # VICIdial's HHMM integer arithmetic: 2100 - 1430 = 670 -> 0.67 (not true hours).
+            left = p.latest_hhmm - s.now_hhmm
+            new = 1.0 if left < 0 else new * min(1.0, left / 1000)
+    return max(new, 1.0)
+
+
+def calls_to_place(level: float, active_agents: int, existing_calls: int) -> int:
+    """`AST_VDauto_dial.pl`: goal = round(level x active agents) minus calls already up.
+
+    Perl's sprintf("%.0f") and Python's round() both round halves to even.
+    """
+    return max(0, round(level * active_agents) - existing_calls)
+
+
+class VicidialAdaptivePacer:
+    """VICIdial ADAPT_* as a pacer: sample every 1 s, adapt every 15 s, place every 2.5 s."""
+
+    def __init__(self, params: VicidialParams | None = None) -> None:
+        self.params = params or VicidialParams()
+        self.name = f"vici_{self.params.mode.value.removeprefix('ADAPT_').lower()}"
+        self.level = max(1.0, self.params.initial_level)
+        self._samples: deque[tuple[int, int, int]] = deque(maxlen=self.params.window_samples)
+        self._next_sample = -1.0
+        self._next_update = -1.0
+        self._next_placement = -1.0
+        self._day = -1
+        self._calls_today = 0
+        self._answers_today = 0
+        self._drops_today = 0
+        self._calls_recent: deque[float] = deque()
+        self._drops_recent: deque[float] = deque()
+
+    def _roll_day(self, now: float) -> None:
+        day = int(now // SECONDS_PER_DAY)
+        if day != self._day:
+            # calculate_drops counts "today" since 00:00 server time.
+            self._day = day
+            self._calls_today = self._answers_today = self._drops_today = 0
+
+    def observe(self, event: PacingEvent) -> None:
+        self._roll_day(event.now)
+        if event.kind is EventKind.DIAL_PLACED:
+            self._calls_today += 1
+            self._calls_recent.append(event.now)
+        elif event.kind is EventKind.HUMAN_ANSWERED:
+            # DROP and XDROP statuses are human_answered='Y', so every call declared human counts.
+            self._answers_today += 1
+        elif event.kind is EventKind.CALL_DROPPED:
+            self._drops_today += 1
+            self._drops_recent.append(event.now)
+
+    def _sample(self, now: float) -> AdaptSample:
+        for recent in (self._calls_recent, self._drops_recent):
+            while recent and recent[0] <= now - 60.0:
+                recent.popleft()
+        count = len(self._samples) or 1
+        seconds_of_day = int(now % SECONDS_PER_DAY)
+        return AdaptSample(
+            avg_ready=sum(s[0] for s in self._samples) / count,
+            avg_waiting=sum(s[1] for s in self._samples) / count,
+            avg_total=sum(s[2] for s in self._samples) / count,
+            calls_1m=len(self._calls_recent),
+            drops_1m=len(self._drops_recent),
+            calls_today=self._calls_today,
+            answers_today=self._answers_today,
+            drops_today=self._drops_today,
+            now_hhmm=(seconds_of_day // 3600) * 100 + (seconds_of_day % 3600) // 60,
+        )
+
+    def decide(self, snapshot: PacingSnapshot, now: float) -> int:
+        p = self.params
+        self._roll_day(now)
+        if now >= self._next_sample:
+            self._next_sample = max(self._next_sample, now - p.sample_seconds) + p.sample_seconds
+            self._samples.append((snapshot.ready_agents, snapshot.calls_waiting, snapshot.logged_in_agents))
+        if now >= self._next_update:
+            if self._next_update >= 0:
+                self.level = adapt_step(self.level, self._sample(now), p)
+            self._next_update = max(self._next_update, now - p.update_seconds) + p.update_seconds
+        if now < self._next_placement:
+            return 0
+        self._next_placement = max(self._next_placement, now - p.placement_seconds) + p.placement_seconds
+        talking = len(snapshot.talking_since)
+        existing = len(snapshot.ringing_since) + snapshot.calls_waiting + talking
+        return calls_to_place(self.level, snapshot.ready_agents + talking, existing)
