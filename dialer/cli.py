@@ -31,6 +31,7 @@ class _CommandModule(Protocol):
 # Each module defines register(subparsers); every subcommand sets `handler` (args -> exit code).
 COMMAND_MODULES: tuple[str, ...] = (
     "dialer.provision.cli",
+    "dialer.pacing.cli",
     "crm_bridge.cli",
 )
 
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        module: _CommandModule = importlib.import_module(name)  # type: ignore[assignment]
+        module: _CommandModule = importlib.import_module(name)
         module.register(subparsers)
     return parser
 

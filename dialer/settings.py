@@ -43,6 +43,9 @@ class Settings:
     debian_mirror: str = ""
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    agents: int = 20
+    rtp_start: int = 10000
+    rtp_end: int = 20000
 
     @property
     def asterisk_root(self) -> Path:
@@ -71,6 +74,9 @@ ENVIRONMENT: Mapping[str, str] = {
     "DIALER_DEBIAN_MIRROR": "debian_mirror",
     "DIALER_HTTP_HOST": "http_host",
     "DIALER_HTTP_PORT": "http_port",
+    "DIALER_AGENTS": "agents",
+    "DIALER_RTP_START": "rtp_start",
+    "DIALER_RTP_END": "rtp_end",
 }
 
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+
+from dialer.provision.asterisk import AsteriskInstance, ensure_install
+from dialer.settings import from_environment
 
 ADMIN_DSN = os.environ.get("DIALER_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_REDIS_URL = os.environ.get("DIALER_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -84,3 +88,62 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+# ---- Asterisk: one instance per test run, on free ports, beside any running one -------------
+def _free_port(kind: int) -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def asterisk() -> Iterator[AsteriskInstance]:
+    """A real Asterisk 22 provisioned by the project, with its own ports and directories."""
+    import socket
+
+    settings = from_environment(
+        instance=f"test-{RUN_ID}",
+        ari_port=_free_port(socket.SOCK_STREAM),
+        sip_port=_free_port(socket.SOCK_DGRAM),
+        carrier_port=_free_port(socket.SOCK_DGRAM),
+        ari_password=f"test-{uuid.uuid4().hex}",
+        agent_password=f"agent-{uuid.uuid4().hex[:12]}",
+        rtp_start=30000,
+        rtp_end=40000,
+    )
+    instance = AsteriskInstance.for_settings(ensure_install(settings, say=lambda _: None), settings)
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+        instance.remove()
+
+
+@pytest.fixture
+def softphone_factory(asterisk: AsteriskInstance, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Start baresip softphones registered to agent endpoints; all stopped after the test."""
+    import socket
+
+    from tests.softphone import Softphone
+
+    phones: list[Softphone] = []
+
+    def start(endpoint: str = "agent1001") -> Softphone:
+        phone = Softphone(
+            tmp_path_factory.mktemp(endpoint),
+            endpoint,
+            asterisk.config.agent_password,
+            asterisk.config.sip_port,
+            _free_port(socket.SOCK_DGRAM),
+        )
+        phones.append(phone)
+        phone.start()
+        return phone
+
+    yield start
+    for phone in phones:
+        phone.stop()

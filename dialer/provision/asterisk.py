@@ -1,0 +1,478 @@
+"""Asterisk 22 for the dialer: find or build it, render our configuration, start and stop instances.
+
+Two ways to have Asterisk (design.md, decision 2):
+
+* an ``asterisk`` of version 22 or newer on PATH (the "system" install), or
+* a cached Debian sid root built with debootstrap, run with ``chroot``.
+
+Several *instances* share one install: the developer's long-running one and each test run's,
+each with its own rendered configuration, ports, run directory, spool and logs, so they never
+collide. An instance lives under a base directory as Asterisk sees it (inside the chroot for a
+cached root); ``AsteriskInstance.host_path`` maps such a path to where this process reads it.
+"""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+
+from dialer.settings import Settings
+
+MINIMUM_MAJOR_VERSION = 22
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "asterisk-config"
+CONFIG_FILES = (
+    "asterisk.conf",
+    "modules.conf",
+    "logger.conf",
+    "http.conf",
+    "ari.conf",
+    "rtp.conf",
+    "manager.conf",
+    "cdr.conf",
+    "cel.conf",
+    "musiconhold.conf",
+    "stasis.conf",
+    "pjsip.conf",
+    "extensions.conf",
+)
+DEBOOTSTRAP_PACKAGES = "asterisk,asterisk-modules,asterisk-config"
+
+
+class ProvisionError(Exception):
+    """The stack cannot be brought up; the message is one sentence saying what to do."""
+
+
+@dataclass(frozen=True)
+class AsteriskInstall:
+    """Where an Asterisk binary lives and how to run it."""
+
+    root: Path
+    version: str
+    moddir: str
+    datadir: str
+
+    @property
+    def chrooted(self) -> bool:
+        return self.root != Path("/")
+
+    @property
+    def major_version(self) -> int:
+        return _major(self.version)
+
+    def command(self, *args: str) -> list[str]:
+        if self.chrooted:
+            return ["chroot", str(self.root), "asterisk", *args]
+        return ["asterisk", *args]
+
+    def host_path(self, inside: PurePosixPath | str) -> Path:
+        inside = PurePosixPath(inside)
+        return self.root / inside.relative_to("/") if self.chrooted else Path(inside)
+
+
+def _major(version: str) -> int:
+    match = re.search(r"(\d+)\.", version)
+    return int(match.group(1)) if match else 0
+
+
+def _asterisk_version(command: list[str]) -> str | None:
+    try:
+        result = subprocess.run([*command, "-V"], capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = result.stdout.strip()
+    return text.removeprefix("Asterisk ").strip() if result.returncode == 0 and text else None
+
+
+def _directories(conf: Path) -> tuple[str, str]:
+    """astmoddir and astdatadir from an install's own asterisk.conf (Debian layout by default)."""
+    moddir, datadir = "/usr/lib/x86_64-linux-gnu/asterisk/modules", "/usr/share/asterisk"
+    if conf.is_file():
+        parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=>", "="))
+        try:
+            parser.read_string(re.sub(r"\[directories\]\(!\)", "[directories]", conf.read_text()))
+            section = parser["directories"]
+            moddir = section.get("astmoddir", moddir).split(";")[0].strip()
+            datadir = section.get("astdatadir", datadir).split(";")[0].strip()
+        except (configparser.Error, KeyError):
+            pass
+    return moddir, datadir
+
+
+def find_system_install() -> AsteriskInstall | None:
+    """An ``asterisk`` 22+ on PATH, if there is one."""
+    if shutil.which("asterisk") is None:
+        return None
+    version = _asterisk_version(["asterisk"])
+    if version is None or _major(version) < MINIMUM_MAJOR_VERSION:
+        return None
+    moddir, datadir = _directories(Path("/etc/asterisk/asterisk.conf"))
+    return AsteriskInstall(root=Path("/"), version=version, moddir=moddir, datadir=datadir)
+
+
+def find_cached_root(settings: Settings) -> AsteriskInstall | None:
+    root = settings.asterisk_root
+    if not (root / "usr/sbin/asterisk").exists():
+        return None
+    if os.geteuid() != 0:
+        raise ProvisionError(
+            f"Asterisk is cached in {root} but running it needs root: run this command as root (or with sudo)."
+        )
+    version = _asterisk_version(["chroot", str(root), "asterisk"])
+    if version is None:
+        raise ProvisionError(
+            f"The cached Asterisk root {root} is broken: remove it (rm -rf {root}) and run again to rebuild it."
+        )
+    moddir, datadir = _directories(root / "etc/asterisk/asterisk.conf")
+    return AsteriskInstall(root=root, version=version, moddir=moddir, datadir=datadir)
+
+
+def build_root(settings: Settings, say: Callable[[str], None] = print) -> AsteriskInstall:
+    """Build the Debian sid root with debootstrap (about 45 s and 500 MB), atomically."""
+    root = settings.asterisk_root
+    if os.geteuid() != 0:
+        raise ProvisionError(
+            "Asterisk 22 is not installed and building it needs root: run as root (or with sudo), "
+            "or install Asterisk 22 or newer on PATH."
+        )
+    if shutil.which("debootstrap") is None:
+        raise ProvisionError(
+            "debootstrap is not installed: run 'apt-get install -y debootstrap' "
+            "(scripts/bootstrap.sh does this), or install Asterisk 22 or newer on PATH."
+        )
+    partial = root.with_name(root.name + ".partial")
+    if partial.exists():
+        _unmount_proc(partial)
+        shutil.rmtree(partial)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    say(f"Building the Asterisk root in {root} with debootstrap (about a minute, once)...")
+    command = ["debootstrap", "--variant=minbase", f"--include={DEBOOTSTRAP_PACKAGES}", "sid", str(partial)]
+    if settings.debian_mirror:
+        command.append(settings.debian_mirror)
+    log = root.with_name(root.name + ".debootstrap.log")
+    with log.open("w") as out:
+        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        raise ProvisionError(
+            f"debootstrap failed (exit {result.returncode}); see {log}. "
+            "Check that Debian's package mirror is reachable or set DIALER_DEBIAN_MIRROR."
+        )
+    partial.rename(root)
+    install = find_cached_root(settings)
+    if install is None or install.major_version < MINIMUM_MAJOR_VERSION:
+        raise ProvisionError(f"The built root has no Asterisk {MINIMUM_MAJOR_VERSION}+; see {log}.")
+    say(f"Asterisk {install.version} is ready in {root}.")
+    return install
+
+
+def ensure_install(settings: Settings, say: Callable[[str], None] = print) -> AsteriskInstall:
+    """The Asterisk to use: system 22+ on PATH, else the cached root, else build the root."""
+    return find_system_install() or find_cached_root(settings) or build_root(settings, say)
+
+
+def _unmount_proc(root: Path) -> None:
+    proc = root / "proc"
+    if os.path.ismount(proc):
+        subprocess.run(["umount", "-l", str(proc)], check=False, capture_output=True)
+
+
+def _ensure_proc(root: Path) -> None:
+    proc = root / "proc"
+    if os.path.ismount(proc):
+        return
+    proc.mkdir(exist_ok=True)
+    result = subprocess.run(["mount", "-t", "proc", "proc", str(proc)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ProvisionError(f"Cannot mount /proc in {root}: {result.stderr.strip()}")
+
+
+def _passwd_ids(root: Path, user: str) -> tuple[int, int] | None:
+    passwd = root / "etc/passwd"
+    if not passwd.is_file():
+        return None
+    for line in passwd.read_text().splitlines():
+        parts = line.split(":")
+        if len(parts) > 3 and parts[0] == user:
+            return int(parts[2]), int(parts[3])
+    return None
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    """What an instance was rendered with; saved next to it so stop/status know it later."""
+
+    name: str
+    ari_port: int
+    sip_port: int
+    carrier_port: int
+    ari_user: str
+    ari_password: str = field(repr=False)
+    ari_app: str = "dialer"
+    agents: int = 20
+    agent_password: str = field(default="", repr=False)
+    rtp_start: int = 10000
+    rtp_end: int = 20000
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: object) -> InstanceConfig:
+        values: dict[str, object] = {
+            "name": settings.instance,
+            "ari_port": settings.ari_port,
+            "sip_port": settings.sip_port,
+            "carrier_port": settings.carrier_port,
+            "ari_user": settings.ari_user,
+            "ari_password": settings.ari_password,
+            "ari_app": settings.ari_app,
+            "agents": settings.agents,
+            "agent_password": settings.agent_password,
+            "rtp_start": settings.rtp_start,
+            "rtp_end": settings.rtp_end,
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def agent_endpoint(number: int) -> str:
+    return f"agent{1000 + number}"
+
+
+class AsteriskInstance:
+    """One running (or runnable) Asterisk with its own configuration, ports and directories."""
+
+    def __init__(self, install: AsteriskInstall, config: InstanceConfig, base: PurePosixPath) -> None:
+        self.install = install
+        self.config = config
+        self.base = base
+        # Kept so the child is reaped when we stop it (a process started by an earlier
+        # command is found through its pid file instead).
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def for_settings(cls, install: AsteriskInstall, settings: Settings, **overrides: object) -> AsteriskInstance:
+        config = InstanceConfig.from_settings(settings, **overrides)
+        if install.chrooted:
+            base = PurePosixPath("/var/lib/dialer/instances") / config.name
+        else:
+            base = PurePosixPath(str(settings.cache_dir / "instances" / config.name))
+        return cls(install, config, base)
+
+    # -- paths -------------------------------------------------------------------------------
+    def host_path(self, inside: PurePosixPath | str) -> Path:
+        return self.install.host_path(inside)
+
+    @property
+    def host_base(self) -> Path:
+        return self.host_path(self.base)
+
+    @property
+    def recording_dir(self) -> Path:
+        """Where ``/recordings/stored`` files land, as this process sees it."""
+        return self.host_path(self.base / "spool" / "recording")
+
+    @property
+    def checks_dir(self) -> Path:
+        return self.host_path(self.base / "checks")
+
+    @property
+    def log_file(self) -> Path:
+        return self.host_path(self.base / "log" / "console.log")
+
+    @property
+    def ari_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.ari_port}/ari"
+
+    def agent_endpoints(self) -> list[str]:
+        return [agent_endpoint(number) for number in range(1, self.config.agents + 1)]
+
+    # -- configuration -----------------------------------------------------------------------
+    def render(self) -> None:
+        """Write our asterisk-config/ into the instance, with this instance's values."""
+        base = self.host_base
+        for sub in ("etc", "run", "spool/recording", "log", "db", "cache", "checks", "sounds"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        shutil.copytree(CONFIG_DIR / "sounds", base / "sounds", dirs_exist_ok=True)
+        # The install's stock files give every module we do not configure its defaults
+        # (amd.conf, features.conf, indications.conf, ...); ours are written over them.
+        stock = self.install.host_path("/etc/asterisk")
+        if stock.is_dir():
+            shutil.copytree(stock, base / "etc", dirs_exist_ok=True, symlinks=True)
+        values = {
+            "BASE": str(self.base),
+            "MODDIR": self.install.moddir,
+            "DATADIR": self.install.datadir,
+            "INSTANCE": self.config.name,
+            "ARI_PORT": str(self.config.ari_port),
+            "SIP_PORT": str(self.config.sip_port),
+            "CARRIER_PORT": str(self.config.carrier_port),
+            "ARI_USER": self.config.ari_user,
+            "ARI_PASSWORD": self.config.ari_password,
+            "ARI_APP": self.config.ari_app,
+            "RTP_START": str(self.config.rtp_start),
+            "RTP_END": str(self.config.rtp_end),
+            "SOUNDS": str(self.base / "sounds"),
+            "CHECKS": str(self.base / "checks"),
+            "AGENTS": self._agent_sections(),
+        }
+        for name in CONFIG_FILES:
+            text = (CONFIG_DIR / name).read_text()
+            rendered = re.sub(r"@@([A-Z_]+)@@", lambda m: values[m.group(1)], text)
+            (base / "etc" / name).write_text(rendered)
+        state = base / "instance.json"
+        state.write_text(json.dumps(asdict(self.config), indent=2))
+        state.chmod(0o600)
+        if self.install.chrooted:
+            ids = _passwd_ids(self.install.root, "asterisk")
+            if ids is not None:
+                for path in [base, *base.rglob("*")]:
+                    os.chown(path, *ids, follow_symlinks=False)
+
+    def _agent_sections(self) -> str:
+        sections = []
+        for endpoint in self.agent_endpoints():
+            sections.append(
+                f"[{endpoint}](agent-endpoint)\nauth = {endpoint}\naors = {endpoint}\n"
+                f"callerid = Agent {endpoint[5:]} <{endpoint[5:]}>\n\n"
+                f"[{endpoint}](agent-auth)\nusername = {endpoint}\npassword = {self.config.agent_password}\n\n"
+                f"[{endpoint}](agent-aor)\n"
+            )
+        return "\n".join(sections)
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def _asterisk_args(self, *args: str) -> list[str]:
+        conf = str(self.base / "etc" / "asterisk.conf")
+        user = ["-U", "asterisk", "-G", "asterisk"] if self.install.chrooted else []
+        return self.install.command("-C", conf, *user, *args)
+
+    def pid(self) -> int | None:
+        pidfile = self.host_path(self.base / "run" / "asterisk.pid")
+        try:
+            pid = int(pidfile.read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        return pid
+
+    def ari_answers(self, timeout: float = 2.0) -> str | None:
+        """The Asterisk version ARI reports, or None when ARI does not answer."""
+        request = urllib.request.Request(f"{self.ari_url}/asterisk/info")
+        token = base64.b64encode(f"{self.config.ari_user}:{self.config.ari_password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                info = json.loads(response.read())
+        except (OSError, urllib.error.URLError, ValueError):
+            return None
+        version = info.get("system", {}).get("version")
+        return str(version) if version else None
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Render the configuration, start Asterisk in the background and wait until ARI answers."""
+        if self.pid() is not None and self.ari_answers():
+            return
+        self.render()
+        if self.install.chrooted:
+            _ensure_proc(self.install.root)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            process = self._process = subprocess.Popen(
+                self._asterisk_args("-f", "-n", "-g"),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise ProvisionError(
+                    f"Asterisk exited at start (status {process.returncode}): {self._log_tail()} "
+                    f"(full log: {self.log_file})"
+                )
+            if self.ari_answers(timeout=1.0):
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise ProvisionError(f"ARI did not answer within {timeout:.0f} s on {self.ari_url}; see {self.log_file}.")
+
+    def _log_tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no log"
+        return " | ".join(text[-lines:])
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop Asterisk: ask it to stop now, then terminate, then kill."""
+        pid = self.pid()
+        if pid is None:
+            self._reap()
+            return
+        subprocess.run(
+            self._asterisk_args("-rx", "core stop now"), capture_output=True, timeout=10, check=False
+        )
+        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+            if sig is not None:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    self._reap()
+                    return
+            deadline = time.monotonic() + timeout / 3
+            while time.monotonic() < deadline:
+                if not _alive(pid):
+                    self._reap()
+                    return
+                time.sleep(0.1)
+
+    def _reap(self) -> None:
+        if self._process is not None:
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout=5)
+            self._process = None
+
+    def restart(self, timeout: float = 60.0) -> None:
+        self.stop()
+        self.start(timeout=timeout)
+
+    def cli(self, command: str) -> str:
+        """Run one Asterisk CLI command on this instance and return its output."""
+        result = subprocess.run(
+            self._asterisk_args("-rx", command), capture_output=True, text=True, timeout=20, check=False
+        )
+        return result.stdout
+
+    def remove(self) -> None:
+        """Delete the instance's directories (after stop)."""
+        shutil.rmtree(self.host_base, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except OSError:
+        return False
