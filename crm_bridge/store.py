@@ -1,0 +1,428 @@
+"""Reads of the CRM tables for the HTTP API and the controller, plus API tokens and
+idempotency keys (which need an answer now, so they are written directly, not via the outbox).
+
+Rows come back as frozen dataclasses; nothing here returns a bare `asyncpg.Record`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from enum import StrEnum
+from typing import Any
+
+import asyncpg
+
+from crm_bridge.dispositions import DispositionCode, PipelineStage
+from crm_bridge.pg import DatabaseUnavailable, describe_server
+from crm_bridge.records import AgentRole, CallDirection, CallOutcome, DialMode
+
+
+class TokenRole(StrEnum):
+    """Who an API token speaks for (`api_tokens.role`)."""
+
+    CRM = "crm"
+    AGENT = "agent"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Consent:
+    consent_id: str
+    kind: str
+    phone: str | None
+    obtained_at: datetime
+    source: str
+    evidence_ref: str | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def in_force_at(self, now: datetime) -> bool:
+        """Obtained, not revoked and not expired at `now`."""
+        if self.obtained_at > now:
+            return False
+        if self.revoked_at is not None and self.revoked_at <= now:
+            return False
+        return self.expires_at is None or self.expires_at > now
+
+
+@dataclass(frozen=True)
+class Lead:
+    lead_id: str
+    first_name: str | None
+    last_name: str | None
+    phones: tuple[str, ...]
+    email: str | None
+    address_line1: str | None
+    address_line2: str | None
+    city: str | None
+    state: str | None
+    zip: str | None
+    timezone_hint: str | None
+    pipeline_stage: PipelineStage
+    source: str | None
+    owner_agent_id: str | None
+    callback_at: datetime | None
+    needs_review: bool
+    review_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    consents: tuple[Consent, ...] = ()
+
+
+@dataclass(frozen=True)
+class Agent:
+    agent_id: str
+    name: str
+    sip_endpoint: str | None
+    role: AgentRole
+    active: bool
+
+
+@dataclass(frozen=True)
+class Campaign:
+    campaign_id: str
+    name: str
+    caller_id: str | None
+    window_start: time | None
+    window_end: time | None
+    dial_mode: DialMode
+    purpose: str
+    required_consents: tuple[str, ...]
+    amd_enabled: bool
+    amd_settings: Mapping[str, Any]
+    speed_to_lead: bool
+    seller_name: str | None
+    dnc_callback_number: str | None
+    max_abandon_rate: float
+    active: bool
+
+
+@dataclass(frozen=True)
+class Call:
+    call_id: str
+    version: int
+    direction: CallDirection
+    lead_id: str | None
+    agent_id: str | None
+    campaign_id: str | None
+    lead_number: str | None
+    agent_endpoint: str | None
+    caller_id: str | None
+    requested_at: datetime
+    agent_answered_at: datetime | None
+    lead_ringing_at: datetime | None
+    lead_answered_at: datetime | None
+    bridged_at: datetime | None
+    ended_at: datetime | None
+    outcome: CallOutcome | None
+    hangup_cause: int | None
+    hangup_cause_text: str | None
+    sip_code: int | None
+    ring_seconds: float | None
+    talk_seconds: float | None
+    total_seconds: float | None
+    recording_id: str | None
+    compliance_decision_id: str | None
+    amd_result: str | None
+    amd_cause: str | None
+    greeting_ended_at: datetime | None
+    safe_harbor_played: bool
+    abandoned: bool
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Disposition:
+    disposition_id: str
+    call_id: str | None
+    lead_id: str | None
+    agent_id: str | None
+    code: DispositionCode
+    notes: str | None
+    callback_at: datetime | None
+    stage_before: PipelineStage | None
+    stage_after: PipelineStage | None
+    disposed_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    token_id: str
+    role: TokenRole
+    agent_id: str | None
+    label: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A new token: `secret` is shown once to the user and never stored."""
+
+    token: ApiToken
+    secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class AbandonTally:
+    """Answered and abandoned calls of a campaign over a period (47 CFR 64.1200(a)(7): the
+    abandonment rate is measured per campaign over 30 days and must not exceed 3%)."""
+
+    answered: int
+    abandoned: int
+
+    @property
+    def rate(self) -> float:
+        return self.abandoned / self.answered if self.answered else 0.0
+
+
+def hash_token(secret: str) -> str:
+    """sha256 hex of an API token secret (the secret has 256 bits of entropy; no salt needed)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+_CALL_COLUMNS = ", ".join(Call.__dataclass_fields__)
+
+
+def _optional_enum(enum: type[StrEnum], value: str | None) -> Any:
+    return None if value is None else enum(value)
+
+
+def _call(row: asyncpg.Record) -> Call:
+    values = dict(row)
+    values["direction"] = CallDirection(values["direction"])
+    values["outcome"] = _optional_enum(CallOutcome, values["outcome"])
+    decision = values["compliance_decision_id"]
+    values["compliance_decision_id"] = None if decision is None else str(decision)
+    return Call(**values)
+
+
+def _consent(row: asyncpg.Record) -> Consent:
+    return Consent(**{name: row[name] for name in Consent.__dataclass_fields__})
+
+
+def _lead(row: asyncpg.Record, consents: Sequence[Consent]) -> Lead:
+    values = {name: row[name] for name in Lead.__dataclass_fields__ if name != "consents"}
+    values["phones"] = tuple(values["phones"])
+    values["state"] = values["state"].strip() if values["state"] else None
+    values["pipeline_stage"] = PipelineStage(values["pipeline_stage"])
+    return Lead(**values, consents=tuple(consents))
+
+
+def _campaign(row: asyncpg.Record) -> Campaign:
+    values = {name: row[name] for name in Campaign.__dataclass_fields__}
+    values["dial_mode"] = DialMode(values["dial_mode"])
+    values["required_consents"] = tuple(values["required_consents"])
+    values["amd_settings"] = json.loads(values["amd_settings"])
+    values["max_abandon_rate"] = float(values["max_abandon_rate"])
+    return Campaign(**values)
+
+
+def _token(row: asyncpg.Record) -> ApiToken:
+    values = {name: row[name] for name in ApiToken.__dataclass_fields__}
+    values["role"] = TokenRole(values["role"])
+    return ApiToken(**values)
+
+
+class CrmStore:
+    """Typed access to the CRM tables over an asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> CrmStore:
+        """Create the pool; `DatabaseUnavailable` (one sentence) when PostgreSQL cannot be used."""
+        try:
+            pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=5.0)
+        except (OSError, TimeoutError):
+            raise DatabaseUnavailable(
+                f"PostgreSQL at {describe_server(dsn)} does not answer: start it or set DIALER_PG_DSN"
+            ) from None
+        except asyncpg.InvalidCatalogNameError:
+            raise DatabaseUnavailable(
+                f"the CRM database does not exist on {describe_server(dsn)}: run `dialer db migrate`"
+            ) from None
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    # --- calls --------------------------------------------------------------------------
+
+    async def get_call(self, call_id: str) -> Call | None:
+        row = await self._pool.fetchrow(f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id = $1", call_id)
+        return None if row is None else _call(row)
+
+    async def list_calls(
+        self,
+        *,
+        lead_id: str | None = None,
+        agent_id: str | None = None,
+        campaign_id: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Call]:
+        """Newest first; every given filter must match. `limit` is capped at 1000."""
+        rows = await self._pool.fetch(
+            f"SELECT {_CALL_COLUMNS} FROM calls "
+            "WHERE ($1::text IS NULL OR lead_id = $1) AND ($2::text IS NULL OR agent_id = $2) "
+            "AND ($3::text IS NULL OR campaign_id = $3) AND ($4::timestamptz IS NULL OR requested_at >= $4) "
+            "ORDER BY requested_at DESC, call_id LIMIT $5",
+            lead_id,
+            agent_id,
+            campaign_id,
+            since,
+            max(1, min(limit, 1000)),
+        )
+        return [_call(row) for row in rows]
+
+    async def list_dispositions(self, *, call_id: str | None = None, lead_id: str | None = None) -> list[Disposition]:
+        rows = await self._pool.fetch(
+            "SELECT disposition_id, call_id, lead_id, agent_id, code, notes, callback_at, stage_before, "
+            "stage_after, disposed_at FROM dispositions "
+            "WHERE ($1::text IS NULL OR call_id = $1) AND ($2::text IS NULL OR lead_id = $2) "
+            "ORDER BY disposed_at, disposition_id",
+            call_id,
+            lead_id,
+        )
+        return [
+            Disposition(
+                disposition_id=row["disposition_id"],
+                call_id=row["call_id"],
+                lead_id=row["lead_id"],
+                agent_id=row["agent_id"],
+                code=DispositionCode(row["code"]),
+                notes=row["notes"],
+                callback_at=row["callback_at"],
+                stage_before=_optional_enum(PipelineStage, row["stage_before"]),
+                stage_after=_optional_enum(PipelineStage, row["stage_after"]),
+                disposed_at=row["disposed_at"],
+            )
+            for row in rows
+        ]
+
+    async def abandon_tally(self, campaign_id: str, since: datetime) -> AbandonTally:
+        """Answered and abandoned calls of `campaign_id` requested at or after `since`."""
+        row = await self._pool.fetchrow(
+            "SELECT count(*) FILTER (WHERE lead_answered_at IS NOT NULL) AS answered, "
+            "count(*) FILTER (WHERE abandoned) AS abandoned "
+            "FROM calls WHERE campaign_id = $1 AND requested_at >= $2",
+            campaign_id,
+            since,
+        )
+        assert row is not None  # an aggregate always returns a row
+        return AbandonTally(answered=int(row["answered"]), abandoned=int(row["abandoned"]))
+
+    # --- leads, agents, campaigns -------------------------------------------------------------
+
+    async def get_lead(self, lead_id: str) -> Lead | None:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT * FROM leads WHERE lead_id = $1", lead_id)
+            if row is None:
+                return None
+            consents = await conn.fetch(
+                "SELECT * FROM consent_records WHERE lead_id = $1 ORDER BY obtained_at, consent_id", lead_id
+            )
+        return _lead(row, [_consent(c) for c in consents])
+
+    async def find_leads_by_phone(self, phone: str) -> list[Lead]:
+        """Leads that list `phone` (E.164), most recently updated first (inbound matching)."""
+        ids = await self._pool.fetch(
+            "SELECT lead_id FROM leads WHERE phones @> ARRAY[$1::text] ORDER BY updated_at DESC LIMIT 20", phone
+        )
+        leads = [await self.get_lead(row["lead_id"]) for row in ids]
+        return [lead for lead in leads if lead is not None]
+
+    async def get_agent(self, agent_id: str) -> Agent | None:
+        row = await self._pool.fetchrow(
+            "SELECT agent_id, name, sip_endpoint, role, active FROM agents WHERE agent_id = $1", agent_id
+        )
+        if row is None:
+            return None
+        return Agent(row["agent_id"], row["name"], row["sip_endpoint"], AgentRole(row["role"]), row["active"])
+
+    async def get_campaign(self, campaign_id: str) -> Campaign | None:
+        row = await self._pool.fetchrow("SELECT * FROM campaigns WHERE campaign_id = $1", campaign_id)
+        return None if row is None else _campaign(row)
+
+    async def opted_out(self, phone: str) -> bool:
+        """Whether `phone` is on the company's do-not-call list in PostgreSQL."""
+        return bool(await self._pool.fetchval("SELECT EXISTS (SELECT 1 FROM opt_outs WHERE phone = $1)", phone))
+
+    # --- API tokens ---------------------------------------------------------------------
+
+    async def issue_token(
+        self, role: TokenRole, *, agent_id: str | None = None, label: str | None = None
+    ) -> IssuedToken:
+        """Create a token; only its sha256 is stored. Agent tokens must name their agent."""
+        if role is TokenRole.AGENT and not agent_id:
+            raise ValueError("an agent token needs the agent_id it speaks for")
+        secret = f"dlr_{secrets.token_urlsafe(32)}"
+        row = await self._pool.fetchrow(
+            "INSERT INTO api_tokens (token_id, token_hash, role, agent_id, label) VALUES ($1, $2, $3, $4, $5) "
+            "RETURNING token_id, role, agent_id, label, created_at, revoked_at",
+            f"tok_{secrets.token_hex(8)}",
+            hash_token(secret),
+            role.value,
+            agent_id,
+            label,
+        )
+        assert row is not None
+        return IssuedToken(_token(row), secret)
+
+    async def authenticate(self, secret: str) -> ApiToken | None:
+        """The live (not revoked) token whose secret this is, or None."""
+        row = await self._pool.fetchrow(
+            "SELECT token_id, role, agent_id, label, created_at, revoked_at FROM api_tokens "
+            "WHERE token_hash = $1 AND revoked_at IS NULL",
+            hash_token(secret),
+        )
+        return None if row is None else _token(row)
+
+    async def revoke_token(self, token_id: str) -> bool:
+        """Revoke a token; False when it does not exist or was already revoked."""
+        status = await self._pool.execute(
+            "UPDATE api_tokens SET revoked_at = now() WHERE token_id = $1 AND revoked_at IS NULL", token_id
+        )
+        return status == "UPDATE 1"
+
+    async def list_tokens(self) -> list[ApiToken]:
+        rows = await self._pool.fetch(
+            "SELECT token_id, role, agent_id, label, created_at, revoked_at FROM api_tokens ORDER BY created_at"
+        )
+        return [_token(row) for row in rows]
+
+    # --- idempotency keys ---------------------------------------------------------------
+
+    async def claim_idempotency_key(self, key: str, call_id: str) -> str:
+        """Bind `key` to `call_id` unless it is already bound; return the call id it is bound to.
+
+        A retried `POST /v1/calls` with the same key gets the first call's id back instead of
+        placing a second call.
+        """
+        async with self._pool.acquire() as conn:
+            bound = await conn.fetchval(
+                "INSERT INTO idempotency_keys (key, call_id) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING "
+                "RETURNING call_id",
+                key,
+                call_id,
+            )
+            if bound is None:
+                bound = await conn.fetchval("SELECT call_id FROM idempotency_keys WHERE key = $1", key)
+        return str(bound)
+
+    async def get_idempotency_key(self, key: str) -> str | None:
+        value = await self._pool.fetchval("SELECT call_id FROM idempotency_keys WHERE key = $1", key)
+        return None if value is None else str(value)
+
+    async def forget_idempotency_keys(self, older_than: datetime) -> int:
+        """Delete keys created before `older_than`; returns how many."""
+        status = await self._pool.execute("DELETE FROM idempotency_keys WHERE created_at < $1", older_than)
+        return int(status.split()[-1])
