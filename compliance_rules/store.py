@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import redis.asyncio as aioredis
 
+from compliance_rules.importer import ParseStats
 from compliance_rules.model import ListVersions, NumberFacts
 from compliance_rules.numbers import NumberInfo
 
@@ -189,7 +190,7 @@ class DncStore:
 
     # -- bulk import ----------------------------------------------------------------------------
     async def import_full(
-        self, name: str, chunks: Iterable[npt.NDArray[np.int64]], list_date: date, rejected: int = 0
+        self, name: str, chunks: Iterable[npt.NDArray[np.int64]], list_date: date, stats: ParseStats | None = None
     ) -> ImportResult:
         """Replace the list for every area code present in `chunks` (other area codes are kept).
 
@@ -231,7 +232,7 @@ class DncStore:
             pipe.rename(self._staging(name, npa, run), self.list_key(name, npa))
         await pipe.execute()
         await self.set_list_date(name, list_date, total)
-        return ImportResult(name, total, len(staged), rejected, list_date.isoformat())
+        return ImportResult(name, total, len(staged), stats.rejected if stats else 0, list_date.isoformat())
 
     async def _merge_bitmaps(self, name: str, buffers: dict[int, npt.NDArray[np.uint8]], run: str, staged: set[int]) -> None:
         for npa, bitmap in buffers.items():

@@ -1,0 +1,266 @@
+"""`dialer check` and `dialer dnc ...`: the gate and its lists for auditors, operators and tests.
+
+    dialer check NUMBER [--zip ZIP] [--state XX] [--at ISO-8601-UTC] [--campaign ID] [--policy FILE] --json
+    dialer dnc import FILE --list federal|state:XX|internal|litigator|optout [--date YYYY-MM-DD] [--changes]
+    dialer dnc add|remove|check NUMBER --list ...
+    dialer dnc status
+
+`check` exits 0 when the contact is allowed and 1 when it is blocked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+from compliance_rules.audit import AuditSink, JsonLinesAuditSink, MemoryAuditSink
+from compliance_rules.gate import ComplianceGate
+from compliance_rules.importer import (
+    ImportFormatError,
+    ParseStats,
+    ProgressBar,
+    iter_changes,
+    iter_numbers,
+    open_source,
+)
+from compliance_rules.model import ContactRequest, DialMode
+from compliance_rules.numbers import NumberInfo, parse_number
+from compliance_rules.optout import OptOutError, OptOutSource, opt_out
+from compliance_rules.policy import CampaignPolicy, PolicyError, load_policy
+from compliance_rules.ruleset import RuleBook, RuleDataError, load_rulebook
+from compliance_rules.store import DncStore, ListNameError, check_list_name
+from dialer.cli import UserError
+from dialer.settings import Settings, from_environment
+
+T = TypeVar("T")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `check` and `dnc` subcommands."""
+    check = subparsers.add_parser("check", help="ask the compliance gate whether a number may be contacted now")
+    check.add_argument("number", help="phone number (any US format or E.164)")
+    check.add_argument("--zip", dest="zip_code", help="the lead's ZIP code")
+    check.add_argument("--state", help="the lead's state (two letters)")
+    check.add_argument("--at", help="decide as of this instant (ISO-8601, UTC unless an offset is given)")
+    check.add_argument("--campaign", help="campaign id recorded with the decision")
+    check.add_argument("--policy", type=Path, help="campaign policy file (JSON or YAML)")
+    check.add_argument("--dial-mode", choices=[m.value for m in DialMode], help="override the campaign's dial mode")
+    check.add_argument("--lead-id", help="lead id (frequency caps count per lead)")
+    check.add_argument("--audit-log", type=Path, help="append the decision as a JSON line to this file")
+    check.add_argument("--json", action="store_true", help="print the decision as one JSON object")
+    check.set_defaults(handler=run_check)
+
+    dnc = subparsers.add_parser("dnc", help="manage Do Not Call lists and opt-outs in Redis")
+    actions = dnc.add_subparsers(dest="dnc_command", metavar="ACTION", required=True)
+    list_help = "federal, state:XX, internal, litigator or optout"
+    imp = actions.add_parser("import", help="import a registry file (one number per line; zipped or not) or a change list")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--list", required=True, dest="list_name", help=list_help)
+    imp.add_argument("--date", help="date of the list copy (YYYY-MM-DD; default today, UTC)")
+    imp.add_argument("--changes", action="store_true", help="the file is a change list of additions and deletions")
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    imp.set_defaults(handler=run_import)
+    for action, text in (("add", "add a number to a list"), ("remove", "remove a number from a list"), ("check", "is a number on a list")):
+        sub = actions.add_parser(action, help=text)
+        sub.add_argument("number")
+        sub.add_argument("--list", required=True, dest="list_name", help=list_help)
+        sub.set_defaults(handler=run_single, dnc_action=action)
+    opt = actions.add_parser("opt-out", help="record an opt-out (effective for the very next decision)")
+    opt.add_argument("number")
+    opt.add_argument("--source", default=OptOutSource.AGENT.value, choices=[s.value for s in OptOutSource])
+    opt.set_defaults(handler=run_opt_out)
+    status = actions.add_parser("status", help="show the loaded lists and their dates")
+    status.set_defaults(handler=run_status)
+
+
+def _run(settings: Settings, work: Callable[[DncStore], Awaitable[T]]) -> T:
+    """Run `work` against Redis; an unreachable Redis is one clear sentence, exit status 1."""
+    try:
+        return asyncio.run(_with_client(settings, work, socket_timeout=10.0))
+    except (RedisError, OSError) as error:
+        raise UserError(f"cannot use Redis at {settings.redis_url}: {error}", exit_code=1) from None
+
+
+def _parse_at(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise UserError(f"--at {text!r} is not an ISO-8601 date-time such as 2026-03-02T14:00:00Z") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _parse_list(name: str) -> str:
+    try:
+        return check_list_name(name)
+    except ListNameError as error:
+        raise UserError(str(error)) from None
+
+
+def _policy(args: argparse.Namespace) -> CampaignPolicy:
+    policy = CampaignPolicy()
+    if args.policy is not None:
+        try:
+            policy = load_policy(args.policy)
+        except PolicyError as error:
+            raise UserError(str(error)) from None
+    if args.campaign:
+        policy = CampaignPolicy(**{**policy.__dict__, "campaign_id": args.campaign})
+    return policy
+
+
+def _rulebook() -> RuleBook | None:
+    try:
+        return load_rulebook()
+    except RuleDataError as error:
+        print(f"dialer: rule data unusable ({error}); every decision is blocked", file=sys.stderr)
+        return None
+
+
+def _logs_to_stderr() -> None:
+    """Keep stdout for the command's output (`--json` is parsed by scripts)."""
+    if not structlog.is_configured():
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+
+
+def run_check(args: argparse.Namespace) -> int:
+    _logs_to_stderr()
+    settings = from_environment()
+    at = _parse_at(args.at)
+    if args.zip_code is not None and not (args.zip_code[:5].isdigit() and len(args.zip_code) in (5, 9, 10)):
+        raise UserError(f"--zip {args.zip_code!r} is not a ZIP code (5 digits, or ZIP+4)")
+    if args.state is not None and not (len(args.state) == 2 and args.state.isalpha()):
+        raise UserError(f"--state {args.state!r} is not a two-letter state code")
+    policy = _policy(args)
+    request = ContactRequest(
+        args.number,
+        lead_id=args.lead_id,
+        zip_code=args.zip_code,
+        state=args.state.upper() if args.state else None,
+        dial_mode=DialMode(args.dial_mode) if args.dial_mode else None,
+    )
+    sink: AuditSink = JsonLinesAuditSink(args.audit_log) if args.audit_log else MemoryAuditSink()
+    book = _rulebook()
+
+    async def work(store: DncStore) -> dict[str, Any]:
+        gate = ComplianceGate(store, sink, book)
+        decision = await gate.decide(request, policy, at)
+        record = decision.to_record()
+        record["required_dial_mode"] = decision.required_dial_mode.value if decision.required_dial_mode else None
+        return record
+
+    # The gate fails closed by itself when Redis is unreachable: no UserError path here.
+    record = asyncio.run(_with_client(settings, work))
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        print(f"{record['phone']}: {'ALLOWED' if record['allowed'] else 'BLOCKED'}")
+        for zone, local in zip(record["timezones"], record["local_times"], strict=True):
+            print(f"  {zone}: {local}")
+        for reason in record["reasons"]:
+            print(f"  - {reason['code']}: {reason['message']} [{reason['citation']}]")
+    return 0 if record["allowed"] else 1
+
+
+async def _with_client(settings: Settings, work: Callable[[DncStore], Awaitable[T]], socket_timeout: float = 0.5) -> T:
+    client = aioredis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=socket_timeout)
+    try:
+        return await work(DncStore(client, settings.redis_prefix))
+    finally:
+        await client.aclose()
+
+
+def run_import(args: argparse.Namespace) -> int:
+    settings = from_environment()
+    name = _parse_list(args.list_name)
+    try:
+        list_date = date.fromisoformat(args.date) if args.date else datetime.now(UTC).date()
+    except ValueError:
+        raise UserError(f"--date {args.date!r} is not a YYYY-MM-DD date") from None
+    try:
+        total = open_source(args.file).total_bytes
+    except ImportFormatError as error:
+        raise UserError(str(error)) from None
+    progress = None if args.quiet else ProgressBar(total, sys.stderr, f"{name}")
+    stats = ParseStats()
+
+    async def work(store: DncStore) -> str:
+        if args.changes:
+            added, deleted = await store.apply_changes(name, iter_changes(args.file, stats, progress), list_date)
+            return f"{name}: {added} added, {deleted} deleted, {stats.rejected} unreadable lines; list date {list_date}"
+        result = await store.import_full(name, iter_numbers(args.file, stats, progress), list_date, stats)
+        return (
+            f"{name}: {result.numbers} numbers in {result.area_codes} area codes, "
+            f"{stats.rejected} unreadable lines; list date {result.list_date}"
+        )
+
+    try:
+        summary = _run(settings, work)
+    except ImportFormatError as error:
+        raise UserError(str(error)) from None
+    print(summary)
+    if stats.rejected:
+        print(f"unreadable lines (first {len(stats.rejected_examples)}): {stats.rejected_examples}", file=sys.stderr)
+    return 0
+
+
+def _number(raw: str) -> NumberInfo:
+    number = parse_number(raw)
+    if number.e164 is None:
+        raise UserError(f"{raw!r} is not a valid US phone number")
+    return number
+
+
+def run_single(args: argparse.Namespace) -> int:
+    settings = from_environment()
+    name = _parse_list(args.list_name)
+    number = _number(args.number)
+
+    async def work(store: DncStore) -> bool:
+        if args.dnc_action == "check":
+            return await store.contains(name, number)
+        await store.set_membership(name, number, args.dnc_action == "add")
+        return bool(args.dnc_action == "add")
+
+    present = _run(settings, work)
+    if args.dnc_action == "check":
+        print(f"{number.e164} is {'on' if present else 'not on'} the {name} list")
+        return 0 if present else 1
+    print(f"{number.e164} {'added to' if present else 'removed from'} the {name} list")
+    return 0
+
+
+def run_opt_out(args: argparse.Namespace) -> int:
+    settings = from_environment()
+
+    async def work(store: DncStore) -> str:
+        result = await opt_out(store, args.number, args.source)
+        return result.phone
+
+    try:
+        phone = _run(settings, work)
+    except OptOutError as error:
+        raise UserError(str(error)) from None
+    print(f"{phone} opted out")
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    settings = from_environment()
+    versions = _run(settings, lambda store: store.versions())
+    if not versions:
+        print("no lists loaded")
+    for key in sorted(versions):
+        print(f"{key}: {versions[key]}")
+    return 0

@@ -1,0 +1,219 @@
+"""The gate and its lists against the real Redis (test DB, keys under the per-test prefix)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import AsyncIterator, Sequence
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from compliance_rules.audit import MemoryAuditSink
+from compliance_rules.gate import ComplianceGate
+from compliance_rules.http import make_opt_out_handler
+from compliance_rules.importer import ParseStats, iter_changes, iter_numbers
+from compliance_rules.model import ContactRequest, Decision, DialMode
+from compliance_rules.numbers import parse_number
+from compliance_rules.optout import opt_out
+from compliance_rules.policy import CampaignPolicy
+from compliance_rules.store import DncStore
+from tests.compliance.helpers import ALL_STATES, BOOK, codes, utc
+from tests.support.fault_proxy import FaultProxy
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+NOW = utc("2026-03-03T16:00")  # Tue 11:00 Eastern, 10:00 Central: inside every window
+MANUAL = CampaignPolicy(campaign_id="c1", dial_mode=DialMode.MANUAL)
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+async def store(redis_client: aioredis.Redis, redis_prefix: str) -> AsyncIterator[DncStore]:
+    store = DncStore(redis_client, redis_prefix)
+    for name in ("federal", *(f"state:{s}" for s in ALL_STATES)):
+        await store.set_list_date(name, date(2026, 3, 1))
+    yield store
+
+
+def gate_for(store: DncStore, sink: MemoryAuditSink | None = None, **kwargs: float) -> ComplianceGate:
+    return ComplianceGate(store, sink or MemoryAuditSink(), BOOK, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_import_plain_zip_gzip_and_check(store: DncStore, tmp_path: Path) -> None:
+    plain = tmp_path / "212.txt"
+    plain.write_text("2125550100\n2125550101\r\n\n2125559999\n")
+    archive = tmp_path / "305.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("305.txt", "305,5550100\n305,5550102\nnot-a-number\n")
+    gz = tmp_path / "850.txt.gz"
+    gz.write_bytes(gzip.compress(b"8502220142\n"))
+    results = []
+    for path in (plain, archive, gz):
+        stats = ParseStats()
+        results.append(await store.import_full("federal", iter_numbers(path, stats), date(2026, 3, 2), stats))
+    assert [(r.numbers, r.rejected) for r in results] == [(3, 0), (2, 1), (1, 0)]
+    assert (await store.versions())["federal"] == "2026-03-02"
+    for raw, expected in (("2125550100", True), ("2125559999", True), ("2125550102", False), ("3055550102", True), ("8502220142", True)):
+        assert await store.contains("federal", parse_number(raw)) is expected, raw
+    # A full re-import of 212 replaces that area code only.
+    plain.write_text("2125550102\n")
+    await store.import_full("federal", iter_numbers(plain, ParseStats()), date(2026, 3, 3))
+    assert not await store.contains("federal", parse_number("2125550100"))
+    assert await store.contains("federal", parse_number("2125550102"))
+    assert await store.contains("federal", parse_number("3055550100"))
+
+
+async def test_change_list_adds_and_deletes(store: DncStore, tmp_path: Path) -> None:
+    changes = tmp_path / "changes.csv"
+    changes.write_text("number,action,date\n2125550100,A,2026-03-02\n212,5550101,ADD\n2125550100,D,2026-03-03\ngarbage\n")
+    stats = ParseStats()
+    added, deleted = await store.apply_changes("federal", iter_changes(changes, stats), date(2026, 3, 3))
+    assert (added, deleted, stats.rejected) == (2, 1, 1)
+    assert not await store.contains("federal", parse_number("2125550100"))
+    assert await store.contains("federal", parse_number("2125550101"))
+
+
+async def test_batch_decisions_one_audit_batch(store: DncStore) -> None:
+    await store.set_membership("federal", parse_number("2125550100"), True)
+    await store.set_membership("state:FL", parse_number("3055550100"), True)
+    await store.set_membership("litigator", parse_number("2125550102"), True)
+    sink = MemoryAuditSink()
+    gate = gate_for(store, sink)
+    requests = [ContactRequest(p) for p in ("2125550100", "3055550100", "2125550102", "2125550103", "12")]
+    decisions = await gate.decide_many(requests, MANUAL, NOW)
+    assert [codes(d) for d in decisions] == [{"dnc_federal"}, {"dnc_state"}, {"litigator"}, set(), {"invalid_number"}]
+    assert sink.batches == 1 and sink.decisions == decisions
+    assert decisions[3].data_versions["federal_dnc"] == "2026-03-01"
+
+
+async def test_opt_out_from_another_process_blocks_the_next_decision(
+    store: DncStore, redis_url: str, redis_prefix: str
+) -> None:
+    gate = gate_for(store)
+    request = ContactRequest("212-555-0177")
+    assert (await gate.decide(request, MANUAL, NOW)).allowed
+    env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_REDIS_PREFIX": redis_prefix}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dialer.cli", "dnc", "opt-out", "212-555-0177", "--source", "sms_keyword",
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    _out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert codes(await gate.decide(request, MANUAL, NOW)) == {"opted_out"}
+
+
+async def test_cli_check_json(store: DncStore, redis_url: str, redis_prefix: str) -> None:
+    await store.set_membership("federal", parse_number("2125550100"), True)
+    env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_REDIS_PREFIX": redis_prefix}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dialer.cli", "check", "2125550100", "--zip", "90210", "--at", "2026-03-03T16:00:00Z",
+        "--campaign", "c9", "--json", env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 1, err.decode()
+    record = json.loads(out)
+    assert record["allowed"] is False and record["campaign_id"] == "c9"
+    assert {r["code"] for r in record["reasons"]} == {"dnc_federal"}
+    assert set(record["timezones"]) == {"America/New_York", "America/Los_Angeles"}
+    assert len(record["local_times"]) == 2
+
+
+async def test_frequency_cap_reservation_is_atomic_across_racers(store: DncStore) -> None:
+    gate = gate_for(store)
+    request = ContactRequest("305-555-0190", lead_id="lead-fl")
+    results = await asyncio.gather(*(gate.decide(request, MANUAL, NOW, reserve_attempt=True) for _ in range(8)))
+    assert sum(d.allowed for d in results) == 3  # Fla. Stat. 501.616(6)(b)
+    assert all(codes(d) == {"frequency_cap"} for d in results if not d.allowed)
+    # 24 hours later the window has moved on.
+    assert (await gate.decide(request, MANUAL, NOW + timedelta(hours=24, minutes=1))).allowed
+
+
+async def test_attempts_count_across_campaigns_with_the_same_subject(store: DncStore) -> None:
+    gate = gate_for(store)
+    request = ContactRequest("305-555-0191", lead_id="lead-x")
+    other = CampaignPolicy(campaign_id="c2", dial_mode=DialMode.MANUAL)
+    for policy in (MANUAL, other, MANUAL):
+        assert (await gate.decide(request, policy, NOW, reserve_attempt=True)).allowed
+    assert codes(await gate.decide(request, other, NOW)) == {"frequency_cap"}
+
+
+async def test_redis_not_listening_blocks_everything() -> None:
+    client = aioredis.from_url("redis://127.0.0.1:1/13", socket_connect_timeout=0.2)
+    try:
+        gate = gate_for(DncStore(client, "nowhere:"))
+        decisions = await gate.decide_many([ContactRequest("2125550100"), ContactRequest("3055550100")], MANUAL, NOW)
+    finally:
+        await client.aclose()
+    assert all(codes(d) == {"gate_unavailable"} and not d.allowed for d in decisions)
+
+
+async def test_redis_stalled_or_cut_blocks_within_the_budget(store: DncStore, redis_prefix: str) -> None:
+    async with FaultProxy("127.0.0.1", 6379) as proxy:
+        client = aioredis.from_url(f"redis://127.0.0.1:{proxy.port}/13", socket_connect_timeout=1.0)
+        try:
+            gate = gate_for(DncStore(client, redis_prefix), redis_budget=0.2)
+            assert (await gate.decide(ContactRequest("2125550100"), MANUAL, NOW)).allowed
+            proxy.stall()
+            proxy.cut()
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            stalled = await gate.decide_many([ContactRequest("2125550100")] * 3, MANUAL, NOW)
+            assert loop.time() - started < 2.0
+            assert all(codes(d) == {"gate_unavailable"} for d in stalled)
+            proxy.refuse()
+            refused = await gate.decide(ContactRequest("2125550100"), MANUAL, NOW)
+            assert codes(refused) == {"gate_unavailable"}
+            proxy.restore()
+            assert (await gate.decide(ContactRequest("2125550100"), MANUAL, NOW)).allowed
+        finally:
+            await client.aclose()
+
+
+class FailingSink:
+    async def record(self, decisions: Sequence[Decision]) -> None:
+        raise ConnectionError("outbox down")
+
+
+async def test_unrecorded_decision_is_never_allowed(store: DncStore) -> None:
+    gate = ComplianceGate(store, FailingSink(), BOOK)
+    decision = await gate.decide(ContactRequest("2125550100"), MANUAL, NOW)
+    assert not decision.allowed and codes(decision) == {"gate_unavailable"}
+
+
+async def test_missing_rule_data_blocks(store: DncStore) -> None:
+    gate = ComplianceGate(store, MemoryAuditSink(), None)
+    assert codes(await gate.decide(ContactRequest("2125550100"), MANUAL, NOW)) == {"gate_unavailable"}
+
+
+async def test_opt_out_http_handler(store: DncStore) -> None:
+    app = web.Application()
+    app.router.add_post("/v1/opt-outs", make_opt_out_handler(store))
+    async with TestClient(TestServer(app)) as client:
+        bad_json = await client.post("/v1/opt-outs", data=b"{nope")
+        assert bad_json.status == 400 and (await bad_json.json())["error"] == "invalid_json"
+        not_object = await client.post("/v1/opt-outs", json=[1])
+        assert not_object.status == 400
+        bad_phone = await client.post("/v1/opt-outs", json={"phone": "12", "source": "api"})
+        assert bad_phone.status == 422 and (await bad_phone.json())["field"] == "phone"
+        bad_source = await client.post("/v1/opt-outs", json={"phone": "2125550188", "source": "pigeon"})
+        assert bad_source.status == 422 and (await bad_source.json())["field"] == "source"
+        ok = await client.post("/v1/opt-outs", json={"phone": "(212) 555-0188", "source": "api"})
+        assert ok.status == 201 and (await ok.json())["phone"] == "+12125550188"
+    gate = gate_for(store)
+    assert codes(await gate.decide(ContactRequest("2125550188"), MANUAL, NOW)) == {"opted_out"}
+
+
+async def test_opt_out_service_function(store: DncStore) -> None:
+    result = await opt_out(store, "+1 305 555 0111", "disposition", lead_id="L1")
+    assert result.phone == "+13055550111" and result.lead_id == "L1"
+    assert await store.contains("optout", parse_number("3055550111"))
