@@ -13,6 +13,7 @@ count in the logged-in total but not in placement, like paused agents.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
@@ -91,6 +92,12 @@ def calls_to_place(level: float, active_agents: int, existing_calls: int) -> int
     return max(0, round(level * active_agents) - existing_calls)
 
 
+def _next_due(previous: float, now: float, interval: float) -> float:
+    """The loop's next run: one interval on, or one interval from now after a gap."""
+    due = previous + interval
+    return due if due > now else now + interval
+
+
 class VicidialAdaptivePacer:
     """VICIdial ADAPT_* as a pacer: sample every 1 s, adapt every 15 s, place every 2.5 s."""
 
@@ -99,9 +106,9 @@ class VicidialAdaptivePacer:
         self.name = f"vici_{self.params.mode.value.removeprefix('ADAPT_').lower()}"
         self.level = max(1.0, self.params.initial_level)
         self._samples: deque[tuple[int, int, int]] = deque(maxlen=self.params.window_samples)
-        self._next_sample = -1.0
-        self._next_update = -1.0
-        self._next_placement = -1.0
+        self._next_sample = -math.inf
+        self._next_update = -math.inf
+        self._next_placement = -math.inf
         self._day = -1
         self._calls_today = 0
         self._answers_today = 0
@@ -150,15 +157,15 @@ class VicidialAdaptivePacer:
         p = self.params
         self._roll_day(now)
         if now >= self._next_sample:
-            self._next_sample = max(self._next_sample, now - p.sample_seconds) + p.sample_seconds
+            self._next_sample = _next_due(self._next_sample, now, p.sample_seconds)
             self._samples.append((snapshot.ready_agents, snapshot.calls_waiting, snapshot.logged_in_agents))
         if now >= self._next_update:
-            if self._next_update >= 0:
+            if self._next_update > -math.inf:
                 self.level = adapt_step(self.level, self._sample(now), p)
-            self._next_update = max(self._next_update, now - p.update_seconds) + p.update_seconds
+            self._next_update = _next_due(self._next_update, now, p.update_seconds)
         if now < self._next_placement:
             return 0
-        self._next_placement = max(self._next_placement, now - p.placement_seconds) + p.placement_seconds
+        self._next_placement = _next_due(self._next_placement, now, p.placement_seconds)
         talking = len(snapshot.talking_since)
         existing = len(snapshot.ringing_since) + snapshot.calls_waiting + talking
         return calls_to_place(self.level, snapshot.ready_agents + talking, existing)

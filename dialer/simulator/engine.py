@@ -273,6 +273,8 @@ class Simulation:
         plan, offset, deadline = self._plan(k)
         self.ringing[k] = now
         self.dial_time[k] = now
+        if self.event_log is not None:
+            self.event_log.append((now, "dial", k))
         if plan == _PLAN_OTHER:
             self._push(now + offset, _LINE_END, k)
         elif plan == _PLAN_HUMAN_AS_MACHINE:
@@ -316,6 +318,8 @@ class Simulation:
             del self.ringing[k]
             self.active_lines -= 1
             self._observe(EventKind.DIAL_ENDED, time, time - self.dial_time.pop(k), self._outcome(k))
+            if self.event_log is not None:
+                self.event_log.append((time, "end", k))
         elif kind == _HUMAN:
             k = ident
             del self.ringing[k]
@@ -323,6 +327,8 @@ class Simulation:
             if self.is_person[k]:
                 self._count("live_answers")
             self._observe(EventKind.HUMAN_ANSWERED, time, time - self.dial_time.pop(k))
+            if self.event_log is not None:
+                self.event_log.append((time, "human", k))
             if self.ready:
                 self._bridge(k, next(iter(self.ready)), time)
             else:
@@ -372,6 +378,8 @@ class Simulation:
             self._count("abandoned")
             self._count("amd_false_positive")
             self._observe(EventKind.DIAL_ENDED, time, time - self.dial_time.pop(k), DialOutcome.MACHINE)
+            if self.event_log is not None:
+                self.event_log.append((time, "end", k))
         elif kind == _LOGIN:
             self.login_at[ident] = time
             self.pending_logout[ident] = False

@@ -1,0 +1,1 @@
+"""Discrete-event call-center simulator that drives the pacers of `dialer.pacing`."""

@@ -1,0 +1,63 @@
+"""Policy names the CLI and the benchmark accept, and how to run them over replications."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+
+from dialer.pacing import (
+    AdaptMode,
+    FixedRatioPacer,
+    Pacer,
+    PowerPacer,
+    PredictiveConfig,
+    PredictivePacer,
+    PreviewPacer,
+    ProgressivePacer,
+    VicidialAdaptivePacer,
+    VicidialParams,
+)
+from dialer.simulator.engine import ReplicationResult, simulate
+from dialer.simulator.oracle import OutcomeOraclePacer
+from dialer.simulator.scenario import Scenario
+
+
+def _predictive(s: Scenario) -> Pacer:
+    return PredictivePacer(PredictiveConfig(abandon_limit=s.abandon_target))
+
+
+POLICIES: dict[str, Callable[[Scenario], Pacer]] = {
+    "predictive": _predictive,
+    "progressive": lambda s: ProgressivePacer(),
+    "preview": lambda s: PreviewPacer(),
+    "power2": lambda s: PowerPacer(2.0),
+    "power3": lambda s: PowerPacer(3.0),
+    "ratio2": lambda s: FixedRatioPacer(2.0),
+    "vici_hard_limit": lambda s: VicidialAdaptivePacer(VicidialParams(mode=AdaptMode.HARD_LIMIT)),
+    "vici_tapered": lambda s: VicidialAdaptivePacer(VicidialParams(mode=AdaptMode.TAPERED)),
+    "vici_average": lambda s: VicidialAdaptivePacer(VicidialParams(mode=AdaptMode.AVERAGE)),
+    "oracle": lambda s: OutcomeOraclePacer(),
+}
+
+VICIDIAL_POLICIES = ("vici_hard_limit", "vici_tapered", "vici_average")
+
+
+def run_one(job: tuple[Scenario, str, int, int]) -> ReplicationResult:
+    scenario, policy, seed, replication = job
+    return simulate(scenario, POLICIES[policy](scenario), seed, replication)
+
+
+def run_policies(
+    scenario: Scenario, policies: Sequence[str], replications: int, seed: int, workers: int = 1
+) -> dict[str, list[ReplicationResult]]:
+    """Every policy on the same replications (same seeds: paired comparisons)."""
+    jobs = [(scenario, p, seed, r) for p in policies for r in range(replications)]
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(run_one, jobs))
+    else:
+        results = [run_one(job) for job in jobs]
+    out: dict[str, list[ReplicationResult]] = {p: [] for p in policies}
+    for (_, policy, _, _), result in zip(jobs, results, strict=True):
+        out[policy].append(result)
+    return out

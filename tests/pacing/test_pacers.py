@@ -1,0 +1,187 @@
+"""Pacer decisions on hand-built situations (pure logic, explicit `now`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dialer.pacing import (
+    AbandonTally,
+    AdaptMode,
+    EventKind,
+    FixedRatioPacer,
+    PacingEvent,
+    PacingSnapshot,
+    PowerPacer,
+    PredictiveConfig,
+    PredictivePacer,
+    PreviewPacer,
+    ProgressivePacer,
+    VicidialAdaptivePacer,
+    VicidialParams,
+)
+from dialer.pacing.vicidial import AdaptSample, adapt_step, calls_to_place
+
+pytestmark = pytest.mark.timeout(20)
+
+
+def snap(
+    ready: int = 0,
+    talking: tuple[float, ...] = (),
+    wrapping: tuple[float, ...] = (),
+    ringing: int = 0,
+    waiting: int = 0,
+    paused: int = 0,
+    free_lines: int = 100,
+    tally: AbandonTally | None = None,
+    ready_since: float = 0.0,
+) -> PacingSnapshot:
+    return PacingSnapshot(
+        ready_since=(ready_since,) * ready,
+        talking_since=talking,
+        wrapping_since=wrapping,
+        paused_agents=paused,
+        ringing_since=(0.0,) * ringing,
+        calls_waiting=waiting,
+        free_lines=free_lines,
+        abandon_tally=tally or AbandonTally(),
+    )
+
+
+def test_progressive_dials_one_line_per_uncovered_ready_agent() -> None:
+    pacer = ProgressivePacer()
+    assert pacer.decide(snap(ready=3), 10.0) == 3
+    assert pacer.decide(snap(ready=3, ringing=2), 10.0) == 1
+    assert pacer.decide(snap(ready=3, ringing=2, waiting=1), 10.0) == 0
+    assert pacer.decide(snap(ready=0, ringing=0, talking=(1.0,)), 10.0) == 0
+
+
+def test_preview_waits_until_the_agent_has_read_the_lead() -> None:
+    pacer = PreviewPacer(preview_seconds=10)
+    assert pacer.decide(snap(ready=2, ready_since=5.0), 10.0) == 0
+    assert pacer.decide(snap(ready=2, ready_since=5.0), 15.0) == 2
+
+
+def test_power_dials_a_fixed_number_of_lines_per_ready_agent() -> None:
+    pacer = PowerPacer(2.5)
+    assert pacer.decide(snap(ready=2), 0.0) == 5
+    assert pacer.decide(snap(ready=2, ringing=4), 0.0) == 1
+    assert pacer.decide(snap(ready=0, ringing=4), 0.0) == 0
+
+
+def test_fixed_ratio_counts_talking_agents_and_their_calls_like_vicidial() -> None:
+    # Level 2, 10 agents talking, nothing ringing: 10 more lines (anchors.md b.4).
+    pacer = FixedRatioPacer(2.0)
+    assert pacer.decide(snap(talking=(0.0,) * 10), 5.0) == 10
+    assert pacer.decide(snap(talking=(0.0,) * 10, ringing=10), 5.0) == 0
+
+
+def _sample(**overrides: float) -> AdaptSample:
+    values: dict[str, float] = dict(
+        avg_ready=2.0, avg_waiting=0.0, avg_total=10.0, calls_1m=0, drops_1m=0,
+        calls_today=0, answers_today=0, drops_today=0, now_hhmm=1200,
+    )  # fmt: skip
+    values.update(overrides)
+    return AdaptSample(**values)  # type: ignore[arg-type]
+
+
+def test_vicidial_level_is_a_multiplicative_integrator_on_idle_agents() -> None:
+    p = VicidialParams()
+    # 2 idle of 10 agents: DL * (1 + 0.2) = 1.8
+    assert adapt_step(1.5, _sample(), p) == pytest.approx(1.8)
+    # Waiting calls push it down, floored at 1.0, capped at 3.0.
+    assert adapt_step(1.5, _sample(avg_ready=0.0, avg_waiting=8.0), p) == 1.0
+    assert adapt_step(2.9, _sample(avg_ready=5.0), p) == 3.0
+    # Intensity +20: ramps up faster (k = 1.2) and down slower (k = 0.8).
+    hot = VicidialParams(intensity=20)
+    assert adapt_step(1.5, _sample(), hot) == pytest.approx(1.5 * (1 + 0.2 * 1.2))
+    assert adapt_step(2.0, _sample(avg_ready=0.0, avg_waiting=2.0), hot) == pytest.approx(2.0 * (1 - 0.2 * 0.8))
+
+
+def test_vicidial_drop_clamps_per_mode() -> None:
+    over = dict(calls_today=100, answers_today=100, drops_today=5, avg_ready=0.0)
+    assert adapt_step(2.0, _sample(**over), VicidialParams(mode=AdaptMode.HARD_LIMIT)) == 1.0
+    assert adapt_step(2.4, _sample(**over), VicidialParams(mode=AdaptMode.AVERAGE)) == pytest.approx(1.2)
+    # TAPERED: 2100 - 1430 = 670 -> x0.67 (HHMM arithmetic quirk).
+    tapered = VicidialParams(mode=AdaptMode.TAPERED)
+    assert adapt_step(3.0, _sample(now_hhmm=1430, **over), tapered) == pytest.approx(2.01)
+    assert adapt_step(3.0, _sample(now_hhmm=2130, **over), tapered) == 1.0
+    # No daily clamp before 50 calls; the one-minute brake halves the level.
+    assert adapt_step(2.0, _sample(calls_today=40, answers_today=40, drops_today=10, avg_ready=0.0),
+                      VicidialParams()) == 2.0  # fmt: skip
+    assert adapt_step(3.0, _sample(calls_1m=30, drops_1m=20, avg_ready=0.0), VicidialParams()) == 1.5
+
+
+def test_vicidial_placement_rounds_level_times_active_agents() -> None:
+    assert calls_to_place(2.0, 10, 10) == 10
+    assert calls_to_place(1.25, 2, 0) == 2  # round(2.5) = 2, half to even like Perl's %.0f
+    assert calls_to_place(1.0, 3, 5) == 0
+
+
+def test_vicidial_pacer_places_every_two_and_a_half_seconds() -> None:
+    pacer = VicidialAdaptivePacer(VicidialParams(initial_level=2.0))
+    placed = [pacer.decide(snap(ready=2), float(t)) for t in range(0, 6)]
+    assert placed[0] == 4 and placed[1] == 0 and placed[2] == 0 and placed[3] == 4
+
+
+def _trained(config: PredictiveConfig | None = None) -> PredictivePacer:
+    pacer = PredictivePacer(config)
+    now = 0.0
+    for i in range(400):
+        now += 1.0
+        if i % 10 == 0:
+            pacer.observe(PacingEvent(EventKind.HUMAN_ANSWERED, now, 10.0))
+        else:
+            pacer.observe(PacingEvent(EventKind.DIAL_ENDED, now, 20.0))
+    for i in range(200):
+        pacer.observe(PacingEvent(EventKind.TALK_ENDED, now, 100.0 + (i % 5)))
+        pacer.observe(PacingEvent(EventKind.WRAP_ENDED, now, 20.0))
+    return pacer
+
+
+def test_predictive_is_progressive_during_warm_up() -> None:
+    pacer = PredictivePacer()
+    assert pacer.mode == "warmup"
+    assert pacer.decide(snap(ready=2, talking=(0.0,) * 8), 50.0) == 2
+
+
+def test_predictive_dials_ahead_for_agents_about_to_finish() -> None:
+    pacer = _trained()
+    assert pacer.mode == "predictive"
+    # Eight agents 95 s into ~100 s calls with 20 s wrap-up: free in ~25 s, a ~11 s horizon.
+    almost = pacer.decide(snap(talking=(0.0,) * 8), 95.0)
+    # Eight agents just starting their calls: nobody free soon.
+    fresh = pacer.decide(snap(talking=(95.0,) * 8), 95.0)
+    # Same eight agents, now in wrap-up with 10 s left.
+    wrapping = pacer.decide(snap(wrapping=(0.0,) * 8), 10.0)
+    assert fresh == 0
+    assert wrapping > almost >= 0
+    assert wrapping > 8  # one in ten answers: more lines than agents
+
+
+def test_predictive_lines_already_ringing_count_against_new_dials() -> None:
+    pacer = _trained()
+    alone = pacer.decide(snap(ready=3), 0.0)
+    with_ringing = pacer.decide(snap(ready=3, ringing=20), 5.0)
+    assert alone > with_ringing >= 0
+
+
+def test_predictive_falls_back_to_progressive_when_the_30_day_budget_is_at_risk() -> None:
+    pacer = _trained()
+    risky = AbandonTally(live_answers=1000, abandoned=27)  # 2.7% >= guard 2.6%
+    assert pacer.decide(snap(ready=2, wrapping=(0.0,) * 8, tally=risky), 10.0) == 2
+    assert pacer.mode == "fallback"
+    # Recovers only once the trailing rate is back under the release rate.
+    assert pacer.decide(snap(ready=2, tally=AbandonTally(1000, 22)), 11.0) == 2
+    pacer.decide(snap(ready=2, tally=AbandonTally(1000, 20)), 12.0)
+    assert pacer.mode == "predictive"
+
+
+def test_predictive_outer_loop_lowers_risk_after_too_many_abandons() -> None:
+    pacer = _trained(PredictiveConfig(calibrate_every_answers=100))
+    before = pacer.budget.risk
+    for _ in range(100):
+        pacer.observe(PacingEvent(EventKind.HUMAN_ANSWERED, 1.0, 10.0))
+    for _ in range(10):  # 10% abandoned against a 2% setpoint
+        pacer.observe(PacingEvent(EventKind.CALL_ABANDONED, 1.0))
+    pacer.decide(snap(ready=1), 2.0)
+    assert pacer.budget.risk < before * 0.6
