@@ -17,6 +17,7 @@ Rules:
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -202,3 +203,64 @@ def decide(
         counts_as_contact=code in _CONTACTS,
         review_reason=_REVIEW_REASONS.get(code),
     )
+
+
+# Namespace for opt-out ids derived from a disposition id, so a retried wrap-up yields the same id.
+_OPT_OUT_NAMESPACE = uuid.UUID("5d0c7f62-52b8-4c1e-9d1e-2f7c1c7e0a11")
+
+
+def wrap_up_records(
+    *,
+    disposition_id: str,
+    code: DispositionCode | str,
+    disposed_at: datetime,
+    call_id: str | None,
+    lead_id: str | None,
+    agent_id: str | None,
+    campaign_id: str | None = None,
+    phone: str | None = None,
+    notes: str | None = None,
+    callback_at: datetime | None = None,
+) -> list[tuple[str, dict[str, object]]]:
+    """The outbox records for an agent's wrap-up: the disposition and, for do-not-call, the
+    opt-out of `phone`. Put them together with `Outbox.put_many` so both or neither are stored.
+
+    The pipeline move itself is decided when the disposition is applied, against the lead's
+    stage at that moment. Raises `DispositionError` for a do-not-call without a phone number.
+    """
+    code = code if isinstance(code, DispositionCode) else parse_code(code)
+    # Check the callback rules now so the agent hears about a mistake at once.
+    decide(PipelineStage.NEW_LEAD, code, callback_at)
+    records: list[tuple[str, dict[str, object]]] = [
+        (
+            "disposition",
+            {
+                "disposition_id": disposition_id,
+                "call_id": call_id,
+                "lead_id": lead_id,
+                "agent_id": agent_id,
+                "campaign_id": campaign_id,
+                "code": code.value,
+                "notes": notes,
+                "callback_at": callback_at,
+                "disposed_at": disposed_at,
+            },
+        )
+    ]
+    if code is DispositionCode.DO_NOT_CALL:
+        if not phone:
+            raise DispositionError("a do-not-call disposition needs the phone number to opt out")
+        records.append(
+            (
+                "opt_out",
+                {
+                    "opt_out_id": str(uuid.uuid5(_OPT_OUT_NAMESPACE, disposition_id)),
+                    "phone": phone,
+                    "source": "agent_disposition",
+                    "lead_id": lead_id,
+                    "call_id": call_id,
+                    "created_at": disposed_at,
+                },
+            )
+        )
+    return records

@@ -16,7 +16,9 @@ from crm_bridge.dispositions import (
     decide,
     next_stage,
     parse_code,
+    wrap_up_records,
 )
+from crm_bridge.records import validate
 
 S = PipelineStage
 D = DispositionCode
@@ -114,3 +116,23 @@ def test_parse_code_names_the_valid_codes() -> None:
     assert parse_code("sale") is D.SALE
     with pytest.raises(DispositionError, match="unknown disposition 'sold'; expected one of: no_answer"):
         parse_code("sold")
+
+
+def test_wrap_up_of_do_not_call_yields_a_stable_opt_out() -> None:
+    args = {"disposition_id": "d1", "disposed_at": WHEN, "call_id": "c1", "lead_id": "l1", "agent_id": "a1"}
+    records = wrap_up_records(code="do_not_call", phone="+14045550123", **args)
+    assert [kind for kind, _ in records] == ["disposition", "opt_out"]
+    again = wrap_up_records(code=D.DO_NOT_CALL, phone="+14045550123", **args)
+    assert records[1][1]["opt_out_id"] == again[1][1]["opt_out_id"]
+    assert records[1][1]["source"] == "agent_disposition"
+    for kind, record in records:
+        validate(kind, record)
+    with pytest.raises(DispositionError, match="needs the phone number"):
+        wrap_up_records(code="do_not_call", **args)
+
+
+def test_wrap_up_checks_the_callback_time_at_once() -> None:
+    args = {"disposition_id": "d1", "disposed_at": WHEN, "call_id": "c1", "lead_id": "l1", "agent_id": "a1"}
+    assert [kind for kind, _ in wrap_up_records(code="callback", callback_at=WHEN, **args)] == ["disposition"]
+    with pytest.raises(DispositionError, match="needs callback_at"):
+        wrap_up_records(code="callback", **args)
