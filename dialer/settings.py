@@ -46,11 +46,20 @@ class Settings:
     agents: int = 20
     rtp_start: int = 10000
     rtp_end: int = 20000
+    # Where durable local state lives (the CRM outbox); empty: cache_dir/state/<instance>.
+    state_root: str = ""
 
     @property
     def asterisk_root(self) -> Path:
         """The cached Debian sid root that Asterisk runs from (when none is on PATH)."""
         return self.cache_dir / "asterisk-root"
+
+    @property
+    def state_dir(self) -> Path:
+        """Durable local state of this instance (the CRM outbox's SQLite file)."""
+        if self.state_root:
+            return Path(self.state_root).expanduser()
+        return self.cache_dir / "state" / self.instance
 
     @property
     def ari_url(self) -> str:
@@ -77,6 +86,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "DIALER_AGENTS": "agents",
     "DIALER_RTP_START": "rtp_start",
     "DIALER_RTP_END": "rtp_end",
+    "DIALER_STATE_DIR": "state_root",
 }
 
 
