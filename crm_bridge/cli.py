@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
+import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
 
 from crm_bridge import migrate as migrations
+from crm_bridge.outbox import inspect_outbox
 from crm_bridge.pg import DatabaseUnavailable, connect, describe_server
 from dialer.cli import UserError
 from dialer.settings import from_environment
@@ -30,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status_parser = db_commands.add_parser("status", help="list applied and pending migrations")
     status_parser.add_argument("--dsn", help="PostgreSQL URL (default: DIALER_PG_DSN)")
     status_parser.set_defaults(handler=_status)
+
+    outbox_parser = db_commands.add_parser(
+        "outbox", help="show records waiting in this instance's local outbox (DIALER_STATE_DIR)"
+    )
+    outbox_parser.add_argument("--state-dir", type=Path, help="state directory (default: DIALER_STATE_DIR)")
+    outbox_parser.set_defaults(handler=_outbox)
 
 
 def _dsn(args: argparse.Namespace) -> str:
@@ -79,6 +89,22 @@ def _status(args: argparse.Namespace) -> int:
         print("run `dialer db migrate` to apply the pending migrations")
         return 1
     return 0
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    state_dir: Path = args.state_dir or from_environment().state_dir
+    try:
+        report = inspect_outbox(state_dir)
+    except sqlite3.Error as error:
+        raise UserError(f"cannot read the outbox in {state_dir} ({error}): check the path and permissions") from None
+    if report is None:
+        print(f"no outbox in {state_dir} yet: nothing was ever written through it")
+        return 0
+    age = "" if report.oldest_pending_at is None else f", oldest waiting {time.time() - report.oldest_pending_at:.0f} s"
+    print(f"{report.path}: {report.pending} pending{age}, {report.rejected} rejected")
+    if report.last_rejection:
+        print(f"last rejection: {report.last_rejection}")
+    return 1 if report.rejected else 0
 
 
 def _run(make: Callable[[], Coroutine[Any, Any, T]], dsn: str) -> T:

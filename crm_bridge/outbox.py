@@ -80,6 +80,49 @@ class OutboxStats:
     last_error: str | None
 
 
+@dataclass(frozen=True)
+class OutboxFileStatus:
+    """What an outbox file holds, read without owning it (for `dialer db outbox`)."""
+
+    path: Path
+    source_id: str
+    pending: int
+    rejected: int
+    oldest_pending_at: float | None
+    last_rejection: str | None
+
+
+def outbox_path(state_dir: Path, name: str = "crm") -> Path:
+    """Where the outbox called `name` keeps its SQLite file under `state_dir`."""
+    return Path(state_dir) / f"outbox-{name}.sqlite3"
+
+
+def inspect_outbox(state_dir: Path, name: str = "crm") -> OutboxFileStatus | None:
+    """Read an outbox file's counters (safe while its owner runs: WAL readers do not block).
+
+    Returns None when there is no outbox file yet.
+    """
+    path = outbox_path(state_dir, name)
+    if not path.exists():
+        return None
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        (source_id,) = db.execute("SELECT value FROM outbox_meta WHERE key = 'source_id'").fetchone()
+        pending, oldest = db.execute("SELECT count(*), min(created_at) FROM outbox WHERE state = 'pending'").fetchone()
+        (rejected,) = db.execute("SELECT count(*) FROM outbox WHERE state = 'rejected'").fetchone()
+        last = db.execute("SELECT last_error FROM outbox WHERE state = 'rejected' ORDER BY id DESC LIMIT 1").fetchone()
+    finally:
+        db.close()
+    return OutboxFileStatus(
+        path=path,
+        source_id=str(source_id),
+        pending=int(pending),
+        rejected=int(rejected),
+        oldest_pending_at=None if oldest is None else float(oldest),
+        last_rejection=None if last is None else str(last[0]),
+    )
+
+
 class Outbox:
     """Durable, ordered, exactly-once writer of CRM records to PostgreSQL.
 
@@ -104,7 +147,7 @@ class Outbox:
         before the batch is marked delivered locally (the window exactly-once must survive)."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        self.path = Path(state_dir) / f"outbox-{name}.sqlite3"
+        self.path = outbox_path(state_dir, name)
         self._lock_path = Path(state_dir) / f"outbox-{name}.lock"
         self._dsn = pg_dsn
         self._batch_size = batch_size

@@ -242,3 +242,16 @@ async def test_record_refused_by_postgres_is_set_aside_not_blocking(
         assert await conn.fetchval("SELECT count(*) FROM outbox_applied") == 3
     finally:
         await conn.close()
+
+
+async def test_cli_shows_what_waits_in_the_outbox(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer import cli
+
+    assert await asyncio.to_thread(cli.main, ["db", "outbox", "--state-dir", str(tmp_path)]) == 0
+    assert "no outbox" in capsys.readouterr().out
+    outbox = _outbox(tmp_path, UNREACHABLE)
+    await outbox.start()
+    await outbox.put("opt_out", factories.opt_out())
+    await outbox.close(timeout=0.1)
+    assert await asyncio.to_thread(cli.main, ["db", "outbox", "--state-dir", str(tmp_path)]) == 0
+    assert "1 pending" in capsys.readouterr().out
