@@ -31,6 +31,7 @@ class _CommandModule(Protocol):
 # Each module defines register(subparsers); every subcommand sets `handler` (args -> exit code).
 COMMAND_MODULES: tuple[str, ...] = (
     "dialer.provision.cli",
+    "dialer.demo",
     "dialer.pacing.cli",
     "crm_bridge.cli",
     "compliance_rules.cli",

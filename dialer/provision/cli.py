@@ -1,9 +1,142 @@
-"""`dialer stack ...` subcommands (filled in by the provisioning module)."""
+"""`dialer stack ...` and `dialer asterisk ...`: bring the local stack up, down, and report on it."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+from dialer.cli import UserError
+from dialer.provision.asterisk import (
+    AsteriskInstance,
+    ProvisionError,
+    ensure_install,
+    find_cached_root,
+    find_system_install,
+)
+from dialer.provision.services import ensure_postgres, ensure_redis, postgres_answers, redis_answers
+from dialer.settings import Settings, from_environment
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def dev_instance(settings: Settings) -> AsteriskInstance:
+    """The developer's Asterisk instance, on the ports from the settings."""
+    try:
+        return AsteriskInstance.for_settings(ensure_install(settings, say=_say), settings)
+    except ProvisionError as error:
+        raise UserError(str(error)) from None
+
+
+def prepare_stack(settings: Settings, *, start_asterisk: bool) -> AsteriskInstance | None:
+    """PostgreSQL and Redis answering, Asterisk installed (and started when asked)."""
+    try:
+        ensure_postgres(settings.pg_dsn, say=_say)
+        ensure_redis(settings.redis_url, say=_say)
+        instance = dev_instance(settings)
+        if start_asterisk:
+            instance.start()
+    except ProvisionError as error:
+        raise UserError(str(error)) from None
+    return instance
+
+
+def _stack_up(args: argparse.Namespace) -> int:
+    settings = from_environment()
+    instance = prepare_stack(settings, start_asterisk=not args.no_asterisk)
+    assert instance is not None
+    print(f"PostgreSQL {settings.pg_dsn.rsplit('@', 1)[-1]}: up")
+    print(f"Redis {settings.redis_url.rsplit('@', 1)[-1]}: up")
+    if not args.no_asterisk:
+        print(f"Asterisk {instance.install.version}: ARI {instance.ari_url} (instance {instance.config.name})")
+    else:
+        print(f"Asterisk {instance.install.version}: installed in {instance.install.root}")
+    return 0
+
+
+def _stack_down(args: argparse.Namespace) -> int:
+    del args
+    settings = from_environment()
+    install = find_system_install() or _cached_root_or_none(settings)
+    if install is None:
+        print("Asterisk: not installed")
+        return 0
+    AsteriskInstance.for_settings(install, settings).stop()
+    print(f"Asterisk instance {settings.instance}: stopped")
+    return 0
+
+
+def _cached_root_or_none(settings: Settings) -> object:
+    try:
+        return find_cached_root(settings)
+    except ProvisionError as error:
+        raise UserError(str(error)) from None
+
+
+def _stack_status(args: argparse.Namespace) -> int:
+    del args
+    settings = from_environment()
+    healthy = True
+    for name, up in (("PostgreSQL", postgres_answers(settings.pg_dsn)), ("Redis", redis_answers(settings.redis_url))):
+        print(f"{name}: {'up' if up else 'down'}")
+        healthy &= up
+    install = find_system_install() or find_cached_root(settings)
+    if install is None:
+        print(f"Asterisk: not installed (cache: {settings.asterisk_root})")
+        return 1
+    instance = AsteriskInstance.for_settings(install, settings)
+    version = instance.ari_answers()
+    print(f"Asterisk {install.version} ({'system' if not install.chrooted else install.root}): "
+          + (f"running, ARI {instance.ari_url}" if version else "stopped"))
+    return 0 if healthy and version else 1
+
+
+def _asterisk_build(args: argparse.Namespace) -> int:
+    del args
+    instance = dev_instance(from_environment())
+    print(f"Asterisk {instance.install.version} in {instance.install.root}")
+    return 0
+
+
+def _asterisk_start(args: argparse.Namespace) -> int:
+    del args
+    instance = dev_instance(from_environment())
+    try:
+        instance.start()
+    except ProvisionError as error:
+        raise UserError(str(error)) from None
+    print(f"Asterisk {instance.install.version} running: ARI {instance.ari_url}, SIP 127.0.0.1:{instance.config.sip_port}")
+    return 0
+
+
+def _asterisk_cli(args: argparse.Namespace) -> int:
+    instance = dev_instance(from_environment())
+    if instance.pid() is None:
+        raise UserError(f"Asterisk instance {instance.config.name} is not running: run 'dialer asterisk start'.")
+    print(instance.cli(" ".join(args.words)), end="")
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    del subparsers
+    stack = subparsers.add_parser("stack", help="bring the local PostgreSQL, Redis and Asterisk up or down")
+    stack_commands = stack.add_subparsers(dest="stack_command", metavar="ACTION", required=True)
+    up = stack_commands.add_parser("up", help="install what is missing and start everything")
+    up.add_argument("--no-asterisk", action="store_true", help="install Asterisk but do not start it")
+    up.set_defaults(handler=_stack_up)
+    stack_commands.add_parser("down", help="stop the development Asterisk").set_defaults(handler=_stack_down)
+    stack_commands.add_parser("status", help="what answers and what does not").set_defaults(handler=_stack_status)
+
+    asterisk = subparsers.add_parser("asterisk", help="the development Asterisk instance")
+    commands = asterisk.add_subparsers(dest="asterisk_command", metavar="ACTION", required=True)
+    commands.add_parser("build", help="find or build Asterisk 22 (cached Debian sid root)").set_defaults(
+        handler=_asterisk_build
+    )
+    commands.add_parser("start", help="render the configuration and start; wait for ARI").set_defaults(
+        handler=_asterisk_start
+    )
+    commands.add_parser("stop", help="stop it").set_defaults(handler=_stack_down)
+    commands.add_parser("status", help="is it running").set_defaults(handler=_stack_status)
+    cli = commands.add_parser("cli", help="run one Asterisk CLI command")
+    cli.add_argument("words", nargs="+")
+    cli.set_defaults(handler=_asterisk_cli)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what the project needs on a Debian/Ubuntu machine, idempotently and quickly the
+# second time: the OS packages (debootstrap for the Asterisk root, baresip for the test
+# softphone), a virtualenv in .venv with the project and its dev tools.
+# PostgreSQL, Redis and Asterisk themselves are provisioned by `dialer stack up`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+  echo "bootstrap: installing OS packages needs root: run as root or install sudo" >&2; exit 1; fi; }
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "bootstrap: Python 3.11 or newer is needed (set PYTHON=/path/to/python3.11)" >&2; exit 1
+fi
+
+missing=()
+command -v asterisk >/dev/null || command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v baresip >/dev/null || missing+=(baresip)
+"$python" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  if ! command -v apt-get >/dev/null; then
+    echo "bootstrap: please install ${missing[*]} with your package manager" >&2; exit 1
+  fi
+  echo "bootstrap: installing ${missing[*]}" >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+fi
+
+stamp=.venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  [ -x .venv/bin/python ] || "$python" -m venv .venv
+  echo "bootstrap: installing the project and its tools into .venv" >&2
+  if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e '.[dev]'; } \
+      >.venv/install.log 2>&1; then
+    tail -20 .venv/install.log >&2; echo "bootstrap: pip install failed (full log: .venv/install.log)" >&2; exit 1
+  fi
+  rm -f .venv/.installed-* && touch "$stamp"
+fi
