@@ -7,6 +7,7 @@ import sys
 
 from dialer.cli import UserError
 from dialer.provision.asterisk import (
+    AsteriskInstall,
     AsteriskInstance,
     ProvisionError,
     ensure_install,
@@ -67,7 +68,7 @@ def _stack_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cached_root_or_none(settings: Settings) -> object:
+def _cached_root_or_none(settings: Settings) -> AsteriskInstall | None:
     try:
         return find_cached_root(settings)
     except ProvisionError as error:
@@ -81,7 +82,7 @@ def _stack_status(args: argparse.Namespace) -> int:
     for name, up in (("PostgreSQL", postgres_answers(settings.pg_dsn)), ("Redis", redis_answers(settings.redis_url))):
         print(f"{name}: {'up' if up else 'down'}")
         healthy &= up
-    install = find_system_install() or find_cached_root(settings)
+    install = find_system_install() or _cached_root_or_none(settings)
     if install is None:
         print(f"Asterisk: not installed (cache: {settings.asterisk_root})")
         return 1
