@@ -60,6 +60,12 @@ CREATE INDEX IF NOT EXISTS outbox_state_id ON outbox (state, id);
 # SQLSTATE classes meaning "this record's content is refused", not "the server is unwell".
 _RECORD_FAULT_CLASSES = ("22", "23")
 
+
+
+def _is_record_fault(error: asyncpg.PostgresError) -> bool:
+    return str(error.sqlstate or "").startswith(_RECORD_FAULT_CLASSES)
+
+
 AfterApplyHook = Callable[[Sequence[int]], Awaitable[None]]
 
 
@@ -370,25 +376,31 @@ class Outbox:
         conn = await self._connection()
         rejected: dict[int, str] = {}
         async with asyncio.timeout(self._command_timeout):
-            async with conn.transaction():
-                for outbox_id, kind, payload in rows:
-                    try:
-                        async with conn.transaction():  # a savepoint: a refused record undoes only itself
-                            fresh = await conn.fetchval(
-                                "INSERT INTO outbox_applied (source_id, outbox_id, kind) VALUES ($1, $2, $3) "
-                                "ON CONFLICT DO NOTHING RETURNING true",
-                                self._source_id,
-                                outbox_id,
-                                kind,
+            try:
+                # Fast path: the whole batch in one transaction, no savepoints.
+                async with conn.transaction():
+                    for outbox_id, kind, payload in rows:
+                        await self._apply_once(conn, outbox_id, kind, payload)
+            except asyncpg.PostgresError as error:
+                if not _is_record_fault(error):
+                    raise
+                # Some record is refused: redo the batch with a savepoint per record, so the
+                # refused ones are set aside and the others still go through, in order.
+                async with conn.transaction():
+                    for outbox_id, kind, payload in rows:
+                        try:
+                            async with conn.transaction():
+                                await self._apply_once(conn, outbox_id, kind, payload)
+                        except asyncpg.PostgresError as record_error:
+                            if not _is_record_fault(record_error):
+                                raise
+                            rejected[outbox_id] = f"{record_error.sqlstate} {record_error}"
+                            log.error(
+                                "outbox record refused by PostgreSQL",
+                                outbox_id=outbox_id,
+                                kind=kind,
+                                error=rejected[outbox_id],
                             )
-                            if fresh:
-                                await apply_record(conn, RecordKind(kind), json.loads(payload))
-                    except asyncpg.PostgresError as error:
-                        if not str(error.sqlstate or "").startswith(_RECORD_FAULT_CLASSES):
-                            raise
-                        rejected[outbox_id] = f"{error.sqlstate} {error}"
-                        log.error("outbox record refused by PostgreSQL", outbox_id=outbox_id, kind=kind,
-                                  error=rejected[outbox_id])
         ids = [outbox_id for outbox_id, _, _ in rows]
         if self._after_apply_hook is not None:
             await self._after_apply_hook(ids)
@@ -399,6 +411,19 @@ class Outbox:
             self._pending -= len(ids)
             self._changed.notify_all()
         return len(ids)
+
+    async def _apply_once(self, conn: asyncpg.Connection, outbox_id: int, kind: str, payload: str) -> None:
+        # Recorded in the same transaction as the apply: a record re-sent after a crash between
+        # the commit and the local mark finds its row here and is skipped (exactly once).
+        fresh = await conn.fetchval(
+            "INSERT INTO outbox_applied (source_id, outbox_id, kind) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING RETURNING true",
+            self._source_id,
+            outbox_id,
+            kind,
+        )
+        if fresh:
+            await apply_record(conn, RecordKind(kind), json.loads(payload))
 
     async def _connection(self) -> asyncpg.Connection:
         if self._pg is None or self._pg.is_closed():
