@@ -255,10 +255,10 @@ class Outbox:
         """
         if self._executor is None or self._closed:
             raise OutboxError("outbox is not running: call start() first (or it was closed)")
-        encoded = [
-            (RecordKind(kind).value, json.dumps(validate(kind, record), separators=(",", ":")))
-            for kind, record in items
-        ]
+        encoded: list[tuple[str, str]] = []
+        for kind, record in items:
+            normal = validate(kind, record)  # raises InvalidRecord, for an unknown kind too
+            encoded.append((RecordKind(kind).value, json.dumps(normal, separators=(",", ":"))))
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[int]] = []
         for kind, payload in encoded:

@@ -55,6 +55,8 @@ async def test_bad_records_are_refused_at_put_and_nothing_is_written(tmp_path: P
             await outbox.put("call", record)
         with pytest.raises(InvalidRecord):
             await outbox.put_many([("opt_out", factories.opt_out()), ("opt_out", factories.opt_out(phone="12"))])
+        with pytest.raises(InvalidRecord, match="unknown record kind"):
+            await outbox.put("sms", {})
         assert outbox.stats().pending == 0
     with sqlite3.connect(tmp_path / "outbox-crm.sqlite3") as db:
         assert db.execute("SELECT count(*) FROM outbox").fetchone() == (0,)
