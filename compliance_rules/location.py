@@ -43,6 +43,7 @@ def _finder() -> TimezoneFinder:
     return TimezoneFinder()
 
 
+@cache
 def data_version() -> str:
     source, _ = _centroids()
     return f"{source}; timezonefinder {metadata.version('timezonefinder')}"

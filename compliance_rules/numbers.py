@@ -15,7 +15,8 @@ from functools import cache
 from importlib import metadata
 
 import phonenumbers
-from phonenumbers import PhoneNumberType, timezone
+from phonenumbers import PhoneNumberType, phonenumberutil, timezone
+from phonenumbers.phonemetadata import PhoneMetadata
 
 from compliance_rules.ruleset import DATA_DIR
 
@@ -31,7 +32,17 @@ _DIALABLE_TYPES = frozenset(
         PhoneNumberType.PERSONAL_NUMBER,
     }
 )
+_GEOGRAPHIC_TYPES = frozenset({PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
 _UNKNOWN_ZONE = "Etc/Unknown"
+
+def _us_metadata() -> PhoneMetadata:
+    metadata = PhoneMetadata.metadata_for_region("US")
+    if metadata is None:  # a broken phonenumbers install: fail at import, not per call
+        raise RuntimeError("phonenumbers has no metadata for region US")
+    return metadata
+
+
+_US_METADATA = _us_metadata()
 
 
 class NumberProblem(StrEnum):
@@ -74,6 +85,7 @@ def npa_states() -> dict[int, tuple[str, ...]]:
     return {int(npa): tuple(states.split("|")) for npa, states in rows}
 
 
+@cache
 def data_version() -> str:
     return f"phonenumbers {metadata.version('phonenumbers')}"
 
@@ -86,23 +98,25 @@ def parse_number(raw: str) -> NumberInfo:
         number = phonenumbers.parse(text, "US")
     except phonenumbers.NumberParseException as error:
         return NumberInfo(raw, None, NumberProblem.UNPARSABLE, str(error))
-    if not phonenumbers.is_valid_number(number):
+    # Validity and type against the US metadata only: the generic calls try every NANP region
+    # in turn and cost ~15x more (measured by scripts/bench_gate.py).
+    if not phonenumbers.is_valid_number_for_region(number, "US"):
+        if phonenumbers.is_valid_number(number):
+            region = phonenumbers.region_code_for_number(number)
+            return NumberInfo(raw, None, NumberProblem.NOT_US, f"not a US number (region {region})")
         return NumberInfo(raw, None, NumberProblem.INVALID, "not a valid phone number")
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    region = phonenumbers.region_code_for_number(number)
-    if region != "US":
-        return NumberInfo(raw, None, NumberProblem.NOT_US, f"not a US number (region {region})")
-    number_type = phonenumbers.number_type(number)
-    national = str(number.national_number)
+    national = phonenumberutil.national_significant_number(number)
+    number_type = phonenumberutil._number_type_helper(national, _US_METADATA)
     npa, local = int(national[:3]), int(national[3:])
     if number_type not in _DIALABLE_TYPES:
         return NumberInfo(
             raw, e164, NumberProblem.NOT_DIALABLE, f"not a dialable number type ({PhoneNumberType.to_string(number_type)})", npa, local
         )
-    geographic = phonenumbers.is_number_geographical(number) and number_type != PhoneNumberType.TOLL_FREE
+    geographic = number_type in _GEOGRAPHIC_TYPES
     zones: tuple[str, ...] = ()
     if geographic:
-        zones = tuple(z for z in timezone.time_zones_for_number(number) if z != _UNKNOWN_ZONE)
+        zones = tuple(z for z in timezone.time_zones_for_geographical_number(number) if z != _UNKNOWN_ZONE)
     return NumberInfo(
         raw,
         e164,
