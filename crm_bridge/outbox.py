@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import structlog
@@ -67,6 +67,14 @@ def _is_record_fault(error: asyncpg.PostgresError) -> bool:
 
 
 AfterApplyHook = Callable[[Sequence[int]], Awaitable[None]]
+
+
+class RecordSink(Protocol):
+    """The seam the controller, the gate and the API write through (an `Outbox`, or a fake)."""
+
+    async def put(self, kind: str, record: Mapping[str, object]) -> int: ...
+
+    async def put_many(self, items: Sequence[tuple[str, Mapping[str, object]]]) -> list[int]: ...
 
 
 class OutboxError(Exception):

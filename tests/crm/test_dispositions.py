@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -119,7 +120,7 @@ def test_parse_code_names_the_valid_codes() -> None:
 
 
 def test_wrap_up_of_do_not_call_yields_a_stable_opt_out() -> None:
-    args = {"disposition_id": "d1", "disposed_at": WHEN, "call_id": "c1", "lead_id": "l1", "agent_id": "a1"}
+    args: dict[str, Any] = {"disposition_id": "d1", "disposed_at": WHEN, "call_id": "c1", "lead_id": "l1", "agent_id": "a1"}
     records = wrap_up_records(code="do_not_call", phone="+14045550123", **args)
     assert [kind for kind, _ in records] == ["disposition", "opt_out"]
     again = wrap_up_records(code=D.DO_NOT_CALL, phone="+14045550123", **args)
@@ -132,7 +133,7 @@ def test_wrap_up_of_do_not_call_yields_a_stable_opt_out() -> None:
 
 
 def test_wrap_up_checks_the_callback_time_at_once() -> None:
-    args = {"disposition_id": "d1", "disposed_at": WHEN, "call_id": "c1", "lead_id": "l1", "agent_id": "a1"}
+    args: dict[str, Any] = {"disposition_id": "d1", "disposed_at": WHEN, "call_id": "c1", "lead_id": "l1", "agent_id": "a1"}
     assert [kind for kind, _ in wrap_up_records(code="callback", callback_at=WHEN, **args)] == ["disposition"]
     with pytest.raises(DispositionError, match="needs callback_at"):
         wrap_up_records(code="callback", **args)

@@ -44,7 +44,9 @@ def test_call_without_id_is_refused() -> None:
     ],
 )
 def test_call_field_problems_are_named(field: str, value: object, problem: str) -> None:
-    error = _refused("call", factories.call(**{field: value}))
+    record = factories.call()
+    record[field] = value
+    error = _refused("call", record)
     assert error.field == field
     assert problem in error.problem
 
@@ -97,3 +99,14 @@ def test_campaign_window_and_abandon_rate() -> None:
 def test_recording_checksum_is_lowercased_and_checked() -> None:
     assert validate("recording", factories.recording("c1", sha256="A" * 64))["sha256"] == "a" * 64
     assert _refused("recording", factories.recording("c1", sha256="xyz")).field == "sha256"
+
+
+async def test_memory_sink_is_a_record_sink_and_validates() -> None:
+    from crm_bridge.outbox import RecordSink
+    from tests.support.crm_sink import MemorySink
+
+    sink: RecordSink = MemorySink()
+    assert await sink.put("opt_out", factories.opt_out()) == 1
+    with pytest.raises(InvalidRecord):
+        await sink.put_many([("opt_out", factories.opt_out()), ("call", {})])
+    assert isinstance(sink, MemorySink) and len(sink.of_kind("opt_out")) == 1
