@@ -140,7 +140,12 @@ class EventStream:
                 await self._sleep(self._backoff.delay(failures, self._unit_random))
                 continue
             failures = 0
-            replaced = await self._serve(ws)
+            try:
+                replaced = await self._serve(ws)
+            except (aiohttp.ClientError, OSError) as error:
+                # A reset in the middle of a read or a heartbeat: the same as a close.
+                log.warning("ari.events.connection_lost", app=self.app, error=f"{type(error).__name__}: {error}")
+                replaced = False
             if replaced:
                 raise ApplicationReplacedError(
                     f"another connection registered the Stasis app {self.app!r}; not reconnecting"
