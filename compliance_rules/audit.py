@@ -34,6 +34,52 @@ class MemoryAuditSink:
         self.batches += 1
 
 
+class CoalescingAuditSink:
+    """Batches decisions recorded concurrently (single click-to-call checks from many tasks) into
+    one call of the inner sink; every caller returns only once its batch was recorded, and gets
+    the inner sink's error if it failed (the gate then blocks those decisions)."""
+
+    def __init__(self, inner: AuditSink, *, max_batch: int = 500, max_delay: float = 0.005) -> None:
+        self.inner = inner
+        self.max_batch = max_batch
+        self.max_delay = max_delay
+        self._pending: list[Decision] = []
+        self._flushed: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # flushes in flight, owned here
+
+    async def record(self, decisions: Sequence[Decision]) -> None:
+        loop = asyncio.get_running_loop()
+        if self._flushed is None:
+            self._flushed = loop.create_future()
+            self._timer = loop.call_later(self.max_delay, self._start_flush)
+        flushed = self._flushed
+        self._pending.extend(decisions)
+        if len(self._pending) >= self.max_batch:
+            self._start_flush()
+        await asyncio.shield(flushed)
+
+    def _start_flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, flushed = self._pending, self._flushed
+        self._pending, self._flushed = [], None
+        if flushed is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._flush(batch, flushed), name="audit-flush")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, batch: list[Decision], flushed: asyncio.Future[None]) -> None:
+        try:
+            await self.inner.record(batch)
+        except Exception as error:
+            flushed.set_exception(error)
+        else:
+            flushed.set_result(None)
+
+
 class JsonLinesAuditSink:
     """Appends one JSON record per decision to a file and fsyncs it (CLI `--audit-log`)."""
 

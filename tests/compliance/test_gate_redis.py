@@ -104,7 +104,7 @@ async def test_opt_out_from_another_process_blocks_the_next_decision(
     assert (await gate.decide(request, MANUAL, NOW)).allowed
     env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_REDIS_PREFIX": redis_prefix}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "dialer.cli", "dnc", "opt-out", "212-555-0177", "--source", "sms_keyword",
+        sys.executable, "-m", "dialer", "dnc", "opt-out", "212-555-0177", "--source", "sms_keyword",
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     _out, err = await proc.communicate()
@@ -116,7 +116,7 @@ async def test_cli_check_json(store: DncStore, redis_url: str, redis_prefix: str
     await store.set_membership("federal", parse_number("2125550100"), True)
     env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_REDIS_PREFIX": redis_prefix}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "dialer.cli", "check", "2125550100", "--zip", "90210", "--at", "2026-03-03T16:00:00Z",
+        sys.executable, "-m", "dialer", "check", "2125550100", "--zip", "90210", "--at", "2026-03-03T16:00:00Z",
         "--campaign", "c9", "--json", env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     out, err = await proc.communicate()
@@ -217,3 +217,59 @@ async def test_opt_out_service_function(store: DncStore) -> None:
     result = await opt_out(store, "+1 305 555 0111", "disposition", lead_id="L1")
     assert result.phone == "+13055550111" and result.lead_id == "L1"
     assert await store.contains("optout", parse_number("3055550111"))
+
+
+class CountingSink(MemoryAuditSink):
+    fail = False
+
+    async def record(self, decisions: Sequence[Decision]) -> None:
+        await asyncio.sleep(0.001)
+        if self.fail:
+            raise ConnectionError("outbox down")
+        await super().record(decisions)
+
+
+async def test_concurrent_single_decisions_are_recorded_in_one_batch(store: DncStore) -> None:
+    from compliance_rules.audit import CoalescingAuditSink
+
+    inner = CountingSink()
+    gate = ComplianceGate(store, CoalescingAuditSink(inner, max_delay=0.02), BOOK)
+    requests = [ContactRequest(f"212555{n:04d}") for n in range(200, 220)]
+    decisions = await asyncio.gather(*(gate.decide(r, MANUAL, NOW) for r in requests))
+    assert all(d.allowed for d in decisions)
+    assert len(inner.decisions) == 20 and inner.batches < 5
+    inner.fail = True
+    failed = await asyncio.gather(*(gate.decide(r, MANUAL, NOW) for r in requests[:3]))
+    assert all(codes(d) == {"gate_unavailable"} for d in failed)
+
+
+async def test_cli_import_zip_and_user_errors(store: DncStore, redis_url: str, redis_prefix: str, tmp_path: Path) -> None:
+    archive = tmp_path / "registry.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("212.txt", "2125550100\n2125550101\n")
+    env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_REDIS_PREFIX": redis_prefix}
+
+    async def dialer(*args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dialer", *args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        out, err = await proc.communicate()
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    code, out, err = await dialer("dnc", "import", str(archive), "--list", "federal", "--date", "2026-03-02")
+    assert code == 0, err
+    assert "2 numbers in 1 area codes" in out and "100%" in err
+    assert (await store.versions())["federal"] == "2026-03-02"
+    code, out, _ = await dialer("dnc", "check", "212-555-0101", "--list", "federal")
+    assert code == 0 and "is on the federal list" in out
+    for args, fragment in (
+        (("dnc", "import", str(archive), "--list", "national"), "unknown list"),
+        (("dnc", "import", str(tmp_path / "missing.txt"), "--list", "federal"), "cannot read"),
+        (("dnc", "import", str(archive), "--list", "federal", "--date", "March"), "not a YYYY-MM-DD date"),
+        (("dnc", "add", "12", "--list", "internal"), "not a valid US phone number"),
+        (("check", "2125550100", "--zip", "abc"), "not a ZIP code"),
+    ):
+        code, out, err = await dialer(*args)
+        assert code == 2, (args, out, err)
+        assert fragment in err and "Traceback" not in err and err.count("\n") == 1, err
