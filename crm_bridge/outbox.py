@@ -155,9 +155,12 @@ class Outbox:
         command_timeout: float = 15.0,
         poll_interval: float = 5.0,
         retain_delivered: float = 3600.0,
+        prune_applied: bool = True,
         after_apply_hook: AfterApplyHook | None = None,
     ) -> None:
-        """`after_apply_hook` is a test seam, awaited after the PostgreSQL commit of a batch and
+        """`prune_applied=False` keeps every `outbox_applied` row (an audit of what this outbox
+        wrote); by default rows are deleted once their record is marked delivered locally.
+        `after_apply_hook` is a test seam, awaited after the PostgreSQL commit of a batch and
         before the batch is marked delivered locally (the window exactly-once must survive)."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -171,6 +174,9 @@ class Outbox:
         self._poll_interval = poll_interval
         self._retain_delivered = retain_delivered
         self._after_apply_hook = after_apply_hook
+        self._prune_applied_rows = prune_applied
+        # Ids marked delivered locally whose `outbox_applied` rows are no longer needed.
+        self._prunable: list[int] = []
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
@@ -387,6 +393,7 @@ class Outbox:
             try:
                 # Fast path: the whole batch in one transaction, no savepoints.
                 async with conn.transaction():
+                    await self._prune_applied(conn)
                     for outbox_id, kind, payload in rows:
                         await self._apply_once(conn, outbox_id, kind, payload)
             except asyncpg.PostgresError as error:
@@ -395,6 +402,7 @@ class Outbox:
                 # Some record is refused: redo the batch with a savepoint per record, so the
                 # refused ones are set aside and the others still go through, in order.
                 async with conn.transaction():
+                    await self._prune_applied(conn)
                     for outbox_id, kind, payload in rows:
                         try:
                             async with conn.transaction():
@@ -409,16 +417,31 @@ class Outbox:
                                 kind=kind,
                                 error=rejected[outbox_id],
                             )
+        self._prunable = []  # the batch transaction committed, and the pruning with it
         ids = [outbox_id for outbox_id, _, _ in rows]
         if self._after_apply_hook is not None:
             await self._after_apply_hook(ids)
         await self._run(self._mark_done, ids, rejected)
+        self._prunable = [i for i in ids if i not in rejected]
         self._delivered += len(ids) - len(rejected)
         self._rejected += len(rejected)
         async with self._changed:
             self._pending -= len(ids)
             self._changed.notify_all()
         return len(ids)
+
+    async def _prune_applied(self, conn: asyncpg.Connection) -> None:
+        # Rows of `outbox_applied` are needed only until their record is marked delivered in the
+        # local file; after that it is never sent again. Delete exactly those ids (never a
+        # range: a requeued record can have a lower id than ones already delivered). Runs in the
+        # next batch's transaction; if that rolls back, the ids are kept for the following one.
+        if not self._prune_applied_rows or not self._prunable:
+            return
+        await conn.execute(
+            "DELETE FROM outbox_applied WHERE source_id = $1 AND outbox_id = ANY($2::bigint[])",
+            self._source_id,
+            self._prunable,
+        )
 
     async def _apply_once(self, conn: asyncpg.Connection, outbox_id: int, kind: str, payload: str) -> None:
         # Recorded in the same transaction as the apply: a record re-sent after a crash between

@@ -30,6 +30,7 @@ async def main(state_dir: Path, dsn: str, count: int, mode: str) -> None:
         dsn,
         batch_size=10 if mode == "hold" else 3,
         backoff=Backoff(initial=0.02, maximum=0.2),
+        prune_applied=False,
         after_apply_hook=hold if mode == "hold" else None,
     )
     await outbox.start()

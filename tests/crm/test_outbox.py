@@ -107,7 +107,6 @@ async def test_every_kind_is_delivered_once(tmp_path: Path, migrated_scratch_dsn
         assert campaign is not None and campaign["dial_mode"] == "predictive"
         for table in ("agents", "opt_outs", "recordings"):
             assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 1
-        assert await conn.fetchval("SELECT count(*) FROM outbox_applied") == 9
     finally:
         await conn.close()
 
@@ -146,7 +145,7 @@ async def test_postgres_down_during_writes_then_back_every_row_once(
     dsn = migrated_scratch_dsn
     async with FaultProxy("127.0.0.1", 5432) as proxy:
         proxy.down()
-        async with _outbox(tmp_path, proxy.rewrite_dsn(dsn), batch_size=7) as outbox:
+        async with _outbox(tmp_path, proxy.rewrite_dsn(dsn), batch_size=7, prune_applied=False) as outbox:
             ids = [str(uuid.uuid4()) for _ in range(60)]
             for call_id in ids[:30]:
                 await outbox.put("call", factories.call(call_id, 1))
@@ -193,19 +192,25 @@ async def test_restart_delivers_what_was_pending(tmp_path: Path, migrated_scratc
     assert await _count(migrated_scratch_dsn, "SELECT count(*) FROM opt_outs") == 20
 
 
+@pytest.mark.parametrize("prune_applied", [True, False])
 async def test_crash_between_pg_commit_and_local_mark_does_not_duplicate(
-    tmp_path: Path, migrated_scratch_dsn: str
+    tmp_path: Path, migrated_scratch_dsn: str, prune_applied: bool
 ) -> None:
     """The batch commits in PostgreSQL, then marking it delivered locally fails once."""
     crashes: list[list[int]] = []
 
     async def crash_once(ids: Any) -> None:
-        if not crashes:
+        # Crash on the second batch, whose transaction also prunes the first batch's marks.
+        if not crashes and min(ids) > 1:
             crashes.append(list(ids))
             raise RuntimeError("simulated crash after commit")
 
     lead_id = "lead-crash"
-    async with _outbox(tmp_path, migrated_scratch_dsn, after_apply_hook=crash_once) as outbox:
+    async with _outbox(
+        tmp_path, migrated_scratch_dsn, after_apply_hook=crash_once, prune_applied=prune_applied
+    ) as outbox:
+        await outbox.put("opt_out", factories.opt_out(phone="+14045550999"))
+        assert await outbox.flush(10)
         await outbox.put_many(
             [
                 ("lead_upsert", factories.lead(lead_id, consents=[])),
@@ -215,11 +220,12 @@ async def test_crash_between_pg_commit_and_local_mark_does_not_duplicate(
         )
         assert await outbox.flush(10)
         assert outbox.stats().failures == 1
-    assert crashes and len(crashes[0]) == 3
+    assert crashes == [[2, 3, 4]]
     dsn = migrated_scratch_dsn
-    assert await _count(dsn, "SELECT count(*) FROM opt_outs") == 1
+    assert await _count(dsn, "SELECT count(*) FROM opt_outs") == 2
     assert await _count(dsn, "SELECT count(*) FROM dispositions") == 1
-    assert await _count(dsn, "SELECT count(*) FROM outbox_applied") == 3
+    if not prune_applied:
+        assert await _count(dsn, "SELECT count(*) FROM outbox_applied") == 4
 
 
 async def test_record_refused_by_postgres_is_set_aside_not_blocking(
@@ -229,7 +235,7 @@ async def test_record_refused_by_postgres_is_set_aside_not_blocking(
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("ALTER TABLE opt_outs ADD CONSTRAINT test_poison CHECK (source <> 'poison')")
-        async with _outbox(tmp_path, dsn) as outbox:
+        async with _outbox(tmp_path, dsn, prune_applied=False) as outbox:
             await outbox.put("opt_out", factories.opt_out(source="crm_api"))
             await outbox.put("opt_out", factories.opt_out(source="poison"))
             await outbox.put("opt_out", factories.opt_out(source="sms_stop"))
@@ -257,3 +263,14 @@ async def test_cli_shows_what_waits_in_the_outbox(tmp_path: Path, capsys: pytest
     await outbox.close(timeout=0.1)
     assert await asyncio.to_thread(cli.main, ["db", "outbox", "--state-dir", str(tmp_path)]) == 0
     assert "1 pending" in capsys.readouterr().out
+
+
+async def test_applied_marks_are_pruned_once_delivered_locally(tmp_path: Path, migrated_scratch_dsn: str) -> None:
+    async with _outbox(tmp_path, migrated_scratch_dsn, batch_size=10) as outbox:
+        await outbox.put_many([("opt_out", factories.opt_out()) for _ in range(50)])
+        assert await outbox.flush(10)
+        await outbox.put("opt_out", factories.opt_out())
+        assert await outbox.flush(10)
+    assert await _count(migrated_scratch_dsn, "SELECT count(*) FROM opt_outs") == 51
+    # Only the last batch's marks remain: they are pruned with the next batch.
+    assert await _count(migrated_scratch_dsn, "SELECT count(*) FROM outbox_applied") == 1

@@ -43,7 +43,7 @@ async def _kill(process: asyncio.subprocess.Process) -> None:
 
 
 async def _finish_and_check(state_dir: Path, dsn: str) -> None:
-    async with Outbox(state_dir, dsn, backoff=Backoff(initial=0.02, maximum=0.2)) as outbox:
+    async with Outbox(state_dir, dsn, backoff=Backoff(initial=0.02, maximum=0.2), prune_applied=False) as outbox:
         assert await outbox.flush(30)
     conn = await asyncpg.connect(dsn)
     try:
