@@ -32,6 +32,7 @@ class _CommandModule(Protocol):
 COMMAND_MODULES: tuple[str, ...] = (
     "dialer.provision.cli",
     "dialer.demo",
+    "dialer.api.cli",
     "dialer.pacing.cli",
     "crm_bridge.cli",
     "compliance_rules.cli",

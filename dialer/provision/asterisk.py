@@ -418,9 +418,12 @@ class AsteriskInstance:
         if pid is None:
             self._reap()
             return
-        subprocess.run(
-            self._asterisk_args("-rx", "core stop now"), capture_output=True, timeout=10, check=False
-        )
+        try:
+            subprocess.run(
+                self._asterisk_args("-rx", "core stop now"), capture_output=True, timeout=10, check=False
+            )
+        except subprocess.TimeoutExpired:
+            pass  # seen after a 409 on a duplicate channel id: fall through to SIGTERM, then SIGKILL
         for sig in (None, signal.SIGTERM, signal.SIGKILL):
             if sig is not None:
                 try:

@@ -1,0 +1,1 @@
+"""The dialer's HTTP API for the CRM, agents' consoles and supervisors."""

@@ -1,0 +1,293 @@
+"""The dialer's HTTP API (aiohttp): bearer-token auth with roles, JSON errors, the CRM endpoints.
+
+Every error is JSON `{"error": CODE, "message": ...}` (plus `field` for a bad field), with a
+4xx status for the caller's mistakes and 503 when a dependency (PostgreSQL, Redis) is down;
+never a traceback. The OpenAPI document at `/v1/openapi.json` lists exactly these routes
+(a test keeps them in step).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, Protocol
+
+import structlog
+from aiohttp import web
+
+from compliance_rules.http import make_opt_out_handler
+from compliance_rules.optout import OptOut
+from compliance_rules.store import DncStore
+from crm_bridge.dispositions import DispositionError, wrap_up_records
+from crm_bridge.pg import DatabaseUnavailable
+from crm_bridge.records import InvalidRecord
+from crm_bridge.store import ApiToken, Call, CrmStore, TokenRole
+from dialer.api.openapi import openapi_document
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ALL_ROLES = frozenset(TokenRole)
+STAFF_ROLES = frozenset({TokenRole.CRM, TokenRole.SUPERVISOR, TokenRole.ADMIN})
+
+
+class RecordWriter(Protocol):
+    """Where CRM records go: the durable outbox (`crm_bridge.outbox.Outbox`)."""
+
+    async def put_many(self, items: Sequence[tuple[str, Mapping[str, object]]]) -> list[int]: ...
+
+
+@dataclass(frozen=True)
+class ApiDependencies:
+    store: CrmStore
+    records: RecordWriter
+    dnc: DncStore
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+class ApiError(Exception):
+    """A request we refuse, with its status and machine-readable code."""
+
+    def __init__(self, status: int, error: str, message: str, **extra: object) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.extra = extra
+
+    def response(self) -> web.Response:
+        return web.json_response({"error": self.error, "message": str(self), **self.extra}, status=self.status)
+
+
+DEPS: web.AppKey[ApiDependencies] = web.AppKey("deps", ApiDependencies)
+TOKEN: web.RequestKey[ApiToken] = web.RequestKey("token", ApiToken)
+_PUBLIC_PATHS = frozenset({"/v1/health", "/v1/openapi.json"})
+_ROLES: dict[Handler, frozenset[TokenRole]] = {}
+
+
+def allow(*roles: TokenRole) -> Callable[[Handler], Handler]:
+    """Which token roles may call a handler (agents are further limited to their own calls)."""
+
+    def mark(handler: Handler) -> Handler:
+        _ROLES[handler] = frozenset(roles)
+        return handler
+
+    return mark
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error.response()
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(error.status, "http_error")
+        return web.json_response({"error": code, "message": error.reason}, status=error.status)
+    except DatabaseUnavailable as error:
+        return ApiError(503, "database_unavailable", f"the CRM database does not answer: {error}").response()
+    except Exception:
+        log.exception("api_internal_error", path=request.path, method=request.method)
+        return web.json_response({"error": "internal_error", "message": "internal error; logged"}, status=500)
+
+
+@web.middleware
+async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in _PUBLIC_PATHS or request.match_info.http_exception is not None:
+        return await handler(request)  # public, or no such route: 404/405 come out as JSON
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise ApiError(401, "unauthorized", "send 'Authorization: Bearer TOKEN'")
+    token = await request.app[DEPS].store.authenticate(secret.strip())
+    if token is None:
+        raise ApiError(401, "unauthorized", "the token is unknown or revoked")
+    roles = _ROLES.get(_route_handler(request), frozenset())
+    if token.role not in roles:
+        raise ApiError(403, "forbidden", f"a {token.role.value} token may not call this endpoint")
+    request[TOKEN] = token
+    return await handler(request)
+
+
+def _route_handler(request: web.Request) -> Handler:
+    return request.match_info.route.handler
+
+
+# ---- helpers -------------------------------------------------------------------------------
+def _json_value(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def call_json(call: Call) -> dict[str, object]:
+    return {field.name: _json_value(getattr(call, field.name)) for field in fields(call)}
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "the request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+    return body
+
+
+def _timestamp(value: object, field: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiError(422, "invalid_field", f"{field} must be an ISO-8601 timestamp", field=field)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(422, "invalid_field", f"{field} must be an ISO-8601 timestamp", field=field) from None
+    if parsed.tzinfo is None:
+        raise ApiError(422, "invalid_field", f"{field} needs a time zone (e.g. Z)", field=field)
+    return parsed
+
+
+def _optional_text(body: Mapping[str, Any], field: str) -> str | None:
+    value = body.get(field)
+    if value is not None and not isinstance(value, str):
+        raise ApiError(422, "invalid_field", f"{field} must be a string", field=field)
+    return value
+
+
+async def _visible_call(request: web.Request) -> Call:
+    """The call named in the path, if this token may see it (agents: only their own calls)."""
+    call = await request.app[DEPS].store.get_call(request.match_info["call_id"])
+    token = request[TOKEN]
+    if call is None or (token.role is TokenRole.AGENT and call.agent_id != token.agent_id):
+        # An agent is not told whether another agent's call exists.
+        raise ApiError(404, "call_not_found", "no such call")
+    return call
+
+
+# ---- handlers ------------------------------------------------------------------------------
+async def health(request: web.Request) -> web.Response:
+    del request
+    return web.json_response({"status": "ok"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    del request
+    return web.json_response(openapi_document())
+
+
+@allow(*ALL_ROLES)
+async def get_call(request: web.Request) -> web.Response:
+    return web.json_response(call_json(await _visible_call(request)))
+
+
+@allow(*ALL_ROLES)
+async def list_calls(request: web.Request) -> web.Response:
+    query = request.query
+    unknown = set(query) - {"lead_id", "agent_id", "campaign_id", "since", "limit"}
+    if unknown:
+        name = sorted(unknown)[0]
+        raise ApiError(400, "unknown_parameter", f"unknown query parameter {name!r}", field=name)
+    since = _timestamp(query.get("since"), "since")
+    try:
+        limit = int(query.get("limit", "100"))
+    except ValueError:
+        raise ApiError(422, "invalid_field", "limit must be a whole number", field="limit") from None
+    if not 1 <= limit <= 1000:
+        raise ApiError(422, "invalid_field", "limit must be between 1 and 1000", field="limit")
+    agent_id = query.get("agent_id")
+    token = request[TOKEN]
+    if token.role is TokenRole.AGENT:
+        if agent_id not in (None, token.agent_id):
+            raise ApiError(403, "forbidden", "an agent token may list only its own calls", field="agent_id")
+        agent_id = token.agent_id
+    calls = await request.app[DEPS].store.list_calls(
+        lead_id=query.get("lead_id"),
+        agent_id=agent_id,
+        campaign_id=query.get("campaign_id"),
+        since=since,
+        limit=limit,
+    )
+    return web.json_response({"calls": [call_json(call) for call in calls]})
+
+
+@allow(*ALL_ROLES)
+async def post_disposition(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    call = await _visible_call(request)
+    body = await _json_object(request)
+    code = body.get("code")
+    if not isinstance(code, str) or not code:
+        raise ApiError(422, "invalid_field", "code is required", field="code")
+    callback_at = _timestamp(body.get("callback_at"), "callback_at")
+    notes = _optional_text(body, "notes")
+    disposition_id = f"dsp_{uuid.uuid4().hex}"
+    try:
+        records = wrap_up_records(
+            disposition_id=disposition_id,
+            code=code,
+            disposed_at=deps.clock(),
+            call_id=call.call_id,
+            lead_id=call.lead_id,
+            agent_id=call.agent_id,
+            campaign_id=call.campaign_id,
+            phone=call.lead_number,
+            notes=notes,
+            callback_at=callback_at,
+        )
+    except DispositionError as error:
+        raise ApiError(422, "invalid_disposition", str(error), field="code") from None
+    try:
+        await deps.records.put_many(records)
+    except InvalidRecord as error:
+        raise ApiError(422, "invalid_field", str(error), field=error.field or "body") from None
+    if any(kind == "opt_out" for kind, _ in records) and call.lead_number:
+        # The durable opt-out above reaches PostgreSQL through the outbox; the gate reads Redis,
+        # so put the number on the opt-out list there too, effective for the very next decision.
+        from compliance_rules.optout import opt_out
+
+        await opt_out(deps.dnc, call.lead_number, "disposition", lead_id=call.lead_id)
+    return web.json_response({"disposition_id": disposition_id, "call_id": call.call_id, "code": code}, status=202)
+
+
+class _OutboxOptOutRecorder:
+    """Writes each API opt-out to the CRM's opt_outs table through the outbox."""
+
+    def __init__(self, records: RecordWriter) -> None:
+        self._records = records
+
+    async def record_opt_out(self, opt_out: OptOut) -> None:
+        await self._records.put_many(
+            [
+                (
+                    "opt_out",
+                    {
+                        "opt_out_id": f"opt_{uuid.uuid4().hex}",
+                        "phone": opt_out.phone,
+                        "source": opt_out.source.value,
+                        "lead_id": opt_out.lead_id,
+                        "created_at": opt_out.recorded_at,
+                    },
+                )
+            ]
+        )
+
+
+def build_app(deps: ApiDependencies) -> web.Application:
+    app = web.Application(middlewares=[errors_as_json, bearer_auth], client_max_size=256 * 1024)
+    app[DEPS] = deps
+    opt_outs = allow(*ALL_ROLES)(make_opt_out_handler(deps.dnc, _OutboxOptOutRecorder(deps.records)))
+    app.router.add_get("/v1/health", health)
+    app.router.add_get("/v1/openapi.json", openapi)
+    app.router.add_post("/v1/opt-outs", opt_outs)
+    app.router.add_get("/v1/calls", list_calls)
+    app.router.add_get("/v1/calls/{call_id}", get_call)
+    app.router.add_post("/v1/calls/{call_id}/disposition", post_disposition)
+    return app

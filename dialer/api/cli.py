@@ -1,0 +1,118 @@
+"""`dialer serve` (the HTTP API) and `dialer token create|revoke|list` (API tokens)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from compliance_rules.store import DncStore
+from crm_bridge.migrate import migrate
+from crm_bridge.outbox import Outbox
+from crm_bridge.pg import DatabaseUnavailable, connect
+from crm_bridge.store import CrmStore, TokenRole
+from dialer.api.app import ApiDependencies, build_app
+from dialer.cli import UserError
+from dialer.settings import Settings, from_environment
+
+
+@asynccontextmanager
+async def _crm_store(settings: Settings) -> AsyncIterator[CrmStore]:
+    try:
+        connection = await connect(settings.pg_dsn, create_missing=True)
+        try:
+            await migrate(connection)
+        finally:
+            await connection.close()
+        store = await CrmStore.open(settings.pg_dsn)
+    except DatabaseUnavailable as error:
+        raise UserError(str(error)) from None
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def _serve(settings: Settings, drain_seconds: float) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    redis = aioredis.from_url(settings.redis_url)
+    async with _crm_store(settings) as store, Outbox(settings.state_dir, settings.pg_dsn) as outbox:
+        app = build_app(ApiDependencies(store=store, records=outbox, dnc=DncStore(redis, settings.redis_prefix)))
+        runner = web.AppRunner(app, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        try:
+            await site.start()
+        except OSError as error:
+            await runner.cleanup()
+            raise UserError(
+                f"Cannot listen on {settings.http_host}:{settings.http_port} ({error.strerror}): "
+                "set DIALER_HTTP_PORT to a free port."
+            ) from None
+        print(f"dialer API on http://{settings.http_host}:{settings.http_port}/v1 (OpenAPI: /v1/openapi.json)")
+        await stop.wait()
+        # Stop taking requests, let those in flight finish, then make sure every record is written.
+        await runner.shutdown()
+        await runner.cleanup()
+        delivered = await outbox.flush(drain_seconds)
+        if not delivered:
+            print("PostgreSQL did not take every record in time; they stay in the outbox and go out on next start")
+    await redis.aclose()
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    asyncio.run(_serve(from_environment(), args.drain_seconds))
+    return 0
+
+
+async def _token(args: argparse.Namespace) -> int:
+    async with _crm_store(from_environment()) as store:
+        if args.token_command == "create":
+            role = TokenRole(args.role)
+            if role is TokenRole.AGENT and not args.agent:
+                raise UserError("An agent token needs --agent AGENT_ID (the agent it speaks for).")
+            issued = await store.issue_token(role, agent_id=args.agent, label=args.label)
+            print(json.dumps({"token_id": issued.token.token_id, "role": role.value, "token": issued.secret}))
+            return 0
+        if args.token_command == "revoke":
+            if not await store.revoke_token(args.token_id):
+                raise UserError(f"No live token {args.token_id}: see 'dialer token list'.")
+            print(f"revoked {args.token_id}")
+            return 0
+        for token in await store.list_tokens():
+            state = "revoked" if token.revoked_at else "live"
+            print(f"{token.token_id}  {token.role.value:<10} {token.agent_id or '-':<12} {state}  {token.label or ''}")
+        return 0
+
+
+def _token_command(args: argparse.Namespace) -> int:
+    return asyncio.run(_token(args))
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = subparsers.add_parser("serve", help="run the HTTP API (stops cleanly on SIGTERM/SIGINT)")
+    serve.add_argument(
+        "--drain-seconds", type=float, default=10.0, help="how long to wait for the outbox at shutdown"
+    )
+    serve.set_defaults(handler=_serve_command)
+
+    token = subparsers.add_parser("token", help="API bearer tokens (stored hashed)")
+    commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    create = commands.add_parser("create", help="issue a token; prints it once")
+    create.add_argument("--role", required=True, choices=[role.value for role in TokenRole])
+    create.add_argument("--agent", help="the agent id an agent token speaks for")
+    create.add_argument("--label", help="what the token is for")
+    create.set_defaults(handler=_token_command)
+    revoke = commands.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("token_id")
+    revoke.set_defaults(handler=_token_command)
+    commands.add_parser("list", help="list tokens (never their secrets)").set_defaults(handler=_token_command)
