@@ -147,7 +147,7 @@ class ComplianceGate:
         for index, (request, location, decision) in enumerate(zip(requests, locations, decisions, strict=True)):
             if not decision.allowed:
                 continue
-            caps = [(m, w) for m, w, _ in applicable_caps(location, policy, book, now.date(), self.options)]
+            caps = [(m, w) for m, w, _ in applicable_caps(location, policy, book, now, self.options)]
             person = request.lead_id or location.number.e164 or request.phone
             wanted.append(index)
             reservations.append((policy.cap_subject, person, caps))
@@ -159,7 +159,7 @@ class ComplianceGate:
                     Reason(
                         ReasonCode.FREQUENCY_CAP,
                         "another attempt took the last slot of a frequency cap just now",
-                        "; ".join(c for _, _, c in applicable_caps(locations[index], policy, book, now.date(), self.options)),
+                        "; ".join(c for _, _, c in applicable_caps(locations[index], policy, book, now, self.options)),
                     )
                 )
         return decisions

@@ -235,7 +235,7 @@ def _check_consent(request: ContactRequest, location: Location, policy: Campaign
             )
     mode = request.dial_mode or policy.dial_mode
     if not has_pewc:
-        for rule in _rules_in_force(book, location.states, now.date(), options):
+        for rule in _rules_in_force_any_zone(book, location, now, options):
             if rule.consent is None:
                 continue
             if rule.consent.required_for is ConsentScope.ALL:
@@ -285,11 +285,22 @@ def _check_lists(location: Location, facts: NumberFacts, versions: ListVersions,
     return reasons
 
 
-def applicable_caps(location: Location, policy: CampaignPolicy, book: RuleBook, day: date, options: GateOptions) -> list[tuple[int, int, str]]:
+def _rules_in_force_any_zone(book: RuleBook, location: Location, now: datetime, options: GateOptions) -> list[StateRule]:
+    """State rules in force on the local date of any zone the lead may be in (conservative
+    around midnight and effective dates)."""
+    days = {now.astimezone(_zone(zone)).date() for zone in location.zones} or {now.date()}
+    found: dict[int, StateRule] = {}
+    for day in sorted(days):
+        for rule in _rules_in_force(book, location.states, day, options):
+            found.setdefault(id(rule), rule)
+    return list(found.values())
+
+
+def applicable_caps(location: Location, policy: CampaignPolicy, book: RuleBook, now: datetime, options: GateOptions) -> list[tuple[int, int, str]]:
     """(max attempts, window hours, citation) for every cap that applies to this lead."""
     caps = [
         (rule.cap.max_attempts, rule.cap.window_hours, rule.cap.citation)
-        for rule in _rules_in_force(book, location.states, day, options)
+        for rule in _rules_in_force_any_zone(book, location, now, options)
         if rule.cap is not None
     ]
     if policy.max_attempts_per_24h is not None:
@@ -299,7 +310,7 @@ def applicable_caps(location: Location, policy: CampaignPolicy, book: RuleBook, 
 
 def _check_caps(location: Location, facts: NumberFacts, policy: CampaignPolicy, book: RuleBook, now: datetime, options: GateOptions) -> list[Reason]:
     reasons: list[Reason] = []
-    for max_attempts, window_hours, citation in applicable_caps(location, policy, book, now.date(), options):
+    for max_attempts, window_hours, citation in applicable_caps(location, policy, book, now, options):
         since = now - timedelta(hours=window_hours)
         count = sum(1 for attempt in facts.attempts if since < attempt <= now)
         if count >= max_attempts:
