@@ -271,8 +271,8 @@ class CallMachine:
             case BridgeCreated():
                 self._on_bridge_created(now, actions)
             case BridgeFailed():
+                # The bridge stays in the teardown: a request that timed out may still have made it.
                 if self._state is CallState.AGENT_ANSWERED and not self._bridge_ready:
-                    self._bridge_requested = False
                     self._end(CallOutcome.RECORDING_FAILED, now, actions, "system", f"bridge: {event.reason}")
             case RecordingStarted():
                 self._on_recording_started(event, now, actions)

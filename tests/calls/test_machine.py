@@ -481,7 +481,7 @@ def test_recording_not_confirmed_in_time_is_recording_failed(bridge_created: boo
 def test_bridge_creation_failure_is_recording_failed() -> None:
     machine, _ = machine_in(CallState.AGENT_ANSWERED)
     actions = machine.handle(BridgeFailed("500"), T0 + 4.1)
-    assert io_actions(actions) == [HangupChannel(AGENT, "normal")]
+    assert io_actions(actions) == [HangupChannel(AGENT, "normal"), DestroyBridge(BRIDGE)]
     assert machine.outcome is CallOutcome.RECORDING_FAILED
 
 
