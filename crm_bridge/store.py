@@ -283,6 +283,13 @@ class CrmStore:
         )
         return [_call(row) for row in rows]
 
+    async def list_open_calls(self, limit: int = 1000) -> list[Call]:
+        """Calls with no end time yet (in progress, or left open by a controller that died)."""
+        rows = await self._pool.fetch(
+            f"SELECT {_CALL_COLUMNS} FROM calls WHERE ended_at IS NULL ORDER BY requested_at LIMIT $1", limit
+        )
+        return [_call(row) for row in rows]
+
     async def list_dispositions(self, *, call_id: str | None = None, lead_id: str | None = None) -> list[Disposition]:
         rows = await self._pool.fetch(
             "SELECT disposition_id, call_id, lead_id, agent_id, code, notes, callback_at, stage_before, "

@@ -48,6 +48,10 @@ class Settings:
     rtp_end: int = 20000
     # Where durable local state lives (the CRM outbox); empty: cache_dir/state/<instance>.
     state_root: str = ""
+    # Where finished call recordings are archived; empty: cache_dir/recordings.
+    recordings_root: str = ""
+    caller_id: str = "+18885550100"
+    trunk_endpoint: str = "trunk"
 
     @property
     def asterisk_root(self) -> Path:
@@ -60,6 +64,12 @@ class Settings:
         if self.state_root:
             return Path(self.state_root).expanduser()
         return self.cache_dir / "state" / self.instance
+
+    @property
+    def recordings_dir(self) -> Path:
+        if self.recordings_root:
+            return Path(self.recordings_root).expanduser()
+        return self.cache_dir / "recordings"
 
     @property
     def ari_url(self) -> str:
@@ -84,6 +94,9 @@ ENVIRONMENT: Mapping[str, str] = {
     "DIALER_HTTP_HOST": "http_host",
     "DIALER_HTTP_PORT": "http_port",
     "DIALER_AGENTS": "agents",
+    "DIALER_RECORDINGS_DIR": "recordings_root",
+    "DIALER_CALLER_ID": "caller_id",
+    "DIALER_TRUNK_ENDPOINT": "trunk_endpoint",
     "DIALER_RTP_START": "rtp_start",
     "DIALER_RTP_END": "rtp_end",
     "DIALER_STATE_DIR": "state_root",

@@ -132,13 +132,14 @@ def softphone_factory(asterisk: AsteriskInstance, tmp_path_factory: pytest.TempP
 
     phones: list[Softphone] = []
 
-    def start(endpoint: str = "agent1001") -> Softphone:
+    def start(endpoint: str = "agent1001", auto_answer: bool = True) -> Softphone:
         phone = Softphone(
             tmp_path_factory.mktemp(endpoint),
             endpoint,
             asterisk.config.agent_password,
             asterisk.config.sip_port,
             _free_port(socket.SOCK_DGRAM),
+            auto_answer=auto_answer,
         )
         phones.append(phone)
         phone.start()

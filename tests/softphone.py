@@ -23,7 +23,9 @@ SOURCE_FILE = Path(__file__).resolve().parents[1] / "asterisk-config" / "sounds"
 class Softphone:
     """One baresip process registered as `endpoint` on 127.0.0.1:`sip_port`."""
 
-    def __init__(self, workdir: Path, endpoint: str, password: str, sip_port: int, listen_port: int) -> None:
+    def __init__(
+        self, workdir: Path, endpoint: str, password: str, sip_port: int, listen_port: int, *, auto_answer: bool = True
+    ) -> None:
         self.workdir = workdir
         self.endpoint = endpoint
         self.log = workdir / "baresip.log"
@@ -46,7 +48,8 @@ class Softphone:
             )
         )
         (workdir / "accounts").write_text(
-            f"<sip:{endpoint}@127.0.0.1:{sip_port}>;auth_pass={password};answermode=auto;regint=600\n"
+            f"<sip:{endpoint}@127.0.0.1:{sip_port}>;auth_pass={password};"
+            f"answermode={'auto' if auto_answer else 'manual'};regint=600\n"
         )
         self._process: subprocess.Popen[bytes] | None = None
 

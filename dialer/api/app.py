@@ -8,10 +8,11 @@ never a traceback. The OpenAPI document at `/v1/openapi.json` lists exactly thes
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Protocol
@@ -27,6 +28,9 @@ from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.records import InvalidRecord
 from crm_bridge.store import ApiToken, Call, CrmStore, TokenRole
 from dialer.api.openapi import openapi_document
+from dialer.calls.inputs import HangupBy
+from dialer.controller.agent_events import AgentEventHub
+from dialer.controller.requests import CallRefused, CallService, ComplianceBlocked, DialRequest
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +50,8 @@ class ApiDependencies:
     store: CrmStore
     records: RecordWriter
     dnc: DncStore
+    calls: CallService | None = None
+    agent_events: AgentEventHub = field(default_factory=AgentEventHub)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -101,6 +107,9 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     if request.path in _PUBLIC_PATHS or request.match_info.http_exception is not None:
         return await handler(request)  # public, or no such route: 404/405 come out as JSON
     header = request.headers.get("Authorization", "")
+    if not header and request.headers.get("Upgrade", "").lower() == "websocket" and "access_token" in request.query:
+        # Browsers cannot set headers on a WebSocket; the console passes its token in the query.
+        header = f"Bearer {request.query['access_token']}"
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise ApiError(401, "unauthorized", "send 'Authorization: Bearer TOKEN'")
@@ -257,6 +266,126 @@ async def post_disposition(request: web.Request) -> web.Response:
     return web.json_response({"disposition_id": disposition_id, "call_id": call.call_id, "code": code}, status=202)
 
 
+IDEMPOTENCY_KEY_MAX = 200
+
+
+def _call_service(request: web.Request) -> CallService:
+    calls = request.app[DEPS].calls
+    if calls is None:
+        raise ApiError(503, "controller_unavailable", "this API runs without the call controller")
+    return calls
+
+
+@allow(*ALL_ROLES)
+async def post_call(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    calls = _call_service(request)
+    body = await _json_object(request)
+    unknown = set(body) - {"lead_id", "phone", "agent_id", "campaign_id"}
+    if unknown:
+        name = sorted(unknown)[0]
+        raise ApiError(422, "unknown_field", f"unknown field {name!r}", field=name)
+    agent_id = body.get("agent_id")
+    if not isinstance(agent_id, str) or not agent_id:
+        raise ApiError(422, "invalid_field", "agent_id is required (a string)", field="agent_id")
+    lead_id, phone, campaign_id = (_optional_text(body, name) for name in ("lead_id", "phone", "campaign_id"))
+    if (lead_id is None) == (phone is None):
+        raise ApiError(422, "invalid_field", "give exactly one of lead_id or phone", field="lead_id")
+    if phone is not None:
+        from compliance_rules.numbers import parse_number
+
+        parsed = parse_number(phone)
+        if parsed.e164 is None:
+            raise ApiError(422, "invalid_field", f"phone {phone!r} is not a dialable US number", field="phone")
+        phone = parsed.e164
+    token = request[TOKEN]
+    if token.role is TokenRole.AGENT and agent_id != token.agent_id:
+        raise ApiError(403, "forbidden", "an agent token may place calls only for its own agent", field="agent_id")
+    key = request.headers.get("Idempotency-Key")
+    call_id = f"call-{uuid.uuid4().hex}"
+    if key is not None:
+        if not key.strip() or len(key) > IDEMPOTENCY_KEY_MAX:
+            raise ApiError(400, "invalid_header", "Idempotency-Key must be 1-200 characters", field="Idempotency-Key")
+        bound = await deps.store.claim_idempotency_key(f"{token.token_id}:{key}", call_id)
+        if bound != call_id:
+            # The same request again: answer with the first call, place nothing.
+            status = calls.call_status(bound) or await _stored_status(deps.store, bound)
+            return web.json_response({"call_id": bound, "status": status, "replayed": True}, status=202)
+    request_ = DialRequest(agent_id=agent_id, lead_id=lead_id, phone=phone, campaign_id=campaign_id)
+    try:
+        placed = await calls.place_call(request_, call_id=call_id)
+    except ComplianceBlocked as blocked:
+        return web.json_response(
+            {
+                "error": "compliance_blocked",
+                "message": "the compliance gate blocked this call",
+                "decision_id": blocked.decision_id,
+                "reasons": [
+                    {"code": r.code, "message": r.message, "citation": r.citation} for r in blocked.reasons
+                ],
+                "call_id": call_id,
+            },
+            status=403,
+        )
+    except CallRefused as refused:
+        extra = {"field": refused.field} if refused.field else {}
+        raise ApiError(refused.status, refused.error, str(refused), **extra) from None
+    return web.json_response({"call_id": placed.call_id, "status": placed.status}, status=202)
+
+
+async def _stored_status(store: CrmStore, call_id: str) -> str:
+    call = await store.get_call(call_id)
+    if call is None:
+        return "requested"
+    return "ended" if call.ended_at is not None else "in_progress"
+
+
+@allow(*ALL_ROLES)
+async def post_hangup(request: web.Request) -> web.Response:
+    calls = _call_service(request)
+    token = request[TOKEN]
+    call_id = request.match_info["call_id"]
+    call = await request.app[DEPS].store.get_call(call_id)
+    live = calls.call_status(call_id)
+    owner = call.agent_id if call is not None else None
+    if (call is None and live is None) or (token.role is TokenRole.AGENT and owner != token.agent_id):
+        raise ApiError(404, "call_not_found", "no such call")
+    by = {TokenRole.AGENT: HangupBy.AGENT, TokenRole.SUPERVISOR: HangupBy.SUPERVISOR}.get(token.role, HangupBy.API)
+    if not await calls.hangup(call_id, by):
+        raise ApiError(409, "call_not_active", "the call has already ended")
+    return web.json_response({"call_id": call_id, "status": "ending"}, status=202)
+
+
+@allow(*ALL_ROLES)
+async def agent_events(request: web.Request) -> web.StreamResponse:
+    agent_id = request.match_info["agent_id"]
+    token = request[TOKEN]
+    if token.role is TokenRole.AGENT and token.agent_id != agent_id:
+        raise ApiError(403, "forbidden", "an agent may follow only its own events")
+    if token.role is TokenRole.CRM:
+        raise ApiError(403, "forbidden", "agent event streams are for agents and supervisors")
+    socket = web.WebSocketResponse(heartbeat=10.0)
+    if not socket.can_prepare(request).ok:
+        raise ApiError(400, "websocket_required", "connect with a WebSocket upgrade")
+    await socket.prepare(request)
+    hub = request.app[DEPS].agent_events
+    async with hub.subscribe(agent_id) as queue:
+        await socket.send_json({"type": "subscribed", "agent_id": agent_id})
+        receiver = asyncio.ensure_future(socket.receive())
+        try:
+            while not socket.closed:
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+                if receiver in done:
+                    getter.cancel()
+                    break
+                await socket.send_json(getter.result())
+        finally:
+            receiver.cancel()
+    await socket.close()
+    return socket
+
+
 class _OutboxOptOutRecorder:
     """Writes each API opt-out to the CRM's opt_outs table through the outbox."""
 
@@ -287,7 +416,10 @@ def build_app(deps: ApiDependencies) -> web.Application:
     app.router.add_get("/v1/health", health)
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_post("/v1/opt-outs", opt_outs)
+    app.router.add_post("/v1/calls", post_call)
     app.router.add_get("/v1/calls", list_calls)
     app.router.add_get("/v1/calls/{call_id}", get_call)
     app.router.add_post("/v1/calls/{call_id}/disposition", post_disposition)
+    app.router.add_post("/v1/calls/{call_id}/hangup", post_hangup)
+    app.router.add_get("/v1/agents/{agent_id}/events", agent_events)
     return app

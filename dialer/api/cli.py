@@ -9,16 +9,13 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
-from compliance_rules.store import DncStore
 from crm_bridge.migrate import migrate
-from crm_bridge.outbox import Outbox
 from crm_bridge.pg import DatabaseUnavailable, connect
 from crm_bridge.store import CrmStore, TokenRole
-from dialer.api.app import ApiDependencies, build_app
 from dialer.cli import UserError
+from dialer.controller.service import StartupError, dialer_services
 from dialer.settings import Settings, from_environment
 
 
@@ -44,29 +41,29 @@ async def _serve(settings: Settings, drain_seconds: float) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    redis = aioredis.from_url(settings.redis_url)
-    async with _crm_store(settings) as store, Outbox(settings.state_dir, settings.pg_dsn) as outbox:
-        app = build_app(ApiDependencies(store=store, records=outbox, dnc=DncStore(redis, settings.redis_prefix)))
-        runner = web.AppRunner(app, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, settings.http_host, settings.http_port)
-        try:
-            await site.start()
-        except OSError as error:
+    try:
+        async with dialer_services(settings, drain_seconds=drain_seconds) as services:
+            runner = web.AppRunner(services.app, handle_signals=False)
+            await runner.setup()
+            site = web.TCPSite(runner, settings.http_host, settings.http_port)
+            try:
+                await site.start()
+            except OSError as error:
+                await runner.cleanup()
+                raise UserError(
+                    f"Cannot listen on {settings.http_host}:{settings.http_port} ({error.strerror}): "
+                    "set DIALER_HTTP_PORT to a free port."
+                ) from None
+            print(
+                f"dialer API on http://{settings.http_host}:{settings.http_port}/v1 (OpenAPI: /v1/openapi.json)",
+                flush=True,
+            )
+            await stop.wait()
+            # Stop taking requests first; live calls are drained when the services close.
+            await runner.shutdown()
             await runner.cleanup()
-            raise UserError(
-                f"Cannot listen on {settings.http_host}:{settings.http_port} ({error.strerror}): "
-                "set DIALER_HTTP_PORT to a free port."
-            ) from None
-        print(f"dialer API on http://{settings.http_host}:{settings.http_port}/v1 (OpenAPI: /v1/openapi.json)")
-        await stop.wait()
-        # Stop taking requests, let those in flight finish, then make sure every record is written.
-        await runner.shutdown()
-        await runner.cleanup()
-        delivered = await outbox.flush(drain_seconds)
-        if not delivered:
-            print("PostgreSQL did not take every record in time; they stay in the outbox and go out on next start")
-    await redis.aclose()
+    except StartupError as error:
+        raise UserError(str(error)) from None
 
 
 def _serve_command(args: argparse.Namespace) -> int:

@@ -1,0 +1,157 @@
+"""Everything `dialer serve` runs, assembled in one place: CRM store and outbox, the gate, the
+ARI client, event stream and dispatcher, the controller, and the HTTP app.
+
+Start-up: migrate the CRM schema, open the outbox (it delivers what a previous run left),
+connect to ARI, reconcile (hang up our orphaned channels, close CRM rows left open).
+Shutdown (two steps): stop taking calls and let live ones finish within a deadline, hang up
+the rest, then flush the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis.asyncio as aioredis
+import structlog
+from aiohttp import web
+
+from compliance_rules.audit import CoalescingAuditSink
+from compliance_rules.gate import ComplianceGate
+from compliance_rules.ruleset import RuleDataError, load_rulebook
+from compliance_rules.store import DncStore
+from crm_bridge.migrate import migrate
+from crm_bridge.outbox import Outbox
+from crm_bridge.pg import DatabaseUnavailable, connect
+from crm_bridge.store import CrmStore
+from dialer.api.app import ApiDependencies, build_app
+from dialer.ari.client import AriClient, AriConfig
+from dialer.ari.dispatch import Dispatcher
+from dialer.ari.events import EventStream
+from dialer.ari.models import Event
+from dialer.calls.machine import CallTimeouts
+from dialer.controller.agent_events import AgentEventHub
+from dialer.controller.compliance import OutboxAuditSink
+from dialer.controller.runtime import Controller, ControllerConfig
+from dialer.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class StartupError(Exception):
+    """The dialer cannot start; one sentence saying what to do."""
+
+
+@dataclass
+class DialerServices:
+    settings: Settings
+    store: CrmStore
+    outbox: Outbox
+    dnc: DncStore
+    gate: ComplianceGate
+    ari: AriClient
+    stream: EventStream
+    controller: Controller
+    agent_events: AgentEventHub
+    app: web.Application
+
+
+async def _migrated_store(dsn: str) -> CrmStore:
+    try:
+        connection = await connect(dsn, create_missing=True)
+        try:
+            await migrate(connection)
+        finally:
+            await connection.close()
+        return await CrmStore.open(dsn)
+    except DatabaseUnavailable as error:
+        raise StartupError(str(error)) from None
+
+
+@contextlib.asynccontextmanager
+async def dialer_services(
+    settings: Settings,
+    *,
+    gate_clock: Callable[[], datetime] | None = None,
+    timeouts: CallTimeouts | None = None,
+    drain_seconds: float = 10.0,
+    ari_connect_timeout: float = 15.0,
+) -> AsyncIterator[DialerServices]:
+    store = await _migrated_store(settings.pg_dsn)
+    redis = aioredis.from_url(settings.redis_url)
+    try:
+        async with Outbox(settings.state_dir, settings.pg_dsn) as outbox:
+            dnc = DncStore(redis, settings.redis_prefix)
+            try:
+                rulebook = load_rulebook()
+            except RuleDataError as error:
+                # Fail closed: with no rule data every decision is blocked (gate_unavailable).
+                log.error("rule_data_unavailable", error=str(error))
+                rulebook = None
+            sink = CoalescingAuditSink(OutboxAuditSink(outbox))
+            gate = (
+                ComplianceGate(dnc, sink, rulebook, clock=gate_clock)
+                if gate_clock
+                else ComplianceGate(dnc, sink, rulebook)
+            )
+            agent_events = AgentEventHub()
+            async with AriClient(AriConfig.from_settings(settings)) as ari:
+                controller_ref: list[Controller] = []
+
+                async def unrouted(event: Event, generation: int) -> None:
+                    if controller_ref:
+                        await controller_ref[0].on_unrouted(event, generation)
+
+                async with Dispatcher(unrouted) as dispatcher:
+                    controller = Controller(
+                        ari,
+                        dispatcher,
+                        gate,
+                        store,
+                        outbox,
+                        agent_events,
+                        ControllerConfig(
+                            app=settings.ari_app,
+                            recordings_dir=settings.recordings_dir,
+                            trunk_endpoint=settings.trunk_endpoint,
+                            default_caller_id=settings.caller_id,
+                            timeouts=timeouts or CallTimeouts(),
+                        ),
+                    )
+                    controller_ref.append(controller)
+                    stream = EventStream(ari, dispatcher, on_connected=controller.on_connected)
+                    async with controller.running(), asyncio.TaskGroup() as tasks:
+                        stream_task = tasks.create_task(stream.run(), name="ari-events")
+                        try:
+                            async with asyncio.timeout(ari_connect_timeout):
+                                await stream.wait_connected()
+                        except TimeoutError:
+                            await stream.stop()
+                            raise StartupError(
+                                f"Asterisk's ARI at {settings.ari_url} does not answer: start it "
+                                "('dialer asterisk start') or set DIALER_ARI_PORT."
+                            ) from None
+                        with contextlib.suppress(Exception):
+                            closed = await controller.close_abandoned_rows()
+                            if closed:
+                                log.warning("open_calls_closed_at_start", count=closed)
+                        app = build_app(
+                            ApiDependencies(
+                                store=store, records=outbox, dnc=dnc, calls=controller, agent_events=agent_events
+                            )
+                        )
+                        try:
+                            yield DialerServices(
+                                settings, store, outbox, dnc, gate, ari, stream, controller, agent_events, app
+                            )
+                        finally:
+                            await controller.drain(drain_seconds)
+                            await stream.stop()
+                            stream_task.cancel()
+            await outbox.flush(drain_seconds)
+    finally:
+        await redis.aclose()
+        await store.close()
