@@ -27,7 +27,7 @@ import structlog
 
 from compliance_rules.gate import ComplianceGate
 from compliance_rules.model import DialMode
-from crm_bridge.store import CrmStore, Lead
+from crm_bridge.store import Campaign, CrmStore, Lead
 from dialer.ari.client import AriClient
 from dialer.ari.dispatch import Dispatcher
 from dialer.ari.errors import AriError, NotFound
@@ -139,10 +139,14 @@ def translate(event: Event, ids: CallIds) -> list[CallInput]:
 class CallRunner:
     """One call: its machine, its ordered inbox, and the task that executes its actions."""
 
-    def __init__(self, controller: Controller, machine: CallMachine, lead: Lead | None, lead_name: str) -> None:
+    def __init__(
+        self, controller: Controller, machine: CallMachine, lead: Lead | None, lead_name: str, campaign: Campaign | None
+    ) -> None:
         self.controller = controller
         self.machine = machine
         self.lead = lead
+        # Kept from the request: the recheck must not depend on PostgreSQL answering mid-call.
+        self.campaign = campaign
         self.lead_name = lead_name
         self.ids = machine.ids
         self.inbox: asyncio.Queue[CallInput] = asyncio.Queue()
@@ -422,7 +426,7 @@ class Controller:
             timeouts=self.config.timeouts,
         )
         lead_name = " ".join(p for p in ((lead.first_name, lead.last_name) if lead else ()) if p) or phone
-        runner = CallRunner(self, machine, lead, lead_name)
+        runner = CallRunner(self, machine, lead, lead_name, campaign)
         ids = machine.ids
         # Registered before anything is originated, so the first event already has its owner.
         self.dispatcher.register(call_id, runner, channel_ids=[ids.agent_channel, ids.lead_channel], bridge_ids=[ids.bridge])
@@ -453,10 +457,9 @@ class Controller:
         """The gate, again, at the instant before the lead is dialed; it takes a cap slot."""
         request = runner.machine.request
         try:
-            campaign = await self.store.get_campaign(request.campaign_id) if request.campaign_id else None
             decision = await self.gate.decide(
                 contact_request(request.lead_number, runner.lead, dial_mode=DialMode.MANUAL),
-                policy_for_campaign(campaign, dial_mode=DialMode.MANUAL),
+                policy_for_campaign(runner.campaign, dial_mode=DialMode.MANUAL),
                 reserve_attempt=True,
             )
         except Exception as error:  # fail closed

@@ -98,13 +98,7 @@ class Dialer:
                 await asyncio.sleep(0.2)
 
     async def our_asterisk_objects(self) -> list[str]:
-        headers = basic_auth_header(self.asterisk.config.ari_user, self.asterisk.config.ari_password)
-        found = []
-        async with aiohttp.ClientSession(headers=headers) as session:
-            for kind in ("channels", "bridges"):
-                async with session.get(f"{self.asterisk.ari_url}/{kind}") as response:
-                    found += [item["id"] for item in await response.json() if item["id"].startswith("call-")]
-        return found
+        return await our_asterisk_objects(self.asterisk)
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         connection = await asyncpg.connect(self.pg_dsn)
@@ -112,6 +106,17 @@ class Dialer:
             return list(await connection.fetch(query, *args))
         finally:
             await connection.close()
+
+
+async def our_asterisk_objects(asterisk: AsteriskInstance) -> list[str]:
+    """Ids of the channels and bridges our calls created that Asterisk still has."""
+    headers = basic_auth_header(asterisk.config.ari_user, asterisk.config.ari_password)
+    found = []
+    async with aiohttp.ClientSession(headers=headers) as session:
+        for kind in ("channels", "bridges"):
+            async with session.get(f"{asterisk.ari_url}/{kind}") as response:
+                found += [item["id"] for item in await response.json() if item["id"].startswith("call-")]
+    return found
 
 
 async def mark_lists_fresh(services: DialerServices, today: datetime = GATE_NOW) -> None:
