@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    # Imported here: the simulator needs numpy, the pacing package itself does not.
+    # Imported here: the simulator (numpy, yaml) loads only for this command.
     from dialer.cli import UserError
     from dialer.simulator.metrics import clairvoyant_bound, summarize
     from dialer.simulator.policies import POLICIES, run_policies

@@ -1,20 +1,32 @@
-"""Our predictive pacer: expected free agents over the ring horizon, under a 30-day abandon budget.
+"""Our predictive pacer: exact counts of free agents and answered calls over the ring horizon.
 
-Inner loop (every decision): from measured distributions it estimates, for each busy
-agent, the probability of being free when a call dialed now would be answered (given the
-time they have already spent talking or wrapping up), and for each line already ringing
-the probability it still turns into a person. It then dials the largest number of lines
-for which the *marginal* line's chance of finding no agent stays under an allowed risk.
+Inner loop (every decision). For each quantile of the measured dial-to-person delay (the
+moments a line dialed now may turn into a person needing an agent), it computes:
+- the number of agents free by then: ready agents minus calls already waiting, plus a
+  Poisson-binomial over busy agents, each with its own chance of being ready again given
+  the time it has already spent talking or wrapping up (conditional survival of the
+  measured talk and wrap-up samples, so bimodal and heavy-tailed talk times are handled);
+- the number of people arriving by then from lines already ringing (each line's chance
+  given how long it has rung) and from the other new lines (answer rate x share of the
+  delay distribution), as a Poisson count.
+A new line's *marginal risk* is the chance that, once a person, it finds no agent: the
+increase in expected abandons it brings per expected person. The pacer dials the largest
+number of lines whose last line's marginal risk stays under an allowance (Lagrangian:
+the cheapest abandons per extra answer are bought first), never fewer than progressive.
 
-Outer loop (slow): abandons are rare events (a few per hundred answers), so the allowed
-risk is not steered from a per-minute rate. It is recalibrated every few hundred live
-answers against a setpoint below the legal 3% (47 CFR 64.1200(a)(7), 16 CFR
-310.4(b)(4)), and the setpoint is lowered when the campaign's trailing 30-day tally has
-spent more than its share. If the 30-day tally approaches the limit, the pacer falls
-back to progressive dialing (one line per idle agent) until the rate is back down.
-Warm-up (too few measurements for a model) is progressive too.
-
-Pure Python, no numpy: the campaign runtime imports this module.
+Outer loop (the 30-day budget). 47 CFR 64.1200(a)(7) and 16 CFR 310.4(b)(4) judge
+abandoned / live-answered calls per 30 days; abandons are rare (a few per hundred
+answers), so the allowance is not chased from a per-minute rate. Instead:
+- a *setpoint* under 3% leaves room for the window's sampling noise, which shrinks with
+  the number of answers a 30-day window holds (measured: answers per day x 30);
+- the *current target* spends the window's unspent budget (or repays an overspend) over
+  the answers the window still has to come;
+- the model's own predicted abandon rate of the lines it dials is known at once (it is a
+  sum of probabilities, not a count of rare events), so the allowance is steered to make
+  the predicted rate, times a slowly learned bias factor (observed / predicted abandons,
+  with a prior of 1), meet the current target;
+- if the trailing 30-day rate still nears the limit, the smallest allowance until it is
+  back down (still predictive, at almost no risk: more answers than progressive).
 """
 
 from __future__ import annotations
@@ -22,6 +34,8 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from dataclasses import dataclass
+
+import numpy as np
 
 from dialer.pacing.simple import progressive_lines
 from dialer.pacing.types import (
@@ -32,8 +46,8 @@ from dialer.pacing.types import (
     PacingSnapshot,
 )
 
-_SQRT2 = math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+FloatArray = np.ndarray[tuple[int, ...], np.dtype[np.float64]]
+SECONDS_PER_DAY = 86400.0
 
 
 @dataclass(frozen=True)
@@ -41,28 +55,42 @@ class PredictiveConfig:
     """Knobs of the predictive pacer; the defaults are what the benchmark runs."""
 
     abandon_limit: float = REGULATORY_ABANDON_LIMIT
-    # Internal target for the realized rate, well under the limit so that a 30-day window
-    # stays under 3% with high probability.
-    setpoint: float = 0.02
-    initial_risk: float = 0.004
-    min_risk: float = 0.0002
-    max_risk: float = 0.5
-    calibrate_every_answers: int = 400
-    calibration_gain: float = 0.5
-    # Safety fallback to progressive when the trailing 30-day rate reaches guard_rate,
-    # released below release_rate. Rates use at least guard_min_answers as denominator so
-    # one early abandon does not trip it.
-    guard_rate: float = 0.026
-    release_rate: float = 0.021
+    # Highest setpoint for the 30-day rate; lower when windows hold few answers.
+    max_setpoint: float = 0.025
+    # Standard deviations of a window's binomial noise kept between setpoint and limit
+    # (more than the 2.33 of a 1% tail: abandons come in clusters, not independently).
+    noise_margin_sd: float = 3.0
+    # The current target stays within these multiples of the setpoint.
+    min_target_share: float = 0.25
+    max_target_share: float = 1.4
+    initial_allowance: float = 0.06
+    min_allowance: float = 0.002
+    max_allowance: float = 0.6
+    steer_every_seconds: float = 30.0
+    steer_gain: float = 0.3
+    # Pseudo-counts of the bias factor's prior (observed/predicted abandons = 1).
+    bias_prior_abandons: float = 15.0
+    # Decay per predicted person of the bias factor's and predicted rate's memory.
+    bias_memory_answers: float = 4000.0
+    rate_memory_lines: float = 3000.0
+    # Cautious (the smallest allowance) when the trailing 30-day rate reaches
+    # guard_share x limit (denominator at least guard_min_answers), until it is back
+    # guard_release_gap under it. Still predictive: far more answers than progressive at
+    # almost no risk, so the window's rate falls faster.
+    guard_share: float = 0.9
+    guard_release_gap: float = 0.003
     guard_min_answers: int = 300
     warmup_answers: int = 30
     warmup_handled: int = 20
     # Seconds a person can wait after AMD before the 2-second deadline passes.
     deadline_slack_seconds: float = 1.0
+    horizon_quantiles: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
     rebuild_every: int = 100
     sample_size: int = 400
     dial_sample_size: int = 3000
     max_lines_per_agent: float = 12.0
+    # Busy agents whose chance of being free is below this are left out of the count.
+    negligible: float = 1e-4
 
 
 class _Samples:
@@ -84,16 +112,6 @@ class _Samples:
         return len(self.values)
 
 
-def expected_overflow(mean: float, variance: float) -> float:
-    """E[(X)^+] for an integer X approximated as Normal(mean, variance), continuity-corrected."""
-    m = mean - 0.5
-    if variance <= 1e-12:
-        return max(m, 0.0)
-    s = math.sqrt(variance)
-    z = m / s
-    return m * 0.5 * (1.0 + math.erf(z / _SQRT2)) + s * _INV_SQRT_2PI * math.exp(-0.5 * z * z)
-
-
 class AgentFreeModel:
     """Measured answer, ring, talk and wrap distributions, turned into lookup tables.
 
@@ -103,8 +121,9 @@ class AgentFreeModel:
     call that needs an agent.
     """
 
-    def __init__(self, config: PredictiveConfig) -> None:
+    def __init__(self, config: PredictiveConfig, quantiles: tuple[float, ...] = (0.25, 0.5, 0.75)) -> None:
         self.config = config
+        self.quantiles = quantiles
         self.talk = _Samples(config.sample_size)
         self.wrap = _Samples(config.sample_size)
         self.human_delay = _Samples(config.sample_size)
@@ -159,12 +178,12 @@ class AgentFreeModel:
             self.rebuild()
 
     def rebuild(self) -> None:
-        """Recompute the lookup tables at three arrival horizons (quartiles of the answer delay)."""
+        """Recompute the lookup tables at the arrival horizons (quantiles of the answer delay)."""
         self._since_rebuild = 0
         delays = sorted(self.human_delay.values) or [10.0]
         n_delay = len(delays)
         slack = self.config.deadline_slack_seconds
-        self.horizons = [delays[min(n_delay - 1, (n_delay * j) // 4)] for j in (1, 2, 3)]
+        self.horizons = [delays[min(n_delay - 1, int(n_delay * q))] for q in self.quantiles]
         # P(a new line becomes a person arriving by the horizon | it becomes a person).
         self.arrival_share = [bisect_right(delays, h) / n_delay for h in self.horizons]
         wraps = sorted(self.wrap.values)
@@ -216,126 +235,247 @@ class AgentFreeModel:
             self.p_ringing.append(p_ring)
 
 
+_LOG_FACTORIAL = np.array([math.lgamma(i + 1.0) for i in range(4096)])
+
+
+def poisson_binomial(probabilities: FloatArray) -> FloatArray:
+    """Row-wise distribution of a count of independent successes (exact, by convolution).
+
+    `probabilities` has shape (rows, m); the result (rows, m + 1) holds P(count = c).
+    """
+    rows, m = probabilities.shape
+    pmf = np.zeros((rows, m + 1))
+    pmf[:, 0] = 1.0
+    for i in range(m):
+        p = probabilities[:, i : i + 1]
+        pmf[:, 1 : i + 2] = pmf[:, 1 : i + 2] * (1.0 - p) + pmf[:, : i + 1] * p
+        pmf[:, 0] *= 1.0 - p[:, 0]
+    return pmf
+
+
+def poisson_at_least(mean: FloatArray, size: int) -> FloatArray:
+    """P(N >= c) for N ~ Poisson(mean), c = 0 .. size - 1, on a new last axis."""
+    c = np.arange(size)
+    mu = np.maximum(mean, 1e-300)[..., None]
+    pmf = np.exp(c * np.log(mu) - mu - _LOG_FACTORIAL[:size])
+    below = np.cumsum(pmf, axis=-1) - pmf
+    result: FloatArray = np.clip(1.0 - below, 0.0, 1.0)
+    return result
+
+
+def marginal_risks(
+    free_now: int,
+    free_pmf: FloatArray,
+    ringing_people: FloatArray,
+    new_person_share: FloatArray,
+    lines: int,
+) -> FloatArray:
+    """Chance that the n-th new line (n = 1 .. lines), once a person, finds no agent.
+
+    Per horizon k (a quantile of the new line's dial-to-person delay, equally weighted):
+    `free_pmf[k, s]` is the distribution of busy agents ready again by then, `free_now`
+    the agents certainly free (ready minus calls waiting, may be negative),
+    `ringing_people[k]` the expected people from lines already ringing arriving by then,
+    `new_person_share[k]` the chance that another new line has become a person by then.
+    People arriving before this line (a Poisson count) take agents first; the line finds
+    none when they are at least as many as the agents free. Taking an agent a later person
+    would have had costs the same, so each horizon's shortage is charged to every line
+    arriving before it.
+    """
+    supply_size = free_pmf.shape[1]
+    before = ringing_people[None, :] + np.arange(lines)[:, None] * new_person_share[None, :]
+    need = np.clip(free_now + np.arange(supply_size), 0, None)
+    tails = poisson_at_least(before, int(need.max()) + 1)  # (lines, horizons, size)
+    per_horizon = (tails[:, :, need] * free_pmf[None, :, :]).sum(axis=2)
+    # A person who takes an agent at k leaves a later arrival without one: the line is
+    # charged the worst shortage from its own arrival on (horizons are in time order).
+    per_horizon = np.maximum.accumulate(per_horizon[:, ::-1], axis=1)[:, ::-1]
+    risks: FloatArray = per_horizon.mean(axis=1)
+    return risks
+
+
 class AbandonBudget:
-    """The slow outer loop: calibrates the allowed per-line risk and guards the 30-day budget."""
+    """The 30-day budget: a setpoint sized to a window's noise, and the target it implies now."""
 
     def __init__(self, config: PredictiveConfig) -> None:
         self.config = config
-        self.risk = config.initial_risk
         self.fallback = False
-        self._answers = 0
-        self._abandons = 0
+        self._day = -1
+        self._days_done = 0
+        self._answers_done = 0
+        self._answers_today = 0
 
     def observe(self, event: PacingEvent) -> None:
         if event.kind is EventKind.HUMAN_ANSWERED:
-            self._answers += 1
-        elif event.kind is EventKind.CALL_ABANDONED:
-            self._abandons += 1
+            self._roll(event.now)
+            self._answers_today += 1
 
-    def _trailing_rate(self, tally: AbandonTally) -> float:
-        return tally.abandoned / max(tally.live_answers, self.config.guard_min_answers)
+    def _roll(self, now: float) -> None:
+        day = int(now // SECONDS_PER_DAY)
+        if day != self._day:
+            if self._day >= 0:
+                self._days_done += 1
+                self._answers_done += self._answers_today
+                self._answers_today = 0
+            self._day = day
 
-    def update(self, tally: AbandonTally) -> None:
+    @property
+    def window_answers(self) -> float:
+        """Live answers a 30-day window holds: from completed days, else today's so far."""
+        per_day = self._answers_done / self._days_done if self._days_done else float(self._answers_today)
+        return max(per_day * 30.0, 100.0)
+
+    @property
+    def setpoint(self) -> float:
+        """The 30-day rate to aim at: `noise_margin_sd` binomial sds under the limit."""
         c = self.config
-        rate = self._trailing_rate(tally)
-        if self.fallback and rate < c.release_rate:
+        limit = c.abandon_limit
+        sd = math.sqrt(limit * (1.0 - limit) / self.window_answers)
+        return min(c.max_setpoint, max(0.3 * limit, limit - c.noise_margin_sd * sd))
+
+    def target(self, tally: AbandonTally, now: float) -> float:
+        """The abandon rate to spend now, and the guard's state, from the trailing tally."""
+        c = self.config
+        self._roll(now)
+        setpoint = self.setpoint
+        # Early in a window few answers are in: judge against half a window's answers so
+        # that a handful of early abandons does not stop predictive dialing.
+        guarded = tally.abandoned / max(tally.live_answers, c.guard_min_answers, 0.5 * self.window_answers)
+        if self.fallback and guarded < c.guard_share * c.abandon_limit - c.guard_release_gap:
             self.fallback = False
-        elif not self.fallback and rate >= c.guard_rate:
+        elif not self.fallback and guarded >= c.guard_share * c.abandon_limit:
             self.fallback = True
-        if self._answers >= c.calibrate_every_answers:
-            # Spend less when the 30-day window already used more than its share.
-            target = c.setpoint
-            if rate > c.setpoint:
-                target = max(0.25 * c.setpoint, c.setpoint - 2.0 * (rate - c.setpoint))
-            expected = self._answers * target
-            # +1 on both sides: a window with zero abandons raises risk gently, not to infinity.
-            ratio = (expected + 1.0) / (self._abandons + 1.0)
-            self.risk *= ratio**c.calibration_gain
-            self.risk = min(max(self.risk, c.min_risk), c.max_risk)
-            self._answers = 0
-            self._abandons = 0
+        window = self.window_answers
+        spare = setpoint * tally.live_answers - tally.abandoned
+        to_come = max(window - tally.live_answers, window / 3.0)
+        target = setpoint + spare / to_come
+        return min(max(target, c.min_target_share * setpoint), c.max_target_share * setpoint)
 
 
 class PredictivePacer:
-    """Model-based predictive pacer with a 30-day abandon budget and a progressive fallback."""
+    """Model-based predictive pacer with a 30-day abandon budget and a progressive guard."""
 
     name = "predictive"
 
     def __init__(self, config: PredictiveConfig | None = None) -> None:
         self.config = config or PredictiveConfig()
-        self.model = AgentFreeModel(self.config)
+        self.model = AgentFreeModel(self.config, self.config.horizon_quantiles)
         self.budget = AbandonBudget(self.config)
+        self.allowance = self.config.initial_allowance
+        self.bias = 1.0
+        self._tables_of: object = None
+        self._q_talk = np.zeros((1, 1))
+        self._q_wrap = np.zeros((1, 1))
+        self._p_ring = np.zeros((1, 1))
+        self._share = np.zeros(1)
+        # Decayed sums: predicted risk of dialed lines, abandons predicted and observed.
+        self._risk_sum = 0.0
+        self._risk_lines = 0.0
+        self._predicted = 0.0
+        self._observed = 0.0
+        self._next_steer = -math.inf
+        self.target = self.config.max_setpoint
 
     def observe(self, event: PacingEvent) -> None:
         self.model.observe(event)
         self.budget.observe(event)
+        if event.kind is EventKind.CALL_ABANDONED:
+            self._observed += 1.0
+        elif event.kind is EventKind.HUMAN_ANSWERED:
+            decay = 1.0 - 1.0 / self.config.bias_memory_answers
+            self._observed *= decay
+            self._predicted *= decay
 
     @property
     def mode(self) -> str:
-        """'warmup', 'fallback' or 'predictive': which rule the last decision used."""
+        """'warmup', 'fallback' (cautious) or 'predictive': which rule the last decision used."""
         if not self.model.ready:
             return "warmup"
         return "fallback" if self.budget.fallback else "predictive"
 
-    def decide(self, snapshot: PacingSnapshot, now: float) -> int:
-        self.budget.update(snapshot.abandon_tally)
-        floor = progressive_lines(snapshot)
-        if not self.model.ready or self.budget.fallback:
-            return min(floor, snapshot.free_lines)
+    @property
+    def predicted_rate(self) -> float:
+        """Mean predicted risk (abandons per person) of the lines dialed lately."""
+        return self._risk_sum / self._risk_lines if self._risk_lines else 0.0
+
+    def _tables(self) -> None:
         model = self.model
         model.maybe_rebuild()
-        p_new = model.p_human
-        cap = min(
-            snapshot.free_lines,
-            int(self.config.max_lines_per_agent * max(1, snapshot.logged_in_agents)),
-        )
-        base = float(snapshot.ready_agents - snapshot.calls_waiting)
-        horizons = []
-        for j in range(len(model.horizons)):
-            q_talk, q_wrap, p_ring = model.q_talk[j], model.q_wrap[j], model.p_ringing[j]
-            n_talk, n_wrap, n_ring = len(q_talk) - 1, len(q_wrap) - 1, len(p_ring) - 1
-            supply = base
-            var = 0.0
-            for since in snapshot.talking_since:
-                e = int(now - since)
-                q = q_talk[e if e < n_talk else n_talk]
-                supply += q
-                var += q * (1.0 - q)
-            for since in snapshot.wrapping_since:
-                e = int(now - since)
-                q = q_wrap[e if e < n_wrap else n_wrap]
-                supply += q
-                var += q * (1.0 - q)
-            demand = 0.0
-            for since in snapshot.ringing_since:
-                r = int(now - since)
-                p = p_ring[r if r < n_ring else n_ring]
-                demand += p
-                var += p * (1.0 - p)
-            horizons.append((demand - supply, var, p_new * model.arrival_share[j]))
+        if self._tables_of is not model.q_talk:
+            self._tables_of = model.q_talk
+            self._q_talk = np.array(model.q_talk)
+            self._q_wrap = np.array(model.q_wrap)
+            self._p_ring = np.array(model.p_ringing)
+            self._share = np.array(model.arrival_share)
 
-        def marginal_risk(k: int) -> float:
-            """Chance the k-th new line, once a person, finds no agent (averaged over the
-            answer-delay quartiles at which it may arrive)."""
-            total = 0.0
-            for excess, var, p_arrive in horizons:
-                if p_arrive <= 0.0:
-                    continue
-                step = p_arrive * (1.0 - p_arrive)
-                with_k = expected_overflow(excess + k * p_arrive, var + k * step)
-                without = expected_overflow(excess + (k - 1) * p_arrive, var + (k - 1) * step)
-                total += (with_k - without) / p_arrive
-            return total / len(horizons)
+    def situation(self, snapshot: PacingSnapshot, now: float) -> tuple[int, FloatArray, FloatArray, FloatArray]:
+        """(agents certainly free, pmf of busy agents free by each horizon, expected people
+        from ringing lines by each horizon, chance a new line is a person by each horizon)."""
+        self._tables()
+        c = self.config
+        q_talk, q_wrap, p_ring = self._q_talk, self._q_wrap, self._p_ring
+        parts = []
+        if snapshot.talking_since:
+            since = np.fromiter(snapshot.talking_since, float, len(snapshot.talking_since))
+            parts.append(q_talk[:, np.minimum((now - since).astype(np.int64), q_talk.shape[1] - 1)])
+        if snapshot.wrapping_since:
+            since = np.fromiter(snapshot.wrapping_since, float, len(snapshot.wrapping_since))
+            parts.append(q_wrap[:, np.minimum((now - since).astype(np.int64), q_wrap.shape[1] - 1)])
+        free_now = snapshot.ready_agents - snapshot.calls_waiting
+        if parts:
+            q = np.concatenate(parts, axis=1)
+            certain = (q >= 1.0 - c.negligible).all(axis=0)
+            free_now += int(certain.sum())
+            q = q[:, ~certain & (q > c.negligible).any(axis=0)]
+        else:
+            q = np.zeros((q_talk.shape[0], 0))
+        if snapshot.ringing_since:
+            since = np.fromiter(snapshot.ringing_since, float, len(snapshot.ringing_since))
+            ages = np.minimum((now - since).astype(np.int64), p_ring.shape[1] - 1)
+            ringing = p_ring[:, ages].sum(axis=1)
+        else:
+            ringing = np.zeros(p_ring.shape[0])
+        return free_now, poisson_binomial(q), ringing, self.model.p_human * self._share
 
-        # The marginal risk grows with k (expected overflow is convex): bisect for the last
-        # line whose risk stays within the allowance.
-        allowed = self.budget.risk
-        lo, hi = 0, cap
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if marginal_risk(mid) <= allowed:
-                lo = mid
-            else:
-                hi = mid - 1
-        n = lo
-        return max(n, min(floor, snapshot.free_lines))
+    def _steer(self, now: float, target: float) -> None:
+        """Move the allowance so that the predicted rate, corrected by the bias, meets the target."""
+        c = self.config
+        if now < self._next_steer:
+            return
+        self._next_steer = now + c.steer_every_seconds
+        prior = c.bias_prior_abandons
+        self.bias = (self._observed + prior) / (self._predicted + prior)
+        if self._risk_lines < 20.0:
+            return
+        expected = max(self.bias * self.predicted_rate, 1e-6)
+        self.allowance *= (target / expected) ** c.steer_gain
+        self.allowance = min(max(self.allowance, c.min_allowance), c.max_allowance)
+
+    def decide(self, snapshot: PacingSnapshot, now: float) -> int:
+        c = self.config
+        target = self.budget.target(snapshot.abandon_tally, now)
+        self.target = target
+        floor = min(progressive_lines(snapshot), snapshot.free_lines)
+        if not self.model.ready:
+            return floor
+        self._steer(now, target)
+        allowance = c.min_allowance if self.budget.fallback else self.allowance
+        cap = min(snapshot.free_lines, int(c.max_lines_per_agent * max(1, snapshot.logged_in_agents)))
+        if cap <= 0:
+            return 0
+        free_now, free_pmf, ringing, share = self.situation(snapshot, now)
+        lines = min(cap, max(8, 2 * floor))
+        while True:
+            risks = marginal_risks(free_now, free_pmf, ringing, share, lines)
+            n = int(np.searchsorted(risks, allowance, side="right"))
+            if n < lines or lines >= cap:
+                break
+            lines = min(cap, 2 * lines)
+        n = max(n, floor)
+        if n:
+            dialed = float(risks[:n].sum())
+            keep = (1.0 - 1.0 / c.rate_memory_lines) ** n
+            self._risk_sum = self._risk_sum * keep + dialed
+            self._risk_lines = self._risk_lines * keep + n
+            self._predicted += self.model.p_human * dialed
+        return n

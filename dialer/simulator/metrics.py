@@ -65,14 +65,45 @@ def replication_metrics(result: ReplicationResult) -> ReplicationMetrics:
     )
 
 
+# Two-sided 95% quantiles of Student's t by degrees of freedom (1..30); 1.96 beyond.
+_T95 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t95(dof: int) -> float:
+    """The 97.5% quantile of Student's t with `dof` degrees of freedom (normal beyond 30)."""
+    return _T95[dof - 1] if 1 <= dof <= len(_T95) else 1.96
+
+
 def mean_ci(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and the half-width of a normal-approximation 95% confidence interval."""
+    """Mean and the half-width of a 95% confidence interval (Student's t: few replications)."""
     n = len(values)
     mean = sum(values) / n
     if n < 2:
         return mean, math.nan
     var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, 1.96 * math.sqrt(var / n)
+    return mean, t95(n - 1) * math.sqrt(var / n)
+
+
+def normal_tail(values: Sequence[float], limit: float) -> float:
+    """P(X > limit) for X normal with the sample mean and sd of `values`.
+
+    With a handful of replications the share over the limit is 0 or 1/n; this estimate of
+    P(30-day abandon > 3%) from the spread of the replications' rates is what a 1% target
+    can be judged against (it assumes the 30-day rate is roughly normal, which it is for
+    thousands of answers per window).
+    """
+    n = len(values)
+    if n < 2:
+        return math.nan
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    if sd <= 0.0:
+        return 0.0 if mean <= limit else 1.0
+    return 0.5 * math.erfc((limit - mean) / (sd * math.sqrt(2.0)))
 
 
 def summarize(results: Sequence[ReplicationResult], limit: float) -> dict[str, float]:

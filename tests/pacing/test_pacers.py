@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import math
+
+import numpy as np
 import pytest
 
 from dialer.pacing import (
@@ -19,6 +24,7 @@ from dialer.pacing import (
     VicidialAdaptivePacer,
     VicidialParams,
 )
+from dialer.pacing.predictive import AbandonBudget, marginal_risks, poisson_at_least, poisson_binomial
 from dialer.pacing.vicidial import AdaptSample, adapt_step, calls_to_place
 
 pytestmark = pytest.mark.timeout(20)
@@ -165,23 +171,96 @@ def test_predictive_lines_already_ringing_count_against_new_dials() -> None:
     assert alone > with_ringing >= 0
 
 
-def test_predictive_falls_back_to_progressive_when_the_30_day_budget_is_at_risk() -> None:
+def test_predictive_turns_cautious_when_the_30_day_budget_is_at_risk() -> None:
     pacer = _trained()
-    risky = AbandonTally(live_answers=1000, abandoned=27)  # 2.7% >= guard 2.6%
-    assert pacer.decide(snap(ready=2, wrapping=(0.0,) * 8, tally=risky), 10.0) == 2
+    # Ten agents 10 s from the end of a 20 s wrap-up: almost certainly free, low risk.
+    busy = snap(ready=0, wrapping=(0.0,) * 10)
+    normal = pacer.decide(busy, 10.0)
+    assert pacer.mode == "predictive"
+    # Five agents surely free, five not by then: many lines carry a small risk, which the
+    # normal allowance takes and the cautious one not.
+    later = snap(ready=0, wrapping=(0.0,) * 5 + (2.0,) * 5)
+    relaxed = pacer.decide(later, 10.0)
+    risky = AbandonTally(live_answers=1000, abandoned=27)  # 2.7% >= 0.9 x 3%
+    cautious = pacer.decide(dataclasses.replace(later, abandon_tally=risky), 10.0)
     assert pacer.mode == "fallback"
-    # Recovers only once the trailing rate is back under the release rate.
-    assert pacer.decide(snap(ready=2, tally=AbandonTally(1000, 22)), 11.0) == 2
-    pacer.decide(snap(ready=2, tally=AbandonTally(1000, 20)), 12.0)
+    assert normal > 10 and 5 <= cautious < relaxed
+    # Released once the trailing rate is 0.3 points under the guard (2.4%).
+    pacer.decide(dataclasses.replace(later, abandon_tally=AbandonTally(1000, 25)), 11.0)
+    assert pacer.mode == "fallback"
+    pacer.decide(dataclasses.replace(later, abandon_tally=AbandonTally(1000, 23)), 12.0)
     assert pacer.mode == "predictive"
 
 
-def test_predictive_outer_loop_lowers_risk_after_too_many_abandons() -> None:
-    pacer = _trained(PredictiveConfig(calibrate_every_answers=100))
-    before = pacer.budget.risk
+def test_predictive_steers_the_allowance_down_when_abandons_outrun_the_model() -> None:
+    pacer = _trained(PredictiveConfig(steer_every_seconds=1.0))
+    situation = snap(ready=1, wrapping=(5.0,) * 6)
+    for t in range(30):
+        pacer.decide(situation, 20.0 + t)
+    before = pacer.allowance
     for _ in range(100):
-        pacer.observe(PacingEvent(EventKind.HUMAN_ANSWERED, 1.0, 10.0))
-    for _ in range(10):  # 10% abandoned against a 2% setpoint
-        pacer.observe(PacingEvent(EventKind.CALL_ABANDONED, 1.0))
-    pacer.decide(snap(ready=1), 2.0)
-    assert pacer.budget.risk < before * 0.6
+        pacer.observe(PacingEvent(EventKind.HUMAN_ANSWERED, 60.0, 10.0))
+    for _ in range(60):  # far more abandons than the model predicted: bias > 1
+        pacer.observe(PacingEvent(EventKind.CALL_ABANDONED, 60.0))
+    for t in range(5):
+        pacer.decide(situation, 61.0 + t)
+    assert pacer.bias > 2.0
+    assert pacer.allowance < before
+
+
+def test_poisson_binomial_matches_enumeration() -> None:
+    probabilities = [0.1, 0.5, 0.9, 0.3]
+    pmf = poisson_binomial(np.array([probabilities]))[0]
+    expected = [0.0] * 5
+    for outcome in itertools.product((0, 1), repeat=4):
+        weight = 1.0
+        for hit, p in zip(outcome, probabilities, strict=True):
+            weight *= p if hit else 1.0 - p
+        expected[sum(outcome)] += weight
+    assert pmf == pytest.approx(expected, abs=1e-12)
+    assert poisson_binomial(np.zeros((2, 0))).tolist() == [[1.0], [1.0]]
+
+
+def test_poisson_at_least_is_one_minus_the_cdf() -> None:
+    tails = poisson_at_least(np.array([0.0, 2.0]), 4)
+    assert tails[0].tolist() == pytest.approx([1.0, 0.0, 0.0, 0.0])
+    e = math.exp(-2.0)
+    assert tails[1].tolist() == pytest.approx([1.0, 1 - e, 1 - 3 * e, 1 - 5 * e])
+
+
+def test_marginal_risk_of_new_lines_on_hand_built_situations() -> None:
+    share = np.array([0.1])
+    # One idle agent, nobody busy, nothing ringing: the first line is safe; the k-th line
+    # loses when at least one of the k-1 others became a person first.
+    no_busy = np.ones((1, 1))
+    risks = marginal_risks(1, no_busy, np.zeros(1), share, 3)
+    assert risks.tolist() == pytest.approx([0.0, 1 - math.exp(-0.1), 1 - math.exp(-0.2)])
+    # No idle agent, one busy agent free by then with probability 0.4: the first line
+    # loses when that agent is still busy.
+    one_busy = poisson_binomial(np.array([[0.4]]))
+    assert marginal_risks(0, one_busy, np.zeros(1), share, 1)[0] == pytest.approx(0.6)
+    # A call already waiting takes the idle agent first.
+    assert marginal_risks(0, no_busy, np.zeros(1), share, 1)[0] == pytest.approx(1.0)
+    # People expected from ringing lines come first too.
+    assert marginal_risks(1, no_busy, np.array([0.5]), share, 1)[0] == pytest.approx(1 - math.exp(-0.5))
+    # A shortage at a later horizon is charged to a line arriving earlier.
+    two = np.array([[1.0, 0.0], [0.0, 1.0]])  # 0 busy agents free at the first horizon, 1 at the second
+    early_and_late = marginal_risks(1, two, np.array([0.0, 3.0]), np.array([0.0, 0.0]), 1)
+    assert early_and_late[0] == pytest.approx(1 - 4 * math.exp(-3.0))
+
+
+def test_budget_setpoint_leaves_room_for_a_small_window_noise() -> None:
+    config = PredictiveConfig()
+    small, large = AbandonBudget(config), AbandonBudget(config)
+    for day, budget, answers in ((0, small, 60), (0, large, 2000)):
+        for _ in range(answers):
+            budget.observe(PacingEvent(EventKind.HUMAN_ANSWERED, day * 86400.0 + 1.0))
+    small.target(AbandonTally(), 86400.0 + 2.0)
+    large.target(AbandonTally(), 86400.0 + 2.0)
+    # 1,800 answers a window: 3 sds of 0.40 points under 3%; 60,000: capped at 2.5%.
+    assert small.setpoint == pytest.approx(0.03 - 3 * math.sqrt(0.03 * 0.97 / 1800), rel=1e-6)
+    assert large.setpoint == 0.025
+    # Under budget: spend some of it now; over budget: spend less.
+    under = large.target(AbandonTally(live_answers=20000, abandoned=300), 86400.0 + 3.0)
+    over = large.target(AbandonTally(live_answers=20000, abandoned=560), 86400.0 + 3.0)
+    assert over < 0.025 < under
