@@ -17,7 +17,7 @@ import contextlib
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,7 +60,7 @@ from dialer.calls.actions import (
 )
 from dialer.calls.inputs import CallInput, HangupBy, Leg
 from dialer.calls.machine import CallMachine, CallRequest, CallTimeouts
-from dialer.calls.record import CallState
+from dialer.calls.record import CallRecord, CallState
 from dialer.controller.agent_events import AgentEventHub
 from dialer.controller.compliance import contact_request, policy_for_campaign
 from dialer.controller.requests import (
@@ -81,6 +81,7 @@ OUR_OBJECT = re.compile(r"^(call-[0-9a-f]{32})-(agent|lead|bridge)$")
 # its outbox, whose versions are small counters.
 RECONCILED_VERSION_BASE = 10**12
 STASIS_ENTRY_TIMEOUT = 5.0
+GATE_RECHECK_ATTEMPTS = 2
 
 
 class RecordWriter(Protocol):
@@ -333,6 +334,8 @@ class Controller:
         self.agent_events = agent_events
         self.config = config
         self._calls: dict[str, CallRunner] = {}
+        # Called with each call's final snapshot (metrics, benchmarks).
+        self.finished_listeners: list[Callable[[CallRecord], None]] = []
         self._tasks: asyncio.TaskGroup | None = None
         self._accepting = True
 
@@ -365,6 +368,11 @@ class Controller:
 
     def _forget(self, runner: CallRunner) -> None:
         self._calls.pop(runner.call_id, None)
+        for listener in self.finished_listeners:
+            try:
+                listener(runner.machine.record)
+            except Exception:
+                log.exception("finished_listener_failed", call_id=runner.call_id)
         self.dispatcher.unregister(runner.call_id)
 
     # -- CallService -----------------------------------------------------------------------
@@ -457,11 +465,17 @@ class Controller:
         """The gate, again, at the instant before the lead is dialed; it takes a cap slot."""
         request = runner.machine.request
         try:
-            decision = await self.gate.decide(
-                contact_request(request.lead_number, runner.lead, dial_mode=DialMode.MANUAL),
-                policy_for_campaign(runner.campaign, dial_mode=DialMode.MANUAL),
-                reserve_attempt=True,
-            )
+            for attempt in range(GATE_RECHECK_ATTEMPTS):
+                decision = await self.gate.decide(
+                    contact_request(request.lead_number, runner.lead, dial_mode=DialMode.MANUAL),
+                    policy_for_campaign(runner.campaign, dial_mode=DialMode.MANUAL),
+                    reserve_attempt=True,
+                )
+                # A gate that could not decide (Redis slow under load) blocks; asking once more
+                # within the machine's decision budget is still fail-closed if it fails again.
+                if decision.allowed or {r.code.value for r in decision.reasons} != {"gate_unavailable"}:
+                    break
+                runner.log.warning("gate_recheck_undecided", attempt=attempt + 1)
         except Exception as error:  # fail closed
             runner.log.error("gate_recheck_failed", error=repr(error))
             return inputs.GateDecided(allowed=False, reasons=("gate_unavailable",))
