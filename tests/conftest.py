@@ -115,6 +115,7 @@ def asterisk() -> Iterator[AsteriskInstance]:
         rtp_end=40000,
     )
     instance = AsteriskInstance.for_settings(ensure_install(settings, say=lambda _: None), settings)
+    instance.remove_stale_siblings("test-")
     instance.start()
     try:
         yield instance

@@ -462,6 +462,22 @@ class AsteriskInstance:
         """Delete the instance's directories (after stop)."""
         shutil.rmtree(self.host_base, ignore_errors=True)
 
+    def remove_stale_siblings(self, prefix: str) -> list[str]:
+        """Delete other instances named `prefix*` whose Asterisk no longer runs (left by killed runs)."""
+        removed = []
+        for sibling in sorted(self.host_base.parent.glob(f"{prefix}*")):
+            if sibling == self.host_base or not sibling.is_dir():
+                continue
+            pidfile = sibling / "run" / "asterisk.pid"
+            try:
+                os.kill(int(pidfile.read_text().strip()), 0)
+                continue  # still running: another test session's
+            except (OSError, ValueError):
+                pass
+            shutil.rmtree(sibling, ignore_errors=True)
+            removed.append(sibling.name)
+        return removed
+
 
 def _alive(pid: int) -> bool:
     try:

@@ -200,5 +200,39 @@ async def test_bad_call_requests_get_4xx_naming_the_problem(dialer: Dialer) -> N
         assert isinstance(got["error"], str) and got["message"]
     response = await dialer.client.post("/v1/calls", data="{not json", headers=dialer.auth())
     assert response.status == 400
+    for path, token, status in [
+        ("/v1/calls/call-nope/hangup", None, 404),
+        ("/v1/calls/call-nope/hangup", other_token, 404),
+    ]:
+        response = await dialer.client.post(path, headers=dialer.auth(token))
+        assert response.status == status and (await response.json())["error"] == "call_not_found"
+    crm_socket = await dialer.client.get(f"/v1/agents/{agent_id}/events", headers=dialer.auth())
+    assert crm_socket.status == 403
+    stranger = await dialer.client.get(f"/v1/agents/{agent_id}/events", headers=dialer.auth(other_token))
+    assert stranger.status == 403
+    not_a_socket = await dialer.client.get(
+        f"/v1/agents/{other_agent}/events", headers=dialer.auth(other_token)
+    )
+    assert not_a_socket.status == 400 and (await not_a_socket.json())["error"] == "websocket_required"
     assert (await dialer.client.post("/v1/calls", json={})).status == 401
+    assert await dialer.our_asterisk_objects() == []
+
+
+@pytest.mark.timeout(90)
+async def test_hangup_ends_a_live_call_once(dialer: Dialer) -> None:
+    from tests.waiting import until
+
+    agent_id = f"local-{dialer.suffix}"
+    await dialer.seed("agent_upsert", {"agent_id": agent_id, "name": "Local", "sip_endpoint": "Local/2001@agent-sim"})
+    lead_id = await dialer.lead("+12125551000")  # a person who talks until we hang up
+    status, body = await _post_call(dialer, {"lead_id": lead_id, "agent_id": agent_id})
+    assert status == 202
+    call_id = body["call_id"]
+    await until(lambda: dialer.services.controller.call_status(call_id) == "bridged", 30)
+    response = await dialer.client.post(f"/v1/calls/{call_id}/hangup", headers=dialer.auth())
+    assert response.status == 202
+    call = await dialer.ended_call(call_id)
+    assert call.outcome is not None and call.outcome.value == "answered" and call.bridged_at is not None
+    again = await dialer.client.post(f"/v1/calls/{call_id}/hangup", headers=dialer.auth())
+    assert again.status == 409 and (await again.json())["error"] == "call_not_active"
     assert await dialer.our_asterisk_objects() == []
