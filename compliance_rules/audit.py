@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -97,3 +97,32 @@ class JsonLinesAuditSink:
             handle.write(lines)
             handle.flush()
             os.fsync(handle.fileno())
+
+
+class RecordWriter(Protocol):
+    """A durable writer of CRM records (`crm_bridge.outbox.Outbox`)."""
+
+    async def put_many(self, items: Sequence[tuple[str, Mapping[str, object]]]) -> list[int]: ...
+
+
+class OutboxAuditSink:
+    """Each batch of decisions goes to the CRM's `compliance_decisions` table through the
+    outbox, in one durable write, before the gate reports any of them."""
+
+    def __init__(self, records: RecordWriter) -> None:
+        self._records = records
+
+    async def record(self, decisions: Sequence[Decision]) -> None:
+        if decisions:
+            await self._records.put_many([("compliance_decision", d.to_record()) for d in decisions])
+
+
+class FanOutAuditSink:
+    """Records each batch in every sink, in order; any failure fails the batch (fail closed)."""
+
+    def __init__(self, sinks: Sequence[AuditSink]) -> None:
+        self._sinks = tuple(sinks)
+
+    async def record(self, decisions: Sequence[Decision]) -> None:
+        for sink in self._sinks:
+            await sink.record(decisions)

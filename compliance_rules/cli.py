@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
-from compliance_rules.audit import AuditSink, JsonLinesAuditSink, MemoryAuditSink
+from compliance_rules.audit import AuditSink, JsonLinesAuditSink
 from compliance_rules.gate import ComplianceGate
 from compliance_rules.importer import (
     ImportFormatError,
@@ -150,12 +150,31 @@ def run_check(args: argparse.Namespace) -> int:
         state=args.state.upper() if args.state else None,
         dial_mode=DialMode(args.dial_mode) if args.dial_mode else None,
     )
-    sink: AuditSink = JsonLinesAuditSink(args.audit_log) if args.audit_log else MemoryAuditSink()
     book = _rulebook()
 
     async def work(store: DncStore) -> dict[str, Any]:
-        gate = ComplianceGate(store, sink, book)
-        decision = await gate.decide(request, policy, at)
+        # The decision is audited like any other: into the CRM's compliance_decisions table
+        # through an outbox of the CLI's own (delivered now, or on the next run if PostgreSQL
+        # is down), and to --audit-log as JSON lines when asked.
+        from compliance_rules.audit import FanOutAuditSink, OutboxAuditSink
+        from crm_bridge.migrate import MigrationError, ensure_schema
+        from crm_bridge.outbox import Outbox
+        from crm_bridge.pg import DatabaseUnavailable
+        from dialer.controller.compliance import gate_options
+
+        try:
+            await ensure_schema(settings.pg_dsn)
+        except (DatabaseUnavailable, MigrationError) as error:
+            print(f"dialer: the CRM database is not usable ({error}); the audit row waits locally", file=sys.stderr)
+        async with Outbox(settings.state_dir, settings.pg_dsn, name="cli", connect_timeout=2.0) as outbox:
+            sinks: list[AuditSink] = [OutboxAuditSink(outbox)]
+            if args.audit_log:
+                sinks.append(JsonLinesAuditSink(args.audit_log))
+            gate = ComplianceGate(store, FanOutAuditSink(sinks), book, gate_options(settings))
+            decision = await gate.decide(request, policy, at)
+            if not await outbox.flush(3.0):
+                print("dialer: PostgreSQL did not take the audit row yet; it is kept and sent on the next run",
+                      file=sys.stderr)
         record = decision.to_record()
         record["required_dial_mode"] = decision.required_dial_mode.value if decision.required_dial_mode else None
         return record

@@ -162,3 +162,17 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
         # A lost connection already released its session lock; unlocking it would only mask the error.
         if not conn.is_closed():
             await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+
+
+async def ensure_schema(dsn: str) -> tuple[Migration, ...]:
+    """Create the database if the server answers without it, and apply pending migrations.
+
+    Raises `crm_bridge.pg.DatabaseUnavailable` when the server does not answer.
+    """
+    from crm_bridge.pg import connect
+
+    conn = await connect(dsn, create_missing=True)
+    try:
+        return await migrate(conn)
+    finally:
+        await conn.close()

@@ -52,6 +52,10 @@ class Settings:
     recordings_root: str = ""
     caller_id: str = "+18885550100"
     trunk_endpoint: str = "trunk"
+    # Compliance gate switches (compliance_rules.rules.GateOptions).
+    gate_include_low_confidence: bool = True
+    gate_flags: str = ""  # comma-separated flags enabling flagged rules, e.g. "pa_sb992"
+    gate_require_state_lists: bool = True
 
     @property
     def asterisk_root(self) -> Path:
@@ -97,6 +101,9 @@ ENVIRONMENT: Mapping[str, str] = {
     "DIALER_RECORDINGS_DIR": "recordings_root",
     "DIALER_CALLER_ID": "caller_id",
     "DIALER_TRUNK_ENDPOINT": "trunk_endpoint",
+    "DIALER_GATE_INCLUDE_LOW_CONFIDENCE": "gate_include_low_confidence",
+    "DIALER_GATE_FLAGS": "gate_flags",
+    "DIALER_GATE_REQUIRE_STATE_LISTS": "gate_require_state_lists",
     "DIALER_RTP_START": "rtp_start",
     "DIALER_RTP_END": "rtp_end",
     "DIALER_STATE_DIR": "state_root",

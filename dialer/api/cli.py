@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from crm_bridge.migrate import migrate
-from crm_bridge.pg import DatabaseUnavailable, connect
+from crm_bridge.migrate import MigrationError, ensure_schema
+from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import CrmStore, TokenRole
 from dialer.cli import UserError
 from dialer.controller.service import StartupError, dialer_services
@@ -22,13 +22,9 @@ from dialer.settings import Settings, from_environment
 @asynccontextmanager
 async def _crm_store(settings: Settings) -> AsyncIterator[CrmStore]:
     try:
-        connection = await connect(settings.pg_dsn, create_missing=True)
-        try:
-            await migrate(connection)
-        finally:
-            await connection.close()
+        await ensure_schema(settings.pg_dsn)
         store = await CrmStore.open(settings.pg_dsn)
-    except DatabaseUnavailable as error:
+    except (DatabaseUnavailable, MigrationError) as error:
         raise UserError(str(error)) from None
     try:
         yield store

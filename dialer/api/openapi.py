@@ -13,6 +13,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         401: "missing, unknown or revoked token",
         403: "the token's role may not do this",
         404: "no such resource (or not visible to this token)",
+        409: "the resource is not in a state that allows this (e.g. the agent is on a call)",
         422: "a field is invalid; `field` names it",
         503: "a dependency (PostgreSQL, Redis) is down; retry",
     }
@@ -137,6 +138,67 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "/v1/calls": {
+                "post": {
+                    "summary": "Call a lead for an agent (click-to-call): the agent's phone rings first, "
+                    "then the lead is dialed; every dial passes the compliance gate",
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "schema": {"type": "string", "maxLength": 200},
+                            "description": "the same key again answers with the first call, placing nothing",
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["agent_id"],
+                                    "description": "exactly one of lead_id or phone",
+                                    "properties": {
+                                        "lead_id": {"type": "string"},
+                                        "phone": {"type": "string", "description": "an ad-hoc US number"},
+                                        "agent_id": {"type": "string"},
+                                        "campaign_id": {"type": "string"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": _json(
+                            {
+                                "type": "object",
+                                "properties": {"call_id": {"type": "string"}, "status": {"type": "string"}},
+                            },
+                            "the call is under way",
+                        ),
+                        "403": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "error": {"const": "compliance_blocked"},
+                                    "decision_id": {"type": "string"},
+                                    "reasons": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "code": {"type": "string"},
+                                                "message": {"type": "string"},
+                                                "citation": {"type": ["string", "null"]},
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                            "the compliance gate blocked the call (or the token may not place it)",
+                        ),
+                        **_errors(400, 401, 409, 422, 503),
+                    },
+                },
                 "get": {
                     "summary": "List calls, newest first (agents: only their own)",
                     "parameters": [
@@ -170,6 +232,27 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _json({"$ref": "#/components/schemas/Call"}, "the call"),
                         **_errors(401, 403, 404, 503),
+                    },
+                }
+            },
+            "/v1/calls/{call_id}/hangup": {
+                "post": {
+                    "summary": "End a live call",
+                    "parameters": [_CALL_ID],
+                    "responses": {
+                        "202": _json({"type": "object"}, "the call is ending"),
+                        **_errors(401, 403, 404, 409, 503),
+                    },
+                }
+            },
+            "/v1/agents/{agent_id}/events": {
+                "get": {
+                    "summary": "WebSocket of an agent's screen pops and call state changes "
+                    "(browsers may pass the token as ?access_token=)",
+                    "parameters": [{"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "101": {"description": "switching to the WebSocket protocol"},
+                        **_errors(400, 401, 403),
                     },
                 }
             },

@@ -1,19 +1,18 @@
-"""How the controller uses the compliance gate: CRM campaigns and leads in, audit rows out.
+"""How the controller uses the compliance gate: CRM campaigns and leads in, settings to options.
 
-Every decision the gate makes is written to the CRM's `compliance_decisions` table through
-the outbox, so it is durable before the gate reports it (the gate refuses to allow a contact
-whose audit row could not be stored).
+(Audit rows go to the CRM through `compliance_rules.audit.OutboxAuditSink`.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Mapping
 
-from compliance_rules.model import ConsentKind, ConsentRecord, ContactRequest, Decision, DialMode, Purpose
+from compliance_rules.model import ConsentKind, ConsentRecord, ContactRequest, DialMode, Purpose
 from compliance_rules.policy import CampaignPolicy
+from compliance_rules.rules import GateOptions
 from compliance_rules.ruleset import RuleDataError, parse_hours
 from crm_bridge.store import Campaign, Lead
+from dialer.settings import Settings
 
 # CRM consent kinds (consent_records.kind) -> the gate's.
 CONSENT_KINDS: Mapping[str, ConsentKind] = {
@@ -23,19 +22,13 @@ CONSENT_KINDS: Mapping[str, ConsentKind] = {
 }
 
 
-class RecordWriter(Protocol):
-    async def put_many(self, items: Sequence[tuple[str, Mapping[str, object]]]) -> list[int]: ...
-
-
-class OutboxAuditSink:
-    """The gate's `AuditSink`: each batch of decisions goes into the outbox in one durable write."""
-
-    def __init__(self, records: RecordWriter) -> None:
-        self._records = records
-
-    async def record(self, decisions: Sequence[Decision]) -> None:
-        if decisions:
-            await self._records.put_many([("compliance_decision", d.to_record()) for d in decisions])
+def gate_options(settings: Settings) -> GateOptions:
+    """The agency-wide gate switches from the settings."""
+    return GateOptions(
+        include_low_confidence=settings.gate_include_low_confidence,
+        flags=frozenset(flag.strip() for flag in settings.gate_flags.split(",") if flag.strip()),
+        require_state_dnc_lists=settings.gate_require_state_lists,
+    )
 
 
 def policy_for_campaign(campaign: Campaign | None, *, dial_mode: DialMode | None = None) -> CampaignPolicy:

@@ -19,13 +19,13 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
-from compliance_rules.audit import CoalescingAuditSink
+from compliance_rules.audit import CoalescingAuditSink, OutboxAuditSink
 from compliance_rules.gate import ComplianceGate
 from compliance_rules.ruleset import RuleDataError, load_rulebook
 from compliance_rules.store import DncStore
-from crm_bridge.migrate import migrate
+from crm_bridge.migrate import MigrationError, ensure_schema
 from crm_bridge.outbox import Outbox
-from crm_bridge.pg import DatabaseUnavailable, connect
+from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import CrmStore
 from dialer.api.app import ApiDependencies, build_app
 from dialer.ari.client import AriClient, AriConfig
@@ -34,7 +34,7 @@ from dialer.ari.events import EventStream
 from dialer.ari.models import Event
 from dialer.calls.machine import CallTimeouts
 from dialer.controller.agent_events import AgentEventHub
-from dialer.controller.compliance import OutboxAuditSink
+from dialer.controller.compliance import gate_options
 from dialer.controller.runtime import Controller, ControllerConfig
 from dialer.settings import Settings
 
@@ -61,13 +61,9 @@ class DialerServices:
 
 async def _migrated_store(dsn: str) -> CrmStore:
     try:
-        connection = await connect(dsn, create_missing=True)
-        try:
-            await migrate(connection)
-        finally:
-            await connection.close()
+        await ensure_schema(dsn)
         return await CrmStore.open(dsn)
-    except DatabaseUnavailable as error:
+    except (DatabaseUnavailable, MigrationError) as error:
         raise StartupError(str(error)) from None
 
 
@@ -92,10 +88,11 @@ async def dialer_services(
                 log.error("rule_data_unavailable", error=str(error))
                 rulebook = None
             sink = CoalescingAuditSink(OutboxAuditSink(outbox))
+            options = gate_options(settings)
             gate = (
-                ComplianceGate(dnc, sink, rulebook, clock=gate_clock)
+                ComplianceGate(dnc, sink, rulebook, options, clock=gate_clock)
                 if gate_clock
-                else ComplianceGate(dnc, sink, rulebook)
+                else ComplianceGate(dnc, sink, rulebook, options)
             )
             agent_events = AgentEventHub()
             async with AriClient(AriConfig.from_settings(settings)) as ari:

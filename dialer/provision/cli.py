@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 
 from dialer.cli import UserError
@@ -30,11 +31,13 @@ def dev_instance(settings: Settings) -> AsteriskInstance:
         raise UserError(str(error)) from None
 
 
-def prepare_stack(settings: Settings, *, start_asterisk: bool) -> AsteriskInstance | None:
-    """PostgreSQL and Redis answering, Asterisk installed (and started when asked)."""
+def prepare_stack(settings: Settings, *, start_asterisk: bool, migrate: bool = True) -> AsteriskInstance | None:
+    """PostgreSQL and Redis answering, the CRM schema migrated, Asterisk installed (and started when asked)."""
     try:
         ensure_postgres(settings.pg_dsn, say=_say)
         ensure_redis(settings.redis_url, say=_say)
+        if migrate:
+            _migrate(settings.pg_dsn)
         instance = dev_instance(settings)
         if start_asterisk:
             instance.start()
@@ -43,9 +46,19 @@ def prepare_stack(settings: Settings, *, start_asterisk: bool) -> AsteriskInstan
     return instance
 
 
+def _migrate(dsn: str) -> None:
+    from crm_bridge.migrate import MigrationError, ensure_schema
+    from crm_bridge.pg import DatabaseUnavailable
+
+    try:
+        asyncio.run(ensure_schema(dsn))
+    except (DatabaseUnavailable, MigrationError) as error:
+        raise ProvisionError(str(error)) from None
+
+
 def _stack_up(args: argparse.Namespace) -> int:
     settings = from_environment()
-    instance = prepare_stack(settings, start_asterisk=not args.no_asterisk)
+    instance = prepare_stack(settings, start_asterisk=not args.no_asterisk, migrate=not args.no_migrate)
     assert instance is not None
     print(f"PostgreSQL {settings.pg_dsn.rsplit('@', 1)[-1]}: up")
     print(f"Redis {settings.redis_url.rsplit('@', 1)[-1]}: up")
@@ -124,6 +137,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     stack_commands = stack.add_subparsers(dest="stack_command", metavar="ACTION", required=True)
     up = stack_commands.add_parser("up", help="install what is missing and start everything")
     up.add_argument("--no-asterisk", action="store_true", help="install Asterisk but do not start it")
+    up.add_argument("--no-migrate", action="store_true", help="leave the CRM database's schema as it is")
     up.set_defaults(handler=_stack_up)
     stack_commands.add_parser("down", help="stop the development Asterisk").set_defaults(handler=_stack_down)
     stack_commands.add_parser("status", help="what answers and what does not").set_defaults(handler=_stack_status)
