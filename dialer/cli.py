@@ -13,7 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from dialer.settings import SettingsError
+from dialer.logs import configure_logging
+from dialer.settings import SettingsError, from_environment
 
 
 class UserError(Exception):
@@ -61,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        settings = from_environment()
+        configure_logging(settings.log_level, settings.log_format)
         return handler(args)
     except (UserError, SettingsError) as error:
         print(f"dialer: {error}", file=sys.stderr)

@@ -56,6 +56,8 @@ class Settings:
     gate_include_low_confidence: bool = True
     gate_flags: str = ""  # comma-separated flags enabling flagged rules, e.g. "pa_sb992"
     gate_require_state_lists: bool = True
+    log_level: str = "info"
+    log_format: str = "auto"  # json | console | auto (console on a terminal)
 
     @property
     def asterisk_root(self) -> Path:
@@ -104,6 +106,8 @@ ENVIRONMENT: Mapping[str, str] = {
     "DIALER_GATE_INCLUDE_LOW_CONFIDENCE": "gate_include_low_confidence",
     "DIALER_GATE_FLAGS": "gate_flags",
     "DIALER_GATE_REQUIRE_STATE_LISTS": "gate_require_state_lists",
+    "DIALER_LOG_LEVEL": "log_level",
+    "DIALER_LOG_FORMAT": "log_format",
     "DIALER_RTP_START": "rtp_start",
     "DIALER_RTP_END": "rtp_end",
     "DIALER_STATE_DIR": "state_root",
