@@ -26,6 +26,7 @@ TABLES: dict[RecordKind, str] = {
     RecordKind.LEAD_UPSERT: "leads",
     RecordKind.AGENT_UPSERT: "agents",
     RecordKind.CAMPAIGN_UPSERT: "campaigns",
+    RecordKind.CAMPAIGN_LEAD: "campaign_leads",
 }
 
 # Links to audit rows a later call snapshot may omit but must never clear.

@@ -35,6 +35,7 @@ class RecordKind(StrEnum):
     LEAD_UPSERT = "lead_upsert"
     AGENT_UPSERT = "agent_upsert"
     CAMPAIGN_UPSERT = "campaign_upsert"
+    CAMPAIGN_LEAD = "campaign_lead"
 
 
 class CallDirection(StrEnum):
@@ -468,6 +469,22 @@ FIELDS: dict[RecordKind, dict[str, FieldSpec]] = {
         "max_abandon_rate": FieldSpec(_number(0.0, 0.03), default=0.03),
         "active": FieldSpec(_boolean, default=True),
     },
+    # A lead's membership of a campaign and its dialing history (a patch, like lead_upsert).
+    RecordKind.CAMPAIGN_LEAD: {
+        "membership_id": _required(_identifier),
+        "campaign_id": _required(_identifier),
+        "lead_id": _required(_identifier),
+        "priority": FieldSpec(_integer(-(2**31), 2**31 - 1), default=0),
+        "attempts": FieldSpec(_integer(0, 10_000), default=0),
+        "last_attempt_at": _TS,
+        "next_attempt_at": _TS,
+        "last_outcome": FieldSpec(_optional(_text(40))),
+        "last_call_id": _ID,
+        "callback_at": _TS,
+        "callback_agent_id": _ID,
+        "done": FieldSpec(_boolean, default=False),
+        "done_reason": _TEXT,
+    },
 }
 
 # Primary key of each kind's row.
@@ -480,9 +497,10 @@ KEY_FIELD: dict[RecordKind, str] = {
     RecordKind.LEAD_UPSERT: "lead_id",
     RecordKind.AGENT_UPSERT: "agent_id",
     RecordKind.CAMPAIGN_UPSERT: "campaign_id",
+    RecordKind.CAMPAIGN_LEAD: "membership_id",
 }
 
-PARTIAL_KINDS: frozenset[RecordKind] = frozenset({RecordKind.LEAD_UPSERT})
+PARTIAL_KINDS: frozenset[RecordKind] = frozenset({RecordKind.LEAD_UPSERT, RecordKind.CAMPAIGN_LEAD})
 
 
 class _FieldProblem(Exception):

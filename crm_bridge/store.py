@@ -182,6 +182,19 @@ class AbandonTally:
         return self.abandoned / self.answered if self.answered else 0.0
 
 
+@dataclass(frozen=True)
+class CampaignLead:
+    """A lead due to be dialed in a campaign (`campaign_leads` joined with `leads`)."""
+
+    lead: Lead
+    campaign_id: str
+    priority: int
+    attempts: int
+    next_attempt_at: datetime | None
+    callback_at: datetime | None
+    callback_agent_id: str | None
+
+
 def hash_token(secret: str) -> str:
     """sha256 hex of an API token secret (the secret has 256 bits of entropy; no salt needed)."""
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -318,7 +331,10 @@ class CrmStore:
     async def abandon_tally(self, campaign_id: str, since: datetime) -> AbandonTally:
         """Answered and abandoned calls of `campaign_id` requested at or after `since`."""
         row = await self._pool.fetchrow(
-            "SELECT count(*) FILTER (WHERE lead_answered_at IS NOT NULL) AS answered, "
+            # 47 CFR 64.1200(a)(7) measures abandoned calls over calls answered by a live person:
+            # answers AMD took for a machine are not in the denominator.
+            "SELECT count(*) FILTER (WHERE lead_answered_at IS NOT NULL "
+            "AND coalesce(amd_result, '') <> 'MACHINE') AS answered, "
             "count(*) FILTER (WHERE abandoned) AS abandoned "
             "FROM calls WHERE campaign_id = $1 AND requested_at >= $2",
             campaign_id,
@@ -328,6 +344,48 @@ class CrmStore:
         return AbandonTally(answered=int(row["answered"]), abandoned=int(row["abandoned"]))
 
     # --- leads, agents, campaigns -------------------------------------------------------------
+
+    async def due_campaign_leads(
+        self, campaign_id: str, now: datetime, *, limit: int = 100, exclude: Sequence[str] = ()
+    ) -> list[CampaignLead]:
+        """Leads of a campaign that may be attempted at `now`: not done, next attempt (or
+        callback) due, with a phone, not in Lost/Issued; highest priority first, then
+        callbacks due, then the longest waiting. `exclude`: lead ids the hopper already holds."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT m.priority AS m_priority, m.attempts AS m_attempts, m.next_attempt_at AS m_next_attempt_at, "
+                "m.callback_at AS m_callback_at, m.callback_agent_id AS m_callback_agent_id, l.* "
+                "FROM campaign_leads m JOIN leads l ON l.lead_id = m.lead_id "
+                "WHERE m.campaign_id = $1 AND NOT m.done AND cardinality(l.phones) > 0 "
+                "AND l.pipeline_stage NOT IN ('lost', 'issued') "
+                "AND coalesce(m.callback_at, m.next_attempt_at, '-infinity') <= $2 "
+                "AND NOT (m.lead_id = ANY($3::text[])) "
+                "ORDER BY m.priority DESC, m.callback_at NULLS LAST, m.next_attempt_at NULLS FIRST, "
+                "m.created_at, m.lead_id LIMIT $4",
+                campaign_id,
+                now,
+                list(exclude),
+                limit,
+            )
+            ids = [row["lead_id"] for row in rows]
+            consent_rows = await conn.fetch(
+                "SELECT * FROM consent_records WHERE lead_id = ANY($1::text[]) ORDER BY obtained_at, consent_id", ids
+            ) if ids else []
+        consents: dict[str, list[Consent]] = {}
+        for row in consent_rows:
+            consents.setdefault(row["lead_id"], []).append(_consent(row))
+        return [
+            CampaignLead(
+                lead=_lead(row, consents.get(row["lead_id"], [])),
+                campaign_id=campaign_id,
+                priority=row["m_priority"],
+                attempts=row["m_attempts"],
+                next_attempt_at=row["m_next_attempt_at"],
+                callback_at=row["m_callback_at"],
+                callback_agent_id=row["m_callback_agent_id"],
+            )
+            for row in rows
+        ]
 
     async def get_lead(self, lead_id: str) -> Lead | None:
         async with self._pool.acquire() as conn:

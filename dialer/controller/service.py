@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,9 +30,10 @@ from crm_bridge.store import CrmStore
 from dialer.api.app import ApiDependencies, build_app
 from dialer.ari.client import AriClient, AriConfig
 from dialer.ari.dispatch import Dispatcher
-from dialer.ari.events import EventStream
+from dialer.ari.events import EventStream, Snapshot
 from dialer.ari.models import Event
 from dialer.calls.machine import CallTimeouts
+from dialer.campaign.runtime import CampaignRuntime, CampaignSettings
 from dialer.controller.agent_events import AgentEventHub
 from dialer.controller.compliance import gate_options
 from dialer.controller.runtime import Controller, ControllerConfig
@@ -57,6 +58,7 @@ class DialerServices:
     controller: Controller
     agent_events: AgentEventHub
     app: web.Application
+    campaigns: CampaignRuntime | None = None
 
 
 async def _migrated_store(dsn: str) -> CrmStore:
@@ -75,6 +77,7 @@ async def dialer_services(
     timeouts: CallTimeouts | None = None,
     drain_seconds: float = 10.0,
     ari_connect_timeout: float = 15.0,
+    campaign_overrides: Mapping[str, object] | None = None,
 ) -> AsyncIterator[DialerServices]:
     store = await _migrated_store(settings.pg_dsn)
     redis = aioredis.from_url(settings.redis_url)
@@ -97,10 +100,14 @@ async def dialer_services(
             agent_events = AgentEventHub()
             async with AriClient(AriConfig.from_settings(settings)) as ari:
                 controller_ref: list[Controller] = []
+                campaigns_ref: list[CampaignRuntime] = []
 
                 async def unrouted(event: Event, generation: int) -> None:
+                    # Events no call owns (agent-session and inbound StasisStart, ...) go to both.
                     if controller_ref:
                         await controller_ref[0].on_unrouted(event, generation)
+                    if campaigns_ref:
+                        await campaigns_ref[0].on_unrouted(event, generation)
 
                 async with Dispatcher(unrouted) as dispatcher:
                     controller = Controller(
@@ -119,8 +126,32 @@ async def dialer_services(
                         ),
                     )
                     controller_ref.append(controller)
-                    stream = EventStream(ari, dispatcher, on_connected=controller.on_connected)
-                    async with controller.running(), asyncio.TaskGroup() as tasks:
+                    campaigns = CampaignRuntime(
+                        ari,
+                        dispatcher,
+                        gate,
+                        dnc,
+                        store,
+                        outbox,
+                        agent_events,
+                        redis,
+                        CampaignSettings(
+                            app=settings.ari_app,
+                            recordings_dir=settings.recordings_dir,
+                            trunk_endpoint=settings.trunk_endpoint,
+                            default_caller_id=settings.caller_id,
+                            redis_key=f"{settings.redis_prefix}agents",
+                            **(campaign_overrides or {}),  # type: ignore[arg-type]
+                        ),
+                    )
+                    campaigns_ref.append(campaigns)
+
+                    async def on_connected(generation: int, snapshot: Snapshot) -> None:
+                        await controller.on_connected(generation, snapshot)
+                        await campaigns.on_connected(generation, snapshot)
+
+                    stream = EventStream(ari, dispatcher, on_connected=on_connected)
+                    async with controller.running(), campaigns.running(), asyncio.TaskGroup() as tasks:
                         stream_task = tasks.create_task(stream.run(), name="ari-events")
                         try:
                             async with asyncio.timeout(ari_connect_timeout):
@@ -142,9 +173,11 @@ async def dialer_services(
                         )
                         try:
                             yield DialerServices(
-                                settings, store, outbox, dnc, gate, ari, stream, controller, agent_events, app
+                                settings, store, outbox, dnc, gate, ari, stream, controller, agent_events, app,
+                                campaigns,
                             )
                         finally:
+                            await campaigns.drain(drain_seconds)
                             await controller.drain(drain_seconds)
                             await stream.stop()
                             stream_task.cancel()

@@ -1,0 +1,576 @@
+"""One campaign (outbound, paced) call as a pure machine: dial, AMD, the 2-second connect,
+the safe-harbor message, the machine answer. No IO; the runtime executes the actions.
+
+The lead is originated into the dialplan context `dialer-amd`, which runs `AMD()` and then
+enters the app with `amd,STATUS,CAUSE` (design.md decision 5). The instant the app sees that
+is the end of the greeting as far as the dialer can know it (`greeting_ended_at`).
+
+- HUMAN (and NOTSURE: a person may be there) -> the call's bridge is made and recorded, then
+  a ready agent joins it. 47 CFR 64.1200(a)(7): a person not connected to an agent within 2 s
+  of the greeting's end is abandoned and must hear, within those 2 s, the seller's name, a
+  number to call and an automated opt-out (press 9). So the machine waits for an agent only
+  `agent_wait` seconds (default 1.5 s), then plays the safe-harbor message into the recorded
+  bridge; the call counts as abandoned, and a 9 opts the number out at once.
+- MACHINE -> hang up, or leave the campaign's message after the beep (dialplan).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from crm_bridge.records import CallOutcome as CrmOutcome
+from dialer.calls.record import LEAD_CAUSE_OUTCOMES, CallOutcome, utc
+from dialer.pacing.types import DialOutcome, EventKind
+
+# 47 CFR 64.1200(a)(7): connected (or the message started) within 2 s of the greeting's end.
+CONNECT_LIMIT_SECONDS = 2.0
+# 47 CFR 64.1200(a)(6): let it ring at least 15 s (four rings).
+MIN_RING_SECONDS = 15
+
+
+class CampaignCallState(StrEnum):
+    DIALING = "dialing"
+    ANSWERED = "answered"  # up, AMD listening
+    WAITING_AGENT = "waiting_agent"  # a person; bridge being made, looking for a ready agent
+    CONNECTING = "connecting"  # an agent is reserved and joining the bridge
+    BRIDGED = "bridged"
+    SAFE_HARBOR = "safe_harbor"
+    MACHINE = "machine"
+    ENDING = "ending"
+    ENDED = "ended"
+
+
+class MachineAction(StrEnum):
+    HANGUP = "hangup"
+    MESSAGE = "message"
+
+
+@dataclass(frozen=True)
+class CampaignCallRequest:
+    call_id: str
+    campaign_id: str
+    lead_id: str
+    phone: str
+    caller_id: str
+    decision_id: str
+    ring_timeout: int = 20
+    machine_action: MachineAction = MachineAction.HANGUP
+    agent_wait: float = 1.5  # < CONNECT_LIMIT_SECONDS: the message must start within 2 s
+    opt_out_wait: float = 4.0  # after the safe-harbor message, how long a 9 is still taken
+    bridge_setup_timeout: float = 1.0
+    end_timeout: float = 10.0  # hang-up sent but the lead's leg not yet gone
+    machine_message_timeout: float = 90.0
+
+    def __post_init__(self) -> None:
+        if self.ring_timeout < MIN_RING_SECONDS:
+            raise ValueError(f"ring_timeout must be >= {MIN_RING_SECONDS} s (47 CFR 64.1200(a)(6))")
+        if not 0 <= self.agent_wait < CONNECT_LIMIT_SECONDS:
+            raise ValueError(f"agent_wait must be in [0, {CONNECT_LIMIT_SECONDS}) seconds")
+
+    @property
+    def lead_channel(self) -> str:
+        return f"{self.call_id}-lead"
+
+    @property
+    def bridge_id(self) -> str:
+        return f"{self.call_id}-bridge"
+
+    @property
+    def recording(self) -> str:
+        return f"{self.call_id}-recording"
+
+    @property
+    def safe_harbor_playback(self) -> str:
+        return f"{self.call_id}-safe-harbor"
+
+
+# ---- inputs -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Originated:
+    """The originate was accepted (the dial is under way)."""
+
+
+@dataclass(frozen=True)
+class OriginateFailed:
+    reason: str
+
+
+@dataclass(frozen=True)
+class LeadAnswered:
+    pass
+
+
+@dataclass(frozen=True)
+class AmdDecided:
+    status: str  # HUMAN, MACHINE, NOTSURE, HANGUP
+    cause: str
+
+
+@dataclass(frozen=True)
+class BridgeReady:
+    """Bridge made, its recording started, the lead in it."""
+
+    recording: str
+
+
+@dataclass(frozen=True)
+class BridgeFailed:
+    reason: str
+
+
+@dataclass(frozen=True)
+class AgentAssigned:
+    agent_id: str
+    agent_channel: str
+
+
+@dataclass(frozen=True)
+class AgentJoined:
+    pass
+
+
+@dataclass(frozen=True)
+class AgentLeft:
+    """The agent's leg hung up while on the call."""
+
+
+@dataclass(frozen=True)
+class PlaybackDone:
+    pass
+
+
+@dataclass(frozen=True)
+class DtmfReceived:
+    digit: str
+
+
+@dataclass(frozen=True)
+class LeadGone:
+    cause: int | None
+    sip_code: int | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """The campaign is stopping: end the call if it has no person on it yet."""
+
+
+CallInput = (
+    Originated | OriginateFailed | LeadAnswered | AmdDecided | BridgeReady | BridgeFailed | AgentAssigned
+    | AgentJoined | AgentLeft | PlaybackDone | DtmfReceived | LeadGone | Stop
+)
+
+
+# ---- actions ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PrepareBridge:
+    bridge_id: str
+    recording: str
+    lead_channel: str
+
+
+@dataclass(frozen=True)
+class WantAgent:
+    """Find a ready agent now or when one becomes ready (feeds `AgentAssigned`)."""
+
+
+@dataclass(frozen=True)
+class CancelWant:
+    pass
+
+
+@dataclass(frozen=True)
+class ConnectAgent:
+    agent_id: str
+    agent_channel: str
+    bridge_id: str
+
+
+@dataclass(frozen=True)
+class PlaySafeHarbor:
+    bridge_id: str
+    playback_id: str
+
+
+@dataclass(frozen=True)
+class OptOutNumber:
+    phone: str
+    lead_id: str
+    call_id: str
+
+
+@dataclass(frozen=True)
+class LeaveMessage:
+    lead_channel: str
+
+
+@dataclass(frozen=True)
+class HangupLead:
+    lead_channel: str
+    reason: str = "normal"
+
+
+@dataclass(frozen=True)
+class ReturnAgent:
+    """The agent goes back to its holding bridge, into wrap-up (or released if never joined)."""
+
+    agent_id: str
+    joined: bool
+
+
+@dataclass(frozen=True)
+class TeardownBridge:
+    bridge_id: str
+    recording: str
+
+
+@dataclass(frozen=True)
+class Observe:
+    """A measurement for the pacer."""
+
+    kind: EventKind
+    seconds: float = 0.0
+    outcome: DialOutcome | None = None
+
+
+@dataclass(frozen=True)
+class Emit:
+    record: CampaignCallRecord
+
+
+@dataclass(frozen=True)
+class Finished:
+    record: CampaignCallRecord
+
+
+CallAction = (
+    PrepareBridge | WantAgent | CancelWant | ConnectAgent | PlaySafeHarbor | OptOutNumber | LeaveMessage
+    | HangupLead | ReturnAgent | TeardownBridge | Observe | Emit | Finished
+)
+
+
+# ---- the record -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CampaignCallRecord:
+    """One snapshot of the call (epoch seconds); `to_crm_call()` gives the CRM `call` record."""
+
+    call_id: str
+    version: int
+    state: CampaignCallState
+    campaign_id: str
+    lead_id: str
+    phone: str
+    caller_id: str
+    decision_id: str
+    requested_at: float
+    agent_id: str | None = None
+    answered_at: float | None = None
+    greeting_ended_at: float | None = None
+    bridged_at: float | None = None
+    ended_at: float | None = None
+    amd_result: str | None = None
+    amd_cause: str | None = None
+    safe_harbor_played: bool = False
+    opted_out: bool = False
+    message_left: bool = False
+    recording: str | None = None
+    outcome: CrmOutcome | None = None
+    cause: int | None = None
+    sip_code: int | None = None
+    cause_text: str | None = None
+
+    @property
+    def live_answer(self) -> bool:
+        """AMD said (or could not rule out) a person: the call counts in the abandon rate."""
+        return self.amd_result in ("HUMAN", "NOTSURE")
+
+    @property
+    def abandoned(self) -> bool:
+        """47 CFR 64.1200(a)(7): a person not connected to an agent within 2 s of the greeting."""
+        if not self.live_answer or self.greeting_ended_at is None:
+            return False
+        if self.bridged_at is None:
+            return self.state is CampaignCallState.ENDED or self.safe_harbor_played
+        return self.bridged_at - self.greeting_ended_at > CONNECT_LIMIT_SECONDS
+
+    def to_crm_call(self) -> dict[str, object]:
+        end = self.ended_at
+        return {
+            "call_id": self.call_id,
+            "version": self.version,
+            "direction": "outbound",
+            "lead_id": self.lead_id,
+            "agent_id": self.agent_id,
+            "campaign_id": self.campaign_id,
+            "lead_number": self.phone,
+            "caller_id": self.caller_id,
+            "requested_at": utc(self.requested_at),
+            "lead_answered_at": None if self.answered_at is None else utc(self.answered_at),
+            "bridged_at": None if self.bridged_at is None else utc(self.bridged_at),
+            "ended_at": None if end is None else utc(end),
+            "outcome": None if self.outcome is None else self.outcome.value,
+            "hangup_cause": self.cause,
+            "hangup_cause_text": self.cause_text,
+            "sip_code": self.sip_code,
+            "ring_seconds": None if self.answered_at is None else self.answered_at - self.requested_at,
+            "talk_seconds": None if self.bridged_at is None or end is None else end - self.bridged_at,
+            "total_seconds": None if end is None else end - self.requested_at,
+            "compliance_decision_id": self.decision_id,
+            "amd_result": self.amd_result,
+            "amd_cause": self.amd_cause,
+            "greeting_ended_at": None if self.greeting_ended_at is None else utc(self.greeting_ended_at),
+            "safe_harbor_played": self.safe_harbor_played,
+            "abandoned": self.abandoned,
+        }
+
+
+_DIAL_OUTCOMES: dict[CrmOutcome, DialOutcome] = {
+    CrmOutcome.BUSY: DialOutcome.BUSY,
+    CrmOutcome.UNALLOCATED: DialOutcome.UNALLOCATED,
+    CrmOutcome.MACHINE: DialOutcome.MACHINE,
+}
+
+_CRM_FOR_LEAD_OUTCOME: dict[CallOutcome, CrmOutcome] = {
+    CallOutcome.LEAD_BUSY: CrmOutcome.BUSY,
+    CallOutcome.LEAD_NO_ANSWER: CrmOutcome.NO_ANSWER,
+    CallOutcome.LEAD_UNALLOCATED: CrmOutcome.UNALLOCATED,
+    CallOutcome.LEAD_CONGESTION: CrmOutcome.CONGESTION,
+    CallOutcome.LEAD_REJECTED: CrmOutcome.REJECTED,
+}
+
+
+def unanswered_outcome(cause: int | None) -> CrmOutcome:
+    """The CRM outcome of a dial that ended before answer, from its Q.850 cause."""
+    if cause is None or cause not in LEAD_CAUSE_OUTCOMES:
+        return CrmOutcome.NO_ANSWER if cause in (None, 16, 0) else CrmOutcome.FAILED
+    return _CRM_FOR_LEAD_OUTCOME.get(LEAD_CAUSE_OUTCOMES[cause], CrmOutcome.FAILED)
+
+
+# ---- the machine --------------------------------------------------------------------------
+class CampaignCall:
+    """The machine of one campaign call. `handle(input, now)` and `handle_timer(now)` return
+    the actions to execute in order; after `Finished` every input returns `[]`."""
+
+    def __init__(self, request: CampaignCallRequest, now: float) -> None:
+        self.request = request
+        self.state = CampaignCallState.DIALING
+        self.record = CampaignCallRecord(
+            call_id=request.call_id, version=0, state=self.state, campaign_id=request.campaign_id,
+            lead_id=request.lead_id, phone=request.phone, caller_id=request.caller_id,
+            decision_id=request.decision_id, requested_at=now,
+        )
+        self._now = now
+        self._deadline: float | None = now + request.ring_timeout + 30.0  # backstop; Asterisk decides first
+        self._bridge_ready = False
+        self._bridge_made = False
+        self._agent_joined = False
+        self._playback_done = False
+        self._wanting = False
+        self._agent_channel = ""
+        self._outcome: CrmOutcome | None = None
+
+    # -- helpers ------------------------------------------------------------------------
+    def next_timer(self) -> float | None:
+        return self._deadline
+
+    def _update(self, **changes: object) -> None:
+        self.record = replace(self.record, **changes)  # type: ignore[arg-type]
+
+    def _go(self, state: CampaignCallState, now: float, deadline: float | None = None) -> list[CallAction]:
+        self.state = state
+        self._deadline = deadline
+        self._update(state=state, version=self.record.version + 1)
+        return [Emit(self.record)]
+
+    def _clock(self, now: float) -> float:
+        self._now = max(self._now, now)
+        return self._now
+
+    # -- inputs --------------------------------------------------------------------------
+    def handle(self, item: CallInput, now: float) -> list[CallAction]:
+        now = self._clock(now)
+        state = self.state
+        if state is CampaignCallState.ENDED:
+            return []
+        match item:
+            case Originated():
+                return [Observe(EventKind.DIAL_PLACED)] if state is CampaignCallState.DIALING else []
+            case OriginateFailed(reason=reason) if state is CampaignCallState.DIALING:
+                self._update(cause_text=f"originate failed: {reason}")
+                self._outcome = CrmOutcome.FAILED
+                return self._finish(now)
+            case LeadAnswered() if state is CampaignCallState.DIALING:
+                self._update(answered_at=now)
+                # AMD listens for at most its total analysis time (5 s) plus slack.
+                return self._go(CampaignCallState.ANSWERED, now, now + 10.0)
+            case AmdDecided(status=status, cause=cause) if state in (CampaignCallState.DIALING, CampaignCallState.ANSWERED):
+                return self._amd(status, cause, now)
+            case BridgeReady(recording=name) if state in (CampaignCallState.WAITING_AGENT, CampaignCallState.CONNECTING):
+                self._bridge_ready = True
+                self._update(recording=name)
+                return self._maybe_connect()
+            case BridgeFailed(reason=reason) if self._bridge_made and not self._bridge_ready:
+                # Without a recorded bridge nobody may talk to the lead (recorded in their entirety,
+                # 42 CFR 422.2274(g)(2)(ii)); the person is abandoned.
+                self._update(cause_text=f"call bridge failed: {reason}")
+                return self._hang_up(now, CrmOutcome.ABANDONED)
+            case AgentAssigned(agent_id=agent_id, agent_channel=channel) if state is CampaignCallState.WAITING_AGENT:
+                self._wanting = False
+                self._agent_channel = channel
+                self._update(agent_id=agent_id)
+                actions = self._go(CampaignCallState.CONNECTING, now, self._deadline)
+                return actions + self._maybe_connect()
+            case AgentJoined() if state is CampaignCallState.CONNECTING:
+                self._agent_joined = True
+                self._update(bridged_at=now)
+                greeting = self.record.greeting_ended_at or now
+                return [Observe(EventKind.CALL_BRIDGED, now - greeting), *self._go(CampaignCallState.BRIDGED, now)]
+            case AgentLeft() if state in (CampaignCallState.CONNECTING, CampaignCallState.BRIDGED):
+                self._update(cause_text="agent left the call")
+                outcome = CrmOutcome.ANSWERED if self._agent_joined else CrmOutcome.ABANDONED
+                self._agent_joined = False
+                return self._hang_up(now, outcome, agent_gone=True)
+            case PlaybackDone() if state is CampaignCallState.SAFE_HARBOR and not self._playback_done:
+                self._playback_done = True
+                self._deadline = now + self.request.opt_out_wait
+                return []
+            case DtmfReceived(digit="9") if state is CampaignCallState.SAFE_HARBOR and not self.record.opted_out:
+                # 47 CFR 64.1200(a)(7)(i)(B): the key press adds the number to the do-not-call list at once.
+                self._update(opted_out=True)
+                request = self.request
+                return [OptOutNumber(request.phone, request.lead_id, request.call_id),
+                        *self._hang_up(now, CrmOutcome.ABANDONED)]
+            case LeadGone(cause=cause, sip_code=sip_code, text=text):
+                self._update(cause=cause, sip_code=sip_code, cause_text=self.record.cause_text or text)
+                return self._lead_gone(now)
+            case Stop() if state in (CampaignCallState.DIALING, CampaignCallState.ANSWERED):
+                # Nobody has spoken to a person yet: hanging up now abandons no one.
+                self._update(cause_text="campaign stopped")
+                return self._hang_up(now, CrmOutcome.CANCELED)
+        return []
+
+    def _amd(self, status: str, cause: str, now: float) -> list[CallAction]:
+        request = self.request
+        if self.record.answered_at is None:
+            self._update(answered_at=now)
+        self._update(amd_result=status, amd_cause=cause, greeting_ended_at=now)
+        since_dial = now - self.record.requested_at
+        if status == "MACHINE":
+            if request.machine_action is MachineAction.MESSAGE:
+                self._update(message_left=True)
+                actions = self._go(CampaignCallState.MACHINE, now, now + request.machine_message_timeout)
+                return [*actions, LeaveMessage(request.lead_channel)]
+            actions = self._go(CampaignCallState.MACHINE, now, now + request.end_timeout)
+            return [*actions, HangupLead(request.lead_channel)]
+        if status == "HANGUP":
+            return self._go(CampaignCallState.ANSWERED, now, now + request.end_timeout)
+        # HUMAN or NOTSURE: treat as a person (a person may be there; the rule protects them).
+        self._bridge_made = True
+        self._wanting = True
+        actions = self._go(CampaignCallState.WAITING_AGENT, now, now + request.agent_wait)
+        return [
+            Observe(EventKind.HUMAN_ANSWERED, since_dial, DialOutcome.HUMAN),
+            *actions,
+            PrepareBridge(request.bridge_id, request.recording, request.lead_channel),
+            WantAgent(),
+        ]
+
+    def _maybe_connect(self) -> list[CallAction]:
+        if self.state is CampaignCallState.CONNECTING and self._bridge_ready and self.record.agent_id:
+            return [ConnectAgent(self.record.agent_id, self._agent_channel, self.request.bridge_id)]
+        return []
+
+    def handle_timer(self, now: float) -> list[CallAction]:
+        now = self._clock(now)
+        if self._deadline is None or now < self._deadline or self.state is CampaignCallState.ENDED:
+            return []
+        state = self.state
+        request = self.request
+        if state in (CampaignCallState.WAITING_AGENT, CampaignCallState.CONNECTING):
+            # No agent in time: 47 CFR 64.1200(a)(7)(i): the message within 2 s of the greeting.
+            actions: list[CallAction] = []
+            if self._wanting:
+                self._wanting = False
+                actions.append(CancelWant())
+            if self.record.agent_id is not None and state is CampaignCallState.CONNECTING:
+                actions.append(ReturnAgent(self.record.agent_id, joined=False))
+                self._update(agent_id=None)
+            if not self._bridge_ready:
+                self._update(cause_text="the call bridge was not ready in time")
+                return [*actions, *self._hang_up(now, CrmOutcome.ABANDONED)]
+            self._update(safe_harbor_played=True)
+            actions += [Observe(EventKind.CALL_ABANDONED)]
+            actions += self._go(CampaignCallState.SAFE_HARBOR, now, now + 60.0)
+            return [*actions, PlaySafeHarbor(request.bridge_id, request.safe_harbor_playback)]
+        if state is CampaignCallState.SAFE_HARBOR:
+            return self._hang_up(now, CrmOutcome.ABANDONED)
+        if state is CampaignCallState.ENDING:
+            # The leg never confirmed its end: finish anyway (its ChannelDestroyed is lost).
+            return self._finish(now)
+        if state is CampaignCallState.DIALING:
+            return self._hang_up(now, CrmOutcome.NO_ANSWER)
+        return self._hang_up(now, self._pending_outcome(CrmOutcome.FAILED))
+
+    # -- ending ----------------------------------------------------------------------------
+    def _pending_outcome(self, default: CrmOutcome) -> CrmOutcome:
+        if self.state is CampaignCallState.MACHINE:
+            return CrmOutcome.MACHINE
+        return default
+
+    def _hang_up(self, now: float, outcome: CrmOutcome, *, agent_gone: bool = False) -> list[CallAction]:
+        self._outcome = outcome
+        actions: list[CallAction] = []
+        if self._wanting:
+            self._wanting = False
+            actions.append(CancelWant())
+        if self.record.agent_id is not None and not agent_gone and not self._agent_joined:
+            if self.state is CampaignCallState.CONNECTING:
+                actions.append(ReturnAgent(self.record.agent_id, joined=False))
+                self._update(agent_id=None)
+        actions += self._go(CampaignCallState.ENDING, now, now + self.request.end_timeout)
+        actions.append(HangupLead(self.request.lead_channel))
+        return actions
+
+    def _lead_gone(self, now: float) -> list[CallAction]:
+        state = self.state
+        if state is CampaignCallState.ENDING:
+            return self._finish(now)
+        if state is CampaignCallState.DIALING:
+            self._outcome = unanswered_outcome(self.record.cause)
+            return self._finish(now)
+        if state is CampaignCallState.ANSWERED:
+            # Hung up during the greeting, before AMD decided: not a live answer.
+            self._outcome = CrmOutcome.FAILED if self.record.amd_result is None else CrmOutcome.ANSWERED
+            return self._finish(now)
+        if state is CampaignCallState.MACHINE:
+            self._outcome = CrmOutcome.MACHINE
+            return self._finish(now)
+        if state is CampaignCallState.BRIDGED:
+            self._outcome = CrmOutcome.ANSWERED
+            return self._finish(now)
+        # The person hung up while waiting for an agent or during the message: abandoned.
+        self._outcome = CrmOutcome.ABANDONED
+        return self._finish(now)
+
+    def _finish(self, now: float) -> list[CallAction]:
+        outcome = self._outcome or CrmOutcome.FAILED
+        actions: list[CallAction] = []
+        if self._wanting:
+            self._wanting = False
+            actions.append(CancelWant())
+        agent_id = self.record.agent_id
+        if agent_id is not None:
+            actions.append(ReturnAgent(agent_id, joined=self._agent_joined))
+        if self._bridge_made:
+            actions.append(TeardownBridge(self.request.bridge_id, self.request.recording))
+        if outcome is CrmOutcome.ANSWERED and self.record.bridged_at is not None:
+            actions.append(Observe(EventKind.TALK_ENDED, now - self.record.bridged_at))
+        elif not self.record.live_answer:
+            dial = _DIAL_OUTCOMES.get(outcome, DialOutcome.NO_ANSWER)
+            actions.append(Observe(EventKind.DIAL_ENDED, now - self.record.requested_at, dial))
+        self._update(ended_at=now, outcome=outcome)
+        actions += self._go(CampaignCallState.ENDED, now)
+        actions.append(Finished(self.record))
+        return actions
