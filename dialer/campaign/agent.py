@@ -162,7 +162,9 @@ class AgentSession:
 
     def _after_call(self, now: float, *, wrap: bool) -> AgentSnapshot:
         if self._pending_logout:
-            return self.logout(now, "requested")
+            self._pending_logout = False
+            self.logout_reason = "requested"
+            return self._set(AgentState.LOGGED_OUT, now)
         if wrap and self.wrap_up_seconds > 0:
             self.wrap_up_until = now + self.wrap_up_seconds
             return self._set(AgentState.WRAP_UP, now)
