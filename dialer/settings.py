@@ -50,6 +50,7 @@ class Settings:
     state_root: str = ""
     # Where finished call recordings are archived; empty: cache_dir/recordings.
     recordings_root: str = ""
+    recording_keys_root: str = ""
     caller_id: str = "+18885550100"
     trunk_endpoint: str = "trunk"
     # Compliance gate switches (compliance_rules.rules.GateOptions).
@@ -78,6 +79,13 @@ class Settings:
         return self.cache_dir / "recordings"
 
     @property
+    def recording_keys_dir(self) -> Path:
+        """The recordings keyring (one 0600 file per key; the newest seals)."""
+        if self.recording_keys_root:
+            return Path(self.recording_keys_root).expanduser()
+        return self.state_dir.parent / "recording-keys"
+
+    @property
     def ari_url(self) -> str:
         return f"http://127.0.0.1:{self.ari_port}/ari"
 
@@ -101,6 +109,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "DIALER_HTTP_PORT": "http_port",
     "DIALER_AGENTS": "agents",
     "DIALER_RECORDINGS_DIR": "recordings_root",
+    "DIALER_RECORDING_KEYS_DIR": "recording_keys_root",
     "DIALER_CALLER_ID": "caller_id",
     "DIALER_TRUNK_ENDPOINT": "trunk_endpoint",
     "DIALER_GATE_INCLUDE_LOW_CONFIDENCE": "gate_include_low_confidence",

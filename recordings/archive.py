@@ -1,8 +1,9 @@
 """Collect a finished call recording from Asterisk into the agency's archive and describe it.
 
 The file is fetched over ARI (`GET /recordings/stored/{name}/file`), so Asterisk may run on
-another host; it is written under `archive_dir/YYYY/MM/DD/`, checksummed, and removed from
-Asterisk's spool once safely stored. Recordings are kept 10 years (design: retention).
+another host; it is checksummed, sealed with the keyring's current key (AES-256-GCM, see
+`recordings.crypto`), written under `archive_dir/YYYY/MM/DD/`, and removed from Asterisk's
+spool once safely stored. Recordings are kept 10 years (CMS; design: retention).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
+
+from recordings.crypto import Keyring, open_sealed, seal
 
 RETENTION_YEARS = 10
 
@@ -33,8 +36,10 @@ class ArchivedRecording:
     format: str
     size_bytes: int
     sha256: str
+    """Of the audio itself (before sealing), so a copy can be verified after opening."""
     duration_seconds: float | None
     recorded_at: datetime
+    encryption_key_id: str | None
 
     def to_record(self, *, call_id: str | None, lead_id: str | None) -> dict[str, object]:
         """The CRM bridge's `recording` record."""
@@ -48,6 +53,7 @@ class ArchivedRecording:
             "duration_seconds": self.duration_seconds,
             "size_bytes": self.size_bytes,
             "sha256": self.sha256,
+            "encryption_key_id": self.encryption_key_id,
             "retain_until": retain,
             "recorded_at": self.recorded_at,
         }
@@ -77,11 +83,13 @@ async def archive_recording(
     name: str,
     archive_dir: Path,
     *,
+    keyring: Keyring | None = None,
     recorded_at: datetime | None = None,
     fmt: str = "wav",
     attempts: int = 10,
 ) -> ArchivedRecording:
-    """Fetch `name` from Asterisk, store it durably, then delete Asterisk's copy."""
+    """Fetch `name` from Asterisk, seal it (unless `keyring` is None), store it durably, then
+    delete Asterisk's copy."""
     recorded_at = recorded_at or datetime.now(UTC)
     data = b""
     for attempt in range(attempts):
@@ -94,8 +102,10 @@ async def archive_recording(
             if attempt == attempts - 1:
                 raise
             await asyncio.sleep(0.2 * (attempt + 1))
-    path = archive_dir / recorded_at.strftime("%Y/%m/%d") / f"{name}.{fmt}"
-    await asyncio.to_thread(_write_durably, path, data)
+    sealed = seal(data, keyring.current, name) if keyring is not None else data
+    suffix = f".{fmt}.sealed" if keyring is not None else f".{fmt}"
+    path = archive_dir / recorded_at.strftime("%Y/%m/%d") / f"{name}{suffix}"
+    await asyncio.to_thread(_write_durably, path, sealed)
     archived = ArchivedRecording(
         recording_id=name,
         path=path,
@@ -104,6 +114,16 @@ async def archive_recording(
         sha256=hashlib.sha256(data).hexdigest(),
         duration_seconds=wav_duration(data) if fmt == "wav" else None,
         recorded_at=recorded_at,
+        encryption_key_id=keyring.current.key_id if keyring is not None else None,
     )
     await source.delete_stored_recording(name)
     return archived
+
+
+def read_recording(path: Path, keyring: Keyring, name: str | None = None) -> bytes:
+    """The audio of an archived recording (opened when sealed)."""
+    blob = path.read_bytes()
+    if not path.name.endswith(".sealed"):
+        return blob
+    recording_name = name or path.name.split(".")[0]
+    return open_sealed(blob, keyring, recording_name)

@@ -71,6 +71,7 @@ from dialer.controller.requests import (
     PlacedCall,
 )
 from recordings.archive import archive_recording
+from recordings.crypto import Keyring
 
 log = structlog.get_logger(__name__)
 
@@ -97,6 +98,8 @@ class ControllerConfig:
     trunk_endpoint: str = "trunk"
     default_caller_id: str = "+18885550100"
     timeouts: CallTimeouts = field(default_factory=CallTimeouts)
+    keyring: Keyring | None = None
+    """Seals archived recordings; None stores them in the clear (tests of the archive only)."""
 
     def lead_endpoint(self, phone: str) -> str:
         return f"PJSIP/{phone}@{self.trunk_endpoint}"
@@ -303,7 +306,9 @@ class CallRunner:
         if name is None:
             return
         try:
-            archived = await archive_recording(self.controller.ari, name, self.controller.config.recordings_dir)
+            archived = await archive_recording(
+                self.controller.ari, name, self.controller.config.recordings_dir, keyring=self.controller.config.keyring
+            )
         except Exception as error:
             # The file stays in Asterisk's spool; the call row still names it.
             self.log.error("recording_not_archived", recording=name, error=repr(error))

@@ -38,6 +38,7 @@ from dialer.controller.agent_events import AgentEventHub
 from dialer.controller.compliance import gate_options
 from dialer.controller.runtime import Controller, ControllerConfig
 from dialer.settings import Settings
+from recordings.crypto import Keyring
 
 log = structlog.get_logger(__name__)
 
@@ -98,6 +99,7 @@ async def dialer_services(
                 else ComplianceGate(dnc, sink, rulebook, options)
             )
             agent_events = AgentEventHub()
+            keyring = Keyring.load_or_create(settings.recording_keys_dir)
             async with AriClient(AriConfig.from_settings(settings)) as ari:
                 controller_ref: list[Controller] = []
                 campaigns_ref: list[CampaignRuntime] = []
@@ -123,6 +125,7 @@ async def dialer_services(
                             trunk_endpoint=settings.trunk_endpoint,
                             default_caller_id=settings.caller_id,
                             timeouts=timeouts or CallTimeouts(),
+                            keyring=keyring,
                         ),
                     )
                     controller_ref.append(controller)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import aiohttp
 import pytest
 
 from crm_bridge.store import TokenRole
+from recordings.archive import read_recording
 from tests.audio import analyse_wav
 from tests.controller.conftest import Dialer
 from tests.softphone import SOURCE_TONE_HZ
@@ -39,7 +41,9 @@ def _tone_energy(path: Path, hz: float) -> float:
 
 
 @pytest.mark.timeout(120)
-async def test_click_to_call_connects_records_and_logs_everything(dialer: Dialer, softphone_factory: Any) -> None:
+async def test_click_to_call_connects_records_and_logs_everything(
+    dialer: Dialer, softphone_factory: Any, tmp_path: Path
+) -> None:
     phone = softphone_factory("agent1003")
     agent_id = await dialer.agent("agent1003")
     # The simulated network: a person in New York, 1 s of ringing, hangs up 6 s after answering.
@@ -82,14 +86,21 @@ async def test_click_to_call_connects_records_and_logs_everything(dialer: Dialer
     assert not heard.silent and heard.voiced_fraction > 0.2
     rows = await dialer.fetch("SELECT * FROM recordings WHERE call_id = $1", call_id)
     assert len(rows) == 1 and call.recording_id == rows[0]["recording_id"]
-    path = Path(rows[0]["storage_uri"].removeprefix("file://"))
+    sealed = Path(rows[0]["storage_uri"].removeprefix("file://"))
+    # Sealed at rest (AES-256-GCM); opened with the dialer's keyring it is the call's audio.
+    keyring = dialer.services.controller.config.keyring
+    assert keyring is not None and rows[0]["encryption_key_id"] == keyring.current.key_id
+    audio = read_recording(sealed, keyring)
+    assert hashlib.sha256(audio).hexdigest() == rows[0]["sha256"]
+    path = tmp_path / "recording.wav"
+    path.write_bytes(audio)
     recording = analyse_wav(path)
     assert not recording.silent
     assert _tone_energy(path, SOURCE_TONE_HZ) > 0.05  # the agent's 440 Hz tone went into the call
     assert call.agent_answered_at is not None and call.ended_at is not None
     expected = (call.ended_at - call.agent_answered_at).total_seconds()
     assert abs(recording.seconds - expected) <= 1.0
-    assert rows[0]["sha256"] and rows[0]["size_bytes"] == (await asyncio.to_thread(path.stat)).st_size
+    assert rows[0]["size_bytes"] == len(audio)
 
     # The agent's disposition moves the lead along the pipeline.
     response = await dialer.client.post(
