@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dialer.pacing.cli",
     "crm_bridge.cli",
     "compliance_rules.cli",
+    "recordings.cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]

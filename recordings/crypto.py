@@ -54,6 +54,14 @@ class Keyring:
             raise RecordingCryptoError(f"no key {key_id} in the keyring") from None
 
     @classmethod
+    def load(cls, directory: Path) -> Keyring:
+        """The keys in `directory` (one `*.key` file each); the newest seals."""
+        files = sorted(directory.glob("*.key"), key=lambda path: path.stat().st_mtime) if directory.is_dir() else []
+        if not files:
+            raise RecordingCryptoError(f"no recording keys in {directory} (set DIALER_RECORDING_KEYS_DIR)")
+        return cls._from_files(files)
+
+    @classmethod
     def load_or_create(cls, directory: Path) -> Keyring:
         """Keys kept one per file (`*.key`, 0600) in `directory`; the newest seals. Created if none."""
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -65,6 +73,10 @@ class Keyring:
             with os.fdopen(descriptor, "wb") as out:
                 out.write(key.key)
             files = [path]
+        return cls._from_files(files)
+
+    @classmethod
+    def _from_files(cls, files: list[Path]) -> Keyring:
         keys = [RecordingKey(path.read_bytes()) for path in files]
         for path, key in zip(files, keys, strict=True):
             if len(key.key) != KEY_BYTES:

@@ -51,3 +51,20 @@ def test_the_keyring_is_created_once_with_private_files(tmp_path: Path) -> None:
     assert first.current.key_id == again.current.key_id
     (key_file,) = (tmp_path / "keys").glob("*.key")
     assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_opening_from_the_command_line_needs_the_keyring(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer.cli import main
+
+    keys = tmp_path / "keys"
+    keyring = Keyring.load_or_create(keys)
+    sealed = tmp_path / "call-9-recording.wav.sealed"
+    sealed.write_bytes(seal(AUDIO, keyring.current, "call-9-recording"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DIALER_RECORDING_KEYS_DIR", str(keys))
+        assert main(["recording", "open", str(sealed), "--out", str(tmp_path / "out.wav")]) == 0
+        assert (tmp_path / "out.wav").read_bytes() == AUDIO
+        patch.setenv("DIALER_RECORDING_KEYS_DIR", str(tmp_path / "elsewhere"))
+        assert main(["recording", "open", str(sealed), "--out", str(tmp_path / "x.wav")]) == 2
+    assert "no recording keys" in capsys.readouterr().err
+    assert not (tmp_path / "elsewhere").exists()
