@@ -405,6 +405,14 @@ class CrmStore:
         leads = [await self.get_lead(row["lead_id"]) for row in ids]
         return [lead for lead in leads if lead is not None]
 
+    async def find_leads_by_email(self, email: str) -> list[Lead]:
+        """Leads with this e-mail (case-insensitive), most recently updated first (intake matching)."""
+        ids = await self._pool.fetch(
+            "SELECT lead_id FROM leads WHERE lower(email) = lower($1) ORDER BY updated_at DESC LIMIT 20", email
+        )
+        leads = [await self.get_lead(row["lead_id"]) for row in ids]
+        return [lead for lead in leads if lead is not None]
+
     async def get_agent(self, agent_id: str) -> Agent | None:
         row = await self._pool.fetchrow(
             "SELECT agent_id, name, sip_endpoint, role, active FROM agents WHERE agent_id = $1", agent_id

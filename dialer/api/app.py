@@ -52,6 +52,7 @@ class ApiDependencies:
     dnc: DncStore
     calls: CallService | None = None
     agent_events: AgentEventHub = field(default_factory=AgentEventHub)
+    campaigns: Any = None  # dialer.campaign.runtime.CampaignRuntime (agent sessions, campaigns)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -422,4 +423,7 @@ def build_app(deps: ApiDependencies) -> web.Application:
     app.router.add_post("/v1/calls/{call_id}/disposition", post_disposition)
     app.router.add_post("/v1/calls/{call_id}/hangup", post_hangup)
     app.router.add_get("/v1/agents/{agent_id}/events", agent_events)
+    from dialer.campaign.api import add_campaign_routes  # here: it builds on this module
+
+    add_campaign_routes(app)
     return app

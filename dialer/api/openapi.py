@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dialer.campaign.openapi import campaign_paths
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -95,6 +97,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "security": [{"bearer": []}],
         "paths": {
+            **campaign_paths(),
             "/v1/health": {
                 "get": {
                     "summary": "Liveness",

@@ -69,6 +69,7 @@ from dialer.pacing import (
     ProgressivePacer,
 )
 from recordings.archive import archive_recording
+from recordings.crypto import Keyring
 
 log = structlog.get_logger(__name__)
 
@@ -125,6 +126,8 @@ class CampaignSettings:
     blocked_retry_seconds: float = 900.0
     tally_refresh_seconds: float = 15.0
     redis_key: str = "dialer:agents"
+    # Recordings are sealed at rest with the keyring's current key (None: stored as recorded).
+    keyring: Keyring | None = None
 
     def lead_endpoint(self, phone: str) -> str:
         return f"PJSIP/{phone}@{self.trunk_endpoint}"
@@ -354,7 +357,7 @@ class CampaignRunner:
         self.stopped = asyncio.Event()
         self._tally_at = 0.0
         self._refill_at = 0.0
-        self._speed: deque[str] = deque()
+        self.wake = asyncio.Event()
         self.log = log.bind(campaign_id=self.campaign_id)
 
     # -- the pacing loop ---------------------------------------------------------------------
@@ -365,7 +368,11 @@ class CampaignRunner:
                     await self._tick()
                 except Exception:
                     self.log.exception("campaign_tick_failed")
-                await asyncio.sleep(self.runtime.settings.tick_seconds)
+                # The pacing tick; a speed-to-lead lead or a newly ready agent wakes it early.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.runtime.settings.tick_seconds):
+                        await self.wake.wait()
+                self.wake.clear()
         finally:
             self.stopped.set()
 
@@ -866,7 +873,8 @@ class CampaignRuntime:
 
     async def _archive(self, name: str, call_id: str, lead_id: str) -> None:
         try:
-            archived = await archive_recording(self.ari, name, self.settings.recordings_dir)
+            archived = await archive_recording(self.ari, name, self.settings.recordings_dir,
+                                               keyring=self.settings.keyring)
         except Exception as error:
             log.error("recording_not_archived", recording=name, call_id=call_id, error=repr(error))
             return
@@ -925,7 +933,7 @@ class CampaignRuntime:
                 runner.blocked[code.value] += 1
             return False
         runner.hopper.push_front(HopperEntry(lead.lead_id, lead.phones[0], 0, lead, 1000), time.time())
-        runner._refill_at = 0.0
+        runner.wake.set()
         return True
 
     # -- Asterisk connection -------------------------------------------------------------------

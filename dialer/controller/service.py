@@ -144,6 +144,7 @@ async def dialer_services(
                             trunk_endpoint=settings.trunk_endpoint,
                             default_caller_id=settings.caller_id,
                             redis_key=f"{settings.redis_prefix}agents",
+                            keyring=keyring,
                             **(campaign_overrides or {}),  # type: ignore[arg-type]
                         ),
                     )
@@ -171,7 +172,8 @@ async def dialer_services(
                                 log.warning("open_calls_closed_at_start", count=closed)
                         app = build_app(
                             ApiDependencies(
-                                store=store, records=outbox, dnc=dnc, calls=controller, agent_events=agent_events
+                                store=store, records=outbox, dnc=dnc, calls=controller, agent_events=agent_events,
+                                campaigns=campaigns,
                             )
                         )
                         try:

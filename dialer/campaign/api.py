@@ -1,0 +1,212 @@
+"""HTTP endpoints of the campaign runtime: agent sessions, campaigns, and web leads
+(`POST /v1/leads`, with speed-to-lead). Added to the API app by `dialer.api.app.build_app`."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from crm_bridge.dispositions import PipelineStage
+from crm_bridge.records import InvalidRecord
+from crm_bridge.store import Lead, TokenRole
+from dialer.api.app import DEPS, TOKEN, ApiError, allow
+from dialer.campaign.intake import IntakeError, merge, parse_web_lead
+from dialer.campaign.runtime import CampaignError, CampaignRuntime, campaign_lead_record
+
+STAFF = (TokenRole.SUPERVISOR, TokenRole.ADMIN)
+# Speed-to-lead leads go ahead of every other lead of the campaign in the CRM hopper too.
+SPEED_TO_LEAD_PRIORITY = 1000
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.body_exists:
+        return {}
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "the request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+    return body
+
+
+def _runtime(request: web.Request) -> CampaignRuntime:
+    runtime = request.app[DEPS].campaigns
+    if runtime is None:
+        raise ApiError(503, "controller_unavailable", "this API runs without the campaign runtime")
+    assert isinstance(runtime, CampaignRuntime)
+    return runtime
+
+
+def _own_agent(request: web.Request) -> str:
+    agent_id = request.match_info["agent_id"]
+    token = request[TOKEN]
+    if token.role is TokenRole.AGENT and token.agent_id != agent_id:
+        raise ApiError(403, "forbidden", "an agent token may act only for its own agent", field="agent_id")
+    return agent_id
+
+
+def _refused(error: CampaignError) -> ApiError:
+    extra = {"field": error.field} if error.field else {}
+    return ApiError(error.status, error.error, str(error), **extra)
+
+
+@allow(TokenRole.AGENT, *STAFF)
+async def agent_login(request: web.Request) -> web.Response:
+    agent_id = _own_agent(request)
+    body = await _body(request)
+    campaign_ids = body.get("campaign_ids")
+    if not isinstance(campaign_ids, list) or not campaign_ids or not all(isinstance(c, str) and c for c in campaign_ids):
+        raise ApiError(422, "invalid_field", "campaign_ids must be a non-empty list of campaign ids",
+                       field="campaign_ids")
+    try:
+        snapshot = await _runtime(request).login(agent_id, campaign_ids)
+    except CampaignError as error:
+        raise _refused(error) from None
+    return web.json_response(snapshot.to_json(), status=202)
+
+
+@allow(TokenRole.AGENT, *STAFF)
+async def agent_logout(request: web.Request) -> web.Response:
+    try:
+        snapshot = await _runtime(request).logout(_own_agent(request))
+    except CampaignError as error:
+        raise _refused(error) from None
+    return web.json_response(snapshot.to_json(), status=202)
+
+
+@allow(TokenRole.AGENT, *STAFF)
+async def agent_pause(request: web.Request) -> web.Response:
+    agent_id = _own_agent(request)
+    reason = (await _body(request)).get("reason")
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 100:
+        raise ApiError(422, "invalid_field", "reason is required (a short text, e.g. 'lunch')", field="reason")
+    try:
+        snapshot = await _runtime(request).pause(agent_id, reason.strip())
+    except CampaignError as error:
+        raise _refused(error) from None
+    return web.json_response(snapshot.to_json())
+
+
+@allow(TokenRole.AGENT, *STAFF)
+async def agent_ready(request: web.Request) -> web.Response:
+    try:
+        snapshot = await _runtime(request).ready(_own_agent(request))
+    except CampaignError as error:
+        raise _refused(error) from None
+    return web.json_response(snapshot.to_json())
+
+
+@allow(TokenRole.AGENT, *STAFF)
+async def agent_state(request: web.Request) -> web.Response:
+    snapshot = _runtime(request).agent_state(_own_agent(request))
+    if snapshot is None:
+        raise ApiError(404, "not_logged_in", "the agent is not logged in")
+    return web.json_response(snapshot.to_json())
+
+
+@allow(TokenRole.CRM, *STAFF)
+async def campaign_start(request: web.Request) -> web.Response:
+    try:
+        status = await _runtime(request).start_campaign(request.match_info["campaign_id"])
+    except CampaignError as error:
+        raise _refused(error) from None
+    return web.json_response(asdict(status), status=202)
+
+
+@allow(TokenRole.CRM, *STAFF)
+async def campaign_stop(request: web.Request) -> web.Response:
+    try:
+        status = await _runtime(request).stop_campaign(request.match_info["campaign_id"])
+    except CampaignError as error:
+        raise _refused(error) from None
+    return web.json_response(asdict(status))
+
+
+@allow(TokenRole.CRM, *STAFF)
+async def campaign_status(request: web.Request) -> web.Response:
+    status = _runtime(request).campaign_status(request.match_info["campaign_id"])
+    if status is None:
+        raise ApiError(404, "campaign_not_running", "the campaign is not running on this controller")
+    return web.json_response(asdict(status))
+
+
+@allow(TokenRole.CRM, *STAFF)
+async def post_lead(request: web.Request) -> web.Response:
+    """Create or merge a web lead; with speed-to-lead on, it goes to the head of the hopper."""
+    deps = request.app[DEPS]
+    received = time.time()
+    try:
+        lead = parse_web_lead(await _body(request))
+    except IntakeError as error:
+        raise ApiError(422, "invalid_field", str(error), field=error.field) from None
+    campaign = None
+    if lead.campaign_id is not None:
+        campaign = await deps.store.get_campaign(lead.campaign_id)
+        if campaign is None:
+            raise ApiError(422, "unknown_campaign", f"no campaign {lead.campaign_id!r}", field="campaign_id")
+    matches = await deps.store.find_leads_by_phone(lead.phone)
+    if not matches and lead.email is not None:
+        matches = await deps.store.find_leads_by_email(lead.email)
+    existing = matches[0] if matches else None
+    lead_id = existing.lead_id if existing else f"lead-{uuid.uuid4().hex}"
+    merged = merge(lead, None if existing is None else asdict(existing), lead_id)
+    items: list[tuple[str, dict[str, object]]] = [("lead_upsert", merged.patch)]
+    if campaign is not None:
+        fields: dict[str, object] = {"priority": SPEED_TO_LEAD_PRIORITY} if campaign.speed_to_lead else {}
+        items.append(("campaign_lead", campaign_lead_record(campaign.campaign_id, lead_id, **fields)))
+    try:
+        await deps.records.put_many(items)
+    except InvalidRecord as error:
+        raise ApiError(422, "invalid_field", str(error), field=error.field or "body") from None
+    flush = getattr(deps.records, "flush", None)
+    if flush is not None:
+        # Deliver now, so the next web lead for the same person finds this one (duplicates are
+        # matched in PostgreSQL). Two requests for the same person at the very same instant can
+        # still both create a lead (no lock across requests).
+        await flush(5.0)
+    queued = False
+    runtime = deps.campaigns
+    if campaign is not None and campaign.speed_to_lead and isinstance(runtime, CampaignRuntime):
+        # The outbox delivers the lead to PostgreSQL in the background; the hopper gets it now.
+        queued = await runtime.speed_to_lead(campaign.campaign_id, _lead_now(lead_id, existing, merged.patch))
+    return web.json_response(
+        {"lead_id": lead_id, "merged": existing is not None, "conflicts": list(merged.conflicts),
+         "needs_review": bool(merged.conflicts) or bool(existing and existing.needs_review),
+         "speed_to_lead": queued, "received_at": received},
+        status=200 if existing else 201,
+    )
+
+
+def _lead_now(lead_id: str, existing: Lead | None, patch: dict[str, object]) -> Lead:
+    """The lead as it will be once the patch is applied (for the hopper's gate check)."""
+    now = datetime.now(UTC)
+    base: dict[str, Any] = asdict(existing) if existing else {
+        "lead_id": lead_id, "first_name": None, "last_name": None, "phones": (), "email": None,
+        "address_line1": None, "address_line2": None, "city": None, "state": None, "zip": None,
+        "timezone_hint": None, "pipeline_stage": PipelineStage.NEW_LEAD, "source": None, "owner_agent_id": None,
+        "callback_at": None, "needs_review": False, "review_reason": None, "created_at": now, "updated_at": now,
+    }
+    base.update({k: v for k, v in patch.items() if k in base})
+    base["phones"] = tuple(base["phones"])
+    consents = existing.consents if existing else ()
+    base.pop("consents", None)
+    return Lead(**base, consents=consents)
+
+
+def add_campaign_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/agents/{agent_id}/login", agent_login)
+    app.router.add_post("/v1/agents/{agent_id}/logout", agent_logout)
+    app.router.add_post("/v1/agents/{agent_id}/pause", agent_pause)
+    app.router.add_post("/v1/agents/{agent_id}/ready", agent_ready)
+    app.router.add_get("/v1/agents/{agent_id}/state", agent_state)
+    app.router.add_post("/v1/campaigns/{campaign_id}/start", campaign_start)
+    app.router.add_post("/v1/campaigns/{campaign_id}/stop", campaign_stop)
+    app.router.add_get("/v1/campaigns/{campaign_id}", campaign_status)
+    app.router.add_post("/v1/leads", post_lead)
