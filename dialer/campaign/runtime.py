@@ -126,6 +126,9 @@ class CampaignSettings:
     blocked_retry_seconds: float = 900.0
     tally_refresh_seconds: float = 15.0
     redis_key: str = "dialer:agents"
+    # At shutdown: log agents out (hang up their legs), or leave the legs up for the next
+    # controller to take back (a rolling restart).
+    logout_on_shutdown: bool = True
     # Recordings are sealed at rest with the keyring's current key (None: stored as recorded).
     keyring: Keyring | None = None
 
@@ -630,9 +633,10 @@ class CampaignRuntime:
         for call in list(self.calls.values()):
             with contextlib.suppress(AriError):
                 await self.ari.hangup(call.request.lead_channel, reason="normal")
-        for agent_id in list(self.agents):
-            with contextlib.suppress(CampaignError, AriError):
-                await self.logout(agent_id)
+        if self.settings.logout_on_shutdown:
+            for agent_id in list(self.agents):
+                with contextlib.suppress(CampaignError, AriError):
+                    await self.logout(agent_id)
 
     def live_lines(self) -> int:
         return len(self.calls)
@@ -947,9 +951,11 @@ class CampaignRuntime:
         live = {channel.id for channel in snapshot.channels}
         await self._recover_agents(live)
         ours = [c.id for c in snapshot.channels
-                if c.id.startswith(CALL_PREFIX) and c.id.removesuffix("-lead") not in self.calls]
+                if c.id.startswith(CALL_PREFIX) and c.id.split(";")[0].removesuffix("-lead") not in self.calls]
         agents = {leg.channel_id for leg in self.agents.values()}
-        ours += [c.id for c in snapshot.channels if c.id.startswith(AGENT_PREFIX) and c.id not in agents]
+        # A Local agent's other half is named "<id>;2": it belongs to the same session.
+        ours += [c.id for c in snapshot.channels
+                 if c.id.startswith(AGENT_PREFIX) and c.id.split(";")[0] not in agents]
         for channel_id in ours:
             with contextlib.suppress(AriError):
                 await self.ari.hangup(channel_id, reason="normal")
