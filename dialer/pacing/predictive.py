@@ -91,6 +91,12 @@ class PredictiveConfig:
     max_lines_per_agent: float = 12.0
     # Busy agents whose chance of being free is below this are left out of the count.
     negligible: float = 1e-4
+    # Count the people that lines dialed in the coming seconds (at the recent dial rate,
+    # averaged over dial_rate_seconds) bring before a horizon: they compete too. Off:
+    # measured (30 days, seed 7) it brought the bias factor nearer 1 but no occupancy at
+    # 20-50 agents, and cost 4-6 points at 3-5 agents (0.551 -> 0.488, 0.606 -> 0.569).
+    count_future_dials: bool = False
+    dial_rate_seconds: float = 60.0
 
 
 class _Samples:
@@ -133,6 +139,7 @@ class AgentFreeModel:
         self.human_answers = 0
         self.horizons: list[float] = []
         self.arrival_share: list[float] = []
+        self.future_weight: list[float] = []
         self.q_talk: list[list[float]] = []
         self.q_wrap: list[list[float]] = []
         self.p_ringing: list[list[float]] = []
@@ -186,6 +193,8 @@ class AgentFreeModel:
         self.horizons = [delays[min(n_delay - 1, int(n_delay * q))] for q in self.quantiles]
         # P(a new line becomes a person arriving by the horizon | it becomes a person).
         self.arrival_share = [bisect_right(delays, h) / n_delay for h in self.horizons]
+        # E[(h - delay)^+]: person-seconds by h of a steady stream of one dial a second.
+        self.future_weight = [sum(h - d for d in delays if d < h) / n_delay for h in self.horizons]
         wraps = sorted(self.wrap.values)
         n_wrap = len(wraps) or 1
 
@@ -368,6 +377,9 @@ class PredictivePacer:
         self._q_wrap = np.zeros((1, 1))
         self._p_ring = np.zeros((1, 1))
         self._share = np.zeros(1)
+        self._future = np.zeros(1)
+        self.dial_rate = 0.0
+        self._last_decision = math.nan
         # Decayed sums: predicted risk of dialed lines, abandons predicted and observed.
         self._risk_sum = 0.0
         self._risk_lines = 0.0
@@ -407,6 +419,7 @@ class PredictivePacer:
             self._q_wrap = np.array(model.q_wrap)
             self._p_ring = np.array(model.p_ringing)
             self._share = np.array(model.arrival_share)
+            self._future = np.array(model.future_weight)
 
     def situation(self, snapshot: PacingSnapshot, now: float) -> tuple[int, FloatArray, FloatArray, FloatArray]:
         """(agents certainly free, pmf of busy agents free by each horizon, expected people
@@ -435,6 +448,8 @@ class PredictivePacer:
             ringing = p_ring[:, ages].sum(axis=1)
         else:
             ringing = np.zeros(p_ring.shape[0])
+        if c.count_future_dials:
+            ringing = ringing + self.dial_rate * self.model.p_human * self._future
         return free_now, poisson_binomial(q), ringing, self.model.p_human * self._share
 
     def _steer(self, now: float, target: float) -> None:
@@ -450,6 +465,14 @@ class PredictivePacer:
         expected = max(self.bias * self.predicted_rate, 1e-6)
         self.allowance *= (target / expected) ** c.steer_gain
         self.allowance = min(max(self.allowance, c.min_allowance), c.max_allowance)
+
+    def _track_dial_rate(self, lines: int, now: float) -> None:
+        elapsed = now - self._last_decision
+        self._last_decision = now
+        if not 0.0 < elapsed < 60.0:
+            return
+        share = min(1.0, elapsed / self.config.dial_rate_seconds)
+        self.dial_rate += share * (lines / elapsed - self.dial_rate)
 
     def decide(self, snapshot: PacingSnapshot, now: float) -> int:
         c = self.config
@@ -472,6 +495,7 @@ class PredictivePacer:
                 break
             lines = min(cap, 2 * lines)
         n = max(n, floor)
+        self._track_dial_rate(n, now)
         if n:
             dialed = float(risks[:n].sum())
             keep = (1.0 - 1.0 / c.rate_memory_lines) ** n

@@ -264,3 +264,22 @@ def test_budget_setpoint_leaves_room_for_a_small_window_noise() -> None:
     under = large.target(AbandonTally(live_answers=20000, abandoned=300), 86400.0 + 3.0)
     over = large.target(AbandonTally(live_answers=20000, abandoned=560), 86400.0 + 3.0)
     assert over < 0.025 < under
+
+
+def test_future_dials_count_as_demand_when_enabled() -> None:
+    plain = _trained()
+    future = _trained(PredictiveConfig(count_future_dials=True))
+    for pacer in (plain, future):  # dial-to-person delays spread from 6 to 14 s
+        for i in range(200):
+            pacer.observe(PacingEvent(EventKind.HUMAN_ANSWERED, 400.0, 6.0 + i % 9))
+        pacer.observe(PacingEvent(EventKind.TALK_ENDED, 400.0, 100.0))
+        pacer.model.rebuild()
+    situation = snap(ready=1, wrapping=(8.0,) * 6)
+    for t in range(20):  # a steady stream of dials sets the measured dial rate
+        plain.decide(situation, 20.0 + t)
+        future.decide(situation, 20.0 + t)
+    assert future.dial_rate > 0.0
+    assert future.decide(situation, 41.0) <= plain.decide(situation, 41.0)
+    _, _, ringing_plain, _ = plain.situation(situation, 42.0)
+    _, _, ringing_future, _ = future.situation(situation, 42.0)
+    assert (ringing_future > ringing_plain).all()
