@@ -61,6 +61,11 @@ class CampaignCallRequest:
     bridge_setup_timeout: float = 1.0
     end_timeout: float = 10.0  # hang-up sent but the lead's leg not yet gone
     machine_message_timeout: float = 90.0
+    # Inbound: the caller waits (hold music) for a ready agent up to `max_hold` seconds; the
+    # 2-second rule is about calls the dialer places, not calls it receives.
+    inbound: bool = False
+    max_hold: float = 300.0
+    lead_channel_id: str | None = None  # inbound: the caller's channel, named by Asterisk
 
     def __post_init__(self) -> None:
         if self.ring_timeout < MIN_RING_SECONDS:
@@ -70,7 +75,7 @@ class CampaignCallRequest:
 
     @property
     def lead_channel(self) -> str:
-        return f"{self.call_id}-lead"
+        return self.lead_channel_id or f"{self.call_id}-lead"
 
     @property
     def bridge_id(self) -> str:
@@ -153,13 +158,18 @@ class LeadGone:
 
 
 @dataclass(frozen=True)
+class InboundAnswered:
+    """An inbound caller was answered by the app (no AMD: the caller called us)."""
+
+
+@dataclass(frozen=True)
 class Stop:
     """The campaign is stopping: end the call if it has no person on it yet."""
 
 
 CallInput = (
     Originated | OriginateFailed | LeadAnswered | AmdDecided | BridgeReady | BridgeFailed | AgentAssigned
-    | AgentJoined | AgentLeft | PlaybackDone | DtmfReceived | LeadGone | Stop
+    | AgentJoined | AgentLeft | PlaybackDone | DtmfReceived | LeadGone | Stop | InboundAnswered
 )
 
 
@@ -280,6 +290,7 @@ class CampaignCallRecord:
     cause: int | None = None
     sip_code: int | None = None
     cause_text: str | None = None
+    inbound: bool = False
 
     @property
     def live_answer(self) -> bool:
@@ -289,7 +300,7 @@ class CampaignCallRecord:
     @property
     def abandoned(self) -> bool:
         """47 CFR 64.1200(a)(7): a person not connected to an agent within 2 s of the greeting."""
-        if not self.live_answer or self.greeting_ended_at is None:
+        if self.inbound or not self.live_answer or self.greeting_ended_at is None:
             return False
         if self.bridged_at is None:
             return self.state is CampaignCallState.ENDED or self.safe_harbor_played
@@ -300,7 +311,7 @@ class CampaignCallRecord:
         return {
             "call_id": self.call_id,
             "version": self.version,
-            "direction": "outbound",
+            "direction": "inbound" if self.inbound else "outbound",
             "lead_id": self.lead_id,
             "agent_id": self.agent_id,
             "campaign_id": self.campaign_id,
@@ -317,7 +328,7 @@ class CampaignCallRecord:
             "ring_seconds": None if self.answered_at is None else self.answered_at - self.requested_at,
             "talk_seconds": None if self.bridged_at is None or end is None else end - self.bridged_at,
             "total_seconds": None if end is None else end - self.requested_at,
-            "compliance_decision_id": self.decision_id,
+            "compliance_decision_id": self.decision_id or None,
             "amd_result": self.amd_result,
             "amd_cause": self.amd_cause,
             "greeting_ended_at": None if self.greeting_ended_at is None else utc(self.greeting_ended_at),
@@ -359,7 +370,7 @@ class CampaignCall:
         self.record = CampaignCallRecord(
             call_id=request.call_id, version=0, state=self.state, campaign_id=request.campaign_id,
             lead_id=request.lead_id, phone=request.phone, caller_id=request.caller_id,
-            decision_id=request.decision_id, requested_at=now,
+            decision_id=request.decision_id, requested_at=now, inbound=request.inbound,
         )
         self._now = now
         self._deadline: float | None = now + request.ring_timeout + 30.0  # backstop; Asterisk decides first
@@ -401,7 +412,14 @@ class CampaignCall:
                 self._update(cause_text=f"originate failed: {reason}")
                 self._outcome = CrmOutcome.FAILED
                 return self._finish(now)
-            case LeadAnswered() if state is CampaignCallState.DIALING:
+            case InboundAnswered() if state is CampaignCallState.DIALING and self.request.inbound:
+                self._update(answered_at=now)
+                self._bridge_made = True
+                self._wanting = True
+                actions = self._go(CampaignCallState.WAITING_AGENT, now, now + self.request.max_hold)
+                return [*actions, PrepareBridge(self.request.bridge_id, self.request.recording,
+                                                self.request.lead_channel), WantAgent()]
+            case LeadAnswered() if state is CampaignCallState.DIALING and not self.request.inbound:
                 self._update(answered_at=now)
                 # AMD listens for at most its total analysis time (5 s) plus slack.
                 return self._go(CampaignCallState.ANSWERED, now, now + 10.0)
@@ -488,6 +506,9 @@ class CampaignCall:
             return []
         state = self.state
         request = self.request
+        if state in (CampaignCallState.WAITING_AGENT, CampaignCallState.CONNECTING) and self.request.inbound:
+            self._update(cause_text=f"no agent within {self.request.max_hold:g} s")
+            return self._hang_up(now, CrmOutcome.ABANDONED)
         if state in (CampaignCallState.WAITING_AGENT, CampaignCallState.CONNECTING):
             # No agent in time: 47 CFR 64.1200(a)(7)(i): the message within 2 s of the greeting.
             actions: list[CallAction] = []
@@ -567,7 +588,7 @@ class CampaignCall:
             actions.append(TeardownBridge(self.request.bridge_id, self.request.recording))
         if outcome is CrmOutcome.ANSWERED and self.record.bridged_at is not None:
             actions.append(Observe(EventKind.TALK_ENDED, now - self.record.bridged_at))
-        elif not self.record.live_answer:
+        elif not self.record.live_answer and not self.request.inbound:
             dial = _DIAL_OUTCOMES.get(outcome, DialOutcome.NO_ANSWER)
             actions.append(Observe(EventKind.DIAL_ENDED, now - self.record.requested_at, dial))
         self._update(ended_at=now, outcome=outcome)

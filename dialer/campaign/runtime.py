@@ -35,8 +35,10 @@ import structlog
 
 from compliance_rules.gate import ComplianceGate
 from compliance_rules.model import DialMode, ReasonCode
+from compliance_rules.numbers import parse_number
 from compliance_rules.optout import opt_out
 from compliance_rules.store import DncStore
+from crm_bridge.dispositions import PipelineStage
 from crm_bridge.store import Campaign, CampaignLead, CrmStore, Lead
 from dialer.ari.client import AriClient
 from dialer.ari.dispatch import Dispatcher
@@ -151,6 +153,15 @@ def pacer_for(campaign: Campaign) -> Pacer:
     if mode == "preview":
         return PreviewPacer(float(campaign.amd_settings.get("preview_seconds", 5.0)))
     return ProgressivePacer()
+
+
+def placeholder_lead(lead_id: str, phone: str) -> Lead:
+    """A lead the CRM does not know yet (an unknown inbound caller), as the screen pop shows it."""
+    now = datetime.now(UTC)
+    return Lead(lead_id=lead_id, first_name=None, last_name=None, phones=(phone,) if phone.startswith("+") else (),
+                email=None, address_line1=None, address_line2=None, city=None, state=None, zip=None,
+                timezone_hint=None, pipeline_stage=PipelineStage.NEW_LEAD, source="inbound", owner_agent_id=None,
+                callback_at=None, needs_review=False, review_reason=None, created_at=now, updated_at=now)
 
 
 def _endpoint(sip_endpoint: str | None, agent_id: str) -> str:
@@ -285,12 +296,21 @@ class CampaignCallRunner:
                         await ari.add_channel(bridge_id, lead)
                     except AriError as error:
                         return cc.BridgeFailed(reason=str(error))
+                    if self.request.inbound:
+                        # The caller hears hold music while no agent is ready.
+                        sounds = await runtime._sounds_dir(lead)
+                        with contextlib.suppress(AriError):
+                            await ari.play_bridge(bridge_id, f"sound:{sounds}/moh/hold-music",
+                                                  playback_id=f"{self.call_id}-hold")
                     return cc.BridgeReady(recording=name)
                 case cc.WantAgent():
                     runtime._want_agent(self)
                 case cc.CancelWant():
                     runtime._cancel_want(self)
                 case cc.ConnectAgent(agent_channel=channel, bridge_id=bridge_id):
+                    if self.request.inbound:
+                        with contextlib.suppress(NotFound):
+                            await ari.stop_playback(f"{self.call_id}-hold")
                     await ari.add_channel(bridge_id, channel)
                 case cc.PlaySafeHarbor(bridge_id=bridge_id, playback_id=playback_id):
                     sounds = await runtime._sounds_dir(self.request.lead_channel)
@@ -314,6 +334,8 @@ class CampaignCallRunner:
                     self.campaign.pacer.observe(PacingEvent(kind, time.time(), seconds, outcome))
                 case cc.Emit(record=record):
                     await runtime.records.put("call", record.to_crm_call())
+                    if record.state is cc.CampaignCallState.BRIDGED and self.agent is not None:
+                        await runtime._agent_connected(self.agent)
                 case cc.Finished(record=record):
                     await self.campaign._call_finished(self, record)
         except AriError as error:
@@ -518,6 +540,11 @@ class CampaignRunner:
 
     async def _call_finished(self, runner: CampaignCallRunner, record: cc.CampaignCallRecord) -> None:
         outcome = record.outcome.value if record.outcome else "failed"
+        if record.inbound:
+            self.counters[f"inbound_{outcome}"] += 1
+            if record.recording is not None:
+                await self.runtime._archive(record.recording, record.call_id, record.lead_id)
+            return
         self.counters[outcome] += 1
         if record.answered_at is not None:
             self.counters["answered"] += 1
@@ -596,6 +623,7 @@ class CampaignRuntime:
         self.campaigns: dict[str, CampaignRunner] = {}
         self.calls: dict[str, CampaignCallRunner] = {}
         self._waiting: deque[_Waiting] = deque()
+        self._inbound_runners: dict[str, CampaignRunner] = {}
         self._tasks: asyncio.TaskGroup | None = None
         self._sounds: str | None = None
         self._accepting = False
@@ -782,7 +810,14 @@ class CampaignRuntime:
     def _want_agent(self, runner: CampaignCallRunner) -> None:
         leg = self._pick_agent(runner.campaign.campaign_id)
         if leg is None:
-            self._waiting.append(_Waiting(runner))
+            waiting = _Waiting(runner)
+            if runner.request.inbound:
+                # Inbound callers go ahead of outbound work (after earlier inbound callers).
+                position = next((i for i, w in enumerate(self._waiting) if not w.runner.request.inbound),
+                                len(self._waiting))
+                self._waiting.insert(position, waiting)
+            else:
+                self._waiting.append(waiting)
             return
         self._assign(leg, runner)
 
@@ -835,6 +870,10 @@ class CampaignRuntime:
                 "email": lead.email,
             },
         }
+
+    async def _agent_connected(self, leg: AgentLeg) -> None:
+        if leg.session.state is AgentState.RESERVED:
+            await self._publish(leg, leg.session.connected(time.time()))
 
     async def _return_agent(self, agent_id: str, runner: CampaignCallRunner, *, joined: bool) -> None:
         leg = self.agents.get(agent_id)
@@ -940,6 +979,58 @@ class CampaignRuntime:
         runner.wake.set()
         return True
 
+    # -- inbound -------------------------------------------------------------------------------
+    async def _inbound_campaign(self, number: str) -> CampaignRunner | None:
+        """The campaign whose caller id is the dialed agency number (running, or one that a
+        logged-in agent works)."""
+        for runner in self.campaigns.values():
+            if runner.campaign.caller_id == number:
+                return runner
+        known = {cid for leg in self.agents.values() for cid in leg.session.campaign_ids}
+        for campaign_id in sorted(known - set(self.campaigns)):
+            existing = self._inbound_runners.get(campaign_id)
+            if existing is not None and existing.campaign.caller_id == number:
+                return existing
+            campaign = await self.store.get_campaign(campaign_id)
+            if campaign is not None and campaign.caller_id == number:
+                runner = CampaignRunner(self, campaign, self.pacer_factory(campaign))
+                runner.running = False
+                self._inbound_runners[campaign_id] = runner
+                return runner
+        return None
+
+    async def _inbound(self, event: StasisStart) -> None:
+        """A call to an agency number: match the caller to a lead, answer, record, hold music
+        until a ready agent of the number's campaign takes it (ahead of outbound work)."""
+        channel = event.channel
+        number = parse_number(event.args[1] if len(event.args) > 1 else "").e164 or ""
+        campaign = await self._inbound_campaign(number)
+        if campaign is None:
+            log.warning("inbound_no_campaign", number=number, channel=channel.id)
+            await self.ari.hangup(channel.id, reason="busy")
+            return
+        caller = parse_number(channel.caller.number).e164 or channel.caller.number
+        leads = await self.store.find_leads_by_phone(caller) if caller.startswith("+") else []
+        if leads:
+            lead = leads[0]
+        else:
+            lead = placeholder_lead(f"lead-{uuid.uuid4().hex}", caller)
+            await self.records.put("lead_upsert", {"lead_id": lead.lead_id, "source": "inbound",
+                                                   **({"phones": [caller]} if caller.startswith("+") else {})})
+        call_id = f"{CALL_PREFIX}{uuid.uuid4().hex}"
+        request = cc.CampaignCallRequest(
+            call_id=call_id, campaign_id=campaign.campaign_id, lead_id=lead.lead_id, phone=caller if caller.startswith(
+                "+") else number, caller_id=number, decision_id="", inbound=True, lead_channel_id=channel.id,
+        )
+        machine = cc.CampaignCall(request, time.time())
+        runner = CampaignCallRunner(campaign, machine, HopperEntry(lead.lead_id, request.phone, 0, lead))
+        self.dispatcher.register(call_id, runner, channel_ids=[channel.id], bridge_ids=[request.bridge_id])
+        campaign.calls[call_id] = runner
+        self.calls[call_id] = runner
+        self.spawn(runner.run(), f"inbound-call-{call_id}")
+        await self.ari.answer(channel.id)
+        runner.feed(cc.InboundAnswered())
+
     # -- Asterisk connection -------------------------------------------------------------------
     async def on_connected(self, generation: int, snapshot: Snapshot) -> None:
         """After every (re)connect: follow the trunk's channels (dialplan originates into AMD
@@ -995,6 +1086,14 @@ class CampaignRuntime:
 
     async def on_unrouted(self, event: Event, generation: int) -> None:
         del generation
+        if isinstance(event, StasisStart) and event.args and event.args[0] == "inbound":
+            try:
+                await self._inbound(event)
+            except Exception:
+                log.exception("inbound_call_failed", channel=event.channel.id)
+                with contextlib.suppress(AriError):
+                    await self.ari.hangup(event.channel.id, reason="normal")
+            return
         if isinstance(event, StasisStart):
             channel_id = event.channel.id
             if channel_id.startswith((CALL_PREFIX, AGENT_PREFIX)):
