@@ -31,6 +31,7 @@ from dialer.api.openapi import openapi_document
 from dialer.calls.inputs import HangupBy
 from dialer.controller.agent_events import AgentEventHub
 from dialer.controller.requests import CallRefused, CallService, ComplianceBlocked, DialRequest
+from dialer.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +54,7 @@ class ApiDependencies:
     calls: CallService | None = None
     agent_events: AgentEventHub = field(default_factory=AgentEventHub)
     campaigns: Any = None  # dialer.campaign.runtime.CampaignRuntime (agent sessions, campaigns)
+    metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -71,7 +73,8 @@ class ApiError(Exception):
 
 DEPS: web.AppKey[ApiDependencies] = web.AppKey("deps", ApiDependencies)
 TOKEN: web.RequestKey[ApiToken] = web.RequestKey("token", ApiToken)
-_PUBLIC_PATHS = frozenset({"/v1/health", "/v1/openapi.json"})
+# /metrics carries aggregates only (no PHI), for a Prometheus server on the same network.
+_PUBLIC_PATHS = frozenset({"/v1/health", "/v1/openapi.json", "/metrics"})
 _ROLES: dict[Handler, frozenset[TokenRole]] = {}
 
 
@@ -186,6 +189,12 @@ async def _visible_call(request: web.Request) -> Call:
 async def health(request: web.Request) -> web.Response:
     del request
     return web.json_response({"status": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(
+        text=request.app[DEPS].metrics.render(), content_type="text/plain", headers={"X-Content-Version": "0.0.4"}
+    )
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -416,6 +425,7 @@ def build_app(deps: ApiDependencies) -> web.Application:
     opt_outs = allow(*ALL_ROLES)(make_opt_out_handler(deps.dnc, _OutboxOptOutRecorder(deps.records)))
     app.router.add_get("/v1/health", health)
     app.router.add_get("/v1/openapi.json", openapi)
+    app.router.add_get("/metrics", metrics)
     app.router.add_post("/v1/opt-outs", opt_outs)
     app.router.add_post("/v1/calls", post_call)
     app.router.add_get("/v1/calls", list_calls)

@@ -105,6 +105,15 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json({"type": "object"}, "the API answers")},
                 }
             },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (aggregates only: calls, gate decisions, outbox, campaigns)",
+                    "security": [],
+                    "responses": {
+                        "200": {"description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}
+                    },
+                }
+            },
             "/v1/openapi.json": {
                 "get": {
                     "summary": "This document",

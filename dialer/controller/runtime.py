@@ -380,6 +380,10 @@ class Controller:
                 log.exception("finished_listener_failed", call_id=runner.call_id)
         self.dispatcher.unregister(runner.call_id)
 
+    @property
+    def active_calls(self) -> int:
+        return len(self._calls)
+
     # -- CallService -----------------------------------------------------------------------
     def call_status(self, call_id: str) -> str | None:
         runner = self._calls.get(call_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,8 +19,9 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
-from compliance_rules.audit import CoalescingAuditSink, OutboxAuditSink
+from compliance_rules.audit import AuditSink, CoalescingAuditSink, OutboxAuditSink
 from compliance_rules.gate import ComplianceGate
+from compliance_rules.model import Decision
 from compliance_rules.ruleset import RuleDataError, load_rulebook
 from compliance_rules.store import DncStore
 from crm_bridge.migrate import MigrationError, ensure_schema
@@ -37,10 +38,52 @@ from dialer.campaign.runtime import CampaignRuntime, CampaignSettings
 from dialer.controller.agent_events import AgentEventHub
 from dialer.controller.compliance import gate_options
 from dialer.controller.runtime import Controller, ControllerConfig
+from dialer.metrics import Metrics, set_all
 from dialer.settings import Settings
 from recordings.crypto import Keyring
 
 log = structlog.get_logger(__name__)
+
+
+class CountingAuditSink:
+    """Counts the gate's decisions by result and reason for /metrics, then records them."""
+
+    def __init__(self, inner: AuditSink, metrics: Metrics) -> None:
+        self._inner = inner
+        self._decisions = metrics.counter("dialer_gate_decisions_total", "Compliance gate decisions, by result")
+        self._reasons = metrics.counter("dialer_gate_blocks_total", "Reasons of blocked gate decisions")
+
+    async def record(self, decisions: Sequence[Decision]) -> None:
+        await self._inner.record(decisions)
+        for decision in decisions:
+            self._decisions.inc(allowed=str(decision.allowed).lower())
+            for code in decision.codes:
+                self._reasons.inc(reason=code.value)
+
+
+def _collect(
+    registry: Metrics, outbox: Outbox, stream: EventStream, controller: Controller, campaigns: CampaignRuntime
+) -> None:
+    stats = outbox.stats()
+    registry.gauge("dialer_outbox_pending", "CRM records waiting to reach PostgreSQL").set(stats.pending)
+    registry.gauge("dialer_outbox_rejected", "CRM records PostgreSQL refused (kept aside)").set(stats.rejected)
+    registry.gauge("dialer_outbox_delivered", "CRM records delivered since start").set(stats.delivered)
+    registry.gauge("dialer_ari_connected", "1 while the ARI event WebSocket is connected").set(int(stream.connected))
+    registry.gauge("dialer_ari_generation", "ARI connections made since start").set(stream.generation)
+    registry.gauge("dialer_click_to_call_active", "Click-to-call calls in progress").set(controller.active_calls)
+    agents = registry.gauge("dialer_campaign_agents", "Agents of a running campaign, by state")
+    for campaign_id in list(campaigns.campaigns):
+        status = campaigns.campaign_status(campaign_id)
+        if status is None:
+            continue
+        registry.gauge("dialer_campaign_lines", "Lines ringing for a campaign").set(status.lines, campaign=campaign_id)
+        registry.gauge("dialer_campaign_hopper", "Leads ready in a campaign's hopper").set(
+            status.hopper, campaign=campaign_id
+        )
+        registry.gauge("dialer_campaign_abandon_rate", "30-day abandon rate (47 CFR 64.1200(a)(7))").set(
+            status.abandon_rate, campaign=campaign_id
+        )
+        set_all(agents, {state: float(count) for state, count in status.agents.items()}, "state", campaign=campaign_id)
 
 
 class StartupError(Exception):
@@ -91,7 +134,8 @@ async def dialer_services(
                 # Fail closed: with no rule data every decision is blocked (gate_unavailable).
                 log.error("rule_data_unavailable", error=str(error))
                 rulebook = None
-            sink = CoalescingAuditSink(OutboxAuditSink(outbox))
+            metrics = Metrics()
+            sink = CoalescingAuditSink(CountingAuditSink(OutboxAuditSink(outbox), metrics))
             options = gate_options(settings)
             gate = (
                 ComplianceGate(dnc, sink, rulebook, options, clock=gate_clock)
@@ -129,6 +173,10 @@ async def dialer_services(
                         ),
                     )
                     controller_ref.append(controller)
+                    finished = metrics.counter("dialer_calls_finished_total", "Click-to-call calls ended, by outcome")
+                    controller.finished_listeners.append(
+                        lambda record: finished.inc(outcome=record.outcome.value if record.outcome else "unknown")
+                    )
                     campaigns = CampaignRuntime(
                         ari,
                         dispatcher,
@@ -155,6 +203,9 @@ async def dialer_services(
                         await campaigns.on_connected(generation, snapshot)
 
                     stream = EventStream(ari, dispatcher, on_connected=on_connected)
+                    metrics.collectors.append(
+                        lambda registry: _collect(registry, outbox, stream, controller, campaigns)
+                    )
                     async with controller.running(), campaigns.running(), asyncio.TaskGroup() as tasks:
                         stream_task = tasks.create_task(stream.run(), name="ari-events")
                         try:
@@ -174,6 +225,7 @@ async def dialer_services(
                             ApiDependencies(
                                 store=store, records=outbox, dnc=dnc, calls=controller, agent_events=agent_events,
                                 campaigns=campaigns,
+                                metrics=metrics,
                             )
                         )
                         try:

@@ -247,3 +247,21 @@ async def test_hangup_ends_a_live_call_once(dialer: Dialer) -> None:
     again = await dialer.client.post(f"/v1/calls/{call_id}/hangup", headers=dialer.auth())
     assert again.status == 409 and (await again.json())["error"] == "call_not_active"
     assert await dialer.our_asterisk_objects() == []
+
+
+@pytest.mark.timeout(60)
+async def test_metrics_count_calls_gate_decisions_and_the_outbox(dialer: Dialer) -> None:
+    agent_id = f"local-m-{dialer.suffix}"
+    await dialer.seed("agent_upsert", {"agent_id": agent_id, "name": "Local", "sip_endpoint": "Local/2002@agent-sim"})
+    lead_id = await dialer.lead("+12125551102")
+    status, body = await _post_call(dialer, {"lead_id": lead_id, "agent_id": agent_id})
+    assert status == 202
+    await dialer.ended_call(body["call_id"])
+    response = await dialer.client.get("/metrics")  # no token: aggregates only
+    assert response.status == 200 and response.content_type == "text/plain"
+    text = await response.text()
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line[:1] != "#"}
+    assert samples['dialer_calls_finished_total{outcome="completed"}'] >= 1
+    assert samples['dialer_gate_decisions_total{allowed="true"}'] >= 2  # the request and the recheck
+    assert samples["dialer_ari_connected"] == 1 and samples["dialer_outbox_pending"] >= 0
+    assert "+1212" not in text and lead_id not in text
