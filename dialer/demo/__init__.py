@@ -1,0 +1,248 @@
+"""`dialer demo`: the README's main job, a predictive campaign on the real stack.
+
+It brings PostgreSQL, Redis and the development Asterisk up, loads a demo campaign of a few
+hundred leads of the simulated public network spread over twelve states and six time zones
+(people, machines, busy, no answer, unallocated, people who press 9; some on DNC lists),
+logs in agents (a baresip softphone when baresip is installed, the rest simulated
+`Local/...@agent-sim` agents), runs the campaign for a few minutes with a live progress line,
+and ends with a summary recounted from the CRM rows.
+
+Isolation: the demo writes to its own database (the configured one's name + `_demo`), its own
+Redis key prefix (`<prefix minus ':'>-demo:`, cleared at each start), its own outbox and
+recordings folder (`<recordings dir>/demo`); only the recordings keyring is shared, so
+`dialer recording open` reads the demo's recordings too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import dataclasses
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TextIO
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from compliance_rules.ruleset import RuleBook, RuleDataError, load_rulebook
+from dialer.campaign.runtime import CampaignError
+from dialer.cli import UserError
+from dialer.controller.service import StartupError, dialer_services
+from dialer.demo.campaign import (
+    DEMO_TUNING,
+    DemoAgent,
+    DemoError,
+    DemoRun,
+    DemoSummary,
+    Progress,
+    real_clock,
+    run_demo,
+    shifted_clock,
+)
+from dialer.demo.leads import DemoLead, demo_leads, dialable_at, gate_start, open_states
+from dialer.demo.report import progress_line, summary_text
+from dialer.demo.softphone import AgentSoftphone, baresip_installed, long_tone
+from dialer.logs import configure_logging
+from dialer.provision.asterisk import AsteriskInstance
+from dialer.provision.cli import prepare_stack
+from dialer.settings import Settings, from_environment
+
+MIN_DIALABLE = 60  # leads dialable at the gate's start, below which `--gate-time auto` moves it
+SOFTPHONE_ENDPOINT = "agent1001"
+
+
+def demo_settings(base: Settings) -> Settings:
+    """The user's settings pointed at the demo's own database, Redis prefix, outbox and
+    recordings folder (same servers, same Asterisk, same recordings keyring)."""
+    parts = urllib.parse.urlsplit(base.pg_dsn)
+    database = (parts.path.lstrip("/") or "dialer") + "_demo"
+    return dataclasses.replace(
+        base,
+        pg_dsn=urllib.parse.urlunsplit(parts._replace(path=f"/{database}")),
+        redis_prefix=f"{base.redis_prefix.rstrip(':')}-demo:",
+        state_root=str(base.state_dir.parent / f"{base.instance}-demo"),
+        recordings_root=str(base.recordings_dir / "demo"),
+        recording_keys_root=str(base.recording_keys_dir),
+    )
+
+
+def _app_connected(instance: AsteriskInstance, app: str) -> bool:
+    """Is some program (a `dialer serve`) connected to Asterisk as the ARI app `app`? ARI lists
+    an application only while a WebSocket holds it."""
+    request = urllib.request.Request(f"{instance.ari_url}/applications")
+    token = base64.b64encode(f"{instance.config.ari_user}:{instance.config.ari_password}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=3) as response:
+            return any(item.get("name") == app for item in json.loads(response.read()))
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
+def _gate_instant(choice: str, leads: list[DemoLead], book: RuleBook) -> datetime | None:
+    """None: the gate runs on the real clock; else the instant its clock starts at."""
+    now = datetime.now(UTC)
+    if choice == "now":
+        return None
+    if choice == "auto":
+        start = gate_start(leads, now, book, MIN_DIALABLE)
+        return None if start == now else start
+    try:
+        instant = datetime.fromisoformat(choice.replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"--gate-time must be 'auto', 'now' or an ISO-8601 instant, got {choice!r}.") from None
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+
+
+class ProgressDisplay:
+    """The live progress line: rewritten in place on a terminal, a line every 10 s otherwise."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._printed_at = 0.0
+        self._open = False
+
+    def __call__(self, progress: Progress) -> None:
+        line = progress_line(progress)
+        if self.tty:
+            self.stream.write("\r\x1b[K" + line[:240])
+            self._open = True
+        elif time.monotonic() - self._printed_at >= 10:
+            self.stream.write(line + "\n")
+            self._printed_at = time.monotonic()
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._open = False
+
+
+async def _clear_prefix(redis_url: str, prefix: str) -> None:
+    """The demo's Redis keys start afresh each run (its DNC lists, opt-outs, agents, caps)."""
+    client = aioredis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+        for start in range(0, len(keys), 500):
+            await client.delete(*keys[start:start + 500])
+    finally:
+        await client.aclose()
+
+
+async def _run(settings: Settings, run: DemoRun, gate_start_at: datetime | None,
+               display: ProgressDisplay, say: Callable[[str], None]) -> DemoSummary:
+    await _clear_prefix(settings.redis_url, settings.redis_prefix)
+    async with dialer_services(settings, gate_clock=None if gate_start_at is None else run.gate_now,
+                               drain_seconds=5, campaign_overrides=DEMO_TUNING) as services:
+        try:
+            return await run_demo(services, run, display, say)
+        finally:
+            display.close()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    if not 0 < args.minutes <= 60:
+        raise UserError(f"--minutes must be more than 0 and at most 60, got {args.minutes}.")
+    if not 12 <= args.leads <= 5000:
+        raise UserError(f"--leads must be between 12 and 5000, got {args.leads}.")
+    if not 0 <= args.agents <= 20:
+        raise UserError(f"--agents must be between 0 and 20, got {args.agents}.")
+    base = from_environment()
+    settings = demo_settings(base)
+    out = sys.stderr if args.json else sys.stdout
+    if "DIALER_LOG_LEVEL" not in os.environ:
+        # The progress line owns the terminal: only warnings and errors are logged, unless asked.
+        configure_logging("warning", base.log_format)
+
+    def say(message: str) -> None:
+        print(message, file=out, flush=True)
+
+    try:
+        book = load_rulebook()
+    except RuleDataError as error:
+        raise UserError(f"The compliance rule data cannot be loaded: {error}") from None
+    leads = demo_leads(args.leads, args.seed)
+    gate_start_at = _gate_instant(args.gate_time, leads, book)
+    now = datetime.now(UTC)
+    if gate_start_at is None:
+        gate_now, gate_clock = real_clock, "real"
+        open_now = open_states(leads, now, book)
+        say(f"Gate clock: real ({now:%H:%M} UTC); states inside their calling window now: "
+            f"{', '.join(open_now) or 'none'}.")
+    else:
+        gate_now, gate_clock = shifted_clock(gate_start_at), f"simulated, started at {gate_start_at:%Y-%m-%d %H:%M} UTC"
+        if args.gate_time == "auto":
+            say(f"It is {now:%H:%M} UTC: only {len(dialable_at(leads, now, book))} demo leads are inside their "
+                f"calling window, so the gate's clock starts at {gate_start_at:%H:%M} UTC (states open then: "
+                f"{', '.join(open_states(leads, gate_start_at, book))}); --gate-time now keeps the real clock.")
+
+    started = time.monotonic()
+    say("Bringing up PostgreSQL, Redis and Asterisk...")
+    instance = prepare_stack(settings, start_asterisk=False)
+    assert instance is not None
+    already_running = instance.pid() is not None and instance.ari_answers() is not None
+    if already_running and _app_connected(instance, settings.ari_app):
+        raise UserError(f"Another dialer (dialer serve?) is connected to Asterisk as ARI app {settings.ari_app!r}: "
+                        "stop it first, the demo would take over its channels.")
+    instance.start()
+    say(f"Asterisk {instance.install.version} answers on {instance.ari_url} ({time.monotonic() - started:.1f} s); "
+        f"demo database {settings.pg_dsn.rsplit('/', 1)[-1]!r}, Redis prefix {settings.redis_prefix!r}.")
+    phone: AgentSoftphone | None = None
+    try:
+        agents = [DemoAgent(f"demo-sim-{i}", f"Local/demo{i}@agent-sim", f"Simulated agent {i}")
+                  for i in range(1, args.agents + 1)]
+        if not args.no_softphone and baresip_installed():
+            tone = long_tone(settings.cache_dir / "demo" / "agent-tone-long.wav", int(args.minutes * 60) + 600)
+            phone = AgentSoftphone(settings.cache_dir / "demo" / "baresip", SOFTPHONE_ENDPOINT,
+                                   settings.agent_password, instance.config.sip_port, tone)
+            phone.start()
+            agents.insert(0, DemoAgent(f"demo-{SOFTPHONE_ENDPOINT}", SOFTPHONE_ENDPOINT, "Softphone agent (baresip)"))
+        elif not args.no_softphone:
+            say("baresip is not installed: every agent is a simulated Local agent.")
+        if not agents:
+            raise UserError("The demo needs at least one agent: give --agents 1 or more, or allow the softphone.")
+        run = DemoRun(leads=leads, agents=agents, seconds=args.minutes * 60, book=book, gate_now=gate_now,
+                      gate_clock=gate_clock)
+        try:
+            summary = asyncio.run(_run(settings, run, gate_start_at, ProgressDisplay(out), say))
+        except (DemoError, StartupError, CampaignError, RuntimeError, OSError, asyncpg.PostgresError) as error:
+            raise UserError(f"The demo failed: {error}") from None
+    except RuntimeError as error:  # the softphone did not register
+        raise UserError(f"The demo failed: {error}") from None
+    finally:
+        if phone is not None:
+            phone.stop()
+        if not already_running and not args.keep_running:
+            instance.stop()
+    if args.json:
+        print(json.dumps(summary.to_json(), default=str))
+    else:
+        print(summary_text(summary, settings.pg_dsn))
+        print(f"\nDone in {time.monotonic() - started:.0f} s.")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = subparsers.add_parser("demo", help="the main job: a predictive demo campaign on the real stack")
+    demo.add_argument("--minutes", type=float, default=3.0, help="how long the campaign dials (default 3)")
+    demo.add_argument("--leads", type=int, default=360, help="demo leads to load (default 360)")
+    demo.add_argument("--agents", type=int, default=4, help="simulated Local agents (default 4), besides the softphone")
+    demo.add_argument("--no-softphone", action="store_true", help="no baresip softphone agent")
+    demo.add_argument("--gate-time", default="auto", metavar="auto|now|ISO",
+                      help="the gate's clock: auto (real, unless fewer than 60 leads are inside their window now: "
+                           "then the next quarter hour when they are), now (always real), or an instant")
+    demo.add_argument("--seed", type=int, default=2026, help="the lead mix's random seed")
+    demo.add_argument("--keep-running", action="store_true", help="leave Asterisk running afterwards")
+    demo.add_argument("--json", action="store_true", help="print the summary as one JSON object (progress to stderr)")
+    demo.set_defaults(handler=_demo)
