@@ -58,6 +58,7 @@ from dialer.campaign.agent import AgentSession, AgentSnapshot, AgentState, Inval
 from dialer.campaign.hopper import Hopper, HopperEntry, RetryDecision, after_attempt
 from dialer.controller.agent_events import AgentEventHub
 from dialer.controller.compliance import contact_request, policy_for_campaign
+from dialer.controller.snapshots import SnapshotWriter
 from dialer.pacing import (
     ABANDON_WINDOW_DAYS,
     AbandonTally,
@@ -333,7 +334,7 @@ class CampaignCallRunner:
                 case cc.Observe(kind=kind, seconds=seconds, outcome=outcome):
                     self.campaign.pacer.observe(PacingEvent(kind, time.time(), seconds, outcome))
                 case cc.Emit(record=record):
-                    await runtime.records.put("call", record.to_crm_call())
+                    await runtime.log_snapshot(record.to_crm_call())
                     if record.state is cc.CampaignCallState.BRIDGED and self.agent is not None:
                         await runtime._agent_connected(self.agent)
                 case cc.Finished(record=record):
@@ -615,6 +616,8 @@ class CampaignRuntime:
         self.dnc = dnc
         self.store = store
         self.records = records
+        # Writes call snapshots behind the call flow (set by the service); None: write inline.
+        self.snapshots: SnapshotWriter | None = None
         self.agent_events = agent_events
         self.states = states
         self.settings = settings
@@ -960,6 +963,13 @@ class CampaignRuntime:
             async with asyncio.timeout(5):
                 await runner.stopped.wait()
         return runner.status()
+
+    async def log_snapshot(self, snapshot: Mapping[str, object]) -> None:
+        """A call's CRM row: behind the call flow when a snapshot writer runs, else durably now."""
+        if self.snapshots is not None:
+            self.snapshots.submit("call", snapshot)
+        else:
+            await self.records.put("call", snapshot)
 
     def campaign_status(self, campaign_id: str) -> CampaignStatus | None:
         runner = self.campaigns.get(campaign_id)

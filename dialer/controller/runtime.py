@@ -70,6 +70,7 @@ from dialer.controller.requests import (
     DialRequest,
     PlacedCall,
 )
+from dialer.controller.snapshots import SnapshotWriter
 from recordings.archive import archive_recording
 from recordings.crypto import Keyring
 
@@ -268,7 +269,7 @@ class CallRunner:
                     with contextlib.suppress(NotFound):
                         await ari.destroy_bridge(bridge_id)
                 case Emit(record=record):
-                    await self.controller.records.put("call", record.to_crm_call())
+                    await self.controller.log_snapshot(record.to_crm_call())
                     self.controller.agent_events.publish(
                         request.agent_id,
                         {"type": "call_state", "call_id": self.call_id, "state": record.state.value,
@@ -339,6 +340,8 @@ class Controller:
         self.agent_events = agent_events
         self.config = config
         self._calls: dict[str, CallRunner] = {}
+        # Writes call snapshots behind the call flow (set by the service); None: write inline.
+        self.snapshots: SnapshotWriter | None = None
         # Called with each call's final snapshot (metrics, benchmarks).
         self.finished_listeners: list[Callable[[CallRecord], None]] = []
         self._tasks: asyncio.TaskGroup | None = None
@@ -379,6 +382,13 @@ class Controller:
             except Exception:
                 log.exception("finished_listener_failed", call_id=runner.call_id)
         self.dispatcher.unregister(runner.call_id)
+
+    async def log_snapshot(self, snapshot: Mapping[str, object]) -> None:
+        """A call's CRM row: behind the call flow when a snapshot writer runs, else durably now."""
+        if self.snapshots is not None:
+            self.snapshots.submit("call", snapshot)
+        else:
+            await self.records.put("call", snapshot)
 
     @property
     def active_calls(self) -> int:

@@ -38,6 +38,7 @@ from dialer.campaign.runtime import CampaignRuntime, CampaignSettings
 from dialer.controller.agent_events import AgentEventHub
 from dialer.controller.compliance import gate_options
 from dialer.controller.runtime import Controller, ControllerConfig
+from dialer.controller.snapshots import SnapshotWriter
 from dialer.metrics import Metrics, set_all
 from dialer.settings import Settings
 from recordings.crypto import Keyring
@@ -71,6 +72,10 @@ def _collect(
     registry.gauge("dialer_ari_connected", "1 while the ARI event WebSocket is connected").set(int(stream.connected))
     registry.gauge("dialer_ari_generation", "ARI connections made since start").set(stream.generation)
     registry.gauge("dialer_click_to_call_active", "Click-to-call calls in progress").set(controller.active_calls)
+    if controller.snapshots is not None:
+        registry.gauge("dialer_call_snapshots_backlog", "Call snapshots not yet in the outbox").set(
+            controller.snapshots.backlog
+        )
     agents = registry.gauge("dialer_campaign_agents", "Agents of a running campaign, by state")
     for campaign_id in list(campaigns.campaigns):
         status = campaigns.campaign_status(campaign_id)
@@ -173,6 +178,8 @@ async def dialer_services(
                         ),
                     )
                     controller_ref.append(controller)
+                    snapshots = SnapshotWriter(outbox)
+                    controller.snapshots = snapshots
                     finished = metrics.counter("dialer_calls_finished_total", "Click-to-call calls ended, by outcome")
                     controller.finished_listeners.append(
                         lambda record: finished.inc(outcome=record.outcome.value if record.outcome else "unknown")
@@ -197,6 +204,7 @@ async def dialer_services(
                         ),
                     )
                     campaigns_ref.append(campaigns)
+                    campaigns.snapshots = snapshots
 
                     async def on_connected(generation: int, snapshot: Snapshot) -> None:
                         await controller.on_connected(generation, snapshot)
@@ -208,6 +216,7 @@ async def dialer_services(
                     )
                     async with controller.running(), campaigns.running(), asyncio.TaskGroup() as tasks:
                         stream_task = tasks.create_task(stream.run(), name="ari-events")
+                        snapshot_task = tasks.create_task(snapshots.run(), name="call-snapshots")
                         try:
                             async with asyncio.timeout(ari_connect_timeout):
                                 await stream.wait_connected()
@@ -238,6 +247,8 @@ async def dialer_services(
                             await controller.drain(drain_seconds)
                             await stream.stop()
                             stream_task.cancel()
+                            await snapshots.drain(drain_seconds)
+                            snapshot_task.cancel()
             await outbox.flush(drain_seconds)
     finally:
         await redis.aclose()
