@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -103,6 +104,7 @@ class DemoSummary:
     opted_out_by_key: int
     occupancy: float
     recordings_dir: str
+    recording_example: str | None  # the archived file of one connected call
     database: str
     calls_sample: list[dict[str, object]] = field(default_factory=list)
 
@@ -187,10 +189,14 @@ def _sample(runner: CampaignRunner, agents: Sequence[DemoAgent], started: float,
     busy = sum(status.agents.get(state.value, 0) for state in BUSY_STATES)
     logged_in = sum(count for state, count in status.agents.items() if state != AgentState.LOGGED_OUT.value)
     del agents
+    # The runtime counts calls when they end; calls still live count here already.
+    live = [call.machine.record for call in runner.calls.values()]
     return Progress(
         elapsed=time.monotonic() - started, seconds=seconds, dials=status.counters.get("dials", 0),
-        people=status.counters.get("live_answers", 0), machines=status.counters.get("machine", 0),
-        connected=status.counters.get("connected", 0), abandoned=status.counters.get("abandoned_calls", 0),
+        people=status.counters.get("live_answers", 0) + sum(1 for r in live if r.live_answer),
+        machines=status.counters.get("machine", 0) + sum(1 for r in live if r.amd_result == "MACHINE"),
+        connected=status.counters.get("connected", 0) + sum(1 for r in live if r.bridged_at is not None),
+        abandoned=status.counters.get("abandoned_calls", 0) + sum(1 for r in live if r.safe_harbor_played),
         lines=status.lines, agents_busy=busy, agents_logged_in=logged_in, occupancy=occupancy,
         blocked=dict(status.blocked),
     )
@@ -254,7 +260,7 @@ async def summarise(
     connection = await asyncpg.connect(services.settings.pg_dsn)
     try:
         calls = await connection.fetch(
-            "SELECT c.*, d.allowed AS decision_allowed, r.recording_id AS recorded FROM calls c "
+            "SELECT c.*, d.allowed AS decision_allowed, r.recording_id AS recorded, r.storage_uri FROM calls c "
             "LEFT JOIN compliance_decisions d ON d.decision_id = c.compliance_decision_id "
             "LEFT JOIN recordings r ON r.call_id = c.call_id "
             "WHERE c.campaign_id = $1 ORDER BY c.requested_at", campaign_id)
@@ -307,6 +313,8 @@ async def summarise(
         opted_out_by_key=int(opted_out or 0),
         occupancy=round(occupancy, 3),
         recordings_dir=str(services.settings.recordings_dir),
+        recording_example=next((urllib.parse.urlsplit(str(c["storage_uri"])).path for c in connected
+                                if c["storage_uri"] is not None), None),
         database=database,
         calls_sample=[_call_json(c) for c in calls[:3]],
     )

@@ -55,7 +55,8 @@ def summary_text(s: DemoSummary, pg_dsn: str) -> str:
     lines += [
         "",
         f"Recordings (sealed, AES-256-GCM): {s.recordings_dir}",
-        "  listen: .venv/bin/dialer recording open FILE --out call.wav   (FILE: recordings.storage_uri)",
+        f"  listen: .venv/bin/dialer recording open {s.recording_example or 'FILE'} --out call.wav"
+        + ("" if s.recording_example else "   (FILE: the path in recordings.storage_uri)"),
         f"CRM rows: database {s.database!r} (tables calls, recordings, compliance_decisions, campaign_leads,"
         " leads, opt_outs), e.g.",
         f"  psql {pg_dsn} -c \"SELECT lead_number, outcome, amd_result, agent_id, abandoned, bridged_at"

@@ -3,6 +3,7 @@ test session's real Asterisk, PostgreSQL and Redis with the gate's clock inside 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,3 +79,5 @@ async def test_the_demo_core_runs_a_campaign_and_its_summary_holds_the_invariant
     text = summary_text(summary, settings.pg_dsn)
     assert summary.campaign_id in text and "abandon rate" in text
     assert "dials" in progress_line(samples[-1])
+    assert json.loads(json.dumps(summary.to_json()))["dials"] == summary.dials  # `dialer demo --json`
+    assert (summary.recording_example or "").startswith(str(settings.recordings_dir))
