@@ -42,7 +42,7 @@ def summary_text(s: DemoSummary, pg_dsn: str) -> str:
         ("abandon rate", f"{s.abandon_rate:.1%} ({s.abandoned}/{s.live_answers}; recount from calls rows "
                          f"{s.abandon_recount:.1%}); {verdict} the {s.abandon_limit:.0%} limit of 47 CFR 64.1200(a)(7)"),
         ("gate blocks", _blocks(s.gate_blocks)),
-        ("leads never dialed", f"{s.leads_blocked} blocked by the gate ({_blocks(s.leads_blocked_by_reason)}); "
+        ("leads never dialed", f"{s.leads_blocked} blocked by the gate ({_blocks(s.leads_blocked_by_reason)}; a lead may have several); "
                                f"{s.leads_not_reached} not reached before the end"),
         ("DNC leads dialed", str(s.dnc_leads_dialed)),
         ("people left unattended", f"{s.people_unattended} (neither connected nor given the safe-harbor message)"),
