@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import structlog
 
@@ -18,7 +19,8 @@ log = structlog.get_logger(__name__)
 
 def _open(args: argparse.Namespace) -> int:
     settings = from_environment()
-    source = Path(args.file)
+    # The CRM's recordings.storage_uri is a file:// URI; a plain path works too.
+    source = Path(unquote(urlsplit(args.file).path)) if args.file.startswith("file://") else Path(args.file)
     if not source.is_file():
         raise UserError(f"No recording at {source}: give the path from the CRM's recordings.storage_uri.")
     try:
@@ -38,6 +40,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     recording = subparsers.add_parser("recording", help="archived call recordings (sealed at rest)")
     commands = recording.add_subparsers(dest="recording_command", metavar="ACTION", required=True)
     opener = commands.add_parser("open", help="write a recording's audio to a file ('-' for stdout)")
-    opener.add_argument("file", help="the archived file (recordings.storage_uri)")
+    opener.add_argument("file", help="the archived file: recordings.storage_uri (file://...) or its path")
     opener.add_argument("--out", required=True, help="where to write the WAV audio")
     opener.set_defaults(handler=_open)

@@ -463,8 +463,10 @@ class CampaignCall:
             case LeadGone(cause=cause, sip_code=sip_code, text=text):
                 self._update(cause=cause, sip_code=sip_code, cause_text=self.record.cause_text or text)
                 return self._lead_gone(now)
-            case Stop() if state in (CampaignCallState.DIALING, CampaignCallState.ANSWERED):
-                # Nobody has spoken to a person yet: hanging up now abandons no one.
+            case Stop() if state is CampaignCallState.DIALING:
+                # Not answered yet: hanging up now abandons no one. An answered call still in
+                # AMD may have a person on it: it finishes (agent, safe harbor or machine
+                # handling), or hanging up would abandon that person (47 CFR 64.1200(a)(7)).
                 self._update(cause_text="campaign stopped")
                 return self._hang_up(now, CrmOutcome.CANCELED)
         return []

@@ -546,7 +546,10 @@ class CampaignRunner:
             if record.recording is not None:
                 await self.runtime._archive(record.recording, record.call_id, record.lead_id)
             return
-        self.counters[outcome] += 1
+        # "answered" counts every answered call, whatever its outcome (once, also when the
+        # outcome itself is "answered").
+        if outcome != "answered":
+            self.counters[outcome] += 1
         if record.answered_at is not None:
             self.counters["answered"] += 1
         if record.live_answer:
@@ -949,8 +952,8 @@ class CampaignRuntime:
         return runner.status()
 
     async def stop_campaign(self, campaign_id: str) -> CampaignStatus:
-        """Stop dialing: queued leads are dropped, calls not yet answered are ended; calls
-        with a person on them finish normally."""
+        """Stop dialing: queued leads are dropped, calls not yet answered are ended; answered
+        calls (in AMD or with a person) finish normally."""
         runner = self.campaigns.get(campaign_id)
         if runner is None:
             raise CampaignError(404, "campaign_not_running", f"campaign {campaign_id!r} is not running",

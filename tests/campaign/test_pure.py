@@ -190,3 +190,15 @@ def test_retry_rules_per_outcome() -> None:
     assert after_attempt("answered", 1, T0).done
     assert after_attempt("unallocated", 1, T0).done
     assert after_attempt("machine", 1, T0).next_attempt_at == T0 + 4 * 3600
+
+
+def test_stopping_the_campaign_ends_only_calls_nobody_has_answered() -> None:
+    ringing = _call()
+    ringing.handle(cc.Originated(), T0 + 0.1)
+    assert "HangupLead" in _kinds(ringing.handle(cc.Stop(), T0 + 1))
+    # Answered and still in AMD: a person may be there, so the call goes on to its decision.
+    answered = _call()
+    answered.handle(cc.Originated(), T0 + 0.1)
+    answered.handle(cc.LeadAnswered(), T0 + 3)
+    assert answered.handle(cc.Stop(), T0 + 3.5) == []
+    assert _kinds(answered.handle(cc.AmdDecided("HUMAN", "HUMAN-500-800"), T0 + 5))[-1] == "WantAgent"

@@ -64,6 +64,8 @@ def test_opening_from_the_command_line_needs_the_keyring(tmp_path: Path, capsys:
         patch.setenv("DIALER_RECORDING_KEYS_DIR", str(keys))
         assert main(["recording", "open", str(sealed), "--out", str(tmp_path / "out.wav")]) == 0
         assert (tmp_path / "out.wav").read_bytes() == AUDIO
+        assert main(["recording", "open", sealed.as_uri(), "--out", str(tmp_path / "uri.wav")]) == 0
+        assert (tmp_path / "uri.wav").read_bytes() == AUDIO
         patch.setenv("DIALER_RECORDING_KEYS_DIR", str(tmp_path / "elsewhere"))
         assert main(["recording", "open", str(sealed), "--out", str(tmp_path / "x.wav")]) == 2
     assert "no recording keys" in capsys.readouterr().err
