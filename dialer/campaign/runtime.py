@@ -58,6 +58,8 @@ from dialer.campaign.agent import AgentSession, AgentSnapshot, AgentState, Inval
 from dialer.campaign.hopper import Hopper, HopperEntry, RetryDecision, after_attempt
 from dialer.controller.agent_events import AgentEventHub
 from dialer.controller.compliance import contact_request, policy_for_campaign
+from dialer.controller.driving import drive
+from dialer.controller.requests import CallRefused
 from dialer.controller.snapshots import SnapshotWriter
 from dialer.pacing import (
     ABANDON_WINDOW_DAYS,
@@ -101,14 +103,8 @@ class StateStore(Protocol):
     def hdel(self, name: str, *keys: str) -> Awaitable[Any]: ...
 
 
-class CampaignError(Exception):
-    """A request the runtime refuses; `status`/`error`/`field` become the HTTP answer."""
-
-    def __init__(self, status: int, error: str, message: str, *, field_name: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.field = field_name
+class CampaignError(CallRefused):
+    """A request the campaign runtime refuses; `status`/`error`/`field` become the HTTP answer."""
 
 
 @dataclass(frozen=True)
@@ -261,16 +257,9 @@ class CampaignCallRunner:
 
     async def run(self) -> None:
         try:
-            while self.machine.state is not cc.CampaignCallState.ENDED:
-                deadline = self.machine.next_timer()
-                wait = None if deadline is None else max(0.0, deadline - time.time())
-                try:
-                    async with asyncio.timeout(wait):
-                        item = await self.inbox.get()
-                except TimeoutError:
-                    await self._execute(self.machine.handle_timer(time.time()))
-                    continue
-                await self._execute(self.machine.handle(item, time.time()))
+            await drive(
+                self.machine, self.inbox, self._execute, lambda: self.machine.state is cc.CampaignCallState.ENDED
+            )
         except Exception:
             self.log.exception("campaign_call_failed")
         finally:

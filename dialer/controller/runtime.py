@@ -63,6 +63,7 @@ from dialer.calls.machine import CallMachine, CallRequest, CallTimeouts
 from dialer.calls.record import CallRecord, CallState
 from dialer.controller.agent_events import AgentEventHub
 from dialer.controller.compliance import contact_request, policy_for_campaign
+from dialer.controller.driving import drive
 from dialer.controller.requests import (
     BlockedReason,
     CallRefused,
@@ -190,16 +191,7 @@ class CallRunner:
             self.controller._forget(self)
 
     async def _run(self) -> None:
-        while self.machine.state is not CallState.ENDED:
-            deadline = self.machine.next_timer()
-            wait = None if deadline is None else max(0.0, deadline - time.time())
-            try:
-                async with asyncio.timeout(wait):
-                    item = await self.inbox.get()
-            except TimeoutError:
-                await self._execute(self.machine.handle_timer(time.time()))
-                continue
-            await self._execute(self.machine.handle(item, time.time()))
+        await drive(self.machine, self.inbox, self._execute, lambda: self.machine.state is CallState.ENDED)
         await self._collect_recording()
 
     async def _execute(self, actions: list[CallAction]) -> None:
