@@ -55,6 +55,7 @@ from dialer.ari.models import (
 )
 from dialer.campaign import call as cc
 from dialer.campaign.agent import AgentSession, AgentSnapshot, AgentState, InvalidStateError
+from dialer.campaign.amd import AmdSettingsError, amd_arguments
 from dialer.campaign.hopper import Hopper, HopperEntry, RetryDecision, after_attempt
 from dialer.controller.agent_events import AgentEventHub
 from dialer.controller.compliance import contact_request, policy_for_campaign
@@ -513,6 +514,11 @@ class CampaignRunner:
         await runtime.records.put("call", machine.record.to_crm_call())
         runtime.spawn(runner.run(), f"campaign-call-{call_id}")
         try:
+            amd_args = amd_arguments(self.campaign.amd_settings)
+        except AmdSettingsError as error:
+            log.error("amd_settings_invalid", campaign_id=self.campaign_id, error=str(error))
+            amd_args = ""  # amd.conf's defaults: detection still runs
+        try:
             # 47 CFR 64.1200(a)(6): ring at least 15 s; AMD runs in the dialplan (design.md decision 5).
             await runtime.ari.originate(
                 request.lead_channel,
@@ -522,6 +528,7 @@ class CampaignRunner:
                 priority=1,
                 caller_id=request.caller_id,
                 ring_timeout=request.ring_timeout,
+                variables={"AMD_ARGS": amd_args},
             )
         except AriError as error:
             runner.feed(cc.OriginateFailed(reason=str(error)))
