@@ -473,6 +473,11 @@ class AriClient:
             params = {**params, "announcer_format": announcer_format}
         return _parse(Playback.from_json, await self._request("POST", path, params=params), "Playback")
 
+    async def get_playback(self, playback_id: str) -> Playback:
+        """`GET /playbacks/{id}`; `NotFound` when it has finished."""
+        body = await self._request("GET", f"/playbacks/{_segment(playback_id)}", retry=_Retry.READ)
+        return _parse(Playback.from_json, body, "Playback")
+
     async def stop_playback(self, playback_id: str) -> None:
         """`DELETE /playbacks/{id}`."""
         await self._request("DELETE", f"/playbacks/{_segment(playback_id)}", retry=_Retry.DELETE)

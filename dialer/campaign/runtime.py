@@ -247,8 +247,36 @@ class CampaignCallRunner:
     def state(self) -> cc.CampaignCallState:
         return self.machine.state
 
+    @property
+    def hold_playback(self) -> str:
+        return f"{self.call_id}-hold"
+
+    async def _play_hold(self) -> None:
+        """An inbound caller waiting for an agent hears their place in line, then hold music;
+        when the music ends and they still wait, again (with the place updated)."""
+        position = self.runtime.queue_position(self)
+        if position is None or self.machine.state is not cc.CampaignCallState.WAITING_AGENT:
+            return
+        announcement = (
+            ["sound:queue-youarenext"]
+            if position == 1
+            else ["sound:queue-thereare", f"number:{position - 1}", "sound:queue-callswaiting"]
+        )
+        sounds = await self.runtime._sounds_dir(self.request.lead_channel)
+        music = [f"sound:{sounds}/moh/hold-music"] * HOLD_MUSIC_REPEATS
+        with contextlib.suppress(AriError):
+            await self.runtime.ari.play_bridge(
+                self.request.bridge_id, [*announcement, *music], playback_id=self.hold_playback
+            )
+
     async def handle_event(self, event: Event, generation: int) -> None:
         del generation
+        if (
+            self.request.inbound
+            and isinstance(event, PlaybackFinished)
+            and event.playback.id == self.hold_playback
+        ):
+            await self._play_hold()
         agent_channel = self.agent.channel_id if self.agent else None
         for item in translate(event, self.request, agent_channel):
             self.inbox.put_nowait(item)
@@ -287,21 +315,17 @@ class CampaignCallRunner:
                         await ari.add_channel(bridge_id, lead)
                     except AriError as error:
                         return cc.BridgeFailed(reason=str(error))
-                    if self.request.inbound:
-                        # The caller hears hold music while no agent is ready.
-                        sounds = await runtime._sounds_dir(lead)
-                        with contextlib.suppress(AriError):
-                            await ari.play_bridge(bridge_id, f"sound:{sounds}/moh/hold-music",
-                                                  playback_id=f"{self.call_id}-hold")
                     return cc.BridgeReady(recording=name)
                 case cc.WantAgent():
                     runtime._want_agent(self)
+                    if self.request.inbound:
+                        await self._play_hold()
                 case cc.CancelWant():
                     runtime._cancel_want(self)
                 case cc.ConnectAgent(agent_channel=channel, bridge_id=bridge_id):
                     if self.request.inbound:
                         with contextlib.suppress(NotFound):
-                            await ari.stop_playback(f"{self.call_id}-hold")
+                            await ari.stop_playback(self.hold_playback)
                     await ari.add_channel(bridge_id, channel)
                 case cc.PlaySafeHarbor(bridge_id=bridge_id, playback_id=playback_id):
                     sounds = await runtime._sounds_dir(self.request.lead_channel)
@@ -586,6 +610,9 @@ class CampaignRunner:
 
 
 # ---- the runtime --------------------------------------------------------------------------
+HOLD_MUSIC_REPEATS = 8  # ~13 s of music between two announcements of the caller's place
+
+
 @dataclass
 class _Waiting:
     runner: CampaignCallRunner
@@ -822,6 +849,11 @@ class CampaignRuntime:
                 self._waiting.append(waiting)
             return
         self._assign(leg, runner)
+
+    def queue_position(self, runner: CampaignCallRunner) -> int | None:
+        """1-based place of a waiting inbound caller among the inbound callers ahead of it."""
+        inbound = [w.runner for w in self._waiting if w.runner.request.inbound]
+        return inbound.index(runner) + 1 if runner in inbound else None
 
     def _cancel_want(self, runner: CampaignCallRunner) -> None:
         self._waiting = deque(w for w in self._waiting if w.runner is not runner)

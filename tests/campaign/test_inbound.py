@@ -57,6 +57,11 @@ async def test_inbound_calls_reach_a_ready_agent_or_wait_with_music(floor: Floor
     await _carrier_calls(floor, unknown, "3055551120")
     await floor.wait_for(lambda: any(c.request.inbound and c.state.value == "waiting_agent"
                                      for c in runtime.calls.values()), 15, "caller waiting")
+    waiting_call = next(c for c in runtime.calls.values() if c.request.inbound)
+    assert runtime.queue_position(waiting_call) == 1
+    playback = await floor.services.ari.get_playback(waiting_call.hold_playback)
+    # "You are next in line", then hold music.
+    assert playback.media_uri == "sound:queue-youarenext" and playback.state == "playing"
     await asyncio.sleep(3)  # on hold, hearing the music
     await runtime.ready(agent_id)
     await floor.wait_for(lambda: (s := runtime.agent_state(agent_id)) is not None
