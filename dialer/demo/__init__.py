@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import dataclasses
 import json
 import os
@@ -76,16 +75,18 @@ def demo_settings(base: Settings) -> Settings:
 
 
 def _app_connected(instance: AsteriskInstance, app: str) -> bool:
-    """Is some program (a `dialer serve`) connected to Asterisk as the ARI app `app`? ARI lists
-    an application only while a WebSocket holds it."""
-    request = urllib.request.Request(f"{instance.ari_url}/applications")
-    token = base64.b64encode(f"{instance.config.ari_user}:{instance.config.ari_password}".encode()).decode()
-    request.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=3) as response:
-            return any(item.get("name") == app for item in json.loads(response.read()))
-    except (OSError, urllib.error.URLError, ValueError):
-        return False
+    """Is some program (a `dialer serve`) connected to Asterisk as the ARI app `app` now?
+
+    Not `/applications`: an app with endpoint subscriptions stays listed there after its
+    WebSocket has closed. The live sessions are what `ari show websocket sessions` lists.
+    """
+    output = instance.cli("ari show websocket sessions")
+    # Columns: connection id, type, remote address, state, apps (comma-separated).
+    for line in output.splitlines()[2:]:
+        columns = line.split()
+        if len(columns) >= 5 and app in columns[4].split(","):
+            return True
+    return False
 
 
 def _gate_instant(choice: str, leads: list[DemoLead], book: RuleBook) -> datetime | None:
