@@ -38,6 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "crm_bridge.cli",
     "compliance_rules.cli",
     "recordings.cli",
+    "dialer.campaign.cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]
