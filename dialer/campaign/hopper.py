@@ -71,6 +71,8 @@ class HopperEntry(Generic[T]):
     attempts: int
     payload: T
     priority: int = 0
+    owner_agent_id: str | None = None
+    """A scheduled callback that belongs to one agent: dialed only while that agent is ready."""
 
 
 class Hopper(Generic[T]):
@@ -127,13 +129,18 @@ class Hopper(Generic[T]):
         del now
         return True
 
-    def take(self) -> HopperEntry[T] | None:
-        """The next lead to dial, now in flight; None when the hopper is empty."""
-        if not self._queue:
-            return None
-        entry = self._queue.popleft()
-        self._in_flight[entry.lead_id] = entry
-        return entry
+    def take(self, ready_agents: frozenset[str] | None = None) -> HopperEntry[T] | None:
+        """The next lead to dial, now in flight; None when there is none to dial now.
+
+        With `ready_agents`, a callback owned by an agent is passed over (it keeps its place)
+        unless its owner is among them; None: ownership is not checked.
+        """
+        for index, entry in enumerate(self._queue):
+            if ready_agents is None or entry.owner_agent_id is None or entry.owner_agent_id in ready_agents:
+                del self._queue[index]
+                self._in_flight[entry.lead_id] = entry
+                return entry
+        return None
 
     def put_back(self, entry: HopperEntry[T], until: float | None) -> None:
         """A lead taken but not dialed (the gate's last check said no): cool it down."""

@@ -452,7 +452,7 @@ class CampaignRunner:
         for _ in range(lines):
             if not self.running:
                 break
-            entry = self.hopper.take()
+            entry = self.hopper.take(self.ready_agents())
             if entry is None:
                 break
             await self.dial(entry)
@@ -489,7 +489,8 @@ class CampaignRunner:
     @staticmethod
     def _entry(candidate: CampaignLead) -> HopperEntry[Lead]:
         lead = candidate.lead
-        return HopperEntry(lead.lead_id, lead.phones[0], candidate.attempts, lead, candidate.priority)
+        return HopperEntry(lead.lead_id, lead.phones[0], candidate.attempts, lead, candidate.priority,
+                           owner_agent_id=candidate.callback_agent_id)
 
     async def _blocked(self, entry: HopperEntry[Lead], codes: Sequence[ReasonCode], now: float) -> None:
         for code in codes:
@@ -594,6 +595,11 @@ class CampaignRunner:
         if record.live_answer:
             # The abandon tally is read back from the calls rows (the truth), soon.
             self._tally_at = 0.0
+
+    def ready_agents(self) -> frozenset[str]:
+        """Agents of this campaign free to take a call now."""
+        return frozenset(leg.agent_id for leg in self.runtime.agents.values()
+                         if leg.session.available and self.campaign_id in leg.session.campaign_ids)
 
     def status(self) -> CampaignStatus:
         states: Counter[str] = Counter()
@@ -837,7 +843,7 @@ class CampaignRuntime:
 
     # -- matching answered calls with agents -------------------------------------------------
     def _want_agent(self, runner: CampaignCallRunner) -> None:
-        leg = self._pick_agent(runner.campaign.campaign_id)
+        leg = self._pick_agent(runner.campaign.campaign_id, runner.entry.owner_agent_id)
         if leg is None:
             waiting = _Waiting(runner)
             if runner.request.inbound:
@@ -858,9 +864,14 @@ class CampaignRuntime:
     def _cancel_want(self, runner: CampaignCallRunner) -> None:
         self._waiting = deque(w for w in self._waiting if w.runner is not runner)
 
-    def _pick_agent(self, campaign_id: str) -> AgentLeg | None:
+    def _pick_agent(self, campaign_id: str, owner: str | None = None) -> AgentLeg | None:
         ready = [leg for leg in self.agents.values()
                  if leg.session.available and campaign_id in leg.session.campaign_ids]
+        # A callback goes to the agent who owns it when that agent is free; else to anyone ready,
+        # rather than leave the person unattended (47 CFR 64.1200(a)(7)).
+        owned = [leg for leg in ready if leg.agent_id == owner]
+        if owned:
+            return owned[0]
         # The agent ready the longest takes the call (fair share of the work).
         return min(ready, key=lambda leg: leg.session.since, default=None)
 

@@ -202,3 +202,14 @@ def test_stopping_the_campaign_ends_only_calls_nobody_has_answered() -> None:
     answered.handle(cc.LeadAnswered(), T0 + 3)
     assert answered.handle(cc.Stop(), T0 + 3.5) == []
     assert _kinds(answered.handle(cc.AmdDecided("HUMAN", "HUMAN-500-800"), T0 + 5))[-1] == "WantAgent"
+
+
+def test_a_callback_owned_by_an_agent_waits_for_that_agent_and_keeps_its_place() -> None:
+    hopper: Hopper[str] = Hopper(4)
+    owned = HopperEntry("cb", "+12125551104", 1, "cb", priority=5, owner_agent_id="ann")
+    hopper.add([owned, _entry("x")], T0)
+    taken = hopper.take(frozenset({"bob"}))  # Ann is busy: the callback is passed over, not lost
+    assert taken is not None and taken.lead_id == "x"
+    assert hopper.take(frozenset({"bob"})) is None
+    taken = hopper.take(frozenset({"ann", "bob"}))
+    assert taken is not None and taken.lead_id == "cb"
