@@ -102,6 +102,17 @@ class Floor:
                     found += [item["id"] for item in await response.json() if item["id"].startswith(prefixes)]
         return found
 
+    async def nothing_left(self, *prefixes: str, within: float = 10.0) -> None:
+        """Wait until Asterisk holds no channel or bridge of ours (a Local channel's ';2' half
+        goes a moment after its ';1'); fail with what is left after `within` seconds."""
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            left = await self.asterisk_objects(*prefixes)
+            if not left or asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert left == [], f"left in Asterisk: {left}"
+
     async def wait_for(self, predicate: Any, within: float, what: str) -> None:
         """Poll `predicate` (state the runtime owns, no event to wait on) until true."""
         deadline = asyncio.get_running_loop().time() + within

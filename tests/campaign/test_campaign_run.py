@@ -117,7 +117,7 @@ async def test_a_campaign_run_dials_only_allowed_leads_connects_people_and_logs_
     for agent_id in agents:
         await runtime.logout(agent_id)
     await floor.wait_for(lambda: not runtime.agents, 15, "agents logged out")
-    assert await floor.asterisk_objects("ags-", "cmp-") == []
+    await floor.nothing_left("ags-", "cmp-")
 
 
 class _AllAtOnce:
@@ -169,4 +169,4 @@ async def test_no_agent_within_two_seconds_plays_the_safe_harbor_and_press_9_opt
     assert membership[0]["done"]
     await runtime.logout(agent_id)
     await floor.wait_for(lambda: not runtime.agents, 15, "agent logged out")
-    assert await floor.asterisk_objects("ags-", "cmp-") == []
+    await floor.nothing_left("ags-", "cmp-")

@@ -83,4 +83,4 @@ async def test_inbound_calls_reach_a_ready_agent_or_wait_with_music(floor: Floor
     assert new_lead is not None and new_lead.phones == (unknown,) and new_lead.source == "inbound"
     await runtime.logout(agent_id)
     await floor.wait_for(lambda: not runtime.agents, 10, "logged out")
-    assert await floor.asterisk_objects("ags-", "cmp-") == []
+    await floor.nothing_left("ags-", "cmp-")

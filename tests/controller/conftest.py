@@ -100,6 +100,17 @@ class Dialer:
     async def our_asterisk_objects(self) -> list[str]:
         return await our_asterisk_objects(self.asterisk)
 
+    async def nothing_left(self, within: float = 10.0) -> None:
+        """Wait until Asterisk holds none of our calls' channels or bridges (a Local channel's
+        ';2' half goes a moment after its ';1'); fail with what is left after `within` s."""
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            left = await self.our_asterisk_objects()
+            if not left or asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert left == [], f"left in Asterisk: {left}"
+
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         connection = await asyncpg.connect(self.pg_dsn)
         try:

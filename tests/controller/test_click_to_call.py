@@ -110,7 +110,7 @@ async def test_click_to_call_connects_records_and_logs_everything(
     await dialer.services.outbox.flush(10)
     lead = await dialer.services.store.get_lead(lead_id)
     assert lead is not None and lead.pipeline_stage.value == "appt_set"
-    assert await dialer.our_asterisk_objects() == []
+    await dialer.nothing_left()
 
 
 @pytest.mark.timeout(150)
@@ -137,7 +137,7 @@ async def test_unanswered_leads_end_with_their_outcome_and_leave_nothing(
     if sip_code is not None:
         assert call.sip_code == sip_code
     assert call.lead_answered_at is None and call.bridged_at is None and call.ended_at is not None
-    assert await dialer.our_asterisk_objects() == []
+    await dialer.nothing_left()
 
 
 @pytest.mark.timeout(90)
@@ -152,7 +152,7 @@ async def test_agent_who_does_not_answer_means_the_lead_is_never_dialed(
     call = await dialer.ended_call(body["call_id"], within=40)
     assert call.outcome is not None and call.outcome.value == "agent_no_answer"
     assert call.lead_ringing_at is None and call.agent_answered_at is None
-    assert await dialer.our_asterisk_objects() == []
+    await dialer.nothing_left()
 
 
 @pytest.mark.timeout(60)
@@ -165,7 +165,7 @@ async def test_a_blocked_request_gets_403_creates_nothing_and_is_audited(dialer:
     status, body = await _post_call(dialer, {"phone": "+12125551107", "agent_id": agent_id})
     assert status == 403 and body["error"] == "compliance_blocked"
     assert "opted_out" in {reason["code"] for reason in body["reasons"]}
-    assert await dialer.our_asterisk_objects() == []
+    assert await dialer.our_asterisk_objects() == []  # at once: nothing was ever created
     await dialer.services.outbox.flush(10)
     rows = await dialer.fetch("SELECT allowed, reasons FROM compliance_decisions WHERE decision_id = $1::uuid",
                               body["decision_id"])
@@ -226,7 +226,7 @@ async def test_bad_call_requests_get_4xx_naming_the_problem(dialer: Dialer) -> N
     )
     assert not_a_socket.status == 400 and (await not_a_socket.json())["error"] == "websocket_required"
     assert (await dialer.client.post("/v1/calls", json={})).status == 401
-    assert await dialer.our_asterisk_objects() == []
+    assert await dialer.our_asterisk_objects() == []  # at once: nothing was ever created
 
 
 @pytest.mark.timeout(90)
@@ -246,7 +246,7 @@ async def test_hangup_ends_a_live_call_once(dialer: Dialer) -> None:
     assert call.outcome is not None and call.outcome.value == "answered" and call.bridged_at is not None
     again = await dialer.client.post(f"/v1/calls/{call_id}/hangup", headers=dialer.auth())
     assert again.status == 409 and (await again.json())["error"] == "call_not_active"
-    assert await dialer.our_asterisk_objects() == []
+    await dialer.nothing_left()
 
 
 @pytest.mark.timeout(60)

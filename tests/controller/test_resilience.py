@@ -68,7 +68,7 @@ async def test_asterisk_restart_mid_call_closes_the_call_and_new_calls_work(dial
     second = await _place(dialer, "+12125551103")
     after = await dialer.ended_call(second, within=60)
     assert after.outcome is not None and after.outcome.value == "answered"
-    assert await dialer.our_asterisk_objects() == []
+    await dialer.nothing_left()
 
 
 @pytest.fixture
