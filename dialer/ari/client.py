@@ -15,7 +15,6 @@ snoop: a 409 on a retry means the first attempt worked).
 from __future__ import annotations
 
 import asyncio
-import base64
 import enum
 import json
 import random
@@ -27,6 +26,7 @@ from urllib.parse import quote
 import aiohttp
 import structlog
 
+from dialer.ari.auth import basic_auth
 from dialer.ari.backoff import Backoff
 from dialer.ari.errors import (
     AriProtocolError,
@@ -190,7 +190,7 @@ class AriClient:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                headers={"Authorization": _basic_auth(self.config.user, self.config.password)},
+                headers={"Authorization": basic_auth(self.config.user, self.config.password)},
                 # No session-wide `total`: aiohttp would apply it to the whole life of the event
                 # WebSocket that shares this session. Each REST call sets its own total instead.
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.config.request_timeout),
@@ -739,13 +739,6 @@ class AriClient:
             params={"to": to, "from": from_, "body": body},
             body={"variables": dict(variables)} if variables else None,
         )
-
-
-def _basic_auth(user: str, password: str) -> str:
-    # Written by hand: aiohttp.BasicAuth is deprecated in 3.14 and encode_basic_auth is new there.
-    if ":" in user:
-        raise ValueError("an ARI user name cannot contain ':' (HTTP basic auth)")
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 def _error_message(text: str, reason: str | None) -> str:

@@ -13,7 +13,6 @@ cached root); ``AsteriskInstance.host_path`` maps such a path to where this proc
 
 from __future__ import annotations
 
-import base64
 import configparser
 import json
 import os
@@ -28,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
+from dialer.ari.auth import basic_auth
 from dialer.settings import Settings
 
 MINIMUM_MAJOR_VERSION = 22
@@ -366,8 +366,7 @@ class AsteriskInstance:
     def ari_answers(self, timeout: float = 2.0) -> str | None:
         """The Asterisk version ARI reports, or None when ARI does not answer."""
         request = urllib.request.Request(f"{self.ari_url}/asterisk/info")
-        token = base64.b64encode(f"{self.config.ari_user}:{self.config.ari_password}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
+        request.add_header("Authorization", basic_auth(self.config.ari_user, self.config.ari_password))
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 info = json.loads(response.read())

@@ -7,7 +7,6 @@ Used by the stack's self-check and by tests of the simulated network. It talks r
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 import uuid
@@ -15,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+
+from dialer.ari.auth import basic_auth_header
 
 # Asterisk hang-up causes (Q.850) the simulated network produces, by name.
 CAUSE_NAMES = {
@@ -60,12 +61,6 @@ class CallOutcome:
             "talk_seconds": None if self.talk_seconds is None else round(self.talk_seconds, 2),
             "total_seconds": round(self.total_seconds, 2),
         }
-
-
-def basic_auth_header(user: str, password: str) -> dict[str, str]:
-    """HTTP basic auth as a header (aiohttp 3.14 deprecates BasicAuth objects)."""
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
 
 
 def _sip_code(tech_cause: object) -> int | None:

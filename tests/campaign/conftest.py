@@ -18,11 +18,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from crm_bridge.store import TokenRole
+from dialer.ari.auth import basic_auth_header
 from dialer.calls.machine import CallTimeouts
 from dialer.campaign.runtime import CampaignRuntime, campaign_lead_record
 from dialer.controller.service import DialerServices, dialer_services
 from dialer.provision.asterisk import AsteriskInstance
-from dialer.provision.smoke import basic_auth_header
 from tests.controller.conftest import dialer_settings, mark_lists_fresh
 
 GATE_NOW = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
@@ -122,34 +122,19 @@ class Floor:
             await asyncio.sleep(0.1)
 
 
-def _long_tone(path: Path, seconds: int) -> Path:
-    """An 8 kHz mono 440 Hz WAV: the stock test source lasts 30 s, and baresip hangs up when its
-    audio source ends, which would end a nailed-up agent leg mid-session."""
-    import math
-    import wave
-
-    if not path.exists():
-        period = b"".join(
-            int(8000 * math.sin(2 * math.pi * 440 * i / 8000)).to_bytes(2, "little", signed=True) for i in range(400)
-        )
-        with wave.open(str(path), "wb") as wav:
-            wav.setnchannels(1)
-            wav.setsampwidth(2)
-            wav.setframerate(8000)
-            wav.writeframes(period * (seconds * 20))
-    return path
-
-
 @pytest.fixture
 def agent_phone(asterisk: AsteriskInstance, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Start baresip agents whose audio lasts `seconds` (default 10 minutes); stopped after the test."""
     import socket
 
+    from dialer.demo.softphone import long_tone
     from tests.conftest import _free_port
     from tests.softphone import Softphone
 
     phones: list[Softphone] = []
-    source = _long_tone(tmp_path_factory.getbasetemp() / "agent-tone-long.wav", 600)
+    # baresip hangs up when its audio source ends (the stock test tone lasts 30 s), which
+    # would end a nailed-up agent leg mid-session.
+    source = long_tone(tmp_path_factory.getbasetemp() / "agent-tone-long.wav", 600)
 
     def start(endpoint: str) -> Softphone:
         phone = Softphone(tmp_path_factory.mktemp(endpoint), endpoint, asterisk.config.agent_password,

@@ -17,10 +17,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from crm_bridge.store import Call, TokenRole
+from dialer.ari.auth import basic_auth_header
 from dialer.calls.machine import CallTimeouts
 from dialer.controller.service import DialerServices, dialer_services
 from dialer.provision.asterisk import AsteriskInstance
-from dialer.provision.smoke import basic_auth_header
 from dialer.settings import Settings, from_environment
 
 # A Tuesday at noon Eastern, 9 a.m. Pacific: inside every state's window, no holiday.

@@ -10,19 +10,17 @@ from typing import Any
 import aiohttp
 import pytest
 
+from dialer.ari.auth import basic_auth, basic_auth_header
 from dialer.provision.asterisk import AsteriskInstance
-from dialer.provision.smoke import basic_auth_header, place_call, place_calls
+from dialer.provision.smoke import place_call, place_calls
 from tests.softphone import SOURCE_TONE_HZ
 
 pytestmark = pytest.mark.integration
 
 
 def _ari_get(asterisk: AsteriskInstance, path: str) -> Any:
-    import base64
-
     request = urllib.request.Request(f"{asterisk.ari_url}{path}")
-    token = base64.b64encode(f"{asterisk.config.ari_user}:{asterisk.config.ari_password}".encode()).decode()
-    request.add_header("Authorization", f"Basic {token}")
+    request.add_header("Authorization", basic_auth(asterisk.config.ari_user, asterisk.config.ari_password))
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.loads(response.read())
 
