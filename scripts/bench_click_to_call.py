@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import time
 import uuid
@@ -31,16 +30,11 @@ from dialer.controller.requests import ComplianceBlocked, DialRequest
 from dialer.controller.service import dialer_services
 from dialer.logs import configure_logging
 from dialer.provision.asterisk import AsteriskInstance, ensure_install
+from dialer.provision.ports import free_local_port
 from dialer.settings import from_environment
 
 GATE_NOW = datetime(2026, 11, 24, 17, 0, tzinfo=UTC)  # inside every calling window
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _percentile(values: Sequence[float], fraction: float) -> float:
@@ -93,9 +87,9 @@ async def run(concurrencies: list[int], rounds: int) -> None:
     redis_url, prefix = "redis://127.0.0.1:6379/14", f"bench:{run_id}:"
     settings = from_environment(
         instance=f"bench-{run_id}",
-        ari_port=_free_port(socket.SOCK_STREAM),
-        sip_port=_free_port(socket.SOCK_DGRAM),
-        carrier_port=_free_port(socket.SOCK_DGRAM),
+        ari_port=free_local_port(),
+        sip_port=free_local_port(),
+        carrier_port=free_local_port(),
         ari_password=uuid.uuid4().hex,
         rtp_start=40000,
         rtp_end=50000,

@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from dialer.provision.asterisk import AsteriskInstance, ensure_install
+from dialer.provision.ports import free_local_port
 from dialer.settings import from_environment
 
 ADMIN_DSN = os.environ.get("DIALER_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -91,24 +92,14 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 # ---- Asterisk: one instance per test run, on free ports, beside any running one -------------
-def _free_port(kind: int) -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def asterisk() -> Iterator[AsteriskInstance]:
     """A real Asterisk 22 provisioned by the project, with its own ports and directories."""
-    import socket
-
     settings = from_environment(
         instance=f"test-{RUN_ID}",
-        ari_port=_free_port(socket.SOCK_STREAM),
-        sip_port=_free_port(socket.SOCK_DGRAM),
-        carrier_port=_free_port(socket.SOCK_DGRAM),
+        ari_port=free_local_port(),
+        sip_port=free_local_port(),
+        carrier_port=free_local_port(),
         ari_password=f"test-{uuid.uuid4().hex}",
         agent_password=f"agent-{uuid.uuid4().hex[:12]}",
         rtp_start=30000,
@@ -127,8 +118,6 @@ def asterisk() -> Iterator[AsteriskInstance]:
 @pytest.fixture
 def softphone_factory(asterisk: AsteriskInstance, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Start baresip softphones registered to agent endpoints; all stopped after the test."""
-    import socket
-
     from tests.softphone import Softphone
 
     phones: list[Softphone] = []
@@ -139,7 +128,6 @@ def softphone_factory(asterisk: AsteriskInstance, tmp_path_factory: pytest.TempP
             endpoint,
             asterisk.config.agent_password,
             asterisk.config.sip_port,
-            _free_port(socket.SOCK_DGRAM),
             auto_answer=auto_answer,
         )
         phones.append(phone)

@@ -125,10 +125,7 @@ class Floor:
 @pytest.fixture
 def agent_phone(asterisk: AsteriskInstance, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Start baresip agents whose audio lasts `seconds` (default 10 minutes); stopped after the test."""
-    import socket
-
     from dialer.demo.softphone import long_tone
-    from tests.conftest import _free_port
     from tests.softphone import Softphone
 
     phones: list[Softphone] = []
@@ -138,11 +135,7 @@ def agent_phone(asterisk: AsteriskInstance, tmp_path_factory: pytest.TempPathFac
 
     def start(endpoint: str) -> Softphone:
         phone = Softphone(tmp_path_factory.mktemp(endpoint), endpoint, asterisk.config.agent_password,
-                          asterisk.config.sip_port, _free_port(socket.SOCK_DGRAM))
-        config = phone.workdir / "config"
-        lines = [f"audio_source aufile,{source}" if line.startswith("audio_source") else line
-                 for line in config.read_text().splitlines()]
-        config.write_text("\n".join(lines) + "\n")
+                          asterisk.config.sip_port, tone=source)
         phones.append(phone)
         phone.start()
         return phone

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -22,6 +21,7 @@ from crm_bridge.store import TokenRole
 from dialer.calls.machine import CallTimeouts
 from dialer.controller.service import dialer_services
 from dialer.provision.asterisk import AsteriskInstance
+from dialer.provision.ports import free_local_port
 from tests.controller.conftest import (
     GATE_NOW,
     Dialer,
@@ -115,12 +115,6 @@ async def test_postgres_down_during_a_call_loses_nothing_and_writes_once(dialer_
 
 
 # ---- SIGKILL of the controller ---------------------------------------------------------------
-def _free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start_child(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -150,7 +144,7 @@ async def test_controller_killed_mid_call_is_reconciled_on_restart(
 ) -> None:
     from crm_bridge.store import CrmStore
 
-    port = _free_tcp_port()
+    port = free_local_port()
     settings = dialer_settings(asterisk, pg_dsn, redis_url, redis_prefix, tmp_path)
     env = {
         **os.environ,
