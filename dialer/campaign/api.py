@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -14,14 +17,53 @@ from aiohttp import web
 
 from crm_bridge.dispositions import PipelineStage
 from crm_bridge.records import InvalidRecord
-from crm_bridge.store import Lead, TokenRole
-from dialer.api.app import DEPS, TOKEN, ApiError, allow
-from dialer.campaign.intake import IntakeError, merge, parse_web_lead
+from crm_bridge.store import Campaign, Lead, TokenRole
+from dialer.api.app import DEPS, TOKEN, ApiDependencies, ApiError, allow
+from dialer.campaign.intake import IntakeError, Merge, WebLead, merge, parse_web_lead
 from dialer.campaign.runtime import CampaignError, CampaignRuntime, campaign_lead_record
 
 STAFF = (TokenRole.SUPERVISOR, TokenRole.ADMIN)
 # Speed-to-lead leads go ahead of every other lead of the campaign in the CRM hopper too.
 SPEED_TO_LEAD_PRIORITY = 1000
+
+
+class KeyedLocks:
+    """Serialises work per key (a lead's phone, its e-mail) without serialising unrelated keys.
+
+    Two posts of the same person at the same instant would otherwise both miss the other in
+    PostgreSQL and both create a lead. Keys are taken in sorted order so two requests sharing
+    two keys cannot deadlock; a key's lock is dropped when nobody holds or waits for it.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: dict[str, int] = {}
+
+    @contextlib.asynccontextmanager
+    async def holding(self, keys: Iterable[str]) -> AsyncIterator[None]:
+        ordered = sorted(set(keys))
+        for key in ordered:
+            self._users[key] = self._users.get(key, 0) + 1
+            self._locks.setdefault(key, asyncio.Lock())
+        taken: list[asyncio.Lock] = []
+        try:
+            for key in ordered:
+                await self._locks[key].acquire()
+                taken.append(self._locks[key])
+            yield
+        finally:
+            for lock in reversed(taken):
+                lock.release()
+            for key in ordered:
+                self._users[key] -= 1
+                if not self._users[key]:
+                    del self._users[key], self._locks[key]
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+LEAD_IDENTITY_LOCKS: web.AppKey[KeyedLocks] = web.AppKey("lead_identity_locks", KeyedLocks)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -151,6 +193,27 @@ async def post_lead(request: web.Request) -> web.Response:
         campaign = await deps.store.get_campaign(lead.campaign_id)
         if campaign is None:
             raise ApiError(422, "unknown_campaign", f"no campaign {lead.campaign_id!r}", field="campaign_id")
+    identity = [f"phone:{lead.phone}", *([f"email:{lead.email}"] if lead.email is not None else [])]
+    async with request.app[LEAD_IDENTITY_LOCKS].holding(identity):
+        existing, lead_id, merged = await _merge_and_store(deps, lead, campaign)
+    queued = False
+    runtime = deps.campaigns
+    if campaign is not None and campaign.speed_to_lead and isinstance(runtime, CampaignRuntime):
+        # The outbox delivers the lead to PostgreSQL in the background; the hopper gets it now.
+        queued = await runtime.speed_to_lead(campaign.campaign_id, _lead_now(lead_id, existing, merged.patch))
+    return web.json_response(
+        {"lead_id": lead_id, "merged": existing is not None, "conflicts": list(merged.conflicts),
+         "needs_review": bool(merged.conflicts) or bool(existing and existing.needs_review),
+         "speed_to_lead": queued, "received_at": received},
+        status=200 if existing else 201,
+    )
+
+
+async def _merge_and_store(
+    deps: ApiDependencies, lead: WebLead, campaign: Campaign | None
+) -> tuple[Lead | None, str, Merge]:
+    """Match the web lead to a known one, merge, and write it (delivered to PostgreSQL before
+    returning when it can be, so the next post for the same person finds it)."""
     matches = await deps.store.find_leads_by_phone(lead.phone)
     if not matches and lead.email is not None:
         matches = await deps.store.find_leads_by_email(lead.email)
@@ -168,20 +231,9 @@ async def post_lead(request: web.Request) -> web.Response:
     flush = getattr(deps.records, "flush", None)
     if flush is not None:
         # Deliver now, so the next web lead for the same person finds this one (duplicates are
-        # matched in PostgreSQL). Two requests for the same person at the very same instant can
-        # still both create a lead (no lock across requests).
+        # matched in PostgreSQL; the caller holds the person's identity locks meanwhile).
         await flush(5.0)
-    queued = False
-    runtime = deps.campaigns
-    if campaign is not None and campaign.speed_to_lead and isinstance(runtime, CampaignRuntime):
-        # The outbox delivers the lead to PostgreSQL in the background; the hopper gets it now.
-        queued = await runtime.speed_to_lead(campaign.campaign_id, _lead_now(lead_id, existing, merged.patch))
-    return web.json_response(
-        {"lead_id": lead_id, "merged": existing is not None, "conflicts": list(merged.conflicts),
-         "needs_review": bool(merged.conflicts) or bool(existing and existing.needs_review),
-         "speed_to_lead": queued, "received_at": received},
-        status=200 if existing else 201,
-    )
+    return existing, lead_id, merged
 
 
 def _lead_now(lead_id: str, existing: Lead | None, patch: dict[str, object]) -> Lead:
@@ -209,4 +261,5 @@ def add_campaign_routes(app: web.Application) -> None:
     app.router.add_post("/v1/campaigns/{campaign_id}/start", campaign_start)
     app.router.add_post("/v1/campaigns/{campaign_id}/stop", campaign_stop)
     app.router.add_get("/v1/campaigns/{campaign_id}", campaign_status)
+    app[LEAD_IDENTITY_LOCKS] = KeyedLocks()
     app.router.add_post("/v1/leads", post_lead)

@@ -111,3 +111,23 @@ async def test_web_leads_are_validated_and_merged_by_enrichment(floor: Floor) ->
     assert (lead.first_name, lead.last_name, lead.zip, lead.email) == ("Ann", "Lee", "10001", "ann@example.com")
     assert lead.phones == ("+12125550142", "+13055550142") and lead.needs_review
     assert lead.review_reason is not None and "first_name" in lead.review_reason
+
+
+@pytest.mark.timeout(60)
+async def test_the_same_person_posted_at_once_becomes_one_lead(floor: Floor) -> None:
+    """A web form double-submitted, or two lead vendors selling the same person at the same
+    second: one lead, the other posts merged into it."""
+    import asyncio
+
+    bodies = [{"first_name": "Dee", "phone": "+14045550177", "source": f"vendor-{index}",
+               **({"email": "dee@example.com"} if index % 2 else {})} for index in range(8)]
+    answers = await asyncio.gather(*(_post(floor, "/v1/leads", body) for body in bodies))
+    assert sorted(status for status, _ in answers) == [200] * 7 + [201]
+    assert len({answer["lead_id"] for _, answer in answers}) == 1
+    await floor.services.outbox.flush(10)
+    assert len(await floor.services.store.find_leads_by_phone("+14045550177")) == 1
+    # Same e-mail, another phone, at once: still the same person.
+    answers = await asyncio.gather(*(_post(floor, "/v1/leads", {
+        "first_name": "Dee", "phone": f"+1404555018{index}", "source": "web", "email": "dee@example.com"})
+        for index in range(4)))
+    assert {answer["lead_id"] for _, answer in answers} == {answers[0][1]["lead_id"]}
