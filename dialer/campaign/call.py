@@ -2,8 +2,9 @@
 the safe-harbor message, the machine answer. No IO; the runtime executes the actions.
 
 The lead is originated into the dialplan context `dialer-amd`, which runs `AMD()` and then
-enters the app with `amd,STATUS,CAUSE` (design.md decision 5). The instant the app sees that
-is the end of the greeting as far as the dialer can know it (`greeting_ended_at`).
+enters the app with `amd,STATUS,CAUSE` (design.md decision 5). AMD declares a person only
+after some silence following the greeting, and says how much (`HUMAN-<silence ms>-<limit ms>`),
+so the greeting ended that long before the decision (`greeting_ended_at`; `greeting_end`).
 
 - HUMAN (and NOTSURE: a person may be there) -> the call's bridge is made and recorded, then
   a ready agent joins it. 47 CFR 64.1200(a)(7): a person not connected to an agent within 2 s
@@ -27,6 +28,21 @@ from dialer.pacing.types import DialOutcome, EventKind
 CONNECT_LIMIT_SECONDS = 2.0
 # 47 CFR 64.1200(a)(6): let it ring at least 15 s (four rings).
 MIN_RING_SECONDS = 15
+
+
+def greeting_end(status: str, cause: str, decided_at: float, answered_at: float) -> float:
+    """When the called person's greeting ended, the instant the 2-second rule counts from.
+
+    AMD says HUMAN once the greeting has been followed by `afterGreetingSilence` of silence;
+    its cause `HUMAN-<silence ms>-<afterGreetingSilence ms>` gives that silence, so the greeting
+    ended that long before the decision (never before the answer). Other decisions (NOTSURE
+    after the analysis time ran out: the person may still be talking) carry no such measure,
+    and the decision itself is the best the dialer knows.
+    """
+    parts = cause.split("-")
+    if status != "HUMAN" or len(parts) != 3 or parts[0] != "HUMAN" or not parts[1].isdigit():
+        return decided_at
+    return max(answered_at, decided_at - int(parts[1]) / 1000.0)
 
 
 class CampaignCallState(StrEnum):
@@ -475,7 +491,9 @@ class CampaignCall:
         request = self.request
         if self.record.answered_at is None:
             self._update(answered_at=now)
-        self._update(amd_result=status, amd_cause=cause, greeting_ended_at=now)
+        answered_at = self.record.answered_at
+        greeting_ended = greeting_end(status, cause, now, now if answered_at is None else answered_at)
+        self._update(amd_result=status, amd_cause=cause, greeting_ended_at=greeting_ended)
         since_dial = now - self.record.requested_at
         if status == "MACHINE":
             if request.machine_action is MachineAction.MESSAGE:
@@ -489,7 +507,8 @@ class CampaignCall:
         # HUMAN or NOTSURE: treat as a person (a person may be there; the rule protects them).
         self._bridge_made = True
         self._wanting = True
-        actions = self._go(CampaignCallState.WAITING_AGENT, now, now + request.agent_wait)
+        # The 2 s run from the greeting's end, already `now - greeting_ended` ago.
+        actions = self._go(CampaignCallState.WAITING_AGENT, now, max(now, greeting_ended + request.agent_wait))
         return [
             Observe(EventKind.HUMAN_ANSWERED, since_dial, DialOutcome.HUMAN),
             *actions,

@@ -81,7 +81,9 @@ def test_a_person_joins_an_agent_in_a_recorded_bridge_and_the_call_is_not_abando
     call = _call()
     actions = _human(call)
     assert _kinds(actions) == ["Observe", "Emit", "PrepareBridge", "WantAgent"]
-    assert call.next_timer() == T0 + 5 + 1.5
+    # AMD decided at T0+5 after 0.5 s of silence: the greeting ended at T0+4.5, the clock runs from there.
+    assert call.record.greeting_ended_at == T0 + 4.5
+    assert call.next_timer() == T0 + 4.5 + 1.5
     assert call.handle(cc.BridgeReady("cmp-1-recording"), T0 + 5.05) == []
     actions = call.handle(cc.AgentAssigned("a1", "ags-1"), T0 + 5.1)
     assert isinstance(actions[-1], cc.ConnectAgent)
@@ -112,6 +114,39 @@ def test_no_agent_in_time_plays_the_safe_harbor_within_two_seconds_and_press_9_o
     assert call.handle(cc.DtmfReceived("9"), T0 + 9.1) == []  # once
     call.handle(cc.LeadGone(16), T0 + 9.2)
     assert call.record.outcome is CallOutcome.ABANDONED and call.record.opted_out
+
+
+@pytest.mark.parametrize(("status", "cause", "expected"), [
+    ("HUMAN", "HUMAN-800-800", T0 + 9.2),
+    ("HUMAN", "HUMAN-1200-800", T0 + 8.8),
+    ("HUMAN", "HUMAN-30000-800", T0 + 5),  # never before the answer
+    ("NOTSURE", "TOOLONG-5000", T0 + 10),  # still talking when the analysis ended: the decision
+    ("HUMAN", "HUMAN", T0 + 10),  # no measure given
+    ("HUMAN", "HUMAN-x-800", T0 + 10),
+    ("MACHINE", "MAXWORDS-4-4", T0 + 10),
+])
+def test_the_greeting_ends_before_amd_decides_by_the_silence_amd_waited_for(
+    status: str, cause: str, expected: float
+) -> None:
+    assert cc.greeting_end(status, cause, T0 + 10, T0 + 5) == pytest.approx(expected)
+
+
+def test_the_two_seconds_count_from_the_greeting_not_from_the_amd_decision() -> None:
+    call = _call()
+    call.handle(cc.LeadAnswered(), T0 + 3)
+    call.handle(cc.AmdDecided("HUMAN", "HUMAN-900-800"), T0 + 5)
+    assert call.next_timer() == pytest.approx(T0 + 4.1 + 1.5)
+    call.handle(cc.BridgeReady("r"), T0 + 5.05)
+    call.handle(cc.AgentAssigned("a1", "ags-1"), T0 + 5.5)
+    call.handle(cc.AgentJoined(), T0 + 6.3)  # 1.3 s after the decision, 2.2 s after the greeting
+    assert call.record.abandoned
+    # A silence longer than the wait leaves no time at all: the message plays at once.
+    late = _call()
+    late.handle(cc.LeadAnswered(), T0 + 3)
+    late.handle(cc.AmdDecided("HUMAN", "HUMAN-2500-2500"), T0 + 6)
+    assert late.next_timer() == T0 + 6
+    late.handle(cc.BridgeReady("r"), T0 + 6.05)
+    assert "PlaySafeHarbor" in _kinds(late.handle_timer(T0 + 6.05))
 
 
 def test_an_agent_that_joins_after_two_seconds_still_counts_as_abandoned() -> None:
