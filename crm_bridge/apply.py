@@ -27,6 +27,7 @@ TABLES: dict[RecordKind, str] = {
     RecordKind.AGENT_UPSERT: "agents",
     RecordKind.CAMPAIGN_UPSERT: "campaigns",
     RecordKind.CAMPAIGN_LEAD: "campaign_leads",
+    RecordKind.MONITOR_SESSION: "monitor_sessions",
 }
 
 # Links to audit rows a later call snapshot may omit but must never clear.
@@ -85,6 +86,13 @@ async def apply_record(conn: asyncpg.Connection, kind: RecordKind, record: Mappi
             "UPDATE calls SET recording_id = r.recording_id FROM recordings r "
             "WHERE calls.call_id = $1 AND calls.recording_id IS NULL AND r.call_id = $1",
             record["call_id"],
+        )
+    elif kind is RecordKind.MONITOR_SESSION:
+        # Like call snapshots: only a newer version replaces the row.
+        await conn.execute(
+            f"{_insert(table, names)} ON CONFLICT ({key}) DO UPDATE SET {_set_from_excluded(names, key)}, "
+            "updated_at = now() WHERE monitor_sessions.version < EXCLUDED.version",
+            *values,
         )
     elif kind in (RecordKind.OPT_OUT, RecordKind.COMPLIANCE_DECISION):
         # Audit rows are immutable: the first write wins.

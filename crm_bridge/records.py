@@ -36,6 +36,7 @@ class RecordKind(StrEnum):
     AGENT_UPSERT = "agent_upsert"
     CAMPAIGN_UPSERT = "campaign_upsert"
     CAMPAIGN_LEAD = "campaign_lead"
+    MONITOR_SESSION = "monitor_session"
 
 
 class CallDirection(StrEnum):
@@ -485,6 +486,26 @@ FIELDS: dict[RecordKind, dict[str, FieldSpec]] = {
         "done": FieldSpec(_boolean, default=False),
         "done_reason": _TEXT,
     },
+    # A supervisor's listen/whisper/barge session on a live call (a versioned snapshot, like calls).
+    RecordKind.MONITOR_SESSION: {
+        "monitor_id": _required(_identifier),
+        "version": _required(_integer(0, 2**62)),
+        "call_id": _required(_identifier),
+        "call_kind": _required(_text(40)),
+        "agent_id": _ID,
+        "campaign_id": _ID,
+        "supervisor_endpoint": _required(_text(200)),
+        "requested_by": _ID,
+        "state": _required(_text(40)),
+        "mode": _required(_text(40)),
+        "modes": FieldSpec(_json_list, default=[], sql=SqlType.JSONB),
+        "requested_at": _required(_timestamp, SqlType.TIMESTAMP),
+        "answered_at": _TS,
+        "ended_at": _TS,
+        "end_reason": FieldSpec(_optional(_text(40))),
+        "end_detail": _TEXT,
+        "supervisor_cause": FieldSpec(_optional(_integer(0, 127))),
+    },
 }
 
 # Primary key of each kind's row.
@@ -498,6 +519,7 @@ KEY_FIELD: dict[RecordKind, str] = {
     RecordKind.AGENT_UPSERT: "agent_id",
     RecordKind.CAMPAIGN_UPSERT: "campaign_id",
     RecordKind.CAMPAIGN_LEAD: "membership_id",
+    RecordKind.MONITOR_SESSION: "monitor_id",
 }
 
 PARTIAL_KINDS: frozenset[RecordKind] = frozenset({RecordKind.LEAD_UPSERT, RecordKind.CAMPAIGN_LEAD})

@@ -425,6 +425,16 @@ class CrmStore:
         row = await self._pool.fetchrow("SELECT * FROM campaigns WHERE campaign_id = $1", campaign_id)
         return None if row is None else _campaign(row)
 
+    async def get_monitor_session(self, monitor_id: str) -> dict[str, object] | None:
+        """A supervisor's monitoring session as last written (`monitor_sessions`), or None."""
+        row = await self._pool.fetchrow("SELECT * FROM monitor_sessions WHERE monitor_id = $1", monitor_id)
+        if row is None:
+            return None
+        session = dict(row)
+        if isinstance(session.get("modes"), str):
+            session["modes"] = json.loads(str(session["modes"]))
+        return session
+
     async def opted_out(self, phone: str) -> bool:
         """Whether `phone` is on the company's do-not-call list in PostgreSQL."""
         return bool(await self._pool.fetchval("SELECT EXISTS (SELECT 1 FROM opt_outs WHERE phone = $1)", phone))

@@ -54,6 +54,7 @@ class ApiDependencies:
     calls: CallService | None = None
     agent_events: AgentEventHub = field(default_factory=AgentEventHub)
     campaigns: Any = None  # dialer.campaign.runtime.CampaignRuntime (agent sessions, campaigns)
+    monitors: Any = None  # dialer.monitor.runtime.MonitorService (supervisors' listen/whisper/barge)
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
@@ -429,6 +430,9 @@ def build_app(deps: ApiDependencies) -> web.Application:
     app.router.add_post("/v1/opt-outs", opt_outs)
     app.router.add_post("/v1/calls", post_call)
     app.router.add_get("/v1/calls", list_calls)
+    from dialer.monitor.api import add_monitor_routes  # here: it builds on this module
+
+    add_monitor_routes(app)  # before /v1/calls/{call_id}: /v1/calls/live is not a call id
     app.router.add_get("/v1/calls/{call_id}", get_call)
     app.router.add_post("/v1/calls/{call_id}/disposition", post_disposition)
     app.router.add_post("/v1/calls/{call_id}/hangup", post_hangup)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dialer.campaign.openapi import campaign_paths
+from dialer.monitor.openapi import monitor_paths
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -98,6 +99,7 @@ def openapi_document() -> dict[str, Any]:
         "security": [{"bearer": []}],
         "paths": {
             **campaign_paths(),
+            **monitor_paths(),
             "/v1/health": {
                 "get": {
                     "summary": "Liveness",

@@ -729,6 +729,11 @@ class AriClient:
         """`GET /endpoints`."""
         return _parse_list(Endpoint.from_json, await self._request("GET", "/endpoints", retry=_Retry.READ), "Endpoint")
 
+    async def get_endpoint(self, technology: str, resource: str) -> Endpoint:
+        """`GET /endpoints/{tech}/{resource}`; `NotFound` when no such endpoint is configured."""
+        path = f"/endpoints/{_segment(technology)}/{_segment(resource)}"
+        return _parse(Endpoint.from_json, await self._request("GET", path, retry=_Retry.READ), "Endpoint")
+
     async def send_message(
         self, to: str, from_: str, body: str, *, variables: Mapping[str, str] | None = None
     ) -> None:

@@ -62,6 +62,7 @@ from dialer.controller.compliance import contact_request, policy_for_campaign
 from dialer.controller.driving import drive
 from dialer.controller.requests import CallRefused
 from dialer.controller.snapshots import SnapshotWriter
+from dialer.monitor.live import LiveCall
 from dialer.pacing import (
     ABANDON_WINDOW_DAYS,
     AbandonTally,
@@ -348,6 +349,8 @@ class CampaignCallRunner:
                 case cc.Observe(kind=kind, seconds=seconds, outcome=outcome):
                     self.campaign.pacer.observe(PacingEvent(kind, time.time(), seconds, outcome))
                 case cc.Emit(record=record):
+                    if record.state in (cc.CampaignCallState.ENDING, cc.CampaignCallState.ENDED):
+                        runtime._call_ending(self.call_id)
                     await runtime.log_snapshot(record.to_crm_call())
                     if record.state is cc.CampaignCallState.BRIDGED and self.agent is not None:
                         await runtime._agent_connected(self.agent)
@@ -659,6 +662,9 @@ class CampaignRuntime:
         self.calls: dict[str, CampaignCallRunner] = {}
         self._waiting: deque[_Waiting] = deque()
         self._inbound_runners: dict[str, CampaignRunner] = {}
+        # Called once with the call id when a call starts ending (supervisors' monitors end with it).
+        self.call_end_listeners: list[Callable[[str], None]] = []
+        self._ending: set[str] = set()
         self._tasks: asyncio.TaskGroup | None = None
         self._sounds: str | None = None
         self._accepting = False
@@ -940,7 +946,40 @@ class CampaignRuntime:
         await self._publish(leg, snapshot)
         self._offer(leg)
 
+    def _call_ending(self, call_id: str) -> None:
+        if call_id in self._ending:
+            return
+        self._ending.add(call_id)
+        for listener in self.call_end_listeners:
+            try:
+                listener(call_id)
+            except Exception:
+                log.exception("call_end_listener_failed", call_id=call_id)
+
+    def live_calls(self) -> list[LiveCall]:
+        """The calls in progress, as a supervisor's wallboard shows them."""
+        return [self._live(runner) for runner in list(self.calls.values())]
+
+    def live_call(self, call_id: str) -> LiveCall | None:
+        runner = self.calls.get(call_id)
+        return None if runner is None else self._live(runner)
+
+    @staticmethod
+    def _live(runner: CampaignCallRunner) -> LiveCall:
+        request = runner.request
+        agent = runner.agent
+        state = runner.machine.state
+        return LiveCall(
+            call_id=runner.call_id, kind="campaign", direction="inbound" if request.inbound else "outbound",
+            state=state.value, connected=state is cc.CampaignCallState.BRIDGED and agent is not None,
+            agent_id=agent.agent_id if agent else None, agent_channel=agent.channel_id if agent else None,
+            bridge_id=request.bridge_id, lead_number=request.phone, campaign_id=request.campaign_id,
+            started_at=_utc(runner.machine.record.requested_at),
+        )
+
     def _forget_call(self, runner: CampaignCallRunner) -> None:
+        self._call_ending(runner.call_id)
+        self._ending.discard(runner.call_id)
         self.calls.pop(runner.call_id, None)
         runner.campaign.calls.pop(runner.call_id, None)
         self._cancel_want(runner)

@@ -72,6 +72,7 @@ from dialer.controller.requests import (
     PlacedCall,
 )
 from dialer.controller.snapshots import SnapshotWriter
+from dialer.monitor.live import LiveCall
 from recordings.archive import archive_recording
 from recordings.crypto import Keyring
 
@@ -261,6 +262,8 @@ class CallRunner:
                     with contextlib.suppress(NotFound):
                         await ari.destroy_bridge(bridge_id)
                 case Emit(record=record):
+                    if record.state in (CallState.ENDING, CallState.ENDED):
+                        self.controller._call_ending(self.call_id)
                     await self.controller.log_snapshot(record.to_crm_call())
                     self.controller.agent_events.publish(
                         request.agent_id,
@@ -336,6 +339,9 @@ class Controller:
         self.snapshots: SnapshotWriter | None = None
         # Called with each call's final snapshot (metrics, benchmarks).
         self.finished_listeners: list[Callable[[CallRecord], None]] = []
+        # Called once with the call id when a call starts ending (supervisors' monitors end with it).
+        self.call_end_listeners: list[Callable[[str], None]] = []
+        self._ending: set[str] = set()
         self._tasks: asyncio.TaskGroup | None = None
         self._accepting = True
 
@@ -366,7 +372,19 @@ class Controller:
                 async with asyncio.timeout(self.config.timeouts.teardown + 5):
                     await asyncio.gather(*waiting)
 
+    def _call_ending(self, call_id: str) -> None:
+        if call_id in self._ending:
+            return
+        self._ending.add(call_id)
+        for listener in self.call_end_listeners:
+            try:
+                listener(call_id)
+            except Exception:
+                log.exception("call_end_listener_failed", call_id=call_id)
+
     def _forget(self, runner: CallRunner) -> None:
+        self._call_ending(runner.call_id)
+        self._ending.discard(runner.call_id)
         self._calls.pop(runner.call_id, None)
         for listener in self.finished_listeners:
             try:
@@ -385,6 +403,25 @@ class Controller:
     @property
     def active_calls(self) -> int:
         return len(self._calls)
+
+    def live_calls(self) -> list[LiveCall]:
+        """The calls in progress, as a supervisor's wallboard shows them."""
+        return [self._live(runner) for runner in list(self._calls.values())]
+
+    def live_call(self, call_id: str) -> LiveCall | None:
+        runner = self._calls.get(call_id)
+        return None if runner is None else self._live(runner)
+
+    @staticmethod
+    def _live(runner: CallRunner) -> LiveCall:
+        request = runner.machine.request
+        state = runner.machine.state
+        return LiveCall(
+            call_id=runner.call_id, kind="click_to_call", direction="outbound", state=state.value,
+            connected=state is CallState.BRIDGED, agent_id=request.agent_id, agent_channel=runner.ids.agent_channel,
+            bridge_id=runner.ids.bridge, lead_number=request.lead_number, campaign_id=request.campaign_id,
+            started_at=runner.machine.record.requested_at,
+        )
 
     # -- CallService -----------------------------------------------------------------------
     def call_status(self, call_id: str) -> str | None:

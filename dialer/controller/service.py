@@ -40,6 +40,7 @@ from dialer.controller.compliance import gate_options
 from dialer.controller.runtime import Controller, ControllerConfig
 from dialer.controller.snapshots import SnapshotWriter
 from dialer.metrics import Metrics, set_all
+from dialer.monitor.runtime import MonitorService, MonitorSettings
 from dialer.settings import Settings
 from recordings.crypto import Keyring
 
@@ -108,6 +109,7 @@ class DialerServices:
     agent_events: AgentEventHub
     app: web.Application
     campaigns: CampaignRuntime | None = None
+    monitors: MonitorService | None = None
 
 
 async def _migrated_store(dsn: str) -> CrmStore:
@@ -127,6 +129,7 @@ async def dialer_services(
     drain_seconds: float = 10.0,
     ari_connect_timeout: float = 15.0,
     campaign_overrides: Mapping[str, object] | None = None,
+    monitor_overrides: Mapping[str, object] | None = None,
 ) -> AsyncIterator[DialerServices]:
     store = await _migrated_store(settings.pg_dsn)
     redis = aioredis.from_url(settings.redis_url)
@@ -152,6 +155,7 @@ async def dialer_services(
             async with AriClient(AriConfig.from_settings(settings)) as ari:
                 controller_ref: list[Controller] = []
                 campaigns_ref: list[CampaignRuntime] = []
+                monitors_ref: list[MonitorService] = []
 
                 async def unrouted(event: Event, generation: int) -> None:
                     # Events no call owns (agent-session and inbound StasisStart, ...) go to both.
@@ -159,6 +163,8 @@ async def dialer_services(
                         await controller_ref[0].on_unrouted(event, generation)
                     if campaigns_ref:
                         await campaigns_ref[0].on_unrouted(event, generation)
+                    if monitors_ref:
+                        await monitors_ref[0].on_unrouted(event, generation)
 
                 async with Dispatcher(unrouted) as dispatcher:
                     controller = Controller(
@@ -205,16 +211,27 @@ async def dialer_services(
                     )
                     campaigns_ref.append(campaigns)
                     campaigns.snapshots = snapshots
+                    monitors = MonitorService(
+                        ari, dispatcher, outbox, [controller, campaigns],
+                        MonitorSettings(
+                            app=settings.ari_app, trunk_endpoint=settings.trunk_endpoint,
+                            **(monitor_overrides or {}),  # type: ignore[arg-type]
+                        ),
+                    )
+                    monitors_ref.append(monitors)
 
                     async def on_connected(generation: int, snapshot: Snapshot) -> None:
                         await controller.on_connected(generation, snapshot)
                         await campaigns.on_connected(generation, snapshot)
+                        await monitors.on_connected(generation, snapshot)
 
                     stream = EventStream(ari, dispatcher, on_connected=on_connected)
                     metrics.collectors.append(
                         lambda registry: _collect(registry, outbox, stream, controller, campaigns)
                     )
-                    async with controller.running(), campaigns.running(), asyncio.TaskGroup() as tasks:
+                    async with (
+                        controller.running(), campaigns.running(), monitors.running(), asyncio.TaskGroup() as tasks
+                    ):
                         stream_task = tasks.create_task(stream.run(), name="ari-events")
                         snapshot_task = tasks.create_task(snapshots.run(), name="call-snapshots")
                         try:
@@ -233,16 +250,17 @@ async def dialer_services(
                         app = build_app(
                             ApiDependencies(
                                 store=store, records=outbox, dnc=dnc, calls=controller, agent_events=agent_events,
-                                campaigns=campaigns,
+                                campaigns=campaigns, monitors=monitors,
                                 metrics=metrics,
                             )
                         )
                         try:
                             yield DialerServices(
                                 settings, store, outbox, dnc, gate, ari, stream, controller, agent_events, app,
-                                campaigns,
+                                campaigns, monitors,
                             )
                         finally:
+                            await monitors.drain(drain_seconds)
                             await campaigns.drain(drain_seconds)
                             await controller.drain(drain_seconds)
                             await stream.stop()

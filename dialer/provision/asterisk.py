@@ -323,6 +323,7 @@ class AsteriskInstance:
             "SOUNDS": str(self.base / "sounds"),
             "CHECKS": str(self.base / "checks"),
             "AGENTS": self._agent_sections(),
+            "AGENT_PASSWORD": self.config.agent_password,
         }
         for name in CONFIG_FILES:
             text = (CONFIG_DIR / name).read_text()

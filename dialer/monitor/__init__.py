@@ -1,0 +1,1 @@
+"""Supervisors monitoring live calls: listen, whisper, barge (pure machine, runtime, HTTP API)."""
