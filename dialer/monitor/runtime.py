@@ -27,7 +27,7 @@ from dialer.ari.client import AriClient
 from dialer.ari.dispatch import Dispatcher, Route
 from dialer.ari.errors import AriError, NotFound
 from dialer.ari.events import Snapshot
-from dialer.ari.models import ChannelDestroyed, ChannelEnteredBridge, Event, StasisStart
+from dialer.ari.models import ChannelDestroyed, ChannelEnteredBridge, Event, StasisEnd, StasisStart
 from dialer.controller.driving import drive
 from dialer.controller.requests import CallRefused
 from dialer.monitor import machine as m
@@ -69,7 +69,8 @@ def translate(event: Event, request: m.MonitorRequest) -> list[m.MonitorInput]:
             return [m.SnoopUp(channel.id)]
         case ChannelDestroyed(channel=channel, cause=cause, cause_txt=text) if channel.id == supervisor:
             return [m.SupervisorGone(cause=cause, text=text)]
-        case ChannelDestroyed(channel=channel) if channel.id.startswith(snoop_prefix):
+        case ChannelDestroyed(channel=channel) | StasisEnd(channel=channel) if channel.id.startswith(snoop_prefix):
+            # A hung-up snoop leaves the app (StasisEnd); its ChannelDestroyed is not always delivered.
             return [m.SnoopGone(channel.id)]
         case ChannelEnteredBridge(channel=channel, bridge=bridge) if channel is not None:
             if channel.id == supervisor or channel.id.startswith(snoop_prefix):

@@ -109,7 +109,14 @@ async def nothing_left(asterisk: AsteriskInstance, *prefixes: str, within: float
 
 
 async def call_ended_on(phone: Softphone, calls: int = 1, within: float = 20.0) -> None:
-    await until(lambda: phone.log_text().count("terminated (duration") >= calls, within)
+    """Wait until baresip logged the end of `calls` calls (a call hung up within a second of its
+    start is logged as 'session closed')."""
+
+    def ended() -> bool:
+        text = phone.log_text()
+        return text.count("terminated (duration") + text.count("session closed") >= calls
+
+    await until(ended, within)
 
 
 class Monitors:
