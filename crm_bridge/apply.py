@@ -28,6 +28,7 @@ TABLES: dict[RecordKind, str] = {
     RecordKind.CAMPAIGN_UPSERT: "campaigns",
     RecordKind.CAMPAIGN_LEAD: "campaign_leads",
     RecordKind.MONITOR_SESSION: "monitor_sessions",
+    RecordKind.RECORDING_ACCESS: "recording_accesses",
 }
 
 # Links to audit rows a later call snapshot may omit but must never clear.
@@ -94,7 +95,7 @@ async def apply_record(conn: asyncpg.Connection, kind: RecordKind, record: Mappi
             "updated_at = now() WHERE monitor_sessions.version < EXCLUDED.version",
             *values,
         )
-    elif kind in (RecordKind.OPT_OUT, RecordKind.COMPLIANCE_DECISION):
+    elif kind in (RecordKind.OPT_OUT, RecordKind.COMPLIANCE_DECISION, RecordKind.RECORDING_ACCESS):
         # Audit rows are immutable: the first write wins.
         await conn.execute(f"{_insert(table, names)} ON CONFLICT ({key}) DO NOTHING", *values)
     elif kind is RecordKind.DISPOSITION:

@@ -37,6 +37,7 @@ class RecordKind(StrEnum):
     CAMPAIGN_UPSERT = "campaign_upsert"
     CAMPAIGN_LEAD = "campaign_lead"
     MONITOR_SESSION = "monitor_session"
+    RECORDING_ACCESS = "recording_access"
 
 
 class CallDirection(StrEnum):
@@ -506,6 +507,19 @@ FIELDS: dict[RecordKind, dict[str, FieldSpec]] = {
         "end_detail": _TEXT,
         "supervisor_cause": FieldSpec(_optional(_integer(0, 127))),
     },
+    # One hand-out of a recording's audio (an immutable audit row).
+    RecordKind.RECORDING_ACCESS: {
+        "access_id": _required(_uuid),
+        "recording_id": _required(_identifier),
+        "call_id": _ID,
+        "token_id": _ID,
+        "role": _required(_text(40)),
+        "agent_id": _ID,
+        "channel": _required(_text(40)),
+        "remote": FieldSpec(_optional(_text(200))),
+        "bytes": FieldSpec(_optional(_integer(0, 2**62))),
+        "accessed_at": _required(_timestamp, SqlType.TIMESTAMP),
+    },
 }
 
 # Primary key of each kind's row.
@@ -520,6 +534,7 @@ KEY_FIELD: dict[RecordKind, str] = {
     RecordKind.CAMPAIGN_UPSERT: "campaign_id",
     RecordKind.CAMPAIGN_LEAD: "membership_id",
     RecordKind.MONITOR_SESSION: "monitor_id",
+    RecordKind.RECORDING_ACCESS: "access_id",
 }
 
 PARTIAL_KINDS: frozenset[RecordKind] = frozenset({RecordKind.LEAD_UPSERT, RecordKind.CAMPAIGN_LEAD})

@@ -152,6 +152,26 @@ class Disposition:
 
 
 @dataclass(frozen=True)
+class Recording:
+    """One archived call recording (`recordings`)."""
+
+    recording_id: str
+    call_id: str | None
+    lead_id: str | None
+    storage_uri: str
+    format: str
+    duration_seconds: float | None
+    size_bytes: int | None
+    sha256: str
+    encryption_key_id: str | None
+    retain_until: datetime | None
+    recorded_at: datetime
+
+
+_RECORDING_COLUMNS = ", ".join(Recording.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
 class ApiToken:
     token_id: str
     role: TokenRole
@@ -295,6 +315,33 @@ class CrmStore:
             max(1, min(limit, 1000)),
         )
         return [_call(row) for row in rows]
+
+    async def get_recording(self, recording_id: str) -> Recording | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_RECORDING_COLUMNS} FROM recordings WHERE recording_id = $1", recording_id
+        )
+        return None if row is None else Recording(**dict(row))
+
+    async def list_recordings(
+        self, *, call_id: str | None = None, lead_id: str | None = None, limit: int = 100
+    ) -> list[Recording]:
+        """Newest first; every given filter must match. `limit` is capped at 1000."""
+        rows = await self._pool.fetch(
+            f"SELECT {_RECORDING_COLUMNS} FROM recordings "
+            "WHERE ($1::text IS NULL OR call_id = $1) AND ($2::text IS NULL OR lead_id = $2) "
+            "ORDER BY recorded_at DESC, recording_id LIMIT $3",
+            call_id,
+            lead_id,
+            max(1, min(limit, 1000)),
+        )
+        return [Recording(**dict(row)) for row in rows]
+
+    async def list_recording_accesses(self, recording_id: str) -> list[dict[str, Any]]:
+        """The audit trail of who was handed a recording's audio, oldest first."""
+        rows = await self._pool.fetch(
+            "SELECT * FROM recording_accesses WHERE recording_id = $1 ORDER BY accessed_at, access_id", recording_id
+        )
+        return [dict(row) for row in rows]
 
     async def list_open_calls(self, limit: int = 1000) -> list[Call]:
         """Calls with no end time yet (in progress, or left open by a controller that died)."""

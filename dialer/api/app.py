@@ -55,6 +55,7 @@ class ApiDependencies:
     agent_events: AgentEventHub = field(default_factory=AgentEventHub)
     campaigns: Any = None  # dialer.campaign.runtime.CampaignRuntime (agent sessions, campaigns)
     monitors: Any = None  # dialer.monitor.runtime.MonitorService (supervisors' listen/whisper/barge)
+    recordings: Any = None  # recordings.api.RecordingReader (the archive the audio is opened from)
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
@@ -133,7 +134,7 @@ def _route_handler(request: web.Request) -> Handler:
 
 
 # ---- helpers -------------------------------------------------------------------------------
-def _json_value(value: object) -> object:
+def json_value(value: object) -> object:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, Enum):
@@ -142,7 +143,7 @@ def _json_value(value: object) -> object:
 
 
 def call_json(call: Call) -> dict[str, object]:
-    return {field.name: _json_value(getattr(call, field.name)) for field in fields(call)}
+    return {field.name: json_value(getattr(call, field.name)) for field in fields(call)}
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
@@ -440,4 +441,7 @@ def build_app(deps: ApiDependencies) -> web.Application:
     from dialer.campaign.api import add_campaign_routes  # here: it builds on this module
 
     add_campaign_routes(app)
+    from recordings.api import add_recording_routes  # here: it builds on this module
+
+    add_recording_routes(app, deps.recordings)
     return app

@@ -6,6 +6,7 @@ from typing import Any
 
 from dialer.campaign.openapi import campaign_paths
 from dialer.monitor.openapi import monitor_paths
+from recordings.openapi import recording_paths
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -100,6 +101,7 @@ def openapi_document() -> dict[str, Any]:
         "paths": {
             **campaign_paths(),
             **monitor_paths(),
+            **recording_paths(),
             "/v1/health": {
                 "get": {
                     "summary": "Liveness",

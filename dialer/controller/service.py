@@ -42,6 +42,7 @@ from dialer.controller.snapshots import SnapshotWriter
 from dialer.metrics import Metrics, set_all
 from dialer.monitor.runtime import MonitorService, MonitorSettings
 from dialer.settings import Settings
+from recordings.api import RecordingReader
 from recordings.crypto import Keyring
 
 log = structlog.get_logger(__name__)
@@ -251,6 +252,7 @@ async def dialer_services(
                             ApiDependencies(
                                 store=store, records=outbox, dnc=dnc, calls=controller, agent_events=agent_events,
                                 campaigns=campaigns, monitors=monitors,
+                                recordings=RecordingReader(settings.recordings_dir, keyring),
                                 metrics=metrics,
                             )
                         )

@@ -1,0 +1,111 @@
+"""The CRM fetches a call's recording over HTTP: listed by call and by lead, its audio opened
+from the sealed archive and matching its checksum, every hand-out audited; agents refused; a
+damaged or missing archive file is a clear error, never a 500 or bad audio."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import wave
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from crm_bridge.store import TokenRole
+from tests.controller.conftest import Dialer
+
+pytestmark = pytest.mark.integration
+
+
+def _flip_last_bit(path: Path) -> None:
+    sealed = path.read_bytes()
+    path.write_bytes(sealed[:-1] + bytes([sealed[-1] ^ 1]))
+
+
+async def _recorded_call(dialer: Dialer) -> tuple[str, str]:
+    agent_id = f"local-r-{dialer.suffix}"
+    await dialer.seed("agent_upsert", {"agent_id": agent_id, "name": "Local", "sip_endpoint": "Local/2003@agent-sim"})
+    lead_id = await dialer.lead("+12125551104")  # a person: answers after 1 s, talks 4 s, hangs up
+    response = await dialer.client.post("/v1/calls", json={"lead_id": lead_id, "agent_id": agent_id},
+                                        headers=dialer.auth())
+    assert response.status == 202, await response.text()
+    call_id = (await response.json())["call_id"]
+    call = await dialer.ended_call(call_id)
+    assert call.outcome is not None and call.outcome.value == "answered" and call.recording_id is not None
+    return call_id, lead_id
+
+
+@pytest.mark.timeout(120)
+async def test_the_crm_lists_and_fetches_a_calls_recording_and_each_fetch_is_audited(dialer: Dialer) -> None:
+    call_id, lead_id = await _recorded_call(dialer)
+
+    response = await dialer.client.get(f"/v1/recordings?call_id={call_id}", headers=dialer.auth())
+    assert response.status == 200
+    (listed,) = (await response.json())["recordings"]
+    assert (listed["call_id"], listed["lead_id"], listed["format"]) == (call_id, lead_id, "wav")
+    by_lead = await (await dialer.client.get(f"/v1/recordings?lead_id={lead_id}", headers=dialer.auth())).json()
+    assert [r["recording_id"] for r in by_lead["recordings"]] == [listed["recording_id"]]
+    one = await dialer.client.get(f"/v1/recordings/{listed['recording_id']}", headers=dialer.auth())
+    assert one.status == 200 and (await one.json()) == listed
+
+    supervisor = await dialer.token(TokenRole.SUPERVISOR)
+    audio = await dialer.client.get(listed["audio_url"], headers=dialer.auth(supervisor))
+    assert audio.status == 200 and audio.content_type == "audio/wav"
+    data = await audio.read()
+    assert hashlib.sha256(data).hexdigest() == listed["sha256"] == audio.headers["X-Content-SHA256"]
+    with wave.open(io.BytesIO(data)) as wav:
+        seconds = wav.getnframes() / wav.getframerate()
+        frames = wav.readframes(wav.getnframes())
+    assert seconds == pytest.approx(listed["duration_seconds"], abs=0.05) and seconds > 3
+    assert max(abs(int.from_bytes(frames[i:i + 2], "little", signed=True)) for i in range(0, len(frames), 2)) > 1000
+
+    await dialer.services.outbox.flush(10)
+    (access,) = await dialer.services.store.list_recording_accesses(listed["recording_id"])
+    assert (access["role"], access["channel"], access["bytes"], access["call_id"]) == (
+        "supervisor", "http", len(data), call_id)
+    assert access["token_id"] is not None
+
+
+@pytest.mark.timeout(120)
+async def test_recordings_refuse_agents_bad_queries_and_damaged_files_with_reasons(dialer: Dialer) -> None:
+    call_id, _ = await _recorded_call(dialer)
+    recording = (await dialer.services.store.list_recordings(call_id=call_id))[0]
+    agent_token = await dialer.token(TokenRole.AGENT, f"local-r-{dialer.suffix}")
+
+    async def get(path: str, token: str | None = None) -> tuple[int, dict[str, object]]:
+        response = await dialer.client.get(path, headers=dialer.auth(token))
+        return response.status, await response.json()
+
+    audio_url = f"/v1/recordings/{recording.recording_id}/audio"
+    assert (await get(audio_url, agent_token))[0] == 403
+    assert (await get(f"/v1/recordings?call_id={call_id}", agent_token))[0] == 403
+    assert (await dialer.client.get(audio_url)).status == 401
+    status, body = await get("/v1/recordings")
+    assert (status, body["field"]) == (422, "call_id")
+    status, body = await get(f"/v1/recordings?call_id={call_id}&limit=0")
+    assert (status, body["field"]) == (422, "limit")
+    status, body = await get(f"/v1/recordings?call_id={call_id}&colour=red")
+    assert (status, body["field"]) == (422, "colour")
+    assert (await get("/v1/recordings/nope"))[1]["error"] == "recording_not_found"
+    assert (await get("/v1/recordings/nope/audio"))[0] == 404
+
+    archived = Path(unquote(urlsplit(recording.storage_uri).path))
+    _flip_last_bit(archived)  # damaged at rest
+    status, body = await get(audio_url)
+    assert (status, body["error"]) == (409, "recording_integrity_failed")
+    archived.unlink()  # noqa: ASYNC240 (a test's one-off file operation)
+    status, body = await get(audio_url)
+    assert (status, body["error"]) == (503, "recording_unavailable")
+    await dialer.services.outbox.flush(10)
+    assert await dialer.services.store.list_recording_accesses(recording.recording_id) == []  # nothing handed out
+
+
+@pytest.mark.timeout(60)
+async def test_a_recording_row_pointing_outside_the_archive_is_not_followed(dialer: Dialer) -> None:
+    from datetime import UTC, datetime
+
+    await dialer.seed("recording", {"recording_id": f"rec-{dialer.suffix}", "storage_uri": "file:///etc/hostname",
+                                    "format": "wav", "sha256": "0" * 64, "recorded_at": datetime.now(UTC)})
+    response = await dialer.client.get(f"/v1/recordings/rec-{dialer.suffix}/audio", headers=dialer.auth())
+    assert response.status == 503 and (await response.json())["error"] == "recording_unavailable"
