@@ -10,7 +10,7 @@ import pytest
 
 from crm_bridge.store import TokenRole
 from tests.controller.conftest import Dialer
-from tests.monitor.conftest import SUPERVISOR_HZ, Monitors, call_ended_on, nothing_left
+from tests.monitor.conftest import SUPERVISOR_HZ, Monitors, ari_objects, call_ended_on, nothing_left
 from tests.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -65,8 +65,7 @@ async def test_bad_monitor_requests_get_4xx_naming_the_problem(dialer: Dialer) -
                                 ("POST", "/v1/monitors/mon-nope/mode", {"mode": "barge"})]:
         response = await dialer.client.request(method, path, json=body_, headers=monitors.auth())
         assert (response.status, (await response.json())["error"]) == (404, "monitor_not_found"), path
-    assert await dialer.our_asterisk_objects() != []  # the call itself is still up
-    assert not [o for o in await dialer.our_asterisk_objects() if o.startswith("mon-")]
+    assert await ari_objects(dialer.asterisk, "mon-") == []  # at once: no monitor was ever made
 
     response = await dialer.client.post(f"/v1/calls/{call_id}/hangup", headers=dialer.auth())
     assert response.status == 202
