@@ -27,6 +27,12 @@ class ReasonCode(StrEnum):
     GATE_UNAVAILABLE = "gate_unavailable"
 
 
+class NoticeCode(StrEnum):
+    """Duties that come with an allowed contact (they never block it)."""
+
+    RECORDING_DISCLOSURE = "recording_disclosure"
+
+
 class Channel(StrEnum):
     VOICE = "voice"
     SMS = "sms"
@@ -99,6 +105,18 @@ class Reason:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """Something the call must do when it connects, e.g. announce the recording."""
+
+    code: NoticeCode
+    message: str
+    citation: str
+
+    def to_record(self) -> dict[str, str]:
+        return {"code": self.code.value, "message": self.message, "citation": self.citation}
+
+
+@dataclass(frozen=True)
 class Decision:
     """The gate's answer for one request; `allowed` is True only with no reasons at all."""
 
@@ -114,6 +132,7 @@ class Decision:
     data_versions: Mapping[str, str] = field(default_factory=dict)
     # Set when the lead may be contacted only by a person dialing by hand (state consent rules).
     required_dial_mode: DialMode | None = None
+    notices: tuple[Notice, ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -122,6 +141,11 @@ class Decision:
     @property
     def codes(self) -> tuple[ReasonCode, ...]:
         return tuple(reason.code for reason in self.reasons)
+
+    @property
+    def recording_disclosure(self) -> bool:
+        """Whether the call must announce that it is recorded (an all-party-consent state)."""
+        return any(notice.code is NoticeCode.RECORDING_DISCLOSURE for notice in self.notices)
 
     def blocked_because(self, reason: Reason) -> Decision:
         """This decision with one more reason (used to fail closed after the rules ran)."""
@@ -141,6 +165,7 @@ class Decision:
             "timezones": list(self.timezones),
             "local_times": list(self.local_times),
             "data_versions": dict(self.data_versions),
+            "notices": [notice.to_record() for notice in self.notices],
         }
 
 

@@ -25,6 +25,8 @@ from compliance_rules.model import (
     Decision,
     DialMode,
     ListVersions,
+    Notice,
+    NoticeCode,
     NumberFacts,
     Reason,
     ReasonCode,
@@ -342,6 +344,17 @@ def data_versions(book: RuleBook, versions: ListVersions, location: Location | N
     return result
 
 
+def recording_notices(location: Location, book: RuleBook) -> tuple[Notice, ...]:
+    """The recording disclosure, when any state the lead may be in requires every party's consent."""
+    states = sorted(state for state in location.states if state in book.recording_consent_states)
+    if not states:
+        return ()
+    citation = "; ".join(f"{state}: {book.recording_consent_states[state]}" for state in states)
+    message = (f"announce the recording ({', '.join(states)} require every party's consent): "
+               f"{book.recording_notice!r}")
+    return (Notice(NoticeCode.RECORDING_DISCLOSURE, message, citation),)
+
+
 def decide(
     request: ContactRequest,
     location: Location,
@@ -376,6 +389,7 @@ def decide(
         local_times=local_times(location.zones, now),
         data_versions=data_versions(book, versions, location),
         required_dial_mode=required_mode,
+        notices=recording_notices(location, book) if location.number.ok else (),
     )
 
 

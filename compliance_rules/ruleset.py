@@ -119,6 +119,9 @@ class RuleBook:
     federal: FederalRules
     rules: tuple[StateRule, ...]
     state_dnc_lists: Mapping[str, str] = field(default_factory=dict)
+    # All-party-consent states for call recording: state -> citation (any confidence).
+    recording_consent_states: Mapping[str, str] = field(default_factory=dict)
+    recording_notice: str = "This call is recorded."
 
     def rules_for(self, state: str) -> tuple[StateRule, ...]:
         return tuple(rule for rule in self.rules if rule.state == state)
@@ -277,12 +280,23 @@ def parse_rulebook(text: str) -> RuleBook:
     sets = raw.get("holiday_sets") or {}
     rules = tuple(_parse_rule(rule, sets, index) for index, rule in enumerate(raw["rules"] or ()))
     lists = {str(state): str(citation) for state, citation in (raw.get("state_dnc_lists") or {}).items()}
+    recording = raw.get("recording_consent") or {}
+    if not isinstance(recording, dict):
+        raise RuleDataError("recording_consent must be a mapping")
+    all_party: dict[str, str] = {}
+    for state, row in (recording.get("all_party_states") or {}).items():
+        where = f"recording_consent.all_party_states.{state}"
+        if not isinstance(row, dict):
+            raise RuleDataError(f"{where} must be a mapping with a citation")
+        all_party[str(state)] = _text(row, "citation", where)
     return RuleBook(
         version=str(raw.get("version", "unversioned")),
         digest=hashlib.sha256(text.encode()).hexdigest(),
         federal=federal,
         rules=rules,
         state_dnc_lists=lists,
+        recording_consent_states=all_party,
+        recording_notice=str(recording.get("notice") or "This call is recorded."),
     )
 
 

@@ -411,6 +411,7 @@ FIELDS: dict[RecordKind, dict[str, FieldSpec]] = {
         "timezones": FieldSpec(_json_list, default=[], sql=SqlType.JSONB),
         "local_times": FieldSpec(_json_list, default=[], sql=SqlType.JSONB),
         "data_versions": FieldSpec(_json_object, default={}, sql=SqlType.JSONB),
+        "notices": FieldSpec(_reasons, default=[], sql=SqlType.JSONB),
     },
     RecordKind.RECORDING: {
         "recording_id": _required(_identifier),

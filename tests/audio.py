@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,3 +41,35 @@ def analyse_wav(path: Path) -> AudioReport:
     usable = samples[: samples.size - samples.size % frame].reshape(-1, frame)
     voiced = float(np.mean(np.sqrt(np.mean(usable**2, axis=1)) > 300.0)) if usable.size else 0.0
     return AudioReport(samples.size / rate, rms, dominant, voiced)
+
+
+RECORDING_NOTICE = Path(__file__).resolve().parents[1] / "asterisk-config" / "sounds" / "recording-notice.wav"
+
+
+def _samples(data: bytes) -> np.ndarray:
+    with wave.open(io.BytesIO(data)) as wav:
+        assert wav.getframerate() == 8000
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float64)
+
+
+def _without_agent_tone(audio: np.ndarray) -> np.ndarray:
+    """The call minus the simulated agent's steady 440 Hz tone, which would drown the speech."""
+    spectrum = np.fft.rfft(audio)
+    frequencies = np.fft.rfftfreq(audio.size, 1 / 8000)
+    spectrum[np.abs(frequencies - 440) < 15] = 0
+    return np.fft.irfft(spectrum, audio.size)
+
+
+def notice_match(recording: bytes) -> float:
+    """The highest normalised correlation of the recording notice's waveform with any stretch of
+    a call's recording (8 kHz WAV bytes): ~0.06 for calls without it, 0.25-0.6 with it."""
+    template = _samples(RECORDING_NOTICE.read_bytes())
+    audio = _without_agent_tone(_samples(recording))
+    if audio.size < template.size:
+        return 0.0
+    size = 1 << int(np.ceil(np.log2(audio.size + template.size)))
+    correlation = np.fft.irfft(np.fft.rfft(audio, size) * np.conj(np.fft.rfft(template, size)), size)
+    correlation = correlation[: audio.size - template.size + 1]
+    window_energy = np.convolve(audio**2, np.ones(template.size), "valid")
+    scores = correlation / np.sqrt(np.maximum(window_energy, 1e-9) * float(np.sum(template**2)))
+    return float(scores.max())

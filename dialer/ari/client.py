@@ -559,6 +559,11 @@ class AriClient:
         )
         return _parse(Variable.from_json, body, "Variable").value
 
+    async def get_global_variable(self, variable: str) -> str:
+        """`GET /asterisk/variable`: a global variable (e.g. one set in extensions.conf [globals])."""
+        body = await self._request("GET", "/asterisk/variable", params={"variable": variable}, retry=_Retry.READ)
+        return _parse(Variable.from_json, body, "Variable").value
+
     async def set_variable(self, channel_id: str, variable: str, value: str) -> None:
         """`POST /channels/{id}/variable`."""
         await self._request(

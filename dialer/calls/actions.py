@@ -36,6 +36,10 @@ class CallIds:
     def recording(self) -> str:
         return f"{self.call_id}-recording"
 
+    @property
+    def recording_notice(self) -> str:
+        return f"{self.call_id}-recording-notice"
+
 
 @dataclass(frozen=True, slots=True)
 class OriginateAgent:
@@ -115,6 +119,15 @@ class HangupChannel:
 
 
 @dataclass(frozen=True, slots=True)
+class PlayRecordingNotice:
+    """`POST /bridges/{bridge_id}/play` of "this call is recorded": both parties hear it, and the
+    recording keeps it (all-party-consent states)."""
+
+    bridge_id: str
+    playback_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class StopRecording:
     """`POST /recordings/live/{name}/stop`."""
 
@@ -151,6 +164,7 @@ CallAction = (
     | CheckGate
     | DialLead
     | HangupChannel
+    | PlayRecordingNotice
     | StopRecording
     | DestroyBridge
     | Emit

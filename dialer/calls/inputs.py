@@ -93,6 +93,8 @@ class GateDecided:
     allowed: bool
     decision_id: str | None = None
     reasons: tuple[str, ...] = field(default=())
+    # The lead may be in an all-party-consent state: announce the recording once they join.
+    recording_disclosure: bool = False
 
 
 @dataclass(frozen=True, slots=True)

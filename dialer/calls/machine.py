@@ -35,6 +35,7 @@ from dialer.calls.actions import (
     Finished,
     HangupChannel,
     OriginateAgent,
+    PlayRecordingNotice,
     ScreenPop,
     StartRecording,
     StopRecording,
@@ -229,6 +230,7 @@ class CallMachine:
         self._agent_sip_code: int | None = None
         self._recheck_decision_id: str | None = None
         self._gate_reasons: tuple[str, ...] = ()
+        self._recording_disclosure = False
 
     # -- public API -------------------------------------------------------------------------
 
@@ -289,6 +291,8 @@ class CallMachine:
                 if self._state is CallState.LEAD_ANSWERED:
                     self._bridged_at = now
                     self._set_state(CallState.BRIDGED, now, actions)
+                    if self._recording_disclosure:
+                        actions.append(PlayRecordingNotice(self.ids.bridge, self.ids.recording_notice))
             case LeadHungUp():
                 self._on_lead_hung_up(event, now, actions)
             case HangupRequested():
@@ -415,6 +419,7 @@ class CallMachine:
         if self._state is not CallState.GATE_RECHECK:
             return
         self._recheck_decision_id = event.decision_id
+        self._recording_disclosure = event.recording_disclosure
         if not event.allowed:
             self._gate_reasons = event.reasons
             detail = (

@@ -82,6 +82,9 @@ class CampaignCallRequest:
     inbound: bool = False
     max_hold: float = 300.0
     lead_channel_id: str | None = None  # inbound: the caller's channel, named by Asterisk
+    # The lead may be in an all-party-consent state (the gate's notice), or called in: the
+    # recording is announced into the recorded bridge as the agent joins.
+    recording_disclosure: bool = False
 
     def __post_init__(self) -> None:
         if self.ring_timeout < MIN_RING_SECONDS:
@@ -104,6 +107,10 @@ class CampaignCallRequest:
     @property
     def safe_harbor_playback(self) -> str:
         return f"{self.call_id}-safe-harbor"
+
+    @property
+    def recording_notice_playback(self) -> str:
+        return f"{self.call_id}-recording-notice"
 
 
 # ---- inputs -----------------------------------------------------------------------------
@@ -221,6 +228,14 @@ class PlaySafeHarbor:
 
 
 @dataclass(frozen=True)
+class PlayRecordingNotice:
+    """"This call is recorded", into the call's bridge: agent and lead hear it, the recording keeps it."""
+
+    bridge_id: str
+    playback_id: str
+
+
+@dataclass(frozen=True)
 class OptOutNumber:
     phone: str
     lead_id: str
@@ -272,8 +287,8 @@ class Finished:
 
 
 CallAction = (
-    PrepareBridge | WantAgent | CancelWant | ConnectAgent | PlaySafeHarbor | OptOutNumber | LeaveMessage
-    | HangupLead | ReturnAgent | TeardownBridge | Observe | Emit | Finished
+    PrepareBridge | WantAgent | CancelWant | ConnectAgent | PlaySafeHarbor | PlayRecordingNotice | OptOutNumber
+    | LeaveMessage | HangupLead | ReturnAgent | TeardownBridge | Observe | Emit | Finished
 )
 
 
@@ -460,7 +475,10 @@ class CampaignCall:
                 self._agent_joined = True
                 self._update(bridged_at=now)
                 greeting = self.record.greeting_ended_at or now
-                return [Observe(EventKind.CALL_BRIDGED, now - greeting), *self._go(CampaignCallState.BRIDGED, now)]
+                actions = [Observe(EventKind.CALL_BRIDGED, now - greeting), *self._go(CampaignCallState.BRIDGED, now)]
+                if self.request.recording_disclosure:
+                    actions.append(PlayRecordingNotice(self.request.bridge_id, self.request.recording_notice_playback))
+                return actions
             case AgentLeft() if state in (CampaignCallState.CONNECTING, CampaignCallState.BRIDGED):
                 self._update(cause_text="agent left the call")
                 outcome = CrmOutcome.ANSWERED if self._agent_joined else CrmOutcome.ABANDONED

@@ -331,6 +331,9 @@ class CampaignCallRunner:
                 case cc.PlaySafeHarbor(bridge_id=bridge_id, playback_id=playback_id):
                     sounds = await runtime._sounds_dir(self.request.lead_channel)
                     await ari.play_bridge(bridge_id, f"sound:{sounds}/safe-harbor", playback_id=playback_id)
+                case cc.PlayRecordingNotice(bridge_id=bridge_id, playback_id=playback_id):
+                    sounds = await runtime._sounds_dir(self.request.lead_channel)
+                    await ari.play_bridge(bridge_id, f"sound:{sounds}/recording-notice", playback_id=playback_id)
                 case cc.OptOutNumber(phone=phone, lead_id=lead_id, call_id=call_id):
                     await runtime._opt_out(phone, lead_id, call_id)
                     self.campaign.counters["opted_out"] += 1
@@ -528,6 +531,7 @@ class CampaignRunner:
             ring_timeout=max(cc.MIN_RING_SECONDS, runtime.settings.ring_timeout),
             machine_action=action,
             agent_wait=runtime.settings.agent_wait,
+            recording_disclosure=decision.recording_disclosure,
         )
         machine = cc.CampaignCall(request, now)
         runner = CampaignCallRunner(self, machine, entry)
@@ -1112,6 +1116,8 @@ class CampaignRuntime:
         request = cc.CampaignCallRequest(
             call_id=call_id, campaign_id=campaign.campaign_id, lead_id=lead.lead_id, phone=caller if caller.startswith(
                 "+") else number, caller_id=number, decision_id="", inbound=True, lead_channel_id=channel.id,
+            # A caller's whereabouts are not checked by the gate: every inbound call is announced.
+            recording_disclosure=True,
         )
         machine = cc.CampaignCall(request, time.time())
         runner = CampaignCallRunner(campaign, machine, HopperEntry(lead.lead_id, request.phone, 0, lead))

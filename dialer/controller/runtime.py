@@ -54,6 +54,7 @@ from dialer.calls.actions import (
     Finished,
     HangupChannel,
     OriginateAgent,
+    PlayRecordingNotice,
     ScreenPop,
     StartRecording,
     StopRecording,
@@ -255,6 +256,9 @@ class CallRunner:
                 case HangupChannel(channel_id=channel_id, reason=reason):
                     with contextlib.suppress(NotFound):
                         await ari.hangup(channel_id, reason=reason)
+                case PlayRecordingNotice(bridge_id=bridge_id, playback_id=playback_id):
+                    sounds = await self.controller.sounds_dir()
+                    await ari.play_bridge(bridge_id, f"sound:{sounds}/recording-notice", playback_id=playback_id)
                 case StopRecording(name=name):
                     with contextlib.suppress(NotFound):
                         await ari.stop_recording(name)
@@ -344,6 +348,13 @@ class Controller:
         self._ending: set[str] = set()
         self._tasks: asyncio.TaskGroup | None = None
         self._accepting = True
+        self._sounds: str | None = None
+
+    async def sounds_dir(self) -> str:
+        """The dialplan's SOUNDS directory as Asterisk sees it (a global of extensions.conf)."""
+        if self._sounds is None:
+            self._sounds = await self.ari.get_global_variable("SOUNDS")
+        return self._sounds
 
     # -- lifecycle -------------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -531,6 +542,7 @@ class Controller:
             allowed=decision.allowed,
             decision_id=decision.decision_id,
             reasons=tuple(code.value for code in decision.codes),
+            recording_disclosure=decision.recording_disclosure,
         )
 
     # -- Asterisk connection ------------------------------------------------------------------

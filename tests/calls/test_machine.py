@@ -674,3 +674,19 @@ def test_initial_record() -> None:
     record = CallMachine(REQUEST, T0).record
     assert record.state is CallState.REQUESTED and record.version == 0
     assert record.requested_at == at(0) and record.ended_at is None and record.outcome is None
+
+
+@pytest.mark.parametrize("disclosure", [True, False])
+def test_the_recording_is_announced_into_the_bridge_when_the_gate_says_the_lead_may_be_in_an_all_party_state(
+    disclosure: bool,
+) -> None:
+    from dialer.calls.actions import PlayRecordingNotice
+
+    machine = new_machine()
+    for offset, event in HAPPY_PATH:
+        if isinstance(event, GateDecided):
+            event = GateDecided(True, RECHECK_ID, recording_disclosure=disclosure)
+        actions = machine.handle(event, T0 + offset)  # type: ignore[arg-type]
+    assert machine.state is CallState.BRIDGED
+    notices = [action for action in actions if isinstance(action, PlayRecordingNotice)]
+    assert notices == ([PlayRecordingNotice(f"{CALL_ID}-bridge", f"{CALL_ID}-recording-notice")] if disclosure else [])

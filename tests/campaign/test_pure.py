@@ -99,6 +99,19 @@ def test_a_person_joins_an_agent_in_a_recorded_bridge_and_the_call_is_not_abando
     assert call.handle(cc.LeadGone(16), T0 + 41) == []  # silent after the end
 
 
+@pytest.mark.parametrize("disclosure", [True, False])
+def test_the_recording_is_announced_as_the_agent_joins_when_the_lead_may_be_in_an_all_party_state(
+    disclosure: bool,
+) -> None:
+    call = _call(recording_disclosure=disclosure)
+    _human(call)
+    call.handle(cc.BridgeReady("cmp-1-recording"), T0 + 5.05)
+    call.handle(cc.AgentAssigned("a1", "ags-1"), T0 + 5.1)
+    actions = call.handle(cc.AgentJoined(), T0 + 5.2)
+    notices = [action for action in actions if isinstance(action, cc.PlayRecordingNotice)]
+    assert notices == ([cc.PlayRecordingNotice("cmp-1-bridge", "cmp-1-recording-notice")] if disclosure else [])
+
+
 def test_no_agent_in_time_plays_the_safe_harbor_within_two_seconds_and_press_9_opts_out() -> None:
     call = _call()
     _human(call)

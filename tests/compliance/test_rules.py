@@ -320,7 +320,7 @@ def test_record_has_exactly_the_audit_columns() -> None:
     record = decision.to_record()
     assert set(record) == {
         "decision_id", "decided_at", "phone", "lead_id", "campaign_id", "purpose", "allowed",
-        "reasons", "timezones", "local_times", "data_versions",
+        "reasons", "timezones", "local_times", "data_versions", "notices",
     }
     assert record["phone"] == "+18502220142"
     assert record["decided_at"] == "2026-03-03T00:58:00Z"
@@ -329,3 +329,35 @@ def test_record_has_exactly_the_audit_columns() -> None:
     assert record["data_versions"]["federal_dnc"] == "2026-03-02"
     assert "rules" in record["data_versions"] and "numbering" in record["data_versions"]
     json.dumps(record)
+
+
+# -- the recording disclosure (all-party-consent states) ------------------------------------------
+@pytest.mark.parametrize(
+    ("phone", "state", "zip_code", "states"),
+    [
+        ("415-555-0142", None, None, ["CA"]),  # San Francisco
+        (NY, None, None, []),  # New York: one-party consent
+        (NY, "CA", None, ["CA"]),  # a New York cell, living in California
+        (NY, None, "98101", ["WA"]),  # ... or in Seattle, by ZIP
+        ("305-555-0142", "PA", None, ["FL", "PA"]),
+        ("512-555-0142", "TX", "78701", []),
+    ],
+)
+def test_a_lead_who_may_be_in_an_all_party_consent_state_gets_the_recording_notice(
+    phone: str, state: str | None, zip_code: str | None, states: list[str]
+) -> None:
+    decision = check(phone, utc("2026-03-03T18:00"), state=state, zip_code=zip_code)
+    assert decision.allowed  # a notice never blocks
+    assert decision.recording_disclosure is bool(states)
+    if states:
+        (notice,) = decision.notices
+        assert all(f"{s}:" in notice.citation for s in states) and "recorded" in notice.message
+        assert decision.to_record()["notices"] == [notice.to_record()]
+    else:
+        assert decision.to_record()["notices"] == []
+
+
+def test_a_blocked_california_call_still_says_a_notice_was_due_and_an_invalid_number_does_not() -> None:
+    blocked = check("415-555-0142", utc("2026-03-03T18:00"), hits=["federal"])
+    assert not blocked.allowed and blocked.recording_disclosure
+    assert check("555-0142", utc("2026-03-03T18:00")).notices == ()

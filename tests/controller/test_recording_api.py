@@ -26,7 +26,7 @@ def _flip_last_bit(path: Path) -> None:
 async def _recorded_call(dialer: Dialer) -> tuple[str, str]:
     agent_id = f"local-r-{dialer.suffix}"
     await dialer.seed("agent_upsert", {"agent_id": agent_id, "name": "Local", "sip_endpoint": "Local/2003@agent-sim"})
-    lead_id = await dialer.lead("+12125551104")  # a person: answers after 1 s, talks 4 s, hangs up
+    lead_id = await dialer.lead("+12125561104")  # a person: answers after 1 s, talks 4 s, hangs up
     response = await dialer.client.post("/v1/calls", json={"lead_id": lead_id, "agent_id": agent_id},
                                         headers=dialer.auth())
     assert response.status == 202, await response.text()
