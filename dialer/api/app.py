@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import Enum
@@ -146,13 +146,22 @@ def call_json(call: Call) -> dict[str, object]:
     return {field.name: json_value(getattr(call, field.name)) for field in fields(call)}
 
 
-async def _json_object(request: web.Request) -> dict[str, Any]:
+async def json_object(
+    request: web.Request, *, allowed: Collection[str] | None = None, optional: bool = False
+) -> dict[str, Any]:
+    """The request's JSON object body (400 otherwise); `allowed` refuses other fields (422 naming
+    one); `optional` takes a missing body as `{}`."""
+    if optional and not request.body_exists:
+        return {}
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ApiError(400, "invalid_json", "the request body must be a JSON object") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+    unknown = sorted(set(body) - set(allowed)) if allowed is not None else []
+    if unknown:
+        raise ApiError(422, "unknown_field", f"unknown field {unknown[0]!r}", field=unknown[0])
     return body
 
 
@@ -243,7 +252,7 @@ async def list_calls(request: web.Request) -> web.Response:
 async def post_disposition(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     call = await _visible_call(request)
-    body = await _json_object(request)
+    body = await json_object(request)
     code = body.get("code")
     if not isinstance(code, str) or not code:
         raise ApiError(422, "invalid_field", "code is required", field="code")
@@ -292,7 +301,7 @@ def _call_service(request: web.Request) -> CallService:
 async def post_call(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     calls = _call_service(request)
-    body = await _json_object(request)
+    body = await json_object(request)
     unknown = set(body) - {"lead_id", "phone", "agent_id", "campaign_id"}
     if unknown:
         name = sorted(unknown)[0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -18,7 +17,7 @@ from aiohttp import web
 from crm_bridge.dispositions import PipelineStage
 from crm_bridge.records import InvalidRecord
 from crm_bridge.store import Campaign, Lead, TokenRole
-from dialer.api.app import DEPS, TOKEN, ApiDependencies, ApiError, allow
+from dialer.api.app import DEPS, TOKEN, ApiDependencies, ApiError, allow, json_object
 from dialer.campaign.intake import IntakeError, Merge, WebLead, merge, parse_web_lead
 from dialer.campaign.runtime import CampaignError, CampaignRuntime, campaign_lead_record
 
@@ -66,18 +65,6 @@ class KeyedLocks:
 LEAD_IDENTITY_LOCKS: web.AppKey[KeyedLocks] = web.AppKey("lead_identity_locks", KeyedLocks)
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    if not request.body_exists:
-        return {}
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_json", "the request body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
-    return body
-
-
 def _runtime(request: web.Request) -> CampaignRuntime:
     runtime = request.app[DEPS].campaigns
     if runtime is None:
@@ -102,7 +89,7 @@ def _refused(error: CampaignError) -> ApiError:
 @allow(TokenRole.AGENT, *STAFF)
 async def agent_login(request: web.Request) -> web.Response:
     agent_id = _own_agent(request)
-    body = await _body(request)
+    body = await json_object(request, optional=True)
     campaign_ids = body.get("campaign_ids")
     if not isinstance(campaign_ids, list) or not campaign_ids or not all(isinstance(c, str) and c for c in campaign_ids):
         raise ApiError(422, "invalid_field", "campaign_ids must be a non-empty list of campaign ids",
@@ -126,7 +113,7 @@ async def agent_logout(request: web.Request) -> web.Response:
 @allow(TokenRole.AGENT, *STAFF)
 async def agent_pause(request: web.Request) -> web.Response:
     agent_id = _own_agent(request)
-    reason = (await _body(request)).get("reason")
+    reason = (await json_object(request, optional=True)).get("reason")
     if not isinstance(reason, str) or not reason.strip() or len(reason) > 100:
         raise ApiError(422, "invalid_field", "reason is required (a short text, e.g. 'lunch')", field="reason")
     try:
@@ -185,7 +172,7 @@ async def post_lead(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     received = time.time()
     try:
-        lead = parse_web_lead(await _body(request))
+        lead = parse_web_lead(await json_object(request, optional=True))
     except IntakeError as error:
         raise ApiError(422, "invalid_field", str(error), field=error.field) from None
     campaign = None

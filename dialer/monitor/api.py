@@ -10,14 +10,13 @@ app by `dialer.api.app.build_app`:
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from crm_bridge.store import TokenRole
-from dialer.api.app import DEPS, TOKEN, ApiError, allow
+from dialer.api.app import DEPS, TOKEN, ApiError, allow, json_object
 from dialer.monitor.machine import MonitorMode, MonitorRecord
 from dialer.monitor.runtime import MonitorRefused, MonitorService
 
@@ -31,20 +30,6 @@ def _service(request: web.Request) -> MonitorService:
         raise ApiError(503, "controller_unavailable", "this API runs without the call runtimes")
     assert isinstance(service, MonitorService)
     return service
-
-
-async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_json", "the request body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
-    unknown = set(body) - allowed
-    if unknown:
-        name = sorted(unknown)[0]
-        raise ApiError(422, "unknown_field", f"unknown field {name!r}", field=name)
-    return body
 
 
 def _mode(body: dict[str, Any]) -> MonitorMode:
@@ -68,7 +53,7 @@ def _brief(record: MonitorRecord) -> dict[str, object]:
 @allow(*STAFF)
 async def post_monitor(request: web.Request) -> web.Response:
     service = _service(request)
-    body = await _body(request, {"endpoint", "mode"})
+    body = await json_object(request, allowed={"endpoint", "mode"})
     endpoint = body.get("endpoint")
     if not isinstance(endpoint, str) or not endpoint:
         raise ApiError(422, "invalid_field", "endpoint is required: the supervisor's PJSIP endpoint name",
@@ -87,7 +72,7 @@ async def post_monitor(request: web.Request) -> web.Response:
 @allow(*STAFF)
 async def post_mode(request: web.Request) -> web.Response:
     service = _service(request)
-    mode = _mode(await _body(request, {"mode"}))
+    mode = _mode(await json_object(request, allowed={"mode"}))
     try:
         record = service.change_mode(request.match_info["monitor_id"], mode)
     except MonitorRefused as error:
