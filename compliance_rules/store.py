@@ -57,9 +57,18 @@ class ListNameError(ValueError):
     """Not a list the gate knows (federal, state:XX, internal, litigator, optout)."""
 
 
+# The states, DC and the territories with US (+1) numbers: a state list is one of these.
+US_STATE_CODES = frozenset(
+    "AK AL AR AZ CA CO CT DC DE FL GA HI IA ID IL IN KS KY LA MA MD ME MI MN MO MS MT NC ND NE NH NJ NM NV NY "
+    "OH OK OR PA RI SC SD TN TX UT VA VT WA WI WV WY AS GU MP PR VI".split()
+)
+
+
 def check_list_name(name: str) -> str:
     if not _LIST_NAME.match(name):
         raise ListNameError(f"unknown list {name!r}: use federal, state:XX, internal, litigator or optout")
+    if name.startswith("state:") and name[6:] not in US_STATE_CODES:
+        raise ListNameError(f"unknown state in list {name!r}: XX is a two-letter US state code such as state:FL")
     return name
 
 

@@ -265,6 +265,7 @@ async def test_cli_import_zip_and_user_errors(store: DncStore, redis_url: str, r
     assert code == 0 and "is on the federal list" in out
     for args, fragment in (
         (("dnc", "import", str(archive), "--list", "national"), "unknown list"),
+        (("dnc", "import", str(archive), "--list", "state:ZZ"), "unknown state"),
         (("dnc", "import", str(tmp_path / "missing.txt"), "--list", "federal"), "cannot read"),
         (("dnc", "import", str(archive), "--list", "federal", "--date", "March"), "not a YYYY-MM-DD date"),
         (("dnc", "add", "12", "--list", "internal"), "not a valid US phone number"),
