@@ -18,12 +18,14 @@ baselines do not change when our pacer does, so iterating on it re-runs only it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import hashlib
 import itertools
 import json
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -129,7 +131,8 @@ def _pct(x: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small grid, a few minutes")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (1: run in this process)")
+    parser.add_argument("--agents", help="only these team sizes (commas), e.g. 20 to iterate on one row group")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--cache", type=Path, help="JSON-lines file of replication metrics to reuse")
     parser.add_argument("--fresh", default="predictive", help="policies never read from the cache (commas)")
@@ -142,6 +145,11 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown policy {unknown[0]!r}")
     scenarios = grid(args.quick)
+    if args.agents:
+        sizes = {int(a) for a in args.agents.split(",") if a}
+        scenarios = [(s, reps) for s, reps in scenarios if s.agents in sizes]
+        if not scenarios:
+            parser.error(f"no scenario with agents in {sorted(sizes)}")
     cache = _load_cache(args.cache, args.seed)
     results: dict[tuple[str, str], dict[int, ReplicationMetrics]] = {}
     jobs: list[Job] = []
@@ -156,8 +164,13 @@ def main() -> int:
     # Longest jobs first so the workers finish together.
     jobs.sort(key=lambda j: -j[0].agents * j[0].hours_per_day / j[0].p_live)
     names = {fingerprint(s): s.name for s, _ in scenarios}
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        for key, policy, rep, metrics in pool.map(_job, jobs, chunksize=1):
+    with contextlib.ExitStack() as stack:
+        if args.workers > 1:
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=args.workers))
+            done: Iterator[tuple[str, str, int, dict[str, Any]]] = pool.map(_job, jobs, chunksize=1)
+        else:
+            done = map(_job, jobs)
+        for key, policy, rep, metrics in done:
             results.setdefault((names[key], policy), {})[rep] = ReplicationMetrics(**metrics)
             if args.cache is not None:
                 row = {"scenario": key, "name": names[key], "policy": policy, "seed": args.seed,
@@ -180,8 +193,10 @@ def report(
 ) -> None:
     print(f"# bench_pacing {datetime.date.today().isoformat()} seed {args.seed}: {computed} simulations "
           f"computed in {seconds:.0f} s on {args.workers} workers (the rest read from the cache)")  # fmt: skip
+    sizes = sorted({s.agents for s, _ in scenarios})
     print("# every scenario: 30 days; shift hours/day and replications per team size:",
-          ", ".join(f"{a} agents {h:g} h x{r}" for a, (h, r) in PLAN.items()) if not args.quick else "1 h x3")  # fmt: skip
+          ", ".join(f"{a} agents {h:g} h x{r}" for a, (h, r) in PLAN.items() if a in sizes)
+          if not args.quick else "1 h x3")  # fmt: skip
     print("# cell = occupancy / regulatory abandon % (not bridged within 2 s of the greeting, all days)"
           " / replications with a 30-day window over 3%")  # fmt: skip
     print(f"{'scenario':14s}" + "".join(f"{p[:15]:>20}" for p in POLICY_ORDER))
