@@ -283,3 +283,49 @@ def test_future_dials_count_as_demand_when_enabled() -> None:
     _, _, ringing_plain, _ = plain.situation(situation, 42.0)
     _, _, ringing_future, _ = future.situation(situation, 42.0)
     assert (ringing_future > ringing_plain).all()
+
+
+def test_guard_sits_halfway_between_a_high_setpoint_and_the_limit() -> None:
+    default = AbandonBudget(PredictiveConfig())
+    # No answers seen yet: setpoint 0.9%, guard 0.9 x 3%; a 2.5% setpoint: halfway, 2.75%.
+    assert default.guard_level == pytest.approx(0.027)
+    high = AbandonBudget(PredictiveConfig(max_setpoint=0.028))
+    for _ in range(5000):  # 150,000 answers a window: 3 sds = 0.13 points, capped at 2.8%
+        high.observe(PacingEvent(EventKind.HUMAN_ANSWERED, 1.0))
+    assert high.setpoint == pytest.approx(0.028)
+    assert high.guard_level == pytest.approx(0.029)
+    # The trailing rate at 2.8% (the setpoint) does not turn it cautious; at 2.9% it does.
+    high.target(AbandonTally(live_answers=100000, abandoned=2800), 2.0)
+    assert not high.fallback
+    high.target(AbandonTally(live_answers=100000, abandoned=2900), 3.0)
+    assert high.fallback
+
+
+def test_bias_starts_at_its_prior_and_learns_from_observed_abandons() -> None:
+    config = PredictiveConfig(steer_every_seconds=1.0)
+    pacer = _trained(config)
+    assert pacer.bias == config.bias_prior_ratio == 1.5
+    situation = snap(ready=1, wrapping=(5.0,) * 6)
+    for t in range(40):
+        pacer.decide(situation, 20.0 + t)
+    assert pacer._predicted > 0.0
+    # No abandon observed: the factor falls from its prior toward observed / predicted = 0.
+    expected = (0.0 + 1.5 * config.bias_prior_abandons) / (pacer._predicted + config.bias_prior_abandons)
+    pacer.decide(situation, 61.0)
+    assert pacer.bias == pytest.approx(expected, rel=1e-3)
+    assert pacer.bias < 1.5
+
+
+def test_cautious_mode_freezes_the_steering() -> None:
+    pacer = _trained(PredictiveConfig(steer_every_seconds=1.0))
+    situation = snap(ready=1, wrapping=(5.0,) * 6)
+    for t in range(30):
+        pacer.decide(situation, 20.0 + t)
+    allowance, predicted_rate = pacer.allowance, pacer.predicted_rate
+    risky = dataclasses.replace(situation, abandon_tally=AbandonTally(live_answers=1000, abandoned=28))
+    for t in range(60):  # a minute cautious: near-riskless lines, target far above them
+        pacer.decide(risky, 50.0 + t)
+    assert pacer.mode == "fallback"
+    # Neither the allowance nor the predicted rate of normal dialing moved meanwhile.
+    assert pacer.allowance == allowance
+    assert pacer.predicted_rate == predicted_rate
