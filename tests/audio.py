@@ -70,6 +70,7 @@ def notice_match(recording: bytes) -> float:
     size = 1 << int(np.ceil(np.log2(audio.size + template.size)))
     correlation = np.fft.irfft(np.fft.rfft(audio, size) * np.conj(np.fft.rfft(template, size)), size)
     correlation = correlation[: audio.size - template.size + 1]
-    window_energy = np.convolve(audio**2, np.ones(template.size), "valid")
+    energy = np.concatenate(([0.0], np.cumsum(audio**2)))
+    window_energy = energy[template.size:] - energy[: audio.size - template.size + 1]  # each stretch's energy
     scores = correlation / np.sqrt(np.maximum(window_energy, 1e-9) * float(np.sum(template**2)))
     return float(scores.max())
