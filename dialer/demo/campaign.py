@@ -101,6 +101,8 @@ class DemoSummary:
     calls_without_allowed_decision: int
     connected_recorded: int
     recordings: int
+    # Connected calls whose decision asked for the recording notice (all-party-consent states).
+    connected_announced: int
     opted_out_by_key: int
     occupancy: float
     recordings_dir: str
@@ -260,7 +262,8 @@ async def summarise(
     connection = await asyncpg.connect(services.settings.pg_dsn)
     try:
         calls = await connection.fetch(
-            "SELECT c.*, d.allowed AS decision_allowed, r.recording_id AS recorded, r.storage_uri FROM calls c "
+            "SELECT c.*, d.allowed AS decision_allowed, jsonb_array_length(d.notices) > 0 AS announced, "
+            "r.recording_id AS recorded, r.storage_uri FROM calls c "
             "LEFT JOIN compliance_decisions d ON d.decision_id = c.compliance_decision_id "
             "LEFT JOIN recordings r ON r.call_id = c.call_id "
             "WHERE c.campaign_id = $1 ORDER BY c.requested_at", campaign_id)
@@ -310,6 +313,7 @@ async def summarise(
         calls_without_allowed_decision=sum(1 for c in calls if not c["decision_allowed"]),
         connected_recorded=sum(1 for c in connected if c["recorded"] is not None),
         recordings=sum(1 for c in calls if c["recorded"] is not None),
+        connected_announced=sum(1 for c in connected if c["announced"]),
         opted_out_by_key=int(opted_out or 0),
         occupancy=round(occupancy, 3),
         recordings_dir=str(services.settings.recordings_dir),

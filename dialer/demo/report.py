@@ -48,6 +48,8 @@ def summary_text(s: DemoSummary, pg_dsn: str) -> str:
         ("people left unattended", f"{s.people_unattended} (neither connected nor given the safe-harbor message)"),
         ("dials w/o allowed decision", str(s.calls_without_allowed_decision)),
         ("recordings", f"{s.recordings} ({s.connected_recorded} of {s.connected} connected calls recorded)"),
+        ("recording notices", f"{s.connected_announced} of {s.connected} connected calls announced \"This call is "
+                              "recorded\" (the lead may be in an all-party-consent state)"),
     ]
     width = max(len(label) for label, _ in rows)
     lines = ["", "Demo summary", "=" * 12]
