@@ -4,7 +4,7 @@ the simulated network. Each figure is printed next to a baseline measured in the
 the bare ARI round trip (GET /asterisk/info) and a bare addChannel on a fresh bridge.
 
 It starts its own Asterisk instance on free ports, its own PostgreSQL database and a private
-Redis key prefix (database 14), and removes them when it ends.
+Redis key prefix (database 14), and removes them when it ends (scripts/bench_stack.py).
 
     .venv/bin/python scripts/bench_click_to_call.py [--concurrency 1 50] [--rounds 3]
 """
@@ -18,10 +18,8 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from tempfile import TemporaryDirectory
 
-import asyncpg
-import redis.asyncio as aioredis
+from bench_stack import bench_stack, percentile
 
 from dialer.ari.client import AriClient
 from dialer.calls.machine import CallTimeouts
@@ -29,24 +27,12 @@ from dialer.calls.record import CallRecord
 from dialer.controller.requests import ComplianceBlocked, DialRequest
 from dialer.controller.service import dialer_services
 from dialer.logs import configure_logging
-from dialer.provision.asterisk import AsteriskInstance, ensure_install
-from dialer.provision.ports import free_local_port
-from dialer.settings import from_environment
 
 GATE_NOW = datetime(2026, 11, 24, 17, 0, tzinfo=UTC)  # inside every calling window
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def _percentile(values: Sequence[float], fraction: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def _line(name: str, values: Sequence[float], baseline: float) -> str:
-    p50, p99 = _percentile(values, 0.5) * 1000, _percentile(values, 0.99) * 1000
+    p50, p99 = percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000
     return (
         f"  {name:<34} n={len(values):<4} p50={p50:8.1f} ms  p99={p99:8.1f} ms"
         f"  (p50 = {p50 / (baseline * 1000):6.1f} x baseline {baseline * 1000:.1f} ms)"
@@ -79,103 +65,64 @@ async def _baselines(ari: AriClient, app: str, samples: int = 50) -> tuple[float
 
 
 async def run(concurrencies: list[int], rounds: int) -> None:
-    run_id = uuid.uuid4().hex[:8]
-    database = f"dialer_bench_{run_id}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{database}"')
-    await admin.close()
-    redis_url, prefix = "redis://127.0.0.1:6379/14", f"bench:{run_id}:"
-    settings = from_environment(
-        instance=f"bench-{run_id}",
-        ari_port=free_local_port(),
-        sip_port=free_local_port(),
-        carrier_port=free_local_port(),
-        ari_password=uuid.uuid4().hex,
-        rtp_start=40000,
-        rtp_end=50000,
-    )
-    instance = AsteriskInstance.for_settings(ensure_install(settings), settings)
-    instance.start()
-    try:
-        with TemporaryDirectory() as workdir:
-            settings = from_environment(
-                {},
-                pg_dsn=f"postgresql://postgres@127.0.0.1:5432/{database}",
-                redis_url=redis_url,
-                redis_prefix=prefix,
-                ari_port=instance.config.ari_port,
-                ari_password=instance.config.ari_password,
-                state_root=f"{workdir}/state",
-                recordings_root=f"{workdir}/recordings",
-                instance=instance.config.name,
-            )
-            async with dialer_services(
-                settings, gate_clock=lambda: GATE_NOW, timeouts=CallTimeouts(agent_ring=15.0), drain_seconds=10
-            ) as services:
-                info_base, add_base = await _baselines(services.ari, settings.ari_app)
-                print(f"Asterisk {instance.install.version}; baselines: ARI GET /asterisk/info "
-                      f"{info_base * 1000:.1f} ms, bridge addChannel {add_base * 1000:.1f} ms (medians)")
-                await services.dnc.set_list_date("federal", GATE_NOW.date())
-                finished: dict[str, CallRecord] = {}
-                progress = asyncio.Event()
+    async with bench_stack() as stack:
+        settings, instance = stack.settings, stack.instance
+        async with dialer_services(
+            settings, gate_clock=lambda: GATE_NOW, timeouts=CallTimeouts(agent_ring=15.0), drain_seconds=10
+        ) as services:
+            info_base, add_base = await _baselines(services.ari, settings.ari_app)
+            print(f"Asterisk {instance.install.version}; baselines: ARI GET /asterisk/info "
+                  f"{info_base * 1000:.1f} ms, bridge addChannel {add_base * 1000:.1f} ms (medians)")
+            await services.dnc.set_list_date("federal", GATE_NOW.date())
+            finished: dict[str, CallRecord] = {}
+            progress = asyncio.Event()
 
-                def on_finished(record: CallRecord) -> None:
-                    finished[record.call_id] = record
-                    progress.set()
+            def on_finished(record: CallRecord) -> None:
+                finished[record.call_id] = record
+                progress.set()
 
-                services.controller.finished_listeners.append(on_finished)
-                width = max(concurrencies)
-                agents = [f"bench-agent-{n}" for n in range(width)]
-                for n, agent_id in enumerate(agents):
-                    await services.outbox.put(
-                        "agent_upsert", {"agent_id": agent_id, "name": agent_id, "sip_endpoint": f"Local/{n + 1}@agent-sim"}
-                    )
-                await services.outbox.flush(30)
-                for concurrency in concurrencies:
-                    to_ringing: list[float] = []
-                    to_bridged: list[float] = []
-                    failures = 0
-                    blocked_counts: dict[str, int] = {}
-                    for _ in range(rounds):
-                        placed: list[str] = []
-                        for n in range(concurrency):
-                            # A person in New York: 1 s of ringing, hangs up 3 s after answering.
-                            try:
-                                call = await services.controller.place_call(
-                                    DialRequest(agent_id=agents[n], phone="+12125551103")
-                                )
-                            except ComplianceBlocked as blocked:
-                                # Under overload the gate may not decide in its budget: it blocks.
-                                blocked_counts[str(blocked)] = blocked_counts.get(str(blocked), 0) + 1
-                                continue
-                            placed.append(call.call_id)
-                        async with asyncio.timeout(120):
-                            while not all(call_id in finished for call_id in placed):
-                                progress.clear()
-                                await progress.wait()
-                        for call_id in placed:
-                            record = finished[call_id]
-                            if record.agent_ringing_at is None or record.bridged_at is None:
-                                failures += 1
-                                continue
-                            assert record.lead_answered_at is not None
-                            to_ringing.append((record.agent_ringing_at - record.requested_at).total_seconds())
-                            to_bridged.append((record.bridged_at - record.lead_answered_at).total_seconds())
-                    print(f"\n{concurrency} concurrent call(s), {rounds} round(s), {failures} call(s) not bridged, "
-                          f"blocked at request: {blocked_counts or 'none'}:")
-                    print(_line("API request -> agent ringing", to_ringing, info_base))
-                    print(_line("lead answer -> lead bridged", to_bridged, add_base))
-    finally:
-        instance.stop()
-        instance.remove()
-        client = aioredis.from_url(redis_url)
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
-        admin = await asyncpg.connect(ADMIN_DSN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await admin.close()
+            services.controller.finished_listeners.append(on_finished)
+            width = max(concurrencies)
+            agents = [f"bench-agent-{n}" for n in range(width)]
+            for n, agent_id in enumerate(agents):
+                await services.outbox.put(
+                    "agent_upsert", {"agent_id": agent_id, "name": agent_id, "sip_endpoint": f"Local/{n + 1}@agent-sim"}
+                )
+            await services.outbox.flush(30)
+            for concurrency in concurrencies:
+                to_ringing: list[float] = []
+                to_bridged: list[float] = []
+                failures = 0
+                blocked_counts: dict[str, int] = {}
+                for _ in range(rounds):
+                    placed: list[str] = []
+                    for n in range(concurrency):
+                        # A person in New York: 1 s of ringing, hangs up 3 s after answering.
+                        try:
+                            call = await services.controller.place_call(
+                                DialRequest(agent_id=agents[n], phone="+12125551103")
+                            )
+                        except ComplianceBlocked as blocked:
+                            # Under overload the gate may not decide in its budget: it blocks.
+                            blocked_counts[str(blocked)] = blocked_counts.get(str(blocked), 0) + 1
+                            continue
+                        placed.append(call.call_id)
+                    async with asyncio.timeout(120):
+                        while not all(call_id in finished for call_id in placed):
+                            progress.clear()
+                            await progress.wait()
+                    for call_id in placed:
+                        record = finished[call_id]
+                        if record.agent_ringing_at is None or record.bridged_at is None:
+                            failures += 1
+                            continue
+                        assert record.lead_answered_at is not None
+                        to_ringing.append((record.agent_ringing_at - record.requested_at).total_seconds())
+                        to_bridged.append((record.bridged_at - record.lead_answered_at).total_seconds())
+                print(f"\n{concurrency} concurrent call(s), {rounds} round(s), {failures} call(s) not bridged, "
+                      f"blocked at request: {blocked_counts or 'none'}:")
+                print(_line("API request -> agent ringing", to_ringing, info_base))
+                print(_line("lead answer -> lead bridged", to_bridged, add_base))
 
 
 def main() -> None:
