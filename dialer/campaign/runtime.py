@@ -414,7 +414,7 @@ class CampaignRunner:
                     await self._tick()
                 except Exception:
                     self.log.exception("campaign_tick_failed")
-                # The pacing tick; a speed-to-lead lead or a newly ready agent wakes it early.
+                # The pacing tick; a speed-to-lead lead, a newly ready agent or a call's end wakes it early.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.runtime.settings.tick_seconds):
                         await self.wake.wait()
@@ -592,6 +592,7 @@ class CampaignRunner:
         decision = (RetryDecision(True, None, "opted out at the safe-harbor message") if record.opted_out
                     else after_attempt(outcome, attempts, time.time()))
         self.hopper.finished(runner.entry.lead_id, decision)
+        self.wake.set()  # a line is free: pace again now, not at the next tick
         await self.runtime.records.put("campaign_lead", campaign_lead_record(
             self.campaign_id, runner.entry.lead_id, attempts=attempts, last_outcome=outcome,
             last_call_id=runner.call_id,
@@ -841,6 +842,12 @@ class CampaignRuntime:
     async def _publish(self, leg: AgentLeg, snapshot: AgentSnapshot) -> None:
         message = snapshot.to_json()
         self.agent_events.publish(leg.agent_id, message)
+        if snapshot.state is AgentState.READY:
+            # A free agent is a line to dial now, not at the next pacing tick.
+            for campaign_id in leg.session.campaign_ids:
+                runner = self.campaigns.get(campaign_id)
+                if runner is not None:
+                    runner.wake.set()
         try:
             if snapshot.state is AgentState.LOGGED_OUT:
                 await self.states.hdel(self.settings.redis_key, leg.agent_id)
