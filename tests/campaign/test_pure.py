@@ -261,3 +261,25 @@ def test_a_callback_owned_by_an_agent_waits_for_that_agent_and_keeps_its_place()
     assert hopper.take(frozenset({"bob"})) is None
     taken = hopper.take(frozenset({"ann", "bob"}))
     assert taken is not None and taken.lead_id == "cb"
+
+
+@pytest.mark.timeout(10)
+async def test_identity_locks_serialise_one_person_not_everyone_and_leave_nothing_behind() -> None:
+    import asyncio
+
+    from dialer.campaign.api import KeyedLocks
+
+    locks = KeyedLocks()
+    order: list[str] = []
+
+    async def post(name: str, keys: list[str], hold: float) -> None:
+        async with locks.holding(keys):
+            order.append(f"{name}+")
+            await asyncio.sleep(hold)
+            order.append(f"{name}-")
+
+    await asyncio.gather(post("a", ["phone:1", "email:x"], 0.05), post("b", ["email:x", "phone:2"], 0.0),
+                         post("c", ["phone:3"], 0.0))
+    assert order.index("a-") < order.index("b+")  # same e-mail: one after the other
+    assert order.index("c+") < order.index("a-")  # another person: not held up
+    assert len(locks) == 0
