@@ -73,7 +73,7 @@ class PredictiveConfig:
     # after a line that reach an agent before it, so it under-predicts: measured bias at
     # 20 agents (30 days, seed 7) 1.2-1.9 at 5-12% live, 0.9-1.1 at 25%. Starting at 1.5
     # keeps the first days under the setpoint instead of over it (a prior of 1 worth 15
-    # abandons: trailing rate 2.9-3.05% on days 1-13 of n20_p5_short, then 3 days cautious).
+    # abandons: trailing rate 2.7-3.05% on days 1-13 of n20_p5_short, then 3 days cautious).
     bias_prior_abandons: float = 8.0
     bias_prior_ratio: float = 1.5
     # Decay per predicted person of the bias factor's and predicted rate's memory.
