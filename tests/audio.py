@@ -43,7 +43,8 @@ def analyse_wav(path: Path) -> AudioReport:
     return AudioReport(samples.size / rate, rms, dominant, voiced)
 
 
-RECORDING_NOTICE = Path(__file__).resolve().parents[1] / "asterisk-config" / "sounds" / "recording-notice.wav"
+SOUNDS = Path(__file__).resolve().parents[1] / "asterisk-config" / "sounds"
+RECORDING_NOTICE = SOUNDS / "recording-notice.wav"
 
 
 def _samples(data: bytes) -> np.ndarray:
@@ -60,10 +61,14 @@ def _without_agent_tone(audio: np.ndarray) -> np.ndarray:
     return np.fft.irfft(spectrum, audio.size)
 
 
-def notice_match(recording: bytes) -> float:
-    """The highest normalised correlation of the recording notice's waveform with any stretch of
-    a call's recording (8 kHz WAV bytes): ~0.06 for calls without it, 0.25-0.6 with it."""
-    template = _samples(RECORDING_NOTICE.read_bytes())
+def notice_match(recording: bytes, template_path: Path = RECORDING_NOTICE, seconds: float | None = None) -> float:
+    """The highest normalised correlation of a prompt's waveform (the recording notice unless
+    `template_path` says otherwise) with any stretch of a call's recording (8 kHz WAV bytes):
+    ~0.06 for calls without it, 0.25-0.6 with it mixed under speech. `seconds` takes only the
+    prompt's first seconds (a call may end with the prompt's last frames)."""
+    template = _samples(template_path.read_bytes())
+    if seconds is not None:
+        template = template[: int(seconds * 8000)]
     audio = _without_agent_tone(_samples(recording))
     if audio.size < template.size:
         return 0.0

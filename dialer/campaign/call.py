@@ -244,7 +244,10 @@ class OptOutNumber:
 
 @dataclass(frozen=True)
 class LeaveMessage:
+    """The campaign's message after the machine's beep (dialplan), recorded as `recording`."""
+
     lead_channel: str
+    recording: str
 
 
 @dataclass(frozen=True)
@@ -515,9 +518,10 @@ class CampaignCall:
         since_dial = now - self.record.requested_at
         if status == "MACHINE":
             if request.machine_action is MachineAction.MESSAGE:
-                self._update(message_left=True)
+                # Every call is recorded, a voicemail drop too (the archive collects it at the end).
+                self._update(message_left=True, recording=request.recording)
                 actions = self._go(CampaignCallState.MACHINE, now, now + request.machine_message_timeout)
-                return [*actions, LeaveMessage(request.lead_channel)]
+                return [*actions, LeaveMessage(request.lead_channel, request.recording)]
             actions = self._go(CampaignCallState.MACHINE, now, now + request.end_timeout)
             return [*actions, HangupLead(request.lead_channel)]
         if status == "HANGUP":

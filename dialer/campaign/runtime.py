@@ -337,7 +337,9 @@ class CampaignCallRunner:
                 case cc.OptOutNumber(phone=phone, lead_id=lead_id, call_id=call_id):
                     await runtime._opt_out(phone, lead_id, call_id)
                     self.campaign.counters["opted_out"] += 1
-                case cc.LeaveMessage(lead_channel=channel):
+                case cc.LeaveMessage(lead_channel=channel, recording=name):
+                    # The dialplan records the drop as an ARI stored recording of this name.
+                    await ari.set_variable(channel, "MESSAGE_RECORDING", name)
                     await ari.continue_in_dialplan(channel, context="dialer-machine-message", extension="s", priority=1)
                 case cc.HangupLead(lead_channel=channel, reason=reason):
                     with contextlib.suppress(NotFound):

@@ -5,6 +5,7 @@ some on do-not-call lists and some outside their calling window."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,9 @@ from compliance_rules.optout import opt_out
 from dialer.campaign.agent import AgentState
 from dialer.controller.compliance import contact_request
 from dialer.pacing import PacingEvent, PacingSnapshot
+from recordings.archive import read_recording
+from recordings.crypto import Keyring
+from tests.audio import SOUNDS, notice_match
 from tests.campaign.conftest import Floor
 
 pytestmark = pytest.mark.integration
@@ -167,6 +171,35 @@ async def test_no_agent_within_two_seconds_plays_the_safe_harbor_and_press_9_opt
     assert not decision.allowed and "opted_out" in {code.value for code in decision.codes}
     membership = await floor.fetch("SELECT done FROM campaign_leads WHERE lead_id = $1", leads[presses_9])
     assert membership[0]["done"]
+    await runtime.logout(agent_id)
+    await floor.wait_for(lambda: not runtime.agents, 15, "agent logged out")
+    await floor.nothing_left("ags-", "cmp-")
+
+
+@pytest.mark.timeout(120)
+async def test_a_machine_gets_the_campaigns_message_after_the_beep_and_the_drop_is_recorded(floor: Floor) -> None:
+    runtime = floor.campaigns
+    campaign_id = await floor.campaign(dial_mode="progressive", machine_action="message")
+    machine = "+12125552120"  # an answering machine: rings 1 s, a greeting, a beep, then records 20 s
+    await floor.leads(campaign_id, [machine], state="NY", zip="10001")
+    agent_id = await floor.agent("Local/sim10@agent-sim")
+    await runtime.login(agent_id, [campaign_id])
+    await floor.wait_for(lambda: (s := runtime.agent_state(agent_id)) is not None and s.state is AgentState.READY,
+                         20, "agent ready")
+    await runtime.start_campaign(campaign_id)
+    runner = runtime.campaigns[campaign_id]
+    await floor.wait_for(lambda: runner.counters["dials"] >= 1 and not runner.calls, 90, "the call over")
+    await runtime.stop_campaign(campaign_id)
+    (call,) = await _campaign_calls(floor, campaign_id)
+    assert (call["amd_result"], call["outcome"], call["agent_id"]) == ("MACHINE", "machine", None)
+    assert not call["abandoned"]  # a machine is not a person: not in the abandon rate
+    # The drop is recorded like every call: the beep, then the whole message.
+    (row,) = await floor.fetch("SELECT * FROM recordings WHERE call_id = $1", call["call_id"])
+    assert row["duration_seconds"] > 10 and call["recording_id"] == row["recording_id"]
+    keyring = Keyring.load(floor.services.settings.recording_keys_dir)
+    audio = read_recording(Path(row["storage_uri"].removeprefix("file://")), keyring, row["recording_id"])
+    # The message's first 4 s, alone on the line after the beep: measured 1.0.
+    assert notice_match(audio, SOUNDS / "safe-harbor.wav", seconds=4) > 0.5
     await runtime.logout(agent_id)
     await floor.wait_for(lambda: not runtime.agents, 15, "agent logged out")
     await floor.nothing_left("ags-", "cmp-")
