@@ -16,13 +16,12 @@ import hashlib
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
 
 from crm_bridge.store import Recording, TokenRole
 from dialer.api.app import DEPS, TOKEN, ApiError, allow, json_value
-from recordings.archive import read_recording
+from recordings.archive import archived_path, read_recording
 from recordings.crypto import Keyring, RecordingCryptoError
 
 REVIEWERS = (TokenRole.CRM, TokenRole.SUPERVISOR, TokenRole.ADMIN)
@@ -45,9 +44,7 @@ class RecordingReader:
     keyring: Keyring
 
     def path_of(self, recording: Recording) -> Path:
-        uri = recording.storage_uri
-        path = Path(unquote(urlsplit(uri).path)) if uri.startswith("file://") else Path(uri)
-        resolved = path.resolve()
+        resolved = archived_path(recording.storage_uri).resolve()
         if not resolved.is_relative_to(self.archive_dir.resolve()):
             # A row pointing elsewhere (edited by hand, or another host's archive) is not followed.
             raise RecordingUnavailable("recording_unavailable", f"{recording.recording_id} is not in this archive")

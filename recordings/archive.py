@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import unquote, urlsplit
 
 from recordings.crypto import Keyring, open_sealed, seal
 
@@ -118,6 +119,11 @@ async def archive_recording(
     )
     await source.delete_stored_recording(name)
     return archived
+
+
+def archived_path(storage_uri: str) -> Path:
+    """The archived file a `recordings.storage_uri` names (a file:// URI, or a plain path)."""
+    return Path(unquote(urlsplit(storage_uri).path)) if storage_uri.startswith("file://") else Path(storage_uri)
 
 
 def read_recording(path: Path, keyring: Keyring, name: str | None = None) -> bytes:

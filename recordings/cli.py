@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import structlog
 
 from dialer.cli import UserError
 from dialer.settings import from_environment
-from recordings.archive import read_recording
+from recordings.archive import archived_path, read_recording
 from recordings.crypto import Keyring, RecordingCryptoError
 
 log = structlog.get_logger(__name__)
@@ -19,8 +18,7 @@ log = structlog.get_logger(__name__)
 
 def _open(args: argparse.Namespace) -> int:
     settings = from_environment()
-    # The CRM's recordings.storage_uri is a file:// URI; a plain path works too.
-    source = Path(unquote(urlsplit(args.file).path)) if args.file.startswith("file://") else Path(args.file)
+    source = archived_path(args.file)
     if not source.is_file():
         raise UserError(f"No recording at {source}: give the path from the CRM's recordings.storage_uri.")
     try:

@@ -47,6 +47,14 @@ SOUNDS = Path(__file__).resolve().parents[1] / "asterisk-config" / "sounds"
 RECORDING_NOTICE = SOUNDS / "recording-notice.wav"
 
 
+def recorded_audio(storage_uri: str, recording_id: str, keys_dir: Path) -> bytes:
+    """The audio of an archived call recording, opened with the keyring in `keys_dir`."""
+    from recordings.archive import archived_path, read_recording
+    from recordings.crypto import Keyring
+
+    return read_recording(archived_path(storage_uri), Keyring.load(keys_dir), recording_id)
+
+
 def _samples(data: bytes) -> np.ndarray:
     with wave.open(io.BytesIO(data)) as wav:
         assert wav.getframerate() == 8000

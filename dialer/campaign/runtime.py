@@ -53,6 +53,7 @@ from dialer.ari.models import (
     PlaybackFinished,
     StasisStart,
 )
+from dialer.ari.sounds import DialplanSounds
 from dialer.campaign import call as cc
 from dialer.campaign.agent import AgentSession, AgentSnapshot, AgentState, InvalidStateError
 from dialer.campaign.amd import AmdSettingsError, amd_arguments
@@ -263,8 +264,7 @@ class CampaignCallRunner:
             if position == 1
             else ["sound:queue-thereare", f"number:{position - 1}", "sound:queue-callswaiting"]
         )
-        sounds = await self.runtime._sounds_dir(self.request.lead_channel)
-        music = [f"sound:{sounds}/moh/hold-music"] * HOLD_MUSIC_REPEATS
+        music = [await self.runtime.sounds.media("moh/hold-music")] * HOLD_MUSIC_REPEATS
         with contextlib.suppress(AriError):
             await self.runtime.ari.play_bridge(
                 self.request.bridge_id, [*announcement, *music], playback_id=self.hold_playback
@@ -329,11 +329,10 @@ class CampaignCallRunner:
                             await ari.stop_playback(self.hold_playback)
                     await ari.add_channel(bridge_id, channel)
                 case cc.PlaySafeHarbor(bridge_id=bridge_id, playback_id=playback_id):
-                    sounds = await runtime._sounds_dir(self.request.lead_channel)
-                    await ari.play_bridge(bridge_id, f"sound:{sounds}/safe-harbor", playback_id=playback_id)
+                    await ari.play_bridge(bridge_id, await runtime.sounds.media("safe-harbor"), playback_id=playback_id)
                 case cc.PlayRecordingNotice(bridge_id=bridge_id, playback_id=playback_id):
-                    sounds = await runtime._sounds_dir(self.request.lead_channel)
-                    await ari.play_bridge(bridge_id, f"sound:{sounds}/recording-notice", playback_id=playback_id)
+                    await ari.play_bridge(bridge_id, await runtime.sounds.media("recording-notice"),
+                                          playback_id=playback_id)
                 case cc.OptOutNumber(phone=phone, lead_id=lead_id, call_id=call_id):
                     await runtime._opt_out(phone, lead_id, call_id)
                     self.campaign.counters["opted_out"] += 1
@@ -673,7 +672,7 @@ class CampaignRuntime:
         self.call_end_listeners: list[Callable[[str], None]] = []
         self._ending: set[str] = set()
         self._tasks: asyncio.TaskGroup | None = None
-        self._sounds: str | None = None
+        self.sounds = DialplanSounds(ari)
         self._accepting = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -997,12 +996,6 @@ class CampaignRuntime:
         runner.campaign.calls.pop(runner.call_id, None)
         self._cancel_want(runner)
         self.dispatcher.unregister(runner.call_id)
-
-    async def _sounds_dir(self, channel_id: str) -> str:
-        """The dialplan's SOUNDS directory as Asterisk sees it (a global, read through a channel)."""
-        if self._sounds is None:
-            self._sounds = await self.ari.get_variable(channel_id, "SOUNDS")
-        return self._sounds
 
     async def _opt_out(self, phone: str, lead_id: str, call_id: str) -> None:
         # In Redis first: the very next gate decision for the number is blocked.

@@ -41,6 +41,7 @@ from dialer.ari.models import (
     RecordingStarted,
     StasisStart,
 )
+from dialer.ari.sounds import DialplanSounds
 from dialer.calls import inputs
 from dialer.calls.actions import (
     AddToBridge,
@@ -257,8 +258,8 @@ class CallRunner:
                     with contextlib.suppress(NotFound):
                         await ari.hangup(channel_id, reason=reason)
                 case PlayRecordingNotice(bridge_id=bridge_id, playback_id=playback_id):
-                    sounds = await self.controller.sounds_dir()
-                    await ari.play_bridge(bridge_id, f"sound:{sounds}/recording-notice", playback_id=playback_id)
+                    await ari.play_bridge(bridge_id, await self.controller.sounds.media("recording-notice"),
+                                          playback_id=playback_id)
                 case StopRecording(name=name):
                     with contextlib.suppress(NotFound):
                         await ari.stop_recording(name)
@@ -348,13 +349,7 @@ class Controller:
         self._ending: set[str] = set()
         self._tasks: asyncio.TaskGroup | None = None
         self._accepting = True
-        self._sounds: str | None = None
-
-    async def sounds_dir(self) -> str:
-        """The dialplan's SOUNDS directory as Asterisk sees it (a global of extensions.conf)."""
-        if self._sounds is None:
-            self._sounds = await self.ari.get_global_variable("SOUNDS")
-        return self._sounds
+        self.sounds = DialplanSounds(ari)
 
     # -- lifecycle -------------------------------------------------------------------------
     @contextlib.asynccontextmanager

@@ -5,7 +5,6 @@ some on do-not-call lists and some outside their calling window."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,9 +13,7 @@ from compliance_rules.optout import opt_out
 from dialer.campaign.agent import AgentState
 from dialer.controller.compliance import contact_request
 from dialer.pacing import PacingEvent, PacingSnapshot
-from recordings.archive import read_recording
-from recordings.crypto import Keyring
-from tests.audio import SOUNDS, notice_match
+from tests.audio import SOUNDS, notice_match, recorded_audio
 from tests.campaign.conftest import Floor
 
 pytestmark = pytest.mark.integration
@@ -196,8 +193,7 @@ async def test_a_machine_gets_the_campaigns_message_after_the_beep_and_the_drop_
     # The drop is recorded like every call: the beep, then the whole message.
     (row,) = await floor.fetch("SELECT * FROM recordings WHERE call_id = $1", call["call_id"])
     assert row["duration_seconds"] > 10 and call["recording_id"] == row["recording_id"]
-    keyring = Keyring.load(floor.services.settings.recording_keys_dir)
-    audio = read_recording(Path(row["storage_uri"].removeprefix("file://")), keyring, row["recording_id"])
+    audio = recorded_audio(row["storage_uri"], row["recording_id"], floor.services.settings.recording_keys_dir)
     # The message's first 4 s, alone on the line after the beep: measured 1.0.
     assert notice_match(audio, SOUNDS / "safe-harbor.wav", seconds=4) > 0.5
     await runtime.logout(agent_id)

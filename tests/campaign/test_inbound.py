@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from pathlib import Path
 
 import pytest
 
 from dialer.campaign.agent import AgentState
-from recordings.archive import read_recording
-from recordings.crypto import Keyring
-from tests.audio import notice_match
+from tests.audio import notice_match, recorded_audio
 from tests.campaign.conftest import Floor
 
 pytestmark = pytest.mark.integration
@@ -77,13 +74,13 @@ async def test_inbound_calls_reach_a_ready_agent_or_wait_with_music(floor: Floor
                               "ORDER BY requested_at", campaign_id)
     assert [c["lead_number"] for c in calls] == [known, unknown]
     assert calls[0]["lead_id"] == leads[known]
-    keyring = Keyring.load(floor.services.settings.recording_keys_dir)
     for call in calls:
         assert call["outcome"] == "answered" and call["agent_id"] == agent_id and not call["abandoned"]
         rows = await floor.fetch("SELECT * FROM recordings WHERE call_id = $1", call["call_id"])
         assert len(rows) == 1 and rows[0]["duration_seconds"] > 3
         # Every inbound call is told it is recorded, as the agent joins (the recording keeps it).
-        audio = read_recording(Path(rows[0]["storage_uri"].removeprefix("file://")), keyring, rows[0]["recording_id"])
+        audio = recorded_audio(rows[0]["storage_uri"], rows[0]["recording_id"],
+                               floor.services.settings.recording_keys_dir)
         assert notice_match(audio) > 0.15  # measured ~0.27 (speech over it); ~0.06 with no notice
     waited = (calls[1]["bridged_at"] - calls[1]["lead_answered_at"]).total_seconds()
     assert waited >= 2.5  # held with music until the agent became ready

@@ -8,11 +8,11 @@ import hashlib
 import io
 import wave
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import pytest
 
 from crm_bridge.store import TokenRole
+from recordings.archive import archived_path
 from tests.controller.conftest import Dialer
 
 pytestmark = pytest.mark.integration
@@ -90,11 +90,11 @@ async def test_recordings_refuse_agents_bad_queries_and_damaged_files_with_reaso
     assert (await get("/v1/recordings/nope"))[1]["error"] == "recording_not_found"
     assert (await get("/v1/recordings/nope/audio"))[0] == 404
 
-    archived = Path(unquote(urlsplit(recording.storage_uri).path))
+    archived = archived_path(recording.storage_uri)
     _flip_last_bit(archived)  # damaged at rest
     status, body = await get(audio_url)
     assert (status, body["error"]) == (409, "recording_integrity_failed")
-    archived.unlink()  # noqa: ASYNC240 (a test's one-off file operation)
+    archived.unlink()
     status, body = await get(audio_url)
     assert (status, body["error"]) == (503, "recording_unavailable")
     await dialer.services.outbox.flush(10)

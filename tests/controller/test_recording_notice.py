@@ -4,13 +4,9 @@ itself keeps the proof. A lead in a one-party state hears no notice."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from recordings.archive import read_recording
-from recordings.crypto import Keyring
-from tests.audio import notice_match
+from tests.audio import notice_match, recorded_audio
 from tests.controller.conftest import Dialer
 
 pytestmark = pytest.mark.integration
@@ -27,11 +23,10 @@ async def _call_and_recording(dialer: Dialer, phone: str, **lead: str) -> tuple[
     assert call.outcome is not None and call.outcome.value == "answered" and call.recording_id is not None
     recording = await dialer.services.store.get_recording(call.recording_id)
     assert recording is not None
-    keyring = Keyring.load(dialer.services.settings.recording_keys_dir)
-    path = Path(recording.storage_uri.removeprefix("file://"))
     (decision,) = await dialer.fetch(
         "SELECT notices FROM compliance_decisions WHERE decision_id = $1", call.compliance_decision_id)
-    return str(decision["notices"]), read_recording(path, keyring, recording.recording_id)
+    return str(decision["notices"]), recorded_audio(
+        recording.storage_uri, recording.recording_id, dialer.services.settings.recording_keys_dir)
 
 
 @pytest.mark.timeout(120)
