@@ -160,7 +160,7 @@ def run_check(args: argparse.Namespace) -> int:
         from crm_bridge.migrate import MigrationError, ensure_schema
         from crm_bridge.outbox import Outbox
         from crm_bridge.pg import DatabaseUnavailable
-        from dialer.controller.compliance import gate_options
+        from dialer.runtime.gate import gate_options
 
         try:
             await ensure_schema(settings.pg_dsn)

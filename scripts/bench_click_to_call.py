@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from bench_stack import bench_stack, percentile
 
 from dialer.ari.client import AriClient
-from dialer.calls.machine import CallTimeouts
-from dialer.calls.record import CallRecord
-from dialer.controller.requests import ComplianceBlocked, DialRequest
-from dialer.controller.service import dialer_services
+from dialer.click_to_call.machine import CallTimeouts
+from dialer.click_to_call.record import CallRecord
 from dialer.logs import configure_logging
+from dialer.runtime.errors import ComplianceBlocked, DialRequest
+from dialer.serve import dialer_services
 
 GATE_NOW = datetime(2026, 11, 24, 17, 0, tzinfo=UTC)  # inside every calling window
 

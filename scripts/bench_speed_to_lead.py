@@ -42,11 +42,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from bench_stack import bench_stack, percentile
 
 from crm_bridge.store import TokenRole
-from dialer.calls.machine import CallTimeouts
 from dialer.campaign.runtime import CampaignCallRunner, CampaignRuntime, placeholder_lead
-from dialer.controller.compliance import contact_request
-from dialer.controller.service import dialer_services
+from dialer.click_to_call.machine import CallTimeouts
 from dialer.logs import configure_logging
+from dialer.runtime.gate import contact_request
+from dialer.serve import dialer_services
 
 GATE_NOW = datetime(2026, 11, 24, 17, 0, tzinfo=UTC)  # a Tuesday, noon in New York: inside every window
 SAMPLES = 50

@@ -28,10 +28,10 @@ from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.records import InvalidRecord
 from crm_bridge.store import ApiToken, Call, CrmStore, TokenRole
 from dialer.api.openapi import openapi_document
-from dialer.calls.inputs import HangupBy
-from dialer.controller.agent_events import AgentEventHub
-from dialer.controller.requests import CallRefused, CallService, ComplianceBlocked, DialRequest
+from dialer.click_to_call.inputs import HangupBy
 from dialer.metrics import Metrics
+from dialer.runtime.agent_events import AgentEventHub
+from dialer.runtime.errors import CallRefused, CallService, ComplianceBlocked, DialRequest
 
 log = structlog.get_logger(__name__)
 

@@ -15,7 +15,7 @@ from crm_bridge.migrate import MigrationError, ensure_schema
 from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import CrmStore, TokenRole
 from dialer.cli import UserError
-from dialer.controller.service import StartupError, dialer_services
+from dialer.serve import StartupError, dialer_services
 from dialer.settings import Settings, from_environment
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from crm_bridge.records import CallOutcome as CrmOutcome
-from dialer.calls.record import LEAD_CAUSE_OUTCOMES, CallOutcome, utc
+from dialer.click_to_call.record import LEAD_CAUSE_OUTCOMES, CallOutcome, utc
 from dialer.pacing.types import DialOutcome, EventKind
 
 # 47 CFR 64.1200(a)(7): connected (or the message started) within 2 s of the greeting's end.

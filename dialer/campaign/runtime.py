@@ -58,12 +58,6 @@ from dialer.campaign import call as cc
 from dialer.campaign.agent import AgentSession, AgentSnapshot, AgentState, InvalidStateError
 from dialer.campaign.amd import AmdSettingsError, amd_arguments
 from dialer.campaign.hopper import Hopper, HopperEntry, RetryDecision, after_attempt
-from dialer.controller.agent_events import AgentEventHub
-from dialer.controller.compliance import contact_request, policy_for_campaign
-from dialer.controller.driving import drive
-from dialer.controller.requests import CallRefused
-from dialer.controller.snapshots import SnapshotWriter
-from dialer.monitor.live import LiveCall
 from dialer.pacing import (
     ABANDON_WINDOW_DAYS,
     AbandonTally,
@@ -76,6 +70,12 @@ from dialer.pacing import (
     PreviewPacer,
     ProgressivePacer,
 )
+from dialer.runtime.agent_events import AgentEventHub
+from dialer.runtime.errors import CallRefused
+from dialer.runtime.gate import contact_request, policy_for_campaign
+from dialer.runtime.live import LiveCall
+from dialer.runtime.runner import drive
+from dialer.runtime.snapshots import SnapshotWriter
 from recordings.archive import archive_recording
 from recordings.crypto import Keyring
 

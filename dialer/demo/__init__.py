@@ -35,7 +35,6 @@ import redis.asyncio as aioredis
 from compliance_rules.ruleset import RuleBook, RuleDataError, load_rulebook
 from dialer.campaign.runtime import CampaignError
 from dialer.cli import UserError
-from dialer.controller.service import StartupError, dialer_services
 from dialer.demo.campaign import (
     DEMO_TUNING,
     DemoAgent,
@@ -53,6 +52,7 @@ from dialer.demo.softphone import AgentSoftphone, baresip_installed, long_tone
 from dialer.logs import configure_logging
 from dialer.provision.asterisk import AsteriskInstance
 from dialer.provision.cli import prepare_stack
+from dialer.serve import StartupError, dialer_services
 from dialer.settings import Settings, from_environment
 
 MIN_DIALABLE = 60  # leads dialable at the gate's start, below which `--gate-time auto` moves it

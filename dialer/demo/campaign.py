@@ -25,8 +25,8 @@ from compliance_rules.numbers import parse_number
 from compliance_rules.ruleset import RuleBook
 from dialer.campaign.agent import AgentState
 from dialer.campaign.runtime import CampaignRunner, campaign_lead_record
-from dialer.controller.service import DialerServices
 from dialer.demo.leads import DemoLead
+from dialer.serve import DialerServices
 
 # Durations compressed for a demo of a few minutes (the defaults are for a real floor).
 DEMO_TUNING: Mapping[str, object] = {

@@ -28,10 +28,10 @@ from dialer.ari.dispatch import Dispatcher, Route
 from dialer.ari.errors import AriError, NotFound
 from dialer.ari.events import Snapshot
 from dialer.ari.models import ChannelDestroyed, ChannelEnteredBridge, Event, StasisEnd, StasisStart
-from dialer.controller.driving import drive
-from dialer.controller.requests import CallRefused
 from dialer.monitor import machine as m
-from dialer.monitor.live import LiveCall, LiveCallSource
+from dialer.runtime.errors import CallRefused
+from dialer.runtime.live import LiveCall, LiveCallSource
+from dialer.runtime.runner import drive
 
 log = structlog.get_logger(__name__)
 

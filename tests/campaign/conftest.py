@@ -19,10 +19,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from crm_bridge.store import TokenRole
 from dialer.ari.auth import basic_auth_header
-from dialer.calls.machine import CallTimeouts
 from dialer.campaign.runtime import CampaignRuntime, campaign_lead_record
-from dialer.controller.service import DialerServices, dialer_services
+from dialer.click_to_call.machine import CallTimeouts
 from dialer.provision.asterisk import AsteriskInstance
+from dialer.serve import DialerServices, dialer_services
 from tests.controller.conftest import dialer_settings, mark_lists_fresh
 
 GATE_NOW = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)

@@ -11,8 +11,8 @@ import pytest
 
 from compliance_rules.optout import opt_out
 from dialer.campaign.agent import AgentState
-from dialer.controller.compliance import contact_request
 from dialer.pacing import PacingEvent, PacingSnapshot
+from dialer.runtime.gate import contact_request
 from tests.audio import SOUNDS, notice_match, recorded_audio
 from tests.campaign.conftest import Floor
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from dialer.calls.machine import CallTimeouts
 from dialer.campaign.agent import AgentState
 from dialer.campaign.runtime import CampaignRuntime
-from dialer.controller.service import DialerServices, dialer_services
+from dialer.click_to_call.machine import CallTimeouts
 from dialer.provision.asterisk import AsteriskInstance
+from dialer.serve import DialerServices, dialer_services
 from tests.campaign.conftest import CAMPAIGN_TUNING, GATE_NOW
 from tests.controller.conftest import dialer_settings
 

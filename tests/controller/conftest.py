@@ -18,9 +18,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from crm_bridge.store import Call, TokenRole
 from dialer.ari.auth import basic_auth_header
-from dialer.calls.machine import CallTimeouts
-from dialer.controller.service import DialerServices, dialer_services
+from dialer.click_to_call.machine import CallTimeouts
 from dialer.provision.asterisk import AsteriskInstance
+from dialer.serve import DialerServices, dialer_services
 from dialer.settings import Settings, from_environment
 
 # A Tuesday at noon Eastern, 9 a.m. Pacific: inside every state's window, no holiday.

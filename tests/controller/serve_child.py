@@ -8,8 +8,8 @@ import signal
 
 from aiohttp import web
 
-from dialer.calls.machine import CallTimeouts
-from dialer.controller.service import dialer_services
+from dialer.click_to_call.machine import CallTimeouts
+from dialer.serve import dialer_services
 from dialer.settings import from_environment
 from tests.controller.conftest import GATE_NOW, mark_lists_fresh
 

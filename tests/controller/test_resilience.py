@@ -18,10 +18,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from crm_bridge.store import TokenRole
-from dialer.calls.machine import CallTimeouts
-from dialer.controller.service import dialer_services
+from dialer.click_to_call.machine import CallTimeouts
 from dialer.provision.asterisk import AsteriskInstance
 from dialer.provision.ports import free_local_port
+from dialer.serve import dialer_services
 from tests.controller.conftest import (
     GATE_NOW,
     Dialer,

@@ -12,11 +12,11 @@ import pytest
 
 from compliance_rules.numbers import parse_number
 from compliance_rules.ruleset import load_rulebook
-from dialer.controller.service import dialer_services
 from dialer.demo.campaign import DEMO_TUNING, DemoAgent, DemoRun, Progress, run_demo
 from dialer.demo.leads import DEMO_STATES, Behaviour, demo_leads, dialable_at, gate_start
 from dialer.demo.report import progress_line, summary_text
 from dialer.provision.asterisk import AsteriskInstance
+from dialer.serve import dialer_services
 from tests.controller.conftest import dialer_settings
 
 # A Tuesday, 14:00 in New York and 9:00 in Honolulu: every demo state is inside its window.

@@ -18,9 +18,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from crm_bridge.store import TokenRole
 from dialer.ari.auth import basic_auth_header
-from dialer.calls.machine import CallTimeouts
-from dialer.controller.service import dialer_services
+from dialer.click_to_call.machine import CallTimeouts
 from dialer.provision.asterisk import AsteriskInstance
+from dialer.serve import dialer_services
 from tests.controller.conftest import GATE_NOW, Dialer, dialer_settings, mark_lists_fresh
 from tests.softphone import Softphone
 from tests.waiting import until

@@ -15,10 +15,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from crm_bridge.store import TokenRole
-from dialer.calls.machine import CallTimeouts
 from dialer.campaign.agent import AgentState
-from dialer.controller.service import dialer_services
+from dialer.click_to_call.machine import CallTimeouts
 from dialer.provision.asterisk import AsteriskInstance
+from dialer.serve import dialer_services
 from tests.campaign.conftest import CAMPAIGN_TUNING, GATE_NOW, Floor
 from tests.controller.conftest import dialer_settings, mark_lists_fresh
 from tests.monitor.conftest import (

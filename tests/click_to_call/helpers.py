@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dialer.calls.actions import CallAction, Emit, Finished
-from dialer.calls.inputs import (
+from dialer.click_to_call.actions import CallAction, Emit, Finished
+from dialer.click_to_call.inputs import (
     AgentAnswered,
     AgentRinging,
     BridgeCreated,
@@ -16,8 +16,8 @@ from dialer.calls.inputs import (
     RecordingStarted,
     Start,
 )
-from dialer.calls.machine import CallMachine, CallRequest, CallTimeouts
-from dialer.calls.record import CallState
+from dialer.click_to_call.machine import CallMachine, CallRequest, CallTimeouts
+from dialer.click_to_call.record import CallState
 
 T0 = 1_700_000_000.0
 CALL_ID = "call-1"

@@ -23,7 +23,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
-from dialer.calls.actions import (
+from dialer.click_to_call.actions import (
     AddToBridge,
     CallAction,
     CallIds,
@@ -40,7 +40,7 @@ from dialer.calls.actions import (
     StartRecording,
     StopRecording,
 )
-from dialer.calls.inputs import (
+from dialer.click_to_call.inputs import (
     AgentAnswered,
     AgentHungUp,
     AgentRinging,
@@ -61,7 +61,7 @@ from dialer.calls.inputs import (
     RecordingStarted,
     Start,
 )
-from dialer.calls.record import (
+from dialer.click_to_call.record import (
     CallOutcome,
     CallRecord,
     CallState,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from crm_bridge.records import validate
-from dialer.calls.actions import (
+from dialer.click_to_call.actions import (
     AddToBridge,
     CheckGate,
     CreateBridge,
@@ -21,7 +21,7 @@ from dialer.calls.actions import (
     StartRecording,
     StopRecording,
 )
-from dialer.calls.inputs import (
+from dialer.click_to_call.inputs import (
     AgentAnswered,
     AgentHungUp,
     AgentRinging,
@@ -42,9 +42,9 @@ from dialer.calls.inputs import (
     RecordingStarted,
     Start,
 )
-from dialer.calls.machine import CallMachine, CallRequest, CallTimeouts, InvalidStateError
-from dialer.calls.record import CallOutcome, CallState, lead_outcome_for_cause
-from tests.calls.helpers import (
+from dialer.click_to_call.machine import CallMachine, CallRequest, CallTimeouts, InvalidStateError
+from dialer.click_to_call.record import CallOutcome, CallState, lead_outcome_for_cause
+from tests.click_to_call.helpers import (
     CALL_ID,
     GATE_ID,
     HAPPY_PATH,
@@ -680,7 +680,7 @@ def test_initial_record() -> None:
 def test_the_recording_is_announced_into_the_bridge_when_the_gate_says_the_lead_may_be_in_an_all_party_state(
     disclosure: bool,
 ) -> None:
-    from dialer.calls.actions import PlayRecordingNotice
+    from dialer.click_to_call.actions import PlayRecordingNotice
 
     machine = new_machine()
     for offset, event in HAPPY_PATH:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dialer.calls.record import CallOutcome, CallRecord
+from dialer.click_to_call.record import CallOutcome, CallRecord
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from dialer.calls.inputs import HangupBy
+from dialer.click_to_call.inputs import HangupBy
 
 
 @dataclass(frozen=True)

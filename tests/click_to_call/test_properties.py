@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialer.calls.actions import (
+from dialer.click_to_call.actions import (
     CallAction,
     CreateBridge,
     DestroyBridge,
@@ -18,7 +18,7 @@ from dialer.calls.actions import (
     StartRecording,
     StopRecording,
 )
-from dialer.calls.inputs import (
+from dialer.click_to_call.inputs import (
     AgentAnswered,
     AgentHungUp,
     AgentRinging,
@@ -40,9 +40,9 @@ from dialer.calls.inputs import (
     RecordingStarted,
     Start,
 )
-from dialer.calls.machine import CallTimeouts, InvalidStateError
-from dialer.calls.record import CallState
-from tests.calls.helpers import CALL_ID, RECORDING, T0, new_machine
+from dialer.click_to_call.machine import CallTimeouts, InvalidStateError
+from dialer.click_to_call.record import CallState
+from tests.click_to_call.helpers import CALL_ID, RECORDING, T0, new_machine
 
 AGENT = f"{CALL_ID}-agent"
 LEAD = f"{CALL_ID}-lead"

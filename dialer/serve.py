@@ -33,14 +33,14 @@ from dialer.ari.client import AriClient, AriConfig
 from dialer.ari.dispatch import Dispatcher
 from dialer.ari.events import EventStream, Snapshot
 from dialer.ari.models import Event
-from dialer.calls.machine import CallTimeouts
 from dialer.campaign.runtime import CampaignRuntime, CampaignSettings
-from dialer.controller.agent_events import AgentEventHub
-from dialer.controller.compliance import gate_options
-from dialer.controller.runtime import Controller, ControllerConfig
-from dialer.controller.snapshots import SnapshotWriter
+from dialer.click_to_call.machine import CallTimeouts
+from dialer.click_to_call.runtime import Controller, ControllerConfig
 from dialer.metrics import Metrics, set_all
 from dialer.monitor.runtime import MonitorService, MonitorSettings
+from dialer.runtime.agent_events import AgentEventHub
+from dialer.runtime.gate import gate_options
+from dialer.runtime.snapshots import SnapshotWriter
 from dialer.settings import Settings
 from recordings.api import RecordingReader
 from recordings.crypto import Keyring

@@ -42,8 +42,8 @@ from dialer.ari.models import (
     StasisStart,
 )
 from dialer.ari.sounds import DialplanSounds
-from dialer.calls import inputs
-from dialer.calls.actions import (
+from dialer.click_to_call import inputs
+from dialer.click_to_call.actions import (
     AddToBridge,
     CallAction,
     CallIds,
@@ -60,21 +60,21 @@ from dialer.calls.actions import (
     StartRecording,
     StopRecording,
 )
-from dialer.calls.inputs import CallInput, HangupBy, Leg
-from dialer.calls.machine import CallMachine, CallRequest, CallTimeouts
-from dialer.calls.record import CallRecord, CallState
-from dialer.controller.agent_events import AgentEventHub
-from dialer.controller.compliance import contact_request, policy_for_campaign
-from dialer.controller.driving import drive
-from dialer.controller.requests import (
+from dialer.click_to_call.inputs import CallInput, HangupBy, Leg
+from dialer.click_to_call.machine import CallMachine, CallRequest, CallTimeouts
+from dialer.click_to_call.record import CallRecord, CallState
+from dialer.runtime.agent_events import AgentEventHub
+from dialer.runtime.errors import (
     BlockedReason,
     CallRefused,
     ComplianceBlocked,
     DialRequest,
     PlacedCall,
 )
-from dialer.controller.snapshots import SnapshotWriter
-from dialer.monitor.live import LiveCall
+from dialer.runtime.gate import contact_request, policy_for_campaign
+from dialer.runtime.live import LiveCall
+from dialer.runtime.runner import drive
+from dialer.runtime.snapshots import SnapshotWriter
 from recordings.archive import archive_recording
 from recordings.crypto import Keyring
 
