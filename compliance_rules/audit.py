@@ -1,7 +1,7 @@
 """The audit seam: every decision, allowed or blocked, is handed to an `AuditSink`.
 
-The durable implementation (an outbox feeding the `compliance_decisions` table) lives in
-`crm_bridge`; the columns are exactly the keys of `Decision.to_record()`. The gate treats a sink
+The durable implementation (the CRM outbox feeding the `compliance_decisions` table) is the
+runtime's (`dialer.runtime.gate.OutboxAuditSink`); the columns are exactly the keys of `Decision.to_record()`. The gate treats a sink
 that raises as "not recorded" and then reports every decision of the batch as blocked.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -97,24 +97,6 @@ class JsonLinesAuditSink:
             handle.write(lines)
             handle.flush()
             os.fsync(handle.fileno())
-
-
-class RecordWriter(Protocol):
-    """A durable writer of CRM records (`crm_bridge.outbox.Outbox`)."""
-
-    async def put_many(self, items: Sequence[tuple[str, Mapping[str, object]]]) -> list[int]: ...
-
-
-class OutboxAuditSink:
-    """Each batch of decisions goes to the CRM's `compliance_decisions` table through the
-    outbox, in one durable write, before the gate reports any of them."""
-
-    def __init__(self, records: RecordWriter) -> None:
-        self._records = records
-
-    async def record(self, decisions: Sequence[Decision]) -> None:
-        if decisions:
-            await self._records.put_many([("compliance_decision", d.to_record()) for d in decisions])
 
 
 class FanOutAuditSink:

@@ -1,7 +1,7 @@
 """Opt-outs from every source, effective for the very next decision on every controller.
 
-The opt-out is written to Redis (the list every gate reads on every decision, no local cache)
-before `opt_out()` returns; the CRM's durable record is made through an optional recorder.
+`opt_out()` writes the number to Redis (the list every gate reads on every decision, no local
+cache); the dialer's runtime first makes the CRM's durable record (`dialer.runtime.optout`).
 47 CFR 64.1200(a)(10)-(12): consent may be revoked by any reasonable means; 64.1200(d)(3):
 honor do-not-call requests (at most 10 business days; we honor them at once).
 """
@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Protocol
 
 from compliance_rules.numbers import parse_number
 from compliance_rules.rules import OPTOUT
@@ -52,12 +51,6 @@ class OptOut:
         }
 
 
-class OptOutRecorder(Protocol):
-    """Durable record of opt-outs in the CRM (kept 5 years, 47 CFR 64.1200(d)(6))."""
-
-    async def record_opt_out(self, opt_out: OptOut) -> None: ...
-
-
 # Per se reasonable revocation words, 47 CFR 64.1200(a)(12) (FCC 24-24).
 OPT_OUT_KEYWORDS = frozenset({"stop", "quit", "end", "revoke", "opt out", "optout", "cancel", "unsubscribe", "stop all"})
 
@@ -68,16 +61,10 @@ def is_opt_out_keyword(text: str) -> bool:
     return words in OPT_OUT_KEYWORDS
 
 
-async def opt_out(
-    store: DncStore,
-    phone: object,
-    source: object,
-    *,
-    lead_id: str | None = None,
-    now: datetime | None = None,
-    recorder: OptOutRecorder | None = None,
+def parse_opt_out(
+    phone: object, source: object, *, lead_id: str | None = None, now: datetime | None = None
 ) -> OptOut:
-    """Put `phone` on the opt-out list now; raises `OptOutError` naming the bad field."""
+    """Validate an opt-out request; raises `OptOutError` naming the bad field."""
     if not isinstance(phone, str) or not phone.strip():
         raise OptOutError("phone", "required", "phone is required (a US phone number)")
     number = parse_number(phone)
@@ -88,8 +75,19 @@ async def opt_out(
     except ValueError:
         allowed = ", ".join(s.value for s in OptOutSource)
         raise OptOutError("source", "invalid_choice", f"source must be one of {allowed}") from None
-    await store.set_membership(OPTOUT, number, True)
-    result = OptOut(number.e164, kind, now or datetime.now(UTC), lead_id)
-    if recorder is not None:
-        await recorder.record_opt_out(result)
+    return OptOut(number.e164, kind, now or datetime.now(UTC), lead_id)
+
+
+async def block(store: DncStore, phone: str) -> None:
+    """Put an opted-out number on the opt-out list every gate reads: effective for the next decision."""
+    await store.set_membership(OPTOUT, parse_number(phone), True)
+
+
+async def opt_out(
+    store: DncStore, phone: object, source: object, *, lead_id: str | None = None, now: datetime | None = None
+) -> OptOut:
+    """Validate and put `phone` on the opt-out list now (the list only: the runtime's
+    `dialer.runtime.optout.OptOuts` also makes the CRM's durable record, first)."""
+    result = parse_opt_out(phone, source, lead_id=lead_id, now=now)
+    await block(store, result.phone)
     return result

@@ -15,7 +15,8 @@ from typing import Any
 import asyncpg
 
 from crm_bridge.dispositions import DispositionCode, PipelineStage, decide
-from crm_bridge.records import CONSENT_FIELDS, FIELDS, KEY_FIELD, FieldSpec, RecordKind, SqlType
+from crm_bridge.kinds import RecordKind
+from crm_bridge.records import CONSENT_FIELDS, FIELDS, KEY_FIELD, FieldSpec, SqlType
 
 TABLES: dict[RecordKind, str] = {
     RecordKind.CALL: "calls",

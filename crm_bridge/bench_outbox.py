@@ -21,6 +21,7 @@ import asyncpg
 
 from crm_bridge import migrate
 from crm_bridge.backoff import Backoff
+from crm_bridge.kinds import RecordKind
 from crm_bridge.outbox import Outbox
 
 
@@ -37,10 +38,10 @@ async def _puts(state_dir: Path, count: int, concurrent: bool) -> float:
     async with Outbox(state_dir, "postgresql://postgres@127.0.0.1:1/none", backoff=Backoff(5, 5)) as outbox:
         started = time.perf_counter()
         if concurrent:
-            await asyncio.gather(*(outbox.put("opt_out", _opt_out(i)) for i in range(count)))
+            await asyncio.gather(*(outbox.put(RecordKind.OPT_OUT, _opt_out(i)) for i in range(count)))
         else:
             for i in range(count):
-                await outbox.put("opt_out", _opt_out(i))
+                await outbox.put(RecordKind.OPT_OUT, _opt_out(i))
         elapsed = time.perf_counter() - started
         await outbox.close(timeout=0)
     return count / elapsed
@@ -50,7 +51,7 @@ async def _delivery(state_dir: Path, dsn: str, count: int, batch_size: int) -> f
     outbox = Outbox(state_dir, dsn, batch_size=batch_size, poll_interval=3600)
     # Fill the file first (delivery not started), then time the drain alone.
     await outbox.start()
-    await outbox.put_many([("opt_out", _opt_out(i)) for i in range(count)])
+    await outbox.put_many([(RecordKind.OPT_OUT, _opt_out(i)) for i in range(count)])
     started = time.perf_counter()
     assert await outbox.flush(600)
     elapsed = time.perf_counter() - started

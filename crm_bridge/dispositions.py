@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from crm_bridge.kinds import RecordKind
+
 
 class PipelineStage(StrEnum):
     """Persisted in `leads.pipeline_stage` (see `pipeline_stages`)."""
@@ -232,8 +234,7 @@ def wrap_up_records(
     # Check the callback rules now so the agent hears about a mistake at once.
     decide(PipelineStage.NEW_LEAD, code, callback_at)
     records: list[tuple[str, dict[str, object]]] = [
-        (
-            "disposition",
+        (RecordKind.DISPOSITION,
             {
                 "disposition_id": disposition_id,
                 "call_id": call_id,
@@ -251,8 +252,7 @@ def wrap_up_records(
         if not phone:
             raise DispositionError("a do-not-call disposition needs the phone number to opt out")
         records.append(
-            (
-                "opt_out",
+            (RecordKind.OPT_OUT,
                 {
                     "opt_out_id": str(uuid.uuid5(_OPT_OUT_NAMESPACE, disposition_id)),
                     "phone": phone,

@@ -1,4 +1,4 @@
-"""The durable outbox in front of the CRM tables (design.md decision 9).
+"""The durable outbox in front of the CRM tables (docs/decisions.md, decision 9).
 
 `await outbox.put(kind, record)` validates the record, writes it to a local SQLite file
 (WAL journal, synchronous=FULL) and returns once that write is on disk. A delivery task
@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import json
 import os
+import random
 import sqlite3
 import time
 import uuid
@@ -38,7 +39,8 @@ import structlog
 
 from crm_bridge.apply import apply_record
 from crm_bridge.backoff import Backoff
-from crm_bridge.records import RecordKind, validate
+from crm_bridge.kinds import RecordKind
+from crm_bridge.records import validate
 
 log = structlog.get_logger(__name__)
 
@@ -168,7 +170,7 @@ class Outbox:
         self._lock_path = Path(state_dir) / f"outbox-{name}.lock"
         self._dsn = pg_dsn
         self._batch_size = batch_size
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or Backoff(initial=0.2, maximum=10.0)
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
         self._poll_interval = poll_interval
@@ -381,7 +383,7 @@ class Outbox:
         self._failures += 1
         self._consecutive_failures += 1
         self._last_error = f"{type(error).__name__}: {error}"
-        return self._backoff.delay(self._consecutive_failures)
+        return self._backoff.delay(max(1, self._consecutive_failures), random.random)
 
     async def _deliver_batch(self) -> int:
         rows: list[tuple[int, str, str]] = await self._run(self._read_pending, self._batch_size)

@@ -22,22 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from crm_bridge.dispositions import DispositionCode, PipelineStage
-
-
-class RecordKind(StrEnum):
-    """Kinds of outbox record; persisted in the outbox and in `outbox_applied.kind`."""
-
-    CALL = "call"
-    DISPOSITION = "disposition"
-    OPT_OUT = "opt_out"
-    COMPLIANCE_DECISION = "compliance_decision"
-    RECORDING = "recording"
-    LEAD_UPSERT = "lead_upsert"
-    AGENT_UPSERT = "agent_upsert"
-    CAMPAIGN_UPSERT = "campaign_upsert"
-    CAMPAIGN_LEAD = "campaign_lead"
-    MONITOR_SESSION = "monitor_session"
-    RECORDING_ACCESS = "recording_access"
+from crm_bridge.kinds import RecordKind
 
 
 class CallDirection(StrEnum):

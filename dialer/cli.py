@@ -31,14 +31,14 @@ class _CommandModule(Protocol):
 
 # Each module defines register(subparsers); every subcommand sets `handler` (args -> exit code).
 COMMAND_MODULES: tuple[str, ...] = (
-    "dialer.provision.cli",
+    "dialer.commands.stack",
     "dialer.demo",
-    "dialer.api.cli",
-    "dialer.pacing.cli",
-    "crm_bridge.cli",
-    "compliance_rules.cli",
-    "recordings.cli",
-    "dialer.campaign.cli",
+    "dialer.commands.serve",
+    "dialer.commands.simulate",
+    "dialer.commands.db",
+    "dialer.commands.dnc",
+    "dialer.commands.recording",
+    "dialer.commands.agents",
 )
 
 Handler = Callable[[argparse.Namespace], int]

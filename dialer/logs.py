@@ -1,4 +1,4 @@
-"""Log configuration (design.md decision 10): structlog, readable on a terminal, JSON otherwise.
+"""Log configuration (docs/decisions.md, decision 10): structlog, readable on a terminal, JSON otherwise.
 
 Logs go to stderr so a command's output on stdout (e.g. `--json`) stays machine-readable.
 Context such as `call_id`, `lead_id`, `campaign_id` and `agent_id` is bound where it is known.

@@ -1,4 +1,4 @@
-"""Prometheus metrics at `/metrics` (design.md decision 10), in the text exposition format.
+"""Prometheus metrics at `/metrics` (docs/decisions.md, decision 10), in the text exposition format.
 
 Gauges are read from the components when scraped (outbox backlog, live calls, campaign
 status); counters are kept here and bumped by the components' hooks. Only aggregates are

@@ -1,10 +1,12 @@
-"""Everything `dialer serve` runs, assembled in one place: CRM store and outbox, the gate, the
-ARI client, event stream and dispatcher, the controller, and the HTTP app.
+"""Everything `dialer serve` runs, assembled in one place: the CRM store and outbox, the gate,
+the ARI client, event stream and dispatcher, the call services every slice shares, the three
+slices (click-to-call, campaign, monitor), and the HTTP app.
 
 Start-up: migrate the CRM schema, open the outbox (it delivers what a previous run left),
-connect to ARI, reconcile (hang up our orphaned channels, close CRM rows left open).
-Shutdown (two steps): stop taking calls and let live ones finish within a deadline, hang up
-the rest, then flush the outbox.
+connect to ARI, reconcile (each slice hangs up its orphaned channels; CRM rows left open are
+closed). ARI connect and unrouted events fan out over the list of slices.
+Shutdown (two steps): each slice stops taking work and lets live work finish within a
+deadline, then hurries the rest; then the snapshots and the outbox are flushed.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
-from compliance_rules.audit import AuditSink, CoalescingAuditSink, OutboxAuditSink
+from compliance_rules.audit import AuditSink, CoalescingAuditSink
 from compliance_rules.gate import ComplianceGate
 from compliance_rules.model import Decision
 from compliance_rules.ruleset import RuleDataError, load_rulebook
@@ -28,22 +31,30 @@ from crm_bridge.migrate import MigrationError, ensure_schema
 from crm_bridge.outbox import Outbox
 from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import CrmStore
-from dialer.api.app import ApiDependencies, build_app
+from dialer.api.http import ApiDependencies
+from dialer.app import build_app
 from dialer.ari.client import AriClient, AriConfig
 from dialer.ari.dispatch import Dispatcher
 from dialer.ari.events import EventStream, Snapshot
 from dialer.ari.models import Event
-from dialer.campaign.runtime import CampaignRuntime, CampaignSettings
+from dialer.ari.sounds import DialplanSounds
+from dialer.campaign.dialing import CampaignSettings
+from dialer.campaign.runtime import CampaignRuntime
 from dialer.click_to_call.machine import CallTimeouts
-from dialer.click_to_call.runtime import Controller, ControllerConfig
+from dialer.click_to_call.runtime import ClickToCallRuntime, ClickToCallSettings
 from dialer.metrics import Metrics, set_all
-from dialer.monitor.runtime import MonitorService, MonitorSettings
+from dialer.monitor.runtime import MonitorRuntime, MonitorSettings
 from dialer.runtime.agent_events import AgentEventHub
-from dialer.runtime.gate import gate_options
+from dialer.runtime.gate import OutboxAuditSink, gate_options
+from dialer.runtime.ids import agent_states_key
+from dialer.runtime.optout import OptOuts
+from dialer.runtime.recording import RecordingArchiver
+from dialer.runtime.services import CallServices
+from dialer.runtime.slice import RuntimeSlice
 from dialer.runtime.snapshots import SnapshotWriter
 from dialer.settings import Settings
-from recordings.api import RecordingReader
 from recordings.crypto import Keyring
+from recordings.reader import RecordingReader
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +76,8 @@ class CountingAuditSink:
 
 
 def _collect(
-    registry: Metrics, outbox: Outbox, stream: EventStream, controller: Controller, campaigns: CampaignRuntime
+    registry: Metrics, outbox: Outbox, stream: EventStream, snapshots: SnapshotWriter, calls: ClickToCallRuntime,
+    campaigns: CampaignRuntime,
 ) -> None:
     stats = outbox.stats()
     registry.gauge("dialer_outbox_pending", "CRM records waiting to reach PostgreSQL").set(stats.pending)
@@ -73,11 +85,8 @@ def _collect(
     registry.gauge("dialer_outbox_delivered", "CRM records delivered since start").set(stats.delivered)
     registry.gauge("dialer_ari_connected", "1 while the ARI event WebSocket is connected").set(int(stream.connected))
     registry.gauge("dialer_ari_generation", "ARI connections made since start").set(stream.generation)
-    registry.gauge("dialer_click_to_call_active", "Click-to-call calls in progress").set(controller.active_calls)
-    if controller.snapshots is not None:
-        registry.gauge("dialer_call_snapshots_backlog", "Call snapshots not yet in the outbox").set(
-            controller.snapshots.backlog
-        )
+    registry.gauge("dialer_click_to_call_active", "Click-to-call calls in progress").set(calls.active_calls)
+    registry.gauge("dialer_call_snapshots_backlog", "Call snapshots not yet in the outbox").set(snapshots.backlog)
     agents = registry.gauge("dialer_campaign_agents", "Agents of a running campaign, by state")
     for campaign_id in list(campaigns.campaigns):
         status = campaigns.campaign_status(campaign_id)
@@ -106,11 +115,18 @@ class DialerServices:
     gate: ComplianceGate
     ari: AriClient
     stream: EventStream
-    controller: Controller
+    controller: ClickToCallRuntime
     agent_events: AgentEventHub
     app: web.Application
     campaigns: CampaignRuntime | None = None
-    monitors: MonitorService | None = None
+    monitors: MonitorRuntime | None = None
+    keyring: Keyring | None = None
+    """Seals the archived recordings."""
+
+    @property
+    def calls(self) -> ClickToCallRuntime:
+        """The click-to-call slice (`controller` is its older name)."""
+        return self.controller
 
 
 async def _migrated_store(dsn: str) -> CrmStore:
@@ -119,6 +135,23 @@ async def _migrated_store(dsn: str) -> CrmStore:
         return await CrmStore.open(dsn)
     except (DatabaseUnavailable, MigrationError) as error:
         raise StartupError(str(error)) from None
+
+
+class SliceFanOut:
+    """The ARI connection's hooks, fanned out over the slices in order."""
+
+    def __init__(self) -> None:
+        self.slices: list[RuntimeSlice[Any]] = []
+
+    async def on_connected(self, generation: int, snapshot: Snapshot) -> None:
+        for runtime in self.slices:
+            await runtime.on_connected(generation, snapshot)
+
+    async def on_unrouted(self, event: Event, generation: int) -> None:
+        # Events no runner owns (an inbound call's StasisStart, a dead controller's leg, ...).
+        for runtime in self.slices:
+            await runtime.on_unrouted(event, generation)
+        log.debug("unrouted_event", type=event.type, generation=generation)
 
 
 @contextlib.asynccontextmanager
@@ -153,122 +186,72 @@ async def dialer_services(
             )
             agent_events = AgentEventHub()
             keyring = Keyring.load_or_create(settings.recording_keys_dir)
-            async with AriClient(AriConfig.from_settings(settings)) as ari:
-                controller_ref: list[Controller] = []
-                campaigns_ref: list[CampaignRuntime] = []
-                monitors_ref: list[MonitorService] = []
-
-                async def unrouted(event: Event, generation: int) -> None:
-                    # Events no call owns (agent-session and inbound StasisStart, ...) go to both.
-                    if controller_ref:
-                        await controller_ref[0].on_unrouted(event, generation)
-                    if campaigns_ref:
-                        await campaigns_ref[0].on_unrouted(event, generation)
-                    if monitors_ref:
-                        await monitors_ref[0].on_unrouted(event, generation)
-
-                async with Dispatcher(unrouted) as dispatcher:
-                    controller = Controller(
-                        ari,
-                        dispatcher,
-                        gate,
-                        store,
-                        outbox,
-                        agent_events,
-                        ControllerConfig(
-                            app=settings.ari_app,
-                            recordings_dir=settings.recordings_dir,
-                            trunk_endpoint=settings.trunk_endpoint,
-                            default_caller_id=settings.caller_id,
-                            timeouts=timeouts or CallTimeouts(),
-                            keyring=keyring,
-                        ),
+            fan_out = SliceFanOut()
+            async with AriClient(AriConfig.from_settings(settings)) as ari, Dispatcher(fan_out.on_unrouted) as dispatcher:
+                snapshots = SnapshotWriter(outbox)
+                services = CallServices(
+                    ari=ari, dispatcher=dispatcher, app=settings.ari_app, store=store, records=outbox,
+                    snapshots=snapshots, gate=gate, dnc=dnc, agent_events=agent_events,
+                    archiver=RecordingArchiver(ari, outbox, settings.recordings_dir, keyring),
+                    opt_outs=OptOuts(dnc, outbox), sounds=DialplanSounds(ari),
+                )
+                calls = ClickToCallRuntime(services, ClickToCallSettings(
+                    trunk_endpoint=settings.trunk_endpoint, default_caller_id=settings.caller_id,
+                    timeouts=timeouts or CallTimeouts(),
+                ))
+                finished = metrics.counter("dialer_calls_finished_total", "Click-to-call calls ended, by outcome")
+                calls.finished_listeners.append(
+                    lambda record: finished.inc(outcome=record.outcome.value if record.outcome else "unknown")
+                )
+                campaigns = CampaignRuntime(services, redis, CampaignSettings(
+                    recordings_dir=settings.recordings_dir, trunk_endpoint=settings.trunk_endpoint,
+                    default_caller_id=settings.caller_id, redis_key=agent_states_key(settings.redis_prefix),
+                    **(campaign_overrides or {}),  # type: ignore[arg-type]
+                ))
+                monitors = MonitorRuntime(services, [calls, campaigns], MonitorSettings(
+                    trunk_endpoint=settings.trunk_endpoint, **(monitor_overrides or {}),  # type: ignore[arg-type]
+                ))
+                fan_out.slices = [calls, campaigns, monitors]
+                stream = EventStream(ari, dispatcher, on_connected=fan_out.on_connected)
+                metrics.collectors.append(
+                    lambda registry: _collect(registry, outbox, stream, snapshots, calls, campaigns)
+                )
+                async with (
+                    calls.running(), campaigns.running(), monitors.running(), asyncio.TaskGroup() as tasks
+                ):
+                    stream_task = tasks.create_task(stream.run(), name="ari-events")
+                    snapshot_task = tasks.create_task(snapshots.run(), name="call-snapshots")
+                    try:
+                        async with asyncio.timeout(ari_connect_timeout):
+                            await stream.wait_connected()
+                    except TimeoutError:
+                        await stream.stop()
+                        raise StartupError(
+                            f"Asterisk's ARI at {settings.ari_url} does not answer: start it "
+                            "('dialer asterisk start') or set DIALER_ARI_PORT."
+                        ) from None
+                    with contextlib.suppress(Exception):
+                        closed = await calls.close_abandoned_rows()
+                        if closed:
+                            log.warning("open_calls_closed_at_start", count=closed)
+                    app = build_app(
+                        ApiDependencies(store=store, records=outbox, dnc=dnc, agent_events=agent_events,
+                                        metrics=metrics),
+                        calls=calls, campaigns=campaigns, monitors=monitors,
+                        recordings=RecordingReader(settings.recordings_dir, keyring),
                     )
-                    controller_ref.append(controller)
-                    snapshots = SnapshotWriter(outbox)
-                    controller.snapshots = snapshots
-                    finished = metrics.counter("dialer_calls_finished_total", "Click-to-call calls ended, by outcome")
-                    controller.finished_listeners.append(
-                        lambda record: finished.inc(outcome=record.outcome.value if record.outcome else "unknown")
-                    )
-                    campaigns = CampaignRuntime(
-                        ari,
-                        dispatcher,
-                        gate,
-                        dnc,
-                        store,
-                        outbox,
-                        agent_events,
-                        redis,
-                        CampaignSettings(
-                            app=settings.ari_app,
-                            recordings_dir=settings.recordings_dir,
-                            trunk_endpoint=settings.trunk_endpoint,
-                            default_caller_id=settings.caller_id,
-                            redis_key=f"{settings.redis_prefix}agents",
-                            keyring=keyring,
-                            **(campaign_overrides or {}),  # type: ignore[arg-type]
-                        ),
-                    )
-                    campaigns_ref.append(campaigns)
-                    campaigns.snapshots = snapshots
-                    monitors = MonitorService(
-                        ari, dispatcher, outbox, [controller, campaigns],
-                        MonitorSettings(
-                            app=settings.ari_app, trunk_endpoint=settings.trunk_endpoint,
-                            **(monitor_overrides or {}),  # type: ignore[arg-type]
-                        ),
-                    )
-                    monitors_ref.append(monitors)
-
-                    async def on_connected(generation: int, snapshot: Snapshot) -> None:
-                        await controller.on_connected(generation, snapshot)
-                        await campaigns.on_connected(generation, snapshot)
-                        await monitors.on_connected(generation, snapshot)
-
-                    stream = EventStream(ari, dispatcher, on_connected=on_connected)
-                    metrics.collectors.append(
-                        lambda registry: _collect(registry, outbox, stream, controller, campaigns)
-                    )
-                    async with (
-                        controller.running(), campaigns.running(), monitors.running(), asyncio.TaskGroup() as tasks
-                    ):
-                        stream_task = tasks.create_task(stream.run(), name="ari-events")
-                        snapshot_task = tasks.create_task(snapshots.run(), name="call-snapshots")
-                        try:
-                            async with asyncio.timeout(ari_connect_timeout):
-                                await stream.wait_connected()
-                        except TimeoutError:
-                            await stream.stop()
-                            raise StartupError(
-                                f"Asterisk's ARI at {settings.ari_url} does not answer: start it "
-                                "('dialer asterisk start') or set DIALER_ARI_PORT."
-                            ) from None
-                        with contextlib.suppress(Exception):
-                            closed = await controller.close_abandoned_rows()
-                            if closed:
-                                log.warning("open_calls_closed_at_start", count=closed)
-                        app = build_app(
-                            ApiDependencies(
-                                store=store, records=outbox, dnc=dnc, calls=controller, agent_events=agent_events,
-                                campaigns=campaigns, monitors=monitors,
-                                recordings=RecordingReader(settings.recordings_dir, keyring),
-                                metrics=metrics,
-                            )
+                    try:
+                        yield DialerServices(
+                            settings, store, outbox, dnc, gate, ari, stream, calls, agent_events, app,
+                            campaigns, monitors, keyring,
                         )
-                        try:
-                            yield DialerServices(
-                                settings, store, outbox, dnc, gate, ari, stream, controller, agent_events, app,
-                                campaigns, monitors,
-                            )
-                        finally:
-                            await monitors.drain(drain_seconds)
-                            await campaigns.drain(drain_seconds)
-                            await controller.drain(drain_seconds)
-                            await stream.stop()
-                            stream_task.cancel()
-                            await snapshots.drain(drain_seconds)
-                            snapshot_task.cancel()
+                    finally:
+                        for runtime in reversed(fan_out.slices):
+                            await runtime.drain(drain_seconds)
+                        await stream.stop()
+                        stream_task.cancel()
+                        await snapshots.drain(drain_seconds)
+                        snapshot_task.cancel()
             await outbox.flush(drain_seconds)
     finally:
         await redis.aclose()

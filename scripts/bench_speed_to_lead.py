@@ -80,7 +80,7 @@ class DialWatch:
             accepted = time.time()
             for call in list(runtime.calls.values()):
                 if call.request.lead_channel == channel_id:
-                    self.dialed[call.entry.lead_id] = Dialed(call.machine.record.requested_at, accepted, call)
+                    self.dialed[call.entry.lead_id] = Dialed(call.requested_at, accepted, call)
                     self.progress.set()
             return result
 
@@ -134,7 +134,7 @@ async def _baselines(client: TestClient[Any, Any], runtime: CampaignRuntime, cam
     gate: list[float] = []
     for _ in range(SAMPLES):
         started = time.perf_counter()
-        await runtime.gate.decide(contact_request("+12125550000", lead), runner.policy)
+        await runtime.services.gate.decide(contact_request("+12125550000", lead), runner.policy)
         gate.append(time.perf_counter() - started)
     return statistics.median(health), statistics.median(gate)
 

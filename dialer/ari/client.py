@@ -26,8 +26,8 @@ from urllib.parse import quote
 import aiohttp
 import structlog
 
+from crm_bridge.backoff import Backoff
 from dialer.ari.auth import basic_auth
-from dialer.ari.backoff import Backoff
 from dialer.ari.errors import (
     AriProtocolError,
     AriTimeout,

@@ -110,26 +110,27 @@ class Route:
 
     def add_channel(self, channel_id: str) -> None:
         """Also route events of this channel here (e.g. a snoop or the lead's leg)."""
-        self._dispatcher._index_key(self, channel_key(channel_id))
+        self._dispatcher.index_key(self, channel_key(channel_id))
 
     def add_bridge(self, bridge_id: str) -> None:
         """Also route events of this bridge here."""
-        self._dispatcher._index_key(self, bridge_key(bridge_id))
+        self._dispatcher.index_key(self, bridge_key(bridge_id))
 
     def remove_channel(self, channel_id: str) -> None:
         """Stop routing this channel's events here."""
-        self._dispatcher._unindex_key(self, channel_key(channel_id))
+        self._dispatcher.unindex_key(self, channel_key(channel_id))
 
     def remove_bridge(self, bridge_id: str) -> None:
         """Stop routing this bridge's events here."""
-        self._dispatcher._unindex_key(self, bridge_key(bridge_id))
+        self._dispatcher.unindex_key(self, bridge_key(bridge_id))
 
     async def wait_closed(self) -> None:
         """Wait until the consumer task has finished (after `Dispatcher.unregister`)."""
         if self.task is not None:
             await asyncio.wait([self.task])
 
-    async def _consume(self) -> None:
+    async def consume(self) -> None:
+        """The route's task (started by the dispatcher): its events, one at a time, in order."""
         while True:
             item = await self.queue.get()
             if item is _Close.DRAIN:
@@ -185,7 +186,7 @@ class Dispatcher:
     def _start(self, route: Route) -> None:
         if self._tasks is None:
             raise RuntimeError("Dispatcher is not running; use `async with Dispatcher(...)`")
-        route.task = self._tasks.create_task(route._consume(), name=f"ari-call-{route.call_id}")
+        route.task = self._tasks.create_task(route.consume(), name=f"ari-call-{route.call_id}")
 
     # -- registration --------------------------------------------------------------------------
 
@@ -223,7 +224,7 @@ class Dispatcher:
         if route is None:
             return
         for key in list(route.keys):
-            self._unindex_key(route, key)
+            self.unindex_key(route, key)
         self._close(route, drain=drain)
 
     def _close(self, route: Route, *, drain: bool) -> None:
@@ -241,7 +242,8 @@ class Dispatcher:
     def call_ids(self) -> tuple[str, ...]:
         return tuple(self._routes)
 
-    def _index_key(self, route: Route, key: str) -> None:
+    def index_key(self, route: Route, key: str) -> None:
+        """Route events naming `key` to `route` too (a `Route` adds its channels and bridges)."""
         if route.closing:
             raise RuntimeError(f"call {route.call_id!r} is unregistered; it cannot take new keys")
         if key in route.keys:
@@ -249,7 +251,8 @@ class Dispatcher:
         route.keys.add(key)
         self._by_key.setdefault(key, []).append(route)
 
-    def _unindex_key(self, route: Route, key: str) -> None:
+    def unindex_key(self, route: Route, key: str) -> None:
+        """Stop routing events naming `key` to `route`."""
         route.keys.discard(key)
         owners = self._by_key.get(key)
         if owners is None:

@@ -27,7 +27,7 @@ from typing import Final, Protocol
 import aiohttp
 import structlog
 
-from dialer.ari.backoff import Backoff
+from crm_bridge.backoff import Backoff
 from dialer.ari.client import AriClient
 from dialer.ari.errors import ApplicationReplacedError, AriError, StaleGenerationError
 from dialer.ari.models import Application, ApplicationReplaced, Bridge, Channel, Event, parse_event

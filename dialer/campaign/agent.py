@@ -1,4 +1,4 @@
-"""An agent's session on a nailed-up leg (design.md decision 4), as a pure state machine.
+"""An agent's session on a nailed-up leg (docs/decisions.md, decision 4), as a pure state machine.
 
 The agent's softphone is called once at login and stays connected in the agent's own holding
 bridge until logout; answered leads join the agent with one bridge operation. The runtime
@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from dialer.runtime.errors import InvalidStateError
+
 
 class AgentState(StrEnum):
     """Persisted in Redis and pushed on the agent's WebSocket."""
@@ -26,16 +28,6 @@ class AgentState(StrEnum):
     WRAP_UP = "wrap_up"
     PAUSED = "paused"
     LOGGED_OUT = "logged_out"
-
-
-class InvalidStateError(Exception):
-    """An operation that the agent's current state does not allow; names the state."""
-
-    def __init__(self, agent_id: str, state: AgentState, operation: str) -> None:
-        super().__init__(f"agent {agent_id!r} is {state.value}; cannot {operation}")
-        self.agent_id = agent_id
-        self.state = state
-        self.operation = operation
 
 
 @dataclass(frozen=True)
@@ -133,7 +125,8 @@ class AgentSession:
 
     def _require(self, operation: str, *states: AgentState) -> None:
         if self.state not in states:
-            raise InvalidStateError(self.agent_id, self.state, operation)
+            raise InvalidStateError(f"agent {self.agent_id!r} is {self.state.value}; cannot {operation}",
+                                    state=self.state, operation=operation)
 
     def leg_up(self, now: float) -> AgentSnapshot:
         """The softphone answered and sits in the holding bridge."""

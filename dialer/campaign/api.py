@@ -1,5 +1,5 @@
 """HTTP endpoints of the campaign runtime: agent sessions, campaigns, and web leads
-(`POST /v1/leads`, with speed-to-lead). Added to the API app by `dialer.api.app.build_app`."""
+(`POST /v1/leads`, with speed-to-lead). Added to the API app by `dialer.app.build_app`."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from typing import Any
 from aiohttp import web
 
 from crm_bridge.dispositions import PipelineStage
+from crm_bridge.kinds import RecordKind
 from crm_bridge.records import InvalidRecord
 from crm_bridge.store import Campaign, Lead, TokenRole
-from dialer.api.app import DEPS, TOKEN, ApiDependencies, ApiError, allow, json_object
+from dialer.api.http import DEPS, TOKEN, ApiDependencies, ApiError, allow, json_object, service
+from dialer.campaign.dialing import campaign_lead_record
 from dialer.campaign.intake import IntakeError, Merge, WebLead, merge, parse_web_lead
-from dialer.campaign.runtime import CampaignError, CampaignRuntime, campaign_lead_record
+from dialer.campaign.runtime import CampaignRuntime
 
 STAFF = (TokenRole.SUPERVISOR, TokenRole.ADMIN)
 # Speed-to-lead leads go ahead of every other lead of the campaign in the CRM hopper too.
@@ -65,12 +67,11 @@ class KeyedLocks:
 LEAD_IDENTITY_LOCKS: web.AppKey[KeyedLocks] = web.AppKey("lead_identity_locks", KeyedLocks)
 
 
+CAMPAIGNS: web.AppKey[CampaignRuntime | None] = web.AppKey("campaigns", CampaignRuntime)
+
+
 def _runtime(request: web.Request) -> CampaignRuntime:
-    runtime = request.app[DEPS].campaigns
-    if runtime is None:
-        raise ApiError(503, "controller_unavailable", "this API runs without the campaign runtime")
-    assert isinstance(runtime, CampaignRuntime)
-    return runtime
+    return service(request, CAMPAIGNS, "campaign runtime")
 
 
 def _own_agent(request: web.Request) -> str:
@@ -81,11 +82,6 @@ def _own_agent(request: web.Request) -> str:
     return agent_id
 
 
-def _refused(error: CampaignError) -> ApiError:
-    extra = {"field": error.field} if error.field else {}
-    return ApiError(error.status, error.error, str(error), **extra)
-
-
 @allow(TokenRole.AGENT, *STAFF)
 async def agent_login(request: web.Request) -> web.Response:
     agent_id = _own_agent(request)
@@ -94,19 +90,13 @@ async def agent_login(request: web.Request) -> web.Response:
     if not isinstance(campaign_ids, list) or not campaign_ids or not all(isinstance(c, str) and c for c in campaign_ids):
         raise ApiError(422, "invalid_field", "campaign_ids must be a non-empty list of campaign ids",
                        field="campaign_ids")
-    try:
-        snapshot = await _runtime(request).login(agent_id, campaign_ids)
-    except CampaignError as error:
-        raise _refused(error) from None
+    snapshot = await _runtime(request).login(agent_id, campaign_ids)
     return web.json_response(snapshot.to_json(), status=202)
 
 
 @allow(TokenRole.AGENT, *STAFF)
 async def agent_logout(request: web.Request) -> web.Response:
-    try:
-        snapshot = await _runtime(request).logout(_own_agent(request))
-    except CampaignError as error:
-        raise _refused(error) from None
+    snapshot = await _runtime(request).logout(_own_agent(request))
     return web.json_response(snapshot.to_json(), status=202)
 
 
@@ -116,19 +106,13 @@ async def agent_pause(request: web.Request) -> web.Response:
     reason = (await json_object(request, optional=True)).get("reason")
     if not isinstance(reason, str) or not reason.strip() or len(reason) > 100:
         raise ApiError(422, "invalid_field", "reason is required (a short text, e.g. 'lunch')", field="reason")
-    try:
-        snapshot = await _runtime(request).pause(agent_id, reason.strip())
-    except CampaignError as error:
-        raise _refused(error) from None
+    snapshot = await _runtime(request).pause(agent_id, reason.strip())
     return web.json_response(snapshot.to_json())
 
 
 @allow(TokenRole.AGENT, *STAFF)
 async def agent_ready(request: web.Request) -> web.Response:
-    try:
-        snapshot = await _runtime(request).ready(_own_agent(request))
-    except CampaignError as error:
-        raise _refused(error) from None
+    snapshot = await _runtime(request).ready(_own_agent(request))
     return web.json_response(snapshot.to_json())
 
 
@@ -142,19 +126,13 @@ async def agent_state(request: web.Request) -> web.Response:
 
 @allow(TokenRole.CRM, *STAFF)
 async def campaign_start(request: web.Request) -> web.Response:
-    try:
-        status = await _runtime(request).start_campaign(request.match_info["campaign_id"])
-    except CampaignError as error:
-        raise _refused(error) from None
+    status = await _runtime(request).start_campaign(request.match_info["campaign_id"])
     return web.json_response(asdict(status), status=202)
 
 
 @allow(TokenRole.CRM, *STAFF)
 async def campaign_stop(request: web.Request) -> web.Response:
-    try:
-        status = await _runtime(request).stop_campaign(request.match_info["campaign_id"])
-    except CampaignError as error:
-        raise _refused(error) from None
+    status = await _runtime(request).stop_campaign(request.match_info["campaign_id"])
     return web.json_response(asdict(status))
 
 
@@ -184,8 +162,8 @@ async def post_lead(request: web.Request) -> web.Response:
     async with request.app[LEAD_IDENTITY_LOCKS].holding(identity):
         existing, lead_id, merged = await _merge_and_store(deps, lead, campaign)
     queued = False
-    runtime = deps.campaigns
-    if campaign is not None and campaign.speed_to_lead and isinstance(runtime, CampaignRuntime):
+    runtime = request.app.get(CAMPAIGNS)
+    if campaign is not None and campaign.speed_to_lead and runtime is not None:
         # The outbox delivers the lead to PostgreSQL in the background; the hopper gets it now.
         queued = await runtime.speed_to_lead(campaign.campaign_id, _lead_now(lead_id, existing, merged.patch))
     return web.json_response(
@@ -207,10 +185,10 @@ async def _merge_and_store(
     existing = matches[0] if matches else None
     lead_id = existing.lead_id if existing else f"lead-{uuid.uuid4().hex}"
     merged = merge(lead, None if existing is None else asdict(existing), lead_id)
-    items: list[tuple[str, dict[str, object]]] = [("lead_upsert", merged.patch)]
+    items: list[tuple[str, dict[str, object]]] = [(RecordKind.LEAD_UPSERT, merged.patch)]
     if campaign is not None:
         fields: dict[str, object] = {"priority": SPEED_TO_LEAD_PRIORITY} if campaign.speed_to_lead else {}
-        items.append(("campaign_lead", campaign_lead_record(campaign.campaign_id, lead_id, **fields)))
+        items.append((RecordKind.CAMPAIGN_LEAD, campaign_lead_record(campaign.campaign_id, lead_id, **fields)))
     try:
         await deps.records.put_many(items)
     except InvalidRecord as error:
@@ -239,7 +217,8 @@ def _lead_now(lead_id: str, existing: Lead | None, patch: dict[str, object]) -> 
     return Lead(**base, consents=consents)
 
 
-def add_campaign_routes(app: web.Application) -> None:
+def add_campaign_routes(app: web.Application, runtime: CampaignRuntime | None) -> None:
+    app[CAMPAIGNS] = runtime
     app.router.add_post("/v1/agents/{agent_id}/login", agent_login)
     app.router.add_post("/v1/agents/{agent_id}/logout", agent_logout)
     app.router.add_post("/v1/agents/{agent_id}/pause", agent_pause)

@@ -9,9 +9,9 @@ means the thing is already gone, which is what was wanted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from dialer.click_to_call.record import CallOutcome, CallRecord
+from dialer.click_to_call.record import CallRecord, ClickToCallOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +46,15 @@ class OriginateAgent:
     """Ring the agent's softphone (`POST /channels/{channel_id}` into the Stasis app).
 
     `timeout` is the originate's ring timeout in seconds; on answer the channel enters Stasis.
+    `caller_name` and `caller_number` are what the agent's phone shows (the lead): presentation
+    only, not part of the action's identity.
     """
 
     channel_id: str
     endpoint: str
     timeout: float
+    caller_name: str = field(default="", compare=False)
+    caller_number: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +154,12 @@ class Emit:
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """The call is over; the runtime drops the machine after this. Emitted exactly once."""
+    """The call is over: its recording is archived and the runtime drops the machine. Emitted
+    exactly once. `record` is the final snapshot, for the executor; it is not part of the
+    action's identity."""
 
-    outcome: CallOutcome
+    outcome: ClickToCallOutcome
+    record: CallRecord | None = field(default=None, compare=False, repr=False)
 
 
 CallAction = (

@@ -23,6 +23,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
+from compliance_rules.telemarketing import MIN_RING_SECONDS
 from dialer.click_to_call.actions import (
     AddToBridge,
     CallAction,
@@ -62,19 +63,19 @@ from dialer.click_to_call.inputs import (
     Start,
 )
 from dialer.click_to_call.record import (
-    CallOutcome,
     CallRecord,
     CallState,
+    ClickToCallOutcome,
     agent_outcome_for_cause,
     lead_outcome_for_cause,
-    utc,
 )
+from dialer.runtime.causes import utc
+from dialer.runtime.errors import InvalidStateError
 
 log = logging.getLogger(__name__)
 
-# 47 CFR 64.1200(a)(6) and 16 CFR 310.4(b)(4)(ii): an unanswered call must ring at least
-# 15 seconds (or four rings) before it is disconnected.
-MIN_LEAD_RING_SECONDS: Final = 15.0
+# The lead rings at least this long (47 CFR 64.1200(a)(6)).
+MIN_LEAD_RING_SECONDS: Final = float(MIN_RING_SECONDS)
 
 # States in which the call is live (between Start and the outcome being known).
 _LIVE_STATES: Final = frozenset(
@@ -91,15 +92,6 @@ _LIVE_STATES: Final = frozenset(
 _BEFORE_LEAD_ANSWER: Final = frozenset(
     {CallState.AGENT_ANSWERED, CallState.GATE_RECHECK, CallState.LEAD_RINGING}
 )
-
-
-class InvalidStateError(RuntimeError):
-    """An operation the call cannot do in its current state (a misuse of the API)."""
-
-    def __init__(self, operation: str, state: CallState) -> None:
-        super().__init__(f"cannot {operation}: the call is {state.value}")
-        self.operation = operation
-        self.state = state
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +157,8 @@ class CallRequest:
     caller_id: str
     campaign_id: str | None = None
     gate_decision_id: str | None = None
+    lead_name: str | None = None
+    """How the agent's phone names the lead (None: its number)."""
 
     def __post_init__(self) -> None:
         for name in ("call_id", "lead_id", "agent_id", "lead_number", "lead_endpoint", "agent_endpoint"):
@@ -220,7 +214,7 @@ class CallMachine:
         self._bridged_at: float | None = None
         self._ended_at: float | None = None
 
-        self._outcome: CallOutcome | None = None
+        self._outcome: ClickToCallOutcome | None = None
         self._ended_by: str | None = None
         self._detail: str | None = None
         self._lead_cause: int | None = None
@@ -239,7 +233,7 @@ class CallMachine:
         return self._state
 
     @property
-    def outcome(self) -> CallOutcome | None:
+    def outcome(self) -> ClickToCallOutcome | None:
         return self._outcome
 
     @property
@@ -275,7 +269,7 @@ class CallMachine:
             case BridgeFailed():
                 # The bridge stays in the teardown: a request that timed out may still have made it.
                 if self._state is CallState.AGENT_ANSWERED and not self._bridge_ready:
-                    self._end(CallOutcome.RECORDING_FAILED, now, actions, "system", f"bridge: {event.reason}")
+                    self._end(ClickToCallOutcome.RECORDING_FAILED, now, actions, "system", f"bridge: {event.reason}")
             case RecordingStarted():
                 self._on_recording_started(event, now, actions)
             case RecordingFailed():
@@ -321,7 +315,7 @@ class CallMachine:
                 break
             if grace is not None and grace == min(due):
                 self._grace_deadline = None
-                self._end(CallOutcome.ASTERISK_LOST, now, actions, "system", "Asterisk connection lost")
+                self._end(ClickToCallOutcome.ASTERISK_LOST, now, actions, "system", "Asterisk connection lost")
             else:
                 assert self._state_timer is not None
                 timer = self._state_timer[0]
@@ -340,10 +334,11 @@ class CallMachine:
         if new is CallState.ENDED:
             self._grace_deadline = None
         self._version += 1
-        actions.append(Emit(self._snapshot()))
+        snapshot = self._snapshot()
+        actions.append(Emit(snapshot))
         if new is CallState.ENDED:
             assert self._outcome is not None
-            actions.append(Finished(self._outcome))
+            actions.append(Finished(self._outcome, snapshot))
 
     def _arm(self, timer: _Timer, deadline: float) -> None:
         self._state_timer = (timer, deadline)
@@ -353,7 +348,8 @@ class CallMachine:
 
     def _start(self, now: float, actions: list[CallAction]) -> None:
         if self._state is not CallState.REQUESTED:
-            raise InvalidStateError("start the call", self._state)
+            raise InvalidStateError(f"cannot start the call: the call is {self._state.value}",
+                                    state=self._state, operation="start the call")
         request = self.request
         self._agent_originated = self._agent_live = True
         # The console gets the lead record and call id now, long before the lead answers.
@@ -367,7 +363,8 @@ class CallMachine:
             )
         )
         actions.append(
-            OriginateAgent(self.ids.agent_channel, request.agent_endpoint, self.timeouts.agent_ring)
+            OriginateAgent(self.ids.agent_channel, request.agent_endpoint, self.timeouts.agent_ring,
+                           caller_name=request.lead_name or request.lead_number, caller_number=request.lead_number)
         )
         self._set_state(CallState.AGENT_RINGING, now, actions)
         self._arm(_Timer.AGENT_RING, now + self.timeouts.agent_ring + self.timeouts.backstop_slack)
@@ -413,7 +410,7 @@ class CallMachine:
         # failure ends the call at any stage, and before the lead is dialed it is never dialed.
         self._recording_requested = False
         self._recording_started = False
-        self._end(CallOutcome.RECORDING_FAILED, now, actions, "system", f"recording: {event.reason}")
+        self._end(ClickToCallOutcome.RECORDING_FAILED, now, actions, "system", f"recording: {event.reason}")
 
     def _on_gate_decided(self, event: GateDecided, now: float, actions: list[CallAction]) -> None:
         if self._state is not CallState.GATE_RECHECK:
@@ -425,7 +422,7 @@ class CallMachine:
             detail = (
                 "blocked at recheck: " + ", ".join(event.reasons) if event.reasons else "blocked at recheck"
             )
-            self._end(CallOutcome.COMPLIANCE_BLOCKED, now, actions, "system", detail)
+            self._end(ClickToCallOutcome.COMPLIANCE_BLOCKED, now, actions, "system", detail)
             return
         timeout = self.timeouts.effective_lead_ring
         self._lead_originated = self._lead_live = True
@@ -452,11 +449,11 @@ class CallMachine:
         if state is CallState.AGENT_RINGING:
             self._end(agent_outcome_for_cause(event.cause), now, actions, "agent")
         elif state in _BEFORE_LEAD_ANSWER:
-            self._end(CallOutcome.AGENT_HUNG_UP_BEFORE_LEAD, now, actions, "agent")
+            self._end(ClickToCallOutcome.AGENT_HUNG_UP_BEFORE_LEAD, now, actions, "agent")
         elif state is CallState.LEAD_ANSWERED:
-            self._end(CallOutcome.AGENT_HUNG_UP, now, actions, "agent")
+            self._end(ClickToCallOutcome.AGENT_HUNG_UP, now, actions, "agent")
         elif state is CallState.BRIDGED:
-            self._end(CallOutcome.COMPLETED, now, actions, "agent")
+            self._end(ClickToCallOutcome.COMPLETED, now, actions, "agent")
         else:
             self._maybe_finish(now, actions)
 
@@ -472,22 +469,22 @@ class CallMachine:
             timed_out = now - self._lead_dialed_at >= self.timeouts.effective_lead_ring
             self._end(lead_outcome_for_cause(event.cause, dial_timed_out=timed_out), now, actions, "lead")
         elif state is CallState.LEAD_ANSWERED:
-            self._end(CallOutcome.LEAD_HUNG_UP, now, actions, "lead")
+            self._end(ClickToCallOutcome.LEAD_HUNG_UP, now, actions, "lead")
         elif state is CallState.BRIDGED:
-            self._end(CallOutcome.COMPLETED, now, actions, "lead")
+            self._end(ClickToCallOutcome.COMPLETED, now, actions, "lead")
         else:
             self._maybe_finish(now, actions)
 
     def _on_hangup_requested(self, event: HangupRequested, now: float, actions: list[CallAction]) -> None:
         if self._state is CallState.ENDING:
             return
-        outcome = CallOutcome.COMPLETED if self._state is CallState.BRIDGED else CallOutcome.CANCELLED
+        outcome = ClickToCallOutcome.COMPLETED if self._state is CallState.BRIDGED else ClickToCallOutcome.CANCELLED
         self._end(outcome, now, actions, event.by.value)
 
     def _on_asterisk_lost(self, now: float, actions: list[CallAction]) -> None:
         if self._state is CallState.REQUESTED:
             # Nothing exists in Asterisk yet, and nothing can be originated without it.
-            self._end(CallOutcome.ASTERISK_LOST, now, actions, "system", "Asterisk connection lost")
+            self._end(ClickToCallOutcome.ASTERISK_LOST, now, actions, "system", "Asterisk connection lost")
         elif self._state in _LIVE_STATES and self._grace_deadline is None:
             self._grace_deadline = now + self.timeouts.asterisk_grace
 
@@ -507,7 +504,7 @@ class CallMachine:
             self._maybe_finish(now, actions)
         elif lost:
             detail = "gone after reconnect: " + ", ".join(lost)
-            self._end(CallOutcome.ASTERISK_LOST, now, actions, "system", detail)
+            self._end(ClickToCallOutcome.ASTERISK_LOST, now, actions, "system", detail)
         else:
             self._grace_deadline = None
 
@@ -515,38 +512,38 @@ class CallMachine:
         if event.leg is Leg.AGENT and self._agent_live:
             self._agent_live = False
             if self._state is CallState.AGENT_RINGING:
-                self._end(CallOutcome.ORIGINATE_FAILED, now, actions, "system", f"agent leg: {event.reason}")
+                self._end(ClickToCallOutcome.ORIGINATE_FAILED, now, actions, "system", f"agent leg: {event.reason}")
             else:
                 self._maybe_finish(now, actions)
         elif event.leg is Leg.LEAD and self._lead_live:
             self._lead_live = False
             if self._state is CallState.LEAD_RINGING:
-                self._end(CallOutcome.ORIGINATE_FAILED, now, actions, "system", f"lead leg: {event.reason}")
+                self._end(ClickToCallOutcome.ORIGINATE_FAILED, now, actions, "system", f"lead leg: {event.reason}")
             else:
                 self._maybe_finish(now, actions)
 
     def _fire(self, timer: _Timer, now: float, actions: list[CallAction]) -> None:
         if timer is _Timer.AGENT_RING:
-            self._end(CallOutcome.AGENT_NO_ANSWER, now, actions, "timeout", "agent ring timeout")
+            self._end(ClickToCallOutcome.AGENT_NO_ANSWER, now, actions, "timeout", "agent ring timeout")
         elif timer is _Timer.RECORDING_START:
             detail = f"recording not confirmed within {self.timeouts.recording_start:g} s"
-            self._end(CallOutcome.RECORDING_FAILED, now, actions, "timeout", detail)
+            self._end(ClickToCallOutcome.RECORDING_FAILED, now, actions, "timeout", detail)
         elif timer is _Timer.GATE_DECISION:
             # Fail closed: no decision is no permission to dial.
             detail = f"no gate decision within {self.timeouts.gate_decision:g} s"
-            self._end(CallOutcome.COMPLIANCE_BLOCKED, now, actions, "timeout", detail)
+            self._end(ClickToCallOutcome.COMPLIANCE_BLOCKED, now, actions, "timeout", detail)
         elif timer is _Timer.LEAD_RING:
-            self._end(CallOutcome.LEAD_NO_ANSWER, now, actions, "timeout", "lead ring backstop", "no_answer")
+            self._end(ClickToCallOutcome.LEAD_NO_ANSWER, now, actions, "timeout", "lead ring backstop", "no_answer")
         elif timer is _Timer.LEAD_JOIN:
             detail = f"lead not in the bridge within {self.timeouts.lead_join:g} s"
-            self._end(CallOutcome.LEAD_FAILED, now, actions, "timeout", detail)
+            self._end(ClickToCallOutcome.LEAD_FAILED, now, actions, "timeout", detail)
         elif timer is _Timer.TEARDOWN:
             self._agent_live = self._lead_live = False
             self._set_state(CallState.ENDED, now, actions)
 
     def _end(
         self,
-        outcome: CallOutcome,
+        outcome: ClickToCallOutcome,
         now: float,
         actions: list[CallAction],
         ended_by: str,

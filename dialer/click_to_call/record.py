@@ -9,11 +9,12 @@ WebSocket. `version` grows with every snapshot of a call, so the outbox keeps th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
-from crm_bridge.records import CallOutcome as CrmOutcome
+from crm_bridge.records import CallOutcome
+from dialer.runtime.causes import UNANSWERED_CAUSES
 
 
 class CallState(StrEnum):
@@ -34,7 +35,7 @@ class CallState(StrEnum):
     ENDED = "ended"
 
 
-class CallOutcome(StrEnum):
+class ClickToCallOutcome(StrEnum):
     """How a click-to-call call ended (finer than the CRM's `calls.outcome`)."""
 
     COMPLETED = "completed"
@@ -61,32 +62,27 @@ class CallOutcome(StrEnum):
     ORIGINATE_FAILED = "originate_failed"
 
 
-# Q.850 cause -> outcome of an unanswered lead leg. Asterisk maps SIP responses onto these
-# causes (486/600 -> 17, 480 -> 19, 404/485/604 -> 1, 503 -> 34, 403/603 -> 21), and a dial
-# timeout hangs up with 19 without a NOANSWER `Dial` event.
-LEAD_CAUSE_OUTCOMES: Final[dict[int, CallOutcome]] = {
-    17: CallOutcome.LEAD_BUSY,  # user busy
-    18: CallOutcome.LEAD_NO_ANSWER,  # no user responding
-    19: CallOutcome.LEAD_NO_ANSWER,  # no answer from user (user alerted)
-    1: CallOutcome.LEAD_UNALLOCATED,  # unallocated number
-    3: CallOutcome.LEAD_UNALLOCATED,  # no route to destination
-    22: CallOutcome.LEAD_UNALLOCATED,  # number changed
-    28: CallOutcome.LEAD_UNALLOCATED,  # invalid number format
-    34: CallOutcome.LEAD_CONGESTION,  # no circuit/channel available
-    38: CallOutcome.LEAD_CONGESTION,  # network out of order
-    41: CallOutcome.LEAD_CONGESTION,  # temporary failure
-    42: CallOutcome.LEAD_CONGESTION,  # switching equipment congestion
-    21: CallOutcome.LEAD_REJECTED,  # call rejected
+# Q.850 cause -> outcome of an unanswered lead leg (`dialer.runtime.causes`), in this
+# machine's finer terms.
+LEAD_CAUSE_OUTCOMES: Final[dict[int, ClickToCallOutcome]] = {
+    cause: {
+        CallOutcome.BUSY: ClickToCallOutcome.LEAD_BUSY,
+        CallOutcome.NO_ANSWER: ClickToCallOutcome.LEAD_NO_ANSWER,
+        CallOutcome.UNALLOCATED: ClickToCallOutcome.LEAD_UNALLOCATED,
+        CallOutcome.CONGESTION: ClickToCallOutcome.LEAD_CONGESTION,
+        CallOutcome.REJECTED: ClickToCallOutcome.LEAD_REJECTED,
+    }[outcome]
+    for cause, outcome in UNANSWERED_CAUSES.items()
 }
 
 # Q.850 cause -> outcome of an agent leg that was never answered; anything else is no answer.
-AGENT_CAUSE_OUTCOMES: Final[dict[int, CallOutcome]] = {
-    17: CallOutcome.AGENT_BUSY,
-    21: CallOutcome.AGENT_BUSY,  # the agent declined the call
+AGENT_CAUSE_OUTCOMES: Final[dict[int, ClickToCallOutcome]] = {
+    17: ClickToCallOutcome.AGENT_BUSY,
+    21: ClickToCallOutcome.AGENT_BUSY,  # the agent declined the call
 }
 
 
-def lead_outcome_for_cause(cause: int | None, *, dial_timed_out: bool) -> CallOutcome:
+def lead_outcome_for_cause(cause: int | None, *, dial_timed_out: bool) -> ClickToCallOutcome:
     """The outcome of a lead leg that ended before answering, from its Q.850 cause.
 
     A cause the table does not know means no answer if the dial timeout had passed (some
@@ -94,40 +90,35 @@ def lead_outcome_for_cause(cause: int | None, *, dial_timed_out: bool) -> CallOu
     """
     if cause is not None and cause in LEAD_CAUSE_OUTCOMES:
         return LEAD_CAUSE_OUTCOMES[cause]
-    return CallOutcome.LEAD_NO_ANSWER if dial_timed_out else CallOutcome.LEAD_FAILED
+    return ClickToCallOutcome.LEAD_NO_ANSWER if dial_timed_out else ClickToCallOutcome.LEAD_FAILED
 
 
-def agent_outcome_for_cause(cause: int | None) -> CallOutcome:
+def agent_outcome_for_cause(cause: int | None) -> ClickToCallOutcome:
     """The outcome of an agent leg that ended before answering, from its Q.850 cause."""
     if cause is not None and cause in AGENT_CAUSE_OUTCOMES:
         return AGENT_CAUSE_OUTCOMES[cause]
-    return CallOutcome.AGENT_NO_ANSWER
+    return ClickToCallOutcome.AGENT_NO_ANSWER
 
 
-_CRM_OUTCOMES: Final[dict[CallOutcome, CrmOutcome]] = {
-    CallOutcome.COMPLETED: CrmOutcome.ANSWERED,
-    CallOutcome.LEAD_BUSY: CrmOutcome.BUSY,
-    CallOutcome.LEAD_NO_ANSWER: CrmOutcome.NO_ANSWER,
-    CallOutcome.LEAD_UNALLOCATED: CrmOutcome.UNALLOCATED,
-    CallOutcome.LEAD_CONGESTION: CrmOutcome.CONGESTION,
-    CallOutcome.LEAD_REJECTED: CrmOutcome.REJECTED,
-    CallOutcome.LEAD_FAILED: CrmOutcome.FAILED,
-    CallOutcome.AGENT_NO_ANSWER: CrmOutcome.AGENT_NO_ANSWER,
-    CallOutcome.AGENT_BUSY: CrmOutcome.AGENT_NO_ANSWER,
-    CallOutcome.AGENT_HUNG_UP_BEFORE_LEAD: CrmOutcome.CANCELED,
-    CallOutcome.LEAD_HUNG_UP: CrmOutcome.ANSWERED,
-    CallOutcome.AGENT_HUNG_UP: CrmOutcome.ABANDONED,
-    CallOutcome.RECORDING_FAILED: CrmOutcome.FAILED,
-    CallOutcome.COMPLIANCE_BLOCKED: CrmOutcome.BLOCKED,
-    CallOutcome.CANCELLED: CrmOutcome.CANCELED,
-    CallOutcome.ASTERISK_LOST: CrmOutcome.FAILED,
-    CallOutcome.ORIGINATE_FAILED: CrmOutcome.FAILED,
+_CRM_OUTCOMES: Final[dict[ClickToCallOutcome, CallOutcome]] = {
+    ClickToCallOutcome.COMPLETED: CallOutcome.ANSWERED,
+    ClickToCallOutcome.LEAD_BUSY: CallOutcome.BUSY,
+    ClickToCallOutcome.LEAD_NO_ANSWER: CallOutcome.NO_ANSWER,
+    ClickToCallOutcome.LEAD_UNALLOCATED: CallOutcome.UNALLOCATED,
+    ClickToCallOutcome.LEAD_CONGESTION: CallOutcome.CONGESTION,
+    ClickToCallOutcome.LEAD_REJECTED: CallOutcome.REJECTED,
+    ClickToCallOutcome.LEAD_FAILED: CallOutcome.FAILED,
+    ClickToCallOutcome.AGENT_NO_ANSWER: CallOutcome.AGENT_NO_ANSWER,
+    ClickToCallOutcome.AGENT_BUSY: CallOutcome.AGENT_NO_ANSWER,
+    ClickToCallOutcome.AGENT_HUNG_UP_BEFORE_LEAD: CallOutcome.CANCELED,
+    ClickToCallOutcome.LEAD_HUNG_UP: CallOutcome.ANSWERED,
+    ClickToCallOutcome.AGENT_HUNG_UP: CallOutcome.ABANDONED,
+    ClickToCallOutcome.RECORDING_FAILED: CallOutcome.FAILED,
+    ClickToCallOutcome.COMPLIANCE_BLOCKED: CallOutcome.BLOCKED,
+    ClickToCallOutcome.CANCELLED: CallOutcome.CANCELED,
+    ClickToCallOutcome.ASTERISK_LOST: CallOutcome.FAILED,
+    ClickToCallOutcome.ORIGINATE_FAILED: CallOutcome.FAILED,
 }
-
-
-def utc(epoch_seconds: float) -> datetime:
-    """An epoch-seconds `now` as an aware UTC datetime."""
-    return datetime.fromtimestamp(epoch_seconds, tz=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +151,7 @@ class CallRecord:
     bridged_at: datetime | None = None
     ended_at: datetime | None = None
     """When the outcome became known (the call entered `ending`)."""
-    outcome: CallOutcome | None = None
+    outcome: ClickToCallOutcome | None = None
     ended_by: str | None = None
     """Who ended the call: `agent`, `lead`, a `HangupBy` value, `timeout` or `system`."""
     detail: str | None = None
@@ -193,16 +184,16 @@ class CallRecord:
             self.lead_answered_at is not None
             and self.bridged_at is None
             and self.outcome is not None
-            and self.outcome is not CallOutcome.LEAD_HUNG_UP
+            and self.outcome is not ClickToCallOutcome.LEAD_HUNG_UP
         )
 
     def to_crm_call(self) -> dict[str, object]:
         """The fields of the CRM bridge's `call` record (`crm_bridge.records`, kind `call`)."""
-        crm_outcome: CrmOutcome | None = None
+        crm_outcome: CallOutcome | None = None
         if self.outcome is not None:
             crm_outcome = _CRM_OUTCOMES[self.outcome]
-            if self.outcome is CallOutcome.ASTERISK_LOST and self.bridged_at is not None:
-                crm_outcome = CrmOutcome.ANSWERED
+            if self.outcome is ClickToCallOutcome.ASTERISK_LOST and self.bridged_at is not None:
+                crm_outcome = CallOutcome.ANSWERED
         return {
             "call_id": self.call_id,
             "version": self.version,

@@ -33,8 +33,8 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from compliance_rules.ruleset import RuleBook, RuleDataError, load_rulebook
-from dialer.campaign.runtime import CampaignError
 from dialer.cli import UserError
+from dialer.commands.stack import prepare_stack
 from dialer.demo.campaign import (
     DEMO_TUNING,
     DemoAgent,
@@ -51,7 +51,7 @@ from dialer.demo.report import progress_line, summary_text
 from dialer.demo.softphone import AgentSoftphone, baresip_installed, long_tone
 from dialer.logs import configure_logging
 from dialer.provision.asterisk import AsteriskInstance
-from dialer.provision.cli import prepare_stack
+from dialer.runtime.errors import Refused
 from dialer.serve import StartupError, dialer_services
 from dialer.settings import Settings, from_environment
 
@@ -217,7 +217,7 @@ def _demo(args: argparse.Namespace) -> int:
                       gate_clock=gate_clock)
         try:
             summary = asyncio.run(_run(settings, run, gate_start_at, ProgressDisplay(out), say))
-        except (DemoError, StartupError, CampaignError, RuntimeError, OSError, asyncpg.PostgresError) as error:
+        except (DemoError, StartupError, Refused, RuntimeError, OSError, asyncpg.PostgresError) as error:
             raise UserError(f"The demo failed: {error}") from None
     except RuntimeError as error:  # the softphone did not register
         raise UserError(f"The demo failed: {error}") from None

@@ -23,8 +23,9 @@ import asyncpg
 
 from compliance_rules.numbers import parse_number
 from compliance_rules.ruleset import RuleBook
+from crm_bridge.kinds import RecordKind
 from dialer.campaign.agent import AgentState
-from dialer.campaign.runtime import CampaignRunner, campaign_lead_record
+from dialer.campaign.dialing import CampaignRunner, campaign_lead_record
 from dialer.demo.leads import DemoLead
 from dialer.serve import DialerServices
 
@@ -132,7 +133,7 @@ async def mark_lists_fresh(services: DialerServices, book: RuleBook, today: date
 
 async def seed_campaign(services: DialerServices, run_id: str) -> str:
     campaign_id = f"demo-{run_id}"
-    await _seed(services, [("campaign_upsert", {
+    await _seed(services, [(RecordKind.CAMPAIGN_UPSERT, {
         "campaign_id": campaign_id, "name": "Demo: final expense outreach", "caller_id": "+18885550123",
         "dial_mode": "predictive", "seller_name": "Acme Insurance Agency", "dnc_callback_number": "+18885550199",
         "amd_settings": {"machine_action": "hangup"},
@@ -145,8 +146,8 @@ async def seed_leads(services: DialerServices, campaign_id: str, run_id: str, le
     ids = {lead.phone: f"demo-{run_id}-{lead.index:04d}" for lead in leads}
     items: list[tuple[str, Mapping[str, object]]] = []
     for lead in leads:
-        items.append(("lead_upsert", {"lead_id": ids[lead.phone], **lead.lead_fields()}))
-        items.append(("campaign_lead", campaign_lead_record(campaign_id, ids[lead.phone])))
+        items.append((RecordKind.LEAD_UPSERT, {"lead_id": ids[lead.phone], **lead.lead_fields()}))
+        items.append((RecordKind.CAMPAIGN_LEAD, campaign_lead_record(campaign_id, ids[lead.phone])))
     await _seed(services, items)
     for lead in leads:
         if lead.dnc is not None:
@@ -157,7 +158,7 @@ async def seed_leads(services: DialerServices, campaign_id: str, run_id: str, le
 async def log_in(services: DialerServices, campaign_id: str, agents: Sequence[DemoAgent], within: float = 20.0) -> None:
     runtime = services.campaigns
     assert runtime is not None
-    await _seed(services, [("agent_upsert", {"agent_id": a.agent_id, "name": a.name, "sip_endpoint": a.endpoint})
+    await _seed(services, [(RecordKind.AGENT_UPSERT, {"agent_id": a.agent_id, "name": a.name, "sip_endpoint": a.endpoint})
                            for a in agents])
     for agent in agents:
         await runtime.login(agent.agent_id, [campaign_id])
@@ -192,7 +193,7 @@ def _sample(runner: CampaignRunner, agents: Sequence[DemoAgent], started: float,
     logged_in = sum(count for state, count in status.agents.items() if state != AgentState.LOGGED_OUT.value)
     del agents
     # The runtime counts calls when they end; calls still live count here already.
-    live = [call.machine.record for call in runner.calls.values()]
+    live = [call.record for call in runner.calls.values()]
     return Progress(
         elapsed=time.monotonic() - started, seconds=seconds, dials=status.counters.get("dials", 0),
         people=status.counters.get("live_answers", 0) + sum(1 for r in live if r.live_answer),

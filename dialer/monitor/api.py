@@ -1,5 +1,5 @@
 """HTTP endpoints of supervisors' monitors (supervisor and admin tokens only). Added to the API
-app by `dialer.api.app.build_app`:
+app by `dialer.app.build_app`:
 
 - `POST /v1/calls/{call_id}/monitor` `{"endpoint": "supervisor01", "mode": "listen"}` -> 202
 - `POST /v1/monitors/{monitor_id}/mode` `{"mode": "whisper"}` -> 202 (same supervisor leg)
@@ -16,20 +16,20 @@ from typing import Any
 from aiohttp import web
 
 from crm_bridge.store import TokenRole
-from dialer.api.app import DEPS, TOKEN, ApiError, allow, json_object
-from dialer.monitor.machine import MonitorMode, MonitorRecord
-from dialer.monitor.runtime import MonitorRefused, MonitorService
+from dialer.api.http import DEPS, TOKEN, ApiError, allow, json_object, service
+from dialer.monitor.record import MonitorMode, MonitorRecord
+from dialer.monitor.runtime import MonitorRuntime
+from dialer.runtime.errors import Refused
 
 STAFF = (TokenRole.SUPERVISOR, TokenRole.ADMIN)
 MODES = ", ".join(mode.value for mode in MonitorMode)
 
 
-def _service(request: web.Request) -> MonitorService:
-    service = request.app[DEPS].monitors
-    if service is None:
-        raise ApiError(503, "controller_unavailable", "this API runs without the call runtimes")
-    assert isinstance(service, MonitorService)
-    return service
+MONITORS: web.AppKey[MonitorRuntime | None] = web.AppKey("monitors", MonitorRuntime)
+
+
+def _service(request: web.Request) -> MonitorRuntime:
+    return service(request, MONITORS, "call runtimes")
 
 
 def _mode(body: dict[str, Any]) -> MonitorMode:
@@ -38,11 +38,6 @@ def _mode(body: dict[str, Any]) -> MonitorMode:
         return MonitorMode(str(value) if isinstance(value, str) else "")
     except ValueError:
         raise ApiError(422, "invalid_field", f"mode must be one of {MODES}", field="mode") from None
-
-
-def _refused(error: MonitorRefused) -> ApiError:
-    extra = {"field": error.field} if error.field else {}
-    return ApiError(error.status, error.error, str(error), **extra)
 
 
 def _brief(record: MonitorRecord) -> dict[str, object]:
@@ -62,10 +57,10 @@ async def post_monitor(request: web.Request) -> web.Response:
     call_id = request.match_info["call_id"]
     try:
         record = await service.start(call_id, endpoint, mode, requested_by=request[TOKEN].token_id)
-    except MonitorRefused as error:
+    except Refused as error:
         if error.error == "call_not_found" and await request.app[DEPS].store.get_call(call_id) is not None:
             raise ApiError(409, "call_not_live", "the call has ended", field="call_id") from None
-        raise _refused(error) from None
+        raise
     return web.json_response(_brief(record), status=202)
 
 
@@ -73,19 +68,13 @@ async def post_monitor(request: web.Request) -> web.Response:
 async def post_mode(request: web.Request) -> web.Response:
     service = _service(request)
     mode = _mode(await json_object(request, allowed={"mode"}))
-    try:
-        record = service.change_mode(request.match_info["monitor_id"], mode)
-    except MonitorRefused as error:
-        raise _refused(error) from None
+    record = service.change_mode(request.match_info["monitor_id"], mode)
     return web.json_response({**_brief(record), "mode": mode.value}, status=202)
 
 
 @allow(*STAFF)
 async def delete_monitor(request: web.Request) -> web.Response:
-    try:
-        record = _service(request).stop(request.match_info["monitor_id"])
-    except MonitorRefused as error:
-        raise _refused(error) from None
+    record = _service(request).stop(request.match_info["monitor_id"])
     return web.json_response({**_brief(record), "state": "ending"}, status=202)
 
 
@@ -130,8 +119,9 @@ async def live_calls(request: web.Request) -> web.Response:
     return web.json_response({"calls": calls})
 
 
-def add_monitor_routes(app: web.Application) -> None:
+def add_monitor_routes(app: web.Application, monitors: MonitorRuntime | None) -> None:
     """Call before `/v1/calls/{call_id}` is added: `/v1/calls/live` must match first."""
+    app[MONITORS] = monitors
     app.router.add_get("/v1/calls/live", live_calls)
     app.router.add_post("/v1/calls/{call_id}/monitor", post_monitor)
     app.router.add_get("/v1/monitors/{monitor_id}", get_monitor)

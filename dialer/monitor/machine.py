@@ -18,36 +18,38 @@ the old one is hung up first (a supervisor switching whisper -> listen is never 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
+
+from dialer.monitor.actions import (
+    AddToBridge,
+    CreateBridge,
+    DestroyBridge,
+    Emit,
+    Finished,
+    HangUp,
+    MonitorAction,
+    OriginateSupervisor,
+    StartSnoop,
+)
+from dialer.monitor.inputs import (
+    AsteriskLost,
+    CallEnded,
+    ChangeMode,
+    Entered,
+    MonitorInput,
+    OriginateFailed,
+    SnoopGone,
+    SnoopUp,
+    Start,
+    StepFailed,
+    Stop,
+    SupervisorAnswered,
+    SupervisorGone,
+)
+from dialer.monitor.record import EndReason, MonitorMode, MonitorRecord, MonitorState
+from dialer.runtime.errors import InvalidStateError
 
 # Ring time the machine allows beyond Asterisk's own originate timeout before giving up.
 BACKSTOP_SLACK = 5.0
-
-
-class MonitorMode(StrEnum):
-    LISTEN = "listen"
-    WHISPER = "whisper"
-    BARGE = "barge"
-
-
-class MonitorState(StrEnum):
-    DIALING = "dialing"  # the supervisor's softphone rings
-    CONNECTED = "connected"  # answered; `mode` applied (or being applied: `mode_active`)
-    ENDING = "ending"  # tearing down our channels and bridge
-    ENDED = "ended"
-
-
-class EndReason(StrEnum):
-    STOPPED = "stopped"  # ended through the API
-    CALL_ENDED = "call_ended"  # the monitored call ended (or its agent left it)
-    SUPERVISOR_NO_ANSWER = "supervisor_no_answer"
-    SUPERVISOR_BUSY = "supervisor_busy"  # busy or declined
-    SUPERVISOR_UNREACHABLE = "supervisor_unreachable"  # not registered, or the originate was refused
-    SUPERVISOR_HUNG_UP = "supervisor_hung_up"
-    SETUP_FAILED = "setup_failed"  # Asterisk refused a snoop or bridge step
-    ASTERISK_LOST = "asterisk_lost"
-    SHUTDOWN = "shutdown"
 
 
 # spy / whisper directions of the snoop for the snooping modes.
@@ -72,6 +74,7 @@ class MonitorRequest:
     mode: MonitorMode
     requested_by: str | None = None  # API token id
     campaign_id: str | None = None
+    lead_number: str = "0"  # shown on the supervisor's phone
     ring_timeout: int = 20
     setup_timeout: float = 10.0  # a mode must be wired within this many seconds
     teardown_timeout: float = 5.0
@@ -94,213 +97,6 @@ class MonitorRequest:
 
     def snoop_id(self, sequence: int) -> str:
         return f"{self.monitor_id}-snoop-{sequence}"
-
-
-# ---- inputs --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Start:
-    pass
-
-
-@dataclass(frozen=True)
-class SupervisorAnswered:
-    """The supervisor's channel entered the app (an originate enters Stasis on answer)."""
-
-
-@dataclass(frozen=True)
-class SupervisorGone:
-    cause: int = 0
-    text: str = ""
-
-
-@dataclass(frozen=True)
-class OriginateFailed:
-    reason: str
-
-
-@dataclass(frozen=True)
-class SnoopUp:
-    """A snoop channel entered the app (it can be bridged now)."""
-
-    snoop_id: str
-
-
-@dataclass(frozen=True)
-class SnoopGone:
-    snoop_id: str
-
-
-@dataclass(frozen=True)
-class Entered:
-    """A channel of ours entered a bridge (`ChannelEnteredBridge`)."""
-
-    channel_id: str
-    bridge_id: str
-
-
-@dataclass(frozen=True)
-class ChangeMode:
-    mode: MonitorMode
-
-
-@dataclass(frozen=True)
-class Stop:
-    reason: EndReason = EndReason.STOPPED
-
-
-@dataclass(frozen=True)
-class CallEnded:
-    pass
-
-
-@dataclass(frozen=True)
-class StepFailed:
-    """Asterisk refused a step (bridge, snoop, add to bridge); `channel_id` names a snoop that
-    was never made."""
-
-    step: str
-    reason: str
-    channel_id: str | None = None
-
-
-@dataclass(frozen=True)
-class AsteriskLost:
-    pass
-
-
-MonitorInput = (
-    Start | SupervisorAnswered | SupervisorGone | OriginateFailed | SnoopUp | SnoopGone | Entered | ChangeMode
-    | Stop | CallEnded | StepFailed | AsteriskLost
-)
-
-
-# ---- actions -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class OriginateSupervisor:
-    channel_id: str
-    endpoint: str
-    timeout: int
-
-
-@dataclass(frozen=True)
-class CreateBridge:
-    bridge_id: str
-
-
-@dataclass(frozen=True)
-class StartSnoop:
-    snoop_id: str
-    target_channel: str
-    spy: str
-    whisper: str
-
-
-@dataclass(frozen=True)
-class AddToBridge:
-    bridge_id: str
-    channel_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class HangUp:
-    channel_id: str
-
-
-@dataclass(frozen=True)
-class DestroyBridge:
-    bridge_id: str
-
-
-@dataclass(frozen=True)
-class Emit:
-    record: MonitorRecord
-
-
-@dataclass(frozen=True)
-class Finished:
-    record: MonitorRecord
-
-
-MonitorAction = OriginateSupervisor | CreateBridge | StartSnoop | AddToBridge | HangUp | DestroyBridge | Emit | Finished
-
-
-# ---- the snapshot -------------------------------------------------------------------------
-def _utc(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, tz=UTC)
-
-
-def _iso(epoch: float | None) -> str | None:
-    stamp = _utc(epoch)
-    return None if stamp is None else stamp.isoformat().replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class MonitorRecord:
-    """What a monitor session is and was: the API's answer and the audit row (`monitor_sessions`)."""
-
-    monitor_id: str
-    version: int
-    call_id: str
-    call_kind: str
-    agent_id: str | None
-    campaign_id: str | None
-    endpoint: str
-    requested_by: str | None
-    state: MonitorState
-    mode: MonitorMode
-    mode_active: bool
-    modes: tuple[tuple[MonitorMode, float], ...]  # every mode asked for, and when
-    requested_at: float
-    answered_at: float | None = None
-    ended_at: float | None = None
-    end_reason: EndReason | None = None
-    end_detail: str | None = None
-    supervisor_cause: int | None = None
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "monitor_id": self.monitor_id,
-            "call_id": self.call_id,
-            "call_kind": self.call_kind,
-            "agent_id": self.agent_id,
-            "campaign_id": self.campaign_id,
-            "endpoint": self.endpoint,
-            "state": self.state.value,
-            "mode": self.mode.value,
-            "mode_active": self.mode_active,
-            "modes": [{"mode": mode.value, "at": _iso(at)} for mode, at in self.modes],
-            "requested_at": _iso(self.requested_at),
-            "answered_at": _iso(self.answered_at),
-            "ended_at": _iso(self.ended_at),
-            "end_reason": self.end_reason.value if self.end_reason else None,
-            "end_detail": self.end_detail,
-        }
-
-    def to_crm(self) -> dict[str, object]:
-        """The outbox record (kind `monitor_session`)."""
-        return {
-            "monitor_id": self.monitor_id,
-            "version": self.version,
-            "call_id": self.call_id,
-            "call_kind": self.call_kind,
-            "agent_id": self.agent_id,
-            "campaign_id": self.campaign_id,
-            "supervisor_endpoint": self.endpoint,
-            "requested_by": self.requested_by,
-            "state": self.state.value,
-            "mode": self.mode.value,
-            "modes": [{"mode": mode.value, "at": _iso(at)} for mode, at in self.modes],
-            "requested_at": _utc(self.requested_at),
-            "answered_at": _utc(self.answered_at),
-            "ended_at": _utc(self.ended_at),
-            "end_reason": self.end_reason.value if self.end_reason else None,
-            "end_detail": self.end_detail,
-            "supervisor_cause": self.supervisor_cause,
-        }
-
-
-class InvalidStateError(Exception):
-    """`Start` on a started session."""
 
 
 @dataclass
@@ -363,13 +159,16 @@ class MonitorSession:
         self._now = now
         if isinstance(event, Start):
             if self._started:
-                raise InvalidStateError(f"the monitor is already started (state {self.state.value})")
+                raise InvalidStateError(f"the monitor is already started (state {self.state.value})",
+                                        state=self.state, operation="start")
             self._started = True
             self._wiring.supervisor_alive = True
             self._deadline = now + self.request.ring_timeout + BACKSTOP_SLACK
             return [
                 OriginateSupervisor(self.request.supervisor_channel, self.request.dial_endpoint,
-                                    self.request.ring_timeout),
+                                    self.request.ring_timeout,
+                                    caller_name=f"Monitor {self.request.agent_id or 'call'}",
+                                    caller_number=self.request.lead_number),
                 self._emit(),
             ]
         if not self._started or self.state is MonitorState.ENDED:

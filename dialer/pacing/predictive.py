@@ -413,6 +413,11 @@ class PredictivePacer:
             self._predicted *= decay
 
     @property
+    def predicted_abandons(self) -> float:
+        """Abandons the model predicted for the dialed lines (decayed like the observed ones)."""
+        return self._predicted
+
+    @property
     def mode(self) -> str:
         """'warmup', 'fallback' (cautious) or 'predictive': which rule the last decision used."""
         if not self.model.ready:

@@ -1,6 +1,6 @@
 """Asterisk 22 for the dialer: find or build it, render our configuration, start and stop instances.
 
-Two ways to have Asterisk (design.md, decision 2):
+Two ways to have Asterisk (docs/decisions.md, decision 2):
 
 * an ``asterisk`` of version 22 or newer on PATH (the "system" install), or
 * a cached Debian sid root built with debootstrap, run with ``chroot``.

@@ -30,7 +30,7 @@ CAUSE_NAMES = {
 
 
 @dataclass
-class CallOutcome:
+class SmokeCall:
     """What happened to one originated call, from the app's events."""
 
     number: str
@@ -81,14 +81,14 @@ async def place_calls(
     ring_timeout: int = 30,
     hangup_after: float | None = None,
     overall_timeout: float = 120.0,
-) -> list[CallOutcome]:
+) -> list[SmokeCall]:
     """Originate each number through the trunk into our app and wait for every channel's end.
 
     One event WebSocket serves all the calls: a second connection for the same app name would
     take the app over (ApplicationReplaced) and the first would stop receiving events.
     `hangup_after` hangs up that many seconds after answer (None: the far end ends the call).
     """
-    outcomes = {f"smoke-{uuid.uuid4().hex[:12]}": CallOutcome(number=n, channel_id="") for n in numbers}
+    outcomes = {f"smoke-{uuid.uuid4().hex[:12]}": SmokeCall(number=n, channel_id="") for n in numbers}
     for channel_id, outcome in outcomes.items():
         outcome.channel_id = channel_id
     started: dict[str, float] = {}
@@ -149,7 +149,7 @@ async def place_calls(
 
 async def place_call(
     ari_url: str, user: str, password: str, app: str, number: str, **options: Any
-) -> CallOutcome:
+) -> SmokeCall:
     """One call; see `place_calls`."""
     (outcome,) = await place_calls(ari_url, user, password, app, [number], **options)
     return outcome

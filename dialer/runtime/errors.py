@@ -1,32 +1,20 @@
-"""What the API asks of the controller, and the ways a request can be refused."""
+"""How the runtime says no: errors named by who is at fault. Pure (no IO), so the state
+machines raise them too.
+
+- `Refused`: a request the runtime will not carry out (unknown agent, agent busy, shutting
+  down); `status`/`error`/`field` become the HTTP answer.
+- `ComplianceBlocked`: the compliance gate said no; the decision is in the audit table.
+- `InvalidStateError`: an operation a machine's current state does not allow (a misuse).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from dialer.click_to_call.inputs import HangupBy
+from dataclasses import dataclass
+from enum import StrEnum
 
 
-@dataclass(frozen=True)
-class DialRequest:
-    """`POST /v1/calls`: call a lead (or an ad-hoc number) for an agent."""
-
-    agent_id: str
-    lead_id: str | None = None
-    phone: str | None = None
-    campaign_id: str | None = None
-
-
-@dataclass(frozen=True)
-class PlacedCall:
-    call_id: str
-    status: str
-    decision_id: str | None = None
-
-
-class CallRefused(Exception):
-    """The request cannot be placed; `status`/`error`/`field` become the HTTP answer."""
+class Refused(Exception):
+    """A request the runtime refuses; `status`/`error`/`field` become the HTTP answer."""
 
     def __init__(self, status: int, error: str, message: str, *, field_name: str | None = None) -> None:
         super().__init__(message)
@@ -51,19 +39,10 @@ class ComplianceBlocked(Exception):
         self.reasons = reasons
 
 
-@dataclass
-class AgentMessage:
-    """One message on an agent's event WebSocket."""
+class InvalidStateError(RuntimeError):
+    """An operation that a machine's current state does not allow; the message names the state."""
 
-    type: str
-    payload: dict[str, Any] = field(default_factory=dict)
-
-
-class CallService(Protocol):
-    """The controller as the HTTP API sees it."""
-
-    async def place_call(self, request: DialRequest, *, call_id: str | None = None) -> PlacedCall: ...
-
-    async def hangup(self, call_id: str, by: HangupBy) -> bool: ...
-
-    def call_status(self, call_id: str) -> str | None: ...
+    def __init__(self, message: str, *, state: StrEnum, operation: str) -> None:
+        super().__init__(message)
+        self.state = state
+        self.operation = operation

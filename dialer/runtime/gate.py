@@ -1,16 +1,31 @@
-"""How the controller uses the compliance gate: CRM campaigns and leads in, settings to options.
+"""How the runtime uses the compliance gate: CRM campaigns and leads in, policies out; the
+check at the instant of dialing and its retry policy; decisions audited into the CRM.
 
-(Audit rows go to the CRM through `compliance_rules.audit.OutboxAuditSink`.)
+Every kind of call asks the gate twice: when the work is taken (a click-to-call request, a
+lead entering the hopper) and again immediately before the lead is dialed (`decide_at_dial`,
+which takes a frequency-cap slot). The second check is the one the rules are about.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from compliance_rules.model import ConsentKind, ConsentRecord, ContactRequest, DialMode, Purpose
+from compliance_rules.gate import ComplianceGate
+from compliance_rules.model import (
+    ConsentKind,
+    ConsentRecord,
+    ContactRequest,
+    Decision,
+    DialMode,
+    Purpose,
+    ReasonCode,
+)
 from compliance_rules.policy import CampaignPolicy
 from compliance_rules.rules import GateOptions
 from compliance_rules.ruleset import RuleDataError, parse_hours
+from crm_bridge.kinds import RecordKind
+from crm_bridge.outbox import RecordSink
 from crm_bridge.store import Campaign, Lead
 from dialer.settings import Settings
 
@@ -81,3 +96,39 @@ def contact_request(
         consents=consents,
         dial_mode=dial_mode,
     )
+
+
+# A gate that could not decide (Redis slow under load) blocks; asking once more, still within
+# the call's decision budget, stays fail-closed if it fails again.
+DIAL_CHECK_ATTEMPTS = 2
+
+
+async def decide_at_dial(
+    gate: ComplianceGate, request: ContactRequest, policy: CampaignPolicy, log: Any
+) -> Decision | None:
+    """The gate's decision immediately before the lead is dialed, taking a frequency-cap slot;
+    asked again once when the gate could not decide. None when asking failed outright (the
+    caller blocks: fail closed)."""
+    decision: Decision | None = None
+    try:
+        for attempt in range(DIAL_CHECK_ATTEMPTS):
+            decision = await gate.decide(request, policy, reserve_attempt=True)
+            if decision.allowed or set(decision.codes) != {ReasonCode.GATE_UNAVAILABLE}:
+                break
+            log.warning("gate_dial_check_undecided", attempt=attempt + 1)
+    except Exception as error:  # fail closed
+        log.error("gate_dial_check_failed", error=repr(error))
+        return None
+    return decision
+
+
+class OutboxAuditSink:
+    """Each batch of decisions goes to the CRM's `compliance_decisions` table through the
+    outbox, in one durable write, before the gate reports any of them."""
+
+    def __init__(self, records: RecordSink) -> None:
+        self._records = records
+
+    async def record(self, decisions: Sequence[Decision]) -> None:
+        if decisions:
+            await self._records.put_many([(RecordKind.COMPLIANCE_DECISION, d.to_record()) for d in decisions])

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Mapping
 
 import structlog
+
+from crm_bridge.outbox import RecordSink
 
 log = structlog.get_logger(__name__)
 
@@ -24,16 +25,10 @@ MAX_BATCH = 500
 RETRY_SECONDS = 1.0
 
 
-class RecordWriter(Protocol):
-    async def put(self, kind: str, record: Mapping[str, object]) -> int: ...
-
-    async def put_many(self, items: Sequence[tuple[str, Mapping[str, object]]]) -> list[int]: ...
-
-
 class SnapshotWriter:
     """`submit()` never waits; `run()` writes in order; `drain()` waits until all are written."""
 
-    def __init__(self, records: RecordWriter) -> None:
+    def __init__(self, records: RecordSink) -> None:
         self._records = records
         self._queue: asyncio.Queue[tuple[str, Mapping[str, object]]] = asyncio.Queue()
         self._idle = asyncio.Event()

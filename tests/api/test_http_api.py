@@ -19,8 +19,8 @@ from compliance_rules.store import DncStore
 from crm_bridge.migrate import migrate
 from crm_bridge.outbox import Outbox
 from crm_bridge.store import CrmStore, TokenRole
-from dialer.api.app import ApiDependencies, build_app
-from dialer.api.openapi import openapi_document
+from dialer.api.http import ApiDependencies
+from dialer.app import build_app, openapi_document
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -224,3 +224,29 @@ async def test_api_opt_out_is_effective_and_stored(api: Api) -> None:
             break
         await asyncio.sleep(0.1)
     assert await api.store.opted_out("+14155553100")
+
+
+async def test_opt_out_http_handler(api: Api) -> None:
+    # Moved here from tests/compliance/test_gate_redis.py: the handler is the API's own route now
+    # (the CRM's record first, then Redis), so it runs with the API's auth and outbox.
+    from datetime import date
+
+    from compliance_rules.model import ContactRequest
+    from tests.compliance.helpers import ALL_STATES, codes
+    from tests.compliance.test_gate_redis import MANUAL, NOW, gate_for
+
+    for name in ("federal", *(f"state:{s}" for s in ALL_STATES)):
+        await api.dnc.set_list_date(name, date(2026, 3, 1))
+    client, headers = api.client, api.auth(api.crm)
+    bad_json = await client.post("/v1/opt-outs", data=b"{nope", headers=headers)
+    assert bad_json.status == 400 and (await bad_json.json())["error"] == "invalid_json"
+    not_object = await client.post("/v1/opt-outs", json=[1], headers=headers)
+    assert not_object.status == 400
+    bad_phone = await client.post("/v1/opt-outs", json={"phone": "12", "source": "api"}, headers=headers)
+    assert bad_phone.status == 422 and (await bad_phone.json())["field"] == "phone"
+    bad_source = await client.post("/v1/opt-outs", json={"phone": "2125550188", "source": "pigeon"}, headers=headers)
+    assert bad_source.status == 422 and (await bad_source.json())["field"] == "source"
+    ok = await client.post("/v1/opt-outs", json={"phone": "(212) 555-0188", "source": "api"}, headers=headers)
+    assert ok.status == 201 and (await ok.json())["phone"] == "+12125550188"
+    gate = gate_for(api.dnc)
+    assert codes(await gate.decide(ContactRequest("2125550188"), MANUAL, NOW)) == {"opted_out"}

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from dialer.ari.backoff import Backoff
+from crm_bridge.backoff import Backoff
 
 
 def test_ceiling_grows_exponentially_up_to_the_maximum() -> None:

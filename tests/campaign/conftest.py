@@ -19,7 +19,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from crm_bridge.store import TokenRole
 from dialer.ari.auth import basic_auth_header
-from dialer.campaign.runtime import CampaignRuntime, campaign_lead_record
+from dialer.campaign.dialing import campaign_lead_record
+from dialer.campaign.runtime import CampaignRuntime
 from dialer.click_to_call.machine import CallTimeouts
 from dialer.provision.asterisk import AsteriskInstance
 from dialer.serve import DialerServices, dialer_services

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from crm_bridge.records import CallOutcome
-from dialer.campaign import call as cc
-from dialer.campaign.agent import AgentSession, AgentState, InvalidStateError
+from dialer.campaign import machine as cc
+from dialer.campaign.agent import AgentSession, AgentState
 from dialer.campaign.hopper import Hopper, HopperEntry, after_attempt
 from dialer.pacing import EventKind
+from dialer.runtime.errors import InvalidStateError
 
 T0 = 1_800_000_000.0
 

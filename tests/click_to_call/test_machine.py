@@ -42,8 +42,9 @@ from dialer.click_to_call.inputs import (
     RecordingStarted,
     Start,
 )
-from dialer.click_to_call.machine import CallMachine, CallRequest, CallTimeouts, InvalidStateError
-from dialer.click_to_call.record import CallOutcome, CallState, lead_outcome_for_cause
+from dialer.click_to_call.machine import CallMachine, CallRequest, CallTimeouts
+from dialer.click_to_call.record import CallState, ClickToCallOutcome, lead_outcome_for_cause
+from dialer.runtime.errors import InvalidStateError
 from tests.click_to_call.helpers import (
     CALL_ID,
     GATE_ID,
@@ -131,10 +132,10 @@ def test_happy_path_record_timestamps_and_durations() -> None:
     assert machine.state is CallState.ENDING
     assert finished(actions) == []
     actions = machine.handle(AgentHungUp(cause=16), T0 + 72.4)
-    assert finished(actions) == [Finished(CallOutcome.COMPLETED)]
+    assert finished(actions) == [Finished(ClickToCallOutcome.COMPLETED)]
     record = last_record(actions).record
     assert record.state is CallState.ENDED
-    assert record.outcome is CallOutcome.COMPLETED
+    assert record.outcome is ClickToCallOutcome.COMPLETED
     assert record.ended_by == "lead"
     assert record.requested_at == at(0)
     assert record.agent_ringing_at == at(1.0)
@@ -201,7 +202,7 @@ def test_lead_backstop_fires_after_the_asterisk_timeout_and_hangs_up_the_lead() 
     assert machine.handle_timer(T0 + 29.3) == []
     actions = machine.handle_timer(T0 + 29.4)
     assert io_actions(actions)[:2] == [HangupChannel(LEAD, "no_answer"), HangupChannel(AGENT, "normal")]
-    assert machine.outcome is CallOutcome.LEAD_NO_ANSWER
+    assert machine.outcome is ClickToCallOutcome.LEAD_NO_ANSWER
     assert machine.record.ring_seconds == pytest.approx(25.0)
 
 
@@ -210,9 +211,9 @@ def test_agent_backstop_timer_ends_with_agent_no_answer() -> None:
     assert machine.next_timer() == pytest.approx(T0 + 0.5 + 35)
     actions = machine.handle_timer(T0 + 36)
     assert io_actions(actions) == [HangupChannel(AGENT, "normal")]
-    assert machine.outcome is CallOutcome.AGENT_NO_ANSWER
+    assert machine.outcome is ClickToCallOutcome.AGENT_NO_ANSWER
     actions = machine.handle(AgentHungUp(19), T0 + 36.1)
-    assert finished(actions) == [Finished(CallOutcome.AGENT_NO_ANSWER)]
+    assert finished(actions) == [Finished(ClickToCallOutcome.AGENT_NO_ANSWER)]
 
 
 # -- agent leg failures ----------------------------------------------------------------------
@@ -221,15 +222,15 @@ def test_agent_backstop_timer_ends_with_agent_no_answer() -> None:
 @pytest.mark.parametrize(
     ("cause", "outcome"),
     [
-        (19, CallOutcome.AGENT_NO_ANSWER),
-        (18, CallOutcome.AGENT_NO_ANSWER),
-        (16, CallOutcome.AGENT_NO_ANSWER),
-        (None, CallOutcome.AGENT_NO_ANSWER),
-        (17, CallOutcome.AGENT_BUSY),
-        (21, CallOutcome.AGENT_BUSY),
+        (19, ClickToCallOutcome.AGENT_NO_ANSWER),
+        (18, ClickToCallOutcome.AGENT_NO_ANSWER),
+        (16, ClickToCallOutcome.AGENT_NO_ANSWER),
+        (None, ClickToCallOutcome.AGENT_NO_ANSWER),
+        (17, ClickToCallOutcome.AGENT_BUSY),
+        (21, ClickToCallOutcome.AGENT_BUSY),
     ],
 )
-def test_agent_never_answers(cause: int | None, outcome: CallOutcome) -> None:
+def test_agent_never_answers(cause: int | None, outcome: ClickToCallOutcome) -> None:
     machine, _ = machine_in(CallState.AGENT_RINGING)
     actions = machine.handle(AgentHungUp(cause, 486 if cause == 17 else None), T0 + 20)
     assert io_actions(actions) == [Finished(outcome)]
@@ -244,7 +245,7 @@ def test_agent_never_answers(cause: int | None, outcome: CallOutcome) -> None:
 def test_agent_originate_refused() -> None:
     machine, _ = machine_in(CallState.AGENT_RINGING)
     actions = machine.handle(OriginateFailed(Leg.AGENT, "endpoint not found"), T0 + 0.6)
-    assert io_actions(actions) == [Finished(CallOutcome.ORIGINATE_FAILED)]
+    assert io_actions(actions) == [Finished(ClickToCallOutcome.ORIGINATE_FAILED)]
     assert machine.record.detail == "agent leg: endpoint not found"
 
 
@@ -256,8 +257,8 @@ def test_lead_dial_refused_hangs_up_the_agent() -> None:
         StopRecording(RECORDING),
         DestroyBridge(BRIDGE),
     ]
-    assert machine.outcome is CallOutcome.ORIGINATE_FAILED
-    assert finished(machine.handle(AgentHungUp(16), T0 + 4.6)) == [Finished(CallOutcome.ORIGINATE_FAILED)]
+    assert machine.outcome is ClickToCallOutcome.ORIGINATE_FAILED
+    assert finished(machine.handle(AgentHungUp(16), T0 + 4.6)) == [Finished(ClickToCallOutcome.ORIGINATE_FAILED)]
 
 
 # -- lead leg outcomes -----------------------------------------------------------------------
@@ -266,25 +267,25 @@ def test_lead_dial_refused_hangs_up_the_agent() -> None:
 @pytest.mark.parametrize(
     ("cause", "sip", "outcome"),
     [
-        (17, 486, CallOutcome.LEAD_BUSY),
-        (17, 600, CallOutcome.LEAD_BUSY),
-        (19, 480, CallOutcome.LEAD_NO_ANSWER),
-        (18, None, CallOutcome.LEAD_NO_ANSWER),
-        (1, 404, CallOutcome.LEAD_UNALLOCATED),
-        (3, None, CallOutcome.LEAD_UNALLOCATED),
-        (22, None, CallOutcome.LEAD_UNALLOCATED),
-        (28, 484, CallOutcome.LEAD_UNALLOCATED),
-        (34, 503, CallOutcome.LEAD_CONGESTION),
-        (38, None, CallOutcome.LEAD_CONGESTION),
-        (41, None, CallOutcome.LEAD_CONGESTION),
-        (42, None, CallOutcome.LEAD_CONGESTION),
-        (21, 603, CallOutcome.LEAD_REJECTED),
-        (21, 403, CallOutcome.LEAD_REJECTED),
-        (16, None, CallOutcome.LEAD_FAILED),
-        (127, None, CallOutcome.LEAD_FAILED),
+        (17, 486, ClickToCallOutcome.LEAD_BUSY),
+        (17, 600, ClickToCallOutcome.LEAD_BUSY),
+        (19, 480, ClickToCallOutcome.LEAD_NO_ANSWER),
+        (18, None, ClickToCallOutcome.LEAD_NO_ANSWER),
+        (1, 404, ClickToCallOutcome.LEAD_UNALLOCATED),
+        (3, None, ClickToCallOutcome.LEAD_UNALLOCATED),
+        (22, None, ClickToCallOutcome.LEAD_UNALLOCATED),
+        (28, 484, ClickToCallOutcome.LEAD_UNALLOCATED),
+        (34, 503, ClickToCallOutcome.LEAD_CONGESTION),
+        (38, None, ClickToCallOutcome.LEAD_CONGESTION),
+        (41, None, ClickToCallOutcome.LEAD_CONGESTION),
+        (42, None, ClickToCallOutcome.LEAD_CONGESTION),
+        (21, 603, ClickToCallOutcome.LEAD_REJECTED),
+        (21, 403, ClickToCallOutcome.LEAD_REJECTED),
+        (16, None, ClickToCallOutcome.LEAD_FAILED),
+        (127, None, ClickToCallOutcome.LEAD_FAILED),
     ],
 )
-def test_lead_unanswered_outcomes(cause: int, sip: int | None, outcome: CallOutcome) -> None:
+def test_lead_unanswered_outcomes(cause: int, sip: int | None, outcome: ClickToCallOutcome) -> None:
     machine, _ = machine_in(CallState.LEAD_RINGING)
     actions = machine.handle(LeadHungUp(cause, sip, "text"), T0 + 10.4)
     assert io_actions(actions) == [
@@ -305,9 +306,9 @@ def test_lead_unanswered_outcomes(cause: int, sip: int | None, outcome: CallOutc
 def test_unknown_cause_after_the_dial_timeout_is_no_answer() -> None:
     machine, _ = machine_in(CallState.LEAD_RINGING)
     machine.handle(LeadHungUp(16), T0 + 4.4 + 25.0)
-    assert machine.outcome is CallOutcome.LEAD_NO_ANSWER
-    assert lead_outcome_for_cause(None, dial_timed_out=True) is CallOutcome.LEAD_NO_ANSWER
-    assert lead_outcome_for_cause(None, dial_timed_out=False) is CallOutcome.LEAD_FAILED
+    assert machine.outcome is ClickToCallOutcome.LEAD_NO_ANSWER
+    assert lead_outcome_for_cause(None, dial_timed_out=True) is ClickToCallOutcome.LEAD_NO_ANSWER
+    assert lead_outcome_for_cause(None, dial_timed_out=False) is ClickToCallOutcome.LEAD_FAILED
 
 
 def test_lead_answers_without_ringing_first() -> None:
@@ -327,19 +328,19 @@ def test_lead_not_joined_in_time_is_a_failed_abandoned_call() -> None:
         StopRecording(RECORDING),
         DestroyBridge(BRIDGE),
     ]
-    assert machine.outcome is CallOutcome.LEAD_FAILED
+    assert machine.outcome is ClickToCallOutcome.LEAD_FAILED
     assert machine.record.abandoned
 
 
 # -- hang-ups at every state -----------------------------------------------------------------
 
 AGENT_HANGUP_OUTCOMES = {
-    CallState.AGENT_RINGING: CallOutcome.AGENT_NO_ANSWER,
-    CallState.AGENT_ANSWERED: CallOutcome.AGENT_HUNG_UP_BEFORE_LEAD,
-    CallState.GATE_RECHECK: CallOutcome.AGENT_HUNG_UP_BEFORE_LEAD,
-    CallState.LEAD_RINGING: CallOutcome.AGENT_HUNG_UP_BEFORE_LEAD,
-    CallState.LEAD_ANSWERED: CallOutcome.AGENT_HUNG_UP,
-    CallState.BRIDGED: CallOutcome.COMPLETED,
+    CallState.AGENT_RINGING: ClickToCallOutcome.AGENT_NO_ANSWER,
+    CallState.AGENT_ANSWERED: ClickToCallOutcome.AGENT_HUNG_UP_BEFORE_LEAD,
+    CallState.GATE_RECHECK: ClickToCallOutcome.AGENT_HUNG_UP_BEFORE_LEAD,
+    CallState.LEAD_RINGING: ClickToCallOutcome.AGENT_HUNG_UP_BEFORE_LEAD,
+    CallState.LEAD_ANSWERED: ClickToCallOutcome.AGENT_HUNG_UP,
+    CallState.BRIDGED: ClickToCallOutcome.COMPLETED,
 }
 
 
@@ -380,11 +381,11 @@ def test_agent_hangs_up_at_every_state(state: CallState) -> None:
 @pytest.mark.parametrize(
     ("state", "outcome"),
     [
-        (CallState.LEAD_ANSWERED, CallOutcome.LEAD_HUNG_UP),
-        (CallState.BRIDGED, CallOutcome.COMPLETED),
+        (CallState.LEAD_ANSWERED, ClickToCallOutcome.LEAD_HUNG_UP),
+        (CallState.BRIDGED, ClickToCallOutcome.COMPLETED),
     ],
 )
-def test_lead_hangs_up_after_answering(state: CallState, outcome: CallOutcome) -> None:
+def test_lead_hangs_up_after_answering(state: CallState, outcome: ClickToCallOutcome) -> None:
     machine, _ = machine_in(state)
     actions = machine.handle(LeadHungUp(16, 200), T0 + 50)
     assert io_actions(actions) == expected_teardown(state, agent=True, lead=False)
@@ -405,7 +406,7 @@ def test_agent_hangs_up_while_lead_answered_is_counted_abandoned() -> None:
     machine.handle(AgentHungUp(16), T0 + 12.1)
     machine.handle(LeadHungUp(16), T0 + 12.3)
     record = machine.record
-    assert record.outcome is CallOutcome.AGENT_HUNG_UP
+    assert record.outcome is ClickToCallOutcome.AGENT_HUNG_UP
     assert record.abandoned
     assert record.to_crm_call()["outcome"] == "abandoned"
 
@@ -415,7 +416,7 @@ def test_agent_hangs_up_while_lead_answered_is_counted_abandoned() -> None:
 def test_hangup_requested_at_every_state(state: CallState, by: HangupBy) -> None:
     machine, _ = machine_in(state)
     actions = machine.handle(HangupRequested(by), T0 + 50)
-    outcome = CallOutcome.COMPLETED if state is CallState.BRIDGED else CallOutcome.CANCELLED
+    outcome = ClickToCallOutcome.COMPLETED if state is CallState.BRIDGED else ClickToCallOutcome.CANCELLED
     assert machine.outcome is outcome
     assert machine.record.ended_by == by.value
     if state is CallState.REQUESTED:
@@ -437,7 +438,7 @@ def test_teardown_timeout_ends_the_call_when_legs_never_confirm() -> None:
     assert machine.next_timer() == pytest.approx(T0 + 40)
     assert machine.handle_timer(T0 + 39.9) == []
     actions = machine.handle_timer(T0 + 40)
-    assert io_actions(actions) == [Finished(CallOutcome.COMPLETED)]
+    assert io_actions(actions) == [Finished(ClickToCallOutcome.COMPLETED)]
     assert machine.state is CallState.ENDED
     assert machine.next_timer() is None
     assert machine.handle_timer(T0 + 100) == []
@@ -451,12 +452,12 @@ def test_recording_failure_means_the_lead_is_never_dialed() -> None:
     machine.handle(BridgeCreated(), T0 + 4.1)
     actions = machine.handle(RecordingFailed("no space"), T0 + 4.2)
     assert io_actions(actions) == [HangupChannel(AGENT, "normal"), DestroyBridge(BRIDGE)]
-    assert machine.outcome is CallOutcome.RECORDING_FAILED
+    assert machine.outcome is ClickToCallOutcome.RECORDING_FAILED
     assert machine.record.detail == "recording: no space"
     # Late, out-of-order inputs cannot bring the call back.
     for offset, event in HAPPY_PATH[4:]:
         assert not any(isinstance(a, DialLead | CheckGate) for a in machine.handle(event, T0 + offset))  # type: ignore[arg-type]
-    assert finished(machine.handle(AgentHungUp(16), T0 + 5)) == [Finished(CallOutcome.RECORDING_FAILED)]
+    assert finished(machine.handle(AgentHungUp(16), T0 + 5)) == [Finished(ClickToCallOutcome.RECORDING_FAILED)]
     assert machine.record.recording_name is None
 
 
@@ -467,7 +468,7 @@ def test_recording_not_confirmed_in_time_is_recording_failed(bridge_created: boo
         machine.handle(BridgeCreated(), T0 + 4.1)
     assert machine.next_timer() == pytest.approx(T0 + 7.0)
     actions = machine.handle_timer(T0 + 7.0)
-    assert machine.outcome is CallOutcome.RECORDING_FAILED
+    assert machine.outcome is ClickToCallOutcome.RECORDING_FAILED
     assert not any(isinstance(a, DialLead | CheckGate) for a in actions)
     expected: list[object] = [HangupChannel(AGENT, "normal")]
     if bridge_created:
@@ -482,7 +483,7 @@ def test_bridge_creation_failure_is_recording_failed() -> None:
     machine, _ = machine_in(CallState.AGENT_ANSWERED)
     actions = machine.handle(BridgeFailed("500"), T0 + 4.1)
     assert io_actions(actions) == [HangupChannel(AGENT, "normal"), DestroyBridge(BRIDGE)]
-    assert machine.outcome is CallOutcome.RECORDING_FAILED
+    assert machine.outcome is ClickToCallOutcome.RECORDING_FAILED
 
 
 def test_recording_started_for_another_recording_is_ignored() -> None:
@@ -503,7 +504,7 @@ def test_recording_failing_later_ends_the_call(state: CallState) -> None:
     # 42 CFR 422.2274(g)(2)(ii): recorded in their entirety.
     machine, _ = machine_in(state)
     actions = machine.handle(RecordingFailed("disk"), T0 + 20)
-    assert machine.outcome is CallOutcome.RECORDING_FAILED
+    assert machine.outcome is ClickToCallOutcome.RECORDING_FAILED
     assert StopRecording(RECORDING) not in actions
     assert DestroyBridge(BRIDGE) in actions
 
@@ -521,7 +522,7 @@ def test_gate_recheck_blocks_and_the_lead_is_never_dialed() -> None:
         DestroyBridge(BRIDGE),
     ]
     record = machine.record
-    assert record.outcome is CallOutcome.COMPLIANCE_BLOCKED
+    assert record.outcome is ClickToCallOutcome.COMPLIANCE_BLOCKED
     assert record.recheck_decision_id == decision
     assert record.gate_reasons == ("opted_out",)
     assert record.detail == "blocked at recheck: opted_out"
@@ -533,7 +534,7 @@ def test_gate_decision_timeout_fails_closed() -> None:
     machine, _ = machine_in(CallState.GATE_RECHECK)
     assert machine.next_timer() == pytest.approx(T0 + 4.3 + 3.0)
     actions = machine.handle_timer(T0 + 7.3)
-    assert machine.outcome is CallOutcome.COMPLIANCE_BLOCKED
+    assert machine.outcome is ClickToCallOutcome.COMPLIANCE_BLOCKED
     assert not any(isinstance(a, DialLead) for a in actions)
     # The decision arrives after the deadline: too late, still no dial.
     assert machine.handle(GateDecided(True, RECHECK_ID), T0 + 7.4) == []
@@ -552,7 +553,7 @@ def test_a_gate_decision_nobody_asked_for_is_ignored(state: CallState) -> None:
 def test_asterisk_lost_before_start_ends_at_once() -> None:
     machine = new_machine()
     actions = machine.handle(AsteriskLost(), T0 + 1)
-    assert io_actions(actions) == [Finished(CallOutcome.ASTERISK_LOST)]
+    assert io_actions(actions) == [Finished(ClickToCallOutcome.ASTERISK_LOST)]
 
 
 @pytest.mark.parametrize("state", LIVE_STATES)
@@ -563,13 +564,13 @@ def test_asterisk_lost_ends_after_the_grace(state: CallState) -> None:
     assert machine.next_timer() is not None and machine.next_timer() <= T0 + 43  # type: ignore[operator]
     actions = machine.handle_timer(T0 + 43)
     assert machine.outcome in (
-        CallOutcome.ASTERISK_LOST,
-        CallOutcome.COMPLIANCE_BLOCKED,
-        CallOutcome.RECORDING_FAILED,
-        CallOutcome.LEAD_FAILED,
+        ClickToCallOutcome.ASTERISK_LOST,
+        ClickToCallOutcome.COMPLIANCE_BLOCKED,
+        ClickToCallOutcome.RECORDING_FAILED,
+        ClickToCallOutcome.LEAD_FAILED,
     )
     if state in (CallState.AGENT_RINGING, CallState.LEAD_RINGING, CallState.BRIDGED):
-        assert machine.outcome is CallOutcome.ASTERISK_LOST
+        assert machine.outcome is ClickToCallOutcome.ASTERISK_LOST
     assert machine.state is CallState.ENDING
     assert io_actions(actions) == expected_teardown(state, agent=True, lead=True)
     actions = machine.handle_timer(T0 + 53)
@@ -591,10 +592,10 @@ def test_reconciled_with_a_leg_gone_ends_as_asterisk_lost(state: CallState) -> N
     machine, _ = machine_in(state)
     machine.handle(AsteriskLost(), T0 + 12.5)
     actions = machine.handle(AsteriskReconciled(frozenset()), T0 + 12.6)
-    assert machine.outcome is CallOutcome.ASTERISK_LOST
+    assert machine.outcome is ClickToCallOutcome.ASTERISK_LOST
     assert io_actions(actions) == [
         *expected_teardown(state, agent=False, lead=False),
-        Finished(CallOutcome.ASTERISK_LOST),
+        Finished(ClickToCallOutcome.ASTERISK_LOST),
     ]
 
 

@@ -40,8 +40,9 @@ from dialer.click_to_call.inputs import (
     RecordingStarted,
     Start,
 )
-from dialer.click_to_call.machine import CallTimeouts, InvalidStateError
+from dialer.click_to_call.machine import CallTimeouts
 from dialer.click_to_call.record import CallState
+from dialer.runtime.errors import InvalidStateError
 from tests.click_to_call.helpers import CALL_ID, RECORDING, T0, new_machine
 
 AGENT = f"{CALL_ID}-agent"

@@ -15,12 +15,9 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
 from compliance_rules.audit import MemoryAuditSink
 from compliance_rules.gate import ComplianceGate
-from compliance_rules.http import make_opt_out_handler
 from compliance_rules.importer import ParseStats, iter_changes, iter_numbers
 from compliance_rules.model import ContactRequest, Decision, DialMode
 from compliance_rules.numbers import parse_number
@@ -193,24 +190,6 @@ async def test_unrecorded_decision_is_never_allowed(store: DncStore) -> None:
 async def test_missing_rule_data_blocks(store: DncStore) -> None:
     gate = ComplianceGate(store, MemoryAuditSink(), None)
     assert codes(await gate.decide(ContactRequest("2125550100"), MANUAL, NOW)) == {"gate_unavailable"}
-
-
-async def test_opt_out_http_handler(store: DncStore) -> None:
-    app = web.Application()
-    app.router.add_post("/v1/opt-outs", make_opt_out_handler(store))
-    async with TestClient(TestServer(app)) as client:
-        bad_json = await client.post("/v1/opt-outs", data=b"{nope")
-        assert bad_json.status == 400 and (await bad_json.json())["error"] == "invalid_json"
-        not_object = await client.post("/v1/opt-outs", json=[1])
-        assert not_object.status == 400
-        bad_phone = await client.post("/v1/opt-outs", json={"phone": "12", "source": "api"})
-        assert bad_phone.status == 422 and (await bad_phone.json())["field"] == "phone"
-        bad_source = await client.post("/v1/opt-outs", json={"phone": "2125550188", "source": "pigeon"})
-        assert bad_source.status == 422 and (await bad_source.json())["field"] == "source"
-        ok = await client.post("/v1/opt-outs", json={"phone": "(212) 555-0188", "source": "api"})
-        assert ok.status == 201 and (await ok.json())["phone"] == "+12125550188"
-    gate = gate_for(store)
-    assert codes(await gate.decide(ContactRequest("2125550188"), MANUAL, NOW)) == {"opted_out"}
 
 
 async def test_opt_out_service_function(store: DncStore) -> None:

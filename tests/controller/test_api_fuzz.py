@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from crm_bridge.store import TokenRole
-from dialer.api.openapi import openapi_document
+from dialer.app import openapi_document
 from tests.controller.conftest import Dialer
 
 pytestmark = pytest.mark.integration

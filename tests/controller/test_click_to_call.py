@@ -88,7 +88,7 @@ async def test_click_to_call_connects_records_and_logs_everything(
     assert len(rows) == 1 and call.recording_id == rows[0]["recording_id"]
     sealed = Path(rows[0]["storage_uri"].removeprefix("file://"))
     # Sealed at rest (AES-256-GCM); opened with the dialer's keyring it is the call's audio.
-    keyring = dialer.services.controller.config.keyring
+    keyring = dialer.services.keyring
     assert keyring is not None and rows[0]["encryption_key_id"] == keyring.current.key_id
     audio = read_recording(sealed, keyring)
     assert hashlib.sha256(audio).hexdigest() == rows[0]["sha256"]

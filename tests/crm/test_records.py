@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from crm_bridge.records import InvalidRecord, RecordKind, validate
+from crm_bridge.kinds import RecordKind
+from crm_bridge.records import InvalidRecord, validate
 from tests.crm import factories
 
 

@@ -112,7 +112,7 @@ async def test_listen_whisper_and_barge_on_one_supervisor_leg(dialer: Dialer, ph
     # The call's recording (what the lead heard, mixed): no supervisor in listen and whisper,
     # the supervisor once barging.
     rows = await dialer.fetch("SELECT * FROM recordings WHERE call_id = $1", call_id)
-    keyring = dialer.services.controller.config.keyring
+    keyring = dialer.services.keyring
     assert len(rows) == 1 and keyring is not None
     recording = tmp_path / "recording.wav"
     recording.write_bytes(read_recording(Path(rows[0]["storage_uri"].removeprefix("file://")), keyring))

@@ -129,5 +129,5 @@ async def test_unanswered_and_unregistered_supervisors_and_a_stop_leave_the_call
         (stopped, "stopped", "ended")]
     assert rows[2]["answered_at"] is not None and all(r["ended_at"] is not None for r in rows)
     # Read back from the CRM once this controller has forgotten it.
-    dialer.services.monitors._ended.clear()  # type: ignore[union-attr]
+    dialer.services.monitors.forget_ended()  # type: ignore[union-attr]
     assert (await monitors.get(stopped))["end_reason"] == "stopped"

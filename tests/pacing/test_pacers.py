@@ -308,9 +308,9 @@ def test_bias_starts_at_its_prior_and_learns_from_observed_abandons() -> None:
     situation = snap(ready=1, wrapping=(5.0,) * 6)
     for t in range(40):
         pacer.decide(situation, 20.0 + t)
-    assert pacer._predicted > 0.0
+    assert pacer.predicted_abandons > 0.0
     # No abandon observed: the factor falls from its prior toward observed / predicted = 0.
-    expected = (0.0 + 1.5 * config.bias_prior_abandons) / (pacer._predicted + config.bias_prior_abandons)
+    expected = (0.0 + 1.5 * config.bias_prior_abandons) / (pacer.predicted_abandons + config.bias_prior_abandons)
     pacer.decide(situation, 61.0)
     assert pacer.bias == pytest.approx(expected, rel=1e-3)
     assert pacer.bias < 1.5

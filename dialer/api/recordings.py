@@ -12,59 +12,19 @@ to the roles that review them, and every hand-out of audio is kept in `recording
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict
+from typing import Any
 
 from aiohttp import web
 
+from crm_bridge.kinds import RecordKind
 from crm_bridge.store import Recording, TokenRole
-from dialer.api.app import DEPS, TOKEN, ApiError, allow, json_value
-from recordings.archive import archived_path, read_recording
-from recordings.crypto import Keyring, RecordingCryptoError
+from dialer.api.http import DEPS, TOKEN, ApiError, allow, json_value
+from recordings.reader import RecordingReader, RecordingUnavailable
 
 REVIEWERS = (TokenRole.CRM, TokenRole.SUPERVISOR, TokenRole.ADMIN)
 _CONTENT_TYPES = {"wav": "audio/wav"}
-
-
-class RecordingUnavailable(Exception):
-    """The recording's audio cannot be handed out; `error` is the API's reason code."""
-
-    def __init__(self, error: str, message: str) -> None:
-        super().__init__(message)
-        self.error = error
-
-
-@dataclass(frozen=True)
-class RecordingReader:
-    """Opens archived recordings, only from inside the archive and only when they check out."""
-
-    archive_dir: Path
-    keyring: Keyring
-
-    def path_of(self, recording: Recording) -> Path:
-        resolved = archived_path(recording.storage_uri).resolve()
-        if not resolved.is_relative_to(self.archive_dir.resolve()):
-            # A row pointing elsewhere (edited by hand, or another host's archive) is not followed.
-            raise RecordingUnavailable("recording_unavailable", f"{recording.recording_id} is not in this archive")
-        return resolved
-
-    def read(self, recording: Recording) -> bytes:
-        path = self.path_of(recording)
-        try:
-            audio = read_recording(path, self.keyring, recording.recording_id)
-        except FileNotFoundError:
-            raise RecordingUnavailable("recording_unavailable", f"the archived file of {recording.recording_id} "
-                                       "is missing") from None
-        except RecordingCryptoError as error:
-            raise RecordingUnavailable("recording_integrity_failed", str(error)) from None
-        except OSError as error:
-            raise RecordingUnavailable("recording_unavailable", f"cannot read the archive: {error.strerror}") from None
-        if hashlib.sha256(audio).hexdigest() != recording.sha256.strip():
-            raise RecordingUnavailable("recording_integrity_failed",
-                                       f"{recording.recording_id} does not match its checksum")
-        return audio
 
 
 READER: web.AppKey[RecordingReader | None] = web.AppKey("recording_reader", RecordingReader)
@@ -127,7 +87,7 @@ async def get_recording_audio(request: web.Request) -> web.Response:
         "remote": request.remote, "bytes": len(audio), "accessed_at": request.app[DEPS].clock(),
     }
     # Kept before the audio leaves: no unaudited hand-out (the outbox is durable, PostgreSQL or not).
-    await request.app[DEPS].records.put_many([("recording_access", access)])
+    await request.app[DEPS].records.put_many([(RecordKind.RECORDING_ACCESS, access)])
     name = f"{recording.recording_id}.{recording.format}"
     return web.Response(
         body=audio,
@@ -142,3 +102,66 @@ def add_recording_routes(app: web.Application, reader: RecordingReader | None) -
     app.router.add_get("/v1/recordings", list_recordings)
     app.router.add_get("/v1/recordings/{recording_id}", get_recording)
     app.router.add_get("/v1/recordings/{recording_id}/audio", get_recording_audio)
+
+
+# ---- OpenAPI -----------------------------------------------------------------------------------
+def _errors(*statuses: int) -> dict[str, Any]:
+    text = {401: "missing, unknown or revoked token",
+            403: "only crm, supervisor and admin tokens may see recordings",
+            404: "`recording_not_found`",
+            409: "`recording_integrity_failed`: the archived file does not open or does not match its checksum",
+            422: "a query parameter is invalid (`field` names it)",
+            503: "`recording_unavailable`: the archived file is missing or unreadable; "
+                 "`recordings_unavailable`: this API runs without the archive"}
+    return {str(s): {"description": text[s],
+                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            for s in statuses}
+
+
+_RECORDING_ID = {"name": "recording_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_TS = {"type": ["string", "null"], "format": "date-time"}
+_RECORDING = {
+    "type": "object",
+    "description": "One row of the CRM recordings table, and where to fetch its audio.",
+    "properties": {
+        "recording_id": {"type": "string"}, "call_id": {"type": ["string", "null"]},
+        "lead_id": {"type": ["string", "null"]},
+        "storage_uri": {"type": "string", "description": "the sealed file in the dialer's archive"},
+        "format": {"type": "string"}, "duration_seconds": {"type": ["number", "null"]},
+        "size_bytes": {"type": ["integer", "null"]},
+        "sha256": {"type": "string", "description": "of the audio (as served by audio_url)"},
+        "encryption_key_id": {"type": ["string", "null"]}, "retain_until": _TS,
+        "recorded_at": {"type": "string", "format": "date-time"}, "audio_url": {"type": "string"},
+    },
+}
+
+
+def recording_paths() -> dict[str, Any]:
+    return {
+        "/v1/recordings": {"get": {
+            "summary": "A call's or a lead's recordings, newest first (crm, supervisor and admin tokens)",
+            "parameters": [
+                {"name": "call_id", "in": "query", "schema": {"type": "string"}},
+                {"name": "lead_id", "in": "query", "schema": {"type": "string"},
+                 "description": "give call_id or lead_id (or both)"},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+            ],
+            "responses": {"200": {"description": "the recordings", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"recordings": {"type": "array", "items": _RECORDING}}}}}},
+                **_errors(401, 403, 422)},
+        }},
+        "/v1/recordings/{recording_id}": {"get": {
+            "summary": "One recording's row",
+            "parameters": [_RECORDING_ID],
+            "responses": {"200": {"description": "the recording", "content": {"application/json": {
+                "schema": _RECORDING}}}, **_errors(401, 403, 404)},
+        }},
+        "/v1/recordings/{recording_id}/audio": {"get": {
+            "summary": "The recording's audio, opened from the sealed archive and checked against its sha256; "
+                       "every hand-out is kept in the recording_accesses table",
+            "parameters": [_RECORDING_ID],
+            "responses": {"200": {"description": "the audio; header X-Content-SHA256 carries its checksum",
+                                  "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}},
+                          **_errors(401, 403, 404, 409, 503)},
+        }},
+    }

@@ -156,11 +156,11 @@ def run_check(args: argparse.Namespace) -> int:
         # The decision is audited like any other: into the CRM's compliance_decisions table
         # through an outbox of the CLI's own (delivered now, or on the next run if PostgreSQL
         # is down), and to --audit-log as JSON lines when asked.
-        from compliance_rules.audit import FanOutAuditSink, OutboxAuditSink
+        from compliance_rules.audit import FanOutAuditSink
         from crm_bridge.migrate import MigrationError, ensure_schema
         from crm_bridge.outbox import Outbox
         from crm_bridge.pg import DatabaseUnavailable
-        from dialer.runtime.gate import gate_options
+        from dialer.runtime.gate import OutboxAuditSink, gate_options
 
         try:
             await ensure_schema(settings.pg_dsn)

@@ -2,7 +2,7 @@
 the safe-harbor message, the machine answer. No IO; the runtime executes the actions.
 
 The lead is originated into the dialplan context `dialer-amd`, which runs `AMD()` and then
-enters the app with `amd,STATUS,CAUSE` (design.md decision 5). AMD declares a person only
+enters the app with `amd,STATUS,CAUSE` (docs/decisions.md, decision 5). AMD declares a person only
 after some silence following the greeting, and says how much (`HUMAN-<silence ms>-<limit ms>`),
 so the greeting ended that long before the decision (`greeting_ended_at`; `greeting_end`).
 
@@ -18,16 +18,48 @@ so the greeting ended that long before the decision (`greeting_ended_at`; `greet
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from enum import StrEnum
 
-from crm_bridge.records import CallOutcome as CrmOutcome
-from dialer.click_to_call.record import LEAD_CAUSE_OUTCOMES, CallOutcome, utc
+from compliance_rules.telemarketing import CONNECT_LIMIT_SECONDS, MIN_RING_SECONDS
+from crm_bridge.records import CallOutcome
+from dialer.campaign.actions import (
+    CallAction,
+    CancelWant,
+    ConnectAgent,
+    Emit,
+    Finished,
+    HangupLead,
+    LeaveMessage,
+    Observe,
+    OptOutNumber,
+    OriginateLead,
+    PlayRecordingNotice,
+    PlaySafeHarbor,
+    PrepareBridge,
+    ReturnAgent,
+    TeardownBridge,
+    WantAgent,
+)
+from dialer.campaign.inputs import (
+    AgentAssigned,
+    AgentJoined,
+    AgentLeft,
+    AmdDecided,
+    BridgeFailed,
+    BridgeReady,
+    CallInput,
+    Dial,
+    DtmfReceived,
+    InboundAnswered,
+    LeadAnswered,
+    LeadGone,
+    Originated,
+    OriginateFailed,
+    PlaybackDone,
+    Stop,
+)
+from dialer.campaign.record import CampaignCallRecord, CampaignCallState, MachineAction
 from dialer.pacing.types import DialOutcome, EventKind
-
-# 47 CFR 64.1200(a)(7): connected (or the message started) within 2 s of the greeting's end.
-CONNECT_LIMIT_SECONDS = 2.0
-# 47 CFR 64.1200(a)(6): let it ring at least 15 s (four rings).
-MIN_RING_SECONDS = 15
+from dialer.runtime.causes import UNANSWERED_CAUSES
 
 
 def greeting_end(status: str, cause: str, decided_at: float, answered_at: float) -> float:
@@ -43,23 +75,6 @@ def greeting_end(status: str, cause: str, decided_at: float, answered_at: float)
     if status != "HUMAN" or len(parts) != 3 or parts[0] != "HUMAN" or not parts[1].isdigit():
         return decided_at
     return max(answered_at, decided_at - int(parts[1]) / 1000.0)
-
-
-class CampaignCallState(StrEnum):
-    DIALING = "dialing"
-    ANSWERED = "answered"  # up, AMD listening
-    WAITING_AGENT = "waiting_agent"  # a person; bridge being made, looking for a ready agent
-    CONNECTING = "connecting"  # an agent is reserved and joining the bridge
-    BRIDGED = "bridged"
-    SAFE_HARBOR = "safe_harbor"
-    MACHINE = "machine"
-    ENDING = "ending"
-    ENDED = "ended"
-
-
-class MachineAction(StrEnum):
-    HANGUP = "hangup"
-    MESSAGE = "message"
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,8 @@ class CampaignCallRequest:
     inbound: bool = False
     max_hold: float = 300.0
     lead_channel_id: str | None = None  # inbound: the caller's channel, named by Asterisk
+    lead_endpoint: str = ""  # outbound: the dial string through the trunk
+    amd_args: str = ""  # outbound: AMD()'s arguments (the campaign's settings; empty: amd.conf's)
     # The lead may be in an all-party-consent state (the gate's notice), or called in: the
     # recording is announced into the recorded bridge as the agent joins.
     recording_disclosure: bool = False
@@ -113,284 +130,17 @@ class CampaignCallRequest:
         return f"{self.call_id}-recording-notice"
 
 
-# ---- inputs -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Originated:
-    """The originate was accepted (the dial is under way)."""
-
-
-@dataclass(frozen=True)
-class OriginateFailed:
-    reason: str
-
-
-@dataclass(frozen=True)
-class LeadAnswered:
-    pass
-
-
-@dataclass(frozen=True)
-class AmdDecided:
-    status: str  # HUMAN, MACHINE, NOTSURE, HANGUP
-    cause: str
-
-
-@dataclass(frozen=True)
-class BridgeReady:
-    """Bridge made, its recording started, the lead in it."""
-
-    recording: str
-
-
-@dataclass(frozen=True)
-class BridgeFailed:
-    reason: str
-
-
-@dataclass(frozen=True)
-class AgentAssigned:
-    agent_id: str
-    agent_channel: str
-
-
-@dataclass(frozen=True)
-class AgentJoined:
-    pass
-
-
-@dataclass(frozen=True)
-class AgentLeft:
-    """The agent's leg hung up while on the call."""
-
-
-@dataclass(frozen=True)
-class PlaybackDone:
-    pass
-
-
-@dataclass(frozen=True)
-class DtmfReceived:
-    digit: str
-
-
-@dataclass(frozen=True)
-class LeadGone:
-    cause: int | None
-    sip_code: int | None = None
-    text: str | None = None
-
-
-@dataclass(frozen=True)
-class InboundAnswered:
-    """An inbound caller was answered by the app (no AMD: the caller called us)."""
-
-
-@dataclass(frozen=True)
-class Stop:
-    """The campaign is stopping: end the call if it has no person on it yet."""
-
-
-CallInput = (
-    Originated | OriginateFailed | LeadAnswered | AmdDecided | BridgeReady | BridgeFailed | AgentAssigned
-    | AgentJoined | AgentLeft | PlaybackDone | DtmfReceived | LeadGone | Stop | InboundAnswered
-)
-
-
-# ---- actions ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PrepareBridge:
-    bridge_id: str
-    recording: str
-    lead_channel: str
-
-
-@dataclass(frozen=True)
-class WantAgent:
-    """Find a ready agent now or when one becomes ready (feeds `AgentAssigned`)."""
-
-
-@dataclass(frozen=True)
-class CancelWant:
-    pass
-
-
-@dataclass(frozen=True)
-class ConnectAgent:
-    agent_id: str
-    agent_channel: str
-    bridge_id: str
-
-
-@dataclass(frozen=True)
-class PlaySafeHarbor:
-    bridge_id: str
-    playback_id: str
-
-
-@dataclass(frozen=True)
-class PlayRecordingNotice:
-    """"This call is recorded", into the call's bridge: agent and lead hear it, the recording keeps it."""
-
-    bridge_id: str
-    playback_id: str
-
-
-@dataclass(frozen=True)
-class OptOutNumber:
-    phone: str
-    lead_id: str
-    call_id: str
-
-
-@dataclass(frozen=True)
-class LeaveMessage:
-    """The campaign's message after the machine's beep (dialplan), recorded as `recording`."""
-
-    lead_channel: str
-    recording: str
-
-
-@dataclass(frozen=True)
-class HangupLead:
-    lead_channel: str
-    reason: str = "normal"
-
-
-@dataclass(frozen=True)
-class ReturnAgent:
-    """The agent goes back to its holding bridge, into wrap-up (or released if never joined)."""
-
-    agent_id: str
-    joined: bool
-
-
-@dataclass(frozen=True)
-class TeardownBridge:
-    bridge_id: str
-    recording: str
-
-
-@dataclass(frozen=True)
-class Observe:
-    """A measurement for the pacer."""
-
-    kind: EventKind
-    seconds: float = 0.0
-    outcome: DialOutcome | None = None
-
-
-@dataclass(frozen=True)
-class Emit:
-    record: CampaignCallRecord
-
-
-@dataclass(frozen=True)
-class Finished:
-    record: CampaignCallRecord
-
-
-CallAction = (
-    PrepareBridge | WantAgent | CancelWant | ConnectAgent | PlaySafeHarbor | PlayRecordingNotice | OptOutNumber
-    | LeaveMessage | HangupLead | ReturnAgent | TeardownBridge | Observe | Emit | Finished
-)
-
-
-# ---- the record -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CampaignCallRecord:
-    """One snapshot of the call (epoch seconds); `to_crm_call()` gives the CRM `call` record."""
-
-    call_id: str
-    version: int
-    state: CampaignCallState
-    campaign_id: str
-    lead_id: str
-    phone: str
-    caller_id: str
-    decision_id: str
-    requested_at: float
-    agent_id: str | None = None
-    answered_at: float | None = None
-    greeting_ended_at: float | None = None
-    bridged_at: float | None = None
-    ended_at: float | None = None
-    amd_result: str | None = None
-    amd_cause: str | None = None
-    safe_harbor_played: bool = False
-    opted_out: bool = False
-    message_left: bool = False
-    recording: str | None = None
-    outcome: CrmOutcome | None = None
-    cause: int | None = None
-    sip_code: int | None = None
-    cause_text: str | None = None
-    inbound: bool = False
-
-    @property
-    def live_answer(self) -> bool:
-        """AMD said (or could not rule out) a person: the call counts in the abandon rate."""
-        return self.amd_result in ("HUMAN", "NOTSURE")
-
-    @property
-    def abandoned(self) -> bool:
-        """47 CFR 64.1200(a)(7): a person not connected to an agent within 2 s of the greeting."""
-        if self.inbound or not self.live_answer or self.greeting_ended_at is None:
-            return False
-        if self.bridged_at is None:
-            return self.state is CampaignCallState.ENDED or self.safe_harbor_played
-        return self.bridged_at - self.greeting_ended_at > CONNECT_LIMIT_SECONDS
-
-    def to_crm_call(self) -> dict[str, object]:
-        end = self.ended_at
-        return {
-            "call_id": self.call_id,
-            "version": self.version,
-            "direction": "inbound" if self.inbound else "outbound",
-            "lead_id": self.lead_id,
-            "agent_id": self.agent_id,
-            "campaign_id": self.campaign_id,
-            "lead_number": self.phone,
-            "caller_id": self.caller_id,
-            "requested_at": utc(self.requested_at),
-            "lead_answered_at": None if self.answered_at is None else utc(self.answered_at),
-            "bridged_at": None if self.bridged_at is None else utc(self.bridged_at),
-            "ended_at": None if end is None else utc(end),
-            "outcome": None if self.outcome is None else self.outcome.value,
-            "hangup_cause": self.cause,
-            "hangup_cause_text": self.cause_text,
-            "sip_code": self.sip_code,
-            "ring_seconds": None if self.answered_at is None else self.answered_at - self.requested_at,
-            "talk_seconds": None if self.bridged_at is None or end is None else end - self.bridged_at,
-            "total_seconds": None if end is None else end - self.requested_at,
-            "compliance_decision_id": self.decision_id or None,
-            "amd_result": self.amd_result,
-            "amd_cause": self.amd_cause,
-            "greeting_ended_at": None if self.greeting_ended_at is None else utc(self.greeting_ended_at),
-            "safe_harbor_played": self.safe_harbor_played,
-            "abandoned": self.abandoned,
-        }
-
-
-_DIAL_OUTCOMES: dict[CrmOutcome, DialOutcome] = {
-    CrmOutcome.BUSY: DialOutcome.BUSY,
-    CrmOutcome.UNALLOCATED: DialOutcome.UNALLOCATED,
-    CrmOutcome.MACHINE: DialOutcome.MACHINE,
+_DIAL_OUTCOMES: dict[CallOutcome, DialOutcome] = {
+    CallOutcome.BUSY: DialOutcome.BUSY,
+    CallOutcome.UNALLOCATED: DialOutcome.UNALLOCATED,
+    CallOutcome.MACHINE: DialOutcome.MACHINE,
 }
 
-_CRM_FOR_LEAD_OUTCOME: dict[CallOutcome, CrmOutcome] = {
-    CallOutcome.LEAD_BUSY: CrmOutcome.BUSY,
-    CallOutcome.LEAD_NO_ANSWER: CrmOutcome.NO_ANSWER,
-    CallOutcome.LEAD_UNALLOCATED: CrmOutcome.UNALLOCATED,
-    CallOutcome.LEAD_CONGESTION: CrmOutcome.CONGESTION,
-    CallOutcome.LEAD_REJECTED: CrmOutcome.REJECTED,
-}
-
-
-def unanswered_outcome(cause: int | None) -> CrmOutcome:
+def unanswered_outcome(cause: int | None) -> CallOutcome:
     """The CRM outcome of a dial that ended before answer, from its Q.850 cause."""
-    if cause is None or cause not in LEAD_CAUSE_OUTCOMES:
-        return CrmOutcome.NO_ANSWER if cause in (None, 16, 0) else CrmOutcome.FAILED
-    return _CRM_FOR_LEAD_OUTCOME.get(LEAD_CAUSE_OUTCOMES[cause], CrmOutcome.FAILED)
+    if cause is None or cause not in UNANSWERED_CAUSES:
+        return CallOutcome.NO_ANSWER if cause in (None, 16, 0) else CallOutcome.FAILED
+    return UNANSWERED_CAUSES[cause]
 
 
 # ---- the machine --------------------------------------------------------------------------
@@ -414,7 +164,8 @@ class CampaignCall:
         self._playback_done = False
         self._wanting = False
         self._agent_channel = ""
-        self._outcome: CrmOutcome | None = None
+        self._outcome: CallOutcome | None = None
+        self._dialed = False
 
     # -- helpers ------------------------------------------------------------------------
     def next_timer(self) -> float | None:
@@ -440,11 +191,16 @@ class CampaignCall:
         if state is CampaignCallState.ENDED:
             return []
         match item:
+            case Dial() if state is CampaignCallState.DIALING and not self.request.inbound and not self._dialed:
+                self._dialed = True
+                request = self.request
+                return [OriginateLead(request.lead_channel, request.lead_endpoint, request.caller_id,
+                                      request.ring_timeout, request.amd_args)]
             case Originated():
                 return [Observe(EventKind.DIAL_PLACED)] if state is CampaignCallState.DIALING else []
             case OriginateFailed(reason=reason) if state is CampaignCallState.DIALING:
                 self._update(cause_text=f"originate failed: {reason}")
-                self._outcome = CrmOutcome.FAILED
+                self._outcome = CallOutcome.FAILED
                 return self._finish(now)
             case InboundAnswered() if state is CampaignCallState.DIALING and self.request.inbound:
                 self._update(answered_at=now)
@@ -467,7 +223,7 @@ class CampaignCall:
                 # Without a recorded bridge nobody may talk to the lead (recorded in their entirety,
                 # 42 CFR 422.2274(g)(2)(ii)); the person is abandoned.
                 self._update(cause_text=f"call bridge failed: {reason}")
-                return self._hang_up(now, CrmOutcome.ABANDONED)
+                return self._hang_up(now, CallOutcome.ABANDONED)
             case AgentAssigned(agent_id=agent_id, agent_channel=channel) if state is CampaignCallState.WAITING_AGENT:
                 self._wanting = False
                 self._agent_channel = channel
@@ -484,7 +240,7 @@ class CampaignCall:
                 return actions
             case AgentLeft() if state in (CampaignCallState.CONNECTING, CampaignCallState.BRIDGED):
                 self._update(cause_text="agent left the call")
-                outcome = CrmOutcome.ANSWERED if self._agent_joined else CrmOutcome.ABANDONED
+                outcome = CallOutcome.ANSWERED if self._agent_joined else CallOutcome.ABANDONED
                 self._agent_joined = False
                 return self._hang_up(now, outcome, agent_gone=True)
             case PlaybackDone() if state is CampaignCallState.SAFE_HARBOR and not self._playback_done:
@@ -496,7 +252,7 @@ class CampaignCall:
                 self._update(opted_out=True)
                 request = self.request
                 return [OptOutNumber(request.phone, request.lead_id, request.call_id),
-                        *self._hang_up(now, CrmOutcome.ABANDONED)]
+                        *self._hang_up(now, CallOutcome.ABANDONED)]
             case LeadGone(cause=cause, sip_code=sip_code, text=text):
                 self._update(cause=cause, sip_code=sip_code, cause_text=self.record.cause_text or text)
                 return self._lead_gone(now)
@@ -505,7 +261,7 @@ class CampaignCall:
                 # AMD may have a person on it: it finishes (agent, safe harbor or machine
                 # handling), or hanging up would abandon that person (47 CFR 64.1200(a)(7)).
                 self._update(cause_text="campaign stopped")
-                return self._hang_up(now, CrmOutcome.CANCELED)
+                return self._hang_up(now, CallOutcome.CANCELED)
         return []
 
     def _amd(self, status: str, cause: str, now: float) -> list[CallAction]:
@@ -551,7 +307,7 @@ class CampaignCall:
         request = self.request
         if state in (CampaignCallState.WAITING_AGENT, CampaignCallState.CONNECTING) and self.request.inbound:
             self._update(cause_text=f"no agent within {self.request.max_hold:g} s")
-            return self._hang_up(now, CrmOutcome.ABANDONED)
+            return self._hang_up(now, CallOutcome.ABANDONED)
         if state in (CampaignCallState.WAITING_AGENT, CampaignCallState.CONNECTING):
             # No agent in time: 47 CFR 64.1200(a)(7)(i): the message within 2 s of the greeting.
             actions: list[CallAction] = []
@@ -563,27 +319,27 @@ class CampaignCall:
                 self._update(agent_id=None)
             if not self._bridge_ready:
                 self._update(cause_text="the call bridge was not ready in time")
-                return [*actions, *self._hang_up(now, CrmOutcome.ABANDONED)]
+                return [*actions, *self._hang_up(now, CallOutcome.ABANDONED)]
             self._update(safe_harbor_played=True)
             actions += [Observe(EventKind.CALL_ABANDONED)]
             actions += self._go(CampaignCallState.SAFE_HARBOR, now, now + 60.0)
             return [*actions, PlaySafeHarbor(request.bridge_id, request.safe_harbor_playback)]
         if state is CampaignCallState.SAFE_HARBOR:
-            return self._hang_up(now, CrmOutcome.ABANDONED)
+            return self._hang_up(now, CallOutcome.ABANDONED)
         if state is CampaignCallState.ENDING:
             # The leg never confirmed its end: finish anyway (its ChannelDestroyed is lost).
             return self._finish(now)
         if state is CampaignCallState.DIALING:
-            return self._hang_up(now, CrmOutcome.NO_ANSWER)
-        return self._hang_up(now, self._pending_outcome(CrmOutcome.FAILED))
+            return self._hang_up(now, CallOutcome.NO_ANSWER)
+        return self._hang_up(now, self._pending_outcome(CallOutcome.FAILED))
 
     # -- ending ----------------------------------------------------------------------------
-    def _pending_outcome(self, default: CrmOutcome) -> CrmOutcome:
+    def _pending_outcome(self, default: CallOutcome) -> CallOutcome:
         if self.state is CampaignCallState.MACHINE:
-            return CrmOutcome.MACHINE
+            return CallOutcome.MACHINE
         return default
 
-    def _hang_up(self, now: float, outcome: CrmOutcome, *, agent_gone: bool = False) -> list[CallAction]:
+    def _hang_up(self, now: float, outcome: CallOutcome, *, agent_gone: bool = False) -> list[CallAction]:
         self._outcome = outcome
         actions: list[CallAction] = []
         if self._wanting:
@@ -606,20 +362,20 @@ class CampaignCall:
             return self._finish(now)
         if state is CampaignCallState.ANSWERED:
             # Hung up during the greeting, before AMD decided: not a live answer.
-            self._outcome = CrmOutcome.FAILED if self.record.amd_result is None else CrmOutcome.ANSWERED
+            self._outcome = CallOutcome.FAILED if self.record.amd_result is None else CallOutcome.ANSWERED
             return self._finish(now)
         if state is CampaignCallState.MACHINE:
-            self._outcome = CrmOutcome.MACHINE
+            self._outcome = CallOutcome.MACHINE
             return self._finish(now)
         if state is CampaignCallState.BRIDGED:
-            self._outcome = CrmOutcome.ANSWERED
+            self._outcome = CallOutcome.ANSWERED
             return self._finish(now)
         # The person hung up while waiting for an agent or during the message: abandoned.
-        self._outcome = CrmOutcome.ABANDONED
+        self._outcome = CallOutcome.ABANDONED
         return self._finish(now)
 
     def _finish(self, now: float) -> list[CallAction]:
-        outcome = self._outcome or CrmOutcome.FAILED
+        outcome = self._outcome or CallOutcome.FAILED
         actions: list[CallAction] = []
         if self._wanting:
             self._wanting = False
@@ -629,7 +385,7 @@ class CampaignCall:
             actions.append(ReturnAgent(agent_id, joined=self._agent_joined))
         if self._bridge_made:
             actions.append(TeardownBridge(self.request.bridge_id, self.request.recording))
-        if outcome is CrmOutcome.ANSWERED and self.record.bridged_at is not None:
+        if outcome is CallOutcome.ANSWERED and self.record.bridged_at is not None:
             actions.append(Observe(EventKind.TALK_ENDED, now - self.record.bridged_at))
         elif not self.record.live_answer and not self.request.inbound:
             dial = _DIAL_OUTCOMES.get(outcome, DialOutcome.NO_ANSWER)
@@ -638,3 +394,4 @@ class CampaignCall:
         actions += self._go(CampaignCallState.ENDED, now)
         actions.append(Finished(self.record))
         return actions
+

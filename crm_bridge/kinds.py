@@ -1,0 +1,21 @@
+"""The kinds of record the outbox carries to the CRM tables (one place, typed)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RecordKind(StrEnum):
+    """Kinds of outbox record; persisted in the outbox and in `outbox_applied.kind`."""
+
+    CALL = "call"
+    DISPOSITION = "disposition"
+    OPT_OUT = "opt_out"
+    COMPLIANCE_DECISION = "compliance_decision"
+    RECORDING = "recording"
+    LEAD_UPSERT = "lead_upsert"
+    AGENT_UPSERT = "agent_upsert"
+    CAMPAIGN_UPSERT = "campaign_upsert"
+    CAMPAIGN_LEAD = "campaign_lead"
+    MONITOR_SESSION = "monitor_session"
+    RECORDING_ACCESS = "recording_access"

@@ -1,0 +1,389 @@
+"""One running campaign's dialing loop (`CampaignRunner`): hopper, gate and pacer.
+
+Every tick (or sooner: a web lead, a newly ready agent, a call's end wakes it) the runner builds
+a `PacingSnapshot` from the live agent states and the campaign's calls, asks the pacer how many
+lines to open, takes that many leads from the hopper (pre-checked by the gate in batches), asks
+the gate once more with a cap reservation right before each dial (`decide_at_dial`), and hands
+the lead to its host to originate. When a call ends, it counts the outcome and decides the
+lead's next attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from compliance_rules.model import ReasonCode
+from compliance_rules.policy import CampaignPolicy
+from compliance_rules.telemarketing import MIN_RING_SECONDS
+from crm_bridge.kinds import RecordKind
+from crm_bridge.store import Campaign, CampaignLead, Lead
+from dialer.campaign.agent import AgentState
+from dialer.campaign.agents import AgentFloor
+from dialer.campaign.amd import AmdSettingsError, amd_arguments
+from dialer.campaign.hopper import Hopper, HopperEntry, RetryDecision, after_attempt
+from dialer.campaign.machine import CampaignCallRequest
+from dialer.campaign.record import CampaignCallRecord, CampaignCallState, MachineAction
+from dialer.pacing import (
+    ABANDON_WINDOW_DAYS,
+    AbandonTally,
+    EventKind,
+    Pacer,
+    PacingEvent,
+    PacingSnapshot,
+    PowerPacer,
+    PredictivePacer,
+    PreviewPacer,
+    ProgressivePacer,
+)
+from dialer.runtime.causes import utc
+from dialer.runtime.gate import contact_request, decide_at_dial, policy_for_campaign
+from dialer.runtime.ids import Prefix, new_id
+from dialer.runtime.services import CallServices
+
+log = structlog.get_logger(__name__)
+
+# Gate reasons that will not change by waiting: the lead's run in the campaign ends.
+PERMANENT_BLOCKS = frozenset(
+    {ReasonCode.INVALID_NUMBER, ReasonCode.DNC_FEDERAL, ReasonCode.DNC_STATE, ReasonCode.DNC_INTERNAL,
+     ReasonCode.LITIGATOR, ReasonCode.OPTED_OUT, ReasonCode.CONSENT_MISSING, ReasonCode.UNKNOWN_LOCATION}
+)
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    """How the runtime runs campaigns (durations compress for tests and the demo)."""
+
+    recordings_dir: Path
+    trunk_endpoint: str = "trunk"
+    default_caller_id: str = "+18885550100"
+    wrap_up_seconds: float = 30.0
+    ring_timeout: int = 20
+    agent_wait: float = 1.5
+    agent_ring_timeout: int = 30
+    tick_seconds: float = 0.5
+    max_lines: int = 30
+    hopper_size: int = 40
+    blocked_retry_seconds: float = 900.0
+    tally_refresh_seconds: float = 15.0
+    redis_key: str = "dialer:agents"
+    # At shutdown: log agents out (hang up their legs), or leave the legs up for the next
+    # controller to take back (a rolling restart).
+    logout_on_shutdown: bool = True
+
+    def __post_init__(self) -> None:
+        if self.ring_timeout < MIN_RING_SECONDS:
+            raise ValueError(f"ring_timeout must be >= {MIN_RING_SECONDS} s (47 CFR 64.1200(a)(6))")
+
+    def lead_endpoint(self, phone: str) -> str:
+        return f"PJSIP/{phone}@{self.trunk_endpoint}"
+
+
+def campaign_lead_record(campaign_id: str, lead_id: str, **fields: object) -> dict[str, object]:
+    """A `campaign_lead` outbox record (membership of a lead in a campaign, or its history)."""
+    return {"membership_id": f"{campaign_id}:{lead_id}", "campaign_id": campaign_id, "lead_id": lead_id, **fields}
+
+
+def pacer_for(campaign: Campaign) -> Pacer:
+    """The pacing engine's pacer for the campaign's dial mode."""
+    mode = campaign.dial_mode.value
+    if mode == "predictive":
+        return PredictivePacer()
+    if mode == "power":
+        return PowerPacer(float(campaign.amd_settings.get("lines_per_agent", 2.0)))
+    if mode == "preview":
+        return PreviewPacer(float(campaign.amd_settings.get("preview_seconds", 5.0)))
+    return ProgressivePacer()
+
+
+@dataclass
+class CampaignStatus:
+    campaign_id: str
+    running: bool
+    dial_mode: str
+    pacer: str
+    hopper: int
+    lines: int
+    waiting: int
+    agents: dict[str, int]
+    counters: dict[str, int]
+    blocked: dict[str, int]
+    abandon_rate: float
+    live_answers: int
+    abandoned: int
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+class CampaignCall(Protocol):
+    """A live call of the campaign, as its dialing loop counts it."""
+
+    @property
+    def call_id(self) -> str: ...
+
+    @property
+    def state(self) -> CampaignCallState: ...
+
+    @property
+    def requested_at(self) -> float: ...
+
+    @property
+    def record(self) -> CampaignCallRecord: ...
+
+    def stop(self) -> None: ...
+
+
+class DialingHost(Protocol):
+    """What a campaign's dialing loop asks of the runtime."""
+
+    def live_lines(self) -> int: ...
+
+    async def originate(self, campaign: CampaignRunner, entry: HopperEntry[Lead], request: CampaignCallRequest) -> None:
+        ...
+
+
+class CampaignRunner:
+    """One running campaign: hopper, pacer, and its live calls."""
+
+    def __init__(self, host: DialingHost, services: CallServices, floor: AgentFloor, settings: CampaignSettings,
+                 campaign: Campaign, pacer: Pacer) -> None:
+        self.host = host
+        self.services = services
+        self.floor = floor
+        self.settings = settings
+        self.campaign = campaign
+        self.campaign_id = campaign.campaign_id
+        self.pacer = pacer
+        self.hopper: Hopper[Lead] = Hopper(settings.hopper_size)
+        self.calls: dict[str, CampaignCall] = {}
+        self.counters: Counter[str] = Counter()
+        self.blocked: Counter[str] = Counter()
+        self.tally = AbandonTally()
+        self.running = True
+        self.stopped = asyncio.Event()
+        self._tally_at = 0.0
+        self._refill_at = 0.0
+        self.wake = asyncio.Event()
+        self.log = log.bind(campaign_id=self.campaign_id)
+
+    @property
+    def policy(self) -> CampaignPolicy:
+        return policy_for_campaign(self.campaign)
+
+    # -- the pacing loop ---------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            while self.running:
+                try:
+                    await self._tick()
+                except Exception:
+                    self.log.exception("campaign_tick_failed")
+                # The pacing tick; a speed-to-lead lead, a newly ready agent or a call's end wakes it early.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.tick_seconds):
+                        await self.wake.wait()
+                self.wake.clear()
+        finally:
+            self.stopped.set()
+
+    def stop(self) -> None:
+        """Stop dialing: queued leads are dropped, calls not yet answered are ended; answered
+        calls (in AMD or with a person) finish normally."""
+        self.running = False
+        self.hopper.clear()
+        for call in list(self.calls.values()):
+            call.stop()
+        self.wake.set()
+
+    def snapshot(self, now: float) -> PacingSnapshot:
+        ready, talking, wrapping, paused = [], [], [], 0
+        for agent in self.floor.of(self.campaign_id):
+            session = agent.session
+            match session.state:
+                case AgentState.READY:
+                    ready.append(session.since)
+                case AgentState.RESERVED | AgentState.ON_CALL:
+                    talking.append(session.since)
+                case AgentState.WRAP_UP:
+                    wrapping.append(session.since)
+                case AgentState.PAUSED:
+                    paused += 1
+        ringing = [c.requested_at for c in self.calls.values()
+                   if c.state in (CampaignCallState.DIALING, CampaignCallState.ANSWERED)]
+        waiting = sum(1 for c in self.calls.values() if c.state is CampaignCallState.WAITING_AGENT)
+        free = max(0, self.settings.max_lines - self.host.live_lines())
+        return PacingSnapshot(tuple(ready), tuple(talking), tuple(wrapping), paused, tuple(ringing), waiting, free,
+                              self.tally)
+
+    async def _tick(self) -> None:
+        now = time.time()
+        if now - self._tally_at >= self.settings.tally_refresh_seconds:
+            await self.refresh_tally()
+        if len(self.hopper) < self.hopper.target_size // 2 and now >= self._refill_at:
+            added = await self.refill(now)
+            self._refill_at = now + (1.0 if added else 3.0)
+        snapshot = self.snapshot(now)
+        if snapshot.logged_in_agents == 0:
+            return
+        lines = min(self.pacer.decide(snapshot, now), snapshot.free_lines)
+        for _ in range(lines):
+            if not self.running:
+                break
+            entry = self.hopper.take(self.floor.ready_agents(self.campaign_id))
+            if entry is None:
+                break
+            await self.dial(entry)
+
+    async def refresh_tally(self) -> None:
+        since = datetime.now(UTC) - timedelta(days=ABANDON_WINDOW_DAYS)
+        tally = await self.services.store.abandon_tally(self.campaign_id, since)
+        self.tally = AbandonTally(live_answers=tally.answered, abandoned=tally.abandoned)
+        self._tally_at = time.time()
+
+    async def refill(self, now: float) -> int:
+        """Load due leads from the CRM and pre-check them with the gate in one batch."""
+        candidates = await self.services.store.due_campaign_leads(
+            self.campaign_id, utc(now), limit=self.hopper.wanted(), exclude=sorted(self.hopper.excluded(now))
+        )
+        if not candidates:
+            return 0
+        decisions = await self.services.gate.decide_many(
+            [contact_request(c.lead.phones[0], c.lead) for c in candidates], self.policy
+        )
+        allowed: list[HopperEntry[Lead]] = []
+        for candidate, decision in zip(candidates, decisions, strict=True):
+            entry = self._entry(candidate)
+            if decision.allowed:
+                allowed.append(entry)
+            else:
+                await self._blocked(entry, decision.codes, now)
+        return self.hopper.add(allowed, now)
+
+    @staticmethod
+    def _entry(candidate: CampaignLead) -> HopperEntry[Lead]:
+        lead = candidate.lead
+        return HopperEntry(lead.lead_id, lead.phones[0], candidate.attempts, lead, candidate.priority,
+                           owner_agent_id=candidate.callback_agent_id)
+
+    async def _blocked(self, entry: HopperEntry[Lead], codes: Sequence[ReasonCode], now: float) -> None:
+        for code in codes:
+            self.blocked[code.value] += 1
+        if any(code in PERMANENT_BLOCKS for code in codes):
+            self.hopper.put_back(entry, None)
+            await self.services.records.put(RecordKind.CAMPAIGN_LEAD, campaign_lead_record(
+                self.campaign_id, entry.lead_id, done=True, done_reason=",".join(c.value for c in codes)))
+        else:
+            # Outside the window, a holiday, a cap, the gate down: try again later.
+            self.hopper.put_back(entry, now + self.settings.blocked_retry_seconds)
+
+    async def speed_to_lead(self, lead: Lead) -> bool:
+        """A fresh web lead goes to the head of the hopper (after the gate)."""
+        if not self.running or not lead.phones:
+            return False
+        decision = (await self.services.gate.decide_many([contact_request(lead.phones[0], lead)], self.policy))[0]
+        if not decision.allowed:
+            for code in decision.codes:
+                self.blocked[code.value] += 1
+            return False
+        self.hopper.push_front(HopperEntry(lead.lead_id, lead.phones[0], 0, lead, 1000), time.time())
+        self.wake.set()
+        return True
+
+    async def dial(self, entry: HopperEntry[Lead]) -> None:
+        """Check the gate once more (taking a cap slot) and have the lead originated into AMD."""
+        now = time.time()
+        decision = await decide_at_dial(self.services.gate, contact_request(entry.phone, entry.payload), self.policy,
+                                        self.log)
+        if decision is None or not decision.allowed:
+            codes = decision.codes if decision is not None else (ReasonCode.GATE_UNAVAILABLE,)
+            await self._blocked(entry, codes, now)
+            return
+        call_id = new_id(Prefix.CAMPAIGN_CALL)
+        campaign = self.campaign
+        try:
+            amd_args = amd_arguments(campaign.amd_settings)
+        except AmdSettingsError as error:
+            self.log.error("amd_settings_invalid", error=str(error))
+            amd_args = ""  # amd.conf's defaults: detection still runs
+        request = CampaignCallRequest(
+            call_id=call_id,
+            campaign_id=self.campaign_id,
+            lead_id=entry.lead_id,
+            phone=entry.phone,
+            caller_id=campaign.caller_id or self.settings.default_caller_id,
+            decision_id=decision.decision_id,
+            ring_timeout=self.settings.ring_timeout,
+            machine_action=MachineAction(str(campaign.amd_settings.get("machine_action", "hangup"))),
+            agent_wait=self.settings.agent_wait,
+            recording_disclosure=decision.recording_disclosure,
+            lead_endpoint=self.settings.lead_endpoint(entry.phone),
+            amd_args=amd_args,
+        )
+        self.counters["dials"] += 1
+        await self.services.records.put(RecordKind.CAMPAIGN_LEAD, campaign_lead_record(
+            self.campaign_id, entry.lead_id, attempts=entry.attempts + 1, last_attempt_at=utc(now),
+            last_call_id=call_id))
+        await self.host.originate(self, entry, request)
+
+    async def call_finished(self, entry: HopperEntry[Lead], record: CampaignCallRecord) -> None:
+        """Count a call's outcome and decide the lead's next attempt."""
+        self.calls.pop(record.call_id, None)
+        outcome = record.outcome.value if record.outcome else "failed"
+        if record.inbound:
+            self.counters[f"inbound_{outcome}"] += 1
+            return
+        # "answered" counts every answered call, whatever its outcome (once, also when the
+        # outcome itself is "answered").
+        if outcome != "answered":
+            self.counters[outcome] += 1
+        if record.answered_at is not None:
+            self.counters["answered"] += 1
+        if record.live_answer:
+            self.counters["live_answers"] += 1
+        if record.bridged_at is not None:
+            self.counters["connected"] += 1
+        if record.safe_harbor_played:
+            self.counters["safe_harbor"] += 1
+        if record.abandoned:
+            self.counters["abandoned_calls"] += 1
+        if record.opted_out:
+            self.counters["opted_out"] += 1
+        attempts = entry.attempts + 1
+        decision = (RetryDecision(True, None, "opted out at the safe-harbor message") if record.opted_out
+                    else after_attempt(outcome, attempts, time.time()))
+        self.hopper.finished(entry.lead_id, decision)
+        self.wake.set()  # a line is free: pace again now, not at the next tick
+        await self.services.records.put(RecordKind.CAMPAIGN_LEAD, campaign_lead_record(
+            self.campaign_id, entry.lead_id, attempts=attempts, last_outcome=outcome,
+            last_call_id=record.call_id,
+            next_attempt_at=None if decision.next_attempt_at is None else utc(decision.next_attempt_at),
+            done=decision.done, done_reason=decision.reason if decision.done else None))
+        if record.live_answer:
+            # The abandon tally is read back from the calls rows (the truth), soon.
+            self._tally_at = 0.0
+
+    def observe(self, event: PacingEvent) -> None:
+        self.pacer.observe(event)
+
+    def wrap_ended(self, seconds: float) -> None:
+        self.pacer.observe(PacingEvent(EventKind.WRAP_ENDED, time.time(), seconds))
+
+    def status(self) -> CampaignStatus:
+        states: Counter[str] = Counter(agent.session.state.value for agent in self.floor.of(self.campaign_id))
+        return CampaignStatus(
+            campaign_id=self.campaign_id, running=self.running, dial_mode=self.campaign.dial_mode.value,
+            pacer=self.pacer.name, hopper=len(self.hopper), lines=len(self.calls),
+            waiting=sum(1 for c in self.calls.values() if c.state is CampaignCallState.WAITING_AGENT),
+            agents=dict(states), counters=dict(self.counters), blocked=dict(self.blocked),
+            abandon_rate=self.tally.rate, live_answers=self.tally.live_answers, abandoned=self.tally.abandoned,
+        )

@@ -1,0 +1,94 @@
+"""What happens to a campaign call: the inputs `CampaignCall.handle` takes. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Dial:
+    """Dial the lead: the gate allowed it and the runtime registered the call's ids."""
+
+
+@dataclass(frozen=True)
+class Originated:
+    """The originate was accepted (the dial is under way)."""
+
+
+@dataclass(frozen=True)
+class OriginateFailed:
+    reason: str
+
+
+@dataclass(frozen=True)
+class LeadAnswered:
+    pass
+
+
+@dataclass(frozen=True)
+class AmdDecided:
+    status: str  # HUMAN, MACHINE, NOTSURE, HANGUP
+    cause: str
+
+
+@dataclass(frozen=True)
+class BridgeReady:
+    """Bridge made, its recording started, the lead in it."""
+
+    recording: str
+
+
+@dataclass(frozen=True)
+class BridgeFailed:
+    reason: str
+
+
+@dataclass(frozen=True)
+class AgentAssigned:
+    agent_id: str
+    agent_channel: str
+
+
+@dataclass(frozen=True)
+class AgentJoined:
+    pass
+
+
+@dataclass(frozen=True)
+class AgentLeft:
+    """The agent's leg hung up while on the call."""
+
+
+@dataclass(frozen=True)
+class PlaybackDone:
+    pass
+
+
+@dataclass(frozen=True)
+class DtmfReceived:
+    digit: str
+
+
+@dataclass(frozen=True)
+class LeadGone:
+    cause: int | None
+    sip_code: int | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class InboundAnswered:
+    """An inbound caller was answered by the app (no AMD: the caller called us)."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """The campaign is stopping: end the call if it has no person on it yet."""
+
+
+CallInput = (
+    Dial | Originated | OriginateFailed | LeadAnswered | AmdDecided | BridgeReady | BridgeFailed | AgentAssigned
+    | AgentJoined | AgentLeft | PlaybackDone | DtmfReceived | LeadGone | Stop | InboundAnswered
+)
+
+

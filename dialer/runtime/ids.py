@@ -1,0 +1,54 @@
+"""Every id the runtime makes and every Redis key it owns, in one place.
+
+Channels and bridges are named after their owner (`<owner>-<role>`, e.g. `call-<hex>-agent`,
+`cmp-<hex>-bridge`, `ags-<hex>-hold`, `mon-<hex>-snoop-2`; a Local channel's second half adds
+`;2`), so after a restart or a reconnect each kind of call recognises its own objects in
+`GET /channels` and `GET /bridges` by prefix, and knows which owner they belonged to.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from enum import StrEnum
+from functools import cache
+
+
+class Prefix(StrEnum):
+    """The prefix of each kind of id."""
+
+    CLICK_TO_CALL = "call-"
+    CAMPAIGN_CALL = "cmp-"
+    AGENT_SESSION = "ags-"
+    MONITOR = "mon-"
+    LEAD = "lead-"
+    DISPOSITION = "dsp_"
+    OPT_OUT = "opt_"
+
+
+# How many hex digits of a uuid4 each owner id carries (agent sessions and monitors have short
+# ids: they appear in every channel name of a long session).
+_LENGTHS = {Prefix.AGENT_SESSION: 16, Prefix.MONITOR: 16}
+
+
+def new_id(prefix: Prefix) -> str:
+    """A fresh id of this kind (`call-3f2a...`)."""
+    return f"{prefix.value}{uuid.uuid4().hex[: _LENGTHS.get(prefix, 32)]}"
+
+
+@cache
+def _owner_pattern(prefix: str) -> re.Pattern[str]:
+    return re.compile(rf"^({re.escape(prefix)}[0-9a-f]{{8,32}})(?:-[a-z0-9-]+)?(?:;[0-9]+)?$")
+
+
+def owner_of(object_id: str, prefix: Prefix) -> str | None:
+    """The owner id of one of our channels or bridges (`cmp-<hex>` for `cmp-<hex>-lead;2`), or
+    None when the object is not named by an owner of this kind."""
+    match = _owner_pattern(prefix.value).match(object_id)
+    return match.group(1) if match else None
+
+
+def agent_states_key(redis_prefix: str) -> str:
+    """The Redis hash of logged-in agents' states (agent id -> JSON snapshot), read back by a
+    restarted controller to take their legs back."""
+    return f"{redis_prefix}agents"
