@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from compliance_rules.telemarketing import LIVE_ANSWER_AMD_RESULTS, AbandonTally
 from crm_bridge.dispositions import DispositionCode, PipelineStage
 from crm_bridge.pg import DatabaseUnavailable, describe_server
 from crm_bridge.records import AgentRole, CallDirection, CallOutcome, DialMode
@@ -187,19 +188,6 @@ class IssuedToken:
 
     token: ApiToken
     secret: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class AbandonTally:
-    """Answered and abandoned calls of a campaign over a period (47 CFR 64.1200(a)(7): the
-    abandonment rate is measured per campaign over 30 days and must not exceed 3%)."""
-
-    answered: int
-    abandoned: int
-
-    @property
-    def rate(self) -> float:
-        return self.abandoned / self.answered if self.answered else 0.0
 
 
 @dataclass(frozen=True)
@@ -376,19 +364,19 @@ class CrmStore:
         ]
 
     async def abandon_tally(self, campaign_id: str, since: datetime) -> AbandonTally:
-        """Answered and abandoned calls of `campaign_id` requested at or after `since`."""
+        """The abandonment of `campaign_id`'s calls requested at or after `since`, as the rule
+        counts it (`compliance_rules.telemarketing`: live answers by their AMD verdict, outbound
+        only)."""
         row = await self._pool.fetchrow(
-            # 47 CFR 64.1200(a)(7) measures abandoned calls over calls answered by a live person:
-            # answers AMD took for a machine are not in the denominator.
-            "SELECT count(*) FILTER (WHERE lead_answered_at IS NOT NULL "
-            "AND coalesce(amd_result, '') <> 'MACHINE') AS answered, "
-            "count(*) FILTER (WHERE abandoned) AS abandoned "
-            "FROM calls WHERE campaign_id = $1 AND requested_at >= $2",
+            "SELECT count(*) FILTER (WHERE amd_result = ANY($3::text[])) AS live_answers, "
+            "count(*) FILTER (WHERE abandoned AND amd_result = ANY($3::text[])) AS abandoned "
+            "FROM calls WHERE campaign_id = $1 AND requested_at >= $2 AND direction = 'outbound'",
             campaign_id,
             since,
+            sorted(LIVE_ANSWER_AMD_RESULTS),
         )
         assert row is not None  # an aggregate always returns a row
-        return AbandonTally(answered=int(row["answered"]), abandoned=int(row["abandoned"]))
+        return AbandonTally(live_answers=int(row["live_answers"]), abandoned=int(row["abandoned"]))
 
     # --- leads, agents, campaigns -------------------------------------------------------------
 

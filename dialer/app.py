@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from dialer.api.crm import add_call_routes, add_crm_routes, add_public_routes
-from dialer.api.http import DEPS, ApiDependencies, bearer_auth, errors_as_json
+from dialer.api.http import DEPS, WRAP_UPS, ApiDependencies, bearer_auth, errors_as_json
 from dialer.api.openapi import openapi_document as base_document
 from dialer.api.recordings import add_recording_routes, recording_paths
 from dialer.campaign.api import add_campaign_routes
@@ -42,6 +42,7 @@ def build_app(
     """Every route is served; a slice this API runs without answers 503 `controller_unavailable`."""
     app = web.Application(middlewares=[errors_as_json, bearer_auth], client_max_size=256 * 1024)
     app[DEPS] = deps
+    app[WRAP_UPS] = campaigns
     add_public_routes(app)
     app.router.add_get("/v1/openapi.json", openapi)
     add_crm_routes(app)

@@ -18,6 +18,7 @@ from dialer.api.http import (
     ALL_ROLES,
     DEPS,
     TOKEN,
+    WRAP_UPS,
     ApiError,
     allow,
     json_object,
@@ -106,6 +107,9 @@ async def post_disposition(request: web.Request) -> web.Response:
             await deps.records.put_many(records)
     except InvalidRecord as error:
         raise ApiError(422, "invalid_field", str(error), field=error.field or "body") from None
+    wrap_ups = request.app.get(WRAP_UPS)
+    if wrap_ups is not None and call.agent_id is not None:
+        wrap_ups.disposed(call.agent_id, call.call_id)  # the disposition is the end of wrap-up
     return web.json_response({"disposition_id": disposition_id, "call_id": call.call_id, "code": code}, status=202)
 
 

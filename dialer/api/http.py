@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from aiohttp import web
@@ -51,6 +51,12 @@ class ApiDependencies:
         return OptOuts(self.dnc, self.records)
 
 
+class WrapUps(Protocol):
+    """Where agents' wrap-ups end: a disposition sent for a call ends its agent's wrap-up."""
+
+    def disposed(self, agent_id: str, call_id: str) -> None: ...
+
+
 class ApiError(Exception):
     """A request we refuse, with its status and machine-readable code."""
 
@@ -71,6 +77,7 @@ def refused(error: Refused) -> ApiError:
 
 
 DEPS: web.AppKey[ApiDependencies] = web.AppKey("deps", ApiDependencies)
+WRAP_UPS: web.AppKey[WrapUps | None] = web.AppKey("wrap_ups", WrapUps)
 TOKEN: web.RequestKey[ApiToken] = web.RequestKey("token", ApiToken)
 # /metrics carries aggregates only (no PHI), for a Prometheus server on the same network.
 PUBLIC_PATHS = frozenset({"/v1/health", "/v1/openapi.json", "/metrics"})

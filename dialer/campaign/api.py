@@ -138,7 +138,7 @@ async def campaign_stop(request: web.Request) -> web.Response:
 
 @allow(TokenRole.CRM, *STAFF)
 async def campaign_status(request: web.Request) -> web.Response:
-    status = _runtime(request).campaign_status(request.match_info["campaign_id"])
+    status = await _runtime(request).campaign_report(request.match_info["campaign_id"])
     if status is None:
         raise ApiError(404, "campaign_not_running", "the campaign is not running on this controller")
     return web.json_response(asdict(status))

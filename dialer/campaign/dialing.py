@@ -246,8 +246,7 @@ class CampaignRunner:
 
     async def refresh_tally(self) -> None:
         since = datetime.now(UTC) - timedelta(days=ABANDON_WINDOW_DAYS)
-        tally = await self.services.store.abandon_tally(self.campaign_id, since)
-        self.tally = AbandonTally(live_answers=tally.answered, abandoned=tally.abandoned)
+        self.tally = await self.services.store.abandon_tally(self.campaign_id, since)
         self._tally_at = time.time()
 
     async def refill(self, now: float) -> int:
@@ -287,7 +286,10 @@ class CampaignRunner:
             self.hopper.put_back(entry, now + self.settings.blocked_retry_seconds)
 
     async def speed_to_lead(self, lead: Lead) -> bool:
-        """A fresh web lead goes to the head of the hopper (after the gate)."""
+        """A fresh web lead goes to the head of the hopper (after the gate). With an agent of the
+        campaign ready and a line free, it is dialed now, whatever the dial mode, on a line of its
+        own: the pacer is not asked (it observes the dial like any other, so the line counts in
+        its abandon budget); otherwise the next free agent's line takes it first."""
         if not self.running or not lead.phones:
             return False
         decision = (await self.services.gate.decide_many([contact_request(lead.phones[0], lead)], self.policy))[0]
@@ -296,6 +298,12 @@ class CampaignRunner:
                 self.blocked[code.value] += 1
             return False
         self.hopper.push_front(HopperEntry(lead.lead_id, lead.phones[0], 0, lead, 1000), time.time())
+        ready = self.floor.ready_agents(self.campaign_id)
+        if ready and self.host.live_lines() < self.settings.max_lines:
+            entry = self.hopper.take_lead(lead.lead_id)
+            if entry is not None:
+                await self.dial(entry)
+                return True
         self.wake.set()
         return True
 

@@ -142,6 +142,15 @@ class Hopper(Generic[T]):
                 return entry
         return None
 
+    def take_lead(self, lead_id: str) -> HopperEntry[T] | None:
+        """This queued lead, now in flight (a speed-to-lead dial); None if it is not queued."""
+        for index, entry in enumerate(self._queue):
+            if entry.lead_id == lead_id:
+                del self._queue[index]
+                self._in_flight[lead_id] = entry
+                return entry
+        return None
+
     def put_back(self, entry: HopperEntry[T], until: float | None) -> None:
         """A lead taken but not dialed (the gate's last check said no): cool it down."""
         self._in_flight.pop(entry.lead_id, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from compliance_rules.telemarketing import CONNECT_LIMIT_SECONDS
+from compliance_rules.telemarketing import CONNECT_LIMIT_SECONDS, is_live_answer
 from crm_bridge.records import CallOutcome
 from dialer.runtime.causes import utc
 
@@ -60,7 +60,7 @@ class CampaignCallRecord:
     @property
     def live_answer(self) -> bool:
         """AMD said (or could not rule out) a person: the call counts in the abandon rate."""
-        return self.amd_result in ("HUMAN", "NOTSURE")
+        return is_live_answer(self.amd_result, inbound=self.inbound)
 
     @property
     def abandoned(self) -> bool:

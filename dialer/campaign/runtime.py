@@ -42,7 +42,7 @@ from dialer.ari.models import (
 )
 from dialer.campaign import actions as a
 from dialer.campaign import inputs as i
-from dialer.campaign.agent import AgentSession, AgentSnapshot
+from dialer.campaign.agent import AgentSession, AgentSnapshot, AgentState
 from dialer.campaign.agents import AgentFloor, AgentRunner, StateStore
 from dialer.campaign.dialing import CampaignRunner, CampaignSettings, CampaignStatus, pacer_for
 from dialer.campaign.hopper import HopperEntry
@@ -249,10 +249,7 @@ class CampaignCallRunner(MachineRunner[i.CallInput, a.CallAction]):
                         if not joined:
                             self.agent = None
                 case a.TeardownBridge(bridge_id=bridge_id, recording=name):
-                    with contextlib.suppress(NotFound):
-                        await ari.stop_recording(name)
-                    with contextlib.suppress(NotFound):
-                        await ari.destroy_bridge(bridge_id)
+                    await self._teardown(bridge_id, name)
                 case a.Observe(kind=kind, seconds=seconds, outcome=outcome):
                     self.campaign.observe(PacingEvent(kind, time.time(), seconds, outcome))
                 case a.Emit(record=record):
@@ -270,6 +267,28 @@ class CampaignCallRunner(MachineRunner[i.CallInput, a.CallAction]):
             # Teardown is best effort; anything else shows up as the channel's own events.
             self.log.warning("ari_action_failed", action=type(action).__name__, error=str(error))
         return None
+
+
+    async def _teardown(self, bridge_id: str, recording: str) -> None:
+        """Stop the recording and destroy the call's bridge, each step on its own: a refused stop
+        (the recording already over) must not leave the bridge behind; a failed destroy is tried
+        once more."""
+        ari = self.services.ari
+        try:
+            await ari.stop_recording(recording)
+        except NotFound:
+            pass
+        except AriError as error:
+            self.log.warning("recording_stop_failed", recording=recording, error=str(error))
+        for attempt in (1, 2):
+            try:
+                await ari.destroy_bridge(bridge_id)
+                return
+            except NotFound:
+                return
+            except AriError as error:
+                self.log.warning("bridge_destroy_failed", bridge=bridge_id, attempt=attempt, error=str(error))
+                await asyncio.sleep(0.2)
 
 
 class CampaignRuntime(CallSlice[CampaignCallRunner]):
@@ -466,8 +485,25 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         return runner.status()
 
     def campaign_status(self, campaign_id: str) -> CampaignStatus | None:
+        """The campaign as the runtime last counted it (its abandon tally refreshed while it runs)."""
         runner = self.campaigns.get(campaign_id)
         return None if runner is None else runner.status()
+
+    async def campaign_report(self, campaign_id: str) -> CampaignStatus | None:
+        """The campaign with its abandon figures read from the calls rows now (during a run and
+        after it stopped alike): what a regulator would recount."""
+        runner = self.campaigns.get(campaign_id)
+        if runner is None:
+            return None
+        await runner.refresh_tally()
+        return runner.status()
+
+    def disposed(self, agent_id: str, call_id: str) -> None:
+        """The agent sent the disposition of `call_id`: its wrap-up is over (ready, or paused if
+        it asked to)."""
+        agent = self.agents.get(agent_id)
+        if agent is not None and agent.session.state is AgentState.WRAP_UP and agent.session.call_id == call_id:
+            agent.apply(agent.session.disposed)
 
     async def speed_to_lead(self, campaign_id: str, lead: Lead) -> bool:
         """A fresh web lead goes to the head of a running campaign's hopper (after the gate)."""

@@ -23,6 +23,7 @@ import asyncpg
 
 from compliance_rules.numbers import parse_number
 from compliance_rules.ruleset import RuleBook
+from compliance_rules.telemarketing import is_live_answer
 from crm_bridge.kinds import RecordKind
 from dialer.campaign.agent import AgentState
 from dialer.campaign.dialing import CampaignRunner, campaign_lead_record
@@ -283,7 +284,7 @@ async def summarise(
     finally:
         await connection.close()
     dnc_phones = {lead.phone for lead in leads if lead.dnc is not None}
-    live = [c for c in calls if c["lead_answered_at"] is not None and (c["amd_result"] or "") != "MACHINE"]
+    live = [c for c in calls if is_live_answer(c["amd_result"], inbound=c["direction"] == "inbound")]
     abandoned = sum(1 for c in live if c["abandoned"])
     connected = [c for c in calls if c["bridged_at"] is not None]
     status = runner.status()

@@ -8,14 +8,16 @@ lead-list limits are applied by the caller after the pacer has spoken.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-# 47 CFR 64.1200(a)(7) and 16 CFR 310.4(b)(4): at most 3% of live-answered calls per
-# campaign per 30-day period may be abandoned (no agent within 2 s of the greeting).
-REGULATORY_ABANDON_LIMIT = 0.03
-ABANDON_WINDOW_DAYS = 30
+from compliance_rules.telemarketing import ABANDON_LIMIT
+from compliance_rules.telemarketing import ABANDON_WINDOW_DAYS as ABANDON_WINDOW_DAYS
+from compliance_rules.telemarketing import AbandonTally as AbandonTally
+
+# The limit the pacers steer under (47 CFR 64.1200(a)(7): `compliance_rules.telemarketing`).
+REGULATORY_ABANDON_LIMIT = ABANDON_LIMIT
 
 
 class DialOutcome(StrEnum):
@@ -59,22 +61,6 @@ class PacingEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class AbandonTally:
-    """The campaign's abandon accounting over the trailing 30 days, as the runtime knows it.
-
-    `live_answers` counts calls declared human; `abandoned` those not bridged within 2 s
-    of the greeting. 47 CFR 64.1200(a)(7) measures abandoned / live-answered per 30 days.
-    """
-
-    live_answers: int = 0
-    abandoned: int = 0
-
-    @property
-    def rate(self) -> float:
-        return self.abandoned / self.live_answers if self.live_answers else 0.0
-
-
-@dataclass(frozen=True, slots=True)
 class PacingSnapshot:
     """The campaign's state at one instant, in absolute seconds (`now` is on the same clock).
 
@@ -89,7 +75,7 @@ class PacingSnapshot:
     ringing_since: tuple[float, ...]
     calls_waiting: int
     free_lines: int
-    abandon_tally: AbandonTally = AbandonTally()
+    abandon_tally: AbandonTally = field(default_factory=AbandonTally)
 
     @property
     def ready_agents(self) -> int:

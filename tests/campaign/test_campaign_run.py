@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from compliance_rules.optout import opt_out
+from compliance_rules.telemarketing import is_live_answer
 from dialer.campaign.agent import AgentState
 from dialer.pacing import PacingEvent, PacingSnapshot
 from dialer.runtime.gate import contact_request
@@ -109,7 +110,7 @@ async def test_a_campaign_run_dials_only_allowed_leads_connects_people_and_logs_
 
     # The abandon rate the runtime reports equals a recount from the calls rows.
     await runner.refresh_tally()
-    live = [call for call in calls if call["lead_answered_at"] is not None and call["amd_result"] != "MACHINE"]
+    live = [call for call in calls if is_live_answer(call["amd_result"], inbound=call["direction"] == "inbound")]
     recount = sum(1 for call in live if call["abandoned"]) / len(live)
     status = runtime.campaign_status(campaign_id)
     assert status is not None and status.live_answers == len(live)

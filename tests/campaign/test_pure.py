@@ -284,3 +284,35 @@ async def test_identity_locks_serialise_one_person_not_everyone_and_leave_nothin
     assert order.index("a-") < order.index("b+")  # same e-mail: one after the other
     assert order.index("c+") < order.index("a-")  # another person: not held up
     assert len(locks) == 0
+
+
+def test_the_call_dials_once_through_amd_with_what_the_originate_needs() -> None:
+    call = _call(lead_endpoint="PJSIP/+12125551104@trunk", amd_args="2500,1500,800", ring_timeout=20)
+    assert call.handle(cc.Dial(), T0) == [
+        cc.OriginateLead("cmp-1-lead", "PJSIP/+12125551104@trunk", "+18885550123", 20, "2500,1500,800")]
+    assert call.handle(cc.Dial(), T0 + 0.1) == []  # never twice
+    assert _kinds(call.handle(cc.Originated(), T0 + 0.2)) == ["Observe"]
+    inbound = _call(inbound=True, lead_channel_id="PJSIP/trunk-0001")
+    assert inbound.handle(cc.Dial(), T0) == []  # a received call is not dialed
+
+
+def test_a_speed_to_lead_lead_is_taken_by_its_id_and_no_other() -> None:
+    hopper: Hopper[str] = Hopper(4)
+    hopper.add([_entry("a"), _entry("b")], T0)
+    hopper.push_front(_entry("web"), T0)
+    taken = hopper.take_lead("web")
+    assert taken is not None and taken.lead_id == "web"
+    assert hopper.take_lead("web") is None  # in flight now, not queued
+    assert hopper.add([_entry("web")], T0) == 0
+    assert [hopper.take().lead_id for _ in range(2)] == ["a", "b"]  # type: ignore[union-attr]
+
+
+def test_a_disposition_ends_wrap_up_at_once() -> None:
+    agent = AgentSession("ann", ("c1",), "ags-1", T0, wrap_up_seconds=30.0)
+    agent.leg_up(T0 + 1)
+    agent.reserve("cmp-1", T0 + 2)
+    agent.connected(T0 + 3)
+    assert agent.call_ended(T0 + 60).state is AgentState.WRAP_UP
+    assert agent.disposed(T0 + 61).state is AgentState.READY  # not at the 30-s timer
+    with pytest.raises(InvalidStateError):
+        agent.disposed(T0 + 62)

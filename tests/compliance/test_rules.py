@@ -361,3 +361,13 @@ def test_a_blocked_california_call_still_says_a_notice_was_due_and_an_invalid_nu
     blocked = check("415-555-0142", utc("2026-03-03T18:00"), hits=["federal"])
     assert not blocked.allowed and blocked.recording_disclosure
     assert check("555-0142", utc("2026-03-03T18:00")).notices == ()
+
+
+def test_the_abandonment_rate_counts_live_answers_by_one_stated_rule() -> None:
+    from compliance_rules.telemarketing import AbandonTally, is_live_answer
+
+    assert is_live_answer("HUMAN") and is_live_answer("NOTSURE")
+    assert not any(is_live_answer(result) for result in ("MACHINE", "HANGUP", None, ""))
+    assert not is_live_answer("HUMAN", inbound=True)  # received calls are not paced dials
+    assert AbandonTally(live_answers=100, abandoned=3).rate == 0.03
+    assert AbandonTally().rate == 0.0

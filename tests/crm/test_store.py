@@ -76,13 +76,23 @@ async def test_reads_return_typed_records(tmp_path: Path, migrated_scratch_dsn: 
 
 
 async def test_abandon_tally(tmp_path: Path, migrated_scratch_dsn: str, store: CrmStore) -> None:
-    answered = [
-        factories.call(str(uuid.uuid4()), lead_answered_at=factories.T0 + timedelta(seconds=9), abandoned=i == 0)
-        for i in range(4)
+    answered_at = factories.T0 + timedelta(seconds=9)
+    people = [
+        factories.call(str(uuid.uuid4()), lead_answered_at=answered_at, amd_result=result, abandoned=i == 0)
+        for i, result in enumerate(["HUMAN", "HUMAN", "NOTSURE", "HUMAN"])
     ]
-    await _write(tmp_path, migrated_scratch_dsn, *[("call", c) for c in answered], ("call", factories.call()))
+    # Not live answers (compliance_rules.telemarketing): a machine, a hang-up during the greeting,
+    # an answer AMD never judged, a received call, a call not yet answered.
+    others = [
+        factories.call(str(uuid.uuid4()), lead_answered_at=answered_at, amd_result="MACHINE"),
+        factories.call(str(uuid.uuid4()), lead_answered_at=answered_at, amd_result="HANGUP"),
+        factories.call(str(uuid.uuid4()), lead_answered_at=answered_at),
+        factories.call(str(uuid.uuid4()), direction="inbound", lead_answered_at=answered_at, amd_result="HUMAN"),
+        factories.call(),
+    ]
+    await _write(tmp_path, migrated_scratch_dsn, *[("call", c) for c in people + others])
     tally = await store.abandon_tally("camp-1", factories.T0 - timedelta(days=30))
-    assert (tally.answered, tally.abandoned, tally.rate) == (4, 1, 0.25)
+    assert (tally.live_answers, tally.abandoned, tally.rate) == (4, 1, 0.25)
 
 
 async def test_tokens_are_stored_hashed_and_can_be_revoked(store: CrmStore) -> None:
