@@ -10,6 +10,7 @@ endpoint: another agent's, or a supervisor's, do not register as this agent.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 
 import pytest
@@ -23,6 +24,7 @@ from dialer.ari.models import (
 )
 from dialer.provision.asterisk import AsteriskInstance
 from dialer.provision.credentials import SipLogin
+from tests.ari.faultproxy import FaultProxy
 from tests.audio import SOUNDS, contains_audio
 from tests.browser.conftest import MICROPHONE_WAV, StasisEvents
 from tests.browser.phone import BrowserPhone
@@ -148,3 +150,33 @@ async def test_a_supervisor_credential_cannot_register_as_an_agent(
     # while the supervisor's own browser endpoint takes it
     await phone.start(supervisor)
     assert (await phone.wait_for("registration", "failed", "registered"))["registration"] == "registered"
+
+
+@pytest.mark.timeout(60)
+async def test_the_phone_registers_again_after_a_network_blip_and_takes_the_next_call(
+    asterisk: AsteriskInstance, stasis: StasisEvents, phone: BrowserPhone
+) -> None:
+    login = asterisk.sip_credentials(AGENT)
+    async with FaultProxy("127.0.0.1", asterisk.config.ari_port) as proxy:
+        assert login.ws_url is not None
+        through_proxy = dataclasses.replace(login, ws_url=login.ws_url.replace(str(asterisk.config.ari_port),
+                                                                                str(proxy.port)))
+        await registered(phone, through_proxy)
+        await phone.page.evaluate(
+            "() => { window.seen = []; window.phone.addEventListener('change', "
+            "(event) => window.seen.push(event.detail.registration)); }"
+        )
+        proxy.cut_all()  # the WebSocket drops, as on a Wi-Fi hand-over
+        # (it reconnects at once: the states it went through are in window.seen)
+        await phone.page.wait_for_function("() => window.seen.includes('reconnecting')", timeout=10_000)
+        recovered = await phone.wait_for("registration", "registered", within=15)
+        assert recovered["lastError"] is None
+        seen = await phone.page.evaluate("() => window.seen")
+        assert seen[0] == "reconnecting" and seen[-1] == "registered" and "failed" not in seen, seen
+        assert proxy.connections >= 2
+
+        channel = f"web-{uuid.uuid4().hex[:10]}"
+        await stasis.ari.originate(channel, f"PJSIP/{AGENT}", app=stasis.ari.config.app)
+        await phone.wait_for("call", "ringing")
+        await stasis.ari.hangup(channel)
+        await phone.wait_for("call", "ended")

@@ -283,8 +283,11 @@ export class Softphone extends EventTarget {
   _register() {
     if (!this._registerer) return;
     this._setRegistration(Registration.CONNECTING, null);
+    // Set from the REGISTER's own answer: after a reconnect the Registerer is still in its
+    // Registered state, so its stateChange does not fire again.
     this._registerer.register({
       requestDelegate: {
+        onAccept: () => this._setRegistration(Registration.REGISTERED, null),
         onReject: (response) => {
           const message = response.message;
           this._setRegistration(Registration.FAILED, `${message.statusCode} ${message.reasonPhrase}`);
@@ -339,6 +342,7 @@ export class Softphone extends EventTarget {
   _setRegistration(state, error) {
     this.registration = state;
     if (error !== null) this.lastError = error;
+    else if (state === Registration.REGISTERED) this.lastError = null; // recovered
     this._changed();
   }
 
