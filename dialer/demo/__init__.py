@@ -51,7 +51,7 @@ from dialer.demo.leads import DemoLead, demo_leads, dialable_at, gate_start, ope
 from dialer.demo.report import progress_line, summary_text
 from dialer.demo.softphone import AgentSoftphone, baresip_installed, long_tone
 from dialer.logs import configure_logging
-from dialer.provision.asterisk import AsteriskInstance
+from dialer.provision.asterisk import AsteriskInstance, ProvisionError
 from dialer.provision.cli import prepare_stack
 from dialer.provision.credentials import CredentialsError
 from dialer.settings import Settings, from_environment
@@ -198,7 +198,10 @@ def _demo(args: argparse.Namespace) -> int:
     if already_running and _app_connected(instance, settings.ari_app):
         raise UserError(f"Another dialer (dialer serve?) is connected to Asterisk as ARI app {settings.ari_app!r}: "
                         "stop it first, the demo would take over its channels.")
-    instance.start()
+    try:
+        instance.start()
+    except ProvisionError as error:
+        raise UserError(str(error)) from None
     say(f"Asterisk {instance.install.version} answers on {instance.ari_url} ({time.monotonic() - started:.1f} s); "
         f"demo database {settings.pg_dsn.rsplit('/', 1)[-1]!r}, Redis prefix {settings.redis_prefix!r}.")
     phone: AgentSoftphone | None = None

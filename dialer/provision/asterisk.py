@@ -427,6 +427,14 @@ class AsteriskInstance:
     def start(self, timeout: float = 60.0) -> None:
         """Render the configuration, start Asterisk in the background and wait until ARI answers."""
         if self.pid() is not None and self.ari_answers():
+            if not self.credentials_file.exists():
+                # Rendered by an older version (one shared agent password) or with another
+                # DIALER_STATE_DIR: the phones' credentials are not where this process looks.
+                raise ProvisionError(
+                    f"Asterisk instance {self.config.name} is running without the phones' SIP credentials in "
+                    f"{self.credentials_file}: restart it ('dialer stack down', then 'dialer stack up') to "
+                    "generate them."
+                )
             return
         self.render()
         if self.install.chrooted:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dialer.provision.asterisk import SIP_REALM, AsteriskInstance
+from dialer.provision.asterisk import SIP_REALM, AsteriskInstance, ProvisionError
 from dialer.provision.credentials import CredentialsError, CredentialStore, md5_digest, sip_credentials
 from dialer.provision.dtls import (
     RENEW_BEFORE,
@@ -193,3 +193,16 @@ def test_asterisk_gets_digests_only_and_every_endpoint_is_configured(asterisk: A
     assert re.search(r"webrtc\s+: yes", web) and re.search(r"media_encryption\s+: dtls", web)
     assert re.search(r"dtls_cert_file\s+: \S+/keys/dtls.crt", web)
     assert "transport-ws" in asterisk.cli("pjsip show transports")
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(30)
+def test_a_running_instance_without_credentials_asks_for_a_restart(asterisk: AsteriskInstance) -> None:
+    moved = asterisk.credentials_file.with_name("moved-away.json")
+    asterisk.credentials_file.rename(moved)
+    try:
+        with pytest.raises(ProvisionError, match=r"restart it \('dialer stack down', then 'dialer stack up'\)"):
+            asterisk.start()
+    finally:
+        moved.rename(asterisk.credentials_file)
+    asterisk.start()  # running, credentials in place: nothing to do
