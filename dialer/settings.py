@@ -56,7 +56,7 @@ class Settings:
     recordings_root: str = ""
     recording_keys_root: str = ""
     # The phones' SIP credentials file (0600); empty: state_dir/sip-credentials.json.
-    sip_credentials_root: str = ""
+    sip_credentials_path: str = ""
     caller_id: str = "+18885550100"
     trunk_endpoint: str = "trunk"
     # Compliance gate switches (compliance_rules.rules.GateOptions).
@@ -90,8 +90,8 @@ class Settings:
     @property
     def sip_credentials_file(self) -> Path:
         """The phones' SIP credentials generated at provisioning (0600; dialer.provision.credentials)."""
-        if self.sip_credentials_root:
-            return Path(self.sip_credentials_root).expanduser()
+        if self.sip_credentials_path:
+            return Path(self.sip_credentials_path).expanduser()
         return self.state_dir / "sip-credentials.json"
 
     @property
@@ -142,7 +142,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "DIALER_RTP_START": "rtp_start",
     "DIALER_RTP_END": "rtp_end",
     "DIALER_STATE_DIR": "state_root",
-    "DIALER_SIP_CREDENTIALS_FILE": "sip_credentials_root",
+    "DIALER_SIP_CREDENTIALS_FILE": "sip_credentials_path",
 }
 
 

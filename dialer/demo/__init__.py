@@ -72,7 +72,7 @@ def demo_settings(base: Settings) -> Settings:
         state_root=str(base.state_dir.parent / f"{base.instance}-demo"),
         recordings_root=str(base.recordings_dir / "demo"),
         recording_keys_root=str(base.recording_keys_dir),
-        sip_credentials_root=str(base.sip_credentials_file),
+        sip_credentials_path=str(base.sip_credentials_file),
     )
 
 
