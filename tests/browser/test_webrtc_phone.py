@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,6 +55,16 @@ async def registered(phone: BrowserPhone, login: SipLogin) -> None:
     assert status["microphone"] == "granted", status
 
 
+async def answered_call(phone: BrowserPhone, stasis: StasisEvents, channel: str, **originate: str) -> dict[str, Any]:
+    """Originate a call to the agent's browser endpoint, answer it on the page; the ringing status."""
+    await stasis.ari.originate(channel, f"PJSIP/{AGENT}", app=stasis.ari.config.app, **originate)
+    ringing = await phone.wait_for("call", "ringing")
+    assert await phone.answer()
+    await stasis.next(StasisStart, channel)
+    await phone.wait_for("call", "active")
+    return ringing
+
+
 @pytest.mark.timeout(60)
 async def test_the_page_answers_a_call_and_audio_flows_both_ways(
     asterisk: AsteriskInstance, stasis: StasisEvents, phone: BrowserPhone
@@ -62,13 +73,8 @@ async def test_the_page_answers_a_call_and_audio_flows_both_ways(
     ari = stasis.ari
     channel, bridge, recording = (f"web-{uuid.uuid4().hex[:10]}{suffix}" for suffix in ("", "-bridge", "-rec"))
 
-    await ari.originate(channel, f"PJSIP/{AGENT}", app=ari.config.app, caller_id="Lead Test <2125550142>",
-                        formats="opus,ulaw")
-    ringing = await phone.wait_for("call", "ringing")
+    ringing = await answered_call(phone, stasis, channel, caller_id="Lead Test <2125550142>", formats="opus,ulaw")
     assert ringing["caller"] == {"name": "Lead Test", "number": "2125550142"}
-    assert await phone.answer()
-    await stasis.next(StasisStart, channel)
-    await phone.wait_for("call", "active")
 
     await ari.create_bridge(bridge)
     await ari.add_channel(bridge, channel)
@@ -108,11 +114,7 @@ async def test_hold_mute_and_keypad_reach_asterisk(
     await registered(phone, asterisk.sip_credentials(AGENT))
     ari = stasis.ari
     channel = f"web-{uuid.uuid4().hex[:10]}"
-    await ari.originate(channel, f"PJSIP/{AGENT}", app=ari.config.app)  # G.711: ARI's default format
-    await phone.wait_for("call", "ringing")
-    await phone.answer()
-    await stasis.next(StasisStart, channel)
-    await phone.wait_for("call", "active")
+    await answered_call(phone, stasis, channel)  # G.711: ARI's default format
 
     assert await phone.send_dtmf("7")
     dtmf = await stasis.next(ChannelDtmfReceived, channel)
