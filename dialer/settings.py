@@ -21,6 +21,10 @@ def _default_cache_dir() -> Path:
     return Path(base) / "dialer"
 
 
+# ARI listens on 127.0.0.1 only; this default is for development, and is announced at start.
+DEVELOPMENT_ARI_PASSWORD = "dialer-dev-secret"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the engine, with the environment variable that sets it.
@@ -37,13 +41,13 @@ class Settings:
     sip_port: int = 5060
     carrier_port: int = 5070
     ari_user: str = "dialer"
-    ari_password: str = field(default="dialer-dev-secret", repr=False)
+    ari_password: str = field(default=DEVELOPMENT_ARI_PASSWORD, repr=False)
     ari_app: str = "dialer"
-    agent_password: str = field(default="agent-dev-secret", repr=False)
     debian_mirror: str = ""
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     agents: int = 20
+    supervisors: int = 5
     rtp_start: int = 10000
     rtp_end: int = 20000
     # Where durable local state lives (the CRM outbox); empty: cache_dir/state/<instance>.
@@ -51,6 +55,8 @@ class Settings:
     # Where finished call recordings are archived; empty: cache_dir/recordings.
     recordings_root: str = ""
     recording_keys_root: str = ""
+    # The phones' SIP credentials file (0600); empty: state_dir/sip-credentials.json.
+    sip_credentials_path: str = ""
     caller_id: str = "+18885550100"
     trunk_endpoint: str = "trunk"
     # Compliance gate switches (compliance_rules.rules.GateOptions).
@@ -71,6 +77,22 @@ class Settings:
         if self.state_root:
             return Path(self.state_root).expanduser()
         return self.cache_dir / "state" / self.instance
+
+    @property
+    def default_password_warning(self) -> str | None:
+        """One sentence when ARI runs with the development default password, else None."""
+        if self.ari_password != DEVELOPMENT_ARI_PASSWORD:
+            return None
+        return ("Warning: ARI uses the development default password (DIALER_ARI_PASSWORD is not set); "
+                f"it listens on 127.0.0.1:{self.ari_port} only. Set DIALER_ARI_PASSWORD to a secret of "
+                "your own before anyone else can reach this machine.")
+
+    @property
+    def sip_credentials_file(self) -> Path:
+        """The phones' SIP credentials generated at provisioning (0600; dialer.provision.credentials)."""
+        if self.sip_credentials_path:
+            return Path(self.sip_credentials_path).expanduser()
+        return self.state_dir / "sip-credentials.json"
 
     @property
     def recordings_dir(self) -> Path:
@@ -103,11 +125,11 @@ ENVIRONMENT: Mapping[str, str] = {
     "DIALER_ARI_USER": "ari_user",
     "DIALER_ARI_PASSWORD": "ari_password",
     "DIALER_ARI_APP": "ari_app",
-    "DIALER_AGENT_PASSWORD": "agent_password",
     "DIALER_DEBIAN_MIRROR": "debian_mirror",
     "DIALER_HTTP_HOST": "http_host",
     "DIALER_HTTP_PORT": "http_port",
     "DIALER_AGENTS": "agents",
+    "DIALER_SUPERVISORS": "supervisors",
     "DIALER_RECORDINGS_DIR": "recordings_root",
     "DIALER_RECORDING_KEYS_DIR": "recording_keys_root",
     "DIALER_CALLER_ID": "caller_id",
@@ -120,6 +142,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "DIALER_RTP_START": "rtp_start",
     "DIALER_RTP_END": "rtp_end",
     "DIALER_STATE_DIR": "state_root",
+    "DIALER_SIP_CREDENTIALS_FILE": "sip_credentials_path",
 }
 
 

@@ -77,8 +77,20 @@ def notice_match(recording: bytes, template_path: Path = RECORDING_NOTICE, secon
     template = _samples(template_path.read_bytes())
     if seconds is not None:
         template = template[: int(seconds * 8000)]
-    audio = _without_agent_tone(_samples(recording))
-    if audio.size < template.size:
+    return _best_correlation(_without_agent_tone(_samples(recording)), template)
+
+
+def contains_audio(recording: bytes, template_path: Path, *, start: float, seconds: float) -> float:
+    """Like `notice_match`, for a stretch of a looping source: the best correlation of
+    `template_path`'s audio from `start` for `seconds` with any stretch of the recording. A
+    browser's fake microphone loops its file from wherever capture began, so a middle stretch
+    is found where the file's first seconds may not be."""
+    template = _samples(template_path.read_bytes())[int(start * 8000): int((start + seconds) * 8000)]
+    return _best_correlation(_without_agent_tone(_samples(recording)), template)
+
+
+def _best_correlation(audio: np.ndarray, template: np.ndarray) -> float:
+    if template.size == 0 or audio.size < template.size:
         return 0.0
     size = 1 << int(np.ceil(np.log2(audio.size + template.size)))
     correlation = np.fft.irfft(np.fft.rfft(audio, size) * np.conj(np.fft.rfft(template, size)), size)

@@ -93,15 +93,16 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 # ---- Asterisk: one instance per test run, on free ports, beside any running one -------------
 @pytest.fixture(scope="session")
-def asterisk() -> Iterator[AsteriskInstance]:
-    """A real Asterisk 22 provisioned by the project, with its own ports and directories."""
+def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskInstance]:
+    """A real Asterisk 22 provisioned by the project, with its own ports and directories, and its
+    phones' generated SIP credentials in a state folder of its own (`asterisk.sip_credentials`)."""
     settings = from_environment(
         instance=f"test-{RUN_ID}",
         ari_port=free_local_port(),
         sip_port=free_local_port(),
         carrier_port=free_local_port(),
         ari_password=f"test-{uuid.uuid4().hex}",
-        agent_password=f"agent-{uuid.uuid4().hex[:12]}",
+        state_root=str(tmp_path_factory.mktemp("asterisk-state")),
         rtp_start=30000,
         rtp_end=40000,
     )
@@ -126,7 +127,7 @@ def softphone_factory(asterisk: AsteriskInstance, tmp_path_factory: pytest.TempP
         phone = Softphone(
             tmp_path_factory.mktemp(endpoint),
             endpoint,
-            asterisk.config.agent_password,
+            asterisk.sip_credentials(endpoint).password,
             asterisk.config.sip_port,
             auto_answer=auto_answer,
         )

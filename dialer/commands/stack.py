@@ -15,6 +15,7 @@ from dialer.provision.asterisk import (
     find_cached_root,
     find_system_install,
 )
+from dialer.provision.credentials import CredentialsError, sip_credentials
 from dialer.provision.services import ensure_postgres, ensure_redis, postgres_answers, redis_answers
 from dialer.settings import Settings, from_environment
 
@@ -39,6 +40,8 @@ def prepare_stack(settings: Settings, *, start_asterisk: bool, migrate: bool = T
         if migrate:
             _migrate(settings.pg_dsn)
         instance = dev_instance(settings)
+        if settings.default_password_warning:
+            _say(settings.default_password_warning)
         if start_asterisk:
             instance.start()
     except ProvisionError as error:
@@ -115,12 +118,33 @@ def _asterisk_build(args: argparse.Namespace) -> int:
 
 def _asterisk_start(args: argparse.Namespace) -> int:
     del args
-    instance = dev_instance(from_environment())
+    settings = from_environment()
+    instance = dev_instance(settings)
+    if settings.default_password_warning:
+        _say(settings.default_password_warning)
     try:
         instance.start()
     except ProvisionError as error:
         raise UserError(str(error)) from None
     print(f"Asterisk {instance.install.version} running: ARI {instance.ari_url}, SIP 127.0.0.1:{instance.config.sip_port}")
+    return 0
+
+
+def _asterisk_sip_credentials(args: argparse.Namespace) -> int:
+    """Print one phone's SIP credentials, to configure a desk phone or a browser by hand."""
+    settings = from_environment()
+    try:
+        login = sip_credentials(args.endpoint, settings.sip_credentials_file)
+    except CredentialsError as error:
+        raise UserError(str(error)) from None
+    print(f"endpoint  {login.endpoint}")
+    print(f"username  {login.username}")
+    print(f"password  {login.password}")
+    print(f"sip uri   {login.sip_uri}")
+    if login.ws_url:
+        print(f"websocket {login.ws_url}")
+    else:
+        print(f"register  udp 127.0.0.1:{login.udp_port}")
     return 0
 
 
@@ -152,6 +176,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     commands.add_parser("stop", help="stop it").set_defaults(handler=_stack_down)
     commands.add_parser("status", help="is it running").set_defaults(handler=_stack_status)
+    credentials = commands.add_parser(
+        "sip-credentials", help="print one phone's generated SIP credentials (e.g. agent1001, agent1001-web)"
+    )
+    credentials.add_argument("endpoint")
+    credentials.set_defaults(handler=_asterisk_sip_credentials)
     cli = commands.add_parser("cli", help="run one Asterisk CLI command")
     cli.add_argument("words", nargs="+")
     cli.set_defaults(handler=_asterisk_cli)

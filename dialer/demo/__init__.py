@@ -50,7 +50,8 @@ from dialer.demo.leads import DemoLead, demo_leads, dialable_at, gate_start, ope
 from dialer.demo.report import progress_line, summary_text
 from dialer.demo.softphone import AgentSoftphone, baresip_installed, long_tone
 from dialer.logs import configure_logging
-from dialer.provision.asterisk import AsteriskInstance
+from dialer.provision.asterisk import AsteriskInstance, ProvisionError
+from dialer.provision.credentials import CredentialsError
 from dialer.runtime.errors import Refused
 from dialer.serve import StartupError, dialer_services
 from dialer.settings import Settings, from_environment
@@ -61,7 +62,7 @@ SOFTPHONE_ENDPOINT = "agent1001"
 
 def demo_settings(base: Settings) -> Settings:
     """The user's settings pointed at the demo's own database, Redis prefix, outbox and
-    recordings folder (same servers, same Asterisk, same recordings keyring)."""
+    recordings folder (same servers, same Asterisk and its phones' credentials, same recordings keyring)."""
     parts = urllib.parse.urlsplit(base.pg_dsn)
     database = (parts.path.lstrip("/") or "dialer") + "_demo"
     return dataclasses.replace(
@@ -71,6 +72,7 @@ def demo_settings(base: Settings) -> Settings:
         state_root=str(base.state_dir.parent / f"{base.instance}-demo"),
         recordings_root=str(base.recordings_dir / "demo"),
         recording_keys_root=str(base.recording_keys_dir),
+        sip_credentials_path=str(base.sip_credentials_file),
     )
 
 
@@ -196,7 +198,10 @@ def _demo(args: argparse.Namespace) -> int:
     if already_running and _app_connected(instance, settings.ari_app):
         raise UserError(f"Another dialer (dialer serve?) is connected to Asterisk as ARI app {settings.ari_app!r}: "
                         "stop it first, the demo would take over its channels.")
-    instance.start()
+    try:
+        instance.start()
+    except ProvisionError as error:
+        raise UserError(str(error)) from None
     say(f"Asterisk {instance.install.version} answers on {instance.ari_url} ({time.monotonic() - started:.1f} s); "
         f"demo database {settings.pg_dsn.rsplit('/', 1)[-1]!r}, Redis prefix {settings.redis_prefix!r}.")
     phone: AgentSoftphone | None = None
@@ -206,7 +211,8 @@ def _demo(args: argparse.Namespace) -> int:
         if not args.no_softphone and baresip_installed():
             tone = long_tone(settings.cache_dir / "demo" / "agent-tone-long.wav", int(args.minutes * 60) + 600)
             phone = AgentSoftphone(settings.cache_dir / "demo" / "baresip", SOFTPHONE_ENDPOINT,
-                                   settings.agent_password, instance.config.sip_port, tone)
+                                   instance.sip_credentials(SOFTPHONE_ENDPOINT).password, instance.config.sip_port,
+                                   tone)
             phone.start()
             agents.insert(0, DemoAgent(f"demo-{SOFTPHONE_ENDPOINT}", SOFTPHONE_ENDPOINT, "Softphone agent (baresip)"))
         elif not args.no_softphone:
@@ -219,7 +225,7 @@ def _demo(args: argparse.Namespace) -> int:
             summary = asyncio.run(_run(settings, run, gate_start_at, ProgressDisplay(out), say))
         except (DemoError, StartupError, Refused, RuntimeError, OSError, asyncpg.PostgresError) as error:
             raise UserError(f"The demo failed: {error}") from None
-    except RuntimeError as error:  # the softphone did not register
+    except (RuntimeError, CredentialsError) as error:  # the softphone did not register
         raise UserError(f"The demo failed: {error}") from None
     finally:
         if phone is not None:

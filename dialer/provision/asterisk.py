@@ -25,9 +25,20 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from dialer.ari.auth import basic_auth
+from dialer.provision.credentials import CredentialStore, SipLogin, sip_credentials
+from dialer.provision.dtls import ensure_dtls_certificate
+from dialer.provision.network import ipv4_interface_addresses
+from dialer.provision.sip_endpoints import (
+    SipEndpoint,
+    agent_endpoint,
+    endpoint_plan,
+    ice_host_candidates,
+    pjsip_sections,
+)
 from dialer.settings import Settings
 
 MINIMUM_MAJOR_VERSION = 22
@@ -220,9 +231,11 @@ class InstanceConfig:
     ari_password: str = field(repr=False)
     ari_app: str = "dialer"
     agents: int = 20
-    agent_password: str = field(default="", repr=False)
+    supervisors: int = 5
     rtp_start: int = 10000
     rtp_end: int = 20000
+    # The 0600 file of the phones' SIP credentials, as this process sees it (credentials.py).
+    credentials_file: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> InstanceConfig:
@@ -235,16 +248,19 @@ class InstanceConfig:
             "ari_password": settings.ari_password,
             "ari_app": settings.ari_app,
             "agents": settings.agents,
-            "agent_password": settings.agent_password,
+            "supervisors": settings.supervisors,
             "rtp_start": settings.rtp_start,
             "rtp_end": settings.rtp_end,
+            "credentials_file": str(settings.sip_credentials_file),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 
 
-def agent_endpoint(number: int) -> str:
-    return f"agent{1000 + number}"
+SIP_REALM = "dialer"
+# The address phones reach Asterisk at: loopback in development (design.md, decision 2);
+# issue 18 (agents from anywhere) makes it a setting with TLS.
+SIP_DOMAIN = "127.0.0.1"
 
 
 class AsteriskInstance:
@@ -292,8 +308,31 @@ class AsteriskInstance:
     def ari_url(self) -> str:
         return f"http://127.0.0.1:{self.config.ari_port}/ari"
 
+    @property
+    def ws_url(self) -> str:
+        """Where browsers' phones connect: SIP over WebSocket on Asterisk's HTTP server."""
+        return f"ws://{SIP_DOMAIN}:{self.config.ari_port}/ws"
+
+    @property
+    def credentials_file(self) -> Path:
+        return Path(self.config.credentials_file)
+
+    @property
+    def dtls_dir(self) -> PurePosixPath:
+        """The DTLS certificate and key, as Asterisk sees them (owned by its user, key 0600)."""
+        return self.base / "keys"
+
+    def sip_endpoints(self) -> list[SipEndpoint]:
+        """Every phone endpoint of this instance: agents' and supervisors', desktop and browser."""
+        return endpoint_plan(self.config.agents, self.config.supervisors)
+
     def agent_endpoints(self) -> list[str]:
+        """The agents' desktop endpoints (agent1001, ...)."""
         return [agent_endpoint(number) for number in range(1, self.config.agents + 1)]
+
+    def sip_credentials(self, endpoint: str) -> SipLogin:
+        """The credentials of one of this instance's endpoints (after it was rendered)."""
+        return sip_credentials(endpoint, self.credentials_file)
 
     # -- configuration -----------------------------------------------------------------------
     def render(self) -> None:
@@ -322,13 +361,19 @@ class AsteriskInstance:
             "RTP_END": str(self.config.rtp_end),
             "SOUNDS": str(self.base / "sounds"),
             "CHECKS": str(self.base / "checks"),
-            "AGENTS": self._agent_sections(),
-            "AGENT_PASSWORD": self.config.agent_password,
+            "SIP_REALM": SIP_REALM,
+            "MEDIA_ADDRESS": SIP_DOMAIN,
+            "ICE_HOST_CANDIDATES": ice_host_candidates(ipv4_interface_addresses(), SIP_DOMAIN),
+            "DTLS_CERT": str(self.dtls_dir / "dtls.crt"),
+            "DTLS_KEY": str(self.dtls_dir / "dtls.key"),
+            "ENDPOINTS": self._endpoint_sections(),
         }
         for name in CONFIG_FILES:
             text = (CONFIG_DIR / name).read_text()
             rendered = re.sub(r"@@([A-Z_]+)@@", lambda m: values[m.group(1)], text)
-            (base / "etc" / name).write_text(rendered)
+            target = base / "etc" / name
+            target.write_text(rendered)
+            target.chmod(0o600)  # ARI's password and the phones' digests: Asterisk's user only
         state = base / "instance.json"
         state.write_text(json.dumps(asdict(self.config), indent=2))
         state.chmod(0o600)
@@ -338,16 +383,19 @@ class AsteriskInstance:
                 for path in [base, *base.rglob("*")]:
                     os.chown(path, *ids, follow_symlinks=False)
 
-    def _agent_sections(self) -> str:
-        sections = []
-        for endpoint in self.agent_endpoints():
-            sections.append(
-                f"[{endpoint}](agent-endpoint)\nauth = {endpoint}\naors = {endpoint}\n"
-                f"callerid = Agent {endpoint[5:]} <{endpoint[5:]}>\n\n"
-                f"[{endpoint}](agent-auth)\nusername = {endpoint}\npassword = {self.config.agent_password}\n\n"
-                f"[{endpoint}](agent-aor)\n"
-            )
-        return "\n".join(sections)
+    def _endpoint_sections(self) -> str:
+        """The phones' PJSIP sections, with credentials (kept or generated) and the DTLS certificate."""
+        if not self.config.credentials_file:
+            raise ProvisionError("The instance has no SIP credentials file configured (InstanceConfig.credentials_file).")
+        plan = self.sip_endpoints()
+        store = CredentialStore.provision(
+            self.credentials_file, plan, realm=SIP_REALM, sip_domain=SIP_DOMAIN,
+            udp_port=self.config.sip_port, ws_url=self.ws_url,
+        )
+        keys = self.host_path(self.dtls_dir)
+        ensure_dtls_certificate(keys / "dtls.crt", keys / "dtls.key", f"dialer-engine {self.config.name}",
+                                datetime.now(UTC))
+        return pjsip_sections(plan, store.digests(), SIP_REALM)
 
     # -- life cycle ----------------------------------------------------------------------------
     def _asterisk_args(self, *args: str) -> list[str]:
@@ -379,6 +427,14 @@ class AsteriskInstance:
     def start(self, timeout: float = 60.0) -> None:
         """Render the configuration, start Asterisk in the background and wait until ARI answers."""
         if self.pid() is not None and self.ari_answers():
+            if not self.credentials_file.exists():
+                # Rendered by an older version (one shared agent password) or with another
+                # DIALER_STATE_DIR: the phones' credentials are not where this process looks.
+                raise ProvisionError(
+                    f"Asterisk instance {self.config.name} is running without the phones' SIP credentials in "
+                    f"{self.credentials_file}: restart it ('dialer stack down', then 'dialer stack up') to "
+                    "generate them."
+                )
             return
         self.render()
         if self.install.chrooted:

@@ -135,7 +135,7 @@ def agent_phone(asterisk: AsteriskInstance, tmp_path_factory: pytest.TempPathFac
     source = long_tone(tmp_path_factory.getbasetemp() / "agent-tone-long.wav", 600)
 
     def start(endpoint: str) -> Softphone:
-        phone = Softphone(tmp_path_factory.mktemp(endpoint), endpoint, asterisk.config.agent_password,
+        phone = Softphone(tmp_path_factory.mktemp(endpoint), endpoint, asterisk.sip_credentials(endpoint).password,
                           asterisk.config.sip_port, tone=source)
         phones.append(phone)
         phone.start()

@@ -181,7 +181,7 @@ def phone(asterisk: AsteriskInstance, tmp_path_factory: pytest.TempPathFactory) 
 
     def start(endpoint: str, hz: float, auto_answer: bool = True) -> Softphone:
         tone = tone_wav(tmp_path_factory.getbasetemp() / f"tone-{int(hz)}.wav", hz, 180)
-        softphone = Softphone(tmp_path_factory.mktemp(endpoint), endpoint, asterisk.config.agent_password,
+        softphone = Softphone(tmp_path_factory.mktemp(endpoint), endpoint, asterisk.sip_credentials(endpoint).password,
                               asterisk.config.sip_port, auto_answer=auto_answer, tone=tone)
         phones.append(softphone)
         softphone.start()
