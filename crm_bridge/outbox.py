@@ -205,7 +205,10 @@ class Outbox:
         """Open (or create) the SQLite file, take the lock, and start delivering."""
         if self._executor is not None:
             raise OutboxError("outbox already started")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The outbox holds PHI (leads, calls, recordings' rows) until PostgreSQL has them: its
+        # folder is the owner's only (45 CFR 164.312(a)(1), access control).
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.path.parent, 0o700)
         self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -479,6 +482,9 @@ class Outbox:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     def _open_sqlite(self) -> tuple[str, int, int]:
+        # Created 0600 (SQLite gives its -wal and -shm files the database file's mode).
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(self.path, 0o600)
         db = sqlite3.connect(self.path, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit is on disk (WAL fsynced) before put() returns, even if the machine loses power.

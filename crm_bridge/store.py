@@ -338,6 +338,31 @@ class CrmStore:
         )
         return [_call(row) for row in rows]
 
+    async def list_open_monitor_sessions(self, limit: int = 1000) -> list[dict[str, object]]:
+        """Supervisors' sessions not ended (live, or left open by a controller that died)."""
+        rows = await self._pool.fetch(
+            "SELECT * FROM monitor_sessions WHERE state <> 'ended' ORDER BY requested_at LIMIT $1", limit
+        )
+        sessions = [dict(row) for row in rows]
+        for session in sessions:
+            if isinstance(session.get("modes"), str):
+                session["modes"] = json.loads(str(session["modes"]))
+        return sessions
+
+    async def campaign_lead_attempts(self, campaign_id: str, lead_id: str) -> int:
+        """How many times the campaign has dialed the lead (0 when it is not a member)."""
+        attempts = await self._pool.fetchval(
+            "SELECT attempts FROM campaign_leads WHERE campaign_id = $1 AND lead_id = $2", campaign_id, lead_id
+        )
+        return int(attempts or 0)
+
+    async def opted_out_phones(self, *, after: str = "", limit: int = 10000) -> list[str]:
+        """Every opted-out number (distinct, in order), a page at a time after `after`."""
+        rows = await self._pool.fetch(
+            "SELECT DISTINCT phone FROM opt_outs WHERE phone > $1 ORDER BY phone LIMIT $2", after, limit
+        )
+        return [str(row["phone"]) for row in rows]
+
     async def list_dispositions(self, *, call_id: str | None = None, lead_id: str | None = None) -> list[Disposition]:
         rows = await self._pool.fetch(
             "SELECT disposition_id, call_id, lead_id, agent_id, code, notes, callback_at, stage_before, "

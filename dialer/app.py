@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from dialer.api.crm import add_call_routes, add_crm_routes, add_public_routes
-from dialer.api.http import DEPS, WRAP_UPS, ApiDependencies, bearer_auth, errors_as_json
+from dialer.api.http import CALL_CONTROLS, DEPS, WRAP_UPS, ApiDependencies, bearer_auth, errors_as_json
 from dialer.api.openapi import openapi_document as base_document
 from dialer.api.recordings import add_recording_routes, recording_paths
 from dialer.campaign.api import add_campaign_routes
@@ -19,6 +19,7 @@ from dialer.click_to_call.requests import CallService
 from dialer.monitor.api import add_monitor_routes
 from dialer.monitor.openapi import monitor_paths
 from dialer.monitor.runtime import MonitorRuntime
+from dialer.runtime.live import CallControl
 from recordings.reader import RecordingReader
 
 
@@ -43,6 +44,8 @@ def build_app(
     app = web.Application(middlewares=[errors_as_json, bearer_auth], client_max_size=256 * 1024)
     app[DEPS] = deps
     app[WRAP_UPS] = campaigns
+    controls: list[CallControl] = [control for control in (calls, campaigns) if control is not None]
+    app[CALL_CONTROLS] = controls
     add_public_routes(app)
     app.router.add_get("/v1/openapi.json", openapi)
     add_crm_routes(app)

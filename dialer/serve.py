@@ -15,12 +15,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from compliance_rules.audit import AuditSink, CoalescingAuditSink
 from compliance_rules.gate import ComplianceGate
@@ -48,6 +49,8 @@ from dialer.runtime.agent_events import AgentEventHub
 from dialer.runtime.gate import OutboxAuditSink, gate_options
 from dialer.runtime.ids import agent_states_key
 from dialer.runtime.optout import OptOuts
+from dialer.runtime.outage import Outage
+from dialer.runtime.reconcile import close_open_calls, restore_opt_outs
 from dialer.runtime.recording import RecordingArchiver
 from dialer.runtime.services import CallServices
 from dialer.runtime.slice import RuntimeSlice
@@ -100,6 +103,34 @@ def _collect(
             status.abandon_rate, campaign=campaign_id
         )
         set_all(agents, {state: float(count) for state, count in status.agents.items()}, "state", campaign=campaign_id)
+
+
+RECONCILE_RETRY_SECONDS = 5.0
+
+
+async def _reconcile_rows(
+    store: CrmStore, outbox: Outbox, dnc: DncStore, campaigns: CampaignRuntime, monitors: MonitorRuntime,
+    started_at: datetime,
+) -> None:
+    """What a dead controller left open in the CRM is closed, and the Redis opt-out list is
+    rebuilt from the CRM's opt-outs; retried until PostgreSQL (and Redis) answer, so the dialer
+    starts and takes calls meanwhile (its writes wait in the outbox)."""
+    outage = Outage("start_reconciliation_waiting")
+    while True:
+        try:
+            closed = await close_open_calls(store, outbox, before=started_at)
+            leads = await campaigns.follow_up_closed_calls(closed)
+            sessions = await monitors.close_left_open(started_at)
+            restored = await restore_opt_outs(store, dnc)
+        except (DatabaseUnavailable, ConnectionError, OSError, TimeoutError, RedisError) as error:
+            outage.failed(log, error)
+            await asyncio.sleep(RECONCILE_RETRY_SECONDS)
+            continue
+        outage.recovered(log)
+        if closed or sessions:
+            log.warning("open_rows_closed_at_start", calls=len(closed), campaign_leads=leads, monitor_sessions=sessions)
+        log.info("opt_outs_restored", numbers=restored)
+        return
 
 
 class StartupError(Exception):
@@ -165,6 +196,7 @@ async def dialer_services(
     campaign_overrides: Mapping[str, object] | None = None,
     monitor_overrides: Mapping[str, object] | None = None,
 ) -> AsyncIterator[DialerServices]:
+    started_at = datetime.now(UTC)
     store = await _migrated_store(settings.pg_dsn)
     redis = aioredis.from_url(settings.redis_url)
     try:
@@ -230,10 +262,9 @@ async def dialer_services(
                             f"Asterisk's ARI at {settings.ari_url} does not answer: start it "
                             "('dialer asterisk start') or set DIALER_ARI_PORT."
                         ) from None
-                    with contextlib.suppress(Exception):
-                        closed = await calls.close_abandoned_rows()
-                        if closed:
-                            log.warning("open_calls_closed_at_start", count=closed)
+                    reconcile_task = tasks.create_task(
+                        _reconcile_rows(store, outbox, dnc, campaigns, monitors, started_at), name="reconcile-rows"
+                    )
                     app = build_app(
                         ApiDependencies(store=store, records=outbox, dnc=dnc, agent_events=agent_events,
                                         metrics=metrics),
@@ -252,6 +283,7 @@ async def dialer_services(
                         stream_task.cancel()
                         await snapshots.drain(drain_seconds)
                         snapshot_task.cancel()
+                        reconcile_task.cancel()
             await outbox.flush(drain_seconds)
     finally:
         await redis.aclose()

@@ -16,6 +16,7 @@ from crm_bridge.records import InvalidRecord
 from crm_bridge.store import Call, TokenRole
 from dialer.api.http import (
     ALL_ROLES,
+    CALL_CONTROLS,
     DEPS,
     TOKEN,
     WRAP_UPS,
@@ -29,6 +30,7 @@ from dialer.api.http import (
     timestamp,
 )
 from dialer.runtime.ids import Prefix, new_id
+from dialer.runtime.live import HangupBy
 
 
 def call_json(call: Call) -> dict[str, object]:
@@ -114,6 +116,25 @@ async def post_disposition(request: web.Request) -> web.Response:
 
 
 @allow(*ALL_ROLES)
+async def post_hangup(request: web.Request) -> web.Response:
+    """End a live call, whichever kind it is (click-to-call or campaign); agents only their own."""
+    controls = request.app.get(CALL_CONTROLS) or []
+    token = request[TOKEN]
+    call_id = request.match_info["call_id"]
+    call = await request.app[DEPS].store.get_call(call_id)
+    live = next((control for control in controls if control.call_status(call_id) is not None), None)
+    owner = call.agent_id if call is not None else None
+    if (call is None and live is None) or (token.role is TokenRole.AGENT and owner != token.agent_id):
+        raise ApiError(404, "call_not_found", "no such call")
+    if not controls:
+        raise ApiError(503, "controller_unavailable", "this API runs without the call runtimes")
+    by = {TokenRole.AGENT: HangupBy.AGENT, TokenRole.SUPERVISOR: HangupBy.SUPERVISOR}.get(token.role, HangupBy.API)
+    if live is None or not await live.hangup(call_id, by):
+        raise ApiError(409, "call_not_active", "the call has already ended")
+    return web.json_response({"call_id": call_id, "status": "ending"}, status=202)
+
+
+@allow(*ALL_ROLES)
 async def post_opt_out(request: web.Request) -> web.Response:
     """`POST /v1/opt-outs {"phone", "source", "lead_id"}`: effective for the very next decision."""
     body = await json_object(request)
@@ -124,8 +145,8 @@ async def post_opt_out(request: web.Request) -> web.Response:
         result = await request.app[DEPS].opt_outs.record(body.get("phone"), body.get("source"), lead_id=lead_id)
     except OptOutError as error:
         raise ApiError(422, "invalid_field", str(error), field=error.field, reason=error.reason) from None
-    except (InvalidRecord, ApiError):
-        raise
+    except InvalidRecord as error:  # refused before anything was written (the CRM record comes first)
+        raise ApiError(422, "invalid_field", str(error), field=error.field or "body") from None
     except Exception as error:  # the outbox or Redis failed: the client must retry
         raise ApiError(503, "opt_out_unavailable", f"the opt-out could not be stored; retry ({error!r})") from None
     return web.json_response(result.to_json(), status=201)
@@ -176,4 +197,5 @@ def add_crm_routes(app: web.Application) -> None:
 def add_call_routes(app: web.Application) -> None:
     app.router.add_get("/v1/calls/{call_id}", get_call)
     app.router.add_post("/v1/calls/{call_id}/disposition", post_disposition)
+    app.router.add_post("/v1/calls/{call_id}/hangup", post_hangup)
     app.router.add_get("/v1/agents/{agent_id}/events", agent_events)

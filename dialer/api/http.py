@@ -25,6 +25,7 @@ from crm_bridge.store import ApiToken, CrmStore, TokenRole
 from dialer.metrics import Metrics
 from dialer.runtime.agent_events import AgentEventHub
 from dialer.runtime.errors import Refused
+from dialer.runtime.live import CallControl
 from dialer.runtime.optout import OptOuts
 
 log = structlog.get_logger(__name__)
@@ -78,6 +79,8 @@ def refused(error: Refused) -> ApiError:
 
 DEPS: web.AppKey[ApiDependencies] = web.AppKey("deps", ApiDependencies)
 WRAP_UPS: web.AppKey[WrapUps | None] = web.AppKey("wrap_ups", WrapUps)
+# The slices whose calls `POST /v1/calls/{id}/hangup` can end.
+CALL_CONTROLS: web.AppKey[list[CallControl]] = web.AppKey("call_controls", list)
 TOKEN: web.RequestKey[ApiToken] = web.RequestKey("token", ApiToken)
 # /metrics carries aggregates only (no PHI), for a Prometheus server on the same network.
 PUBLIC_PATHS = frozenset({"/v1/health", "/v1/openapi.json", "/metrics"})

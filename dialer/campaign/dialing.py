@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -21,11 +22,14 @@ from pathlib import Path
 from typing import Protocol
 
 import structlog
+from redis.exceptions import RedisError
 
 from compliance_rules.model import ReasonCode
 from compliance_rules.policy import CampaignPolicy
 from compliance_rules.telemarketing import MIN_RING_SECONDS
+from crm_bridge.backoff import Backoff
 from crm_bridge.kinds import RecordKind
+from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import Campaign, CampaignLead, Lead
 from dialer.campaign.agent import AgentState
 from dialer.campaign.agents import AgentFloor
@@ -48,9 +52,16 @@ from dialer.pacing import (
 from dialer.runtime.causes import utc
 from dialer.runtime.gate import contact_request, decide_at_dial, policy_for_campaign
 from dialer.runtime.ids import Prefix, new_id
+from dialer.runtime.outage import Outage
 from dialer.runtime.services import CallServices
 
 log = structlog.get_logger(__name__)
+
+# A lead the gate could not decide on (not a verdict) is tried again after this backoff.
+GATE_RETRY = Backoff(initial=2.0, maximum=60.0)
+# What an unreachable PostgreSQL or Redis raises: an outage, not a bug.
+_OUTAGES = (DatabaseUnavailable, ConnectionError, OSError, TimeoutError, RedisError)
+
 
 # Gate reasons that will not change by waiting: the lead's run in the campaign ends.
 PERMANENT_BLOCKS = frozenset(
@@ -175,6 +186,8 @@ class CampaignRunner:
         self._refill_at = 0.0
         self.wake = asyncio.Event()
         self.log = log.bind(campaign_id=self.campaign_id)
+        self._undecided = 0  # gate decisions in a row that could not decide
+        self._outage = Outage("campaign_store_unreachable")
 
     @property
     def policy(self) -> CampaignPolicy:
@@ -186,6 +199,10 @@ class CampaignRunner:
             while self.running:
                 try:
                     await self._tick()
+                    self._outage.recovered(self.log)
+                except _OUTAGES as error:
+                    # PostgreSQL or Redis out of reach: said once per outage, not every tick.
+                    self._outage.failed(self.log, error)
                 except Exception:
                     self.log.exception("campaign_tick_failed")
                 # The pacing tick; a speed-to-lead lead, a newly ready agent or a call's end wakes it early.
@@ -228,8 +245,15 @@ class CampaignRunner:
     async def _tick(self) -> None:
         now = time.time()
         if now - self._tally_at >= self.settings.tally_refresh_seconds:
-            await self.refresh_tally()
+            try:
+                await self.refresh_tally()
+            except _OUTAGES as error:
+                # The pacer goes on with the tally it has (read a moment ago); the leads already
+                # in the hopper are dialed, each still checked by the gate.
+                self._outage.failed(self.log, error)
+                self._tally_at = now
         if len(self.hopper) < self.hopper.target_size // 2 and now >= self._refill_at:
+            self._refill_at = now + 3.0
             added = await self.refill(now)
             self._refill_at = now + (1.0 if added else 3.0)
         snapshot = self.snapshot(now)
@@ -263,6 +287,7 @@ class CampaignRunner:
         for candidate, decision in zip(candidates, decisions, strict=True):
             entry = self._entry(candidate)
             if decision.allowed:
+                self._undecided = 0
                 allowed.append(entry)
             else:
                 await self._blocked(entry, decision.codes, now)
@@ -277,6 +302,12 @@ class CampaignRunner:
     async def _blocked(self, entry: HopperEntry[Lead], codes: Sequence[ReasonCode], now: float) -> None:
         for code in codes:
             self.blocked[code.value] += 1
+        if set(codes) == {ReasonCode.GATE_UNAVAILABLE}:
+            # Not a verdict on the lead (Redis slow or down): try again soon, backing off while
+            # the gate stays undecided, instead of the long cool-down of a real block.
+            self._undecided += 1
+            self.hopper.put_back(entry, now + GATE_RETRY.delay(self._undecided, random.random))
+            return
         if any(code in PERMANENT_BLOCKS for code in codes):
             self.hopper.put_back(entry, None)
             await self.services.records.put(RecordKind.CAMPAIGN_LEAD, campaign_lead_record(
@@ -344,8 +375,8 @@ class CampaignRunner:
         await self.host.originate(self, entry, request)
 
     async def call_finished(self, entry: HopperEntry[Lead], record: CampaignCallRecord) -> None:
-        """Count a call's outcome and decide the lead's next attempt."""
-        self.calls.pop(record.call_id, None)
+        """Count a call's outcome and decide the lead's next attempt (the call stays among the
+        campaign's calls until its runner is done: its recording archived)."""
         outcome = record.outcome.value if record.outcome else "failed"
         if record.inbound:
             self.counters[f"inbound_{outcome}"] += 1

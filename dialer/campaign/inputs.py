@@ -86,9 +86,17 @@ class Stop:
     """The campaign is stopping: end the call if it has no person on it yet."""
 
 
+@dataclass(frozen=True)
+class HangupRequested:
+    """Someone with the right asked to end the call (`POST /v1/calls/{id}/hangup`): `by` names
+    who (agent, supervisor, api)."""
+
+    by: str
+
+
 CallInput = (
     Dial | Originated | OriginateFailed | LeadAnswered | AmdDecided | BridgeReady | BridgeFailed | AgentAssigned
-    | AgentJoined | AgentLeft | PlaybackDone | DtmfReceived | LeadGone | Stop | InboundAnswered
+    | AgentJoined | AgentLeft | PlaybackDone | DtmfReceived | LeadGone | Stop | HangupRequested | InboundAnswered
 )
 
 

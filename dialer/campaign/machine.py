@@ -49,6 +49,7 @@ from dialer.campaign.inputs import (
     CallInput,
     Dial,
     DtmfReceived,
+    HangupRequested,
     InboundAnswered,
     LeadAnswered,
     LeadGone,
@@ -262,7 +263,23 @@ class CampaignCall:
                 # handling), or hanging up would abandon that person (47 CFR 64.1200(a)(7)).
                 self._update(cause_text="campaign stopped")
                 return self._hang_up(now, CallOutcome.CANCELED)
+            case HangupRequested(by=by) if state is not CampaignCallState.ENDING:
+                self._update(cause_text=f"hung up by the {by}")
+                return self._hang_up(now, self._requested_end_outcome())
         return []
+
+    def _requested_end_outcome(self) -> CallOutcome:
+        """How a call ended on request ends, by where it was: a person waiting for an agent or
+        hearing the safe-harbor message is abandoned (47 CFR 64.1200(a)(7)); a bridged call was
+        answered; a machine is a machine; a dial not yet judged by AMD is canceled."""
+        match self.state:
+            case CampaignCallState.BRIDGED:
+                return CallOutcome.ANSWERED
+            case CampaignCallState.MACHINE:
+                return CallOutcome.MACHINE
+            case CampaignCallState.WAITING_AGENT | CampaignCallState.CONNECTING | CampaignCallState.SAFE_HARBOR:
+                return CallOutcome.ABANDONED
+        return CallOutcome.CANCELED
 
     def _amd(self, status: str, cause: str, now: float) -> list[CallAction]:
         request = self.request

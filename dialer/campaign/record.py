@@ -94,6 +94,7 @@ class CampaignCallRecord:
             "talk_seconds": None if self.bridged_at is None or end is None else end - self.bridged_at,
             "total_seconds": None if end is None else end - self.requested_at,
             "compliance_decision_id": self.decision_id or None,
+            "recording_id": self.recording,
             "amd_result": self.amd_result,
             "amd_cause": self.amd_cause,
             "greeting_ended_at": None if self.greeting_ended_at is None else utc(self.greeting_ended_at),

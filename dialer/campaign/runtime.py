@@ -28,7 +28,7 @@ from compliance_rules.numbers import parse_number
 from compliance_rules.optout import OptOutSource
 from crm_bridge.dispositions import PipelineStage
 from crm_bridge.kinds import RecordKind
-from crm_bridge.store import Campaign, Lead
+from crm_bridge.store import Call, Campaign, Lead
 from dialer.ari.errors import AriError, NotFound
 from dialer.ari.events import Snapshot
 from dialer.ari.models import (
@@ -44,8 +44,14 @@ from dialer.campaign import actions as a
 from dialer.campaign import inputs as i
 from dialer.campaign.agent import AgentSession, AgentSnapshot, AgentState
 from dialer.campaign.agents import AgentFloor, AgentRunner, StateStore
-from dialer.campaign.dialing import CampaignRunner, CampaignSettings, CampaignStatus, pacer_for
-from dialer.campaign.hopper import HopperEntry
+from dialer.campaign.dialing import (
+    CampaignRunner,
+    CampaignSettings,
+    CampaignStatus,
+    campaign_lead_record,
+    pacer_for,
+)
+from dialer.campaign.hopper import HopperEntry, after_attempt
 from dialer.campaign.machine import CampaignCall, CampaignCallRequest
 from dialer.campaign.record import CampaignCallRecord, CampaignCallState
 from dialer.pacing import Pacer, PacingEvent
@@ -53,7 +59,8 @@ from dialer.runtime.agents import active_agent, agent_endpoint
 from dialer.runtime.causes import sip_code, utc
 from dialer.runtime.errors import Refused
 from dialer.runtime.ids import Prefix, new_id
-from dialer.runtime.live import LiveCall
+from dialer.runtime.live import HangupBy, LiveCall
+from dialer.runtime.reconcile import RESTARTED, closed_outcome
 from dialer.runtime.runner import MachineRunner, RunnerHost
 from dialer.runtime.screen_pop import screen_pop
 from dialer.runtime.services import CallServices
@@ -427,6 +434,18 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         agent = self.agents.get(agent_id)
         return None if agent is None else agent.session.snapshot
 
+    # -- CallControl -----------------------------------------------------------------------------
+    def call_status(self, call_id: str) -> str | None:
+        runner = self.runners.get(call_id)
+        return None if runner is None else runner.state.value
+
+    async def hangup(self, call_id: str, by: HangupBy) -> bool:
+        runner = self.runners.get(call_id)
+        if runner is None or runner.state in (CampaignCallState.ENDING, CampaignCallState.ENDED):
+            return False
+        runner.feed(i.HangupRequested(by=by.value))
+        return True
+
     def queue_position(self, call: CampaignCallRunner) -> int | None:
         """1-based place of a waiting inbound caller among the inbound callers ahead of it."""
         return self.floor.queue_position(call)
@@ -588,6 +607,24 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         runner = self._start_call(campaign, HopperEntry(lead.lead_id, request.phone, 0, lead), machine, [channel.id])
         await self.ari.answer(channel.id)
         runner.feed(i.InboundAnswered())
+
+    async def follow_up_closed_calls(self, closed: list[Call]) -> int:
+        """Campaign calls a dead controller left open (closed at start): their leads get the
+        outcome and the next attempt the retry rules give, instead of being redialed at once."""
+        now = datetime.now(UTC)
+        followed = 0
+        for call in closed:
+            if not (call.campaign_id and call.lead_id and call.call_id.startswith(Prefix.CAMPAIGN_CALL.value)):
+                continue
+            outcome = closed_outcome(call)
+            attempts = max(1, await self.services.store.campaign_lead_attempts(call.campaign_id, call.lead_id))
+            decision = after_attempt(outcome, attempts, now.timestamp())
+            await self.services.records.put(RecordKind.CAMPAIGN_LEAD, campaign_lead_record(
+                call.campaign_id, call.lead_id, last_outcome=outcome, last_call_id=call.call_id,
+                next_attempt_at=None if decision.next_attempt_at is None else utc(decision.next_attempt_at),
+                done=decision.done, done_reason=RESTARTED if decision.done else None))
+            followed += 1
+        return followed
 
     # -- Asterisk connection -------------------------------------------------------------------
     async def on_connected(self, generation: int, snapshot: Snapshot) -> None:

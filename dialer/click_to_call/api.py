@@ -1,5 +1,5 @@
-"""HTTP routes of click-to-call: `POST /v1/calls` (place a call, idempotent with an
-`Idempotency-Key`) and `POST /v1/calls/{call_id}/hangup`."""
+"""HTTP route of click-to-call: `POST /v1/calls` (place a call, idempotent with an
+`Idempotency-Key`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from aiohttp import web
 from compliance_rules.numbers import parse_number
 from crm_bridge.store import CrmStore, TokenRole
 from dialer.api.http import ALL_ROLES, DEPS, TOKEN, ApiError, allow, json_object, optional_text, service
-from dialer.click_to_call.inputs import HangupBy
 from dialer.click_to_call.requests import CallService, DialRequest
 from dialer.runtime.errors import ComplianceBlocked
 from dialer.runtime.ids import Prefix, new_id
@@ -74,23 +73,6 @@ async def _stored_status(store: CrmStore, call_id: str) -> str:
     return "ended" if call.ended_at is not None else "in_progress"
 
 
-@allow(*ALL_ROLES)
-async def post_hangup(request: web.Request) -> web.Response:
-    calls = _calls(request)
-    token = request[TOKEN]
-    call_id = request.match_info["call_id"]
-    call = await request.app[DEPS].store.get_call(call_id)
-    live = calls.call_status(call_id)
-    owner = call.agent_id if call is not None else None
-    if (call is None and live is None) or (token.role is TokenRole.AGENT and owner != token.agent_id):
-        raise ApiError(404, "call_not_found", "no such call")
-    by = {TokenRole.AGENT: HangupBy.AGENT, TokenRole.SUPERVISOR: HangupBy.SUPERVISOR}.get(token.role, HangupBy.API)
-    if not await calls.hangup(call_id, by):
-        raise ApiError(409, "call_not_active", "the call has already ended")
-    return web.json_response({"call_id": call_id, "status": "ending"}, status=202)
-
-
 def add_click_to_call_routes(app: web.Application, calls: CallService | None) -> None:
     app[CALLS] = calls
     app.router.add_post("/v1/calls", post_call)
-    app.router.add_post("/v1/calls/{call_id}/hangup", post_hangup)

@@ -12,24 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from dialer.runtime.live import HangupBy
+
 
 class Leg(StrEnum):
     """The two channels of a click-to-call call."""
 
     AGENT = "agent"
     LEAD = "lead"
-
-
-class HangupBy(StrEnum):
-    """Who asked the dialer to end a call (`HangupRequested.by`)."""
-
-    API = "api"
-    """The CRM, through the HTTP API."""
-    AGENT = "agent"
-    """The agent, from the browser console."""
-    SUPERVISOR = "supervisor"
-    SYSTEM = "system"
-    """The dialer itself (shutdown, a failed bridge operation)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from dialer.click_to_call.inputs import HangupBy
+from dialer.runtime.live import HangupBy
 
 
 @dataclass(frozen=True)

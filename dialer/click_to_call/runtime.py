@@ -14,7 +14,6 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Protocol
 
 import structlog
@@ -52,7 +51,7 @@ from dialer.click_to_call.actions import (
     StartRecording,
     StopRecording,
 )
-from dialer.click_to_call.inputs import CallInput, HangupBy, Leg
+from dialer.click_to_call.inputs import CallInput, Leg
 from dialer.click_to_call.machine import CallMachine, CallRequest, CallTimeouts
 from dialer.click_to_call.record import CallRecord, CallState
 from dialer.click_to_call.requests import DialRequest, PlacedCall
@@ -62,7 +61,7 @@ from dialer.runtime.causes import sip_code
 from dialer.runtime.errors import BlockedReason, ComplianceBlocked, Refused
 from dialer.runtime.gate import contact_request, decide_at_dial, policy_for_campaign
 from dialer.runtime.ids import Prefix, new_id
-from dialer.runtime.live import LiveCall
+from dialer.runtime.live import HangupBy, LiveCall
 from dialer.runtime.runner import MachineRunner, RunnerHost
 from dialer.runtime.screen_pop import lead_name, screen_pop
 from dialer.runtime.services import CallServices
@@ -70,9 +69,6 @@ from dialer.runtime.slice import CallSlice
 
 log = structlog.get_logger(__name__)
 
-# A reconciliation snapshot must outrank every snapshot the dead controller may still have in
-# its outbox, whose versions are small counters.
-RECONCILED_VERSION_BASE = 10**12
 STASIS_ENTRY_TIMEOUT = 5.0
 
 
@@ -391,38 +387,3 @@ class ClickToCallRuntime(CallSlice[ClickToCallRunner]):
         live = frozenset(channel.id for channel in snapshot.channels)
         for runner in list(self.runners.values()):
             runner.reconcile(generation, inputs.AsteriskReconciled(live_channel_ids=live))
-
-    async def close_abandoned_rows(self) -> int:
-        """Calls a dead controller left open in the CRM are closed with an outcome (once)."""
-        now = datetime.now(UTC)
-        closed = 0
-        for call in await self.services.store.list_open_calls():
-            if call.call_id in self.runners:
-                continue
-            record = {
-                "call_id": call.call_id,
-                "version": RECONCILED_VERSION_BASE + int(time.time() * 1000),
-                "direction": call.direction.value,
-                "lead_id": call.lead_id,
-                "agent_id": call.agent_id,
-                "campaign_id": call.campaign_id,
-                "lead_number": call.lead_number,
-                "agent_endpoint": call.agent_endpoint,
-                "caller_id": call.caller_id,
-                "requested_at": call.requested_at,
-                "agent_answered_at": call.agent_answered_at,
-                "lead_ringing_at": call.lead_ringing_at,
-                "lead_answered_at": call.lead_answered_at,
-                "bridged_at": call.bridged_at,
-                "ended_at": now,
-                "outcome": "answered" if call.bridged_at else "failed",
-                "hangup_cause_text": "controller restarted during the call",
-                "total_seconds": (now - call.requested_at).total_seconds(),
-                "talk_seconds": (now - call.bridged_at).total_seconds() if call.bridged_at else None,
-                "recording_id": call.recording_id,
-                "compliance_decision_id": call.compliance_decision_id,
-            }
-            await self.services.records.put(RecordKind.CALL, record)
-            closed += 1
-        return closed
-

@@ -35,11 +35,12 @@ from compliance_rules.importer import (
 )
 from compliance_rules.model import ContactRequest, DialMode
 from compliance_rules.numbers import NumberInfo, parse_number
-from compliance_rules.optout import OptOutError, OptOutSource, opt_out
+from compliance_rules.optout import OptOutError, OptOutSource
 from compliance_rules.policy import CampaignPolicy, PolicyError, load_policy
 from compliance_rules.ruleset import RuleBook, RuleDataError, load_rulebook
 from compliance_rules.store import DncStore, ListNameError, check_list_name
 from dialer.cli import UserError
+from dialer.runtime.optout import OptOuts
 from dialer.settings import Settings, from_environment
 
 T = TypeVar("T")
@@ -263,15 +264,22 @@ def run_single(args: argparse.Namespace) -> int:
 def run_opt_out(args: argparse.Namespace) -> int:
     settings = from_environment()
 
-    async def work(store: DncStore) -> str:
-        result = await opt_out(store, args.number, args.source)
-        return result.phone
+    async def work(store: DncStore) -> tuple[str, bool]:
+        # The one opt-out path (dialer.runtime.optout): the CRM's record first, durable in an
+        # outbox of the CLI's own (delivered now, or by the next CLI run that opens it when
+        # PostgreSQL is down), then the Redis list every gate reads.
+        from crm_bridge.outbox import Outbox
+
+        async with Outbox(settings.state_dir, settings.pg_dsn, name="cli", connect_timeout=2.0) as outbox:
+            result = await OptOuts(store, outbox).record(args.number, args.source)
+            delivered = await outbox.flush(3.0)
+        return result.phone, delivered
 
     try:
-        phone = _run(settings, work)
+        phone, delivered = _run(settings, work)
     except OptOutError as error:
         raise UserError(str(error)) from None
-    print(f"{phone} opted out")
+    print(f"{phone} opted out" + ("" if delivered else " (the CRM record waits locally until PostgreSQL answers)"))
     return 0
 
 

@@ -31,6 +31,7 @@ class EndReason(StrEnum):
     SETUP_FAILED = "setup_failed"  # Asterisk refused a snoop or bridge step
     ASTERISK_LOST = "asterisk_lost"
     SHUTDOWN = "shutdown"
+    CONTROLLER_RESTARTED = "controller_restarted"  # open when the controller died; closed at its restart
 
 
 def _utc(epoch: float | None) -> datetime | None:

@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 import structlog
@@ -34,6 +35,7 @@ from dialer.runtime import callerid
 from dialer.runtime.errors import Refused
 from dialer.runtime.ids import Prefix, new_id
 from dialer.runtime.live import LiveCall, LiveCallSource
+from dialer.runtime.reconcile import RESTARTED, reconciled_version
 from dialer.runtime.runner import MachineRunner, RunnerHost
 from dialer.runtime.services import CallServices
 from dialer.runtime.slice import RuntimeSlice
@@ -274,6 +276,24 @@ class MonitorRuntime(RuntimeSlice[MonitorRunner]):
         """A drain ends every monitor (the supervisors' legs hung up, snoops and bridges gone)."""
         for runner in list(self.runners.values()):
             runner.feed(i.Stop(EndReason.SHUTDOWN))
+
+    async def close_left_open(self, before: datetime) -> int:
+        """Sessions a dead controller left open in the CRM (requested `before` this controller
+        started; its supervisor's leg and snoops were hung up by the orphan sweep): closed with
+        why, once."""
+        closed = 0
+        for session in await self.services.store.list_open_monitor_sessions():
+            requested_at = session["requested_at"]
+            if not isinstance(requested_at, datetime) or requested_at >= before:
+                continue
+            record = {key: session[key] for key in (
+                "monitor_id", "call_id", "call_kind", "agent_id", "campaign_id", "supervisor_endpoint",
+                "requested_by", "mode", "modes", "requested_at", "answered_at", "supervisor_cause")}
+            record.update(version=reconciled_version(), state=MonitorState.ENDED.value, ended_at=datetime.now(UTC),
+                          end_reason=EndReason.CONTROLLER_RESTARTED.value, end_detail=RESTARTED)
+            await self.services.records.put(RecordKind.MONITOR_SESSION, record)
+            closed += 1
+        return closed
 
     async def reconcile(self, generation: int, snapshot: Snapshot) -> None:
         """End monitors whose supervisor leg vanished while Asterisk was out of reach."""

@@ -157,10 +157,11 @@ class CredentialStore:
             password = kept.password if kept is not None else generate()
             entries[endpoint.name] = StoredCredential(endpoint.role, endpoint.kind, password)
         store = cls(path, realm, sip_domain, udp_port, ws_url, entries)
-        store._write()
+        store.write()
         return store
 
-    def _write(self) -> None:
+    def write(self) -> None:
+        """Write the credentials file (0600) atomically."""
         data = {
             "version": FORMAT_VERSION,
             "realm": self.realm,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Protocol
 
 
@@ -36,6 +37,18 @@ class LiveCall:
         }
 
 
+class HangupBy(StrEnum):
+    """Who asked the dialer to end a call (`HangupRequested.by`)."""
+
+    API = "api"
+    """The CRM, through the HTTP API."""
+    AGENT = "agent"
+    """The agent, from the browser console."""
+    SUPERVISOR = "supervisor"
+    SYSTEM = "system"
+    """The dialer itself (shutdown, a failed bridge operation)."""
+
+
 class LiveCallSource(Protocol):
     """A runtime that runs calls (the click-to-call controller, the campaign runtime)."""
 
@@ -44,3 +57,15 @@ class LiveCallSource(Protocol):
     def live_calls(self) -> list[LiveCall]: ...
 
     def live_call(self, call_id: str) -> LiveCall | None: ...
+
+
+class CallControl(Protocol):
+    """A slice whose calls can be ended on request (`POST /v1/calls/{id}/hangup`)."""
+
+    def call_status(self, call_id: str) -> str | None:
+        """The live call's state, or None when this slice does not run it."""
+        ...
+
+    async def hangup(self, call_id: str, by: HangupBy) -> bool:
+        """End the call; False when it is already ending or not this slice's."""
+        ...

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from typing import Any
 
 import pytest
@@ -124,7 +125,8 @@ async def test_a_web_lead_is_dialed_at_once_in_predictive_mode_with_an_agent_rea
     await runtime.start_campaign(campaign_id, pacer=_Never())
     runner = runtime.campaigns[campaign_id]
     response = await floor.client.post("/v1/leads", headers=floor.auth(), json={
-        "first_name": "Web", "last_name": "Lead", "phone": "+12123013000", "source": "web_form",
+        "first_name": "Web", "last_name": "Lead", "phone": f"+1212{700 + uuid.uuid4().int % 200}3000",
+        "source": "web_form",
         "campaign_id": campaign_id, "state": "NY"})
     body = await response.json()
     assert response.status == 201 and body["speed_to_lead"], body
@@ -161,6 +163,36 @@ async def test_a_disposition_puts_the_agent_back_to_ready_at_once(floor: Floor) 
     # Ready at once (the wrap-up timer had two minutes to run).
     state = runtime.agent_state(agent_id)
     assert state is not None and state.state is AgentState.READY
+    await runtime.logout(agent_id)
+    await floor.wait_for(lambda: not runtime.agents, 15, "agent logged out")
+    await floor.nothing_left("ags-", "cmp-")
+
+
+@pytest.mark.timeout(90)
+async def test_a_campaign_call_is_hung_up_through_the_api(floor: Floor) -> None:
+    runtime = floor.campaigns
+    campaign_id = await floor.campaign(dial_mode="progressive")
+    talker = "+12122040100"  # a person who answers after 1 s and talks until the caller hangs up
+    await floor.leads(campaign_id, [talker], state="NY", zip="10001")
+    agent_id = await floor.agent("Local/sim24@agent-sim")
+    await runtime.login(agent_id, [campaign_id])
+    await floor.wait_for(lambda: (s := runtime.agent_state(agent_id)) is not None and s.state is AgentState.READY,
+                         20, "agent ready")
+    await runtime.start_campaign(campaign_id)
+    await floor.wait_for(lambda: any(c.state is CampaignCallState.BRIDGED for c in runtime.calls.values()),
+                         40, "the person connected to the agent")
+    (call_id,) = list(runtime.calls)
+    supervisor = await floor.token(TokenRole.SUPERVISOR)
+    response = await floor.client.post(f"/v1/calls/{call_id}/hangup", headers=floor.auth(supervisor))
+    assert response.status == 202, await response.text()
+    await floor.wait_for(lambda: not runtime.calls, 20, "the call over")
+    again = await floor.client.post(f"/v1/calls/{call_id}/hangup", headers=floor.auth(supervisor))
+    assert again.status == 409 and (await again.json())["error"] == "call_not_active"
+    await runtime.stop_campaign(campaign_id)
+    await floor.services.outbox.flush(20)
+    (row,) = await floor.fetch("SELECT outcome, hangup_cause_text, bridged_at FROM calls WHERE call_id = $1", call_id)
+    assert (row["outcome"], row["hangup_cause_text"]) == ("answered", "hung up by the supervisor")
+    assert row["bridged_at"] is not None
     await runtime.logout(agent_id)
     await floor.wait_for(lambda: not runtime.agents, 15, "agent logged out")
     await floor.nothing_left("ags-", "cmp-")

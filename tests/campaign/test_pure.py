@@ -316,3 +316,21 @@ def test_a_disposition_ends_wrap_up_at_once() -> None:
     assert agent.disposed(T0 + 61).state is AgentState.READY  # not at the 30-s timer
     with pytest.raises(InvalidStateError):
         agent.disposed(T0 + 62)
+
+
+@pytest.mark.parametrize(("steps", "outcome"), [
+    ([], "canceled"),  # still dialing
+    ([cc.LeadAnswered()], "canceled"),  # in AMD: nobody judged to be there yet
+    ([cc.LeadAnswered(), cc.AmdDecided("HUMAN", "HUMAN-500-800")], "abandoned"),  # a person waiting for an agent
+    ([cc.LeadAnswered(), cc.AmdDecided("MACHINE", "LONGGREETING")], "machine"),
+])
+def test_a_hangup_on_request_ends_the_call_with_what_it_was(steps: list[cc.CallInput], outcome: str) -> None:
+    call = _call()
+    for n, step in enumerate(steps):
+        call.handle(step, T0 + 1 + n)
+    actions = call.handle(cc.HangupRequested(by="supervisor"), T0 + 5)
+    assert "HangupLead" in _kinds(actions) and call.state is cc.CampaignCallState.ENDING
+    call.handle(cc.LeadGone(cause=16), T0 + 6)
+    assert call.record.outcome is not None and call.record.outcome.value == outcome
+    assert call.record.cause_text == "hung up by the supervisor"
+    assert call.handle(cc.HangupRequested(by="agent"), T0 + 7) == []  # over: nothing more

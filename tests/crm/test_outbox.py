@@ -274,3 +274,12 @@ async def test_applied_marks_are_pruned_once_delivered_locally(tmp_path: Path, m
     assert await _count(migrated_scratch_dsn, "SELECT count(*) FROM opt_outs") == 51
     # Only the last batch's marks remain: they are pruned with the next batch.
     assert await _count(migrated_scratch_dsn, "SELECT count(*) FROM outbox_applied") == 1
+
+
+async def test_the_outbox_keeps_its_phi_to_its_owner(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    async with Outbox(state, UNREACHABLE, backoff=FAST) as outbox:
+        await outbox.put("opt_out", factories.opt_out())
+        files = [path for path in state.iterdir() if path.is_file()]
+        assert files and all(path.stat().st_mode & 0o777 == 0o600 for path in files), files
+    assert state.stat().st_mode & 0o777 == 0o700
