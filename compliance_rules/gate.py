@@ -60,6 +60,7 @@ class ComplianceGate:
         self.options = options or GateOptions()
         self.redis_budget = redis_budget
         self.clock = clock
+        self._failures = 0  # batches in a row that could not be decided
 
     async def decide(
         self, request: ContactRequest, policy: CampaignPolicy, now: datetime | None = None, *, reserve_attempt: bool = False
@@ -86,9 +87,16 @@ class ComplianceGate:
         try:
             decisions = await self._decide(requests, policy, now, ids, reserve_attempts)
         except Exception as error:  # fail closed on anything, including bugs
-            log.error("compliance_gate_failed", error=repr(error), batch=len(requests))
+            # Said once per outage (a campaign asks many times a second), with how many failed.
+            self._failures += 1
+            if self._failures == 1:
+                log.error("compliance_gate_failed", error=repr(error), batch=len(requests))
             why = "Redis did not answer within the budget" if isinstance(error, TimeoutError) else type(error).__name__
             decisions = [unavailable(r, policy, now, i, why) for r, i in zip(requests, ids, strict=True)]
+        else:
+            if self._failures:
+                log.warning("compliance_gate_recovered", failed_batches=self._failures)
+                self._failures = 0
         try:
             await self.sink.record(decisions)
         except Exception as error:

@@ -35,6 +35,8 @@ from dialer.runtime.services import CallServices
 
 log = structlog.get_logger(__name__)
 
+STATE_SAVE_SECONDS = 2.0
+
 
 class StateStore(Protocol):
     """Where agent states are kept (a Redis hash): agent id -> JSON snapshot."""
@@ -232,10 +234,13 @@ class AgentRunner:
         states = self.floor.states
         key = self.floor.redis_key
         try:
-            if snapshot.state is AgentState.LOGGED_OUT:
-                await states.hdel(key, self.agent_id)
-            else:
-                await states.hset(key, self.agent_id, json.dumps({**snapshot.to_json(), "endpoint": self.endpoint}))
+            # Bounded: a stalled Redis must not hold up the agent's own task (its calls, its leg).
+            async with asyncio.timeout(STATE_SAVE_SECONDS):
+                if snapshot.state is AgentState.LOGGED_OUT:
+                    await states.hdel(key, self.agent_id)
+                else:
+                    await states.hset(key, self.agent_id,
+                                      json.dumps({**snapshot.to_json(), "endpoint": self.endpoint}))
         except Exception as error:  # Redis down: the session goes on; only recovery suffers
             self.log.warning("agent_state_not_saved", error=repr(error))
 

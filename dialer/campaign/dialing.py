@@ -27,7 +27,6 @@ from redis.exceptions import RedisError
 from compliance_rules.model import ReasonCode
 from compliance_rules.policy import CampaignPolicy
 from compliance_rules.telemarketing import MIN_RING_SECONDS
-from crm_bridge.backoff import Backoff
 from crm_bridge.kinds import RecordKind
 from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import Campaign, CampaignLead, Lead
@@ -57,8 +56,10 @@ from dialer.runtime.services import CallServices
 
 log = structlog.get_logger(__name__)
 
-# A lead the gate could not decide on (not a verdict) is tried again after this backoff.
-GATE_RETRY = Backoff(initial=2.0, maximum=60.0)
+# A lead the gate could not decide on (not a verdict) is tried again after about this long
+# (jittered by half either way): soon after Redis answers again, and at most one decision per
+# hopper lead every few seconds while it does not (the hopper holds `hopper_size` leads).
+GATE_RETRY_SECONDS = 3.0
 # What an unreachable PostgreSQL or Redis raises: an outage, not a bug.
 _OUTAGES = (DatabaseUnavailable, ConnectionError, OSError, TimeoutError, RedisError)
 
@@ -186,7 +187,6 @@ class CampaignRunner:
         self._refill_at = 0.0
         self.wake = asyncio.Event()
         self.log = log.bind(campaign_id=self.campaign_id)
-        self._undecided = 0  # gate decisions in a row that could not decide
         self._outage = Outage("campaign_store_unreachable")
 
     @property
@@ -287,7 +287,6 @@ class CampaignRunner:
         for candidate, decision in zip(candidates, decisions, strict=True):
             entry = self._entry(candidate)
             if decision.allowed:
-                self._undecided = 0
                 allowed.append(entry)
             else:
                 await self._blocked(entry, decision.codes, now)
@@ -303,10 +302,9 @@ class CampaignRunner:
         for code in codes:
             self.blocked[code.value] += 1
         if set(codes) == {ReasonCode.GATE_UNAVAILABLE}:
-            # Not a verdict on the lead (Redis slow or down): try again soon, backing off while
-            # the gate stays undecided, instead of the long cool-down of a real block.
-            self._undecided += 1
-            self.hopper.put_back(entry, now + GATE_RETRY.delay(self._undecided, random.random))
+            # Not a verdict on the lead (Redis slow or down): try again in a few seconds, not
+            # after the long cool-down of a real block.
+            self.hopper.put_back(entry, now + GATE_RETRY_SECONDS * (0.5 + random.random()))
             return
         if any(code in PERMANENT_BLOCKS for code in codes):
             self.hopper.put_back(entry, None)
