@@ -23,7 +23,12 @@ Redis key prefix (database 14), and removes them when it ends (scripts/bench_sta
 gate's clock is fixed inside every calling window (`--gate-time`); the federal DNC list is
 marked fresh for that day. Everything listens on 127.0.0.1.
 
+With `--dial-mode predictive --ringing N`, the campaign is predictive and N leads of its list
+are numbers that ring until the dial times out (15 s), so the pacer has lines in flight when the
+web leads arrive: a web lead with an agent ready is still dialed at once, on a line of its own.
+
     .venv/bin/python scripts/bench_speed_to_lead.py [--leads 200] [--burst 1] [--agents 1]
+        [--dial-mode progressive|predictive] [--ringing 0]
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bench_stack import bench_stack, percentile
 
 from crm_bridge.store import TokenRole
+from dialer.campaign.dialing import campaign_lead_record
 from dialer.campaign.runtime import CampaignCallRunner, CampaignRuntime, placeholder_lead
 from dialer.click_to_call.machine import CallTimeouts
 from dialer.logs import configure_logging
@@ -139,7 +145,7 @@ async def _baselines(client: TestClient[Any, Any], runtime: CampaignRuntime, cam
     return statistics.median(health), statistics.median(gate)
 
 
-async def run(leads: int, burst: int, agents: int, gate_now: datetime) -> None:
+async def run(leads: int, burst: int, agents: int, gate_now: datetime, dial_mode: str, ringing: int) -> None:
     async with bench_stack() as stack:
         settings, instance = stack.settings, stack.instance
         async with dialer_services(
@@ -155,10 +161,17 @@ async def run(leads: int, burst: int, agents: int, gate_now: datetime) -> None:
             agent_ids = [f"bench-agent-{n}" for n in range(agents)]
             await services.outbox.put_many([
                 ("campaign_upsert", {"campaign_id": campaign_id, "name": "Web leads", "caller_id": "+18885550123",
-                                     "dial_mode": "progressive", "speed_to_lead": True}),
+                                     "dial_mode": dial_mode, "speed_to_lead": True}),
                 *(("agent_upsert", {"agent_id": agent_id, "name": agent_id,
                                     "sip_endpoint": f"Local/{n + 1}@agent-sim"})
                   for n, agent_id in enumerate(agent_ids)),
+            ])
+            # Leads that ring until the dial times out: the pacer's lines in flight.
+            background = [(f"lead-ringing-{n}-{campaign_id}", f"+1213{200 + n:03d}4000") for n in range(ringing)]
+            await services.outbox.put_many([
+                item for lead_id, phone in background for item in (
+                    ("lead_upsert", {"lead_id": lead_id, "first_name": "Ringing", "phones": [phone], "state": "CA"}),
+                    ("campaign_lead", campaign_lead_record(campaign_id, lead_id)))
             ])
             assert await services.outbox.flush(30)
             watch = DialWatch(runtime)
@@ -176,8 +189,14 @@ async def run(leads: int, burst: int, agents: int, gate_now: datetime) -> None:
                 response = await client.post(f"/v1/campaigns/{campaign_id}/start", headers=crm)
                 assert response.status == 202, await response.text()
                 health, gate = await _baselines(client, runtime, campaign_id)
-                print(f"Asterisk {instance.install.version}; {agents} ready Local agent(s), progressive, "
-                      f"tick {runtime.settings.tick_seconds} s; gate clock {gate_now.isoformat()}")
+                if ringing:
+                    for _ in range(600):  # the pacer's own lines ringing before the web leads arrive
+                        if len(runtime.calls) >= min(ringing, agents):
+                            break
+                        await asyncio.sleep(0.05)
+                print(f"Asterisk {instance.install.version}; {agents} ready Local agent(s), {dial_mode}, "
+                      f"{len(runtime.calls)} line(s) ringing, tick {runtime.settings.tick_seconds} s; "
+                      f"gate clock {gate_now.isoformat()}")
                 print(f"baselines (medians of {SAMPLES}): GET /v1/health round trip {health * 1000:.2f} ms, "
                       f"one gate decision {gate * 1000:.2f} ms")
                 numbers = busy_numbers()
@@ -230,13 +249,17 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=1,
                         help="also post in bursts of K concurrent posts (a second phase; default: off)")
     parser.add_argument("--agents", type=int, default=1, help="ready Local-channel agents (default 1)")
+    parser.add_argument("--dial-mode", choices=["progressive", "predictive", "power", "preview"],
+                        default="progressive", help="the campaign's dial mode (default progressive)")
+    parser.add_argument("--ringing", type=int, default=0,
+                        help="campaign leads that ring until the dial times out, dialed by the pacer (default 0)")
     parser.add_argument("--gate-time", type=datetime.fromisoformat, default=GATE_NOW,
                         help=f"the gate's fixed clock, ISO 8601 with offset (default {GATE_NOW.isoformat()})")
     args = parser.parse_args()
     if args.gate_time.tzinfo is None:
         parser.error("--gate-time needs a UTC offset, e.g. 2026-11-24T17:00:00+00:00")
     configure_logging("warning")
-    asyncio.run(run(args.leads, args.burst, args.agents, args.gate_time))
+    asyncio.run(run(args.leads, args.burst, args.agents, args.gate_time, args.dial_mode, args.ringing))
 
 
 if __name__ == "__main__":
