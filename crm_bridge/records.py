@@ -410,6 +410,10 @@ FIELDS: dict[RecordKind, dict[str, FieldSpec]] = {
         "encryption_key_id": _TEXT,
         "retain_until": _TS,
         "recorded_at": _required(_timestamp, SqlType.TIMESTAMP),
+        # 1: the call mixed; 2: agent and lead apart ("agent,lead", left to right).
+        "channels": FieldSpec(_integer(1, 2), default=1),
+        "channel_layout": FieldSpec(_text(40), default="mixed"),
+        "line_of_business": FieldSpec(_optional(_text(40))),
     },
     RecordKind.LEAD_UPSERT: {
         "lead_id": _required(_identifier),
@@ -456,6 +460,8 @@ FIELDS: dict[RecordKind, dict[str, FieldSpec]] = {
         # 47 CFR 64.1200(a)(7)(i): at most 3% of answered calls abandoned per 30 days.
         "max_abandon_rate": FieldSpec(_number(0.0, 0.03), default=0.03),
         "active": FieldSpec(_boolean, default=True),
+        # Sets how long its recordings are kept (recordings.retention.LineOfBusiness).
+        "line_of_business": FieldSpec(_optional(_text(40))),
     },
     # A lead's membership of a campaign and its dialing history (a patch, like lead_upsert).
     RecordKind.CAMPAIGN_LEAD: {

@@ -102,6 +102,8 @@ class Campaign:
     dnc_callback_number: str | None
     max_abandon_rate: float
     active: bool
+    line_of_business: str | None = None
+    """Sets how long the campaign's recordings are kept (`recordings.retention`)."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,17 @@ class Recording:
     encryption_key_id: str | None
     retain_until: datetime | None
     recorded_at: datetime
+    channels: int = 1
+    channel_layout: str = "mixed"
+    line_of_business: str | None = None
+    legal_hold: bool = False
+    legal_hold_by: str | None = None
+    legal_hold_reason: str | None = None
+    legal_hold_at: datetime | None = None
+    purged_at: datetime | None = None
+    """Set once the audio and its data key are destroyed; the row stays as the tombstone."""
+    purged_by: str | None = None
+    purge_reason: str | None = None
 
 
 _RECORDING_COLUMNS = ", ".join(Recording.__dataclass_fields__)

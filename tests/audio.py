@@ -48,11 +48,18 @@ RECORDING_NOTICE = SOUNDS / "recording-notice.wav"
 
 
 def recorded_audio(storage_uri: str, recording_id: str, keys_dir: Path) -> bytes:
-    """The audio of an archived call recording, opened with the keyring in `keys_dir`."""
-    from recordings.archive import archived_path, read_recording
+    """The audio of an archived call recording as 16-bit WAV at its recorded rate, mixed to
+    mono (whatever the archive's format and channels), opened with the keyring in `keys_dir`."""
     from recordings.crypto import Keyring
+    from recordings.reader import FileRef, RecordingReader, representation
+    from recordings.storage import LocalStorage, file_uri_path
+    from recordings.transcode import AudioFormat
 
-    return read_recording(archived_path(storage_uri), Keyring.load(keys_dir), recording_id)
+    path = file_uri_path(storage_uri)
+    reader = RecordingReader(path.parent, Keyring.load(keys_dir), LocalStorage(path.parent))
+    with reader.open(FileRef(recording_id, path.as_uri())) as opened:
+        opened.check()
+        return b"".join(representation(opened, AudioFormat.WAV, mix_to_mono=True).chunks())
 
 
 def _samples(data: bytes) -> np.ndarray:

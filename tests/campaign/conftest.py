@@ -87,6 +87,17 @@ class Floor:
     async def token(self, role: TokenRole, agent_id: str | None = None) -> str:
         return (await self.services.store.issue_token(role, agent_id=agent_id)).secret
 
+    async def recordings(self, call_id: str, seconds: float = 30.0) -> list[asyncpg.Record]:
+        """The call's `recordings` rows once its archiving is done: a runner ends the call
+        first, then transcodes and seals its recording (a second or two for Opus)."""
+        async with asyncio.timeout(seconds):
+            while True:
+                await self.services.outbox.flush(5)
+                rows = await self.fetch("SELECT * FROM recordings WHERE call_id = $1", call_id)
+                if rows:
+                    return rows
+                await asyncio.sleep(0.2)
+
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         connection = await asyncpg.connect(self.pg_dsn)
         try:

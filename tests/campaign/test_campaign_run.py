@@ -25,6 +25,12 @@ def _numbers(area: str, behaviour: str, count: int, start: int) -> list[str]:
     return [f"+1{area}{start + i}{behaviour}" for i in range(count)]
 
 
+async def _linked_recording(floor: Floor, call_id: str) -> str | None:
+    """The recording the call's row names now (linked when the recording's row arrives)."""
+    (row,) = await floor.fetch("SELECT recording_id FROM calls WHERE call_id = $1", call_id)
+    return str(row["recording_id"]) if row["recording_id"] is not None else None
+
+
 async def _campaign_calls(floor: Floor, campaign_id: str) -> list[Any]:
     await floor.services.outbox.flush(20)
     return await floor.fetch("SELECT * FROM calls WHERE campaign_id = $1 ORDER BY requested_at", campaign_id)
@@ -104,9 +110,10 @@ async def test_a_campaign_run_dials_only_allowed_leads_connects_people_and_logs_
     connected = [call for call in calls if call["bridged_at"] is not None]
     assert len(connected) >= 6
     for call in connected:
-        rows = await floor.fetch("SELECT * FROM recordings WHERE call_id = $1", call["call_id"])
-        assert len(rows) == 1 and call["recording_id"] == rows[0]["recording_id"]
-        assert rows[0]["size_bytes"] > 8000 and rows[0]["duration_seconds"] > 1.0
+        rows = await floor.recordings(call["call_id"])
+        assert len(rows) == 1 and await _linked_recording(floor, call["call_id"]) == rows[0]["recording_id"]
+        # Opus at 16 kbit/s: about 2 KB per second of call.
+        assert rows[0]["format"] == "opus" and rows[0]["size_bytes"] > 1000 and rows[0]["duration_seconds"] > 1.0
 
     # The abandon rate the runtime reports equals a recount from the calls rows.
     await runner.refresh_tally()
@@ -157,7 +164,7 @@ async def test_no_agent_within_two_seconds_plays_the_safe_harbor_and_press_9_opt
         assert call["amd_result"] == "HUMAN" and call["bridged_at"] is None and call["agent_id"] is None
         assert call["safe_harbor_played"] and call["abandoned"] and call["outcome"] == "abandoned"
         # The message started within 2 s of the greeting's end (the AMD decision), and is recorded.
-        rows = await floor.fetch("SELECT * FROM recordings WHERE call_id = $1", call["call_id"])
+        rows = await floor.recordings(call["call_id"])
         assert len(rows) == 1 and rows[0]["duration_seconds"] > 2.0
 
     # Press 9: opted out at once; the next gate decision for the number is blocked.
@@ -192,8 +199,8 @@ async def test_a_machine_gets_the_campaigns_message_after_the_beep_and_the_drop_
     assert (call["amd_result"], call["outcome"], call["agent_id"]) == ("MACHINE", "machine", None)
     assert not call["abandoned"]  # a machine is not a person: not in the abandon rate
     # The drop is recorded like every call: the beep, then the whole message.
-    (row,) = await floor.fetch("SELECT * FROM recordings WHERE call_id = $1", call["call_id"])
-    assert row["duration_seconds"] > 10 and call["recording_id"] == row["recording_id"]
+    (row,) = await floor.recordings(call["call_id"])
+    assert row["duration_seconds"] > 10 and await _linked_recording(floor, call["call_id"]) == row["recording_id"]
     audio = recorded_audio(row["storage_uri"], row["recording_id"], floor.services.settings.recording_keys_dir)
     # The message's first 4 s, alone on the line after the beep: measured 1.0.
     assert notice_match(audio, SOUNDS / "safe-harbor.wav", seconds=4) > 0.5

@@ -76,7 +76,7 @@ async def test_inbound_calls_reach_a_ready_agent_or_wait_with_music(floor: Floor
     assert calls[0]["lead_id"] == leads[known]
     for call in calls:
         assert call["outcome"] == "answered" and call["agent_id"] == agent_id and not call["abandoned"]
-        rows = await floor.fetch("SELECT * FROM recordings WHERE call_id = $1", call["call_id"])
+        rows = await floor.recordings(call["call_id"])
         assert len(rows) == 1 and rows[0]["duration_seconds"] > 3
         # Every inbound call is told it is recorded, as the agent joins (the recording keeps it).
         audio = recorded_audio(rows[0]["storage_uri"], rows[0]["recording_id"],

@@ -14,7 +14,7 @@ import pytest
 
 from crm_bridge.store import TokenRole
 from recordings.archive import read_recording
-from tests.audio import analyse_wav
+from tests.audio import analyse_wav, recorded_audio
 from tests.controller.conftest import Dialer
 from tests.softphone import SOURCE_TONE_HZ
 
@@ -87,13 +87,15 @@ async def test_click_to_call_connects_records_and_logs_everything(
     rows = await dialer.fetch("SELECT * FROM recordings WHERE call_id = $1", call_id)
     assert len(rows) == 1 and call.recording_id == rows[0]["recording_id"]
     sealed = Path(rows[0]["storage_uri"].removeprefix("file://"))
-    # Sealed at rest (AES-256-GCM); opened with the dialer's keyring it is the call's audio.
+    # Sealed at rest (AES-256-GCM segments under a data key wrapped by the keyring's key), as
+    # Opus; opened with the dialer's keyring it is the call's audio.
     keyring = dialer.services.keyring
     assert keyring is not None and rows[0]["encryption_key_id"] == keyring.current.key_id
     audio = read_recording(sealed, keyring)
-    assert hashlib.sha256(audio).hexdigest() == rows[0]["sha256"]
+    assert hashlib.sha256(audio).hexdigest() == rows[0]["sha256"] and audio.startswith(b"OggS")
     path = tmp_path / "recording.wav"
-    path.write_bytes(audio)
+    path.write_bytes(recorded_audio(rows[0]["storage_uri"], rows[0]["recording_id"],
+                                    dialer.services.settings.recording_keys_dir))
     recording = analyse_wav(path)
     assert not recording.silent
     assert _tone_energy(path, SOURCE_TONE_HZ) > 0.05  # the agent's 440 Hz tone went into the call

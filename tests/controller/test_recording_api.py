@@ -43,7 +43,7 @@ async def test_the_crm_lists_and_fetches_a_calls_recording_and_each_fetch_is_aud
     response = await dialer.client.get(f"/v1/recordings?call_id={call_id}", headers=dialer.auth())
     assert response.status == 200
     (listed,) = (await response.json())["recordings"]
-    assert (listed["call_id"], listed["lead_id"], listed["format"]) == (call_id, lead_id, "wav")
+    assert (listed["call_id"], listed["lead_id"], listed["format"], listed["channels"]) == (call_id, lead_id, "opus", 1)
     by_lead = await (await dialer.client.get(f"/v1/recordings?lead_id={lead_id}", headers=dialer.auth())).json()
     assert [r["recording_id"] for r in by_lead["recordings"]] == [listed["recording_id"]]
     one = await dialer.client.get(f"/v1/recordings/{listed['recording_id']}", headers=dialer.auth())
@@ -51,19 +51,26 @@ async def test_the_crm_lists_and_fetches_a_calls_recording_and_each_fetch_is_aud
 
     supervisor = await dialer.token(TokenRole.SUPERVISOR)
     audio = await dialer.client.get(listed["audio_url"], headers=dialer.auth(supervisor))
-    assert audio.status == 200 and audio.content_type == "audio/wav"
+    assert audio.status == 200 and audio.content_type == "audio/ogg"  # as archived: Opus in Ogg
     data = await audio.read()
     assert hashlib.sha256(data).hexdigest() == listed["sha256"] == audio.headers["X-Content-SHA256"]
-    with wave.open(io.BytesIO(data)) as wav:
+    assert data.startswith(b"OggS") and len(data) == listed["size_bytes"]
+    part = await dialer.client.get(listed["audio_url"], headers={**dialer.auth(supervisor), "Range": "bytes=100-4095"})
+    assert part.status == 206 and await part.read() == data[100:4096]
+    assert part.headers["Content-Range"] == f"bytes 100-4095/{len(data)}"
+    converted = await dialer.client.get(listed["audio_url"] + "?format=wav", headers=dialer.auth(supervisor))
+    assert converted.status == 200 and converted.content_type == "audio/wav"
+    with wave.open(io.BytesIO(await converted.read())) as wav:
         seconds = wav.getnframes() / wav.getframerate()
         frames = wav.readframes(wav.getnframes())
     assert seconds == pytest.approx(listed["duration_seconds"], abs=0.05) and seconds > 3
     assert max(abs(int.from_bytes(frames[i:i + 2], "little", signed=True)) for i in range(0, len(frames), 2)) > 1000
 
     await dialer.services.outbox.flush(10)
-    (access,) = await dialer.services.store.list_recording_accesses(listed["recording_id"])
+    access, ranged, _ = await dialer.services.store.list_recording_accesses(listed["recording_id"])
     assert (access["role"], access["channel"], access["bytes"], access["call_id"]) == (
         "supervisor", "http", len(data), call_id)
+    assert ranged["bytes"] == 3996
     assert access["token_id"] is not None
 
 

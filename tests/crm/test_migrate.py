@@ -24,7 +24,10 @@ EXPECTED_TABLES = {
 
 def test_shipped_migrations_are_ordered_and_well_named() -> None:
     found = migrate.discover()
-    assert [m.version for m in found] == list(range(1, len(found) + 1))
+    versions = [m.version for m in found]
+    # Ordered and unique from 1; a number may be missing for a while (work in progress on a
+    # branch reserves its number), which the migrator handles (it applies what is pending).
+    assert versions[0] == 1 and versions == sorted(set(versions))
     assert all(len(m.checksum) == 64 for m in found)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from crm_bridge.store import TokenRole
-from recordings.archive import read_recording
+from tests.audio import recorded_audio
 from tests.controller.conftest import Dialer
 from tests.monitor.conftest import (
     AGENT_HZ,
@@ -115,7 +115,8 @@ async def test_listen_whisper_and_barge_on_one_supervisor_leg(dialer: Dialer, ph
     keyring = dialer.services.keyring
     assert len(rows) == 1 and keyring is not None
     recording = tmp_path / "recording.wav"
-    recording.write_bytes(read_recording(Path(rows[0]["storage_uri"].removeprefix("file://")), keyring))
+    recording.write_bytes(recorded_audio(rows[0]["storage_uri"], rows[0]["recording_id"],
+                                         dialer.services.settings.recording_keys_dir))
     length = wav_seconds(recording)
     assert tone_share(recording, SUPERVISOR_HZ, at(listen_at) + MARGIN, at(barge_at) - MARGIN) < 0.01
     assert tone_share(recording, SUPERVISOR_HZ, at(barge_at) + MARGIN, at(end_at) - MARGIN) > 0.02
