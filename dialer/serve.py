@@ -56,7 +56,7 @@ from dialer.runtime.services import CallServices
 from dialer.runtime.slice import RuntimeSlice
 from dialer.runtime.snapshots import SnapshotWriter
 from dialer.settings import Settings
-from recordings.crypto import Keyring
+from recordings.crypto import Keyring, RecordingKeysMissing
 from recordings.reader import RecordingReader
 
 log = structlog.get_logger(__name__)
@@ -80,7 +80,7 @@ class CountingAuditSink:
 
 def _collect(
     registry: Metrics, outbox: Outbox, stream: EventStream, snapshots: SnapshotWriter, calls: ClickToCallRuntime,
-    campaigns: CampaignRuntime,
+    campaigns: CampaignRuntime, archiver: RecordingArchiver,
 ) -> None:
     stats = outbox.stats()
     registry.gauge("dialer_outbox_pending", "CRM records waiting to reach PostgreSQL").set(stats.pending)
@@ -90,6 +90,8 @@ def _collect(
     registry.gauge("dialer_ari_generation", "ARI connections made since start").set(stream.generation)
     registry.gauge("dialer_click_to_call_active", "Click-to-call calls in progress").set(calls.active_calls)
     registry.gauge("dialer_call_snapshots_backlog", "Call snapshots not yet in the outbox").set(snapshots.backlog)
+    registry.gauge("dialer_recordings_pending", "Recordings in Asterisk's spool not yet archived (last sweep)").set(
+        archiver.pending)
     agents = registry.gauge("dialer_campaign_agents", "Agents of a running campaign, by state")
     for campaign_id in list(campaigns.campaigns):
         status = campaigns.campaign_status(campaign_id)
@@ -153,6 +155,7 @@ class DialerServices:
     monitors: MonitorRuntime | None = None
     keyring: Keyring | None = None
     """Seals the archived recordings."""
+    archiver: RecordingArchiver | None = None
 
     @property
     def calls(self) -> ClickToCallRuntime:
@@ -217,14 +220,20 @@ async def dialer_services(
                 else ComplianceGate(dnc, sink, rulebook, options)
             )
             agent_events = AgentEventHub()
-            keyring = Keyring.load_or_create(settings.recording_keys_dir)
+            try:
+                # Refused when the archive holds sealed recordings and their keys are not here: a
+                # mistyped keys folder must not start a new key and orphan the old audio.
+                keyring = Keyring.for_archive(settings.recording_keys_dir, settings.recordings_dir)
+            except RecordingKeysMissing as error:
+                raise StartupError(str(error)) from None
             fan_out = SliceFanOut()
             async with AriClient(AriConfig.from_settings(settings)) as ari, Dispatcher(fan_out.on_unrouted) as dispatcher:
                 snapshots = SnapshotWriter(outbox)
+                archiver = RecordingArchiver(ari, outbox, settings.recordings_dir, keyring, store)
                 services = CallServices(
                     ari=ari, dispatcher=dispatcher, app=settings.ari_app, store=store, records=outbox,
                     snapshots=snapshots, gate=gate, dnc=dnc, agent_events=agent_events,
-                    archiver=RecordingArchiver(ari, outbox, settings.recordings_dir, keyring),
+                    archiver=archiver,
                     opt_outs=OptOuts(dnc, outbox), sounds=DialplanSounds(ari),
                 )
                 calls = ClickToCallRuntime(services, ClickToCallSettings(
@@ -246,7 +255,7 @@ async def dialer_services(
                 fan_out.slices = [calls, campaigns, monitors]
                 stream = EventStream(ari, dispatcher, on_connected=fan_out.on_connected)
                 metrics.collectors.append(
-                    lambda registry: _collect(registry, outbox, stream, snapshots, calls, campaigns)
+                    lambda registry: _collect(registry, outbox, stream, snapshots, calls, campaigns, archiver)
                 )
                 async with (
                     calls.running(), campaigns.running(), monitors.running(), asyncio.TaskGroup() as tasks
@@ -262,6 +271,8 @@ async def dialer_services(
                             f"Asterisk's ARI at {settings.ari_url} does not answer: start it "
                             "('dialer asterisk start') or set DIALER_ARI_PORT."
                         ) from None
+                    sweep_task = tasks.create_task(archiver.run(
+                        lambda: set(calls.runners) | set(campaigns.runners)), name="recording-sweep")
                     reconcile_task = tasks.create_task(
                         _reconcile_rows(store, outbox, dnc, campaigns, monitors, started_at), name="reconcile-rows"
                     )
@@ -274,7 +285,7 @@ async def dialer_services(
                     try:
                         yield DialerServices(
                             settings, store, outbox, dnc, gate, ari, stream, calls, agent_events, app,
-                            campaigns, monitors, keyring,
+                            campaigns, monitors, keyring, archiver,
                         )
                     finally:
                         for runtime in reversed(fan_out.slices):
@@ -284,6 +295,7 @@ async def dialer_services(
                         await snapshots.drain(drain_seconds)
                         snapshot_task.cancel()
                         reconcile_task.cancel()
+                        sweep_task.cancel()
             await outbox.flush(drain_seconds)
     finally:
         await redis.aclose()

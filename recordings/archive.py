@@ -227,15 +227,18 @@ async def archive_recording(
     fmt: str = AudioFormat.OPUS.value,
     attempts: int = 10,
     storage: RecordingStorage | None = None,
+    delete: bool = True,
 ) -> ArchivedRecording:
     """Fetch `name` (a mixed recording) from Asterisk, transcode and seal it (unless `keyring`
-    is None), store it durably, then delete Asterisk's copy."""
+    is None), store it durably, then delete Asterisk's copy (unless `delete` is False: the
+    caller deletes it once the recording's CRM row is durable too)."""
     recorded_at = recorded_at or datetime.now(UTC)
     data = await _fetch(source, name, attempts)
     store = storage or LocalStorage(archive_dir)
     archived = await asyncio.to_thread(seal_into_archive, store, keyring, name, [PcmSource.from_bytes(data)],
                                        recorded_at=recorded_at, fmt=AudioFormat(fmt))
-    await source.delete_stored_recording(name)
+    if delete:
+        await source.delete_stored_recording(name)
     return archived
 
 

@@ -269,7 +269,8 @@ class CampaignCallRunner(MachineRunner[i.CallInput, a.CallAction]):
                     await self.campaign.call_finished(self.entry, record)
                     if record.recording is not None:
                         await services.archiver.archive(record.recording, call_id=record.call_id,
-                                                        lead_id=record.lead_id)
+                                                        lead_id=record.lead_id,
+                                                        line_of_business=self.campaign.campaign.line_of_business)
         except AriError as error:
             # Teardown is best effort; anything else shows up as the channel's own events.
             self.log.warning("ari_action_failed", action=type(action).__name__, error=str(error))

@@ -217,8 +217,9 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
                     if record is not None:
                         self.calls.finished(record)
                         if record.recording_name is not None:
-                            await services.archiver.archive(record.recording_name, call_id=self.call_id,
-                                                            lead_id=record.lead_id)
+                            await services.archiver.archive(
+                                record.recording_name, call_id=self.call_id, lead_id=record.lead_id,
+                                line_of_business=self.campaign.line_of_business if self.campaign else None)
         except AriError as error:
             if isinstance(action, OriginateAgent):
                 return inputs.OriginateFailed(leg=Leg.AGENT, reason=str(error))
