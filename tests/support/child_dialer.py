@@ -1,0 +1,82 @@
+"""`dialer serve` in a child process (`tests/controller/serve_child.py`), for tests that kill it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from dialer.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def child_environment(settings: Settings, state_dir: Path, recordings_dir: Path, http_port: int,
+                      cache_dir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DIALER_PG_DSN": settings.pg_dsn,
+        "DIALER_REDIS_URL": settings.redis_url,
+        "DIALER_REDIS_PREFIX": settings.redis_prefix,
+        "DIALER_ARI_PORT": str(settings.ari_port),
+        "DIALER_ARI_USER": settings.ari_user,
+        "DIALER_ARI_PASSWORD": settings.ari_password,
+        "DIALER_ARI_APP": settings.ari_app,
+        "DIALER_STATE_DIR": str(state_dir),
+        "DIALER_RECORDINGS_DIR": str(recordings_dir),
+        "DIALER_HTTP_PORT": str(http_port),
+        "DIALER_CACHE_DIR": str(cache_dir),
+    }
+
+
+class ChildDialer:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.port = int(env["DIALER_HTTP_PORT"])
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def spawn(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", "tests.controller.serve_child"], env=self.env,
+                                            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+
+    async def start(self, within: float = 30.0) -> None:
+        """Start the child and wait until its API answers."""
+        self.spawn()
+        async with asyncio.timeout(within), aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    async with session.get(f"{self.url}/v1/health") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, nothing flushed, nothing hung up."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
