@@ -25,7 +25,8 @@ from dialer.ari.client import AriClient
 from dialer.click_to_call.machine import CallTimeouts
 from dialer.click_to_call.record import CallRecord
 from dialer.logs import configure_logging
-from dialer.runtime.errors import ComplianceBlocked, DialRequest
+from dialer.click_to_call.requests import DialRequest
+from dialer.runtime.errors import ComplianceBlocked
 from dialer.serve import dialer_services
 
 GATE_NOW = datetime(2026, 11, 24, 17, 0, tzinfo=UTC)  # inside every calling window
