@@ -45,6 +45,7 @@ from dialer.click_to_call.machine import CallTimeouts
 from dialer.click_to_call.runtime import ClickToCallRuntime, ClickToCallSettings
 from dialer.metrics import Metrics, set_all
 from dialer.monitor.runtime import MonitorRuntime, MonitorSettings
+from dialer.runtime.admission import AdmissionLimits, NodeAdmission
 from dialer.runtime.agent_events import AgentEventHub
 from dialer.runtime.gate import OutboxAuditSink, gate_options
 from dialer.runtime.ids import agent_states_key
@@ -90,6 +91,11 @@ def _collect(
     registry.gauge("dialer_ari_generation", "ARI connections made since start").set(stream.generation)
     registry.gauge("dialer_click_to_call_active", "Click-to-call calls in progress").set(calls.active_calls)
     registry.gauge("dialer_call_snapshots_backlog", "Call snapshots not yet in the outbox").set(snapshots.backlog)
+    node = calls.services.admission
+    registry.gauge("dialer_node_calls", "Calls this node carries (admission control)").set(node.policy.calls)
+    registry.gauge("dialer_node_setups", "Calls being set up on this node").set(node.policy.setups)
+    registry.gauge("dialer_node_waiting", "Calls waiting for the node's admission").set(node.waiting)
+    registry.gauge("dialer_node_ari_rtt_seconds", "ARI round trip, as the node's load signal").set(node.policy.rtt)
     registry.gauge("dialer_recordings_pending", "Recordings in Asterisk's spool not yet archived (last sweep)").set(
         archiver.pending)
     agents = registry.gauge("dialer_campaign_agents", "Agents of a running campaign, by state")
@@ -230,11 +236,14 @@ async def dialer_services(
             async with AriClient(AriConfig.from_settings(settings)) as ari, Dispatcher(fan_out.on_unrouted) as dispatcher:
                 snapshots = SnapshotWriter(outbox)
                 archiver = RecordingArchiver(ari, outbox, settings.recordings_dir, keyring, store)
+                admission = NodeAdmission(AdmissionLimits(
+                    max_calls=settings.node_max_calls, max_setups=settings.node_max_setups,
+                    setups_per_second=settings.node_setups_per_second))
                 services = CallServices(
                     ari=ari, dispatcher=dispatcher, app=settings.ari_app, store=store, records=outbox,
                     snapshots=snapshots, gate=gate, dnc=dnc, agent_events=agent_events,
                     archiver=archiver,
-                    opt_outs=OptOuts(dnc, outbox), sounds=DialplanSounds(ari),
+                    opt_outs=OptOuts(dnc, outbox), sounds=DialplanSounds(ari), admission=admission,
                 )
                 calls = ClickToCallRuntime(services, ClickToCallSettings(
                     trunk_endpoint=settings.trunk_endpoint, default_caller_id=settings.caller_id,
@@ -271,6 +280,7 @@ async def dialer_services(
                             f"Asterisk's ARI at {settings.ari_url} does not answer: start it "
                             "('dialer asterisk start') or set DIALER_ARI_PORT."
                         ) from None
+                    probe_task = tasks.create_task(admission.probe(ari.asterisk_info), name="node-probe")
                     sweep_task = tasks.create_task(archiver.run(
                         lambda: set(calls.runners) | set(campaigns.runners)), name="recording-sweep")
                     reconcile_task = tasks.create_task(
@@ -296,6 +306,7 @@ async def dialer_services(
                         snapshot_task.cancel()
                         reconcile_task.cancel()
                         sweep_task.cancel()
+                        probe_task.cancel()
             await outbox.flush(drain_seconds)
     finally:
         await redis.aclose()

@@ -59,6 +59,11 @@ class Settings:
     sip_credentials_path: str = ""
     caller_id: str = "+18885550100"
     trunk_endpoint: str = "trunk"
+    # Admission control of this Asterisk node (dialer.runtime.admission): calls live at once,
+    # calls being set up at once, setups a second.
+    node_max_calls: int = 40
+    node_max_setups: int = 8
+    node_setups_per_second: int = 10
     # Compliance gate switches (compliance_rules.rules.GateOptions).
     gate_include_low_confidence: bool = True
     gate_flags: str = ""  # comma-separated flags enabling flagged rules, e.g. "pa_sb992"
@@ -134,6 +139,9 @@ ENVIRONMENT: Mapping[str, str] = {
     "DIALER_RECORDING_KEYS_DIR": "recording_keys_root",
     "DIALER_CALLER_ID": "caller_id",
     "DIALER_TRUNK_ENDPOINT": "trunk_endpoint",
+    "DIALER_NODE_MAX_CALLS": "node_max_calls",
+    "DIALER_NODE_MAX_SETUPS": "node_max_setups",
+    "DIALER_NODE_SETUPS_PER_SECOND": "node_setups_per_second",
     "DIALER_GATE_INCLUDE_LOW_CONFIDENCE": "gate_include_low_confidence",
     "DIALER_GATE_FLAGS": "gate_flags",
     "DIALER_GATE_REQUIRE_STATE_LISTS": "gate_require_state_lists",

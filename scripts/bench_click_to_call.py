@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import statistics
 import time
 import uuid
@@ -24,8 +25,8 @@ from bench_stack import bench_stack, percentile
 from dialer.ari.client import AriClient
 from dialer.click_to_call.machine import CallTimeouts
 from dialer.click_to_call.record import CallRecord
-from dialer.logs import configure_logging
 from dialer.click_to_call.requests import DialRequest
+from dialer.logs import configure_logging
 from dialer.runtime.errors import ComplianceBlocked
 from dialer.serve import dialer_services
 
@@ -65,9 +66,9 @@ async def _baselines(ari: AriClient, app: str, samples: int = 50) -> tuple[float
     return statistics.median(info), statistics.median(add)
 
 
-async def run(concurrencies: list[int], rounds: int) -> None:
+async def run(concurrencies: list[int], rounds: int, node: dict[str, int]) -> None:
     async with bench_stack() as stack:
-        settings, instance = stack.settings, stack.instance
+        settings, instance = dataclasses.replace(stack.settings, **node), stack.instance
         async with dialer_services(
             settings, gate_clock=lambda: GATE_NOW, timeouts=CallTimeouts(agent_ring=15.0), drain_seconds=10
         ) as services:
@@ -94,6 +95,8 @@ async def run(concurrencies: list[int], rounds: int) -> None:
                 to_ringing: list[float] = []
                 to_bridged: list[float] = []
                 failures = 0
+                queued = 0
+                outcomes: dict[str, int] = {}
                 blocked_counts: dict[str, int] = {}
                 for _ in range(rounds):
                     placed: list[str] = []
@@ -108,19 +111,25 @@ async def run(concurrencies: list[int], rounds: int) -> None:
                             blocked_counts[str(blocked)] = blocked_counts.get(str(blocked), 0) + 1
                             continue
                         placed.append(call.call_id)
+                        queued += call.status == "queued"
                     async with asyncio.timeout(120):
                         while not all(call_id in finished for call_id in placed):
                             progress.clear()
                             await progress.wait()
                     for call_id in placed:
                         record = finished[call_id]
+                        outcome = record.outcome.value if record.outcome else "none"
+                        outcomes[outcome] = outcomes.get(outcome, 0) + 1
                         if record.agent_ringing_at is None or record.bridged_at is None:
                             failures += 1
                             continue
                         assert record.lead_answered_at is not None
                         to_ringing.append((record.agent_ringing_at - record.requested_at).total_seconds())
                         to_bridged.append((record.bridged_at - record.lead_answered_at).total_seconds())
+                node = services.controller.services.admission.policy.limits
                 print(f"\n{concurrency} concurrent call(s), {rounds} round(s), {failures} call(s) not bridged, "
+                      f"{queued} queued by admission control (node: {node.max_calls} calls, {node.max_setups} "
+                      f"setups, {node.setups_per_second}/s), outcomes {outcomes}, "
                       f"blocked at request: {blocked_counts or 'none'}:")
                 print(_line("API request -> agent ringing", to_ringing, info_base))
                 print(_line("lead answer -> lead bridged", to_bridged, add_base))
@@ -130,9 +139,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--node-max-calls", type=int, default=40, help="admission: calls live on the node")
+    parser.add_argument("--node-max-setups", type=int, default=8, help="admission: calls set up at once")
+    parser.add_argument("--node-setups-per-second", type=int, default=10, help="admission: setups a second")
     args = parser.parse_args()
     configure_logging("warning")
-    asyncio.run(run(args.concurrency, args.rounds))
+    node = {"node_max_calls": args.node_max_calls, "node_max_setups": args.node_max_setups,
+            "node_setups_per_second": args.node_setups_per_second}
+    asyncio.run(run(args.concurrency, args.rounds, node))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 Tests never touch the user's data: the database is created and dropped per run, and Redis
 keys live under a unique prefix in a database number reserved for tests, deleted at the end.
+
+The database is shared by the whole run, and every dialer a test starts restores the opt-out
+list from its `opt_outs` rows: a number a test opts out must be dialed by no other test.
 """
 
 from __future__ import annotations

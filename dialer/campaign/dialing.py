@@ -48,6 +48,7 @@ from dialer.pacing import (
     PreviewPacer,
     ProgressivePacer,
 )
+from dialer.runtime.admission import Slot
 from dialer.runtime.causes import utc
 from dialer.runtime.gate import contact_request, decide_at_dial, policy_for_campaign
 from dialer.runtime.ids import Prefix, new_id
@@ -160,8 +161,9 @@ class DialingHost(Protocol):
 
     def live_lines(self) -> int: ...
 
-    async def originate(self, campaign: CampaignRunner, entry: HopperEntry[Lead], request: CampaignCallRequest) -> None:
-        ...
+    async def originate(
+        self, campaign: CampaignRunner, entry: HopperEntry[Lead], request: CampaignCallRequest, slot: Slot
+    ) -> None: ...
 
 
 class CampaignRunner:
@@ -238,7 +240,8 @@ class CampaignRunner:
         ringing = [c.requested_at for c in self.calls.values()
                    if c.state in (CampaignCallState.DIALING, CampaignCallState.ANSWERED)]
         waiting = sum(1 for c in self.calls.values() if c.state is CampaignCallState.WAITING_AGENT)
-        free = max(0, self.settings.max_lines - self.host.live_lines())
+        # The campaign's own ceiling, and what the node can set up now (admission control).
+        free = max(0, min(self.settings.max_lines - self.host.live_lines(), self.services.admission.free_lines()))
         return PacingSnapshot(tuple(ready), tuple(talking), tuple(wrapping), paused, tuple(ringing), waiting, free,
                               self.tally)
 
@@ -345,6 +348,11 @@ class CampaignRunner:
             codes = decision.codes if decision is not None else (ReasonCode.GATE_UNAVAILABLE,)
             await self._blocked(entry, codes, now)
             return
+        slot = self.services.admission.try_admit()
+        if slot is None:
+            # The node is full: the lead waits at the head of the hopper for the next line.
+            self.hopper.put_back(entry, now + 1.0)
+            return
         call_id = new_id(Prefix.CAMPAIGN_CALL)
         campaign = self.campaign
         try:
@@ -370,7 +378,7 @@ class CampaignRunner:
         await self.services.records.put(RecordKind.CAMPAIGN_LEAD, campaign_lead_record(
             self.campaign_id, entry.lead_id, attempts=entry.attempts + 1, last_attempt_at=utc(now),
             last_call_id=call_id))
-        await self.host.originate(self, entry, request)
+        await self.host.originate(self, entry, request, slot)
 
     async def call_finished(self, entry: HopperEntry[Lead], record: CampaignCallRecord) -> None:
         """Count a call's outcome and decide the lead's next attempt (the call stays among the

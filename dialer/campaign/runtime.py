@@ -55,6 +55,7 @@ from dialer.campaign.hopper import HopperEntry, after_attempt
 from dialer.campaign.machine import CampaignCall, CampaignCallRequest
 from dialer.campaign.record import CampaignCallRecord, CampaignCallState
 from dialer.pacing import Pacer, PacingEvent
+from dialer.runtime.admission import Slot
 from dialer.runtime.agents import active_agent, agent_endpoint
 from dialer.runtime.causes import sip_code, utc
 from dialer.runtime.errors import Refused
@@ -125,6 +126,8 @@ class CampaignCallRunner(MachineRunner[i.CallInput, a.CallAction]):
         self.entry = entry
         self.request = request
         self.agent: AgentRunner | None = None
+        # The call's hold on the node (admission control): set up once answered, released at its end.
+        self.slot: Slot | None = None
 
     # -- what the campaign and the floor see (`CampaignCall`, `AgentCall`) -----------------
     @property
@@ -260,12 +263,16 @@ class CampaignCallRunner(MachineRunner[i.CallInput, a.CallAction]):
                 case a.Observe(kind=kind, seconds=seconds, outcome=outcome):
                     self.campaign.observe(PacingEvent(kind, time.time(), seconds, outcome))
                 case a.Emit(record=record):
+                    if record.answered_at is not None and self.slot is not None:
+                        self.slot.set_up()
                     if record.state in (CampaignCallState.ENDING, CampaignCallState.ENDED):
                         self.calls.call_ending(self.call_id)
                     services.snapshots.submit(RecordKind.CALL, record.to_crm_call())
                     if record.state is CampaignCallState.BRIDGED and self.agent is not None:
                         self.agent.connected()
                 case a.Finished(record=record):
+                    if self.slot is not None:
+                        self.slot.release()
                     await self.campaign.call_finished(self.entry, record)
                     if record.recording is not None:
                         await services.archiver.archive(record.recording, call_id=record.call_id,
@@ -465,6 +472,8 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         )
 
     def forgotten(self, runner: CampaignCallRunner) -> None:
+        if runner.slot is not None:
+            runner.slot.release()  # idempotent: a runner that failed still gives its slot back
         runner.campaign.calls.pop(runner.call_id, None)
         self.floor.cancel_want(runner)
 
@@ -539,10 +548,14 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         campaign.calls[runner.call_id] = runner
         return runner
 
-    async def originate(self, campaign: CampaignRunner, entry: HopperEntry[Lead], request: CampaignCallRequest) -> None:
-        """Start a campaign call for the lead (`DialingHost`): its machine originates it."""
+    async def originate(
+        self, campaign: CampaignRunner, entry: HopperEntry[Lead], request: CampaignCallRequest, slot: Slot
+    ) -> None:
+        """Start a campaign call for the lead (`DialingHost`), holding its admission slot: its
+        machine originates it."""
         machine = CampaignCall(request, time.time())
         runner = self._start_call(campaign, entry, machine, [request.lead_channel])
+        runner.slot = slot
         self.services.snapshots.submit(RecordKind.CALL, machine.record.to_crm_call())
         runner.feed(i.Dial())
 

@@ -56,6 +56,7 @@ from dialer.click_to_call.machine import CallMachine, CallRequest, CallTimeouts
 from dialer.click_to_call.record import CallRecord, CallState
 from dialer.click_to_call.requests import DialRequest, PlacedCall
 from dialer.runtime import callerid
+from dialer.runtime.admission import Slot
 from dialer.runtime.agents import active_agent, agent_endpoint
 from dialer.runtime.causes import sip_code
 from dialer.runtime.errors import BlockedReason, ComplianceBlocked, Refused
@@ -70,6 +71,8 @@ from dialer.runtime.slice import CallSlice
 log = structlog.get_logger(__name__)
 
 STASIS_ENTRY_TIMEOUT = 5.0
+# A requested call waiting for the node's admission (a status, not a machine state).
+QUEUED = "queued"
 
 
 @dataclass(frozen=True)
@@ -116,8 +119,6 @@ class ClickToCallHost(RunnerHost, Protocol):
 
     def call_ending(self, call_id: str) -> None: ...
 
-    def finished(self, record: CallRecord) -> None: ...
-
 
 class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
     """One call: its machine, ordered inbox and task; the lead and campaign as requested."""
@@ -146,6 +147,8 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
         self.ids = machine.ids
         # Set at the lead channel's StasisStart: a created channel must be in Stasis before it is dialed.
         self.lead_in_stasis = asyncio.Event()
+        # The call's hold on the node (admission control); None while it waits in the queue.
+        self.slot: Slot | None = None
 
     @property
     def call_id(self) -> str:
@@ -206,6 +209,8 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
                     with contextlib.suppress(NotFound):
                         await ari.destroy_bridge(bridge_id)
                 case Emit(record=record):
+                    if record.state in (CallState.BRIDGED, CallState.ENDING, CallState.ENDED) and self.slot:
+                        self.slot.set_up()
                     if record.state in (CallState.ENDING, CallState.ENDED):
                         self.calls.call_ending(self.call_id)
                     services.snapshots.submit(RecordKind.CALL, record.to_crm_call())
@@ -213,9 +218,10 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
                         "type": "call_state", "call_id": self.call_id, "state": record.state.value,
                         "outcome": record.outcome.value if record.outcome else None})
                 case Finished(outcome=outcome, record=record):
+                    if self.slot is not None:
+                        self.slot.release()
                     self.log.info("call_finished", outcome=outcome.value, detail=record.detail if record else None)
                     if record is not None:
-                        self.calls.finished(record)
                         if record.recording_name is not None:
                             await services.archiver.archive(
                                 record.recording_name, call_id=self.call_id, lead_id=record.lead_id,
@@ -279,12 +285,17 @@ class ClickToCallRuntime(CallSlice[ClickToCallRunner]):
         self.hurry_seconds = settings.timeouts.teardown + 5
 
     def finished(self, record: CallRecord) -> None:
-        """`ClickToCallHost`: a call's final snapshot."""
+        """A call is over and its runner gone (its recording archived): its final snapshot."""
         for listener in self.finished_listeners:
             try:
                 listener(record)
             except Exception:
                 log.exception("finished_listener_failed", call_id=record.call_id)
+
+    def forgotten(self, runner: ClickToCallRunner) -> None:
+        if runner.slot is not None:
+            runner.slot.release()  # idempotent: a runner that failed still gives its slot back
+        self.finished(runner.machine.record)
 
     def hurry(self, runner: ClickToCallRunner) -> None:
         runner.feed(inputs.HangupRequested(by=HangupBy.SYSTEM))
@@ -306,7 +317,11 @@ class ClickToCallRuntime(CallSlice[ClickToCallRunner]):
     # -- CallService -----------------------------------------------------------------------
     def call_status(self, call_id: str) -> str | None:
         runner = self.runners.get(call_id)
-        return None if runner is None else runner.machine.state.value
+        if runner is None:
+            return None
+        if runner.slot is None and runner.machine.state is CallState.REQUESTED:
+            return QUEUED
+        return runner.machine.state.value
 
     async def hangup(self, call_id: str, by: HangupBy) -> bool:
         runner = self.runners.get(call_id)
@@ -360,8 +375,21 @@ class ClickToCallRuntime(CallSlice[ClickToCallRunner]):
         ids = machine.ids
         # Registered before anything is originated, so the first event already has its owner.
         self.start_runner(runner, channel_ids=[ids.agent_channel, ids.lead_channel], bridge_ids=[ids.bridge])
+        runner.slot = self.services.admission.try_admit()
+        if runner.slot is None:
+            # The node is full: the call waits its turn (its status says so) instead of failing.
+            self.spawn(self._start_when_admitted(runner), f"admit-{call_id}")
+            return PlacedCall(call_id=call_id, status=QUEUED, decision_id=decision.decision_id)
         runner.feed(inputs.Start())
         return PlacedCall(call_id=call_id, status=CallState.REQUESTED.value, decision_id=decision.decision_id)
+
+    async def _start_when_admitted(self, runner: ClickToCallRunner) -> None:
+        slot = await self.services.admission.admit()
+        if runner.ended() or runner.done.is_set():
+            slot.release()  # hung up while it waited
+            return
+        runner.slot = slot
+        runner.feed(inputs.Start())
 
     async def _lead_and_phone(self, request: DialRequest) -> tuple[Lead | None, str]:
         store = self.services.store

@@ -12,6 +12,7 @@ from crm_bridge.store import CrmStore
 from dialer.ari.client import AriClient
 from dialer.ari.dispatch import Dispatcher
 from dialer.ari.sounds import DialplanSounds
+from dialer.runtime.admission import NodeAdmission
 from dialer.runtime.agent_events import AgentEventHub
 from dialer.runtime.optout import OptOuts
 from dialer.runtime.recording import RecordingArchiver
@@ -35,3 +36,5 @@ class CallServices:
     archiver: RecordingArchiver
     opt_outs: OptOuts
     sounds: DialplanSounds
+    admission: NodeAdmission
+    """The node's admission control: every call the dialer places waits here when it is full."""

@@ -214,16 +214,16 @@ async def test_do_not_call_disposition_opts_the_number_out_at_once(api: Api) -> 
 
 async def test_api_opt_out_is_effective_and_stored(api: Api) -> None:
     response = await api.client.post(
-        "/v1/opt-outs", json={"phone": "(415) 555-3100", "source": "api"}, headers=api.auth(api.crm)
+        "/v1/opt-outs", json={"phone": "(415) 555-0901", "source": "api"}, headers=api.auth(api.crm)
     )
     assert response.status == 201, await response.text()
-    assert (await response.json())["phone"] == "+14155553100"
+    assert (await response.json())["phone"] == "+14155550901"
     assert await api.outbox.flush(10)
     for _ in range(20):
-        if await api.store.opted_out("+14155553100"):
+        if await api.store.opted_out("+14155550901"):
             break
         await asyncio.sleep(0.1)
-    assert await api.store.opted_out("+14155553100")
+    assert await api.store.opted_out("+14155550901")
 
 
 async def test_opt_out_http_handler(api: Api) -> None:
