@@ -701,6 +701,10 @@ class CrmStore:
                 bound = await conn.fetchval("SELECT call_id FROM idempotency_keys WHERE key = $1", key)
         return str(bound)
 
+    async def release_idempotency_key(self, key: str, bound_id: str) -> None:
+        """Unbind `key` from `bound_id` (the request it named was refused and did nothing)."""
+        await self._pool.execute("DELETE FROM idempotency_keys WHERE key = $1 AND call_id = $2", key, bound_id)
+
     async def get_idempotency_key(self, key: str) -> str | None:
         value = await self._pool.fetchval("SELECT call_id FROM idempotency_keys WHERE key = $1", key)
         return None if value is None else str(value)
