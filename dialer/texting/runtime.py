@@ -22,15 +22,16 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import structlog
 
 from compliance_rules.model import Channel, ContactRequest, DialMode, TextKind
 from compliance_rules.numbers import parse_number
+from compliance_rules.optout import block
 from compliance_rules.policy import CampaignPolicy
 from compliance_rules.rules import OPTOUT
 from crm_bridge.kinds import RecordKind
@@ -69,6 +70,8 @@ from dialer.texting.transport import DeliveryReceipt, InboundText, OutgoingText,
 log = structlog.get_logger(__name__)
 
 INBOUND_QUEUE_LIMIT = 10_000
+BLOCK_ATTEMPTS = 8
+T = TypeVar("T")
 CONVERSATIONS_KEPT = 10_000
 
 
@@ -143,6 +146,7 @@ class TextRunner(MachineRunner[i.TextInput, a.TextAction]):
         self.services = host.services
         self.gate_request = gate_request
         self.campaign = campaign
+        self.cancelled = asyncio.Event()
 
     def translate(self, event: Event) -> list[i.TextInput]:
         return []  # a text owns no channel; its news comes from its own actions
@@ -154,10 +158,11 @@ class TextRunner(MachineRunner[i.TextInput, a.TextAction]):
         match action:
             case a.WaitForSlot(sender=sender, segments=segments):
                 at = self.texting.pacer.reserve(sender, time.time(), segments)
-                delay = at - time.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                return i.SlotReached()
+                # Never past the text's own deadline, and a cancel (shutdown) wakes it at once.
+                deadline = min(at, self.machine.requested_at + self.machine.request.max_wait)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.cancelled.wait(), max(0.0, deadline - time.time()))
+                return None if self.cancelled.is_set() else i.SlotReached()
             case a.CheckGate():
                 decision = await decide_at_dial(self.services.gate, self.gate_request,
                                                 self.texting.policy(self.campaign, self.gate_request), self.log)
@@ -220,6 +225,7 @@ class TextingRuntime(RuntimeSlice[TextRunner]):
                 log.exception("finished_listener_failed", message_id=record.message_id)
 
     def hurry(self, runner: TextRunner) -> None:
+        runner.cancelled.set()
         runner.feed(i.Cancel())
 
     async def after_drain(self) -> None:
@@ -456,61 +462,71 @@ class TextingRuntime(RuntimeSlice[TextRunner]):
         log.info("text_receipt", provider_message_id=receipt.provider_message_id, status=receipt.status.value)
 
     async def receive(self, text: InboundText) -> str:
-        """Handle one text a phone sent us; its message id."""
+        """Handle one text a phone sent us; its message id.
+
+        Nothing here may lose a revocation: the CRM's records are put in the outbox (durable on
+        local disk, delivered when PostgreSQL answers) before anything that needs PostgreSQL or
+        Redis to answer, and a read that fails only costs context (the lead, the campaign).
+        """
         services = self.services
-        redis = services.dnc.redis
         number = parse_number(text.from_number)
         phone = number.e164 or text.from_number
         to_number = parse_number(text.to_number).e164 or text.to_number
-        leads = await services.store.find_leads_by_phone(phone) if number.e164 else []
-        lead = leads[0] if leads else None
-        campaign = await self._campaign_of(phone, to_number)
+        lead: Lead | None = None
+        looked_up = False  # the CRM answered (an unknown number gets a lead; an unanswered read does not)
+        if number.e164:
+            try:
+                lead, looked_up = await self._lead_of(phone), True
+            except Exception as error:
+                log.warning("texting_read_failed", what="lead", error=repr(error))
+        campaign = await self._quietly(self._campaign_of(phone, to_number), "campaign")
         now = time.time()
-        keyword_plan = plan(text.body, InboundFacts(False, None, False), now)
-        confirmation_claimed = False
-        help_answered_at: float | None = now
-        standing_by_text = False
-        if keyword_plan.opt_out and number.e164:
-            confirmation_claimed = bool(await redis.set(text_confirmation_key(self.redis_prefix, phone), str(now),
-                                                        nx=True))
-        elif keyword_plan.answer_help:
-            claimed = await redis.set(text_help_key(self.redis_prefix, phone), str(now), nx=True,
-                                      ex=int(HELP_GUARD_SECONDS))
-            help_answered_at = None if claimed else now
-        elif keyword_plan.keyword is not None and number.e164:
-            standing_by_text = (await services.store.opt_out_standing(phone)).by_text_only
-        decided = plan(text.body, InboundFacts(confirmation_claimed, help_answered_at, standing_by_text), now)
+        asked = plan(text.body, InboundFacts(False, None, False), now)
         message_id = new_id(Prefix.TEXT)
-        lead_id = lead.lead_id if lead else (await self._adhoc_lead(phone, "inbound_text") if number.e164 else None)
+        lead_id = lead.lead_id if lead else (await self._adhoc_lead(phone, "inbound_text") if looked_up else None)
         size = measure(text.body)
         record = {
             "message_id": message_id, "version": 1, "direction": Direction.INBOUND.value,
-            "kind": decided.keyword.value if decided.keyword else "reply", "lead_id": lead_id,
+            "kind": asked.keyword.value if asked.keyword else "reply", "lead_id": lead_id,
             "agent_id": lead.owner_agent_id if lead else None, "campaign_id": campaign.campaign_id if campaign else None,
             "from_number": phone, "to_number": to_number, "body": text.body, "encoding": size.encoding.value,
             "segments": size.segments, "template_id": None, "transport": self.transport.name,
             "provider_message_id": text.provider_message_id, "status": "received", "status_detail": None,
             "compliance_decision_id": None, "requested_by": None, "created_at": text.received_at, "sent_at": None,
         }
-        bound = log.bind(message_id=message_id, lead_id=lead_id, keyword=decided.keyword)
-        if decided.opt_out and number.e164:
-            # 47 CFR 64.1200(a)(10): the revocation is honoured at once, on every channel.
+        bound = log.bind(message_id=message_id, lead_id=lead_id, keyword=asked.keyword)
+        confirmation_claimed = False
+        help_answered_at: float | None = now
+        standing_by_text = False
+        if asked.opt_out and number.e164:
+            # 47 CFR 64.1200(a)(10): the revocation is honoured at once, on every channel: the
+            # CRM's records durable first, then the Redis list every gate reads.
             opt_out = {"opt_out_id": new_id(Prefix.OPT_OUT), "phone": phone, "source": "sms_keyword",
                        "lead_id": lead_id, "call_id": None, "created_at": datetime.now(UTC)}
-            await services.opt_outs.commit([(RecordKind.MESSAGE, record), (RecordKind.OPT_OUT, opt_out),
-                                            *self._revoked_consents(lead, phone)], phone)
-            bound.info("text_opt_out", confirmation=decided.confirm_opt_out)
+            await services.records.put_many([(RecordKind.MESSAGE, record), (RecordKind.OPT_OUT, opt_out),
+                                             *self._revoked_consents(lead, phone)])
+            await self._block(phone)
+            confirmation_claimed = await self._claim(text_confirmation_key(self.redis_prefix, phone), now)
         else:
             await services.records.put(RecordKind.MESSAGE, record)
+            if asked.answer_help:
+                claimed = await self._claim(text_help_key(self.redis_prefix, phone), now, expire=HELP_GUARD_SECONDS)
+                help_answered_at = None if claimed else now
+            elif asked.keyword is not None and number.e164:
+                standing = await self._quietly(services.store.opt_out_standing(phone), "opt-out standing")
+                standing_by_text = standing is not None and standing.by_text_only
+        decided = plan(text.body, InboundFacts(confirmation_claimed, help_answered_at, standing_by_text), now)
+        if decided.opt_out:
+            bound.info("text_opt_out", confirmation=decided.confirm_opt_out)
         if decided.opt_in:
             await self._opt_in(phone, lead, lead_id, message_id)
             bound.info("text_opt_in")
         sender = self.sender_for(campaign)
         if decided.confirm_opt_out:
             await self.send_service_text(TextKind.OPT_OUT_CONFIRMATION, phone, to_number, sender, lead, campaign)
-        if decided.answer_help and help_answered_at is None:
+        if decided.answer_help:
             await self.send_service_text(TextKind.HELP_REPLY, phone, to_number, sender, lead, campaign)
-        agent_id = await self._agent_for(lead, phone, to_number)
+        agent_id = await self._quietly(self._agent_for(lead, phone, to_number), "agent")
         if agent_id is not None:
             services.agent_events.publish(agent_id, {
                 "type": "text_received", "message_id": message_id, "from": phone, "to": to_number,
@@ -525,6 +541,38 @@ class TextingRuntime(RuntimeSlice[TextRunner]):
             except Exception:
                 log.exception("inbound_listener_failed", message_id=message_id)
         return message_id
+
+    async def _quietly(self, read: Awaitable[T], what: str) -> T | None:
+        """A read that may fail (PostgreSQL down): the text is handled without it."""
+        try:
+            return await read
+        except Exception as error:
+            log.warning("texting_read_failed", what=what, error=repr(error))
+            return None
+
+    async def _lead_of(self, phone: str) -> Lead | None:
+        leads = await self.services.store.find_leads_by_phone(phone)
+        return leads[0] if leads else None
+
+    async def _block(self, phone: str) -> None:
+        """The number on the opt-out list every gate reads; tried again while Redis fails (the
+        CRM's record is already durable)."""
+        for attempt in range(BLOCK_ATTEMPTS):
+            try:
+                await block(self.services.dnc, phone)
+                return
+            except Exception as error:
+                log.error("texting_opt_out_redis_failed", attempt=attempt + 1, error=repr(error))
+                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
+
+    async def _claim(self, key: str, now: float, *, expire: float | None = None) -> bool:
+        """Take a once-only Redis key (SET NX); False when another took it or Redis failed."""
+        try:
+            return bool(await self.services.dnc.redis.set(key, str(now), nx=True,
+                                                          ex=int(expire) if expire is not None else None))
+        except Exception as error:
+            log.error("texting_claim_failed", key=key, error=repr(error))
+            return False
 
     def _revoked_consents(self, lead: Lead | None, phone: str) -> list[tuple[str, dict[str, object]]]:
         """The lead's written consents for this number, marked revoked now (47 CFR 64.1200(a)(10))."""
