@@ -212,3 +212,42 @@ def test_one_slot_per_second_per_sender_and_per_segment() -> None:
     assert pacer.reserve("+18885550100", 10.0) == 16.0
     pacer.forget_idle(100.0)
     assert pacer.reserve("+18885550100", 100.0) == 100.0
+
+
+# -- every sequence of inputs -------------------------------------------------------------------
+_INPUTS = st.one_of(
+    st.just(i.SlotReached()), st.just(i.Cancel()), st.builds(i.Sent, st.just("prov")),
+    st.builds(i.SendFailed, st.just("refused")),
+    st.builds(i.GateDecided, st.booleans(), st.just("d-9"), st.just(("opted_out",))),
+)
+
+
+@given(st.lists(st.tuples(_INPUTS, st.floats(0, 2000, allow_nan=False)), max_size=12), st.lists(st.floats(0, 2000), max_size=3))
+def test_any_sequence_sends_at_most_once_and_only_when_allowed(
+    steps: list[tuple[i.TextInput, float]], timers: list[float]
+) -> None:
+    machine = TextMachine(request(max_wait=900.0), 100.0)
+    emitted: list[a.TextAction] = list(machine.handle(i.Start(), 100.0))
+    allowed_since_wait = False
+    for event, at in steps:
+        state_before = machine.state
+        actions = machine.handle(event, 100.0 + at)
+        if isinstance(event, i.GateDecided) and state_before is TextState.CHECKING:
+            allowed_since_wait = event.allowed
+        for action in actions:
+            if isinstance(action, a.Send):
+                waited = state_before is TextState.CHECKING
+                assert not waited or allowed_since_wait  # a text that waited goes only if allowed again
+        emitted += actions
+    for at in timers:
+        emitted += machine.handle_timer(100.0 + at)
+    sends = [x for x in emitted if isinstance(x, a.Send)]
+    finished = [x for x in emitted if isinstance(x, a.Finished)]
+    versions = [x.record.version for x in emitted if isinstance(x, a.Emit)]
+    assert len(sends) <= 1 and len(finished) <= 1
+    assert versions == sorted(set(versions))  # every snapshot newer than the last
+    if finished:
+        assert emitted[-1] == finished[0] and finished[0].record.state.final
+        assert machine.state.final
+    if machine.state is TextState.SENT:
+        assert len(sends) == 1
