@@ -153,9 +153,9 @@ class ComplianceGate:
         wanted: list[int] = []
         reservations: list[tuple[str, str, list[tuple[int, int]]]] = []
         for index, (request, location, decision) in enumerate(zip(requests, locations, decisions, strict=True)):
-            if not decision.allowed:
+            if not decision.allowed or not request.counts_toward_caps:
                 continue
-            caps = [(m, w) for m, w, _ in applicable_caps(location, policy, book, now, self.options)]
+            caps = [(m, w) for m, w, _ in applicable_caps(location, policy, book, now, self.options, request.channel)]
             person = request.lead_id or location.number.e164 or request.phone
             wanted.append(index)
             reservations.append((policy.cap_subject, person, caps))
@@ -167,7 +167,8 @@ class ComplianceGate:
                     Reason(
                         ReasonCode.FREQUENCY_CAP,
                         "another attempt took the last slot of a frequency cap just now",
-                        "; ".join(c for _, _, c in applicable_caps(locations[index], policy, book, now, self.options)),
+                        "; ".join(c for _, _, c in applicable_caps(locations[index], policy, book, now, self.options,
+                                                                   requests[index].channel)),
                     )
                 )
         return decisions

@@ -28,14 +28,36 @@ class ReasonCode(StrEnum):
 
 
 class NoticeCode(StrEnum):
-    """Duties that come with an allowed contact (they never block it)."""
+    """Duties that come with an allowed contact (they never block it), or why rules were not applied."""
 
     RECORDING_DISCLOSURE = "recording_disclosure"
+    # A text the consumer asked for (the answer to HELP, the confirmation of a revocation): the
+    # lists, windows, caps and consent rules of solicitations do not apply; the notice says why.
+    SERVICE_TEXT = "service_text"
 
 
 class Channel(StrEnum):
     VOICE = "voice"
     SMS = "sms"
+
+
+class TextKind(StrEnum):
+    """What an outbound text is; the gate applies different rules to each (channel `sms`)."""
+
+    # Sent by the system to promote: prior express written consent on file, 47 CFR 64.1200(a)(2).
+    MARKETING = "marketing"
+    # A reply within a conversation the lead started: not marketing, so no consent rule; the
+    # lists, windows and registry freshness still apply.
+    CONVERSATION = "conversation"
+    # The answer to HELP (the agency's name and contact), asked for by the consumer.
+    HELP_REPLY = "help_reply"
+    # The one confirmation of a revocation, within 5 minutes, no marketing: 47 CFR 64.1200(a)(12).
+    OPT_OUT_CONFIRMATION = "opt_out_confirmation"
+
+    @property
+    def service(self) -> bool:
+        """A text the consumer asked for, not a solicitation."""
+        return self in (TextKind.HELP_REPLY, TextKind.OPT_OUT_CONFIRMATION)
 
 
 class DialMode(StrEnum):
@@ -92,6 +114,22 @@ class ContactRequest:
     consents: tuple[ConsentRecord, ...] = ()
     channel: Channel = Channel.VOICE
     dial_mode: DialMode | None = None  # overrides the campaign's mode (click-to-call = manual)
+    text_kind: TextKind | None = None  # channel sms: what the text is (None: marketing, the strictest)
+
+    @property
+    def kind_of_text(self) -> TextKind | None:
+        """The text's kind for the rules (marketing unless said otherwise); None for a call."""
+        if self.channel is not Channel.SMS:
+            return None
+        return self.text_kind or TextKind.MARKETING
+
+    @property
+    def counts_toward_caps(self) -> bool:
+        """Whether this contact takes a slot of the frequency caps: every call and every
+        marketing text (state caps count "calls or texts", e.g. Md. Code, Com. Law 14-4503);
+        not a reply in a conversation the lead started, nor a text the consumer asked for."""
+        kind = self.kind_of_text
+        return kind is None or kind is TextKind.MARKETING
 
 
 @dataclass(frozen=True)
@@ -133,6 +171,8 @@ class Decision:
     # Set when the lead may be contacted only by a person dialing by hand (state consent rules).
     required_dial_mode: DialMode | None = None
     notices: tuple[Notice, ...] = ()
+    channel: Channel = Channel.VOICE
+    text_kind: TextKind | None = None
 
     @property
     def allowed(self) -> bool:
@@ -166,6 +206,8 @@ class Decision:
             "local_times": list(self.local_times),
             "data_versions": dict(self.data_versions),
             "notices": [notice.to_record() for notice in self.notices],
+            "channel": self.channel.value,
+            "text_kind": self.text_kind.value if self.text_kind else None,
         }
 
 

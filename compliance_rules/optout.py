@@ -9,6 +9,7 @@ honor do-not-call requests (at most 10 business days; we honor them at once).
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -51,14 +52,67 @@ class OptOut:
         }
 
 
-# Per se reasonable revocation words, 47 CFR 64.1200(a)(12) (FCC 24-24).
-OPT_OUT_KEYWORDS = frozenset({"stop", "quit", "end", "revoke", "opt out", "optout", "cancel", "unsubscribe", "stop all"})
+class TextKeyword(StrEnum):
+    """What an inbound text asks for, when it is one of the keywords the dialer must act on."""
+
+    OPT_OUT = "opt_out"  # revocation of consent: every channel, at once
+    OPT_IN = "opt_in"  # START / UNSTOP: texts again, where the law allows
+    HELP = "help"  # the agency's name and contact
+
+
+# 47 CFR 64.1200(a)(10) (FCC 24-24): "stop", "quit", "end", "revoke", "opt out", "cancel" or
+# "unsubscribe" in reply to a text is a revocation per se, and consent may be revoked by any
+# reasonable means. A word counts wherever it stands in the reply, in any case, with other words
+# or punctuation around it ("stop please", "STOP!!", "ok cancel it"): a reply that merely might
+# be a revocation is honoured as one (blocking one lead too many costs a lead; one too few is a
+# violation). The other entries are clear equivalents in English and Spanish.
+OPT_OUT_WORDS = frozenset({
+    "stop", "stopall", "quit", "end", "revoke", "optout", "cancel", "unsubscribe",
+    "alto", "parar", "pare", "paren", "detener", "detente", "cancelar", "basta", "desuscribir", "desuscribirme",
+})
+OPT_OUT_PHRASES: tuple[tuple[str, ...], ...] = (
+    ("opt", "out"), ("stop", "all"), ("remove", "me"), ("take", "me", "off"), ("leave", "me", "alone"),
+    ("do", "not", "text"), ("dont", "text"), ("do", "not", "contact"), ("dont", "contact"),
+    ("do", "not", "call"), ("dont", "call"), ("no", "more", "texts"), ("no", "more", "messages"),
+    ("wrong", "number"),
+    ("no", "mas"), ("de", "baja"), ("no", "me", "escriba"), ("no", "me", "escribas"), ("no", "me", "envie"),
+    ("no", "me", "envies"), ("no", "me", "llame"), ("no", "me", "llames"), ("numero", "equivocado"),
+)
+# Re-subscription and help only when the whole reply is the keyword: "we start Monday" is not a
+# request to be texted again.
+OPT_IN_REPLIES = frozenset({("start",), ("unstop",), ("subscribe",)})
+HELP_REPLIES = frozenset({("help",), ("info",), ("ayuda",)})
+# Backwards-compatible name: the per-se words of 47 CFR 64.1200(a)(10) and their equivalents.
+OPT_OUT_KEYWORDS = OPT_OUT_WORDS
+
+
+def text_words(text: str) -> tuple[str, ...]:
+    """The words of a text: accents and case folded, apostrophes dropped ("don't" -> "dont"),
+    anything else that is not a letter or digit a separator."""
+    folded = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(c for c in folded if not unicodedata.combining(c)).replace("'", "").replace("\u2019", "")
+    return tuple(re.findall(r"[a-z0-9]+", plain))
+
+
+def classify_text(text: str) -> TextKeyword | None:
+    """The keyword an inbound text carries (an opt-out wins over anything else), or None."""
+    words = text_words(text)
+    if any(word in OPT_OUT_WORDS for word in words):
+        return TextKeyword.OPT_OUT
+    for phrase in OPT_OUT_PHRASES:
+        size = len(phrase)
+        if any(words[i : i + size] == phrase for i in range(len(words) - size + 1)):
+            return TextKeyword.OPT_OUT
+    if words in OPT_IN_REPLIES:
+        return TextKeyword.OPT_IN
+    if words in HELP_REPLIES:
+        return TextKeyword.HELP
+    return None
 
 
 def is_opt_out_keyword(text: str) -> bool:
-    """Whether an SMS reply is one of the per-se opt-out words (case and punctuation ignored)."""
-    words = " ".join(re.sub(r"[^a-z ]", " ", text.lower()).split())
-    return words in OPT_OUT_KEYWORDS
+    """Whether an SMS reply revokes consent (see `classify_text`)."""
+    return classify_text(text) is TextKeyword.OPT_OUT
 
 
 def parse_opt_out(

@@ -19,6 +19,7 @@ from compliance_rules import location as zip_data
 from compliance_rules import numbers
 from compliance_rules.holidays import holiday_on
 from compliance_rules.model import (
+    Channel,
     ConsentKind,
     ConsentRecord,
     ContactRequest,
@@ -30,6 +31,7 @@ from compliance_rules.model import (
     NumberFacts,
     Reason,
     ReasonCode,
+    TextKind,
 )
 from compliance_rules.numbers import NumberInfo
 from compliance_rules.policy import CampaignPolicy
@@ -149,16 +151,22 @@ def _window_reason(hours: WeeklyHours, local: datetime, zone: str, margin: timed
     )
 
 
-def _rules_in_force(book: RuleBook, states: Iterable[str], day: date, options: GateOptions) -> list[StateRule]:
+def _rules_in_force(
+    book: RuleBook, states: Iterable[str], day: date, options: GateOptions, channel: Channel = Channel.VOICE
+) -> list[StateRule]:
     return [
         rule
         for state in states
         for rule in book.rules_for(state)
-        if rule.in_force(day, include_low_confidence=options.include_low_confidence, flags=options.flags)
+        if rule.in_force(day, include_low_confidence=options.include_low_confidence, flags=options.flags,
+                         channel=channel)
     ]
 
 
-def _check_windows(location: Location, policy: CampaignPolicy, book: RuleBook, now: datetime, options: GateOptions) -> list[Reason]:
+def _check_windows(
+    location: Location, policy: CampaignPolicy, book: RuleBook, now: datetime, options: GateOptions,
+    channel: Channel = Channel.VOICE,
+) -> list[Reason]:
     reasons: list[Reason] = []
     for zone in location.zones:
         local = now.astimezone(_zone(zone))
@@ -171,7 +179,7 @@ def _check_windows(location: Location, policy: CampaignPolicy, book: RuleBook, n
     for state in location.states:
         for zone in location.zones:
             local_day = now.astimezone(_zone(zone)).date()
-            for rule in _rules_in_force(book, (state,), local_day, options):
+            for rule in _rules_in_force(book, (state,), local_day, options, channel):
                 for rule_zone in (zone, *rule.extra_zones):
                     local = now.astimezone(_zone(rule_zone))
                     if not _inside(rule.hours, local, policy.margin):
@@ -225,6 +233,12 @@ def _check_consent(request: ContactRequest, location: Location, policy: Campaign
     has_pewc = _has_consent(request.consents, ConsentKind.PEWC, now)
     if policy.require_pewc and not has_pewc:
         reasons.append(Reason(ReasonCode.CONSENT_MISSING, "the campaign requires prior express written consent and none is on file", book.federal.pewc_citation))
+    elif request.kind_of_text is TextKind.MARKETING and not has_pewc:
+        # A marketing text is sent by the system (an automated telemarketing call to a mobile
+        # number): written consent is needed whatever the campaign says.
+        reasons.append(Reason(ReasonCode.CONSENT_MISSING,
+                              "a marketing text needs prior express written consent and none is on file",
+                              f"{book.federal.pewc_citation}; {book.federal.texts_citation}"))
     if policy.needs_ptc:
         cutoff = _months_before(now, book.federal.ptc_valid_months)
         if not _has_consent(request.consents, ConsentKind.PTC, now, scope=policy.consent_scope, newer_than=cutoff):
@@ -237,7 +251,7 @@ def _check_consent(request: ContactRequest, location: Location, policy: Campaign
             )
     mode = request.dial_mode or policy.dial_mode
     if not has_pewc:
-        for rule in _rules_in_force_any_zone(book, location, now, options):
+        for rule in _rules_in_force_any_zone(book, location, now, options, request.channel):
             if rule.consent is None:
                 continue
             if rule.consent.required_for is ConsentScope.ALL:
@@ -287,22 +301,28 @@ def _check_lists(location: Location, facts: NumberFacts, versions: ListVersions,
     return reasons
 
 
-def _rules_in_force_any_zone(book: RuleBook, location: Location, now: datetime, options: GateOptions) -> list[StateRule]:
+def _rules_in_force_any_zone(
+    book: RuleBook, location: Location, now: datetime, options: GateOptions, channel: Channel = Channel.VOICE
+) -> list[StateRule]:
     """State rules in force on the local date of any zone the lead may be in (conservative
     around midnight and effective dates)."""
     days = {now.astimezone(_zone(zone)).date() for zone in location.zones} or {now.date()}
     found: dict[int, StateRule] = {}
     for day in sorted(days):
-        for rule in _rules_in_force(book, location.states, day, options):
+        for rule in _rules_in_force(book, location.states, day, options, channel):
             found.setdefault(id(rule), rule)
     return list(found.values())
 
 
-def applicable_caps(location: Location, policy: CampaignPolicy, book: RuleBook, now: datetime, options: GateOptions) -> list[tuple[int, int, str]]:
-    """(max attempts, window hours, citation) for every cap that applies to this lead."""
+def applicable_caps(
+    location: Location, policy: CampaignPolicy, book: RuleBook, now: datetime, options: GateOptions,
+    channel: Channel = Channel.VOICE,
+) -> list[tuple[int, int, str]]:
+    """(max attempts, window hours, citation) for every cap that applies to this lead. Calls and
+    marketing texts share the counters (one subject, one person), as the state caps count both."""
     caps = [
         (rule.cap.max_attempts, rule.cap.window_hours, rule.cap.citation)
-        for rule in _rules_in_force_any_zone(book, location, now, options)
+        for rule in _rules_in_force_any_zone(book, location, now, options, channel)
         if rule.cap is not None
     ]
     if policy.max_attempts_per_24h is not None:
@@ -310,9 +330,12 @@ def applicable_caps(location: Location, policy: CampaignPolicy, book: RuleBook, 
     return caps
 
 
-def _check_caps(location: Location, facts: NumberFacts, policy: CampaignPolicy, book: RuleBook, now: datetime, options: GateOptions) -> list[Reason]:
+def _check_caps(
+    location: Location, facts: NumberFacts, policy: CampaignPolicy, book: RuleBook, now: datetime,
+    options: GateOptions, channel: Channel = Channel.VOICE,
+) -> list[Reason]:
     reasons: list[Reason] = []
-    for max_attempts, window_hours, citation in applicable_caps(location, policy, book, now, options):
+    for max_attempts, window_hours, citation in applicable_caps(location, policy, book, now, options, channel):
         since = now - timedelta(hours=window_hours)
         count = sum(1 for attempt in facts.attempts if since < attempt <= now)
         if count >= max_attempts:
@@ -371,12 +394,24 @@ def decide(
         raise ValueError("now must be timezone-aware")
     reasons: list[Reason] = list(location.problems)
     required_mode: DialMode | None = None
-    if location.number.ok:
+    text_kind = request.kind_of_text
+    notices: tuple[Notice, ...] = ()
+    if location.number.ok and text_kind is not None and text_kind.service:
+        # The consumer asked for this text (HELP, or the confirmation of their own revocation):
+        # not a solicitation, so neither the lists (it may go to a number that has just opted
+        # out) nor the windows, caps or consent rules of solicitations apply.
+        notices = (service_text_notice(text_kind, book),)
+    elif location.number.ok:
+        channel = request.channel
         reasons += _check_lists(location, facts, versions, book, now, options)
-        reasons += _check_windows(location, policy, book, now, options)
-        reasons += _check_caps(location, facts, policy, book, now, options)
-        consent_reasons, required_mode = _check_consent(request, location, policy, book, now, options)
-        reasons += consent_reasons
+        reasons += _check_windows(location, policy, book, now, options, channel)
+        if request.counts_toward_caps:
+            reasons += _check_caps(location, facts, policy, book, now, options, channel)
+        if text_kind is not TextKind.CONVERSATION:
+            consent_reasons, required_mode = _check_consent(request, location, policy, book, now, options)
+            reasons += consent_reasons
+        if channel is Channel.VOICE:
+            notices = recording_notices(location, book)
     return Decision(
         decision_id=decision_id,
         decided_at=now.astimezone(UTC),
@@ -389,8 +424,18 @@ def decide(
         local_times=local_times(location.zones, now),
         data_versions=data_versions(book, versions, location),
         required_dial_mode=required_mode,
-        notices=recording_notices(location, book) if location.number.ok else (),
+        notices=notices,
+        channel=request.channel,
+        text_kind=text_kind,
     )
+
+
+def service_text_notice(kind: TextKind, book: RuleBook) -> Notice:
+    """Why a text the consumer asked for went out without the rules of solicitations."""
+    what = "the answer to the consumer's HELP" if kind is TextKind.HELP_REPLY else "the one confirmation of a revocation"
+    return Notice(NoticeCode.SERVICE_TEXT,
+                  f"{what}: not a solicitation; lists, windows, caps and consent rules not applied",
+                  book.federal.service_text_citation)
 
 
 def unavailable(
@@ -405,6 +450,8 @@ def unavailable(
         campaign_id=policy.campaign_id,
         purpose=policy.purpose.value,
         reasons=(gate_unavailable_reason(why),),
+        channel=request.channel,
+        text_kind=request.kind_of_text,
     )
 
 

@@ -19,10 +19,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from compliance_rules.holidays import KNOWN_HOLIDAYS, ObservedRule
+from compliance_rules.model import Channel
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_RULES_PATH = DATA_DIR / "state_rules.yaml"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+DEFAULT_TEXTS_CITATION = (
+    "47 U.S.C. 227(b)(1)(A)(iii); 47 CFR 64.1200(a)(2) (texts are calls: FCC 03-153 para. 165; "
+    "Campbell-Ewald Co. v. Gomez, 577 U.S. 153 (2016))"
+)
+DEFAULT_SERVICE_TEXT_CITATION = (
+    "47 CFR 64.1200(a)(12) (one confirmation of a revocation, no marketing); FCC 15-72 paras. 103-106 "
+    "(a one-time text sent at the consumer's request)"
+)
 
 Window = tuple[time, time]
 # Allowed [start, end) windows per weekday, Monday first; an empty tuple means no calls that day.
@@ -83,9 +93,15 @@ class StateRule:
     effective_from: date | None = None
     effective_to: date | None = None
     flag: str | None = None
+    # The channels the rule governs: both unless its row says `channels: [voice]`.
+    channels: frozenset[Channel] = frozenset(Channel)
 
-    def in_force(self, day: date, *, include_low_confidence: bool, flags: frozenset[str]) -> bool:
-        """Whether this rule applies on local date `day` under the given options."""
+    def in_force(
+        self, day: date, *, include_low_confidence: bool, flags: frozenset[str], channel: Channel = Channel.VOICE
+    ) -> bool:
+        """Whether this rule applies on local date `day`, to `channel`, under the given options."""
+        if channel not in self.channels:
+            return False
         if self.confidence is Confidence.LOW and not include_low_confidence:
             return False
         if self.flag is not None and self.flag not in flags:
@@ -108,6 +124,10 @@ class FederalRules:
     pewc_citation: str
     ptc_citation: str
     ptc_valid_months: int
+    # Why the rules of calls apply to texts, and why a marketing text needs written consent.
+    texts_citation: str = DEFAULT_TEXTS_CITATION
+    # The text a consumer asked for (HELP's answer, a revocation's confirmation) is not a solicitation.
+    service_text_citation: str = DEFAULT_SERVICE_TEXT_CITATION
 
 
 @dataclass(frozen=True)
@@ -252,7 +272,20 @@ def _parse_rule(raw: Mapping[str, Any], sets: Mapping[str, list[Any]], index: in
         effective_from=_date(raw.get("effective_from"), where + ".effective_from"),
         effective_to=_date(raw.get("effective_to"), where + ".effective_to"),
         flag=raw.get("flag"),
+        channels=_channels(raw.get("channels"), where),
     )
+
+
+def _channels(raw: Any, where: str) -> frozenset[Channel]:
+    if raw is None:
+        return frozenset(Channel)
+    try:
+        channels = frozenset(Channel(str(value)) for value in raw)
+    except (TypeError, ValueError):
+        raise RuleDataError(f"{where}: channels must list voice and/or sms") from None
+    if not channels:
+        raise RuleDataError(f"{where}: channels must not be empty")
+    return channels
 
 
 def parse_rulebook(text: str) -> RuleBook:
@@ -276,6 +309,8 @@ def parse_rulebook(text: str) -> RuleBook:
         pewc_citation=_text(fed, "pewc_citation", "federal"),
         ptc_citation=_text(fed, "ptc_citation", "federal"),
         ptc_valid_months=int(fed.get("ptc_valid_months", 12)),
+        texts_citation=str(fed.get("texts_citation") or DEFAULT_TEXTS_CITATION),
+        service_text_citation=str(fed.get("service_text_citation") or DEFAULT_SERVICE_TEXT_CITATION),
     )
     sets = raw.get("holiday_sets") or {}
     rules = tuple(_parse_rule(rule, sets, index) for index, rule in enumerate(raw["rules"] or ()))

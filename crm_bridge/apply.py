@@ -16,7 +16,15 @@ import asyncpg
 
 from crm_bridge.dispositions import DispositionCode, PipelineStage, decide
 from crm_bridge.kinds import RecordKind
-from crm_bridge.records import CONSENT_FIELDS, FIELDS, KEY_FIELD, FieldSpec, SqlType
+from crm_bridge.records import (
+    CONSENT_FIELDS,
+    FIELDS,
+    FINAL_DELIVERY_STATUSES,
+    KEY_FIELD,
+    FieldSpec,
+    MessageDirection,
+    SqlType,
+)
 
 TABLES: dict[RecordKind, str] = {
     RecordKind.CALL: "calls",
@@ -30,6 +38,10 @@ TABLES: dict[RecordKind, str] = {
     RecordKind.CAMPAIGN_LEAD: "campaign_leads",
     RecordKind.MONITOR_SESSION: "monitor_sessions",
     RecordKind.RECORDING_ACCESS: "recording_accesses",
+    RecordKind.MESSAGE: "messages",
+    RecordKind.MESSAGE_RECEIPT: "message_receipts",
+    RecordKind.MESSAGE_TEMPLATE: "message_templates",
+    RecordKind.OPT_IN: "opt_ins",
 }
 
 # Links to audit rows a later call snapshot may omit but must never clear.
@@ -96,7 +108,11 @@ async def apply_record(conn: asyncpg.Connection, kind: RecordKind, record: Mappi
             "updated_at = now() WHERE monitor_sessions.version < EXCLUDED.version",
             *values,
         )
-    elif kind in (RecordKind.OPT_OUT, RecordKind.COMPLIANCE_DECISION, RecordKind.RECORDING_ACCESS):
+    elif kind is RecordKind.MESSAGE:
+        await _apply_message(conn, names, values, record)
+    elif kind is RecordKind.MESSAGE_RECEIPT:
+        await _apply_receipt(conn, names, values, record)
+    elif kind in (RecordKind.OPT_OUT, RecordKind.COMPLIANCE_DECISION, RecordKind.RECORDING_ACCESS, RecordKind.OPT_IN):
         # Audit rows are immutable: the first write wins.
         await conn.execute(f"{_insert(table, names)} ON CONFLICT ({key}) DO NOTHING", *values)
     elif kind is RecordKind.DISPOSITION:
@@ -125,6 +141,55 @@ async def apply_record(conn: asyncpg.Connection, kind: RecordKind, record: Mappi
                     record["lead_id"],
                     *consent_values,
                 )
+
+
+_FINAL = sorted(status.value for status in FINAL_DELIVERY_STATUSES)
+
+
+async def _apply_message(
+    conn: asyncpg.Connection, names: Sequence[str], values: Sequence[Any], record: Mapping[str, Any]
+) -> None:
+    # Like call snapshots: only a newer version replaces the row. Receipts own delivery_*.
+    await conn.execute(
+        f"{_insert('messages', names)} ON CONFLICT (message_id) DO UPDATE SET "
+        f"{_set_from_excluded(names, 'message_id')}, updated_at = now() WHERE messages.version < EXCLUDED.version",
+        *values,
+    )
+    if record["provider_message_id"] is not None:
+        # A receipt may have arrived before the snapshot that names the provider's id.
+        await conn.execute(
+            "UPDATE messages m SET delivery_status = r.status, delivery_error = r.error, "
+            "delivered_at = CASE WHEN r.status = 'delivered' THEN r.received_at END "
+            "FROM (SELECT status, error, received_at FROM message_receipts WHERE provider_message_id = $2 "
+            "      ORDER BY (status = ANY($3::text[])) DESC, received_at DESC LIMIT 1) r "
+            "WHERE m.message_id = $1 AND m.delivery_status IS NULL",
+            record["message_id"], record["provider_message_id"], _FINAL,
+        )
+    if record["direction"] == MessageDirection.INBOUND.value and record["lead_id"] is not None:
+        # The lead wrote to us: first contact moves a new lead on, as a call's contact does.
+        await conn.execute(
+            "UPDATE leads SET pipeline_stage = $2, updated_at = now() WHERE lead_id = $1 AND pipeline_stage = $3",
+            record["lead_id"], PipelineStage.CONTACTED.value, PipelineStage.NEW_LEAD.value,
+        )
+
+
+async def _apply_receipt(
+    conn: asyncpg.Connection, names: Sequence[str], values: Sequence[Any], record: Mapping[str, Any]
+) -> None:
+    inserted = await conn.fetchval(
+        f"{_insert('message_receipts', names)} ON CONFLICT (receipt_id) DO NOTHING RETURNING true", *values
+    )
+    if not inserted:
+        return
+    # A final status (delivered, undelivered, failed) is never replaced by an intermediate one.
+    received_at = datetime.fromisoformat(record["received_at"])
+    await conn.execute(
+        "UPDATE messages SET delivery_status = $2, delivery_error = $3, "
+        "delivered_at = CASE WHEN $2 = 'delivered' THEN $4::timestamptz ELSE delivered_at END, updated_at = now() "
+        "WHERE provider_message_id = $1 AND direction = 'outbound' "
+        "AND (delivery_status IS NULL OR NOT (delivery_status = ANY($5::text[])) OR $2 = ANY($5::text[]))",
+        record["provider_message_id"], record["status"], record["error"], received_at, _FINAL,
+    )
 
 
 async def _apply_disposition(

@@ -19,3 +19,7 @@ class RecordKind(StrEnum):
     CAMPAIGN_LEAD = "campaign_lead"
     MONITOR_SESSION = "monitor_session"
     RECORDING_ACCESS = "recording_access"
+    MESSAGE = "message"
+    MESSAGE_RECEIPT = "message_receipt"
+    MESSAGE_TEMPLATE = "message_template"
+    OPT_IN = "opt_in"

@@ -47,6 +47,36 @@ class CallOutcome(StrEnum):
     FAILED = "failed"
 
 
+class Channel(StrEnum):
+    """Which channel a compliance decision was for."""
+
+    VOICE = "voice"
+    SMS = "sms"
+
+
+class MessageDirection(StrEnum):
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+
+
+class TextEncoding(StrEnum):
+    GSM7 = "gsm7"
+    UCS2 = "ucs2"
+
+
+class DeliveryStatus(StrEnum):
+    """A delivery receipt's status; the last three are final."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+
+
+FINAL_DELIVERY_STATUSES = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.UNDELIVERED, DeliveryStatus.FAILED})
+
+
 class AgentRole(StrEnum):
     AGENT = "agent"
     SUPERVISOR = "supervisor"
@@ -397,6 +427,8 @@ FIELDS: dict[RecordKind, dict[str, FieldSpec]] = {
         "local_times": FieldSpec(_json_list, default=[], sql=SqlType.JSONB),
         "data_versions": FieldSpec(_json_object, default={}, sql=SqlType.JSONB),
         "notices": FieldSpec(_reasons, default=[], sql=SqlType.JSONB),
+        "channel": FieldSpec(_choice(Channel), default=Channel.VOICE.value),
+        "text_kind": FieldSpec(_optional(_text(40))),
     },
     RecordKind.RECORDING: {
         "recording_id": _required(_identifier),
@@ -512,6 +544,57 @@ FIELDS: dict[RecordKind, dict[str, FieldSpec]] = {
         "bytes": FieldSpec(_optional(_integer(0, 2**62))),
         "accessed_at": _required(_timestamp, SqlType.TIMESTAMP),
     },
+    # A text sent or received (a versioned snapshot for outbound texts, like calls).
+    RecordKind.MESSAGE: {
+        "message_id": _required(_identifier),
+        "version": _required(_integer(0, 2**62)),
+        "direction": _required(_choice(MessageDirection)),
+        "kind": _required(_text(40)),
+        "lead_id": _ID,
+        "agent_id": _ID,
+        "campaign_id": _ID,
+        # Not E.164-checked: an inbound text may come from a short code.
+        "from_number": _required(_nonempty_text),
+        "to_number": _required(_nonempty_text),
+        "body": _required(_text(4000)),
+        "encoding": _required(_choice(TextEncoding)),
+        "segments": _required(_integer(0, 1000)),
+        "template_id": _ID,
+        "transport": _required(_text(40)),
+        "provider_message_id": FieldSpec(_optional(_text(200))),
+        "status": _required(_text(40)),
+        "status_detail": _TEXT,
+        "compliance_decision_id": FieldSpec(_optional(_uuid)),
+        "requested_by": _ID,
+        "created_at": _required(_timestamp, SqlType.TIMESTAMP),
+        "sent_at": _TS,
+    },
+    # A delivery receipt of a sent text (an immutable row; its status is copied onto the message).
+    RecordKind.MESSAGE_RECEIPT: {
+        "receipt_id": _required(_identifier),
+        "message_id": _ID,
+        "provider_message_id": _required(_text(200)),
+        "status": _required(_choice(DeliveryStatus)),
+        "error": FieldSpec(_optional(_text(200))),
+        "received_at": _required(_timestamp, SqlType.TIMESTAMP),
+    },
+    RecordKind.MESSAGE_TEMPLATE: {
+        "template_id": _required(_identifier),
+        "campaign_id": _required(_identifier),
+        "name": _required(_nonempty_text),
+        "body": _required(_text(1600)),
+        "created_by": _ID,
+        "created_at": _required(_timestamp, SqlType.TIMESTAMP),
+    },
+    # START/UNSTOP after a texted revocation: new consent evidence (an immutable row).
+    RecordKind.OPT_IN: {
+        "opt_in_id": _required(_identifier),
+        "phone": _required(_e164),
+        "source": _required(_nonempty_text),
+        "lead_id": _ID,
+        "message_id": _ID,
+        "created_at": _required(_timestamp, SqlType.TIMESTAMP),
+    },
 }
 
 # Primary key of each kind's row.
@@ -527,6 +610,10 @@ KEY_FIELD: dict[RecordKind, str] = {
     RecordKind.CAMPAIGN_LEAD: "membership_id",
     RecordKind.MONITOR_SESSION: "monitor_id",
     RecordKind.RECORDING_ACCESS: "access_id",
+    RecordKind.MESSAGE: "message_id",
+    RecordKind.MESSAGE_RECEIPT: "receipt_id",
+    RecordKind.MESSAGE_TEMPLATE: "template_id",
+    RecordKind.OPT_IN: "opt_in_id",
 }
 
 PARTIAL_KINDS: frozenset[RecordKind] = frozenset({RecordKind.LEAD_UPSERT, RecordKind.CAMPAIGN_LEAD})

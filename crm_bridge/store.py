@@ -186,6 +186,75 @@ _RECORDING_COLUMNS = ", ".join(Recording.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
+class Message:
+    """One text sent or received (`messages`), with its latest delivery receipt."""
+
+    message_id: str
+    version: int
+    direction: str
+    kind: str
+    lead_id: str | None
+    agent_id: str | None
+    campaign_id: str | None
+    from_number: str
+    to_number: str
+    body: str
+    encoding: str
+    segments: int
+    template_id: str | None
+    transport: str
+    provider_message_id: str | None
+    status: str
+    status_detail: str | None
+    delivery_status: str | None
+    delivery_error: str | None
+    delivered_at: datetime | None
+    compliance_decision_id: str | None
+    requested_by: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    updated_at: datetime
+
+
+_MESSAGE_COLUMNS = ", ".join(Message.__dataclass_fields__)
+
+
+def _message(row: asyncpg.Record) -> Message:
+    values = dict(row)
+    decision = values["compliance_decision_id"]
+    values["compliance_decision_id"] = None if decision is None else str(decision)
+    return Message(**values)
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    template_id: str
+    campaign_id: str
+    name: str
+    body: str
+    created_by: str | None
+    created_at: datetime
+
+
+_TEMPLATE_COLUMNS = ", ".join(MessageTemplate.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class OptOutStanding:
+    """A number's opt-outs since its last re-subscription (START), by source."""
+
+    sources: tuple[str, ...]
+
+    @property
+    def opted_out(self) -> bool:
+        return bool(self.sources)
+
+    @property
+    def by_text_only(self) -> bool:
+        return self.opted_out and all(source == "sms_keyword" for source in self.sources)
+
+
+@dataclass(frozen=True)
 class ApiToken:
     token_id: str
     role: TokenRole
@@ -508,6 +577,64 @@ class CrmStore:
             session["modes"] = json.loads(str(session["modes"]))
         return session
 
+    # --- texts --------------------------------------------------------------------------
+
+    async def get_message(self, message_id: str) -> Message | None:
+        row = await self._pool.fetchrow(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE message_id = $1", message_id)
+        return None if row is None else _message(row)
+
+    async def list_messages(self, *, lead_id: str, limit: int = 100) -> list[Message]:
+        """A lead's texts, oldest first (a conversation reads down); `limit` is capped at 1000."""
+        rows = await self._pool.fetch(
+            f"SELECT * FROM (SELECT {_MESSAGE_COLUMNS} FROM messages WHERE lead_id = $1 "
+            "ORDER BY created_at DESC, message_id DESC LIMIT $2) newest ORDER BY created_at, message_id",
+            lead_id, max(1, min(limit, 1000)),
+        )
+        return [_message(row) for row in rows]
+
+    async def latest_message(
+        self, *, direction: str, lead_number: str, agency_number: str | None = None, since: datetime | None = None,
+        kinds: Sequence[str] | None = None,
+    ) -> Message | None:
+        """The newest text to (outbound) or from (inbound) a lead's number, optionally with one
+        of our numbers, after `since`, of one of `kinds`."""
+        lead_column, agency_column = ("to_number", "from_number") if direction == "outbound" else ("from_number", "to_number")
+        row = await self._pool.fetchrow(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE direction = $1 AND {lead_column} = $2 "
+            f"AND ($3::text IS NULL OR {agency_column} = $3) AND ($4::timestamptz IS NULL OR created_at >= $4) "
+            "AND ($5::text[] IS NULL OR kind = ANY($5::text[])) ORDER BY created_at DESC LIMIT 1",
+            direction, lead_number, agency_number, since, list(kinds) if kinds is not None else None,
+        )
+        return None if row is None else _message(row)
+
+    async def find_message_by_provider_id(self, provider_message_id: str) -> Message | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE provider_message_id = $1 ORDER BY created_at DESC LIMIT 1",
+            provider_message_id,
+        )
+        return None if row is None else _message(row)
+
+    async def get_template(self, template_id: str) -> MessageTemplate | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_TEMPLATE_COLUMNS} FROM message_templates WHERE template_id = $1", template_id
+        )
+        return None if row is None else MessageTemplate(**dict(row))
+
+    async def find_template(self, campaign_id: str, name: str) -> MessageTemplate | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_TEMPLATE_COLUMNS} FROM message_templates WHERE campaign_id = $1 AND name = $2", campaign_id, name
+        )
+        return None if row is None else MessageTemplate(**dict(row))
+
+    async def opt_out_standing(self, phone: str) -> OptOutStanding:
+        """The sources of `phone`'s opt-outs made after its last re-subscription."""
+        rows = await self._pool.fetch(
+            "SELECT source FROM opt_outs WHERE phone = $1 AND created_at > "
+            "coalesce((SELECT max(created_at) FROM opt_ins WHERE phone = $1), '-infinity') ORDER BY created_at",
+            phone,
+        )
+        return OptOutStanding(tuple(row["source"] for row in rows))
+
     async def opted_out(self, phone: str) -> bool:
         """Whether `phone` is on the company's do-not-call list in PostgreSQL."""
         return bool(await self._pool.fetchval("SELECT EXISTS (SELECT 1 FROM opt_outs WHERE phone = $1)", phone))
@@ -573,6 +700,10 @@ class CrmStore:
             if bound is None:
                 bound = await conn.fetchval("SELECT call_id FROM idempotency_keys WHERE key = $1", key)
         return str(bound)
+
+    async def release_idempotency_key(self, key: str, bound_id: str) -> None:
+        """Unbind `key` from `bound_id` (the request it named was refused and did nothing)."""
+        await self._pool.execute("DELETE FROM idempotency_keys WHERE key = $1 AND call_id = $2", key, bound_id)
 
     async def get_idempotency_key(self, key: str) -> str | None:
         value = await self._pool.fetchval("SELECT call_id FROM idempotency_keys WHERE key = $1", key)

@@ -20,11 +20,14 @@ from dialer.monitor.api import add_monitor_routes
 from dialer.monitor.openapi import monitor_paths
 from dialer.monitor.runtime import MonitorRuntime
 from dialer.runtime.live import CallControl
+from dialer.texting.api import add_texting_routes
+from dialer.texting.openapi import texting_paths
+from dialer.texting.runtime import TextingRuntime
 from recordings.reader import RecordingReader
 
 
 def openapi_document() -> dict[str, Any]:
-    return base_document(campaign_paths(), monitor_paths(), recording_paths())
+    return base_document(campaign_paths(), monitor_paths(), recording_paths(), texting_paths())
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -39,6 +42,7 @@ def build_app(
     campaigns: CampaignRuntime | None = None,
     monitors: MonitorRuntime | None = None,
     recordings: RecordingReader | None = None,
+    texting: TextingRuntime | None = None,
 ) -> web.Application:
     """Every route is served; a slice this API runs without answers 503 `controller_unavailable`."""
     app = web.Application(middlewares=[errors_as_json, bearer_auth], client_max_size=256 * 1024)
@@ -54,4 +58,5 @@ def build_app(
     add_call_routes(app)
     add_campaign_routes(app, campaigns)
     add_recording_routes(app, recordings)
+    add_texting_routes(app, texting)
     return app

@@ -57,6 +57,7 @@ from dialer.runtime.services import CallServices
 from dialer.runtime.slice import RuntimeSlice
 from dialer.runtime.snapshots import SnapshotWriter
 from dialer.settings import Settings
+from dialer.texting.runtime import TextingRuntime, texting_for
 from recordings.crypto import Keyring, RecordingKeysMissing
 from recordings.reader import RecordingReader
 
@@ -162,6 +163,7 @@ class DialerServices:
     keyring: Keyring | None = None
     """Seals the archived recordings."""
     archiver: RecordingArchiver | None = None
+    texting: TextingRuntime | None = None
 
     @property
     def calls(self) -> ClickToCallRuntime:
@@ -204,6 +206,7 @@ async def dialer_services(
     ari_connect_timeout: float = 15.0,
     campaign_overrides: Mapping[str, object] | None = None,
     monitor_overrides: Mapping[str, object] | None = None,
+    texting_overrides: Mapping[str, object] | None = None,
 ) -> AsyncIterator[DialerServices]:
     started_at = datetime.now(UTC)
     store = await _migrated_store(settings.pg_dsn)
@@ -261,13 +264,15 @@ async def dialer_services(
                 monitors = MonitorRuntime(services, [calls, campaigns], MonitorSettings(
                     trunk_endpoint=settings.trunk_endpoint, **(monitor_overrides or {}),  # type: ignore[arg-type]
                 ))
-                fan_out.slices = [calls, campaigns, monitors]
+                texting = texting_for(services, settings, **(texting_overrides or {}))
+                fan_out.slices = [calls, campaigns, monitors, texting]
                 stream = EventStream(ari, dispatcher, on_connected=fan_out.on_connected)
                 metrics.collectors.append(
                     lambda registry: _collect(registry, outbox, stream, snapshots, calls, campaigns, archiver)
                 )
                 async with (
-                    calls.running(), campaigns.running(), monitors.running(), asyncio.TaskGroup() as tasks
+                    calls.running(), campaigns.running(), monitors.running(), texting.running(),
+                    asyncio.TaskGroup() as tasks,
                 ):
                     stream_task = tasks.create_task(stream.run(), name="ari-events")
                     snapshot_task = tasks.create_task(snapshots.run(), name="call-snapshots")
@@ -290,12 +295,12 @@ async def dialer_services(
                         ApiDependencies(store=store, records=outbox, dnc=dnc, agent_events=agent_events,
                                         metrics=metrics),
                         calls=calls, campaigns=campaigns, monitors=monitors,
-                        recordings=RecordingReader(settings.recordings_dir, keyring),
+                        recordings=RecordingReader(settings.recordings_dir, keyring), texting=texting,
                     )
                     try:
                         yield DialerServices(
                             settings, store, outbox, dnc, gate, ari, stream, calls, agent_events, app,
-                            campaigns, monitors, keyring, archiver,
+                            campaigns, monitors, keyring, archiver, texting,
                         )
                     finally:
                         for runtime in reversed(fan_out.slices):

@@ -70,6 +70,15 @@ class Settings:
     gate_require_state_lists: bool = True
     log_level: str = "info"
     log_format: str = "auto"  # json | console | auto (console on a terminal)
+    # Texting (docs/texting.md): which transport carries texts, the agency's name in texts sent
+    # outside a campaign, and each sender number's rate (segments per second).
+    texting_transport: str = "sip"  # sip (Asterisk, SIP MESSAGE) | http (a messaging provider)
+    agency_name: str = "Insurance Agency"
+    texting_rate: float = 1.0
+    texting_http_url: str = ""  # the provider's API base, e.g. https://api.example.com
+    texting_http_account: str = ""
+    texting_http_token: str = field(default="", repr=False)
+    texting_webhook_url: str = ""  # this API's public base URL, as the provider calls it
 
     @property
     def asterisk_root(self) -> Path:
@@ -151,6 +160,13 @@ ENVIRONMENT: Mapping[str, str] = {
     "DIALER_RTP_END": "rtp_end",
     "DIALER_STATE_DIR": "state_root",
     "DIALER_SIP_CREDENTIALS_FILE": "sip_credentials_path",
+    "DIALER_TEXTING_TRANSPORT": "texting_transport",
+    "DIALER_AGENCY_NAME": "agency_name",
+    "DIALER_TEXTING_RATE": "texting_rate",
+    "DIALER_TEXTING_HTTP_URL": "texting_http_url",
+    "DIALER_TEXTING_HTTP_ACCOUNT": "texting_http_account",
+    "DIALER_TEXTING_HTTP_TOKEN": "texting_http_token",
+    "DIALER_TEXTING_WEBHOOK_URL": "texting_webhook_url",
 }
 
 
@@ -166,6 +182,11 @@ def from_environment(env: Mapping[str, str] | None = None, **overrides: object) 
         current = getattr(defaults, name)
         if isinstance(current, bool):
             values[name] = raw.lower() in {"1", "true", "yes", "on"}
+        elif isinstance(current, float):
+            try:
+                values[name] = float(raw)
+            except ValueError:
+                raise SettingsError(f"{variable} must be a number, got {raw!r}") from None
         elif isinstance(current, int):
             try:
                 values[name] = int(raw)

@@ -83,7 +83,9 @@ WRAP_UPS: web.AppKey[WrapUps | None] = web.AppKey("wrap_ups", WrapUps)
 CALL_CONTROLS: web.AppKey[list[CallControl]] = web.AppKey("call_controls", list)
 TOKEN: web.RequestKey[ApiToken] = web.RequestKey("token", ApiToken)
 # /metrics carries aggregates only (no PHI), for a Prometheus server on the same network.
-PUBLIC_PATHS = frozenset({"/v1/health", "/v1/openapi.json", "/metrics"})
+# The messaging provider's webhooks authenticate by their signature (dialer/texting/api.py).
+PUBLIC_PATHS = frozenset({"/v1/health", "/v1/openapi.json", "/metrics", "/v1/texting/provider/inbound",
+                          "/v1/texting/provider/status"})
 _ROLES: dict[Handler, frozenset[TokenRole]] = {}
 
 

@@ -10,6 +10,7 @@ integration tests do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import urllib.parse
 import uuid
@@ -21,14 +22,19 @@ from typing import Any
 
 import asyncpg
 
+from compliance_rules.model import TextKind
 from compliance_rules.numbers import parse_number
 from compliance_rules.ruleset import RuleBook
 from compliance_rules.telemarketing import is_live_answer
 from crm_bridge.kinds import RecordKind
 from dialer.campaign.agent import AgentState
 from dialer.campaign.dialing import CampaignRunner, campaign_lead_record
-from dialer.demo.leads import DemoLead
+from dialer.demo.leads import DemoLead, with_texters
+from dialer.runtime.errors import ComplianceBlocked
 from dialer.serve import DialerServices
+from dialer.texting.inbound import InboundPlan
+from dialer.texting.runtime import SendRequest
+from dialer.texting.transport import InboundText
 
 # Durations compressed for a demo of a few minutes (the defaults are for a real floor).
 DEMO_TUNING: Mapping[str, object] = {
@@ -106,6 +112,13 @@ class DemoSummary:
     # Connected calls whose decision asked for the recording notice (all-party-consent states).
     connected_announced: int
     opted_out_by_key: int
+    texts_sent: int  # marketing texts to demo leads before the campaign
+    texts_blocked: int
+    texts_delivered: int
+    text_replies: dict[str, int]  # by what they asked for: opt_out, help, reply
+    opted_out_by_text: int
+    # Leads who texted STOP and were dialed after it (must be 0: the opt-out blocks every channel).
+    dialed_after_text_opt_out: int
     occupancy: float
     recordings_dir: str
     recording_example: str | None  # the archived file of one connected call
@@ -154,6 +167,56 @@ async def seed_leads(services: DialerServices, campaign_id: str, run_id: str, le
         if lead.dnc is not None:
             await services.dnc.set_membership(lead.dnc.value, parse_number(lead.phone), True)
     return ids
+
+
+DEMO_TEXT = "Hi {first_name}, {agency_name} here about the final expense quote you asked for."
+
+
+@dataclass
+class TextingOutcome:
+    sent: int = 0
+    blocked: int = 0
+    replies: Counter[str] = field(default_factory=Counter)
+
+
+async def text_leads(services: DialerServices, campaign_id: str, leads: Sequence[DemoLead],
+                     lead_ids: Mapping[str, str], within: float = 10.0) -> TextingOutcome:
+    """Text the texters (a marketing text each, through the gate) and wait for their answers;
+    the one who answers STOP is opted out of every channel before the campaign starts."""
+    texting = services.texting
+    assert texting is not None
+    outcome = TextingOutcome()
+    texters = [lead for lead in leads if lead.texts is not None]
+    answered: set[str] = set()
+    expected = len(texters)
+    all_answered = asyncio.Event()
+
+    def heard(text: InboundText, plan: InboundPlan, lead_id: str | None) -> None:
+        del lead_id
+        if text.from_number not in answered:
+            answered.add(text.from_number)
+            outcome.replies[plan.keyword.value if plan.keyword else "reply"] += 1
+        if len(answered) >= expected:
+            all_answered.set()
+
+    texting.inbound_listeners.append(heard)
+    try:
+        for lead in texters:
+            try:
+                await texting.send_text(SendRequest(lead_id=lead_ids[lead.phone], campaign_id=campaign_id,
+                                                    body=DEMO_TEXT, kind=TextKind.MARKETING, requested_by="demo"))
+                outcome.sent += 1
+            except ComplianceBlocked:
+                outcome.blocked += 1
+        expected = outcome.sent
+        if len(answered) >= expected:
+            all_answered.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await all_answered.wait()
+    finally:
+        texting.inbound_listeners.remove(heard)
+    return outcome
 
 
 async def log_in(services: DialerServices, campaign_id: str, agents: Sequence[DemoAgent], within: float = 20.0) -> None:
@@ -255,6 +318,7 @@ async def summarise(
     gate_clock: str,
     seconds: float,
     occupancy: float,
+    texting: TextingOutcome | None = None,
 ) -> DemoSummary:
     """The run's summary, recounted from the CRM's `calls`, `compliance_decisions`,
     `recordings`, `opt_outs` and `campaign_leads` rows."""
@@ -278,6 +342,16 @@ async def summarise(
             "jsonb_array_elements(d.reasons) AS reason WHERE d.campaign_id = $1 AND NOT d.allowed "
             "AND d.lead_id <> ALL(SELECT lead_id FROM calls WHERE campaign_id = $1 AND lead_id IS NOT NULL) GROUP BY 1 ORDER BY 2 DESC",
             campaign_id)
+        # Text-side evidence: the texts, who opted out by text, and any dial after that opt-out.
+        delivered = await connection.fetchval(
+            "SELECT count(*) FROM messages WHERE campaign_id = $1 AND direction = 'outbound' AND kind = 'marketing' "
+            "AND delivery_status = 'delivered'", campaign_id)
+        by_text = await connection.fetch(
+            "SELECT phone, min(created_at) AS at FROM opt_outs WHERE source = 'sms_keyword' "
+            "AND lead_id = ANY($1::text[]) GROUP BY phone", list(lead_ids.values()))
+        dialed_after = await connection.fetchval(
+            "SELECT count(*) FROM calls c JOIN opt_outs o ON o.phone = c.lead_number AND o.source = 'sms_keyword' "
+            "WHERE c.campaign_id = $1 AND c.requested_at >= o.created_at", campaign_id)
         never_total = await connection.fetchval(
             "SELECT count(DISTINCT lead_id) FROM compliance_decisions WHERE campaign_id = $1 AND NOT allowed "
             "AND lead_id <> ALL(SELECT lead_id FROM calls WHERE campaign_id = $1 AND lead_id IS NOT NULL)", campaign_id)
@@ -317,6 +391,12 @@ async def summarise(
         recordings=sum(1 for c in calls if c["recorded"] is not None),
         connected_announced=sum(1 for c in connected if c["announced"]),
         opted_out_by_key=int(opted_out or 0),
+        texts_sent=texting.sent if texting else 0,
+        texts_blocked=texting.blocked if texting else 0,
+        texts_delivered=int(delivered or 0),
+        text_replies=dict(texting.replies) if texting else {},
+        opted_out_by_text=len(by_text),
+        dialed_after_text_opt_out=int(dialed_after or 0),
         occupancy=round(occupancy, 3),
         recordings_dir=str(services.settings.recordings_dir),
         recording_example=next((urllib.parse.urlsplit(str(c["storage_uri"])).path for c in connected
@@ -354,10 +434,15 @@ async def run_demo(services: DialerServices, run: DemoRun,
             say(message)
 
     await mark_lists_fresh(services, run.book, run.gate_now().date())
+    leads = with_texters(run.leads, run.gate_now(), run.book)
     campaign_id = await seed_campaign(services, run.run_id)
-    lead_ids = await seed_leads(services, campaign_id, run.run_id, run.leads)
-    note(f"Campaign {campaign_id}: {len(run.leads)} leads in {len({lead.home.state for lead in run.leads})} states "
-         f"({sum(1 for lead in run.leads if lead.dnc)} on DNC lists); logging in {len(run.agents)} agents...")
+    lead_ids = await seed_leads(services, campaign_id, run.run_id, leads)
+    note(f"Campaign {campaign_id}: {len(leads)} leads in {len({lead.home.state for lead in leads})} states "
+         f"({sum(1 for lead in leads if lead.dnc)} on DNC lists); texting {sum(1 for lead in leads if lead.texts)} "
+         "of them first...")
+    texting = await text_leads(services, campaign_id, leads, lead_ids)
+    note(f"Texts: {texting.sent} sent, {texting.blocked} blocked; answers: "
+         f"{', '.join(f'{k} {v}' for k, v in texting.replies.items()) or 'none'}; logging in {len(run.agents)} agents...")
     try:
         await log_in(services, campaign_id, run.agents)
         note(f"Agents ready; running the predictive campaign for {run.seconds / 60:.1f} min "
@@ -367,8 +452,8 @@ async def run_demo(services: DialerServices, run: DemoRun,
         seconds = time.monotonic() - started
     finally:
         await log_out(services, run.agents)
-    return await summarise(services, runner, run.leads, lead_ids, run.agents, gate_clock=run.gate_clock,
-                           seconds=seconds, occupancy=occupancy)
+    return await summarise(services, runner, leads, lead_ids, run.agents, gate_clock=run.gate_clock,
+                           seconds=seconds, occupancy=occupancy, texting=texting)
 
 
 def shifted_clock(start: datetime) -> Callable[[], datetime]:

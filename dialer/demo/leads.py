@@ -3,7 +3,9 @@
 Leads are numbers of the simulated public network (`asterisk-config/README.md`): real area
 codes and ZIP codes per state, so the compliance gate places them in their real time zones,
 and the last four digits `B R TT` choose what the called party does (1 person, 2 machine,
-3 busy, 4 no answer, 5 unallocated; exchange 999 is a person who presses 9).
+3 busy, 4 no answer, 5 unallocated; exchange 999 is a person who presses 9). A few people are
+also texted before the campaign: their exchange 77P chooses how they answer a text (770 STOP,
+773 HELP, 774 yes, 775 an emoji), and they gave written consent on a web form.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -60,6 +62,21 @@ class Behaviour(StrEnum):
     PRESSES_9 = "presses_9"
 
 
+class TextReply(StrEnum):
+    """How a texted demo lead answers (the exchange 77P of its number chooses it)."""
+
+    STOP = "stop"
+    HELP = "help"
+    YES = "yes"
+    EMOJI = "emoji"
+
+
+TEXTING_EXCHANGES: dict[TextReply, str] = {TextReply.STOP: "770", TextReply.HELP: "773", TextReply.YES: "774",
+                                           TextReply.EMOJI: "775"}
+TEXTED_REPLIES = (TextReply.STOP, TextReply.YES, TextReply.EMOJI, TextReply.HELP)
+CONSENT_AT = "2026-01-05T15:00:00+00:00"  # the demo web form's date
+
+
 class DncList(StrEnum):
     """The list a demo lead is put on before the run (the gate must never let it be dialed)."""
 
@@ -95,12 +112,18 @@ class DemoLead:
     home: DemoState
     behaviour: Behaviour
     dnc: DncList | None = None
+    texts: TextReply | None = None  # texted before the campaign, answering this way
 
     def lead_fields(self) -> dict[str, object]:
-        """The `lead_upsert` fields (without the id)."""
-        return {"first_name": self.first_name, "last_name": self.last_name, "phones": [self.phone],
-                "state": self.home.state, "zip": self.home.zip_code, "city": self.home.city,
-                "source": "demo"}
+        """The `lead_upsert` fields (without the id); a texted lead's written consent with them."""
+        fields: dict[str, object] = {
+            "first_name": self.first_name, "last_name": self.last_name, "phones": [self.phone],
+            "state": self.home.state, "zip": self.home.zip_code, "city": self.home.city, "source": "demo"}
+        if self.texts is not None:
+            fields["consents"] = [{"consent_id": f"demo-pewc-{self.phone[1:]}", "kind": "pewc", "phone": self.phone,
+                                   "obtained_at": CONSENT_AT, "source": "web_form",
+                                   "evidence_ref": "demo web form (TCPA disclosure accepted)"}]
+        return fields
 
 
 def _last_four(behaviour: Behaviour, rng: random.Random) -> str:
@@ -131,7 +154,8 @@ def demo_leads(count: int, seed: int = 2026, states: Sequence[DemoState] = DEMO_
     behaviours = [behaviour for behaviour, _ in MIX]
     used: set[str] = set()
     leads: list[DemoLead] = []
-    exchanges = [n for n in range(201, 990) if n not in (555, 911, 999) and n % 100 != 11]
+    # 77X: the simulated phones that answer texts by rule are kept for `with_texters`.
+    exchanges = [n for n in range(201, 990) if n not in (555, 911, 999) and n % 100 != 11 and n // 10 != 77]
     for index in range(count):
         home = states[index % len(states)]
         behaviour = rng.choices(behaviours, weights)[0]
@@ -156,6 +180,20 @@ def window_open(lead: DemoLead, at: datetime, book: RuleBook, policy: CampaignPo
     decision = decide(request, locate(request), NumberFacts(), ListVersions(fresh), policy or CampaignPolicy(),
                       book, at, "demo-preview")
     return decision.allowed
+
+
+def with_texters(leads: Sequence[DemoLead], at: datetime, book: RuleBook,
+                 replies: Sequence[TextReply] = TEXTED_REPLIES) -> list[DemoLead]:
+    """`leads` with one person per reply (inside their window at `at`, on no DNC list) moved to
+    the exchange that answers texts that way, and given written consent, to be texted first."""
+    chosen = [lead for lead in leads if lead.behaviour is Behaviour.PERSON and lead.dnc is None
+              and window_open(lead, at, book)][: len(replies)]
+    moved = {lead.index: reply for lead, reply in zip(chosen, replies, strict=False)}
+    return [
+        replace(lead, phone=f"+1{lead.home.area_code}{TEXTING_EXCHANGES[moved[lead.index]]}{lead.phone[-4:]}",
+                texts=moved[lead.index]) if lead.index in moved else lead
+        for lead in leads
+    ]
 
 
 def dialable_at(leads: Iterable[DemoLead], at: datetime, book: RuleBook) -> list[DemoLead]:

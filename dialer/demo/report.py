@@ -50,6 +50,9 @@ def summary_text(s: DemoSummary, pg_dsn: str) -> str:
         ("recordings", f"{s.recordings} ({s.connected_recorded} of {s.connected} connected calls recorded)"),
         ("recording notices", f"{s.connected_announced} of {s.connected} connected calls announced \"This call is "
                               "recorded\" (the lead may be in an all-party-consent state)"),
+        ("texts", f"{s.texts_sent} sent before the campaign ({s.texts_delivered} delivered, {s.texts_blocked} "
+                  f"blocked by the gate); answers: {_blocks(s.text_replies)}"),
+        ("opted out by text", f"{s.opted_out_by_text}; dialed after opting out: {s.dialed_after_text_opt_out}"),
     ]
     width = max(len(label) for label, _ in rows)
     lines = ["", "Demo summary", "=" * 12]
@@ -59,8 +62,8 @@ def summary_text(s: DemoSummary, pg_dsn: str) -> str:
         f"Recordings (sealed, AES-256-GCM): {s.recordings_dir}",
         f"  listen: .venv/bin/dialer recording open {s.recording_example or 'FILE'} --out call.wav"
         + ("" if s.recording_example else "   (FILE: the path in recordings.storage_uri)"),
-        f"CRM rows: database {s.database!r} (tables calls, recordings, compliance_decisions, campaign_leads,"
-        " leads, opt_outs), e.g.",
+        f"CRM rows: database {s.database!r} (tables calls, messages, recordings, compliance_decisions,"
+        " campaign_leads, leads, opt_outs), e.g.",
         f"  psql {pg_dsn} -c \"SELECT lead_number, outcome, amd_result, agent_id, abandoned, bridged_at"
         f" FROM calls WHERE campaign_id = '{s.campaign_id}' ORDER BY requested_at\"",
     ]

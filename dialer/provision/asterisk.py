@@ -301,6 +301,12 @@ class AsteriskInstance:
         return self.host_path(self.base / "checks")
 
     @property
+    def texts_dir(self) -> Path:
+        """Where the simulated network's phones log the texts they receive and send (one
+        `+1NNNNNNNNNN.log` per phone: `epoch|received|sent|from|message id|base64 body`)."""
+        return self.host_path(self.base / "texts")
+
+    @property
     def log_file(self) -> Path:
         return self.host_path(self.base / "log" / "console.log")
 
@@ -338,7 +344,7 @@ class AsteriskInstance:
     def render(self) -> None:
         """Write our asterisk-config/ into the instance, with this instance's values."""
         base = self.host_base
-        for sub in ("etc", "run", "spool/recording", "log", "db", "cache", "checks", "sounds"):
+        for sub in ("etc", "run", "spool/recording", "log", "db", "cache", "checks", "sounds", "texts"):
             (base / sub).mkdir(parents=True, exist_ok=True)
         shutil.copytree(CONFIG_DIR / "sounds", base / "sounds", dirs_exist_ok=True)
         # The install's stock files give every module we do not configure its defaults
@@ -361,6 +367,7 @@ class AsteriskInstance:
             "RTP_END": str(self.config.rtp_end),
             "SOUNDS": str(self.base / "sounds"),
             "CHECKS": str(self.base / "checks"),
+            "TEXTS": str(self.base / "texts"),
             "SIP_REALM": SIP_REALM,
             "MEDIA_ADDRESS": SIP_DOMAIN,
             "ICE_HOST_CANDIDATES": ice_host_candidates(ipv4_interface_addresses(), SIP_DOMAIN),

@@ -24,6 +24,11 @@ class Prefix(StrEnum):
     LEAD = "lead-"
     DISPOSITION = "dsp_"
     OPT_OUT = "opt_"
+    TEXT = "msg-"
+    TEXT_RECEIPT = "rcp_"
+    TEXT_TEMPLATE = "tpl_"
+    OPT_IN = "opi_"
+    CONSENT = "cns_"
 
 
 # How many hex digits of a uuid4 each owner id carries (agent sessions and monitors have short
@@ -52,3 +57,14 @@ def agent_states_key(redis_prefix: str) -> str:
     """The Redis hash of logged-in agents' states (agent id -> JSON snapshot), read back by a
     restarted controller to take their legs back."""
     return f"{redis_prefix}agents"
+
+
+def text_confirmation_key(redis_prefix: str, phone: str) -> str:
+    """Set (NX) when a number's revocation was confirmed by text: at most one confirmation
+    (47 CFR 64.1200(a)(12)); deleted when the number re-subscribes."""
+    return f"{redis_prefix}texting:confirmed:{phone}"
+
+
+def text_help_key(redis_prefix: str, phone: str) -> str:
+    """Set (NX, with an expiry) when HELP was answered: two automatic responders never loop."""
+    return f"{redis_prefix}texting:help:{phone}"

@@ -320,7 +320,7 @@ def test_record_has_exactly_the_audit_columns() -> None:
     record = decision.to_record()
     assert set(record) == {
         "decision_id", "decided_at", "phone", "lead_id", "campaign_id", "purpose", "allowed",
-        "reasons", "timezones", "local_times", "data_versions", "notices",
+        "reasons", "timezones", "local_times", "data_versions", "notices", "channel", "text_kind",
     }
     assert record["phone"] == "+18502220142"
     assert record["decided_at"] == "2026-03-03T00:58:00Z"

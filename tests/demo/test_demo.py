@@ -13,7 +13,15 @@ import pytest
 from compliance_rules.numbers import parse_number
 from compliance_rules.ruleset import load_rulebook
 from dialer.demo.campaign import DEMO_TUNING, DemoAgent, DemoRun, Progress, run_demo
-from dialer.demo.leads import DEMO_STATES, Behaviour, demo_leads, dialable_at, gate_start
+from dialer.demo.leads import (
+    DEMO_STATES,
+    Behaviour,
+    TextReply,
+    demo_leads,
+    dialable_at,
+    gate_start,
+    with_texters,
+)
 from dialer.demo.report import progress_line, summary_text
 from dialer.provision.asterisk import AsteriskInstance
 from dialer.serve import dialer_services
@@ -32,6 +40,19 @@ def test_the_lead_mix_is_distinct_valid_spread_over_states_and_has_every_behavio
     assert 10 <= sum(1 for lead in leads if lead.dnc is not None) <= 50
     assert all(lead.phone[5:8] == "999" for lead in leads if lead.behaviour is Behaviour.PRESSES_9)
     assert demo_leads(360) == leads  # the seed makes it repeatable
+
+
+def test_the_texters_are_open_people_moved_to_the_exchanges_that_answer_texts() -> None:
+    book = load_rulebook()
+    leads = with_texters(demo_leads(360), INSIDE_EVERY_WINDOW, book)
+    texters = [lead for lead in leads if lead.texts is not None]
+    assert [(lead.texts, lead.phone[5:8]) for lead in texters] == [
+        (TextReply.STOP, "770"), (TextReply.YES, "774"), (TextReply.EMOJI, "775"), (TextReply.HELP, "773")]
+    assert all(lead.behaviour is Behaviour.PERSON and lead.dnc is None for lead in texters)
+    assert all("consents" in lead.lead_fields() for lead in texters)
+    assert len({lead.phone for lead in leads}) == 360
+    # No other demo number lands in a texting persona's exchange.
+    assert not [lead for lead in leads if lead.texts is None and lead.phone[5:7] == "77"]
 
 
 def test_the_gate_clock_moves_only_when_no_zone_is_open() -> None:
@@ -69,7 +90,11 @@ async def test_the_demo_core_runs_a_campaign_and_its_summary_holds_the_invariant
     assert summary.abandoned <= summary.safe_harbor
     # No lead on a DNC list dialed, and the gate said why they were not.
     assert summary.dnc_leads_dialed == 0
-    assert summary.leads_blocked_by_reason.keys() <= {"dnc_internal", "dnc_federal"}
+    assert summary.leads_blocked_by_reason.keys() <= {"dnc_internal", "dnc_federal", "opted_out"}
+    # Four leads were texted first; the one who answered STOP was opted out and never dialed.
+    assert summary.texts_sent == 4 and summary.texts_delivered == 4
+    assert summary.text_replies == {"opt_out": 1, "help": 1, "reply": 2}
+    assert summary.opted_out_by_text == 1 and summary.dialed_after_text_opt_out == 0
     assert sum(summary.gate_blocks.values()) >= 1
     # Every dial had an allowed decision; every connected call is recorded.
     assert summary.calls_without_allowed_decision == 0
@@ -78,6 +103,7 @@ async def test_the_demo_core_runs_a_campaign_and_its_summary_holds_the_invariant
     assert summary.people_unattended == 0 and summary.outcomes.get("canceled", 0) == 0
     text = summary_text(summary, settings.pg_dsn)
     assert summary.campaign_id in text and "abandon rate" in text
+    assert "opted out by text" in text
     assert "dials" in progress_line(samples[-1])
     assert json.loads(json.dumps(summary.to_json()))["dials"] == summary.dials  # `dialer demo --json`
     assert (summary.recording_example or "").startswith(str(settings.recordings_dir))
