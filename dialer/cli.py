@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "compliance_rules.cli",
     "recordings.cli",
     "dialer.campaign.cli",
+    "dialer.leads.cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]
