@@ -44,6 +44,8 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Protocol, cast
 
@@ -68,16 +70,19 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
 class _Stopwatch:
-    """Adds the time since the last lap to `seconds[name]` (the benchmark prints them)."""
+    """Adds the time since the last lap to `seconds[name]`, and this process's CPU time to
+    `seconds[name + "_cpu"]` (the benchmark prints both: on a shared machine they differ)."""
 
     def __init__(self, seconds: dict[str, float]) -> None:
         self.seconds = seconds
         self.mark = time.perf_counter()
+        self.cpu = time.process_time()
 
     def lap(self, name: str) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         self.seconds[name] = self.seconds.get(name, 0.0) + now - self.mark
-        self.mark = now
+        self.seconds[f"{name}_cpu"] = self.seconds.get(f"{name}_cpu", 0.0) + cpu - self.cpu
+        self.mark, self.cpu = now, cpu
 
 
 class ImportInputError(ValueError):
@@ -219,31 +224,36 @@ class _Rows:
     def done(self) -> int:
         return self._raw.tell() if self._raw is not None and not self._raw.closed else self.size
 
-    def chunks(self, size: int = CHUNK_ROWS) -> Iterator[tuple[list[int], list[list[str]]]]:
-        """(line numbers, cells) of the next `size` non-blank data rows, until the end."""
+    def chunks(self, size: int = CHUNK_ROWS, *, lines: bool = True) -> Iterator[tuple[list[int], list[list[str]]]]:
+        """(line numbers, cells) of the next `size` non-blank data rows, until the end; without
+        `lines` the line numbers are left out (an empty list) and rows are taken in C."""
         csv.field_size_limit(CSV_FIELD_LIMIT)
         with self.path.open("rb") as raw:
             self._raw = raw
             text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
             reader = csv.reader(text, delimiter=self.layout.delimiter)
-            lines: list[int] = []
-            rows: list[list[str]] = []
             try:
                 next(reader, None)
+                if not lines:
+                    while block := list(islice(reader, size)):
+                        yield [], [cells for cells in block if len(cells) > 1 or (cells and cells[0].strip())]
+                    return
+                numbers: list[int] = []
+                rows: list[list[str]] = []
                 for cells in reader:
                     if cells and (len(cells) > 1 or cells[0].strip()):
-                        lines.append(reader.line_num)
+                        numbers.append(reader.line_num)
                         rows.append(cells)
                         if len(rows) == size:
-                            yield lines, rows
-                            lines, rows = [], []
+                            yield numbers, rows
+                            numbers, rows = [], []
+                if rows:
+                    yield numbers, rows
             except UnicodeDecodeError:
                 line = _first_undecodable_line(self.path)
                 raise ImportInputError(f"line {line} is not UTF-8 text: save the file as UTF-8 CSV") from None
             except csv.Error as error:
                 raise ImportInputError(f"line {reader.line_num} is not valid CSV ({error})") from None
-            if rows:
-                yield lines, rows
 
 
 # ---- the pipeline ----------------------------------------------------------------------------
@@ -277,7 +287,9 @@ async def _first_pass(rows: _Rows, rules: RowRules, progress: Progress | None) -
     phones: list[npt.NDArray[np.int64]] = []
     emails: list[str | None] = []
     base = 0
-    for _, chunk in rows.chunks():
+    for _, chunk in rows.chunks(lines=False):
+        if not chunk:
+            continue
         checked = rules.check(chunk)
         problems.append(checked.bad)
         phone_problems.append(checked.bad_phone)
@@ -322,6 +334,11 @@ async def _crm_matches(
 ) -> tuple[set[int], set[str]]:
     """Which of these phones (10-digit integers) and e-mails a lead in the CRM already has
     (leads of this same import excepted: a retried import is not its own duplicate)."""
+
+    def distinct() -> tuple[list[int], list[str]]:  # a second of work for a million rows: off the loop
+        return np.unique(phones).tolist(), sorted(set(emails))
+
+    unique_phones, unique_emails = await asyncio.to_thread(distinct)
     phone_rows = await conn.fetch(
         """
         SELECT DISTINCT w.n FROM unnest($1::bigint[]) AS w(n)
@@ -329,7 +346,7 @@ async def _crm_matches(
               FROM leads l CROSS JOIN LATERAL unnest(l.phones) AS p
               WHERE p LIKE '+1%' AND l.import_id IS DISTINCT FROM $2) c ON c.n = w.n
         """,
-        np.unique(phones).tolist(),
+        unique_phones,
         import_id,
     )
     email_rows = await conn.fetch(
@@ -338,7 +355,7 @@ async def _crm_matches(
         JOIN (SELECT lower(email) AS e FROM leads
               WHERE email IS NOT NULL AND import_id IS DISTINCT FROM $2) c ON c.e = w.e
         """,
-        sorted(set(emails)),
+        unique_emails,
         import_id,
     )
     return {int(r[0]) for r in phone_rows}, {str(r[0]) for r in email_rows}
@@ -411,10 +428,10 @@ async def _verdicts(
     clock.lap("locate")
     if progress:
         progress("duplicates", 0, 1)
-    crm_phones, crm_emails = await _crm_matches(
-        conn, plan.import_id, numbers.phones[valid_phones],
-        [email for email, ok in zip(numbers.emails, valid.tolist(), strict=True) if ok and email is not None],
+    emails = await asyncio.to_thread(
+        lambda: [email for email, ok in zip(numbers.emails, valid.tolist(), strict=True) if ok and email is not None]
     )
+    crm_phones, crm_emails = await _crm_matches(conn, plan.import_id, numbers.phones[valid_phones], emails)
     clock.lap("crm_duplicates")
     duplicate_of = await asyncio.to_thread(_duplicates, valid, numbers, crm_phones, crm_emails)
     clock.lap("file_duplicates")
@@ -471,6 +488,7 @@ def _counts(verdicts: _Verdicts) -> ImportCounts:
     return counts
 
 
+@cache
 def _reasons(flags: int) -> str:
     return ";".join(problem.value for problem, bit in _FLAG.items() if flags & bit)
 
@@ -518,6 +536,13 @@ class _Details:
         return "; ".join(parts)
 
 
+def _csv_field(text: str) -> str:
+    """One CSV field, quoted when it must be (RFC 4180)."""
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def _report_phone(rules: RowRules, cells: list[str], numbers: list[int]) -> str:
     """The row's first phone in E.164, or as written when it is unreadable."""
     if numbers and numbers[0] != batch.INVALID:
@@ -547,11 +572,16 @@ async def _second_pass(
     written as an unquoted empty field, which COPY reads as NULL; no text value is empty."""
     status = verdicts.status
     starts = numbers.row_starts()
+    # Each row's first number (INVALID when it has none): the report's phone column.
+    has_phone = starts[1:] > starts[:-1]
+    first_phones = np.where(has_phone, numbers.phones[np.minimum(starts[:-1], max(len(numbers.phones) - 1, 0))]
+                            if len(numbers.phones) else batch.INVALID, batch.INVALID)
     details = _Details(verdicts, rules)
     iso_times: dict[datetime, str] = {}
-    # Each output is written a chunk at a time into its buffer, then out in one write.
-    buffer, consent_buffer, report_buffer = io.StringIO(), io.StringIO(), io.StringIO()
-    leads_csv, consents_csv, report_csv = csv.writer(buffer), csv.writer(consent_buffer), csv.writer(report_buffer)
+    # Leads and consents are written a chunk at a time into a buffer, then out in one write.
+    buffer, consent_buffer = io.StringIO(), io.StringIO()
+    leads_csv, consents_csv = csv.writer(buffer), csv.writer(consent_buffer)
+    names = RowStatus.NAMES
 
     def drain(text: io.StringIO) -> bytes:
         data = text.getvalue().encode()
@@ -565,17 +595,16 @@ async def _second_pass(
         if end > len(status):
             raise ImportInputError("the file changed while it was being imported: import it again")
         rules.pad(chunk)
-        phones = numbers.phones[starts[base] : starts[end]].tolist()
-        offsets = (starts[base : end + 1] - starts[base]).tolist()
-        row_phones = [phones[offsets[i] : offsets[i + 1]] for i in range(len(chunk))]
         chunk_status = status[base:end]
         accepted = np.flatnonzero(chunk_status == RowStatus.ACCEPTED).tolist()
-        lead_ids = [f"{plan.import_id}-{base + i + 1}" for i in accepted]
         if accepted:
-            leads = rules.leads([chunk[i] for i in accepted], [row_phones[i] for i in accepted])
+            phones = numbers.phones[starts[base] : starts[end]].tolist()
+            offsets = (starts[base : end + 1] - starts[base]).tolist()
+            leads = rules.leads([chunk[i] for i in accepted], [phones[offsets[i] : offsets[i + 1]] for i in accepted])
             consent_rows = []
             lead_rows = []
-            for lead_id, lead in zip(lead_ids, leads, strict=True):
+            for i, lead in zip(accepted, leads, strict=True):
+                lead_id = f"{plan.import_id}-{base + i + 1}"
                 e164s = cast(list[str], lead[2])
                 kind, obtained, evidence = lead[11:14]
                 if obtained is not None:
@@ -591,20 +620,20 @@ async def _second_pass(
             leads_csv.writerows(lead_rows)
             yield drain(buffer)
         if report is not None:
-            done = {i: (lead_id, cast(list[str], lead[2])[0]) for i, lead_id, lead in zip(accepted, lead_ids, leads, strict=True)} \
-                if accepted else {}
             codes = chunk_status.tolist()
             flags = verdicts.flags[base:end].tolist()
-            lines_out = []
-            for i, (line, cells) in enumerate(zip(lines, chunk, strict=True)):
-                if i in done:
-                    lead_id, phone = done[i]
-                    lines_out.append((base + i + 1, line, "accepted", "", lead_id, phone, ""))
+            firsts = first_phones[base:end].tolist()
+            out = []
+            for i, code in enumerate(codes):
+                number = base + i + 1
+                if code == RowStatus.ACCEPTED:  # nothing in an accepted row's line needs CSV quoting
+                    out.append(f"{number},{lines[i]},accepted,,{plan.import_id}-{number},+1{firsts[i]:010d},\r\n")
                 else:
-                    lines_out.append((base + i + 1, line, RowStatus.NAMES[codes[i]], _reasons(flags[i]), "",
-                                      _report_phone(rules, cells, row_phones[i]), details(base + i, cells)))
-            report_csv.writerows(lines_out)
-            report.write(drain(report_buffer))
+                    phone = f"+1{firsts[i]:010d}" if firsts[i] >= 0 and code != RowStatus.INVALID else \
+                        _report_phone(rules, chunk[i], [firsts[i]])
+                    out.append(f"{number},{lines[i]},{names[code]},{_reasons(flags[i])},,{_csv_field(phone)},"
+                               f"{_csv_field(details(base + i, chunk[i]))}\r\n")
+            report.write("".join(out).encode())
         base = end
         if progress:
             progress("write", rows.done, rows.size)
@@ -691,7 +720,8 @@ async def import_leads(
     """
     now = now or datetime.now(UTC)
     seconds: dict[str, float] = {}
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
+    clock = _Stopwatch(seconds)
     part = plan.report.with_name(plan.report.name + ".part") if plan.report else None
     previous = await committed_outcome(conn, plan.import_id)
     if previous is not None:
@@ -706,16 +736,15 @@ async def import_leads(
     rules = rules_for(plan, layout, now)
     rows = _Rows(plan.source, layout)
     numbers = await _first_pass(rows, rules, progress)
-    seconds["read"] = time.perf_counter() - started
+    clock.lap("read")
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LEAD_IMPORT_LOCK)
         if (previous := await committed_outcome(conn, plan.import_id)) is not None:
             return previous  # another worker committed it while this one was reading
-        mark = time.perf_counter()
+        clock.lap("lock")
         verdicts = await _verdicts(numbers, conn, plan, scrubber, progress, seconds)
-        seconds["scrub"] = time.perf_counter() - mark
         counts = _counts(verdicts)
-        mark = time.perf_counter()
+        clock = _Stopwatch(seconds)
         report_file = part.open("wb") if part is not None else None
         try:
             if report_file is not None:
@@ -738,10 +767,12 @@ async def import_leads(
             plan.import_id, plan.label, plan.campaign_id, json.dumps(plan.mapping.to_json()),
             json.dumps(counts.to_json()), json.dumps(verdicts.list_dates), now,
         )
-        seconds["write"] = time.perf_counter() - mark
+        clock = _Stopwatch(seconds)
+    clock.lap("commit")
     if part is not None and plan.report is not None:
         os.replace(part, plan.report)
     seconds["total"] = time.perf_counter() - started
+    seconds["total_cpu"] = time.process_time() - started_cpu
     return ImportOutcome(plan.import_id, counts, verdicts.list_dates,
                          freshness_warnings(scrubber.book, verdicts.list_dates, now), seconds=seconds)
 
