@@ -9,8 +9,6 @@ ALTER TABLE leads
     ADD COLUMN custom_fields jsonb NOT NULL DEFAULT '{}'::jsonb,
     ADD COLUMN import_id     text;
 
-CREATE INDEX leads_import_idx ON leads (import_id) WHERE import_id IS NOT NULL;
-
 CREATE TABLE lead_imports (
     import_id     text PRIMARY KEY,
     label         text NOT NULL,           -- the file's name, or what the API caller called it

@@ -57,14 +57,21 @@ class LeadFile:
     crm_phones: set[int]
     crm_emails: set[str]
 
-    def write(self, path: Path, *, blank_every: int = 997) -> None:
+    def write(self, path: Path, *, blank_every: int = 997) -> list[int]:
+        """Write the file; returns the physical line on which each row ends."""
+        ends = []
+        line = 1  # the header
         with path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(HEADER)
             for index, row in enumerate(self.rows):
                 writer.writerow(row.cells)
+                line += 1 + sum(cell.count("\n") for cell in row.cells)
+                ends.append(line)
                 if index % blank_every == blank_every - 1:
                     handle.write("\r\n")  # a blank line is not a row
+                    line += 1
+        return ends
 
     def recount(self) -> list[tuple[str, frozenset[str], int | None]]:
         """(status, reasons, the earlier row it duplicates (1-based) or None) for every row."""

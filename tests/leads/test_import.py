@@ -55,7 +55,7 @@ async def test_a_100k_row_file_gives_exactly_the_report_a_recount_expects(
 ) -> None:
     plan = make_lead_file(100_000)
     source = tmp_path / "leads.csv"
-    plan.write(source)
+    line_ends = plan.write(source)
     conn = await asyncpg.connect(crm_dsn)
     await seed_crm(conn, plan)
     await load_lists(dnc, plan)
@@ -67,6 +67,7 @@ async def test_a_100k_row_file_gives_exactly_the_report_a_recount_expects(
     phases: list[str] = []
     outcome = await import_leads(job, conn, BatchScrubber(dnc, BOOK), progress=lambda p, d, t: phases.append(p))
     assert {"read", "scrub", "write"} <= set(phases)
+    assert outcome.parallel  # the second half was read again by a worker process
 
     # The counts.
     statuses = Counter(status for status, _, _ in expected)
@@ -82,7 +83,7 @@ async def test_a_100k_row_file_gives_exactly_the_report_a_recount_expects(
     report = read_report(tmp_path / "report.csv")
     assert len(report) == len(plan.rows)
     for number, (line, (status, found, earlier)) in enumerate(zip(report, expected, strict=True), start=1):
-        assert int(line["row"]) == number
+        assert (int(line["row"]), int(line["line"])) == (number, line_ends[number - 1])
         assert (line["status"], frozenset(filter(None, line["reasons"].split(";")))) == (status, found), (
             number, plan.rows[number - 1].kind, line)
         if earlier is not None:
@@ -131,7 +132,7 @@ async def test_a_second_import_of_the_same_file_finds_every_lead_already_in_the_
                                BatchScrubber(dnc, BOOK))
     second = await import_leads(ImportPlan(new_import_id(), source, parse_mapping(MAPPING), "b"), conn,
                                 BatchScrubber(dnc, BOOK))
-    assert first.counts.accepted > 1000
+    assert first.counts.accepted > 1000 and not first.parallel
     assert second.counts.accepted == 0 and second.counts.invalid == first.counts.invalid
     # Every accepted lead is now a CRM duplicate; scrubbed-out rows were not written, so they are
     # scrubbed out again.
@@ -158,4 +159,24 @@ async def test_bad_input_writes_nothing(crm_dsn: str, dnc: DncStore, tmp_path: P
         assert await conn.fetchval("SELECT count(*) FROM leads") == 0
         assert await conn.fetchval("SELECT count(*) FROM lead_imports") == 0
         assert not (tmp_path / "report.csv").exists()
+    await conn.close()
+
+
+@pytest.mark.parametrize("rows", [120, 3_000])  # fewer unique numbers than the CRM has leads, and more
+async def test_crm_duplicates_are_found_whichever_side_is_sent(
+    crm_dsn: str, dnc: DncStore, tmp_path: Path, rows: int
+) -> None:
+    plan = make_lead_file(rows, seed=rows)
+    source = tmp_path / "leads.csv"
+    plan.write(source)
+    conn = await asyncpg.connect(crm_dsn)
+    await seed_crm(conn, plan)
+    await conn.execute("ANALYZE leads")  # the row estimate that picks the side
+    assert (await conn.fetchval("SELECT reltuples FROM pg_class WHERE oid = 'leads'::regclass") < rows) == (rows > 500)
+    await load_lists(dnc, plan)
+    outcome = await import_leads(ImportPlan(new_import_id(), source, parse_mapping(MAPPING), "x"), conn,
+                                 BatchScrubber(dnc, BOOK))
+    expected = Counter(reason for _, found, _ in plan.recount() for reason in found)
+    assert outcome.counts.reasons["duplicate_in_crm"] == expected["duplicate_in_crm"] > 0
+    assert outcome.counts.reasons["duplicate_in_file"] == expected["duplicate_in_file"]
     await conn.close()
