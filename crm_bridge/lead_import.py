@@ -34,18 +34,14 @@ dialing lists; it does not replace the decision.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import io
 import json
-import multiprocessing
 import os
-import shutil
 import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -169,7 +165,6 @@ class ImportOutcome:
     list_dates: dict[str, str]
     warnings: tuple[str, ...] = ()
     already_committed: bool = False  # an earlier attempt committed this import; nothing was written now
-    parallel: bool = False  # a worker process read the second half of the file the second time
     seconds: dict[str, float] = field(default_factory=dict)  # per phase
 
 
@@ -216,41 +211,13 @@ def rules_for(plan: ImportPlan, layout: CsvLayout, now: datetime) -> RowRules:
         raise ImportInputError(str(error)) from None
 
 
-@dataclass(frozen=True)
-class Segment:
-    """A byte range of the file holding whole data rows (the second reading is split in two)."""
-
-    start: int
-    end: int
-    lines_before: int  # physical lines before `start` (the header's included)
-
-
-class _ByteRange(io.RawIOBase):
-    """At most `length` bytes of `raw`, from where it stands."""
-
-    def __init__(self, raw: IO[bytes], length: int) -> None:
-        self._raw = raw
-        self._left = length
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self._left <= 0:
-            return 0
-        read = self._raw.readinto(memoryview(buffer)[: self._left])  # type: ignore[attr-defined]
-        self._left -= read or 0
-        return read or 0
-
-
 class _Rows:
-    """The data rows of the file (or of one segment) in chunks, with the bytes read so far."""
+    """The data rows of the file in chunks, with the bytes read so far (for the progress bar)."""
 
-    def __init__(self, path: Path, layout: CsvLayout, segment: Segment | None = None) -> None:
+    def __init__(self, path: Path, layout: CsvLayout) -> None:
         self.path = path
         self.layout = layout
-        self.segment = segment
-        self.size = max(segment.end if segment else path.stat().st_size, 1)
+        self.size = max(path.stat().st_size, 1)
         self._raw: IO[bytes] | None = None
 
     @property
@@ -261,21 +228,12 @@ class _Rows:
         """(line numbers, cells) of the next `size` non-blank data rows, until the end; without
         `lines` the line numbers are left out (an empty list) and rows are taken in C."""
         csv.field_size_limit(CSV_FIELD_LIMIT)
-        segment = self.segment
         with self.path.open("rb") as raw:
             self._raw = raw
-            if segment is None:
-                text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-                before = 0
-            else:
-                raw.seek(segment.start)
-                part = io.BufferedReader(_ByteRange(raw, segment.end - segment.start), 1 << 20)
-                text = io.TextIOWrapper(cast(Any, part), encoding="utf-8", newline="")
-                before = segment.lines_before
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
             reader = csv.reader(text, delimiter=self.layout.delimiter)
             try:
-                if segment is None:
-                    next(reader, None)  # the header
+                next(reader, None)
                 if not lines:
                     while block := list(islice(reader, size)):
                         yield [], [cells for cells in block if len(cells) > 1 or (cells and cells[0].strip())]
@@ -284,7 +242,7 @@ class _Rows:
                 rows: list[list[str]] = []
                 for cells in reader:
                     if cells and (len(cells) > 1 or cells[0].strip()):
-                        numbers.append(reader.line_num + before)
+                        numbers.append(reader.line_num)
                         rows.append(cells)
                         if len(rows) == size:
                             yield numbers, rows
@@ -295,27 +253,7 @@ class _Rows:
                 line = _first_undecodable_line(self.path)
                 raise ImportInputError(f"line {line} is not UTF-8 text: save the file as UTF-8 CSV") from None
             except csv.Error as error:
-                raise ImportInputError(f"line {reader.line_num + before} is not valid CSV ({error})") from None
-
-
-def _end_of_line(path: Path, line: int) -> int | None:
-    """The byte offset just past physical line `line` (1-based), or None when the file has line
-    breaks that are a lone CR (then the csv module's line count and ours could differ)."""
-    found = 0
-    offset = 0
-    with path.open("rb") as handle:
-        while block := handle.read(16 << 20):
-            if b"\r" in block and block.count(b"\r") != block.count(b"\r\n") + block.endswith(b"\r"):
-                return None
-            count = block.count(b"\n")
-            if found + count >= line:
-                position = -1
-                for _ in range(line - found):
-                    position = block.index(b"\n", position + 1)
-                return offset + position + 1
-            found += count
-            offset += len(block)
-    return None
+                raise ImportInputError(f"line {reader.line_num} is not valid CSV ({error})") from None
 
 
 # ---- the pipeline ----------------------------------------------------------------------------
@@ -330,7 +268,6 @@ class _Numbers:
     emails: list[str | None]
     phone_rows: npt.NDArray[np.int32]  # rows in order
     phones: npt.NDArray[np.int64]
-    lines: npt.NDArray[np.int64]  # the physical line where each row ends
 
     @property
     def rows(self) -> int:
@@ -349,10 +286,10 @@ async def _first_pass(rows: _Rows, rules: RowRules, progress: Progress | None) -
     phone_rows: list[npt.NDArray[np.int32]] = []
     phones: list[npt.NDArray[np.int64]] = []
     emails: list[str | None] = []
-    lines: list[int] = []
     base = 0
-    for chunk_lines, chunk in rows.chunks():
-        lines.extend(chunk_lines)
+    for _, chunk in rows.chunks(lines=False):
+        if not chunk:
+            continue
         checked = rules.check(chunk)
         problems.append(checked.bad)
         phone_problems.append(checked.bad_phone)
@@ -372,8 +309,7 @@ async def _first_pass(rows: _Rows, rules: RowRules, progress: Progress | None) -
         return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
     return _Numbers(joined(problems, np.bool_), joined(phone_problems, np.bool_), joined(zips, np.int32),
-                    joined(states, np.int8), emails, joined(phone_rows, np.int32), joined(phones, np.int64),
-                    np.array(lines, dtype=np.int64))
+                    joined(states, np.int8), emails, joined(phone_rows, np.int32), joined(phones, np.int64))
 
 
 @dataclass
@@ -636,158 +572,92 @@ def _report_phone(rules: RowRules, cells: list[str], numbers: list[int]) -> str:
     return ""
 
 
-class _ChunkWriter:
-    """The second reading, a chunk at a time: the `leads` rows (LEAD_COLUMNS) of the accepted rows
-    as CSV for COPY, their consent rows (CONSENT_COLUMNS) as CSV, the report line of every row.
+async def _second_pass(
+    rows: _Rows,
+    rules: RowRules,
+    plan: ImportPlan,
+    numbers: _Numbers,
+    verdicts: _Verdicts,
+    report: IO[bytes] | None,  # the report file (CSV), or None for no report
+    consents: IO[bytes],  # a file for the consent_records rows (CSV of CONSENT_COLUMNS)
+    progress: Progress | None,
+) -> AsyncIterator[bytes]:
+    """The `leads` rows (LEAD_COLUMNS) of the accepted rows as CSV for COPY, a chunk at a time;
+    their consent rows to `consents`; the report line of every row to `report`.
 
     CSV text rather than binary records: the csv module writes a chunk in C, where asyncpg's
     binary COPY encodes every value in Python (a third of the write time, measured). None is
     written as an unquoted empty field, which COPY reads as NULL; no text value is empty."""
+    status = verdicts.status
+    starts = numbers.row_starts()
+    # Each row's first number (INVALID when it has none): the report's phone column.
+    has_phone = starts[1:] > starts[:-1]
+    first_phones = np.where(has_phone, numbers.phones[np.minimum(starts[:-1], max(len(numbers.phones) - 1, 0))]
+                            if len(numbers.phones) else batch.INVALID, batch.INVALID)
+    details = _Details(verdicts, rules)
+    iso_times: dict[datetime, str] = {}
+    # Leads and consents are written a chunk at a time into a buffer, then out in one write.
+    buffer, consent_buffer = io.StringIO(), io.StringIO()
+    leads_csv, consents_csv = csv.writer(buffer), csv.writer(consent_buffer)
+    names = RowStatus.NAMES
 
-    def __init__(self, rules: RowRules, import_id: str, numbers: _Numbers, verdicts: _Verdicts, report: bool) -> None:
-        self.rules = rules
-        self.import_id = import_id
-        self.phones = numbers.phones
-        self.starts = numbers.row_starts()
-        # Each row's first number (INVALID when it has none): the report's phone column.
-        has_phone = self.starts[1:] > self.starts[:-1]
-        self.first_phones = (np.where(has_phone, self.phones[np.minimum(self.starts[:-1], len(self.phones) - 1)],
-                                      batch.INVALID) if len(self.phones) else np.full(numbers.rows, batch.INVALID))
-        self.verdicts = verdicts
-        self.report = report
-        self.details = _Details(verdicts, rules)
-        self.iso_times: dict[datetime, str] = {}
-        self.buffer, self.consent_buffer = io.StringIO(), io.StringIO()
-        self.leads_csv, self.consents_csv = csv.writer(self.buffer), csv.writer(self.consent_buffer)
-
-    @staticmethod
-    def _drain(text: io.StringIO) -> bytes:
+    def drain(text: io.StringIO) -> bytes:
         data = text.getvalue().encode()
         text.seek(0)
         text.truncate()
         return data
 
-    def write(self, lines: list[int], chunk: list[list[str]], base: int) -> tuple[bytes, bytes, bytes]:
-        """(leads CSV, consents CSV, report lines) for the rows `base`... of the file."""
-        rules, import_id, status = self.rules, self.import_id, self.verdicts.status
+    base = 0
+    for lines, chunk in rows.chunks():
         end = base + len(chunk)
         if end > len(status):
             raise ImportInputError("the file changed while it was being imported: import it again")
         rules.pad(chunk)
         chunk_status = status[base:end]
         accepted = np.flatnonzero(chunk_status == RowStatus.ACCEPTED).tolist()
-        lead_bytes = consent_bytes = report_bytes = b""
         if accepted:
-            phones = self.phones[self.starts[base] : self.starts[end]].tolist()
-            offsets = (self.starts[base : end + 1] - self.starts[base]).tolist()
+            phones = numbers.phones[starts[base] : starts[end]].tolist()
+            offsets = (starts[base : end + 1] - starts[base]).tolist()
             leads = rules.leads([chunk[i] for i in accepted], [phones[offsets[i] : offsets[i + 1]] for i in accepted])
             consent_rows = []
             lead_rows = []
             for i, lead in zip(accepted, leads, strict=True):
-                lead_id = f"{import_id}-{base + i + 1}"
+                lead_id = f"{plan.import_id}-{base + i + 1}"
                 e164s = cast(list[str], lead[2])
                 kind, obtained, evidence = lead[11:14]
                 if obtained is not None:
                     moment = cast(datetime, obtained)
-                    if (when := self.iso_times.get(moment)) is None:
-                        when = self.iso_times[moment] = moment.isoformat()
+                    if (when := iso_times.get(moment)) is None:
+                        when = iso_times[moment] = moment.isoformat()
                     consent_rows.append((f"{lead_id}:consent", lead_id, kind, e164s[0], when, lead[9], evidence))
                 # An E.164 number needs no quoting inside an array literal.
-                lead_rows.append((lead_id, lead[0], lead[1], "{" + ",".join(e164s) + "}", *lead[3:11], import_id))
-            self.consents_csv.writerows(consent_rows)
-            self.leads_csv.writerows(lead_rows)
-            lead_bytes, consent_bytes = self._drain(self.buffer), self._drain(self.consent_buffer)
-        if self.report:
+                lead_rows.append((lead_id, lead[0], lead[1], "{" + ",".join(e164s) + "}", *lead[3:11],
+                                  plan.import_id))
+            consents_csv.writerows(consent_rows)
+            consents.write(drain(consent_buffer))
+            leads_csv.writerows(lead_rows)
+            yield drain(buffer)
+        if report is not None:
             codes = chunk_status.tolist()
-            flags = self.verdicts.flags[base:end].tolist()
-            firsts = self.first_phones[base:end].tolist()
-            names = RowStatus.NAMES
+            flags = verdicts.flags[base:end].tolist()
+            firsts = first_phones[base:end].tolist()
             out = []
             for i, code in enumerate(codes):
                 number = base + i + 1
                 if code == RowStatus.ACCEPTED:  # nothing in an accepted row's line needs CSV quoting
-                    out.append(f"{number},{lines[i]},accepted,,{import_id}-{number},+1{firsts[i]:010d},\r\n")
+                    out.append(f"{number},{lines[i]},accepted,,{plan.import_id}-{number},+1{firsts[i]:010d},\r\n")
                 else:
                     phone = f"+1{firsts[i]:010d}" if firsts[i] >= 0 and code != RowStatus.INVALID else \
                         _report_phone(rules, chunk[i], [firsts[i]])
                     out.append(f"{number},{lines[i]},{names[code]},{_reasons(flags[i])},,{_csv_field(phone)},"
-                               f"{_csv_field(self.details(base + i, chunk[i]))}\r\n")
-            report_bytes = "".join(out).encode()
-        return lead_bytes, consent_bytes, report_bytes
-
-
-@dataclass(frozen=True)
-class _SegmentJob:
-    """The second reading of the file's second half, for a worker process (picklable)."""
-
-    path: Path
-    layout: CsvLayout
-    mapping: LeadMapping
-    default_source: str
-    now: datetime
-    import_id: str
-    segment: Segment
-    first_row: int  # 0-based index of the segment's first row
-    numbers: _Numbers
-    verdicts: _Verdicts
-    report: bool
-    out_dir: Path
-
-
-def _second_reading_of_segment(job: _SegmentJob) -> tuple[Path, Path, Path]:
-    """Run in a worker process: write the segment's leads, consents and report to three files."""
-    rules = RowRules(job.mapping, job.layout.header, job.default_source, job.now)
-    writer = _ChunkWriter(rules, job.import_id, job.numbers, job.verdicts, job.report)
-    paths = (job.out_dir / "leads.csv", job.out_dir / "consents.csv", job.out_dir / "report.csv")
-    base = job.first_row
-    with paths[0].open("wb") as leads, paths[1].open("wb") as consents, paths[2].open("wb") as report:
-        for lines, chunk in _Rows(job.path, job.layout, job.segment).chunks():
-            lead_bytes, consent_bytes, report_bytes = writer.write(lines, chunk, base)
-            leads.write(lead_bytes)
-            consents.write(consent_bytes)
-            report.write(report_bytes)
-            base += len(chunk)
-    if base != len(job.verdicts.status):
-        raise ImportInputError("the file changed while it was being imported: import it again")
-    return paths
-
-
-async def _second_pass(
-    rows: _Rows,
-    writer: _ChunkWriter,
-    rows_in_segment: int,
-    consents: IO[bytes],
-    report: IO[bytes] | None,
-    other_half: asyncio.Future[tuple[Path, Path, Path]] | None,
-    progress: Progress | None,
-) -> AsyncIterator[bytes]:
-    """The leads of the accepted rows as CSV for COPY, a chunk at a time; their consent rows to
-    `consents`, every row's report line to `report`. When a worker process read the file's second
-    half meanwhile (`other_half`), its output follows, streamed from its files."""
-    base = 0
-    for lines, chunk in rows.chunks():
-        lead_bytes, consent_bytes, report_bytes = writer.write(lines, chunk, base)
-        consents.write(consent_bytes)
-        if report is not None:
-            report.write(report_bytes)
-        if lead_bytes:
-            yield lead_bytes
-        base += len(chunk)
+                               f"{_csv_field(details(base + i, chunk[i]))}\r\n")
+            report.write("".join(out).encode())
+        base = end
         if progress:
             progress("write", rows.done, rows.size)
         await asyncio.sleep(0)
-    if base != rows_in_segment:
+    if base != len(status):
         raise ImportInputError("the file changed while it was being imported: import it again")
-    if other_half is not None:
-        leads_path, consents_path, report_path = await other_half
-        with leads_path.open("rb") as handle:
-            while block := handle.read(1 << 20):
-                yield block
-        with consents_path.open("rb") as handle:
-            shutil.copyfileobj(handle, consents, 1 << 20)
-        if report is not None:
-            with report_path.open("rb") as handle:
-                shutil.copyfileobj(handle, report, 1 << 20)
     if progress:
         progress("write", rows.size, rows.size)
 
@@ -853,37 +723,6 @@ def freshness_warnings(book: RuleBook, list_dates: Mapping[str, str], now: datet
     return tuple(warnings)
 
 
-PARALLEL_MIN_ROWS = 50_000  # below this a worker process costs more (about a second to start) than it saves
-
-
-@contextlib.contextmanager
-def _worker_pool(rows: int) -> Iterator[ProcessPoolExecutor | None]:
-    """One worker process for the second reading of a large file's second half: the csv module
-    and the row conversion hold the GIL, so a second process is what uses the second core (and,
-    on a shared machine, a second share of the CPU). Spawned, not forked: the parent runs an
-    event loop and threads."""
-    if rows < PARALLEL_MIN_ROWS:
-        yield None
-        return
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _split(path: Path, numbers: _Numbers) -> tuple[Segment, Segment, int] | None:
-    """The file cut in two at a row boundary found by the first reading (the line where the
-    middle row ends: a quoted line break never misleads it); None when it cannot be cut."""
-    middle = numbers.rows // 2
-    data_start = _end_of_line(path, 1)
-    cut = _end_of_line(path, int(numbers.lines[middle - 1]))
-    if data_start is None or cut is None:
-        return None
-    size = path.stat().st_size
-    return Segment(data_start, cut, 1), Segment(cut, size, int(numbers.lines[middle - 1])), middle
-
-
 async def committed_outcome(conn: asyncpg.Connection, import_id: str) -> ImportOutcome | None:
     row = await conn.fetchrow("SELECT counts, list_dates FROM lead_imports WHERE import_id = $1", import_id)
     if row is None:
@@ -936,34 +775,13 @@ async def import_leads(
         try:
             if report_file is not None:
                 report_file.write((",".join(REPORT_COLUMNS) + "\r\n").encode())
-            with tempfile.TemporaryFile() as consent_file, tempfile.TemporaryDirectory() as scratch, \
-                    _worker_pool(numbers.rows) as pool:
-                writer = _ChunkWriter(rules, plan.import_id, numbers, verdicts, report_file is not None)
-                main_half, other_half = rows, None
-                split = _split(plan.source, numbers) if pool is not None else None
-                if pool is not None and split is not None:
-                    first, second, first_rows = split
-                    main_half = _Rows(plan.source, layout, first)
-                    job = _SegmentJob(plan.source, layout, plan.mapping, rules.default_source, now, plan.import_id,
-                                      second, first_rows, numbers, verdicts, report_file is not None, Path(scratch))
-                    other_half = asyncio.get_running_loop().run_in_executor(pool, _second_reading_of_segment, job)
-                    rows_in_main = first_rows
+            with tempfile.TemporaryFile() as consent_file:
+                records = _second_pass(rows, rules, plan, numbers, verdicts, report_file, consent_file, progress)
+                if counts.accepted:
+                    await _write(conn, plan, records, consent_file, verdicts.status == RowStatus.ACCEPTED,
+                                 seconds)
                 else:
-                    rows_in_main = numbers.rows
-                parallel = other_half is not None
-                records = _second_pass(main_half, writer, rows_in_main, consent_file, report_file, other_half,
-                                       progress)
-                try:
-                    if counts.accepted:
-                        await _write(conn, plan, records, consent_file, verdicts.status == RowStatus.ACCEPTED,
-                                     seconds)
-                    else:
-                        await _drain(records)
-                finally:
-                    if other_half is not None and not other_half.done():
-                        other_half.cancel()
-                        with contextlib.suppress(BaseException):
-                            await other_half
+                    await _drain(records)
             if report_file is not None:
                 report_file.flush()
                 os.fsync(report_file.fileno())  # on disk before the commit that makes it final
@@ -983,8 +801,7 @@ async def import_leads(
     seconds["total"] = time.perf_counter() - started
     seconds["total_cpu"] = time.process_time() - started_cpu
     return ImportOutcome(plan.import_id, counts, verdicts.list_dates,
-                         freshness_warnings(scrubber.book, verdicts.list_dates, now), seconds=seconds,
-                         parallel=parallel)
+                         freshness_warnings(scrubber.book, verdicts.list_dates, now), seconds=seconds)
 
 
 def new_import_id() -> str:
