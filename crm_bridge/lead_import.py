@@ -4,7 +4,7 @@
 The file is read twice, streamed, so a million rows take a few MB besides the numbers:
 
 1. **Read**: every row is checked against the mapping (`lead_mapping.RowRules`); only numbers
-   are kept: phones as 10-digit integers, ZIP, state, an e-mail key.
+   are kept (phones as 10-digit integers, ZIP, state) and the e-mails.
 2. **Locate** (numpy, `compliance_rules.batch`): invalid and undialable numbers, the states whose
    lists apply, numbers with no knowable time zone (`unknown_location`).
 3. **De-duplicate**: a row repeating a phone or e-mail of an earlier imported row of the file,
@@ -12,10 +12,10 @@ The file is read twice, streamed, so a million rows take a few MB besides the nu
 4. **Scrub** (`compliance_rules.scrub`): every number of the remaining rows against the federal
    registry, the state lists of every state the lead may be in, the internal, litigator and
    opt-out lists. A row is imported only if every one of its numbers passes.
-5. **Write**: the second reading turns accepted rows into leads, streamed by binary COPY into a
-   into `leads` (PostgreSQL inserts and indexes them while Python reads on), then the consent
-   rows (spooled to a temporary file meanwhile) and campaign memberships, with the `lead_imports`
-   row, in one transaction; the per-row report is written beside it.
+5. **Write**: the second reading turns accepted rows into leads, streamed by COPY into `leads`
+   (PostgreSQL inserts and indexes them while Python reads on), then the consent rows (spooled
+   to a temporary file meanwhile) and campaign memberships, with the `lead_imports` row, in one
+   transaction; the per-row report is written beside it.
 
 Why COPY and not the outbox: the outbox writes one row per statement (about 2,000 rows/s), so a
 million leads would take minutes and a million SQLite rows. The outbox's guarantees hold anyway:
@@ -98,6 +98,8 @@ class Scrubber(Protocol):
 
 
 class RowStatus:
+    """A row's fate (an index into NAMES, kept in a uint8 array)."""
+
     ACCEPTED = 0
     INVALID = 1
     DUPLICATE = 2
@@ -124,9 +126,6 @@ class ImportPlan:
     label: str  # the file's name or the caller's label; the default lead source is "import:LABEL"
     campaign_id: str | None = None
     report: Path | None = None  # per-row report CSV (written to REPORT.part, renamed at commit)
-
-    def lead_id(self, row: int) -> str:
-        return f"{self.import_id}-{row}"
 
 
 @dataclass
