@@ -27,7 +27,8 @@ class ZipLocation:
 
 
 @cache
-def _centroids() -> tuple[str, dict[str, tuple[str, float, float, str]]]:
+def centroids() -> tuple[str, dict[str, tuple[str, float, float, str]]]:
+    """The ZIP data's source and, per ZIP code, its state, latitude, longitude and zone."""
     raw = gzip.decompress((DATA_DIR / "zip_centroids.csv.gz").read_bytes()).decode()
     first, _, rest = raw.partition("\n")
     source = first.removeprefix("# source: ").strip()
@@ -45,7 +46,7 @@ def _finder() -> TimezoneFinder:
 
 @cache
 def data_version() -> str:
-    source, _ = _centroids()
+    source, _ = centroids()
     return f"{source}; timezonefinder {metadata.version('timezonefinder')}"
 
 
@@ -53,7 +54,7 @@ def data_version() -> str:
 def locate_zip(zip_code: str) -> ZipLocation | None:
     """The state and zone of a 5-digit ZIP code (ZIP+4 accepted), or None when unknown."""
     five = zip_code.strip()[:5]
-    entry = _centroids()[1].get(five)
+    entry = centroids()[1].get(five)
     if entry is None:
         return None
     state, lat, lon, listed_zone = entry
@@ -69,7 +70,7 @@ def zones_for_state(state: str) -> tuple[str, ...]:
     """Every zone that any ZIP code of `state` lies in (empty for an unknown state)."""
     zones = {
         location.zone
-        for zip_code, (zip_state, _, _, _) in _centroids()[1].items()
+        for zip_code, (zip_state, _, _, _) in centroids()[1].items()
         if zip_state == state
         for location in (locate_zip(zip_code),)
         if location is not None and location.zone

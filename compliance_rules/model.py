@@ -8,6 +8,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+# The states, DC and the territories with US (+1) numbers: a state list is one of these.
+US_STATE_CODES = frozenset(
+    "AK AL AR AZ CA CO CT DC DE FL GA HI IA ID IL IN KS KY LA MA MD ME MI MN MO MS MT NC ND NE NH NJ NM NV NY "
+    "OH OK OR PA RI SC SD TN TX UT VA VT WA WI WV WY AS GU MP PR VI".split()
+)
+
 
 class ReasonCode(StrEnum):
     """Stable, machine-readable reasons a contact is blocked (persisted in the audit table)."""

@@ -15,8 +15,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
 
+from compliance_rules import freshness, numbers
 from compliance_rules import location as zip_data
-from compliance_rules import numbers
 from compliance_rules.holidays import holiday_on
 from compliance_rules.model import (
     Channel,
@@ -269,29 +269,53 @@ def _check_consent(request: ContactRequest, location: Location, policy: Campaign
     return _unique(reasons), required_mode
 
 
+def _freshness_reasons(
+    location: Location, versions: ListVersions, book: RuleBook, now: datetime, options: GateOptions
+) -> list[Reason]:
+    """`registry_stale` for every list this lead depends on whose copy is missing or too old:
+    the federal registry (31 days), the state lists of every state the lead may be in (each by
+    its own publication schedule), and the litigator list when its copy carries a date."""
+    fed = book.federal
+    today = freshness.utc_today(now)
+    reasons: list[Reason] = []
+    federal_rule = freshness.rule_for(book, FEDERAL, options.registry_max_age_days)
+    if federal_rule is not None:
+        federal = freshness.judge(FEDERAL, federal_rule, freshness.parse_copy_date(versions.dates.get(FEDERAL)), today, 0)
+        if federal.status is freshness.FreshnessStatus.MISSING:
+            reasons.append(Reason(ReasonCode.REGISTRY_STALE, "no National DNC Registry copy has been loaded", fed.registry_citation))
+        elif (reason := freshness.stale_reason(federal, fed.registry_citation)) is not None:
+            reasons.append(reason)
+    for state in location.states:
+        citation = book.state_dnc_lists.get(state)
+        rule = book.refresh.get(f"state:{state}")
+        if citation is None or rule is None:
+            continue
+        judged = freshness.judge(f"state:{state}", rule, freshness.parse_copy_date(versions.dates.get(f"state:{state}")), today, 0)
+        if judged.status is freshness.FreshnessStatus.MISSING:
+            if options.require_state_dnc_lists:
+                reasons.append(Reason(ReasonCode.REGISTRY_STALE, f"{state} keeps its own Do Not Call list and no copy of it has been loaded", citation))
+        elif (reason := freshness.stale_reason(judged, f"{citation}; {rule.citation}")) is not None:
+            reasons.append(reason)
+    litigator_rule = book.refresh.get(LITIGATOR)
+    litigator_date = versions.dates.get(LITIGATOR)
+    if litigator_rule is not None and litigator_date:
+        # Only a dated copy is judged (agency policy); an unreadable date is stale.
+        judged = freshness.judge(LITIGATOR, litigator_rule, freshness.parse_copy_date(litigator_date), today, 0)
+        if (reason := freshness.stale_reason(judged, litigator_rule.citation)) is not None:
+            reasons.append(reason)
+    return reasons
+
+
 def _check_lists(location: Location, facts: NumberFacts, versions: ListVersions, book: RuleBook, now: datetime, options: GateOptions) -> list[Reason]:
     fed = book.federal
-    reasons: list[Reason] = []
     number = location.number.e164
-    registry_date = versions.dates.get(FEDERAL)
-    max_age = options.registry_max_age_days or fed.registry_max_age_days
-    if registry_date is None:
-        reasons.append(Reason(ReasonCode.REGISTRY_STALE, "no National DNC Registry copy has been loaded", fed.registry_citation))
-    else:
-        age = (now.astimezone(UTC).date() - date.fromisoformat(registry_date)).days
-        if age > max_age:
-            reasons.append(Reason(ReasonCode.REGISTRY_STALE, f"the National DNC Registry copy is {age} days old (from {registry_date}; limit {max_age})", fed.registry_citation))
+    reasons = _freshness_reasons(location, versions, book, now, options)
     if FEDERAL in facts.hits:
         reasons.append(Reason(ReasonCode.DNC_FEDERAL, f"{number} is on the National Do Not Call Registry", fed.dnc_citation))
     for state in location.states:
         citation = book.state_dnc_lists.get(state)
-        if citation is None:
-            continue
-        name = f"state:{state}"
-        if name in facts.hits:
+        if citation is not None and f"state:{state}" in facts.hits:
             reasons.append(Reason(ReasonCode.DNC_STATE, f"{number} is on the {state} state Do Not Call list", citation))
-        elif name not in versions.dates and options.require_state_dnc_lists:
-            reasons.append(Reason(ReasonCode.REGISTRY_STALE, f"{state} keeps its own Do Not Call list and no copy of it has been loaded", citation))
     if INTERNAL in facts.hits:
         reasons.append(Reason(ReasonCode.DNC_INTERNAL, f"{number} is on the agency's internal Do Not Call list", fed.internal_dnc_citation))
     if LITIGATOR in facts.hits:
@@ -360,6 +384,8 @@ def data_versions(book: RuleBook, versions: ListVersions, location: Location | N
         "zip_data": zip_data.data_version(),
         "federal_dnc": versions.dates.get(FEDERAL, "missing"),
     }
+    if versions.dates.get(LITIGATOR):
+        result["litigator"] = versions.dates[LITIGATOR]
     if location is not None:
         for state in location.states:
             if state in book.state_dnc_lists:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import date, time, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,61 @@ class StateRule:
         return not (self.effective_to is not None and day >= self.effective_to)
 
 
+QUARTERLY = ((1, 1), (4, 1), (7, 1), (10, 1))
+MONTHLY = tuple((month, 1) for month in range(1, 13))
+
+
+@dataclass(frozen=True)
+class RefreshRule:
+    """How old a loaded copy of one DNC list may be before the gate stops relying on it.
+
+    Two shapes, as the rules are written:
+    * `max_age_days`: a copy obtained more than that many days ago is stale (the federal
+      registry's 31 days; a list republished continuously);
+    * `published` (month, day) editions plus `grace_days`: a copy is good until `grace_days`
+      after the next edition is published, and stale from that day (the state lists: "updated
+      quarterly; a new listing takes effect N days after it is published").
+
+    A copy's date is the date of its edition (or of its download: a download always carries
+    the edition current that day, so the next edition after either date is the same one).
+    """
+
+    citation: str
+    confidence: Confidence = Confidence.HIGH
+    max_age_days: int | None = None
+    published: tuple[tuple[int, int], ...] = ()
+    grace_days: int = 0
+
+    def next_edition(self, copy_date: date) -> date:
+        """The first scheduled edition published after `copy_date`."""
+        for year in (copy_date.year, copy_date.year + 1):
+            for month, day in self.published:
+                edition = date(year, month, day)
+                if edition > copy_date:
+                    return edition
+        raise AssertionError("a published schedule always has an edition within a year")  # pragma: no cover
+
+    def stale_from(self, copy_date: date) -> date:
+        """The first date on which a copy dated `copy_date` may no longer be used."""
+        if self.max_age_days is not None:
+            # "No more than 31 days prior to the date any call is made": day 31 is still good.
+            return copy_date + timedelta(days=self.max_age_days + 1)
+        # Conservative by a day where a rule says "more than N days after publication".
+        return self.next_edition(copy_date) + timedelta(days=self.grace_days)
+
+    def describe(self) -> str:
+        if self.max_age_days is not None:
+            return f"a copy at most {self.max_age_days} days old"
+        if self.published == QUARTERLY:
+            schedule = "a quarterly edition (Jan 1, Apr 1, Jul 1, Oct 1)"
+        elif self.published == MONTHLY:
+            schedule = "a monthly edition (the 1st)"
+        else:
+            schedule = "editions on " + ", ".join(f"{date(2000, m, d):%b} {d}" for m, d in self.published)
+        grace = f"in use within {self.grace_days} days of its publication" if self.grace_days else "in use from its publication"
+        return f"{schedule}, {grace}"
+
+
 @dataclass(frozen=True)
 class FederalRules:
     hours: WeeklyHours
@@ -142,6 +197,10 @@ class RuleBook:
     # All-party-consent states for call recording: state -> citation (any confidence).
     recording_consent_states: Mapping[str, str] = field(default_factory=dict)
     recording_notice: str = "This call is recorded."
+    # List name ("federal", "state:TX", "litigator") -> how fresh a loaded copy must be.
+    refresh: Mapping[str, RefreshRule] = field(default_factory=dict)
+    # `dialer dnc status` and the supervisor's alerts say "due soon" this many days ahead.
+    refresh_warning_days: int = 14
 
     def rules_for(self, state: str) -> tuple[StateRule, ...]:
         return tuple(rule for rule in self.rules if rule.state == state)
@@ -225,10 +284,7 @@ def _parse_rule(raw: Mapping[str, Any], sets: Mapping[str, list[Any]], index: in
     if not isinstance(state, str) or len(state) != 2 or not state.isupper():
         raise RuleDataError(f"{where}: 'state' must be a two-letter code")
     where = f"rules[{index}] ({state})"
-    try:
-        confidence = Confidence(str(raw.get("confidence")))
-    except ValueError:
-        raise RuleDataError(f"{where}: confidence must be high, medium or low") from None
+    confidence = _confidence(raw.get("confidence"), where)
     holidays = None
     if raw.get("holidays"):
         h = raw["holidays"]
@@ -288,6 +344,70 @@ def _channels(raw: Any, where: str) -> frozenset[Channel]:
     return channels
 
 
+def _confidence(raw: object, where: str) -> Confidence:
+    try:
+        return Confidence(str(raw))
+    except ValueError:
+        raise RuleDataError(f"{where}: confidence must be high, medium or low") from None
+
+
+def _whole(raw: Mapping[str, Any], key: str, where: str, *, low: int = 0) -> int:
+    value = raw.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise RuleDataError(f"{where}: '{key}' must be a whole number of at least {low}")
+    return value
+
+
+def _published(raw: object, where: str) -> tuple[tuple[int, int], ...]:
+    if raw == "quarterly":
+        return QUARTERLY
+    if raw == "monthly":
+        return MONTHLY
+    if not isinstance(raw, list) or not raw:
+        raise RuleDataError(f"{where}: 'published' must be quarterly, monthly or a list of 'MM-DD' edition dates")
+    editions = []
+    for item in raw:
+        try:
+            month, day = (int(part) for part in str(item).split("-"))
+            date(2001, month, day)  # a day every year has (no Feb 29)
+        except ValueError:
+            raise RuleDataError(f"{where}: edition date {item!r} is not an 'MM-DD' date") from None
+        editions.append((month, day))
+    return tuple(sorted(set(editions)))
+
+
+def parse_refresh(raw: object, where: str) -> RefreshRule:
+    """`{max_age_days: N, citation}` or `{published: quarterly|monthly|[MM-DD...], grace_days: N,
+    citation, confidence}` -> RefreshRule."""
+    if not isinstance(raw, dict):
+        raise RuleDataError(f"{where}: a refresh rule (max_age_days or published + grace_days) is required")
+    citation = _text(raw, "citation", where)
+    confidence = _confidence(raw.get("confidence", "high"), where)
+    if ("max_age_days" in raw) == ("published" in raw):
+        raise RuleDataError(f"{where}: give exactly one of max_age_days or published")
+    if "max_age_days" in raw:
+        return RefreshRule(citation, confidence, max_age_days=_whole(raw, "max_age_days", where, low=1))
+    grace = _whole(raw, "grace_days", where) if "grace_days" in raw else 0
+    return RefreshRule(citation, confidence, published=_published(raw["published"], where), grace_days=grace)
+
+
+def _state_lists(raw: object) -> tuple[dict[str, str], dict[str, RefreshRule]]:
+    """`state_dnc_lists`: state -> {citation, refresh}."""
+    if not isinstance(raw, dict):
+        raise RuleDataError("state_dnc_lists must be a mapping of state codes")
+    citations: dict[str, str] = {}
+    refresh: dict[str, RefreshRule] = {}
+    for state, row in raw.items():
+        where = f"state_dnc_lists.{state}"
+        if not isinstance(state, str) or len(state) != 2 or not state.isupper():
+            raise RuleDataError(f"{where}: the key must be a two-letter state code")
+        if not isinstance(row, dict):
+            raise RuleDataError(f"{where}: must be a mapping with a citation and a refresh rule")
+        citations[state] = _text(row, "citation", where)
+        refresh[f"state:{state}"] = parse_refresh(row.get("refresh"), f"{where}.refresh")
+    return citations, refresh
+
+
 def parse_rulebook(text: str) -> RuleBook:
     """Parse and validate rule data given as YAML text."""
     try:
@@ -314,7 +434,14 @@ def parse_rulebook(text: str) -> RuleBook:
     )
     sets = raw.get("holiday_sets") or {}
     rules = tuple(_parse_rule(rule, sets, index) for index, rule in enumerate(raw["rules"] or ()))
-    lists = {str(state): str(citation) for state, citation in (raw.get("state_dnc_lists") or {}).items()}
+    lists, refresh = _state_lists(raw.get("state_dnc_lists") or {})
+    refresh["federal"] = RefreshRule(federal.registry_citation, max_age_days=federal.registry_max_age_days)
+    freshness = raw.get("list_freshness") or {}
+    if not isinstance(freshness, dict):
+        raise RuleDataError("list_freshness must be a mapping")
+    if "litigator" in freshness:
+        refresh["litigator"] = parse_refresh(freshness["litigator"], "list_freshness.litigator")
+    warning_days = _whole(freshness, "warn_days", "list_freshness") if "warn_days" in freshness else 14
     recording = raw.get("recording_consent") or {}
     if not isinstance(recording, dict):
         raise RuleDataError("recording_consent must be a mapping")
@@ -332,6 +459,8 @@ def parse_rulebook(text: str) -> RuleBook:
         state_dnc_lists=lists,
         recording_consent_states=all_party,
         recording_notice=str(recording.get("notice") or "This call is recorded."),
+        refresh=refresh,
+        refresh_warning_days=warning_days,
     )
 
 

@@ -26,7 +26,7 @@ import numpy.typing as npt
 import redis.asyncio as aioredis
 
 from compliance_rules.importer import ParseStats
-from compliance_rules.model import ListVersions, NumberFacts
+from compliance_rules.model import US_STATE_CODES, ListVersions, NumberFacts
 from compliance_rules.numbers import NumberInfo
 
 BITMAP_BYTES = 10**7 // 8
@@ -55,13 +55,6 @@ return 1
 
 class ListNameError(ValueError):
     """Not a list the gate knows (federal, state:XX, internal, litigator, optout)."""
-
-
-# The states, DC and the territories with US (+1) numbers: a state list is one of these.
-US_STATE_CODES = frozenset(
-    "AK AL AR AZ CA CO CT DC DE FL GA HI IA ID IL IN KS KY LA MA MD ME MI MN MO MS MT NC ND NE NH NJ NM NV NY "
-    "OH OK OR PA RI SC SD TN TX UT VA VT WA WI WV WY AS GU MP PR VI".split()
-)
 
 
 def check_list_name(name: str) -> str:
@@ -186,6 +179,32 @@ class DncStore:
         if name in SET_LISTS:
             return bool(await self.redis.sismember(key, str(number.local)))
         return bool(await self.redis.getbit(key, number.local))
+
+    # -- bulk look-ups (compliance_rules.scrub) ---------------------------------------------
+    async def bitmaps(self, name: str, npas: Sequence[int]) -> list[bytes | None]:
+        """Whole area-code bitmaps of a bitmap list, one pipelined round trip (None: absent)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for npa in npas:
+            pipe.get(self.list_key(name, npa))
+        return [reply if reply else None for reply in await pipe.execute()]
+
+    async def bits(self, name: str, groups: Sequence[tuple[int, Sequence[int]]]) -> list[list[int]]:
+        """The bits of many local numbers per area code of a bitmap list: one BITFIELD_RO per
+        area code, all pipelined (an absent key reads as all zeros)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for npa, offsets in groups:
+            args: list[str | int] = []
+            for offset in offsets:
+                args += ["GET", "u1", offset]
+            pipe.execute_command("BITFIELD_RO", self.list_key(name, npa), *args)
+        return [list(reply) for reply in await pipe.execute()]
+
+    async def set_members(self, name: str, npas: Sequence[int]) -> list[set[bytes]]:
+        """Every member of a set list for each area code, one pipelined round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for npa in npas:
+            pipe.smembers(self.list_key(name, npa))
+        return [{m if isinstance(m, bytes) else str(m).encode() for m in reply} for reply in await pipe.execute()]
 
     async def versions(self) -> dict[str, str]:
         return {_text(k): _text(v) for k, v in (await self.redis.hgetall(self.meta_key)).items()}

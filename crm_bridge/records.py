@@ -465,6 +465,8 @@ FIELDS: dict[RecordKind, dict[str, FieldSpec]] = {
         "callback_at": _TS,
         "needs_review": FieldSpec(_boolean, default=False),
         "review_reason": _TEXT,
+        # A list import's extra columns (custom.NAME in the mapping): NAME -> text.
+        "custom_fields": FieldSpec(_json_object, default={}, sql=SqlType.JSONB),
         # Not a column: consent rows upserted with the lead (consent_records).
         "consents": FieldSpec(_consents, default=[]),
     },

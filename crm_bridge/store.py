@@ -357,6 +357,11 @@ class CrmStore:
     async def close(self) -> None:
         await self._pool.close()
 
+    def acquire(self) -> Any:
+        """One pooled connection, for work that needs it throughout (a list import's transaction):
+        `async with store.acquire() as conn`."""
+        return self._pool.acquire()
+
     # --- calls --------------------------------------------------------------------------
 
     async def get_call(self, call_id: str) -> Call | None:

@@ -1,5 +1,8 @@
+"""`python -m dialer`: the `dialer` command."""
+
 import sys
 
 from dialer.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

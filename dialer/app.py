@@ -3,12 +3,16 @@ composition root of the API; route modules import only `dialer.api.http`)."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from dialer.api.crm import add_call_routes, add_crm_routes, add_public_routes
 from dialer.api.http import CALL_CONTROLS, DEPS, WRAP_UPS, ApiDependencies, bearer_auth, errors_as_json
+from dialer.api.lead_imports import add_lead_import_routes, lead_import_paths
 from dialer.api.openapi import openapi_document as base_document
 from dialer.api.recordings import add_recording_routes, recording_paths
 from dialer.campaign.api import add_campaign_routes
@@ -27,7 +31,7 @@ from recordings.reader import RecordingReader
 
 
 def openapi_document() -> dict[str, Any]:
-    return base_document(campaign_paths(), monitor_paths(), recording_paths(), texting_paths())
+    return base_document(campaign_paths(), monitor_paths(), recording_paths(), lead_import_paths(), texting_paths())
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -42,6 +46,7 @@ def build_app(
     campaigns: CampaignRuntime | None = None,
     monitors: MonitorRuntime | None = None,
     recordings: RecordingReader | None = None,
+    lead_import_spool: Path | None = None,
     texting: TextingRuntime | None = None,
 ) -> web.Application:
     """Every route is served; a slice this API runs without answers 503 `controller_unavailable`."""
@@ -58,5 +63,8 @@ def build_app(
     add_call_routes(app)
     add_campaign_routes(app, campaigns)
     add_recording_routes(app, recordings)
+    # Uploaded lists wait here until imported (a bare app, in tests, spools to a temporary folder).
+    spool = lead_import_spool or Path(tempfile.gettempdir()) / f"dialer-lead-imports-{os.getpid()}"
+    add_lead_import_routes(app, spool_dir=spool)
     add_texting_routes(app, texting)
     return app

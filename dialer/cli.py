@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dialer.commands.dnc",
     "dialer.commands.recording",
     "dialer.commands.agents",
+    "dialer.commands.leads",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -296,6 +296,7 @@ async def dialer_services(
                                         metrics=metrics),
                         calls=calls, campaigns=campaigns, monitors=monitors,
                         recordings=RecordingReader(settings.recordings_dir, keyring), texting=texting,
+                        lead_import_spool=settings.state_dir / "lead-imports",
                     )
                     try:
                         yield DialerServices(

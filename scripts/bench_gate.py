@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 from compliance_rules.audit import MemoryAuditSink
 from compliance_rules.gate import ComplianceGate
 from compliance_rules.importer import ParseStats, iter_numbers
-from compliance_rules.location import _centroids
+from compliance_rules.location import centroids
 from compliance_rules.model import ContactRequest, DialMode
 from compliance_rules.numbers import npa_states, parse_number
 from compliance_rules.policy import CampaignPolicy
@@ -80,7 +80,7 @@ async def bench_decisions(store: DncStore, npas: list[int]) -> None:
     gate = ComplianceGate(store, MemoryAuditSink(), book, redis_budget=5.0)
     policy = CampaignPolicy(campaign_id="bench", dial_mode=DialMode.MANUAL)
     now = datetime(2026, 3, 3, 17, 0, tzinfo=UTC)
-    zips = sorted(_centroids()[1])[::50]
+    zips = sorted(centroids()[1])[::50]
     all_npas = sorted(npa_states())
     await gate.decide_many(random_requests(200, all_npas, zips), policy, now)  # warm caches of static data
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m compliance_rules.tools.build_location_data
 
-Writes two files into `compliance_rules/data/`:
+Writes three files into `compliance_rules/data/` (`--prefixes-only`: the last one only):
 
 * `zip_centroids.csv.gz`: `zip,state,lat,lon,listed_zone` for every US ZIP code, derived from the
   `zipcodes` package (a dev dependency only; the runtime reads the shipped file). The gate turns
@@ -11,6 +11,12 @@ Writes two files into `compliance_rules/data/`:
 * `npa_states.csv`: `npa,states` (states joined by `|`), derived from phonenumbers' offline
   geocoder by probing every NXX of every NPA, so an area code that the geocoder attributes to
   two states keeps both (the gate then applies both states' rules).
+* `nanp_prefixes.json.gz`: what `compliance_rules.numbers.parse_number` says about every
+  NPA-NXX (validity, dialability, geographic, zones, area-code states), as classes and runs, so
+  a batch of a million numbers is classified with one numpy lookup (`compliance_rules.batch`).
+  Every US number pattern in phonenumbers' metadata is decided by the first six digits, except
+  the 5XX personal numbers of NPAs 523 and 524 (seven digits): those are marked `per_number`
+  and parsed one by one. A test checks the table against `parse_number` on random numbers.
 
 Both files carry their source versions in a leading `#` comment, which the gate reports in every
 decision's `data_versions`.
@@ -84,8 +90,52 @@ def build_zip_rows() -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
+PER_NUMBER_NPAS = (523, 524)  # personal-number patterns that look at the 7th digit
+
+
+def build_prefix_classes() -> dict[str, object]:
+    """Classes of `parse_number` outcomes and, per NPA, runs of NXX sharing a class."""
+    from compliance_rules.numbers import parse_number
+
+    classes: dict[tuple[object, ...], int] = {("invalid", False, (), ()): 0}
+    runs: list[tuple[int, int, int]] = []
+    for npa in range(200, 1000):
+        previous = None
+        for nxx in range(1000):
+            if npa in PER_NUMBER_NPAS:
+                key: tuple[object, ...] = ("per_number", False, (), ())
+            elif nxx < 200:
+                key = ("invalid", False, (), ())  # no US pattern has an NXX starting 0 or 1
+            else:
+                info = parse_number.__wrapped__(f"+1{npa}{nxx:03d}4567")
+                key = (info.problem.value if info.problem else "", info.geographic, info.zones, info.npa_states)
+            class_id = classes.setdefault(key, len(classes))
+            if class_id != previous:
+                runs.append((npa, nxx, class_id))
+                previous = class_id
+    return {
+        "source": f"phonenumbers {metadata.version('phonenumbers')}",
+        "classes": [list(key) for key in sorted(classes, key=classes.__getitem__)],
+        "runs": runs,
+    }
+
+
+def write_prefix_classes() -> int:
+    import json
+
+    data = build_prefix_classes()
+    with gzip.GzipFile(DATA_DIR / "nanp_prefixes.json.gz", "wb", mtime=0) as handle:
+        handle.write(json.dumps(data, separators=(",", ":")).encode())
+    return len(data["runs"])  # type: ignore[arg-type]
+
+
 def main() -> None:
+    import sys
+
     DATA_DIR.mkdir(exist_ok=True)
+    if "--prefixes-only" in sys.argv[1:]:
+        print(f"wrote {write_prefix_classes()} NPA-NXX runs to {DATA_DIR}")
+        return
     zip_rows = build_zip_rows()
     buffer = io.StringIO()
     buffer.write(f"# source: zipcodes {metadata.version('zipcodes')}\n")
@@ -103,7 +153,8 @@ def main() -> None:
         writer.writerow(["npa", "states"])
         for npa in sorted(npa_states):
             writer.writerow([npa, "|".join(sorted(npa_states[npa]))])
-    print(f"wrote {len(zip_rows)} ZIP centroids and {len(npa_states)} area codes to {DATA_DIR}")
+    runs = write_prefix_classes()
+    print(f"wrote {len(zip_rows)} ZIP centroids, {len(npa_states)} area codes and {runs} NPA-NXX runs to {DATA_DIR}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from compliance_rules.audit import AuditSink, JsonLinesAuditSink
+from compliance_rules.freshness import FUTURE_TOLERANCE, FreshnessStatus, list_freshness
 from compliance_rules.gate import ComplianceGate
 from compliance_rules.importer import (
     ImportFormatError,
@@ -80,7 +81,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     opt.add_argument("number")
     opt.add_argument("--source", default=OptOutSource.AGENT.value, choices=[s.value for s in OptOutSource])
     opt.set_defaults(handler=run_opt_out)
-    status = actions.add_parser("status", help="show the loaded lists and their dates")
+    status = actions.add_parser(
+        "status", help="show each list's copy date, the last day it may be used, and what is due soon"
+    )
+    status.add_argument("--json", action="store_true", help="print the lists as one JSON object")
     status.set_defaults(handler=run_status)
 
 
@@ -204,10 +208,13 @@ async def _with_client(settings: Settings, work: Callable[[DncStore], Awaitable[
 def run_import(args: argparse.Namespace) -> int:
     settings = from_environment()
     name = _parse_list(args.list_name)
+    today = datetime.now(UTC).date()
     try:
-        list_date = date.fromisoformat(args.date) if args.date else datetime.now(UTC).date()
+        list_date = date.fromisoformat(args.date) if args.date else today
     except ValueError:
         raise UserError(f"--date {args.date!r} is not a YYYY-MM-DD date") from None
+    if list_date > today + FUTURE_TOLERANCE:
+        raise UserError(f"--date {list_date} is more than {FUTURE_TOLERANCE.days} days ahead: give the edition's date")
     try:
         total = open_source(args.file).total_bytes
     except ImportFormatError as error:
@@ -283,11 +290,59 @@ def run_opt_out(args: argparse.Namespace) -> int:
     return 0
 
 
+_STATUS_WORDS = {
+    FreshnessStatus.OK: "ok",
+    FreshnessStatus.DUE_SOON: "DUE SOON",
+    FreshnessStatus.STALE: "STALE",
+    FreshnessStatus.MISSING: "missing",
+}
+
+
 def run_status(args: argparse.Namespace) -> int:
+    """Every list with its copy date, deadline and status; exit 1 when a loaded copy is stale or
+    the federal registry is missing (the gate blocks), so a cron job can alert on it."""
     settings = from_environment()
     versions = _run(settings, lambda store: store.versions())
-    if not versions:
-        print("no lists loaded")
-    for key in sorted(versions):
-        print(f"{key}: {versions[key]}")
-    return 0
+    book = _rulebook()
+    if book is None:
+        raise UserError("the rule data is unusable, so list freshness cannot be judged", exit_code=1)
+    judged = list_freshness(book, versions, datetime.now(UTC))
+    others = sorted(name for name in versions if ":" not in name.removeprefix("state:") and name not in book.refresh)
+    blocking = [f for f in judged if f.status is FreshnessStatus.STALE
+                or (f.status is FreshnessStatus.MISSING and f.list_name == "federal")]
+    if args.json:
+        print(json.dumps({
+            "lists": [f.to_record() | {"count": _count(versions, f.list_name)} for f in judged],
+            "other_lists": {name: {"copy_date": versions[name], "count": _count(versions, name)} for name in others},
+        }, indent=2))
+        return 1 if blocking else 0
+    for f in judged:
+        if f.copy_date is None:
+            line = f"{f.list_name:<10} {'-':<10}  {'-':<25} missing"
+            if f.list_name.startswith("state:"):
+                line += f" (the gate blocks leads in {f.list_name[6:]})"
+            elif f.list_name == "federal":
+                line += " (the gate blocks every lead)"
+        else:
+            until = f"usable through {f.deadline}" if f.deadline else "dated too far ahead"
+            left = "" if f.days_left is None else (
+                f" ({f.days_left} days left)" if f.days_left >= 0 else f" (since {-f.days_left} days)")
+            line = f"{f.list_name:<10} {f.copy_date.isoformat():<10}  {until:<25} {_STATUS_WORDS[f.status]}{left}"
+            count = _count(versions, f.list_name)
+            if count is not None:
+                line += f", {count} numbers"
+        print(f"{line}  [{f.rule}]")
+    for name in others:
+        count = _count(versions, name)
+        print(f"{name:<10} {versions[name]:<10}  (kept current by the agency){'' if count is None else f', {count} numbers'}")
+    due = [f.list_name for f in judged if f.status is FreshnessStatus.DUE_SOON]
+    if due:
+        print(f"due soon (within {book.refresh_warning_days} days): {', '.join(due)}: load a new copy", file=sys.stderr)
+    if blocking:
+        print(f"stale or missing, the gate blocks: {', '.join(f.list_name for f in blocking)}", file=sys.stderr)
+    return 1 if blocking else 0
+
+
+def _count(versions: dict[str, str], name: str) -> int | None:
+    raw = versions.get(f"{name}:count")
+    return int(raw) if raw and raw.isdigit() else None

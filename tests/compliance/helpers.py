@@ -27,7 +27,9 @@ def utc(text: str) -> datetime:
     return datetime.fromisoformat(text + "+00:00")
 
 
-def fresh_versions(now: datetime, age_days: int = 1) -> ListVersions:
+def fresh_versions(now: datetime, age_days: int = 0) -> ListVersions:
+    """Every list loaded `age_days` before `now` (default: that day, so a state's new edition
+    published today is the one loaded)."""
     day = (now - timedelta(days=age_days)).date().isoformat()
     dates = {"federal": day} | {f"state:{s}": day for s in ALL_STATES}
     return ListVersions(dates)

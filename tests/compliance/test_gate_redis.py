@@ -10,7 +10,7 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import AsyncIterator, Sequence
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -247,9 +247,45 @@ async def test_cli_import_zip_and_user_errors(store: DncStore, redis_url: str, r
         (("dnc", "import", str(archive), "--list", "state:ZZ"), "unknown state"),
         (("dnc", "import", str(tmp_path / "missing.txt"), "--list", "federal"), "cannot read"),
         (("dnc", "import", str(archive), "--list", "federal", "--date", "March"), "not a YYYY-MM-DD date"),
+        (("dnc", "import", str(archive), "--list", "state:TX", "--date", "2099-01-01"), "days ahead"),
         (("dnc", "add", "12", "--list", "internal"), "not a valid US phone number"),
         (("check", "2125550100", "--zip", "abc"), "not a ZIP code"),
     ):
         code, out, err = await dialer(*args)
         assert code == 2, (args, out, err)
         assert fragment in err and "Traceback" not in err and err.count("\n") == 1, err
+
+
+async def test_cli_status_shows_deadlines_and_warns_before_them(
+    redis_client: aioredis.Redis, redis_url: str, redis_prefix: str
+) -> None:
+    store = DncStore(redis_client, redis_prefix)
+    today = datetime.now(UTC).date()
+    await store.set_list_date("federal", today - timedelta(days=20), 5)  # 11 days left: due soon
+    await store.set_list_date("state:WY", today)  # 60 days left
+    env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_REDIS_PREFIX": redis_prefix}
+
+    async def status(*extra: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dialer", "dnc", "status", *extra, env=env, cwd=REPO,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    code, out, err = await status()
+    assert code == 0, err
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    deadline = today - timedelta(days=20) + timedelta(days=31)
+    assert f"usable through {deadline}" in lines["federal"] and "DUE SOON (11 days left), 5 numbers" in lines["federal"]
+    assert "ok (60 days left)" in lines["state:WY"]
+    assert "missing" in lines["state:TX"]
+    assert "due soon (within 14 days): federal" in err
+
+    await store.set_list_date("litigator", today - timedelta(days=40))
+    code, out, err = await status("--json")
+    assert code == 1 and "stale or missing, the gate blocks: litigator" not in out
+    lists = {row["list"]: row for row in json.loads(out)["lists"]}
+    assert lists["litigator"]["status"] == "stale" and lists["litigator"]["days_left"] == -9
+    assert lists["federal"]["count"] == 5

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compliance_rules.location import _centroids, locate_zip
+from compliance_rules.location import centroids, locate_zip
 from compliance_rules.model import DialMode
 from compliance_rules.numbers import npa_states, parse_number
 from compliance_rules.policy import CampaignPolicy
@@ -19,7 +19,7 @@ from tests.compliance.helpers import BOOK, check
 pytestmark = pytest.mark.timeout(120)
 
 NPAS = sorted(npa_states())
-ZIPS = sorted(_centroids()[1])[::97]  # ~440 ZIP codes spread over every state
+ZIPS = sorted(centroids()[1])[::97]  # ~440 ZIP codes spread over every state
 
 
 @st.composite

@@ -326,7 +326,7 @@ def test_record_has_exactly_the_audit_columns() -> None:
     assert record["decided_at"] == "2026-03-03T00:58:00Z"
     assert record["allowed"] is False
     assert set(record["reasons"][0]) == {"code", "message", "citation"}
-    assert record["data_versions"]["federal_dnc"] == "2026-03-02"
+    assert record["data_versions"]["federal_dnc"] == "2026-03-03"
     assert "rules" in record["data_versions"] and "numbering" in record["data_versions"]
     json.dumps(record)
 
