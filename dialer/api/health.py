@@ -126,14 +126,14 @@ async def health(request: web.Request) -> Reply:
     return Reply(Status(status="ok"))
 
 
-@routes.get("/v1/health/live", "live", "Liveness: the process answers", roles=None,
+@routes.get("/v1/health/live", "healthLive", "Liveness: the process answers", roles=None,
             responses={200: Answer(Status, "the process answers")})
 async def live(request: web.Request) -> Reply:
     del request
     return Reply(Status(status="ok"))
 
 
-@routes.get("/v1/health/ready", "ready",
+@routes.get("/v1/health/ready", "healthReady",
             "Readiness: ARI connected, Redis and PostgreSQL answering, outbox backlog, and more, with reasons",
             roles=None, responses={200: Answer(Readiness, "ready for work"),
                                    503: Answer(Readiness, "not ready; `checks` say why",

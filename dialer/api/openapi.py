@@ -215,6 +215,9 @@ def _errors(spec: RouteSpec) -> dict[int, str]:
 def openapi_document(tables: Iterable[RouteTable]) -> dict[str, Any]:
     """The document of every route of `tables`."""
     specs = [route.spec for table in tables for route in table.routes]
+    ids = [spec.operation_id for spec in specs]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"operationIds must be unique: {sorted(i for i in ids if ids.count(i) > 1)}")
     refs, schemas = _schemas(specs)
     paths: dict[str, dict[str, Any]] = {}
     for spec in sorted(specs, key=lambda s: (s.path, s.method)):

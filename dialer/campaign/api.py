@@ -59,7 +59,7 @@ def _state(request: web.Request, body: AgentStateBody, status: int = 200) -> Rep
     return Reply(body, status=status, location=location)
 
 
-@agent_routes.post("/v1/agents/{agent_id}/login", "logIn",
+@agent_routes.post("/v1/agents/{agent_id}/login", "agentLogIn",
                    "Log an agent in to campaigns: its phone is called once and stays connected",
                    roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID, body=LoginRequest,
                    responses={202: Answer(AgentStateBody, "the agent's state (logging_in)", headers=STATE_URL)},
@@ -70,7 +70,7 @@ async def agent_login(request: web.Request, body: LoginRequest) -> Reply:
     return _state(request, AgentStateBody.of(snapshot), 202)
 
 
-@agent_routes.post("/v1/agents/{agent_id}/logout", "logOut", "Log the agent out (after the current call, if on one)",
+@agent_routes.post("/v1/agents/{agent_id}/logout", "agentLogOut", "Log the agent out (after the current call, if on one)",
                    roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID,
                    responses={202: Answer(AgentStateBody, "the agent's state", headers=STATE_URL)},
                    errors={404: "not logged in", 409: "the agent's state does not allow it", 503: NOT_RUNNING})
@@ -79,7 +79,7 @@ async def agent_logout(request: web.Request) -> Reply:
     return _state(request, AgentStateBody.of(snapshot), 202)
 
 
-@agent_routes.post("/v1/agents/{agent_id}/pause", "pause", "Pause (now, or when the current call and wrap-up end)",
+@agent_routes.post("/v1/agents/{agent_id}/pause", "agentPause", "Pause (now, or when the current call and wrap-up end)",
                    roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID, body=PauseRequest,
                    responses={200: Answer(AgentStateBody, "the agent's state")},
                    errors={404: "not logged in", 409: "the agent's state does not allow it", 503: NOT_RUNNING})
@@ -89,7 +89,7 @@ async def agent_pause(request: web.Request, body: PauseRequest) -> Reply:
     return _state(request, AgentStateBody.of(snapshot))
 
 
-@agent_routes.post("/v1/agents/{agent_id}/ready", "ready", "Take calls again (from paused, or ending wrap-up early)",
+@agent_routes.post("/v1/agents/{agent_id}/ready", "agentReady", "Take calls again (from paused, or ending wrap-up early)",
                    roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID,
                    responses={200: Answer(AgentStateBody, "the agent's state")},
                    errors={404: "not logged in", 409: "the agent's state does not allow it", 503: NOT_RUNNING})
