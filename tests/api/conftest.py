@@ -76,7 +76,10 @@ async def open_api(pg_dsn: str, redis_url: str, redis_prefix: str, state: Path, 
             other = (await store.issue_token(TokenRole.AGENT, agent_id=other_agent_id)).secret
             dnc = DncStore(redis, redis_prefix)
             app = build_app(ApiDependencies(store=store, records=outbox, dnc=dnc))
-            async with TestClient(TestServer(app, **server)) as client:
+            test_server = TestServer(app)
+            if server:  # runner options (TestServer's constructor does not pass them on)
+                await test_server.start_server(**server)
+            async with TestClient(test_server) as client:
                 yield Api(client, store, outbox, dnc, pg_dsn, crm, agent, other, call_id, lead_id, phone, agent_id,
                           other_agent_id)
     finally:
