@@ -87,7 +87,7 @@ class Outage:
         try:
             yield
         except CONNECTION_ERRORS as error:
-            self._failed(error)
+            self._failed(error, probe)
             raise DatabaseOutage(f"PostgreSQL does not answer ({self.last_error})",
                                  retry_after=max(1.0, self._wait)) from None
         except BaseException:
@@ -97,17 +97,18 @@ class Outage:
         else:
             self._succeeded()
 
-    def _failed(self, error: BaseException) -> None:
+    def _failed(self, error: BaseException, probe: bool) -> None:
         now = self._clock()
-        self._probing = False
         self.last_error = type(error).__name__ + (f": {error}" if str(error) else "")
         if self.down_since is None:
             self.down_since = now
             self._wait = self.FIRST_WAIT
+            self._retry_at = now + self._wait
             log.warning("crm_database_unavailable", error=self.last_error)
-        else:
+        elif probe:  # calls already in flight when it went down do not push the next probe back
+            self._probing = False
             self._wait = min(self._wait * 2, self.LONGEST_WAIT)
-        self._retry_at = now + self._wait
+            self._retry_at = now + self._wait
 
     def _succeeded(self) -> None:
         self._probing = False

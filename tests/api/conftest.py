@@ -22,6 +22,7 @@ from crm_bridge.outbox import Outbox
 from crm_bridge.store import CrmStore, TokenRole
 from dialer.api.http import ApiDependencies
 from dialer.app import build_app
+from dialer.runtime.agent_events import AgentEventHub
 
 
 @dataclass
@@ -49,7 +50,8 @@ class Api:
 
 @contextlib.asynccontextmanager
 async def open_api(pg_dsn: str, redis_url: str, redis_prefix: str, state: Path, *,
-                   store_dsn: str | None = None, **server: Any) -> AsyncIterator[Api]:
+                   store_dsn: str | None = None, hub: AgentEventHub | None = None,
+                   **server: Any) -> AsyncIterator[Api]:
     """The API app with two agents, a lead and an ended call of the first agent; `store_dsn`: the
     DSN the API's store uses (e.g. through a fault proxy)."""
     connection = await asyncpg.connect(pg_dsn)
@@ -75,7 +77,8 @@ async def open_api(pg_dsn: str, redis_url: str, redis_prefix: str, state: Path, 
             agent = (await store.issue_token(TokenRole.AGENT, agent_id=agent_id)).secret
             other = (await store.issue_token(TokenRole.AGENT, agent_id=other_agent_id)).secret
             dnc = DncStore(redis, redis_prefix)
-            app = build_app(ApiDependencies(store=store, records=outbox, dnc=dnc))
+            deps = ApiDependencies(store=store, records=outbox, dnc=dnc, agent_events=hub or AgentEventHub())
+            app = build_app(deps)
             test_server = TestServer(app)
             if server:  # runner options (TestServer's constructor does not pass them on)
                 await test_server.start_server(**server)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from crm_bridge.records import InvalidRecord, validate
 from crm_bridge.store import TokenRole
 from tests.api.conftest import Api
 
@@ -94,3 +95,10 @@ async def test_notes_keep_their_line_breaks(api: Api) -> None:
     (stored,) = [d for d in await api.store.list_dispositions(call_id=api.call_id)
                  if d.disposition_id == body["disposition_id"]]
     assert stored.notes == "called back\nwants a quote\tMonday"
+
+
+@pytest.mark.parametrize("text", ["Ann\u0000", "Ann\ud800"])
+def test_the_outboxs_own_validation_refuses_what_postgresql_cannot_store(text: str) -> None:
+    # The root of "201 then lost": a record the outbox takes must be one PostgreSQL takes.
+    with pytest.raises(InvalidRecord, match="first_name"):
+        validate("lead_upsert", {"lead_id": "lead-1", "first_name": text})

@@ -130,7 +130,9 @@ async def test_fifty_requests_with_one_key_place_one_call_and_a_blocked_call_rep
     await dialer.ended_call(call_id)
     rows = await dialer.fetch("SELECT call_id FROM calls WHERE lead_id = $1", lead_id)
     assert [row["call_id"] for row in rows] == [call_id]
-    assert (await post({**request, "campaign_id": None}, headers))[0] == 422  # same key, another body
+    assert (await post({**request, "campaign_id": None}, headers))[0] == 202  # null is absent: the same request
+    reused = await post({**request, "lead_id": await dialer.lead("+12125551179")}, headers)
+    assert reused[0] == 422 and json.loads(reused[1])["error"] == "idempotency_key_reused"
 
     # A blocked call: the same 403 again for the same key, never a 202 for a call that does not exist.
     opted = await dialer.client.post("/v1/opt-outs", json={"phone": "+12125551178", "source": "api"},
