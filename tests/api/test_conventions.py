@@ -64,8 +64,8 @@ async def test_created_and_accepted_answers_say_where_the_resource_is(api: Api) 
     assert ISO_UTC.match((await lead.json())["received_at"])
 
 
-async def _seed_calls(api: Api, count: int, lead_id: str) -> list[str]:
-    base = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+async def _seed_calls(api: Api, count: int, lead_id: str, days_later: int = 0) -> list[str]:
+    base = datetime(2026, 11, 20, 12, 0, tzinfo=UTC) + timedelta(days=days_later)
     ids = [f"call-page-{uuid.uuid4().hex[:8]}-{index}" for index in range(count)]
     # Two calls share each instant: the id breaks the tie, so the order is total.
     await api.outbox.put_many([("call", {"call_id": call_id, "version": 1, "direction": "outbound",
@@ -98,9 +98,9 @@ async def test_lists_page_with_an_opaque_cursor_in_a_stable_order(api: Api) -> N
     keys = [(call["requested_at"], call["call_id"]) for page in pages for call in page]
     assert keys == sorted(keys, reverse=True)  # newest first, ties by id
 
-    # Rows that arrive between two pages neither shift nor repeat what the next page serves.
+    # New calls that arrive between two pages neither shift nor repeat what the next page serves.
     first = await (await api.client.get(f"/v1/calls?lead_id={lead_id}&limit=3", headers=api.auth(api.crm))).json()
-    await _seed_calls(api, 2, lead_id)
+    await _seed_calls(api, 2, lead_id, days_later=1)
     second = await (await api.client.get(first["next"], headers=api.auth(api.crm))).json()
     assert [c["call_id"] for c in second["calls"]] == served[3:6]
 
