@@ -1,5 +1,5 @@
-"""The CRM's routes that belong to no one kind of call: the call log, dispositions and
-opt-outs."""
+"""The CRM's routes that belong to no one kind of call: the call log, hanging up any live
+call, dispositions and opt-outs."""
 
 from __future__ import annotations
 

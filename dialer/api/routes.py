@@ -253,8 +253,3 @@ def _field_problem(error: ValidationError, what: str) -> ApiError:
     where = ".".join(location) or name
     return ApiError(422, "invalid_field", f"{where}: {message[:1].lower()}{message[1:]}", field=name)
 
-
-def response_models(table: RouteTable) -> list[type[BaseModel]]:
-    """Every model a table's routes answer with (for tests)."""
-    return [answer.model for route in table.routes for answer in route.spec.responses.values()
-            if answer.model is not None]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, overload
+from typing import Annotated, ClassVar, overload
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -129,10 +129,6 @@ class BlockedReason(ResponseModel):
 class ComplianceProblem(Problem):
     """403 `compliance_blocked`: the gate said no. Nothing was created (no call id is given)."""
 
-    decision_id: str = Field(description="the audited decision (`GET /v1/decisions?...`)")
+    decision_id: str = Field(description="the audited decision (`GET /v1/decisions/{decision_id}`)")
     reasons: list[BlockedReason]
 
-
-def schema_of(model: type[BaseModel], mode: str = "serialization") -> dict[str, Any]:
-    """A model's JSON Schema (for tests and tools)."""
-    return model.model_json_schema(mode=mode)  # type: ignore[arg-type]
