@@ -135,10 +135,15 @@ _ZIP = re.compile(r"^[0-9]{5}(-[0-9]{4})?$")
 _STATE = re.compile(r"^[A-Z]{2}$")
 
 
+# What PostgreSQL cannot store in text or jsonb: NUL, and lone surrogates (not UTF-8). A record
+# holding one would be accepted here and refused at delivery, so it is refused here.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
 def _identifier(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise _Bad("must be a non-empty string")
-    if len(value) > 200 or _CONTROL.search(value):
+    if len(value) > 200 or _CONTROL.search(value) or _UNSTORABLE.search(value):
         raise _Bad("must be at most 200 printable characters")
     return value
 
@@ -149,6 +154,8 @@ def _text(limit: int = 2000) -> Parser:
             raise _Bad("must be a string")
         if len(value) > limit:
             raise _Bad(f"must be at most {limit} characters")
+        if _UNSTORABLE.search(value):
+            raise _Bad("must not contain NUL characters or lone surrogates (PostgreSQL cannot store them)")
         return value
 
     return parse

@@ -2,25 +2,152 @@
 idempotency keys (which need an answer now, so they are written directly, not via the outbox).
 
 Rows come back as frozen dataclasses; nothing here returns a bare `asyncpg.Record`.
+
+PostgreSQL down (issue 10, item 5): every query goes through one `Outage` guard. A connection
+that fails (refused, cut, timed out) raises `DatabaseOutage` (a `DatabaseUnavailable` with a
+`retry_after`), the outage is logged once, and for the next fraction of a second (growing to
+5 s) every query fails at once instead of each waiting for its own connect timeout; then one
+query probes, and the first that succeeds logs the end of the outage. Lists are read a page
+at a time by keyset (`after` = the last row's sort key), so they never skip or repeat a row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping, Sequence
+import time as clock
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from enum import StrEnum
 from typing import Any
 
 import asyncpg
+import structlog
+from asyncpg.pool import PoolConnectionProxy
 
 from compliance_rules.telemarketing import LIVE_ANSWER_AMD_RESULTS, AbandonTally
 from crm_bridge.dispositions import DispositionCode, PipelineStage
 from crm_bridge.pg import DatabaseUnavailable, describe_server
 from crm_bridge.records import AgentRole, CallDirection, CallOutcome, DialMode
+
+log = structlog.get_logger(__name__)
+
+# Budgets while PostgreSQL misbehaves: a new connection, one query, a wait for a free connection.
+CONNECT_TIMEOUT = 2.0
+QUERY_TIMEOUT = 5.0
+ACQUIRE_TIMEOUT = 5.0
+# What a failed connection looks like (the server is gone, refusing, restarting or stalled).
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError, asyncpg.OperatorInterventionError, asyncpg.TooManyConnectionsError,
+)
+
+
+class DatabaseOutage(DatabaseUnavailable):
+    """PostgreSQL does not answer now; `retry_after` seconds is a fair wait before retrying."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Outage:
+    """The state of PostgreSQL as this process sees it: one log line when it goes, one when it
+    is back; while it is gone, calls fail fast until the next probe is due (0.5 s, doubling to 5 s)."""
+
+    FIRST_WAIT = 0.5
+    LONGEST_WAIT = 5.0
+
+    def __init__(self, clock_: Callable[[], float] = clock.monotonic) -> None:
+        self._clock = clock_
+        self.down_since: float | None = None
+        self.last_error = ""
+        self._retry_at = 0.0
+        self._wait = self.FIRST_WAIT
+        self._probing = False
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
+    @contextlib.asynccontextmanager
+    async def guard(self) -> AsyncIterator[None]:
+        """Run one database call: fail at once while an outage is known, else note how it went."""
+        probe = False
+        if self.down_since is not None:
+            now = self._clock()
+            if now < self._retry_at or self._probing:
+                raise DatabaseOutage(f"PostgreSQL does not answer ({self.last_error})",
+                                     retry_after=max(1.0, self._retry_at - now))
+            self._probing = probe = True
+        try:
+            yield
+        except CONNECTION_ERRORS as error:
+            self._failed(error, probe)
+            raise DatabaseOutage(f"PostgreSQL does not answer ({self.last_error})",
+                                 retry_after=max(1.0, self._wait)) from None
+        except BaseException:
+            if probe:
+                self._probing = False
+            raise
+        else:
+            self._succeeded()
+
+    def _failed(self, error: BaseException, probe: bool) -> None:
+        now = self._clock()
+        self.last_error = type(error).__name__ + (f": {error}" if str(error) else "")
+        if self.down_since is None:
+            self.down_since = now
+            self._wait = self.FIRST_WAIT
+            self._retry_at = now + self._wait
+            log.warning("crm_database_unavailable", error=self.last_error)
+        elif probe:  # calls already in flight when it went down do not push the next probe back
+            self._probing = False
+            self._wait = min(self._wait * 2, self.LONGEST_WAIT)
+            self._retry_at = now + self._wait
+
+    def _succeeded(self) -> None:
+        self._probing = False
+        if self.down_since is not None:
+            log.warning("crm_database_back", down_seconds=round(self._clock() - self.down_since, 1))
+            self.down_since = None
+            self._wait = self.FIRST_WAIT
+
+
+class _GuardedPool:
+    """The pool's query methods, each run under the outage guard with a time budget."""
+
+    def __init__(self, pool: asyncpg.Pool, outage: Outage) -> None:
+        self.pool = pool
+        self.outage = outage
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        async with self.outage.guard():
+            return list(await self.pool.fetch(query, *args, timeout=QUERY_TIMEOUT))
+
+    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
+        async with self.outage.guard():
+            return await self.pool.fetchrow(query, *args, timeout=QUERY_TIMEOUT)
+
+    async def fetchval(self, query: str, *args: object) -> Any:
+        async with self.outage.guard():
+            return await self.pool.fetchval(query, *args, timeout=QUERY_TIMEOUT)
+
+    async def execute(self, query: str, *args: object) -> str:
+        async with self.outage.guard():
+            return str(await self.pool.execute(query, *args, timeout=QUERY_TIMEOUT))
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
+        async with self.outage.guard(), self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as connection:
+            yield connection
+
+    async def close(self) -> None:
+        await self.pool.close()
 
 
 class TokenRole(StrEnum):
@@ -285,6 +412,65 @@ class CampaignLead:
     callback_agent_id: str | None
 
 
+@dataclass(frozen=True)
+class DecisionRow:
+    """One audited decision of the compliance gate (`compliance_decisions`)."""
+
+    decision_id: str
+    decided_at: datetime
+    phone: str
+    lead_id: str | None
+    campaign_id: str | None
+    purpose: str
+    allowed: bool
+    reasons: list[dict[str, Any]]
+    timezones: list[Any]
+    local_times: list[Any]
+    data_versions: dict[str, Any]
+    notices: list[dict[str, Any]]
+
+
+_DECISION_COLUMNS = ", ".join(DecisionRow.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class OptOutRow:
+    """One opt-out record (`opt_outs`)."""
+
+    opt_out_id: str
+    phone: str
+    source: str
+    lead_id: str | None
+    call_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredRequest:
+    """What an `Idempotency-Key` holds: claimed now, or the first request's fingerprint and,
+    once it was answered, its answer."""
+
+    claimed: bool
+    fingerprint: str
+    status: int | None = None
+    content_type: str | None = None
+    location: str | None = None
+    body: bytes | None = field(default=None, repr=False)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _decision(row: asyncpg.Record) -> DecisionRow:
+    values = dict(row)
+    values["decision_id"] = str(values["decision_id"])
+    for name in ("reasons", "timezones", "local_times", "data_versions", "notices"):
+        if isinstance(values[name], str):
+            values[name] = json.loads(values[name])
+    return DecisionRow(**values)
+
+
 def hash_token(secret: str) -> str:
     """sha256 hex of an API token secret (the secret has 256 bits of entropy; no salt needed)."""
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -337,13 +523,15 @@ class CrmStore:
     """Typed access to the CRM tables over an asyncpg pool."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+        self.outage = Outage()
+        self._pool = _GuardedPool(pool, self.outage)
 
     @classmethod
     async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> CrmStore:
         """Create the pool; `DatabaseUnavailable` (one sentence) when PostgreSQL cannot be used."""
         try:
-            pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=5.0)
+            pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT,
+                                             command_timeout=QUERY_TIMEOUT)
         except (OSError, TimeoutError):
             raise DatabaseUnavailable(
                 f"PostgreSQL at {describe_server(dsn)} does not answer: start it or set DIALER_PG_DSN"
@@ -368,6 +556,10 @@ class CrmStore:
         row = await self._pool.fetchrow(f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id = $1", call_id)
         return None if row is None else _call(row)
 
+    async def ping(self) -> None:
+        """One round trip to PostgreSQL (`DatabaseUnavailable` when it does not answer)."""
+        await self._pool.fetchval("SELECT 1")
+
     async def list_calls(
         self,
         *,
@@ -376,18 +568,24 @@ class CrmStore:
         campaign_id: str | None = None,
         since: datetime | None = None,
         limit: int = 100,
+        after: tuple[datetime, str] | None = None,
     ) -> list[Call]:
-        """Newest first; every given filter must match. `limit` is capped at 1000."""
+        """Newest first (`requested_at`, then `call_id`, both descending); every given filter must
+        match; `after`: the sort key of the last call of the previous page. `limit` is capped at
+        1001 (a page of 1000 and one more to tell whether another page follows)."""
         rows = await self._pool.fetch(
             f"SELECT {_CALL_COLUMNS} FROM calls "
             "WHERE ($1::text IS NULL OR lead_id = $1) AND ($2::text IS NULL OR agent_id = $2) "
             "AND ($3::text IS NULL OR campaign_id = $3) AND ($4::timestamptz IS NULL OR requested_at >= $4) "
-            "ORDER BY requested_at DESC, call_id LIMIT $5",
+            "AND ($6::timestamptz IS NULL OR (requested_at, call_id) < ($6, $7::text)) "
+            "ORDER BY requested_at DESC, call_id DESC LIMIT $5",
             lead_id,
             agent_id,
             campaign_id,
             since,
-            max(1, min(limit, 1000)),
+            max(1, min(limit, 1001)),
+            after[0] if after else None,
+            after[1] if after else None,
         )
         return [_call(row) for row in rows]
 
@@ -398,16 +596,21 @@ class CrmStore:
         return None if row is None else Recording(**dict(row))
 
     async def list_recordings(
-        self, *, call_id: str | None = None, lead_id: str | None = None, limit: int = 100
+        self, *, call_id: str | None = None, lead_id: str | None = None, limit: int = 100,
+        after: tuple[datetime, str] | None = None,
     ) -> list[Recording]:
-        """Newest first; every given filter must match. `limit` is capped at 1000."""
+        """Newest first (`recorded_at`, then `recording_id`, descending); every given filter must
+        match; `after` as for `list_calls`. `limit` is capped at 1001."""
         rows = await self._pool.fetch(
             f"SELECT {_RECORDING_COLUMNS} FROM recordings "
             "WHERE ($1::text IS NULL OR call_id = $1) AND ($2::text IS NULL OR lead_id = $2) "
-            "ORDER BY recorded_at DESC, recording_id LIMIT $3",
+            "AND ($4::timestamptz IS NULL OR (recorded_at, recording_id) < ($4, $5::text)) "
+            "ORDER BY recorded_at DESC, recording_id DESC LIMIT $3",
             call_id,
             lead_id,
-            max(1, min(limit, 1000)),
+            max(1, min(limit, 1001)),
+            after[0] if after else None,
+            after[1] if after else None,
         )
         return [Recording(**dict(row)) for row in rows]
 
@@ -560,6 +763,51 @@ class CrmStore:
         leads = [await self.get_lead(row["lead_id"]) for row in ids]
         return [lead for lead in leads if lead is not None]
 
+    async def search_leads(
+        self,
+        *,
+        name: str | None = None,
+        phone: str | None = None,
+        email: str | None = None,
+        worked_by: str | None = None,
+        limit: int = 100,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[Lead]:
+        """Leads matching every given filter, newest first (`created_at`, then `lead_id`,
+        descending). `name`: part of "first last" (case-insensitive); `phone`: E.164; `email`:
+        case-insensitive; `worked_by`: an agent's id, to keep only the leads it owns or has
+        called. `after` as for `list_calls`; `limit` capped at 1001."""
+        pattern = None if name is None else "%" + _like_escape(name) + "%"
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT * FROM leads l "
+                "WHERE ($1::text IS NULL OR concat_ws(' ', l.first_name, l.last_name) ILIKE $1 ESCAPE '\\') "
+                "AND ($2::text IS NULL OR l.phones @> ARRAY[$2::text]) "
+                "AND ($3::text IS NULL OR lower(l.email) = lower($3)) "
+                "AND ($4::text IS NULL OR l.owner_agent_id = $4 "
+                "     OR EXISTS (SELECT 1 FROM calls c WHERE c.lead_id = l.lead_id AND c.agent_id = $4)) "
+                "AND ($6::timestamptz IS NULL OR (l.created_at, l.lead_id) < ($6, $7::text)) "
+                "ORDER BY l.created_at DESC, l.lead_id DESC LIMIT $5",
+                pattern, phone, email, worked_by, max(1, min(limit, 1001)),
+                after[0] if after else None, after[1] if after else None,
+                timeout=QUERY_TIMEOUT,
+            )
+            ids = [row["lead_id"] for row in rows]
+            consent_rows = await conn.fetch(
+                "SELECT * FROM consent_records WHERE lead_id = ANY($1::text[]) ORDER BY obtained_at, consent_id", ids,
+                timeout=QUERY_TIMEOUT,
+            ) if ids else []
+        consents: dict[str, list[Consent]] = {}
+        for row in consent_rows:
+            consents.setdefault(row["lead_id"], []).append(_consent(row))
+        return [_lead(row, consents.get(row["lead_id"], [])) for row in rows]
+
+    async def lead_worked_by(self, lead_id: str, agent_id: str) -> bool:
+        """Whether the agent owns the lead or has called it (what an agent token may see)."""
+        return bool(await self._pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM leads WHERE lead_id = $1 AND owner_agent_id = $2) "
+            "OR EXISTS (SELECT 1 FROM calls WHERE lead_id = $1 AND agent_id = $2)", lead_id, agent_id))
+
     async def get_agent(self, agent_id: str) -> Agent | None:
         row = await self._pool.fetchrow(
             "SELECT agent_id, name, sip_endpoint, role, active FROM agents WHERE agent_id = $1", agent_id
@@ -644,6 +892,50 @@ class CrmStore:
         """Whether `phone` is on the company's do-not-call list in PostgreSQL."""
         return bool(await self._pool.fetchval("SELECT EXISTS (SELECT 1 FROM opt_outs WHERE phone = $1)", phone))
 
+    async def list_opt_outs(self, phone: str) -> list[OptOutRow]:
+        """The CRM's opt-out records of `phone`, oldest first."""
+        rows = await self._pool.fetch(
+            "SELECT opt_out_id, phone, source, lead_id, call_id, created_at FROM opt_outs WHERE phone = $1 "
+            "ORDER BY created_at, opt_out_id", phone)
+        return [OptOutRow(**dict(row)) for row in rows]
+
+    # --- compliance decisions -----------------------------------------------------------
+
+    async def list_decisions(
+        self,
+        *,
+        phone: str | None = None,
+        lead_id: str | None = None,
+        campaign_id: str | None = None,
+        allowed: bool | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[DecisionRow]:
+        """The gate's audited decisions, newest first (`decided_at`, then `decision_id`,
+        descending); every given filter must match. `after` as for `list_calls`."""
+        rows = await self._pool.fetch(
+            f"SELECT {_DECISION_COLUMNS} FROM compliance_decisions "
+            "WHERE ($1::text IS NULL OR phone = $1) AND ($2::text IS NULL OR lead_id = $2) "
+            "AND ($3::text IS NULL OR campaign_id = $3) AND ($4::boolean IS NULL OR allowed = $4) "
+            "AND ($5::timestamptz IS NULL OR decided_at >= $5) "
+            "AND ($7::timestamptz IS NULL OR (decided_at, decision_id) < ($7, $8::uuid)) "
+            "ORDER BY decided_at DESC, decision_id DESC LIMIT $6",
+            phone, lead_id, campaign_id, allowed, since, max(1, min(limit, 1001)),
+            after[0] if after else None, after[1] if after else None,
+        )
+        return [_decision(row) for row in rows]
+
+    async def get_decision(self, decision_id: str) -> DecisionRow | None:
+        """One audited decision (None for an id that is not a decision's)."""
+        try:
+            key = uuid.UUID(decision_id)
+        except ValueError:
+            return None
+        row = await self._pool.fetchrow(
+            f"SELECT {_DECISION_COLUMNS} FROM compliance_decisions WHERE decision_id = $1", key)
+        return None if row is None else _decision(row)
+
     # --- API tokens ---------------------------------------------------------------------
 
     async def issue_token(
@@ -709,6 +1001,48 @@ class CrmStore:
     async def release_idempotency_key(self, key: str, bound_id: str) -> None:
         """Unbind `key` from `bound_id` (the request it named was refused and did nothing)."""
         await self._pool.execute("DELETE FROM idempotency_keys WHERE key = $1 AND call_id = $2", key, bound_id)
+
+    async def claim_request(self, key: str, fingerprint: str, *, lease_seconds: float) -> StoredRequest:
+        """Claim `key` for a request with this fingerprint, or say what holds it: the first
+        answer (`status` set), or another request still in progress (`claimed` False, no
+        status). A claim whose lease ran out (its process died before answering) is taken over."""
+        claimed = await self._pool.fetchval(
+            "INSERT INTO idempotent_requests (key, fingerprint, locked_until) "
+            "VALUES ($1, $2, now() + make_interval(secs => $3)) "
+            "ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, locked_until = EXCLUDED.locked_until "
+            "WHERE idempotent_requests.status IS NULL AND idempotent_requests.locked_until < now() "
+            "RETURNING key",
+            key, fingerprint, float(lease_seconds),
+        )
+        if claimed is not None:
+            return StoredRequest(claimed=True, fingerprint=fingerprint)
+        row = await self._pool.fetchrow(
+            "SELECT fingerprint, status, content_type, location, body FROM idempotent_requests WHERE key = $1", key)
+        if row is None:  # released between the two statements: try again
+            return await self.claim_request(key, fingerprint, lease_seconds=lease_seconds)
+        body = row["body"]
+        return StoredRequest(claimed=False, fingerprint=row["fingerprint"], status=row["status"],
+                             content_type=row["content_type"], location=row["location"],
+                             body=None if body is None else bytes(body))
+
+    async def complete_request(
+        self, key: str, *, status: int, content_type: str, location: str | None, body: bytes
+    ) -> None:
+        """Keep the first answer to the request holding `key`."""
+        await self._pool.execute(
+            "UPDATE idempotent_requests SET status = $2, content_type = $3, location = $4, body = $5, "
+            "completed_at = now() WHERE key = $1",
+            key, status, content_type, location, body,
+        )
+
+    async def release_request(self, key: str) -> None:
+        """Forget a claim that got no answer worth keeping (a 5xx), so a retry runs again."""
+        await self._pool.execute("DELETE FROM idempotent_requests WHERE key = $1 AND status IS NULL", key)
+
+    async def forget_requests(self, older_than: datetime) -> int:
+        """Delete the idempotent requests created before `older_than`; returns how many."""
+        status = await self._pool.execute("DELETE FROM idempotent_requests WHERE created_at < $1", older_than)
+        return int(status.split()[-1])
 
     async def get_idempotency_key(self, key: str) -> str | None:
         value = await self._pool.fetchval("SELECT call_id FROM idempotency_keys WHERE key = $1", key)

@@ -1,5 +1,9 @@
 """The HTTP API app: the routes of `dialer.api` and of every slice, in one place (the
-composition root of the API; route modules import only `dialer.api.http`)."""
+composition root of the API; route modules import only `dialer.api`'s helpers).
+
+A new slice adds its `RouteTable` to `ROUTE_TABLES`; the OpenAPI document is generated from the
+same tables, so it lists exactly the routes served.
+"""
 
 from __future__ import annotations
 
@@ -10,33 +14,43 @@ from typing import Any
 
 from aiohttp import web
 
-from dialer.api.crm import add_call_routes, add_crm_routes, add_public_routes
-from dialer.api.http import CALL_CONTROLS, DEPS, WRAP_UPS, ApiDependencies, bearer_auth, errors_as_json
-from dialer.api.lead_imports import add_lead_import_routes, lead_import_paths
-from dialer.api.openapi import openapi_document as base_document
-from dialer.api.recordings import add_recording_routes, recording_paths
-from dialer.campaign.api import add_campaign_routes
-from dialer.campaign.openapi import campaign_paths
+from dialer.api import crm, decisions, events, health, lead_imports, leads
+from dialer.api import openapi as meta
+from dialer.api import recordings as recording_routes
+from dialer.api.auth import TokenVerifier
+from dialer.api.http import (
+    CALL_CONTROLS,
+    DEPS,
+    TOKENS,
+    WRAP_UPS,
+    ApiDependencies,
+    bearer_auth,
+    errors_as_problems,
+)
+from dialer.api.idempotency import IDEMPOTENCY_LOCKS, KeyedLocks
+from dialer.api.routes import RouteTable, add_routes
+from dialer.campaign import api as campaign_api
 from dialer.campaign.runtime import CampaignRuntime
-from dialer.click_to_call.api import add_click_to_call_routes
+from dialer.click_to_call import api as click_to_call_api
 from dialer.click_to_call.requests import CallService
-from dialer.monitor.api import add_monitor_routes
-from dialer.monitor.openapi import monitor_paths
+from dialer.monitor import api as monitor_api
 from dialer.monitor.runtime import MonitorRuntime
 from dialer.runtime.live import CallControl
-from dialer.texting.api import add_texting_routes
-from dialer.texting.openapi import texting_paths
+from dialer.texting import api as texting_api
 from dialer.texting.runtime import TextingRuntime
 from recordings.reader import RecordingReader
 
+ROUTE_TABLES: tuple[RouteTable, ...] = (
+    health.routes, meta.routes, crm.routes, crm.opt_out_routes, leads.routes, decisions.routes, events.routes,
+    recording_routes.routes, click_to_call_api.routes, campaign_api.agent_routes, campaign_api.campaign_routes,
+    campaign_api.lead_routes, monitor_api.routes, texting_api.routes, lead_imports.routes,
+)
+MAX_BODY_BYTES = 256 * 1024
+MAX_LINE_BYTES = 64 * 1024
+
 
 def openapi_document() -> dict[str, Any]:
-    return base_document(campaign_paths(), monitor_paths(), recording_paths(), lead_import_paths(), texting_paths())
-
-
-async def openapi(request: web.Request) -> web.Response:
-    del request
-    return web.json_response(openapi_document())
+    return meta.openapi_document(ROUTE_TABLES)
 
 
 def build_app(
@@ -46,25 +60,28 @@ def build_app(
     campaigns: CampaignRuntime | None = None,
     monitors: MonitorRuntime | None = None,
     recordings: RecordingReader | None = None,
-    lead_import_spool: Path | None = None,
     texting: TextingRuntime | None = None,
+    lead_import_spool: Path | None = None,
 ) -> web.Application:
     """Every route is served; a slice this API runs without answers 503 `controller_unavailable`."""
-    app = web.Application(middlewares=[errors_as_json, bearer_auth], client_max_size=256 * 1024)
+    # A long request line gets the API's own 400 (a problem naming the parameter) rather than the
+    # HTTP parser's plain-text one.
+    app = web.Application(middlewares=[errors_as_problems, bearer_auth], client_max_size=MAX_BODY_BYTES,
+                          handler_args={"max_line_size": MAX_LINE_BYTES})
     app[DEPS] = deps
+    app[TOKENS] = TokenVerifier(deps.store)
     app[WRAP_UPS] = campaigns
+    app[IDEMPOTENCY_LOCKS] = KeyedLocks()
     controls: list[CallControl] = [control for control in (calls, campaigns) if control is not None]
     app[CALL_CONTROLS] = controls
-    add_public_routes(app)
-    app.router.add_get("/v1/openapi.json", openapi)
-    add_crm_routes(app)
-    add_click_to_call_routes(app, calls)
-    add_monitor_routes(app, monitors)  # before /v1/calls/{call_id}: /v1/calls/live is not a call id
-    add_call_routes(app)
-    add_campaign_routes(app, campaigns)
-    add_recording_routes(app, recordings)
+    click_to_call_api.add_click_to_call_routes(app, calls)
+    campaign_api.add_campaign_routes(app, campaigns)
+    monitor_api.add_monitor_routes(app, monitors)
+    recording_routes.add_recording_routes(app, recordings)
+    texting_api.add_texting_routes(app, texting)
     # Uploaded lists wait here until imported (a bare app, in tests, spools to a temporary folder).
-    spool = lead_import_spool or Path(tempfile.gettempdir()) / f"dialer-lead-imports-{os.getpid()}"
-    add_lead_import_routes(app, spool_dir=spool)
-    add_texting_routes(app, texting)
+    lead_imports.add_lead_import_routes(
+        app, spool_dir=lead_import_spool or Path(tempfile.gettempdir()) / f"dialer-lead-imports-{os.getpid()}")
+    add_routes(app, ROUTE_TABLES)
+    meta.install_documents(app, ROUTE_TABLES)
     return app

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from dialer.logs import configure_logging
+from dialer.logs import command_log_level, configure_logging
 from dialer.settings import SettingsError, from_environment
 
 
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dialer",
         description="Compliance-first dialer engine for Asterisk 22 (ARI).",
     )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress as well as warnings")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         module: _CommandModule = importlib.import_module(name)
@@ -66,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         settings = from_environment()
-        configure_logging(settings.log_level, settings.log_format)
+        configure_logging(command_log_level(settings.log_level, args.command, args.verbose), settings.log_format)
         return handler(args)
     except (UserError, SettingsError) as error:
         print(f"dialer: {error}", file=sys.stderr)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,17 +22,21 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
+from prometheus_client import Histogram
 from redis.exceptions import RedisError
 
 from compliance_rules.audit import AuditSink, CoalescingAuditSink
 from compliance_rules.gate import ComplianceGate
-from compliance_rules.model import Decision
+from compliance_rules.model import ContactRequest, Decision
+from compliance_rules.policy import CampaignPolicy
 from compliance_rules.ruleset import RuleDataError, load_rulebook
 from compliance_rules.store import DncStore
 from crm_bridge.migrate import MigrationError, ensure_schema
 from crm_bridge.outbox import Outbox
 from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import CrmStore
+from dialer.api.events import EventHub
+from dialer.api.health import AriCheck
 from dialer.api.http import ApiDependencies
 from dialer.app import build_app
 from dialer.ari.client import AriClient, AriConfig
@@ -42,6 +47,7 @@ from dialer.ari.sounds import DialplanSounds
 from dialer.campaign.dialing import CampaignSettings
 from dialer.campaign.runtime import CampaignRuntime
 from dialer.click_to_call.machine import CallTimeouts
+from dialer.click_to_call.record import CallRecord
 from dialer.click_to_call.runtime import ClickToCallRuntime, ClickToCallSettings
 from dialer.metrics import Metrics, set_all
 from dialer.monitor.runtime import MonitorRuntime, MonitorSettings
@@ -62,6 +68,52 @@ from recordings.crypto import Keyring, RecordingKeysMissing
 from recordings.reader import RecordingReader
 
 log = structlog.get_logger(__name__)
+
+
+class TimedGate(ComplianceGate):
+    """The gate, with the time of each call in `dialer_gate_decision_seconds`."""
+
+    def __init__(self, *args: Any, histogram: Histogram, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._histogram = histogram
+
+    async def decide_many(self, requests: Sequence[ContactRequest], policy: CampaignPolicy,
+                          now: datetime | None = None, *, reserve_attempts: bool = False) -> list[Decision]:
+        started = time.perf_counter()
+        try:
+            return await super().decide_many(requests, policy, now, reserve_attempts=reserve_attempts)
+        finally:
+            self._histogram.labels(batch=str(len(requests) > 1).lower()).observe(time.perf_counter() - started)
+
+
+class TimedAriClient(AriClient):
+    """The ARI client, with the time Asterisk takes to accept an originate or a dial in
+    `dialer_originate_seconds`."""
+
+    histogram: Histogram | None = None
+
+    async def originate(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await super().originate(*args, **kwargs)
+        finally:
+            if self.histogram is not None:
+                self.histogram.labels(request="originate").observe(time.perf_counter() - started)
+
+    async def dial(self, channel_id: str, *, ring_timeout: int, caller: str | None = None) -> None:
+        started = time.perf_counter()
+        try:
+            await super().dial(channel_id, ring_timeout=ring_timeout, caller=caller)
+        finally:
+            if self.histogram is not None:
+                self.histogram.labels(request="dial").observe(time.perf_counter() - started)
+
+
+def _observe_call(metrics: Metrics, record: CallRecord) -> None:
+    """A finished click-to-call's figures (answer to bridge, the time a person waits in silence)."""
+    if record.lead_answered_at is not None and record.bridged_at is not None:
+        metrics.answer_to_bridge_seconds.labels(kind="click_to_call").observe(
+            max(0.0, (record.bridged_at - record.lead_answered_at).total_seconds()))
 
 
 class CountingAuditSink:
@@ -223,12 +275,13 @@ async def dialer_services(
             metrics = Metrics()
             sink = CoalescingAuditSink(CountingAuditSink(OutboxAuditSink(outbox), metrics))
             options = gate_options(settings)
+            timing = metrics.gate_decision_seconds
             gate = (
-                ComplianceGate(dnc, sink, rulebook, options, clock=gate_clock)
+                TimedGate(dnc, sink, rulebook, options, clock=gate_clock, histogram=timing)
                 if gate_clock
-                else ComplianceGate(dnc, sink, rulebook, options)
+                else TimedGate(dnc, sink, rulebook, options, histogram=timing)
             )
-            agent_events = AgentEventHub()
+            agent_events = EventHub()
             try:
                 # Refused when the archive holds sealed recordings and their keys are not here: a
                 # mistyped keys folder must not start a new key and orphan the old audio.
@@ -236,7 +289,9 @@ async def dialer_services(
             except RecordingKeysMissing as error:
                 raise StartupError(str(error)) from None
             fan_out = SliceFanOut()
-            async with AriClient(AriConfig.from_settings(settings)) as ari, Dispatcher(fan_out.on_unrouted) as dispatcher:
+            ari_client = TimedAriClient(AriConfig.from_settings(settings))
+            ari_client.histogram = metrics.originate_seconds
+            async with ari_client as ari, Dispatcher(fan_out.on_unrouted) as dispatcher:
                 snapshots = SnapshotWriter(outbox)
                 archiver = RecordingArchiver(ari, outbox, settings.recordings_dir, keyring, store)
                 admission = NodeAdmission(AdmissionLimits(
@@ -256,6 +311,7 @@ async def dialer_services(
                 calls.finished_listeners.append(
                     lambda record: finished.inc(outcome=record.outcome.value if record.outcome else "unknown")
                 )
+                calls.finished_listeners.append(lambda record: _observe_call(metrics, record))
                 campaigns = CampaignRuntime(services, redis, CampaignSettings(
                     recordings_dir=settings.recordings_dir, trunk_endpoint=settings.trunk_endpoint,
                     default_caller_id=settings.caller_id, redis_key=agent_states_key(settings.redis_prefix),
@@ -293,7 +349,7 @@ async def dialer_services(
                     )
                     app = build_app(
                         ApiDependencies(store=store, records=outbox, dnc=dnc, agent_events=agent_events,
-                                        metrics=metrics),
+                                        metrics=metrics, readiness=[AriCheck(lambda: stream.connected)]),
                         calls=calls, campaigns=campaigns, monitors=monitors,
                         recordings=RecordingReader(settings.recordings_dir, keyring), texting=texting,
                         lead_import_spool=settings.state_dir / "lead-imports",

@@ -1,42 +1,143 @@
-"""The CRM's routes that belong to no one kind of call: the call log, dispositions, opt-outs,
-agents' event streams, health and metrics."""
+"""The CRM's routes that belong to no one kind of call: the call log, hanging up any live
+call, dispositions and opt-outs."""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import fields
-from typing import Any
+from dataclasses import asdict
 
 from aiohttp import web
+from pydantic import Field
 
-from compliance_rules.optout import OptOutError
-from crm_bridge.dispositions import DispositionError, wrap_up_records
+from compliance_rules.numbers import parse_number
+from compliance_rules.optout import OptOutError, OptOutSource
+from crm_bridge.dispositions import DispositionCode, DispositionError, PipelineStage, wrap_up_records
 from crm_bridge.kinds import RecordKind
-from crm_bridge.records import InvalidRecord
+from crm_bridge.records import CallDirection, CallOutcome, InvalidRecord
 from crm_bridge.store import Call, TokenRole
-from dialer.api.http import (
-    ALL_ROLES,
-    CALL_CONTROLS,
-    DEPS,
-    TOKEN,
-    WRAP_UPS,
-    ApiError,
-    allow,
-    json_object,
-    json_value,
-    limit_parameter,
-    only_parameters,
-    optional_text,
-    timestamp,
-)
+from dialer.api.http import ALL_ROLES, CALL_CONTROLS, DEPS, TOKEN, WRAP_UPS, ApiError
+from dialer.api.pagination import PageQuery, decode_cursor, link_header, page
+from dialer.api.routes import Answer, Reply, RouteTable
+from dialer.api.schema import Id, Line, RequestModel, ResponseModel, Text, UtcTime
 from dialer.runtime.ids import Prefix, new_id
 from dialer.runtime.live import HangupBy
 
+routes = RouteTable("calls")
+opt_out_routes = RouteTable("opt-outs")
+CALL_ID = {"call_id": "the call's id (`call-...` for click-to-call, `cmp-...` for a campaign call)"}
+LOCATION = {"Location": "the resource created, or where to follow the work accepted"}
 
-def call_json(call: Call) -> dict[str, object]:
-    return {field.name: json_value(getattr(call, field.name)) for field in fields(call)}
+
+# ---- models ----------------------------------------------------------------------------------
+class CallBody(ResponseModel):
+    """One row of the CRM calls table."""
+
+    call_id: str
+    version: int = Field(description="grows with every change of the row")
+    direction: CallDirection
+    lead_id: str | None
+    agent_id: str | None
+    campaign_id: str | None
+    lead_number: str | None = Field(description="E.164")
+    agent_endpoint: str | None
+    caller_id: str | None
+    requested_at: UtcTime
+    agent_answered_at: UtcTime | None
+    lead_ringing_at: UtcTime | None
+    lead_answered_at: UtcTime | None
+    bridged_at: UtcTime | None
+    ended_at: UtcTime | None
+    outcome: CallOutcome | None = Field(description="how the call ended; null while it is in progress")
+    hangup_cause: int | None = Field(description="Asterisk's hangup cause (Q.850)")
+    hangup_cause_text: str | None
+    sip_code: int | None
+    ring_seconds: float | None
+    talk_seconds: float | None
+    total_seconds: float | None
+    recording_id: str | None
+    compliance_decision_id: str | None
+    amd_result: str | None
+    amd_cause: str | None
+    greeting_ended_at: UtcTime | None
+    safe_harbor_played: bool
+    abandoned: bool
+    updated_at: UtcTime
+
+    @classmethod
+    def of(cls, call: Call) -> CallBody:
+        return cls.model_validate(asdict(call))
 
 
+class CallPage(ResponseModel):
+    calls: list[CallBody]
+    next: str | None = Field(description="the URL of the next page; null on the last page")
+
+
+class CallQuery(PageQuery):
+    lead_id: Id | None = None
+    agent_id: Id | None = Field(default=None, description="agents: only their own id")
+    campaign_id: Id | None = None
+    since: UtcTime | None = Field(default=None, description="requested at or after this time")
+
+
+class DispositionRequest(RequestModel):
+    code: Line = Field(description="one of: " + ", ".join(code.value for code in DispositionCode))
+    notes: Text | None = None
+    callback_at: UtcTime | None = Field(default=None, description="required with `callback`")
+
+
+class DispositionAccepted(ResponseModel):
+    disposition_id: str
+    call_id: str
+    code: str
+
+
+class DispositionBody(ResponseModel):
+    disposition_id: str
+    call_id: str | None
+    lead_id: str | None
+    agent_id: str | None
+    code: DispositionCode
+    notes: str | None
+    callback_at: UtcTime | None
+    stage_before: PipelineStage | None
+    stage_after: PipelineStage | None
+    disposed_at: UtcTime
+
+
+class DispositionList(ResponseModel):
+    dispositions: list[DispositionBody]
+    next: str | None = Field(description="always null: a call has few dispositions")
+
+
+class OptOutRequest(RequestModel):
+    phone: Line = Field(description="a US number, any format")
+    source: Line = Field(description="one of: " + ", ".join(source.value for source in OptOutSource))
+    lead_id: Id | None = None
+
+
+class OptOutAccepted(ResponseModel):
+    phone: str = Field(description="E.164")
+    source: OptOutSource
+    recorded_at: UtcTime
+    lead_id: str | None
+
+
+class OptOutRecord(ResponseModel):
+    opt_out_id: str
+    phone: str
+    source: str
+    lead_id: str | None
+    call_id: str | None
+    created_at: UtcTime
+
+
+class OptOutStatus(ResponseModel):
+    phone: str = Field(description="E.164")
+    opted_out: bool = Field(description="on the company's do-not-call list (the CRM's record)")
+    opt_outs: list[OptOutRecord]
+
+
+# ---- routes ----------------------------------------------------------------------------------
 async def visible_call(request: web.Request) -> Call:
     """The call named in the path, if this token may see it (agents: only their own calls)."""
     call = await request.app[DEPS].store.get_call(request.match_info["call_id"])
@@ -47,57 +148,44 @@ async def visible_call(request: web.Request) -> Call:
     return call
 
 
-async def health(request: web.Request) -> web.Response:
-    del request
-    return web.json_response({"status": "ok"})
+@routes.get("/v1/calls/{call_id}", "getCall", "One call's log", roles=ALL_ROLES, parameters=CALL_ID,
+            responses={200: Answer(CallBody, "the call")}, errors={404: "`call_not_found`"})
+async def get_call(request: web.Request) -> Reply:
+    return Reply(CallBody.of(await visible_call(request)))
 
 
-async def metrics(request: web.Request) -> web.Response:
-    return web.Response(
-        text=request.app[DEPS].metrics.render(), content_type="text/plain", headers={"X-Content-Version": "0.0.4"}
-    )
-
-
-@allow(*ALL_ROLES)
-async def get_call(request: web.Request) -> web.Response:
-    return web.json_response(call_json(await visible_call(request)))
-
-
-@allow(*ALL_ROLES)
-async def list_calls(request: web.Request) -> web.Response:
-    only_parameters(request, "lead_id", "agent_id", "campaign_id", "since", "limit")
-    query = request.query
-    since = timestamp(query.get("since"), "since")
-    limit = limit_parameter(request)
-    agent_id = query.get("agent_id")
+@routes.get("/v1/calls", "listCalls", "List calls, newest first (agents: only their own)", roles=ALL_ROLES,
+            query=CallQuery, responses={200: Answer(CallPage, "a page of calls", headers={"Link": "rel=next"})},
+            errors={403: "an agent token asked for another agent's calls"})
+async def list_calls(request: web.Request, query: CallQuery) -> Reply:
+    agent_id = query.agent_id
     token = request[TOKEN]
     if token.role is TokenRole.AGENT:
         if agent_id not in (None, token.agent_id):
             raise ApiError(403, "forbidden", "an agent token may list only its own calls", field="agent_id")
         agent_id = token.agent_id
     calls = await request.app[DEPS].store.list_calls(
-        lead_id=query.get("lead_id"), agent_id=agent_id, campaign_id=query.get("campaign_id"), since=since,
-        limit=limit,
+        lead_id=query.lead_id, agent_id=agent_id, campaign_id=query.campaign_id, since=query.since,
+        limit=query.limit + 1, after=decode_cursor(query),
     )
-    return web.json_response({"calls": [call_json(call) for call in calls]})
+    items, next_url = page(request, query, calls, lambda call: (call.requested_at, call.call_id))
+    return Reply(CallPage(calls=[CallBody.of(call) for call in items], next=next_url), headers=link_header(next_url))
 
 
-@allow(*ALL_ROLES)
-async def post_disposition(request: web.Request) -> web.Response:
+@routes.post("/v1/calls/{call_id}/disposition", "disposeCall",
+             "Record the agent's disposition; moves the lead's pipeline stage; do_not_call opts the number out "
+             "at once", roles=ALL_ROLES, parameters=CALL_ID, body=DispositionRequest, idempotent=True,
+             responses={202: Answer(DispositionAccepted, "stored durably; reaches the CRM tables", headers=LOCATION)},
+             errors={404: "`call_not_found`", 422: "`invalid_disposition` (`field`: code) or an invalid field"})
+async def post_disposition(request: web.Request, body: DispositionRequest) -> Reply:
     deps = request.app[DEPS]
     call = await visible_call(request)
-    body = await json_object(request)
-    code = body.get("code")
-    if not isinstance(code, str) or not code:
-        raise ApiError(422, "invalid_field", "code is required", field="code")
-    callback_at = timestamp(body.get("callback_at"), "callback_at")
-    notes = optional_text(body, "notes")
     disposition_id = new_id(Prefix.DISPOSITION)
     try:
         records = wrap_up_records(
-            disposition_id=disposition_id, code=code, disposed_at=deps.clock(), call_id=call.call_id,
+            disposition_id=disposition_id, code=body.code, disposed_at=deps.clock(), call_id=call.call_id,
             lead_id=call.lead_id, agent_id=call.agent_id, campaign_id=call.campaign_id, phone=call.lead_number,
-            notes=notes, callback_at=callback_at,
+            notes=body.notes, callback_at=body.callback_at,
         )
     except DispositionError as error:
         raise ApiError(422, "invalid_disposition", str(error), field="code") from None
@@ -112,90 +200,83 @@ async def post_disposition(request: web.Request) -> web.Response:
     wrap_ups = request.app.get(WRAP_UPS)
     if wrap_ups is not None and call.agent_id is not None:
         wrap_ups.disposed(call.agent_id, call.call_id)  # the disposition is the end of wrap-up
-    return web.json_response({"disposition_id": disposition_id, "call_id": call.call_id, "code": code}, status=202)
+    return Reply(DispositionAccepted(disposition_id=disposition_id, call_id=call.call_id, code=body.code),
+                 status=202, location=f"/v1/calls/{call.call_id}/dispositions")
 
 
-@allow(*ALL_ROLES)
-async def post_hangup(request: web.Request) -> web.Response:
-    """End a live call, whichever kind it is (click-to-call or campaign); agents only their own."""
+class HangupAccepted(ResponseModel):
+    call_id: str
+    status: str = Field(description="ending")
+
+
+@routes.post("/v1/calls/{call_id}/hangup", "hangUpCall", "End a live call, whichever kind it is (click-to-call or "
+             "campaign); agents only their own", roles=ALL_ROLES, parameters=CALL_ID,
+             responses={202: Answer(HangupAccepted, "the call is ending",
+                                    headers={"Location": "the call (`GET /v1/calls/{call_id}`)"})},
+             errors={404: "`call_not_found`", 409: "`call_not_active`: the call has already ended",
+                     503: "`controller_unavailable`: this API runs without the call runtimes"})
+async def post_hangup(request: web.Request) -> Reply:
     controls = request.app.get(CALL_CONTROLS) or []
     token = request[TOKEN]
     call_id = request.match_info["call_id"]
-    call = await request.app[DEPS].store.get_call(call_id)
     live = next((control for control in controls if control.call_status(call_id) is not None), None)
-    owner = call.agent_id if call is not None else None
-    if (call is None and live is None) or (token.role is TokenRole.AGENT and owner != token.agent_id):
-        raise ApiError(404, "call_not_found", "no such call")
+    if live is None or token.role is TokenRole.AGENT:
+        # A live call needs no database to be hung up, unless an agent's ownership must be read.
+        call = await request.app[DEPS].store.get_call(call_id)
+        owner = call.agent_id if call is not None else None
+        if (call is None and live is None) or (token.role is TokenRole.AGENT and owner != token.agent_id):
+            raise ApiError(404, "call_not_found", "no such call")
     if not controls:
         raise ApiError(503, "controller_unavailable", "this API runs without the call runtimes")
     by = {TokenRole.AGENT: HangupBy.AGENT, TokenRole.SUPERVISOR: HangupBy.SUPERVISOR}.get(token.role, HangupBy.API)
     if live is None or not await live.hangup(call_id, by):
         raise ApiError(409, "call_not_active", "the call has already ended")
-    return web.json_response({"call_id": call_id, "status": "ending"}, status=202)
+    return Reply(HangupAccepted(call_id=call_id, status="ending"), status=202, location=f"/v1/calls/{call_id}")
 
 
-@allow(*ALL_ROLES)
-async def post_opt_out(request: web.Request) -> web.Response:
-    """`POST /v1/opt-outs {"phone", "source", "lead_id"}`: effective for the very next decision."""
-    body = await json_object(request)
-    lead_id = body.get("lead_id")
-    if lead_id is not None and not isinstance(lead_id, str):
-        raise ApiError(422, "invalid_field", "lead_id must be a string", field="lead_id", reason="invalid_type")
+@routes.get("/v1/calls/{call_id}/dispositions", "listCallDispositions", "A call's dispositions, oldest first",
+            roles=ALL_ROLES, parameters=CALL_ID, responses={200: Answer(DispositionList, "the dispositions")},
+            errors={404: "`call_not_found`"})
+async def list_dispositions(request: web.Request) -> Reply:
+    """The dispositions stored for a call (a disposition reaches this list once the outbox has
+    delivered it to PostgreSQL, usually within a second)."""
+    call = await visible_call(request)
+    rows = await request.app[DEPS].store.list_dispositions(call_id=call.call_id)
+    return Reply(DispositionList(dispositions=[DispositionBody.model_validate(asdict(row)) for row in rows], next=None))
+
+
+@opt_out_routes.post("/v1/opt-outs", "optOut",
+                     "Opt a phone number out of every channel, effective for the next gate decision",
+                     roles=ALL_ROLES, body=OptOutRequest, idempotent=True,
+                     responses={201: Answer(OptOutAccepted, "opted out", headers=LOCATION)},
+                     errors={422: "a field is invalid (`field`, and `reason`)",
+                             503: "`opt_out_unavailable`: the opt-out could not be stored; retry"})
+async def post_opt_out(request: web.Request, body: OptOutRequest) -> Reply:
+    """The CRM's record is made durable first, then the number joins the Redis list every gate
+    reads (47 CFR 64.1200(d)(3): honoured at once, on every channel)."""
     try:
-        result = await request.app[DEPS].opt_outs.record(body.get("phone"), body.get("source"), lead_id=lead_id)
+        result = await request.app[DEPS].opt_outs.record(body.phone, body.source, lead_id=body.lead_id)
     except OptOutError as error:
         raise ApiError(422, "invalid_field", str(error), field=error.field, reason=error.reason) from None
-    except InvalidRecord as error:  # refused before anything was written (the CRM record comes first)
+    except InvalidRecord as error:
         raise ApiError(422, "invalid_field", str(error), field=error.field or "body") from None
+    except ApiError:
+        raise
     except Exception as error:  # the outbox or Redis failed: the client must retry
         raise ApiError(503, "opt_out_unavailable", f"the opt-out could not be stored; retry ({error!r})") from None
-    return web.json_response(result.to_json(), status=201)
+    accepted = OptOutAccepted(phone=result.phone, source=result.source, recorded_at=result.recorded_at,
+                              lead_id=result.lead_id)
+    return Reply(accepted, status=201, location=f"/v1/opt-outs/{result.phone}")
 
 
-@allow(*ALL_ROLES)
-async def agent_events(request: web.Request) -> web.StreamResponse:
-    agent_id = request.match_info["agent_id"]
-    token = request[TOKEN]
-    if token.role is TokenRole.AGENT and token.agent_id != agent_id:
-        raise ApiError(403, "forbidden", "an agent may follow only its own events")
-    if token.role is TokenRole.CRM:
-        raise ApiError(403, "forbidden", "agent event streams are for agents and supervisors")
-    socket = web.WebSocketResponse(heartbeat=10.0)
-    if not socket.can_prepare(request).ok:
-        raise ApiError(400, "websocket_required", "connect with a WebSocket upgrade")
-    await socket.prepare(request)
-    hub = request.app[DEPS].agent_events
-    async with hub.subscribe(agent_id) as queue:
-        await socket.send_json({"type": "subscribed", "agent_id": agent_id})
-        receiver: asyncio.Future[Any] = asyncio.ensure_future(socket.receive())
-        try:
-            while not socket.closed:
-                getter: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
-                if receiver in done:
-                    getter.cancel()
-                    break
-                await socket.send_json(getter.result())
-        finally:
-            receiver.cancel()
-    await socket.close()
-    return socket
-
-
-def add_public_routes(app: web.Application) -> None:
-    app.router.add_get("/v1/health", health)
-    app.router.add_get("/metrics", metrics)
-
-
-def add_crm_routes(app: web.Application) -> None:
-    """The call log (`GET /v1/calls`, `/v1/calls/{call_id}`), dispositions, opt-outs and agents'
-    event streams. `GET /v1/calls/{call_id}` must come after fixed paths such as `/v1/calls/live`."""
-    app.router.add_post("/v1/opt-outs", post_opt_out)
-    app.router.add_get("/v1/calls", list_calls)
-
-
-def add_call_routes(app: web.Application) -> None:
-    app.router.add_get("/v1/calls/{call_id}", get_call)
-    app.router.add_post("/v1/calls/{call_id}/disposition", post_disposition)
-    app.router.add_post("/v1/calls/{call_id}/hangup", post_hangup)
-    app.router.add_get("/v1/agents/{agent_id}/events", agent_events)
+@opt_out_routes.get("/v1/opt-outs/{phone}", "getOptOut", "Whether a number is opted out, and its records",
+                    roles=ALL_ROLES, parameters={"phone": "a US number (E.164 or any format)"},
+                    responses={200: Answer(OptOutStatus, "the number's opt-out records")},
+                    errors={422: "`phone` is not a US number"})
+async def get_opt_out(request: web.Request) -> Reply:
+    number = parse_number(request.match_info["phone"]).e164
+    if number is None:
+        raise ApiError(422, "invalid_field", "phone is not a dialable US number", field="phone")
+    rows = await request.app[DEPS].store.list_opt_outs(number)
+    return Reply(OptOutStatus(phone=number, opted_out=bool(rows),
+                              opt_outs=[OptOutRecord.model_validate(asdict(row)) for row in rows]))

@@ -1,27 +1,32 @@
 """What every route module of the HTTP API shares (a leaf: it imports no route module).
 
-Bearer-token auth with roles (`allow`), errors as JSON `{"error": CODE, "message": ...}` (plus
-`field` for a bad field) with a 4xx status for the caller's mistakes and 503 when a dependency
-(PostgreSQL, Redis) is down, never a traceback; JSON body and query helpers; the app's shared
+Bearer-token auth with roles (`allow`); errors as RFC 9457 problem details
+(`application/problem+json`: `type`, `title`, `status`, `detail`, `instance`, plus the API's
+machine-readable `error` code, `message` and `field`) with a 4xx status for the caller's
+mistakes and 503 with `Retry-After` when a dependency (PostgreSQL, Redis, the controller) is
+down, never a traceback and never a 500 for a fault outside the process; the app's shared
 dependencies (`DEPS`) and the request's token (`TOKEN`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
-from typing import Any, Protocol, TypeVar
+from http import HTTPStatus
+from typing import Protocol, TypeVar
 
+import asyncpg
 import structlog
 from aiohttp import web
+from redis import exceptions as redis_errors
 
 from compliance_rules.store import DncStore
 from crm_bridge.outbox import RecordSink
 from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import ApiToken, CrmStore, TokenRole
+from dialer.api.auth import TokenVerifier
 from dialer.metrics import Metrics
 from dialer.runtime.agent_events import AgentEventHub
 from dialer.runtime.errors import Refused
@@ -34,6 +39,19 @@ T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ALL_ROLES = frozenset(TokenRole)
 STAFF_ROLES = frozenset({TokenRole.CRM, TokenRole.SUPERVISOR, TokenRole.ADMIN})
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE = "urn:dialer-engine:problem:"
+# How long a client should wait before retrying a 503, unless the fault knows better.
+RETRY_AFTER_SECONDS = 5
+
+
+class ReadinessCheck(Protocol):
+    """One dependency `GET /v1/health/ready` reports on: `name`, and `check()` -> None when it is
+    fine, or one sentence saying what is wrong (it must answer within a second or two)."""
+
+    name: str
+
+    async def check(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,7 @@ class ApiDependencies:
     agent_events: AgentEventHub = field(default_factory=AgentEventHub)
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    readiness: Sequence[ReadinessCheck] = ()
 
     @property
     def opt_outs(self) -> OptOuts:
@@ -58,35 +77,137 @@ class WrapUps(Protocol):
     def disposed(self, agent_id: str, call_id: str) -> None: ...
 
 
-class ApiError(Exception):
-    """A request we refuse, with its status and machine-readable code."""
+# A short title per code (RFC 9457 `title`: the same for every occurrence of a kind of problem).
+TITLES = {
+    "invalid_json": "The request body is not a JSON object",
+    "invalid_field": "A field of the request is invalid",
+    "unknown_field": "The request has a field this operation does not take",
+    "unknown_parameter": "The request has a query parameter this operation does not take",
+    "invalid_parameter": "A path or query parameter is invalid",
+    "invalid_header": "A request header is invalid",
+    "invalid_cursor": "The page cursor is not one this list gave",
+    "unauthorized": "Authentication is needed",
+    "forbidden": "This token may not do this",
+    "compliance_blocked": "The compliance gate blocked this contact",
+    "idempotency_key_reused": "This Idempotency-Key was used for another request",
+    "idempotency_key_in_progress": "A request with this Idempotency-Key is still being processed",
+    "database_unavailable": "The CRM database does not answer",
+    "redis_unavailable": "Redis does not answer",
+    "dependency_unavailable": "A service the dialer depends on does not answer",
+    "controller_unavailable": "This API runs without that part of the dialer",
+    "websocket_required": "This endpoint is a WebSocket",
+    "request_too_large": "The request body is too large",
+    "internal_error": "Internal error",
+}
 
-    def __init__(self, status: int, error: str, message: str, **extra: object) -> None:
+
+def problem(
+    request: web.Request | None,
+    status: int,
+    error: str,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: object,
+) -> web.Response:
+    """An `application/problem+json` response (RFC 9457) carrying the API's error code."""
+    body: dict[str, object] = {
+        "type": PROBLEM_TYPE + error,
+        "title": TITLES.get(error) or _phrase(status),
+        "status": status,
+        "detail": message,
+        # The path only: a query string may hold an access token.
+        "instance": request.path if request is not None else "",
+        "error": error,
+        "message": message,
+        **{name: value for name, value in extra.items() if value is not None},
+    }
+    all_headers = dict(headers or {})
+    if status == 503:
+        all_headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
+    return web.Response(
+        text=json.dumps(body), status=status, content_type=PROBLEM_JSON, headers=all_headers
+    )
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+class ApiError(Exception):
+    """A request we refuse, with its status and machine-readable code (and extras such as
+    `field`, `reasons`); `retry_after` for a 503."""
+
+    def __init__(self, status: int, error: str, message: str, *, retry_after: float | None = None,
+                 **extra: object) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
         self.extra = extra
+        self.retry_after = retry_after
 
-    def response(self) -> web.Response:
-        return web.json_response({"error": self.error, "message": str(self), **self.extra}, status=self.status)
+    def response(self, request: web.Request | None = None) -> web.Response:
+        headers = {"Retry-After": str(max(1, round(self.retry_after)))} if self.retry_after is not None else None
+        return problem(request, self.status, self.error, str(self), headers=headers, **self.extra)
 
 
 def refused(error: Refused) -> ApiError:
     """The HTTP answer to a runtime's refusal."""
-    extra = {"field": error.field} if error.field else {}
-    return ApiError(error.status, error.error, str(error), **extra)
+    return ApiError(error.status, error.error, str(error), field=error.field)
+
+
+def unavailable(error: BaseException) -> ApiError | None:
+    """The 503 for a dependency that does not answer, or None when `error` is no such fault."""
+    if isinstance(error, DatabaseUnavailable):
+        return ApiError(503, "database_unavailable", f"the CRM database does not answer: {error}",
+                        retry_after=getattr(error, "retry_after", None))
+    if isinstance(error, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | asyncpg.CannotConnectNowError):
+        return ApiError(503, "database_unavailable", "the CRM database does not answer; retry")
+    if isinstance(error, redis_errors.ConnectionError | redis_errors.TimeoutError | redis_errors.BusyLoadingError):
+        return ApiError(503, "redis_unavailable", "Redis does not answer; retry")
+    if isinstance(error, OSError | TimeoutError):
+        return ApiError(503, "dependency_unavailable", "a service the dialer depends on does not answer; retry")
+    return None
+
+
+def as_error(error: BaseException) -> ApiError | None:
+    """The API's answer to an exception a route let through, or None for a bug (500)."""
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, Refused):
+        return refused(error)
+    down = unavailable(error)
+    if down is not None:
+        return down
+    if isinstance(error, asyncpg.DataError):
+        # PostgreSQL refused a value (a NUL, an untranslatable character...): the input's fault.
+        return ApiError(400, "invalid_parameter", "a value of the request cannot be stored or searched")
+    if isinstance(error, RecursionError | UnicodeError):
+        return ApiError(400, "invalid_json", "the request cannot be read (too deeply nested or not valid text)")
+    return None
 
 
 DEPS: web.AppKey[ApiDependencies] = web.AppKey("deps", ApiDependencies)
+TOKENS: web.AppKey[TokenVerifier] = web.AppKey("tokens", TokenVerifier)
 WRAP_UPS: web.AppKey[WrapUps | None] = web.AppKey("wrap_ups", WrapUps)
 # The slices whose calls `POST /v1/calls/{id}/hangup` can end.
 CALL_CONTROLS: web.AppKey[list[CallControl]] = web.AppKey("call_controls", list)
 TOKEN: web.RequestKey[ApiToken] = web.RequestKey("token", ApiToken)
 # /metrics carries aggregates only (no PHI), for a Prometheus server on the same network.
-# The messaging provider's webhooks authenticate by their signature (dialer/texting/api.py).
-PUBLIC_PATHS = frozenset({"/v1/health", "/v1/openapi.json", "/metrics", "/v1/texting/provider/inbound",
-                          "/v1/texting/provider/status"})
+# Kept for modules that ask; the routes of the registry declared with `roles=None` are public too.
+PUBLIC_PATHS = frozenset({"/v1/health", "/v1/health/live", "/v1/health/ready", "/v1/openapi.json",
+                          "/v1/asyncapi.json", "/metrics"})
 _ROLES: dict[Handler, frozenset[TokenRole]] = {}
+_PUBLIC: set[Handler] = set()
+
+
+def public(handler: Handler) -> Handler:
+    """A handler that needs no token (health, metrics, the documents, signed webhooks)."""
+    _PUBLIC.add(handler)
+    return handler
 
 
 def allow(*roles: TokenRole) -> Callable[[Handler], Handler]:
@@ -99,38 +220,47 @@ def allow(*roles: TokenRole) -> Callable[[Handler], Handler]:
     return mark
 
 
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
 @web.middleware
-async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def errors_as_problems(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ApiError as error:
-        return error.response()
-    except Refused as error:
-        return refused(error).response()
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(error.status, "http_error")
-        return web.json_response({"error": code, "message": error.reason}, status=error.status)
-    except DatabaseUnavailable as error:
-        return ApiError(503, "database_unavailable", f"the CRM database does not answer: {error}").response()
-    except Exception:
+        headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
+        return problem(request, error.status, _HTTP_CODES.get(error.status, "http_error"), error.reason,
+                       headers=headers)
+    except Exception as error:
+        answer = as_error(error)
+        if answer is not None:
+            return answer.response(request)
         log.exception("api_internal_error", path=request.path, method=request.method)
-        return web.json_response({"error": "internal_error", "message": "internal error; logged"}, status=500)
+        return problem(request, 500, "internal_error", "internal error; logged")
+
+
+errors_as_json = errors_as_problems  # the name `dialer.app` used before problem details
 
 
 @web.middleware
 async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in PUBLIC_PATHS or request.match_info.http_exception is not None:
-        return await handler(request)  # public, or no such route: 404/405 come out as JSON
+    if (request.path in PUBLIC_PATHS or request.match_info.http_exception is not None
+            or request.match_info.route.handler in _PUBLIC):
+        return await handler(request)  # public, or no such route: 404/405 come out as problems
     header = request.headers.get("Authorization", "")
     if not header and request.headers.get("Upgrade", "").lower() == "websocket" and "access_token" in request.query:
-        # Browsers cannot set headers on a WebSocket; the console passes its token in the query.
+        # Browsers cannot set headers on a WebSocket; the console passes its token in the query
+        # (the access log never shows it: dialer.logs redacts it).
         header = f"Bearer {request.query['access_token']}"
     scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
         raise ApiError(401, "unauthorized", "send 'Authorization: Bearer TOKEN'")
-    token = await request.app[DEPS].store.authenticate(secret.strip())
+    if len(secret) > 200 or not secret.isprintable() or not secret.isascii():
+        raise ApiError(401, "unauthorized", "the token is unknown or revoked")
+    token = await request.app[TOKENS].verify(secret)
     if token is None:
         raise ApiError(401, "unauthorized", "the token is unknown or revoked")
     roles = _ROLES.get(request.match_info.route.handler, frozenset())
@@ -140,76 +270,17 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     return await handler(request)
 
 
-# ---- request and response helpers ------------------------------------------------------------
-def json_value(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, Enum):
-        return value.value
-    return value
-
-
-async def json_object(
-    request: web.Request, *, allowed: Collection[str] | None = None, optional: bool = False
-) -> dict[str, Any]:
-    """The request's JSON object body (400 otherwise); `allowed` refuses other fields (422 naming
-    one); `optional` takes a missing body as `{}`."""
-    if optional and not request.body_exists:
-        return {}
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_json", "the request body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
-    unknown = sorted(set(body) - set(allowed)) if allowed is not None else []
-    if unknown:
-        raise ApiError(422, "unknown_field", f"unknown field {unknown[0]!r}", field=unknown[0])
-    return body
-
-
-def timestamp(value: object, name: str) -> datetime | None:
-    """An ISO-8601 timestamp with a time zone (422 naming the field otherwise)."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ApiError(422, "invalid_field", f"{name} must be an ISO-8601 timestamp", field=name)
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(422, "invalid_field", f"{name} must be an ISO-8601 timestamp", field=name) from None
-    if parsed.tzinfo is None:
-        raise ApiError(422, "invalid_field", f"{name} needs a time zone (e.g. Z)", field=name)
-    return parsed
-
-
-def optional_text(body: Mapping[str, Any], name: str) -> str | None:
-    value = body.get(name)
-    if value is not None and not isinstance(value, str):
-        raise ApiError(422, "invalid_field", f"{name} must be a string", field=name)
-    return value
-
-
-def only_parameters(request: web.Request, *names: str) -> None:
-    """400 naming the first query parameter that is not one of `names`."""
-    unknown = sorted(set(request.query) - set(names))
-    if unknown:
-        raise ApiError(400, "unknown_parameter", f"unknown query parameter {unknown[0]!r}", field=unknown[0])
-
-
-def limit_parameter(request: web.Request, *, default: int = 100, most: int = 1000) -> int:
-    try:
-        limit = int(request.query.get("limit", str(default)))
-    except ValueError:
-        raise ApiError(422, "invalid_field", "limit must be a whole number", field="limit") from None
-    if not 1 <= limit <= most:
-        raise ApiError(422, "invalid_field", f"limit must be between 1 and {most}", field="limit")
-    return limit
-
-
 def service(request: web.Request, key: web.AppKey[T | None], what: str) -> T:
     """A slice's service from the app, or 503 when this API runs without it."""
     found = request.app.get(key)
     if found is None:
         raise ApiError(503, "controller_unavailable", f"this API runs without the {what}")
     return found
+
+
+def own_agent(request: web.Request, agent_id: str, what: str = "act only for its own agent") -> str:
+    """`agent_id`, when the token may act for it (agents: only themselves)."""
+    token = request[TOKEN]
+    if token.role is TokenRole.AGENT and token.agent_id != agent_id:
+        raise ApiError(403, "forbidden", f"an agent token may {what}", field="agent_id")
+    return agent_id

@@ -31,11 +31,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import asyncpg
 import structlog
 from aiohttp import web
+from pydantic import ConfigDict, Field
 from redis.exceptions import RedisError
 
 from compliance_rules.ruleset import RuleBook, load_rulebook
@@ -53,7 +54,9 @@ from crm_bridge.lead_import import (
 from crm_bridge.lead_mapping import LeadMapping, MappingError, parse_mapping
 from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import TokenRole
-from dialer.api.http import DEPS, ApiError, allow
+from dialer.api.http import DEPS, ApiError
+from dialer.api.routes import Answer, Reply, RouteTable
+from dialer.api.schema import QueryModel, ResponseModel
 
 log = structlog.get_logger(__name__)
 
@@ -303,32 +306,90 @@ def _job(request: web.Request) -> ImportJob:
     return job
 
 
-@allow(*IMPORTERS)
-async def post_lead_import(request: web.Request) -> web.Response:
-    query = request.query
-    unknown = sorted(set(query) - {"map", "campaign_id", "label"})
-    if unknown:
-        raise ApiError(422, "unknown_field", f"unknown query parameter {unknown[0]!r}", field=unknown[0])
+class LeadImportQuery(QueryModel):
+    """Where the list's columns go, and what to do with its leads."""
+
+    unknown_parameter: ClassVar[tuple[int, str]] = (422, "unknown_field")
+    map: str = Field(default="", description="field=Column pairs, e.g. name=Full Name,phone=Phone,phone=Mobile,email=E-mail,"
+                                 "zip=ZIP,state=State,consent=Consent URL,consent_at=Consent Date,custom.policy=Policy")
+    campaign_id: str | None = Field(default=None, description="add the accepted leads to this campaign")
+    label: str | None = Field(default=None, max_length=200, description="a name for the import (the file's)")
+
+
+class ImportCounts(ResponseModel):
+    rows: int
+    accepted: int
+    invalid: int
+    duplicate: int
+    rejected: int
+    reasons: dict[str, int] = Field(description="rows per reason: invalid_number, invalid_field, duplicate_in_file, "
+                                                "duplicate_in_crm, dnc_federal, dnc_state, dnc_internal, litigator, "
+                                                "opted_out, unknown_location")
+    dnc_states: dict[str, int] = Field(default_factory=dict, description="rows on each state's list")
+
+
+class ImportBody(ResponseModel):
+    """One list import: its status, progress and counts."""
+
+    model_config = ConfigDict(extra="allow")
+    import_id: str
+    label: str | None = None
+    campaign_id: str | None = None
+    mapping: dict[str, Any] | None = None
+    created_at: str | None = None
+    status: Literal["queued", "running", "done", "failed"]
+    progress: dict[str, Any] | None = Field(default=None, description="phase (read, duplicates, scrub, write), "
+                                                                       "done, total, seconds")
+    counts: ImportCounts | None = None
+    warnings: list[str] | None = None
+    list_dates: dict[str, str] | None = Field(default=None, description="the DNC list copies the scrub used")
+    error: str | None = None
+    retrying: str | None = None
+    finished_at: str | None = None
+    status_url: str
+    report_url: str
+
+
+routes = RouteTable("lead imports")
+IMPORT_ID = {_IMPORT_ID: "the import's id"}
+
+
+@routes.post("/v1/lead-imports", "importLeads",
+             "Import a CSV file of leads (the request body, text/csv): checked, de-duplicated (in the file and "
+             "against the CRM), scrubbed against the federal, state, internal, litigator and opt-out lists and the "
+             "location rules; accepted leads are written to the CRM", roles=IMPORTERS, query=LeadImportQuery,
+             responses={202: Answer(ImportBody, "queued; Location is the status URL",
+                                    headers={"Location": "the import's status (`GET /v1/lead-imports/{import_id}`)"})},
+             errors={413: "`request_too_large`", 422: "`invalid_mapping` (field `map`), `unknown_campaign`, "
+                     "`invalid_file` (the header or encoding; field `body`), `unknown_field`, `invalid_field`"},
+             extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}})
+async def post_lead_import(request: web.Request, query: LeadImportQuery) -> Reply:
     try:
-        mapping = parse_mapping(query.get("map", ""))
+        mapping = parse_mapping(query.map)
     except MappingError as error:
         raise ApiError(422, "invalid_mapping", str(error), field="map") from None
-    campaign_id = query.get("campaign_id") or None
+    campaign_id = query.campaign_id or None
     if campaign_id is not None and await request.app[DEPS].store.get_campaign(campaign_id) is None:
         raise ApiError(422, "unknown_campaign", f"there is no campaign {campaign_id!r}", field="campaign_id")
-    label = (query.get("label") or "upload.csv").strip()
-    if not label or len(label) > 200:
+    label = (query.label or "upload.csv").strip()
+    if not label:
         raise ApiError(422, "invalid_field", "label must be 1-200 characters", field="label")
     job = await request.app[SERVICE].accept(request, mapping, label, campaign_id)
-    return web.json_response(job.to_json(), status=202, headers={"Location": f"/v1/lead-imports/{job.import_id}"})
+    return Reply(ImportBody.model_validate(job.to_json()), status=202, location=f"/v1/lead-imports/{job.import_id}",
+                 exclude_unset=True)
 
 
-@allow(*IMPORTERS)
-async def get_lead_import(request: web.Request) -> web.Response:
-    return web.json_response(_job(request).to_json())
+@routes.get("/v1/lead-imports/{import_id}", "getLeadImport", "An import's status, progress and counts",
+            roles=IMPORTERS, parameters=IMPORT_ID, responses={200: Answer(ImportBody, "the import")},
+            errors={404: "`import_not_found`"})
+async def get_lead_import(request: web.Request) -> Reply:
+    return Reply(ImportBody.model_validate(_job(request).to_json()), exclude_unset=True)
 
 
-@allow(*IMPORTERS)
+@routes.get("/v1/lead-imports/{import_id}/report.csv", "getLeadImportReport", "The import's per-row report",
+            roles=IMPORTERS, parameters=IMPORT_ID,
+            responses={200: Answer(None, f"CSV with the columns {', '.join(REPORT_COLUMNS)}", content_type="text/csv")},
+            errors={404: "`import_not_found`", 409: "`report_not_ready`: the import is queued, running or failed"})
 async def get_lead_import_report(request: web.Request) -> web.StreamResponse:
     job = _job(request)
     path = request.app[SERVICE].report_path(job.import_id)
@@ -342,7 +403,7 @@ async def get_lead_import_report(request: web.Request) -> web.StreamResponse:
 
 
 def add_lead_import_routes(app: web.Application, *, spool_dir: Path, rulebook: RuleBook | None = None) -> None:
-    """Register the lead-import routes and run their worker with the app (see the module doc)."""
+    """Run the lead-import worker with the app (the routes themselves are in `routes`)."""
     service = LeadImportService(spool_dir, rulebook)
     app[SERVICE] = service
 
@@ -355,75 +416,3 @@ def add_lead_import_routes(app: web.Application, *, spool_dir: Path, rulebook: R
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
-    app.router.add_post("/v1/lead-imports", post_lead_import)
-    app.router.add_get("/v1/lead-imports/{import_id}", get_lead_import)
-    app.router.add_get("/v1/lead-imports/{import_id}/report.csv", get_lead_import_report)
-
-
-# ---- OpenAPI (merged into dialer.api.openapi by the lead) --------------------------------------
-def _errors(*statuses: int) -> dict[str, Any]:
-    text = {401: "missing, unknown or revoked token", 403: "only crm and admin tokens may import lists",
-            404: "`import_not_found`", 409: "`report_not_ready`: the import is queued, running or failed",
-            413: "`request_too_large`",
-            422: "`invalid_mapping` (field `map`), `unknown_campaign`, `invalid_file` (the header or encoding; "
-                 "field `body`), `unknown_field`, `invalid_field`"}
-    return {str(s): {"description": text[s],
-                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            for s in statuses}
-
-
-_COUNTS = {"type": "object", "properties": {
-    "rows": {"type": "integer"}, "accepted": {"type": "integer"}, "invalid": {"type": "integer"},
-    "duplicate": {"type": "integer"}, "rejected": {"type": "integer"},
-    "reasons": {"type": "object", "additionalProperties": {"type": "integer"},
-                "description": "rows per reason: invalid_number, invalid_field, duplicate_in_file, duplicate_in_crm, "
-                               "dnc_federal, dnc_state, dnc_internal, litigator, opted_out, unknown_location"},
-    "dnc_states": {"type": "object", "additionalProperties": {"type": "integer"},
-                   "description": "rows on each state's list"}}}
-_JOB = {"type": "object", "required": ["import_id", "status", "status_url", "report_url"], "properties": {
-    "import_id": {"type": "string"}, "label": {"type": "string"}, "campaign_id": {"type": "string"},
-    "mapping": {"type": "object"}, "created_at": {"type": "string", "format": "date-time"},
-    "status": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
-    "progress": {"type": "object", "description": "phase (read, duplicates, scrub, write), done, total, seconds"},
-    "counts": _COUNTS, "warnings": {"type": "array", "items": {"type": "string"}},
-    "list_dates": {"type": "object", "additionalProperties": {"type": "string"},
-                   "description": "the DNC list copies the scrub used"},
-    "error": {"type": "string"}, "retrying": {"type": "string"},
-    "finished_at": {"type": "string", "format": "date-time"},
-    "status_url": {"type": "string"}, "report_url": {"type": "string"}}}
-_ID_PARAMETER = {"name": _IMPORT_ID, "in": "path", "required": True, "schema": {"type": "string"}}
-
-
-def lead_import_paths() -> dict[str, Any]:
-    return {
-        "/v1/lead-imports": {"post": {
-            "summary": "Import a CSV file of leads: checked, de-duplicated (in the file and against the CRM), "
-                       "scrubbed against the federal, state, internal, litigator and opt-out lists and the "
-                       "location rules; accepted leads are written to the CRM (crm and admin tokens)",
-            "parameters": [
-                {"name": "map", "in": "query", "required": True, "schema": {"type": "string"},
-                 "description": "field=Column pairs, e.g. name=Full Name,phone=Phone,phone=Mobile,email=E-mail,"
-                                "zip=ZIP,state=State,consent=Consent URL,consent_at=Consent Date,custom.policy=Policy"},
-                {"name": "campaign_id", "in": "query", "schema": {"type": "string"},
-                 "description": "add the accepted leads to this campaign"},
-                {"name": "label", "in": "query", "schema": {"type": "string", "maxLength": 200}},
-            ],
-            "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}},
-            "responses": {"202": {"description": "queued; Location is the status URL",
-                                  "content": {"application/json": {"schema": _JOB}}},
-                          **_errors(401, 403, 413, 422)},
-        }},
-        "/v1/lead-imports/{import_id}": {"get": {
-            "summary": "An import's status, progress and counts",
-            "parameters": [_ID_PARAMETER],
-            "responses": {"200": {"description": "the import", "content": {"application/json": {"schema": _JOB}}},
-                          **_errors(401, 403, 404)},
-        }},
-        "/v1/lead-imports/{import_id}/report.csv": {"get": {
-            "summary": "The import's per-row report",
-            "parameters": [_ID_PARAMETER],
-            "responses": {"200": {"description": f"CSV with the columns {', '.join(REPORT_COLUMNS)}",
-                                  "content": {"text/csv": {"schema": {"type": "string"}}}},
-                          **_errors(401, 403, 404, 409)},
-        }},
-    }

@@ -4,7 +4,7 @@ leaves. Agents are refused: the recordings of Medicare sales calls are ePHI, han
 the roles that review them, and every hand-out of audio is kept in `recording_accesses`
 (45 CFR 164.312(b)) through the outbox before the audio leaves.
 
-- `GET /v1/recordings?call_id=...` or `?lead_id=...` -> `{"recordings": [...]}`
+- `GET /v1/recordings?call_id=...` or `?lead_id=...` -> `{"recordings": [...], "next": ...}`
 - `GET /v1/recordings/{recording_id}` -> the recording's row and its `audio_url`
 - `GET /v1/recordings/{recording_id}/audio[?format=wav|opus|mp3][&mix=mono]` -> the audio, as
   stored (Opus in Ogg) unless another format or a mono mix is asked; HTTP Range requests
@@ -16,14 +16,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import asdict
-from typing import Any
+from typing import ClassVar, Literal
 
 import structlog
 from aiohttp import web
+from pydantic import Field
 
 from crm_bridge.kinds import RecordKind
 from crm_bridge.store import Recording, TokenRole
-from dialer.api.http import DEPS, TOKEN, ApiError, allow, json_value
+from dialer.api.http import DEPS, TOKEN, ApiError, problem
+from dialer.api.pagination import PageQuery, decode_cursor, link_header, page
+from dialer.api.routes import Answer, Reply, RouteTable
+from dialer.api.schema import Id, QueryModel, ResponseModel, UtcTime
 from recordings.access import AccessChannel, access_record
 from recordings.crypto import RecordingCryptoError
 from recordings.reader import OpenedRecording, RecordingReader, RecordingUnavailable, representation
@@ -32,15 +36,64 @@ from recordings.transcode import AudioFormat, TranscodeError
 log = structlog.get_logger(__name__)
 
 REVIEWERS = (TokenRole.CRM, TokenRole.SUPERVISOR, TokenRole.ADMIN)
+RECORDING_ID = {"recording_id": "the recording's id"}
+AUDIO_TYPES = ("audio/ogg", "audio/wav", "audio/mpeg")
 
 READER: web.AppKey[RecordingReader | None] = web.AppKey("recording_reader", RecordingReader)
+routes = RouteTable("recordings")
 
 
-def recording_json(recording: Recording) -> dict[str, object]:
-    row = {name: json_value(value) for name, value in asdict(recording).items()}
-    row["sha256"] = recording.sha256.strip()
-    row["audio_url"] = None if recording.purged_at is not None else f"/v1/recordings/{recording.recording_id}/audio"
-    return row
+class RecordingBody(ResponseModel):
+    """One row of the CRM recordings table, and where to fetch its audio."""
+
+    recording_id: str
+    call_id: str | None
+    lead_id: str | None
+    storage_uri: str = Field(description="the sealed file in the dialer's archive")
+    format: str
+    duration_seconds: float | None
+    size_bytes: int | None
+    sha256: str = Field(description="of the audio as stored (as served by audio_url without options)")
+    encryption_key_id: str | None = Field(description="the KEK wrapping its data key")
+    retain_until: UtcTime | None
+    recorded_at: UtcTime
+    channels: Literal[1, 2]
+    channel_layout: str = Field(description="`mixed`, or `agent,lead` (left, right)")
+    line_of_business: str | None = Field(description="sets retain_until")
+    legal_hold: bool
+    legal_hold_by: str | None
+    legal_hold_reason: str | None
+    legal_hold_at: UtcTime | None
+    purged_at: UtcTime | None = Field(description="set when the audio and its key were destroyed")
+    purged_by: str | None
+    purge_reason: str | None
+    audio_url: str | None = Field(description="null once purged")
+
+    @classmethod
+    def of(cls, recording: Recording) -> RecordingBody:
+        row = asdict(recording)
+        row["sha256"] = recording.sha256.strip()
+        row["audio_url"] = (None if recording.purged_at is not None
+                            else f"/v1/recordings/{recording.recording_id}/audio")
+        return cls.model_validate(row)
+
+
+class RecordingPage(ResponseModel):
+    recordings: list[RecordingBody]
+    next: str | None = Field(description="the URL of the next page; null on the last page")
+
+
+class RecordingQuery(PageQuery):
+    # Kept as before pagination: an unknown parameter here is 422 `unknown_field`.
+    unknown_parameter: ClassVar[tuple[int, str]] = (422, "unknown_field")
+    call_id: Id | None = None
+    lead_id: Id | None = Field(default=None, description="give call_id or lead_id (or both)")
+
+
+class AudioQuery(QueryModel):
+    unknown_parameter: ClassVar[tuple[int, str]] = (422, "unknown_field")
+    format: AudioFormat | None = Field(default=None, description="default: as stored (opus: Opus in Ogg)")
+    mix: Literal["mono"] | None = Field(default=None, description="mix a two-channel recording down to one channel")
 
 
 async def _recording(request: web.Request) -> Recording:
@@ -50,45 +103,28 @@ async def _recording(request: web.Request) -> Recording:
     return recording
 
 
-@allow(*REVIEWERS)
-async def list_recordings(request: web.Request) -> web.Response:
-    query = request.query
-    unknown = sorted(set(query) - {"call_id", "lead_id", "limit"})
-    if unknown:
-        raise ApiError(422, "unknown_field", f"unknown query parameter {unknown[0]!r}", field=unknown[0])
-    if not query.get("call_id") and not query.get("lead_id"):
+@routes.get("/v1/recordings", "listRecordings",
+            "A call's or a lead's recordings, newest first (crm, supervisor and admin tokens)",
+            roles=REVIEWERS, query=RecordingQuery,
+            responses={200: Answer(RecordingPage, "a page of recordings", headers={"Link": "rel=next"})},
+            errors={403: "only crm, supervisor and admin tokens may see recordings",
+                    422: "a query parameter is invalid (`field` names it); give call_id or lead_id"})
+async def list_recordings(request: web.Request, query: RecordingQuery) -> Reply:
+    if not query.call_id and not query.lead_id:
         raise ApiError(422, "invalid_field", "give call_id or lead_id", field="call_id")
-    try:
-        limit = int(query.get("limit", "100"))
-    except ValueError:
-        raise ApiError(422, "invalid_field", "limit must be a whole number", field="limit") from None
-    if not 1 <= limit <= 1000:
-        raise ApiError(422, "invalid_field", "limit must be from 1 to 1000", field="limit")
     recordings = await request.app[DEPS].store.list_recordings(
-        call_id=query.get("call_id"), lead_id=query.get("lead_id"), limit=limit
+        call_id=query.call_id, lead_id=query.lead_id, limit=query.limit + 1, after=decode_cursor(query)
     )
-    return web.json_response({"recordings": [recording_json(recording) for recording in recordings]})
+    items, next_url = page(request, query, recordings, lambda row: (row.recorded_at, row.recording_id))
+    return Reply(RecordingPage(recordings=[RecordingBody.of(row) for row in items], next=next_url),
+                 headers=link_header(next_url))
 
 
-@allow(*REVIEWERS)
-async def get_recording(request: web.Request) -> web.Response:
-    return web.json_response(recording_json(await _recording(request)))
-
-
-def _audio_options(request: web.Request) -> tuple[AudioFormat | None, bool]:
-    query = request.query
-    unknown = sorted(set(query) - {"format", "mix"})
-    if unknown:
-        raise ApiError(422, "unknown_field", f"unknown query parameter {unknown[0]!r}", field=unknown[0])
-    fmt: AudioFormat | None = None
-    if "format" in query:
-        try:
-            fmt = AudioFormat(query["format"])
-        except ValueError:
-            raise ApiError(422, "invalid_field", "format must be opus, wav or mp3", field="format") from None
-    if query.get("mix", "mono") != "mono":
-        raise ApiError(422, "invalid_field", "mix can only be mono", field="mix")
-    return fmt, "mix" in query
+@routes.get("/v1/recordings/{recording_id}", "getRecording", "One recording's row", roles=REVIEWERS,
+            parameters=RECORDING_ID, responses={200: Answer(RecordingBody, "the recording")},
+            errors={403: "only crm, supervisor and admin tokens may see recordings", 404: "`recording_not_found`"})
+async def get_recording(request: web.Request) -> Reply:
+    return Reply(RecordingBody.of(await _recording(request)))
 
 
 def _byte_range(request: web.Request, size: int | None, etag: str) -> tuple[int, int] | None:
@@ -120,9 +156,8 @@ class _Unsatisfiable(Exception):
         super().__init__(f"the range asked is not within the {size} bytes of the audio (one range, in bytes)")
         self.size = size
 
-    def response(self) -> web.Response:
-        return web.json_response({"error": "range_not_satisfiable", "message": str(self)}, status=416,
-                                 headers={"Content-Range": f"bytes */{self.size}"})
+    def response(self, request: web.Request) -> web.Response:
+        return problem(request, 416, "range_not_satisfiable", str(self), headers={"Content-Range": f"bytes */{self.size}"})
 
 
 def _unsatisfiable(size: int) -> _Unsatisfiable:
@@ -133,12 +168,30 @@ async def _next(chunks: Iterator[bytes]) -> bytes | None:
     return await asyncio.to_thread(next, chunks, None)
 
 
-@allow(*REVIEWERS)
-async def get_recording_audio(request: web.Request) -> web.StreamResponse:
+@routes.get("/v1/recordings/{recording_id}/audio", "getRecordingAudio",
+            "The recording's audio, streamed from the sealed archive and checked before it leaves (every segment's "
+            "tag and the sha256 for a whole read; the segments covered for a Range); every hand-out is kept in the "
+            "recording_accesses table first", roles=REVIEWERS, parameters=RECORDING_ID, query=AudioQuery,
+            header_parameters={"Range": "one byte range (RFC 9110 14.2), served for the stored audio and for WAV",
+                               "If-Range": "the ETag of the copy the client holds"},
+            responses={200: Answer(None, "the audio; for the stored format, header X-Content-SHA256 carries its "
+                                         "checksum", content_type=AUDIO_TYPES,
+                                   headers={"ETag": "the audio's version and shape", "Accept-Ranges": "bytes or none"}),
+                       206: Answer(None, "the byte range asked (header Content-Range)",
+                                   content_type=("audio/ogg", "audio/wav"),
+                                   headers={"Content-Range": "the range sent, of the whole size"})},
+            errors={403: "only crm, supervisor and admin tokens may hear recordings", 404: "`recording_not_found`",
+                    409: "`recording_integrity_failed`: the archived file does not open or does not match its "
+                         "checksum",
+                    410: "`recording_purged`: deleted at the end of its retention (the row stays as its tombstone)",
+                    416: "`range_not_satisfiable`: the Range is outside the audio (header Content-Range: bytes */SIZE)",
+                    503: "`recording_unavailable`: the archived file is missing or unreadable; "
+                         "`recordings_unavailable`: this API runs without the archive"})
+async def get_recording_audio(request: web.Request, query: AudioQuery) -> web.StreamResponse:
     reader = request.app[READER]
     if reader is None:
         raise ApiError(503, "recordings_unavailable", "this API runs without the recordings archive")
-    fmt, mono = _audio_options(request)
+    fmt, mono = query.format, query.mix is not None
     recording = await _recording(request)
     if recording.purged_at is not None:
         raise ApiError(410, "recording_purged", f"{recording.recording_id} was purged at the end of its retention")
@@ -163,7 +216,7 @@ async def _send(request: web.Request, recording: Recording, opened: OpenedRecord
     try:
         wanted = _byte_range(request, shape.size, etag)
     except _Unsatisfiable as error:
-        return error.response()
+        return error.response(request)
     start, end = wanted if wanted is not None else (0, shape.size)
     # Checked before anything leaves: the whole recording (tags and SHA-256) for a whole read
     # or any conversion, only the segments covered for a range of the stored bytes.
@@ -220,95 +273,5 @@ async def _send(request: web.Request, recording: Recording, opened: OpenedRecord
 
 
 def add_recording_routes(app: web.Application, reader: RecordingReader | None) -> None:
+    """The archive the audio route reads (the routes themselves are in `routes`)."""
     app[READER] = reader
-    app.router.add_get("/v1/recordings", list_recordings)
-    app.router.add_get("/v1/recordings/{recording_id}", get_recording)
-    app.router.add_get("/v1/recordings/{recording_id}/audio", get_recording_audio)
-
-
-# ---- OpenAPI -----------------------------------------------------------------------------------
-def _errors(*statuses: int) -> dict[str, Any]:
-    text = {401: "missing, unknown or revoked token",
-            403: "only crm, supervisor and admin tokens may see recordings",
-            404: "`recording_not_found`",
-            409: "`recording_integrity_failed`: the archived file does not open or does not match its checksum",
-            410: "`recording_purged`: deleted at the end of its retention (the row stays as its tombstone)",
-            416: "`range_not_satisfiable`: the Range is outside the audio (header Content-Range: bytes */SIZE)",
-            422: "a query parameter is invalid (`field` names it)",
-            503: "`recording_unavailable`: the archived file is missing or unreadable; "
-                 "`recordings_unavailable`: this API runs without the archive"}
-    return {str(s): {"description": text[s],
-                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            for s in statuses}
-
-
-_RECORDING_ID = {"name": "recording_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_TS = {"type": ["string", "null"], "format": "date-time"}
-_RECORDING = {
-    "type": "object",
-    "description": "One row of the CRM recordings table, and where to fetch its audio.",
-    "properties": {
-        "recording_id": {"type": "string"}, "call_id": {"type": ["string", "null"]},
-        "lead_id": {"type": ["string", "null"]},
-        "storage_uri": {"type": "string", "description": "the sealed file in the dialer's archive"},
-        "format": {"type": "string"}, "duration_seconds": {"type": ["number", "null"]},
-        "size_bytes": {"type": ["integer", "null"]},
-        "sha256": {"type": "string", "description": "of the audio (as served by audio_url)"},
-        "encryption_key_id": {"type": ["string", "null"], "description": "the KEK wrapping its data key"},
-        "retain_until": _TS,
-        "recorded_at": {"type": "string", "format": "date-time"},
-        "channels": {"type": "integer", "enum": [1, 2]},
-        "channel_layout": {"type": "string", "description": "`mixed`, or `agent,lead` (left, right)"},
-        "line_of_business": {"type": ["string", "null"], "description": "sets retain_until"},
-        "legal_hold": {"type": "boolean"}, "legal_hold_by": {"type": ["string", "null"]},
-        "legal_hold_reason": {"type": ["string", "null"]}, "legal_hold_at": _TS,
-        "purged_at": {**_TS, "description": "set when the audio and its key were destroyed"},
-        "purged_by": {"type": ["string", "null"]}, "purge_reason": {"type": ["string", "null"]},
-        "audio_url": {"type": ["string", "null"], "description": "null once purged"},
-    },
-}
-_AUDIO = {"schema": {"type": "string", "format": "binary"}}
-
-
-def recording_paths() -> dict[str, Any]:
-    return {
-        "/v1/recordings": {"get": {
-            "summary": "A call's or a lead's recordings, newest first (crm, supervisor and admin tokens)",
-            "parameters": [
-                {"name": "call_id", "in": "query", "schema": {"type": "string"}},
-                {"name": "lead_id", "in": "query", "schema": {"type": "string"},
-                 "description": "give call_id or lead_id (or both)"},
-                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-            ],
-            "responses": {"200": {"description": "the recordings", "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"recordings": {"type": "array", "items": _RECORDING}}}}}},
-                **_errors(401, 403, 422)},
-        }},
-        "/v1/recordings/{recording_id}": {"get": {
-            "summary": "One recording's row",
-            "parameters": [_RECORDING_ID],
-            "responses": {"200": {"description": "the recording", "content": {"application/json": {
-                "schema": _RECORDING}}}, **_errors(401, 403, 404)},
-        }},
-        "/v1/recordings/{recording_id}/audio": {"get": {
-            "summary": "The recording's audio, streamed from the sealed archive and checked before it leaves "
-                       "(every segment's tag and the sha256 for a whole read; the segments covered for a Range); "
-                       "every hand-out is kept in the recording_accesses table first",
-            "parameters": [
-                _RECORDING_ID,
-                {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["opus", "wav", "mp3"]},
-                 "description": "default: as stored (opus: Opus in Ogg)"},
-                {"name": "mix", "in": "query", "schema": {"type": "string", "enum": ["mono"]},
-                 "description": "mix a two-channel recording down to one channel"},
-                {"name": "Range", "in": "header", "schema": {"type": "string"},
-                 "description": "one byte range (RFC 9110 14.2), served for the stored audio and for WAV"},
-            ],
-            "responses": {
-                "200": {"description": "the audio; for the stored format, header X-Content-SHA256 carries its "
-                                       "checksum", "content": {"audio/ogg": _AUDIO, "audio/wav": _AUDIO,
-                                                               "audio/mpeg": _AUDIO}},
-                "206": {"description": "the byte range asked (header Content-Range)",
-                        "content": {"audio/ogg": _AUDIO, "audio/wav": _AUDIO}},
-                **_errors(401, 403, 404, 409, 410, 416, 422, 503)},
-        }},
-    }

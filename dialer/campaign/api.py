@@ -3,11 +3,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -18,139 +14,148 @@ from crm_bridge.dispositions import PipelineStage
 from crm_bridge.kinds import RecordKind
 from crm_bridge.records import InvalidRecord
 from crm_bridge.store import Campaign, Lead, TokenRole
-from dialer.api.http import DEPS, TOKEN, ApiDependencies, ApiError, allow, json_object, service
+from dialer.api.http import DEPS, ApiDependencies, ApiError, own_agent, service
+from dialer.api.idempotency import KeyedLocks
+from dialer.api.routes import Answer, Reply, RouteTable
 from dialer.campaign.dialing import campaign_lead_record
 from dialer.campaign.intake import IntakeError, Merge, WebLead, merge, parse_web_lead
+from dialer.campaign.openapi import (
+    AgentStateBody,
+    CampaignStatusBody,
+    LeadAccepted,
+    LoginRequest,
+    PauseRequest,
+    WebLeadRequest,
+)
 from dialer.campaign.runtime import CampaignRuntime
+
+__all__ = ["CAMPAIGNS", "KeyedLocks", "add_campaign_routes", "agent_routes", "campaign_routes", "lead_routes"]
 
 STAFF = (TokenRole.SUPERVISOR, TokenRole.ADMIN)
 # Speed-to-lead leads go ahead of every other lead of the campaign in the CRM hopper too.
 SPEED_TO_LEAD_PRIORITY = 1000
+AGENT_ID = {"agent_id": "the agent's id"}
+CAMPAIGN_ID = {"campaign_id": "the campaign's id"}
+STATE_URL = {"Location": "the agent's state (`GET /v1/agents/{agent_id}/state`)"}
+CAMPAIGN_URL = {"Location": "the campaign's figures (`GET /v1/campaigns/{campaign_id}`)"}
+NOT_RUNNING = "the controller is not running campaigns (`controller_unavailable`), or a dependency is down"
 
-
-class KeyedLocks:
-    """Serialises work per key (a lead's phone, its e-mail) without serialising unrelated keys.
-
-    Two posts of the same person at the same instant would otherwise both miss the other in
-    PostgreSQL and both create a lead. Keys are taken in sorted order so two requests sharing
-    two keys cannot deadlock; a key's lock is dropped when nobody holds or waits for it.
-    """
-
-    def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._users: dict[str, int] = {}
-
-    @contextlib.asynccontextmanager
-    async def holding(self, keys: Iterable[str]) -> AsyncIterator[None]:
-        ordered = sorted(set(keys))
-        for key in ordered:
-            self._users[key] = self._users.get(key, 0) + 1
-            self._locks.setdefault(key, asyncio.Lock())
-        taken: list[asyncio.Lock] = []
-        try:
-            for key in ordered:
-                await self._locks[key].acquire()
-                taken.append(self._locks[key])
-            yield
-        finally:
-            for lock in reversed(taken):
-                lock.release()
-            for key in ordered:
-                self._users[key] -= 1
-                if not self._users[key]:
-                    del self._users[key], self._locks[key]
-
-    def __len__(self) -> int:
-        return len(self._locks)
-
-
+# Two posts of the same person at the same instant would otherwise both miss the other in
+# PostgreSQL and both create a lead: they are serialised per phone and e-mail.
 LEAD_IDENTITY_LOCKS: web.AppKey[KeyedLocks] = web.AppKey("lead_identity_locks", KeyedLocks)
-
-
 CAMPAIGNS: web.AppKey[CampaignRuntime | None] = web.AppKey("campaigns", CampaignRuntime)
+
+agent_routes = RouteTable("agents")
+campaign_routes = RouteTable("campaigns")
+lead_routes = RouteTable("leads")
 
 
 def _runtime(request: web.Request) -> CampaignRuntime:
     return service(request, CAMPAIGNS, "campaign runtime")
 
 
-def _own_agent(request: web.Request) -> str:
-    agent_id = request.match_info["agent_id"]
-    token = request[TOKEN]
-    if token.role is TokenRole.AGENT and token.agent_id != agent_id:
-        raise ApiError(403, "forbidden", "an agent token may act only for its own agent", field="agent_id")
-    return agent_id
+def _state(request: web.Request, body: AgentStateBody, status: int = 200) -> Reply:
+    location = f"/v1/agents/{body.agent_id}/state" if status in (201, 202) else None
+    return Reply(body, status=status, location=location)
 
 
-@allow(TokenRole.AGENT, *STAFF)
-async def agent_login(request: web.Request) -> web.Response:
-    agent_id = _own_agent(request)
-    body = await json_object(request, optional=True)
-    campaign_ids = body.get("campaign_ids")
-    if not isinstance(campaign_ids, list) or not campaign_ids or not all(isinstance(c, str) and c for c in campaign_ids):
-        raise ApiError(422, "invalid_field", "campaign_ids must be a non-empty list of campaign ids",
-                       field="campaign_ids")
-    snapshot = await _runtime(request).login(agent_id, campaign_ids)
-    return web.json_response(snapshot.to_json(), status=202)
+@agent_routes.post("/v1/agents/{agent_id}/login", "agentLogIn",
+                   "Log an agent in to campaigns: its phone is called once and stays connected",
+                   roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID, body=LoginRequest,
+                   responses={202: Answer(AgentStateBody, "the agent's state (logging_in)", headers=STATE_URL)},
+                   errors={409: "already logged in", 502: "Asterisk refused the agent's leg", 503: NOT_RUNNING})
+async def agent_login(request: web.Request, body: LoginRequest) -> Reply:
+    agent_id = own_agent(request, request.match_info["agent_id"])
+    snapshot = await _runtime(request).login(agent_id, list(body.campaign_ids))
+    return _state(request, AgentStateBody.of(snapshot), 202)
 
 
-@allow(TokenRole.AGENT, *STAFF)
-async def agent_logout(request: web.Request) -> web.Response:
-    snapshot = await _runtime(request).logout(_own_agent(request))
-    return web.json_response(snapshot.to_json(), status=202)
+@agent_routes.post("/v1/agents/{agent_id}/logout", "agentLogOut", "Log the agent out (after the current call, if on one)",
+                   roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID,
+                   responses={202: Answer(AgentStateBody, "the agent's state", headers=STATE_URL)},
+                   errors={404: "not logged in", 409: "the agent's state does not allow it", 503: NOT_RUNNING})
+async def agent_logout(request: web.Request) -> Reply:
+    snapshot = await _runtime(request).logout(own_agent(request, request.match_info["agent_id"]))
+    return _state(request, AgentStateBody.of(snapshot), 202)
 
 
-@allow(TokenRole.AGENT, *STAFF)
-async def agent_pause(request: web.Request) -> web.Response:
-    agent_id = _own_agent(request)
-    reason = (await json_object(request, optional=True)).get("reason")
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > 100:
-        raise ApiError(422, "invalid_field", "reason is required (a short text, e.g. 'lunch')", field="reason")
-    snapshot = await _runtime(request).pause(agent_id, reason.strip())
-    return web.json_response(snapshot.to_json())
+@agent_routes.post("/v1/agents/{agent_id}/pause", "agentPause", "Pause (now, or when the current call and wrap-up end)",
+                   roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID, body=PauseRequest,
+                   responses={200: Answer(AgentStateBody, "the agent's state")},
+                   errors={404: "not logged in", 409: "the agent's state does not allow it", 503: NOT_RUNNING})
+async def agent_pause(request: web.Request, body: PauseRequest) -> Reply:
+    agent_id = own_agent(request, request.match_info["agent_id"])
+    snapshot = await _runtime(request).pause(agent_id, body.reason.strip())
+    return _state(request, AgentStateBody.of(snapshot))
 
 
-@allow(TokenRole.AGENT, *STAFF)
-async def agent_ready(request: web.Request) -> web.Response:
-    snapshot = await _runtime(request).ready(_own_agent(request))
-    return web.json_response(snapshot.to_json())
+@agent_routes.post("/v1/agents/{agent_id}/ready", "agentReady", "Take calls again (from paused, or ending wrap-up early)",
+                   roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID,
+                   responses={200: Answer(AgentStateBody, "the agent's state")},
+                   errors={404: "not logged in", 409: "the agent's state does not allow it", 503: NOT_RUNNING})
+async def agent_ready(request: web.Request) -> Reply:
+    snapshot = await _runtime(request).ready(own_agent(request, request.match_info["agent_id"]))
+    return _state(request, AgentStateBody.of(snapshot))
 
 
-@allow(TokenRole.AGENT, *STAFF)
-async def agent_state(request: web.Request) -> web.Response:
-    snapshot = _runtime(request).agent_state(_own_agent(request))
+@agent_routes.get("/v1/agents/{agent_id}/state", "getAgentState", "The agent's session state",
+                  roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID,
+                  responses={200: Answer(AgentStateBody, "the agent's state")},
+                  errors={404: "`not_logged_in`", 503: NOT_RUNNING})
+async def agent_state(request: web.Request) -> Reply:
+    snapshot = _runtime(request).agent_state(own_agent(request, request.match_info["agent_id"]))
     if snapshot is None:
         raise ApiError(404, "not_logged_in", "the agent is not logged in")
-    return web.json_response(snapshot.to_json())
+    return _state(request, AgentStateBody.of(snapshot))
 
 
-@allow(TokenRole.CRM, *STAFF)
-async def campaign_start(request: web.Request) -> web.Response:
+@campaign_routes.post("/v1/campaigns/{campaign_id}/start", "startCampaign",
+                      "Start dialing the campaign (its dial mode's pacer, its hopper, the gate before each dial)",
+                      roles=(TokenRole.CRM, *STAFF), parameters=CAMPAIGN_ID,
+                      responses={202: Answer(CampaignStatusBody, "the campaign's figures", headers=CAMPAIGN_URL)},
+                      errors={404: "no such campaign", 409: "the campaign is not active, or already running",
+                              503: NOT_RUNNING})
+async def campaign_start(request: web.Request) -> Reply:
     status = await _runtime(request).start_campaign(request.match_info["campaign_id"])
-    return web.json_response(asdict(status), status=202)
+    return Reply(CampaignStatusBody.of(status), status=202, location=f"/v1/campaigns/{status.campaign_id}")
 
 
-@allow(TokenRole.CRM, *STAFF)
-async def campaign_stop(request: web.Request) -> web.Response:
+@campaign_routes.post("/v1/campaigns/{campaign_id}/stop", "stopCampaign",
+                      "Stop dialing; calls with a person on them finish", roles=(TokenRole.CRM, *STAFF),
+                      parameters=CAMPAIGN_ID, responses={200: Answer(CampaignStatusBody, "the campaign's figures")},
+                      errors={404: "the campaign is not running", 503: NOT_RUNNING})
+async def campaign_stop(request: web.Request) -> Reply:
     status = await _runtime(request).stop_campaign(request.match_info["campaign_id"])
-    return web.json_response(asdict(status))
+    return Reply(CampaignStatusBody.of(status))
 
 
-@allow(TokenRole.CRM, *STAFF)
-async def campaign_status(request: web.Request) -> web.Response:
+@campaign_routes.get("/v1/campaigns/{campaign_id}", "getCampaign",
+                     "A running campaign's figures: lines, hopper, agents, outcomes, gate blocks, abandon rate",
+                     roles=(TokenRole.CRM, *STAFF), parameters=CAMPAIGN_ID,
+                     responses={200: Answer(CampaignStatusBody, "the campaign's figures")},
+                     errors={404: "`campaign_not_running` on this controller", 503: NOT_RUNNING})
+async def campaign_status(request: web.Request) -> Reply:
     status = await _runtime(request).campaign_report(request.match_info["campaign_id"])
     if status is None:
         raise ApiError(404, "campaign_not_running", "the campaign is not running on this controller")
-    return web.json_response(asdict(status))
+    return Reply(CampaignStatusBody.of(status))
 
 
-@allow(TokenRole.CRM, *STAFF)
-async def post_lead(request: web.Request) -> web.Response:
-    """Create or merge a web lead; with speed-to-lead on, it goes to the head of the hopper."""
+@lead_routes.post("/v1/leads", "postLead",
+                  "Create or merge a web lead (by phone or e-mail; enrichment, conflicts flagged for review); with "
+                  "speed-to-lead on, it is dialed first", roles=(TokenRole.CRM, *STAFF), body=WebLeadRequest,
+                  idempotent=True,
+                  responses={201: Answer(LeadAccepted, "a new lead", headers={"Location": "the lead"}),
+                             200: Answer(LeadAccepted, "merged into an existing lead")},
+                  errors={422: "a field is invalid (`field`), e.g. control characters in a name, or "
+                               "`unknown_campaign`"})
+async def post_lead(request: web.Request, body: WebLeadRequest) -> Reply:
+    """A 201 or 200 means the lead will reach the CRM: it passed the outbox's own record
+    validation and is stored durably before the answer."""
     deps = request.app[DEPS]
-    received = time.time()
+    received = datetime.now(UTC)
     try:
-        lead = parse_web_lead(await json_object(request, optional=True))
+        lead = parse_web_lead(body.model_dump(exclude_none=True))
     except IntakeError as error:
         raise ApiError(422, "invalid_field", str(error), field=error.field) from None
     campaign = None
@@ -166,12 +171,14 @@ async def post_lead(request: web.Request) -> web.Response:
     if campaign is not None and campaign.speed_to_lead and runtime is not None:
         # The outbox delivers the lead to PostgreSQL in the background; the hopper gets it now.
         queued = await runtime.speed_to_lead(campaign.campaign_id, _lead_now(lead_id, existing, merged.patch))
-    return web.json_response(
-        {"lead_id": lead_id, "merged": existing is not None, "conflicts": list(merged.conflicts),
-         "needs_review": bool(merged.conflicts) or bool(existing and existing.needs_review),
-         "speed_to_lead": queued, "received_at": received},
-        status=200 if existing else 201,
+    accepted = LeadAccepted(
+        lead_id=lead_id, merged=existing is not None, conflicts=list(merged.conflicts),
+        needs_review=bool(merged.conflicts) or bool(existing and existing.needs_review), speed_to_lead=queued,
+        received_at=received,
     )
+    if existing is not None:
+        return Reply(accepted)
+    return Reply(accepted, status=201, location=f"/v1/leads/{lead_id}")
 
 
 async def _merge_and_store(
@@ -190,11 +197,11 @@ async def _merge_and_store(
         fields: dict[str, object] = {"priority": SPEED_TO_LEAD_PRIORITY} if campaign.speed_to_lead else {}
         items.append((RecordKind.CAMPAIGN_LEAD, campaign_lead_record(campaign.campaign_id, lead_id, **fields)))
     try:
-        await deps.records.put_many(items)
+        await deps.records.put_many(items)  # validates each record as the outbox will deliver it
     except InvalidRecord as error:
         raise ApiError(422, "invalid_field", str(error), field=error.field or "body") from None
     flush = getattr(deps.records, "flush", None)
-    if flush is not None:
+    if flush is not None and not deps.store.outage.down:
         # Deliver now, so the next web lead for the same person finds this one (duplicates are
         # matched in PostgreSQL; the caller holds the person's identity locks meanwhile).
         await flush(5.0)
@@ -218,14 +225,6 @@ def _lead_now(lead_id: str, existing: Lead | None, patch: dict[str, object]) -> 
 
 
 def add_campaign_routes(app: web.Application, runtime: CampaignRuntime | None) -> None:
+    """The runtime the routes use and the intake's locks (the routes are in the tables above)."""
     app[CAMPAIGNS] = runtime
-    app.router.add_post("/v1/agents/{agent_id}/login", agent_login)
-    app.router.add_post("/v1/agents/{agent_id}/logout", agent_logout)
-    app.router.add_post("/v1/agents/{agent_id}/pause", agent_pause)
-    app.router.add_post("/v1/agents/{agent_id}/ready", agent_ready)
-    app.router.add_get("/v1/agents/{agent_id}/state", agent_state)
-    app.router.add_post("/v1/campaigns/{campaign_id}/start", campaign_start)
-    app.router.add_post("/v1/campaigns/{campaign_id}/stop", campaign_stop)
-    app.router.add_get("/v1/campaigns/{campaign_id}", campaign_status)
     app[LEAD_IDENTITY_LOCKS] = KeyedLocks()
-    app.router.add_post("/v1/leads", post_lead)

@@ -3,6 +3,11 @@
 A duplicate is a lead with the same phone or e-mail. Merging fills what the CRM does not
 know yet and never overwrites what it knows: a different value is a conflict, kept out of
 the lead and reported, and the lead is flagged `needs_review` so a person decides.
+
+Every field is one line of text: control characters (CR/LF, which would add headers where a
+name becomes the agent's caller name in a SIP INVITE; NUL, which PostgreSQL refuses), the
+Unicode line separators and lone surrogates are refused naming the field (issue 10, items 8-9),
+so a lead that is accepted is a lead that will be stored.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ REQUIRED = ("first_name", "phone", "source")
 MERGED = ("first_name", "last_name", "email", "state", "zip", "address_line1", "city")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ZIP = re.compile(r"^[0-9]{5}(-[0-9]{4})?$")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 class IntakeError(ValueError):
@@ -54,6 +60,8 @@ def parse_web_lead(body: Mapping[str, Any]) -> WebLead:
         value = body.get(name)
         if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > 200):
             raise IntakeError(name, f"{name} must be a non-empty string (at most 200 characters)")
+        if isinstance(value, str) and _UNSAFE.search(value):
+            raise IntakeError(name, f"{name} must not contain control characters, line breaks or invalid text")
         values[name] = value.strip() if isinstance(value, str) else None
     for name in REQUIRED:
         if values[name] is None:

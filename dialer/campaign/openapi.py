@@ -1,89 +1,90 @@
-"""The OpenAPI paths of the campaign endpoints (merged into `dialer.api.openapi`)."""
+"""The typed bodies of the campaign endpoints (the OpenAPI document is generated from them)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict
+from typing import Literal
+
+from pydantic import Field
+
+from dialer.api.schema import Id, Line, Name, RequestModel, ResponseModel, UtcTime, utc_from_epoch
+from dialer.campaign.agent import AgentSnapshot, AgentState
+from dialer.campaign.dialing import CampaignStatus
 
 
-def _ref_error(statuses: tuple[int, ...]) -> dict[str, Any]:
-    text = {400: "malformed request", 401: "missing, unknown or revoked token",
-            403: "the token's role may not do this", 404: "not logged in / not running",
-            409: "the agent's or campaign's state does not allow it", 422: "a field is invalid; `field` names it",
-            502: "Asterisk refused the agent's leg", 503: "the controller is not running campaigns"}
-    return {str(s): {"description": text[s],
-                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            for s in statuses}
+class LoginRequest(RequestModel):
+    campaign_ids: list[Id] = Field(min_length=1, max_length=100, description="the campaigns the agent takes calls of")
 
 
-def _object(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
+class PauseRequest(RequestModel):
+    reason: Name = Field(max_length=100, description="a short text, e.g. 'lunch'")
 
 
-def _body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    schema = {"type": "object", "required": required, "properties": properties}
-    return {"required": bool(required), "content": {"application/json": {"schema": schema}}}
+class AgentStateBody(ResponseModel):
+    """An agent's session state (also the `agent_state` message of the event streams)."""
+
+    type: Literal["agent_state"] = "agent_state"
+    agent_id: str
+    state: AgentState
+    since: UtcTime = Field(description="when the agent entered this state")
+    version: int = Field(description="grows with every change")
+    campaign_ids: list[str]
+    channel_id: str = Field(description="the agent's nailed-up leg")
+    call_id: str | None
+    pause_reason: str | None
+    wrap_up_until: UtcTime | None = Field(description="when wrap-up ends by itself")
+    logout_reason: str | None
+
+    @classmethod
+    def of(cls, snapshot: AgentSnapshot) -> AgentStateBody:
+        """At the edge: the pure machine keeps epoch seconds, bodies carry ISO-8601 UTC."""
+        return cls(agent_id=snapshot.agent_id, state=snapshot.state, since=utc_from_epoch(snapshot.since),
+                   version=snapshot.version, campaign_ids=list(snapshot.campaign_ids), channel_id=snapshot.channel_id,
+                   call_id=snapshot.call_id, pause_reason=snapshot.pause_reason,
+                   wrap_up_until=utc_from_epoch(snapshot.wrap_up_until), logout_reason=snapshot.logout_reason)
 
 
-_AGENT = {"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_CAMPAIGN = {"name": "campaign_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_STATE = "the agent's state (type agent_state: ready, reserved, on_call, wrap_up, paused, logged_out)"
+class CampaignStatusBody(ResponseModel):
+    """A campaign's figures on this controller."""
+
+    campaign_id: str
+    running: bool
+    dial_mode: str
+    pacer: str
+    hopper: int = Field(description="leads ready to dial")
+    lines: int = Field(description="lines ringing now")
+    waiting: int = Field(description="answered people waiting for an agent")
+    agents: dict[str, int] = Field(description="agents by state")
+    counters: dict[str, int] = Field(description="dials and outcomes since start")
+    blocked: dict[str, int] = Field(description="gate blocks by reason")
+    abandon_rate: float = Field(description="30-day abandon rate (47 CFR 64.1200(a)(7))")
+    live_answers: int
+    abandoned: int
+
+    @classmethod
+    def of(cls, status: CampaignStatus) -> CampaignStatusBody:
+        return cls.model_validate(asdict(status))
 
 
-def campaign_paths() -> dict[str, Any]:
-    return {
-        "/v1/agents/{agent_id}/login": {"post": {
-            "summary": "Log an agent in to campaigns: its phone is called once and stays connected",
-            "parameters": [_AGENT],
-            "requestBody": _body({"campaign_ids": {"type": "array", "items": {"type": "string"}}}, ["campaign_ids"]),
-            "responses": {"202": _object(_STATE), **_ref_error((400, 401, 403, 409, 422, 502, 503))},
-        }},
-        "/v1/agents/{agent_id}/logout": {"post": {
-            "summary": "Log the agent out (after the current call, if on one)",
-            "parameters": [_AGENT],
-            "responses": {"202": _object(_STATE), **_ref_error((401, 403, 409, 503))},
-        }},
-        "/v1/agents/{agent_id}/pause": {"post": {
-            "summary": "Pause (now, or when the current call and wrap-up end)",
-            "parameters": [_AGENT],
-            "requestBody": _body({"reason": {"type": "string", "maxLength": 100}}, ["reason"]),
-            "responses": {"200": _object(_STATE), **_ref_error((400, 401, 403, 409, 422, 503))},
-        }},
-        "/v1/agents/{agent_id}/ready": {"post": {
-            "summary": "Take calls again (from paused, or ending wrap-up early)",
-            "parameters": [_AGENT],
-            "responses": {"200": _object(_STATE), **_ref_error((401, 403, 409, 503))},
-        }},
-        "/v1/agents/{agent_id}/state": {"get": {
-            "summary": "The agent's session state",
-            "parameters": [_AGENT],
-            "responses": {"200": _object(_STATE), **_ref_error((401, 403, 404, 503))},
-        }},
-        "/v1/campaigns/{campaign_id}/start": {"post": {
-            "summary": "Start dialing the campaign (its dial mode's pacer, its hopper, the gate before each dial)",
-            "parameters": [_CAMPAIGN],
-            "responses": {"202": _object("the campaign's status"), **_ref_error((401, 403, 404, 409, 503))},
-        }},
-        "/v1/campaigns/{campaign_id}/stop": {"post": {
-            "summary": "Stop dialing; calls with a person on them finish",
-            "parameters": [_CAMPAIGN],
-            "responses": {"200": _object("the campaign's status"), **_ref_error((401, 403, 404, 503))},
-        }},
-        "/v1/campaigns/{campaign_id}": {"get": {
-            "summary": "A running campaign's status: lines, hopper, agents, outcomes, gate blocks, abandon rate",
-            "parameters": [_CAMPAIGN],
-            "responses": {"200": _object("the campaign's status"), **_ref_error((401, 403, 404, 503))},
-        }},
-        "/v1/leads": {"post": {
-            "summary": "Create or merge a web lead (by phone or e-mail; enrichment, conflicts flagged for "
-            "review); with speed-to-lead on, it is dialed first",
-            "requestBody": _body({
-                "first_name": {"type": "string"}, "last_name": {"type": "string"},
-                "phone": {"type": "string", "description": "a US number, any format"},
-                "email": {"type": "string"}, "state": {"type": "string"}, "zip": {"type": "string"},
-                "address_line1": {"type": "string"}, "city": {"type": "string"},
-                "source": {"type": "string"}, "campaign_id": {"type": "string"},
-            }, ["first_name", "phone", "source"]),
-            "responses": {"201": _object("a new lead"), "200": _object("merged into an existing lead"),
-                          **_ref_error((400, 401, 403, 422, 503))},
-        }},
-    }
+class WebLeadRequest(RequestModel):
+    """A web lead; every field is one line of text (no control characters)."""
+
+    first_name: Name
+    last_name: Name | None = None
+    phone: Line = Field(description="a US number, any format")
+    email: Line | None = None
+    state: Line | None = Field(default=None, description="two-letter US state code")
+    zip: Line | None = Field(default=None, description="12345 or 12345-6789")
+    address_line1: Name | None = None
+    city: Name | None = None
+    source: Name = Field(description="where the lead comes from (web_form, a vendor's name, ...)")
+    campaign_id: Id | None = Field(default=None, description="with speed-to-lead on, the lead is dialed first")
+
+
+class LeadAccepted(ResponseModel):
+    lead_id: str
+    merged: bool = Field(description="merged into a lead the CRM knew (same phone or e-mail)")
+    conflicts: list[str] = Field(description="fields whose value differed and was kept out (for review)")
+    needs_review: bool
+    speed_to_lead: bool = Field(description="put at the head of the campaign's hopper")
+    received_at: UtcTime

@@ -1,78 +1,79 @@
 """HTTP route of click-to-call: `POST /v1/calls` (place a call, idempotent with an
-`Idempotency-Key`)."""
+`Idempotency-Key`). Hanging up any kind of call is `dialer.api.crm`'s."""
 
 from __future__ import annotations
 
 from aiohttp import web
+from pydantic import Field
 
 from compliance_rules.numbers import parse_number
-from crm_bridge.store import CrmStore, TokenRole
-from dialer.api.http import ALL_ROLES, DEPS, TOKEN, ApiError, allow, json_object, optional_text, service
+from crm_bridge.store import TokenRole
+from dialer.api.http import ALL_ROLES, TOKEN, ApiError, problem, service
+from dialer.api.routes import Answer, Reply, RouteTable
+from dialer.api.schema import ComplianceProblem, Id, Line, RequestModel, ResponseModel
 from dialer.click_to_call.requests import CallService, DialRequest
 from dialer.runtime.errors import ComplianceBlocked
 from dialer.runtime.ids import Prefix, new_id
 
 CALLS: web.AppKey[CallService | None] = web.AppKey("click_to_call", CallService)
-IDEMPOTENCY_KEY_MAX = 200
+routes = RouteTable("calls")
+LOCATION = {"Location": "the call (`GET /v1/calls/{call_id}`)"}
+
+
+class CallRequest(RequestModel):
+    """Exactly one of `lead_id` or `phone`."""
+
+    lead_id: Id | None = None
+    phone: Line | None = Field(default=None, description="an ad-hoc US number, any format")
+    agent_id: Id = Field(description="the agent whose phone rings first")
+    campaign_id: Id | None = Field(default=None, description="whose caller ID, window and rules apply")
+
+
+class CallAccepted(ResponseModel):
+    call_id: str
+    status: str = Field(description="the call's state when the answer was made (e.g. requested, agent_ringing)")
 
 
 def _calls(request: web.Request) -> CallService:
     return service(request, CALLS, "call controller")
 
 
-@allow(*ALL_ROLES)
-async def post_call(request: web.Request) -> web.Response:
-    deps = request.app[DEPS]
+@routes.post("/v1/calls", "placeCall", "Call a lead for an agent (click-to-call): the agent's phone rings first, then "
+             "the lead is dialed; every dial passes the compliance gate", roles=ALL_ROLES, body=CallRequest,
+             idempotent=True,
+             responses={202: Answer(CallAccepted, "the call is under way", headers=LOCATION)},
+             problems={403: ComplianceProblem},
+             errors={403: "`compliance_blocked` (the gate's decision and reasons; nothing was created), or "
+                          "`forbidden` (an agent token placing a call for another agent)",
+                     409: "the agent cannot take a call now",
+                     422: "a field is invalid, or names no known agent, lead or campaign (`field`)"})
+async def post_call(request: web.Request, body: CallRequest) -> web.StreamResponse:
+    """With an `Idempotency-Key`, a retry of the same request gets the first answer and places
+    nothing; the gate is asked before anything is created, and again just before the lead is
+    dialed."""
     calls = _calls(request)
-    body = await json_object(request, allowed={"lead_id", "phone", "agent_id", "campaign_id"})
-    agent_id = body.get("agent_id")
-    if not isinstance(agent_id, str) or not agent_id:
-        raise ApiError(422, "invalid_field", "agent_id is required (a string)", field="agent_id")
-    lead_id, phone, campaign_id = (optional_text(body, name) for name in ("lead_id", "phone", "campaign_id"))
-    if (lead_id is None) == (phone is None):
+    if (body.lead_id is None) == (body.phone is None):
         raise ApiError(422, "invalid_field", "give exactly one of lead_id or phone", field="lead_id")
+    phone = body.phone
     if phone is not None:
-        parsed = parse_number(phone)
-        if parsed.e164 is None:
-            raise ApiError(422, "invalid_field", f"phone {phone!r} is not a dialable US number", field="phone")
-        phone = parsed.e164
+        phone = parse_number(phone).e164
+        if phone is None:
+            raise ApiError(422, "invalid_field", f"phone {body.phone!r} is not a dialable US number", field="phone")
     token = request[TOKEN]
-    if token.role is TokenRole.AGENT and agent_id != token.agent_id:
+    if token.role is TokenRole.AGENT and body.agent_id != token.agent_id:
         raise ApiError(403, "forbidden", "an agent token may place calls only for its own agent", field="agent_id")
-    key = request.headers.get("Idempotency-Key")
-    call_id = new_id(Prefix.CLICK_TO_CALL)
-    if key is not None:
-        if not key.strip() or len(key) > IDEMPOTENCY_KEY_MAX:
-            raise ApiError(400, "invalid_header", "Idempotency-Key must be 1-200 characters", field="Idempotency-Key")
-        bound = await deps.store.claim_idempotency_key(f"{token.token_id}:{key}", call_id)
-        if bound != call_id:
-            # The same request again: answer with the first call, place nothing.
-            status = calls.call_status(bound) or await _stored_status(deps.store, bound)
-            return web.json_response({"call_id": bound, "status": status, "replayed": True}, status=202)
-    dial = DialRequest(agent_id=agent_id, lead_id=lead_id, phone=phone, campaign_id=campaign_id)
+    dial = DialRequest(agent_id=body.agent_id, lead_id=body.lead_id, phone=phone, campaign_id=body.campaign_id)
     try:
-        placed = await calls.place_call(dial, call_id=call_id)
+        placed = await calls.place_call(dial, call_id=new_id(Prefix.CLICK_TO_CALL))
     except ComplianceBlocked as blocked:
-        return web.json_response(
-            {
-                "error": "compliance_blocked",
-                "message": "the compliance gate blocked this call",
-                "decision_id": blocked.decision_id,
-                "reasons": [{"code": r.code, "message": r.message, "citation": r.citation} for r in blocked.reasons],
-                "call_id": call_id,
-            },
-            status=403,
-        )
-    return web.json_response({"call_id": placed.call_id, "status": placed.status}, status=202)
-
-
-async def _stored_status(store: CrmStore, call_id: str) -> str:
-    call = await store.get_call(call_id)
-    if call is None:
-        return "requested"
-    return "ended" if call.ended_at is not None else "in_progress"
+        # No call id: no call exists, and none will (issue 10, item 6).
+        return problem(request, 403, "compliance_blocked", "the compliance gate blocked this call",
+                       decision_id=blocked.decision_id,
+                       reasons=[{"code": r.code, "message": r.message, "citation": r.citation} for r in blocked.reasons])
+    return Reply(CallAccepted(call_id=placed.call_id, status=placed.status), status=202,
+                 location=f"/v1/calls/{placed.call_id}").response()
 
 
 def add_click_to_call_routes(app: web.Application, calls: CallService | None) -> None:
+    """The service the routes use (the routes themselves are in `routes`)."""
     app[CALLS] = calls
-    app.router.add_post("/v1/calls", post_call)

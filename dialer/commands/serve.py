@@ -15,6 +15,7 @@ from crm_bridge.migrate import MigrationError, ensure_schema
 from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import CrmStore, TokenRole
 from dialer.cli import UserError
+from dialer.logs import AccessLog
 from dialer.serve import StartupError, dialer_services
 from dialer.settings import Settings, from_environment
 
@@ -39,7 +40,7 @@ async def _serve(settings: Settings, drain_seconds: float) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         async with dialer_services(settings, drain_seconds=drain_seconds) as services:
-            runner = web.AppRunner(services.app, handle_signals=False)
+            runner = web.AppRunner(services.app, handle_signals=False, access_log_class=AccessLog)
             await runner.setup()
             site = web.TCPSite(runner, settings.http_host, settings.http_port)
             try:

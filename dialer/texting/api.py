@@ -11,103 +11,86 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from pydantic import Field
 
 from compliance_rules.model import TextKind
 from crm_bridge.kinds import RecordKind
-from crm_bridge.store import CrmStore, Lead, Message, TokenRole
-from dialer.api.http import (
-    ALL_ROLES,
-    DEPS,
-    TOKEN,
-    ApiError,
-    allow,
-    json_object,
-    json_value,
-    limit_parameter,
-    only_parameters,
-    optional_text,
-    service,
-)
-from dialer.runtime.errors import ComplianceBlocked, Refused
+from crm_bridge.store import Lead, TokenRole
+from dialer.api.http import ALL_ROLES, DEPS, TOKEN, ApiError, problem, service
+from dialer.api.routes import Answer, Reply, RouteTable
+from dialer.api.schema import ComplianceProblem, QueryModel
+from dialer.runtime.errors import ComplianceBlocked
 from dialer.runtime.ids import Prefix, new_id
+from dialer.texting.openapi import (
+    PROVIDER_FORM,
+    LeadMessages,
+    MessageAnswer,
+    MessageBody,
+    PendingMessage,
+    QueuedTextBody,
+    TemplateBody,
+    TemplateRequest,
+    TextRequest,
+)
 from dialer.texting.provider import INBOUND_PATH, SIGNATURE_HEADER, STATUS_PATH, ProviderTextTransport
 from dialer.texting.runtime import SendRequest, TextingRuntime, textable_number
 from dialer.texting.templates import Sender, TemplateError, check_template
 
 TEXTING: web.AppKey[TextingRuntime | None] = web.AppKey("texting", TextingRuntime)
-IDEMPOTENCY_KEY_MAX = 200
 SENDABLE_KINDS = {TextKind.MARKETING.value: TextKind.MARKETING, TextKind.CONVERSATION.value: TextKind.CONVERSATION}
+NOT_RUNNING = "the dialer is not running texting, or a dependency is down; retry"
+routes = RouteTable("texting")
+
+
+class ConversationQuery(QueryModel):
+    limit: int = Field(default=100, ge=1, le=1000, description="the newest texts to give (1-1000)")
 
 
 def _texting(request: web.Request) -> TextingRuntime:
     return service(request, TEXTING, "texting runtime")
 
 
-def message_json(message: Message) -> dict[str, object]:
-    return {f.name: json_value(getattr(message, f.name)) for f in fields(message)}
-
-
-@allow(TokenRole.CRM, TokenRole.AGENT)
-async def post_message(request: web.Request) -> web.Response:
-    deps = request.app[DEPS]
+@routes.post("/v1/messages", "sendText", "Text a lead (crm and agent tokens): the gate decides with channel sms; a "
+             "queued text waits for its sender number's slot and is checked again if it waited",
+             roles=(TokenRole.CRM, TokenRole.AGENT), body=TextRequest, idempotent=True,
+             responses={202: Answer(QueuedTextBody, "queued",
+                                    headers={"Location": "the text (`GET /v1/messages/{message_id}`)"})},
+             problems={403: ComplianceProblem},
+             errors={403: "`compliance_blocked` (the gate's decision and reasons; nothing was sent), or `forbidden`",
+                     409: "`no_open_conversation` (kind conversation, but the lead has not texted), "
+                          "`campaign_inactive`",
+                     422: "a field is invalid (`field` names it; `error` says why): `empty_body`, `too_long`, "
+                          "`not_textable` (not a US mobile-capable number), `unknown_lead`, `unknown_template`, ...",
+                     503: NOT_RUNNING})
+async def post_message(request: web.Request, body: TextRequest) -> web.StreamResponse:
     texting = _texting(request)
-    body = await json_object(request, allowed={"lead_id", "phone", "agent_id", "campaign_id", "body",
-                                               "template_id", "kind"})
-    lead_id, phone, agent_id, campaign_id, text, template_id, kind = (
-        optional_text(body, name) for name in ("lead_id", "phone", "agent_id", "campaign_id", "body",
-                                               "template_id", "kind"))
-    if (lead_id is None) == (phone is None):
+    if (body.lead_id is None) == (body.phone is None):
         raise ApiError(422, "invalid_field", "give exactly one of lead_id or phone", field="lead_id")
-    if (text is None) == (template_id is None):
+    if (body.body is None) == (body.template_id is None):
         raise ApiError(422, "invalid_field", "give exactly one of body or template_id", field="body")
-    if kind is not None and kind not in SENDABLE_KINDS:
-        raise ApiError(422, "invalid_field", f"kind must be one of {', '.join(SENDABLE_KINDS)}", field="kind")
-    if phone is not None:
-        phone = textable_number(phone)
+    phone = textable_number(body.phone) if body.phone is not None else None
+    agent_id = body.agent_id
     token = request[TOKEN]
     if token.role is TokenRole.AGENT:
         if agent_id not in (None, token.agent_id):
             raise ApiError(403, "forbidden", "an agent token may send texts only as its own agent", field="agent_id")
         agent_id = token.agent_id
-    message_id = new_id(Prefix.TEXT)
-    key = request.headers.get("Idempotency-Key")
-    if key is not None:
-        if not key.strip() or len(key) > IDEMPOTENCY_KEY_MAX:
-            raise ApiError(400, "invalid_header", "Idempotency-Key must be 1-200 characters", field="Idempotency-Key")
-        bound = await deps.store.claim_idempotency_key(f"{token.token_id}:messages:{key}", message_id)
-        if bound != message_id:
-            # The same request again: answer with the first text, send nothing.
-            status = texting.status(bound) or await _stored_status(deps.store, bound)
-            return web.json_response({"message_id": bound, "status": status, "replayed": True}, status=202)
-    send = SendRequest(lead_id=lead_id, phone=phone, agent_id=agent_id, campaign_id=campaign_id, body=text,
-                       template_id=template_id, kind=SENDABLE_KINDS.get(kind or ""), requested_by=token.token_id)
+    send = SendRequest(lead_id=body.lead_id, phone=phone, agent_id=agent_id, campaign_id=body.campaign_id,
+                       body=body.body, template_id=body.template_id, kind=SENDABLE_KINDS.get(body.kind or ""),
+                       requested_by=token.token_id)
     try:
-        queued = await texting.send_text(send, message_id=message_id)
+        queued = await texting.send_text(send, message_id=new_id(Prefix.TEXT))
     except ComplianceBlocked as blocked:
-        if key is not None:
-            # Nothing was sent: a retry is decided again (and audited again), not replayed.
-            await deps.store.release_idempotency_key(f"{token.token_id}:messages:{key}", message_id)
-        return web.json_response({
-            "error": "compliance_blocked", "message": "the compliance gate blocked this text",
-            "decision_id": blocked.decision_id, "message_id": message_id,
-            "reasons": [{"code": r.code, "message": r.message, "citation": r.citation} for r in blocked.reasons],
-        }, status=403)
-    except Refused:
-        if key is not None:
-            # Nothing was sent: the key must not answer a retry with a text that does not exist.
-            await deps.store.release_idempotency_key(f"{token.token_id}:messages:{key}", message_id)
-        raise
-    return web.json_response(queued.to_json(), status=202)
-
-
-async def _stored_status(store: CrmStore, message_id: str) -> str:
-    message = await store.get_message(message_id)
-    return "queued" if message is None else message.status
+        # Nothing was sent and no text exists: no message id is named.
+        return problem(request, 403, "compliance_blocked", "the compliance gate blocked this text",
+                       decision_id=blocked.decision_id,
+                       reasons=[{"code": r.code, "message": r.message, "citation": r.citation} for r in blocked.reasons])
+    return Reply(QueuedTextBody.model_validate(queued.to_json()), status=202,
+                 location=f"/v1/messages/{queued.message_id}").response()
 
 
 async def _visible_lead(request: web.Request, lead_id: str) -> Lead:
@@ -122,54 +105,65 @@ async def _visible_lead(request: web.Request, lead_id: str) -> Lead:
     return lead
 
 
-@allow(*ALL_ROLES)
-async def lead_messages(request: web.Request) -> web.Response:
-    only_parameters(request, "limit")
+@routes.get("/v1/leads/{lead_id}/messages", "listLeadMessages",
+            "A lead's texts, oldest first (agents: leads they own or texted)", roles=ALL_ROLES,
+            parameters={"lead_id": "the lead's id"}, query=ConversationQuery,
+            responses={200: Answer(LeadMessages, "the conversation")}, errors={404: "`lead_not_found`"})
+async def lead_messages(request: web.Request, query: ConversationQuery) -> Reply:
     lead = await _visible_lead(request, request.match_info["lead_id"])
-    messages = await request.app[DEPS].store.list_messages(lead_id=lead.lead_id, limit=limit_parameter(request))
-    return web.json_response({"lead_id": lead.lead_id, "messages": [message_json(m) for m in messages]})
+    messages = await request.app[DEPS].store.list_messages(lead_id=lead.lead_id, limit=query.limit)
+    return Reply(LeadMessages(lead_id=lead.lead_id, messages=[MessageBody.of(m) for m in messages]))
 
 
-@allow(*ALL_ROLES)
-async def get_message(request: web.Request) -> web.Response:
-    message = await request.app[DEPS].store.get_message(request.match_info["message_id"])
+@routes.get("/v1/messages/{message_id}", "getText", "One text, with its delivery status", roles=ALL_ROLES,
+            parameters={"message_id": "the text's id"},
+            responses={200: Answer(MessageAnswer, "the text (or only its state while its row is on its way)")},
+            errors={404: "`message_not_found`"})
+async def get_message(request: web.Request) -> Reply:
+    message_id = request.match_info["message_id"]
+    message = await request.app[DEPS].store.get_message(message_id)
     if message is None:
         texting = request.app.get(TEXTING)
-        status = texting.status(request.match_info["message_id"]) if texting else None
+        status = texting.status(message_id) if texting else None
         if status is None:
             raise ApiError(404, "message_not_found", "no such message")
-        return web.json_response({"message_id": request.match_info["message_id"], "status": status})
+        return Reply(MessageAnswer(PendingMessage(message_id=message_id, status=status)))
     if message.lead_id is not None and request[TOKEN].role is TokenRole.AGENT:
         await _visible_lead(request, message.lead_id)
-    return web.json_response(message_json(message))
+    return Reply(MessageAnswer(MessageBody.of(message)))
 
 
-@allow(TokenRole.CRM, TokenRole.ADMIN)
-async def post_template(request: web.Request) -> web.Response:
+@routes.post("/v1/campaigns/{campaign_id}/message-templates", "putMessageTemplate",
+             "Create or replace a campaign's message template (crm and admin tokens); refused unless it names the "
+             "agency", roles=(TokenRole.CRM, TokenRole.ADMIN), parameters={"campaign_id": "the campaign's id"},
+             body=TemplateRequest,
+             responses={201: Answer(TemplateBody, "created", headers={
+                 "Location": "the campaign's templates (`POST` again with the same name replaces it)"}),
+                 200: Answer(TemplateBody, "replaced")},
+             errors={404: "`campaign_not_found`",
+                     422: "`template_lacks_identification`, `unknown_merge_field`, or an invalid field",
+                     503: NOT_RUNNING})
+async def post_template(request: web.Request, body: TemplateRequest) -> Reply:
     deps = request.app[DEPS]
     texting = _texting(request)
-    body = await json_object(request, allowed={"name", "body"})
-    name, text = optional_text(body, "name"), optional_text(body, "body")
-    if not name or not name.strip() or len(name) > 200:
-        raise ApiError(422, "invalid_field", "name is required (1-200 characters)", field="name")
-    if text is None:
-        raise ApiError(422, "invalid_field", "body is required", field="body")
     campaign_id = request.match_info["campaign_id"]
     campaign = await deps.store.get_campaign(campaign_id)
     if campaign is None:
         raise ApiError(404, "campaign_not_found", f"no campaign {campaign_id!r}")
     sender: Sender = texting.sender_for(campaign)
     try:
-        check_template(text, sender)
+        check_template(body.body, sender)
     except TemplateError as error:
         raise ApiError(422, error.reason, str(error), field="body") from None
-    existing = await deps.store.find_template(campaign_id, name)
+    existing = await deps.store.find_template(campaign_id, body.name)
     template_id = existing.template_id if existing else new_id(Prefix.TEXT_TEMPLATE)
     await deps.records.put(RecordKind.MESSAGE_TEMPLATE, {
-        "template_id": template_id, "campaign_id": campaign_id, "name": name, "body": text,
+        "template_id": template_id, "campaign_id": campaign_id, "name": body.name, "body": body.body,
         "created_by": request[TOKEN].token_id, "created_at": datetime.now(UTC)})
-    return web.json_response({"template_id": template_id, "campaign_id": campaign_id, "name": name, "body": text},
-                             status=201 if existing is None else 200)
+    answer = TemplateBody(template_id=template_id, campaign_id=campaign_id, name=body.name, body=body.body)
+    if existing is not None:
+        return Reply(answer)
+    return Reply(answer, status=201, location=f"/v1/campaigns/{campaign_id}/message-templates")
 
 
 # ---- the HTTP provider's webhooks -----------------------------------------------------------------
@@ -184,7 +178,16 @@ async def _signed_form(request: web.Request, path: str) -> tuple[TextingRuntime,
     return texting, transport, form
 
 
-async def provider_inbound(request: web.Request) -> web.Response:
+WEBHOOK_ERRORS = {403: "`invalid_signature`", 404: "this dialer does not text through an HTTP provider",
+                  422: "a required form field is missing", 503: NOT_RUNNING}
+SIGNED = {SIGNATURE_HEADER: "base64(HMAC-SHA1(token, URL + sorted form names and values))"}
+
+
+@routes.post(INBOUND_PATH, "providerInbound",
+             "The HTTP messaging provider's webhook for a text a phone sent us (signed; no bearer token)", roles=None,
+             header_parameters=SIGNED, extra={"requestBody": PROVIDER_FORM}, errors=WEBHOOK_ERRORS,
+             responses={200: Answer(None, "accepted", content_type="text/xml")})
+async def provider_inbound(request: web.Request) -> web.StreamResponse:
     texting, transport, form = await _signed_form(request, INBOUND_PATH)
     text = transport.parse_inbound(form, datetime.now(UTC))
     if text is None:
@@ -194,7 +197,11 @@ async def provider_inbound(request: web.Request) -> web.Response:
     return web.Response(text="<Response/>", content_type="text/xml")
 
 
-async def provider_status(request: web.Request) -> web.Response:
+@routes.post(STATUS_PATH, "providerStatus",
+             "The HTTP messaging provider's delivery status callback (signed; no bearer token)", roles=None,
+             header_parameters=SIGNED, extra={"requestBody": PROVIDER_FORM}, errors=WEBHOOK_ERRORS,
+             responses={204: Answer(None, "recorded", content_type="")})
+async def provider_status(request: web.Request) -> web.StreamResponse:
     texting, transport, form = await _signed_form(request, STATUS_PATH)
     receipt = transport.parse_status(form, datetime.now(UTC))
     if receipt is None:
@@ -203,14 +210,6 @@ async def provider_status(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-PUBLIC_TEXTING_PATHS = frozenset({INBOUND_PATH, STATUS_PATH})
-
-
 def add_texting_routes(app: web.Application, texting: TextingRuntime | None) -> None:
+    """The runtime the routes use (the routes themselves are in `routes`)."""
     app[TEXTING] = texting
-    app.router.add_post("/v1/messages", post_message)
-    app.router.add_get("/v1/messages/{message_id}", get_message)
-    app.router.add_get("/v1/leads/{lead_id}/messages", lead_messages)
-    app.router.add_post("/v1/campaigns/{campaign_id}/message-templates", post_template)
-    app.router.add_post(INBOUND_PATH, provider_inbound)
-    app.router.add_post(STATUS_PATH, provider_status)

@@ -1,121 +1,106 @@
-"""The OpenAPI paths of texting (merged into `dialer.api.openapi`)."""
+"""The typed bodies of texting's routes (the OpenAPI document is generated from them)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict
+from typing import Any, Literal
 
-_TEXT = {400: "malformed request", 401: "missing, unknown or revoked token", 403: "the token's role may not do this",
-         404: "no such resource (or not visible to this token)",
-         409: "`no_open_conversation` (kind conversation, but the lead has not texted), `campaign_inactive`",
-         422: "a field is invalid (`field` names it; `error` says why): `empty_body`, `too_long`, `not_textable` "
-              "(not a US mobile-capable number), `template_lacks_identification`, `unknown_merge_field`, "
-              "`unknown_lead`, `unknown_template`, ...",
-         503: "the dialer is not running texting, or a dependency is down; retry"}
+from pydantic import Field, RootModel
+
+from crm_bridge.store import Message
+from dialer.api.schema import Id, Line, Name, RequestModel, ResponseModel, Text, UtcTime
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(s): {"description": _TEXT[s],
-                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            for s in statuses}
+class TextRequest(RequestModel):
+    """Exactly one of `lead_id` or `phone`, and one of `body` or `template_id`."""
+
+    lead_id: Id | None = None
+    phone: Line | None = Field(default=None, description="a US mobile-capable number, any format")
+    agent_id: Id | None = Field(default=None, description="agents: their own id (the default)")
+    campaign_id: Id | None = None
+    body: Text | None = Field(default=None, description="the text (refused past 10 segments or 1,600 characters)")
+    template_id: Id | None = None
+    kind: Literal["marketing", "conversation"] | None = Field(
+        default=None, description="default: conversation when the lead started one, else marketing")
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+class QueuedTextBody(ResponseModel):
+    message_id: str
+    status: str = Field(description="queued")
+    kind: str
+    body: str = Field(description="as it will be sent (merge fields filled, identification and opt-out wording added)")
+    encoding: str = Field(description="gsm7 or ucs2")
+    segments: int
+    decision_id: str
 
 
-_NULLABLE = {"type": ["string", "null"]}
-MESSAGE = {
-    "type": "object",
-    "description": "One text, sent or received (the CRM's messages row). status: queued, checking, sending, sent, "
-                   "blocked, expired, failed, canceled (outbound), received (inbound); delivery_status from the "
-                   "network's receipts: delivered, undelivered, failed.",
-    "properties": {
-        "message_id": {"type": "string"}, "version": {"type": "integer"},
-        "direction": {"type": "string", "enum": ["outbound", "inbound"]},
-        "kind": {"type": "string", "description": "marketing, conversation, help_reply, opt_out_confirmation; "
-                                                  "inbound: opt_out, opt_in, help or reply"},
-        "lead_id": _NULLABLE, "agent_id": _NULLABLE, "campaign_id": _NULLABLE,
-        "from_number": {"type": "string"}, "to_number": {"type": "string"}, "body": {"type": "string"},
-        "encoding": {"type": "string", "enum": ["gsm7", "ucs2"]}, "segments": {"type": "integer"},
-        "template_id": _NULLABLE, "transport": {"type": "string", "enum": ["sip", "http"]},
-        "provider_message_id": _NULLABLE, "status": {"type": "string"}, "status_detail": _NULLABLE,
-        "delivery_status": _NULLABLE, "delivery_error": _NULLABLE,
-        "delivered_at": {"type": ["string", "null"], "format": "date-time"},
-        "compliance_decision_id": _NULLABLE, "requested_by": _NULLABLE,
-        "created_at": {"type": "string", "format": "date-time"},
-        "sent_at": {"type": ["string", "null"], "format": "date-time"},
-        "updated_at": {"type": "string", "format": "date-time"},
-    },
-}
-_BLOCKED = _json({"type": "object", "properties": {
-    "error": {"const": "compliance_blocked"}, "decision_id": {"type": "string"}, "message_id": {"type": "string"},
-    "reasons": {"type": "array", "items": {"type": "object", "properties": {
-        "code": {"type": "string"}, "message": {"type": "string"}, "citation": {"type": ["string", "null"]}}}},
-}}, "the compliance gate blocked the text (or the token may not send it); nothing was sent")
-_FORM = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
-_SIGNATURE = {"name": "X-Twilio-Signature", "in": "header", "required": True, "schema": {"type": "string"},
-              "description": "base64(HMAC-SHA1(token, URL + sorted form names and values))"}
+class MessageBody(ResponseModel):
+    """One text, sent or received (the CRM's messages row). status: queued, checking, sending, sent,
+    blocked, expired, failed, canceled (outbound), received (inbound); delivery_status from the
+    network's receipts: delivered, undelivered, failed."""
+
+    message_id: str
+    version: int
+    direction: Literal["outbound", "inbound"]
+    kind: str = Field(description="marketing, conversation, help_reply, opt_out_confirmation; inbound: opt_out, "
+                                  "opt_in, help or reply")
+    lead_id: str | None
+    agent_id: str | None
+    campaign_id: str | None
+    from_number: str
+    to_number: str
+    body: str
+    encoding: str
+    segments: int
+    template_id: str | None
+    transport: str = Field(description="sip or http")
+    provider_message_id: str | None
+    status: str
+    status_detail: str | None
+    delivery_status: str | None
+    delivery_error: str | None
+    delivered_at: UtcTime | None
+    compliance_decision_id: str | None
+    requested_by: str | None
+    created_at: UtcTime
+    sent_at: UtcTime | None
+    updated_at: UtcTime
+
+    @classmethod
+    def of(cls, message: Message) -> MessageBody:
+        return cls.model_validate(asdict(message))
 
 
-def texting_paths() -> dict[str, Any]:
-    return {
-        "/v1/messages": {"post": {
-            "summary": "Text a lead (crm and agent tokens): the gate decides with channel sms; a queued text waits "
-                       "for its sender number's slot and is checked again if it waited",
-            "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "maxLength": 200},
-                            "description": "the same key again answers with the first text, sending nothing"}],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "description": "exactly one of lead_id or phone, and one of body or template_id",
-                "properties": {
-                    "lead_id": {"type": "string"}, "phone": {"type": "string", "description": "a US mobile number"},
-                    "agent_id": {"type": "string"}, "campaign_id": {"type": "string"},
-                    "body": {"type": "string", "maxLength": 1600}, "template_id": {"type": "string"},
-                    "kind": {"type": "string", "enum": ["marketing", "conversation"],
-                             "description": "default: conversation when the lead started one, else marketing"},
-                }}}}},
-            "responses": {
-                "202": _json({"type": "object", "properties": {
-                    "message_id": {"type": "string"}, "status": {"type": "string"}, "kind": {"type": "string"},
-                    "body": {"type": "string", "description": "as it will be sent (merge fields filled, "
-                                                              "identification and opt-out wording added)"},
-                    "encoding": {"type": "string"}, "segments": {"type": "integer"},
-                    "decision_id": {"type": "string"}}}, "queued"),
-                "403": _BLOCKED, **_errors(400, 401, 409, 422, 503)},
-        }},
-        "/v1/messages/{message_id}": {"get": {
-            "summary": "One text, with its delivery status",
-            "parameters": [{"name": "message_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": _json(MESSAGE, "the text"), **_errors(401, 404, 503)},
-        }},
-        "/v1/leads/{lead_id}/messages": {"get": {
-            "summary": "A lead's texts, oldest first (agents: leads they own or texted)",
-            "parameters": [{"name": "lead_id", "in": "path", "required": True, "schema": {"type": "string"}},
-                           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
-                                                                      "maximum": 1000}}],
-            "responses": {"200": _json({"type": "object", "properties": {
-                "lead_id": {"type": "string"}, "messages": {"type": "array", "items": MESSAGE}}}, "the conversation"),
-                **_errors(400, 401, 404, 422, 503)},
-        }},
-        "/v1/campaigns/{campaign_id}/message-templates": {"post": {
-            "summary": "Create or replace a campaign's message template (crm and admin tokens); refused unless it "
-                       "names the agency; merge fields {first_name} {last_name} {agency_name} {agency_phone} "
-                       "{agent_name}",
-            "parameters": [{"name": "campaign_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "required": ["name", "body"],
-                "properties": {"name": {"type": "string"}, "body": {"type": "string", "maxLength": 1600}}}}}},
-            "responses": {"201": _json({"type": "object"}, "created"), "200": _json({"type": "object"}, "replaced"),
-                          **_errors(400, 401, 403, 404, 422, 503)},
-        }},
-        "/v1/texting/provider/inbound": {"post": {
-            "summary": "The HTTP messaging provider's webhook for a text a phone sent us (signed; no bearer token)",
-            "security": [], "parameters": [_SIGNATURE], "requestBody": _FORM,
-            "responses": {"200": {"description": "accepted", "content": {"text/xml": {"schema": {"type": "string"}}}},
-                          **_errors(403, 404, 422, 503)},
-        }},
-        "/v1/texting/provider/status": {"post": {
-            "summary": "The HTTP messaging provider's delivery status callback (signed; no bearer token)",
-            "security": [], "parameters": [_SIGNATURE], "requestBody": _FORM,
-            "responses": {"204": {"description": "recorded"}, **_errors(403, 404, 422, 503)},
-        }},
-    }
+class PendingMessage(ResponseModel):
+    """A text the dialer holds that has not reached the CRM's table yet."""
+
+    message_id: str
+    status: str
+
+
+class MessageAnswer(RootModel[MessageBody | PendingMessage]):
+    """A text: its CRM row, or only its state while the row is on its way."""
+
+
+class LeadMessages(ResponseModel):
+    lead_id: str
+    messages: list[MessageBody] = Field(description="oldest first: the newest `limit` texts")
+
+
+class TemplateRequest(RequestModel):
+    name: Name
+    body: Text = Field(description="merge fields {first_name} {last_name} {agency_name} {agency_phone} {agent_name}")
+
+
+class TemplateBody(ResponseModel):
+    template_id: str
+    campaign_id: str
+    name: str
+    body: str
+
+
+# The provider's webhooks post forms (its own format), signed in a header.
+PROVIDER_FORM: dict[str, Any] = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+    "type": "object", "additionalProperties": {"type": "string"},
+    "properties": {name: {"type": "string"} for name in ("From", "To", "Body", "MessageSid", "MessageStatus",
+                                                         "ErrorCode")}}}}}

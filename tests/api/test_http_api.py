@@ -3,87 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
-import redis.asyncio as aioredis
-from aiohttp.test_utils import TestClient, TestServer
 
-from compliance_rules.store import DncStore
-from crm_bridge.migrate import migrate
-from crm_bridge.outbox import Outbox
-from crm_bridge.store import CrmStore, TokenRole
-from dialer.api.http import ApiDependencies
-from dialer.app import build_app, openapi_document
+from crm_bridge.store import TokenRole
+from dialer.app import openapi_document
+from tests.api.conftest import Api
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
-
-
-@dataclass
-class Api:
-    client: TestClient[Any, Any]
-    store: CrmStore
-    outbox: Outbox
-    dnc: DncStore
-    pg_dsn: str
-    crm: str
-    agent: str
-    other_agent: str
-    call_id: str
-    lead_id: str
-    phone: str
-
-    def auth(self, token: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-async def api(pg_dsn: str, redis_url: str, redis_prefix: str, tmp_path: Path) -> AsyncIterator[Api]:
-    connection = await asyncpg.connect(pg_dsn)
-    await migrate(connection)
-    await connection.close()
-    store = await CrmStore.open(pg_dsn)
-    redis = aioredis.from_url(redis_url)
-    suffix = uuid.uuid4().hex[:8]
-    lead_id, call_id, phone = f"lead-{suffix}", f"call-{suffix}", "+12125551205"
-    async with Outbox(tmp_path / "state", pg_dsn, poll_interval=0.1) as outbox:
-        await outbox.put_many(
-            [
-                ("agent_upsert", {"agent_id": f"a1-{suffix}", "name": "Ann Agent"}),
-                ("agent_upsert", {"agent_id": f"a2-{suffix}", "name": "Bob Agent"}),
-                ("lead_upsert", {"lead_id": lead_id, "first_name": "Dana", "phones": [phone], "state": "NY"}),
-                (
-                    "call",
-                    {
-                        "call_id": call_id,
-                        "version": 1,
-                        "direction": "outbound",
-                        "lead_id": lead_id,
-                        "agent_id": f"a1-{suffix}",
-                        "lead_number": phone,
-                        "requested_at": datetime.now(UTC),
-                        "ended_at": datetime.now(UTC),
-                        "outcome": "answered",
-                    },
-                ),
-            ]
-        )
-        assert await outbox.flush(10)
-        crm = (await store.issue_token(TokenRole.CRM, label="test crm")).secret
-        agent = (await store.issue_token(TokenRole.AGENT, agent_id=f"a1-{suffix}")).secret
-        other = (await store.issue_token(TokenRole.AGENT, agent_id=f"a2-{suffix}")).secret
-        dnc = DncStore(redis, redis_prefix)
-        app = build_app(ApiDependencies(store=store, records=outbox, dnc=dnc))
-        async with TestClient(TestServer(app)) as client:
-            yield Api(client, store, outbox, dnc, pg_dsn, crm, agent, other, call_id, lead_id, phone)
-    await store.close()
-    await redis.aclose()
 
 
 def _routes(api: Api) -> set[tuple[str, str]]:

@@ -1,18 +1,22 @@
 """Every route of the OpenAPI document, fed random and malformed input under every role, on the
-full dialer (controller, campaigns, monitors, recordings): never a 500, always a JSON error
-with a machine-readable code. The generator is seeded, so a failure replays."""
+full dialer (controller, campaigns, monitors, recordings): never a 500, always a problem with a
+machine-readable code; then schemathesis over the same document; then `Idempotency-Key` under
+50 concurrent requests with a real call. The generators are seeded, so a failure replays."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import re
+import uuid
 from typing import Any
 
 import pytest
 
 from crm_bridge.store import TokenRole
 from dialer.app import openapi_document
+from tests.api.schema_run import exercise
 from tests.controller.conftest import Dialer
 
 pytestmark = pytest.mark.integration
@@ -90,4 +94,54 @@ async def test_no_input_on_any_route_under_any_role_gets_a_500(dialer: Dialer) -
                     assert isinstance(error.get("error"), str) and error["error"], (method, concrete, error)
     assert len({(m, p) for m, p, _ in served}) == sum(len(ops) for ops in openapi_document()["paths"].values())
     assert any(status < 300 for _, _, status in served)  # some inputs were good enough to be served
+    await dialer.nothing_left()
+
+
+@pytest.mark.timeout(400)
+async def test_schemathesis_over_the_full_dialer_finds_no_5xx_and_no_undocumented_answer(dialer: Dialer) -> None:
+    """The generated document, exercised by schemathesis against the dialer with its runtimes
+    (controller, campaigns, monitors, recordings) on the real Asterisk, PostgreSQL and Redis."""
+    agent_id = await dialer.agent("agent1018")
+    tokens = [dialer.crm_token, await dialer.token(TokenRole.ADMIN), await dialer.token(TokenRole.SUPERVISOR),
+              await dialer.token(TokenRole.AGENT, agent_id)]
+    base_url = str(dialer.client.make_url("")).rstrip("/")
+    report = await asyncio.to_thread(exercise, openapi_document(), base_url, tokens, seed=20261129, examples=15)
+    assert report.server_errors == []
+    assert report.failures == []
+    operations = {label for label, _ in report.statuses}
+    assert len(operations) == sum(len(item) for item in openapi_document()["paths"].values())
+    print(f"schemathesis: {report.requests} requests over {len(operations)} operations")
+    await dialer.nothing_left()
+
+
+@pytest.mark.timeout(120)
+async def test_fifty_requests_with_one_key_place_one_call_and_a_blocked_call_replays_its_403(dialer: Dialer) -> None:
+    agent_id = await dialer.agent("agent1017")  # no phone registered: the call ends at once, which is enough
+    lead_id = await dialer.lead("+12125551177")
+    request = {"lead_id": lead_id, "agent_id": agent_id}
+    headers = {**dialer.auth(), "Idempotency-Key": f"crm-{uuid.uuid4()}"}
+
+    async def post(body: dict[str, Any], key_headers: dict[str, str]) -> tuple[int, bytes]:
+        response = await dialer.client.post("/v1/calls", json=body, headers=key_headers)
+        return response.status, await response.read()
+
+    answers = await asyncio.gather(*(post(request, headers) for _ in range(50)))
+    assert {status for status, _ in answers} == {202} and len({body for _, body in answers}) == 1
+    call_id = json.loads(answers[0][1])["call_id"]
+    await dialer.ended_call(call_id)
+    rows = await dialer.fetch("SELECT call_id FROM calls WHERE lead_id = $1", lead_id)
+    assert [row["call_id"] for row in rows] == [call_id]
+    assert (await post({**request, "campaign_id": None}, headers))[0] == 202  # null is absent: the same request
+    reused = await post({**request, "lead_id": await dialer.lead("+12125551179")}, headers)
+    assert reused[0] == 422 and json.loads(reused[1])["error"] == "idempotency_key_reused"
+
+    # A blocked call: the same 403 again for the same key, never a 202 for a call that does not exist.
+    opted = await dialer.client.post("/v1/opt-outs", json={"phone": "+12125551178", "source": "api"},
+                                     headers=dialer.auth())
+    assert opted.status == 201
+    blocked_headers = {**dialer.auth(), "Idempotency-Key": f"crm-{uuid.uuid4()}"}
+    first = await post({"phone": "+12125551178", "agent_id": agent_id}, blocked_headers)
+    again = await post({"phone": "+12125551178", "agent_id": agent_id}, blocked_headers)
+    assert first[0] == again[0] == 403 and first[1] == again[1]
+    assert b"call_id" not in first[1] and json.loads(first[1])["error"] == "compliance_blocked"
     await dialer.nothing_left()

@@ -1,0 +1,313 @@
+"""The event streams (WebSockets): an agent's console follows `GET /v1/agents/{agent_id}/events`
+(its state, screen pops, its calls' states) and a supervisor's wallboard follows
+`GET /v1/events` (every agent's state, the live calls and the running campaigns' figures).
+
+Every message is a JSON object with a `type`; the schemas are in the OpenAPI document
+(`components/schemas`: `AgentStreamMessage`, `SupervisorStreamMessage`) and in the AsyncAPI
+document served at `/v1/asyncapi.json`. Times are ISO-8601 UTC. A client that cannot keep up
+loses its oldest messages (never slows the dialer): the first message after connecting is a
+full state, so reconnecting is always enough to be right again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import structlog
+from aiohttp import WSMsgType, web
+from pydantic import Field, TypeAdapter, ValidationError
+
+from crm_bridge.store import TokenRole
+from dialer.api.http import DEPS, ApiError, own_agent
+from dialer.api.routes import Answer, RouteTable
+from dialer.api.schema import QueryModel, ResponseModel, UtcTime, utc_from_epoch
+from dialer.campaign.api import CAMPAIGNS
+from dialer.campaign.openapi import AgentStateBody, CampaignStatusBody
+from dialer.monitor.api import MONITORS
+from dialer.monitor.openapi import LiveCallBody
+from dialer.runtime.agent_events import QUEUE_LIMIT, AgentEventHub
+
+log = structlog.get_logger(__name__)
+routes = RouteTable("events")
+HEARTBEAT_SECONDS = 10.0
+
+
+class EventHub(AgentEventHub):
+    """The agents' hub, which also hands every agent's messages to the supervisors' streams."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._staff: set[asyncio.Queue[tuple[str, dict[str, Any]]]] = set()
+
+    def publish(self, agent_id: str, message: dict[str, Any]) -> None:
+        super().publish(agent_id, message)
+        for queue in self._staff:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait((agent_id, message))
+
+    @contextlib.asynccontextmanager
+    async def subscribe_all(self) -> AsyncIterator[asyncio.Queue[tuple[str, dict[str, Any]]]]:
+        queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(QUEUE_LIMIT)
+        self._staff.add(queue)
+        try:
+            yield queue
+        finally:
+            self._staff.discard(queue)
+
+
+# ---- message schemas ---------------------------------------------------------------------------
+class Subscribed(ResponseModel):
+    """The first message: the stream is open."""
+
+    type: Literal["subscribed"] = "subscribed"
+    agent_id: str | None = Field(default=None, description="the agent followed (agent streams)")
+    at: UtcTime
+
+
+class ScreenPopLead(ResponseModel):
+    lead_id: str
+    name: str = Field(description="how the phone and console name the lead (the number when no name is known)")
+    phone: str
+    state: str | None
+    zip: str | None
+    pipeline_stage: str | None
+    email: str | None
+
+
+class ScreenPop(ResponseModel):
+    """Which lead is coming, before the agent hears it."""
+
+    type: Literal["screen_pop"] = "screen_pop"
+    call_id: str
+    campaign_id: str | None
+    lead: ScreenPopLead
+
+
+class CallState(ResponseModel):
+    """A state change of one of the agent's calls (click-to-call)."""
+
+    type: Literal["call_state"] = "call_state"
+    call_id: str
+    state: str
+    outcome: str | None
+
+
+class LiveCallsMessage(ResponseModel):
+    """The calls in progress, sent when they changed."""
+
+    type: Literal["calls"] = "calls"
+    at: UtcTime
+    calls: list[LiveCallBody]
+
+
+class CampaignsMessage(ResponseModel):
+    """The running campaigns' figures, sent when they changed."""
+
+    type: Literal["campaigns"] = "campaigns"
+    at: UtcTime
+    campaigns: list[CampaignStatusBody]
+
+
+class Snapshot(ResponseModel):
+    """Everything a wallboard shows, sent once after `subscribed`."""
+
+    type: Literal["snapshot"] = "snapshot"
+    at: UtcTime
+    agents: list[AgentStateBody]
+    calls: list[LiveCallBody]
+    campaigns: list[CampaignStatusBody]
+
+
+AgentStreamMessage = Annotated[Subscribed | AgentStateBody | ScreenPop | CallState, Field(discriminator="type")]
+SupervisorStreamMessage = Annotated[
+    Subscribed | Snapshot | AgentStateBody | LiveCallsMessage | CampaignsMessage, Field(discriminator="type")
+]
+_AGENT_MESSAGE: TypeAdapter[Any] = TypeAdapter(AgentStreamMessage)
+STREAM_MESSAGES: dict[str, Any] = {"AgentStreamMessage": AgentStreamMessage,
+                                   "SupervisorStreamMessage": SupervisorStreamMessage}
+
+
+def agent_message(message: dict[str, Any]) -> dict[str, Any]:
+    """A runtime's message as the stream sends it: epoch times become ISO-8601 UTC (the pure
+    machines keep epoch seconds; this is the edge)."""
+    if message.get("type") == "agent_state":
+        message = {**message, **{name: _iso(message.get(name)) for name in ("since", "wrap_up_until")}}
+    try:
+        return dict(_AGENT_MESSAGE.dump_python(_AGENT_MESSAGE.validate_python(message), mode="json"))
+    except ValidationError:
+        log.debug("event_message_unchecked", type=message.get("type"))
+        return message  # a kind of message this edge does not know yet: passed on as published
+
+
+def _iso(value: object) -> object:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return utc_from_epoch(float(value))
+    return value
+
+
+class StreamQuery(QueryModel):
+    access_token: str | None = Field(default=None, max_length=200,
+                                     description="the bearer token, for browsers (which cannot set headers on a "
+                                                 "WebSocket); never logged")
+
+
+class WallboardQuery(StreamQuery):
+    interval: float = Field(default=1.0, ge=0.2, le=60.0,
+                            description="how often (seconds) the live calls and campaign figures are compared and "
+                                        "sent when they changed")
+
+
+WEBSOCKET = {101: Answer(None, "switching to the WebSocket protocol", content_type="")}
+
+
+async def _open(request: web.Request) -> web.WebSocketResponse:
+    socket = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS)
+    if not socket.can_prepare(request).ok:
+        raise ApiError(400, "websocket_required", "connect with a WebSocket upgrade")
+    await socket.prepare(request)
+    return socket
+
+
+_CLOSING = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
+
+
+async def _pump(socket: web.WebSocketResponse, next_message: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+    """Send what `next_message()` gives until the client goes away (its own messages are ignored)."""
+    receiver: asyncio.Future[Any] = asyncio.ensure_future(socket.receive())
+    getter: asyncio.Future[dict[str, Any]] | None = None
+    try:
+        while not socket.closed:
+            if getter is None:
+                getter = asyncio.ensure_future(next_message())
+            done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            if receiver in done:
+                if receiver.result().type in _CLOSING:
+                    break
+                receiver = asyncio.ensure_future(socket.receive())
+            if getter in done:
+                await socket.send_json(getter.result())
+                getter = None
+    finally:
+        receiver.cancel()
+        if getter is not None:
+            getter.cancel()
+
+
+@routes.get("/v1/agents/{agent_id}/events", "agentEvents",
+            "WebSocket of an agent's state, screen pops and call states (messages: AgentStreamMessage)",
+            roles=(TokenRole.AGENT, TokenRole.SUPERVISOR, TokenRole.ADMIN), parameters={"agent_id": "the agent's id"},
+            query=StreamQuery, responses=WEBSOCKET,
+            errors={400: "`websocket_required`: connect with a WebSocket upgrade",
+                    403: "an agent may follow only its own events; CRM tokens may not follow agents"},
+            extra={"x-websocket-messages": {"$ref": "#/components/schemas/AgentStreamMessage"}})
+async def agent_events(request: web.Request, query: StreamQuery) -> web.StreamResponse:
+    """Browsers may pass the token as `?access_token=`. Messages: `subscribed`, then
+    `agent_state` (every change), `screen_pop` (a lead is coming), `call_state`."""
+    del query
+    agent_id = own_agent(request, request.match_info["agent_id"], "follow only its own events")
+    socket = await _open(request)
+    async with request.app[DEPS].agent_events.subscribe(agent_id) as queue:
+        await socket.send_json(Subscribed(agent_id=agent_id, at=datetime.now(UTC)).model_dump(mode="json"))
+
+        async def next_message() -> dict[str, Any]:
+            return agent_message(await queue.get())
+
+        await _pump(socket, next_message)
+    await socket.close()
+    return socket
+
+
+class Wallboard:
+    """What a supervisor's stream shows, read from the runtimes' memory (no database)."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.campaigns = request.app.get(CAMPAIGNS)
+        self.monitors = request.app.get(MONITORS)
+
+    def agents(self) -> list[AgentStateBody]:
+        if self.campaigns is None:
+            return []
+        found = (self.campaigns.agent_state(agent_id) for agent_id in sorted(self.campaigns.agents))
+        return [AgentStateBody.of(snapshot) for snapshot in found if snapshot is not None]
+
+    def calls(self) -> list[LiveCallBody]:
+        if self.monitors is None:
+            return []
+        return [LiveCallBody.of(call, self.monitors.monitors_of(call.call_id)) for call in self.monitors.live_calls()]
+
+    def figures(self) -> list[CampaignStatusBody]:
+        if self.campaigns is None:
+            return []
+        found = (self.campaigns.campaign_status(campaign_id) for campaign_id in sorted(self.campaigns.campaigns))
+        return [CampaignStatusBody.of(status) for status in found if status is not None]
+
+
+@routes.get("/v1/events", "wallboardEvents",
+            "WebSocket for a supervisor's wallboard: every agent's state, the live calls and the running campaigns' "
+            "figures (messages: SupervisorStreamMessage)", roles=(TokenRole.SUPERVISOR, TokenRole.ADMIN),
+            query=WallboardQuery, responses=WEBSOCKET,
+            errors={400: "`websocket_required`: connect with a WebSocket upgrade"},
+            extra={"x-websocket-messages": {"$ref": "#/components/schemas/SupervisorStreamMessage"}})
+async def wallboard_events(request: web.Request, query: WallboardQuery) -> web.StreamResponse:
+    """Messages: `subscribed`; `snapshot` (agents, calls, campaigns); then `agent_state` at every
+    change of an agent, `calls` and `campaigns` when they changed (compared every `interval`
+    seconds). Browsers may pass the token as `?access_token=`."""
+    board = Wallboard(request)
+    socket = await _open(request)
+    hub = request.app[DEPS].agent_events
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_LIMIT)
+    versions: dict[str, int] = {}
+
+    def send(message: dict[str, Any]) -> None:
+        if outbox.full():
+            outbox.get_nowait()
+        outbox.put_nowait(message)
+
+    async def relay_agents() -> None:
+        if not isinstance(hub, EventHub):
+            return  # the agents' states come with each tick instead
+        async with hub.subscribe_all() as queue:
+            while True:
+                _, message = await queue.get()
+                if message.get("type") == "agent_state":
+                    shown = agent_message(message)
+                    versions[str(shown["agent_id"])] = int(shown["version"])
+                    send(shown)
+
+    async def tick() -> None:
+        last: tuple[list[LiveCallBody], list[CampaignStatusBody]] | None = None
+        while True:
+            for agent in board.agents():
+                if versions.get(agent.agent_id) != agent.version:
+                    versions[agent.agent_id] = agent.version
+                    send(agent.model_dump(mode="json"))
+            calls, figures = board.calls(), board.figures()
+            now = datetime.now(UTC)
+            if last is not None and calls != last[0]:
+                send(LiveCallsMessage(at=now, calls=calls).model_dump(mode="json"))
+            if last is not None and figures != last[1]:
+                send(CampaignsMessage(at=now, campaigns=figures).model_dump(mode="json"))
+            last = (calls, figures)
+            await asyncio.sleep(query.interval)
+
+    now = datetime.now(UTC)
+    await socket.send_json(Subscribed(at=now).model_dump(mode="json"))
+    agents = board.agents()
+    versions.update({agent.agent_id: agent.version for agent in agents})
+    await socket.send_json(Snapshot(at=now, agents=agents, calls=board.calls(), campaigns=board.figures())
+                           .model_dump(mode="json"))
+    async with asyncio.TaskGroup() as group:
+        relay = group.create_task(relay_agents(), name="wallboard-agents")
+        ticker = group.create_task(tick(), name="wallboard-tick")
+        try:
+            await _pump(socket, outbox.get)
+        finally:
+            relay.cancel()
+            ticker.cancel()
+    await socket.close()
+    return socket

@@ -1,0 +1,112 @@
+"""Reading leads: `GET /v1/leads` (search by name, phone or e-mail, a page at a time) and
+`GET /v1/leads/{lead_id}`. An agent token sees only the leads it works (owns, or has called);
+staff tokens see every lead. Leads are written by `POST /v1/leads` (`dialer.campaign.api`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from aiohttp import web
+from pydantic import Field, field_validator
+
+from compliance_rules.numbers import parse_number
+from crm_bridge.dispositions import PipelineStage
+from crm_bridge.store import Lead, TokenRole
+from dialer.api.http import ALL_ROLES, DEPS, TOKEN, ApiError
+from dialer.api.pagination import PageQuery, decode_cursor, link_header, page
+from dialer.api.routes import Answer, Reply, RouteTable
+from dialer.api.schema import Line, ResponseModel, UtcTime
+
+routes = RouteTable("leads")
+
+
+class ConsentBody(ResponseModel):
+    consent_id: str
+    kind: str = Field(description="e.g. pewc (prior express written consent), ptc (CMS permission to contact)")
+    phone: str | None
+    obtained_at: UtcTime
+    source: str
+    evidence_ref: str | None
+    expires_at: UtcTime | None
+    revoked_at: UtcTime | None
+
+
+class LeadBody(ResponseModel):
+    """A lead as the CRM keeps it."""
+
+    lead_id: str
+    first_name: str | None
+    last_name: str | None
+    phones: list[str] = Field(description="E.164, most preferred first")
+    email: str | None
+    address_line1: str | None
+    address_line2: str | None
+    city: str | None
+    state: str | None
+    zip: str | None
+    timezone_hint: str | None
+    pipeline_stage: PipelineStage
+    source: str | None
+    owner_agent_id: str | None
+    callback_at: UtcTime | None
+    needs_review: bool = Field(description="an intake merge found conflicting values; a person must look")
+    review_reason: str | None
+    created_at: UtcTime
+    updated_at: UtcTime
+    consents: list[ConsentBody]
+
+    @classmethod
+    def of(cls, lead: Lead) -> LeadBody:
+        return cls.model_validate(asdict(lead))
+
+
+class LeadPage(ResponseModel):
+    leads: list[LeadBody]
+    next: str | None = Field(description="the URL of the next page; null on the last page")
+
+
+class LeadQuery(PageQuery):
+    name: Line | None = Field(default=None, min_length=1, description='part of "first last", any case')
+    phone: Line | None = Field(default=None, description="a US number, any format")
+    email: Line | None = Field(default=None, description="the whole address, any case")
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        number = parse_number(value).e164
+        if number is None:
+            raise ValueError("is not a dialable US number")
+        return number
+
+
+def _worked_by(request: web.Request) -> str | None:
+    token = request[TOKEN]
+    return token.agent_id if token.role is TokenRole.AGENT else None
+
+
+@routes.get("/v1/leads", "listLeads", "Search leads by name, phone or e-mail, newest first (agents: the leads they "
+            "work)", roles=ALL_ROLES, query=LeadQuery,
+            responses={200: Answer(LeadPage, "a page of leads", headers={"Link": "rel=next"})})
+async def list_leads(request: web.Request, query: LeadQuery) -> Reply:
+    """Every given filter must match. An agent token gets only the leads it owns or has called."""
+    leads = await request.app[DEPS].store.search_leads(
+        name=query.name, phone=query.phone, email=query.email, worked_by=_worked_by(request),
+        limit=query.limit + 1, after=decode_cursor(query),
+    )
+    items, next_url = page(request, query, leads, lambda lead: (lead.created_at, lead.lead_id))
+    return Reply(LeadPage(leads=[LeadBody.of(lead) for lead in items], next=next_url), headers=link_header(next_url))
+
+
+@routes.get("/v1/leads/{lead_id}", "getLead", "One lead, with its consent records", roles=ALL_ROLES,
+            parameters={"lead_id": "the lead's id"}, responses={200: Answer(LeadBody, "the lead")},
+            errors={404: "`lead_not_found` (or not one this agent works)"})
+async def get_lead(request: web.Request) -> Reply:
+    store = request.app[DEPS].store
+    lead_id = request.match_info["lead_id"]
+    lead = await store.get_lead(lead_id)
+    agent_id = _worked_by(request)
+    if lead is None or (agent_id is not None and not await store.lead_worked_by(lead_id, agent_id)):
+        raise ApiError(404, "lead_not_found", "no such lead")
+    return Reply(LeadBody.of(lead))

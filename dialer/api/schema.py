@@ -1,0 +1,134 @@
+"""The typed bodies of the HTTP API: the base classes every request, query and response model
+derives from, the text types that refuse what must never enter a record, and the bodies that
+several route modules share (problems, pages).
+
+Requests are strict (no silent coercion: `"7"` is not a number, `7` is not a string) and refuse
+unknown fields; responses describe exactly what is sent. Every time in a body is ISO-8601 UTC
+(`2026-11-24T17:00:00Z`). The OpenAPI document is generated from these models
+(`dialer.api.openapi`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, ClassVar, overload
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+
+# Characters no name, id or short text may hold: C0 and C1 controls (CR/LF would add SIP headers
+# where a name becomes a caller name; NUL is refused by PostgreSQL), DEL, and the line and
+# paragraph separators U+2028/U+2029 (line breaks to many parsers).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Free text (notes) may hold tabs and line breaks, nothing else of the above.
+_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _no_surrogates(value: str) -> None:
+    # A lone surrogate cannot be encoded as UTF-8, so it can never be stored (issue 10, item 9).
+    if any("\ud800" <= char <= "\udfff" for char in value):
+        raise ValueError("must not contain lone surrogates (not valid Unicode text)")
+
+
+def _single_line(value: str) -> str:
+    _no_surrogates(value)
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters (line breaks, tabs, NUL...)")
+    return value
+
+
+def _free_text(value: str) -> str:
+    _no_surrogates(value)
+    if _TEXT_CONTROL.search(value):
+        raise ValueError("must not contain control characters other than tabs and line breaks")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _iso_utc(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# One line of text: ids, names, codes, reasons.
+Line = Annotated[str, Field(max_length=200), AfterValidator(_single_line)]
+Id = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_single_line), AfterValidator(_not_blank)]
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_single_line), AfterValidator(_not_blank)]
+# Notes and other free text: line breaks allowed, no other control character.
+Text = Annotated[str, Field(max_length=5000), AfterValidator(_free_text)]
+# A time in a body: an ISO-8601 timestamp with its offset in, always UTC `...Z` out.
+UtcTime = Annotated[AwareDatetime, PlainSerializer(_iso_utc, return_type=str, when_used="json")]
+
+
+@overload
+def utc_from_epoch(seconds: float) -> datetime: ...
+
+
+@overload
+def utc_from_epoch(seconds: None) -> None: ...
+
+
+def utc_from_epoch(seconds: float | None) -> datetime | None:
+    """An epoch time (as the pure machines keep it) as an aware UTC datetime, for a body."""
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+class RequestModel(BaseModel):
+    """A JSON request body: strict types, unknown fields refused (422 `unknown_field`)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", str_strip_whitespace=False)
+
+
+class QueryModel(BaseModel):
+    """A route's query parameters (strings in, parsed by their type).
+
+    `unknown_parameter` is the answer to a parameter the route does not take: most routes say
+    400 `unknown_parameter`; the recordings list keeps the 422 `unknown_field` it has always said.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    unknown_parameter: ClassVar[tuple[int, str]] = (400, "unknown_parameter")
+
+
+class ResponseModel(BaseModel):
+    """A JSON response body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 `application/problem+json`, with the API's machine-readable code.
+
+    `error` is the stable code clients branch on (also the last part of `type`); `message` is the
+    same text as `detail` (kept for clients written before problem details).
+    """
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": True})
+
+    type: str = Field(description="URI naming the kind of problem: `urn:dialer-engine:problem:<error>`")
+    title: str = Field(description="short summary of the kind of problem (the same for every occurrence)")
+    status: int = Field(description="the HTTP status code")
+    detail: str = Field(description="what went wrong this time, for a person")
+    instance: str = Field(description="the request path that had the problem")
+    error: str = Field(description="stable machine-readable code")
+    message: str = Field(description="the same text as `detail`")
+    field: str | None = Field(default=None, description="the offending field or parameter, when one is")
+    reason: str | None = Field(default=None, description="a finer code for the field's problem, when there is one")
+
+
+class BlockedReason(ResponseModel):
+    code: str
+    message: str
+    citation: str | None
+
+
+class ComplianceProblem(Problem):
+    """403 `compliance_blocked`: the gate said no. Nothing was created (no call id is given)."""
+
+    decision_id: str = Field(description="the audited decision (`GET /v1/decisions/{decision_id}`)")
+    reasons: list[BlockedReason]
+
