@@ -3,6 +3,10 @@
 Every apply is written to be safe to repeat: inserts of audit rows do nothing when the id
 exists, call snapshots only replace older versions, upserts converge. Exactly-once on top of
 that comes from `outbox_applied` (see `crm_bridge.outbox`).
+
+Every row of an audited table that an apply writes is then appended to its hash chain in the
+same transaction (`crm_bridge.audit_log.append_row`, which skips a write that changed nothing):
+the chain's order is the order in which rows reached PostgreSQL.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 
 import asyncpg
 
+from crm_bridge.audit_chain import CALL_CHAIN, CHAIN_OF_KIND, CONSENT_CHAIN
+from crm_bridge.audit_log import append_row
 from crm_bridge.dispositions import DispositionCode, PipelineStage, decide
 from crm_bridge.kinds import RecordKind
 from crm_bridge.records import (
@@ -42,6 +48,7 @@ TABLES: dict[RecordKind, str] = {
     RecordKind.MESSAGE_RECEIPT: "message_receipts",
     RecordKind.MESSAGE_TEMPLATE: "message_templates",
     RecordKind.OPT_IN: "opt_ins",
+    RecordKind.EVIDENCE_PACKET: "evidence_packets",
 }
 
 # Links to audit rows a later call snapshot may omit but must never clear.
@@ -77,8 +84,24 @@ def _set_from_excluded(names: Sequence[str], key: str, *, keep: frozenset[str] =
     return ", ".join(f"{name} = EXCLUDED.{name}" for name in names if name != key and name not in keep)
 
 
-async def apply_record(conn: asyncpg.Connection, kind: RecordKind, record: Mapping[str, Any]) -> None:
-    """Write one normalized record (from `records.validate`) inside the caller's transaction."""
+async def apply_record(
+    conn: asyncpg.Connection, kind: RecordKind, record: Mapping[str, Any], *, origin: str | None = None
+) -> None:
+    """Write one normalized record (from `records.validate`) inside the caller's transaction, and
+    append what it wrote to the audit chains. `origin` names the outbox record (`source:id`)."""
+    await _write(conn, kind, record)
+    chain = CHAIN_OF_KIND.get(kind)
+    if chain is not None:
+        await append_row(conn, chain, str(record[KEY_FIELD[kind]]), origin=origin)
+    if kind is RecordKind.RECORDING and record["call_id"] is not None:
+        # Linking the recording changed the call's row: that is a new state of the call.
+        await append_row(conn, CALL_CHAIN, record["call_id"], origin=origin)
+    if kind is RecordKind.LEAD_UPSERT:
+        for consent in record.get("consents", ()):
+            await append_row(conn, CONSENT_CHAIN, consent["consent_id"], origin=origin)
+
+
+async def _write(conn: asyncpg.Connection, kind: RecordKind, record: Mapping[str, Any]) -> None:
     specs = FIELDS[kind]
     table = TABLES[kind]
     key = KEY_FIELD[kind]
@@ -112,7 +135,8 @@ async def apply_record(conn: asyncpg.Connection, kind: RecordKind, record: Mappi
         await _apply_message(conn, names, values, record)
     elif kind is RecordKind.MESSAGE_RECEIPT:
         await _apply_receipt(conn, names, values, record)
-    elif kind in (RecordKind.OPT_OUT, RecordKind.COMPLIANCE_DECISION, RecordKind.RECORDING_ACCESS, RecordKind.OPT_IN):
+    elif kind in (RecordKind.OPT_OUT, RecordKind.COMPLIANCE_DECISION, RecordKind.RECORDING_ACCESS, RecordKind.OPT_IN,
+                  RecordKind.EVIDENCE_PACKET):
         # Audit rows are immutable: the first write wins.
         await conn.execute(f"{_insert(table, names)} ON CONFLICT ({key}) DO NOTHING", *values)
     elif kind is RecordKind.DISPOSITION:

@@ -38,6 +38,7 @@ import asyncpg
 import structlog
 
 from crm_bridge.apply import apply_record
+from crm_bridge.audit_log import lock_chains
 from crm_bridge.backoff import Backoff
 from crm_bridge.kinds import RecordKind
 from crm_bridge.records import validate
@@ -398,6 +399,8 @@ class Outbox:
             try:
                 # Fast path: the whole batch in one transaction, no savepoints.
                 async with conn.transaction():
+                    # The audit chains' lock first, before any row lock (crm_bridge.audit_log).
+                    await lock_chains(conn)
                     await self._prune_applied(conn)
                     for outbox_id, kind, payload in rows:
                         await self._apply_once(conn, outbox_id, kind, payload)
@@ -407,6 +410,7 @@ class Outbox:
                 # Some record is refused: redo the batch with a savepoint per record, so the
                 # refused ones are set aside and the others still go through, in order.
                 async with conn.transaction():
+                    await lock_chains(conn)
                     await self._prune_applied(conn)
                     for outbox_id, kind, payload in rows:
                         try:
@@ -459,7 +463,7 @@ class Outbox:
             kind,
         )
         if fresh:
-            await apply_record(conn, RecordKind(kind), json.loads(payload))
+            await apply_record(conn, RecordKind(kind), json.loads(payload), origin=f"{self._source_id}:{outbox_id}")
 
     async def _connection(self) -> asyncpg.Connection:
         if self._pg is None or self._pg.is_closed():
