@@ -89,7 +89,7 @@ async def apply_record(
 ) -> None:
     """Write one normalized record (from `records.validate`) inside the caller's transaction, and
     append what it wrote to the audit chains. `origin` names the outbox record (`source:id`)."""
-    await _write(conn, kind, record)
+    await _write_record(conn, kind, record)
     chain = CHAIN_OF_KIND.get(kind)
     if chain is not None:
         await append_row(conn, chain, str(record[KEY_FIELD[kind]]), origin=origin)
@@ -101,7 +101,7 @@ async def apply_record(
             await append_row(conn, CONSENT_CHAIN, consent["consent_id"], origin=origin)
 
 
-async def _write(conn: asyncpg.Connection, kind: RecordKind, record: Mapping[str, Any]) -> None:
+async def _write_record(conn: asyncpg.Connection, kind: RecordKind, record: Mapping[str, Any]) -> None:
     specs = FIELDS[kind]
     table = TABLES[kind]
     key = KEY_FIELD[kind]

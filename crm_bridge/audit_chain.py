@@ -376,6 +376,33 @@ def statement_heads(statement: str) -> tuple[str, dict[str, Head]]:
         raise ChainFormatError(f"not a checkpoint statement: {error}") from None
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    checkpoint_id: int
+    signed_at: str
+    statement: str
+    key_id: str
+    public_key: str
+    """base64 of the raw Ed25519 public key."""
+    signature: str
+    heads: Mapping[str, Head]
+    """Read from the signed statement."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"checkpoint_id": self.checkpoint_id, "signed_at": self.signed_at, "statement": self.statement,
+                "key_id": self.key_id, "public_key": self.public_key, "signature": self.signature}
+
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Checkpoint:
+        try:
+            signed_at, heads = statement_heads(str(data["statement"]))
+            return cls(int(data["checkpoint_id"]), signed_at, str(data["statement"]), str(data["key_id"]),
+                       str(data["public_key"]), str(data["signature"]), heads)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ChainFormatError(f"not a checkpoint: {error}") from None
+
+
 def latest_rows(entries: Sequence[Entry]) -> dict[tuple[str, str], Entry]:
     """The last entry of each (chain, key): the row as it stands now."""
     latest: dict[tuple[str, str], Entry] = {}

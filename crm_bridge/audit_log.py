@@ -19,6 +19,7 @@ its own transaction only (milliseconds).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
@@ -27,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import structlog
 
 from crm_bridge.audit_chain import (
     CHAINS,
@@ -34,6 +36,7 @@ from crm_bridge.audit_chain import (
     Break,
     ChainFormatError,
     ChainSpec,
+    Checkpoint,
     Entry,
     Head,
     RunChecker,
@@ -45,6 +48,8 @@ from crm_bridge.audit_chain import (
     statement_heads,
 )
 from crm_bridge.audit_keys import AuditSigningKey, signature_valid
+
+log = structlog.get_logger(__name__)
 
 # pg_advisory_xact_lock key of the audit chains ("dialer" + 2; the migrations use + 1).
 CHAIN_LOCK_KEY = 0x6469616C65720002
@@ -99,22 +104,6 @@ async def append_row(conn: asyncpg.Connection, spec: ChainSpec, key: str, *, ori
 
 
 # --- checkpoints -------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Checkpoint:
-    checkpoint_id: int
-    signed_at: str
-    statement: str
-    key_id: str
-    public_key: str
-    """base64 of the raw Ed25519 public key."""
-    signature: str
-    heads: Mapping[str, Head]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"checkpoint_id": self.checkpoint_id, "signed_at": self.signed_at, "statement": self.statement,
-                "key_id": self.key_id, "public_key": self.public_key, "signature": self.signature}
-
 
 async def read_heads(conn: asyncpg.Connection, chains: Collection[str] = tuple(CHAINS)) -> dict[str, Head]:
     """Every chain's last entry, read in one statement (one snapshot)."""
@@ -359,3 +348,35 @@ async def verify_trail(conn: asyncpg.Connection, *, trusted_keys: Collection[byt
         report.chains.append(chain_report)
         report.untrusted_checkpoints += untrusted
     return report
+
+
+class PeriodicCheckpoints:
+    """Signs the chains' heads every `interval` seconds when they moved (the `dialer serve` task).
+
+    Each checkpoint bounds how far back an undetected rewrite could reach, and shortens the runs
+    an evidence packet carries from an entry to its signature. A failure (PostgreSQL down) is
+    logged and retried at the next tick: checkpoints are evidence, not a condition for dialing."""
+
+    def __init__(self, dsn: str, key: AuditSigningKey, *, interval: float = 60.0) -> None:
+        self.dsn = dsn
+        self.key = key
+        self.interval = interval
+        self.signed = 0
+
+    async def tick(self) -> Checkpoint | None:
+        conn = await asyncpg.connect(self.dsn, timeout=5.0)
+        try:
+            checkpoint = await sign_checkpoint(conn, self.key, only_if_changed=True)
+        finally:
+            await conn.close()
+        if checkpoint is not None:
+            self.signed += 1
+        return checkpoint
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.tick()
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("audit_checkpoint_failed", error=f"{type(error).__name__}: {error}")

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from dialer.api.crm import add_call_routes, add_crm_routes, add_public_routes
+from dialer.api.evidence import add_evidence_routes, evidence_paths
 from dialer.api.http import CALL_CONTROLS, DEPS, WRAP_UPS, ApiDependencies, bearer_auth, errors_as_json
 from dialer.api.lead_imports import add_lead_import_routes, lead_import_paths
 from dialer.api.openapi import openapi_document as base_document
@@ -27,11 +28,13 @@ from dialer.runtime.live import CallControl
 from dialer.texting.api import add_texting_routes
 from dialer.texting.openapi import texting_paths
 from dialer.texting.runtime import TextingRuntime
+from evidence.service import EvidenceService
 from recordings.reader import RecordingReader
 
 
 def openapi_document() -> dict[str, Any]:
-    return base_document(campaign_paths(), monitor_paths(), recording_paths(), lead_import_paths(), texting_paths())
+    return base_document(campaign_paths(), monitor_paths(), recording_paths(), lead_import_paths(), texting_paths(),
+                         evidence_paths())
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -48,6 +51,7 @@ def build_app(
     recordings: RecordingReader | None = None,
     lead_import_spool: Path | None = None,
     texting: TextingRuntime | None = None,
+    evidence: EvidenceService | None = None,
 ) -> web.Application:
     """Every route is served; a slice this API runs without answers 503 `controller_unavailable`."""
     app = web.Application(middlewares=[errors_as_json, bearer_auth], client_max_size=256 * 1024)
@@ -67,4 +71,5 @@ def build_app(
     spool = lead_import_spool or Path(tempfile.gettempdir()) / f"dialer-lead-imports-{os.getpid()}"
     add_lead_import_routes(app, spool_dir=spool)
     add_texting_routes(app, texting)
+    add_evidence_routes(app, evidence)
     return app
