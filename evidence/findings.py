@@ -165,6 +165,9 @@ def _contact(data: EvidenceData, call: Row, zones: Sequence[str], files: Mapping
         "amd": {"result": call.get("amd_result"), "cause": call.get("amd_cause")},
         "times": {name: call.get(name) for name in ("requested_at", "agent_answered_at", "lead_ringing_at",
                                                     "lead_answered_at", "greeting_ended_at", "bridged_at", "ended_at")},
+        "times_text": [(label, utc_text(call.get(name)) or "-") for label, name in (
+            ("dialed", "requested_at"), ("answered", "lead_answered_at"), ("greeting ended", "greeting_ended_at"),
+            ("bridged to the agent", "bridged_at"), ("ended", "ended_at"))],
         "hangup": {"cause": call.get("hangup_cause"), "text": call.get("hangup_cause_text"),
                    "sip_code": call.get("sip_code")},
         "durations": {name: call.get(name) for name in ("ring_seconds", "talk_seconds", "total_seconds")},
@@ -249,7 +252,8 @@ def findings(data: EvidenceData, files: Mapping[str, Row] | None = None) -> Row:
             continue
         codes = ", ".join(reason.get("code", "") for reason in decision.get("reasons") or [])
         events.append({"at": decision["decided_at"],
-                       "event": "Gate check: allowed (no call placed with it)" if decision["allowed"]
+                       "event": "Gate check: allowed (a pre-check: no call was placed with this decision)"
+                       if decision["allowed"]
                        else "Contact blocked by the compliance gate",
                        "summary": codes or decision["purpose"], "anchor": f"decision-{decision['decision_id']}"})
     for row in data.messages or []:
@@ -297,7 +301,10 @@ def findings(data: EvidenceData, files: Mapping[str, Row] | None = None) -> Row:
         },
         "timeline": events,
         "contacts": contacts,
-        "decisions": [_decision(data, decision) for decision in data.decisions],
+        "decisions": [{**(_decision(data, decision) or {}),
+                       "call_id": next((c["call_id"] for c in data.calls
+                                        if c.get("compliance_decision_id") == decision["decision_id"]), None)}
+                      for decision in data.decisions],
         "allowed_means": [{"check": check, "citation": citation} for check, citation in ALLOWED_MEANS],
         "consents": [{**row, "obtained_at_utc": utc_text(row["obtained_at"]),
                       "chain": _chain_refs(data, "consent", row["consent_id"])} for row in data.consents],
