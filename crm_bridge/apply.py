@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from crm_bridge.audit_chain import CALL_CHAIN, CHAIN_OF_KIND, CONSENT_CHAIN
-from crm_bridge.audit_log import append_row
+from crm_bridge.audit_log import ChainHeads, append_inserted, append_row, lock_chains
 from crm_bridge.dispositions import DispositionCode, PipelineStage, decide
 from crm_bridge.kinds import RecordKind
 from crm_bridge.records import (
@@ -84,21 +84,40 @@ def _set_from_excluded(names: Sequence[str], key: str, *, keep: frozenset[str] =
     return ", ".join(f"{name} = EXCLUDED.{name}" for name in names if name != key and name not in keep)
 
 
+# Audit rows are immutable: the first write wins, and what it wrote is chained as inserted.
+_IMMUTABLE: frozenset[RecordKind] = frozenset({
+    RecordKind.OPT_OUT, RecordKind.COMPLIANCE_DECISION, RecordKind.RECORDING_ACCESS, RecordKind.OPT_IN,
+    RecordKind.EVIDENCE_PACKET})
+
+
 async def apply_record(
-    conn: asyncpg.Connection, kind: RecordKind, record: Mapping[str, Any], *, origin: str | None = None
+    conn: asyncpg.Connection, kind: RecordKind, record: Mapping[str, Any], *, origin: str | None = None,
+    heads: ChainHeads | None = None,
 ) -> None:
     """Write one normalized record (from `records.validate`) inside the caller's transaction, and
-    append what it wrote to the audit chains. `origin` names the outbox record (`source:id`)."""
-    await _write_record(conn, kind, record)
+    append what it wrote to the audit chains. `origin` names the outbox record (`source:id`);
+    `heads`: the caller holds the chains' lock and caches their heads (see `ChainHeads`)."""
+    if heads is None:
+        await lock_chains(conn)  # before any row lock (crm_bridge.audit_log)
+        heads = ChainHeads()
     chain = CHAIN_OF_KIND.get(kind)
+    if kind in _IMMUTABLE and chain is not None:
+        names, values = _columns(FIELDS[kind], record)
+        inserted = await conn.fetchrow(
+            f"{_insert(TABLES[kind], names)} ON CONFLICT ({KEY_FIELD[kind]}) DO NOTHING "
+            f"RETURNING {chain.select_columns}", *values)
+        if inserted is not None:
+            await append_inserted(conn, chain, dict(inserted), origin=origin, heads=heads)
+        return
+    await _write_record(conn, kind, record)
     if chain is not None:
-        await append_row(conn, chain, str(record[KEY_FIELD[kind]]), origin=origin)
+        await append_row(conn, chain, str(record[KEY_FIELD[kind]]), origin=origin, heads=heads)
     if kind is RecordKind.RECORDING and record["call_id"] is not None:
         # Linking the recording changed the call's row: that is a new state of the call.
-        await append_row(conn, CALL_CHAIN, record["call_id"], origin=origin)
+        await append_row(conn, CALL_CHAIN, record["call_id"], origin=origin, heads=heads)
     if kind is RecordKind.LEAD_UPSERT:
         for consent in record.get("consents", ()):
-            await append_row(conn, CONSENT_CHAIN, consent["consent_id"], origin=origin)
+            await append_row(conn, CONSENT_CHAIN, consent["consent_id"], origin=origin, heads=heads)
 
 
 async def _write_record(conn: asyncpg.Connection, kind: RecordKind, record: Mapping[str, Any]) -> None:
@@ -135,9 +154,7 @@ async def _write_record(conn: asyncpg.Connection, kind: RecordKind, record: Mapp
         await _apply_message(conn, names, values, record)
     elif kind is RecordKind.MESSAGE_RECEIPT:
         await _apply_receipt(conn, names, values, record)
-    elif kind in (RecordKind.OPT_OUT, RecordKind.COMPLIANCE_DECISION, RecordKind.RECORDING_ACCESS, RecordKind.OPT_IN,
-                  RecordKind.EVIDENCE_PACKET):
-        # Audit rows are immutable: the first write wins.
+    elif kind in _IMMUTABLE:
         await conn.execute(f"{_insert(table, names)} ON CONFLICT ({key}) DO NOTHING", *values)
     elif kind is RecordKind.DISPOSITION:
         await _apply_disposition(conn, names, values, record)

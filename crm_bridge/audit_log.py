@@ -75,32 +75,73 @@ def _entry(row: asyncpg.Record) -> Entry:
 _ENTRY_COLUMNS = "chain, seq, record_key, applied_at, origin, row_json, prev_hash, entry_hash"
 
 
-async def append_row(conn: asyncpg.Connection, spec: ChainSpec, key: str, *, origin: str | None) -> Entry | None:
+class ChainHeads:
+    """The chains' heads as one transaction has written them, so a batch reads each head once.
+
+    Valid only inside the transaction that holds the chains' lock, and only while nothing it
+    wrote was rolled back: after a savepoint rolls back, call `forget()`. `applied_at` is the
+    database's clock when the batch first needed it (every entry of a batch carries it)."""
+
+    def __init__(self) -> None:
+        self.heads: dict[str, Head] = {}
+        self.applied_at: datetime | None = None
+
+    def forget(self) -> None:
+        self.heads.clear()
+
+
+async def _append(conn: asyncpg.Connection, chain: str, key: str, row_json: str, origin: str | None,
+                  heads: ChainHeads | None) -> Entry:
+    known = None if heads is None else heads.heads.get(chain)
+    at = None if heads is None else heads.applied_at
+    if known is None or at is None:
+        state = await conn.fetchrow(
+            "SELECT clock_timestamp() AS at, "
+            "(SELECT seq FROM audit_entries WHERE chain = $1 ORDER BY seq DESC LIMIT 1) AS seq, "
+            "(SELECT entry_hash FROM audit_entries WHERE chain = $1 ORDER BY seq DESC LIMIT 1) AS hash", chain)
+        assert state is not None
+        known = Head(state["seq"] or 0, state["hash"] or ZERO_HASH)
+        at = state["at"] if at is None else at
+    assert at is not None
+    entry = new_entry(chain, known.seq + 1, key, at, origin, row_json, known.entry_hash)
+    await conn.execute(
+        f"INSERT INTO audit_entries ({_ENTRY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        entry.chain, entry.seq, entry.record_key, at, entry.origin, entry.row_json, entry.prev_hash, entry.entry_hash)
+    if heads is not None:
+        heads.heads[chain] = Head(entry.seq, entry.entry_hash)
+        heads.applied_at = at
+    return entry
+
+
+async def append_row(conn: asyncpg.Connection, spec: ChainSpec, key: str, *, origin: str | None,
+                     heads: ChainHeads | None = None) -> Entry | None:
     """Append the row `key` of `spec.table`, as it now stands in this transaction, to its chain,
     unless it equals the row's last entry (a repeated or older write that changed nothing).
 
-    Call it inside the transaction that wrote the row, after the write."""
-    await lock_chains(conn)
-    row = await conn.fetchrow(f"SELECT {spec.select_columns} FROM {spec.table} WHERE {spec.key} = $1", key)
+    Call it inside the transaction that wrote the row, after the write. With `heads`, the caller
+    holds the chains' lock already (the outbox takes it first in every batch)."""
+    if heads is None:
+        await lock_chains(conn)
+    # The row and its last entry in one round trip.
+    row = await conn.fetchrow(
+        f"SELECT {spec.select_columns}, (SELECT row_json FROM audit_entries WHERE chain = $2 AND record_key = $3 "
+        f"ORDER BY seq DESC LIMIT 1) AS audit_last_entry FROM {spec.table} WHERE {spec.key} = $1",
+        key, spec.name, str(key))
     if row is None:
         return None
     row_json = canonical_row(spec, dict(row))
-    state = await conn.fetchrow(
-        "SELECT clock_timestamp() AS at, "
-        "(SELECT row_json FROM audit_entries WHERE chain = $1 AND record_key = $2 ORDER BY seq DESC LIMIT 1) AS last, "
-        "(SELECT seq FROM audit_entries WHERE chain = $1 ORDER BY seq DESC LIMIT 1) AS seq, "
-        "(SELECT entry_hash FROM audit_entries WHERE chain = $1 ORDER BY seq DESC LIMIT 1) AS hash",
-        spec.name, str(key))
-    assert state is not None
-    if state["last"] == row_json:
+    if row["audit_last_entry"] == row_json:
         return None
-    entry = new_entry(spec.name, (state["seq"] or 0) + 1, str(key), state["at"], origin, row_json,
-                      state["hash"] or ZERO_HASH)
-    await conn.execute(
-        f"INSERT INTO audit_entries ({_ENTRY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        entry.chain, entry.seq, entry.record_key, state["at"], entry.origin, entry.row_json, entry.prev_hash,
-        entry.entry_hash)
-    return entry
+    return await _append(conn, spec.name, str(key), row_json, origin, heads)
+
+
+async def append_inserted(conn: asyncpg.Connection, spec: ChainSpec, row: Mapping[str, Any], *,
+                          origin: str | None, heads: ChainHeads | None = None) -> Entry:
+    """Append a row this transaction has just inserted, as PostgreSQL returned it (`RETURNING`):
+    an immutable audit row needs neither a read-back nor a comparison with an earlier entry."""
+    if heads is None:
+        await lock_chains(conn)
+    return await _append(conn, spec.name, str(json_value(row[spec.key])), canonical_row(spec, row), origin, heads)
 
 
 # --- checkpoints -------------------------------------------------------------------------------

@@ -179,6 +179,8 @@ async def test_the_packet_of_a_called_then_opted_out_lead_holds_exactly_its_stor
         assert code == 0, out
         code, out = await _dialer(capsys, "evidence", "verify", str(packet), "--public-key", str(tmp_path / "agency.pem"))
         assert code == 0 and "verified" in out and "It does not prove:" in out, out
+        with capsys.disabled():
+            print(out)
         code, out = await _dialer(capsys, "audit", "verify", "--since", since)
         assert code == 0, out
 
@@ -227,6 +229,8 @@ async def test_the_packet_of_a_called_then_opted_out_lead_holds_exactly_its_stor
             await floor.fetch("DELETE FROM audit_entries WHERE chain = 'opt_out' AND seq = $1", opt_out_entry[0]["seq"])
             code, out = await _dialer(capsys, "audit", "verify", "--since", since)
             assert code == 1 and f"BROKEN: chain opt_out, entry {opt_out_entry[0]['seq']}" in out, out
+            with capsys.disabled():
+                print(out)
         finally:
             await floor.fetch("UPDATE compliance_decisions SET data_versions = $2 WHERE decision_id = $1",
                               calls[1]["compliance_decision_id"], before["data_versions"])
@@ -284,8 +288,10 @@ def _the_audio_plays(found: dict[str, Any], audio: dict[str, bytes], workdir: Pa
     harbor = _playable(audio[first["recordings"][0]["file"]], workdir)
     connected = _playable(audio[second["recordings"][0]["file"]], workdir)
     assert _wav_seconds(harbor) > 2.0 and _wav_seconds(connected) > 2.0
-    # The abandoned call's recording holds the safe-harbor message itself.
-    assert notice_match(harbor, SOUNDS / "safe-harbor.wav", seconds=3) > 0.5
+    # The abandoned call's recording holds the safe-harbor message itself (under the person's
+    # voice: measured 0.42-1.0), the connected call's does not (about 0.06 without it).
+    assert notice_match(harbor, SOUNDS / "safe-harbor.wav", seconds=3) > 0.25
+    assert notice_match(connected, SOUNDS / "safe-harbor.wav", seconds=3) < 0.15
 
 
 def _rewrite(packet: Path, out: Path, name: str, data: bytes) -> None:
