@@ -8,9 +8,10 @@ nothing else: publish its fingerprint (`key_id`) where a court or an auditor can
 Ed25519 (RFC 8032) through `cryptography`: deterministic signatures, 32-byte keys, no
 parameters to get wrong.
 
-A missing key is created only while no chain exists. Once entries exist, a missing key means the
-key was lost or the dialer points at the wrong folder; making a new one silently would leave
-every earlier checkpoint signed by a key nobody holds, so it is refused (`AuditKeyError`).
+A missing key is created only while no chain has been signed. Once a checkpoint exists, a missing
+key means the key was lost or the dialer points at the wrong folder; making a new one silently
+would leave every earlier checkpoint signed by a key nobody holds, so it is refused
+(`AuditKeyError`).
 """
 
 from __future__ import annotations
@@ -91,14 +92,14 @@ class AuditSigningKey:
         return cls(Ed25519PrivateKey.from_private_bytes(raw))
 
     @classmethod
-    def load_or_create(cls, directory: Path, *, chain_exists: bool) -> AuditSigningKey:
+    def load_or_create(cls, directory: Path, *, chain_signed: bool) -> AuditSigningKey:
         """The key in `directory`, created (0600 in a 0700 folder) only when none exists and no
-        chain does either."""
+        chain was signed yet."""
         if _key_files(directory):
             return cls.load(directory)
-        if chain_exists:
+        if chain_signed:
             raise AuditKeyError(
-                f"the audit signing key is missing from {directory} while the audit trail already has entries: "
+                f"the audit signing key is missing from {directory} while the audit trail is already signed: "
                 "restore the key from your backup (or point DIALER_AUDIT_KEYS_DIR at it); a new key would leave "
                 "every earlier checkpoint signed by a key nobody holds")
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)

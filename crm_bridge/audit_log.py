@@ -60,11 +60,13 @@ async def lock_chains(conn: asyncpg.Connection) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1)", CHAIN_LOCK_KEY)
 
 
-async def chain_exists(conn: asyncpg.Connection) -> bool:
-    """Whether any entry was ever appended (then a missing signing key is refused)."""
-    if not await conn.fetchval("SELECT to_regclass('audit_entries') IS NOT NULL"):
+async def chain_signed(conn: asyncpg.Connection) -> bool:
+    """Whether the trail has a signed chain (a checkpoint): from then on a missing signing key is
+    refused. Entries that no checkpoint signed yet lose nothing to a new key (their links are
+    checked by their hashes alone until the first checkpoint), so a key may still be made."""
+    if not await conn.fetchval("SELECT to_regclass('audit_checkpoints') IS NOT NULL"):
         return False
-    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM audit_entries)"))
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM audit_checkpoints)"))
 
 
 def _entry(row: asyncpg.Record) -> Entry:
@@ -286,12 +288,14 @@ async def verify_chain(conn: asyncpg.Connection, spec: ChainSpec, *, trusted_key
         if public_key not in trusted_keys:
             untrusted += 1
             continue
+        head = checkpoint.heads.get(spec.name)
         if not signature_valid(public_key, checkpoint.statement.encode(), checkpoint.signature):
-            report.broken = Break(spec.name, checkpoint.heads[spec.name].seq, "checkpoint",
+            report.broken = Break(spec.name, head.seq if head else 0, "checkpoint",
                                   f"checkpoint {checkpoint.checkpoint_id} of {checkpoint.signed_at} has a bad "
                                   "signature: it was altered")
             return report, untrusted
-        head = checkpoint.heads[spec.name]
+        if head is None:
+            continue  # the lookup table names this chain, the signed statement does not: not evidence
         signed_heads.setdefault(head.seq, []).append((checkpoint, head))
         # Start from the last trusted checkpoint signed before `since`: its signature vouches
         # for everything up to its head.

@@ -30,7 +30,7 @@ from compliance_rules.model import Decision
 from compliance_rules.ruleset import RuleDataError, load_rulebook
 from compliance_rules.store import DncStore
 from crm_bridge.audit_keys import AuditKeyError, AuditSigningKey
-from crm_bridge.audit_log import PeriodicCheckpoints, chain_exists
+from crm_bridge.audit_log import PeriodicCheckpoints, chain_signed
 from crm_bridge.migrate import MigrationError, ensure_schema
 from crm_bridge.outbox import Outbox
 from crm_bridge.pg import DatabaseUnavailable, connect
@@ -179,14 +179,14 @@ class DialerServices:
 
 
 async def _audit_key(settings: Settings) -> AuditSigningKey:
-    """The audit signing key; refused (StartupError) when missing while the trail has entries."""
+    """The audit signing key; refused (StartupError) when missing once the trail has been signed."""
     conn = await connect(settings.pg_dsn)
     try:
-        exists = await chain_exists(conn)
+        signed = await chain_signed(conn)
     finally:
         await conn.close()
     try:
-        return AuditSigningKey.load_or_create(settings.audit_keys_dir, chain_exists=exists)
+        return AuditSigningKey.load_or_create(settings.audit_keys_dir, chain_signed=signed)
     except AuditKeyError as error:
         raise StartupError(str(error)) from None
 

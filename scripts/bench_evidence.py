@@ -178,7 +178,7 @@ async def run(args: argparse.Namespace) -> None:
             await migrate.migrate(conn)
             await conn.close()
             keyring = Keyring.load_or_create(work / "recording-keys")
-            key = AuditSigningKey.load_or_create(work / "audit-keys", chain_exists=False)
+            key = AuditSigningKey.load_or_create(work / "audit-keys", chain_signed=False)
             started = time.perf_counter()
             await _fill(dsn, work / "state", archive, keyring, key, args.contacts, args.noise, args.seconds)
             print(f"filled {args.contacts} contacts + {args.noise} other records through the outbox in "

@@ -68,6 +68,9 @@ def pg_dsn() -> Iterator[str]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _audit_keys_removed_after_the_run() -> Iterator[None]:
+    from crm_bridge.audit_keys import AuditSigningKey
+
+    AuditSigningKey.load_or_create(AUDIT_KEYS_DIR, chain_signed=False)  # the run's agency key, from the start
     yield
     shutil.rmtree(AUDIT_KEYS_DIR, ignore_errors=True)
 

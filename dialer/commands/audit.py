@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from crm_bridge.audit_keys import AuditKeyError, AuditSigningKey, public_key_from_text
-from crm_bridge.audit_log import AuditReport, chain_exists, sign_checkpoint, verify_trail
+from crm_bridge.audit_log import AuditReport, chain_signed, sign_checkpoint, verify_trail
 from crm_bridge.pg import DatabaseUnavailable, connect, describe_server
 from dialer.cli import UserError
 from dialer.settings import Settings, from_environment
@@ -53,9 +53,9 @@ def read_public_keys(paths: list[Path] | None) -> list[bytes]:
     return keys
 
 
-def signing_key(settings: Settings, conn_has_chain: bool) -> AuditSigningKey:
+def signing_key(settings: Settings, signed: bool) -> AuditSigningKey:
     try:
-        return AuditSigningKey.load_or_create(settings.audit_keys_dir, chain_exists=conn_has_chain)
+        return AuditSigningKey.load_or_create(settings.audit_keys_dir, chain_signed=signed)
     except AuditKeyError as error:
         raise UserError(str(error)) from None
 
@@ -108,7 +108,7 @@ def _checkpoint(args: argparse.Namespace) -> int:
     async def run() -> str:
         conn = await connect(dsn)
         try:
-            key = signing_key(settings, await chain_exists(conn))
+            key = signing_key(settings, await chain_signed(conn))
             checkpoint = await sign_checkpoint(conn, key)
         finally:
             await conn.close()

@@ -17,7 +17,7 @@ import functools
 import getpass
 from pathlib import Path
 
-from crm_bridge.audit_log import chain_exists
+from crm_bridge.audit_log import chain_signed
 from crm_bridge.outbox import Outbox, OutboxError
 from crm_bridge.pg import connect
 from dialer.cli import UserError
@@ -62,7 +62,7 @@ def _make(args: argparse.Namespace) -> int:
     async def run() -> BuiltPacket:
         conn = await connect(dsn)
         try:
-            key = signing_key(settings, await chain_exists(conn))
+            key = signing_key(settings, await chain_signed(conn))
         finally:
             await conn.close()
         service = EvidenceService(dsn, key, open_audio, LifecycleLegalHolds())

@@ -16,4 +16,4 @@ __all__ = ["migrated_scratch_dsn", "scratch_db_name", "scratch_dsn"]
 
 @pytest.fixture
 def signing_key(tmp_path: Path) -> AuditSigningKey:
-    return AuditSigningKey.load_or_create(tmp_path / "audit-keys", chain_exists=False)
+    return AuditSigningKey.load_or_create(tmp_path / "audit-keys", chain_signed=False)

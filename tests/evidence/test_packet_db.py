@@ -103,7 +103,7 @@ async def setup(tmp_path: Path, migrated_scratch_dsn: str) -> tuple[EvidenceServ
     archive.mkdir()
     keyring = Keyring.load_or_create(tmp_path / "recording-keys")
     await _seed(tmp_path, migrated_scratch_dsn, keyring, archive)
-    key = AuditSigningKey.load_or_create(tmp_path / "audit-keys", chain_exists=False)
+    key = AuditSigningKey.load_or_create(tmp_path / "audit-keys", chain_signed=False)
     reader = RecordingReader(archive, keyring)
     service = EvidenceService(migrated_scratch_dsn, key, functools.partial(recording_audio, reader), LifecycleLegalHolds())
     return service, key, migrated_scratch_dsn
