@@ -163,6 +163,17 @@ async def test_a_packet_holds_the_leads_contacts_and_checks_out_offline(
     # Another key than the agency's.
     assert "not the key you gave" in verify_packet(out, [AuditSigningKey.generate().public_key]).problems[0]
 
+    # One call: that call, its decision and recording, and the number's opt-out history.
+    one = tmp_path / "call.zip"
+    built = await service.build(subject_from(call_id="call-e2"), one, Requester("cli:test", "admin", "cli"))
+    assert [row["call_id"] for row in built.data.calls] == ["call-e2"] and len(built.data.recordings) == 1
+    assert len(built.data.decisions) == 1 and len(built.data.opt_outs) == 1
+    assert verify_packet(one, [key.public_key]).ok
+    # A period: only the contacts inside it.
+    period = subject_from(lead_id="lead-e", start=T0 + timedelta(minutes=30), end=T0 + timedelta(hours=3))
+    built = await service.build(period, tmp_path / "period.zip", Requester("cli:test", "admin", "cli"))
+    assert [row["call_id"] for row in built.data.calls] == ["call-e2"]
+
 
 async def test_a_decision_edited_in_postgres_shows_in_the_next_packet(
     tmp_path: Path, setup: tuple[EvidenceService, AuditSigningKey, str]
