@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from crm_bridge.audit_chain import CALL_CHAIN, CHAIN_OF_KIND, CONSENT_CHAIN
+from crm_bridge.audit_chain import CALL_CHAIN, CHAIN_OF_KIND, CONSENT_CHAIN, MESSAGE_CHAIN
 from crm_bridge.audit_log import ChainHeads, append_inserted, append_row, lock_chains
 from crm_bridge.dispositions import DispositionCode, PipelineStage, decide
 from crm_bridge.kinds import RecordKind
@@ -118,6 +118,12 @@ async def apply_record(
     if kind is RecordKind.LEAD_UPSERT:
         for consent in record.get("consents", ()):
             await append_row(conn, CONSENT_CHAIN, consent["consent_id"], origin=origin, heads=heads)
+    if kind is RecordKind.MESSAGE_RECEIPT:
+        # The receipt's status was copied onto its text: a new state of the text.
+        for message_id in await conn.fetch(
+            "SELECT message_id FROM messages WHERE provider_message_id = $1", record["provider_message_id"]
+        ):
+            await append_row(conn, MESSAGE_CHAIN, message_id["message_id"], origin=origin, heads=heads)
 
 
 async def _write_record(conn: asyncpg.Connection, kind: RecordKind, record: Mapping[str, Any]) -> None:

@@ -15,8 +15,8 @@ zeros. Keeping `body_hash` apart from the link lets an evidence packet show the 
 one person's entries as bare hashes, without the other people's rows in between (a redacted
 link), and still be checked end to end.
 
-Adding a kind of record to the trail (texts, when the `messages` table lands) is one
-`ChainSpec` in `CHAINS` and one call of `audit_log.append_rows` where the row is applied.
+Adding a kind of record to the trail is one `ChainSpec` in `CHAINS` and its kind in
+`CHAIN_OF_KIND` (texts went in that way); `crm_bridge.apply` appends whatever is listed.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ CALL_CHAIN = ChainSpec(
 DECISION_CHAIN = ChainSpec(
     "compliance_decision", "compliance_decisions", "decision_id",
     ("decision_id", "decided_at", "phone", "lead_id", "campaign_id", "purpose", "allowed", "reasons", "timezones",
-     "local_times", "data_versions", "notices"),
+     "local_times", "data_versions", "notices", "channel", "text_kind"),
     "decided_at",
     frozenset({"reasons", "timezones", "local_times", "data_versions", "notices"}),
 )
@@ -123,9 +123,30 @@ PACKET_CHAIN = ChainSpec(
     frozenset({"subject", "recording_ids"}),
 )
 
+# Texts: every snapshot of a text (its delivery receipts' status included) and the receipts.
+MESSAGE_CHAIN = ChainSpec(
+    "message", "messages", "message_id",
+    ("message_id", "version", "direction", "kind", "lead_id", "agent_id", "campaign_id", "from_number", "to_number",
+     "body", "encoding", "segments", "template_id", "transport", "provider_message_id", "status", "status_detail",
+     "delivery_status", "delivery_error", "delivered_at", "compliance_decision_id", "requested_by", "created_at",
+     "sent_at"),
+    "created_at",
+)
+MESSAGE_RECEIPT_CHAIN = ChainSpec(
+    "message_receipt", "message_receipts", "receipt_id",
+    ("receipt_id", "message_id", "provider_message_id", "status", "error", "received_at"),
+    "received_at",
+)
+# A START/UNSTOP after a texted opt-out: consent evidence, like the consent records.
+OPT_IN_CHAIN = ChainSpec(
+    "opt_in", "opt_ins", "opt_in_id",
+    ("opt_in_id", "phone", "source", "lead_id", "message_id", "created_at"),
+    "created_at",
+)
+
 CHAINS: dict[str, ChainSpec] = {spec.name: spec for spec in (
     CALL_CHAIN, DECISION_CHAIN, OPT_OUT_CHAIN, CONSENT_CHAIN, DISPOSITION_CHAIN, RECORDING_CHAIN,
-    RECORDING_ACCESS_CHAIN, MONITOR_CHAIN, PACKET_CHAIN,
+    RECORDING_ACCESS_CHAIN, MONITOR_CHAIN, PACKET_CHAIN, MESSAGE_CHAIN, MESSAGE_RECEIPT_CHAIN, OPT_IN_CHAIN,
 )}
 
 # The chain each kind of outbox record writes to (consents arrive inside `lead_upsert`).
@@ -138,6 +159,9 @@ CHAIN_OF_KIND: dict[RecordKind, ChainSpec] = {
     RecordKind.RECORDING_ACCESS: RECORDING_ACCESS_CHAIN,
     RecordKind.MONITOR_SESSION: MONITOR_CHAIN,
     RecordKind.EVIDENCE_PACKET: PACKET_CHAIN,
+    RecordKind.MESSAGE: MESSAGE_CHAIN,
+    RecordKind.MESSAGE_RECEIPT: MESSAGE_RECEIPT_CHAIN,
+    RecordKind.OPT_IN: OPT_IN_CHAIN,
 }
 
 

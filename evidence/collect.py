@@ -75,14 +75,16 @@ async def _contact_rows(conn: asyncpg.Connection, data: EvidenceData) -> None:
         data.calls = await _rows(
             conn, "SELECT * FROM calls WHERE (lead_id = ANY($1::text[]) OR lead_number = ANY($2::text[])) AND "
             + _RANGE.format(column="requested_at") + " ORDER BY requested_at, call_id", lead_ids, phones, *window)
-        if not data.calls and not data.leads:
-            found = await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM compliance_decisions WHERE phone = ANY($1::text[])) OR "
-                "EXISTS (SELECT 1 FROM opt_outs WHERE phone = ANY($1::text[]))", phones)
-            if not found:
-                raise SubjectNotFound(f"nothing in the CRM about {subject.describe()}")
     call_ids = [call["call_id"] for call in data.calls]
-    linked = [call["compliance_decision_id"] for call in data.calls if call["compliance_decision_id"]]
+    await _texts(conn, data, lead_ids, phones)
+    if subject.call_id is None and not data.calls and not data.leads and not data.messages:
+        found = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM compliance_decisions WHERE phone = ANY($1::text[])) OR "
+            "EXISTS (SELECT 1 FROM opt_outs WHERE phone = ANY($1::text[]))", phones)
+        if not found:
+            raise SubjectNotFound(f"nothing in the CRM about {subject.describe()}")
+    linked = [row["compliance_decision_id"] for row in (*data.calls, *(data.messages or []))
+              if row.get("compliance_decision_id")]
     if subject.call_id is None:
         data.decisions = await _rows(
             conn, "SELECT * FROM compliance_decisions WHERE ((lead_id = ANY($1::text[]) OR phone = ANY($2::text[])) AND "
@@ -117,7 +119,6 @@ async def _contact_rows(conn: asyncpg.Connection, data: EvidenceData) -> None:
     data.monitor_sessions = await _rows(
         conn, "SELECT * FROM monitor_sessions WHERE call_id = ANY($1::text[]) ORDER BY requested_at, monitor_id",
         call_ids)
-    data.messages = await _messages(conn, data, lead_ids, phones)
     campaign_ids = sorted({row["campaign_id"] for row in (*data.calls, *data.decisions) if row.get("campaign_id")})
     data.campaigns = {row["campaign_id"]: row for row in await _rows(
         conn, "SELECT * FROM campaigns WHERE campaign_id = ANY($1::text[])", campaign_ids)}
@@ -126,26 +127,28 @@ async def _contact_rows(conn: asyncpg.Connection, data: EvidenceData) -> None:
         conn, "SELECT agent_id, name, sip_endpoint, role FROM agents WHERE agent_id = ANY($1::text[])", agent_ids)}
 
 
-async def _messages(conn: asyncpg.Connection, data: EvidenceData, lead_ids: list[str],
-                    phones: list[str]) -> list[dict[str, Any]] | None:
-    """The texts to and from the subject, when texting is installed (a `messages` table).
-
-    Written against the table's columns as found, not a fixed schema: texts are another
-    developer's table, and any of `lead_id` and the usual number columns is used."""
+async def _texts(conn: asyncpg.Connection, data: EvidenceData, lead_ids: list[str], phones: list[str]) -> None:
+    """The texts to and from the subject, their receipts and the opt-ins (START) that texting
+    records, when texting is installed (a `messages` table); a packet about one call has none."""
     if not await conn.fetchval("SELECT to_regclass('messages') IS NOT NULL"):
-        return None
-    columns = {row["column_name"] for row in await conn.fetch(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'messages'")}
-    conditions = []
-    if "lead_id" in columns:
-        conditions.append("lead_id = ANY($1::text[])")
-    conditions += [f"{column} = ANY($2::text[])" for column in ("phone", "lead_number", "to_number", "from_number",
-                                                                "remote_number") if column in columns]
-    if not conditions:
-        return []
-    order = next((column for column in ("sent_at", "created_at", "received_at") if column in columns), None)
-    query = f"SELECT * FROM messages WHERE {' OR '.join(conditions)}" + (f" ORDER BY {order}" if order else "")
-    return await _rows(conn, query, lead_ids, phones)
+        data.messages = None
+        return
+    subject = data.subject
+    if subject.call_id is not None:
+        data.messages = []
+        return
+    data.messages = await _rows(
+        conn, "SELECT * FROM messages WHERE (lead_id = ANY($1::text[]) OR to_number = ANY($2::text[]) "
+        "OR from_number = ANY($2::text[])) AND " + _RANGE.format(column="created_at")
+        + " ORDER BY created_at, message_id", lead_ids, phones, subject.start, subject.end)
+    ids = [row["message_id"] for row in data.messages]
+    providers = [row["provider_message_id"] for row in data.messages if row.get("provider_message_id")]
+    data.message_receipts = await _rows(
+        conn, "SELECT * FROM message_receipts WHERE message_id = ANY($1::text[]) OR provider_message_id = "
+        "ANY($2::text[]) ORDER BY received_at, receipt_id", ids, providers)
+    data.opt_ins = await _rows(
+        conn, "SELECT * FROM opt_ins WHERE phone = ANY($1::text[]) OR lead_id = ANY($2::text[]) "
+        "ORDER BY created_at, opt_in_id", phones, lead_ids)
 
 
 async def _chain_rows(conn: asyncpg.Connection, data: EvidenceData) -> None:

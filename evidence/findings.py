@@ -198,38 +198,70 @@ def _message_time(row: Row) -> str | None:
     return None
 
 
+def _text(data: EvidenceData, row: Row, zones: Sequence[str]) -> Row:
+    decisions = {decision["decision_id"]: decision for decision in data.decisions}
+    decision = decisions.get(row.get("compliance_decision_id") or "")
+    at = _message_time(row)
+    return {
+        "kind": "text", "message_id": row["message_id"], "direction": row.get("direction"),
+        "text_kind": row.get("kind"), "at": at, "at_utc": utc_text(at),
+        "local": local_text(at, list((decision or {}).get("timezones") or zones)),
+        "from_number": row.get("from_number"), "to_number": row.get("to_number"), "body": row.get("body"),
+        "status": row.get("status"), "status_detail": row.get("status_detail"), "sent_at": row.get("sent_at"),
+        "delivery_status": row.get("delivery_status"), "delivered_at": row.get("delivered_at"),
+        "transport": row.get("transport"), "agent_id": row.get("agent_id"), "campaign_id": row.get("campaign_id"),
+        "decision": _decision(data, decision),
+        "receipts": [receipt for receipt in data.message_receipts if receipt.get("message_id") == row["message_id"]
+                     or (row.get("provider_message_id")
+                         and receipt.get("provider_message_id") == row.get("provider_message_id"))],
+        "chain": _chain_refs(data, "message", row["message_id"]),
+    }
+
+
+def _sent(row: Row) -> bool:
+    """A text that went out to the person (not one the gate blocked or that never left)."""
+    return row.get("direction") == "outbound" and bool(row.get("sent_at"))
+
+
 def _opt_out_proofs(data: EvidenceData, zones: Sequence[str]) -> list[Row]:
     proofs = []
     for opt_out in data.opt_outs:
         at = parse_time(opt_out["created_at"])
         assert at is not None
         phone = opt_out["phone"]
+        # A later START (texting's opt-in) is new consent: contact after it is not a breach.
+        opt_ins = sorted(time for row in data.opt_ins if row.get("phone") == phone
+                         and (time := parse_time(row.get("created_at"))) is not None and time > at)
+        until = opt_ins[0] if opt_ins else None
 
-        def after(value: str | None, moment: datetime = at) -> bool:
+        def within(value: str | None, start: datetime = at, end: datetime | None = until) -> bool:
             when = parse_time(value)
-            return when is not None and when > moment
+            return when is not None and when > start and (end is None or when < end)
 
-        calls = [call for call in data.calls if call.get("lead_number") == phone and after(call["requested_at"])]
+        calls = [call for call in data.calls if call.get("lead_number") == phone and within(call["requested_at"])]
         placed = [call["call_id"] for call in calls if call["direction"] == "outbound"]
         received = [call["call_id"] for call in calls if call["direction"] == "inbound"]
-        decisions = [row for row in data.decisions if row["phone"] == phone and after(row["decided_at"])]
+        decisions = [row for row in data.decisions if row["phone"] == phone and within(row["decided_at"])]
         allowed = [row["decision_id"] for row in decisions if row["allowed"]]
-        texts = [row for row in data.messages or [] if after(_message_time(row))
-                 and str(row.get("direction", "outbound")) != "inbound"]
+        texts = [row["message_id"] for row in data.messages or []
+                 if row.get("to_number") == phone and _sent(row) and within(row.get("sent_at"))]
         followed = bool(placed or allowed or texts)
+        end_text = (f"until the person texted START at {utc_text(until.isoformat())}" if until is not None
+                    else f"up to {utc_text(data.collected_at)}")
         proofs.append({
             **opt_out, "at_utc": utc_text(opt_out["created_at"]), "local": local_text(opt_out["created_at"], zones),
             "chain": _chain_refs(data, "opt_out", opt_out["opt_out_id"]),
-            "after": {"calls_placed": placed, "calls_received": received, "texts_sent": len(texts),
+            "until": None if until is None else until.isoformat(),
+            "after": {"calls_placed": placed, "calls_received": received, "texts_sent": texts,
                       "gate_decisions": len(decisions), "gate_allowed": allowed,
                       "gate_blocked": len(decisions) - len(allowed)},
             "no_contact_followed": not followed,
             "statement": (
-                f"After this opt-out, up to {utc_text(data.collected_at)}: no call was placed and no text was sent to "
-                f"{phone}; the gate was asked {len(decisions)} time(s) and blocked every one."
+                f"After this opt-out, {end_text}: no call was placed and no text was sent to {phone}; the gate was "
+                f"asked {len(decisions)} time(s) and blocked every one."
                 if not followed else
-                f"After this opt-out {len(placed)} call(s) were placed, {len(texts)} text(s) sent and {len(allowed)} "
-                f"gate decision(s) allowed a contact to {phone}: see the timeline."),
+                f"After this opt-out, {end_text}: {len(placed)} call(s) were placed, {len(texts)} text(s) sent and "
+                f"{len(allowed)} gate decision(s) allowed a contact to {phone}: see the timeline."),
         })
     return proofs
 
@@ -240,7 +272,8 @@ def findings(data: EvidenceData, files: Mapping[str, Row] | None = None) -> Row:
     files = files or {}
     zones = lead_zones(data)
     contacts = [_contact(data, call, zones, files) for call in data.calls]
-    linked = {call.get("compliance_decision_id") for call in data.calls}
+    texts = [_text(data, row, zones) for row in data.messages or []]
+    linked = {row.get("compliance_decision_id") for row in (*data.calls, *(data.messages or []))}
     events: list[Row] = []
     for contact in contacts:
         direction = "Call placed" if contact["direction"] == "outbound" else "Call received"
@@ -256,9 +289,15 @@ def findings(data: EvidenceData, files: Mapping[str, Row] | None = None) -> Row:
                        if decision["allowed"]
                        else "Contact blocked by the compliance gate",
                        "summary": codes or decision["purpose"], "anchor": f"decision-{decision['decision_id']}"})
-    for row in data.messages or []:
-        events.append({"at": _message_time(row), "event": f"Text ({row.get('direction', 'message')})",
-                       "summary": str(row.get("status") or ""), "anchor": ""})
+    for text in texts:
+        sent = ("Text received" if text["direction"] != "outbound" else "Text sent" if text["sent_at"]
+                else "Text not sent")
+        events.append({"at": text["at"], "event": f"{sent} ({text['text_kind']})",
+                       "summary": f"{text['status']}{'; ' + text['delivery_status'] if text['delivery_status'] else ''}: "
+                                  f"{(text['body'] or '')[:80]}", "anchor": f"text-{text['message_id']}"})
+    for opt_in in data.opt_ins:
+        events.append({"at": opt_in["created_at"], "event": f"Opt-in ({opt_in['source']})",
+                       "summary": f"{opt_in['phone']} asked to receive messages again", "anchor": ""})
     for consent in data.consents:
         events.append({"at": consent["obtained_at"], "event": f"Consent obtained ({consent['kind']})",
                        "summary": f"source {consent['source']}; evidence {consent.get('evidence_ref') or 'none'}",
@@ -292,6 +331,7 @@ def findings(data: EvidenceData, files: Mapping[str, Row] | None = None) -> Row:
             "safe_harbor": sum(1 for c in contacts if c["safe_harbor"]["played"]),
             "two_second_rule_kept": all(v in ("connected_in_time", "safe_harbor", "not_applicable") for v in rule),
             "texts": None if data.messages is None else len(data.messages),
+            "texts_sent": sum(1 for row in data.messages or [] if _sent(row)),
             "blocked_attempts": sum(1 for d in data.decisions if not d["allowed"]),
             "consents": len(data.consents), "opt_outs": len(data.opt_outs),
             "no_contact_after_opt_out": all(proof["no_contact_followed"] for proof in proofs),
@@ -303,7 +343,10 @@ def findings(data: EvidenceData, files: Mapping[str, Row] | None = None) -> Row:
         "contacts": contacts,
         "decisions": [{**(_decision(data, decision) or {}),
                        "call_id": next((c["call_id"] for c in data.calls
-                                        if c.get("compliance_decision_id") == decision["decision_id"]), None)}
+                                        if c.get("compliance_decision_id") == decision["decision_id"]), None),
+                       "message_id": next((m["message_id"] for m in data.messages or []
+                                           if m.get("compliance_decision_id") == decision["decision_id"]), None),
+                       "channel": decision.get("channel", "voice")}
                       for decision in data.decisions],
         "allowed_means": [{"check": check, "citation": citation} for check, citation in ALLOWED_MEANS],
         "consents": [{**row, "obtained_at_utc": utc_text(row["obtained_at"]),
@@ -311,6 +354,8 @@ def findings(data: EvidenceData, files: Mapping[str, Row] | None = None) -> Row:
         "opt_outs": proofs,
         "opt_out_citation": OPT_OUT_CITATION,
         "messages": data.messages,
+        "texts": texts,
+        "opt_ins": data.opt_ins,
         "chains": {name: len([e for e in data.entries if e.chain == name]) for name in CHAINS},
         "checkpoint": None if data.checkpoint is None else data.checkpoint.to_json(),
     }

@@ -52,6 +52,9 @@ class EvidenceData:
     """Legal holds set and released, purges (the recordings lifecycle's own log; not chained)."""
     messages: list[dict[str, Any]] | None = None
     """None when this database has no `messages` table (texting not installed)."""
+    message_receipts: list[dict[str, Any]] = field(default_factory=list)
+    opt_ins: list[dict[str, Any]] = field(default_factory=list)
+    """A START after a texted opt-out: new consent (texting's `opt_ins`)."""
     campaigns: dict[str, dict[str, Any]] = field(default_factory=dict)
     agents: dict[str, dict[str, Any]] = field(default_factory=dict)
     entries: list[Entry] = field(default_factory=list)
@@ -67,7 +70,8 @@ class EvidenceData:
         by_table = {"calls": self.calls, "compliance_decisions": self.decisions, "dispositions": self.dispositions,
                     "opt_outs": self.opt_outs, "consent_records": self.consents, "recordings": self.recordings,
                     "recording_accesses": self.recording_accesses, "monitor_sessions": self.monitor_sessions,
-                    "messages": self.messages or []}
+                    "messages": self.messages or [], "message_receipts": self.message_receipts,
+                    "opt_ins": self.opt_ins}
         return {spec.name: by_table[spec.table] for spec in CHAINS.values() if spec.table in by_table}
 
 

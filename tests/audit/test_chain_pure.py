@@ -51,7 +51,8 @@ def test_postgres_values_become_plain_json_the_same_way_every_time() -> None:
     row = {"decision_id": decision_id, "decided_at": datetime(2026, 11, 24, 9, 30, tzinfo=UTC).astimezone(),
            "phone": "+12125550100", "lead_id": None, "campaign_id": "c", "purpose": "telemarketing", "allowed": True,
            "reasons": "[]", "timezones": '["America/New_York"]', "local_times": "[]",
-           "data_versions": '{"rules": "2026-11-23 sha256:abc"}', "notices": "[]"}
+           "data_versions": '{"rules": "2026-11-23 sha256:abc"}', "notices": "[]",
+           "channel": "voice", "text_kind": None}
     text = canonical_row(DECISION_CHAIN, row)
     assert f'"decision_id":"{decision_id}"' in text and '"decided_at":"2026-11-24T09:30:00Z"' in text
     assert '"timezones":["America/New_York"]' in text  # jsonb text parsed, not quoted

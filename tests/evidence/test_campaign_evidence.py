@@ -1,7 +1,8 @@
 """The audit-defense packet over a real campaign run on the real stack (Asterisk, PostgreSQL,
 Redis): a lead with written consent is called once when no agent is free (the safe-harbor
-message plays: abandoned), once when one is (connected and recorded), opts out through the
-agent's do-not-call disposition, and is then blocked by the gate. The packet made by
+message plays: abandoned), once when one is (connected and recorded), is texted (through
+Asterisk, delivered), opts out through the agent's do-not-call disposition, and is then blocked
+by the gate. The packet made by
 `dialer evidence` lists exactly those events with their evidence, its audio plays, `dialer
 evidence verify` passes; a byte of the report changed, a decision row edited in PostgreSQL and
 a chain entry deleted are each caught and named. The report is looked at in Chromium and a
@@ -107,6 +108,15 @@ async def _run_until_over(floor: Floor, campaign_id: str, dials: int, pacer: Any
     await runtime.stop_campaign(campaign_id)
 
 
+async def _wait_rows(floor: Floor, query: str, *args: Any, within: float) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await floor.fetch(query, *args):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"not within {within} s: {query}")
+        await floor.services.outbox.flush(2)
+        await asyncio.sleep(0.2)
+
+
 async def _due_again(floor: Floor, campaign_id: str, lead_id: str) -> None:
     await floor.seed_many([("campaign_lead", campaign_lead_record(
         campaign_id, lead_id, next_attempt_at=None, callback_at=None, done=False))])
@@ -146,6 +156,13 @@ async def test_the_packet_of_a_called_then_opted_out_lead_holds_exactly_its_stor
     await _run_until_over(floor, campaign_id, 1)
     calls = await floor.fetch("SELECT * FROM calls WHERE lead_id = $1 ORDER BY requested_at", lead_id)
     assert [(c["safe_harbor_played"], c["bridged_at"] is not None) for c in calls] == [(True, False), (False, True)]
+    # 2b. A text (texting is installed): sent through Asterisk to the simulated phone, delivered.
+    response = await floor.client.post("/v1/messages", headers=floor.auth(), json={
+        "lead_id": lead_id, "campaign_id": campaign_id, "body": "Hi {first_name}, your quote is ready."})
+    assert response.status == 202, await response.text()
+    message_id = (await response.json())["message_id"]
+    await _wait_rows(floor, "SELECT 1 FROM messages WHERE message_id = $1 AND delivery_status = 'delivered'",
+                     message_id, within=20)
     # 3. The person asks not to be called again: the agent's do-not-call disposition.
     response = await floor.client.post(f"/v1/calls/{calls[1]['call_id']}/disposition", headers=floor.auth(),
                                        json={"code": "do_not_call", "notes": "asked to be put on the do-not-call list"})
@@ -190,7 +207,7 @@ async def test_the_packet_of_a_called_then_opted_out_lead_holds_exactly_its_stor
             html = archive.read("report.html")
             assert archive.read("report.pdf").startswith(b"%PDF")
         found = evidence["findings"]
-        _exactly_the_story(found, calls, phone, agent_id, consent)
+        _exactly_the_story(found, calls, phone, agent_id, consent, message_id)
         _the_audio_plays(found, audio, tmp_path)
         held = await floor.fetch("SELECT legal_hold, legal_hold_by FROM recordings WHERE call_id = ANY($1::text[])",
                                  [c["call_id"] for c in calls])
@@ -245,7 +262,7 @@ async def test_the_packet_of_a_called_then_opted_out_lead_holds_exactly_its_stor
 
 
 def _exactly_the_story(found: dict[str, Any], calls: list[Any], phone: str, agent_id: str,
-                       consent: dict[str, Any]) -> None:
+                       consent: dict[str, Any], message_id: str) -> None:
     first, second = found["contacts"]
     assert [c["call_id"] for c in found["contacts"]] == [c["call_id"] for c in calls]
     for contact in (first, second):
@@ -268,17 +285,22 @@ def _exactly_the_story(found: dict[str, Any], calls: list[Any], phone: str, agen
     assert opt_out["phone"] == phone and opt_out["call_id"] == second["call_id"]
     assert opt_out["no_contact_followed"] and opt_out["after"]["calls_placed"] == []
     assert opt_out["after"]["gate_blocked"] >= 1 and opt_out["after"]["gate_allowed"] == []
+    (text,) = found["texts"]
+    assert (text["message_id"], text["direction"], text["to_number"]) == (message_id, "outbound", phone)
+    assert "your quote is ready" in text["body"] and text["delivery_status"] == "delivered"
+    assert text["decision"]["allowed"] and text["chain"]
+    assert opt_out["after"]["texts_sent"] == []
     (shown,) = found["consents"]
     assert shown["evidence_ref"] == consent["evidence_ref"] and shown["chain"]
     # The timeline: exactly these events. The campaign's gate pre-checks (one per run, allowed,
     # no call placed with them) are dated by the floor's fixed gate clock, the rest by the real one.
     events = [event["event"].split(" (")[0] for event in found["timeline"]]
     assert sorted(events) == sorted(["Consent obtained", "Gate check: allowed", "Gate check: allowed", "Call placed",
-                                     "Call placed", "Disposition do_not_call", "Opt-out",
+                                     "Call placed", "Text sent", "Disposition do_not_call", "Opt-out",
                                      "Contact blocked by the compliance gate"]), events
-    real_clock = [event for event in events if event in ("Call placed", "Disposition do_not_call", "Opt-out",
-                                                         "Contact blocked by the compliance gate")]
-    assert real_clock == ["Call placed", "Call placed", "Disposition do_not_call", "Opt-out",
+    real_clock = [event for event in events if event in ("Call placed", "Text sent", "Disposition do_not_call",
+                                                         "Opt-out", "Contact blocked by the compliance gate")]
+    assert real_clock == ["Call placed", "Call placed", "Text sent", "Disposition do_not_call", "Opt-out",
                           "Contact blocked by the compliance gate"], events
     assert found["summary"]["two_second_rule_kept"] and found["summary"]["no_contact_after_opt_out"]
 
