@@ -3,6 +3,10 @@
 Every apply is written to be safe to repeat: inserts of audit rows do nothing when the id
 exists, call snapshots only replace older versions, upserts converge. Exactly-once on top of
 that comes from `outbox_applied` (see `crm_bridge.outbox`).
+
+Every row of an audited table that an apply writes is then appended to its hash chain in the
+same transaction (`crm_bridge.audit_log.append_row`, which skips a write that changed nothing):
+the chain's order is the order in which rows reached PostgreSQL.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 
 import asyncpg
 
+from crm_bridge.audit_chain import CALL_CHAIN, CHAIN_OF_KIND, CONSENT_CHAIN, MESSAGE_CHAIN
+from crm_bridge.audit_log import ChainHeads, append_inserted, append_row, lock_chains
 from crm_bridge.dispositions import DispositionCode, PipelineStage, decide
 from crm_bridge.kinds import RecordKind
 from crm_bridge.records import (
@@ -42,6 +48,7 @@ TABLES: dict[RecordKind, str] = {
     RecordKind.MESSAGE_RECEIPT: "message_receipts",
     RecordKind.MESSAGE_TEMPLATE: "message_templates",
     RecordKind.OPT_IN: "opt_ins",
+    RecordKind.EVIDENCE_PACKET: "evidence_packets",
 }
 
 # Links to audit rows a later call snapshot may omit but must never clear.
@@ -77,8 +84,49 @@ def _set_from_excluded(names: Sequence[str], key: str, *, keep: frozenset[str] =
     return ", ".join(f"{name} = EXCLUDED.{name}" for name in names if name != key and name not in keep)
 
 
-async def apply_record(conn: asyncpg.Connection, kind: RecordKind, record: Mapping[str, Any]) -> None:
-    """Write one normalized record (from `records.validate`) inside the caller's transaction."""
+# Audit rows are immutable: the first write wins, and what it wrote is chained as inserted.
+_IMMUTABLE: frozenset[RecordKind] = frozenset({
+    RecordKind.OPT_OUT, RecordKind.COMPLIANCE_DECISION, RecordKind.RECORDING_ACCESS, RecordKind.OPT_IN,
+    RecordKind.EVIDENCE_PACKET})
+
+
+async def apply_record(
+    conn: asyncpg.Connection, kind: RecordKind, record: Mapping[str, Any], *, origin: str | None = None,
+    heads: ChainHeads | None = None,
+) -> None:
+    """Write one normalized record (from `records.validate`) inside the caller's transaction, and
+    append what it wrote to the audit chains. `origin` names the outbox record (`source:id`);
+    `heads`: the caller holds the chains' lock and caches their heads (see `ChainHeads`)."""
+    if heads is None:
+        await lock_chains(conn)  # before any row lock (crm_bridge.audit_log)
+        heads = ChainHeads()
+    chain = CHAIN_OF_KIND.get(kind)
+    if kind in _IMMUTABLE and chain is not None:
+        names, values = _columns(FIELDS[kind], record)
+        inserted = await conn.fetchrow(
+            f"{_insert(TABLES[kind], names)} ON CONFLICT ({KEY_FIELD[kind]}) DO NOTHING "
+            f"RETURNING {chain.select_columns}", *values)
+        if inserted is not None:
+            await append_inserted(conn, chain, dict(inserted), origin=origin, heads=heads)
+        return
+    await _write_record(conn, kind, record)
+    if chain is not None:
+        await append_row(conn, chain, str(record[KEY_FIELD[kind]]), origin=origin, heads=heads)
+    if kind is RecordKind.RECORDING and record["call_id"] is not None:
+        # Linking the recording changed the call's row: that is a new state of the call.
+        await append_row(conn, CALL_CHAIN, record["call_id"], origin=origin, heads=heads)
+    if kind is RecordKind.LEAD_UPSERT:
+        for consent in record.get("consents", ()):
+            await append_row(conn, CONSENT_CHAIN, consent["consent_id"], origin=origin, heads=heads)
+    if kind is RecordKind.MESSAGE_RECEIPT:
+        # The receipt's status was copied onto its text: a new state of the text.
+        for message_id in await conn.fetch(
+            "SELECT message_id FROM messages WHERE provider_message_id = $1", record["provider_message_id"]
+        ):
+            await append_row(conn, MESSAGE_CHAIN, message_id["message_id"], origin=origin, heads=heads)
+
+
+async def _write_record(conn: asyncpg.Connection, kind: RecordKind, record: Mapping[str, Any]) -> None:
     specs = FIELDS[kind]
     table = TABLES[kind]
     key = KEY_FIELD[kind]
@@ -112,8 +160,7 @@ async def apply_record(conn: asyncpg.Connection, kind: RecordKind, record: Mappi
         await _apply_message(conn, names, values, record)
     elif kind is RecordKind.MESSAGE_RECEIPT:
         await _apply_receipt(conn, names, values, record)
-    elif kind in (RecordKind.OPT_OUT, RecordKind.COMPLIANCE_DECISION, RecordKind.RECORDING_ACCESS, RecordKind.OPT_IN):
-        # Audit rows are immutable: the first write wins.
+    elif kind in _IMMUTABLE:
         await conn.execute(f"{_insert(table, names)} ON CONFLICT ({key}) DO NOTHING", *values)
     elif kind is RecordKind.DISPOSITION:
         await _apply_disposition(conn, names, values, record)

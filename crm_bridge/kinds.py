@@ -23,3 +23,4 @@ class RecordKind(StrEnum):
     MESSAGE_RECEIPT = "message_receipt"
     MESSAGE_TEMPLATE = "message_template"
     OPT_IN = "opt_in"
+    EVIDENCE_PACKET = "evidence_packet"

@@ -38,6 +38,7 @@ import asyncpg
 import structlog
 
 from crm_bridge.apply import apply_record
+from crm_bridge.audit_log import ChainHeads, lock_chains
 from crm_bridge.backoff import Backoff
 from crm_bridge.kinds import RecordKind
 from crm_bridge.records import validate
@@ -398,21 +399,27 @@ class Outbox:
             try:
                 # Fast path: the whole batch in one transaction, no savepoints.
                 async with conn.transaction():
+                    # The audit chains' lock first, before any row lock (crm_bridge.audit_log).
+                    await lock_chains(conn)
+                    heads = ChainHeads()
                     await self._prune_applied(conn)
                     for outbox_id, kind, payload in rows:
-                        await self._apply_once(conn, outbox_id, kind, payload)
+                        await self._apply_once(conn, outbox_id, kind, payload, heads)
             except asyncpg.PostgresError as error:
                 if not _is_record_fault(error):
                     raise
                 # Some record is refused: redo the batch with a savepoint per record, so the
                 # refused ones are set aside and the others still go through, in order.
                 async with conn.transaction():
+                    await lock_chains(conn)
+                    heads = ChainHeads()
                     await self._prune_applied(conn)
                     for outbox_id, kind, payload in rows:
                         try:
                             async with conn.transaction():
-                                await self._apply_once(conn, outbox_id, kind, payload)
+                                await self._apply_once(conn, outbox_id, kind, payload, heads)
                         except asyncpg.PostgresError as record_error:
+                            heads.forget()  # what the record appended was rolled back with it
                             if not _is_record_fault(record_error):
                                 raise
                             rejected[outbox_id] = f"{record_error.sqlstate} {record_error}"
@@ -448,7 +455,9 @@ class Outbox:
             self._prunable,
         )
 
-    async def _apply_once(self, conn: asyncpg.Connection, outbox_id: int, kind: str, payload: str) -> None:
+    async def _apply_once(
+        self, conn: asyncpg.Connection, outbox_id: int, kind: str, payload: str, heads: ChainHeads
+    ) -> None:
         # Recorded in the same transaction as the apply: a record re-sent after a crash between
         # the commit and the local mark finds its row here and is skipped (exactly once).
         fresh = await conn.fetchval(
@@ -459,7 +468,8 @@ class Outbox:
             kind,
         )
         if fresh:
-            await apply_record(conn, RecordKind(kind), json.loads(payload))
+            await apply_record(conn, RecordKind(kind), json.loads(payload), origin=f"{self._source_id}:{outbox_id}",
+                               heads=heads)
 
     async def _connection(self) -> asyncpg.Connection:
         if self._pg is None or self._pg.is_closed():

@@ -604,6 +604,20 @@ FIELDS: dict[RecordKind, dict[str, FieldSpec]] = {
         "message_id": _ID,
         "created_at": _required(_timestamp, SqlType.TIMESTAMP),
     },
+    # One evidence packet made (an immutable audit row; docs/evidence.md).
+    RecordKind.EVIDENCE_PACKET: {
+        "packet_id": _required(_identifier),
+        "created_at": _required(_timestamp, SqlType.TIMESTAMP),
+        "requested_by": _required(_nonempty_text),
+        "role": _required(_text(40)),
+        "channel": _required(_text(40)),
+        "subject": FieldSpec(_json_object, required=True, sql=SqlType.JSONB),
+        "manifest_sha256": _required(_sha256),
+        "files": _required(_integer(0, 2**31 - 1)),
+        "recording_ids": FieldSpec(_list_of(_identifier), default=[], sql=SqlType.JSONB),
+        "legal_hold": FieldSpec(_boolean, default=False),
+        "checkpoint_id": FieldSpec(_optional(_integer(0, 2**62))),
+    },
 }
 
 # Primary key of each kind's row.
@@ -623,6 +637,7 @@ KEY_FIELD: dict[RecordKind, str] = {
     RecordKind.MESSAGE_RECEIPT: "receipt_id",
     RecordKind.MESSAGE_TEMPLATE: "template_id",
     RecordKind.OPT_IN: "opt_in_id",
+    RecordKind.EVIDENCE_PACKET: "packet_id",
 }
 
 PARTIAL_KINDS: frozenset[RecordKind] = frozenset({RecordKind.LEAD_UPSERT, RecordKind.CAMPAIGN_LEAD})

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from dialer.api import crm, decisions, events, health, lead_imports, leads
+from dialer.api import evidence as evidence_routes
 from dialer.api import openapi as meta
 from dialer.api import recordings as recording_routes
 from dialer.api.auth import TokenVerifier
@@ -38,12 +39,13 @@ from dialer.monitor.runtime import MonitorRuntime
 from dialer.runtime.live import CallControl
 from dialer.texting import api as texting_api
 from dialer.texting.runtime import TextingRuntime
+from evidence.service import EvidenceService
 from recordings.reader import RecordingReader
 
 ROUTE_TABLES: tuple[RouteTable, ...] = (
     health.routes, meta.routes, crm.routes, crm.opt_out_routes, leads.routes, decisions.routes, events.routes,
     recording_routes.routes, click_to_call_api.routes, campaign_api.agent_routes, campaign_api.campaign_routes,
-    campaign_api.lead_routes, monitor_api.routes, texting_api.routes, lead_imports.routes,
+    campaign_api.lead_routes, monitor_api.routes, texting_api.routes, lead_imports.routes, evidence_routes.routes,
 )
 MAX_BODY_BYTES = 256 * 1024
 MAX_LINE_BYTES = 64 * 1024
@@ -62,6 +64,7 @@ def build_app(
     recordings: RecordingReader | None = None,
     texting: TextingRuntime | None = None,
     lead_import_spool: Path | None = None,
+    evidence: EvidenceService | None = None,
 ) -> web.Application:
     """Every route is served; a slice this API runs without answers 503 `controller_unavailable`."""
     # A long request line gets the API's own 400 (a problem naming the parameter) rather than the
@@ -84,4 +87,5 @@ def build_app(
         app, spool_dir=lead_import_spool or Path(tempfile.gettempdir()) / f"dialer-lead-imports-{os.getpid()}")
     add_routes(app, ROUTE_TABLES)
     meta.install_documents(app, ROUTE_TABLES)
+    evidence_routes.add_evidence_routes(app, evidence)
     return app

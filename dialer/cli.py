@@ -40,6 +40,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dialer.commands.recording",
     "dialer.commands.agents",
     "dialer.commands.leads",
+    "dialer.commands.audit",
+    "dialer.commands.evidence",
 )
 
 Handler = Callable[[argparse.Namespace], int]

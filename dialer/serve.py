@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,9 +32,11 @@ from compliance_rules.model import ContactRequest, Decision
 from compliance_rules.policy import CampaignPolicy
 from compliance_rules.ruleset import RuleDataError, load_rulebook
 from compliance_rules.store import DncStore
+from crm_bridge.audit_keys import AuditKeyError, AuditSigningKey
+from crm_bridge.audit_log import PeriodicCheckpoints, chain_signed
 from crm_bridge.migrate import MigrationError, ensure_schema
 from crm_bridge.outbox import Outbox
-from crm_bridge.pg import DatabaseUnavailable
+from crm_bridge.pg import DatabaseUnavailable, connect
 from crm_bridge.store import CrmStore
 from dialer.api.events import EventHub
 from dialer.api.health import AriCheck
@@ -64,6 +67,8 @@ from dialer.runtime.slice import RuntimeSlice
 from dialer.runtime.snapshots import SnapshotWriter
 from dialer.settings import Settings
 from dialer.texting.runtime import TextingRuntime, texting_for
+from evidence.recordings import LifecycleLegalHolds, recording_audio
+from evidence.service import EvidenceService
 from recordings.crypto import Keyring, RecordingKeysMissing
 from recordings.reader import RecordingReader
 
@@ -216,11 +221,26 @@ class DialerServices:
     """Seals the archived recordings."""
     archiver: RecordingArchiver | None = None
     texting: TextingRuntime | None = None
+    audit_key: AuditSigningKey | None = None
+    """Signs the audit trail's checkpoints and the evidence packets."""
 
     @property
     def calls(self) -> ClickToCallRuntime:
         """The click-to-call slice (`controller` is its older name)."""
         return self.controller
+
+
+async def _audit_key(settings: Settings) -> AuditSigningKey:
+    """The audit signing key; refused (StartupError) when missing once the trail has been signed."""
+    conn = await connect(settings.pg_dsn)
+    try:
+        signed = await chain_signed(conn)
+    finally:
+        await conn.close()
+    try:
+        return AuditSigningKey.load_or_create(settings.audit_keys_dir, chain_signed=signed)
+    except AuditKeyError as error:
+        raise StartupError(str(error)) from None
 
 
 async def _migrated_store(dsn: str) -> CrmStore:
@@ -262,6 +282,11 @@ async def dialer_services(
 ) -> AsyncIterator[DialerServices]:
     started_at = datetime.now(UTC)
     store = await _migrated_store(settings.pg_dsn)
+    try:
+        audit_key = await _audit_key(settings)
+    except BaseException:
+        await store.close()
+        raise
     redis = aioredis.from_url(settings.redis_url)
     try:
         async with Outbox(settings.state_dir, settings.pg_dsn) as outbox:
@@ -332,6 +357,8 @@ async def dialer_services(
                 ):
                     stream_task = tasks.create_task(stream.run(), name="ari-events")
                     snapshot_task = tasks.create_task(snapshots.run(), name="call-snapshots")
+                    checkpoint_task = tasks.create_task(
+                        PeriodicCheckpoints(settings.pg_dsn, audit_key).run(), name="audit-checkpoints")
                     try:
                         async with asyncio.timeout(ari_connect_timeout):
                             await stream.wait_connected()
@@ -353,11 +380,15 @@ async def dialer_services(
                         calls=calls, campaigns=campaigns, monitors=monitors,
                         recordings=RecordingReader(settings.recordings_dir, keyring), texting=texting,
                         lead_import_spool=settings.state_dir / "lead-imports",
+                        evidence=EvidenceService(
+                            settings.pg_dsn, audit_key,
+                            functools.partial(recording_audio, RecordingReader(settings.recordings_dir, keyring)),
+                            LifecycleLegalHolds()),
                     )
                     try:
                         yield DialerServices(
                             settings, store, outbox, dnc, gate, ari, stream, calls, agent_events, app,
-                            campaigns, monitors, keyring, archiver, texting,
+                            campaigns, monitors, keyring, archiver, texting, audit_key,
                         )
                     finally:
                         for runtime in reversed(fan_out.slices):
@@ -369,6 +400,7 @@ async def dialer_services(
                         reconcile_task.cancel()
                         sweep_task.cancel()
                         probe_task.cancel()
+                        checkpoint_task.cancel()
             await outbox.flush(drain_seconds)
     finally:
         await redis.aclose()

@@ -55,6 +55,9 @@ class Settings:
     # Where finished call recordings are archived; empty: cache_dir/recordings.
     recordings_root: str = ""
     recording_keys_root: str = ""
+    # The Ed25519 key signing the audit trail's checkpoints and evidence packets; empty:
+    # state_dir/../audit-keys.
+    audit_keys_root: str = ""
     # The phones' SIP credentials file (0600); empty: state_dir/sip-credentials.json.
     sip_credentials_path: str = ""
     caller_id: str = "+18885550100"
@@ -122,6 +125,13 @@ class Settings:
         return self.state_dir.parent / "recording-keys"
 
     @property
+    def audit_keys_dir(self) -> Path:
+        """The audit signing key's folder (0700; one 0600 key file)."""
+        if self.audit_keys_root:
+            return Path(self.audit_keys_root).expanduser()
+        return self.state_dir.parent / "audit-keys"
+
+    @property
     def ari_url(self) -> str:
         return f"http://127.0.0.1:{self.ari_port}/ari"
 
@@ -146,6 +156,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "DIALER_SUPERVISORS": "supervisors",
     "DIALER_RECORDINGS_DIR": "recordings_root",
     "DIALER_RECORDING_KEYS_DIR": "recording_keys_root",
+    "DIALER_AUDIT_KEYS_DIR": "audit_keys_root",
     "DIALER_CALLER_ID": "caller_id",
     "DIALER_TRUNK_ENDPOINT": "trunk_endpoint",
     "DIALER_NODE_MAX_CALLS": "node_max_calls",

@@ -25,6 +25,10 @@ dpkg -s fonts-liberation >/dev/null 2>&1 || missing+=(fonts-liberation)
 dpkg -s fonts-dejavu-core >/dev/null 2>&1 || missing+=(fonts-dejavu-core)
 # Recordings are archived as Opus in Ogg (recordings/transcode.py): Debian's ffmpeg has libopus.
 { command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; } || missing+=(ffmpeg)
+# The evidence packet's PDF (WeasyPrint) lays text out with Pango and HarfBuzz.
+for package in libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
 "$python" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null; then

@@ -10,8 +10,11 @@ list from its `opt_outs` rows: a number a test opts out must be dialed by no oth
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -25,6 +28,9 @@ from dialer.settings import from_environment
 ADMIN_DSN = os.environ.get("DIALER_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_REDIS_URL = os.environ.get("DIALER_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 RUN_ID = uuid.uuid4().hex[:10]
+# One audit signing key for the whole run: the run's database is shared by every test, and a
+# dialer refuses to start without the key that signed its audit trail (crm_bridge.audit_keys).
+AUDIT_KEYS_DIR = Path(tempfile.gettempdir()) / f"dialer-test-audit-keys-{RUN_ID}"
 
 
 def _dsn_for(database: str) -> str:
@@ -58,6 +64,15 @@ def pg_dsn() -> Iterator[str]:
         yield _dsn_for(name)
     finally:
         asyncio.run(drop())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _audit_keys_removed_after_the_run() -> Iterator[None]:
+    from crm_bridge.audit_keys import AuditSigningKey
+
+    AuditSigningKey.load_or_create(AUDIT_KEYS_DIR, chain_signed=False)  # the run's agency key, from the start
+    yield
+    shutil.rmtree(AUDIT_KEYS_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

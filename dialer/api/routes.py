@@ -210,10 +210,12 @@ def parse_query(request: web.Request, model: type[QueryModel]) -> Any:
     """The query string as `model` (400 for unknown, repeated or unreadable parameters; 422
     naming the parameter for a bad value)."""
     values: dict[str, str] = {}
+    # A parameter may be named by an alias (`from`, a Python keyword, is the field `from_`).
+    accepted = {field.alias or name for name, field in model.model_fields.items()}
     for name, value in request.query.items():
         _check_text(name, name)
         _check_text(name, value)
-        if name not in model.model_fields:
+        if name not in accepted:
             status, code = model.unknown_parameter
             raise ApiError(status, code, f"unknown query parameter {name!r}", field=name)
         if name in values:

@@ -22,6 +22,7 @@ from dialer.click_to_call.machine import CallTimeouts
 from dialer.provision.asterisk import AsteriskInstance
 from dialer.serve import DialerServices, dialer_services
 from dialer.settings import Settings, from_environment
+from tests.conftest import AUDIT_KEYS_DIR
 
 # A Tuesday at noon Eastern, 9 a.m. Pacific: inside every state's window, no holiday.
 GATE_NOW = datetime(2026, 11, 24, 17, 0, tzinfo=UTC)
@@ -43,6 +44,7 @@ def dialer_settings(
         cache_dir=workdir / "cache",
         state_root=str(workdir / "state"),
         recordings_root=str(workdir / "recordings"),
+        audit_keys_root=str(AUDIT_KEYS_DIR),
         instance="controller-test",
     )
 

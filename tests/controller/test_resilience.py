@@ -157,6 +157,7 @@ async def test_controller_killed_mid_call_is_reconciled_on_restart(
         "DIALER_ARI_APP": settings.ari_app,
         "DIALER_STATE_DIR": str(tmp_path / "state"),
         "DIALER_RECORDINGS_DIR": str(tmp_path / "recordings"),
+        "DIALER_AUDIT_KEYS_DIR": settings.audit_keys_root,
         "DIALER_HTTP_PORT": str(port),
         "DIALER_CACHE_DIR": str(tmp_path / "cache"),
     }

@@ -13,9 +13,9 @@ import pytest
 pytestmark = pytest.mark.timeout(60)
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("dialer", "crm_bridge", "recordings", "compliance_rules")
+PACKAGES = ("dialer", "crm_bridge", "recordings", "compliance_rules", "evidence")
 # Pure or IO libraries that the runtime, the API and the CLI build on, never the other way round.
-LIBRARIES = ("compliance_rules", "crm_bridge", "recordings", "dialer.pacing", "dialer.simulator")
+LIBRARIES = ("compliance_rules", "crm_bridge", "recordings", "evidence", "dialer.pacing", "dialer.simulator")
 
 
 def _modules() -> Iterator[tuple[str, Path]]:
