@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from dialer.logs import configure_logging
-from dialer.settings import SettingsError, from_environment
+from dialer.settings import Settings, SettingsError, from_environment
 
 
 class UserError(Exception):
@@ -39,6 +39,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dialer.commands.dnc",
     "dialer.commands.recording",
     "dialer.commands.agents",
+    "dialer.commands.config",
+    "dialer.commands.install",
+    "dialer.commands.backup",
 )
 
 Handler = Callable[[argparse.Namespace], int]
@@ -64,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        settings = from_environment()
+        # `dialer config init` writes the file the settings would be read from.
+        settings = from_environment() if getattr(args, "needs_settings", True) else Settings()
         configure_logging(settings.log_level, settings.log_format)
         return handler(args)
     except (UserError, SettingsError) as error:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +46,8 @@ from dialer.click_to_call.machine import CallTimeouts
 from dialer.click_to_call.runtime import ClickToCallRuntime, ClickToCallSettings
 from dialer.metrics import Metrics, set_all
 from dialer.monitor.runtime import MonitorRuntime, MonitorSettings
+from dialer.provision.trunk_health import TrunkHealth
+from dialer.provision.trunks import TrunkRouter
 from dialer.runtime.agent_events import AgentEventHub
 from dialer.runtime.gate import OutboxAuditSink, gate_options
 from dialer.runtime.ids import agent_states_key
@@ -235,10 +238,11 @@ async def dialer_services(
                 calls.finished_listeners.append(
                     lambda record: finished.inc(outcome=record.outcome.value if record.outcome else "unknown")
                 )
+                trunks = TrunkRouter(settings.trunks, time.time(), fallback_endpoint=settings.trunk_endpoint)
                 campaigns = CampaignRuntime(services, redis, CampaignSettings(
                     recordings_dir=settings.recordings_dir, trunk_endpoint=settings.trunk_endpoint,
                     default_caller_id=settings.caller_id, redis_key=agent_states_key(settings.redis_prefix),
-                    **(campaign_overrides or {}),  # type: ignore[arg-type]
+                    trunk_router=trunks, **(campaign_overrides or {}),  # type: ignore[arg-type]
                 ))
                 monitors = MonitorRuntime(services, [calls, campaigns], MonitorSettings(
                     trunk_endpoint=settings.trunk_endpoint, **(monitor_overrides or {}),  # type: ignore[arg-type]
@@ -253,6 +257,7 @@ async def dialer_services(
                 ):
                     stream_task = tasks.create_task(stream.run(), name="ari-events")
                     snapshot_task = tasks.create_task(snapshots.run(), name="call-snapshots")
+                    trunk_task = tasks.create_task(TrunkHealth(ari, trunks).run(), name="trunk-health")
                     try:
                         async with asyncio.timeout(ari_connect_timeout):
                             await stream.wait_connected()
@@ -284,6 +289,7 @@ async def dialer_services(
                         await snapshots.drain(drain_seconds)
                         snapshot_task.cancel()
                         reconcile_task.cancel()
+                        trunk_task.cancel()
             await outbox.flush(drain_seconds)
     finally:
         await redis.aclose()

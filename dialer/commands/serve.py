@@ -9,12 +9,15 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 from aiohttp import web
 
 from crm_bridge.migrate import MigrationError, ensure_schema
 from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import CrmStore, TokenRole
 from dialer.cli import UserError
+from dialer.commands.config import require_usable
+from dialer.provision.sipcheck import log_trunk_checks
 from dialer.serve import StartupError, dialer_services
 from dialer.settings import Settings, from_environment
 
@@ -54,7 +57,13 @@ async def _serve(settings: Settings, drain_seconds: float) -> None:
                 f"dialer API on http://{settings.http_host}:{settings.http_port}/v1 (OpenAPI: /v1/openapi.json)",
                 flush=True,
             )
+            # Each carrier trunk checked once at start: a refused password or an untrusted
+            # certificate is one clear line in the log (Asterisk retries its registration itself).
+            trunk_checks = asyncio.create_task(
+                log_trunk_checks(settings.trunks, settings.tls_ca_file, structlog.get_logger("dialer.trunks")),
+                name="trunk-checks")
             await stop.wait()
+            trunk_checks.cancel()
             # Stop taking requests first; live calls are drained when the services close.
             await runner.shutdown()
             await runner.cleanup()
@@ -63,7 +72,9 @@ async def _serve(settings: Settings, drain_seconds: float) -> None:
 
 
 def _serve_command(args: argparse.Namespace) -> int:
-    asyncio.run(_serve(from_environment(), args.drain_seconds))
+    settings = from_environment()
+    require_usable(settings)
+    asyncio.run(_serve(settings, args.drain_seconds))
     return 0
 
 
