@@ -22,6 +22,8 @@ from dialer.settings import from_environment
 ADMIN_DSN = os.environ.get("DIALER_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_REDIS_URL = os.environ.get("DIALER_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 RUN_ID = uuid.uuid4().hex[:10]
+# Tests build their own settings: a server's /etc/dialer/dialer.toml is never read by them.
+os.environ.setdefault("DIALER_CONFIG", "")
 
 
 def _dsn_for(database: str) -> str:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
 
 import pytest
 
+from dialer.ari.errors import NotFound
+from dialer.ari.models import Endpoint
 from dialer.provision.sipcheck import digest_authorization, parse_response
 from dialer.provision.transports import (
     NetworkPlan,
@@ -17,6 +20,7 @@ from dialer.provision.transports import (
     strip_development_blocks,
     webrtc_media_options,
 )
+from dialer.provision.trunk_health import TrunkHealth
 from dialer.provision.trunks import (
     CallerIdRecord,
     DidRoute,
@@ -223,3 +227,30 @@ def test_responses_parse_with_compact_and_repeated_headers() -> None:
     assert response.header("www-authenticate") == ["Digest a=1", "Digest b=2"]
     assert response.header("via") == ["SIP/2.0/UDP a"]
     assert parse_response(b"SIP/2.0 200 OK\r\n") is None
+
+
+# ---- Asterisk's word on each trunk, into the router -----------------------------------------------
+class Endpoints:
+    """ARI's endpoint states, as the test sets them."""
+
+    def __init__(self, states: dict[str, str | None]) -> None:
+        self.states = states
+
+    async def get_endpoint(self, technology: str, resource: str) -> Endpoint:
+        if self.states.get(resource) == "missing":
+            raise NotFound("GET", f"/endpoints/{technology}/{resource}", 404, "not found")
+        return Endpoint(technology=technology, resource=resource, channel_ids=(), state=self.states.get(resource))
+
+
+async def test_an_unreachable_trunk_is_skipped_until_it_answers_again() -> None:
+    never_pinged = Trunk("carrier-c", "h", auth=TrunkAuth.IP, qualify_seconds=0)
+    router = TrunkRouter([B, A, never_pinged], now=0.0)
+    endpoints = Endpoints({"carrier-b": "offline", "carrier-a": "online", "carrier-c": "offline"})
+    health = TrunkHealth(endpoints, router)
+    await health.check()
+    assert router.status(time.time()) == {"carrier-b": "down", "carrier-a": "up", "carrier-c": "up"}
+    endpoints.states.update({"carrier-b": "online", "carrier-a": "missing"})
+    await health.check()
+    # carrier-b answers again; carrier-a cannot be read: left as it was.
+    assert router.status(time.time()) == {"carrier-b": "up", "carrier-a": "up", "carrier-c": "up"}
+    assert health.states == {"carrier-b": "online", "carrier-a": "online"}
