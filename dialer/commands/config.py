@@ -20,6 +20,8 @@ from dataclasses import fields
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import structlog
+
 from dialer.cli import UserError
 from dialer.provision.credentials import write_private
 from dialer.provision.sipcheck import probe_trunk
@@ -328,7 +330,7 @@ def check_trunks(trunks: tuple[Trunk, ...], ca_file: str, report: Report, timeou
         (report.ok if result.ok else report.error)(result.message)
 
 
-async def _campaign_caller_ids(dsn: str) -> list[tuple[str, str | None]] | None:
+async def campaign_caller_ids(dsn: str) -> list[tuple[str, str | None]] | None:
     import asyncpg
 
     try:
@@ -344,12 +346,24 @@ async def _campaign_caller_ids(dsn: str) -> list[tuple[str, str | None]] | None:
     return [(str(row["campaign_id"]), row["caller_id"]) for row in rows]
 
 
+async def log_caller_id_problems(settings: Settings, log: structlog.typing.FilteringBoundLogger) -> int:
+    """At start: every campaign in the CRM whose caller ID is not vouched, one error line each
+    (16 CFR 310.4(a)(8)); the number of them."""
+    found = 0
+    for campaign_id, caller_id in await campaign_caller_ids(settings.pg_dsn) or []:
+        problem = settings.caller_id_problem(caller_id or settings.caller_id)
+        if problem:
+            log.error("caller_id_not_vouched", campaign_id=campaign_id, problem=problem)
+            found += 1
+    return found
+
+
 def check_services(settings: Settings, report: Report) -> None:
     from dialer.provision.services import postgres_answers, redis_answers
 
     if postgres_answers(settings.pg_dsn):
         report.ok("PostgreSQL answers")
-        campaigns = asyncio.run(_campaign_caller_ids(settings.pg_dsn))
+        campaigns = asyncio.run(campaign_caller_ids(settings.pg_dsn))
         for campaign_id, caller_id in campaigns or []:
             problem = settings.caller_id_problem(caller_id or settings.caller_id)
             if problem:

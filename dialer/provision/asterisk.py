@@ -529,6 +529,7 @@ class AsteriskInstance:
             self.credentials_file, plan, realm=SIP_REALM, sip_domain=self.config.sip_domain or SIP_DOMAIN,
             udp_port=self.config.sip_port, ws_url=self.ws_url,
             tls_port=self.config.sip_tls_port if self.config.sip_tls else None,
+            ice_servers=(f"stun:{self.config.stun_server}",) if self.config.stun_server else (),
         )
         keys = self.host_path(self.dtls_dir)
         ensure_dtls_certificate(keys / "dtls.crt", keys / "dtls.key", f"dialer-engine {self.config.name}",

@@ -64,6 +64,7 @@ class SipLogin:
     ws_url: str | None
     udp_port: int | None
     tls_port: int | None = None  # SIP over TLS for desk phones, when the instance has it
+    ice_servers: tuple[str, ...] = ()  # e.g. ("stun:stun.example.com:3478",): softphone.js `iceServers`
 
     def __iter__(self) -> Iterator[str | None]:
         """`username, password, ws_url = login`."""
@@ -88,6 +89,7 @@ class CredentialStore:
     ws_url: str
     entries: Mapping[str, StoredCredential]
     tls_port: int | None = None
+    ice_servers: tuple[str, ...] = ()
 
     # -- reading ---------------------------------------------------------------------------------
     @classmethod
@@ -110,7 +112,8 @@ class CredentialStore:
             }
             tls_port = data.get("tls_port")
             return cls(path, str(data["realm"]), str(data["sip_domain"]), int(data["udp_port"]),
-                       str(data["ws_url"]), entries, int(tls_port) if tls_port else None)
+                       str(data["ws_url"]), entries, int(tls_port) if tls_port else None,
+                       tuple(str(url) for url in data.get("ice_servers", ())))
         except (KeyError, TypeError, ValueError) as error:
             raise CredentialsError(f"The SIP credentials file {path} is damaged ({error!r}); remove it and "
                                    "start the Asterisk instance again to generate new ones.") from None
@@ -127,6 +130,7 @@ class CredentialStore:
             ws_url=self.ws_url if entry.kind is PhoneKind.WEBRTC else None,
             udp_port=self.udp_port if entry.kind is PhoneKind.DESKTOP else None,
             tls_port=self.tls_port if entry.kind is PhoneKind.DESKTOP else None,
+            ice_servers=self.ice_servers if entry.kind is PhoneKind.WEBRTC else (),
         )
 
     def digests(self) -> dict[str, str]:
@@ -145,6 +149,7 @@ class CredentialStore:
         udp_port: int,
         ws_url: str,
         tls_port: int | None = None,
+        ice_servers: tuple[str, ...] = (),
         generate: Callable[[], str] = new_password,
     ) -> CredentialStore:
         """The credentials for `plan`: those already in `path` kept, missing ones generated,
@@ -161,7 +166,7 @@ class CredentialStore:
             kept = previous.get(endpoint.name)
             password = kept.password if kept is not None else generate()
             entries[endpoint.name] = StoredCredential(endpoint.role, endpoint.kind, password)
-        store = cls(path, realm, sip_domain, udp_port, ws_url, entries, tls_port)
+        store = cls(path, realm, sip_domain, udp_port, ws_url, entries, tls_port, ice_servers)
         store.write()
         return store
 
@@ -174,6 +179,7 @@ class CredentialStore:
             "udp_port": self.udp_port,
             "ws_url": self.ws_url,
             **({"tls_port": self.tls_port} if self.tls_port else {}),
+            **({"ice_servers": list(self.ice_servers)} if self.ice_servers else {}),
             "endpoints": {
                 name: {"role": entry.role.value, "kind": entry.kind.value, "password": entry.password}
                 for name, entry in self.entries.items()

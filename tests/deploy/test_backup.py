@@ -1,24 +1,31 @@
 """`dialer backup` then `dialer restore` into a fresh database, as on a new server: every row is
-kept, the keyring comes back, and an archived recording opens (its row, its file, its key)."""
+kept, the keyring comes back, and an archived recording opens (its row, its file, its key).
+And what a start says of the CRM's campaigns: their caller IDs against the vouched numbers."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import stat
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
 import pytest
+import structlog
 
 from crm_bridge.migrate import ensure_schema
 from crm_bridge.outbox import Outbox
 from crm_bridge.store import CrmStore
 from dialer.commands.backup import table_counts
+from dialer.commands.config import log_caller_id_problems
+from dialer.provision.trunks import CallerIdRecord
+from dialer.settings import from_environment
 from recordings.archive import archive_recording
 from recordings.crypto import Keyring
 from recordings.reader import RecordingReader
@@ -159,3 +166,17 @@ def test_a_keyring_that_differs_is_not_overwritten(databases: tuple[str, str], t
     key.write_bytes(b"x" * 32)  # another key under the same name
     result = dialer(["restore", str(backup_file), "--pg-dsn", restored], env)
     assert result.returncode == 2 and f"dialer: {key} exists with other content" in result.stderr
+
+
+def test_campaigns_with_unvouched_caller_ids_are_named_at_start(databases: tuple[str, str], tmp_path: Path) -> None:
+    source, _ = databases
+    asyncio.run(seed(source, tmp_path / "outbox", tmp_path / "recordings", tmp_path / "keys"))  # camp-1: +14045550100
+    vouched = CallerIdRecord("+14045550111", "Example Agency LLC", "Jane Smith", dt.date(2026, 3, 1))
+    settings = from_environment({}, pg_dsn=source, caller_ids=(vouched,))
+    with structlog.testing.capture_logs() as logs:
+        assert asyncio.run(log_caller_id_problems(settings, structlog.get_logger("dialer.deploy"))) == 1
+    assert logs == [{"event": "caller_id_not_vouched", "log_level": "error", "campaign_id": "camp-1",
+                     "problem": "Caller ID +14045550100 is not among the agency's vouched numbers: add it to "
+                                "[[caller_ids]] with its owner, vouched_by and vouched_on (16 CFR 310.4(a)(8))."}]
+    vouching = from_environment({}, pg_dsn=source, caller_ids=(replace(vouched, number="+14045550100"),))
+    assert asyncio.run(log_caller_id_problems(vouching, structlog.get_logger("dialer.deploy"))) == 0

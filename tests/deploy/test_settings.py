@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from dialer.commands.config import template
+from dialer.provision.credentials import CredentialStore, sip_credentials
+from dialer.provision.sip_endpoints import endpoint_plan
 from dialer.provision.trunks import Transport, Trunk, TrunkAuth
 from dialer.settings import (
     DEVELOPMENT_ARI_PASSWORD,
@@ -252,3 +254,15 @@ def test_tls_settings_need_a_certificate_and_trunks_need_tls(tmp_path: Path) -> 
     text = production(tmp_path).replace("tls = true\nsrtp = true", "tls = false")
     problems = from_environment({"DIALER_CONFIG": str(write(tmp_path, text))}).problems(TODAY)
     assert any("Trunk 'carrier-a' uses TLS: set [sip] tls = true" in p for p in problems)
+
+
+def test_browser_phones_are_handed_the_stun_server_and_desk_phones_the_tls_port(tmp_path: Path) -> None:
+    path = tmp_path / "sip-credentials.json"
+    CredentialStore.provision(path, endpoint_plan(1, 0), realm="dialer", sip_domain="pbx.example.com", udp_port=5060,
+                              ws_url="wss://pbx.example.com:8089/ws", tls_port=5061,
+                              ice_servers=("stun:stun.example.com:3478",))
+    web, desk = sip_credentials("agent1001-web", path), sip_credentials("agent1001", path)
+    assert (web.ws_url, web.ice_servers, web.tls_port) == ("wss://pbx.example.com:8089/ws",
+                                                           ("stun:stun.example.com:3478",), None)
+    assert (desk.ws_url, desk.ice_servers, desk.tls_port, desk.sip_uri) == (None, (), 5061,
+                                                                            "sip:agent1001@pbx.example.com")
