@@ -119,6 +119,8 @@ class Settings:
     wss: bool = False  # browser phones over wss:// on Asterisk's own HTTPS (else ws:// on 127.0.0.1, or a proxy)
     wss_bind: str = ""  # empty: sip_bind
     wss_port: int = 8089
+    # The wss:// URL browsers use when a reverse proxy terminates TLS in front of ws:// (wss = false).
+    ws_public_url: str = ""
     # ---- carriers (dialer/provision/trunks.py, docs/carrier.md) -----------------------------
     trunks: tuple[Trunk, ...] = ()
     caller_ids: tuple[CallerIdRecord, ...] = ()
@@ -187,7 +189,10 @@ class Settings:
 
     @property
     def ws_url(self) -> str:
-        """Where browsers' phones connect: wss:// on Asterisk's HTTPS, else ws:// on 127.0.0.1."""
+        """Where browsers' phones connect: a reverse proxy's wss:// URL, wss:// on Asterisk's HTTPS,
+        else ws:// on 127.0.0.1."""
+        if self.ws_public_url:
+            return self.ws_public_url
         if self.wss:
             return f"wss://{self.public_sip_host}:{self.wss_port}/ws"
         return f"ws://127.0.0.1:{self.ari_port}/ws"
@@ -224,6 +229,9 @@ class Settings:
             if value and not _is_address(value):
                 found.append(f"{name} must be an IP address to listen on (e.g. 0.0.0.0 or 203.0.113.7), "
                              f"not {value!r}.")
+        if self.ws_public_url and not self.ws_public_url.startswith("wss://"):
+            found.append(f"[wss] public_url must be a wss:// URL (browsers refuse ws:// from an HTTPS page), "
+                         f"not {self.ws_public_url!r}.")
         for name in ("external_address", "external_media_address"):
             value = getattr(self, name)
             if value and any(c in value for c in " ;/<>"):
@@ -359,6 +367,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "DIALER_WSS": "wss",
     "DIALER_WSS_BIND": "wss_bind",
     "DIALER_WSS_PORT": "wss_port",
+    "DIALER_WS_PUBLIC_URL": "ws_public_url",
 }
 
 # Friendlier names in the file: (table, key) -> field.
@@ -385,6 +394,7 @@ ALIASES: Mapping[tuple[str, str], str] = {
     ("wss", "enabled"): "wss",
     ("wss", "bind"): "wss_bind",
     ("wss", "port"): "wss_port",
+    ("wss", "public_url"): "ws_public_url",
 }
 LISTS = ("trunks", "caller_ids", "dids")
 

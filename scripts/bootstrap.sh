@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a Debian/Ubuntu machine, idempotently and quickly the
 # second time: the OS packages (debootstrap for the Asterisk root, baresip for the test
-# softphone, Chromium and fonts for the browser tests), a virtualenv in .venv with the project
-# and its dev tools (Playwright drives that Chromium; it downloads no browser of its own).
+# softphone, Chromium and fonts for the browser tests, the PostgreSQL client for backups), a
+# virtualenv in .venv with the project and its dev tools (Playwright drives that Chromium; it
+# downloads no browser of its own).
 # PostgreSQL, Redis and Asterisk themselves are provisioned by `dialer stack up`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,8 @@ command -v baresip >/dev/null || missing+=(baresip)
 # text in the consoles' screenshots
 dpkg -s fonts-liberation >/dev/null 2>&1 || missing+=(fonts-liberation)
 dpkg -s fonts-dejavu-core >/dev/null 2>&1 || missing+=(fonts-dejavu-core)
+# dialer backup / restore run pg_dump and pg_restore.
+{ command -v pg_dump >/dev/null && command -v pg_restore >/dev/null; } || missing+=(postgresql-client)
 "$python" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null; then

@@ -127,10 +127,12 @@ ca_file = ""
 
 [wss]
 # Browser phones over wss:// on Asterisk's own HTTPS (ARI is served there too: see docs/deploy.md),
-# or enabled = false with a reverse proxy forwarding /ws to ws://127.0.0.1:ARI_PORT.
+# or enabled = false with a reverse proxy forwarding /ws to ws://127.0.0.1:ARI_PORT/ws, and
+# public_url = "wss://pbx.example-agency.com/ws" (what browsers are told).
 enabled = true
 bind = ""
 port = 8089
+public_url = ""
 
 [calling]
 # Caller ID of campaigns that have none: one of [[caller_ids]] below.

@@ -290,7 +290,7 @@ class InstanceConfig:
             "wss": settings.wss,
             "wss_bind": settings.wss_bind,
             "wss_port": settings.wss_port,
-            "ws_url": settings.ws_url if settings.wss else "",
+            "ws_url": settings.ws_url if settings.wss or settings.ws_public_url else "",
             "trunks": settings.trunks,
             "dids": settings.dids,
             "name": settings.instance,

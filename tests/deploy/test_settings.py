@@ -266,3 +266,9 @@ def test_browser_phones_are_handed_the_stun_server_and_desk_phones_the_tls_port(
                                                            ("stun:stun.example.com:3478",), None)
     assert (desk.ws_url, desk.ice_servers, desk.tls_port, desk.sip_uri) == (None, (), 5061,
                                                                             "sip:agent1001@pbx.example.com")
+
+
+def test_a_reverse_proxy_names_the_wss_url_browsers_use() -> None:
+    proxied = from_environment({"DIALER_WS_PUBLIC_URL": "wss://pbx.example.com/ws"})
+    assert proxied.ws_url == "wss://pbx.example.com/ws" and not proxied.wss
+    assert "must be a wss:// URL" in Settings(ws_public_url="ws://pbx.example.com/ws").problems(TODAY)[0]
