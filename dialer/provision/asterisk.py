@@ -514,7 +514,9 @@ class AsteriskInstance:
         described["trunks"] = [trunk.name for trunk in self.config.trunks]
         state.write_text(json.dumps(described, indent=2, default=str))
         state.chmod(0o600)
-        if self.install.chrooted:
+        # Asterisk runs as its own user (-U asterisk): in the cached root always, and for a
+        # system install when started as root (the systemd unit): the files are that user's.
+        if self.install.chrooted or os.geteuid() == 0:
             ids = _passwd_ids(self.install.root, "asterisk")
             if ids is not None:
                 for path in [base, *base.rglob("*")]:
