@@ -102,7 +102,7 @@ class CampaignSettings:
     def lead_endpoint(self, phone: str) -> str:
         # The trunk with a call left in its budget (the tick asked for no more lines than that;
         # a speed-to-lead dial past it goes to the first trunk).
-        routed = self.trunk_router.route(time.time()) if self.trunk_router else None
+        routed = self.trunk_router.route(time.time(), key=phone) if self.trunk_router else None
         return f"PJSIP/{phone}@{routed or self.trunk_endpoint}"
 
     @property
@@ -393,6 +393,8 @@ class CampaignRunner:
         if record.inbound:
             self.counters[f"inbound_{outcome}"] += 1
             return
+        if self.settings.trunk_router is not None:  # a 503 or a timeout: the next dials fail over
+            self.settings.trunk_router.dial_ended(record.phone, record.cause or 0, record.sip_code, time.time())
         # "answered" counts every answered call, whatever its outcome (once, also when the
         # outcome itself is "answered").
         if outcome != "answered":

@@ -369,6 +369,7 @@ class TrunkRouter:
             self._buckets[trunk.name] = _Bucket(rate, max(1.0, rate), max(1.0, rate), now) if rate > 0 else None
         self._down_until: dict[str, float] = {}
         self._unreachable: set[str] = set()
+        self._routed: dict[str, str] = {}  # a dial's key (its number) -> the endpoint it went to
 
     def _up(self, trunk: Trunk, now: float) -> bool:
         return trunk.name not in self._unreachable and self._down_until.get(trunk.name, 0.0) <= now
@@ -399,11 +400,19 @@ class TrunkRouter:
         capacity = self.capacity(now)
         return lines if capacity is None else max(0, min(lines, capacity))
 
-    def route(self, now: float) -> str | None:
+    def route(self, now: float, key: str = "") -> str | None:
         """The endpoint of the next dial (its call-per-second token taken), or None when every
-        trunk's budget is spent for now. With no trunk configured: `fallback_endpoint`."""
+        trunk's budget is spent for now. With no trunk configured: `fallback_endpoint`.
+
+        `key` (the dialed number) remembers the trunk, so `dial_ended(key, ...)` can tell it."""
         if not self.trunks:
             return self.fallback_endpoint
+        chosen = self._choose(now)
+        if chosen is not None and key:
+            self._routed[key] = chosen
+        return chosen
+
+    def _choose(self, now: float) -> str | None:
         candidates = [trunk for trunk in self.trunks if self._up(trunk, now)]
         # Every trunk down: try them anyway, in order (better than refusing to dial at all).
         for trunk in candidates or self.trunks:
@@ -415,6 +424,12 @@ class TrunkRouter:
                 bucket.tokens -= 1.0
                 return trunk.endpoint
         return None
+
+    def dial_ended(self, key: str, cause: int, sip_code: int | None, now: float) -> None:
+        """The dial routed with `key` ended (`call_ended` on the trunk it went through)."""
+        endpoint = self._routed.pop(key, None)
+        if endpoint is not None:
+            self.call_ended(endpoint, cause, sip_code, now)
 
     def call_ended(self, endpoint: str, cause: int, sip_code: int | None, now: float) -> None:
         """A call through `endpoint` ended: a carrier failure marks the trunk down for a while."""

@@ -254,3 +254,13 @@ async def test_an_unreachable_trunk_is_skipped_until_it_answers_again() -> None:
     # carrier-b answers again; carrier-a cannot be read: left as it was.
     assert router.status(time.time()) == {"carrier-b": "up", "carrier-a": "up", "carrier-c": "up"}
     assert health.states == {"carrier-b": "online", "carrier-a": "online"}
+
+
+def test_a_dial_that_meets_a_503_marks_the_trunk_it_went_through() -> None:
+    router = TrunkRouter([B, A], now=0.0)
+    assert router.route(0.0, key="+12125551205") == "carrier-b"
+    router.dial_ended("+12125551205", cause=34, sip_code=503, now=1.0)
+    assert router.route(1.0, key="+13125550100") == "carrier-a"
+    router.dial_ended("+13125550100", cause=16, sip_code=None, now=2.0)  # answered, ended normally
+    router.dial_ended("+19995550000", cause=34, sip_code=503, now=2.0)  # never routed here: ignored
+    assert router.status(2.0) == {"carrier-b": "down", "carrier-a": "up"}
