@@ -19,6 +19,7 @@ from dialer.provision.sip_endpoints import endpoint_plan
 from dialer.provision.trunks import Transport, Trunk, TrunkAuth
 from dialer.settings import (
     DEVELOPMENT_ARI_PASSWORD,
+    ENVIRONMENT,
     Settings,
     SettingsError,
     from_environment,
@@ -272,3 +273,9 @@ def test_a_reverse_proxy_names_the_wss_url_browsers_use() -> None:
     proxied = from_environment({"DIALER_WS_PUBLIC_URL": "wss://pbx.example.com/ws"})
     assert proxied.ws_url == "wss://pbx.example.com/ws" and not proxied.wss
     assert "must be a wss:// URL" in Settings(ws_public_url="ws://pbx.example.com/ws").problems(TODAY)[0]
+
+
+def test_readme_lists_every_variable() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("## Settings"):readme.index("## Layout")]
+    assert [variable for variable in ENVIRONMENT if f"`{variable}`" not in table] == []
