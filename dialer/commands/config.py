@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import secrets
 import socket
 import sys
@@ -316,6 +317,12 @@ def check_ports(settings: Settings, report: Report, asterisk_running: bool) -> N
 
 def check_certificates(settings: Settings, report: Report, now: dt.datetime) -> None:
     if not (settings.sip_tls or settings.wss) or not (settings.tls_cert_file and settings.tls_key_file):
+        return
+    key = Path(settings.tls_key_file).expanduser()
+    if key.exists() and not os.access(key, os.R_OK) and os.geteuid() != 0:
+        # Asterisk's unit reads it as root; the service user need not (and should not).
+        report.warning(f"The TLS key {key} is not readable by this user: run the check as root to check the "
+                       "certificate (Asterisk reads it as root).")
         return
     problems = check_certificate(settings.tls_cert_file, settings.tls_key_file, now,
                                  names=[settings.public_sip_host] if not settings.development else None)

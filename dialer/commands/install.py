@@ -47,6 +47,17 @@ class Folder:
     mode: int
     owner: str
     fix_files: bool = False  # PHI: existing files made 0600 and folders 0700 too
+    group: str = ""  # empty: the owner's group
+
+
+@dataclass(frozen=True)
+class Permission:
+    """An existing file's mode and owner (the configuration file: root's, readable by the service)."""
+
+    path: Path
+    mode: int
+    owner: str
+    group: str
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,7 @@ class Plan:
     user: str
     folders: list[Folder] = field(default_factory=list)
     files: list[File] = field(default_factory=list)
+    permissions: list[Permission] = field(default_factory=list)
     commands: list[list[str]] = field(default_factory=list)
 
 
@@ -178,7 +190,7 @@ def build_plan(settings: Settings, config: Path, dialer: Path, user: str) -> Pla
     plan = Plan(user)
     secrets_dir = config.parent / "secrets"
     plan.folders += [
-        Folder(config.parent, 0o750, "root"),
+        Folder(config.parent, 0o750, "root", group=user),
         Folder(secrets_dir, 0o700, user, fix_files=True),
         Folder(settings.state_dir, 0o700, user, fix_files=True),
         Folder(settings.sip_credentials_file.parent, 0o700, user, fix_files=True),
@@ -186,6 +198,7 @@ def build_plan(settings: Settings, config: Path, dialer: Path, user: str) -> Pla
         Folder(settings.recording_keys_dir, 0o700, user, fix_files=True),
         Folder(settings.cache_dir, 0o755, "root"),
     ]
+    plan.permissions.append(Permission(config, 0o640, "root", user))
     unique: dict[Path, Folder] = {}
     for folder in plan.folders:
         unique.setdefault(folder.path, folder)
@@ -221,7 +234,9 @@ def describe(plan: Plan, prefix: Path) -> list[str]:
         lines.append(f"user     {plan.user}: {state}")
     for folder in plan.folders:
         extra = ", files inside 0600 and folders 0700" if folder.fix_files else ""
-        lines.append(f"folder   {folder.path}  {folder.mode:04o} {folder.owner}:{folder.owner}{extra}")
+        lines.append(f"folder   {folder.path}  {folder.mode:04o} {folder.owner}:{folder.group or folder.owner}{extra}")
+    for permission in plan.permissions:
+        lines.append(f"mode     {permission.path}  {permission.mode:04o} {permission.owner}:{permission.group}")
     for item in plan.files:
         lines.append(f"file     {item.path}  {item.mode:04o} {item.owner}:{item.owner}")
         lines += [f"  | {line}" for line in item.text.splitlines()]
@@ -230,9 +245,9 @@ def describe(plan: Plan, prefix: Path) -> list[str]:
     return lines
 
 
-def _ids(owner: str) -> tuple[int, int]:
+def _ids(owner: str, group: str = "") -> tuple[int, int]:
     entry = pwd.getpwnam(owner)
-    return entry.pw_uid, entry.pw_gid
+    return entry.pw_uid, (pwd.getpwnam(group).pw_gid if group else entry.pw_gid)
 
 
 def _under(prefix: Path, path: Path) -> Path:
@@ -250,7 +265,8 @@ def apply(plan: Plan, prefix: Path) -> None:
         target = _under(prefix, folder.path)
         target.mkdir(parents=True, exist_ok=True)
         target.chmod(folder.mode)
-        ids = _ids(folder.owner) if chown and _user_exists(folder.owner) else None
+        known = _user_exists(folder.owner) and (not folder.group or _user_exists(folder.group))
+        ids = _ids(folder.owner, folder.group) if chown and known else None
         if ids:
             os.chown(target, *ids)
         if folder.fix_files:
@@ -260,6 +276,12 @@ def apply(plan: Plan, prefix: Path) -> None:
                 path.chmod(0o700 if path.is_dir() else 0o600)
                 if ids:
                     os.chown(path, *ids)
+    for permission in plan.permissions:
+        target = _under(prefix, permission.path)
+        if target.exists():
+            target.chmod(permission.mode)
+            if chown and _user_exists(permission.owner) and _user_exists(permission.group):
+                os.chown(target, *_ids(permission.owner, permission.group))
     for item in plan.files:
         target = _under(prefix, item.path)
         target.parent.mkdir(parents=True, exist_ok=True)

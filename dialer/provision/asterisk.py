@@ -49,7 +49,14 @@ from dialer.provision.transports import (
     strip_development_blocks,
     webrtc_media_options,
 )
-from dialer.provision.trunks import DidRoute, Transport, Trunk, inbound_dialplan, pjsip_trunk_sections
+from dialer.provision.trunks import (
+    DidRoute,
+    Transport,
+    Trunk,
+    carrier_networks,
+    inbound_dialplan,
+    pjsip_trunk_sections,
+)
 from dialer.settings import Settings
 
 MINIMUM_MAJOR_VERSION = 22
@@ -475,8 +482,7 @@ class AsteriskInstance:
             "DESK_PHONE_OPTIONS": desk_phone_options(plan),
             "WEBRTC_MEDIA": webrtc_media_options(plan),
             "TRUNKS": pjsip_trunk_sections(self.config.trunks),
-            "SIP_ACL": acl_section([*self.config.sip_permit, *(entry for trunk in self.config.trunks
-                                                               for entry in (trunk.match or (trunk.host,)))]
+            "SIP_ACL": acl_section([*self.config.sip_permit, *carrier_networks(self.config.trunks)]
                                    if self.config.sip_permit else ()),
             "DIDS": inbound_dialplan(self.config.dids, self.config.ari_app),
             "HTTP_TLS": http_tls(plan),

@@ -223,6 +223,19 @@ def caller_id_problem(number: str, vouched: Iterable[CallerIdRecord]) -> str | N
             "owner, vouched_by and vouched_on (16 CFR 310.4(a)(8)).")
 
 
+def carrier_networks(trunks: Iterable[Trunk]) -> list[str]:
+    """The addresses and networks carriers' calls come from, for an ACL (host names cannot be
+    in one: a carrier known by name needs its addresses in `match`)."""
+    networks = []
+    for trunk in trunks:
+        for entry in trunk.match or (trunk.host,):
+            try:
+                networks.append(str(ipaddress.ip_network(entry, strict=False)))
+            except ValueError:
+                continue
+    return networks
+
+
 def check_plan(trunks: Sequence[Trunk], caller_ids: Sequence[CallerIdRecord], dids: Sequence[DidRoute],
                today: dt.date) -> list[str]:
     """Every problem of the carrier configuration as a whole, one sentence each."""

@@ -64,6 +64,8 @@ def test_install_dry_run_shows_units_user_and_phi_permissions(config: Path, tmp_
     for folder in ("state", "recordings", "keys"):
         assert f"folder   {state / folder}  0700 dialer:dialer, files inside 0600 and folders 0700" in out
     assert f"folder   {config.parent / 'secrets'}  0700 dialer:dialer" in out
+    # The configuration is root's; the service reads it (its secrets are in files of its own).
+    assert f"folder   {config.parent}  0750 root:dialer" in out and f"mode     {config}  0640 root:dialer" in out
     # dialer serve: its own user, the config, drained on stop, restarted on failure.
     unit = _file(out, "/etc/systemd/system/dialer.service")
     assert "User=dialer" in unit and f"Environment=DIALER_CONFIG={config}" in unit

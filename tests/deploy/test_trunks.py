@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -13,6 +14,7 @@ from dialer.ari.models import Endpoint
 from dialer.provision.sipcheck import digest_authorization, parse_response
 from dialer.provision.transports import (
     NetworkPlan,
+    acl_section,
     desk_phone_options,
     http_tls,
     pjsip_transports,
@@ -29,6 +31,7 @@ from dialer.provision.trunks import (
     TrunkAuth,
     TrunkRouter,
     caller_id_problem,
+    carrier_networks,
     check_plan,
     inbound_dialplan,
     pjsip_trunk_sections,
@@ -169,6 +172,15 @@ def test_with_every_trunk_down_dials_still_try_them_in_order() -> None:
 
 
 # ---- transports, NAT, TLS, WSS, SRTP --------------------------------------------------------------
+def test_an_acl_lets_the_carriers_networks_in() -> None:
+    named = Trunk("carrier-n", "sip.n.example", auth=TrunkAuth.IP)  # known by name only: no address to permit
+    assert carrier_networks([A, B, named, replace(A, name="carrier-x", match=("198.51.100.7",))]) == [
+        "203.0.113.0/28", "198.51.100.7/32"]
+    assert acl_section(["10.0.0.0/8"]).splitlines() == [
+        "[sip-acl]", "type = acl", "deny = 0.0.0.0/0.0.0.0", "deny = ::/0", "permit = 127.0.0.1", "permit = 10.0.0.0/8"]
+    assert acl_section([]) == ""
+
+
 def test_development_listens_on_loopback_only() -> None:
     plan = NetworkPlan()
     assert pjsip_transports(plan) == "[transport-udp]\ntype = transport\nprotocol = udp\nbind = 127.0.0.1:5060"
