@@ -14,6 +14,7 @@ cached root); ``AsteriskInstance.host_path`` maps such a path to where this proc
 from __future__ import annotations
 
 import configparser
+import contextlib
 import json
 import os
 import re
@@ -23,7 +24,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -667,6 +668,17 @@ class AsteriskInstance:
                 self._process.kill()
                 self._process.wait(timeout=5)
             self._process = None
+
+    @contextlib.contextmanager
+    def running(self, *, remove: bool = False) -> Iterator[AsteriskInstance]:
+        """Started for the block, stopped after it (and its directories removed, if asked)."""
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+            if remove:
+                self.remove()
 
     def restart(self, timeout: float = 60.0) -> None:
         self.stop()

@@ -12,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import async_playwright
 
-from dialer.ari.client import AriClient, AriConfig
-from dialer.ari.events import EventStream
 from dialer.ari.models import StasisStart
 from dialer.provision.asterisk import AsteriskInstance, ensure_install
 from dialer.provision.ports import free_local_port
@@ -41,7 +39,8 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def wss_asterisk(certificate: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskInstance]:
+def asterisk(certificate: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskInstance]:
+    """This module's Asterisk (the harness's `stasis` uses it): wss:// on its HTTPS server."""
     cert, key = certificate
     settings = from_environment(
         {}, instance=f"test-wss-{RUN_ID}", ari_port=free_local_port(), sip_port=free_local_port(),
@@ -51,12 +50,8 @@ def wss_asterisk(certificate: tuple[Path, Path], tmp_path_factory: pytest.TempPa
     )
     assert settings.problems() == []
     instance = AsteriskInstance.for_settings(ensure_install(settings, say=lambda _: None), settings)
-    instance.start()
-    try:
+    with instance.running(remove=True):
         yield instance
-    finally:
-        instance.stop()
-        instance.remove()
 
 
 @pytest.fixture(scope="module")
@@ -66,30 +61,12 @@ def chromium(certificate: tuple[Path, Path]) -> Iterator[ChromiumProcess]:
         yield process
 
 
-@pytest.fixture
-async def stasis(wss_asterisk: AsteriskInstance) -> AsyncIterator[StasisEvents]:
-    app = f"wss-{uuid.uuid4().hex[:8]}"
-    config = AriConfig(wss_asterisk.ari_url, wss_asterisk.config.ari_user, wss_asterisk.config.ari_password, app)
-    async with AriClient(config) as ari:
-        events = StasisEvents(ari)
-        stream = EventStream(ari, events)
-        task = asyncio.create_task(stream.run(), name=f"ari-events-{app}")
-        try:
-            async with asyncio.timeout(10):
-                await stream.wait_connected()
-            yield events
-        finally:
-            await stream.stop()
-            async with asyncio.timeout(10):
-                await task
-
-
 @pytest.mark.timeout(60)
 async def test_the_browser_phone_registers_over_wss_and_takes_a_call(
-    wss_asterisk: AsteriskInstance, stasis: StasisEvents, phone: BrowserPhone
+    asterisk: AsteriskInstance, stasis: StasisEvents, phone: BrowserPhone
 ) -> None:
-    login = wss_asterisk.sip_credentials(AGENT)
-    assert login.ws_url == login_url(wss_asterisk)
+    login = asterisk.sip_credentials(AGENT)
+    assert login.ws_url == login_url(asterisk)
     await phone.start(login)
     status = await phone.wait_for("registration", "registered", "failed")
     assert status["registration"] == "registered", status
@@ -100,7 +77,7 @@ async def test_the_browser_phone_registers_over_wss_and_takes_a_call(
     assert await phone.answer()
     await stasis.next(StasisStart, channel)
     await phone.wait_for("call", "active")
-    await stasis.ari.play(channel, f"sound:{wss_asterisk.base}/sounds/person-talk")
+    await stasis.ari.play(channel, f"sound:{asterisk.base}/sounds/person-talk")
     await asyncio.sleep(3.0)
     stats = await phone.stats()
     assert stats is not None and stats["inbound"]["packetsReceived"] > 50, stats
@@ -115,7 +92,7 @@ def login_url(instance: AsteriskInstance) -> str:
 
 @pytest.mark.timeout(60)
 async def test_a_browser_that_does_not_trust_the_certificate_cannot_connect(
-    wss_asterisk: AsteriskInstance, static_server: StaticServer
+    asterisk: AsteriskInstance, static_server: StaticServer
 ) -> None:
     with launch_chromium() as untrusting:
         async with async_playwright() as playwright:
@@ -124,12 +101,12 @@ async def test_a_browser_that_does_not_trust_the_certificate_cannot_connect(
                 page = await (await browser.new_context()).new_page()
                 phone = BrowserPhone(page)
                 await phone.open_check_page(static_server.url("phone-check.html"))
-                await phone.start(wss_asterisk.sip_credentials(AGENT))
+                await phone.start(asterisk.sip_credentials(AGENT))
                 await asyncio.sleep(4.0)
                 status = await phone.status()
                 # The TLS handshake fails: the WebSocket closes abnormally, again and again.
                 assert status["registration"] == "reconnecting", status
-                assert status["lastError"].startswith(f"WebSocket closed {login_url(wss_asterisk)} (code: 1006)"), status
+                assert status["lastError"].startswith(f"WebSocket closed {login_url(asterisk)} (code: 1006)"), status
                 await phone.stop()
             finally:
                 await browser.close()

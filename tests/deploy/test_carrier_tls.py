@@ -146,12 +146,8 @@ def carrier(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aste
     instance = AsteriskInstance.for_settings(
         ensure_install(settings, say=lambda _: None), settings,
         templates={"pjsip.conf": CARRIER_PJSIP, "extensions.conf": CARRIER_EXTENSIONS})
-    instance.start()
-    try:
+    with instance.running(remove=True):
         yield instance
-    finally:
-        instance.stop()
-        instance.remove()
 
 
 def carrier_trunk(carrier: AsteriskInstance, pki: Pki, **changes: object) -> Trunk:
@@ -172,12 +168,8 @@ def agency(carrier: AsteriskInstance, pki: Pki, tmp_path_factory: pytest.TempPat
         dids=(DidRoute(DID, INBOUND_CAMPAIGN),),
     )
     instance = AsteriskInstance.for_settings(ensure_install(settings, say=lambda _: None), settings)
-    instance.start()
-    try:
+    with instance.running(remove=True):
         yield instance
-    finally:
-        instance.stop()
-        instance.remove()
 
 
 class CarrierApp:
