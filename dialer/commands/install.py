@@ -301,6 +301,10 @@ def _install(args: argparse.Namespace) -> int:
                         "edit it, then run 'dialer install' again.")
     settings = from_environment({"DIALER_CONFIG": str(config)})
     dialer: Path = args.dialer or Path(sys.executable).with_name("dialer")
+    if dialer.resolve().is_relative_to("/home") or dialer.resolve().is_relative_to("/root"):
+        # The unit's ProtectHome=yes hides /home and /root from the service.
+        raise UserError(f"The dialer command is under a home folder ({dialer}), which the service cannot see: "
+                        "install the project in /opt/dialer (docs/deploy.md) and run its dialer install.")
     plan = build_plan(settings, config, dialer, args.user)
     prefix: Path = args.prefix
     if args.dry_run:
