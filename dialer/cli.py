@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from dialer.logs import command_log_level, configure_logging
-from dialer.settings import SettingsError, from_environment
+from dialer.settings import Settings, SettingsError, from_environment
 
 
 class UserError(Exception):
@@ -42,6 +42,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dialer.commands.leads",
     "dialer.commands.audit",
     "dialer.commands.evidence",
+    "dialer.commands.config",
+    "dialer.commands.install",
+    "dialer.commands.backup",
 )
 
 Handler = Callable[[argparse.Namespace], int]
@@ -68,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        settings = from_environment()
+        # `dialer config init` writes the file the settings would be read from.
+        settings = from_environment() if getattr(args, "needs_settings", True) else Settings()
         configure_logging(command_log_level(settings.log_level, args.command, args.verbose), settings.log_format)
         return handler(args)
     except (UserError, SettingsError) as error:

@@ -54,6 +54,8 @@ from dialer.click_to_call.record import CallRecord
 from dialer.click_to_call.runtime import ClickToCallRuntime, ClickToCallSettings
 from dialer.metrics import Metrics, set_all
 from dialer.monitor.runtime import MonitorRuntime, MonitorSettings
+from dialer.provision.trunk_health import TrunkHealth
+from dialer.provision.trunks import TrunkRouter
 from dialer.runtime.admission import AdmissionLimits, NodeAdmission
 from dialer.runtime.agent_events import AgentEventHub
 from dialer.runtime.gate import OutboxAuditSink, gate_options
@@ -337,10 +339,11 @@ async def dialer_services(
                     lambda record: finished.inc(outcome=record.outcome.value if record.outcome else "unknown")
                 )
                 calls.finished_listeners.append(lambda record: _observe_call(metrics, record))
+                trunks = TrunkRouter(settings.trunks, time.time(), fallback_endpoint=settings.trunk_endpoint)
                 campaigns = CampaignRuntime(services, redis, CampaignSettings(
                     recordings_dir=settings.recordings_dir, trunk_endpoint=settings.trunk_endpoint,
                     default_caller_id=settings.caller_id, redis_key=agent_states_key(settings.redis_prefix),
-                    **(campaign_overrides or {}),  # type: ignore[arg-type]
+                    trunk_router=trunks, **(campaign_overrides or {}),  # type: ignore[arg-type]
                 ))
                 monitors = MonitorRuntime(services, [calls, campaigns], MonitorSettings(
                     trunk_endpoint=settings.trunk_endpoint, **(monitor_overrides or {}),  # type: ignore[arg-type]
@@ -359,6 +362,7 @@ async def dialer_services(
                     snapshot_task = tasks.create_task(snapshots.run(), name="call-snapshots")
                     checkpoint_task = tasks.create_task(
                         PeriodicCheckpoints(settings.pg_dsn, audit_key).run(), name="audit-checkpoints")
+                    trunk_task = tasks.create_task(TrunkHealth(ari, trunks).run(), name="trunk-health")
                     try:
                         async with asyncio.timeout(ari_connect_timeout):
                             await stream.wait_connected()
@@ -401,6 +405,7 @@ async def dialer_services(
                         sweep_task.cancel()
                         probe_task.cancel()
                         checkpoint_task.cancel()
+                        trunk_task.cancel()
             await outbox.flush(drain_seconds)
     finally:
         await redis.aclose()

@@ -2,8 +2,8 @@
 # Installs what the project needs on a Debian/Ubuntu machine, idempotently and quickly the
 # second time: the OS packages (debootstrap for the Asterisk root, baresip for the test
 # softphone, Chromium and fonts for the browser tests, ffmpeg for the recordings archive's Opus
-# transcoding), a virtualenv in .venv with the project and its dev tools (Playwright drives that
-# Chromium; it downloads no browser of its own).
+# transcoding, the PostgreSQL client for backups), a virtualenv in .venv with the project and its
+# dev tools (Playwright drives that Chromium; it downloads no browser of its own).
 # PostgreSQL, Redis and Asterisk themselves are provisioned by `dialer stack up`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,8 @@ dpkg -s fonts-dejavu-core >/dev/null 2>&1 || missing+=(fonts-dejavu-core)
 for package in libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
+# dialer backup / restore run pg_dump and pg_restore.
+{ command -v pg_dump >/dev/null && command -v pg_restore >/dev/null; } || missing+=(postgresql-client)
 "$python" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null; then

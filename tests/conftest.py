@@ -31,6 +31,8 @@ RUN_ID = uuid.uuid4().hex[:10]
 # One audit signing key for the whole run: the run's database is shared by every test, and a
 # dialer refuses to start without the key that signed its audit trail (crm_bridge.audit_keys).
 AUDIT_KEYS_DIR = Path(tempfile.gettempdir()) / f"dialer-test-audit-keys-{RUN_ID}"
+# Tests build their own settings: a server's /etc/dialer/dialer.toml is never read by them.
+os.environ.setdefault("DIALER_CONFIG", "")
 
 
 def _dsn_for(database: str) -> str:

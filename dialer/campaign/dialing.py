@@ -48,6 +48,7 @@ from dialer.pacing import (
     PreviewPacer,
     ProgressivePacer,
 )
+from dialer.provision.trunks import TrunkRouter
 from dialer.runtime.admission import Slot
 from dialer.runtime.causes import utc
 from dialer.runtime.gate import contact_request, decide_at_dial, policy_for_campaign
@@ -92,13 +93,24 @@ class CampaignSettings:
     # At shutdown: log agents out (hang up their legs), or leave the legs up for the next
     # controller to take back (a rolling restart).
     logout_on_shutdown: bool = True
+    # The carriers' trunks: preference order, calls per second, reachability (None: trunk_endpoint).
+    trunk_router: TrunkRouter | None = None
 
     def __post_init__(self) -> None:
         if self.ring_timeout < MIN_RING_SECONDS:
             raise ValueError(f"ring_timeout must be >= {MIN_RING_SECONDS} s (47 CFR 64.1200(a)(6))")
 
     def lead_endpoint(self, phone: str) -> str:
-        return f"PJSIP/{phone}@{self.trunk_endpoint}"
+        # The trunk with a call left in its budget (the tick asked for no more lines than that;
+        # a speed-to-lead dial past it goes to the first trunk).
+        routed = self.trunk_router.route(time.time(), key=phone) if self.trunk_router else None
+        return f"PJSIP/{phone}@{routed or self.trunk_endpoint}"
+
+    @property
+    def trunk_endpoints(self) -> tuple[str, ...]:
+        """Every endpoint leads may be dialed through (their channels are followed before Stasis)."""
+        routed = tuple(trunk.endpoint for trunk in self.trunk_router.trunks) if self.trunk_router else ()
+        return routed or (self.trunk_endpoint,)
 
 
 def campaign_lead_record(campaign_id: str, lead_id: str, **fields: object) -> dict[str, object]:
@@ -263,6 +275,8 @@ class CampaignRunner:
         if snapshot.logged_in_agents == 0:
             return
         lines = min(self.pacer.decide(snapshot, now), snapshot.free_lines)
+        if self.settings.trunk_router is not None:  # the trunks' calls-per-second limits
+            lines = self.settings.trunk_router.limit(lines, now)
         for _ in range(lines):
             if not self.running:
                 break
@@ -387,6 +401,8 @@ class CampaignRunner:
         if record.inbound:
             self.counters[f"inbound_{outcome}"] += 1
             return
+        if self.settings.trunk_router is not None:  # a 503 or a timeout: the next dials fail over
+            self.settings.trunk_router.dial_ended(record.phone, record.cause or 0, record.sip_code, time.time())
         # "answered" counts every answered call, whatever its outcome (once, also when the
         # outcome itself is "answered").
         if outcome != "answered":

@@ -560,22 +560,26 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         runner.feed(i.Dial())
 
     # -- inbound -------------------------------------------------------------------------------
-    async def _inbound_campaign(self, number: str) -> CampaignRunner | None:
-        """The campaign whose caller id is the dialed agency number (running, or one that a
-        logged-in agent works)."""
+    async def _inbound_campaign(self, number: str, campaign_id: str = "") -> CampaignRunner | None:
+        """The campaign the dialed agency number rings (running, or one that a logged-in agent
+        works): the one its DID maps to (`campaign_id`, from the dialplan), else the one whose
+        caller id it is."""
+        def rings(campaign: Campaign) -> bool:
+            return campaign.campaign_id == campaign_id if campaign_id else campaign.caller_id == number
+
         for runner in self.campaigns.values():
-            if runner.campaign.caller_id == number:
+            if rings(runner.campaign):
                 return runner
         known = {cid for agent in self.agents.values() for cid in agent.session.campaign_ids}
-        for campaign_id in sorted(known - set(self.campaigns)):
-            existing = self._inbound_campaigns.get(campaign_id)
-            if existing is not None and existing.campaign.caller_id == number:
+        for worked in sorted(known - set(self.campaigns)):
+            existing = self._inbound_campaigns.get(worked)
+            if existing is not None and rings(existing.campaign):
                 return existing
-            campaign = await self.services.store.get_campaign(campaign_id)
-            if campaign is not None and campaign.caller_id == number:
+            campaign = await self.services.store.get_campaign(worked)
+            if campaign is not None and rings(campaign):
                 runner = self._campaign_runner(campaign, self.pacer_factory(campaign))
                 runner.running = False
-                self._inbound_campaigns[campaign_id] = runner
+                self._inbound_campaigns[worked] = runner
                 return runner
         return None
 
@@ -596,7 +600,7 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         number's campaign takes it (ahead of outbound work)."""
         channel = event.channel
         number = parse_number(event.args[1] if len(event.args) > 1 else "").e164 or ""
-        campaign = await self._inbound_campaign(number)
+        campaign = await self._inbound_campaign(number, event.args[2] if len(event.args) > 2 else "")
         if campaign is None:
             log.warning("inbound_no_campaign", number=number, channel=channel.id)
             await self.ari.hangup(channel.id, reason="busy")
@@ -645,7 +649,8 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         """After every (re)connect: follow the trunk's channels (dialplan originates into AMD
         are not in the app until AMD is done), adopt agent legs kept in Redis, clear orphans."""
         try:
-            await self.ari.subscribe(f"endpoint:PJSIP/{self.settings.trunk_endpoint}")
+            for trunk in self.settings.trunk_endpoints:
+                await self.ari.subscribe(f"endpoint:PJSIP/{trunk}")
         except AriError as error:
             log.error("trunk_subscription_failed", error=str(error))
         await self._recover_agents({channel.id for channel in snapshot.channels})

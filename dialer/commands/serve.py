@@ -9,13 +9,16 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 from aiohttp import web
 
 from crm_bridge.migrate import MigrationError, ensure_schema
 from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import CrmStore, TokenRole
 from dialer.cli import UserError
+from dialer.commands.config import log_caller_id_problems, require_usable
 from dialer.logs import AccessLog
+from dialer.provision.sipcheck import log_trunk_checks
 from dialer.serve import StartupError, dialer_services
 from dialer.settings import Settings, from_environment
 
@@ -55,7 +58,9 @@ async def _serve(settings: Settings, drain_seconds: float) -> None:
                 f"dialer API on http://{settings.http_host}:{settings.http_port}/v1 (OpenAPI: /v1/openapi.json)",
                 flush=True,
             )
+            trunk_checks = asyncio.create_task(_startup_checks(settings), name="startup-checks")
             await stop.wait()
+            trunk_checks.cancel()
             # Stop taking requests first; live calls are drained when the services close.
             await runner.shutdown()
             await runner.cleanup()
@@ -63,8 +68,19 @@ async def _serve(settings: Settings, drain_seconds: float) -> None:
         raise UserError(str(error)) from None
 
 
+async def _startup_checks(settings: Settings) -> None:
+    """Each carrier trunk checked once at start (a refused password or an untrusted certificate
+    is one clear line in the log; Asterisk retries its registration itself), and every
+    campaign's caller ID against the vouched numbers."""
+    log = structlog.get_logger("dialer.deploy")
+    await log_trunk_checks(settings.trunks, settings.tls_ca_file, log)
+    await log_caller_id_problems(settings, log)
+
+
 def _serve_command(args: argparse.Namespace) -> int:
-    asyncio.run(_serve(from_environment(), args.drain_seconds))
+    settings = from_environment()
+    require_usable(settings)
+    asyncio.run(_serve(settings, args.drain_seconds))
     return 0
 
 

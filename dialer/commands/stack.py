@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from dialer.cli import UserError
+from dialer.commands.config import require_usable
 from dialer.provision.asterisk import (
     AsteriskInstall,
     AsteriskInstance,
@@ -34,6 +35,7 @@ def dev_instance(settings: Settings) -> AsteriskInstance:
 
 def prepare_stack(settings: Settings, *, start_asterisk: bool, migrate: bool = True) -> AsteriskInstance | None:
     """PostgreSQL and Redis answering, the CRM schema migrated, Asterisk installed (and started when asked)."""
+    require_usable(settings)
     try:
         ensure_postgres(settings.pg_dsn, say=_say)
         ensure_redis(settings.redis_url, say=_say)
@@ -73,15 +75,31 @@ def _stack_up(args: argparse.Namespace) -> int:
 
 
 def _stack_down(args: argparse.Namespace) -> int:
-    del args
     settings = from_environment()
     install = find_system_install() or _cached_root_or_none(settings)
     if install is None:
         print("Asterisk: not installed")
         return 0
-    AsteriskInstance.for_settings(install, settings).stop()
+    gracefully = getattr(args, "gracefully", False)
+    AsteriskInstance.for_settings(install, settings).stop(getattr(args, "timeout", 15.0), gracefully=gracefully)
     print(f"Asterisk instance {settings.instance}: stopped")
     return 0
+
+
+def _asterisk_run(args: argparse.Namespace) -> int:
+    """Render and run Asterisk in the foreground (the systemd unit's main process)."""
+    del args
+    settings = from_environment()
+    require_usable(settings)
+    instance = dev_instance(settings)
+    if instance.pid() is not None:
+        raise UserError(f"Asterisk instance {instance.config.name} is already running: stop it first "
+                        "('dialer asterisk stop').")
+    try:
+        instance.run_foreground()
+    except ProvisionError as error:
+        raise UserError(str(error)) from None
+    return 0  # not reached: the process became Asterisk
 
 
 def _cached_root_or_none(settings: Settings) -> AsteriskInstall | None:
@@ -119,6 +137,7 @@ def _asterisk_build(args: argparse.Namespace) -> int:
 def _asterisk_start(args: argparse.Namespace) -> int:
     del args
     settings = from_environment()
+    require_usable(settings)
     instance = dev_instance(settings)
     if settings.default_password_warning:
         _say(settings.default_password_warning)
@@ -141,10 +160,13 @@ def _asterisk_sip_credentials(args: argparse.Namespace) -> int:
     print(f"username  {login.username}")
     print(f"password  {login.password}")
     print(f"sip uri   {login.sip_uri}")
+    host = login.sip_uri.rpartition("@")[2]
     if login.ws_url:
         print(f"websocket {login.ws_url}")
+    elif login.tls_port:
+        print(f"register  tls {host}:{login.tls_port} (SRTP media when the settings ask for it)")
     else:
-        print(f"register  udp 127.0.0.1:{login.udp_port}")
+        print(f"register  udp {host}:{login.udp_port}")
     return 0
 
 
@@ -174,7 +196,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     commands.add_parser("start", help="render the configuration and start; wait for ARI").set_defaults(
         handler=_asterisk_start
     )
-    commands.add_parser("stop", help="stop it").set_defaults(handler=_stack_down)
+    stop = commands.add_parser("stop", help="stop it")
+    stop.add_argument("--gracefully", action="store_true",
+                      help="refuse new calls and let the calls that are up end first (up to --timeout)")
+    stop.add_argument("--timeout", type=float, default=15.0, help="seconds to wait before stopping anyway")
+    stop.set_defaults(handler=_stack_down)
+    commands.add_parser("run", help="render and run in the foreground (for a systemd unit)").set_defaults(
+        handler=_asterisk_run
+    )
     commands.add_parser("status", help="is it running").set_defaults(handler=_stack_status)
     credentials = commands.add_parser(
         "sip-credentials", help="print one phone's generated SIP credentials (e.g. agent1001, agent1001-web)"

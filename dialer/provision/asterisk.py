@@ -14,6 +14,7 @@ cached root); ``AsteriskInstance.host_path`` maps such a path to where this proc
 from __future__ import annotations
 
 import configparser
+import contextlib
 import json
 import os
 import re
@@ -23,21 +24,39 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from dialer.ari.auth import basic_auth
-from dialer.provision.credentials import CredentialStore, SipLogin, sip_credentials
+from dialer.provision.credentials import CredentialStore, SipLogin, sip_credentials, write_private
 from dialer.provision.dtls import ensure_dtls_certificate
 from dialer.provision.network import ipv4_interface_addresses
 from dialer.provision.sip_endpoints import (
     SipEndpoint,
     agent_endpoint,
     endpoint_plan,
-    ice_host_candidates,
     pjsip_sections,
+)
+from dialer.provision.transports import (
+    NetworkPlan,
+    acl_section,
+    desk_phone_options,
+    http_tls,
+    pjsip_transports,
+    rtp_ice_candidates,
+    rtp_options,
+    strip_development_blocks,
+    webrtc_media_options,
+)
+from dialer.provision.trunks import (
+    DidRoute,
+    Transport,
+    Trunk,
+    carrier_networks,
+    inbound_dialplan,
+    pjsip_trunk_sections,
 )
 from dialer.settings import Settings
 
@@ -236,10 +255,52 @@ class InstanceConfig:
     rtp_end: int = 20000
     # The 0600 file of the phones' SIP credentials, as this process sees it (credentials.py).
     credentials_file: str = ""
+    # Agents from anywhere and carriers (dialer/provision/transports.py, trunks.py); the
+    # certificate files are as this process sees them and are copied into the instance.
+    development: bool = True
+    sip_bind: str = "127.0.0.1"
+    sip_tls: bool = False
+    sip_tls_port: int = 5061
+    sip_domain: str = "127.0.0.1"
+    sip_srtp: bool = False
+    sip_permit: tuple[str, ...] = ()
+    external_address: str = ""
+    external_media_address: str = ""
+    local_nets: tuple[str, ...] = ()
+    stun_server: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_ca_file: str = ""
+    wss: bool = False
+    wss_bind: str = ""
+    wss_port: int = 8089
+    ws_url: str = ""
+    trunks: tuple[Trunk, ...] = ()
+    dids: tuple[DidRoute, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> InstanceConfig:
         values: dict[str, object] = {
+            "development": settings.development,
+            "sip_bind": settings.sip_bind,
+            "sip_tls": settings.sip_tls,
+            "sip_tls_port": settings.sip_tls_port,
+            "sip_domain": settings.public_sip_host,
+            "sip_srtp": settings.sip_srtp,
+            "sip_permit": settings.sip_permit,
+            "external_address": settings.external_address,
+            "external_media_address": settings.external_media_address,
+            "local_nets": settings.local_nets,
+            "stun_server": settings.stun_server,
+            "tls_cert_file": settings.tls_cert_file,
+            "tls_key_file": settings.tls_key_file,
+            "tls_ca_file": settings.tls_ca_file,
+            "wss": settings.wss,
+            "wss_bind": settings.wss_bind,
+            "wss_port": settings.wss_port,
+            "ws_url": settings.ws_url if settings.wss or settings.ws_public_url else "",
+            "trunks": settings.trunks,
+            "dids": settings.dids,
             "name": settings.instance,
             "ari_port": settings.ari_port,
             "sip_port": settings.sip_port,
@@ -258,30 +319,38 @@ class InstanceConfig:
 
 
 SIP_REALM = "dialer"
-# The address phones reach Asterisk at: loopback in development (design.md, decision 2);
-# issue 18 (agents from anywhere) makes it a setting with TLS.
+# The address phones reach Asterisk at in development (design.md, decision 2); a deployment
+# sets its own (Settings.public_sip_host: sip_domain, else the external or bind address).
 SIP_DOMAIN = "127.0.0.1"
+# Where the system's CA bundle is, copied into an instance that verifies carriers' certificates
+# without a CA file of its own (a cached Debian root has none).
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 class AsteriskInstance:
     """One running (or runnable) Asterisk with its own configuration, ports and directories."""
 
-    def __init__(self, install: AsteriskInstall, config: InstanceConfig, base: PurePosixPath) -> None:
+    def __init__(self, install: AsteriskInstall, config: InstanceConfig, base: PurePosixPath,
+                 templates: Mapping[str, str] | None = None) -> None:
         self.install = install
         self.config = config
         self.base = base
+        # Configuration files rendered from these texts instead of asterisk-config/ (a test's
+        # second Asterisk playing a carrier); same placeholders.
+        self.templates = dict(templates or {})
         # Kept so the child is reaped when we stop it (a process started by an earlier
         # command is found through its pid file instead).
         self._process: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def for_settings(cls, install: AsteriskInstall, settings: Settings, **overrides: object) -> AsteriskInstance:
+    def for_settings(cls, install: AsteriskInstall, settings: Settings, *,
+                     templates: Mapping[str, str] | None = None, **overrides: object) -> AsteriskInstance:
         config = InstanceConfig.from_settings(settings, **overrides)
         if install.chrooted:
             base = PurePosixPath("/var/lib/dialer/instances") / config.name
         else:
             base = PurePosixPath(str(settings.cache_dir / "instances" / config.name))
-        return cls(install, config, base)
+        return cls(install, config, base, templates)
 
     # -- paths -------------------------------------------------------------------------------
     def host_path(self, inside: PurePosixPath | str) -> Path:
@@ -316,8 +385,67 @@ class AsteriskInstance:
 
     @property
     def ws_url(self) -> str:
-        """Where browsers' phones connect: SIP over WebSocket on Asterisk's HTTP server."""
-        return f"ws://{SIP_DOMAIN}:{self.config.ari_port}/ws"
+        """Where browsers' phones connect: SIP over WebSocket on Asterisk's HTTP server (wss://
+        on its HTTPS server when the instance has it)."""
+        return self.config.ws_url or f"ws://{SIP_DOMAIN}:{self.config.ari_port}/ws"
+
+    @property
+    def keys_dir(self) -> PurePosixPath:
+        """TLS certificate, key and trusted CAs, as Asterisk sees them (copied at render, 0600)."""
+        return self.base / "keys"
+
+    @property
+    def security_log(self) -> Path:
+        """Asterisk's security events (failed registrations, ACL refusals): fail2ban reads it."""
+        return self.host_path(self.base / "log" / "security.log")
+
+    def network_plan(self) -> NetworkPlan:
+        config = self.config
+        tls_trunks = [trunk for trunk in config.trunks if trunk.transport is Transport.TLS]
+        return NetworkPlan(
+            development=config.development, sip_bind=config.sip_bind, sip_port=config.sip_port,
+            sip_tls=config.sip_tls, sip_tls_port=config.sip_tls_port, sip_srtp=config.sip_srtp,
+            external_address=config.external_address, external_media_address=config.external_media_address,
+            local_nets=config.local_nets, stun_server=config.stun_server, wss=config.wss,
+            wss_bind=config.wss_bind, wss_port=config.wss_port,
+            trunk_transports=frozenset(trunk.transport for trunk in config.trunks),
+            verify_carriers=all(trunk.verify_certificate for trunk in tls_trunks),
+            tls_cert=str(self.keys_dir / "tls.crt") if config.tls_cert_file else "",
+            tls_key=str(self.keys_dir / "tls.key") if config.tls_key_file else "",
+            ca_bundle=str(self.keys_dir / "carrier-ca.pem") if self._carrier_cas() else "",
+        )
+
+    def _carrier_cas(self) -> list[Path]:
+        """The CA files trusted for carriers' certificates: those configured, else the system's."""
+        config = self.config
+        if not config.sip_tls:
+            return []
+        named = [config.tls_ca_file] + [trunk.ca_file for trunk in config.trunks if trunk.transport is Transport.TLS]
+        files = [Path(name).expanduser() for name in named if name]
+        if not files and SYSTEM_CA_BUNDLE.is_file():
+            files = [SYSTEM_CA_BUNDLE]
+        return files
+
+    def _copy_keys(self) -> None:
+        """The TLS certificate, key and trusted CAs copied where Asterisk reads them (0600)."""
+        keys = self.host_path(self.keys_dir)
+        config = self.config
+        copies = {"tls.crt": config.tls_cert_file, "tls.key": config.tls_key_file}
+        for name, source in copies.items():
+            if source:
+                try:
+                    write_private(keys / name, Path(source).expanduser().read_text())
+                except OSError as error:
+                    raise ProvisionError(f"Cannot read {source} ({error.strerror}): fix [tls] cert_file / "
+                                         "key_file ('dialer config check' checks them).") from None
+        cas = self._carrier_cas()
+        if cas:
+            try:
+                bundle = "".join(path.read_text().rstrip("\n") + "\n" for path in cas)
+            except OSError as error:
+                raise ProvisionError(f"Cannot read the CA file {error.filename} ({error.strerror}): fix "
+                                     "[tls] ca_file or the trunk's ca_file.") from None
+            write_private(keys / "carrier-ca.pem", bundle)
 
     @property
     def credentials_file(self) -> Path:
@@ -352,7 +480,20 @@ class AsteriskInstance:
         stock = self.install.host_path("/etc/asterisk")
         if stock.is_dir():
             shutil.copytree(stock, base / "etc", dirs_exist_ok=True, symlinks=True)
+        self._copy_keys()
+        plan = self.network_plan()
+        interfaces = ipv4_interface_addresses()
         values = {
+            "SIP_BIND": plan.sip_bind,
+            "TRANSPORTS": pjsip_transports(plan),
+            "DESK_PHONE_OPTIONS": desk_phone_options(plan),
+            "WEBRTC_MEDIA": webrtc_media_options(plan),
+            "TRUNKS": pjsip_trunk_sections(self.config.trunks),
+            "SIP_ACL": acl_section([*self.config.sip_permit, *carrier_networks(self.config.trunks)]
+                                   if self.config.sip_permit else ()),
+            "DIDS": inbound_dialplan(self.config.dids, self.config.ari_app),
+            "HTTP_TLS": http_tls(plan),
+            "RTP_OPTIONS": rtp_options(plan),
             "BASE": str(self.base),
             "MODDIR": self.install.moddir,
             "DATADIR": self.install.datadir,
@@ -369,22 +510,27 @@ class AsteriskInstance:
             "CHECKS": str(self.base / "checks"),
             "TEXTS": str(self.base / "texts"),
             "SIP_REALM": SIP_REALM,
-            "MEDIA_ADDRESS": SIP_DOMAIN,
-            "ICE_HOST_CANDIDATES": ice_host_candidates(ipv4_interface_addresses(), SIP_DOMAIN),
+            "MEDIA_ADDRESS": plan.local_media_address or SIP_DOMAIN,
+            "ICE_HOST_CANDIDATES": rtp_ice_candidates(plan, interfaces),
             "DTLS_CERT": str(self.dtls_dir / "dtls.crt"),
             "DTLS_KEY": str(self.dtls_dir / "dtls.key"),
             "ENDPOINTS": self._endpoint_sections(),
         }
         for name in CONFIG_FILES:
-            text = (CONFIG_DIR / name).read_text()
+            text = self.templates.get(name) or (CONFIG_DIR / name).read_text()
+            text = strip_development_blocks(text, self.config.development)
             rendered = re.sub(r"@@([A-Z_]+)@@", lambda m: values[m.group(1)], text)
             target = base / "etc" / name
             target.write_text(rendered)
             target.chmod(0o600)  # ARI's password and the phones' digests: Asterisk's user only
         state = base / "instance.json"
-        state.write_text(json.dumps(asdict(self.config), indent=2))
+        described = {key: value for key, value in asdict(self.config).items() if key not in {"ari_password", "trunks"}}
+        described["trunks"] = [trunk.name for trunk in self.config.trunks]
+        state.write_text(json.dumps(described, indent=2, default=str))
         state.chmod(0o600)
-        if self.install.chrooted:
+        # Asterisk runs as its own user (-U asterisk): in the cached root always, and for a
+        # system install when started as root (the systemd unit): the files are that user's.
+        if self.install.chrooted or os.geteuid() == 0:
             ids = _passwd_ids(self.install.root, "asterisk")
             if ids is not None:
                 for path in [base, *base.rglob("*")]:
@@ -396,8 +542,10 @@ class AsteriskInstance:
             raise ProvisionError("The instance has no SIP credentials file configured (InstanceConfig.credentials_file).")
         plan = self.sip_endpoints()
         store = CredentialStore.provision(
-            self.credentials_file, plan, realm=SIP_REALM, sip_domain=SIP_DOMAIN,
+            self.credentials_file, plan, realm=SIP_REALM, sip_domain=self.config.sip_domain or SIP_DOMAIN,
             udp_port=self.config.sip_port, ws_url=self.ws_url,
+            tls_port=self.config.sip_tls_port if self.config.sip_tls else None,
+            ice_servers=(f"stun:{self.config.stun_server}",) if self.config.stun_server else (),
         )
         keys = self.host_path(self.dtls_dir)
         ensure_dtls_certificate(keys / "dtls.crt", keys / "dtls.key", f"dialer-engine {self.config.name}",
@@ -475,12 +623,30 @@ class AsteriskInstance:
             return "no log"
         return " | ".join(text[-lines:])
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """Stop Asterisk: ask it to stop now, then terminate, then kill."""
+    def run_foreground(self) -> None:
+        """Render, then become Asterisk in the foreground (a systemd service's main process)."""
+        self.render()
+        if self.install.chrooted:
+            _ensure_proc(self.install.root)
+        args = self._asterisk_args("-f", "-n", "-g")
+        if not self.install.chrooted and os.geteuid() == 0 and _passwd_ids(Path("/"), "asterisk"):
+            args = [*args[:1], "-U", "asterisk", "-G", "asterisk", *args[1:]]
+        os.execvp(args[0], args)
+
+    def stop(self, timeout: float = 15.0, *, gracefully: bool = False) -> None:
+        """Stop Asterisk: ask it to stop now (or, `gracefully`, once its calls have ended, within
+        `timeout`), then terminate, then kill."""
         pid = self.pid()
         if pid is None:
             self._reap()
             return
+        if gracefully:
+            # New calls are refused at once; the ones up finish (an upgrade without cutting calls).
+            subprocess.run(self._asterisk_args("-rx", "core stop gracefully"), capture_output=True, timeout=10,
+                           check=False)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.5)
         try:
             subprocess.run(
                 self._asterisk_args("-rx", "core stop now"), capture_output=True, timeout=10, check=False
@@ -509,6 +675,17 @@ class AsteriskInstance:
                 self._process.kill()
                 self._process.wait(timeout=5)
             self._process = None
+
+    @contextlib.contextmanager
+    def running(self, *, remove: bool = False) -> Iterator[AsteriskInstance]:
+        """Started for the block, stopped after it (and its directories removed, if asked)."""
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+            if remove:
+                self.remove()
 
     def restart(self, timeout: float = 60.0) -> None:
         self.stop()

@@ -63,6 +63,8 @@ class SipLogin:
     sip_uri: str
     ws_url: str | None
     udp_port: int | None
+    tls_port: int | None = None  # SIP over TLS for desk phones, when the instance has it
+    ice_servers: tuple[str, ...] = ()  # e.g. ("stun:stun.example.com:3478",): softphone.js `iceServers`
 
     def __iter__(self) -> Iterator[str | None]:
         """`username, password, ws_url = login`."""
@@ -86,6 +88,8 @@ class CredentialStore:
     udp_port: int
     ws_url: str
     entries: Mapping[str, StoredCredential]
+    tls_port: int | None = None
+    ice_servers: tuple[str, ...] = ()
 
     # -- reading ---------------------------------------------------------------------------------
     @classmethod
@@ -106,8 +110,10 @@ class CredentialStore:
                 name: StoredCredential(Role(entry["role"]), PhoneKind(entry["kind"]), str(entry["password"]))
                 for name, entry in data["endpoints"].items()
             }
+            tls_port = data.get("tls_port")
             return cls(path, str(data["realm"]), str(data["sip_domain"]), int(data["udp_port"]),
-                       str(data["ws_url"]), entries)
+                       str(data["ws_url"]), entries, int(tls_port) if tls_port else None,
+                       tuple(str(url) for url in data.get("ice_servers", ())))
         except (KeyError, TypeError, ValueError) as error:
             raise CredentialsError(f"The SIP credentials file {path} is damaged ({error!r}); remove it and "
                                    "start the Asterisk instance again to generate new ones.") from None
@@ -123,6 +129,8 @@ class CredentialStore:
             sip_uri=f"sip:{endpoint}@{self.sip_domain}",
             ws_url=self.ws_url if entry.kind is PhoneKind.WEBRTC else None,
             udp_port=self.udp_port if entry.kind is PhoneKind.DESKTOP else None,
+            tls_port=self.tls_port if entry.kind is PhoneKind.DESKTOP else None,
+            ice_servers=self.ice_servers if entry.kind is PhoneKind.WEBRTC else (),
         )
 
     def digests(self) -> dict[str, str]:
@@ -140,6 +148,8 @@ class CredentialStore:
         sip_domain: str,
         udp_port: int,
         ws_url: str,
+        tls_port: int | None = None,
+        ice_servers: tuple[str, ...] = (),
         generate: Callable[[], str] = new_password,
     ) -> CredentialStore:
         """The credentials for `plan`: those already in `path` kept, missing ones generated,
@@ -156,7 +166,7 @@ class CredentialStore:
             kept = previous.get(endpoint.name)
             password = kept.password if kept is not None else generate()
             entries[endpoint.name] = StoredCredential(endpoint.role, endpoint.kind, password)
-        store = cls(path, realm, sip_domain, udp_port, ws_url, entries)
+        store = cls(path, realm, sip_domain, udp_port, ws_url, entries, tls_port, ice_servers)
         store.write()
         return store
 
@@ -168,6 +178,8 @@ class CredentialStore:
             "sip_domain": self.sip_domain,
             "udp_port": self.udp_port,
             "ws_url": self.ws_url,
+            **({"tls_port": self.tls_port} if self.tls_port else {}),
+            **({"ice_servers": list(self.ice_servers)} if self.ice_servers else {}),
             "endpoints": {
                 name: {"role": entry.role.value, "kind": entry.kind.value, "password": entry.password}
                 for name, entry in self.entries.items()
@@ -195,9 +207,20 @@ def write_private(path: Path, text: str) -> None:
             out.flush()
             os.fsync(out.fileno())
         os.replace(partial, path)
+        _give_to_folder_owner(path)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def _give_to_folder_owner(path: Path) -> None:
+    """Written by root (`dialer asterisk run` under systemd) into a folder the service user owns:
+    the file is that user's, so `dialer serve` (as the user) can read it."""
+    if os.geteuid() != 0:
+        return
+    folder = path.parent.stat()
+    if folder.st_uid != 0:
+        os.chown(path, folder.st_uid, folder.st_gid)
 
 
 def sip_credentials(endpoint: str, path: Path) -> SipLogin:

@@ -95,13 +95,20 @@ class ChromiumProcess:
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[ChromiumProcess]:
     """Start Debian's Chromium once per test session (headless, fake media devices)."""
+    with launch_chromium() as process:
+        yield process
+
+
+@contextlib.contextmanager
+def launch_chromium(*extra_flags: str) -> Iterator[ChromiumProcess]:
+    """A headless Chromium with the harness's flags (and `extra_flags`), stopped at the end."""
     if not CHROMIUM.exists():
         pytest.fail("Chromium is not installed at /usr/bin/chromium: run scripts/bootstrap.sh (apt-get install chromium)")
     user_data_dir = Path(tempfile.mkdtemp(prefix="dialer-chromium-"))
     log = (user_data_dir.parent / f"{user_data_dir.name}.log").open("wb")
     process = subprocess.Popen(
-        [str(CHROMIUM), *CHROMIUM_FLAGS, "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
-         f"--user-data-dir={user_data_dir}", "about:blank"],
+        [str(CHROMIUM), *CHROMIUM_FLAGS, *extra_flags, "--remote-debugging-address=127.0.0.1",
+         "--remote-debugging-port=0", f"--user-data-dir={user_data_dir}", "about:blank"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
