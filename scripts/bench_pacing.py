@@ -276,15 +276,21 @@ def report(
 # -- CPU per simulated day ----------------------------------------------------------------------
 
 
-def day_cost(policies: Sequence[str]) -> None:
-    """CPU seconds per simulated 8-hour day, per policy, on four scenarios (2 days, seed 7)."""
-    print("# CPU s per simulated 8-hour day (2 days simulated, seed 7, replication 0)")
+def day_cost(policies: Sequence[str], together: int = 6) -> None:
+    """CPU seconds per simulated 8-hour day, per policy, on four scenarios (2 days, seed 7):
+    one simulation alone, and per simulation when `together` replications run side by side
+    (as the grid runs them)."""
+    print(f"# CPU s per simulated 8-hour day (2 days, seed 7): alone | per simulation, {together} side by side")
     for agents, p_live, talk in ((20, 0.05, "short"), (20, 0.25, "long"), (100, 0.05, "short"), (100, 0.25, "long")):
         scenario = make_scenario(agents, p_live, talk, 8.0, 2)
         for policy in policies:
             started = time.process_time()
             simulate(scenario, POLICIES[policy](scenario), 7, 0)
-            print(f"{scenario.name:16s} {policy:16s} {(time.process_time() - started) / 2:7.2f}", flush=True)
+            alone = (time.process_time() - started) / 2
+            started = time.process_time()
+            run_together([Simulation(scenario, POLICIES[policy](scenario), 7, r) for r in range(together)])
+            side = (time.process_time() - started) / 2 / together
+            print(f"{scenario.name:16s} {policy:16s} {alone:7.2f} | {side:7.2f}", flush=True)
 
 
 def main() -> int:

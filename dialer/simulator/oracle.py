@@ -23,6 +23,7 @@ available minute, capped by the supply of people that lines and calls per second
 
 from __future__ import annotations
 
+import itertools
 import math
 from bisect import bisect_right, insort
 from collections.abc import Callable
@@ -86,19 +87,16 @@ class OutcomeOraclePacer:
         self.allowance *= (target / expected) ** c.steer_gain
         self.allowance = min(max(self.allowance, c.min_allowance), c.max_allowance)
 
-    def _supply_cdf(self, snapshot: PacingSnapshot, now: float, delay: float) -> list[float]:
-        """P(at most s busy agents are free `delay` seconds from now), s = 0, 1, ...: the
-        exact Poisson-binomial count from the measured tables (horizon nearest the delay)."""
+    def _supply_cdfs(self, snapshot: PacingSnapshot, now: float) -> list[list[float]]:
+        """Per horizon of the tables: P(at most s busy agents are free by then), s = 0, 1, ...
+        (the exact Poisson-binomial count from the measured tables)."""
         model = self.model
-        horizons = model.horizons
-        j = min(range(len(horizons)), key=lambda i: abs(horizons[i] + self.config.deadline_slack_seconds - delay))
-        q_talk, q_wrap = model.q_talk[j], model.q_wrap[j]
-        last_talk, last_wrap = len(q_talk) - 1, len(q_wrap) - 1
-        q = [float(q_talk[min(max(int(now - since), 0), last_talk)]) for since in snapshot.talking_since]
-        q += [float(q_wrap[min(max(int(now - since), 0), last_wrap)]) for since in snapshot.wrapping_since]
-        pmf = poisson_binomial(np.array([q]))[0]
-        cdf: list[float] = np.minimum(np.cumsum(pmf), 1.0).tolist()
-        return cdf
+        talk_last, wrap_last = model.q_talk.shape[1] - 1, model.q_wrap.shape[1] - 1
+        talking = [min(max(int(now - since), 0), talk_last) for since in snapshot.talking_since]
+        wrapping = [min(max(int(now - since), 0), wrap_last) for since in snapshot.wrapping_since]
+        q = np.concatenate([model.q_talk[:, talking], model.q_wrap[:, wrapping]], axis=1)
+        cdfs: list[list[float]] = np.minimum(np.cumsum(poisson_binomial(q), axis=1), 1.0).tolist()
+        return cdfs
 
     def decide(self, snapshot: PacingSnapshot, now: float) -> int:
         c = self.config
@@ -111,16 +109,16 @@ class OutcomeOraclePacer:
         arrivals = list(self._arrivals)  # kept sorted
         idle = snapshot.ready_agents - snapshot.calls_waiting
         slack = c.deadline_slack_seconds
-        supply: dict[int, list[float]] = {}
+        # Arrivals map to the table horizon nearest their delay plus the slack.
+        reach = [h + slack for h in self.model.horizons]
+        edges = [0.5 * (a + b) for a, b in itertools.pairwise(reach)]
+        cdfs: list[list[float]] = []
 
         def shortage(at: float, demand: int) -> float:
             """P(fewer than `demand` busy agents free by `at` + slack)."""
             if demand <= 0:
                 return 0.0
-            key = round(at - now + slack)
-            cdf = supply.get(key)
-            if cdf is None:
-                cdf = supply[key] = self._supply_cdf(snapshot, now, at - now + slack)
+            cdf = cdfs[bisect_right(edges, at - now + slack)]
             return cdf[demand - 1] if demand - 1 < len(cdf) else 1.0
 
         n = 0
@@ -135,12 +133,16 @@ class OutcomeOraclePacer:
                 if idle - len(arrivals) <= 0:  # no idle agent certainly left for it
                     if not modelled:
                         break
+                    if not cdfs:
+                        cdfs = self._supply_cdfs(snapshot, now)
                     # People known to arrive first take agents first (FIFO); this one, in
                     # turn, takes an agent from every known person arriving after it: it is
                     # charged the worst shortage from its own arrival on.
                     rank = bisect_right(arrivals, arrive)
                     risk = shortage(arrive, rank + 1 - idle)
                     for later in range(rank, len(arrivals)):
+                        if risk > allowance:
+                            break
                         risk = max(risk, shortage(arrivals[later], later + 2 - idle))
                     if risk > allowance:
                         break
