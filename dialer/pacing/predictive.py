@@ -106,6 +106,11 @@ class PredictiveConfig:
     # 20-50 agents, and cost 4-6 points at 3-5 agents (0.551 -> 0.488, 0.606 -> 0.569).
     count_future_dials: bool = False
     dial_rate_seconds: float = 60.0
+    # Plan the coming seconds' dials with this one: a plan of n lines now assumes as many
+    # again in each of the next `plan_seconds` seconds, and every line counts the people
+    # those bring before its horizon (n times P(delay <= h - t), t = 1 .. plan_seconds). A
+    # quiet moment plans no future dials, unlike count_future_dials' recent rate. 0: off.
+    plan_seconds: int = 0
 
 
 class _Samples:
@@ -150,6 +155,7 @@ class AgentFreeModel:
         self.horizons: list[float] = []
         self.arrival_share: list[float] = []
         self.future_weight: list[float] = []
+        self.plan_share: list[float] = []
         self.q_talk: FloatArray = np.zeros((0, 0))
         self.q_wrap: FloatArray = np.zeros((0, 0))
         self.p_ringing: FloatArray = np.zeros((0, 0))
@@ -206,6 +212,11 @@ class AgentFreeModel:
         self.arrival_share = [bisect_right(delays, h) / n_delay for h in self.horizons]
         # E[(h - delay)^+]: person-seconds by h of a steady stream of one dial a second.
         self.future_weight = [sum(h - d for d in delays if d < h) / n_delay for h in self.horizons]
+        # People per planned line a second from the next plan_seconds' dials, by each horizon.
+        self.plan_share = [
+            sum(bisect_right(delays, h - s) for s in range(1, self.config.plan_seconds + 1)) / n_delay
+            for h in self.horizons
+        ]
         slack = self.config.deadline_slack_seconds
         tables = busy_agent_tables(self.talk.values, self.wrap.values, [a + slack for a in self.horizons])
         self.q_talk, self.q_wrap = tables
@@ -507,6 +518,7 @@ class PredictivePacer:
         self._p_ring: FloatArray = np.zeros((1, 1))
         self._share: FloatArray = np.zeros(1)
         self._future: FloatArray = np.zeros(1)
+        self._plan: FloatArray = np.zeros(1)
         self.dial_rate = 0.0
         self._last_decision = math.nan
         self._last_lines = 0
@@ -561,6 +573,7 @@ class PredictivePacer:
             self._ring_width = model.p_ringing.shape[1]
             self._share = np.array(model.arrival_share)
             self._future = np.array(model.future_weight)
+            self._plan = np.array(model.plan_share)
 
     def _busy_columns(self, snapshot: PacingSnapshot, now: float) -> tuple[int, list[int] | IntArray]:
         """(busy agents surely free by every horizon, the busy table's column of each of
@@ -700,12 +713,19 @@ class PredictivePacer:
         ringing = self._ringing_people(snapshot, now)
         if c.count_future_dials:
             ringing = ringing + self.dial_rate * self.model.p_human * self._future
+        share = self.model.p_human * self._share
+        if c.plan_seconds:
+            # The n-th line of a plan of n a second: n - 1 others now, n in each coming second
+            # arriving earlier: (ringing + plan) + (n - 1) x (share + plan).
+            planned = self.model.p_human * self._plan
+            ringing = ringing + planned
+            share = share + planned
         return _Decision(
             pacer=self,
             free_now=snapshot.ready_agents - snapshot.calls_waiting + certain,
             busy=self._q_busy[:, columns],
             ringing=ringing,
-            share=self.model.p_human * self._share,
+            share=share,
             allowance=allowance,
             floor=floor,
             cap=cap,
