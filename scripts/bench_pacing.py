@@ -341,6 +341,7 @@ def main() -> int:
             jobs.append(("tune", "tuned", (s,), args.seed, reps))
     jobs.sort(key=lambda j: -_job_weight(j))
     cpu = 0.0
+    cpu_by: dict[str, float] = {}
     with contextlib.ExitStack() as stack:
         if args.workers > 1:
             pool = stack.enter_context(ProcessPoolExecutor(max_workers=args.workers))
@@ -350,6 +351,7 @@ def main() -> int:
         for job, out, seconds in done:
             cpu += seconds
             kind, policy, group, _, _ = job
+            cpu_by[policy] = cpu_by.get(policy, 0.0) + seconds
             if kind == "tune":
                 data[(group[0].name, "tuned")] = out
                 _store(args.cache, args.seed, group[0], "tuned", out)
@@ -360,6 +362,8 @@ def main() -> int:
                     _store(args.cache, args.seed, by_name[name], policy, dailies)
     wall = time.monotonic() - started
     report(scenarios, data, len(jobs), wall, cpu, args)
+    if cpu_by:
+        print("# worker CPU s by policy: " + ", ".join(f"{p} {s:.0f}" for p, s in sorted(cpu_by.items())))
     return 0
 
 
