@@ -1,10 +1,12 @@
-"""`dialer simulate`: run a scenario file under one or more pacing policies and print JSON."""
+"""`dialer simulate`: run a scenario file under one or more pacing policies; a table, or JSON."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -24,8 +26,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--replications", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1, help="processes to use")
-    parser.add_argument("--json", action="store_true", help="print one JSON object (the default output)")
-    parser.add_argument("--plot", type=Path, help="write occupancy/abandon charts to this PNG file")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument(
+        "--plot", type=Path, help="write occupancy/abandon charts to this PNG file (needs the 'plot' extra)"
+    )
     parser.set_defaults(handler=_simulate)
 
 
@@ -50,13 +54,11 @@ def _simulate(args: argparse.Namespace) -> int:
         raise UserError("--replications must be at least 1")
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        raise UserError("--plot needs matplotlib, an optional extra: pip install -e '.[plot]'")
     results = run_policies(scenario, policies, args.replications, args.seed, args.workers)
     summaries = {p: summarize(r, scenario.abandon_target) for p, r in results.items()}
-    if len(policies) == 1:
-        output: dict[str, object] = {"scenario": scenario.name, "policy": policies[0], **summaries[policies[0]]}
-    else:
-        output = {"scenario": scenario.name, "policies": summaries}
-    output["clairvoyant_bound"] = clairvoyant_bound(scenario)
+    bound = clairvoyant_bound(scenario)
     if args.plot is not None:
         from dialer.simulator.plot import plot_results
 
@@ -64,6 +66,47 @@ def _simulate(args: argparse.Namespace) -> int:
             plot_results(results, scenario, args.plot)
         except OSError as error:
             raise UserError(f"cannot write plot {args.plot}: {error.strerror}") from error
-    json.dump(output, sys.stdout, indent=2, sort_keys=True)
-    sys.stdout.write("\n")
+    if args.json:
+        if len(policies) == 1:
+            output: dict[str, object] = {"scenario": scenario.name, "policy": policies[0], **summaries[policies[0]]}
+        else:
+            output = {"scenario": scenario.name, "policies": summaries}
+        output["clairvoyant_bound"] = bound
+        # allow_nan=False: a figure that is not a number must fail here, not in the reader's parser.
+        json.dump(output, sys.stdout, indent=2, sort_keys=True, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(_table(scenario.name, args, summaries, bound))
     return 0
+
+
+def _table(name: str, args: argparse.Namespace, summaries: Mapping[str, Mapping[str, float | None]],
+           bound: Mapping[str, float]) -> str:  # fmt: skip
+    """The figures a person reads first, one policy a line."""
+
+    def pm(value: float | None, half: float | None, digits: int) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.{digits}f}" + ("" if half is None else f" ± {half:.{digits}f}")
+
+    lines = [
+        f"{name}: {args.replications} replication(s), seed {args.seed}; occupancy ± 95% CI over replications,",
+        "abandon % by the regulatory 2-second definition (47 CFR 64.1200(a)(7)).",
+        f"{'policy':16s} {'occupancy':>16} {'talk min/h':>11} {'connects/h':>11} {'dials/h':>9} "
+        f"{'abandon':>8} {'worst 30-d':>10} {'runs > limit':>12} {'est P > limit':>13}",
+    ]
+    for policy, s in summaries.items():
+        runs = s["p_window_over_3pct"] or 0.0
+        replications = s["replications"] or 0.0
+        lines.append(
+            f"{policy:16s} {pm(s['occupancy'], s['occupancy_ci95'], 3):>16} "
+            f"{pm(s['talk_minutes_per_agent_hour'], None, 1):>11} {pm(s['connects_per_agent_hour'], None, 1):>11} "
+            f"{pm(s['dials_per_agent_hour'], None, 0):>9} {100 * (s['abandon_rate'] or 0.0):7.2f}% "
+            f"{100 * (s['max_rolling_30d_abandon_rate'] or 0.0):9.2f}% "
+            f"{round(runs * replications):>5d} of {round(replications):<4d} {s['est_p_window_over_limit'] or 0.0:13.3f}"
+        )
+    lines.append(
+        f"{'fluid bound':16s} {bound['occupancy']:16.3f} {bound['talk_minutes_per_agent_hour']:11.1f} "
+        f"{bound['connects_per_agent_hour']:11.1f}   (agents busy every available minute, capped by supply)"
+    )
+    return "\n".join(lines) + "\n"

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +48,8 @@ from dialer.pacing.types import (
 )
 
 FloatArray = np.ndarray[tuple[int, ...], np.dtype[np.float64]]
+IntArray = np.ndarray[tuple[int, ...], np.dtype[np.int64]]
+BoolArray = np.ndarray[tuple[int, ...], np.dtype[np.bool_]]
 SECONDS_PER_DAY = 86400.0
 
 
@@ -103,6 +106,11 @@ class PredictiveConfig:
     # 20-50 agents, and cost 4-6 points at 3-5 agents (0.551 -> 0.488, 0.606 -> 0.569).
     count_future_dials: bool = False
     dial_rate_seconds: float = 60.0
+    # Plan the coming seconds' dials with this one: a plan of n lines now assumes as many
+    # again in each of the next `plan_seconds` seconds, and every line counts the people
+    # those bring before its horizon (n times P(delay <= h - t), t = 1 .. plan_seconds). A
+    # quiet moment plans no future dials, unlike count_future_dials' recent rate. 0: off.
+    plan_seconds: int = 0
 
 
 class _Samples:
@@ -127,10 +135,11 @@ class _Samples:
 class AgentFreeModel:
     """Measured answer, ring, talk and wrap distributions, turned into lookup tables.
 
-    `q_talk[e]`: probability an agent `e` seconds into a call is ready again within the
-    horizon (remaining talk plus a wrap-up). `q_wrap[e]`: same for an agent `e` seconds
-    into wrap-up. `p_ringing[r]`: probability a line ringing for `r` seconds still becomes a
-    call that needs an agent.
+    Row k of each table is for horizon k (a quantile of the dial-to-person delay, plus the
+    slack after AMD). `q_talk[k, e]`: probability an agent `e` seconds into a call is ready
+    again within the horizon (remaining talk plus a wrap-up). `q_wrap[k, e]`: same for an
+    agent `e` seconds into wrap-up. `p_ringing[k, r]`: probability a line ringing for `r`
+    seconds still becomes a call that needs an agent by then.
     """
 
     def __init__(self, config: PredictiveConfig, quantiles: tuple[float, ...] = (0.25, 0.5, 0.75)) -> None:
@@ -146,9 +155,11 @@ class AgentFreeModel:
         self.horizons: list[float] = []
         self.arrival_share: list[float] = []
         self.future_weight: list[float] = []
-        self.q_talk: list[list[float]] = []
-        self.q_wrap: list[list[float]] = []
-        self.p_ringing: list[list[float]] = []
+        self.plan_share: list[float] = []
+        self.q_talk: FloatArray = np.zeros((0, 0))
+        self.q_wrap: FloatArray = np.zeros((0, 0))
+        self.p_ringing: FloatArray = np.zeros((0, 0))
+        self.built = 0  # tables built so far: a new value means new tables
         self._since_rebuild = 0
 
     # Decayed counts: the answer rate drifts over the day; about the last 2000 dials weigh.
@@ -187,84 +198,144 @@ class AgentFreeModel:
         )
 
     def maybe_rebuild(self) -> None:
-        if not self.q_talk or self._since_rebuild >= self.config.rebuild_every:
+        if not self.built or self._since_rebuild >= self.config.rebuild_every:
             self.rebuild()
 
     def rebuild(self) -> None:
         """Recompute the lookup tables at the arrival horizons (quantiles of the answer delay)."""
         self._since_rebuild = 0
+        self.built += 1
         delays = sorted(self.human_delay.values) or [10.0]
         n_delay = len(delays)
-        slack = self.config.deadline_slack_seconds
         self.horizons = [delays[min(n_delay - 1, int(n_delay * q))] for q in self.quantiles]
         # P(a new line becomes a person arriving by the horizon | it becomes a person).
         self.arrival_share = [bisect_right(delays, h) / n_delay for h in self.horizons]
         # E[(h - delay)^+]: person-seconds by h of a steady stream of one dial a second.
         self.future_weight = [sum(h - d for d in delays if d < h) / n_delay for h in self.horizons]
-        wraps = sorted(self.wrap.values)
-        n_wrap = len(wraps) or 1
+        # People per planned line a second from the next plan_seconds' dials, by each horizon.
+        self.plan_share = [
+            sum(bisect_right(delays, h - s) for s in range(1, self.config.plan_seconds + 1)) / n_delay
+            for h in self.horizons
+        ]
+        slack = self.config.deadline_slack_seconds
+        tables = busy_agent_tables(self.talk.values, self.wrap.values, [a + slack for a in self.horizons])
+        self.q_talk, self.q_wrap = tables
+        self.p_ringing = ringing_line_tables(self.dials.values, self.horizons)
 
-        def wrap_cdf(x: float) -> float:
-            return bisect_right(wraps, x) / n_wrap
 
-        talks = sorted(self.talk.values)
-        n_talk = len(talks)
-        size = int(max((abs(v) for v in self.dials.values), default=0.0)) + 2
-        ends = [0] * size
-        human_ends = [0] * size
-        for v in self.dials.values:
-            b = int(abs(v))
-            ends[b] += 1
-            if v > 0:
-                human_ends[b] += 1
-        alive = [0] * (size + 1)
-        humans_cum = [0] * (size + 1)  # humans resolving at second < b
-        for b in range(size - 1, -1, -1):
-            alive[b] = alive[b + 1] + ends[b]
-        for b in range(size):
-            humans_cum[b + 1] = humans_cum[b] + human_ends[b]
+def busy_agent_tables(
+    talk_samples: list[float], wrap_samples: list[float], horizons: list[float]
+) -> tuple[FloatArray, FloatArray]:
+    """(q_talk, q_wrap): for each horizon h and whole second e, the chance an agent e seconds
+    into a call (into a wrap-up) is ready again within h, from the measured samples.
 
-        self.q_talk, self.q_wrap, self.p_ringing = [], [], []
-        for arrival in self.horizons:
-            h = arrival + slack
-            q_talk: list[float] = []
-            last = 1.0
-            for e in range(int(talks[-1]) + 2 if talks else 1):
-                lo = bisect_right(talks, e)
-                remaining = n_talk - lo
-                if remaining:
-                    hi = bisect_right(talks, e + h)
-                    last = sum(wrap_cdf(h - (t - e)) for t in talks[lo:hi]) / remaining
-                q_talk.append(last)
-            self.q_talk.append(q_talk or [1.0])
-            q_wrap: list[float] = []
-            for e in range(int(wraps[-1]) + 2 if wraps else 1):
-                left = 1.0 - wrap_cdf(e)
-                q_wrap.append(1.0 if left <= 0.0 else (wrap_cdf(e + h) - wrap_cdf(e)) / left)
-            self.q_wrap.append(q_wrap or [1.0])
-            # P(person arriving within `arrival` more seconds | unresolved after r seconds).
-            p_ring = [0.0] * size
-            for r in range(size):
-                upto = min(size, r + 1 + int(arrival))
-                p_ring[r] = (humans_cum[upto] - humans_cum[r]) / alive[r] if alive[r] else 0.0
-            self.p_ringing.append(p_ring)
+    A call's remaining time is the conditional survival of the talk samples (t > e), the
+    wrap-up its own samples; both are used as measured, so bimodal and heavy-tailed times
+    need no fitted law. Vectorised over (talk sample, second) pairs; the sums run in the
+    same order as one value at a time, so the tables are exactly what a plain loop gives.
+    """
+    talks = np.sort(np.asarray(talk_samples, dtype=np.float64))
+    wraps = np.sort(np.asarray(wrap_samples, dtype=np.float64))
+    n_talk, n_wrap = len(talks), len(wraps) or 1
+    talk_size = int(talks[-1]) + 2 if n_talk else 1
+    wrap_size = int(wraps[-1]) + 2 if len(wraps) else 1
+    seconds_talk = np.arange(talk_size, dtype=np.float64)
+    seconds_wrap = np.arange(wrap_size, dtype=np.float64)
+    remaining = n_talk - np.searchsorted(talks, seconds_talk, side="right")
+    alive = remaining > 0
+    # The last second with calls still going carries on to the end of the table.
+    last_alive = int(np.count_nonzero(alive)) - 1
+    cdf_wrap_e = np.searchsorted(wraps, seconds_wrap, side="right") / n_wrap
+    left = 1.0 - cdf_wrap_e
+    q_talk = np.empty((len(horizons), talk_size))
+    q_wrap = np.empty((len(horizons), wrap_size))
+    for k, h in enumerate(horizons):
+        if n_talk:
+            # Talk sample t counts at the seconds e with e < t <= e + h, weighted by the
+            # chance its wrap-up also ends within h: P(wrap <= h - (t - e)).
+            first = np.floor(talks - h)[:, None] + np.arange(int(h) + 3, dtype=np.float64)[None, :]
+            t = talks[:, None]
+            inside = (t > first) & (t <= first + h) & (first >= 0.0) & (first < talk_size)
+            e = first[inside]
+            weight = np.searchsorted(wraps, h - (t - first)[inside], side="right") / n_wrap
+            sums = np.bincount(e.astype(np.int64), weights=weight, minlength=talk_size)
+            row = np.ones(talk_size)
+            row[alive] = sums[alive] / remaining[alive]
+            if last_alive >= 0:
+                row[last_alive + 1 :] = row[last_alive]
+            q_talk[k] = row
+        else:
+            q_talk[k] = 1.0
+        cdf_wrap_eh = np.searchsorted(wraps, seconds_wrap + h, side="right") / n_wrap
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q_wrap[k] = np.where(left <= 0.0, 1.0, (cdf_wrap_eh - cdf_wrap_e) / left)
+    return q_talk, q_wrap
+
+
+def ringing_line_tables(dial_samples: list[float], arrivals: list[float]) -> FloatArray:
+    """For each arrival horizon a and whole second r: the chance a line still unresolved r
+    seconds after its dial turns into a person within a more seconds (measured dials:
+    +duration for people, -duration for lines that ended without one)."""
+    dials = np.asarray(dial_samples, dtype=np.float64)
+    seconds = np.abs(dials).astype(np.int64)
+    size = int(seconds.max()) + 2 if len(dials) else 2
+    ends = np.bincount(seconds, minlength=size)
+    human_ends = np.bincount(seconds[dials > 0], minlength=size)
+    alive = np.zeros(size + 1, dtype=np.int64)
+    alive[:size] = np.cumsum(ends[::-1])[::-1]
+    humans_cum = np.zeros(size + 1, dtype=np.int64)  # humans resolving at second < b
+    humans_cum[1:] = np.cumsum(human_ends)
+    r = np.arange(size)
+    table = np.zeros((len(arrivals), size))
+    for k, arrival in enumerate(arrivals):
+        upto = np.minimum(size, r + 1 + int(arrival))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            table[k] = np.where(alive[:size] > 0, (humans_cum[upto] - humans_cum[r]) / alive[:size], 0.0)
+    return table
 
 
 _LOG_FACTORIAL = np.array([math.lgamma(i + 1.0) for i in range(4096)])
+ComplexArray = np.ndarray[tuple[int, ...], np.dtype[np.complex128]]
+_DFT: dict[int, tuple[ComplexArray, ComplexArray | None]] = {}
+# Up to this many agents the inverse transform is one small matrix product; beyond, an FFT.
+_MATRIX_DFT_MAX = 20
+# Up to this many busy agents or ringing lines, plain Python finds their table columns
+# faster than numpy (whose every call costs about a microsecond).
+_PYTHON_MAX = 24
+
+
+def _dft_tables(size: int) -> tuple[ComplexArray, ComplexArray | None]:
+    tables = _DFT.get(size)
+    if tables is None:
+        if size <= _MATRIX_DFT_MAX + 1:
+            j = np.arange(size)
+            roots = np.exp(-2j * np.pi * j / size) - 1.0
+            tables = (roots, np.exp(2j * np.pi * np.outer(j, j) / size) / size)
+        else:
+            tables = (np.exp(-2j * np.pi * np.arange(size // 2 + 1) / size) - 1.0, None)
+        _DFT[size] = tables
+    return tables
 
 
 def poisson_binomial(probabilities: FloatArray) -> FloatArray:
-    """Row-wise distribution of a count of independent successes (exact, by convolution).
+    """Distribution of a count of independent successes, along the last axis.
 
-    `probabilities` has shape (rows, m); the result (rows, m + 1) holds P(count = c).
+    `probabilities` has shape (..., m); the result (..., m + 1) holds P(count = c). Exact
+    up to rounding (about 1e-15), by the discrete Fourier transform of the generating
+    function prod_i (1 - p_i + p_i z) at the (m + 1)-th roots of unity (Hong 2013, "On
+    computing the distribution function for the Poisson binomial distribution"): a few
+    array operations whatever m, where convolving one agent at a time took m of them.
     """
-    rows, m = probabilities.shape
-    pmf = np.zeros((rows, m + 1))
-    pmf[:, 0] = 1.0
-    for i in range(m):
-        p = probabilities[:, i : i + 1]
-        pmf[:, 1 : i + 2] = pmf[:, 1 : i + 2] * (1.0 - p) + pmf[:, : i + 1] * p
-        pmf[:, 0] *= 1.0 - p[:, 0]
+    m = probabilities.shape[-1]
+    if m == 0:
+        return np.ones((*probabilities.shape[:-1], 1))
+    size = m + 1
+    roots, inverse = _dft_tables(size)
+    spectrum = (1.0 + probabilities[..., None] * roots).prod(axis=-2)
+    if inverse is not None:
+        pmf: FloatArray = np.maximum((spectrum @ inverse).real, 0.0)
+    else:
+        pmf = np.maximum(np.fft.irfft(spectrum, size, axis=-1), 0.0)
     return pmf
 
 
@@ -272,9 +343,12 @@ def poisson_at_least(mean: FloatArray, size: int) -> FloatArray:
     """P(N >= c) for N ~ Poisson(mean), c = 0 .. size - 1, on a new last axis."""
     c = np.arange(size)
     mu = np.maximum(mean, 1e-300)[..., None]
-    pmf = np.exp(c * np.log(mu) - mu - _LOG_FACTORIAL[:size])
+    # Floored at e^-700 (about 1e-304): smaller terms change no sum that matters here, and
+    # subnormal numbers would make exp and cumsum many times slower.
+    pmf = np.exp(np.maximum(c * np.log(mu) - mu - _LOG_FACTORIAL[:size], -700.0))
     below = np.cumsum(pmf, axis=-1) - pmf
-    result: FloatArray = np.clip(1.0 - below, 0.0, 1.0)
+    # below >= 0 exactly (a rounded sum of non-negative terms minus its last term).
+    result: FloatArray = np.maximum(1.0 - below, 0.0)
     return result
 
 
@@ -297,15 +371,54 @@ def marginal_risks(
     would have had costs the same, so each horizon's shortage is charged to every line
     arriving before it.
     """
-    supply_size = free_pmf.shape[1]
-    before = ringing_people[None, :] + np.arange(lines)[:, None] * new_person_share[None, :]
-    need = np.clip(free_now + np.arange(supply_size), 0, None)
-    tails = poisson_at_least(before, int(need.max()) + 1)  # (lines, horizons, size)
-    per_horizon = (tails[:, :, need] * free_pmf[None, :, :]).sum(axis=2)
+    risks: FloatArray = line_risks(
+        np.array([free_now]), free_pmf[None], ringing_people[None], new_person_share[None], lines
+    )[0]
+    return risks
+
+
+def line_risks(
+    free_now: IntArray, free_pmf: FloatArray, ringing_people: FloatArray, new_person_share: FloatArray, lines: int
+) -> FloatArray:
+    """`marginal_risks` for several situations at once (leading axis j): (j, lines).
+
+    The chance the n-th line finds no agent at horizon k is P(N >= free + S), N the
+    Poisson count of people before it, S the busy agents free by then; computed as
+    1 - sum_c P(N = c) P(S > c - free), so the Poisson law is needed term by term only
+    (no running sum), and the supply's upper tail comes from a sum from the top (no
+    1 - CDF cancellation). Terms where that tail is under 1e-18 are left out.
+    """
+    jobs, horizons, supply = free_pmf.shape
+    # survival[j, k, x] = P(S >= x), x = 0 .. supply; summed from the top.
+    survival = np.empty((jobs, horizons, supply + 1))
+    survival[:, :, :supply] = np.cumsum(free_pmf[:, :, ::-1], axis=2)[:, :, ::-1]
+    survival[:, :, 0] = 1.0  # P(S >= 0), exactly
+    survival[:, :, supply] = 0.0
+    # The largest count whose tail still matters (x = 0 always does), per situation.
+    mattering: BoolArray = survival.max(axis=1) > 1e-18  # (jobs, supply + 1)
+    highest = supply - np.argmax(mattering[:, ::-1], axis=1)
+    size = max(1, int((free_now + highest).max()))
+    c = np.arange(size)
+    # P(S > c - free) = survival at c - free + 1: 1 below the support, 0 above it.
+    index = np.minimum(np.maximum(c - (free_now[:, None] - 1), 0), supply)  # (jobs, size)
+    tail = survival[np.arange(jobs)[:, None, None], np.arange(horizons)[None, :, None], index[:, None, :]]
+    mean = ringing_people[:, None, :] + np.arange(lines)[None, :, None] * new_person_share[:, None, :]
+    mu = np.maximum(mean, 1e-300)
+    terms = c * np.log(mu)[..., None]  # (jobs, lines, horizons, size)
+    terms -= mu[..., None]
+    terms -= _LOG_FACTORIAL[:size]
+    # Floored at e^-700 (about 1e-304): smaller terms change no sum that matters here, and
+    # subnormal numbers would make exp many times slower.
+    np.maximum(terms, -700.0, out=terms)
+    np.exp(terms, out=terms)
+    terms *= tail[:, None, :, :]
+    per_horizon = 1.0 - terms.sum(axis=3)  # (jobs, lines, horizons)
     # A person who takes an agent at k leaves a later arrival without one: the line is
     # charged the worst shortage from its own arrival on (horizons are in time order).
-    per_horizon = np.maximum.accumulate(per_horizon[:, ::-1], axis=1)[:, ::-1]
-    risks: FloatArray = per_horizon.mean(axis=1)
+    per_horizon = np.maximum.accumulate(per_horizon[:, :, ::-1], axis=2)[:, :, ::-1]
+    risks: FloatArray = per_horizon.sum(axis=2)
+    risks /= horizons  # the mean, without its overhead
+    np.maximum(risks, 0.0, out=risks)
     return risks
 
 
@@ -319,6 +432,8 @@ class AbandonBudget:
         self._days_done = 0
         self._answers_done = 0
         self._answers_today = 0
+        self._setpoint = 0.0
+        self._setpoint_of = (-1, -1)
 
     def observe(self, event: PacingEvent) -> None:
         if event.kind is EventKind.HUMAN_ANSWERED:
@@ -343,10 +458,14 @@ class AbandonBudget:
     @property
     def setpoint(self) -> float:
         """The 30-day rate to aim at: `noise_margin_sd` binomial sds under the limit."""
-        c = self.config
-        limit = c.abandon_limit
-        sd = math.sqrt(limit * (1.0 - limit) / self.window_answers)
-        return min(c.max_setpoint, max(0.3 * limit, limit - c.noise_margin_sd * sd))
+        key = (self._days_done, self._answers_done if self._days_done else self._answers_today)
+        if key != self._setpoint_of:  # it only moves with the answers counted (asked every second)
+            c = self.config
+            limit = c.abandon_limit
+            sd = math.sqrt(limit * (1.0 - limit) / self.window_answers)
+            self._setpoint = min(c.max_setpoint, max(0.3 * limit, limit - c.noise_margin_sd * sd))
+            self._setpoint_of = key
+        return self._setpoint
 
     @property
     def guard_level(self) -> float:
@@ -379,6 +498,11 @@ class PredictivePacer:
     """Model-based predictive pacer with a 30-day abandon budget and a progressive guard."""
 
     name = "predictive"
+    # DIAL_PLACED, CALL_BRIDGED and CALL_DROPPED teach it nothing.
+    observed_kinds = frozenset(
+        {EventKind.HUMAN_ANSWERED, EventKind.DIAL_ENDED, EventKind.TALK_ENDED, EventKind.WRAP_ENDED,
+         EventKind.CALL_ABANDONED}
+    )
 
     def __init__(self, config: PredictiveConfig | None = None) -> None:
         self.config = config or PredictiveConfig()
@@ -386,14 +510,18 @@ class PredictivePacer:
         self.budget = AbandonBudget(self.config)
         self.allowance = self.config.initial_allowance
         self.bias = self.config.bias_prior_ratio
-        self._tables_of: object = None
-        self._q_talk = np.zeros((1, 1))
-        self._q_wrap = np.zeros((1, 1))
-        self._p_ring = np.zeros((1, 1))
-        self._share = np.zeros(1)
-        self._future = np.zeros(1)
+        self._tables_of = 0
+        self._q_busy: FloatArray = np.zeros((1, 1))
+        self._talk_width = self._wrap_width = self._ring_width = 1
+        self._column_kind: list[int] = [0]
+        self._column_kinds: IntArray = np.zeros(1, dtype=np.int64)
+        self._p_ring: FloatArray = np.zeros((1, 1))
+        self._share: FloatArray = np.zeros(1)
+        self._future: FloatArray = np.zeros(1)
+        self._plan: FloatArray = np.zeros(1)
         self.dial_rate = 0.0
         self._last_decision = math.nan
+        self._last_lines = 0
         # Decayed sums: predicted risk of dialed lines, abandons predicted and observed.
         self._risk_sum = 0.0
         self._risk_lines = 0.0
@@ -432,44 +560,88 @@ class PredictivePacer:
     def _tables(self) -> None:
         model = self.model
         model.maybe_rebuild()
-        if self._tables_of is not model.q_talk:
-            self._tables_of = model.q_talk
-            self._q_talk = np.array(model.q_talk)
-            self._q_wrap = np.array(model.q_wrap)
-            self._p_ring = np.array(model.p_ringing)
+        if self._tables_of != model.built:
+            self._tables_of = model.built
+            # One table for every busy agent: talking columns first, then wrap-up ones.
+            busy = np.concatenate([model.q_talk, model.q_wrap], axis=1)
+            self._q_busy = busy
+            self._talk_width = model.q_talk.shape[1]
+            self._wrap_width = model.q_wrap.shape[1]
+            # Per column (an agent's state and age): 1 = surely free by every horizon
+            # (counted as free now), 2 = almost surely not (left out), 0 = counted.
+            negligible = self.config.negligible
+            certain = busy.min(axis=0) >= 1.0 - negligible
+            never = ~certain & ~(busy.max(axis=0) > negligible)
+            self._column_kinds = certain.astype(np.int64) + 2 * never.astype(np.int64)
+            self._column_kind = self._column_kinds.tolist()
+            self._p_ring = model.p_ringing
+            self._ring_width = model.p_ringing.shape[1]
             self._share = np.array(model.arrival_share)
             self._future = np.array(model.future_weight)
+            self._plan = np.array(model.plan_share)
+
+    def _busy_columns(self, snapshot: PacingSnapshot, now: float) -> tuple[int, list[int] | IntArray]:
+        """(busy agents surely free by every horizon, the busy table's column of each of
+        the others that may be): talking agents first, then wrapping ones."""
+        if len(snapshot.talking_since) + len(snapshot.wrapping_since) > _PYTHON_MAX:
+            return self._busy_columns_array(snapshot, now)
+        kinds = self._column_kind
+        talk_last, wrap_last = self._talk_width - 1, self._wrap_width - 1
+        offset = self._talk_width
+        certain = 0
+        columns: list[int] = []
+        for since in snapshot.talking_since:
+            age = int(now - since)
+            column = age if 0 <= age < talk_last else (talk_last if age > 0 else 0)
+            kind = kinds[column]
+            if kind == 0:
+                columns.append(column)
+            elif kind == 1:
+                certain += 1
+        for since in snapshot.wrapping_since:
+            age = int(now - since)
+            column = offset + (age if 0 <= age < wrap_last else (wrap_last if age > 0 else 0))
+            kind = kinds[column]
+            if kind == 0:
+                columns.append(column)
+            elif kind == 1:
+                certain += 1
+        return certain, columns
+
+    def _busy_columns_array(self, snapshot: PacingSnapshot, now: float) -> tuple[int, list[int] | IntArray]:
+        """`_busy_columns` with numpy, for large teams (the same columns, in the same order)."""
+        talking = np.array(snapshot.talking_since, dtype=np.float64)
+        wrapping = np.array(snapshot.wrapping_since, dtype=np.float64)
+        talk = np.minimum(np.maximum((now - talking).astype(np.int64), 0), self._talk_width - 1)
+        wrap = self._talk_width + np.minimum(np.maximum((now - wrapping).astype(np.int64), 0), self._wrap_width - 1)
+        columns = np.concatenate([talk, wrap])
+        kinds = self._column_kinds[columns]
+        kept: IntArray = columns[kinds == 0]
+        return int(np.count_nonzero(kinds == 1)), kept
+
+    def _ringing_people(self, snapshot: PacingSnapshot, now: float) -> FloatArray:
+        """Expected people from the lines already ringing, by each horizon."""
+        last = self._ring_width - 1
+        ages: list[int] | IntArray
+        if len(snapshot.ringing_since) > _PYTHON_MAX:
+            since = np.array(snapshot.ringing_since, dtype=np.float64)
+            ages = np.minimum(np.maximum((now - since).astype(np.int64), 0), last)
+        else:
+            ages = [min(max(int(now - since), 0), last) for since in snapshot.ringing_since]
+        ringing: FloatArray = self._p_ring[:, ages].sum(axis=1)
+        return ringing
 
     def situation(self, snapshot: PacingSnapshot, now: float) -> tuple[int, FloatArray, FloatArray, FloatArray]:
         """(agents certainly free, pmf of busy agents free by each horizon, expected people
         from ringing lines by each horizon, chance a new line is a person by each horizon)."""
         self._tables()
         c = self.config
-        q_talk, q_wrap, p_ring = self._q_talk, self._q_wrap, self._p_ring
-        parts = []
-        if snapshot.talking_since:
-            since = np.fromiter(snapshot.talking_since, float, len(snapshot.talking_since))
-            parts.append(q_talk[:, np.minimum((now - since).astype(np.int64), q_talk.shape[1] - 1)])
-        if snapshot.wrapping_since:
-            since = np.fromiter(snapshot.wrapping_since, float, len(snapshot.wrapping_since))
-            parts.append(q_wrap[:, np.minimum((now - since).astype(np.int64), q_wrap.shape[1] - 1)])
-        free_now = snapshot.ready_agents - snapshot.calls_waiting
-        if parts:
-            q = np.concatenate(parts, axis=1)
-            certain = (q >= 1.0 - c.negligible).all(axis=0)
-            free_now += int(certain.sum())
-            q = q[:, ~certain & (q > c.negligible).any(axis=0)]
-        else:
-            q = np.zeros((q_talk.shape[0], 0))
-        if snapshot.ringing_since:
-            since = np.fromiter(snapshot.ringing_since, float, len(snapshot.ringing_since))
-            ages = np.minimum((now - since).astype(np.int64), p_ring.shape[1] - 1)
-            ringing = p_ring[:, ages].sum(axis=1)
-        else:
-            ringing = np.zeros(p_ring.shape[0])
+        certain, columns = self._busy_columns(snapshot, now)
+        free_now = snapshot.ready_agents - snapshot.calls_waiting + certain
+        ringing = self._ringing_people(snapshot, now)
         if c.count_future_dials:
             ringing = ringing + self.dial_rate * self.model.p_human * self._future
-        return free_now, poisson_binomial(q), ringing, self.model.p_human * self._share
+        return free_now, poisson_binomial(self._q_busy[:, columns]), ringing, self.model.p_human * self._share
 
     def _steer(self, now: float, target: float) -> None:
         """Move the allowance so that the predicted rate, corrected by the bias, meets the target."""
@@ -499,6 +671,37 @@ class PredictivePacer:
         self.dial_rate += share * (lines / elapsed - self.dial_rate)
 
     def decide(self, snapshot: PacingSnapshot, now: float) -> int:
+        return PredictivePacer.decide_many([self], [snapshot], now)[0]
+
+    @staticmethod
+    def decide_many(pacers: Sequence[PredictivePacer], snapshots: Sequence[PacingSnapshot], now: float) -> list[int]:
+        """`decide` for several pacers at once (the simulator runs replications side by side):
+        each pacer's answer is the one it would give alone; the array work is shared."""
+        answers = [0] * len(pacers)
+        jobs: list[_Decision] = []
+        for i, (pacer, snapshot) in enumerate(zip(pacers, snapshots, strict=True)):
+            opened = pacer.open_decision(snapshot, now)
+            if isinstance(opened, int):
+                answers[i] = opened
+            else:
+                opened.index = i
+                jobs.append(opened)
+        while jobs:
+            again: list[_Decision] = []
+            for job, risks in zip(jobs, _risks_of(jobs), strict=True):
+                # Risks rise with the line's rank: the answer is the number under the allowance.
+                n = int(np.searchsorted(risks, job.allowance, side="right"))
+                if n < job.lines or job.lines >= job.cap:
+                    answers[job.index] = job.pacer.close_decision(job, risks, n, now)
+                else:
+                    job.lines = min(job.cap, 2 * job.lines)
+                    again.append(job)
+            jobs = again
+        return answers
+
+    def open_decision(self, snapshot: PacingSnapshot, now: float) -> int | _Decision:
+        """Everything of a decision before the risks: the answer itself when no risk is
+        needed (warming up, no line free), else what the risk computation needs."""
         c = self.config
         target = self.budget.target(snapshot.abandon_tally, now)
         self.target = target
@@ -510,15 +713,36 @@ class PredictivePacer:
         cap = min(snapshot.free_lines, int(c.max_lines_per_agent * max(1, snapshot.logged_in_agents)))
         if cap <= 0:
             return 0
-        free_now, free_pmf, ringing, share = self.situation(snapshot, now)
-        lines = min(cap, max(8, 2 * floor))
-        while True:
-            risks = marginal_risks(free_now, free_pmf, ringing, share, lines)
-            n = int(np.searchsorted(risks, allowance, side="right"))
-            if n < lines or lines >= cap:
-                break
-            lines = min(cap, 2 * lines)
-        n = max(n, floor)
+        self._tables()
+        certain, columns = self._busy_columns(snapshot, now)
+        ringing = self._ringing_people(snapshot, now)
+        if c.count_future_dials:
+            ringing = ringing + self.dial_rate * self.model.p_human * self._future
+        share = self.model.p_human * self._share
+        if c.plan_seconds:
+            # The n-th line of a plan of n a second: n - 1 others now, n in each coming second
+            # arriving earlier: (ringing + plan) + (n - 1) x (share + plan).
+            planned = self.model.p_human * self._plan
+            ringing = ringing + planned
+            share = share + planned
+        return _Decision(
+            pacer=self,
+            free_now=snapshot.ready_agents - snapshot.calls_waiting + certain,
+            busy=self._q_busy[:, columns],
+            ringing=ringing,
+            share=share,
+            allowance=allowance,
+            floor=floor,
+            cap=cap,
+            # Any start gives the same answer; about what the last decision needed saves a round.
+            lines=min(cap, max(8, 2 * floor, self._last_lines + 4)),
+        )
+
+    def close_decision(self, job: _Decision, risks: FloatArray, n: int, now: float) -> int:
+        """The answer from the risks of the first `len(risks)` new lines (n under the allowance)."""
+        c = self.config
+        self._last_lines = n
+        n = max(n, job.floor)
         self._track_dial_rate(n, now)
         if n:
             dialed = float(risks[:n].sum())
@@ -528,3 +752,46 @@ class PredictivePacer:
                 self._risk_lines = self._risk_lines * keep + n
             self._predicted += self.model.p_human * dialed
         return n
+
+
+@dataclass(slots=True)
+class _Decision:
+    """One pacer's decision waiting for its line risks."""
+
+    pacer: PredictivePacer
+    free_now: int
+    busy: FloatArray  # (horizons, agents): chance each busy agent is free by each horizon
+    ringing: FloatArray  # (horizons,)
+    share: FloatArray  # (horizons,)
+    allowance: float
+    floor: int
+    cap: int
+    lines: int
+    index: int = 0
+
+
+def _risks_of(jobs: Sequence[_Decision]) -> list[FloatArray]:
+    """Each decision's line risks (its first `lines` lines), computed in batches of
+    decisions of about the same size: padding a small team's arrays to a large team's
+    would cost more than the batch saves."""
+    out: list[FloatArray] = [np.zeros(0)] * len(jobs)
+    groups: dict[tuple[int, int, int], list[int]] = {}
+    for i, job in enumerate(jobs):
+        horizons, agents = job.busy.shape
+        groups.setdefault((horizons, agents.bit_length(), job.lines.bit_length()), []).append(i)
+    for (horizons, _, _), members in groups.items():
+        agents = max(jobs[i].busy.shape[1] for i in members)
+        lines = max(jobs[i].lines for i in members)
+        busy = np.zeros((len(members), horizons, agents))
+        for row, i in enumerate(members):
+            busy[row, :, : jobs[i].busy.shape[1]] = jobs[i].busy
+        risks = line_risks(
+            np.array([jobs[i].free_now for i in members]),
+            poisson_binomial(busy),
+            np.array([jobs[i].ringing for i in members]),
+            np.array([jobs[i].share for i in members]),
+            lines,
+        )
+        for row, i in enumerate(members):
+            out[i] = risks[row, : jobs[i].lines]
+    return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dialer.pacing.types import PacingEvent, PacingSnapshot
+from dialer.pacing.types import EventKind, PacingEvent, PacingSnapshot
 
 
 def progressive_lines(snapshot: PacingSnapshot) -> int:
@@ -38,6 +38,8 @@ class ProgressivePacer:
     """One line per ready agent."""
 
     name = "progressive"
+    decides_on_state_only = True
+    observed_kinds: frozenset[EventKind] = frozenset()
 
     def observe(self, event: PacingEvent) -> None:
         del event
@@ -51,6 +53,8 @@ class PowerPacer:
     """A fixed number of lines per ready agent (`lines_per_agent`, e.g. 2.5)."""
 
     name = "power"
+    decides_on_state_only = True
+    observed_kinds: frozenset[EventKind] = frozenset()
 
     def __init__(self, lines_per_agent: float = 2.0) -> None:
         if lines_per_agent < 1.0:
@@ -75,6 +79,8 @@ class FixedRatioPacer:
     """
 
     name = "ratio"
+    decides_on_state_only = True
+    observed_kinds: frozenset[EventKind] = frozenset()
 
     def __init__(self, dial_level: float = 2.0) -> None:
         if dial_level < 1.0:

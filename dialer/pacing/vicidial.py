@@ -104,6 +104,7 @@ class VicidialAdaptivePacer:
     def __init__(self, params: VicidialParams | None = None) -> None:
         self.params = params or VicidialParams()
         self.name = f"vici_{self.params.mode.value.removeprefix('ADAPT_').lower()}"
+        self.observed_kinds = frozenset({EventKind.DIAL_PLACED, EventKind.HUMAN_ANSWERED, EventKind.CALL_DROPPED})
         self.level = max(1.0, self.params.initial_level)
         self._samples: deque[tuple[int, int, int]] = deque(maxlen=self.params.window_samples)
         self._next_sample = -math.inf

@@ -1,22 +1,31 @@
 """A discrete-event call-center simulator that drives any `Pacer`.
 
-Speed matters (the benchmark runs millions of dials), so the hot loop uses plain lists,
-dicts and a `heapq` of tuples rather than objects per call. Randomness is drawn up front
-per (seed, replication, day) in blocks: the k-th dial of a day gets the same outcome,
-ring time, greeting, talk and wrap time under every policy, and agents get the same
-log-in times and breaks, so policy comparisons are paired (common random numbers).
+Speed matters (the benchmark runs tens of millions of dials), so the hot loop uses plain
+lists, dicts and a `heapq` of tuples rather than objects per call, and each dial's fate
+(person or not, when AMD decides, its deadline) is worked out with numpy for a block of
+dials at once. Randomness is drawn up front per (seed, replication, day) in blocks: the
+k-th dial of a day gets the same outcome, ring time, greeting, talk and wrap time under
+every policy, and agents get the same log-in times and breaks, so policy comparisons are
+paired (common random numbers).
 
 Timeline of a live answer: answer at `t0 + ring`; the greeting lasts `greeting`; AMD
 declares a person `amd` seconds after the greeting ends; the regulatory deadline is
-2 s after the greeting (47 CFR 64.1200(a)(7), 16 CFR 310.4(b)(4)(iii)). A person not
+2 s after the greeting (47 CFR 64.1200(a)(7), 16 CFR 310.4(b)(4)(iii)), or, when the
+scenario sets `deadline_slack_seconds`, that long after AMD's decision. A person not
 bridged by then is abandoned, even if an agent picks them up later. A waiting call
 gives up after `drop_call_seconds` (VICIdial's DROP: safe-harbor message).
+
+The pacer is asked every second (`TICK_SECONDS`), as the runtime does, except when a
+pacer declares `decides_on_state_only` (its answer depends on the snapshot's counts
+alone) and nothing happened since its last answer was placed in full: it would answer 0
+again, so the call is skipped (the results are identical; tests compare both ways).
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,6 +54,8 @@ _LOGIN, _LOGOUT, _BREAK, _BREAK_END, _LINE_END, _HUMAN, _HOLD, _TALK_END, _WRAP_
 _OFF, _READY, _TALK, _WRAP, _PAUSE = range(5)
 # Dial plans.
 _PLAN_HUMAN, _PLAN_MACHINE_AS_HUMAN, _PLAN_HUMAN_AS_MACHINE, _PLAN_OTHER = range(4)
+# How a dial that reaches no agent ends (index into _OUTCOMES).
+_OUTCOMES = (DialOutcome.MACHINE, DialOutcome.BUSY, DialOutcome.UNALLOCATED, DialOutcome.NO_ANSWER)
 
 DAILY_COUNTERS = (
     "dials",
@@ -63,6 +74,10 @@ DAILY_COUNTERS = (
     "pause_seconds",
     "logged_in_seconds",
 )
+(
+    _DIALS, _LIVE, _ABANDONED, _LATE, _CONNECTS, _DECLARED, _DROPS, _AMD_FP_COUNT, _OBSERVED,
+    _IDLE_S, _TALK_S, _MACHINE_TALK_S, _WRAP_S, _PAUSE_S, _LOGGED_S,
+) = range(len(DAILY_COUNTERS))  # fmt: skip
 
 
 class OutcomePeekingPacer(Pacer, Protocol):
@@ -84,11 +99,19 @@ class ReplicationResult:
 
 
 class _DayStream:
-    """Pre-drawn per-dial randomness for one day, extended in fixed blocks (same for every policy)."""
+    """Pre-drawn per-dial randomness for one day, extended in fixed blocks (same for every policy).
+
+    Besides the raw draws, each block carries every dial's plan, worked out with numpy:
+    `plan` (person, machine taken for a person, person taken for a machine, or a line
+    that needs no agent), `offset` (seconds from the dial to AMD's decision or the line's
+    end), `deadline` (seconds from the dial to the 2-s deadline, people only) and `ends`
+    (how a line needing no agent ends).
+    """
 
     def __init__(self, scenario: Scenario, rng: np.random.Generator) -> None:
         self.s = scenario
         self.rng = rng
+        self.size = 0
         self.u_outcome: list[float] = []
         self.ring: list[float] = []
         self.greeting: list[float] = []
@@ -100,21 +123,108 @@ class _DayStream:
         self.machine_talk: list[float] = []
         self.busy: list[float] = []
         self.unallocated: list[float] = []
+        self.plan: list[int] = []
+        self.offset: list[float] = []
+        self.deadline: list[float] = []
+        self.ends: list[int] = []
 
     def ensure(self, k: int) -> None:
-        while k >= len(self.u_outcome):
-            s, rng = self.s, self.rng
-            self.u_outcome += rng.random(BLOCK).tolist()
-            self.ring += s.ring_seconds.sample(rng, BLOCK).tolist()
-            self.greeting += s.greeting_seconds.sample(rng, BLOCK).tolist()
-            self.amd += s.amd_seconds.sample(rng, BLOCK).tolist()
-            self.amd_machine += s.amd_machine_seconds.sample(rng, BLOCK).tolist()
-            self.u_error += rng.random(BLOCK).tolist()
-            self.talk += s.talk_seconds.sample(rng, BLOCK).tolist()
-            self.wrap += s.wrap_seconds.sample(rng, BLOCK).tolist()
-            self.machine_talk += s.machine_talk_seconds.sample(rng, BLOCK).tolist()
-            self.busy += s.busy_seconds.sample(rng, BLOCK).tolist()
-            self.unallocated += s.unallocated_seconds.sample(rng, BLOCK).tolist()
+        while k >= self.size:
+            self._extend()
+
+    def _extend(self) -> None:
+        s, rng = self.s, self.rng
+        # The draw order is part of the common random numbers: never reorder it.
+        u = rng.random(BLOCK)
+        ring = s.ring_seconds.sample(rng, BLOCK)
+        greeting = s.greeting_seconds.sample(rng, BLOCK)
+        amd = s.amd_seconds.sample(rng, BLOCK)
+        amd_machine = s.amd_machine_seconds.sample(rng, BLOCK)
+        u_error = rng.random(BLOCK)
+        talk = s.talk_seconds.sample(rng, BLOCK)
+        wrap = s.wrap_seconds.sample(rng, BLOCK)
+        machine_talk = s.machine_talk_seconds.sample(rng, BLOCK)
+        busy = s.busy_seconds.sample(rng, BLOCK)
+        unallocated = s.unallocated_seconds.sample(rng, BLOCK)
+        plan, offset, deadline, ends = _plans(s, u, ring, greeting, amd, amd_machine, u_error, busy, unallocated)
+        self.u_outcome += u.tolist()
+        self.ring += ring.tolist()
+        self.greeting += greeting.tolist()
+        self.amd += amd.tolist()
+        self.amd_machine += amd_machine.tolist()
+        self.u_error += u_error.tolist()
+        self.talk += talk.tolist()
+        self.wrap += wrap.tolist()
+        self.machine_talk += machine_talk.tolist()
+        self.busy += busy.tolist()
+        self.unallocated += unallocated.tolist()
+        self.plan += plan.tolist()
+        self.offset += offset.tolist()
+        self.deadline += deadline.tolist()
+        self.ends += ends.tolist()
+        self.size += BLOCK
+
+
+FloatArray = np.ndarray[tuple[int], np.dtype[np.float64]]
+IntArray = np.ndarray[tuple[int], np.dtype[np.int64]]
+
+
+def _plans(
+    s: Scenario,
+    u: FloatArray,
+    ring: FloatArray,
+    greeting: FloatArray,
+    amd: FloatArray,
+    amd_machine: FloatArray,
+    u_error: FloatArray,
+    busy: FloatArray,
+    unallocated: FloatArray,
+) -> tuple[IntArray, FloatArray, FloatArray, IntArray]:
+    """Each dial's plan, in the same float arithmetic as one dial at a time would use."""
+    timeout = s.ring_timeout_seconds
+    slack = s.deadline_slack_seconds
+    u_machine = u - s.p_live
+    u_busy = u_machine - s.p_machine
+    u_unallocated = u_busy - s.p_busy
+    live = u < s.p_live
+    machine = ~live & (u_machine < s.p_machine)
+    is_busy = ~live & ~machine & (u_busy < s.p_busy)
+    is_unallocated = ~live & ~machine & ~is_busy & (u_unallocated < s.p_unallocated)
+    answered_in_time = ring <= timeout
+    greeting_end = ring + greeting
+    decided_human = greeting_end + amd
+    decided_machine = ring + amd_machine
+    person = live & answered_in_time
+    machine_answered = machine & answered_in_time
+    human_as_machine = person & (u_error < s.amd_human_error)
+    machine_as_human = machine_answered & (u_error < s.amd_machine_error)
+
+    plan = np.full(u.shape, _PLAN_OTHER, dtype=np.int64)
+    plan[person] = _PLAN_HUMAN
+    plan[human_as_machine] = _PLAN_HUMAN_AS_MACHINE
+    plan[machine_as_human] = _PLAN_MACHINE_AS_HUMAN
+    offset = np.full(u.shape, timeout)
+    offset[person] = decided_human[person]
+    offset[machine_answered] = decided_machine[machine_answered]
+    offset[is_busy] = busy[is_busy]
+    offset[is_unallocated] = unallocated[is_unallocated]
+    deadline = np.zeros(u.shape)
+    if slack is None:
+        deadline[person] = greeting_end[person] + ABANDON_DEADLINE_SECONDS
+        # The runtime will think the greeting ended 1 s before it declared a person.
+        deadline[machine_as_human] = decided_machine[machine_as_human] + 1.0
+    else:
+        deadline[person] = decided_human[person] + slack
+        deadline[machine_as_human] = decided_machine[machine_as_human] + slack
+    # Classified with the cumulative sums, as the runtime's outcome would be read.
+    to_machine = s.p_live + s.p_machine
+    to_busy = to_machine + s.p_busy
+    to_unallocated = to_busy + s.p_unallocated
+    ends = np.full(u.shape, 3, dtype=np.int64)  # no answer
+    ends[(u < to_machine) & answered_in_time] = 0
+    ends[(u >= to_machine) & (u < to_busy)] = 1
+    ends[(u >= to_busy) & (u < to_unallocated)] = 2
+    return plan, offset, deadline, ends
 
 
 def _rng(seed: int, replication: int, day: int, stream: int) -> np.random.Generator:
@@ -122,9 +232,21 @@ def _rng(seed: int, replication: int, day: int, stream: int) -> np.random.Genera
 
 
 class Simulation:
-    """One replication of a scenario under one pacer. Call `run()` once."""
+    """One replication of a scenario under one pacer. Call `run()` once.
 
-    def __init__(self, scenario: Scenario, pacer: Pacer, seed: int = 1, replication: int = 0) -> None:
+    `skip_idle_decisions=False` asks a `decides_on_state_only` pacer every second anyway
+    (the tests use it to show that skipping changes nothing).
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        pacer: Pacer,
+        seed: int = 1,
+        replication: int = 0,
+        *,
+        skip_idle_decisions: bool = True,
+    ) -> None:
         self.s = scenario
         self.pacer = pacer
         self.seed = seed
@@ -145,6 +267,7 @@ class Simulation:
         self.pending_logout = [False] * n
         self.agent_call = [-1] * n
         self.day = 0
+        self.today = [0.0] * len(DAILY_COUNTERS)
         self.stream = _DayStream(scenario, _rng(seed, replication, 0, 1))
         self.next_dial = 0
         self.heap: list[tuple[float, int, int, int]] = []
@@ -163,6 +286,18 @@ class Simulation:
         self.prior_answers = 0.0
         self.prior_abandons = 0.0
         self.break_length = 0.0
+        self.decisions = 0  # calls to the pacer's decide()
+        self._observe_pacer = pacer.observe
+        # Event kinds the pacer declares it ignores are not sent (`Pacer.observed_kinds`).
+        listens: frozenset[EventKind] = frozenset(getattr(pacer, "observed_kinds", EventKind))
+        self._listens = listens
+        self._sends_placed = EventKind.DIAL_PLACED in listens
+        self._sends_ended = EventKind.DIAL_ENDED in listens
+        self._sends_human = EventKind.HUMAN_ANSWERED in listens
+        self._state_only = skip_idle_decisions and bool(getattr(pacer, "decides_on_state_only", False))
+        # Something happened since the pacer last answered (or its answer was capped).
+        self._changed = True
+        self._snapshot: PacingSnapshot | None = None
         bind = getattr(pacer, "bind_peek", None)
         if callable(bind):
             bind(self._peek)
@@ -173,46 +308,7 @@ class Simulation:
         """(plan, seconds to the decision or line end, deadline offset from dial) for dial k."""
         st = self.stream
         st.ensure(k)
-        s = self.s
-        u = st.u_outcome[k]
-        timeout = s.ring_timeout_seconds
-        if u < s.p_live:
-            ring = st.ring[k]
-            if ring > timeout:
-                return _PLAN_OTHER, timeout, 0.0
-            greeting_end = ring + st.greeting[k]
-            decided = greeting_end + st.amd[k]
-            deadline = greeting_end + ABANDON_DEADLINE_SECONDS
-            if st.u_error[k] < s.amd_human_error:
-                return _PLAN_HUMAN_AS_MACHINE, decided, deadline
-            return _PLAN_HUMAN, decided, deadline
-        u -= s.p_live
-        if u < s.p_machine:
-            ring = st.ring[k]
-            if ring > timeout:
-                return _PLAN_OTHER, timeout, 0.0
-            decided = ring + st.amd_machine[k]
-            if st.u_error[k] < s.amd_machine_error:
-                # The runtime will think the greeting ended `1 s` before it declared a person.
-                return _PLAN_MACHINE_AS_HUMAN, decided, decided + 1.0
-            return _PLAN_OTHER, decided, 0.0
-        u -= s.p_machine
-        if u < s.p_busy:
-            return _PLAN_OTHER, st.busy[k], 0.0
-        u -= s.p_busy
-        if u < s.p_unallocated:
-            return _PLAN_OTHER, st.unallocated[k], 0.0
-        return _PLAN_OTHER, timeout, 0.0
-
-    def _outcome(self, k: int) -> DialOutcome:
-        s, u = self.s, self.stream.u_outcome[k]
-        if u < s.p_live + s.p_machine:
-            return DialOutcome.NO_ANSWER if self.stream.ring[k] > s.ring_timeout_seconds else DialOutcome.MACHINE
-        if u < s.p_live + s.p_machine + s.p_busy:
-            return DialOutcome.BUSY
-        if u < s.p_live + s.p_machine + s.p_busy + s.p_unallocated:
-            return DialOutcome.UNALLOCATED
-        return DialOutcome.NO_ANSWER
+        return st.plan[k], st.offset[k], st.deadline[k]
 
     def _peek(self, ahead: int) -> tuple[bool, float] | None:
         """For the oracle: will the `ahead`-th next dial need an agent, and after how long?"""
@@ -230,19 +326,18 @@ class Simulation:
     def _set_agent(self, a: int, new: int, now: float) -> None:
         old = self.state[a]
         elapsed = now - self.since[a]
-        d = self.day
-        daily = self.result.daily
+        today = self.today
         if old == _READY:
-            daily["idle_seconds"][d] += elapsed
+            today[_IDLE_S] += elapsed
             del self.ready[a]
         elif old == _TALK:
-            daily["machine_talk_seconds" if self.on_machine[a] else "talk_seconds"][d] += elapsed
+            today[_MACHINE_TALK_S if self.on_machine[a] else _TALK_S] += elapsed
             del self.talking[a]
         elif old == _WRAP:
-            daily["wrap_seconds"][d] += elapsed
+            today[_WRAP_S] += elapsed
             del self.wrapping[a]
         elif old == _PAUSE:
-            daily["pause_seconds"][d] += elapsed
+            today[_PAUSE_S] += elapsed
             self.paused -= 1
         self.state[a] = new
         self.since[a] = now
@@ -256,10 +351,8 @@ class Simulation:
             self.paused += 1
 
     def _observe(self, kind: EventKind, now: float, seconds: float = 0.0, outcome: DialOutcome | None = None) -> None:
-        self.pacer.observe(PacingEvent(kind, now, seconds, outcome))
-
-    def _count(self, key: str, amount: float = 1.0) -> None:
-        self.result.daily[key][self.day] += amount
+        if kind in self._listens:
+            self._observe_pacer(PacingEvent(kind, now, seconds, outcome))
 
     # -- the call flow ------------------------------------------------------------------
 
@@ -268,34 +361,40 @@ class Simulation:
         self.next_dial += 1
         self.leads_used += 1
         self.active_lines += 1
-        self._count("dials")
-        self._observe(EventKind.DIAL_PLACED, now)
-        plan, offset, deadline = self._plan(k)
+        self.today[_DIALS] += 1
+        if self._sends_placed:
+            self._observe_pacer(PacingEvent(EventKind.DIAL_PLACED, now))
+        st = self.stream
+        if k >= st.size:
+            st.ensure(k)
+        plan = st.plan[k]
         self.ringing[k] = now
         self.dial_time[k] = now
         if self.event_log is not None:
             self.event_log.append((now, "dial", k))
+        self.seq += 1
         if plan == _PLAN_OTHER:
-            self._push(now + offset, _LINE_END, k)
+            heapq.heappush(self.heap, (now + st.offset[k], self.seq, _LINE_END, k))
         elif plan == _PLAN_HUMAN_AS_MACHINE:
-            self._push(now + offset, _AMD_FP, k)
+            heapq.heappush(self.heap, (now + st.offset[k], self.seq, _AMD_FP, k))
         else:
-            self.deadline[k] = now + deadline
+            self.deadline[k] = now + st.deadline[k]
             self.is_person[k] = plan == _PLAN_HUMAN
-            self._push(now + offset, _HUMAN, k)
+            heapq.heappush(self.heap, (now + st.offset[k], self.seq, _HUMAN, k))
 
     def _bridge(self, k: int, a: int, now: float) -> None:
         decided = self.waiting.pop(k, None)
         wait = 0.0 if decided is None else now - decided
         person = self.is_person[k]
+        today = self.today
         if person:
-            self._count("connects")
+            today[_CONNECTS] += 1
         if now > self.deadline[k] + 1e-9:
-            self._count("observed_abandons")
+            today[_OBSERVED] += 1
             self._observe(EventKind.CALL_ABANDONED, now)
             if person:
-                self._count("abandoned")
-                self._count("bridged_late")
+                today[_ABANDONED] += 1
+                today[_LATE] += 1
         self._observe(EventKind.CALL_BRIDGED, now, wait)
         st = self.stream
         duration = st.talk[k] if person else st.machine_talk[k]
@@ -317,16 +416,22 @@ class Simulation:
             k = ident
             del self.ringing[k]
             self.active_lines -= 1
-            self._observe(EventKind.DIAL_ENDED, time, time - self.dial_time.pop(k), self._outcome(k))
+            placed = self.dial_time.pop(k)
+            if self._sends_ended:
+                outcome = _OUTCOMES[self.stream.ends[k]]
+                self._observe_pacer(PacingEvent(EventKind.DIAL_ENDED, time, time - placed, outcome))
             if self.event_log is not None:
                 self.event_log.append((time, "end", k))
         elif kind == _HUMAN:
             k = ident
             del self.ringing[k]
-            self._count("human_declared")
+            today = self.today
+            today[_DECLARED] += 1
             if self.is_person[k]:
-                self._count("live_answers")
-            self._observe(EventKind.HUMAN_ANSWERED, time, time - self.dial_time.pop(k))
+                today[_LIVE] += 1
+            placed = self.dial_time.pop(k)
+            if self._sends_human:
+                self._observe_pacer(PacingEvent(EventKind.HUMAN_ANSWERED, time, time - placed))
             if self.event_log is not None:
                 self.event_log.append((time, "human", k))
             if self.ready:
@@ -359,12 +464,13 @@ class Simulation:
             if k in self.waiting:
                 del self.waiting[k]
                 self.active_lines -= 1
-                self._count("vici_drops")
-                self._count("observed_abandons")
+                today = self.today
+                today[_DROPS] += 1
+                today[_OBSERVED] += 1
                 self._observe(EventKind.CALL_DROPPED, time)
                 self._observe(EventKind.CALL_ABANDONED, time)
                 if self.is_person[k]:
-                    self._count("abandoned")
+                    today[_ABANDONED] += 1
                 del self.is_person[k], self.deadline[k]
                 if self.event_log is not None:
                     self.event_log.append((time, "drop", k))
@@ -374,9 +480,10 @@ class Simulation:
             self.active_lines -= 1
             # A person hung up on as a machine: abandoned under 47 CFR 64.1200(a)(7), and
             # the runtime cannot know it (it believes it reached a machine).
-            self._count("live_answers")
-            self._count("abandoned")
-            self._count("amd_false_positive")
+            today = self.today
+            today[_LIVE] += 1
+            today[_ABANDONED] += 1
+            today[_AMD_FP_COUNT] += 1
             self._observe(EventKind.DIAL_ENDED, time, time - self.dial_time.pop(k), DialOutcome.MACHINE)
             if self.event_log is not None:
                 self.event_log.append((time, "end", k))
@@ -408,7 +515,7 @@ class Simulation:
 
     def _logout(self, a: int, now: float) -> None:
         self._set_agent(a, _OFF, now)
-        self._count("logged_in_seconds", now - self.login_at[a])
+        self.today[_LOGGED_S] += now - self.login_at[a]
 
     # -- the day loop ---------------------------------------------------------------------
 
@@ -427,78 +534,169 @@ class Simulation:
             self._push(day_end, _LOGOUT, a)
 
     def _tally(self) -> AbandonTally:
-        d = self.day
-        daily = self.result.daily
+        today = self.today
         return AbandonTally(
-            live_answers=int(self.prior_answers + daily["human_declared"][d]),
-            abandoned=int(self.prior_abandons + daily["observed_abandons"][d]),
+            live_answers=int(self.prior_answers + today[_DECLARED]),
+            abandoned=int(self.prior_abandons + today[_OBSERVED]),
         )
 
-    def _tick(self, now: float) -> None:
+    def prepare(self, now: float) -> PacingSnapshot | None:
+        """The snapshot the pacer is asked with at this tick, or None when it need not be."""
         s = self.s
         self.cps_tokens = min(s.calls_per_second, self.cps_tokens + s.calls_per_second * TICK_SECONDS)
-        free = min(s.max_lines - self.active_lines, int(self.cps_tokens))
+        if self._state_only and not self._changed:
+            return None  # it would answer 0 again: nothing it looks at has changed
+        free = max(0, min(s.max_lines - self.active_lines, int(self.cps_tokens)))
         if s.lead_list_size:
             free = min(free, s.lead_list_size - self.leads_used)
-        snapshot = PacingSnapshot(
-            ready_since=tuple(self.ready.values()),
-            talking_since=tuple(self.talking.values()),
-            wrapping_since=tuple(self.wrapping.values()),
-            paused_agents=self.paused,
-            ringing_since=tuple(self.ringing.values()),
-            calls_waiting=len(self.waiting),
-            free_lines=max(0, free),
-            abandon_tally=self._tally(),
-        )
-        # Trunk lines, calls per second and the lead list cap what the pacer asked for.
-        n = max(0, min(self.pacer.decide(snapshot, now), free))
+        last = self._snapshot
+        if self._changed or last is None:
+            snapshot = PacingSnapshot(
+                ready_since=tuple(self.ready.values()),
+                talking_since=tuple(self.talking.values()),
+                wrapping_since=tuple(self.wrapping.values()),
+                paused_agents=self.paused,
+                ringing_since=tuple(self.ringing.values()),
+                calls_waiting=len(self.waiting),
+                free_lines=free,
+                abandon_tally=self._tally(),
+            )
+        elif last.free_lines != free:  # nothing happened: the same snapshot, more free lines
+            snapshot = PacingSnapshot(
+                last.ready_since, last.talking_since, last.wrapping_since, last.paused_agents,
+                last.ringing_since, last.calls_waiting, free, last.abandon_tally,
+            )  # fmt: skip
+        else:
+            snapshot = last
+        self._snapshot = snapshot
+        self.decisions += 1
+        return snapshot
+
+    def apply(self, now: float, asked: int) -> None:
+        """Place what the pacer asked for, within trunk lines, calls per second and leads."""
+        n = max(0, min(asked, self._snapshot.free_lines if self._snapshot is not None else 0))
         for _ in range(n):
             self._place(now)
         self.cps_tokens -= n
+        # Lines placed change the next snapshot; for a state-only pacer, a capped answer
+        # must be asked again.
+        self._changed = n > 0 if not self._state_only else asked > n
 
-    def run(self) -> ReplicationResult:
+    def begin_day(self, day: int) -> tuple[float, float]:
         s = self.s
         daily = self.result.daily
-        for day in range(s.days):
-            self.day = day
-            self.stream = _DayStream(s, _rng(self.seed, self.replication, day, 1))
-            self.next_dial = 0
-            self.heap = []
-            self.seq = 0
-            self.ready = {}
-            self.talking = {}
-            self.wrapping = {}
-            self.paused = 0
-            self.ringing = {}
-            self.waiting = {}
-            self.dial_time = {}
-            self.deadline = {}
-            self.is_person = {}
-            self.active_lines = 0
-            self.cps_tokens = 0.0
-            first = max(0, day - (ABANDON_WINDOW_DAYS - 1))
-            self.prior_answers = sum(daily["human_declared"][first:day])
-            self.prior_abandons = sum(daily["observed_abandons"][first:day])
-            day_start = day * SECONDS_PER_DAY + s.shift_start_hour * 3600.0
-            day_end = day_start + s.hours_per_day * 3600.0
-            self._schedule_agents(day_start, day_end)
-            heap = self.heap
+        self.day = day
+        self.today = [0.0] * len(DAILY_COUNTERS)
+        self.stream = _DayStream(s, _rng(self.seed, self.replication, day, 1))
+        self.next_dial = 0
+        self.heap = []
+        self.seq = 0
+        self.ready = {}
+        self.talking = {}
+        self.wrapping = {}
+        self.paused = 0
+        self.ringing = {}
+        self.waiting = {}
+        self.dial_time = {}
+        self.deadline = {}
+        self.is_person = {}
+        self.active_lines = 0
+        self.cps_tokens = 0.0
+        self._changed = True
+        self._snapshot = None
+        first = max(0, day - (ABANDON_WINDOW_DAYS - 1))
+        self.prior_answers = sum(daily["human_declared"][first:day])
+        self.prior_abandons = sum(daily["observed_abandons"][first:day])
+        day_start = day * SECONDS_PER_DAY + s.shift_start_hour * 3600.0
+        day_end = day_start + s.hours_per_day * 3600.0
+        self._schedule_agents(day_start, day_end)
+        return day_start, day_end
+
+    def advance(self, until: float) -> None:
+        """Handle every event due by `until`, in time order."""
+        heap = self.heap
+        if heap and heap[0][0] <= until:
+            self._changed = True
             handle = self._handle
-            next_tick = day_start
-            while next_tick < day_end:
-                while heap and heap[0][0] <= next_tick:
-                    time, _, kind, ident = heapq.heappop(heap)
-                    handle(time, kind, ident)
-                self._tick(next_tick)
-                next_tick += TICK_SECONDS
-            # After the shift: no new dials; calls in progress finish, agents log out.
-            while heap:
-                time, _, kind, ident = heapq.heappop(heap)
+            pop = heapq.heappop
+            while heap and heap[0][0] <= until:
+                time, _, kind, ident = pop(heap)
                 handle(time, kind, ident)
-        return self.result
+
+    def end_day(self) -> None:
+        # After the shift: no new dials; calls in progress finish, agents log out.
+        self.advance(math.inf)
+        daily = self.result.daily
+        for i, key in enumerate(DAILY_COUNTERS):
+            daily[key][self.day] = self.today[i]
+
+    def run(self) -> ReplicationResult:
+        return run_together([self])[0]
+
+
+def run_together(simulations: Sequence[Simulation]) -> list[ReplicationResult]:
+    """Run several simulations second by second side by side (same days and shift hours).
+
+    Each one sees exactly what it would alone; their pacers are asked together each second
+    (`decide_together`), so a pacer with a batched form (`decide_many`) does its array work
+    once for all of them: numpy's fixed cost per operation, not the arithmetic, is what a
+    decision costs for a small team.
+    """
+    if not simulations:
+        return []
+    first = simulations[0].s
+    for sim in simulations:
+        if (sim.s.days, sim.s.shift_start_hour, sim.s.hours_per_day) != (
+            first.days, first.shift_start_hour, first.hours_per_day,
+        ):  # fmt: skip
+            raise ValueError("simulations run together must share days and shift hours")
+    for day in range(first.days):
+        bounds = [sim.begin_day(day) for sim in simulations]
+        day_start, day_end = bounds[0]
+        next_tick = day_start
+        while next_tick < day_end:
+            asking: list[Simulation] = []
+            snapshots: list[PacingSnapshot] = []
+            for sim in simulations:
+                sim.advance(next_tick)
+                snapshot = sim.prepare(next_tick)
+                if snapshot is not None:
+                    asking.append(sim)
+                    snapshots.append(snapshot)
+            if asking:
+                answers = decide_together([sim.pacer for sim in asking], snapshots, next_tick)
+                for sim, asked in zip(asking, answers, strict=True):
+                    sim.apply(next_tick, asked)
+            next_tick += TICK_SECONDS
+        for sim in simulations:
+            sim.end_day()
+    return [sim.result for sim in simulations]
+
+
+class BatchPacer(Pacer, Protocol):
+    """A pacer class that can decide for several of its instances in one pass."""
+
+    @staticmethod
+    def decide_many(pacers: Sequence[Pacer], snapshots: Sequence[PacingSnapshot], now: float) -> list[int]: ...
+
+
+def decide_together(pacers: Sequence[Pacer], snapshots: Sequence[PacingSnapshot], now: float) -> list[int]:
+    """Every pacer's `decide`, through its class's `decide_many` where it has one."""
+    answers = [0] * len(pacers)
+    groups: dict[type, list[int]] = {}
+    for i, pacer in enumerate(pacers):
+        groups.setdefault(type(pacer), []).append(i)
+    for cls, members in groups.items():
+        many = getattr(cls, "decide_many", None)
+        if many is not None and len(members) > 1:
+            results = many([pacers[i] for i in members], [snapshots[i] for i in members], now)
+        else:
+            results = [pacers[i].decide(snapshots[i], now) for i in members]
+        for i, result in zip(members, results, strict=True):
+            answers[i] = result
+    return answers
 
 
 def simulate(scenario: Scenario, pacer: Pacer, seed: int = 1, replication: int = 0) -> ReplicationResult:
     """Run one replication of `scenario` under `pacer`."""
     return Simulation(scenario, pacer, seed, replication).run()
-

@@ -106,10 +106,43 @@ def normal_tail(values: Sequence[float], limit: float) -> float:
     return 0.5 * math.erfc((limit - mean) / (sd * math.sqrt(2.0)))
 
 
-def summarize(results: Sequence[ReplicationResult], limit: float) -> dict[str, float]:
+def window_tail(results: Sequence[ReplicationResult], limit: float) -> float:
+    """Estimated P(a 30-day window's abandon rate > limit), from runs of one window each.
+
+    A normal law for the window's rate (it holds thousands of answers), centred on the
+    runs' pooled rate, with the larger of two spreads: the runs' own (few of them, so
+    rough) and the one their days imply (the rate's variance from the daily tallies, days
+    taken as independent: exact for a fixed ratio, conservative for a pacer that makes up
+    for a bad day, as ours does). Every policy is judged by the same estimate.
+    """
+    answers = sum(sum(r.daily["live_answers"]) for r in results)
+    if not answers:
+        return 0.0
+    rate = sum(sum(r.daily["abandoned"]) for r in results) / answers
+    variances = []
+    for r in results:
+        live = r.daily["live_answers"]
+        total = sum(live)
+        if total:
+            residuals = sum((a - rate * n) ** 2 for a, n in zip(r.daily["abandoned"], live, strict=True))
+            days = len(live)
+            variances.append(residuals / total**2 * (days / max(days - 1, 1)))
+    daily_sd = math.sqrt(sum(variances) / len(variances)) if variances else 0.0
+    rates = [sum(r.daily["abandoned"]) / sum(r.daily["live_answers"]) for r in results if sum(r.daily["live_answers"])]
+    between_sd = 0.0
+    if len(rates) > 1:
+        mean = sum(rates) / len(rates)
+        between_sd = math.sqrt(sum((x - mean) ** 2 for x in rates) / (len(rates) - 1))
+    sd = max(daily_sd, between_sd)
+    if sd <= 0.0:
+        return 0.0 if rate <= limit else 1.0
+    return 0.5 * math.erfc((limit - rate) / (sd * math.sqrt(2.0)))
+
+
+def summarize(results: Sequence[ReplicationResult], limit: float) -> dict[str, float | None]:
     """The CLI's JSON figures for one policy, averaged over replications."""
     per = [replication_metrics(r) for r in results]
-    out: dict[str, float] = {}
+    out: dict[str, float | None] = {}
     for key in (
         "occupancy",
         "talk_minutes_per_agent_hour",
@@ -120,13 +153,14 @@ def summarize(results: Sequence[ReplicationResult], limit: float) -> dict[str, f
     ):
         mean, half = mean_ci([getattr(m, key) for m in per])
         out[key] = mean
-        out[f"{key}_ci95"] = half
+        out[f"{key}_ci95"] = None if math.isnan(half) else half  # one replication: no interval
     live = sum(m.live_answers for m in per)
     out["abandon_rate"] = sum(m.abandoned for m in per) / live if live else 0.0
     out["max_rolling_30d_abandon_rate"] = max(m.max_rolling_30d_abandon_rate for m in per)
     out["mean_max_rolling_30d_abandon_rate"] = mean_ci([m.max_rolling_30d_abandon_rate for m in per])[0]
     # Share of replications in which any 30-day window broke the limit.
     out["p_window_over_3pct"] = sum(1 for m in per if m.max_rolling_30d_abandon_rate > limit) / len(per)
+    out["est_p_window_over_limit"] = window_tail(results, limit)
     out["replications"] = len(per)
     out["live_answers"] = live
     return out

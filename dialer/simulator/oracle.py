@@ -1,80 +1,37 @@
-"""The outcome oracle (rules.md 5.3.2): knows every dial's outcome and answer delay, not talk times.
+"""The outcome oracle: knows every dial's outcome and answer delay, not talk times.
 
-It dials the leads in the same order as every other policy (common random numbers). A
-dial that will not reach a person is placed at once (it only costs a line). A dial that
-will reach a person is placed only when the chance that no agent is free at its known
-arrival time is under an allowed risk, the risk being recalibrated every 400 answers
-toward a 2% setpoint (its own outer loop, fixed so that tuning our pacer does not move
-the reference). Agents' remaining talk and wrap times are as uncertain for
-the oracle as for our pacer (same measured tables), so the gap between the two is the
-value of predicting answers better.
+What kind of reference it is. It is not a bound on every policy: it is *our pacer's rule
+with perfect knowledge of the dials*. It dials the leads in the same order as every other
+policy (common random numbers). A dial that will not reach a person is placed at once (it
+only costs a line). A dial that will reach a person is placed only when its risk, the
+chance that no agent is free when it arrives, is under an allowance. That risk is computed
+from the same measured talk and wrap-up tables as our pacer (agents' remaining times are
+as uncertain for the oracle as for us), with the people already dialed counted exactly
+(who arrives, and when) instead of as a Poisson guess. Its 30-day budget is our pacer's:
+the same setpoint and current target (`AbandonBudget`), the allowance steered every 30 s
+so that its predicted abandon rate (the mean risk of the people it dials, corrected by a
+slowly learned bias) meets the target, and the same guard, with steering frozen while
+cautious so that nothing winds up (the former oracle recalibrated from counted abandons
+every 400 answers, kept raising its allowance while the guard held it progressive, and
+overshot on release: days alternated between ~0% and 7-12% at low live-answer rates).
+
+The occupancy gap between our pacer and this oracle is therefore the value of knowing
+which dials become people and when, under the same rule for the abandon budget. The
+fluid bound (`metrics.clairvoyant_bound`) is the bound on any policy: agents busy every
+available minute, capped by the supply of people that lines and calls per second allow.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from bisect import bisect_right, insort
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from dialer.pacing.predictive import AgentFreeModel, PredictiveConfig
-from dialer.pacing.types import AbandonTally, EventKind, PacingEvent, PacingSnapshot
+import numpy as np
 
-
-@dataclass(frozen=True)
-class OracleConfig:
-    """The oracle's budget knobs (fixed: tuning our pacer does not move the reference)."""
-
-    setpoint: float = 0.02
-    initial_risk: float = 0.03
-    min_risk: float = 0.001
-    max_risk: float = 0.5
-    calibrate_every_answers: int = 400
-    calibration_gain: float = 0.5
-    guard_rate: float = 0.026
-    release_rate: float = 0.021
-    guard_min_answers: int = 300
-    deadline_slack_seconds: float = 1.0
-
-
-class _RiskCalibration:
-    """The oracle's outer loop: recalibrates its allowed risk every few hundred answers toward a
-    2% setpoint, and falls back to progressive near the limit (kept as first benchmarked)."""
-
-    def __init__(self, config: OracleConfig) -> None:
-        self.config = config
-        self.risk = config.initial_risk
-        self.fallback = False
-        self._answers = 0
-        self._abandons = 0
-
-    def observe(self, event: PacingEvent) -> None:
-        if event.kind is EventKind.HUMAN_ANSWERED:
-            self._answers += 1
-        elif event.kind is EventKind.CALL_ABANDONED:
-            self._abandons += 1
-
-    def _trailing_rate(self, tally: AbandonTally) -> float:
-        return tally.abandoned / max(tally.live_answers, self.config.guard_min_answers)
-
-    def update(self, tally: AbandonTally) -> None:
-        c = self.config
-        rate = self._trailing_rate(tally)
-        if self.fallback and rate < c.release_rate:
-            self.fallback = False
-        elif not self.fallback and rate >= c.guard_rate:
-            self.fallback = True
-        if self._answers >= c.calibrate_every_answers:
-            # Spend less when the 30-day window already used more than its share.
-            target = c.setpoint
-            if rate > c.setpoint:
-                target = max(0.25 * c.setpoint, c.setpoint - 2.0 * (rate - c.setpoint))
-            expected = self._answers * target
-            # +1 on both sides: a window with zero abandons raises risk gently, not to infinity.
-            ratio = (expected + 1.0) / (self._abandons + 1.0)
-            self.risk *= ratio**c.calibration_gain
-            self.risk = min(max(self.risk, c.min_risk), c.max_risk)
-            self._answers = 0
-            self._abandons = 0
+from dialer.pacing.predictive import AbandonBudget, AgentFreeModel, PredictiveConfig, poisson_binomial
+from dialer.pacing.types import EventKind, PacingEvent, PacingSnapshot
 
 
 class OutcomeOraclePacer:
@@ -82,13 +39,20 @@ class OutcomeOraclePacer:
 
     name = "oracle"
 
-    def __init__(self, config: OracleConfig | None = None) -> None:
-        self.config = config or OracleConfig()
-        # Same measured tables as our pacer (quartiles of the answer delay).
-        self.model = AgentFreeModel(PredictiveConfig(deadline_slack_seconds=self.config.deadline_slack_seconds))
-        self.budget = _RiskCalibration(self.config)
+    def __init__(self, config: PredictiveConfig | None = None) -> None:
+        self.config = config or PredictiveConfig()
+        # Quartiles of the answer delay: the horizons at which agents' readiness is known.
+        self.model = AgentFreeModel(self.config)
+        self.budget = AbandonBudget(self.config)
+        self.allowance = self.config.initial_allowance
+        self.bias = self.config.bias_prior_ratio
         self._peek: Callable[[int], tuple[bool, float] | None] = lambda ahead: None
-        self._arrivals: list[float] = []  # known arrival times of people dialed and not yet arrived
+        self._arrivals: list[float] = []  # known arrival times of people dialed, not yet arrived
+        self._risk_sum = 0.0
+        self._risk_people = 0.0
+        self._predicted = 0.0
+        self._observed = 0.0
+        self._next_steer = -math.inf
 
     def bind_peek(self, peek: Callable[[int], tuple[bool, float] | None]) -> None:
         self._peek = peek
@@ -96,36 +60,67 @@ class OutcomeOraclePacer:
     def observe(self, event: PacingEvent) -> None:
         self.model.observe(event)
         self.budget.observe(event)
-        if event.kind is EventKind.HUMAN_ANSWERED and self._arrivals:
-            self._arrivals.pop(0)
+        if event.kind is EventKind.HUMAN_ANSWERED:
+            if self._arrivals:  # the earliest known arrival has arrived
+                self._arrivals.pop(0)
+            decay = 1.0 - 1.0 / self.config.bias_memory_answers
+            self._observed *= decay
+            self._predicted *= decay
+        elif event.kind is EventKind.CALL_ABANDONED:
+            self._observed += 1.0
 
-    def _free_agents(self, snapshot: PacingSnapshot, now: float, delay: float) -> tuple[float, float]:
-        """Mean and variance of agents free `delay` seconds from now (before new arrivals)."""
+    @property
+    def predicted_rate(self) -> float:
+        return self._risk_sum / self._risk_people if self._risk_people else 0.0
+
+    def _steer(self, now: float, target: float) -> None:
+        """Our pacer's steering: the predicted rate times the bias toward the target."""
+        c = self.config
+        if now < self._next_steer or self.budget.fallback:
+            return
+        self._next_steer = now + c.steer_every_seconds
+        prior = c.bias_prior_abandons
+        self.bias = (self._observed + c.bias_prior_ratio * prior) / (self._predicted + prior)
+        if self._risk_people < 20.0:
+            return
+        expected = max(self.bias * self.predicted_rate, 1e-6)
+        self.allowance *= (target / expected) ** c.steer_gain
+        self.allowance = min(max(self.allowance, c.min_allowance), c.max_allowance)
+
+    def _supply_cdfs(self, snapshot: PacingSnapshot, now: float) -> list[list[float]]:
+        """Per horizon of the tables: P(at most s busy agents are free by then), s = 0, 1, ...
+        (the exact Poisson-binomial count from the measured tables)."""
         model = self.model
-        j = min(range(len(model.horizons)), key=lambda i: abs(model.horizons[i] - delay))
-        q_talk, q_wrap = model.q_talk[j], model.q_wrap[j]
-        n_talk, n_wrap = len(q_talk) - 1, len(q_wrap) - 1
-        mean = float(snapshot.ready_agents - snapshot.calls_waiting)
-        var = 0.0
-        for since in snapshot.talking_since:
-            e = int(now - since)
-            q = q_talk[e if e < n_talk else n_talk]
-            mean += q
-            var += q * (1.0 - q)
-        for since in snapshot.wrapping_since:
-            e = int(now - since)
-            q = q_wrap[e if e < n_wrap else n_wrap]
-            mean += q
-            var += q * (1.0 - q)
-        return mean, var
+        talk_last, wrap_last = model.q_talk.shape[1] - 1, model.q_wrap.shape[1] - 1
+        talking = [min(max(int(now - since), 0), talk_last) for since in snapshot.talking_since]
+        wrapping = [min(max(int(now - since), 0), wrap_last) for since in snapshot.wrapping_since]
+        q = np.concatenate([model.q_talk[:, talking], model.q_wrap[:, wrapping]], axis=1)
+        cdfs: list[list[float]] = np.minimum(np.cumsum(poisson_binomial(q), axis=1), 1.0).tolist()
+        return cdfs
 
     def decide(self, snapshot: PacingSnapshot, now: float) -> int:
-        self.budget.update(snapshot.abandon_tally)
-        modelled = self.model.ready and not self.budget.fallback
+        c = self.config
+        target = self.budget.target(snapshot.abandon_tally, now)
+        modelled = self.model.ready
         if modelled:
             self.model.maybe_rebuild()
-        arrivals = sorted(self._arrivals)
-        uncovered = snapshot.ready_agents - snapshot.calls_waiting - len(arrivals)
+            self._steer(now, target)
+        allowance = c.min_allowance if self.budget.fallback else self.allowance
+        arrivals = list(self._arrivals)  # kept sorted
+        idle = snapshot.ready_agents - snapshot.calls_waiting
+        slack = c.deadline_slack_seconds
+        # Arrivals map to the table horizon nearest their delay plus the slack.
+        reach = [h + slack for h in self.model.horizons]
+        edges = [0.5 * (a + b) for a, b in itertools.pairwise(reach)]
+        cdfs: list[list[float]] = []
+
+        def shortage(at: float, demand: int) -> float:
+            """P(fewer than `demand` busy agents free by `at` + slack)."""
+            if demand <= 0:
+                return 0.0
+            cdf = cdfs[bisect_right(edges, at - now + slack)]
+            return cdf[demand - 1] if demand - 1 < len(cdf) else 1.0
+
         n = 0
         while n < snapshot.free_lines:
             ahead = self._peek(n)
@@ -134,18 +129,29 @@ class OutcomeOraclePacer:
             person, delay = ahead
             if person:
                 arrive = now + delay
-                if uncovered > 0:
-                    uncovered -= 1  # an idle agent is certainly there
-                elif not modelled:
-                    break
-                else:
-                    demand = 1 + sum(1 for t in arrivals if t <= arrive)
-                    mean, var = self._free_agents(snapshot, now, delay + self.config.deadline_slack_seconds)
-                    sd = math.sqrt(var) if var > 1e-12 else 1e-6
-                    p_short = 0.5 * (1.0 + math.erf((demand - 0.5 - mean) / sd / math.sqrt(2.0)))
-                    if p_short > self.budget.risk:
+                risk = 0.0
+                if idle - len(arrivals) <= 0:  # no idle agent certainly left for it
+                    if not modelled:
                         break
-                arrivals.append(arrive)
-                self._arrivals.append(arrive)
+                    if not cdfs:
+                        cdfs = self._supply_cdfs(snapshot, now)
+                    # People known to arrive first take agents first (FIFO); this one, in
+                    # turn, takes an agent from every known person arriving after it: it is
+                    # charged the worst shortage from its own arrival on.
+                    rank = bisect_right(arrivals, arrive)
+                    risk = shortage(arrive, rank + 1 - idle)
+                    for later in range(rank, len(arrivals)):
+                        if risk > allowance:
+                            break
+                        risk = max(risk, shortage(arrivals[later], later + 2 - idle))
+                    if risk > allowance:
+                        break
+                insort(arrivals, arrive)
+                insort(self._arrivals, arrive)
+                if modelled and not self.budget.fallback:
+                    keep = 1.0 - 1.0 / c.rate_memory_lines
+                    self._risk_sum = self._risk_sum * keep + risk
+                    self._risk_people = self._risk_people * keep + 1.0
+                self._predicted += risk
             n += 1
         return n

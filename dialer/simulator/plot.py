@@ -42,10 +42,20 @@ def plot_results(
         ax_curve.scatter(
             [100.0 * m.abandon_rate for m in metrics], [m.occupancy for m in metrics], label=policy, s=14
         )
+    limit = 100.0 * scenario.abandon_target
     ax_occ.set(title="Occupancy per day (replication 0)", xlabel="day", ylabel="occupancy")
-    ax_ab.axhline(100.0 * scenario.abandon_target, color="red", linestyle="--", linewidth=1)
+    # The band that matters is 0 to a little over the limit: policies far above it (40-90%)
+    # would set the scale and flatten it. They are clipped at the top, and named.
+    top = 2.0 * limit
+    off_scale = [p for p, runs in results.items() if max(_daily(runs[0])[1]) > top]
+    ax_ab.axhline(limit, color="red", linestyle="--", linewidth=1, label=f"limit {limit:g}%")
+    ax_ab.set_ylim(0.0, top)
     ax_ab.set(title="Abandon %, trailing 30 days", xlabel="day", ylabel="abandon %")
-    ax_curve.axvline(100.0 * scenario.abandon_target, color="red", linestyle="--", linewidth=1)
+    if off_scale:
+        ax_ab.text(0.02, 0.97, "above the scale: " + ", ".join(off_scale), transform=ax_ab.transAxes,
+                   fontsize=7, va="top")  # fmt: skip
+    ax_ab.legend(fontsize=7, loc="lower right")
+    ax_curve.axvline(limit, color="red", linestyle="--", linewidth=1)
     ax_curve.set(title="Occupancy vs abandon (per replication)", xlabel="abandon %", ylabel="occupancy")
     ax_curve.legend(fontsize=7)
     figure.suptitle(f"{scenario.name}: {scenario.agents} agents, p_live {scenario.p_live:g}")

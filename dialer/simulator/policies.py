@@ -22,8 +22,16 @@ from dialer.simulator.oracle import OutcomeOraclePacer
 from dialer.simulator.scenario import Scenario
 
 
+def pacer_config(s: Scenario) -> PredictiveConfig:
+    """Our pacer as a campaign would configure it for this scenario: its abandon limit and
+    the slack AMD leaves before the 2-s deadline (1 s unless the scenario says)."""
+    if s.deadline_slack_seconds is None:
+        return PredictiveConfig(abandon_limit=s.abandon_target)
+    return PredictiveConfig(abandon_limit=s.abandon_target, deadline_slack_seconds=s.deadline_slack_seconds)
+
+
 def _predictive(s: Scenario) -> Pacer:
-    return PredictivePacer(PredictiveConfig(abandon_limit=s.abandon_target))
+    return PredictivePacer(pacer_config(s))
 
 
 POLICIES: dict[str, Callable[[Scenario], Pacer]] = {
@@ -36,7 +44,7 @@ POLICIES: dict[str, Callable[[Scenario], Pacer]] = {
     "vici_hard_limit": lambda s: VicidialAdaptivePacer(VicidialParams(mode=AdaptMode.HARD_LIMIT)),
     "vici_tapered": lambda s: VicidialAdaptivePacer(VicidialParams(mode=AdaptMode.TAPERED)),
     "vici_average": lambda s: VicidialAdaptivePacer(VicidialParams(mode=AdaptMode.AVERAGE)),
-    "oracle": lambda s: OutcomeOraclePacer(),
+    "oracle": lambda s: OutcomeOraclePacer(pacer_config(s)),
 }
 
 VICIDIAL_POLICIES = ("vici_hard_limit", "vici_tapered", "vici_average")

@@ -189,6 +189,13 @@ class Scenario:
     login_spread_minutes: float = 5.0
     breaks_per_day: int = 2
     break_minutes: float = 15.0
+    # Seconds a person may wait after AMD declares them before the 2-s deadline passes
+    # (47 CFR 64.1200(a)(7)): the slack the campaign's pacer is configured with. Absent,
+    # the deadline is 2 s after the greeting (the slack is then 2 s minus AMD's delay,
+    # random) and the pacer assumes 1 s. Given, every person's deadline is exactly this
+    # long after AMD's decision (AMD is taken to decide 2 s minus the slack after the
+    # greeting), and the pacer is told so; 0 means an agent must be free at that instant.
+    deadline_slack_seconds: float | None = None
 
     @property
     def p_no_answer(self) -> float:
@@ -249,6 +256,9 @@ def scenario_from_mapping(raw: object, default_name: str = "scenario") -> Scenar
         )
     if scenario.abandon_target <= 0:
         raise ScenarioError("abandon_target must be > 0")
+    slack = scenario.deadline_slack_seconds
+    if slack is not None and slack > 2.0:
+        raise ScenarioError(f"deadline_slack_seconds must be <= 2 (the deadline itself), got {slack:g}")
     if scenario.break_minutes * scenario.breaks_per_day >= scenario.hours_per_day * 60:
         raise ScenarioError("breaks_per_day x break_minutes must be shorter than hours_per_day")
     return scenario

@@ -5,8 +5,8 @@ And what a start says of the CRM's campaigns: their caller IDs against the vouch
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import datetime as dt
+import hashlib
 import os
 import stat
 import subprocess

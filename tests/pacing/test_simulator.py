@@ -183,3 +183,82 @@ def test_plot_is_written(tmp_path: Path) -> None:
     sc = dataclasses.replace(scenario(), days=2)
     plot_results({"progressive": [simulate(sc, ProgressivePacer())]}, sc, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_with_no_slack_after_amd_a_person_must_find_an_agent_at_once() -> None:
+    # Deadline at AMD's decision: a call that waits at all is abandoned.
+    sc = scenario(days=1, agents=2, hours_per_day=0.25, deadline_slack_seconds=0.0, amd_human_error=0.0)
+    sim = Simulation(sc, PowerPacer(6.0), seed=5)
+    sim.event_log = []
+    result = sim.run()
+    human = {k: t for t, what, k in sim.event_log if what == "human"}
+    bridged = {k: t for t, what, k in sim.event_log if what == "bridge"}
+    waited = sum(1 for k, t in human.items() if k not in bridged or bridged[k] > t + 1e-9)
+    people = [k for k in human if sim.stream.u_outcome[k] < sc.p_live]
+    assert result.total("abandoned") == sum(
+        1 for k in people if k not in bridged or bridged[k] > human[k] + 1e-9
+    )
+    assert waited > 0
+
+
+@pytest.mark.timeout(180)
+def test_our_pacer_holds_the_limit_with_no_slack_after_amd() -> None:
+    # 47 CFR 64.1200(a)(7) still applies when AMD leaves no time: the pacer is told so and
+    # keeps every 30-day window under 3%.
+    from dialer.simulator.policies import POLICIES
+
+    sc = scenario(
+        days=30, agents=8, hours_per_day=0.3, p_live=0.12, deadline_slack_seconds=0.0, amd_human_error=0.0,
+        breaks_per_day=0, talk_seconds={"dist": "lognormal", "mean": 60, "sd": 40},
+    )  # fmt: skip
+    pacer = POLICIES["predictive"](sc)
+    assert isinstance(pacer, PredictivePacer) and pacer.config.deadline_slack_seconds == 0.0
+    result = simulate(sc, pacer, seed=3)
+    metrics = replication_metrics(result)
+    assert metrics.live_answers > 1000
+    assert metrics.max_rolling_30d_abandon_rate <= 0.03
+    assert metrics.occupancy > replication_metrics(simulate(sc, ProgressivePacer(), seed=3)).occupancy
+
+
+def test_slack_beyond_the_deadline_is_refused() -> None:
+    with pytest.raises(ScenarioError, match="deadline_slack_seconds"):
+        scenario_from_mapping({**BASE, "deadline_slack_seconds": 2.5})
+
+
+def test_cli_json_is_valid_with_one_replication(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({**BASE, "days": 1}))
+    assert main(["simulate", "--scenario", str(path), "--policy", "progressive", "--json"]) == 0
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    out = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert out["occupancy_ci95"] is None  # no interval from one replication, and said so
+
+
+def test_cli_prints_a_table_without_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({**BASE, "days": 1}))
+    assert main(["simulate", "--scenario", str(path), "--policy", "progressive,power2", "--replications", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line for line in lines if line.split() and line.split()[0] in ("progressive", "power2")}
+    assert set(rows) == {"progressive", "power2"}
+    assert any(line.startswith("fluid bound") for line in lines)
+    assert "±" in rows["power2"] and "%" in rows["power2"]
+
+
+def test_cli_plot_without_matplotlib_is_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({**BASE, "days": 1}))
+    code = main(["simulate", "--scenario", str(path), "--policy", "progressive", "--plot", str(tmp_path / "p.png")])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "pip install -e '.[plot]'" in err and err.count("\n") == 1
+    assert not (tmp_path / "p.png").exists()
