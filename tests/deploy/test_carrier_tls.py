@@ -250,7 +250,7 @@ async def test_an_outbound_call_carries_the_campaign_caller_id_in_from_and_pai(
     await dialer.seed("agent_upsert", {"agent_id": agent_id, "name": "Local", "sip_endpoint": "Local/2101@agent-sim"})
     await dialer.seed("campaign_upsert", {"campaign_id": OUTBOUND_CAMPAIGN, "name": "Final expense",
                                           "caller_id": CALLER_ID, "dial_mode": "preview"})
-    lead_id = await dialer.lead("+12125551205")
+    lead_id = await dialer.lead("+12125557391")
     response = await dialer.client.post("/v1/calls", json={"lead_id": lead_id, "agent_id": agent_id,
                                                             "campaign_id": OUTBOUND_CAMPAIGN},
                                         headers={**dialer.auth(), "Idempotency-Key": f"tls-{SUFFIX}"})
@@ -262,7 +262,7 @@ async def test_an_outbound_call_carries_the_campaign_caller_id_in_from_and_pai(
     channel = arrived.channel.id
     headers = {name: await carrier_app.ari.get_variable(channel, name)
                for name in ("FROM_HEADER", "PAI_HEADER", "SECURE_SIGNALING")}
-    assert arrived.args[1] == "+12125551205"
+    assert arrived.args[1] == "+12125557391"
     assert f"<sip:{CALLER_ID}@" in headers["FROM_HEADER"], headers
     assert f"<sip:{CALLER_ID}@" in headers["PAI_HEADER"], headers
     assert headers["SECURE_SIGNALING"] == "1", headers  # TLS

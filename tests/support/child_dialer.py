@@ -50,18 +50,28 @@ class ChildDialer:
             self.process = subprocess.Popen([sys.executable, "-m", "tests.controller.serve_child"], env=self.env,
                                             stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
 
-    async def start(self, within: float = 30.0) -> None:
-        """Start the child and wait until its API answers."""
+    async def start(self, within: float = 90.0) -> None:
+        """Start the child and wait until its API answers; a child that never answers is killed, not leaked.
+
+        The bound is generous because the whole suite shares two cores with Asterisk, baresip and Chromium.
+        """
         self.spawn()
-        async with asyncio.timeout(within), aiohttp.ClientSession() as session:
-            while True:
-                try:
-                    async with session.get(f"{self.url}/v1/health") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.2)
+        try:
+            async with asyncio.timeout(within), aiohttp.ClientSession() as session:
+                while True:
+                    try:
+                        async with session.get(f"{self.url}/v1/health") as response:
+                            if response.status == 200:
+                                return
+                    except aiohttp.ClientError:
+                        pass
+                    await asyncio.sleep(0.2)
+        except BaseException:
+            if self.process is not None:
+                self.process.kill()
+                self.process.wait(timeout=10)
+                self.process = None
+            raise
 
     def kill(self) -> None:
         """SIGKILL: no drain, nothing flushed, nothing hung up."""
