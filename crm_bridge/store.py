@@ -545,6 +545,12 @@ class CrmStore:
     async def close(self) -> None:
         await self._pool.close()
 
+    @property
+    def reader(self) -> _GuardedPool:
+        """The pool, for the read-only queries of other library modules (`crm_bridge.reports`),
+        through the same outage guard as the store's own."""
+        return self._pool
+
     def acquire(self) -> Any:
         """One pooled connection, for work that needs it throughout (a list import's transaction):
         `async with store.acquire() as conn`."""
@@ -597,20 +603,34 @@ class CrmStore:
 
     async def list_recordings(
         self, *, call_id: str | None = None, lead_id: str | None = None, limit: int = 100,
-        after: tuple[datetime, str] | None = None,
+        after: tuple[datetime, str] | None = None, agent_id: str | None = None, campaign_id: str | None = None,
+        since: datetime | None = None, until: datetime | None = None, disposition: str | None = None,
+        min_seconds: float | None = None, max_seconds: float | None = None,
     ) -> list[Recording]:
         """Newest first (`recorded_at`, then `recording_id`, descending); every given filter must
-        match; `after` as for `list_calls`. `limit` is capped at 1001."""
+        match (agent and campaign: the recorded call's; disposition: any of the call's; since
+        included, until excluded; duration in seconds, both included); `after` as for
+        `list_calls`. `limit` is capped at 1001."""
+        columns = ", ".join(f"r.{name.strip()}" for name in _RECORDING_COLUMNS.split(","))
         rows = await self._pool.fetch(
-            f"SELECT {_RECORDING_COLUMNS} FROM recordings "
-            "WHERE ($1::text IS NULL OR call_id = $1) AND ($2::text IS NULL OR lead_id = $2) "
-            "AND ($4::timestamptz IS NULL OR (recorded_at, recording_id) < ($4, $5::text)) "
-            "ORDER BY recorded_at DESC, recording_id DESC LIMIT $3",
+            f"SELECT {columns} FROM recordings r "
+            "WHERE ($1::text IS NULL OR r.call_id = $1) AND ($2::text IS NULL OR r.lead_id = $2) "
+            "AND ($4::timestamptz IS NULL OR (r.recorded_at, r.recording_id) < ($4, $5::text)) "
+            "AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM calls c WHERE c.call_id = r.call_id AND c.agent_id = $6)) "
+            "AND ($7::text IS NULL OR EXISTS (SELECT 1 FROM calls c WHERE c.call_id = r.call_id "
+            "AND c.campaign_id = $7)) "
+            "AND ($8::timestamptz IS NULL OR r.recorded_at >= $8) AND ($9::timestamptz IS NULL OR r.recorded_at < $9) "
+            "AND ($10::text IS NULL OR EXISTS (SELECT 1 FROM dispositions d WHERE d.call_id = r.call_id "
+            "AND d.code = $10)) "
+            "AND ($11::float8 IS NULL OR r.duration_seconds >= $11) "
+            "AND ($12::float8 IS NULL OR r.duration_seconds <= $12) "
+            "ORDER BY r.recorded_at DESC, r.recording_id DESC LIMIT $3",
             call_id,
             lead_id,
             max(1, min(limit, 1001)),
             after[0] if after else None,
             after[1] if after else None,
+            agent_id, campaign_id, since, until, disposition, min_seconds, max_seconds,
         )
         return [Recording(**dict(row)) for row in rows]
 

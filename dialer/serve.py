@@ -380,7 +380,8 @@ async def dialer_services(
                     )
                     app = build_app(
                         ApiDependencies(store=store, records=outbox, dnc=dnc, agent_events=agent_events,
-                                        metrics=metrics, readiness=[AriCheck(lambda: stream.connected)]),
+                                        metrics=metrics, readiness=[AriCheck(lambda: stream.connected)],
+                                        agency_timezone=settings.agency_timezone),
                         calls=calls, campaigns=campaigns, monitors=monitors,
                         recordings=RecordingReader(settings.recordings_dir, keyring), texting=texting,
                         lead_import_spool=settings.state_dir / "lead-imports",
