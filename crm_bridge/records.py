@@ -503,6 +503,8 @@ FIELDS: dict[RecordKind, dict[str, FieldSpec]] = {
         "active": FieldSpec(_boolean, default=True),
         # Sets how long its recordings are kept (recordings.retention.LineOfBusiness).
         "line_of_business": FieldSpec(_optional(_text(40))),
+        # The predictive pacer's target for the 30-day abandon rate (at most max_abandon_rate).
+        "abandon_setpoint": FieldSpec(_optional(_number(0.0, 0.03))),
     },
     # A lead's membership of a campaign and its dialing history (a patch, like lead_upsert).
     RecordKind.CAMPAIGN_LEAD: {

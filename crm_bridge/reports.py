@@ -457,3 +457,48 @@ async def pipeline(db: Fetcher, now: datetime, *, campaign_id: str | None = None
 def code_names() -> dict[str, str]:
     """Every disposition code, for the docs and the console's filters."""
     return {code.value: code.value.replace("_", " ") for code in DispositionCode}
+
+
+# ---- the wallboard's database figures --------------------------------------------------------------
+ABANDON_WINDOW_DAYS = 30
+
+
+async def abandon_30_days(db: Fetcher, now: datetime) -> dict[str, tuple[int, int]]:
+    """Per campaign, the rolling 30-day (live answers, abandoned) as the 3 % rule counts them."""
+    rows = await db.fetch(
+        "SELECT campaign_id, count(*) FILTER (WHERE amd_result = ANY($2::text[])) AS live_answers, "
+        "count(*) FILTER (WHERE abandoned AND amd_result = ANY($2::text[])) AS abandoned "
+        "FROM calls WHERE requested_at >= $1 AND direction = 'outbound' AND campaign_id IS NOT NULL GROUP BY 1",
+        now - timedelta(days=ABANDON_WINDOW_DAYS), sorted(LIVE_ANSWER_AMD_RESULTS))
+    return {row["campaign_id"]: (int(row["live_answers"]), int(row["abandoned"])) for row in rows}
+
+
+async def leads_left(db: Fetcher, now: datetime) -> dict[str, dict[str, int]]:
+    """Per campaign, its leads by status: due now, scheduled later, callbacks, done."""
+    rows = await db.fetch(
+        "SELECT campaign_id, count(*) FILTER (WHERE NOT done AND callback_at IS NULL "
+        "AND (next_attempt_at IS NULL OR next_attempt_at <= $1)) AS due, "
+        "count(*) FILTER (WHERE NOT done AND callback_at IS NULL AND next_attempt_at > $1) AS scheduled, "
+        "count(*) FILTER (WHERE NOT done AND callback_at IS NOT NULL) AS callback, "
+        "count(*) FILTER (WHERE done) AS done FROM campaign_leads GROUP BY 1", now)
+    return {row["campaign_id"]: {name: int(row[name]) for name in ("due", "scheduled", "callback", "done")}
+            for row in rows}
+
+
+async def recordings_pending(db: Fetcher, now: datetime, *, grace_seconds: float = 120.0) -> int:
+    """Connected calls ended more than `grace_seconds` ago (in the last day) whose recording has
+    not reached the CRM: the archive is behind or failing."""
+    rows = await db.fetch(
+        "SELECT count(*) AS pending FROM calls WHERE ended_at < $1 AND ended_at >= $2 "
+        "AND bridged_at IS NOT NULL AND recording_id IS NULL",
+        now - timedelta(seconds=grace_seconds), now - timedelta(days=1))
+    return int(rows[0]["pending"])
+
+
+async def active_campaigns(db: Fetcher) -> list[dict[str, Any]]:
+    rows = await db.fetch(
+        "SELECT campaign_id, name, dial_mode, abandon_setpoint, max_abandon_rate FROM campaigns WHERE active "
+        "ORDER BY campaign_id")
+    return [{"campaign_id": row["campaign_id"], "name": row["name"], "dial_mode": row["dial_mode"],
+             "abandon_setpoint": None if row["abandon_setpoint"] is None else float(row["abandon_setpoint"]),
+             "max_abandon_rate": float(row["max_abandon_rate"])} for row in rows]

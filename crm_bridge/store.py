@@ -231,6 +231,8 @@ class Campaign:
     active: bool
     line_of_business: str | None = None
     """Sets how long the campaign's recordings are kept (`recordings.retention`)."""
+    abandon_setpoint: float | None = None
+    """The predictive pacer's target for the 30-day abandon rate (None: the pacer's default)."""
 
 
 @dataclass(frozen=True)
@@ -510,6 +512,8 @@ def _campaign(row: asyncpg.Record) -> Campaign:
     values["required_consents"] = tuple(values["required_consents"])
     values["amd_settings"] = json.loads(values["amd_settings"])
     values["max_abandon_rate"] = float(values["max_abandon_rate"])
+    if values["abandon_setpoint"] is not None:
+        values["abandon_setpoint"] = float(values["abandon_setpoint"])
     return Campaign(**values)
 
 
@@ -839,6 +843,14 @@ class CrmStore:
     async def get_campaign(self, campaign_id: str) -> Campaign | None:
         row = await self._pool.fetchrow("SELECT * FROM campaigns WHERE campaign_id = $1", campaign_id)
         return None if row is None else _campaign(row)
+
+    async def list_campaign_changes(self, campaign_id: str, limit: int = 500) -> list[dict[str, Any]]:
+        """The audit of a campaign's control (`campaign_changes`), newest first."""
+        rows = await self._pool.fetch(
+            "SELECT change_id::text AS change_id, campaign_id, action, actor, actor_role, changed_at, before, after "
+            "FROM campaign_changes WHERE campaign_id = $1 ORDER BY changed_at DESC, change_id LIMIT $2",
+            campaign_id, limit)
+        return [{**dict(row), "before": json.loads(row["before"]), "after": json.loads(row["after"])} for row in rows]
 
     async def get_monitor_session(self, monitor_id: str) -> dict[str, object] | None:
         """A supervisor's monitoring session as last written (`monitor_sessions`), or None."""

@@ -50,3 +50,8 @@ CREATE TABLE campaign_changes (
 );
 
 CREATE INDEX campaign_changes_campaign_idx ON campaign_changes (campaign_id, changed_at DESC);
+
+-- The predictive pacer's abandon setpoint for the campaign's rolling 30-day rate (NULL: the
+-- pacer's default); never above the legal 3 % (47 CFR 64.1200(a)(7)) nor the campaign's ceiling.
+ALTER TABLE campaigns ADD COLUMN abandon_setpoint numeric(5, 4)
+    CHECK (abandon_setpoint IS NULL OR (abandon_setpoint > 0 AND abandon_setpoint <= max_abandon_rate));
