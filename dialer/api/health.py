@@ -103,6 +103,22 @@ class AriCheck:
         return None if self.connected() else "the ARI event WebSocket to Asterisk is not connected"
 
 
+class StartCheck:
+    """The start's own work on the CRM: migrations (when PostgreSQL was down at start), the rows a
+    previous run left open, the opt-out list rebuilt in Redis. Until it is done the dialer takes
+    calls, but reports on the CRM may miss rows and numbers opted out may not be in Redis yet."""
+
+    name = "start"
+
+    def __init__(self, finished: Callable[[], bool]) -> None:
+        self.finished = finished
+
+    async def check(self) -> str | None:
+        if self.finished():
+            return None
+        return "waiting for PostgreSQL and Redis to apply migrations, close what the last run left open and restore opt-outs"
+
+
 async def _run(check: ReadinessCheck) -> Check:
     try:
         async with asyncio.timeout(CHECK_SECONDS):

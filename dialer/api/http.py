@@ -166,6 +166,10 @@ def unavailable(error: BaseException) -> ApiError | None:
                         retry_after=getattr(error, "retry_after", None))
     if isinstance(error, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | asyncpg.CannotConnectNowError):
         return ApiError(503, "database_unavailable", "the CRM database does not answer; retry")
+    if isinstance(error, asyncpg.UndefinedTableError):
+        # A dialer started while PostgreSQL was down applies its migrations once it answers; a
+        # request in between finds the tables missing for a moment.
+        return ApiError(503, "database_migrating", "the CRM database is being migrated; retry")
     if isinstance(error, redis_errors.ConnectionError | redis_errors.TimeoutError | redis_errors.BusyLoadingError):
         return ApiError(503, "redis_unavailable", "Redis does not answer; retry")
     if isinstance(error, OSError | TimeoutError):
