@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
+from dialer.provision.ports import free_local_port
 from dialer.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,10 +58,18 @@ class ChildDialer:
         A child that exits early fails at once, and either failure carries the end of the child's log.
         """
         self.spawn()
+        retries_left = 3
         try:
             async with asyncio.timeout(within), aiohttp.ClientSession() as session:
                 while True:
                     if self.process is not None and self.process.poll() is not None:
+                        if "address already in use" in self.log_tail(5).lower() and retries_left:
+                            # The free port we were given was taken before the child bound it.
+                            retries_left -= 1
+                            self.port = free_local_port()
+                            self.env["DIALER_HTTP_PORT"] = str(self.port)
+                            self.spawn()
+                            continue
                         raise AssertionError(f"the child dialer exited with {self.process.returncode}:\n"
                                              + self.log_tail())
                     try:
