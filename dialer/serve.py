@@ -435,6 +435,7 @@ async def dialer_services(
                             settings.pg_dsn, audit_key,
                             functools.partial(recording_audio, RecordingReader(settings.recordings_dir, keyring)),
                             LifecycleLegalHolds()),
+                        sip_credentials_file=settings.sip_credentials_file,
                     )
                     try:
                         yield DialerServices(
