@@ -31,7 +31,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from compliance_rules.telemarketing import LIVE_ANSWER_AMD_RESULTS, AbandonTally
 from crm_bridge.dispositions import DispositionCode, PipelineStage
-from crm_bridge.pg import DatabaseUnavailable, describe_server
+from crm_bridge.pg import DatabaseNotAnswering, DatabaseUnavailable, describe_server
 from crm_bridge.records import AgentRole, CallDirection, CallOutcome, DialMode
 
 log = structlog.get_logger(__name__)
@@ -537,7 +537,7 @@ class CrmStore:
             pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT,
                                              command_timeout=QUERY_TIMEOUT)
         except (OSError, TimeoutError):
-            raise DatabaseUnavailable(
+            raise DatabaseNotAnswering(
                 f"PostgreSQL at {describe_server(dsn)} does not answer: start it or set DIALER_PG_DSN"
             ) from None
         except asyncpg.InvalidCatalogNameError:

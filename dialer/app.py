@@ -42,6 +42,9 @@ from dialer.monitor.runtime import MonitorRuntime
 from dialer.runtime.live import CallControl
 from dialer.texting import api as texting_api
 from dialer.texting.runtime import TextingRuntime
+from dialer.web import pages
+from dialer.web import sessions as session_routes
+from dialer.web.users import UserStore
 from evidence.service import EvidenceService
 from recordings.reader import RecordingReader
 
@@ -49,7 +52,7 @@ ROUTE_TABLES: tuple[RouteTable, ...] = (
     health.routes, meta.routes, crm.routes, crm.opt_out_routes, leads.routes, decisions.routes, events.routes,
     recording_routes.routes, click_to_call_api.routes, campaign_api.agent_routes, campaign_api.campaign_routes,
     campaign_api.lead_routes, monitor_api.routes, texting_api.routes, lead_imports.routes, evidence_routes.routes,
-    report_routes.routes, campaign_control_api.routes, wallboard_routes.routes,
+    session_routes.routes, report_routes.routes, campaign_control_api.routes, wallboard_routes.routes,
 )
 MAX_BODY_BYTES = 256 * 1024
 MAX_LINE_BYTES = 64 * 1024
@@ -69,6 +72,7 @@ def build_app(
     texting: TextingRuntime | None = None,
     lead_import_spool: Path | None = None,
     evidence: EvidenceService | None = None,
+    sip_credentials_file: Path | None = None,
 ) -> web.Application:
     """Every route is served; a slice this API runs without answers 503 `controller_unavailable`."""
     # A long request line gets the API's own 400 (a problem naming the parameter) rather than the
@@ -89,7 +93,11 @@ def build_app(
     # Uploaded lists wait here until imported (a bare app, in tests, spools to a temporary folder).
     lead_imports.add_lead_import_routes(
         app, spool_dir=lead_import_spool or Path(tempfile.gettempdir()) / f"dialer-lead-imports-{os.getpid()}")
+    # People sign in with a session cookie (the consoles); the agent's page gets its phone's
+    # credentials from `sip_credentials_file` (Settings.sip_credentials_file).
+    session_routes.add_session_routes(app, UserStore(deps.store), sip_credentials_file)
     add_routes(app, ROUTE_TABLES)
+    pages.add_pages(app)
     meta.install_documents(app, ROUTE_TABLES)
     evidence_routes.add_evidence_routes(app, evidence)
     return app

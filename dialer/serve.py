@@ -36,10 +36,10 @@ from crm_bridge.audit_keys import AuditKeyError, AuditSigningKey
 from crm_bridge.audit_log import PeriodicCheckpoints, chain_signed
 from crm_bridge.migrate import MigrationError, ensure_schema
 from crm_bridge.outbox import Outbox
-from crm_bridge.pg import DatabaseUnavailable, connect
+from crm_bridge.pg import DatabaseNotAnswering, DatabaseUnavailable, connect
 from crm_bridge.store import CrmStore
 from dialer.api.events import EventHub
-from dialer.api.health import AriCheck
+from dialer.api.health import AriCheck, RecordingsCheck, StartCheck
 from dialer.api.http import ApiDependencies
 from dialer.app import build_app
 from dialer.ari.client import AriClient, AriConfig
@@ -48,6 +48,7 @@ from dialer.ari.events import EventStream, Snapshot
 from dialer.ari.models import Event
 from dialer.ari.sounds import DialplanSounds
 from dialer.campaign.dialing import CampaignSettings
+from dialer.campaign.record import CampaignCallRecord
 from dialer.campaign.runtime import CampaignRuntime
 from dialer.click_to_call.machine import CallTimeouts
 from dialer.click_to_call.record import CallRecord
@@ -123,6 +124,13 @@ def _observe_call(metrics: Metrics, record: CallRecord) -> None:
             max(0.0, (record.bridged_at - record.lead_answered_at).total_seconds()))
 
 
+def _observe_campaign_call(metrics: Metrics, record: CampaignCallRecord) -> None:
+    """A finished campaign call's answer-to-bridge: the silence 47 CFR 64.1200(a)(7) limits to 2 s
+    after the greeting (measured here from the answer, as a person hears it)."""
+    if record.answered_at is not None and record.bridged_at is not None:
+        metrics.answer_to_bridge_seconds.labels(kind="campaign").observe(max(0.0, record.bridged_at - record.answered_at))
+
+
 class CountingAuditSink:
     """Counts the gate's decisions by result and reason for /metrics, then records them."""
 
@@ -178,11 +186,14 @@ RECONCILE_RETRY_SECONDS = 5.0
 
 async def _reconcile_rows(
     store: CrmStore, outbox: Outbox, dnc: DncStore, campaigns: CampaignRuntime, monitors: MonitorRuntime,
-    started_at: datetime,
+    started_at: datetime, *, migrated: bool, dsn: str,
 ) -> None:
     """What a dead controller left open in the CRM is closed, and the Redis opt-out list is
     rebuilt from the CRM's opt-outs; retried until PostgreSQL (and Redis) answer, so the dialer
-    starts and takes calls meanwhile (its writes wait in the outbox)."""
+    starts and takes calls meanwhile (its writes wait in the outbox). A start with PostgreSQL down
+    first applies the pending migrations, once it answers."""
+    if not migrated:
+        await _migrate_when_answering(dsn)
     outage = Outage("start_reconciliation_waiting")
     while True:
         try:
@@ -232,25 +243,56 @@ class DialerServices:
         return self.controller
 
 
-async def _audit_key(settings: Settings) -> AuditSigningKey:
-    """The audit signing key; refused (StartupError) when missing once the trail has been signed."""
-    conn = await connect(settings.pg_dsn)
-    try:
-        signed = await chain_signed(conn)
-    finally:
-        await conn.close()
+async def _audit_key(settings: Settings, *, database_answers: bool) -> AuditSigningKey:
+    """The audit signing key; refused (StartupError) when missing once the trail has been signed.
+
+    With PostgreSQL down we cannot ask whether the trail was signed, so only an existing key is
+    used: a new one might orphan every earlier checkpoint."""
+    signed = True
+    if database_answers:
+        conn = await connect(settings.pg_dsn)
+        try:
+            signed = await chain_signed(conn)
+        finally:
+            await conn.close()
     try:
         return AuditSigningKey.load_or_create(settings.audit_keys_dir, chain_signed=signed)
     except AuditKeyError as error:
+        if not database_answers:
+            raise StartupError(f"PostgreSQL does not answer and there is no audit signing key in "
+                               f"{settings.audit_keys_dir}: start PostgreSQL for the first start") from None
         raise StartupError(str(error)) from None
 
 
-async def _migrated_store(dsn: str) -> CrmStore:
+async def _migrated_store(dsn: str) -> tuple[CrmStore, bool]:
+    """The CRM store, and whether PostgreSQL answered. A server that does not answer at all does not
+    stop the start: the pool connects lazily, writes wait in the outbox, the API answers 503 for what
+    needs the database, and `_migrate_when_answering` applies pending migrations once it is back.
+    A refused login, a bad URL or a failed migration stops it (a person must fix those)."""
     try:
         await ensure_schema(dsn)
-        return await CrmStore.open(dsn)
+        return await CrmStore.open(dsn), True
+    except DatabaseNotAnswering as error:
+        log.warning("postgresql_down_at_start", error=str(error))
+        return await CrmStore.open(dsn, min_size=0), False
     except (DatabaseUnavailable, MigrationError) as error:
         raise StartupError(str(error)) from None
+
+
+async def _migrate_when_answering(dsn: str) -> None:
+    outage = Outage("start_migrations_waiting")
+    while True:
+        try:
+            await ensure_schema(dsn)
+        except DatabaseNotAnswering as error:
+            outage.failed(log, error)
+            await asyncio.sleep(RECONCILE_RETRY_SECONDS)
+            continue
+        except (DatabaseUnavailable, MigrationError) as error:
+            log.error("migrations_failed", error=str(error))
+            return
+        outage.recovered(log)
+        return
 
 
 class SliceFanOut:
@@ -283,9 +325,9 @@ async def dialer_services(
     texting_overrides: Mapping[str, object] | None = None,
 ) -> AsyncIterator[DialerServices]:
     started_at = datetime.now(UTC)
-    store = await _migrated_store(settings.pg_dsn)
+    store, database_answers = await _migrated_store(settings.pg_dsn)
     try:
-        audit_key = await _audit_key(settings)
+        audit_key = await _audit_key(settings, database_answers=database_answers)
     except BaseException:
         await store.close()
         raise
@@ -345,6 +387,8 @@ async def dialer_services(
                     default_caller_id=settings.caller_id, redis_key=agent_states_key(settings.redis_prefix),
                     trunk_router=trunks, **(campaign_overrides or {}),  # type: ignore[arg-type]
                 ))
+                campaigns.finished_listeners.append(lambda record: _observe_campaign_call(metrics, record))
+                campaigns.web_lead_listeners.append(metrics.speed_to_lead_seconds.observe)
                 monitors = MonitorRuntime(services, [calls, campaigns], MonitorSettings(
                     trunk_endpoint=settings.trunk_endpoint, **(monitor_overrides or {}),  # type: ignore[arg-type]
                 ))
@@ -376,11 +420,14 @@ async def dialer_services(
                     sweep_task = tasks.create_task(archiver.run(
                         lambda: set(calls.runners) | set(campaigns.runners)), name="recording-sweep")
                     reconcile_task = tasks.create_task(
-                        _reconcile_rows(store, outbox, dnc, campaigns, monitors, started_at), name="reconcile-rows"
+                        _reconcile_rows(store, outbox, dnc, campaigns, monitors, started_at, migrated=database_answers,
+                                        dsn=settings.pg_dsn), name="reconcile-rows"
                     )
                     app = build_app(
                         ApiDependencies(store=store, records=outbox, dnc=dnc, agent_events=agent_events,
-                                        metrics=metrics, readiness=[AriCheck(lambda: stream.connected)],
+                                        metrics=metrics, readiness=[AriCheck(lambda: stream.connected),
+                                                   StartCheck(reconcile_task.done),
+                                                   RecordingsCheck(lambda: archiver.pending)],
                                         agency_timezone=settings.agency_timezone),
                         calls=calls, campaigns=campaigns, monitors=monitors,
                         recordings=RecordingReader(settings.recordings_dir, keyring), texting=texting,
@@ -389,6 +436,7 @@ async def dialer_services(
                             settings.pg_dsn, audit_key,
                             functools.partial(recording_audio, RecordingReader(settings.recordings_dir, keyring)),
                             LifecycleLegalHolds()),
+                        sip_credentials_file=settings.sip_credentials_file,
                     )
                     try:
                         yield DialerServices(

@@ -181,6 +181,12 @@ class DialingHost(Protocol):
         self, campaign: CampaignRunner, entry: HopperEntry[Lead], request: CampaignCallRequest, slot: Slot
     ) -> None: ...
 
+    def call_ended(self, record: CampaignCallRecord) -> None:
+        """An outbound call's final figures (metrics)."""
+
+    def web_lead_dialed(self, waited_seconds: float) -> None:
+        """A web lead's first dial, `waited_seconds` after it arrived (speed-to-lead)."""
+
 
 class CampaignRunner:
     """One running campaign: hopper, pacer, and its live calls."""
@@ -202,6 +208,8 @@ class CampaignRunner:
         self.running = True
         self.stopped = asyncio.Event()
         self._tally_at = 0.0
+        # Web leads waiting for their first dial, with the time they arrived (speed-to-lead).
+        self.web_leads_arrived: dict[str, float] = {}
         self._refill_at = 0.0
         self.wake = asyncio.Event()
         self.log = log.bind(campaign_id=self.campaign_id)
@@ -353,12 +361,14 @@ class CampaignRunner:
         its abandon budget); otherwise the next free agent's line takes it first."""
         if not self.running or not lead.phones:
             return False
+        arrived = time.time()
         decision = (await self.services.gate.decide_many([contact_request(lead.phones[0], lead)], self.policy))[0]
         if not decision.allowed:
             for code in decision.codes:
                 self.blocked[code.value] += 1
             return False
         self.hopper.push_front(HopperEntry(lead.lead_id, lead.phones[0], 0, lead, 1000), time.time())
+        self.web_leads_arrived.setdefault(lead.lead_id, arrived)
         ready = self.floor.ready_agents(self.campaign_id)
         if ready and self.host.live_lines() < self.settings.max_lines:
             entry = self.hopper.take_lead(lead.lead_id)
@@ -408,6 +418,9 @@ class CampaignRunner:
             self.campaign_id, entry.lead_id, attempts=entry.attempts + 1, last_attempt_at=utc(now),
             last_call_id=call_id))
         await self.host.originate(self, entry, request, slot)
+        arrived = self.web_leads_arrived.pop(entry.lead_id, None)
+        if arrived is not None:
+            self.host.web_lead_dialed(time.time() - arrived)
 
     async def call_finished(self, entry: HopperEntry[Lead], record: CampaignCallRecord) -> None:
         """Count a call's outcome and decide the lead's next attempt (the call stays among the
@@ -416,6 +429,7 @@ class CampaignRunner:
         if record.inbound:
             self.counters[f"inbound_{outcome}"] += 1
             return
+        self.host.call_ended(record)
         if self.settings.trunk_router is not None:  # a 503 or a timeout: the next dials fail over
             self.settings.trunk_router.dial_ended(record.phone, record.cause or 0, record.sip_code, time.time())
         # "answered" counts every answered call, whatever its outcome (once, also when the

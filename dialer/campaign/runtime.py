@@ -327,6 +327,10 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         self.floor = AgentFloor(self, services, states, settings.redis_key, settings.wrap_up_seconds)
         self.campaigns: dict[str, CampaignRunner] = {}
         self._inbound_campaigns: dict[str, CampaignRunner] = {}
+        # Called with each outbound call's final record, and with each web lead's wait for its
+        # first dial (metrics, benchmarks); a listener that fails is logged, never the call's problem.
+        self.finished_listeners: list[Callable[[CampaignCallRecord], None]] = []
+        self.web_lead_listeners: list[Callable[[float], None]] = []
 
     @property
     def agents(self) -> dict[str, AgentRunner]:
@@ -340,6 +344,20 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
 
     def live_lines(self) -> int:
         return len(self.runners)
+
+    def call_ended(self, record: CampaignCallRecord) -> None:
+        for listener in self.finished_listeners:
+            try:
+                listener(record)
+            except Exception:
+                log.exception("finished_listener_failed", call_id=record.call_id)
+
+    def web_lead_dialed(self, waited_seconds: float) -> None:
+        for listener in self.web_lead_listeners:
+            try:
+                listener(waited_seconds)
+            except Exception:
+                log.exception("web_lead_listener_failed")
 
     def owns(self, owner_id: str) -> bool:
         return owner_id in self.runners or self.floor.holds(owner_id)

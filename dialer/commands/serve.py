@@ -24,7 +24,7 @@ from dialer.settings import Settings, from_environment
 
 
 @asynccontextmanager
-async def _crm_store(settings: Settings) -> AsyncIterator[CrmStore]:
+async def crm_store(settings: Settings) -> AsyncIterator[CrmStore]:
     try:
         await ensure_schema(settings.pg_dsn)
         store = await CrmStore.open(settings.pg_dsn)
@@ -85,7 +85,7 @@ def _serve_command(args: argparse.Namespace) -> int:
 
 
 async def _token(args: argparse.Namespace) -> int:
-    async with _crm_store(from_environment()) as store:
+    async with crm_store(from_environment()) as store:
         if args.token_command == "create":
             role = TokenRole(args.role)
             if role is TokenRole.AGENT and not args.agent:

@@ -1,0 +1,5 @@
+import { Api, mountHeader } from "/static/shell.js";
+
+const api = new Api();
+await api.load();
+mountHeader(api);
