@@ -49,6 +49,8 @@ TABLES: dict[RecordKind, str] = {
     RecordKind.MESSAGE_TEMPLATE: "message_templates",
     RecordKind.OPT_IN: "opt_ins",
     RecordKind.EVIDENCE_PACKET: "evidence_packets",
+    RecordKind.AGENT_STATE: "agent_state_changes",
+    RecordKind.CAMPAIGN_CHANGE: "campaign_changes",
 }
 
 # Links to audit rows a later call snapshot may omit but must never clear.
@@ -87,7 +89,7 @@ def _set_from_excluded(names: Sequence[str], key: str, *, keep: frozenset[str] =
 # Audit rows are immutable: the first write wins, and what it wrote is chained as inserted.
 _IMMUTABLE: frozenset[RecordKind] = frozenset({
     RecordKind.OPT_OUT, RecordKind.COMPLIANCE_DECISION, RecordKind.RECORDING_ACCESS, RecordKind.OPT_IN,
-    RecordKind.EVIDENCE_PACKET})
+    RecordKind.EVIDENCE_PACKET, RecordKind.AGENT_STATE, RecordKind.CAMPAIGN_CHANGE})
 
 
 async def apply_record(

@@ -18,6 +18,8 @@ from dialer.api import crm, decisions, events, health, lead_imports, leads
 from dialer.api import evidence as evidence_routes
 from dialer.api import openapi as meta
 from dialer.api import recordings as recording_routes
+from dialer.api import reports as report_routes
+from dialer.api import wallboard as wallboard_routes
 from dialer.api.auth import TokenVerifier
 from dialer.api.http import (
     CALL_CONTROLS,
@@ -31,6 +33,7 @@ from dialer.api.http import (
 from dialer.api.idempotency import IDEMPOTENCY_LOCKS, KeyedLocks
 from dialer.api.routes import RouteTable, add_routes
 from dialer.campaign import api as campaign_api
+from dialer.campaign import control_api as campaign_control_api
 from dialer.campaign.runtime import CampaignRuntime
 from dialer.click_to_call import api as click_to_call_api
 from dialer.click_to_call.requests import CallService
@@ -49,7 +52,7 @@ ROUTE_TABLES: tuple[RouteTable, ...] = (
     health.routes, meta.routes, crm.routes, crm.opt_out_routes, leads.routes, decisions.routes, events.routes,
     recording_routes.routes, click_to_call_api.routes, campaign_api.agent_routes, campaign_api.campaign_routes,
     campaign_api.lead_routes, monitor_api.routes, texting_api.routes, lead_imports.routes, evidence_routes.routes,
-    session_routes.routes,
+    session_routes.routes, report_routes.routes, campaign_control_api.routes, wallboard_routes.routes,
 )
 MAX_BODY_BYTES = 256 * 1024
 MAX_LINE_BYTES = 64 * 1024

@@ -44,6 +44,7 @@ from dialer.pacing import (
     PacingEvent,
     PacingSnapshot,
     PowerPacer,
+    PredictiveConfig,
     PredictivePacer,
     PreviewPacer,
     ProgressivePacer,
@@ -122,6 +123,8 @@ def pacer_for(campaign: Campaign) -> Pacer:
     """The pacing engine's pacer for the campaign's dial mode."""
     mode = campaign.dial_mode.value
     if mode == "predictive":
+        if campaign.abandon_setpoint is not None:
+            return PredictivePacer(PredictiveConfig(max_setpoint=campaign.abandon_setpoint))
         return PredictivePacer()
     if mode == "power":
         return PowerPacer(float(campaign.amd_settings.get("lines_per_agent", 2.0)))
@@ -145,6 +148,7 @@ class CampaignStatus:
     abandon_rate: float
     live_answers: int
     abandoned: int
+    paused: bool = False
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -210,6 +214,7 @@ class CampaignRunner:
         self.wake = asyncio.Event()
         self.log = log.bind(campaign_id=self.campaign_id)
         self._outage = Outage("campaign_store_unreachable")
+        self.paused = False
 
     @property
     def policy(self) -> CampaignPolicy:
@@ -234,6 +239,14 @@ class CampaignRunner:
                 self.wake.clear()
         finally:
             self.stopped.set()
+
+    def change_settings(self, campaign: Campaign, pacer: Pacer | None) -> None:
+        """New settings from the campaign's control (`dialer.campaign.control`): the next dial uses
+        them; a new pacer (the dial mode or the setpoint changed) starts from its own priors."""
+        self.campaign = campaign
+        if pacer is not None:
+            self.pacer = pacer
+        self.wake.set()
 
     def stop(self) -> None:
         """Stop dialing: queued leads are dropped, calls not yet answered are ended; answered
@@ -279,6 +292,8 @@ class CampaignRunner:
             self._refill_at = now + 3.0
             added = await self.refill(now)
             self._refill_at = now + (1.0 if added else 3.0)
+        if self.paused:
+            return  # a supervisor paused it: no new dials; the calls up finish
         snapshot = self.snapshot(now)
         if snapshot.logged_in_agents == 0:
             return
@@ -461,4 +476,5 @@ class CampaignRunner:
             waiting=sum(1 for c in self.calls.values() if c.state is CampaignCallState.WAITING_AGENT),
             agents=dict(states), counters=dict(self.counters), blocked=dict(self.blocked),
             abandon_rate=self.tally.rate, live_answers=self.tally.live_answers, abandoned=self.tally.abandoned,
+            paused=self.paused,
         )

@@ -531,6 +531,26 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
                 await runner.stopped.wait()
         return runner.status()
 
+    def pause_campaign(self, campaign_id: str, paused: bool) -> tuple[bool, CampaignStatus]:
+        """Pause (no new dials; the calls up finish) or resume a running campaign; whether it was
+        paused before, and its figures."""
+        runner = self.campaigns.get(campaign_id)
+        if runner is None or not runner.running:
+            raise Refused(409, "campaign_not_running", f"campaign {campaign_id!r} is not running",
+                          field_name="campaign_id")
+        was = runner.paused
+        runner.paused = paused
+        runner.wake.set()
+        log.info("campaign_paused" if paused else "campaign_resumed", campaign_id=campaign_id)
+        return was, runner.status()
+
+    def change_settings(self, campaign: Campaign, *, repace: bool) -> None:
+        """A running campaign's new settings (`dialer.campaign.control`), used from its next dial;
+        `repace`: its dial mode or pacing target changed, so it gets a new pacer."""
+        runner = self.campaigns.get(campaign.campaign_id)
+        if runner is not None:
+            runner.change_settings(campaign, self.pacer_factory(campaign) if repace else None)
+
     def campaign_status(self, campaign_id: str) -> CampaignStatus | None:
         """The campaign as the runtime last counted it (its abandon tally refreshed while it runs)."""
         runner = self.campaigns.get(campaign_id)
