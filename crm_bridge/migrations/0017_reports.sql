@@ -29,11 +29,15 @@ CREATE TABLE agent_state_changes (
     campaign_ids  text[] NOT NULL DEFAULT '{}',
     call_id       text,
     pause_reason  text,
+    -- When the state ended: the `since` of the session's next change, set when that arrives
+    -- (NULL while it lasts, or when its controller died).
+    ended_at      timestamptz,
     created_at    timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE INDEX agent_state_changes_agent_idx ON agent_state_changes (agent_id, since, version);
-CREATE INDEX agent_state_changes_since_idx ON agent_state_changes (since);
+CREATE INDEX agent_state_changes_session_idx ON agent_state_changes (session_id, version);
+CREATE INDEX agent_state_changes_since_idx ON agent_state_changes (since)
+    INCLUDE (agent_id, state, ended_at, campaign_ids);
 
 -- Every campaign control action and settings change (immutable rows): who asked (the API token
 -- and its role), when, and the settings before and after.
