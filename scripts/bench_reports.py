@@ -60,7 +60,7 @@ async def seed(conn: asyncpg.Connection, calls: int, leads: int) -> None:
         "INSERT INTO calls (call_id, version, direction, lead_id, agent_id, campaign_id, requested_at, "
         "lead_answered_at, bridged_at, ended_at, amd_result, abandoned, talk_seconds, outcome) "
         "SELECT 'call-' || n, 1, CASE WHEN n % 40 = 0 THEN 'inbound' ELSE 'outbound' END, "
-        "'lead-' || (1 + (n * 7919) % $2), CASE WHEN r.connected THEN 'agent-' || (n % 200) END, "
+        "'lead-' || (1 + (n::bigint * 7919) % $2), CASE WHEN r.connected THEN 'agent-' || (n % 200) END, "
         "'cmp-' || (n % 20), t.at, CASE WHEN r.answered THEN t.at + interval '6 s' END, "
         "CASE WHEN r.connected THEN t.at + interval '7 s' END, "
         "t.at + CASE WHEN r.connected THEN (60 + n % 300) * interval '1 s' ELSE interval '25 s' END, "

@@ -59,3 +59,11 @@ CREATE INDEX campaign_changes_campaign_idx ON campaign_changes (campaign_id, cha
 -- pacer's default); never above the legal 3 % (47 CFR 64.1200(a)(7)) nor the campaign's ceiling.
 ALTER TABLE campaigns ADD COLUMN abandon_setpoint numeric(5, 4)
     CHECK (abandon_setpoint IS NULL OR (abandon_setpoint > 0 AND abandon_setpoint <= max_abandon_rate));
+
+-- Each supervisor's (or admin's) browser phone for monitoring: one `supervisorNN-web` endpoint
+-- per person, assigned the first time their console asks for it and kept.
+CREATE TABLE supervisor_phones (
+    user_id      text PRIMARY KEY,
+    endpoint     text NOT NULL UNIQUE,
+    assigned_at  timestamptz NOT NULL DEFAULT now()
+);
