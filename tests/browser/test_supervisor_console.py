@@ -137,7 +137,20 @@ async def monitor_active(page: Page, mode: str, within: float = 15.0) -> dict[st
 @pytest.mark.timeout(300)
 async def test_supervisor_console(console: Console, page: Page, tmp_path: Path) -> None:
     floor = console.floor
+    # A campaign with a simulated agent on the floor (busy numbers: the agent stays ready), for
+    # the wallboard's agents and campaigns.
+    sim_agent = await floor.agent("Local/sim11@agent-sim")
+    sim_token = await floor.token(TokenRole.AGENT, sim_agent)
+    campaign_id = await floor.campaign(dial_mode="progressive")
+    await floor.leads(campaign_id, [f"+1646{700 + n}3100" for n in range(30)], state="NY")
+    response = await floor.client.post(f"/v1/agents/{sim_agent}/login", json={"campaign_ids": [campaign_id]},
+                                       headers=floor.auth(sim_token))
+    assert response.status == 202
+    await floor.wait_for(lambda: (s := floor.campaigns.agent_state(sim_agent)) is not None
+                         and s.state.value == "ready", 20, "simulated agent ready")
+    assert (await floor.client.post(f"/v1/campaigns/{campaign_id}/start", headers=floor.auth())).status == 202
     await sign_in(page, console)
+    await page.locator(f'#agents tr[data-agent-id="{sim_agent}"]').wait_for(timeout=5_000)
 
     # ---- a live call appears on the wallboard within a second ----------------------------------
     lead_phone = "+12128441130"  # New York; a person: rings 1 s, answers, talks 30 s
@@ -173,7 +186,13 @@ async def test_supervisor_console(console: Console, page: Page, tmp_path: Path) 
     assert agent_share > 0.05 and lead_rms > 500
     stats = await phone.stats()
     assert stats is not None and stats["inbound"]["bytesReceived"] > 10_000
+    await page.locator(f'#campaigns tr[data-campaign-id="{campaign_id}"]').wait_for(timeout=5_000)
     await page.screenshot(path=str(DOCS / "wallboard.png"), full_page=True)
+    # Campaign control from the wallboard: Pause, audited under the supervisor.
+    await page.locator(f'#campaigns tr[data-campaign-id="{campaign_id}"] button').click()
+    await page.locator(f'#campaigns tr[data-campaign-id="{campaign_id}"]').filter(has_text="paused").wait_for(
+        timeout=5_000)
+    assert floor.campaigns.campaigns[campaign_id].paused
 
     # ---- whisper, then barge: the same leg (no redial) ----------------------------------------
     await row.locator('button[data-mode="whisper"]').click()
@@ -239,10 +258,15 @@ async def test_supervisor_console(console: Console, page: Page, tmp_path: Path) 
                         "p.duration / 2); }")
     await page.wait_for_function("() => !document.getElementById('player').seeking", timeout=10_000)
     assert await page.evaluate("() => document.getElementById('player').error") is None
-    accesses = await floor.fetch("SELECT count(*) AS n FROM recording_accesses WHERE recording_id = $1",
-                                 recordings[0]["recording_id"])
     await floor.services.outbox.flush(10)
-    assert accesses is not None
+    accesses = await floor.fetch("SELECT role FROM recording_accesses WHERE recording_id = $1",
+                                 recordings[0]["recording_id"])
+    assert accesses and {row["role"] for row in accesses} == {"supervisor"}  # every playback audited
+    changes = await floor.fetch("SELECT action, actor_role FROM campaign_changes WHERE campaign_id = $1 "
+                                "ORDER BY changed_at", campaign_id)
+    assert [(row["action"], row["actor_role"]) for row in changes] == [("start", "crm"), ("pause", "supervisor")]
+    await floor.client.post(f"/v1/campaigns/{campaign_id}/stop", headers=floor.auth())
+    await floor.client.post(f"/v1/agents/{sim_agent}/logout", headers=floor.auth(sim_token))
 
 
 def agent_heard_supervisor(heard_wav: Path) -> float:
