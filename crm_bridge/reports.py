@@ -280,14 +280,14 @@ def _states_sql(group: GroupBy) -> str:
     # An agent in several campaigns counts its time in each campaign's row (campaign rows do not
     # add up to the agency's).
     unnest = "CROSS JOIN LATERAL unnest(s.campaign_ids) AS c(campaign_id)" if group is GroupBy.CAMPAIGN else ""
-    # Each state lasts until the agent's next change (or now), capped, clipped to the period.
+    # Each state lasts until the session's next change (`ended_at`, or now), capped, clipped to
+    # the period.
     return (
-        "WITH spans AS (SELECT agent_id, state, since, campaign_ids, "
-        "lead(since) OVER (PARTITION BY agent_id ORDER BY since, version) AS until "
-        "FROM agent_state_changes WHERE since < $2 AND since >= $1::timestamptz - make_interval(secs => $5::double precision) "
-        "AND ($3::text IS NULL OR agent_id = $3)), "
-        "clipped AS (SELECT agent_id, state, campaign_ids, GREATEST(since, $1::timestamptz) AS a, "
-        "LEAST(coalesce(until, $6::timestamptz), $2, since + make_interval(secs => $5::double precision)) AS b FROM spans) "
+        "WITH clipped AS (SELECT agent_id, state, campaign_ids, GREATEST(since, $1::timestamptz) AS a, "
+        "LEAST(coalesce(ended_at, $6::timestamptz), $2::timestamptz, "
+        "since + make_interval(secs => $5::double precision)) AS b FROM agent_state_changes "
+        "WHERE since < $2 AND since >= $1::timestamptz - make_interval(secs => $5::double precision) "
+        "AND ($3::text IS NULL OR agent_id = $3)) "
         f"SELECT {key} AS key, "
         "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = ANY($7::text[])), 0) AS busy, "
         "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = ANY($8::text[])), 0) AS available, "

@@ -44,6 +44,7 @@ from dialer.texting import api as texting_api
 from dialer.texting.runtime import TextingRuntime
 from dialer.web import pages
 from dialer.web import sessions as session_routes
+from dialer.web import supervisor as supervisor_console
 from dialer.web.users import UserStore
 from evidence.service import EvidenceService
 from recordings.reader import RecordingReader
@@ -53,6 +54,7 @@ ROUTE_TABLES: tuple[RouteTable, ...] = (
     recording_routes.routes, click_to_call_api.routes, campaign_api.agent_routes, campaign_api.campaign_routes,
     campaign_api.lead_routes, monitor_api.routes, texting_api.routes, lead_imports.routes, evidence_routes.routes,
     session_routes.routes, report_routes.routes, campaign_control_api.routes, wallboard_routes.routes,
+    supervisor_console.routes,
 )
 MAX_BODY_BYTES = 256 * 1024
 MAX_LINE_BYTES = 64 * 1024
@@ -98,6 +100,7 @@ def build_app(
     session_routes.add_session_routes(app, UserStore(deps.store), sip_credentials_file)
     add_routes(app, ROUTE_TABLES)
     pages.add_pages(app)
+    supervisor_console.add_supervisor_page(app)
     meta.install_documents(app, ROUTE_TABLES)
     evidence_routes.add_evidence_routes(app, evidence)
     return app

@@ -29,11 +29,15 @@ CREATE TABLE agent_state_changes (
     campaign_ids  text[] NOT NULL DEFAULT '{}',
     call_id       text,
     pause_reason  text,
+    -- When the state ended: the `since` of the session's next change, set when that arrives
+    -- (NULL while it lasts, or when its controller died).
+    ended_at      timestamptz,
     created_at    timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE INDEX agent_state_changes_agent_idx ON agent_state_changes (agent_id, since, version);
-CREATE INDEX agent_state_changes_since_idx ON agent_state_changes (since);
+CREATE INDEX agent_state_changes_session_idx ON agent_state_changes (session_id, version);
+CREATE INDEX agent_state_changes_since_idx ON agent_state_changes (since)
+    INCLUDE (agent_id, state, ended_at, campaign_ids);
 
 -- Every campaign control action and settings change (immutable rows): who asked (the API token
 -- and its role), when, and the settings before and after.
@@ -55,3 +59,11 @@ CREATE INDEX campaign_changes_campaign_idx ON campaign_changes (campaign_id, cha
 -- pacer's default); never above the legal 3 % (47 CFR 64.1200(a)(7)) nor the campaign's ceiling.
 ALTER TABLE campaigns ADD COLUMN abandon_setpoint numeric(5, 4)
     CHECK (abandon_setpoint IS NULL OR (abandon_setpoint > 0 AND abandon_setpoint <= max_abandon_rate));
+
+-- Each supervisor's (or admin's) browser phone for monitoring: one `supervisorNN-web` endpoint
+-- per person, assigned the first time their console asks for it and kept.
+CREATE TABLE supervisor_phones (
+    user_id      text PRIMARY KEY,
+    endpoint     text NOT NULL UNIQUE,
+    assigned_at  timestamptz NOT NULL DEFAULT now()
+);

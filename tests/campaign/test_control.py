@@ -73,6 +73,8 @@ async def test_pause_settings_resume_audited(floor: Floor) -> None:
     assert changes[2]["before"] == {"amd_settings": {"machine_action": "hangup"}, "dial_mode": "progressive"}
     assert changes[2]["after"] == {"amd_settings": {"lines_per_agent": 1.5}, "dial_mode": "power"}
     assert {change["actor_role"] for change in changes} == {"supervisor"}
-    states = await floor.fetch("SELECT state FROM agent_state_changes WHERE agent_id = $1 ORDER BY since, version",
-                               agent_id)
+    states = await floor.fetch("SELECT state, since, ended_at FROM agent_state_changes WHERE agent_id = $1 "
+                               "ORDER BY since, version", agent_id)
     assert [row["state"] for row in states] == ["logging_in", "ready", "logged_out"], states
+    # Each state was ended by the next one when that reached the CRM (occupancy sums these).
+    assert [row["ended_at"] for row in states] == [states[1]["since"], states[2]["since"], None]

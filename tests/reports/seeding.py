@@ -107,6 +107,10 @@ def build_day(day_start: datetime, *, seed: int = 7, calls: int = 400, prefix: s
         day.states.append({"change_id": f"{agent}:{version}", "agent_id": agent, "state": "logged_out", "since": at,
                            "version": version, "session_id": f"{agent}-session",
                            "campaign_ids": day.campaigns[: 1 + index % 2]})
+    # As the outbox's apply leaves them: each state ended by the session's next one.
+    for state, following in zip(day.states, [*day.states[1:], None], strict=True):
+        same = following is not None and following["session_id"] == state["session_id"]
+        state["ended_at"] = following["since"] if same and following is not None else None
     return day
 
 
