@@ -231,6 +231,10 @@ class Campaign:
     active: bool
     line_of_business: str | None = None
     """Sets how long the campaign's recordings are kept (`recordings.retention`)."""
+    dispositions: tuple[str, ...] = ()
+    """The codes its agents may pick (empty: every code)."""
+    prompts: Mapping[str, str] = field(default_factory=dict)
+    """Asterisk sound names played instead of the generated messages (`safe_harbor`)."""
 
 
 @dataclass(frozen=True)
@@ -509,6 +513,8 @@ def _campaign(row: asyncpg.Record) -> Campaign:
     values["dial_mode"] = DialMode(values["dial_mode"])
     values["required_consents"] = tuple(values["required_consents"])
     values["amd_settings"] = json.loads(values["amd_settings"])
+    values["dispositions"] = tuple(values["dispositions"])
+    values["prompts"] = json.loads(values["prompts"])
     values["max_abandon_rate"] = float(values["max_abandon_rate"])
     return Campaign(**values)
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from dialer.api import crm, decisions, events, health, lead_imports, leads
+from dialer.api import admin, crm, decisions, events, health, lead_imports, leads
 from dialer.api import evidence as evidence_routes
 from dialer.api import openapi as meta
 from dialer.api import recordings as recording_routes
@@ -46,6 +47,7 @@ ROUTE_TABLES: tuple[RouteTable, ...] = (
     health.routes, meta.routes, crm.routes, crm.opt_out_routes, leads.routes, decisions.routes, events.routes,
     recording_routes.routes, click_to_call_api.routes, campaign_api.agent_routes, campaign_api.campaign_routes,
     campaign_api.lead_routes, monitor_api.routes, texting_api.routes, lead_imports.routes, evidence_routes.routes,
+    *admin.ROUTE_TABLES,
 )
 MAX_BODY_BYTES = 256 * 1024
 MAX_LINE_BYTES = 64 * 1024
@@ -65,6 +67,7 @@ def build_app(
     texting: TextingRuntime | None = None,
     lead_import_spool: Path | None = None,
     evidence: EvidenceService | None = None,
+    caller_id_check: Callable[[str], str | None] | None = None,
 ) -> web.Application:
     """Every route is served; a slice this API runs without answers 503 `controller_unavailable`."""
     # A long request line gets the API's own 400 (a problem naming the parameter) rather than the
@@ -75,6 +78,8 @@ def build_app(
     app[TOKENS] = TokenVerifier(deps.store)
     app[WRAP_UPS] = campaigns
     app[IDEMPOTENCY_LOCKS] = KeyedLocks()
+    if caller_id_check is not None:
+        app[admin.CALLER_ID_CHECK] = caller_id_check
     controls: list[CallControl] = [control for control in (calls, campaigns) if control is not None]
     app[CALL_CONTROLS] = controls
     click_to_call_api.add_click_to_call_routes(app, calls)

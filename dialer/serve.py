@@ -388,6 +388,7 @@ async def dialer_services(
                             settings.pg_dsn, audit_key,
                             functools.partial(recording_audio, RecordingReader(settings.recordings_dir, keyring)),
                             LifecycleLegalHolds()),
+                        caller_id_check=settings.caller_id_problem,
                     )
                     try:
                         yield DialerServices(
