@@ -122,6 +122,10 @@ class Admin:
     def __init__(self, pool: Any) -> None:
         self._pool = pool
 
+    def connection(self) -> Any:
+        """One connection (`async with admin.connection() as conn`) for reads this class does not make."""
+        return self._pool.acquire()
+
     async def _fetch(self, conn: asyncpg.Connection, entity: Entity, key: str, *, lock: bool = False
                      ) -> asyncpg.Record | None:
         table = TABLES[entity]

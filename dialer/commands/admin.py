@@ -13,11 +13,14 @@ import argparse
 import asyncio
 import getpass
 import json
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel
 
+from crm_bridge import webhooks as webhook_queue
 from crm_bridge.admin import Actor, Admin, AdminError, Entity
 from crm_bridge.migrate import MigrationError, ensure_schema
 from crm_bridge.pg import DatabaseUnavailable
@@ -36,6 +39,7 @@ from dialer.api.admin import (
 )
 from dialer.api.http import ApiError
 from dialer.api.routes import parse_body
+from dialer.api.webhooks import ReplayRequest, SubscriptionCreate, SubscriptionUpdate
 from dialer.cli import UserError
 from dialer.settings import from_environment
 
@@ -330,6 +334,103 @@ def _token(args: argparse.Namespace) -> int:
     return _run(step)
 
 
+# ---- webhooks --------------------------------------------------------------------------------
+def _webhook(args: argparse.Namespace) -> int:
+    command = args.webhook_command
+
+    async def step(admin: Admin, who: Actor) -> int:
+        if command == "create":
+            body = validated(SubscriptionCreate, {"url": args.url, "event_types": args.events or [],
+                                                  **_given(args, {"description": "description"})})
+            secret = webhook_queue.new_secret()
+            row = await admin.create(Entity.WEBHOOK, {
+                "subscription_id": f"whk-{uuid.uuid4().hex[:16]}", "url": body.url,
+                "event_types": sorted(set(body.event_types)), "description": body.description, "secret": secret}, who)
+            print(json.dumps({"subscription_id": row["subscription_id"], "secret": secret}))
+        elif command == "list":
+            for row in await admin.list_all(Entity.WEBHOOK):
+                state = "active" if row["active"] else "disabled"
+                print(f"{row['subscription_id']}\t{row['url']}\t{','.join(row['event_types'])}\t{state}")
+        elif command == "show":
+            _print_json(await admin.get(Entity.WEBHOOK, args.subscription_id))
+        elif command in ("update", "enable", "disable"):
+            values = {"active": command == "enable"} if command != "update" else _given(args, {"url": "url"})
+            if command == "update" and args.events:
+                values["event_types"] = args.events
+            if not values:
+                raise UserError("Nothing to change: give --url or --event.")
+            body = validated(SubscriptionUpdate, values)
+            values = body.model_dump(exclude_unset=True)
+            if "event_types" in values:
+                values["event_types"] = sorted(set(values["event_types"]))
+            _print_json(await admin.update(Entity.WEBHOOK, args.subscription_id, values, who))
+        elif command == "delete":
+            await admin.delete(Entity.WEBHOOK, args.subscription_id, who)
+            print(f"deleted {args.subscription_id}")
+        elif command == "rotate-secret":
+            current = await admin.get(Entity.WEBHOOK, args.subscription_id)
+            async with admin.connection() as conn:
+                old = await conn.fetchval("SELECT secret FROM webhook_subscriptions WHERE subscription_id = $1",
+                                          current["subscription_id"])
+                now = await conn.fetchval("SELECT now()")
+            secret = webhook_queue.new_secret()
+            await admin.update(Entity.WEBHOOK, args.subscription_id, {
+                "secret": secret, "previous_secret": old,
+                "previous_expires_at": now + timedelta(seconds=args.keep_previous)}, who, action="rotate_secret")
+            print(json.dumps({"subscription_id": args.subscription_id, "secret": secret}))
+        elif command == "deliveries":
+            await admin.get(Entity.WEBHOOK, args.subscription_id)
+            async with admin.connection() as conn:
+                rows = await webhook_queue.deliveries(conn, args.subscription_id, status=args.status, limit=args.limit)
+            for row in rows:
+                print(f"{row['delivery_id']}\t{row['event_id']}\t{row['event_type']}\t{row['status']}\t"
+                      f"{row['attempts']} attempts\t{row['last_status'] or row['last_error'] or ''}")
+        else:  # replay
+            if (args.event_id is None) == (args.since is None):
+                raise UserError("Give --event-id, or --since (and --until).")
+            body = validated(ReplayRequest, _given(args, {"event_id": "event_id", "since": "since", "until": "until"}))
+            await admin.get(Entity.WEBHOOK, args.subscription_id)
+            async with admin.connection() as conn:
+                queued = await webhook_queue.replay(conn, args.subscription_id, event_id=body.event_id,
+                                                    since=body.since, until=body.until)
+            print(f"{queued} deliveries queued")
+        return 0
+
+    return _run(step)
+
+
+def _webhook_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    webhook = subparsers.add_parser("webhook", help="webhook subscriptions: events pushed to the CRM (docs/webhooks.md)")
+    commands = webhook.add_subparsers(dest="webhook_command", metavar="ACTION", required=True)
+    create = commands.add_parser("create", help="subscribe a URL; prints its id and secret once")
+    create.add_argument("url")
+    create.add_argument("--event", dest="events", action="append", required=True, help="an event type (repeat)")
+    create.add_argument("--description")
+    update = commands.add_parser("update", help="change a subscription's URL or events")
+    update.add_argument("subscription_id")
+    update.add_argument("--url")
+    update.add_argument("--event", dest="events", action="append")
+    rotate = commands.add_parser("rotate-secret", help="a new secret; the previous one also signs for a while")
+    rotate.add_argument("subscription_id")
+    rotate.add_argument("--keep-previous", type=int, default=86400, help="seconds the previous secret still signs")
+    deliveries = commands.add_parser("deliveries", help="the delivery log, newest first")
+    deliveries.add_argument("subscription_id")
+    deliveries.add_argument("--status", choices=["pending", "delivered", "parked"])
+    deliveries.add_argument("--limit", type=int, default=50)
+    replay = commands.add_parser("replay", help="send an event, or a time range's events, again")
+    replay.add_argument("subscription_id")
+    replay.add_argument("--event-id")
+    replay.add_argument("--since", help="ISO-8601 time, e.g. 2026-11-24T00:00Z")
+    replay.add_argument("--until")
+    parsers = [create, update, rotate, deliveries, replay, commands.add_parser("list", help="the subscriptions")]
+    for name in ("show", "enable", "disable", "delete"):
+        parser = commands.add_parser(name, help=f"{name} a subscription")
+        parser.add_argument("subscription_id")
+        parsers.append(parser)
+    for parser in parsers:
+        parser.set_defaults(handler=_webhook)
+
+
 def _changes(args: argparse.Namespace) -> int:
     async def step(admin: Admin, who: Actor) -> int:
         for change in await admin.changes(Entity(args.entity), args.entity_id):
@@ -374,6 +475,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     for parser in (issue, revoke, tokens_list):
         parser.set_defaults(handler=_token)
 
+    _webhook_commands(subparsers)
     changes = subparsers.add_parser("changes", help="the audit of an agent, campaign, list, token or webhook")
     changes.add_argument("entity", choices=[entity.value for entity in Entity])
     changes.add_argument("entity_id")
