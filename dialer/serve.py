@@ -70,6 +70,7 @@ from dialer.runtime.slice import RuntimeSlice
 from dialer.runtime.snapshots import SnapshotWriter
 from dialer.settings import Settings
 from dialer.texting.runtime import TextingRuntime, texting_for
+from dialer.webhooks import WebhookDispatcher, WebhookOptions
 from evidence.recordings import LifecycleLegalHolds, recording_audio
 from evidence.service import EvidenceService
 from recordings.crypto import Keyring, RecordingKeysMissing
@@ -236,6 +237,8 @@ class DialerServices:
     texting: TextingRuntime | None = None
     audit_key: AuditSigningKey | None = None
     """Signs the audit trail's checkpoints and the evidence packets."""
+    webhooks: WebhookDispatcher | None = None
+    """Sends the queued webhook deliveries (its `options.public_url` makes recording links)."""
 
     @property
     def calls(self) -> ClickToCallRuntime:
@@ -323,6 +326,7 @@ async def dialer_services(
     campaign_overrides: Mapping[str, object] | None = None,
     monitor_overrides: Mapping[str, object] | None = None,
     texting_overrides: Mapping[str, object] | None = None,
+    webhook_options: WebhookOptions | None = None,
 ) -> AsyncIterator[DialerServices]:
     started_at = datetime.now(UTC)
     store, database_answers = await _migrated_store(settings.pg_dsn)
@@ -407,6 +411,10 @@ async def dialer_services(
                     checkpoint_task = tasks.create_task(
                         PeriodicCheckpoints(settings.pg_dsn, audit_key).run(), name="audit-checkpoints")
                     trunk_task = tasks.create_task(TrunkHealth(ari, trunks).run(), name="trunk-health")
+                    # Webhooks go out from their own task and pool: a CRM that is down never slows a call.
+                    webhooks = WebhookDispatcher(settings.pg_dsn, webhook_options or WebhookOptions(
+                        public_url=f"http://{settings.http_host}:{settings.http_port}"))
+                    webhook_task = tasks.create_task(webhooks.run(), name="webhooks")
                     try:
                         async with asyncio.timeout(ari_connect_timeout):
                             await stream.wait_connected()
@@ -437,11 +445,13 @@ async def dialer_services(
                             functools.partial(recording_audio, RecordingReader(settings.recordings_dir, keyring)),
                             LifecycleLegalHolds()),
                         sip_credentials_file=settings.sip_credentials_file,
+                        caller_id_check=settings.caller_id_problem,
+                        wake_webhooks=webhooks.wake,
                     )
                     try:
                         yield DialerServices(
                             settings, store, outbox, dnc, gate, ari, stream, calls, agent_events, app,
-                            campaigns, monitors, keyring, archiver, texting, audit_key,
+                            campaigns, monitors, keyring, archiver, texting, audit_key, webhooks,
                         )
                     finally:
                         for runtime in reversed(fan_out.slices):
@@ -455,6 +465,7 @@ async def dialer_services(
                         probe_task.cancel()
                         checkpoint_task.cancel()
                         trunk_task.cancel()
+                        webhook_task.cancel()
             await outbox.flush(drain_seconds)
     finally:
         await redis.aclose()

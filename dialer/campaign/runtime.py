@@ -238,7 +238,10 @@ class CampaignCallRunner(MachineRunner[i.CallInput, a.CallAction]):
                             await ari.stop_playback(self.hold_playback)
                     await ari.add_channel(bridge_id, channel)
                 case a.PlaySafeHarbor(bridge_id=bridge_id, playback_id=playback_id):
-                    await ari.play_bridge(bridge_id, await services.sounds.media("safe-harbor"), playback_id=playback_id)
+                    # The campaign's own recording when it set one (prompts.safe_harbor), else the generated one.
+                    prompt = self.campaign.campaign.prompts.get("safe_harbor")
+                    media = f"sound:{prompt}" if prompt else await services.sounds.media("safe-harbor")
+                    await ari.play_bridge(bridge_id, media, playback_id=playback_id)
                 case a.PlayRecordingNotice(bridge_id=bridge_id, playback_id=playback_id):
                     await ari.play_bridge(bridge_id, await services.sounds.media("recording-notice"),
                                           playback_id=playback_id)
