@@ -330,20 +330,22 @@ async def dialer_services(
                     archiver=archiver,
                     opt_outs=OptOuts(dnc, outbox), sounds=DialplanSounds(ari), admission=admission,
                 )
+                # One router for every kind of call: the trunks' channels and calls per second are shared.
+                trunks = TrunkRouter(settings.trunks, time.time(), fallback_endpoint=settings.trunk_endpoint)
                 calls = ClickToCallRuntime(services, ClickToCallSettings(
                     trunk_endpoint=settings.trunk_endpoint, default_caller_id=settings.caller_id,
-                    timeouts=timeouts or CallTimeouts(),
+                    timeouts=timeouts or CallTimeouts(), trunk_router=trunks,
                 ))
                 finished = metrics.counter("dialer_calls_finished_total", "Click-to-call calls ended, by outcome")
                 calls.finished_listeners.append(
                     lambda record: finished.inc(outcome=record.outcome.value if record.outcome else "unknown")
                 )
                 calls.finished_listeners.append(lambda record: _observe_call(metrics, record))
-                trunks = TrunkRouter(settings.trunks, time.time(), fallback_endpoint=settings.trunk_endpoint)
                 campaigns = CampaignRuntime(services, redis, CampaignSettings(
                     recordings_dir=settings.recordings_dir, trunk_endpoint=settings.trunk_endpoint,
                     default_caller_id=settings.caller_id, redis_key=agent_states_key(settings.redis_prefix),
-                    trunk_router=trunks, **(campaign_overrides or {}),  # type: ignore[arg-type]
+                    trunk_router=trunks, caller_ids=settings.caller_ids,
+                    caller_ids_required=settings.caller_ids_required, **(campaign_overrides or {}),  # type: ignore[arg-type]
                 ))
                 monitors = MonitorRuntime(services, [calls, campaigns], MonitorSettings(
                     trunk_endpoint=settings.trunk_endpoint, **(monitor_overrides or {}),  # type: ignore[arg-type]
