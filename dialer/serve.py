@@ -141,7 +141,7 @@ class CountingAuditSink:
 
 def _collect(
     registry: Metrics, outbox: Outbox, stream: EventStream, snapshots: SnapshotWriter, calls: ClickToCallRuntime,
-    campaigns: CampaignRuntime, archiver: RecordingArchiver,
+    campaigns: CampaignRuntime, archiver: RecordingArchiver, trunks: TrunkRouter,
 ) -> None:
     stats = outbox.stats()
     registry.gauge("dialer_outbox_pending", "CRM records waiting to reach PostgreSQL").set(stats.pending)
@@ -156,6 +156,12 @@ def _collect(
     registry.gauge("dialer_node_setups", "Calls being set up on this node").set(node.policy.setups)
     registry.gauge("dialer_node_waiting", "Calls waiting for the node's admission").set(node.waiting)
     registry.gauge("dialer_node_ari_rtt_seconds", "ARI round trip, as the node's load signal").set(node.policy.rtt)
+    now = time.time()
+    for trunk, state in trunks.status(now).items():
+        registry.gauge("dialer_trunk_up", "1 while a carrier trunk takes calls (reachable, not in its 503 cool-down)").set(
+            int(state == "up"), trunk=trunk)
+        registry.gauge("dialer_trunk_calls", "Calls on a carrier trunk now (counted against its max_channels)").set(
+            trunks.active(trunk), trunk=trunk)
     registry.gauge("dialer_recordings_pending", "Recordings in Asterisk's spool not yet archived (last sweep)").set(
         archiver.pending)
     agents = registry.gauge("dialer_campaign_agents", "Agents of a running campaign, by state")
@@ -354,7 +360,7 @@ async def dialer_services(
                 fan_out.slices = [calls, campaigns, monitors, texting]
                 stream = EventStream(ari, dispatcher, on_connected=fan_out.on_connected)
                 metrics.collectors.append(
-                    lambda registry: _collect(registry, outbox, stream, snapshots, calls, campaigns, archiver)
+                    lambda registry: _collect(registry, outbox, stream, snapshots, calls, campaigns, archiver, trunks)
                 )
                 async with (
                     calls.running(), campaigns.running(), monitors.running(), texting.running(),

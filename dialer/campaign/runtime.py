@@ -226,7 +226,11 @@ class CampaignCallRunner(MachineRunner[i.CallInput, a.CallAction]):
                         return i.OriginateFailed(reason=str(error))
                     return i.Originated()
                 case a.RerouteLead():
-                    return await self.calls.reroute(self, action)
+                    rerouted = await self.calls.reroute(self, action)
+                    if isinstance(rerouted, i.RerouteFailed):
+                        self.log.warning("trunk_failover_impossible", reason=rerouted.reason, tried=action.tried,
+                                         cause=action.failed_cause, sip_code=action.failed_sip_code)
+                    return rerouted
                 case a.PrepareBridge(bridge_id=bridge_id, recording=name, lead_channel=lead):
                     try:
                         await ari.create_bridge(bridge_id, name=self.call_id)

@@ -6,11 +6,14 @@ that carried it and the failed try with its SIP code, under the gate's one decis
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -57,16 +60,16 @@ def two_trunks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskIns
         yield instance
 
 
-@pytest.fixture
-async def floor(two_trunks: AsteriskInstance, pg_dsn: str, redis_url: str, redis_prefix: str,
-                tmp_path: Path) -> AsyncIterator[Floor]:
-    config = two_trunks.config
+@contextlib.asynccontextmanager
+async def _floor(asterisk: AsteriskInstance, trunks: tuple[Trunk, ...], pg_dsn: str, redis_url: str,
+                 redis_prefix: str, tmp_path: Path) -> AsyncIterator[Floor]:
+    config = asterisk.config
     settings = from_environment(
         {}, pg_dsn=pg_dsn, redis_url=redis_url, redis_prefix=redis_prefix, ari_port=config.ari_port,
         ari_user=config.ari_user, ari_password=config.ari_password, ari_app=config.ari_app,
         cache_dir=tmp_path / "cache", state_root=str(tmp_path / "state"),
         recordings_root=str(tmp_path / "recordings"), audit_keys_root=str(AUDIT_KEYS_DIR),
-        instance="failover-test", trunks=config.trunks, caller_ids=(VOUCHED,),
+        instance="failover-test", trunks=trunks, caller_ids=(VOUCHED,),
     )
     async with dialer_services(settings, gate_clock=lambda: GATE_NOW, drain_seconds=5,
                                timeouts=CallTimeouts(agent_ring=8.0, lead_ring=15.0),
@@ -74,7 +77,25 @@ async def floor(two_trunks: AsteriskInstance, pg_dsn: str, redis_url: str, redis
         await mark_lists_fresh(services, GATE_NOW)
         crm = (await services.store.issue_token(TokenRole.CRM, label="tests")).secret
         async with TestClient(TestServer(services.app)) as client:
-            yield Floor(services, client, two_trunks, pg_dsn, crm, uuid.uuid4().hex[:6])
+            yield Floor(services, client, asterisk, pg_dsn, crm, uuid.uuid4().hex[:6])
+
+
+@pytest.fixture
+async def floor(two_trunks: AsteriskInstance, pg_dsn: str, redis_url: str, redis_prefix: str,
+                tmp_path: Path) -> AsyncIterator[Floor]:
+    async with _floor(two_trunks, two_trunks.config.trunks, pg_dsn, redis_url, redis_prefix, tmp_path) as floor:
+        yield floor
+
+
+@pytest.fixture
+async def one_channel(two_trunks: AsteriskInstance, pg_dsn: str, redis_url: str, redis_prefix: str,
+                      tmp_path: Path) -> AsyncIterator[Floor]:
+    """The dialer with only the working trunk, and an account of one channel on it (the channel
+    limit is the dialer's own: Asterisk's configuration is the same)."""
+    (working,) = [trunk for trunk in two_trunks.config.trunks if trunk.name == "carrier-ok"]
+    trunks = (replace(working, max_channels=1),)
+    async with _floor(two_trunks, trunks, pg_dsn, redis_url, redis_prefix, tmp_path) as floor:
+        yield floor
 
 
 async def test_a_call_refused_with_503_on_the_first_trunk_is_carried_by_the_next(floor: Floor) -> None:
@@ -93,7 +114,7 @@ async def test_a_call_refused_with_503_on_the_first_trunk_is_carried_by_the_next
     await floor.services.outbox.flush(20)
 
     (call,) = await floor.fetch("SELECT * FROM calls WHERE campaign_id = $1", campaign_id)
-    assert call["lead_id"] == lead_id and call["outcome"] == "answered", dict(call)
+    assert call["lead_id"] == lead_id and call["outcome"] == "answered", (call["hangup_cause_text"], call["trunk_attempts"])
     assert call["bridged_at"] is not None and call["agent_id"] == agent_id
     assert call["trunk"] == "carrier-ok"
     (failed,) = json.loads(call["trunk_attempts"])
@@ -110,6 +131,9 @@ async def test_a_call_refused_with_503_on_the_first_trunk_is_carried_by_the_next
     router = floor.campaigns.settings.trunk_router
     assert router is not None and router.status(time.time())["carrier-full"] == "down"
     assert router.active("carrier-ok") == 0 and router.active("carrier-full") == 0
+    metrics = await (await floor.client.get("/metrics")).text()
+    assert 'dialer_trunk_up{trunk="carrier-full"} 0.0' in metrics and 'dialer_trunk_up{trunk="carrier-ok"} 1.0' in metrics
+    assert 'dialer_trunk_calls{trunk="carrier-ok"} 0.0' in metrics
     await floor.nothing_left("cmp-")
 
 
@@ -151,3 +175,36 @@ async def test_a_campaign_whose_caller_id_nobody_vouched_for_does_not_start(floo
     assert problem["error"] == "caller_id_not_vouched" and problem["field"] == "caller_id"
     assert "+13125550100 is not among the agency's vouched numbers" in problem["detail"]
     assert campaign_id not in floor.campaigns.campaigns
+
+
+async def test_a_trunk_never_carries_more_calls_than_its_channels(one_channel: Floor) -> None:
+    """Three leads and three ready agents, a trunk of one channel: the calls go one at a time
+    (the others wait in the hopper), and every lead is called."""
+    floor = one_channel
+    runtime = floor.campaigns
+    router = runtime.settings.trunk_router
+    assert router is not None
+    campaign_id = await floor.campaign(dial_mode="power")
+    phones = [f"+121256{n}1102" for n in (7, 8, 9)]  # people in New York: 1 s ringing, 2 s of talk
+    await floor.leads(campaign_id, phones, state="NY", zip="10001")
+    agents = [await floor.agent(f"Local/channels{n}@agent-sim") for n in (1, 2, 3)]
+    for agent_id in agents:
+        await runtime.login(agent_id, [campaign_id])
+    await floor.wait_for(lambda: all((s := runtime.agent_state(a)) is not None and s.state is AgentState.READY
+                                     for a in agents), 20, "agents ready")
+    await runtime.start_campaign(campaign_id)
+    runner = runtime.campaigns[campaign_id]
+    most_legs, most_on_trunk = 0, 0  # lead legs in Asterisk at once; calls the router counts on the trunk
+    async with asyncio.timeout(60):
+        while runner.counters["dials"] < len(phones) or runner.calls:
+            legs = [name for name in await floor.asterisk_objects("cmp-") if "-lead" in name]
+            most_legs = max(most_legs, len(legs))
+            most_on_trunk = max(most_on_trunk, router.active("carrier-ok"))
+            await asyncio.sleep(0.05)
+    await runtime.stop_campaign(campaign_id)
+    await floor.services.outbox.flush(20)
+    calls = await floor.fetch("SELECT lead_number, trunk, outcome FROM calls WHERE campaign_id = $1", campaign_id)
+    assert sorted(call["lead_number"] for call in calls) == sorted(phones)
+    assert {call["trunk"] for call in calls} == {"carrier-ok"}
+    assert most_legs == 1 and most_on_trunk == 1, (most_legs, most_on_trunk)
+    assert router.active("carrier-ok") == 0
