@@ -64,6 +64,7 @@ from dialer.runtime.optout import OptOuts
 from dialer.runtime.outage import Outage
 from dialer.runtime.reconcile import close_open_calls, restore_opt_outs
 from dialer.runtime.recording import RecordingArchiver
+from dialer.runtime.retention import RetentionPurge
 from dialer.runtime.services import CallServices
 from dialer.runtime.slice import RuntimeSlice
 from dialer.runtime.snapshots import SnapshotWriter
@@ -72,7 +73,9 @@ from dialer.texting.runtime import TextingRuntime, texting_for
 from evidence.recordings import LifecycleLegalHolds, recording_audio
 from evidence.service import EvidenceService
 from recordings.crypto import Keyring, RecordingKeysMissing
+from recordings.lifecycle import last_verification
 from recordings.reader import RecordingReader
+from recordings.storage import LocalStorage
 
 log = structlog.get_logger(__name__)
 
@@ -141,7 +144,7 @@ class CountingAuditSink:
 
 def _collect(
     registry: Metrics, outbox: Outbox, stream: EventStream, snapshots: SnapshotWriter, calls: ClickToCallRuntime,
-    campaigns: CampaignRuntime, archiver: RecordingArchiver, trunks: TrunkRouter,
+    campaigns: CampaignRuntime, archiver: RecordingArchiver, trunks: TrunkRouter, retention: RetentionPurge,
 ) -> None:
     stats = outbox.stats()
     registry.gauge("dialer_outbox_pending", "CRM records waiting to reach PostgreSQL").set(stats.pending)
@@ -162,6 +165,7 @@ def _collect(
             int(state == "up"), trunk=trunk)
         registry.gauge("dialer_trunk_calls", "Calls on a carrier trunk now (counted against its max_channels)").set(
             trunks.active(trunk), trunk=trunk)
+    _collect_archive(registry, retention)
     registry.gauge("dialer_recordings_pending", "Recordings in Asterisk's spool not yet archived (last sweep)").set(
         archiver.pending)
     agents = registry.gauge("dialer_campaign_agents", "Agents of a running campaign, by state")
@@ -177,6 +181,27 @@ def _collect(
             status.abandon_rate, campaign=campaign_id
         )
         set_all(agents, {state: float(count) for state, count in status.agents.items()}, "state", campaign=campaign_id)
+
+
+def _collect_archive(registry: Metrics, retention: RetentionPurge) -> None:
+    """The archive's health: the last `dialer recording verify` (its figures file, one small read)
+    and the scheduled purge. An alert on the verification's age catches a timer that stopped."""
+    figures = last_verification(LocalStorage(retention.archive_dir))
+    if figures is not None:
+        registry.gauge("dialer_recordings_last_verification_timestamp_seconds",
+                       "When the last `dialer recording verify` finished (Unix time)").set(
+            figures.finished_at.timestamp())
+        registry.gauge("dialer_recordings_last_verification_checked",
+                       "Recordings the last verification re-read").set(figures.checked)
+        problems = registry.gauge("dialer_recordings_last_verification_problems",
+                                  "What the last verification found wrong, by kind (missing, damaged, orphaned)")
+        set_all(problems, {"missing": figures.missing, "damaged": figures.damaged, "orphaned": figures.orphaned},
+                "kind")
+    registry.gauge("dialer_recordings_purged", "Recordings the scheduled retention purge destroyed since start").set(
+        retention.purged_total)
+    if retention.last_run_at is not None:
+        registry.gauge("dialer_recordings_last_purge_timestamp_seconds",
+                       "When the scheduled retention purge last completed (Unix time)").set(retention.last_run_at)
 
 
 RECONCILE_RETRY_SECONDS = 5.0
@@ -359,8 +384,11 @@ async def dialer_services(
                 texting = texting_for(services, settings, **(texting_overrides or {}))
                 fan_out.slices = [calls, campaigns, monitors, texting]
                 stream = EventStream(ari, dispatcher, on_connected=fan_out.on_connected)
+                retention = RetentionPurge(settings.pg_dsn, settings.recordings_dir,
+                                           settings.recordings_purge_every_hours * 3600.0)
                 metrics.collectors.append(
-                    lambda registry: _collect(registry, outbox, stream, snapshots, calls, campaigns, archiver, trunks)
+                    lambda registry: _collect(registry, outbox, stream, snapshots, calls, campaigns, archiver, trunks,
+                                              retention)
                 )
                 async with (
                     calls.running(), campaigns.running(), monitors.running(), texting.running(),
@@ -371,6 +399,7 @@ async def dialer_services(
                     checkpoint_task = tasks.create_task(
                         PeriodicCheckpoints(settings.pg_dsn, audit_key).run(), name="audit-checkpoints")
                     trunk_task = tasks.create_task(TrunkHealth(ari, trunks).run(), name="trunk-health")
+                    purge_task = tasks.create_task(retention.run(), name="retention-purge")
                     try:
                         async with asyncio.timeout(ari_connect_timeout):
                             await stream.wait_connected()
@@ -414,6 +443,7 @@ async def dialer_services(
                         probe_task.cancel()
                         checkpoint_task.cancel()
                         trunk_task.cancel()
+                        purge_task.cancel()
             await outbox.flush(drain_seconds)
     finally:
         await redis.aclose()

@@ -90,6 +90,9 @@ class Settings:
     # Where finished call recordings are archived; empty: cache_dir/recordings.
     recordings_root: str = ""
     recording_keys_root: str = ""
+    # How often `dialer serve` purges recordings past their retention and not under legal hold
+    # (recordings.lifecycle.purge); 0: never (run `dialer recording purge` from a timer instead).
+    recordings_purge_every_hours: float = 24.0
     # The Ed25519 key signing the audit trail's checkpoints and evidence packets; empty:
     # state_dir/../audit-keys.
     audit_keys_root: str = ""
@@ -254,6 +257,8 @@ class Settings:
         for name, port in ports.items():
             if not 0 < port < 65536:
                 found.append(f"{name} must be a port between 1 and 65535, got {port}.")
+        if self.recordings_purge_every_hours < 0:
+            found.append("[recordings] purge_every_hours cannot be negative (0 turns the scheduled purge off).")
         if not 0 < self.rtp_start < self.rtp_end < 65536:
             found.append(f"The RTP range {self.rtp_start}-{self.rtp_end} must be increasing ports below 65536.")
         for name in ("sip_bind", "wss_bind"):
@@ -372,6 +377,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "DIALER_SUPERVISORS": "supervisors",
     "DIALER_RECORDINGS_DIR": "recordings_root",
     "DIALER_RECORDING_KEYS_DIR": "recording_keys_root",
+    "DIALER_RECORDINGS_PURGE_EVERY_HOURS": "recordings_purge_every_hours",
     "DIALER_AUDIT_KEYS_DIR": "audit_keys_root",
     "DIALER_CALLER_ID": "caller_id",
     "DIALER_TRUNK_ENDPOINT": "trunk_endpoint",
