@@ -177,14 +177,15 @@ modparam("auth_db", "version_table", 0)
 modparam("auth", "nonce_expire", 300)
 
 # The Asterisk nodes: probed with OPTIONS every {config.probe_seconds} s; one silent probe marks a
-# node down, one answer (any reply: a node that answers 401/404 is alive) brings it back.
+# node down, one answer brings it back. A node that refuses OPTIONS (401, 403, 404, 405) is alive
+# too; not "class=4": the 408 Kamailio makes up when a probe times out would count as an answer.
 modparam("dispatcher", "list_file", "{base}/etc/dispatcher.list")
 modparam("dispatcher", "ds_ping_interval", {config.probe_seconds})
 modparam("dispatcher", "ds_probing_threshold", 1)
 modparam("dispatcher", "ds_inactive_threshold", 1)
 modparam("dispatcher", "ds_probing_mode", 1)
 modparam("dispatcher", "ds_ping_from", "sip:edge@{config.listen}:{config.sip_port}")
-modparam("dispatcher", "ds_ping_reply_codes", "class=2;class=4")
+modparam("dispatcher", "ds_ping_reply_codes", "class=2;code=401;code=403;code=404;code=405")
 modparam("dispatcher", "ds_timer_mode", 1)
 
 # A node or phone silent for 2 s after a request: the transaction ends with 408 (a probe
@@ -287,6 +288,7 @@ route[TO_AGENT] {{
         sl_send_reply("480", "Not Registered");
         exit;
     }}
+    xlog("L_INFO", "edge: $tU rings at $ru (call from node $si:$sp)\n");
     route(RELAY);
     exit;
 }}
