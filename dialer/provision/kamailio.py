@@ -187,6 +187,8 @@ modparam("dispatcher", "ds_probing_mode", 1)
 modparam("dispatcher", "ds_ping_from", "sip:edge@{config.listen}:{config.sip_port}")
 modparam("dispatcher", "ds_ping_reply_codes", "class=2;code=401;code=403;code=404;code=405")
 modparam("dispatcher", "ds_timer_mode", 1)
+# Failover: the other nodes are kept with the selected one, for ds_next_dst().
+modparam("dispatcher", "flags", 2)
 
 # A node or phone silent for 2 s after a request: the transaction ends with 408 (a probe
 # that times out marks its node down).

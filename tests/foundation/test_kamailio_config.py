@@ -101,6 +101,7 @@ def test_the_script_listens_registers_dispatches_and_rings_agents(tmp_path: Path
     assert 'auth_check("dialer", "subscriber", "1")' in script
     assert 'sl_send_reply("403", "Forbidden")' in script  # a wrong password is refused for good
     assert f'ds_is_from_list("{NODE_SET}")' in script and 'lookup("location")' in script
+    assert 'modparam("dispatcher", "flags", 2)' in script  # failover keeps the other nodes
     assert 'ds_select_dst("1", "4")' in script and "ds_next_dst()" in script and 'ds_mark_dst("ip")' in script
     assert '($si == "127.0.0.1" && $sp == 5999)' in script
     assert script.count("{") == script.count("}")
