@@ -106,23 +106,25 @@ class DncStore:
     # -- checks -------------------------------------------------------------------------------
     async def fetch(self, queries: Sequence[FactsQuery], now: datetime) -> tuple[ListVersions, list[NumberFacts]]:
         """List versions plus every list hit and recent attempt for each number: one round trip."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(self.meta_key)
         plan: list[list[str]] = []
         since_ms = int((now - CAP_HORIZON).timestamp() * 1000)
         now_ms = int(now.timestamp() * 1000)
-        for query in queries:
-            number = query.number
-            names = ["federal", *query.state_lists, *sorted(SET_LISTS)]
-            for name in names:
-                key = self.list_key(name, number.npa)
-                if name in SET_LISTS:
-                    pipe.sismember(key, str(number.local))
-                else:
-                    pipe.getbit(key, number.local)
-            pipe.zrangebyscore(self.cap_key(query.subject, query.person), since_ms, now_ms)
-            plan.append(names)
-        replies = await pipe.execute()
+        # `async with`: a pipeline cut short by the gate's time budget gives its connection back
+        # (otherwise it leaks, and redis-py warns "Unclosed Pipeline client" when it is collected).
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.meta_key)
+            for query in queries:
+                number = query.number
+                names = ["federal", *query.state_lists, *sorted(SET_LISTS)]
+                for name in names:
+                    key = self.list_key(name, number.npa)
+                    if name in SET_LISTS:
+                        pipe.sismember(key, str(number.local))
+                    else:
+                        pipe.getbit(key, number.local)
+                pipe.zrangebyscore(self.cap_key(query.subject, query.person), since_ms, now_ms)
+                plan.append(names)
+            replies = await pipe.execute()
         meta = {_text(k): _text(v) for k, v in replies[0].items()}
         versions = ListVersions({k: v for k, v in meta.items() if ":" not in k.removeprefix("state:")})
         facts: list[NumberFacts] = []
@@ -148,13 +150,13 @@ class DncStore:
             return []
         now_ms = int(now.timestamp() * 1000)
         horizon_ms = int(CAP_HORIZON.total_seconds() * 1000)
-        pipe = self.redis.pipeline(transaction=False)
-        for subject, person, caps in reservations:
-            args: list[int | str] = [now_ms, f"{now_ms}:{uuid.uuid4().hex[:12]}", horizon_ms]
-            for max_attempts, window_hours in caps:
-                args += [window_hours * 3_600_000, max_attempts]
-            await self._reserve(keys=[self.cap_key(subject, person)], args=args, client=pipe)
-        return [bool(reply) for reply in await pipe.execute()]
+        async with self.redis.pipeline(transaction=False) as pipe:  # see `fetch`
+            for subject, person, caps in reservations:
+                args: list[int | str] = [now_ms, f"{now_ms}:{uuid.uuid4().hex[:12]}", horizon_ms]
+                for max_attempts, window_hours in caps:
+                    args += [window_hours * 3_600_000, max_attempts]
+                await self._reserve(keys=[self.cap_key(subject, person)], args=args, client=pipe)
+            return [bool(reply) for reply in await pipe.execute()]
 
     async def record_attempt(self, subject: str, person: str, now: datetime) -> None:
         """Count an attempt made without a reservation (every attempt counts toward the caps)."""
