@@ -166,7 +166,7 @@ class CampaignCallRunner(MachineRunner[i.CallInput, a.CallAction]):
         self.feed(i.AgentAssigned(agent_id=agent.agent_id, agent_channel=agent.channel_id))
         self.services.agent_events.publish(agent.agent_id, screen_pop(
             call_id=self.call_id, campaign_id=self.campaign_id, lead_id=self.entry.lead_id, phone=self.entry.phone,
-            lead=self.entry.payload))
+            lead=self.entry.payload, direction="inbound" if self.inbound else "outbound"))
 
     def agent_left(self) -> None:
         self.feed(i.AgentLeft())

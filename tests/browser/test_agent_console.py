@@ -189,6 +189,9 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
         extension="2125551108", priority=1, caller_id=inbound_phone, ring_timeout=20)
     await page.locator(f"#pop[data-lead-id='{inbound_lead}']").wait_for(timeout=30_000)
     await wait_text(page, "#lead-name", "Grace Kim")
+    await wait_text(page, "#call-kind", "Inbound call")
+    await wait_text(page, "#lead-consents", "none on file")
+    await wait_text(page, "#lead-time", "America/New_York")
     await page.screenshot(path=str(DOCS / "agent-console-inbound.png"))
     pops = await page.evaluate("window.consoleState.pops.map((pop) => pop.lead_id)")
     assert pops[0] == lead_id and campaign_lead in pops and pops[-1] == inbound_lead

@@ -171,11 +171,15 @@ function screenPop(message, receivedAt) {
   const lead = message.lead;
   const disposedBefore = current && current.callId === message.call_id;
   if (!disposedBefore) {
+    const zones = lead.timezones?.length ? lead.timezones : lead.timezone_hint ? [lead.timezone_hint] : null;
     current = { callId: message.call_id, leadId: lead.lead_id, campaignId: message.campaign_id,
-      dispositionKey: newKey(), disposed: false, zones: lead.timezone_hint ? [lead.timezone_hint] : null };
+      inbound: message.direction === "inbound", dispositionKey: newKey(), disposed: false, zones };
   }
   $("script").replaceChildren();
-  $("call-kind").textContent = message.campaign_id ? `Campaign call (${message.campaign_id})` : "Call";
+  $("call-kind").textContent = message.direction === "inbound" ? `Inbound call${message.campaign_id ? ` (${message.campaign_id})` : ""}`
+    : message.campaign_id ? `Campaign call (${message.campaign_id})` : "Click-to-call";
+  if (current.zones) renderLocalTime(current.zones);
+  fillCallbackTimes();
   pill($("call-progress"), "connecting", "warn");
   showLead(lead, { phones: lead.phones, address: lead.address });
   $("wrap").hidden = false;
@@ -187,7 +191,12 @@ function screenPop(message, receivedAt) {
   window.consoleState.pops.push({ call_id: message.call_id, lead_id: lead.lead_id, received_ms: receivedAt,
     rendered_ms: renderedAt, rendered_epoch_ms: performance.timeOrigin + renderedAt });
   loadRecord(lead.lead_id);
-  loadScript(message.call_id);
+  if (message.direction === "inbound") {
+    // No dial, so no dialing decision: the caller called the agency.
+    $("script").textContent = "Inbound call: greet the caller with your name and the agency's; this call is recorded.";
+  } else {
+    loadScript(message.call_id);
+  }
 }
 
 function showLead(lead, extra = {}) {
@@ -238,7 +247,12 @@ async function getSoon(path, seconds = 8) {
 
 async function loadRecord(leadId) {
   const answer = await getSoon(`/v1/leads/${encodeURIComponent(leadId)}`);
-  if (answer.status !== 200 || $("pop").dataset.leadId !== leadId) return;
+  if ($("pop").dataset.leadId !== leadId) return;
+  if (answer.status === 404 && current?.inbound && current.leadId === leadId) {
+    $("lead-consents").textContent = "none: a caller the CRM does not know (take their name and details in the notes)";
+    return;
+  }
+  if (answer.status !== 200) return;
   const lead = answer.body;
   const address = [lead.address_line1, lead.address_line2, lead.city].filter(Boolean).join(", ");
   showLead({ ...lead, name: [lead.first_name, lead.last_name].filter(Boolean).join(" ") || lead.phones[0] },
