@@ -143,6 +143,10 @@ class CampaignCallRunner(MachineRunner[i.CallInput, a.CallAction]):
         return self.request.inbound
 
     @property
+    def bridge_id(self) -> str:
+        return self.request.bridge_id
+
+    @property
     def owner_agent_id(self) -> str | None:
         return self.entry.owner_agent_id
 

@@ -23,7 +23,7 @@ from dialer.click_to_call.machine import CallTimeouts
 from dialer.provision.asterisk import AsteriskInstance
 from dialer.serve import dialer_services
 from dialer.web.users import UserRole, UserStore
-from tests.audio import analyse_wav, contains_audio, recorded_audio
+from tests.audio import SOUNDS, analyse_wav, contains_audio, recorded_audio
 from tests.browser.conftest import MICROPHONE_WAV
 from tests.browser.phone import BrowserPhone
 from tests.campaign.conftest import CAMPAIGN_TUNING, GATE_NOW, Floor
@@ -34,6 +34,8 @@ PASSWORD = "agent console password"
 ENDPOINT = "agent1003-web"
 AGENCY_NUMBER = "+18885550123"
 STRETCH_S = 3.0
+HOLD_SECONDS = 4.0
+HOLD_MUSIC = SOUNDS / "moh" / "hold-music.wav"
 
 
 @dataclasses.dataclass
@@ -140,6 +142,12 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
     # A double click stores one disposition (one Idempotency-Key per call).
     await page.locator("#dispositions button[data-code='contacted']").dblclick()
     await wait_text(page, "#dispo-result", "Saved")
+    # Hold from the page: the lead hears music on hold (found in the recording below).
+    await page.get_by_role("button", name="Hold").click()
+    await page.locator("#hold[aria-pressed='true']").wait_for(timeout=10_000)
+    await asyncio.sleep(HOLD_SECONDS)
+    await page.get_by_role("button", name="Hold").click()
+    await page.locator("#hold[aria-pressed='false']").wait_for(timeout=10_000)
     await page.get_by_role("button", name="Hang up (Alt+H)").click()
     await phone.wait_for("call", "ended", "idle")
     ended = await floor.services.store.get_call(call_id)
@@ -157,6 +165,8 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
     audio = recorded_audio(rows[0]["storage_uri"], rows[0]["recording_id"], floor.services.settings.recording_keys_dir)
     heard = best_stretch(audio, MICROPHONE_WAV)
     assert heard > 0.3, f"the agent's microphone is not in the call's recording (best correlation {heard:.2f})"
+    music = contains_audio(audio, HOLD_MUSIC, start=0.0, seconds=1.5)
+    assert music > 0.3, f"no music on hold in the call's recording (best correlation {music:.2f})"
 
     # ---- ready for a campaign: a campaign call pops its lead --------------------------------------
     campaign_id = await floor.campaign()
@@ -178,6 +188,13 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
     await wait_text(page, "#dispo-result", "Saved: not interested")
     await crm_post(console, f"/v1/campaigns/{campaign_id}/stop", {})
     await wait_text(page, "#agent-state", "ready", within=30)
+    # The measure tells music from none: a call nobody held has none of it.
+    campaign_call = (await page.evaluate("() => window.consoleState.pops"))[-1]["call_id"]
+    rows = await floor.recordings(campaign_call)
+    unheld = recorded_audio(rows[0]["storage_uri"], rows[0]["recording_id"], floor.services.settings.recording_keys_dir)
+    without = contains_audio(unheld, HOLD_MUSIC, start=0.0, seconds=1.5)
+    assert without < music / 2, f"music on hold found where nobody held ({without:.2f} vs {music:.2f} held)"
+    print(f"hold music: {music:.2f} in the held call, {without:.2f} in a call not held; microphone {heard:.2f}")
 
     # ---- an inbound call from a known lead pops that lead ------------------------------------------
     inbound_phone = "+12125550179"
