@@ -106,6 +106,21 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
     floor = console.floor
     phone = await sign_in(page, console, screenshot=True)
 
+    # ---- lead search, and a dial the gate blocks: the reasons in words ---------------------------
+    early_lead = f"lead-{uuid.uuid4().hex[:12]}"
+    await floor.seed_many([("lead_upsert", {
+        "lead_id": early_lead, "first_name": "Wei", "last_name": "Chen", "phones": ["+14155551130"],
+        "state": "CA", "zip": "94110", "owner_agent_id": console.agent_id})])
+    await page.get_by_label("Name, phone or e-mail").fill("wei chen")
+    await page.get_by_role("button", name="Search").click()
+    await page.get_by_role("button", name="Open Wei Chen").click()
+    await wait_text(page, "#lead-name", "Wei Chen")
+    await page.get_by_role("button", name="Call +14155551130").click()  # 6:30 a.m. in San Francisco
+    await wait_text(page, "#dial-problem", "Not dialed: the compliance check blocked this call.")
+    blocked = await page.locator("#dial-problem").text_content() or ""
+    assert "outside federal hours" in blocked and "America/Los_Angeles" in blocked, blocked
+    assert await floor.fetch("SELECT 1 FROM calls WHERE lead_id = $1", early_lead) == []
+
     # ---- a CRM's click-to-call rings the page; the pop shows the lead's record -----------------
     lead_phone = "+13055551130"  # Miami (all-party consent: a recording notice); answers, talks 30 s
     lead_id = f"lead-{uuid.uuid4().hex[:12]}"
@@ -210,6 +225,16 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
     await wait_text(page, "#lead-consents", "none on file")
     await wait_text(page, "#lead-time", "America/New_York")
     await page.screenshot(path=str(DOCS / "agent-console-inbound.png"))
+    # A disposition clicked while the network is down is kept and sent once it is back, once.
+    inbound_call = (await page.evaluate("() => window.consoleState.pops"))[-1]["call_id"]
+    await page.context.set_offline(True)
+    await page.locator("#dispositions button[data-code='contacted']").click()
+    await wait_text(page, "#dispo-result", "Offline")
+    await page.context.set_offline(False)
+    await wait_text(page, "#dispo-result", "Saved: contacted", within=30)
+    await floor.services.outbox.flush(10)
+    rows = await floor.fetch("SELECT code FROM dispositions WHERE call_id = $1", inbound_call)
+    assert [row["code"] for row in rows] == ["contacted"]
     pops = await page.evaluate("window.consoleState.pops.map((pop) => pop.lead_id)")
     assert pops[0] == lead_id and campaign_lead in pops and pops[-1] == inbound_lead
     await page.get_by_role("button", name="Log out").click()
