@@ -138,6 +138,7 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
     await page.get_by_role("button", name="Answer (Alt+A)").click()
     await phone.wait_for("call", "active")
     await wait_text(page, "#call-progress", "connected", within=30)
+    await wait_text(page, "#call-timer", "00:0")  # the call's timer runs from the connection
     await wait_text(page, "#lead-address", "1200 Brickell Ave, Miami")
     await wait_text(page, "#lead-state", "FL 33130")
     await wait_text(page, "#lead-stage", "new_lead")

@@ -55,8 +55,6 @@ function renderPhone(status) {
     nextAnswerAutomatic = false;
     phone.answer();
   }
-  if (status.call === "active" && !callTimerStart) callTimerStart = Date.now();
-  if (status.call === "ended" || status.call === "idle") callTimerStart = null;
 }
 
 async function startPhone() {
@@ -176,6 +174,7 @@ function screenPop(message, receivedAt) {
       inbound: message.direction === "inbound", dispositionKey: newKey(), disposed: false, zones };
   }
   $("script").replaceChildren();
+  if (!disposedBefore) callTimerStart = null; // a new call: its timer starts when it connects
   $("call-kind").textContent = message.direction === "inbound" ? `Inbound call${message.campaign_id ? ` (${message.campaign_id})` : ""}`
     : message.campaign_id ? `Campaign call (${message.campaign_id})` : "Click-to-call";
   if (current.zones) renderLocalTime(current.zones);
@@ -324,6 +323,8 @@ function callState(message) {
     bridged: "connected", ended: "ended" };
   pill($("call-progress"), words[message.state] || message.state.replaceAll("_", " "),
     message.state === "bridged" ? "ok" : message.state === "ended" ? "" : "warn");
+  // The call's timer runs from the moment agent and lead are connected.
+  if (message.state === "bridged" && !callTimerStart) callTimerStart = Date.now();
   if (message.state === "ended") callTimerStart = null;
   refreshHistorySoon(current.leadId);
 }
@@ -509,7 +510,10 @@ eventStream(`/v1/agents/${encodeURIComponent(agentId)}/events`, (message, receiv
     renderState();
     // Campaign calls have no call_state messages: the agent's state tells their progress.
     if (current && message.call_id === current.callId) {
-      if (message.state === "on_call") pill($("call-progress"), "connected", "ok");
+      if (message.state === "on_call") {
+        pill($("call-progress"), "connected", "ok");
+        if (!callTimerStart) callTimerStart = Date.now();
+      }
       if (message.state === "wrap_up") { pill($("call-progress"), "ended", ""); callTimerStart = null; }
       refreshHistorySoon(current.leadId);
     }
