@@ -11,8 +11,10 @@ import dataclasses
 import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -200,10 +202,13 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
     await wait_text(page, "#lead-consents", "none on file")  # nothing of Maria's is left on the screen
     assert "Lopez" not in (await page.locator("#pop").text_content() or "")
     await page.screenshot(path=str(DOCS / "agent-console-campaign.png"))
-    await page.keyboard.press("Alt+4")  # not interested, by hot key
-    await wait_text(page, "#dispo-result", "Saved: not interested")
+    await page.keyboard.press("Alt+2")  # appointment set, by hot key
+    await wait_text(page, "#dispo-result", "Saved: appointment set")
     await crm_post(console, f"/v1/campaigns/{campaign_id}/stop", {})
     await wait_text(page, "#agent-state", "ready", within=30)
+    await floor.services.outbox.flush(10)
+    moved = await floor.client.get(f"/v1/leads/{campaign_lead}", headers=floor.auth())
+    assert (await moved.json())["pipeline_stage"] == "appt_set"  # the pipeline moved as the CRM expects
     # The measure tells music from none: a call nobody held has none of it.
     campaign_call = (await page.evaluate("() => window.consoleState.pops"))[-1]["call_id"]
     rows = await floor.recordings(campaign_call)
@@ -228,14 +233,22 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
     await page.screenshot(path=str(DOCS / "agent-console-inbound.png"))
     # A disposition clicked while the network is down is kept and sent once it is back, once.
     inbound_call = (await page.evaluate("() => window.consoleState.pops"))[-1]["call_id"]
+    # A callback: the picker offers only times inside the lead's window (8 a.m.-9 p.m. New York).
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    await page.get_by_label("Callback on").fill(tomorrow)
+    offered = await page.locator("#callback-time option").evaluate_all("(options) => options.map((o) => o.value)")
+    local_hours = {datetime.fromisoformat(value).astimezone(ZoneInfo("America/New_York")).hour for value in offered}
+    assert local_hours == set(range(8, 21)), sorted(local_hours)
+    await page.get_by_label("at (lead's time)").select_option(index=2)  # 09:00
     await page.context.set_offline(True)
-    await page.locator("#dispositions button[data-code='contacted']").click()
+    await page.locator("#dispositions button[data-code='callback']").click()
     await wait_text(page, "#dispo-result", "Offline")
     await page.context.set_offline(False)
-    await wait_text(page, "#dispo-result", "Saved: contacted", within=30)
+    await wait_text(page, "#dispo-result", "Saved: callback", within=30)
     await floor.services.outbox.flush(10)
-    rows = await floor.fetch("SELECT code FROM dispositions WHERE call_id = $1", inbound_call)
-    assert [row["code"] for row in rows] == ["contacted"]
+    rows = await floor.fetch("SELECT code, callback_at FROM dispositions WHERE call_id = $1", inbound_call)
+    assert [row["code"] for row in rows] == ["callback"]
+    assert rows[0]["callback_at"].astimezone(ZoneInfo("America/New_York")).strftime("%H:%M") == "09:00"
     pops = await page.evaluate("window.consoleState.pops.map((pop) => pop.lead_id)")
     assert pops[0] == lead_id and campaign_lead in pops and pops[-1] == inbound_lead
     await page.get_by_role("button", name="Log out").click()
