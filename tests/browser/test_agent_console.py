@@ -251,5 +251,27 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
     assert rows[0]["callback_at"].astimezone(ZoneInfo("America/New_York")).strftime("%H:%M") == "09:00"
     pops = await page.evaluate("window.consoleState.pops.map((pop) => pop.lead_id)")
     assert pops[0] == lead_id and campaign_lead in pops and pops[-1] == inbound_lead
+
+    # ---- an unknown caller: the new-lead form fills in the lead the dialer made for the number ----
+    await wait_text(page, "#agent-state", "ready", within=30)
+    stranger = "+12125550183"
+    await floor.services.ari.originate(
+        f"carrier-{uuid.uuid4().hex[:8]}", f"PJSIP/{AGENCY_NUMBER}@dialer", context="pstn-line",
+        extension="2125551110", priority=1, caller_id=stranger, ring_timeout=20)
+    await wait_text(page, "#lead-name", f"New caller {stranger}")
+    form = page.locator("#new-lead")
+    await form.get_by_label("First name").fill("Olga")
+    await form.get_by_label("Last name").fill("Ivanova")
+    await form.get_by_label("State").fill("ny")
+    await page.screenshot(path=str(DOCS / "agent-console-new-caller.png"))
+    await form.get_by_role("button", name="Save the caller").click()
+    await wait_text(page, "#lead-name", "Olga Ivanova")
+    await wait_text(page, "#lead-state", "NY")
+    stranger_lead = (await page.evaluate("() => window.consoleState.pops"))[-1]["lead_id"]
+    row = (await floor.fetch("SELECT first_name, last_name, state, owner_agent_id, phones FROM leads "
+                             "WHERE lead_id = $1", stranger_lead))[0]
+    assert (row["first_name"], row["last_name"], row["state"], row["owner_agent_id"]) == (
+        "Olga", "Ivanova", "NY", console.agent_id)
+    assert list(row["phones"]) == [stranger]
     await page.get_by_role("button", name="Log out").click()
     await wait_text(page, "#agent-state", "logged out", within=30)

@@ -189,6 +189,14 @@ function screenPop(message, receivedAt) {
   const renderedAt = performance.now();
   window.consoleState.pops.push({ call_id: message.call_id, lead_id: lead.lead_id, received_ms: receivedAt,
     rendered_ms: renderedAt, rendered_epoch_ms: performance.timeOrigin + renderedAt });
+  // An inbound caller the CRM did not know has only a number: the form takes their details.
+  const unknownCaller = message.direction === "inbound" && lead.name === lead.phone;
+  $("new-lead").hidden = !unknownCaller;
+  if (unknownCaller) {
+    $("new-lead").reset();
+    $("new-lead-result").textContent = "";
+    $("lead-name").textContent = `New caller ${lead.phone}`;
+  }
   loadRecord(lead.lead_id);
   if (message.direction === "inbound") {
     // No dial, so no dialing decision: the caller called the agency.
@@ -328,6 +336,29 @@ function callState(message) {
   if (message.state === "ended") callTimerStart = null;
   refreshHistorySoon(current.leadId);
 }
+
+$("new-lead").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!current) return;
+  const body = {};
+  for (const [name, value] of new FormData($("new-lead"))) if (String(value).trim()) body[name] = String(value).trim();
+  const answer = await api.post(`/v1/calls/${encodeURIComponent(current.callId)}/caller`, body);
+  if (answer.status !== 202) {
+    $("new-lead-result").textContent = `Not saved: ${answer.body?.message || answer.status}`;
+    return;
+  }
+  $("new-lead-result").textContent = "Saved.";
+  $("new-lead").hidden = true;
+  announce("The caller's details are saved.");
+  const leadId = current.leadId;
+  // The record follows through the CRM's outbox within a moment.
+  for (let attempt = 0; attempt < 20; attempt += 1) {
+    const lead = await api.get(`/v1/leads/${encodeURIComponent(leadId)}`);
+    if (lead.status === 200 && lead.body.first_name) break;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+  loadRecord(leadId);
+});
 
 // ---- dispositions -----------------------------------------------------------------------------
 function setDispositionsEnabled(enabled) {
