@@ -66,6 +66,8 @@ class ApiDependencies:
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     readiness: Sequence[ReadinessCheck] = ()
+    # The agency's time zone: where reports' days, weeks and months begin (IANA name).
+    agency_timezone: str = "America/New_York"
 
     @property
     def opt_outs(self) -> OptOuts:
@@ -189,6 +191,10 @@ def unavailable(error: BaseException) -> ApiError | None:
                         retry_after=getattr(error, "retry_after", None))
     if isinstance(error, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | asyncpg.CannotConnectNowError):
         return ApiError(503, "database_unavailable", "the CRM database does not answer; retry")
+    if isinstance(error, asyncpg.UndefinedTableError):
+        # A dialer started while PostgreSQL was down applies its migrations once it answers; a
+        # request in between finds the tables missing for a moment.
+        return ApiError(503, "database_migrating", "the CRM database is being migrated; retry")
     if isinstance(error, redis_errors.ConnectionError | redis_errors.TimeoutError | redis_errors.BusyLoadingError):
         return ApiError(503, "redis_unavailable", "Redis does not answer; retry")
     if isinstance(error, OSError | TimeoutError):
