@@ -80,6 +80,8 @@ class ScreenPopLead(ResponseModel):
     phones: list[str] = Field(default_factory=list, description="E.164, most preferred first")
     address: str | None = Field(default=None, description="street and city, one line")
     timezone_hint: str | None = Field(default=None, description="the CRM's time zone for the lead, if it has one")
+    timezones: list[str] = Field(default_factory=list, description="every zone the lead may be in (number, ZIP, "
+                                                                   "state), as the compliance gate locates it")
 
 
 class ScreenPop(ResponseModel):
@@ -88,6 +90,7 @@ class ScreenPop(ResponseModel):
     type: Literal["screen_pop"] = "screen_pop"
     call_id: str
     campaign_id: str | None
+    direction: Literal["inbound", "outbound"] = "outbound"
     lead: ScreenPopLead
 
 

@@ -11,11 +11,15 @@ from pydantic import Field, field_validator
 
 from compliance_rules.numbers import parse_number
 from crm_bridge.dispositions import PipelineStage
+from crm_bridge.kinds import RecordKind
+from crm_bridge.records import CallDirection, InvalidRecord
 from crm_bridge.store import Lead, TokenRole
+from dialer.api.crm import CALL_ID, visible_call
 from dialer.api.http import ALL_ROLES, DEPS, TOKEN, ApiError
 from dialer.api.pagination import PageQuery, decode_cursor, link_header, page
 from dialer.api.routes import Answer, Reply, RouteTable
-from dialer.api.schema import Line, ResponseModel, UtcTime
+from dialer.api.schema import Line, Name, RequestModel, ResponseModel, UtcTime
+from dialer.campaign.intake import IntakeError, parse_web_lead
 
 routes = RouteTable("leads")
 
@@ -110,3 +114,60 @@ async def get_lead(request: web.Request) -> Reply:
     if lead is None or (agent_id is not None and not await store.lead_worked_by(lead_id, agent_id)):
         raise ApiError(404, "lead_not_found", "no such lead")
     return Reply(LeadBody.of(lead))
+
+
+class CallerDetails(RequestModel):
+    """What the agent learned from an inbound caller the CRM did not know."""
+
+    first_name: Name
+    last_name: Name | None = None
+    email: Line | None = None
+    state: Line | None = Field(default=None, description="two-letter US state code")
+    zip: Line | None = Field(default=None, description="12345 or 12345-6789")
+    address_line1: Name | None = None
+    city: Name | None = None
+
+
+class CallerDescribed(ResponseModel):
+    lead_id: str
+    filled: list[str] = Field(description="the fields written (those the lead had no value for)")
+
+
+@routes.post("/v1/calls/{call_id}/caller", "describeCaller",
+             "Fill in an inbound caller's details (the new-lead form of the agent's console)", roles=ALL_ROLES,
+             parameters=CALL_ID, body=CallerDetails,
+             responses={202: Answer(CallerDescribed, "stored durably; reaches the CRM's lead",
+                                    headers={"Location": "the lead"})},
+             errors={404: "`call_not_found` (agents: their own calls only)",
+                     409: "`not_inbound`: only an inbound call's caller is described this way",
+                     422: "a field is invalid (`field`)"})
+async def describe_caller(request: web.Request, body: CallerDetails) -> Reply:
+    """Only the fields the call's lead has no value for are written: what the CRM knew is never
+    overwritten (an agent cannot rename a lead it did not create), and the lead becomes the
+    agent's when it had no owner."""
+    call = await visible_call(request)
+    if call.direction is not CallDirection.INBOUND or call.lead_id is None or call.lead_number is None:
+        raise ApiError(409, "not_inbound", "only an inbound call's caller can be described", field="call_id")
+    store = request.app[DEPS].store
+    lead = await store.get_lead(call.lead_id)
+    if lead is None:
+        raise ApiError(404, "lead_not_found", "the call's lead is not in the CRM yet; retry in a moment")
+    try:
+        details = parse_web_lead({**body.model_dump(exclude_none=True), "phone": call.lead_number,
+                                  "source": "inbound_call"})
+    except IntakeError as error:
+        raise ApiError(422, "invalid_field", str(error), field=error.field) from None
+    patch: dict[str, object] = {
+        name: getattr(details, name) for name in CallerDetails.model_fields
+        if getattr(details, name) is not None and not getattr(lead, name)}
+    token = request[TOKEN]
+    if token.role is TokenRole.AGENT and lead.owner_agent_id is None:
+        patch["owner_agent_id"] = token.agent_id
+    if patch:
+        try:
+            await request.app[DEPS].records.put(RecordKind.LEAD_UPSERT, {"lead_id": lead.lead_id, **patch})
+        except InvalidRecord as error:
+            raise ApiError(422, "invalid_field", str(error), field=error.field or "body") from None
+    filled = sorted(name for name in patch if name != "owner_agent_id")
+    return Reply(CallerDescribed(lead_id=lead.lead_id, filled=filled), status=202,
+                 location=f"/v1/leads/{lead.lead_id}")

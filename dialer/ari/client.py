@@ -640,6 +640,14 @@ class AriClient:
         """`DELETE /bridges/{id}`; the channels in it stay up."""
         await self._request("DELETE", f"/bridges/{_segment(bridge_id)}", retry=_Retry.DELETE)
 
+    async def start_bridge_moh(self, bridge_id: str, *, moh_class: str = "default") -> None:
+        """`POST /bridges/{id}/moh`: music on hold to everyone in the bridge (until stopped)."""
+        await self._request("POST", f"/bridges/{_segment(bridge_id)}/moh", params={"mohClass": moh_class})
+
+    async def stop_bridge_moh(self, bridge_id: str) -> None:
+        """`DELETE /bridges/{id}/moh`."""
+        await self._request("DELETE", f"/bridges/{_segment(bridge_id)}/moh", retry=_Retry.DELETE)
+
     async def play_bridge(
         self,
         bridge_id: str,

@@ -29,9 +29,10 @@ import structlog
 
 from crm_bridge.kinds import RecordKind
 from dialer.ari.errors import AriError, Conflict
-from dialer.ari.models import ChannelDestroyed, Event, StasisStart
+from dialer.ari.models import ChannelDestroyed, ChannelHold, ChannelUnhold, Event, StasisStart
 from dialer.campaign.agent import AgentSession, AgentSnapshot, AgentState, agent_state_record
 from dialer.runtime.errors import InvalidStateError
+from dialer.runtime.hold import hold_music
 from dialer.runtime.services import CallServices
 
 log = structlog.get_logger(__name__)
@@ -60,6 +61,9 @@ class AgentCall(Protocol):
 
     @property
     def inbound(self) -> bool: ...
+
+    @property
+    def bridge_id(self) -> str: ...
 
     @property
     def owner_agent_id(self) -> str | None: ...
@@ -193,6 +197,8 @@ class AgentRunner:
                 if self.call is not None:
                     self.call.agent_left()
                 self.apply(self.session.leg_lost)
+            case ChannelHold() | ChannelUnhold() if self.call is not None:
+                await hold_music(self.services.ari, item, agent_channel=self.channel_id, bridge_id=self.call.bridge_id)
             case ReturnFromCall(call=call, joined=joined):
                 await self._return_from(call, joined)
             case Detach():

@@ -150,6 +150,10 @@ class CampaignCallRunner(MachineRunner[i.CallInput, a.CallAction]):
         return self.request.inbound
 
     @property
+    def bridge_id(self) -> str:
+        return self.request.bridge_id
+
+    @property
     def owner_agent_id(self) -> str | None:
         return self.entry.owner_agent_id
 
@@ -173,7 +177,7 @@ class CampaignCallRunner(MachineRunner[i.CallInput, a.CallAction]):
         self.feed(i.AgentAssigned(agent_id=agent.agent_id, agent_channel=agent.channel_id))
         self.services.agent_events.publish(agent.agent_id, screen_pop(
             call_id=self.call_id, campaign_id=self.campaign_id, lead_id=self.entry.lead_id, phone=self.entry.phone,
-            lead=self.entry.payload))
+            lead=self.entry.payload, direction="inbound" if self.inbound else "outbound"))
 
     def agent_left(self) -> None:
         self.feed(i.AgentLeft())

@@ -62,6 +62,7 @@ from dialer.runtime.agents import active_agent, agent_endpoint
 from dialer.runtime.causes import sip_code
 from dialer.runtime.errors import BlockedReason, ComplianceBlocked, Refused
 from dialer.runtime.gate import contact_request, decide_at_dial, policy_for_campaign
+from dialer.runtime.hold import hold_music
 from dialer.runtime.ids import Prefix, new_id
 from dialer.runtime.live import HangupBy, LiveCall
 from dialer.runtime.runner import MachineRunner, RunnerHost
@@ -169,6 +170,7 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
     async def notice(self, event: Event) -> None:
         if isinstance(event, StasisStart) and event.channel.id == self.ids.lead_channel:
             self.lead_in_stasis.set()
+        await hold_music(self.services.ari, event, agent_channel=self.ids.agent_channel, bridge_id=self.ids.bridge)
 
     async def perform(self, action: CallAction) -> CallInput | None:
         services = self.services

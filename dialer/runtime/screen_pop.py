@@ -3,6 +3,7 @@ console which lead is coming (published on the agent's event stream before the l
 
 from __future__ import annotations
 
+from compliance_rules import location, numbers
 from crm_bridge.store import Lead
 
 
@@ -13,13 +14,27 @@ def lead_name(lead: Lead | None, phone: str) -> str:
     return " ".join(part for part in (lead.first_name, lead.last_name) if part) or phone
 
 
+def lead_zones(phone: str, lead: Lead | None) -> list[str]:
+    """Every time zone the lead may be in, as the compliance gate locates a lead: the number's
+    exchange, the ZIP code's zone (or the state's zones without a ZIP)."""
+    zones = set(numbers.parse_number(phone).zones)
+    found = location.locate_zip(lead.zip) if lead is not None and lead.zip else None
+    if found is not None and found.zone is not None:
+        zones.add(found.zone)
+    elif lead is not None and lead.state:
+        zones.update(location.zones_for_state(lead.state.upper()))
+    return sorted(zones)
+
+
 def screen_pop(
-    *, call_id: str, campaign_id: str | None, lead_id: str, phone: str, lead: Lead | None
+    *, call_id: str, campaign_id: str | None, lead_id: str, phone: str, lead: Lead | None,
+    direction: str = "outbound",
 ) -> dict[str, object]:
     return {
         "type": "screen_pop",
         "call_id": call_id,
         "campaign_id": campaign_id,
+        "direction": direction,
         "lead": {
             "lead_id": lead_id,
             "name": lead_name(lead, phone),
@@ -33,5 +48,6 @@ def screen_pop(
             "address": ", ".join(part for part in (lead.address_line1, lead.address_line2, lead.city)
                                  if part) or None if lead else None,
             "timezone_hint": lead.timezone_hint if lead else None,
+            "timezones": lead_zones(phone, lead),
         },
     }

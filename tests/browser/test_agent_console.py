@@ -11,8 +11,10 @@ import dataclasses
 import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -23,7 +25,7 @@ from dialer.click_to_call.machine import CallTimeouts
 from dialer.provision.asterisk import AsteriskInstance
 from dialer.serve import dialer_services
 from dialer.web.users import UserRole, UserStore
-from tests.audio import analyse_wav, contains_audio, recorded_audio
+from tests.audio import SOUNDS, analyse_wav, contains_audio, recorded_audio
 from tests.browser.conftest import MICROPHONE_WAV
 from tests.browser.phone import BrowserPhone
 from tests.campaign.conftest import CAMPAIGN_TUNING, GATE_NOW, Floor
@@ -34,6 +36,8 @@ PASSWORD = "agent console password"
 ENDPOINT = "agent1003-web"
 AGENCY_NUMBER = "+18885550123"
 STRETCH_S = 3.0
+HOLD_SECONDS = 4.0
+HOLD_MUSIC = SOUNDS / "moh" / "hold-music.wav"
 
 
 @dataclasses.dataclass
@@ -104,6 +108,21 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
     floor = console.floor
     phone = await sign_in(page, console, screenshot=True)
 
+    # ---- lead search, and a dial the gate blocks: the reasons in words ---------------------------
+    early_lead = f"lead-{uuid.uuid4().hex[:12]}"
+    await floor.seed_many([("lead_upsert", {
+        "lead_id": early_lead, "first_name": "Wei", "last_name": "Chen", "phones": ["+14155551130"],
+        "state": "CA", "zip": "94110", "owner_agent_id": console.agent_id})])
+    await page.get_by_label("Name, phone or e-mail").fill("wei chen")
+    await page.get_by_role("button", name="Search").click()
+    await page.get_by_role("button", name="Open Wei Chen").click()
+    await wait_text(page, "#lead-name", "Wei Chen")
+    await page.get_by_role("button", name="Call +14155551130").click()  # 6:30 a.m. in San Francisco
+    await wait_text(page, "#dial-problem", "Not dialed: the compliance check blocked this call.")
+    blocked = await page.locator("#dial-problem").text_content() or ""
+    assert "outside federal hours" in blocked and "America/Los_Angeles" in blocked, blocked
+    assert await floor.fetch("SELECT 1 FROM calls WHERE lead_id = $1", early_lead) == []
+
     # ---- a CRM's click-to-call rings the page; the pop shows the lead's record -----------------
     lead_phone = "+13055551130"  # Miami (all-party consent: a recording notice); answers, talks 30 s
     lead_id = f"lead-{uuid.uuid4().hex[:12]}"
@@ -121,6 +140,7 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
     await page.get_by_role("button", name="Answer (Alt+A)").click()
     await phone.wait_for("call", "active")
     await wait_text(page, "#call-progress", "connected", within=30)
+    await wait_text(page, "#call-timer", "00:0")  # the call's timer runs from the connection
     await wait_text(page, "#lead-address", "1200 Brickell Ave, Miami")
     await wait_text(page, "#lead-state", "FL 33130")
     await wait_text(page, "#lead-stage", "new_lead")
@@ -140,6 +160,12 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
     # A double click stores one disposition (one Idempotency-Key per call).
     await page.locator("#dispositions button[data-code='contacted']").dblclick()
     await wait_text(page, "#dispo-result", "Saved")
+    # Hold from the page: the lead hears music on hold (found in the recording below).
+    await page.get_by_role("button", name="Hold").click()
+    await page.locator("#hold[aria-pressed='true']").wait_for(timeout=10_000)
+    await asyncio.sleep(HOLD_SECONDS)
+    await page.get_by_role("button", name="Hold").click()
+    await page.locator("#hold[aria-pressed='false']").wait_for(timeout=10_000)
     await page.get_by_role("button", name="Hang up (Alt+H)").click()
     await phone.wait_for("call", "ended", "idle")
     ended = await floor.services.store.get_call(call_id)
@@ -157,6 +183,8 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
     audio = recorded_audio(rows[0]["storage_uri"], rows[0]["recording_id"], floor.services.settings.recording_keys_dir)
     heard = best_stretch(audio, MICROPHONE_WAV)
     assert heard > 0.3, f"the agent's microphone is not in the call's recording (best correlation {heard:.2f})"
+    music = contains_audio(audio, HOLD_MUSIC, start=0.0, seconds=1.5)
+    assert music > 0.3, f"no music on hold in the call's recording (best correlation {music:.2f})"
 
     # ---- ready for a campaign: a campaign call pops its lead --------------------------------------
     campaign_id = await floor.campaign()
@@ -174,10 +202,20 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
     await wait_text(page, "#lead-consents", "none on file")  # nothing of Maria's is left on the screen
     assert "Lopez" not in (await page.locator("#pop").text_content() or "")
     await page.screenshot(path=str(DOCS / "agent-console-campaign.png"))
-    await page.keyboard.press("Alt+4")  # not interested, by hot key
-    await wait_text(page, "#dispo-result", "Saved: not interested")
+    await page.keyboard.press("Alt+2")  # appointment set, by hot key
+    await wait_text(page, "#dispo-result", "Saved: appointment set")
     await crm_post(console, f"/v1/campaigns/{campaign_id}/stop", {})
     await wait_text(page, "#agent-state", "ready", within=30)
+    await floor.services.outbox.flush(10)
+    moved = await floor.client.get(f"/v1/leads/{campaign_lead}", headers=floor.auth())
+    assert (await moved.json())["pipeline_stage"] == "appt_set"  # the pipeline moved as the CRM expects
+    # The measure tells music from none: a call nobody held has none of it.
+    campaign_call = (await page.evaluate("() => window.consoleState.pops"))[-1]["call_id"]
+    rows = await floor.recordings(campaign_call)
+    unheld = recorded_audio(rows[0]["storage_uri"], rows[0]["recording_id"], floor.services.settings.recording_keys_dir)
+    without = contains_audio(unheld, HOLD_MUSIC, start=0.0, seconds=1.5)
+    assert without < music / 2, f"music on hold found where nobody held ({without:.2f} vs {music:.2f} held)"
+    print(f"hold music: {music:.2f} in the held call, {without:.2f} in a call not held; microphone {heard:.2f}")
 
     # ---- an inbound call from a known lead pops that lead ------------------------------------------
     inbound_phone = "+12125550179"
@@ -189,8 +227,51 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
         extension="2125551108", priority=1, caller_id=inbound_phone, ring_timeout=20)
     await page.locator(f"#pop[data-lead-id='{inbound_lead}']").wait_for(timeout=30_000)
     await wait_text(page, "#lead-name", "Grace Kim")
+    await wait_text(page, "#call-kind", "Inbound call")
+    await wait_text(page, "#lead-consents", "none on file")
+    await wait_text(page, "#lead-time", "America/New_York")
     await page.screenshot(path=str(DOCS / "agent-console-inbound.png"))
+    # A disposition clicked while the network is down is kept and sent once it is back, once.
+    inbound_call = (await page.evaluate("() => window.consoleState.pops"))[-1]["call_id"]
+    # A callback: the picker offers only times inside the lead's window (8 a.m.-9 p.m. New York).
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    await page.get_by_label("Callback on").fill(tomorrow)
+    offered = await page.locator("#callback-time option").evaluate_all("(options) => options.map((o) => o.value)")
+    local_hours = {datetime.fromisoformat(value).astimezone(ZoneInfo("America/New_York")).hour for value in offered}
+    assert local_hours == set(range(8, 21)), sorted(local_hours)
+    await page.get_by_label("at (lead's time)").select_option(index=2)  # 09:00
+    await page.context.set_offline(True)
+    await page.locator("#dispositions button[data-code='callback']").click()
+    await wait_text(page, "#dispo-result", "Offline")
+    await page.context.set_offline(False)
+    await wait_text(page, "#dispo-result", "Saved: callback", within=30)
+    await floor.services.outbox.flush(10)
+    rows = await floor.fetch("SELECT code, callback_at FROM dispositions WHERE call_id = $1", inbound_call)
+    assert [row["code"] for row in rows] == ["callback"]
+    assert rows[0]["callback_at"].astimezone(ZoneInfo("America/New_York")).strftime("%H:%M") == "09:00"
     pops = await page.evaluate("window.consoleState.pops.map((pop) => pop.lead_id)")
     assert pops[0] == lead_id and campaign_lead in pops and pops[-1] == inbound_lead
+
+    # ---- an unknown caller: the new-lead form fills in the lead the dialer made for the number ----
+    await wait_text(page, "#agent-state", "ready", within=30)
+    stranger = "+12125550183"
+    await floor.services.ari.originate(
+        f"carrier-{uuid.uuid4().hex[:8]}", f"PJSIP/{AGENCY_NUMBER}@dialer", context="pstn-line",
+        extension="2125551110", priority=1, caller_id=stranger, ring_timeout=20)
+    await wait_text(page, "#lead-name", f"New caller {stranger}")
+    form = page.locator("#new-lead")
+    await form.get_by_label("First name").fill("Olga")
+    await form.get_by_label("Last name").fill("Ivanova")
+    await form.get_by_label("State").fill("ny")
+    await page.screenshot(path=str(DOCS / "agent-console-new-caller.png"))
+    await form.get_by_role("button", name="Save the caller").click()
+    await wait_text(page, "#lead-name", "Olga Ivanova")
+    await wait_text(page, "#lead-state", "NY")
+    stranger_lead = (await page.evaluate("() => window.consoleState.pops"))[-1]["lead_id"]
+    row = (await floor.fetch("SELECT first_name, last_name, state, owner_agent_id, phones FROM leads "
+                             "WHERE lead_id = $1", stranger_lead))[0]
+    assert (row["first_name"], row["last_name"], row["state"], row["owner_agent_id"]) == (
+        "Olga", "Ivanova", "NY", console.agent_id)
+    assert list(row["phones"]) == [stranger]
     await page.get_by_role("button", name="Log out").click()
     await wait_text(page, "#agent-state", "logged out", within=30)

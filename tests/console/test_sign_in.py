@@ -8,6 +8,7 @@ import io
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -224,3 +225,26 @@ def test_the_user_command_creates_lists_resets_and_disables(
     assert main(["user", "list"]) == 0
     listed = [line.split() for line in capsys.readouterr().out.splitlines()]
     assert [name, "admin", "-", "disabled"] in listed and [people.ann, "agent", people.api.agent_id, "active"] in listed
+
+
+async def test_an_inbound_callers_details_fill_only_blank_fields_of_the_agents_own_call(people: People) -> None:
+    client, api = people.api.client, people.api
+    ann, bob = await people.sign_in(people.ann), await people.sign_in(people.bob)
+    outbound = await client.post(f"/v1/calls/{api.call_id}/caller", json={"first_name": "X"}, headers=ann.headers())
+    assert outbound.status == 409 and (await outbound.json())["error"] == "not_inbound"
+    inbound_id = f"cmp-in-{api.call_id}"
+    await api.outbox.put("call", {"call_id": inbound_id, "version": 1, "direction": "inbound", "lead_id": api.lead_id,
+                                  "agent_id": api.agent_id, "lead_number": api.phone, "requested_at": datetime.now(UTC)})
+    assert await api.outbox.flush(10)
+    other = await client.post(f"/v1/calls/{inbound_id}/caller", json={"first_name": "X"}, headers=bob.headers())
+    assert other.status == 404
+    bad = await client.post(f"/v1/calls/{inbound_id}/caller", json={"first_name": "X", "zip": "nope"},
+                            headers=ann.headers())
+    assert bad.status == 422 and (await bad.json())["field"] == "zip"
+    done = await client.post(f"/v1/calls/{inbound_id}/caller", headers=ann.headers(),
+                             json={"first_name": "Someone Else", "email": "Dana@Example.com", "state": "ny"})
+    assert done.status == 202, await done.text()
+    assert (await done.json())["filled"] == ["email"]  # the name and state the CRM had are kept
+    assert await api.outbox.flush(10)
+    lead = await api.store.get_lead(api.lead_id)
+    assert lead is not None and (lead.first_name, lead.email, lead.state) == ("Dana", "dana@example.com", "NY")

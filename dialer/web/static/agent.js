@@ -55,8 +55,6 @@ function renderPhone(status) {
     nextAnswerAutomatic = false;
     phone.answer();
   }
-  if (status.call === "active" && !callTimerStart) callTimerStart = Date.now();
-  if (status.call === "ended" || status.call === "idle") callTimerStart = null;
 }
 
 async function startPhone() {
@@ -171,11 +169,16 @@ function screenPop(message, receivedAt) {
   const lead = message.lead;
   const disposedBefore = current && current.callId === message.call_id;
   if (!disposedBefore) {
+    const zones = lead.timezones?.length ? lead.timezones : lead.timezone_hint ? [lead.timezone_hint] : null;
     current = { callId: message.call_id, leadId: lead.lead_id, campaignId: message.campaign_id,
-      dispositionKey: newKey(), disposed: false, zones: lead.timezone_hint ? [lead.timezone_hint] : null };
+      inbound: message.direction === "inbound", dispositionKey: newKey(), disposed: false, zones };
   }
   $("script").replaceChildren();
-  $("call-kind").textContent = message.campaign_id ? `Campaign call (${message.campaign_id})` : "Call";
+  if (!disposedBefore) callTimerStart = null; // a new call: its timer starts when it connects
+  $("call-kind").textContent = message.direction === "inbound" ? `Inbound call${message.campaign_id ? ` (${message.campaign_id})` : ""}`
+    : message.campaign_id ? `Campaign call (${message.campaign_id})` : "Click-to-call";
+  if (current.zones) renderLocalTime(current.zones);
+  fillCallbackTimes();
   pill($("call-progress"), "connecting", "warn");
   showLead(lead, { phones: lead.phones, address: lead.address });
   $("wrap").hidden = false;
@@ -186,8 +189,21 @@ function screenPop(message, receivedAt) {
   const renderedAt = performance.now();
   window.consoleState.pops.push({ call_id: message.call_id, lead_id: lead.lead_id, received_ms: receivedAt,
     rendered_ms: renderedAt, rendered_epoch_ms: performance.timeOrigin + renderedAt });
+  // An inbound caller the CRM did not know has only a number: the form takes their details.
+  const unknownCaller = message.direction === "inbound" && lead.name === lead.phone;
+  $("new-lead").hidden = !unknownCaller;
+  if (unknownCaller) {
+    $("new-lead").reset();
+    $("new-lead-result").textContent = "";
+    $("lead-name").textContent = `New caller ${lead.phone}`;
+  }
   loadRecord(lead.lead_id);
-  loadScript(message.call_id);
+  if (message.direction === "inbound") {
+    // No dial, so no dialing decision: the caller called the agency.
+    $("script").textContent = "Inbound call: greet the caller with your name and the agency's; this call is recorded.";
+  } else {
+    loadScript(message.call_id);
+  }
 }
 
 function showLead(lead, extra = {}) {
@@ -238,7 +254,12 @@ async function getSoon(path, seconds = 8) {
 
 async function loadRecord(leadId) {
   const answer = await getSoon(`/v1/leads/${encodeURIComponent(leadId)}`);
-  if (answer.status !== 200 || $("pop").dataset.leadId !== leadId) return;
+  if ($("pop").dataset.leadId !== leadId) return;
+  if (answer.status === 404 && current?.inbound && current.leadId === leadId) {
+    $("lead-consents").textContent = "none: a caller the CRM does not know (take their name and details in the notes)";
+    return;
+  }
+  if (answer.status !== 200) return;
   const lead = answer.body;
   const address = [lead.address_line1, lead.address_line2, lead.city].filter(Boolean).join(", ");
   showLead({ ...lead, name: [lead.first_name, lead.last_name].filter(Boolean).join(" ") || lead.phones[0] },
@@ -310,9 +331,34 @@ function callState(message) {
     bridged: "connected", ended: "ended" };
   pill($("call-progress"), words[message.state] || message.state.replaceAll("_", " "),
     message.state === "bridged" ? "ok" : message.state === "ended" ? "" : "warn");
+  // The call's timer runs from the moment agent and lead are connected.
+  if (message.state === "bridged" && !callTimerStart) callTimerStart = Date.now();
   if (message.state === "ended") callTimerStart = null;
   refreshHistorySoon(current.leadId);
 }
+
+$("new-lead").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!current) return;
+  const body = {};
+  for (const [name, value] of new FormData($("new-lead"))) if (String(value).trim()) body[name] = String(value).trim();
+  const answer = await api.post(`/v1/calls/${encodeURIComponent(current.callId)}/caller`, body);
+  if (answer.status !== 202) {
+    $("new-lead-result").textContent = `Not saved: ${answer.body?.message || answer.status}`;
+    return;
+  }
+  $("new-lead-result").textContent = "Saved.";
+  $("new-lead").hidden = true;
+  announce("The caller's details are saved.");
+  const leadId = current.leadId;
+  // The record follows through the CRM's outbox within a moment.
+  for (let attempt = 0; attempt < 20; attempt += 1) {
+    const lead = await api.get(`/v1/leads/${encodeURIComponent(leadId)}`);
+    if (lead.status === 200 && lead.body.first_name) break;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+  loadRecord(leadId);
+});
 
 // ---- dispositions -----------------------------------------------------------------------------
 function setDispositionsEnabled(enabled) {
@@ -495,7 +541,10 @@ eventStream(`/v1/agents/${encodeURIComponent(agentId)}/events`, (message, receiv
     renderState();
     // Campaign calls have no call_state messages: the agent's state tells their progress.
     if (current && message.call_id === current.callId) {
-      if (message.state === "on_call") pill($("call-progress"), "connected", "ok");
+      if (message.state === "on_call") {
+        pill($("call-progress"), "connected", "ok");
+        if (!callTimerStart) callTimerStart = Date.now();
+      }
       if (message.state === "wrap_up") { pill($("call-progress"), "ended", ""); callTimerStart = null; }
       refreshHistorySoon(current.leadId);
     }
