@@ -31,8 +31,6 @@ from zoneinfo import ZoneInfo
 from compliance_rules.telemarketing import LIVE_ANSWER_AMD_RESULTS
 from crm_bridge.dispositions import FORWARD_LINE, STAGE_LABELS, DispositionCode, PipelineStage, contact_codes
 
-# Wrap-up longer than this after a call is not counted as handling it (a forgotten wrap-up).
-WRAP_CAP_SECONDS = 900.0
 # A state row with no later row (a controller that died) counts for at most this long.
 OPEN_STATE_CAP_SECONDS = 12 * 3600.0
 LONGEST_RANGE_DAYS = 366
@@ -244,35 +242,26 @@ def _calls_sql(key: str) -> str:
     )
 
 
-def _dispositions_sql(key: str) -> str:
-    # A call disposed twice (a correction) counts once per KPI: distinct calls.
-    one = "coalesce(call_id, disposition_id)"
+def _per_call_dispositions(key: str, extra: str = "") -> str:
+    """One row per key and call (a call disposed twice, a correction, counts once per KPI)."""
     return (
-        f"SELECT {key} AS key, "
-        f"count(DISTINCT {one}) FILTER (WHERE code = ANY($5::text[])) AS contacts, "
-        f"count(DISTINCT {one}) FILTER (WHERE code = 'appointment_set') AS appts_set, "
-        f"count(DISTINCT {one}) FILTER (WHERE code = 'appointment_held') AS appts_held, "
-        f"count(DISTINCT {one}) FILTER (WHERE code = 'sale') AS app_pending, "
-        f"count(DISTINCT {one}) FILTER (WHERE code = 'policy_issued') AS issued "
+        f"SELECT {key} AS key, {extra}"
+        "bool_or(code = ANY($5::text[])) AS contact, bool_or(code = 'appointment_set') AS appt_set, "
+        "bool_or(code = 'appointment_held') AS appt_held, bool_or(code = 'sale') AS app_pending, "
+        "bool_or(code = 'policy_issued') AS issued "
         "FROM dispositions WHERE disposed_at >= $1 AND disposed_at < $2 "
         "AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR campaign_id = $4) "
-        "GROUP BY 1"
+        f"GROUP BY 1, {'2, ' if extra else ''}coalesce(call_id, disposition_id)"
     )
 
 
-def _wrap_sql(key: str) -> str:
-    # Wrap-up of a handled call: from its end to its agent's first disposition, counted in the
-    # period the call was placed (as its talk time), capped.
-    return (
-        f"SELECT {key} AS key, coalesce(sum(LEAST(GREATEST(extract(epoch FROM w.disposed_at - c.ended_at), 0), "
-        f"{WRAP_CAP_SECONDS})), 0) AS wrap_seconds "
-        "FROM calls c CROSS JOIN LATERAL (SELECT min(d.disposed_at) AS disposed_at FROM dispositions d "
-        "WHERE d.call_id = c.call_id) w "
-        "WHERE c.requested_at >= $1 AND c.requested_at < $2 AND c.bridged_at IS NOT NULL "
-        "AND c.agent_id IS NOT NULL AND c.ended_at IS NOT NULL AND w.disposed_at IS NOT NULL "
-        "AND ($3::text IS NULL OR c.agent_id = $3) AND ($4::text IS NULL OR c.campaign_id = $4) "
-        "GROUP BY 1"
-    )
+_FUNNEL_COUNTS = ("count(*) FILTER (WHERE contact) AS contacts, count(*) FILTER (WHERE appt_set) AS appts_set, "
+                  "count(*) FILTER (WHERE appt_held) AS appts_held, count(*) FILTER (WHERE app_pending) AS app_pending, "
+                  "count(*) FILTER (WHERE issued) AS issued")
+
+
+def _dispositions_sql(key: str) -> str:
+    return f"SELECT key, {_FUNNEL_COUNTS} FROM ({_per_call_dispositions(key)}) per_call GROUP BY 1"
 
 
 def _states_sql(group: GroupBy) -> str:
@@ -291,7 +280,8 @@ def _states_sql(group: GroupBy) -> str:
         f"SELECT {key} AS key, "
         "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = ANY($7::text[])), 0) AS busy, "
         "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = ANY($8::text[])), 0) AS available, "
-        "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = 'paused'), 0) AS paused "
+        "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = 'paused'), 0) AS paused, "
+        "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = 'wrap_up'), 0) AS wrap "
         f"FROM clipped s {unnest} WHERE s.b > s.a AND ($4::text IS NULL OR $4 = ANY(s.campaign_ids)) "
         + ("AND ($4::text IS NULL OR c.campaign_id = $4) " if group is GroupBy.CAMPAIGN else "")
         + "GROUP BY 1"
@@ -335,14 +325,12 @@ async def kpis(db: Fetcher, period: Period, group: GroupBy, scope: Scope = Scope
         kpi = row(found)
         kpi.contacts, kpi.appts_set, kpi.appts_held = found["contacts"], found["appts_set"], found["appts_held"]
         kpi.app_pending, kpi.issued = found["app_pending"], found["issued"]
-    for found in await db.fetch(_wrap_sql("c." + key if group is not GroupBy.AGENCY else key), *base):
-        row(found).wrap_seconds = float(found["wrap_seconds"])
     instant = now or datetime.now(UTC)
     for found in await db.fetch(_states_sql(group), *base, OPEN_STATE_CAP_SECONDS, instant,
                                 list(BUSY_STATES), list(AVAILABLE_STATES)):
         kpi = row(found)
         kpi.busy_seconds, kpi.available_seconds = float(found["busy"]), float(found["available"])
-        kpi.paused_seconds = float(found["paused"])
+        kpi.paused_seconds, kpi.wrap_seconds = float(found["paused"]), float(found["wrap"])
     for found in await db.fetch(_speed_sql(key), *base):
         kpi = row(found)
         kpi.new_leads, kpi.leads_dialed = found["new_leads"], found["leads_dialed"]
@@ -363,37 +351,35 @@ def _seconds(value: object) -> float | None:
 async def series(db: Fetcher, period: Period, scope: Scope = Scope()) -> list[dict[str, Any]]:
     """Dials, connected, contacts and the funnel per hour (one day) or per local day, every
     bucket of the period listed (zeros included), oldest first."""
-    step = period.bucket
-    base: tuple[object, ...] = (period.start, period.end, scope.agent_id, scope.campaign_id, period.timezone)
-    calls = await db.fetch(
-        f"SELECT date_trunc('{step}', requested_at AT TIME ZONE $5) AS bucket, "
-        "count(*) FILTER (WHERE direction = 'outbound') AS dials, "
-        "count(*) FILTER (WHERE bridged_at IS NOT NULL) AS connected "
-        "FROM calls WHERE requested_at >= $1 AND requested_at < $2 "
-        "AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR campaign_id = $4) GROUP BY 1", *base)
-    one = "coalesce(call_id, disposition_id)"
-    disposed = await db.fetch(
-        f"SELECT date_trunc('{step}', disposed_at AT TIME ZONE $5) AS bucket, "
-        f"count(DISTINCT {one}) FILTER (WHERE code = ANY($6::text[])) AS contacts, "
-        f"count(DISTINCT {one}) FILTER (WHERE code = 'appointment_set') AS appts_set, "
-        f"count(DISTINCT {one}) FILTER (WHERE code = 'appointment_held') AS appts_held, "
-        f"count(DISTINCT {one}) FILTER (WHERE code = 'sale') AS app_pending, "
-        f"count(DISTINCT {one}) FILTER (WHERE code = 'policy_issued') AS issued "
-        "FROM dispositions WHERE disposed_at >= $1 AND disposed_at < $2 "
-        "AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR campaign_id = $4) GROUP BY 1",
-        *base, sorted(code.value for code in contact_codes()))
-    names = ("dials", "connected", "contacts", "appts_set", "appts_held", "app_pending", "issued")
-    buckets: dict[datetime, dict[str, Any]] = {}
+    zone = ZoneInfo(period.timezone)
+    starts: list[datetime] = []
     cursor = datetime.combine(period.first_day, time(0))
     stop = datetime.combine(period.last_day + timedelta(days=1), time(0))
     while cursor < stop:
-        buckets[cursor] = {"at": cursor.isoformat(), **dict.fromkeys(names, 0)}
-        cursor += timedelta(hours=1) if step == "hour" else timedelta(days=1)
+        starts.append(cursor)
+        cursor += timedelta(hours=1) if period.bucket == "hour" else timedelta(days=1)
+    # Each row's bucket by a binary search over the buckets' starts (UTC epochs, daylight saving
+    # included), instead of a time zone conversion per row.
+    edges = [start.replace(tzinfo=zone).timestamp() for start in starts]
+    base: tuple[object, ...] = (period.start, period.end, scope.agent_id, scope.campaign_id)
+    calls = await db.fetch(
+        "SELECT width_bucket(extract(epoch FROM requested_at)::float8, $5::float8[]) AS bucket, "
+        "count(*) FILTER (WHERE direction = 'outbound') AS dials, "
+        "count(*) FILTER (WHERE bridged_at IS NOT NULL) AS connected "
+        "FROM calls WHERE requested_at >= $1 AND requested_at < $2 "
+        "AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR campaign_id = $4) GROUP BY 1",
+        *base, edges)
+    per_call = _per_call_dispositions(
+        "'all'", extra="width_bucket(extract(epoch FROM disposed_at)::float8, $6::float8[]) AS bucket, ")
+    disposed = await db.fetch(f"SELECT bucket, {_FUNNEL_COUNTS} FROM ({per_call}) per_call GROUP BY 1",
+                              *base, sorted(code.value for code in contact_codes()), edges)
+    names = ("dials", "connected", "contacts", "appts_set", "appts_held", "app_pending", "issued")
+    buckets = [{"at": start.isoformat(), **dict.fromkeys(names, 0)} for start in starts]
     for found in (*calls, *disposed):
-        bucket = buckets.get(found["bucket"])
-        if bucket is not None:
-            bucket.update({name: found[name] for name in names if name in found})
-    return list(buckets.values())
+        index = int(found["bucket"]) - 1
+        if 0 <= index < len(buckets):
+            buckets[index].update({name: found[name] for name in names if name in found.keys()})
+    return buckets
 
 
 # ---- the pipeline board ----------------------------------------------------------------------
@@ -427,9 +413,7 @@ async def pipeline(db: Fetcher, now: datetime, *, campaign_id: str | None = None
     since they were created), the most recently moved `per_stage` leads of each stage listed."""
     found = await db.fetch(
         "WITH board AS (SELECT l.lead_id, l.first_name, l.last_name, l.phones, l.state, l.pipeline_stage, "
-        "l.owner_agent_id, coalesce(m.moved_at, l.created_at) AS entered_at FROM leads l "
-        "LEFT JOIN LATERAL (SELECT d.disposed_at AS moved_at FROM dispositions d WHERE d.lead_id = l.lead_id "
-        "AND d.stage_after IS DISTINCT FROM d.stage_before ORDER BY d.disposed_at DESC LIMIT 1) m ON true "
+        "l.owner_agent_id, coalesce(l.stage_changed_at, l.created_at) AS entered_at FROM leads l "
         "WHERE ($1::text IS NULL OR EXISTS (SELECT 1 FROM campaign_leads cl WHERE cl.campaign_id = $1 "
         "AND cl.lead_id = l.lead_id)) AND ($2::text IS NULL OR l.owner_agent_id = $2)), "
         "ranked AS (SELECT *, row_number() OVER (PARTITION BY pipeline_stage ORDER BY entered_at DESC, lead_id) "

@@ -3,7 +3,8 @@
     nice -n 10 .venv/bin/python scripts/bench_reports.py [--calls 1000000] [--leads 100000] [--runs 15]
 
 Seeds its own database (dropped at the end) on the test PostgreSQL server: `--leads` leads
-created over the month, `--calls` calls over the 30 days of November 2026 (America/New_York),
+created over the month (one in five posted as a web lead, the others from list imports),
+`--calls` calls over the 30 days of November 2026 (America/New_York),
 20 campaigns, 200 agents, dispositions for the connected calls (about a quarter of them, with
 stage moves), the agents' state histories (about 300,000 rows) and campaign memberships; then
 VACUUM ANALYZE (as autovacuum would), and times each report `--runs` times (after one warm-up):
@@ -46,7 +47,7 @@ async def seed(conn: asyncpg.Connection, calls: int, leads: int) -> None:
         f"created_at, import_id) SELECT 'lead-' || n, 'First' || n, 'Last', ARRAY['+1212' || lpad(n::text, 7, '0')], "
         f"'NY', (ARRAY['new_lead','contacted','appt_set','appt_held','app_pending','issued','nurture','lost'])"
         f"[1 + (n * 7) % 8], 'agent-' || (n % 200), {start} + (n::float8 / $1) * interval '30 days', "
-        f"CASE WHEN n % 3 = 0 THEN 'import-1' END FROM generate_series(1, $1) n", leads)
+        f"CASE WHEN n % 5 <> 0 THEN 'import-1' END FROM generate_series(1, $1) n", leads)
     await conn.execute(
         "INSERT INTO campaign_leads (membership_id, campaign_id, lead_id, attempts, next_attempt_at, done) "
         "SELECT 'cmp-' || (n % 20) || ':lead-' || n, 'cmp-' || (n % 20), 'lead-' || n, n % 4, "
@@ -86,6 +87,9 @@ async def seed(conn: asyncpg.Connection, calls: int, leads: int) -> None:
         "'paused'])[1 + v % 6], TIMESTAMPTZ '2026-11-01 13:00:00+00' + (v / 50) * interval '1 day' "
         "+ (v % 50) * interval '10 minutes', v, 'session-' || a || '-' || (v / 50), ARRAY['cmp-' || (a % 20)] "
         "FROM generate_series(0, 199) a, generate_series(1, 1500) v")
+    await conn.execute(  # as the outbox's apply leaves them: a moved lead's stage_changed_at
+        "UPDATE leads l SET stage_changed_at = m.moved_at FROM (SELECT lead_id, max(disposed_at) AS moved_at "
+        "FROM dispositions WHERE stage_after <> stage_before GROUP BY 1) m WHERE m.lead_id = l.lead_id")
     await conn.execute(  # as the outbox's apply leaves them: each state ended by the session's next
         "UPDATE agent_state_changes s SET ended_at = n.next FROM (SELECT change_id, lead(since) OVER "
         "(PARTITION BY session_id ORDER BY version) AS next FROM agent_state_changes) n WHERE n.change_id = s.change_id")

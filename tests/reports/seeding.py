@@ -90,8 +90,14 @@ def build_day(day_start: datetime, *, seed: int = 7, calls: int = 400, prefix: s
             if rng.random() < 0.05:  # a correction: the same call disposed again
                 day.dispositions.append({**day.dispositions[-1], "disposition_id": f"{prefix}-disp-{n}-again",
                                          "disposed_at": disposed + timedelta(seconds=30)})
-    for lead in day.leads:
+    moved: dict[str, datetime] = {}
+    for disposition in day.dispositions:
+        if disposition["stage_after"] != disposition["stage_before"]:
+            moved[disposition["lead_id"]] = max(moved.get(disposition["lead_id"], disposition["disposed_at"]),
+                                                disposition["disposed_at"])
+    for lead in day.leads:  # as the outbox's apply leaves them
         lead["pipeline_stage"] = stage[lead["lead_id"]]
+        lead["stage_changed_at"] = moved.get(lead["lead_id"])
     for index, agent in enumerate(day.agents):
         at = day_start + timedelta(hours=8, minutes=index)
         version = 0
@@ -131,11 +137,6 @@ def recount(day: SeededDay, start: datetime, end: datetime, group: str, now: dat
             return ["agency"]
         return [(agent if group == "agent" else campaign) or ""]
 
-    first_disposed: dict[str, datetime] = {}
-    for disposition in day.dispositions:
-        call = disposition["call_id"]
-        if call not in first_disposed or disposition["disposed_at"] < first_disposed[call]:
-            first_disposed[call] = disposition["disposed_at"]
     for call in day.calls:
         if not start <= call["requested_at"] < end:
             continue
@@ -152,9 +153,6 @@ def recount(day: SeededDay, start: datetime, end: datetime, group: str, now: dat
             if call["bridged_at"] is not None and call["agent_id"] is not None:
                 row["handled"] += 1
                 row["talk_seconds"] += call["talk_seconds"] or 0
-                disposed = first_disposed.get(call["call_id"])
-                if disposed is not None:
-                    row["wrap_seconds"] += min(max((disposed - call["ended_at"]).total_seconds(), 0), 900)
     seen: dict[tuple[str, str], set[str]] = defaultdict(set)
     for disposition in day.dispositions:
         if not start <= disposition["disposed_at"] < end:
@@ -185,6 +183,8 @@ def recount(day: SeededDay, start: datetime, end: datetime, group: str, now: dat
                        else state["campaign_ids"])
             for key in targets:
                 out[key][names[state["state"]]] += seconds
+                if state["state"] == "wrap_up":
+                    out[key]["wrap_seconds"] += seconds
     waits: dict[str, list[float]] = defaultdict(list)
     for lead in day.leads:
         if not start <= lead["created_at"] < end or lead["import_id"] is not None:
