@@ -31,6 +31,7 @@ from crm_bridge.records import (
     MessageDirection,
     SqlType,
 )
+from crm_bridge.webhooks import emit_for_record
 
 TABLES: dict[RecordKind, str] = {
     RecordKind.CALL: "calls",
@@ -110,6 +111,7 @@ async def apply_record(
             f"RETURNING {chain.select_columns}", *values)
         if inserted is not None:
             await append_inserted(conn, chain, dict(inserted), origin=origin, heads=heads)
+            await emit_for_record(conn, kind, record)
         return
     await _write_record(conn, kind, record)
     if chain is not None:
@@ -126,6 +128,8 @@ async def apply_record(
             "SELECT message_id FROM messages WHERE provider_message_id = $1", record["provider_message_id"]
         ):
             await append_row(conn, MESSAGE_CHAIN, message_id["message_id"], origin=origin, heads=heads)
+    # Webhook events in the same transaction as their rows (crm_bridge.webhooks).
+    await emit_for_record(conn, kind, record)
 
 
 async def _write_record(conn: asyncpg.Connection, kind: RecordKind, record: Mapping[str, Any]) -> None:

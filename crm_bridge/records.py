@@ -399,6 +399,9 @@ FIELDS: dict[RecordKind, dict[str, FieldSpec]] = {
         "greeting_ended_at": _TS,
         "safe_harbor_played": FieldSpec(_boolean, default=False),
         "abandoned": FieldSpec(_boolean, default=False),
+        # The carrier trunk that carried the call, and the tries that failed on others first.
+        "trunk": FieldSpec(_optional(_text(64))),
+        "trunk_attempts": FieldSpec(_json_list, default=[], sql=SqlType.JSONB),
     },
     RecordKind.DISPOSITION: {
         "disposition_id": _required(_identifier),

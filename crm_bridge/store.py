@@ -233,6 +233,10 @@ class Campaign:
     """Sets how long the campaign's recordings are kept (`recordings.retention`)."""
     abandon_setpoint: float | None = None
     """The predictive pacer's target for the 30-day abandon rate (None: the pacer's default)."""
+    dispositions: tuple[str, ...] = ()
+    """The codes its agents may pick (empty: every code)."""
+    prompts: Mapping[str, str] = field(default_factory=dict)
+    """Asterisk sound names played instead of the generated messages (`safe_harbor`)."""
 
 
 @dataclass(frozen=True)
@@ -511,6 +515,8 @@ def _campaign(row: asyncpg.Record) -> Campaign:
     values["dial_mode"] = DialMode(values["dial_mode"])
     values["required_consents"] = tuple(values["required_consents"])
     values["amd_settings"] = json.loads(values["amd_settings"])
+    values["dispositions"] = tuple(values["dispositions"])
+    values["prompts"] = json.loads(values["prompts"])
     values["max_abandon_rate"] = float(values["max_abandon_rate"])
     if values["abandon_setpoint"] is not None:
         values["abandon_setpoint"] = float(values["abandon_setpoint"])

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from dialer.api import crm, decisions, events, health, lead_imports, leads
+from dialer.api import admin, crm, decisions, events, health, lead_imports, leads, webhooks
 from dialer.api import evidence as evidence_routes
 from dialer.api import openapi as meta
 from dialer.api import recordings as recording_routes
@@ -55,6 +56,7 @@ ROUTE_TABLES: tuple[RouteTable, ...] = (
     campaign_api.lead_routes, monitor_api.routes, texting_api.routes, lead_imports.routes, evidence_routes.routes,
     session_routes.routes, report_routes.routes, campaign_control_api.routes, wallboard_routes.routes,
     supervisor_console.routes,
+    *admin.ROUTE_TABLES, webhooks.routes,
 )
 MAX_BODY_BYTES = 256 * 1024
 MAX_LINE_BYTES = 64 * 1024
@@ -75,6 +77,8 @@ def build_app(
     lead_import_spool: Path | None = None,
     evidence: EvidenceService | None = None,
     sip_credentials_file: Path | None = None,
+    caller_id_check: Callable[[str], str | None] | None = None,
+    wake_webhooks: Callable[[], None] | None = None,
 ) -> web.Application:
     """Every route is served; a slice this API runs without answers 503 `controller_unavailable`."""
     # A long request line gets the API's own 400 (a problem naming the parameter) rather than the
@@ -85,6 +89,10 @@ def build_app(
     app[TOKENS] = TokenVerifier(deps.store)
     app[WRAP_UPS] = campaigns
     app[IDEMPOTENCY_LOCKS] = KeyedLocks()
+    if caller_id_check is not None:
+        app[admin.CALLER_ID_CHECK] = caller_id_check
+    if wake_webhooks is not None:
+        app[webhooks.WEBHOOK_WAKE] = wake_webhooks
     controls: list[CallControl] = [control for control in (calls, campaigns) if control is not None]
     app[CALL_CONTROLS] = controls
     click_to_call_api.add_click_to_call_routes(app, calls)

@@ -124,6 +124,9 @@ async def agent_state(request: web.Request) -> Reply:
                       roles=(TokenRole.CRM, *STAFF), parameters=CAMPAIGN_ID,
                       responses={202: Answer(CampaignStatusBody, "the campaign's figures", headers=CAMPAIGN_URL)},
                       errors={404: "no such campaign", 409: "the campaign is not active, or already running",
+                              422: "the campaign's caller ID may not be sent (16 CFR 310.4(a)(8)): "
+                                   "`caller_id_missing`, `caller_id_withheld`, `caller_id_invalid`, "
+                                   "`caller_id_not_vouched` or `caller_id_vouching_incomplete` (`field`: caller_id)",
                               503: NOT_RUNNING})
 async def campaign_start(request: web.Request) -> Reply:
     status = await _runtime(request).start_campaign(request.match_info["campaign_id"])
