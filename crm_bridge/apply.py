@@ -285,16 +285,13 @@ async def _apply_disposition(
     outcome = decide(PipelineStage(current), DispositionCode(record["code"]), callback_at)
     await conn.execute(
         "UPDATE leads SET pipeline_stage = $2, callback_at = COALESCE($3, callback_at), "
-        "needs_review = needs_review OR $4, review_reason = COALESCE($5, review_reason), updated_at = now(), "
-        # The age in stage starts with the disposition that moved the lead (reports' board).
-        "stage_changed_at = CASE WHEN pipeline_stage <> $2 THEN $6::timestamptz ELSE stage_changed_at END "
+        "needs_review = needs_review OR $4, review_reason = COALESCE($5, review_reason), updated_at = now() "
         "WHERE lead_id = $1",
         record["lead_id"],
         outcome.stage_after.value,
         outcome.callback_at,
         outcome.review_reason is not None,
         outcome.review_reason,
-        datetime.fromisoformat(record["disposed_at"]),
     )
     await conn.execute(
         "UPDATE dispositions SET stage_before = $2, stage_after = $3 WHERE disposition_id = $1",

@@ -413,7 +413,10 @@ async def pipeline(db: Fetcher, now: datetime, *, campaign_id: str | None = None
     since they were created), the most recently moved `per_stage` leads of each stage listed."""
     found = await db.fetch(
         "WITH board AS (SELECT l.lead_id, l.first_name, l.last_name, l.phones, l.state, l.pipeline_stage, "
-        "l.owner_agent_id, coalesce(l.stage_changed_at, l.created_at) AS entered_at FROM leads l "
+        "l.owner_agent_id, coalesce(m.moved_at, l.created_at) AS entered_at FROM leads l "
+        # Each lead's latest stage move, in one pass over the partial index of moves.
+        "LEFT JOIN (SELECT lead_id, max(disposed_at) AS moved_at FROM dispositions "
+        "WHERE stage_after IS DISTINCT FROM stage_before GROUP BY lead_id) m ON m.lead_id = l.lead_id "
         "WHERE ($1::text IS NULL OR EXISTS (SELECT 1 FROM campaign_leads cl WHERE cl.campaign_id = $1 "
         "AND cl.lead_id = l.lead_id)) AND ($2::text IS NULL OR l.owner_agent_id = $2)), "
         "ranked AS (SELECT *, row_number() OVER (PARTITION BY pipeline_stage ORDER BY entered_at DESC, lead_id) "

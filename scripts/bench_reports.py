@@ -87,9 +87,6 @@ async def seed(conn: asyncpg.Connection, calls: int, leads: int) -> None:
         "'paused'])[1 + v % 6], TIMESTAMPTZ '2026-11-01 13:00:00+00' + (v / 50) * interval '1 day' "
         "+ (v % 50) * interval '10 minutes', v, 'session-' || a || '-' || (v / 50), ARRAY['cmp-' || (a % 20)] "
         "FROM generate_series(0, 199) a, generate_series(1, 1500) v")
-    await conn.execute(  # as the outbox's apply leaves them: a moved lead's stage_changed_at
-        "UPDATE leads l SET stage_changed_at = m.moved_at FROM (SELECT lead_id, max(disposed_at) AS moved_at "
-        "FROM dispositions WHERE stage_after <> stage_before GROUP BY 1) m WHERE m.lead_id = l.lead_id")
     await conn.execute(  # as the outbox's apply leaves them: each state ended by the session's next
         "UPDATE agent_state_changes s SET ended_at = n.next FROM (SELECT change_id, lead(since) OVER "
         "(PARTITION BY session_id ORDER BY version) AS next FROM agent_state_changes) n WHERE n.change_id = s.change_id")

@@ -9,15 +9,9 @@ CREATE INDEX dispositions_report_idx ON dispositions (disposed_at)
     INCLUDE (agent_id, campaign_id, code, call_id, lead_id);
 CREATE INDEX dispositions_agent_idx ON dispositions (agent_id, disposed_at);
 CREATE INDEX dispositions_campaign_idx ON dispositions (campaign_id, disposed_at);
--- When a lead entered its current stage (the pipeline board's age in stage): set by the
--- disposition that moved it (crm_bridge/apply.py); NULL: in its first stage since created_at.
-ALTER TABLE leads ADD COLUMN stage_changed_at timestamptz;
-UPDATE leads l SET stage_changed_at = m.moved_at FROM (
-    SELECT DISTINCT ON (lead_id) lead_id, disposed_at AS moved_at FROM dispositions
-    WHERE stage_after IS DISTINCT FROM stage_before AND stage_after IS NOT NULL
-    ORDER BY lead_id, disposed_at DESC) m
-WHERE m.lead_id = l.lead_id;
-CREATE INDEX leads_board_idx ON leads (pipeline_stage, (coalesce(stage_changed_at, created_at)) DESC);
+-- When a lead entered its current stage: the latest disposition that moved it.
+CREATE INDEX dispositions_stage_moves_idx ON dispositions (lead_id, disposed_at DESC)
+    INCLUDE (stage_after) WHERE stage_after IS DISTINCT FROM stage_before;
 -- Speed-to-lead: leads created in a period.
 CREATE INDEX leads_created_idx ON leads (created_at);
 -- Recordings search by agent and campaign goes through the call.

@@ -90,14 +90,8 @@ def build_day(day_start: datetime, *, seed: int = 7, calls: int = 400, prefix: s
             if rng.random() < 0.05:  # a correction: the same call disposed again
                 day.dispositions.append({**day.dispositions[-1], "disposition_id": f"{prefix}-disp-{n}-again",
                                          "disposed_at": disposed + timedelta(seconds=30)})
-    moved: dict[str, datetime] = {}
-    for disposition in day.dispositions:
-        if disposition["stage_after"] != disposition["stage_before"]:
-            moved[disposition["lead_id"]] = max(moved.get(disposition["lead_id"], disposition["disposed_at"]),
-                                                disposition["disposed_at"])
-    for lead in day.leads:  # as the outbox's apply leaves them
+    for lead in day.leads:
         lead["pipeline_stage"] = stage[lead["lead_id"]]
-        lead["stage_changed_at"] = moved.get(lead["lead_id"])
     for index, agent in enumerate(day.agents):
         at = day_start + timedelta(hours=8, minutes=index)
         version = 0
