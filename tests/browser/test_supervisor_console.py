@@ -240,6 +240,7 @@ async def test_supervisor_console(console: Console, page: Page, tmp_path: Path) 
     await page.evaluate("() => { window.supervisorState.kpisLoaded = null; }")
     await page.get_by_role("button", name="Show").first.click()
     await page.wait_for_function("() => window.supervisorState.kpisLoaded", timeout=15_000)
+    await page.locator("#kpi-period-text").filter(has_text=f"{KPI_DAY.isoformat()} to").wait_for(timeout=5_000)
     tiles = {name: await page.locator(f'#kpi-tiles [data-kpi="{name}"]').text_content()
              for name in ("dials", "contacts", "appts_set", "appts_held", "app_pending", "issued", "connected")}
     for name, text in tiles.items():
