@@ -18,6 +18,7 @@ period of each table through the indexes of migration 0017.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import math
@@ -316,22 +317,33 @@ async def kpis(db: Fetcher, period: Period, group: GroupBy, scope: Scope = Scope
         name = found["key"] if found["key"] is not None else ""
         return rows.setdefault(name, Kpis(name))
 
-    for found in await db.fetch(_calls_sql(key), *base, sorted(LIVE_ANSWER_AMD_RESULTS)):
+    instant = now or datetime.now(UTC)
+    queries: list[tuple[str, tuple[object, ...]]] = [
+        (_calls_sql(key), (*base, sorted(LIVE_ANSWER_AMD_RESULTS))),
+        (_dispositions_sql(key), (*base, sorted(code.value for code in contact_codes()))),
+        (_states_sql(group), (*base, OPEN_STATE_CAP_SECONDS, instant, list(BUSY_STATES), list(AVAILABLE_STATES))),
+        (_speed_sql(key), base),
+    ]
+    if hasattr(db, "acquire"):
+        # A pool: the four reads run at once, each on its own connection.
+        answers = await asyncio.gather(*(db.fetch(sql, *args) for sql, args in queries))
+    else:
+        answers = [await db.fetch(sql, *args) for sql, args in queries]
+    calls, dispositions, states, speed = answers
+    for found in calls:
         kpi = row(found)
         kpi.dials, kpi.answered, kpi.people = found["dials"], found["answered"], found["people"]
         kpi.connected, kpi.abandoned, kpi.inbound = found["connected"], found["abandoned"], found["inbound"]
         kpi.handled, kpi.talk_seconds = found["handled"], float(found["talk_seconds"])
-    for found in await db.fetch(_dispositions_sql(key), *base, sorted(code.value for code in contact_codes())):
+    for found in dispositions:
         kpi = row(found)
         kpi.contacts, kpi.appts_set, kpi.appts_held = found["contacts"], found["appts_set"], found["appts_held"]
         kpi.app_pending, kpi.issued = found["app_pending"], found["issued"]
-    instant = now or datetime.now(UTC)
-    for found in await db.fetch(_states_sql(group), *base, OPEN_STATE_CAP_SECONDS, instant,
-                                list(BUSY_STATES), list(AVAILABLE_STATES)):
+    for found in states:
         kpi = row(found)
         kpi.busy_seconds, kpi.available_seconds = float(found["busy"]), float(found["available"])
         kpi.paused_seconds, kpi.wrap_seconds = float(found["paused"]), float(found["wrap"])
-    for found in await db.fetch(_speed_sql(key), *base):
+    for found in speed:
         kpi = row(found)
         kpi.new_leads, kpi.leads_dialed = found["new_leads"], found["leads_dialed"]
         kpi.speed_to_lead_median = _seconds(found["median"])
@@ -362,17 +374,22 @@ async def series(db: Fetcher, period: Period, scope: Scope = Scope()) -> list[di
     # included), instead of a time zone conversion per row.
     edges = [start.replace(tzinfo=zone).timestamp() for start in starts]
     base: tuple[object, ...] = (period.start, period.end, scope.agent_id, scope.campaign_id)
-    calls = await db.fetch(
+    calls_sql = (
         "SELECT width_bucket(extract(epoch FROM requested_at)::float8, $5::float8[]) AS bucket, "
         "count(*) FILTER (WHERE direction = 'outbound') AS dials, "
         "count(*) FILTER (WHERE bridged_at IS NOT NULL) AS connected "
         "FROM calls WHERE requested_at >= $1 AND requested_at < $2 "
-        "AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR campaign_id = $4) GROUP BY 1",
-        *base, edges)
+        "AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR campaign_id = $4) GROUP BY 1")
     per_call = _per_call_dispositions(
         "'all'", extra="width_bucket(extract(epoch FROM disposed_at)::float8, $6::float8[]) AS bucket, ")
-    disposed = await db.fetch(f"SELECT bucket, {_FUNNEL_COUNTS} FROM ({per_call}) per_call GROUP BY 1",
-                              *base, sorted(code.value for code in contact_codes()), edges)
+    disposed_sql = f"SELECT bucket, {_FUNNEL_COUNTS} FROM ({per_call}) per_call GROUP BY 1"
+    disposed_args = (*base, sorted(code.value for code in contact_codes()), edges)
+    if hasattr(db, "acquire"):  # a pool: both reads at once
+        calls, disposed = await asyncio.gather(db.fetch(calls_sql, *base, edges),
+                                               db.fetch(disposed_sql, *disposed_args))
+    else:
+        calls = await db.fetch(calls_sql, *base, edges)
+        disposed = await db.fetch(disposed_sql, *disposed_args)
     names = ("dials", "connected", "contacts", "appts_set", "appts_held", "app_pending", "issued")
     buckets = [{"at": start.isoformat(), **dict.fromkeys(names, 0)} for start in starts]
     for found in (*calls, *disposed):
