@@ -6,19 +6,19 @@ from __future__ import annotations
 import pytest
 
 from crm_bridge.store import CrmStore
-from dialer.demo import DEMO_SUPERVISOR, _demo_supervisor, console_text
+from dialer.demo import DEMO_SUPERVISOR, demo_supervisor_account, console_text
 from dialer.settings import from_environment
 from dialer.web.users import UserRole, UserStore
 
 pytestmark = pytest.mark.timeout(60)
 
 
-async def test_demo_supervisor_account(reports_dsn: str) -> None:
+async def testdemo_supervisor_account_account(reports_dsn: str) -> None:
     store = await CrmStore.open(reports_dsn)
     try:
         users = UserStore(store)
-        first = await _demo_supervisor(users)
-        second = await _demo_supervisor(users)
+        first = await demo_supervisor_account(users)
+        second = await demo_supervisor_account(users)
         assert first != second
         user = await users.get(DEMO_SUPERVISOR)
         assert user is not None and user.role is UserRole.SUPERVISOR
