@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from crm_bridge.store import CrmStore
-from dialer.demo import DEMO_SUPERVISOR, demo_supervisor_account, console_text
+from dialer.demo import DEMO_SUPERVISOR, console_text, demo_supervisor_account
 from dialer.settings import from_environment
 from dialer.web.users import UserRole, UserStore
 
