@@ -18,6 +18,7 @@ period of each table through the indexes of migration 0017.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import math
@@ -31,8 +32,6 @@ from zoneinfo import ZoneInfo
 from compliance_rules.telemarketing import LIVE_ANSWER_AMD_RESULTS
 from crm_bridge.dispositions import FORWARD_LINE, STAGE_LABELS, DispositionCode, PipelineStage, contact_codes
 
-# Wrap-up longer than this after a call is not counted as handling it (a forgotten wrap-up).
-WRAP_CAP_SECONDS = 900.0
 # A state row with no later row (a controller that died) counts for at most this long.
 OPEN_STATE_CAP_SECONDS = 12 * 3600.0
 LONGEST_RANGE_DAYS = 366
@@ -244,35 +243,26 @@ def _calls_sql(key: str) -> str:
     )
 
 
-def _dispositions_sql(key: str) -> str:
-    # A call disposed twice (a correction) counts once per KPI: distinct calls.
-    one = "coalesce(call_id, disposition_id)"
+def _per_call_dispositions(key: str, extra: str = "") -> str:
+    """One row per key and call (a call disposed twice, a correction, counts once per KPI)."""
     return (
-        f"SELECT {key} AS key, "
-        f"count(DISTINCT {one}) FILTER (WHERE code = ANY($5::text[])) AS contacts, "
-        f"count(DISTINCT {one}) FILTER (WHERE code = 'appointment_set') AS appts_set, "
-        f"count(DISTINCT {one}) FILTER (WHERE code = 'appointment_held') AS appts_held, "
-        f"count(DISTINCT {one}) FILTER (WHERE code = 'sale') AS app_pending, "
-        f"count(DISTINCT {one}) FILTER (WHERE code = 'policy_issued') AS issued "
+        f"SELECT {key} AS key, {extra}"
+        "bool_or(code = ANY($5::text[])) AS contact, bool_or(code = 'appointment_set') AS appt_set, "
+        "bool_or(code = 'appointment_held') AS appt_held, bool_or(code = 'sale') AS app_pending, "
+        "bool_or(code = 'policy_issued') AS issued "
         "FROM dispositions WHERE disposed_at >= $1 AND disposed_at < $2 "
         "AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR campaign_id = $4) "
-        "GROUP BY 1"
+        f"GROUP BY 1, {'2, ' if extra else ''}coalesce(call_id, disposition_id)"
     )
 
 
-def _wrap_sql(key: str) -> str:
-    # Wrap-up of a handled call: from its end to its agent's first disposition, counted in the
-    # period the call was placed (as its talk time), capped.
-    return (
-        f"SELECT {key} AS key, coalesce(sum(LEAST(GREATEST(extract(epoch FROM w.disposed_at - c.ended_at), 0), "
-        f"{WRAP_CAP_SECONDS})), 0) AS wrap_seconds "
-        "FROM calls c CROSS JOIN LATERAL (SELECT min(d.disposed_at) AS disposed_at FROM dispositions d "
-        "WHERE d.call_id = c.call_id) w "
-        "WHERE c.requested_at >= $1 AND c.requested_at < $2 AND c.bridged_at IS NOT NULL "
-        "AND c.agent_id IS NOT NULL AND c.ended_at IS NOT NULL AND w.disposed_at IS NOT NULL "
-        "AND ($3::text IS NULL OR c.agent_id = $3) AND ($4::text IS NULL OR c.campaign_id = $4) "
-        "GROUP BY 1"
-    )
+_FUNNEL_COUNTS = ("count(*) FILTER (WHERE contact) AS contacts, count(*) FILTER (WHERE appt_set) AS appts_set, "
+                  "count(*) FILTER (WHERE appt_held) AS appts_held, count(*) FILTER (WHERE app_pending) AS app_pending, "
+                  "count(*) FILTER (WHERE issued) AS issued")
+
+
+def _dispositions_sql(key: str) -> str:
+    return f"SELECT key, {_FUNNEL_COUNTS} FROM ({_per_call_dispositions(key)}) per_call GROUP BY 1"
 
 
 def _states_sql(group: GroupBy) -> str:
@@ -291,7 +281,8 @@ def _states_sql(group: GroupBy) -> str:
         f"SELECT {key} AS key, "
         "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = ANY($7::text[])), 0) AS busy, "
         "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = ANY($8::text[])), 0) AS available, "
-        "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = 'paused'), 0) AS paused "
+        "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = 'paused'), 0) AS paused, "
+        "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = 'wrap_up'), 0) AS wrap "
         f"FROM clipped s {unnest} WHERE s.b > s.a AND ($4::text IS NULL OR $4 = ANY(s.campaign_ids)) "
         + ("AND ($4::text IS NULL OR c.campaign_id = $4) " if group is GroupBy.CAMPAIGN else "")
         + "GROUP BY 1"
@@ -326,24 +317,33 @@ async def kpis(db: Fetcher, period: Period, group: GroupBy, scope: Scope = Scope
         name = found["key"] if found["key"] is not None else ""
         return rows.setdefault(name, Kpis(name))
 
-    for found in await db.fetch(_calls_sql(key), *base, sorted(LIVE_ANSWER_AMD_RESULTS)):
+    instant = now or datetime.now(UTC)
+    queries: list[tuple[str, tuple[object, ...]]] = [
+        (_calls_sql(key), (*base, sorted(LIVE_ANSWER_AMD_RESULTS))),
+        (_dispositions_sql(key), (*base, sorted(code.value for code in contact_codes()))),
+        (_states_sql(group), (*base, OPEN_STATE_CAP_SECONDS, instant, list(BUSY_STATES), list(AVAILABLE_STATES))),
+        (_speed_sql(key), base),
+    ]
+    if hasattr(db, "acquire"):
+        # A pool: the four reads run at once, each on its own connection.
+        answers = await asyncio.gather(*(db.fetch(sql, *args) for sql, args in queries))
+    else:
+        answers = [await db.fetch(sql, *args) for sql, args in queries]
+    calls, dispositions, states, speed = answers
+    for found in calls:
         kpi = row(found)
         kpi.dials, kpi.answered, kpi.people = found["dials"], found["answered"], found["people"]
         kpi.connected, kpi.abandoned, kpi.inbound = found["connected"], found["abandoned"], found["inbound"]
         kpi.handled, kpi.talk_seconds = found["handled"], float(found["talk_seconds"])
-    for found in await db.fetch(_dispositions_sql(key), *base, sorted(code.value for code in contact_codes())):
+    for found in dispositions:
         kpi = row(found)
         kpi.contacts, kpi.appts_set, kpi.appts_held = found["contacts"], found["appts_set"], found["appts_held"]
         kpi.app_pending, kpi.issued = found["app_pending"], found["issued"]
-    for found in await db.fetch(_wrap_sql("c." + key if group is not GroupBy.AGENCY else key), *base):
-        row(found).wrap_seconds = float(found["wrap_seconds"])
-    instant = now or datetime.now(UTC)
-    for found in await db.fetch(_states_sql(group), *base, OPEN_STATE_CAP_SECONDS, instant,
-                                list(BUSY_STATES), list(AVAILABLE_STATES)):
+    for found in states:
         kpi = row(found)
         kpi.busy_seconds, kpi.available_seconds = float(found["busy"]), float(found["available"])
-        kpi.paused_seconds = float(found["paused"])
-    for found in await db.fetch(_speed_sql(key), *base):
+        kpi.paused_seconds, kpi.wrap_seconds = float(found["paused"]), float(found["wrap"])
+    for found in speed:
         kpi = row(found)
         kpi.new_leads, kpi.leads_dialed = found["new_leads"], found["leads_dialed"]
         kpi.speed_to_lead_median = _seconds(found["median"])
@@ -363,37 +363,40 @@ def _seconds(value: object) -> float | None:
 async def series(db: Fetcher, period: Period, scope: Scope = Scope()) -> list[dict[str, Any]]:
     """Dials, connected, contacts and the funnel per hour (one day) or per local day, every
     bucket of the period listed (zeros included), oldest first."""
-    step = period.bucket
-    base: tuple[object, ...] = (period.start, period.end, scope.agent_id, scope.campaign_id, period.timezone)
-    calls = await db.fetch(
-        f"SELECT date_trunc('{step}', requested_at AT TIME ZONE $5) AS bucket, "
-        "count(*) FILTER (WHERE direction = 'outbound') AS dials, "
-        "count(*) FILTER (WHERE bridged_at IS NOT NULL) AS connected "
-        "FROM calls WHERE requested_at >= $1 AND requested_at < $2 "
-        "AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR campaign_id = $4) GROUP BY 1", *base)
-    one = "coalesce(call_id, disposition_id)"
-    disposed = await db.fetch(
-        f"SELECT date_trunc('{step}', disposed_at AT TIME ZONE $5) AS bucket, "
-        f"count(DISTINCT {one}) FILTER (WHERE code = ANY($6::text[])) AS contacts, "
-        f"count(DISTINCT {one}) FILTER (WHERE code = 'appointment_set') AS appts_set, "
-        f"count(DISTINCT {one}) FILTER (WHERE code = 'appointment_held') AS appts_held, "
-        f"count(DISTINCT {one}) FILTER (WHERE code = 'sale') AS app_pending, "
-        f"count(DISTINCT {one}) FILTER (WHERE code = 'policy_issued') AS issued "
-        "FROM dispositions WHERE disposed_at >= $1 AND disposed_at < $2 "
-        "AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR campaign_id = $4) GROUP BY 1",
-        *base, sorted(code.value for code in contact_codes()))
-    names = ("dials", "connected", "contacts", "appts_set", "appts_held", "app_pending", "issued")
-    buckets: dict[datetime, dict[str, Any]] = {}
+    zone = ZoneInfo(period.timezone)
+    starts: list[datetime] = []
     cursor = datetime.combine(period.first_day, time(0))
     stop = datetime.combine(period.last_day + timedelta(days=1), time(0))
     while cursor < stop:
-        buckets[cursor] = {"at": cursor.isoformat(), **dict.fromkeys(names, 0)}
-        cursor += timedelta(hours=1) if step == "hour" else timedelta(days=1)
+        starts.append(cursor)
+        cursor += timedelta(hours=1) if period.bucket == "hour" else timedelta(days=1)
+    # Each row's bucket by a binary search over the buckets' starts (UTC epochs, daylight saving
+    # included), instead of a time zone conversion per row.
+    edges = [start.replace(tzinfo=zone).timestamp() for start in starts]
+    base: tuple[object, ...] = (period.start, period.end, scope.agent_id, scope.campaign_id)
+    calls_sql = (
+        "SELECT width_bucket(extract(epoch FROM requested_at)::float8, $5::float8[]) AS bucket, "
+        "count(*) FILTER (WHERE direction = 'outbound') AS dials, "
+        "count(*) FILTER (WHERE bridged_at IS NOT NULL) AS connected "
+        "FROM calls WHERE requested_at >= $1 AND requested_at < $2 "
+        "AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR campaign_id = $4) GROUP BY 1")
+    per_call = _per_call_dispositions(
+        "'all'", extra="width_bucket(extract(epoch FROM disposed_at)::float8, $6::float8[]) AS bucket, ")
+    disposed_sql = f"SELECT bucket, {_FUNNEL_COUNTS} FROM ({per_call}) per_call GROUP BY 1"
+    disposed_args = (*base, sorted(code.value for code in contact_codes()), edges)
+    if hasattr(db, "acquire"):  # a pool: both reads at once
+        calls, disposed = await asyncio.gather(db.fetch(calls_sql, *base, edges),
+                                               db.fetch(disposed_sql, *disposed_args))
+    else:
+        calls = await db.fetch(calls_sql, *base, edges)
+        disposed = await db.fetch(disposed_sql, *disposed_args)
+    names = ("dials", "connected", "contacts", "appts_set", "appts_held", "app_pending", "issued")
+    buckets = [{"at": start.isoformat(), **dict.fromkeys(names, 0)} for start in starts]
     for found in (*calls, *disposed):
-        bucket = buckets.get(found["bucket"])
-        if bucket is not None:
-            bucket.update({name: found[name] for name in names if name in found})
-    return list(buckets.values())
+        index = int(found["bucket"]) - 1
+        if 0 <= index < len(buckets):
+            buckets[index].update({name: found[name] for name in names if name in found.keys()})
+    return buckets
 
 
 # ---- the pipeline board ----------------------------------------------------------------------
@@ -428,8 +431,9 @@ async def pipeline(db: Fetcher, now: datetime, *, campaign_id: str | None = None
     found = await db.fetch(
         "WITH board AS (SELECT l.lead_id, l.first_name, l.last_name, l.phones, l.state, l.pipeline_stage, "
         "l.owner_agent_id, coalesce(m.moved_at, l.created_at) AS entered_at FROM leads l "
-        "LEFT JOIN LATERAL (SELECT d.disposed_at AS moved_at FROM dispositions d WHERE d.lead_id = l.lead_id "
-        "AND d.stage_after IS DISTINCT FROM d.stage_before ORDER BY d.disposed_at DESC LIMIT 1) m ON true "
+        # Each lead's latest stage move, in one pass over the partial index of moves.
+        "LEFT JOIN (SELECT lead_id, max(disposed_at) AS moved_at FROM dispositions "
+        "WHERE stage_after IS DISTINCT FROM stage_before GROUP BY lead_id) m ON m.lead_id = l.lead_id "
         "WHERE ($1::text IS NULL OR EXISTS (SELECT 1 FROM campaign_leads cl WHERE cl.campaign_id = $1 "
         "AND cl.lead_id = l.lead_id)) AND ($2::text IS NULL OR l.owner_agent_id = $2)), "
         "ranked AS (SELECT *, row_number() OVER (PARTITION BY pipeline_stage ORDER BY entered_at DESC, lead_id) "

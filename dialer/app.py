@@ -109,6 +109,7 @@ def build_app(
     add_routes(app, ROUTE_TABLES)
     pages.add_pages(app)
     supervisor_console.add_supervisor_page(app)
+    wallboard_routes.add_wallboard(app)
     meta.install_documents(app, ROUTE_TABLES)
     evidence_routes.add_evidence_routes(app, evidence)
     return app

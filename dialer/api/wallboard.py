@@ -11,11 +11,13 @@ seconds for the figures that come from the database.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import Field
@@ -157,6 +159,47 @@ def alerts(inputs: AlertInputs) -> list[Alert]:
     return sorted(found, key=lambda alert: alert.severity != "critical")
 
 
+@dataclass(frozen=True)
+class DatabaseFigures:
+    """What the wallboard reads from the CRM, shared by every console for `FIGURES_SECONDS`."""
+
+    at: float
+    today: dict[str, reports.Kpis]
+    abandon: dict[str, tuple[int, int]]
+    left: dict[str, dict[str, int]]
+    campaigns: list[dict[str, Any]]
+    recordings_pending: int
+
+
+# Every console re-reads the wallboard every 3 s; the database's figures (a day's and 30 days'
+# calls) are computed at most this often for all of them together.
+FIGURES_SECONDS = 2.0
+_FIGURES: web.AppKey[dict[str, Any]] = web.AppKey("wallboard_figures", dict)
+
+
+async def _database_figures(request: web.Request, now: datetime) -> DatabaseFigures:
+    shared = request.app[_FIGURES]
+    async with shared["lock"]:
+        figures: DatabaseFigures | None = shared["figures"]
+        if figures is not None and time.monotonic() - figures.at < FIGURES_SECONDS:
+            return figures
+        deps = request.app[DEPS]
+        db = deps.store.reader
+        period = reports.period_of(reports.PeriodName.TODAY, deps.agency_timezone, now)
+        figures = DatabaseFigures(
+            at=time.monotonic(),
+            today={row.key: row for row in await reports.kpis(db, period, reports.GroupBy.CAMPAIGN, now=now)},
+            abandon=await reports.abandon_30_days(db, now), left=await reports.leads_left(db, now),
+            campaigns=await reports.active_campaigns(db), recordings_pending=await reports.recordings_pending(db, now))
+        shared["figures"] = figures
+        return figures
+
+
+def add_wallboard(app: web.Application) -> None:
+    """The figures shared by the app's consoles (set before the app starts)."""
+    app[_FIGURES] = {"lock": asyncio.Lock(), "figures": None}
+
+
 @functools.cache
 def _rulebook() -> RuleBook | None:
     try:
@@ -188,13 +231,10 @@ async def wallboard(request: web.Request) -> Reply:
                              lead_number=call.lead_number,
                              waiting_seconds=round(max(0.0, (now - call.started_at).total_seconds()), 1))
                for call in live if not call.connected and call.state in WAITING_STATES]
-    db = deps.store.reader
-    period = reports.period_of(reports.PeriodName.TODAY, deps.agency_timezone, now)
-    today = {row.key: row for row in await reports.kpis(db, period, reports.GroupBy.CAMPAIGN, now=now)}
-    abandon = await reports.abandon_30_days(db, now)
-    left = await reports.leads_left(db, now)
+    figures = await _database_figures(request, now)
+    today, abandon, left = figures.today, figures.abandon, figures.left
     campaigns = []
-    for row in await reports.active_campaigns(db):
+    for row in figures.campaigns:
         campaign_id = row["campaign_id"]
         status = None if runtime is None else runtime.campaign_status(campaign_id)
         day = today.get(campaign_id, reports.Kpis(campaign_id))
@@ -215,7 +255,7 @@ async def wallboard(request: web.Request) -> Reply:
     lists = list_freshness(book, await deps.dnc.versions(), now) if book is not None else ()
     found = alerts(AlertInputs(abandon={c.campaign_id: (c.abandon_30_days.live_answers, c.abandon_30_days.abandoned)
                                         for c in campaigns},
-                               lists=lists, recordings_pending=await reports.recordings_pending(db, now),
+                               lists=lists, recordings_pending=figures.recordings_pending,
                                agents=snapshots, now=epoch))
     return Reply(WallboardBody(at=now, agents=agents, calls=calls, waiting=waiting, campaigns=campaigns,
                                alerts=found))

@@ -22,7 +22,7 @@ from typing import Any
 from compliance_rules.numbers import parse_number
 from crm_bridge.kinds import RecordKind
 from crm_bridge.outbox import RecordSink
-from crm_bridge.records import DialMode
+from crm_bridge.records import FIELDS, DialMode
 from crm_bridge.store import Campaign, CrmStore
 from dialer.campaign.amd import AMD_PARAMETERS, AmdSettingsError, amd_arguments
 from dialer.campaign.dialing import CampaignStatus
@@ -136,8 +136,9 @@ def _time(value: Any, name: str) -> time | None:
 
 
 def campaign_record(campaign: Campaign) -> dict[str, Any]:
-    """The campaign's whole `campaign_upsert` record."""
-    values = asdict(campaign)
+    """The campaign's whole `campaign_upsert` record (the columns that record carries; the admin
+    API's own columns, such as `dispositions` and `prompts`, are left as they are)."""
+    values = {name: value for name, value in asdict(campaign).items() if name in FIELDS[RecordKind.CAMPAIGN_UPSERT]}
     values["dial_mode"] = campaign.dial_mode.value
     values["required_consents"] = list(campaign.required_consents)
     values["amd_settings"] = dict(campaign.amd_settings)

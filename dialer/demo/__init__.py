@@ -157,10 +157,10 @@ async def _run(settings: Settings, run: DemoRun, gate_start_at: datetime | None,
             summary = await run_demo(services, run, display, say)
         finally:
             display.close()
-        return summary, await _demo_supervisor(UserStore(services.store))
+        return summary, await demo_supervisor_account(UserStore(services.store))
 
 
-async def _demo_supervisor(users: UserStore) -> str:
+async def demo_supervisor_account(users: UserStore) -> str:
     """The demo database's supervisor account, with a new password each run (printed once)."""
     password = secrets.token_urlsafe(12)
     if await users.get(DEMO_SUPERVISOR) is None:

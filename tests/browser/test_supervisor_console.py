@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import io
 import re
 import subprocess
 import time
 import uuid
+import wave
 from collections.abc import AsyncIterator, Callable
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from dialer.click_to_call.machine import CallTimeouts
 from dialer.provision.asterisk import AsteriskInstance
 from dialer.serve import dialer_services
 from dialer.web.users import UserRole, UserStore
-from tests.audio import analyse_wav, contains_audio
+from tests.audio import analyse_wav, contains_audio, recorded_audio
 from tests.browser.conftest import MICROPHONE_WAV
 from tests.browser.phone import BrowserPhone
 from tests.campaign.conftest import CAMPAIGN_TUNING, GATE_NOW, Floor, agent_phone  # noqa: F401 (fixture)
@@ -200,14 +202,16 @@ async def test_supervisor_console(console: Console, page: Page, tmp_path: Path) 
     await asyncio.sleep(4)
     await row.locator('button[data-mode="barge"]').click()
     barge = await monitor_active(page, "barge")
-    await asyncio.sleep(3)
+    await asyncio.sleep(5)
     assert (await phone.status())["callsAnswered"] == 1  # switching modes never redialed
     assert barge["monitor_id"] == listen["monitor_id"]
     assert [step["mode"] for step in barge["modes"]] == ["listen", "whisper", "barge"]
+    stopped_at = time.time()
     await page.locator("#monitor-stop").click()
     await page.locator("#monitor-status").filter(has_text="ended").wait_for(timeout=10_000)
 
     # The agent heard the supervisor's microphone (whispered and barged) on its own phone.
+    hangup_at = time.time()
     response = await floor.client.post(f"/v1/calls/{call_id}/hangup", headers=floor.auth())
     assert response.status in (200, 202)
     await asyncio.to_thread(console.agent_phone.wait_for_call_end, 1, 30.0)
@@ -240,15 +244,25 @@ async def test_supervisor_console(console: Console, page: Page, tmp_path: Path) 
     await page.evaluate("() => { window.supervisorState.kpisLoaded = null; }")
     await page.get_by_role("button", name="Show").first.click()
     await page.wait_for_function("() => window.supervisorState.kpisLoaded", timeout=15_000)
+    await page.locator("#kpi-period-text").filter(has_text=f"{KPI_DAY.isoformat()} to").wait_for(timeout=5_000)
     tiles = {name: await page.locator(f'#kpi-tiles [data-kpi="{name}"]').text_content()
              for name in ("dials", "contacts", "appts_set", "appts_held", "app_pending", "issued", "connected")}
     for name, text in tiles.items():
         assert text == str(int(expected.get(name, 0))), (name, text, expected.get(name))
     await page.screenshot(path=str(DOCS / "kpi.png"), full_page=True)
 
-    # ---- the call's recording plays and seeks (Range on the audio) -------------------------------
+    # ---- the call's recording: nobody heard the listening supervisor; everyone heard the barge ----
     recordings = await floor.recordings(call_id)
     assert recordings
+    recording = recorded_audio(recordings[0]["storage_uri"], recordings[0]["recording_id"],
+                               floor.services.settings.recording_keys_dir)
+    modes = {step["mode"]: datetime.fromisoformat(step["at"]).timestamp() for step in barge["modes"]}
+    listening = heard_in(recording, hangup_at, modes["listen"] + 2.0, modes["whisper"] - 0.5)
+    barging = heard_in(recording, hangup_at, modes["barge"] + 1.5, stopped_at - 0.5)
+    print(f"the call's recording: supervisor's microphone while listening {listening:.2f}, barging {barging:.2f}")
+    assert listening < 0.25 and barging > 0.3
+
+    # ---- the call's recording plays and seeks (Range on the audio) -------------------------------
     await page.locator('nav.tabs button[data-tab="recordings"]').click()
     await page.fill("#rec-lead", lead_id)
     await page.get_by_role("button", name="Search").click()
@@ -267,6 +281,25 @@ async def test_supervisor_console(console: Console, page: Page, tmp_path: Path) 
     assert [(row["action"], row["actor_role"]) for row in changes] == [("start", "crm"), ("pause", "supervisor")]
     await floor.client.post(f"/v1/campaigns/{campaign_id}/stop", headers=floor.auth())
     await floor.client.post(f"/v1/agents/{sim_agent}/logout", headers=floor.auth(sim_token))
+
+
+def heard_in(recording: bytes, ended_at: float, start: float, end: float) -> float:
+    """The best match of the supervisor's microphone in the stretch [start, end) (wall-clock
+    times) of a call's recording, which ends when the call was hung up at `ended_at`."""
+    with wave.open(io.BytesIO(recording)) as wav:
+        rate, frames = wav.getframerate(), wav.readframes(wav.getnframes())
+    length = len(frames) / 2 / rate
+    first = max(0, int((length - (ended_at - start)) * rate)) * 2
+    last = max(0, int((length - (ended_at - end)) * rate)) * 2
+    out = io.BytesIO()
+    with wave.open(out, "wb") as window:
+        window.setnchannels(1)
+        window.setsampwidth(2)
+        window.setframerate(rate)
+        window.writeframes(frames[first:last])
+    seconds = int(analyse_wav(MICROPHONE_WAV).seconds - 2)
+    return max(contains_audio(out.getvalue(), MICROPHONE_WAV, start=float(start_at), seconds=2.0)
+               for start_at in range(seconds + 1))
 
 
 def agent_heard_supervisor(heard_wav: Path) -> float:

@@ -131,11 +131,6 @@ def recount(day: SeededDay, start: datetime, end: datetime, group: str, now: dat
             return ["agency"]
         return [(agent if group == "agent" else campaign) or ""]
 
-    first_disposed: dict[str, datetime] = {}
-    for disposition in day.dispositions:
-        call = disposition["call_id"]
-        if call not in first_disposed or disposition["disposed_at"] < first_disposed[call]:
-            first_disposed[call] = disposition["disposed_at"]
     for call in day.calls:
         if not start <= call["requested_at"] < end:
             continue
@@ -152,9 +147,6 @@ def recount(day: SeededDay, start: datetime, end: datetime, group: str, now: dat
             if call["bridged_at"] is not None and call["agent_id"] is not None:
                 row["handled"] += 1
                 row["talk_seconds"] += call["talk_seconds"] or 0
-                disposed = first_disposed.get(call["call_id"])
-                if disposed is not None:
-                    row["wrap_seconds"] += min(max((disposed - call["ended_at"]).total_seconds(), 0), 900)
     seen: dict[tuple[str, str], set[str]] = defaultdict(set)
     for disposition in day.dispositions:
         if not start <= disposition["disposed_at"] < end:
@@ -185,6 +177,8 @@ def recount(day: SeededDay, start: datetime, end: datetime, group: str, now: dat
                        else state["campaign_ids"])
             for key in targets:
                 out[key][names[state["state"]]] += seconds
+                if state["state"] == "wrap_up":
+                    out[key]["wrap_seconds"] += seconds
     waits: dict[str, list[float]] = defaultdict(list)
     for lead in day.leads:
         if not start <= lead["created_at"] < end or lead["import_id"] is not None:

@@ -344,11 +344,14 @@ function fillKpiTable(table, rows) {
   }, name === "key" ? (row.key || "(no agent)") : shown(name, row[name]))))));
 }
 
+let kpiRequest = 0;
 async function loadKpis() {
   const query = reportQuery();
+  const mine = ++kpiRequest;
   const [agency, agents, campaigns] = await Promise.all([
     api.get(`/v1/reports/agency?${query}`), api.get(`/v1/reports/agents?${query}`),
     api.get(`/v1/reports/campaigns?${query}`)]);
+  if (mine !== kpiRequest) return; // a later request (other filters) is on its way: it draws
   if (agency.status !== 200) {
     announce(agency.body?.message || "the report could not be made");
     return;
