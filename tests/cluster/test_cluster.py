@@ -5,6 +5,8 @@
 - A call originated through ARI on node 1, and another on node 2, both ring that phone through
   the edge and are answered; audio flows both ways (what the phone heard, and what the node
   recorded from the phone).
+- The whole dialer, driving node 2, connects a click-to-call: the agent's phone at the edge
+  rings and answers, the lead (node 2's simulated network) answers, they are bridged and recorded.
 - A carrier's call enters through the edge's dispatcher and lands on a node; when that node
   stops, calls sent at once all land on the other (the one sent to the stopped node moves after
   2 s), the edge marks the node down within seconds, and back up when it starts again.
@@ -14,16 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from crm_bridge.store import TokenRole
 from dialer.ari.client import AriClient, AriConfig
 from dialer.ari.models import StasisStart
+from dialer.click_to_call.machine import CallTimeouts
 from dialer.provision.asterisk import AsteriskInstance
+from dialer.serve import dialer_services
 from tests.audio import analyse_wav
 from tests.cluster.conftest import CarrierPhone, ClusterUnderTest, NodeApp
 from tests.conftest import RUN_ID
+from tests.controller.conftest import GATE_NOW, Dialer, dialer_settings, mark_lists_fresh
 from tests.softphone import SOURCE_TONE_HZ, Softphone
 from tests.waiting import until
 
@@ -37,11 +46,11 @@ def phone_at_edge(cluster: ClusterUnderTest, tmp_path_factory: pytest.TempPathFa
                   ) -> Iterator[Callable[..., Softphone]]:
     phones: list[Softphone] = []
 
-    def start(endpoint: str, password: str | None = None) -> Softphone:
+    def start(endpoint: str, password: str | None = None, timeout: float = 8.0) -> Softphone:
         secret = password if password is not None else cluster.nodes[0].sip_credentials(endpoint).password
         phone = Softphone(tmp_path_factory.mktemp(endpoint), endpoint, secret, cluster.edge.config.sip_port)
         phones.append(phone)
-        phone.start(timeout=8.0)
+        phone.start(timeout=timeout)
         return phone
 
     yield start
@@ -58,7 +67,7 @@ async def test_a_phone_registers_at_the_edge_with_its_own_credential_and_a_wrong
     phone_at_edge("agent1001")
     assert cluster.edge.registered("agent1001")
     with pytest.raises(RuntimeError, match="did not register"):
-        phone_at_edge("agent1002", password="not-the-password")
+        phone_at_edge("agent1002", password="not-the-password", timeout=3.0)
     assert not cluster.edge.registered("agent1002")
     assert "registration refused for agent1002" in cluster.edge.log_file.read_text()
     # The nodes never saw the phone: they reach it through the edge (its static contact).
@@ -85,6 +94,42 @@ async def test_calls_from_both_nodes_ring_the_agent_through_the_edge(
         assert "edge: agent1003 rings at" in cluster.edge.log_file.read_text()
         assert f"(call from node 127.0.0.1:{node.config.sip_port})" in cluster.edge.log_file.read_text()
     assert phone.answered_calls() == 2
+
+
+@pytest.fixture
+async def dialer_on_node_2(cluster: ClusterUnderTest, pg_dsn: str, redis_url: str, redis_prefix: str,
+                           tmp_path: Path) -> AsyncIterator[Dialer]:
+    """`dialer serve`'s services driving node 2's ARI, as with a single node."""
+    node = cluster.nodes[1]
+    settings = dialer_settings(node, pg_dsn, redis_url, redis_prefix, tmp_path)
+    timeouts = CallTimeouts(agent_ring=8.0, lead_ring=15.0)
+    async with dialer_services(settings, gate_clock=lambda: GATE_NOW, timeouts=timeouts, drain_seconds=5) as services:
+        await mark_lists_fresh(services)
+        crm = (await services.store.issue_token(TokenRole.CRM, label="tests")).secret
+        async with TestClient(TestServer(services.app)) as client:
+            yield Dialer(services, client, node, pg_dsn, crm, uuid.uuid4().hex[:6])
+
+
+async def test_the_dialer_on_node_2_connects_a_click_to_call_to_an_agent_at_the_edge(
+        cluster: ClusterUnderTest, dialer_on_node_2: Dialer, phone_at_edge: Callable[..., Softphone]) -> None:
+    dialer = dialer_on_node_2
+    phone = phone_at_edge("agent1004")
+    agent_id = await dialer.agent("agent1004")
+    # The simulated network: a person in New York, 2 s of ringing, hangs up 6 s after answering.
+    lead_id = await dialer.lead("+12125551206", state="NY", zip="10001")
+    response = await dialer.client.post("/v1/calls", json={"lead_id": lead_id, "agent_id": agent_id,
+                                                           "campaign_id": await dialer.campaign()},
+                                        headers=dialer.auth())
+    assert response.status == 202, await response.text()
+    call = await dialer.ended_call((await response.json())["call_id"], within=60)
+    assert call.outcome is not None and call.outcome.value == "answered"
+    assert call.bridged_at is not None and call.recording_id is not None
+    heard = phone.last_heard()
+    assert not heard.silent and heard.voiced_fraction > 0.2
+    log = cluster.edge.log_file.read_text()
+    assert "agent1004 rings at sip:agent1004" in log
+    assert f"(call from node 127.0.0.1:{dialer.asterisk.config.sip_port})" in log
+    await dialer.nothing_left()
 
 
 async def _lands(apps: list[NodeApp], within: float = 15.0) -> tuple[NodeApp, StasisStart]:
