@@ -7,6 +7,7 @@
   recorded from the phone).
 - The whole dialer, driving node 2, connects a click-to-call: the agent's phone at the edge
   rings and answers, the lead (node 2's simulated network) answers, they are bridged and recorded.
+- An agent whose phone is not registered at the edge: the call ends before the lead is dialed.
 - A carrier's call enters through the edge's dispatcher and lands on a node; when that node
   stops, calls sent at once all land on the other (the one sent to the stopped node moves after
   2 s), the edge marks the node down within seconds, and back up when it starts again.
@@ -129,6 +130,24 @@ async def test_the_dialer_on_node_2_connects_a_click_to_call_to_an_agent_at_the_
     log = cluster.edge.log_file.read_text()
     assert "agent1004 rings at sip:agent1004" in log
     assert f"(call from node 127.0.0.1:{dialer.asterisk.config.sip_port})" in log
+    await dialer.nothing_left()
+
+
+async def test_an_agent_whose_phone_is_not_at_the_edge_ends_the_call_before_the_lead_is_dialed(
+        cluster: ClusterUnderTest, dialer_on_node_2: Dialer) -> None:
+    dialer = dialer_on_node_2
+    assert not cluster.edge.registered("agent1009")
+    agent_id = await dialer.agent("agent1009")
+    lead_id = await dialer.lead("+12125551209")
+    response = await dialer.client.post("/v1/calls", json={"lead_id": lead_id, "agent_id": agent_id},
+                                        headers=dialer.auth())
+    assert response.status == 202, await response.text()
+    call = await dialer.ended_call((await response.json())["call_id"], within=30)
+    # The edge answers 480 for a phone it has no registration of: the agent leg fails at once,
+    # the lead is never dialed, as when a single node has no contact for the agent.
+    assert call.outcome is not None and call.outcome.value == "agent_no_answer"
+    assert call.lead_ringing_at is None and call.agent_answered_at is None
+    assert "agent1009 is not registered" in cluster.edge.log_file.read_text()
     await dialer.nothing_left()
 
 
