@@ -228,6 +228,9 @@ def _asterisk_start(args: argparse.Namespace) -> int:
     del args
     settings = from_environment()
     require_usable(settings)
+    if load_cluster_state(settings) is not None:
+        raise UserError("A cluster of these settings is up (dialer stack up --nodes): its nodes use these ports; "
+                        "stop it first ('dialer stack down').")
     instance = dev_instance(settings)
     if settings.default_password_warning:
         _say(settings.default_password_warning)

@@ -106,3 +106,13 @@ def test_impossible_clusters_are_refused_in_one_sentence(monkeypatch: pytest.Mon
                           (["--nodes", "2", "--no-asterisk"], "leave out --no-asterisk")):
         assert main(["stack", "up", *args, "--no-migrate"]) != 0
         assert message in capsys.readouterr().err
+
+
+def test_the_single_instance_is_not_started_over_a_cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DIALER_CONFIG", "")
+    monkeypatch.setenv("DIALER_STATE_DIR", str(tmp_path))
+    (tmp_path / "cluster.json").write_text('{"nodes": 2, "carriers": []}\n')
+    for command in (["asterisk", "start"], ["stack", "up", "--no-migrate"]):
+        assert main(command) != 0
+        assert "A cluster of these settings is up" in capsys.readouterr().err
