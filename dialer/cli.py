@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dialer.commands.dnc",
     "dialer.commands.recording",
     "dialer.commands.agents",
+    "dialer.commands.admin",
     "dialer.commands.leads",
     "dialer.commands.audit",
     "dialer.commands.evidence",

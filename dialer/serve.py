@@ -65,15 +65,19 @@ from dialer.runtime.optout import OptOuts
 from dialer.runtime.outage import Outage
 from dialer.runtime.reconcile import close_open_calls, restore_opt_outs
 from dialer.runtime.recording import RecordingArchiver
+from dialer.runtime.retention import RetentionPurge
 from dialer.runtime.services import CallServices
 from dialer.runtime.slice import RuntimeSlice
 from dialer.runtime.snapshots import SnapshotWriter
 from dialer.settings import Settings
 from dialer.texting.runtime import TextingRuntime, texting_for
+from dialer.webhooks import WebhookDispatcher, WebhookOptions
 from evidence.recordings import LifecycleLegalHolds, recording_audio
 from evidence.service import EvidenceService
 from recordings.crypto import Keyring, RecordingKeysMissing
+from recordings.lifecycle import last_verification
 from recordings.reader import RecordingReader
+from recordings.storage import LocalStorage
 
 log = structlog.get_logger(__name__)
 
@@ -149,7 +153,7 @@ class CountingAuditSink:
 
 def _collect(
     registry: Metrics, outbox: Outbox, stream: EventStream, snapshots: SnapshotWriter, calls: ClickToCallRuntime,
-    campaigns: CampaignRuntime, archiver: RecordingArchiver,
+    campaigns: CampaignRuntime, archiver: RecordingArchiver, trunks: TrunkRouter, retention: RetentionPurge,
 ) -> None:
     stats = outbox.stats()
     registry.gauge("dialer_outbox_pending", "CRM records waiting to reach PostgreSQL").set(stats.pending)
@@ -164,6 +168,13 @@ def _collect(
     registry.gauge("dialer_node_setups", "Calls being set up on this node").set(node.policy.setups)
     registry.gauge("dialer_node_waiting", "Calls waiting for the node's admission").set(node.waiting)
     registry.gauge("dialer_node_ari_rtt_seconds", "ARI round trip, as the node's load signal").set(node.policy.rtt)
+    now = time.time()
+    for trunk, state in trunks.status(now).items():
+        registry.gauge("dialer_trunk_up", "1 while a carrier trunk takes calls (reachable, not in its 503 cool-down)").set(
+            int(state == "up"), trunk=trunk)
+        registry.gauge("dialer_trunk_calls", "Calls on a carrier trunk now (counted against its max_channels)").set(
+            trunks.active(trunk), trunk=trunk)
+    _collect_archive(registry, retention)
     registry.gauge("dialer_recordings_pending", "Recordings in Asterisk's spool not yet archived (last sweep)").set(
         archiver.pending)
     agents = registry.gauge("dialer_campaign_agents", "Agents of a running campaign, by state")
@@ -179,6 +190,27 @@ def _collect(
             status.abandon_rate, campaign=campaign_id
         )
         set_all(agents, {state: float(count) for state, count in status.agents.items()}, "state", campaign=campaign_id)
+
+
+def _collect_archive(registry: Metrics, retention: RetentionPurge) -> None:
+    """The archive's health: the last `dialer recording verify` (its figures file, one small read)
+    and the scheduled purge. An alert on the verification's age catches a timer that stopped."""
+    figures = last_verification(LocalStorage(retention.archive_dir))
+    if figures is not None:
+        registry.gauge("dialer_recordings_last_verification_timestamp_seconds",
+                       "When the last `dialer recording verify` finished (Unix time)").set(
+            figures.finished_at.timestamp())
+        registry.gauge("dialer_recordings_last_verification_checked",
+                       "Recordings the last verification re-read").set(figures.checked)
+        problems = registry.gauge("dialer_recordings_last_verification_problems",
+                                  "What the last verification found wrong, by kind (missing, damaged, orphaned)")
+        set_all(problems, {"missing": figures.missing, "damaged": figures.damaged, "orphaned": figures.orphaned},
+                "kind")
+    registry.gauge("dialer_recordings_purged", "Recordings the scheduled retention purge destroyed since start").set(
+        retention.purged_total)
+    if retention.last_run_at is not None:
+        registry.gauge("dialer_recordings_last_purge_timestamp_seconds",
+                       "When the scheduled retention purge last completed (Unix time)").set(retention.last_run_at)
 
 
 RECONCILE_RETRY_SECONDS = 5.0
@@ -236,6 +268,8 @@ class DialerServices:
     texting: TextingRuntime | None = None
     audit_key: AuditSigningKey | None = None
     """Signs the audit trail's checkpoints and the evidence packets."""
+    webhooks: WebhookDispatcher | None = None
+    """Sends the queued webhook deliveries (its `options.public_url` makes recording links)."""
 
     @property
     def calls(self) -> ClickToCallRuntime:
@@ -323,6 +357,7 @@ async def dialer_services(
     campaign_overrides: Mapping[str, object] | None = None,
     monitor_overrides: Mapping[str, object] | None = None,
     texting_overrides: Mapping[str, object] | None = None,
+    webhook_options: WebhookOptions | None = None,
 ) -> AsyncIterator[DialerServices]:
     started_at = datetime.now(UTC)
     store, database_answers = await _migrated_store(settings.pg_dsn)
@@ -372,20 +407,22 @@ async def dialer_services(
                     archiver=archiver,
                     opt_outs=OptOuts(dnc, outbox), sounds=DialplanSounds(ari), admission=admission,
                 )
+                # One router for every kind of call: the trunks' channels and calls per second are shared.
+                trunks = TrunkRouter(settings.trunks, time.time(), fallback_endpoint=settings.trunk_endpoint)
                 calls = ClickToCallRuntime(services, ClickToCallSettings(
                     trunk_endpoint=settings.trunk_endpoint, default_caller_id=settings.caller_id,
-                    timeouts=timeouts or CallTimeouts(),
+                    timeouts=timeouts or CallTimeouts(), trunk_router=trunks,
                 ))
                 finished = metrics.counter("dialer_calls_finished_total", "Click-to-call calls ended, by outcome")
                 calls.finished_listeners.append(
                     lambda record: finished.inc(outcome=record.outcome.value if record.outcome else "unknown")
                 )
                 calls.finished_listeners.append(lambda record: _observe_call(metrics, record))
-                trunks = TrunkRouter(settings.trunks, time.time(), fallback_endpoint=settings.trunk_endpoint)
                 campaigns = CampaignRuntime(services, redis, CampaignSettings(
                     recordings_dir=settings.recordings_dir, trunk_endpoint=settings.trunk_endpoint,
                     default_caller_id=settings.caller_id, redis_key=agent_states_key(settings.redis_prefix),
-                    trunk_router=trunks, **(campaign_overrides or {}),  # type: ignore[arg-type]
+                    trunk_router=trunks, caller_ids=settings.caller_ids,
+                    caller_ids_required=settings.caller_ids_required, **(campaign_overrides or {}),  # type: ignore[arg-type]
                 ))
                 campaigns.finished_listeners.append(lambda record: _observe_campaign_call(metrics, record))
                 campaigns.web_lead_listeners.append(metrics.speed_to_lead_seconds.observe)
@@ -395,8 +432,11 @@ async def dialer_services(
                 texting = texting_for(services, settings, **(texting_overrides or {}))
                 fan_out.slices = [calls, campaigns, monitors, texting]
                 stream = EventStream(ari, dispatcher, on_connected=fan_out.on_connected)
+                retention = RetentionPurge(settings.pg_dsn, settings.recordings_dir,
+                                           settings.recordings_purge_every_hours * 3600.0)
                 metrics.collectors.append(
-                    lambda registry: _collect(registry, outbox, stream, snapshots, calls, campaigns, archiver)
+                    lambda registry: _collect(registry, outbox, stream, snapshots, calls, campaigns, archiver, trunks,
+                                              retention)
                 )
                 async with (
                     calls.running(), campaigns.running(), monitors.running(), texting.running(),
@@ -407,6 +447,11 @@ async def dialer_services(
                     checkpoint_task = tasks.create_task(
                         PeriodicCheckpoints(settings.pg_dsn, audit_key).run(), name="audit-checkpoints")
                     trunk_task = tasks.create_task(TrunkHealth(ari, trunks).run(), name="trunk-health")
+                    # Webhooks go out from their own task and pool: a CRM that is down never slows a call.
+                    webhooks = WebhookDispatcher(settings.pg_dsn, webhook_options or WebhookOptions(
+                        public_url=f"http://{settings.http_host}:{settings.http_port}"))
+                    webhook_task = tasks.create_task(webhooks.run(), name="webhooks")
+                    purge_task = tasks.create_task(retention.run(), name="retention-purge")
                     try:
                         async with asyncio.timeout(ari_connect_timeout):
                             await stream.wait_connected()
@@ -427,7 +472,8 @@ async def dialer_services(
                         ApiDependencies(store=store, records=outbox, dnc=dnc, agent_events=agent_events,
                                         metrics=metrics, readiness=[AriCheck(lambda: stream.connected),
                                                    StartCheck(reconcile_task.done),
-                                                   RecordingsCheck(lambda: archiver.pending)]),
+                                                   RecordingsCheck(lambda: archiver.pending)],
+                                        agency_timezone=settings.agency_timezone),
                         calls=calls, campaigns=campaigns, monitors=monitors,
                         recordings=RecordingReader(settings.recordings_dir, keyring), texting=texting,
                         lead_import_spool=settings.state_dir / "lead-imports",
@@ -436,11 +482,13 @@ async def dialer_services(
                             functools.partial(recording_audio, RecordingReader(settings.recordings_dir, keyring)),
                             LifecycleLegalHolds()),
                         sip_credentials_file=settings.sip_credentials_file,
+                        caller_id_check=settings.caller_id_problem,
+                        wake_webhooks=webhooks.wake,
                     )
                     try:
                         yield DialerServices(
                             settings, store, outbox, dnc, gate, ari, stream, calls, agent_events, app,
-                            campaigns, monitors, keyring, archiver, texting, audit_key,
+                            campaigns, monitors, keyring, archiver, texting, audit_key, webhooks,
                         )
                     finally:
                         for runtime in reversed(fan_out.slices):
@@ -454,6 +502,8 @@ async def dialer_services(
                         probe_task.cancel()
                         checkpoint_task.cancel()
                         trunk_task.cancel()
+                        webhook_task.cancel()
+                        purge_task.cancel()
             await outbox.flush(drain_seconds)
     finally:
         await redis.aclose()

@@ -66,6 +66,8 @@ class ApiDependencies:
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     readiness: Sequence[ReadinessCheck] = ()
+    # The agency's time zone: where reports' days, weeks and months begin (IANA name).
+    agency_timezone: str = "America/New_York"
 
     @property
     def opt_outs(self) -> OptOuts:

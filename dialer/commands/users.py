@@ -10,12 +10,29 @@ import argparse
 import asyncio
 import getpass
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+from crm_bridge.migrate import MigrationError, ensure_schema
+from crm_bridge.pg import DatabaseUnavailable
+from crm_bridge.store import CrmStore
 from dialer.cli import UserError
-from dialer.commands.serve import crm_store
-from dialer.settings import from_environment
+from dialer.settings import Settings, from_environment
 from dialer.web.users import UserError as AccountError
 from dialer.web.users import UserRole, UserStore, check_password_rules
+
+
+@asynccontextmanager
+async def crm_store(settings: Settings) -> AsyncIterator[CrmStore]:
+    try:
+        await ensure_schema(settings.pg_dsn)
+        store = await CrmStore.open(settings.pg_dsn)
+    except (DatabaseUnavailable, MigrationError) as error:
+        raise UserError(str(error)) from None
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 def _password(args: argparse.Namespace) -> str:

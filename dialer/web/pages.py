@@ -18,7 +18,7 @@ from dialer.web import STATIC_DIR
 from dialer.web.sessions import signed_in_page
 from dialer.web.users import UserRole
 
-PAGE_PATHS = frozenset({"/", "/signin", "/agent", "/static/{path}"})
+PAGE_PATHS = frozenset({"/", "/signin", "/agent", "/supervisor", "/static/{path}"})
 # Pages and scripts are the application itself: never framed, no inline script from elsewhere.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; connect-src 'self' ws: wss:; media-src 'self' blob:; "
@@ -28,7 +28,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-CONSOLES = {UserRole.AGENT: "/agent"}
+CONSOLES = {UserRole.AGENT: "/agent", UserRole.SUPERVISOR: "/supervisor", UserRole.ADMIN: "/supervisor"}
 
 
 def _page(name: str) -> web.FileResponse:

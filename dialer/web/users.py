@@ -203,7 +203,10 @@ class UserStore:
         password_hash = row["password_hash"] if row is not None else _DUMMY_HASH
         right = await asyncio.to_thread(_verify, password_hash, password)
         if row is None or not right or row["disabled_at"] is not None:
-            async with self._store.acquire() as conn:
+            async with self._store.acquire() as conn, conn.transaction():
+                # Failures older than the window no longer count: the table keeps only what does.
+                await conn.execute("DELETE FROM login_failures WHERE username = $1 AND failed_at < now() - $2::interval",
+                                   username[:64], FAILURE_WINDOW)
                 await conn.execute("INSERT INTO login_failures (username, remote) VALUES ($1, $2)",
                                    username[:64], remote)
             return SignIn()
