@@ -16,7 +16,13 @@ from dialer.provision.asterisk import (
     find_cached_root,
     find_system_install,
 )
-from dialer.provision.cluster import Cluster, forget_cluster_state, load_cluster_state, save_cluster_state
+from dialer.provision.cluster import (
+    Cluster,
+    cluster_layout,
+    forget_cluster_state,
+    load_cluster_state,
+    save_cluster_state,
+)
 from dialer.provision.credentials import CredentialsError, sip_credentials
 from dialer.provision.kamailio import SipAddress
 from dialer.provision.services import ensure_postgres, ensure_redis, postgres_answers, redis_answers
@@ -92,15 +98,17 @@ def _cluster_up(settings: Settings, args: argparse.Namespace) -> int:
     if args.no_asterisk:
         raise UserError("--nodes starts Asterisk nodes: leave out --no-asterisk.")
     carriers = _carriers(args.carrier)
+    try:
+        cluster_layout(args.nodes, instance=settings.instance, ari_port=settings.ari_port, sip_port=settings.sip_port,
+                       carrier_port=settings.carrier_port, rtp_start=settings.rtp_start, rtp_end=settings.rtp_end)
+    except ValueError as error:
+        raise UserError(f"Cannot lay out {args.nodes} nodes: {error}.") from None
     single = prepare_stack(settings, start_asterisk=False, migrate=not args.no_migrate)
     assert single is not None
     if single.pid() is not None:
         raise UserError(f"The single Asterisk instance {single.config.name} is running on the ports the cluster "
                         "uses: stop it first ('dialer stack down').")
-    try:
-        cluster = Cluster.for_settings(single.install, settings, args.nodes, carriers)
-    except ValueError as error:
-        raise UserError(f"Cannot lay out {args.nodes} nodes: {error}.") from None
+    cluster = Cluster.for_settings(single.install, settings, args.nodes, carriers)
     save_cluster_state(settings, args.nodes, carriers)
     try:
         cluster.start()
@@ -220,6 +228,9 @@ def _asterisk_start(args: argparse.Namespace) -> int:
     del args
     settings = from_environment()
     require_usable(settings)
+    if load_cluster_state(settings) is not None:
+        raise UserError("A cluster of these settings is up (dialer stack up --nodes): its nodes use these ports; "
+                        "stop it first ('dialer stack down').")
     instance = dev_instance(settings)
     if settings.default_password_warning:
         _say(settings.default_password_warning)

@@ -52,6 +52,7 @@ from dialer.demo.report import progress_line, summary_text
 from dialer.demo.softphone import AgentSoftphone, baresip_installed, long_tone
 from dialer.logs import configure_logging
 from dialer.provision.asterisk import AsteriskInstance, ProvisionError
+from dialer.provision.cluster import Cluster
 from dialer.provision.credentials import CredentialsError
 from dialer.runtime.errors import Refused
 from dialer.serve import StartupError, dialer_services
@@ -224,13 +225,32 @@ def _demo(args: argparse.Namespace) -> int:
     say("Bringing up PostgreSQL, Redis and Asterisk...")
     instance = prepare_stack(settings, start_asterisk=False)
     assert instance is not None
+    cluster: Cluster | None = None
+    if args.nodes is not None:
+        # The cluster of `dialer stack up --nodes N`; the demo drives node 1 (the settings' ARI
+        # port) and its softphone registers at the edge (docs/cluster.md).
+        if instance.pid() is not None:
+            raise UserError(f"The single Asterisk instance {instance.config.name} is running on the ports the "
+                            "cluster uses: stop it first ('dialer stack down').")
+        try:
+            cluster = Cluster.for_settings(instance.install, settings, args.nodes)
+        except ValueError as error:
+            raise UserError(f"Cannot lay out {args.nodes} nodes: {error}.") from None
+        instance = cluster.nodes[0]
     already_running = instance.pid() is not None and instance.ari_answers() is not None
     if already_running and _app_connected(instance, settings.ari_app):
         raise UserError(f"Another dialer (dialer serve?) is connected to Asterisk as ARI app {settings.ari_app!r}: "
                         "stop it first, the demo would take over its channels.")
     try:
-        instance.start()
+        if cluster is not None:
+            cluster.start()
+            say(f"Cluster: {len(cluster.nodes)} Asterisk nodes behind the Kamailio edge on "
+                f"{cluster.edge.config.edge}; the demo drives {instance.config.name}.")
+        else:
+            instance.start()
     except ProvisionError as error:
+        if cluster is not None and not already_running:
+            cluster.stop()
         raise UserError(str(error)) from None
     say(f"Asterisk {instance.install.version} answers on {instance.ari_url} ({time.monotonic() - started:.1f} s); "
         f"demo database {settings.pg_dsn.rsplit('/', 1)[-1]!r}, Redis prefix {settings.redis_prefix!r}.")
@@ -241,8 +261,8 @@ def _demo(args: argparse.Namespace) -> int:
         if not args.no_softphone and baresip_installed():
             tone = long_tone(settings.cache_dir / "demo" / "agent-tone-long.wav", int(args.minutes * 60) + 600)
             phone = AgentSoftphone(settings.cache_dir / "demo" / "baresip", SOFTPHONE_ENDPOINT,
-                                   instance.sip_credentials(SOFTPHONE_ENDPOINT).password, instance.config.sip_port,
-                                   tone)
+                                   instance.sip_credentials(SOFTPHONE_ENDPOINT).password,
+                                   instance.config.edge_sip_port or instance.config.sip_port, tone)
             phone.start()
             agents.insert(0, DemoAgent(f"demo-{SOFTPHONE_ENDPOINT}", SOFTPHONE_ENDPOINT, "Softphone agent (baresip)"))
         elif not args.no_softphone:
@@ -261,7 +281,10 @@ def _demo(args: argparse.Namespace) -> int:
         if phone is not None:
             phone.stop()
         if not already_running and not args.keep_running:
-            instance.stop()
+            if cluster is not None:
+                cluster.stop()
+            else:
+                instance.stop()
     if args.json:
         print(json.dumps(summary.to_json(), default=str))
     else:
@@ -282,5 +305,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                            "then the next quarter hour when they are), now (always real), or an instant")
     demo.add_argument("--seed", type=int, default=2026, help="the lead mix's random seed")
     demo.add_argument("--keep-running", action="store_true", help="leave Asterisk running afterwards")
+    demo.add_argument("--nodes", type=int, metavar="N",
+                      help="run on a cluster: N Asterisk nodes behind a Kamailio edge, the demo driving node 1")
     demo.add_argument("--json", action="store_true", help="print the summary as one JSON object (progress to stderr)")
     demo.set_defaults(handler=_demo)

@@ -382,16 +382,24 @@ class KamailioInstance:
     def sip_uri(self) -> str:
         return self.config.edge.uri
 
-    def render(self, digests: Mapping[str, str]) -> None:
-        """Write the configuration, the node list and the phones' HA1 table (0600: password equivalents)."""
+    def render(self, digests: Mapping[str, str]) -> set[str]:
+        """Write the configuration, the node list and the phones' HA1 table (0600: password
+        equivalents); the names of the files whose content changed."""
         for sub in ("etc", "db", "run", "log"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
         self.base.chmod(0o700)
-        self.cfg_file.write_text(kamailio_cfg(self.config, self.base))
-        (self.base / "etc" / "dispatcher.list").write_text(dispatcher_list(self.config.nodes))
-        table = self.base / "db" / "subscriber"
-        table.write_text(subscriber_table(digests))
-        table.chmod(0o600)
+        files = {
+            self.cfg_file: kamailio_cfg(self.config, self.base),
+            self.base / "etc" / "dispatcher.list": dispatcher_list(self.config.nodes),
+            self.base / "db" / "subscriber": subscriber_table(digests),
+        }
+        changed = set()
+        for path, text in files.items():
+            if not path.exists() or path.read_text() != text:
+                path.write_text(text)
+                changed.add(path.name)
+        (self.base / "db" / "subscriber").chmod(0o600)
+        return changed
 
     def check(self) -> None:
         """Kamailio's own syntax check of the rendered script; ProvisionError with its complaint."""
@@ -440,9 +448,15 @@ class KamailioInstance:
             raise ProvisionError("Kamailio is not installed: run scripts/bootstrap.sh "
                                  "(apt-get install -y kamailio kamailio-extra-modules).")
         if self.pid() is not None and self.answers():
-            self.render(digests)
-            self.rpc("dispatcher.reload")
-            return
+            changed = self.render(digests)
+            if not changed & {self.cfg_file.name, "subscriber"}:
+                if changed:
+                    self.rpc("dispatcher.reload")
+                return
+            # Kamailio reads the script and the credentials table once (db_text caches it): a
+            # changed one needs a restart, and the phones register again within their
+            # registration interval (registrations are in memory).
+            self.stop()
         self.render(digests)
         self.check()
         self.pid_file.unlink(missing_ok=True)

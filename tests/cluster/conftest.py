@@ -2,7 +2,8 @@
 
 Built with the same pieces as `dialer stack up --nodes 2` (dialer/provision/cluster.py); the
 nodes' phones' credentials are generated in a state folder of the run's own. A carrier is a
-baresip user agent calling from a port the edge lists as a carrier (`CarrierPhone`).
+baresip user agent calling from a port the edge lists as a carrier (`CarrierPhone`); the edge
+knows two, so two calls can be sent at once.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ NODES = 2
 @dataclass
 class ClusterUnderTest:
     cluster: Cluster
-    carrier: SipAddress
+    carriers: tuple[SipAddress, ...]
 
     @property
     def edge(self) -> KamailioInstance:
@@ -51,7 +52,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterUnderTe
         pytest.fail("Kamailio is not installed: run scripts/bootstrap.sh")
     state = tmp_path_factory.mktemp("cluster-state")
     edge_port = free_local_port()
-    carrier = SipAddress("127.0.0.1", free_local_port())
+    carriers = (SipAddress("127.0.0.1", free_local_port()), SipAddress("127.0.0.1", free_local_port()))
     settings = from_environment(ari_password=f"test-{uuid.uuid4().hex}", state_root=str(state))
     install = ensure_install(settings, say=lambda _: None)
     nodes = []
@@ -64,10 +65,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterUnderTe
     nodes[0].remove_stale_siblings("test-cluster-")
     edge = KamailioInstance(
         EdgeConfig(name=f"test-edge-{RUN_ID}", sip_port=edge_port,
-                   nodes=tuple(SipAddress("127.0.0.1", node.config.sip_port) for node in nodes), carriers=(carrier,)),
+                   nodes=tuple(SipAddress("127.0.0.1", node.config.sip_port) for node in nodes), carriers=carriers),
         tmp_path_factory.mktemp("edge"),
     )
-    under_test = ClusterUnderTest(Cluster(nodes, edge), carrier)
+    under_test = ClusterUnderTest(Cluster(nodes, edge), carriers)
     try:
         under_test.cluster.start()
         yield under_test
@@ -161,7 +162,9 @@ class CarrierPhone:
 
 
 @pytest.fixture
-def carrier_phone(cluster: ClusterUnderTest, tmp_path: Path) -> Iterator[CarrierPhone]:
-    phone = CarrierPhone(tmp_path / "carrier", cluster.carrier)
-    yield phone
-    phone.stop()
+def carrier_phones(cluster: ClusterUnderTest, tmp_path: Path) -> Iterator[list[CarrierPhone]]:
+    """One caller per carrier address the edge knows."""
+    phones = [CarrierPhone(tmp_path / f"carrier-{index}", address) for index, address in enumerate(cluster.carriers)]
+    yield phones
+    for phone in phones:
+        phone.stop()

@@ -5,25 +5,35 @@
 - A call originated through ARI on node 1, and another on node 2, both ring that phone through
   the edge and are answered; audio flows both ways (what the phone heard, and what the node
   recorded from the phone).
+- The whole dialer, driving node 2, connects a click-to-call: the agent's phone at the edge
+  rings and answers, the lead (node 2's simulated network) answers, they are bridged and recorded.
+- An agent whose phone is not registered at the edge: the call ends before the lead is dialed.
 - A carrier's call enters through the edge's dispatcher and lands on a node; when that node
-  stops, the edge's probes mark it down within seconds and the next call lands on the other.
+  stops, calls sent at once all land on the other (the one sent to the stopped node moves after
+  2 s), the edge marks the node down within seconds, and back up when it starts again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from crm_bridge.store import TokenRole
 from dialer.ari.client import AriClient, AriConfig
 from dialer.ari.models import StasisStart
+from dialer.click_to_call.machine import CallTimeouts
 from dialer.provision.asterisk import AsteriskInstance
+from dialer.serve import dialer_services
 from tests.audio import analyse_wav
 from tests.cluster.conftest import CarrierPhone, ClusterUnderTest, NodeApp
 from tests.conftest import RUN_ID
+from tests.controller.conftest import GATE_NOW, Dialer, dialer_settings, mark_lists_fresh
 from tests.softphone import SOURCE_TONE_HZ, Softphone
 from tests.waiting import until
 
@@ -37,11 +47,11 @@ def phone_at_edge(cluster: ClusterUnderTest, tmp_path_factory: pytest.TempPathFa
                   ) -> Iterator[Callable[..., Softphone]]:
     phones: list[Softphone] = []
 
-    def start(endpoint: str, password: str | None = None) -> Softphone:
+    def start(endpoint: str, password: str | None = None, timeout: float = 8.0) -> Softphone:
         secret = password if password is not None else cluster.nodes[0].sip_credentials(endpoint).password
         phone = Softphone(tmp_path_factory.mktemp(endpoint), endpoint, secret, cluster.edge.config.sip_port)
         phones.append(phone)
-        phone.start(timeout=8.0)
+        phone.start(timeout=timeout)
         return phone
 
     yield start
@@ -58,7 +68,7 @@ async def test_a_phone_registers_at_the_edge_with_its_own_credential_and_a_wrong
     phone_at_edge("agent1001")
     assert cluster.edge.registered("agent1001")
     with pytest.raises(RuntimeError, match="did not register"):
-        phone_at_edge("agent1002", password="not-the-password")
+        phone_at_edge("agent1002", password="not-the-password", timeout=3.0)
     assert not cluster.edge.registered("agent1002")
     assert "registration refused for agent1002" in cluster.edge.log_file.read_text()
     # The nodes never saw the phone: they reach it through the edge (its static contact).
@@ -87,6 +97,60 @@ async def test_calls_from_both_nodes_ring_the_agent_through_the_edge(
     assert phone.answered_calls() == 2
 
 
+@pytest.fixture
+async def dialer_on_node_2(cluster: ClusterUnderTest, pg_dsn: str, redis_url: str, redis_prefix: str,
+                           tmp_path: Path) -> AsyncIterator[Dialer]:
+    """`dialer serve`'s services driving node 2's ARI, as with a single node."""
+    node = cluster.nodes[1]
+    settings = dialer_settings(node, pg_dsn, redis_url, redis_prefix, tmp_path)
+    timeouts = CallTimeouts(agent_ring=8.0, lead_ring=15.0)
+    async with dialer_services(settings, gate_clock=lambda: GATE_NOW, timeouts=timeouts, drain_seconds=5) as services:
+        await mark_lists_fresh(services)
+        crm = (await services.store.issue_token(TokenRole.CRM, label="tests")).secret
+        async with TestClient(TestServer(services.app)) as client:
+            yield Dialer(services, client, node, pg_dsn, crm, uuid.uuid4().hex[:6])
+
+
+async def test_the_dialer_on_node_2_connects_a_click_to_call_to_an_agent_at_the_edge(
+        cluster: ClusterUnderTest, dialer_on_node_2: Dialer, phone_at_edge: Callable[..., Softphone]) -> None:
+    dialer = dialer_on_node_2
+    phone = phone_at_edge("agent1004")
+    agent_id = await dialer.agent("agent1004")
+    # The simulated network: a person in New York, 2 s of ringing, hangs up 6 s after answering.
+    lead_id = await dialer.lead("+12125551206", state="NY", zip="10001")
+    response = await dialer.client.post("/v1/calls", json={"lead_id": lead_id, "agent_id": agent_id,
+                                                           "campaign_id": await dialer.campaign()},
+                                        headers=dialer.auth())
+    assert response.status == 202, await response.text()
+    call = await dialer.ended_call((await response.json())["call_id"], within=60)
+    assert call.outcome is not None and call.outcome.value == "answered"
+    assert call.bridged_at is not None and call.recording_id is not None
+    heard = phone.last_heard()
+    assert not heard.silent and heard.voiced_fraction > 0.2
+    log = cluster.edge.log_file.read_text()
+    assert "agent1004 rings at sip:agent1004" in log
+    assert f"(call from node 127.0.0.1:{dialer.asterisk.config.sip_port})" in log
+    await dialer.nothing_left()
+
+
+async def test_an_agent_whose_phone_is_not_at_the_edge_ends_the_call_before_the_lead_is_dialed(
+        cluster: ClusterUnderTest, dialer_on_node_2: Dialer) -> None:
+    dialer = dialer_on_node_2
+    assert not cluster.edge.registered("agent1009")
+    agent_id = await dialer.agent("agent1009")
+    lead_id = await dialer.lead("+12125551209")
+    response = await dialer.client.post("/v1/calls", json={"lead_id": lead_id, "agent_id": agent_id},
+                                        headers=dialer.auth())
+    assert response.status == 202, await response.text()
+    call = await dialer.ended_call((await response.json())["call_id"], within=30)
+    # The edge answers 480 for a phone it has no registration of: the agent leg fails at once,
+    # the lead is never dialed, as when a single node has no contact for the agent.
+    assert call.outcome is not None and call.outcome.value == "agent_no_answer"
+    assert call.lead_ringing_at is None and call.agent_answered_at is None
+    assert "agent1009 is not registered" in cluster.edge.log_file.read_text()
+    await dialer.nothing_left()
+
+
 async def _lands(apps: list[NodeApp], within: float = 15.0) -> tuple[NodeApp, StasisStart]:
     """The node whose app the next call enters, and its StasisStart."""
     waits = {asyncio.create_task(app.arrived.get()): app for app in apps}
@@ -109,30 +173,37 @@ async def _answer_and_end(app: NodeApp, event: StasisStart, carrier: CarrierPhon
 
 
 async def test_a_carriers_call_is_dispatched_to_a_node_and_to_the_other_when_that_node_stops(
-        cluster: ClusterUnderTest, node_apps: list[NodeApp], carrier_phone: CarrierPhone, tmp_path: Path) -> None:
+        cluster: ClusterUnderTest, node_apps: list[NodeApp], carrier_phones: list[CarrierPhone]) -> None:
     edge_address = cluster.edge.config.edge
     await until(lambda: all(flags.startswith("A") for flags in cluster.edge.node_states().values()), within=10)
-    carrier_phone.dial(DID, edge_address, seconds=20)
+    caller = carrier_phones[0]
+    caller.dial(DID, edge_address, seconds=20)
     first, event = await _lands(node_apps)
-    await _answer_and_end(first, event, carrier_phone)
-    carrier_phone.stop()
+    await _answer_and_end(first, event, caller)
+    caller.stop()
 
     stopped = first.node
     node_uri = f"sip:127.0.0.1:{stopped.config.sip_port}"
     await asyncio.to_thread(stopped.stop)
     started = time.monotonic()
-    await until(lambda: cluster.edge.node_states()[node_uri].startswith("I"), within=10)
+    # Two calls at once, before the probes notice: round robin sends one of them to the stopped
+    # node, which does not answer; the edge moves it to the other node after 2 s.
+    survivors = [app for app in node_apps if app is not first]
+    for phone in carrier_phones:
+        phone.dial(DID, edge_address, seconds=20)
+    for _ in carrier_phones:
+        landed, event = await _lands(survivors, within=10)
+        assert landed.node is not stopped
+        await landed.ari.answer(event.channel.id)
+    # Both answered: the first caller's second call, the other caller's first.
+    await until(lambda: [phone.log_text().count("Call established") for phone in carrier_phones] == [2, 1],
+                within=10)
+    assert time.monotonic() - started < 5.0
+    await until(lambda: cluster.edge.node_states()[node_uri].startswith("I"), within=5)
     marked_down = time.monotonic() - started
     assert marked_down < 5.0, f"the edge took {marked_down:.1f} s to mark the stopped node down"
+    for phone in carrier_phones:
+        phone.stop()
 
-    others = [app for app in node_apps if app is not first]
-    second_phone = CarrierPhone(tmp_path / "carrier-2", cluster.carrier)
-    try:
-        second_phone.dial(DID, edge_address, seconds=20)
-        second, event = await _lands(others)
-        assert second.node is not stopped
-        await _answer_and_end(second, event, second_phone)
-    finally:
-        second_phone.stop()
-        await asyncio.to_thread(stopped.start)
+    await asyncio.to_thread(stopped.start)
     await until(lambda: cluster.edge.node_states()[node_uri].startswith("A"), within=10)

@@ -205,3 +205,13 @@ def test_the_edge_gets_desk_phones_digests_only(tmp_path: Path) -> None:
     assert sorted(digests) == ["agent1001", "agent1002", "supervisor01"]
     password = store.entries["agent1001"].password
     assert digests["agent1001"] == md5_digest("agent1001", "dialer", password)
+
+
+def test_rendering_says_which_files_changed(tmp_path: Path) -> None:
+    instance = KamailioInstance(edge(), tmp_path / "edge")
+    assert instance.render({"agent1001": HA1}) == {"kamailio.cfg", "dispatcher.list", "subscriber"}
+    assert instance.render({"agent1001": HA1}) == set()
+    # A new credential needs a restart of a running edge (start() does it); nodes only a reload.
+    assert instance.render({"agent1001": "a" * 32}) == {"subscriber"}
+    moved = KamailioInstance(edge(nodes=(NODE_1,)), tmp_path / "edge")
+    assert moved.render({"agent1001": "a" * 32}) == {"dispatcher.list"}
