@@ -33,6 +33,7 @@ log = structlog.get_logger(__name__)
 class WebhookOptions:
     public_url: str = "http://127.0.0.1:8080"  # this API's base, for recording links
     concurrency: int = 8
+    per_endpoint: int = 4  # in flight to one subscription: a dead endpoint leaves slots to the others
     timeout: float = 10.0
     poll_interval: float = 0.5
     first_retry: float = 5.0
@@ -71,7 +72,8 @@ class WebhookDispatcher:
                         if free > 0:
                             async with pool.acquire() as conn:
                                 claimed = await queue.claim(conn, limit=free, lease_seconds=options.lease_seconds,
-                                                            exclude=list(self._in_flight))
+                                                            exclude=list(self._in_flight),
+                                                            per_subscription=options.per_endpoint)
                             for delivery in claimed:
                                 task = asyncio.create_task(self._deliver(pool, session, semaphore, delivery))
                                 self._in_flight[delivery.delivery_id] = task

@@ -30,9 +30,9 @@ ALL_EVENTS = ["call.ended", "disposition.created", "recording.ready", "lead.opte
 
 @contextlib.asynccontextmanager
 async def dispatching(api: Api, **options: Any) -> AsyncIterator[WebhookDispatcher]:
-    dispatcher = WebhookDispatcher(api.pg_dsn, WebhookOptions(
-        public_url=str(api.client.make_url("")).rstrip("/"), poll_interval=0.2, first_retry=0.5, most_retry=2.0,
-        timeout=3.0, **options))
+    settings: dict[str, Any] = {"public_url": str(api.client.make_url("")).rstrip("/"), "poll_interval": 0.2,
+                                "first_retry": 0.5, "most_retry": 2.0, "timeout": 3.0, **options}
+    dispatcher = WebhookDispatcher(api.pg_dsn, WebhookOptions(**settings))
     task = asyncio.create_task(dispatcher.run())
     try:
         yield dispatcher
@@ -232,3 +232,48 @@ def test_the_webhook_commands_subscribe_rotate_list_and_delete(
     lines = capsys.readouterr().out.splitlines()[1:]
     assert [json.loads(line)["action"] for line in lines] == ["create", "rotate_secret", "update", "delete"]
     assert all("secret" not in (json.loads(line)["after"] or {}) for line in lines)
+
+
+@pytest.mark.timeout(60)
+async def test_an_opt_out_is_pushed_and_an_endpoint_that_never_answers_slows_nothing(api: Api) -> None:
+    """A black-hole endpoint (accepts connections, never answers) holds at most `concurrency`
+    requests, each until its timeout; the API answers as fast as ever meanwhile."""
+    admin = await api.token(TokenRole.ADMIN)
+    hung: list[asyncio.Event] = []
+
+    async def black_hole(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        stop = asyncio.Event()
+        hung.append(stop)
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await stop.wait()
+        writer.close()
+
+    server = await asyncio.start_server(black_hole, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    receiver = Receiver()
+    await receiver.up()
+    try:
+        await _subscribe(api, admin, f"http://127.0.0.1:{port}/hooks", ["call.ended"])
+        subscription = await _subscribe(api, admin, receiver.url, ["lead.opted_out"])
+        async with dispatching(api, concurrency=4, per_endpoint=2, timeout=5.0) as dispatcher:
+            for _ in range(12):
+                await _ended_call(api)
+            assert await api.outbox.flush(10)
+            await asyncio.sleep(1.0)
+            assert 1 <= len(hung) <= 2  # bounded: the rest wait in the queue, not in memory or sockets
+            started = asyncio.get_running_loop().time()
+            async with api.client.post("/v1/opt-outs", json={"phone": "(646) 555-0199", "source": "api"},
+                                       headers=api.auth(api.crm)) as response:
+                assert response.status == 201
+            assert asyncio.get_running_loop().time() - started < 1.0
+            assert await api.outbox.flush(10)
+            await receiver.wait_for(lambda: bool(receiver.of_type("lead.opted_out")), 20, "lead.opted_out")
+            assert dispatcher.options.concurrency == 4
+        opted = receiver.of_type("lead.opted_out")[0]
+        assert documented_check()(subscription["secret"], opted.headers, opted.body)
+        assert opted.message["data"]["phone"] == "+16465550199" and opted.message["data"]["source"] == "api"
+    finally:
+        for stop in hung:
+            stop.set()
+        server.close()
+        await receiver.down()
