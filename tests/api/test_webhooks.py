@@ -277,3 +277,34 @@ async def test_an_opt_out_is_pushed_and_an_endpoint_that_never_answers_slows_not
             stop.set()
         server.close()
         await receiver.down()
+
+
+@pytest.mark.timeout(60)
+async def test_a_text_from_a_lead_is_pushed_as_message_received(api: Api) -> None:
+    admin = await api.token(TokenRole.ADMIN)
+    receiver = Receiver()
+    await receiver.up()
+    try:
+        subscription = await _subscribe(api, admin, receiver.url, ["message.received"])
+        async with dispatching(api):
+            message_id = f"msg-{uuid.uuid4().hex[:12]}"
+            await api.outbox.put("message", {
+                "message_id": message_id, "version": 1, "direction": "inbound", "kind": "reply",
+                "lead_id": api.lead_id, "from_number": api.phone, "to_number": "+18885550100",
+                "body": "Is Tuesday fine?", "encoding": "gsm7", "segments": 1, "transport": "sip",
+                "status": "received", "created_at": datetime.now(UTC)})
+            # An outbound text is no event.
+            await api.outbox.put("message", {
+                "message_id": f"msg-{uuid.uuid4().hex[:12]}", "version": 1, "direction": "outbound",
+                "kind": "conversation", "lead_id": api.lead_id, "from_number": "+18885550100",
+                "to_number": api.phone, "body": "Tuesday at 3?", "encoding": "gsm7", "segments": 1,
+                "transport": "sip", "status": "sent", "created_at": datetime.now(UTC)})
+            assert await api.outbox.flush(10)
+            await receiver.wait_for(lambda: bool(receiver.received), 20, "message.received")
+            await asyncio.sleep(1.0)
+        assert [item.message["type"] for item in receiver.received] == ["message.received"]
+        data = receiver.received[0].message["data"]
+        assert data["message_id"] == message_id and data["body"] == "Is Tuesday fine?"
+        assert documented_check()(subscription["secret"], receiver.received[0].headers, receiver.received[0].body)
+    finally:
+        await receiver.down()
