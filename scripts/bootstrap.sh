@@ -31,6 +31,9 @@ for package in libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0; do
 done
 # dialer backup / restore run pg_dump and pg_restore.
 { command -v pg_dump >/dev/null && command -v pg_restore >/dev/null; } || missing+=(postgresql-client)
+# The README's click-to-call example (run by tests/controller/test_readme.py) uses curl and jq.
+command -v curl >/dev/null || missing+=(curl)
+command -v jq >/dev/null || missing+=(jq)
 "$python" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null; then
