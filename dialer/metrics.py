@@ -98,6 +98,11 @@ class Metrics:
             CALL_BUCKETS, ("kind",))
         self.speed_to_lead_seconds = self.histogram(
             "dialer_speed_to_lead_seconds", "From a web lead's arrival to its first dial", LEAD_BUCKETS, ())
+        self.webhook_lag_seconds = self.histogram(
+            "dialer_webhook_delivery_lag_seconds", "From an event's occurrence to its delivery to a webhook endpoint",
+            LEAD_BUCKETS, ("event_type",))
+        self.webhook_attempts = self.counter(
+            "dialer_webhook_attempts_total", "Webhook delivery attempts by result (delivered, retry, parked)")
 
     def histogram(self, name: str, help_text: str, buckets: Sequence[float], labels: Iterable[str]) -> Histogram:
         return Histogram(name, help_text, labelnames=tuple(labels), buckets=tuple(buckets), registry=self.registry)

@@ -449,7 +449,8 @@ async def dialer_services(
                     trunk_task = tasks.create_task(TrunkHealth(ari, trunks).run(), name="trunk-health")
                     # Webhooks go out from their own task and pool: a CRM that is down never slows a call.
                     webhooks = WebhookDispatcher(settings.pg_dsn, webhook_options or WebhookOptions(
-                        public_url=f"http://{settings.http_host}:{settings.http_port}"))
+                        public_url=settings.http_public_url or f"http://{settings.http_host}:{settings.http_port}"),
+                        metrics)
                     webhook_task = tasks.create_task(webhooks.run(), name="webhooks")
                     purge_task = tasks.create_task(retention.run(), name="retention-purge")
                     try:

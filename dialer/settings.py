@@ -81,6 +81,8 @@ class Settings:
     debian_mirror: str = ""
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    # This API's public base URL (behind a reverse proxy): the recording links in webhooks.
+    http_public_url: str = ""
     agents: int = 20
     supervisors: int = 5
     rtp_start: int = 10000
@@ -375,6 +377,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "DIALER_DEBIAN_MIRROR": "debian_mirror",
     "DIALER_HTTP_HOST": "http_host",
     "DIALER_HTTP_PORT": "http_port",
+    "DIALER_HTTP_PUBLIC_URL": "http_public_url",
     "DIALER_AGENTS": "agents",
     "DIALER_SUPERVISORS": "supervisors",
     "DIALER_RECORDINGS_DIR": "recordings_root",

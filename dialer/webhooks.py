@@ -24,6 +24,7 @@ import structlog
 
 from crm_bridge import webhooks as queue
 from crm_bridge.audit_chain import json_value
+from dialer.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +33,7 @@ log = structlog.get_logger(__name__)
 class WebhookOptions:
     public_url: str = "http://127.0.0.1:8080"  # this API's base, for recording links
     concurrency: int = 8
+    per_endpoint: int = 4  # in flight to one subscription: a dead endpoint leaves slots to the others
     timeout: float = 10.0
     poll_interval: float = 0.5
     first_retry: float = 5.0
@@ -41,9 +43,10 @@ class WebhookOptions:
 
 
 class WebhookDispatcher:
-    def __init__(self, dsn: str, options: WebhookOptions | None = None) -> None:
+    def __init__(self, dsn: str, options: WebhookOptions | None = None, metrics: Metrics | None = None) -> None:
         self.dsn = dsn
         self.options = options or WebhookOptions()
+        self.metrics = metrics
         self.sent = 0
         self.failed = 0
         self._in_flight: dict[int, asyncio.Task[None]] = {}
@@ -69,7 +72,8 @@ class WebhookDispatcher:
                         if free > 0:
                             async with pool.acquire() as conn:
                                 claimed = await queue.claim(conn, limit=free, lease_seconds=options.lease_seconds,
-                                                            exclude=list(self._in_flight))
+                                                            exclude=list(self._in_flight),
+                                                            per_subscription=options.per_endpoint)
                             for delivery in claimed:
                                 task = asyncio.create_task(self._deliver(pool, session, semaphore, delivery))
                                 self._in_flight[delivery.delivery_id] = task
@@ -142,6 +146,12 @@ class WebhookDispatcher:
                 # The lease runs out and the delivery is sent again: at least once.
                 log.warning("webhook_result_not_stored", delivery_id=delivery.delivery_id, error=str(failure))
                 return
+            if self.metrics is not None:
+                result = "delivered" if delivered else ("retry" if next_at is not None else "parked")
+                self.metrics.webhook_attempts.inc(result=result)
+                if delivered:
+                    lag = (attempted_at - delivery.occurred_at).total_seconds()
+                    self.metrics.webhook_lag_seconds.labels(event_type=delivery.event_type).observe(max(0.0, lag))
             if delivered:
                 self.sent += 1
             else:

@@ -33,6 +33,9 @@ done
 { command -v pg_dump >/dev/null && command -v pg_restore >/dev/null; } || missing+=(postgresql-client)
 # The cluster's SIP edge (dialer/provision/kamailio.py, docs/cluster.md): the distribution's Kamailio.
 { command -v kamailio >/dev/null && command -v kamcmd >/dev/null; } || missing+=(kamailio)
+# The README's click-to-call example (run by tests/controller/test_readme.py) uses curl and jq.
+command -v curl >/dev/null || missing+=(curl)
+command -v jq >/dev/null || missing+=(jq)
 "$python" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null; then

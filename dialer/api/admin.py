@@ -49,8 +49,10 @@ def _entity_id(value: str) -> str:
 
 
 def _endpoint(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}", value):
-        raise ValueError("must be a SIP endpoint name (letters, digits, '-', '_', '.')")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}|(PJSIP|Local)/[A-Za-z0-9_.-]{1,80}(@[A-Za-z0-9_.-]{1,80})?",
+                        value):
+        raise ValueError("must be a PJSIP endpoint name (letters, digits, '-', '_', '.'), or a dial string "
+                         "PJSIP/NAME or Local/EXTEN@CONTEXT")
     return value
 
 
@@ -81,7 +83,8 @@ class AgentCreate(RequestModel):
     agent_id: EntityId
     name: Name
     sip_endpoint: Endpoint | None = Field(default=None, description="the PJSIP endpoint the agent is called on "
-                                          "(`agent1001`, or `agent1001-web` for the browser phone)")
+                                          "(`agent1001`, or `agent1001-web` for the browser phone; a dial string "
+                                          "such as `Local/sim1@agent-sim` for a simulated agent)")
     role: AgentRole = AgentRole.AGENT
     active: bool = True
 

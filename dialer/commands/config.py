@@ -68,6 +68,9 @@ app = "dialer"
 # The dialer's HTTP API and consoles: keep them on 127.0.0.1 behind a TLS reverse proxy.
 host = "127.0.0.1"
 port = 8080
+# The base URL CRMs reach this API at (the proxy's, e.g. "https://pbx.example.com"), for the
+# recording links in webhooks; empty: http://host:port.
+public_url = ""
 
 [database]
 # The CRM database. With a password, keep the whole URL in a file: dsn_file = "{secrets}/pg-dsn".
