@@ -379,7 +379,8 @@ async def dialer_services(
                     caller_ids_required=settings.caller_ids_required, **(campaign_overrides or {}),  # type: ignore[arg-type]
                 ))
                 monitors = MonitorRuntime(services, [calls, campaigns], MonitorSettings(
-                    trunk_endpoint=settings.trunk_endpoint, **(monitor_overrides or {}),  # type: ignore[arg-type]
+                    trunk_endpoint=settings.trunk_endpoint,
+                    trunk_endpoints=tuple(trunk.endpoint for trunk in settings.trunks), **(monitor_overrides or {}),  # type: ignore[arg-type]
                 ))
                 texting = texting_for(services, settings, **(texting_overrides or {}))
                 fan_out.slices = [calls, campaigns, monitors, texting]

@@ -212,3 +212,13 @@ async def test_a_trunk_never_carries_more_calls_than_its_channels(one_channel: F
     assert {call["trunk"] for call in calls} == {"carrier-ok"}
     assert most_legs == 1 and most_on_trunk == 1, (most_legs, most_on_trunk)
     assert router.active("carrier-ok") == 0
+
+
+async def test_no_carrier_trunk_can_be_named_as_a_supervisors_phone(floor: Floor) -> None:
+    """A monitor leg originated to a trunk would go out to the carrier: every trunk is refused."""
+    supervisor = await floor.token(TokenRole.SUPERVISOR)
+    for endpoint in ("carrier-full", "carrier-ok"):
+        response = await floor.client.post("/v1/calls/cmp-nope/monitor", json={"endpoint": endpoint, "mode": "listen"},
+                                           headers=floor.auth(supervisor))
+        problem = await response.json()
+        assert (response.status, problem["error"], problem["field"]) == (422, "invalid_field", "endpoint"), problem
