@@ -184,9 +184,8 @@ class RecordingArchiver:
             log.warning("recording_legs_not_archived", recording=name, call_id=call_id, error=repr(error))
             return None
 
-    async def _drop_stale_legs(self, stored: tuple[StoredRecording, ...], current: set[str]) -> None:
+    async def _drop_stale_legs(self, names: set[str], current: set[str]) -> None:
         """Legs whose mixed recording is archived already (gone from the spool) and whose call is over."""
-        names = {recording.name for recording in stored}
         for name in names:
             mixed = leg_of(name)
             if mixed is None or mixed in names or mixed in self._in_flight or call_of(mixed) in current:
@@ -205,13 +204,18 @@ class RecordingArchiver:
         waiting = [(name, call_id) for name, call_id in waiting
                    if call_id not in current and name not in self._in_flight]
         self.pending = len(waiting)
+        names = {recording.name for recording in stored}
         archived = 0
         for name, call_id in waiting:
             lead_id, line_of_business = await self._context(call_id)
-            if await self.archive(name, call_id=call_id, lead_id=lead_id, line_of_business=line_of_business):
+            # A dead controller's call: its two sides too, when both are there.
+            legs = leg_names(name)
+            if await self.archive(name, call_id=call_id, lead_id=lead_id, line_of_business=line_of_business,
+                                  legs=legs if all(leg in names for leg in legs) else None):
                 archived += 1
                 self.pending -= 1
-        await self._drop_stale_legs(stored, current)
+                names.discard(name)
+        await self._drop_stale_legs(names, current)
         await asyncio.to_thread(self._remove_stale_partials)
         return archived
 
