@@ -143,10 +143,20 @@ OPT_IN_CHAIN = ChainSpec(
     ("opt_in_id", "phone", "source", "lead_id", "message_id", "created_at"),
     "created_at",
 )
+# Administrative changes (agents, campaigns, lists, tokens, webhook subscriptions): who changed
+# what, the entity before and after (`crm_bridge.admin`).
+ADMIN_CHANGE_CHAIN = ChainSpec(
+    "admin_change", "admin_changes", "change_id",
+    ("change_id", "changed_at", "actor", "actor_role", "channel", "action", "entity", "entity_id", "before",
+     "after"),
+    "changed_at",
+    frozenset({"before", "after"}),
+)
 
 CHAINS: dict[str, ChainSpec] = {spec.name: spec for spec in (
     CALL_CHAIN, DECISION_CHAIN, OPT_OUT_CHAIN, CONSENT_CHAIN, DISPOSITION_CHAIN, RECORDING_CHAIN,
     RECORDING_ACCESS_CHAIN, MONITOR_CHAIN, PACKET_CHAIN, MESSAGE_CHAIN, MESSAGE_RECEIPT_CHAIN, OPT_IN_CHAIN,
+    ADMIN_CHANGE_CHAIN,
 )}
 
 # The chain each kind of outbox record writes to (consents arrive inside `lead_upsert`).

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from dialer.api import crm, decisions, events, health, lead_imports, leads
+from dialer.api import admin, crm, decisions, events, health, lead_imports, leads, webhooks
 from dialer.api import evidence as evidence_routes
 from dialer.api import openapi as meta
 from dialer.api import recordings as recording_routes
+from dialer.api import reports as report_routes
+from dialer.api import wallboard as wallboard_routes
 from dialer.api.auth import TokenVerifier
 from dialer.api.http import (
     CALL_CONTROLS,
@@ -31,6 +34,7 @@ from dialer.api.http import (
 from dialer.api.idempotency import IDEMPOTENCY_LOCKS, KeyedLocks
 from dialer.api.routes import RouteTable, add_routes
 from dialer.campaign import api as campaign_api
+from dialer.campaign import control_api as campaign_control_api
 from dialer.campaign.runtime import CampaignRuntime
 from dialer.click_to_call import api as click_to_call_api
 from dialer.click_to_call.requests import CallService
@@ -39,6 +43,10 @@ from dialer.monitor.runtime import MonitorRuntime
 from dialer.runtime.live import CallControl
 from dialer.texting import api as texting_api
 from dialer.texting.runtime import TextingRuntime
+from dialer.web import pages
+from dialer.web import sessions as session_routes
+from dialer.web import supervisor as supervisor_console
+from dialer.web.users import UserStore
 from evidence.service import EvidenceService
 from recordings.reader import RecordingReader
 
@@ -46,6 +54,9 @@ ROUTE_TABLES: tuple[RouteTable, ...] = (
     health.routes, meta.routes, crm.routes, crm.opt_out_routes, leads.routes, decisions.routes, events.routes,
     recording_routes.routes, click_to_call_api.routes, campaign_api.agent_routes, campaign_api.campaign_routes,
     campaign_api.lead_routes, monitor_api.routes, texting_api.routes, lead_imports.routes, evidence_routes.routes,
+    session_routes.routes, report_routes.routes, campaign_control_api.routes, wallboard_routes.routes,
+    supervisor_console.routes,
+    *admin.ROUTE_TABLES, webhooks.routes,
 )
 MAX_BODY_BYTES = 256 * 1024
 MAX_LINE_BYTES = 64 * 1024
@@ -65,6 +76,9 @@ def build_app(
     texting: TextingRuntime | None = None,
     lead_import_spool: Path | None = None,
     evidence: EvidenceService | None = None,
+    sip_credentials_file: Path | None = None,
+    caller_id_check: Callable[[str], str | None] | None = None,
+    wake_webhooks: Callable[[], None] | None = None,
 ) -> web.Application:
     """Every route is served; a slice this API runs without answers 503 `controller_unavailable`."""
     # A long request line gets the API's own 400 (a problem naming the parameter) rather than the
@@ -75,6 +89,10 @@ def build_app(
     app[TOKENS] = TokenVerifier(deps.store)
     app[WRAP_UPS] = campaigns
     app[IDEMPOTENCY_LOCKS] = KeyedLocks()
+    if caller_id_check is not None:
+        app[admin.CALLER_ID_CHECK] = caller_id_check
+    if wake_webhooks is not None:
+        app[webhooks.WEBHOOK_WAKE] = wake_webhooks
     controls: list[CallControl] = [control for control in (calls, campaigns) if control is not None]
     app[CALL_CONTROLS] = controls
     click_to_call_api.add_click_to_call_routes(app, calls)
@@ -85,7 +103,12 @@ def build_app(
     # Uploaded lists wait here until imported (a bare app, in tests, spools to a temporary folder).
     lead_imports.add_lead_import_routes(
         app, spool_dir=lead_import_spool or Path(tempfile.gettempdir()) / f"dialer-lead-imports-{os.getpid()}")
+    # People sign in with a session cookie (the consoles); the agent's page gets its phone's
+    # credentials from `sip_credentials_file` (Settings.sip_credentials_file).
+    session_routes.add_session_routes(app, UserStore(deps.store), sip_credentials_file)
     add_routes(app, ROUTE_TABLES)
+    pages.add_pages(app)
+    supervisor_console.add_supervisor_page(app)
     meta.install_documents(app, ROUTE_TABLES)
     evidence_routes.add_evidence_routes(app, evidence)
     return app

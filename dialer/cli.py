@@ -39,12 +39,14 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dialer.commands.dnc",
     "dialer.commands.recording",
     "dialer.commands.agents",
+    "dialer.commands.admin",
     "dialer.commands.leads",
     "dialer.commands.audit",
     "dialer.commands.evidence",
     "dialer.commands.config",
     "dialer.commands.install",
     "dialer.commands.backup",
+    "dialer.commands.users",
 )
 
 Handler = Callable[[argparse.Namespace], int]

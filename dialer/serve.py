@@ -36,10 +36,10 @@ from crm_bridge.audit_keys import AuditKeyError, AuditSigningKey
 from crm_bridge.audit_log import PeriodicCheckpoints, chain_signed
 from crm_bridge.migrate import MigrationError, ensure_schema
 from crm_bridge.outbox import Outbox
-from crm_bridge.pg import DatabaseUnavailable, connect
+from crm_bridge.pg import DatabaseNotAnswering, DatabaseUnavailable, connect
 from crm_bridge.store import CrmStore
 from dialer.api.events import EventHub
-from dialer.api.health import AriCheck
+from dialer.api.health import AriCheck, RecordingsCheck, StartCheck
 from dialer.api.http import ApiDependencies
 from dialer.app import build_app
 from dialer.ari.client import AriClient, AriConfig
@@ -48,6 +48,7 @@ from dialer.ari.events import EventStream, Snapshot
 from dialer.ari.models import Event
 from dialer.ari.sounds import DialplanSounds
 from dialer.campaign.dialing import CampaignSettings
+from dialer.campaign.record import CampaignCallRecord
 from dialer.campaign.runtime import CampaignRuntime
 from dialer.click_to_call.machine import CallTimeouts
 from dialer.click_to_call.record import CallRecord
@@ -70,6 +71,7 @@ from dialer.runtime.slice import RuntimeSlice
 from dialer.runtime.snapshots import SnapshotWriter
 from dialer.settings import Settings
 from dialer.texting.runtime import TextingRuntime, texting_for
+from dialer.webhooks import WebhookDispatcher, WebhookOptions
 from evidence.recordings import LifecycleLegalHolds, recording_audio
 from evidence.service import EvidenceService
 from recordings.crypto import Keyring, RecordingKeysMissing
@@ -124,6 +126,13 @@ def _observe_call(metrics: Metrics, record: CallRecord) -> None:
     if record.lead_answered_at is not None and record.bridged_at is not None:
         metrics.answer_to_bridge_seconds.labels(kind="click_to_call").observe(
             max(0.0, (record.bridged_at - record.lead_answered_at).total_seconds()))
+
+
+def _observe_campaign_call(metrics: Metrics, record: CampaignCallRecord) -> None:
+    """A finished campaign call's answer-to-bridge: the silence 47 CFR 64.1200(a)(7) limits to 2 s
+    after the greeting (measured here from the answer, as a person hears it)."""
+    if record.answered_at is not None and record.bridged_at is not None:
+        metrics.answer_to_bridge_seconds.labels(kind="campaign").observe(max(0.0, record.bridged_at - record.answered_at))
 
 
 class CountingAuditSink:
@@ -209,11 +218,14 @@ RECONCILE_RETRY_SECONDS = 5.0
 
 async def _reconcile_rows(
     store: CrmStore, outbox: Outbox, dnc: DncStore, campaigns: CampaignRuntime, monitors: MonitorRuntime,
-    started_at: datetime,
+    started_at: datetime, *, migrated: bool, dsn: str,
 ) -> None:
     """What a dead controller left open in the CRM is closed, and the Redis opt-out list is
     rebuilt from the CRM's opt-outs; retried until PostgreSQL (and Redis) answer, so the dialer
-    starts and takes calls meanwhile (its writes wait in the outbox)."""
+    starts and takes calls meanwhile (its writes wait in the outbox). A start with PostgreSQL down
+    first applies the pending migrations, once it answers."""
+    if not migrated:
+        await _migrate_when_answering(dsn)
     outage = Outage("start_reconciliation_waiting")
     while True:
         try:
@@ -256,6 +268,8 @@ class DialerServices:
     texting: TextingRuntime | None = None
     audit_key: AuditSigningKey | None = None
     """Signs the audit trail's checkpoints and the evidence packets."""
+    webhooks: WebhookDispatcher | None = None
+    """Sends the queued webhook deliveries (its `options.public_url` makes recording links)."""
 
     @property
     def calls(self) -> ClickToCallRuntime:
@@ -263,25 +277,56 @@ class DialerServices:
         return self.controller
 
 
-async def _audit_key(settings: Settings) -> AuditSigningKey:
-    """The audit signing key; refused (StartupError) when missing once the trail has been signed."""
-    conn = await connect(settings.pg_dsn)
-    try:
-        signed = await chain_signed(conn)
-    finally:
-        await conn.close()
+async def _audit_key(settings: Settings, *, database_answers: bool) -> AuditSigningKey:
+    """The audit signing key; refused (StartupError) when missing once the trail has been signed.
+
+    With PostgreSQL down we cannot ask whether the trail was signed, so only an existing key is
+    used: a new one might orphan every earlier checkpoint."""
+    signed = True
+    if database_answers:
+        conn = await connect(settings.pg_dsn)
+        try:
+            signed = await chain_signed(conn)
+        finally:
+            await conn.close()
     try:
         return AuditSigningKey.load_or_create(settings.audit_keys_dir, chain_signed=signed)
     except AuditKeyError as error:
+        if not database_answers:
+            raise StartupError(f"PostgreSQL does not answer and there is no audit signing key in "
+                               f"{settings.audit_keys_dir}: start PostgreSQL for the first start") from None
         raise StartupError(str(error)) from None
 
 
-async def _migrated_store(dsn: str) -> CrmStore:
+async def _migrated_store(dsn: str) -> tuple[CrmStore, bool]:
+    """The CRM store, and whether PostgreSQL answered. A server that does not answer at all does not
+    stop the start: the pool connects lazily, writes wait in the outbox, the API answers 503 for what
+    needs the database, and `_migrate_when_answering` applies pending migrations once it is back.
+    A refused login, a bad URL or a failed migration stops it (a person must fix those)."""
     try:
         await ensure_schema(dsn)
-        return await CrmStore.open(dsn)
+        return await CrmStore.open(dsn), True
+    except DatabaseNotAnswering as error:
+        log.warning("postgresql_down_at_start", error=str(error))
+        return await CrmStore.open(dsn, min_size=0), False
     except (DatabaseUnavailable, MigrationError) as error:
         raise StartupError(str(error)) from None
+
+
+async def _migrate_when_answering(dsn: str) -> None:
+    outage = Outage("start_migrations_waiting")
+    while True:
+        try:
+            await ensure_schema(dsn)
+        except DatabaseNotAnswering as error:
+            outage.failed(log, error)
+            await asyncio.sleep(RECONCILE_RETRY_SECONDS)
+            continue
+        except (DatabaseUnavailable, MigrationError) as error:
+            log.error("migrations_failed", error=str(error))
+            return
+        outage.recovered(log)
+        return
 
 
 class SliceFanOut:
@@ -312,11 +357,12 @@ async def dialer_services(
     campaign_overrides: Mapping[str, object] | None = None,
     monitor_overrides: Mapping[str, object] | None = None,
     texting_overrides: Mapping[str, object] | None = None,
+    webhook_options: WebhookOptions | None = None,
 ) -> AsyncIterator[DialerServices]:
     started_at = datetime.now(UTC)
-    store = await _migrated_store(settings.pg_dsn)
+    store, database_answers = await _migrated_store(settings.pg_dsn)
     try:
-        audit_key = await _audit_key(settings)
+        audit_key = await _audit_key(settings, database_answers=database_answers)
     except BaseException:
         await store.close()
         raise
@@ -378,6 +424,8 @@ async def dialer_services(
                     trunk_router=trunks, caller_ids=settings.caller_ids,
                     caller_ids_required=settings.caller_ids_required, **(campaign_overrides or {}),  # type: ignore[arg-type]
                 ))
+                campaigns.finished_listeners.append(lambda record: _observe_campaign_call(metrics, record))
+                campaigns.web_lead_listeners.append(metrics.speed_to_lead_seconds.observe)
                 monitors = MonitorRuntime(services, [calls, campaigns], MonitorSettings(
                     trunk_endpoint=settings.trunk_endpoint,
                     trunk_endpoints=tuple(trunk.endpoint for trunk in settings.trunks), **(monitor_overrides or {}),  # type: ignore[arg-type]
@@ -400,6 +448,10 @@ async def dialer_services(
                     checkpoint_task = tasks.create_task(
                         PeriodicCheckpoints(settings.pg_dsn, audit_key).run(), name="audit-checkpoints")
                     trunk_task = tasks.create_task(TrunkHealth(ari, trunks).run(), name="trunk-health")
+                    # Webhooks go out from their own task and pool: a CRM that is down never slows a call.
+                    webhooks = WebhookDispatcher(settings.pg_dsn, webhook_options or WebhookOptions(
+                        public_url=f"http://{settings.http_host}:{settings.http_port}"))
+                    webhook_task = tasks.create_task(webhooks.run(), name="webhooks")
                     purge_task = tasks.create_task(retention.run(), name="retention-purge")
                     try:
                         async with asyncio.timeout(ari_connect_timeout):
@@ -414,11 +466,15 @@ async def dialer_services(
                     sweep_task = tasks.create_task(archiver.run(
                         lambda: set(calls.runners) | set(campaigns.runners)), name="recording-sweep")
                     reconcile_task = tasks.create_task(
-                        _reconcile_rows(store, outbox, dnc, campaigns, monitors, started_at), name="reconcile-rows"
+                        _reconcile_rows(store, outbox, dnc, campaigns, monitors, started_at, migrated=database_answers,
+                                        dsn=settings.pg_dsn), name="reconcile-rows"
                     )
                     app = build_app(
                         ApiDependencies(store=store, records=outbox, dnc=dnc, agent_events=agent_events,
-                                        metrics=metrics, readiness=[AriCheck(lambda: stream.connected)]),
+                                        metrics=metrics, readiness=[AriCheck(lambda: stream.connected),
+                                                   StartCheck(reconcile_task.done),
+                                                   RecordingsCheck(lambda: archiver.pending)],
+                                        agency_timezone=settings.agency_timezone),
                         calls=calls, campaigns=campaigns, monitors=monitors,
                         recordings=RecordingReader(settings.recordings_dir, keyring), texting=texting,
                         lead_import_spool=settings.state_dir / "lead-imports",
@@ -426,11 +482,14 @@ async def dialer_services(
                             settings.pg_dsn, audit_key,
                             functools.partial(recording_audio, RecordingReader(settings.recordings_dir, keyring)),
                             LifecycleLegalHolds()),
+                        sip_credentials_file=settings.sip_credentials_file,
+                        caller_id_check=settings.caller_id_problem,
+                        wake_webhooks=webhooks.wake,
                     )
                     try:
                         yield DialerServices(
                             settings, store, outbox, dnc, gate, ari, stream, calls, agent_events, app,
-                            campaigns, monitors, keyring, archiver, texting, audit_key,
+                            campaigns, monitors, keyring, archiver, texting, audit_key, webhooks,
                         )
                     finally:
                         for runtime in reversed(fan_out.slices):
@@ -444,6 +503,7 @@ async def dialer_services(
                         probe_task.cancel()
                         checkpoint_task.cancel()
                         trunk_task.cancel()
+                        webhook_task.cancel()
                         purge_task.cancel()
             await outbox.flush(drain_seconds)
     finally:

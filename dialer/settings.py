@@ -116,6 +116,8 @@ class Settings:
     # outside a campaign, and each sender number's rate (segments per second).
     texting_transport: str = "sip"  # sip (Asterisk, SIP MESSAGE) | http (a messaging provider)
     agency_name: str = "Insurance Agency"
+    # Where the reports' days, weeks and months begin (an IANA time zone name).
+    agency_timezone: str = "America/New_York"
     texting_rate: float = 1.0
     texting_http_url: str = ""  # the provider's API base, e.g. https://api.example.com
     texting_http_account: str = ""
@@ -417,6 +419,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "DIALER_WSS_BIND": "wss_bind",
     "DIALER_WSS_PORT": "wss_port",
     "DIALER_WS_PUBLIC_URL": "ws_public_url",
+    "DIALER_AGENCY_TIMEZONE": "agency_timezone",
 }
 
 # Friendlier names in the file: (table, key) -> field.

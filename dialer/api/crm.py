@@ -176,10 +176,16 @@ async def list_calls(request: web.Request, query: CallQuery) -> Reply:
              "Record the agent's disposition; moves the lead's pipeline stage; do_not_call opts the number out "
              "at once", roles=ALL_ROLES, parameters=CALL_ID, body=DispositionRequest, idempotent=True,
              responses={202: Answer(DispositionAccepted, "stored durably; reaches the CRM tables", headers=LOCATION)},
-             errors={404: "`call_not_found`", 422: "`invalid_disposition` (`field`: code) or an invalid field"})
+             errors={404: "`call_not_found`", 422: "`invalid_disposition` (`field`: code: unknown, or not among "
+                                                   "the campaign's dispositions) or an invalid field"})
 async def post_disposition(request: web.Request, body: DispositionRequest) -> Reply:
     deps = request.app[DEPS]
     call = await visible_call(request)
+    if call.campaign_id is not None:
+        campaign = await deps.store.get_campaign(call.campaign_id)
+        if campaign is not None and campaign.dispositions and body.code not in campaign.dispositions:
+            raise ApiError(422, "invalid_disposition", f"campaign {campaign.campaign_id} does not use the code "
+                           f"{body.code!r} (its codes: {', '.join(campaign.dispositions)})", field="code")
     disposition_id = new_id(Prefix.DISPOSITION)
     try:
         records = wrap_up_records(

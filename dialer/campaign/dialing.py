@@ -45,6 +45,7 @@ from dialer.pacing import (
     PacingEvent,
     PacingSnapshot,
     PowerPacer,
+    PredictiveConfig,
     PredictivePacer,
     PreviewPacer,
     ProgressivePacer,
@@ -136,6 +137,8 @@ def pacer_for(campaign: Campaign) -> Pacer:
     """The pacing engine's pacer for the campaign's dial mode."""
     mode = campaign.dial_mode.value
     if mode == "predictive":
+        if campaign.abandon_setpoint is not None:
+            return PredictivePacer(PredictiveConfig(max_setpoint=campaign.abandon_setpoint))
         return PredictivePacer()
     if mode == "power":
         return PowerPacer(float(campaign.amd_settings.get("lines_per_agent", 2.0)))
@@ -159,6 +162,7 @@ class CampaignStatus:
     abandon_rate: float
     live_answers: int
     abandoned: int
+    paused: bool = False
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -191,6 +195,12 @@ class DialingHost(Protocol):
         self, campaign: CampaignRunner, entry: HopperEntry[Lead], request: CampaignCallRequest, slot: Slot
     ) -> None: ...
 
+    def call_ended(self, record: CampaignCallRecord) -> None:
+        """An outbound call's final figures (metrics)."""
+
+    def web_lead_dialed(self, waited_seconds: float) -> None:
+        """A web lead's first dial, `waited_seconds` after it arrived (speed-to-lead)."""
+
 
 class CampaignRunner:
     """One running campaign: hopper, pacer, and its live calls."""
@@ -212,10 +222,13 @@ class CampaignRunner:
         self.running = True
         self.stopped = asyncio.Event()
         self._tally_at = 0.0
+        # Web leads waiting for their first dial, with the time they arrived (speed-to-lead).
+        self.web_leads_arrived: dict[str, float] = {}
         self._refill_at = 0.0
         self.wake = asyncio.Event()
         self.log = log.bind(campaign_id=self.campaign_id)
         self._outage = Outage("campaign_store_unreachable")
+        self.paused = False
 
     @property
     def policy(self) -> CampaignPolicy:
@@ -240,6 +253,14 @@ class CampaignRunner:
                 self.wake.clear()
         finally:
             self.stopped.set()
+
+    def change_settings(self, campaign: Campaign, pacer: Pacer | None) -> None:
+        """New settings from the campaign's control (`dialer.campaign.control`): the next dial uses
+        them; a new pacer (the dial mode or the setpoint changed) starts from its own priors."""
+        self.campaign = campaign
+        if pacer is not None:
+            self.pacer = pacer
+        self.wake.set()
 
     def stop(self) -> None:
         """Stop dialing: queued leads are dropped, calls not yet answered are ended; answered
@@ -285,6 +306,8 @@ class CampaignRunner:
             self._refill_at = now + 3.0
             added = await self.refill(now)
             self._refill_at = now + (1.0 if added else 3.0)
+        if self.paused:
+            return  # a supervisor paused it: no new dials; the calls up finish
         snapshot = self.snapshot(now)
         if snapshot.logged_in_agents == 0:
             return
@@ -352,12 +375,14 @@ class CampaignRunner:
         its abandon budget); otherwise the next free agent's line takes it first."""
         if not self.running or not lead.phones:
             return False
+        arrived = time.time()
         decision = (await self.services.gate.decide_many([contact_request(lead.phones[0], lead)], self.policy))[0]
         if not decision.allowed:
             for code in decision.codes:
                 self.blocked[code.value] += 1
             return False
         self.hopper.push_front(HopperEntry(lead.lead_id, lead.phones[0], 0, lead, 1000), time.time())
+        self.web_leads_arrived.setdefault(lead.lead_id, arrived)
         ready = self.floor.ready_agents(self.campaign_id)
         if ready and self.host.live_lines() < self.settings.max_lines:
             entry = self.hopper.take_lead(lead.lead_id)
@@ -421,6 +446,9 @@ class CampaignRunner:
             self.campaign_id, entry.lead_id, attempts=entry.attempts + 1, last_attempt_at=utc(now),
             last_call_id=call_id))
         await self.host.originate(self, entry, request, slot)
+        arrived = self.web_leads_arrived.pop(entry.lead_id, None)
+        if arrived is not None:
+            self.host.web_lead_dialed(time.time() - arrived)
 
     async def call_finished(self, entry: HopperEntry[Lead], record: CampaignCallRecord) -> None:
         """Count a call's outcome and decide the lead's next attempt (the call stays among the
@@ -429,6 +457,7 @@ class CampaignRunner:
         if record.inbound:
             self.counters[f"inbound_{outcome}"] += 1
             return
+        self.host.call_ended(record)
         if self.settings.trunk_router is not None:  # its channel back; a 503 or a timeout: the next dials fail over
             self.settings.trunk_router.dial_ended(record.call_id, record.cause or 0, record.sip_code, time.time())
         # "answered" counts every answered call, whatever its outcome (once, also when the
@@ -475,4 +504,5 @@ class CampaignRunner:
             waiting=sum(1 for c in self.calls.values() if c.state is CampaignCallState.WAITING_AGENT),
             agents=dict(states), counters=dict(self.counters), blocked=dict(self.blocked),
             abandon_rate=self.tally.rate, live_answers=self.tally.live_answers, abandoned=self.tally.abandoned,
+            paused=self.paused,
         )

@@ -263,7 +263,10 @@ class CampaignCallRunner(MachineRunner[i.CallInput, a.CallAction]):
                             await ari.stop_playback(self.hold_playback)
                     await ari.add_channel(bridge_id, channel)
                 case a.PlaySafeHarbor(bridge_id=bridge_id, playback_id=playback_id):
-                    await ari.play_bridge(bridge_id, await services.sounds.media("safe-harbor"), playback_id=playback_id)
+                    # The campaign's own recording when it set one (prompts.safe_harbor), else the generated one.
+                    prompt = self.campaign.campaign.prompts.get("safe_harbor")
+                    media = f"sound:{prompt}" if prompt else await services.sounds.media("safe-harbor")
+                    await ari.play_bridge(bridge_id, media, playback_id=playback_id)
                 case a.PlayRecordingNotice(bridge_id=bridge_id, playback_id=playback_id):
                     await ari.play_bridge(bridge_id, await services.sounds.media("recording-notice"),
                                           playback_id=playback_id)
@@ -365,6 +368,10 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         self.floor = AgentFloor(self, services, states, settings.redis_key, settings.wrap_up_seconds)
         self.campaigns: dict[str, CampaignRunner] = {}
         self._inbound_campaigns: dict[str, CampaignRunner] = {}
+        # Called with each outbound call's final record, and with each web lead's wait for its
+        # first dial (metrics, benchmarks); a listener that fails is logged, never the call's problem.
+        self.finished_listeners: list[Callable[[CampaignCallRecord], None]] = []
+        self.web_lead_listeners: list[Callable[[float], None]] = []
 
     @property
     def agents(self) -> dict[str, AgentRunner]:
@@ -378,6 +385,20 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
 
     def live_lines(self) -> int:
         return len(self.runners)
+
+    def call_ended(self, record: CampaignCallRecord) -> None:
+        for listener in self.finished_listeners:
+            try:
+                listener(record)
+            except Exception:
+                log.exception("finished_listener_failed", call_id=record.call_id)
+
+    def web_lead_dialed(self, waited_seconds: float) -> None:
+        for listener in self.web_lead_listeners:
+            try:
+                listener(waited_seconds)
+            except Exception:
+                log.exception("web_lead_listener_failed")
 
     def owns(self, owner_id: str) -> bool:
         return owner_id in self.runners or self.floor.holds(owner_id)
@@ -556,6 +577,26 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
             async with asyncio.timeout(5):
                 await runner.stopped.wait()
         return runner.status()
+
+    def pause_campaign(self, campaign_id: str, paused: bool) -> tuple[bool, CampaignStatus]:
+        """Pause (no new dials; the calls up finish) or resume a running campaign; whether it was
+        paused before, and its figures."""
+        runner = self.campaigns.get(campaign_id)
+        if runner is None or not runner.running:
+            raise Refused(409, "campaign_not_running", f"campaign {campaign_id!r} is not running",
+                          field_name="campaign_id")
+        was = runner.paused
+        runner.paused = paused
+        runner.wake.set()
+        log.info("campaign_paused" if paused else "campaign_resumed", campaign_id=campaign_id)
+        return was, runner.status()
+
+    def change_settings(self, campaign: Campaign, *, repace: bool) -> None:
+        """A running campaign's new settings (`dialer.campaign.control`), used from its next dial;
+        `repace`: its dial mode or pacing target changed, so it gets a new pacer."""
+        runner = self.campaigns.get(campaign.campaign_id)
+        if runner is not None:
+            runner.change_settings(campaign, self.pacer_factory(campaign) if repace else None)
 
     def campaign_status(self, campaign_id: str) -> CampaignStatus | None:
         """The campaign as the runtime last counted it (its abandon tally refreshed while it runs)."""

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 
 from dialer.cli import UserError
+from dialer.commands.admin import add_agent_commands, add_campaign_commands
 from dialer.settings import from_environment
 
 
@@ -52,8 +53,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parser.add_argument("--url", help="the dialer API (default: http://DIALER_HTTP_HOST:DIALER_HTTP_PORT)")
         parser.set_defaults(handler=_run)
 
-    agent = subparsers.add_parser("agent", help="agent sessions on a running dialer (login, pause, ...)")
+    agent = subparsers.add_parser("agent", help="agents: create, list, update, disable; sessions on a running dialer (login, pause, ...)")
     agents = agent.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
+    add_agent_commands(agents)
     login = agents.add_parser("login", help="call the agent's phone and keep it connected for the campaigns")
     login.add_argument("agent_id")
     login.add_argument("--campaign", action="append", required=True, dest="campaigns", help="campaign id (repeat)")
@@ -70,8 +72,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parser.set_defaults(request=lambda a, m=method, v=verb: (f"/v1/agents/{a.agent_id}/{v}", m, None))
         common(parser)
 
-    campaign = subparsers.add_parser("campaign", help="campaigns on a running dialer (start, stop, status)")
+    campaign = subparsers.add_parser("campaign", help="campaigns: create, list, update, lists; on a running dialer: start, stop, status")
     campaigns = campaign.add_subparsers(dest="campaign_command", metavar="ACTION", required=True)
+    add_campaign_commands(campaigns)
     for name, method, suffix in (("start", "POST", "/start"), ("stop", "POST", "/stop"), ("status", "GET", "")):
         parser = campaigns.add_parser(name, help=f"{name} a campaign")
         parser.add_argument("campaign_id")

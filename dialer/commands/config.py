@@ -172,6 +172,8 @@ webhook_url = ""
 [agency]
 # The agency named in texts sent outside a campaign (a campaign's seller_name wins).
 name = "Insurance Agency"
+# Where the reports' days, weeks and months begin (an IANA time zone).
+timezone = "America/New_York"
 
 [gate]
 include_low_confidence = true

@@ -1,39 +1,20 @@
-"""`dialer serve` (the HTTP API) and `dialer token create|revoke|list` (API tokens)."""
+"""`dialer serve`: the HTTP API and the call controller."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import structlog
 from aiohttp import web
 
-from crm_bridge.migrate import MigrationError, ensure_schema
-from crm_bridge.pg import DatabaseUnavailable
-from crm_bridge.store import CrmStore, TokenRole
 from dialer.cli import UserError
 from dialer.commands.config import log_caller_id_problems, require_usable
 from dialer.logs import AccessLog
 from dialer.provision.sipcheck import log_trunk_checks
 from dialer.serve import StartupError, dialer_services
 from dialer.settings import Settings, from_environment
-
-
-@asynccontextmanager
-async def _crm_store(settings: Settings) -> AsyncIterator[CrmStore]:
-    try:
-        await ensure_schema(settings.pg_dsn)
-        store = await CrmStore.open(settings.pg_dsn)
-    except (DatabaseUnavailable, MigrationError) as error:
-        raise UserError(str(error)) from None
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def _serve(settings: Settings, drain_seconds: float) -> None:
@@ -84,30 +65,6 @@ def _serve_command(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _token(args: argparse.Namespace) -> int:
-    async with _crm_store(from_environment()) as store:
-        if args.token_command == "create":
-            role = TokenRole(args.role)
-            if role is TokenRole.AGENT and not args.agent:
-                raise UserError("An agent token needs --agent AGENT_ID (the agent it speaks for).")
-            issued = await store.issue_token(role, agent_id=args.agent, label=args.label)
-            print(json.dumps({"token_id": issued.token.token_id, "role": role.value, "token": issued.secret}))
-            return 0
-        if args.token_command == "revoke":
-            if not await store.revoke_token(args.token_id):
-                raise UserError(f"No live token {args.token_id}: see 'dialer token list'.")
-            print(f"revoked {args.token_id}")
-            return 0
-        for token in await store.list_tokens():
-            state = "revoked" if token.revoked_at else "live"
-            print(f"{token.token_id}  {token.role.value:<10} {token.agent_id or '-':<12} {state}  {token.label or ''}")
-        return 0
-
-
-def _token_command(args: argparse.Namespace) -> int:
-    return asyncio.run(_token(args))
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = subparsers.add_parser("serve", help="run the HTTP API (stops cleanly on SIGTERM/SIGINT)")
     serve.add_argument(
@@ -115,14 +72,3 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     serve.set_defaults(handler=_serve_command)
 
-    token = subparsers.add_parser("token", help="API bearer tokens (stored hashed)")
-    commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
-    create = commands.add_parser("create", help="issue a token; prints it once")
-    create.add_argument("--role", required=True, choices=[role.value for role in TokenRole])
-    create.add_argument("--agent", help="the agent id an agent token speaks for")
-    create.add_argument("--label", help="what the token is for")
-    create.set_defaults(handler=_token_command)
-    revoke = commands.add_parser("revoke", help="revoke a token by id")
-    revoke.add_argument("token_id")
-    revoke.set_defaults(handler=_token_command)
-    commands.add_parser("list", help="list tokens (never their secrets)").set_defaults(handler=_token_command)
