@@ -427,7 +427,8 @@ async def dialer_services(
                 campaigns.finished_listeners.append(lambda record: _observe_campaign_call(metrics, record))
                 campaigns.web_lead_listeners.append(metrics.speed_to_lead_seconds.observe)
                 monitors = MonitorRuntime(services, [calls, campaigns], MonitorSettings(
-                    trunk_endpoint=settings.trunk_endpoint, **(monitor_overrides or {}),  # type: ignore[arg-type]
+                    trunk_endpoint=settings.trunk_endpoint,
+                    trunk_endpoints=tuple(trunk.endpoint for trunk in settings.trunks), **(monitor_overrides or {}),  # type: ignore[arg-type]
                 ))
                 texting = texting_for(services, settings, **(texting_overrides or {}))
                 fan_out.slices = [calls, campaigns, monitors, texting]

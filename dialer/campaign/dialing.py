@@ -441,10 +441,12 @@ class CampaignRunner:
             decided_at=time.time(),  # this clock, not the gate's: only the age of the decision counts
             amd_args=amd_args,
         )
-        self.counters["dials"] += 1
         await self.services.records.put(RecordKind.CAMPAIGN_LEAD, campaign_lead_record(
             self.campaign_id, entry.lead_id, attempts=entry.attempts + 1, last_attempt_at=utc(now),
             last_call_id=call_id))
+        # Counted with no await before the call joins `calls` (originate registers it first): a
+        # dial counted is a call live or finished, never one in between.
+        self.counters["dials"] += 1
         await self.host.originate(self, entry, request, slot)
         arrived = self.web_leads_arrived.pop(entry.lead_id, None)
         if arrived is not None:

@@ -29,6 +29,7 @@ from compliance_rules.optout import OptOutSource
 from crm_bridge.dispositions import PipelineStage
 from crm_bridge.kinds import RecordKind
 from crm_bridge.store import Call, Campaign, Lead
+from dialer.ari.dispatch import Route
 from dialer.ari.errors import AriError, NotFound
 from dialer.ari.events import Snapshot
 from dialer.ari.models import (
@@ -63,6 +64,7 @@ from dialer.runtime.gate import contact_request, decide_at_dial
 from dialer.runtime.ids import Prefix, new_id
 from dialer.runtime.live import HangupBy, LiveCall
 from dialer.runtime.reconcile import RESTARTED, closed_outcome
+from dialer.runtime.recording import record_sides
 from dialer.runtime.runner import MachineRunner, RunnerHost
 from dialer.runtime.screen_pop import screen_pop
 from dialer.runtime.services import CallServices
@@ -116,6 +118,8 @@ class CampaignCallHost(RunnerHost, Protocol):
 
     async def reroute(self, runner: CampaignCallRunner, step: a.RerouteLead) -> i.CallInput: ...
 
+    def route_of(self, call_id: str) -> Route | None: ...
+
 
 class CampaignCallRunner(MachineRunner[i.CallInput, a.CallAction]):
     """One campaign call: its machine, its ordered inbox, and the task that runs its actions."""
@@ -135,6 +139,10 @@ class CampaignCallRunner(MachineRunner[i.CallInput, a.CallAction]):
         self.agent: AgentRunner | None = None
         # The call's hold on the node (admission control): set up once answered, released at its end.
         self.slot: Slot | None = None
+        # The two sides recorded apart (agent, lead), when their snoops started: archived as
+        # one two-channel recording (dialer.runtime.recording).
+        self.legs: tuple[str, str] | None = None
+        self._legs_task: asyncio.Task[None] | None = None
 
     # -- what the campaign and the floor see (`CampaignCall`, `AgentCall`) -----------------
     @property
@@ -243,6 +251,9 @@ class CampaignCallRunner(MachineRunner[i.CallInput, a.CallAction]):
                         await ari.add_channel(bridge_id, lead)
                     except AriError as error:
                         return i.BridgeFailed(reason=str(error))
+                    # Started beside the call, not before it: the agent joins without waiting
+                    # (47 CFR 64.1200(a)(7): two seconds from the greeting's end).
+                    self._legs_task = asyncio.create_task(self._record_legs(lead, name), name=f"legs-{self.call_id}")
                     return i.BridgeReady(recording=name)
                 case a.WantAgent():
                     self.calls.floor.want_agent(self)
@@ -296,26 +307,39 @@ class CampaignCallRunner(MachineRunner[i.CallInput, a.CallAction]):
                         self.slot.release()
                     await self.campaign.call_finished(self.entry, record)
                     if record.recording is not None:
+                        legs = self.legs if self.legs and record.recording == self.request.recording else None
                         await services.archiver.archive(record.recording, call_id=record.call_id,
                                                         lead_id=record.lead_id,
-                                                        line_of_business=self.campaign.campaign.line_of_business)
+                                                        line_of_business=self.campaign.campaign.line_of_business,
+                                                        legs=legs)
         except AriError as error:
             # Teardown is best effort; anything else shows up as the channel's own events.
             self.log.warning("ari_action_failed", action=type(action).__name__, error=str(error))
         return None
 
 
+    async def _record_legs(self, lead_channel: str, recording: str) -> None:
+        """The two sides apart, from snoops on the lead's leg (in the bridge from the start; the
+        agent's nailed-up leg joins later)."""
+        self.legs = await record_sides(self.services.ari, self.services.app, self.call_id, recording, lead_channel,
+                                       channel_is="lead", route=self.calls.route_of(self.call_id), log=self.log)
+
     async def _teardown(self, bridge_id: str, recording: str) -> None:
         """Stop the recording and destroy the call's bridge, each step on its own: a refused stop
         (the recording already over) must not leave the bridge behind; a failed destroy is tried
         once more."""
         ari = self.services.ari
-        try:
-            await ari.stop_recording(recording)
-        except NotFound:
-            pass
-        except AriError as error:
-            self.log.warning("recording_stop_failed", recording=recording, error=str(error))
+        if self._legs_task is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await asyncio.shield(self._legs_task)
+        for name in (recording, *(self.legs or ())):
+            try:
+                await ari.stop_recording(name)
+            except NotFound:
+                pass
+            except AriError as error:
+                self.log.warning("recording_stop_failed", recording=name, error=str(error))
         for attempt in (1, 2):
             try:
                 await ari.destroy_bridge(bridge_id)
@@ -624,6 +648,10 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         self.services.snapshots.submit(RecordKind.CALL, machine.record.to_crm_call())
         runner.feed(i.Dial())
 
+    def route_of(self, call_id: str) -> Route | None:
+        """The dispatcher's registration of a call (to route one more of its channels to it)."""
+        return self.dispatcher.route(call_id)
+
     async def reroute(self, runner: CampaignCallRunner, step: a.RerouteLead) -> i.CallInput:
         """The same call on the next trunk (`CampaignCallHost`): the failed trunk gives its
         channel back and is marked down for a while; the next one in preference order with a
@@ -651,7 +679,7 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         if endpoint is None:
             return i.RerouteFailed("no other trunk has a free channel now")
         channel_id = f"{runner.call_id}-lead-{step.attempt}"
-        route = self.dispatcher.route(runner.call_id)
+        route = self.route_of(runner.call_id)
         if route is None:
             router.release(runner.call_id)
             return i.RerouteFailed("the call is over")

@@ -22,6 +22,7 @@ from compliance_rules.model import DialMode
 from compliance_rules.telemarketing import MIN_RING_SECONDS
 from crm_bridge.kinds import RecordKind
 from crm_bridge.store import Campaign, Lead
+from dialer.ari.dispatch import Route
 from dialer.ari.errors import AriError, NotFound
 from dialer.ari.events import Snapshot
 from dialer.ari.models import (
@@ -65,6 +66,7 @@ from dialer.runtime.gate import contact_request, decide_at_dial, policy_for_camp
 from dialer.runtime.hold import hold_music
 from dialer.runtime.ids import Prefix, new_id
 from dialer.runtime.live import HangupBy, LiveCall
+from dialer.runtime.recording import record_sides
 from dialer.runtime.runner import MachineRunner, RunnerHost
 from dialer.runtime.screen_pop import lead_name, screen_pop
 from dialer.runtime.services import CallServices
@@ -126,6 +128,8 @@ class ClickToCallHost(RunnerHost, Protocol):
 
     def call_ending(self, call_id: str) -> None: ...
 
+    def route_of(self, call_id: str) -> Route | None: ...
+
 
 class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
     """One call: its machine, ordered inbox and task; the lead and campaign as requested."""
@@ -154,6 +158,10 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
         self.ids = machine.ids
         # Set at the lead channel's StasisStart: a created channel must be in Stasis before it is dialed.
         self.lead_in_stasis = asyncio.Event()
+        # The two sides recorded apart (agent, lead) from snoops on the agent's leg, when they
+        # started: archived as one two-channel recording (dialer.runtime.recording).
+        self.legs: tuple[str, str] | None = None
+        self._legs_task: asyncio.Task[None] | None = None
         # The call's hold on the node (admission control); None while it waits in the queue.
         self.slot: Slot | None = None
 
@@ -200,6 +208,8 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
                         await ari.record_bridge(bridge_id, name, format="wav", if_exists="overwrite")
                     except AriError as error:
                         return inputs.RecordingFailed(reason=str(error))
+                    # Beside the call, not before it: the lead is dialed without waiting.
+                    self._legs_task = asyncio.create_task(self._record_sides(name), name=f"legs-{self.call_id}")
                 case CheckGate(lead_number=phone):
                     return await self._check_gate(phone)
                 case DialLead():
@@ -211,8 +221,10 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
                     await ari.play_bridge(bridge_id, await services.sounds.media("recording-notice"),
                                           playback_id=playback_id)
                 case StopRecording(name=name):
-                    with contextlib.suppress(NotFound):
-                        await ari.stop_recording(name)
+                    await self._sides_started()
+                    for recording in (name, *(self.legs or ())):
+                        with contextlib.suppress(NotFound):
+                            await ari.stop_recording(recording)
                 case DestroyBridge(bridge_id=bridge_id):
                     with contextlib.suppress(NotFound):
                         await ari.destroy_bridge(bridge_id)
@@ -231,15 +243,30 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
                     self.log.info("call_finished", outcome=outcome.value, detail=record.detail if record else None)
                     if record is not None:
                         if record.recording_name is not None:
+                            await self._sides_started()
                             await services.archiver.archive(
                                 record.recording_name, call_id=self.call_id, lead_id=record.lead_id,
-                                line_of_business=self.campaign.line_of_business if self.campaign else None)
+                                line_of_business=self.campaign.line_of_business if self.campaign else None,
+                                legs=self.legs)
         except AriError as error:
             if isinstance(action, OriginateAgent):
                 return inputs.OriginateFailed(leg=Leg.AGENT, reason=str(error))
             # Teardown is best effort; anything else shows up as the channel's own events.
             self.log.warning("ari_action_failed", action=type(action).__name__, error=str(error))
         return None
+
+    async def _record_sides(self, recording: str) -> None:
+        """The two sides apart, from snoops on the agent's leg (in the bridge from the start; the
+        lead joins once answered)."""
+        self.legs = await record_sides(self.services.ari, self.services.app, self.call_id, recording,
+                                       self.ids.agent_channel, channel_is="agent",
+                                       route=self.calls.route_of(self.call_id), log=self.log)
+
+    async def _sides_started(self) -> None:
+        if self._legs_task is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await asyncio.shield(self._legs_task)
 
     async def _check_gate(self, phone: str) -> CallInput:
         """The gate, again, at the instant before the lead is dialed; it takes a cap slot."""
@@ -299,6 +326,10 @@ class ClickToCallRuntime(CallSlice[ClickToCallRunner]):
                 listener(record)
             except Exception:
                 log.exception("finished_listener_failed", call_id=record.call_id)
+
+    def route_of(self, call_id: str) -> Route | None:
+        """The dispatcher's registration of a call (to route one more of its channels to it)."""
+        return self.dispatcher.route(call_id)
 
     def forgotten(self, runner: ClickToCallRunner) -> None:
         if runner.slot is not None:

@@ -48,6 +48,9 @@ ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 @dataclass(frozen=True)
 class MonitorSettings:
     trunk_endpoint: str = "trunk"
+    # Every carrier trunk's endpoint: none of them is a supervisor's phone (a monitor leg
+    # originated there would go out to the carrier).
+    trunk_endpoints: tuple[str, ...] = ()
     ring_timeout: int = 20
     setup_timeout: float = 10.0
     teardown_timeout: float = 5.0
@@ -204,7 +207,8 @@ class MonitorRuntime(RuntimeSlice[MonitorRunner]):
         self, call_id: str, endpoint: str, mode: MonitorMode, *, requested_by: str | None = None
     ) -> MonitorRecord:
         self.refuse_unless_accepting("starting monitors")
-        if not ENDPOINT_NAME.match(endpoint) or endpoint == self.settings.trunk_endpoint:
+        if not ENDPOINT_NAME.match(endpoint) or endpoint in {self.settings.trunk_endpoint,
+                                                              *self.settings.trunk_endpoints}:
             raise Refused(422, "invalid_field", f"endpoint {endpoint!r} is not a softphone's PJSIP endpoint "
                           "name (e.g. supervisor01)", field_name="endpoint")
         call = self.live_call(call_id)

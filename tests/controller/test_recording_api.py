@@ -43,7 +43,9 @@ async def test_the_crm_lists_and_fetches_a_calls_recording_and_each_fetch_is_aud
     response = await dialer.client.get(f"/v1/recordings?call_id={call_id}", headers=dialer.auth())
     assert response.status == 200
     (listed,) = (await response.json())["recordings"]
-    assert (listed["call_id"], listed["lead_id"], listed["format"], listed["channels"]) == (call_id, lead_id, "opus", 1)
+    # Two channels: the agent's side left, the lead's right (dialer.runtime.recording).
+    assert (listed["call_id"], listed["lead_id"], listed["format"], listed["channels"], listed["channel_layout"]) == (
+        call_id, lead_id, "opus", 2, "agent,lead")
     by_lead = await (await dialer.client.get(f"/v1/recordings?lead_id={lead_id}", headers=dialer.auth())).json()
     assert [r["recording_id"] for r in by_lead["recordings"]] == [listed["recording_id"]]
     one = await dialer.client.get(f"/v1/recordings/{listed['recording_id']}", headers=dialer.auth())

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -32,6 +33,9 @@ from tests.conftest import AUDIT_KEYS_DIR, RUN_ID
 from tests.controller.conftest import mark_lists_fresh
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+# A lead's leg (`cmp-<id>-lead`, `-lead-2` after a failover), not the snoops recording its sides.
+LEAD_LEG = re.compile(r"^cmp-[0-9a-f]+-lead(-\d+)?$")
 
 # The caller ID of the test floor's campaigns (`Floor.campaign`), vouched for by the agency.
 VOUCHED = CallerIdRecord("+18885550123", "Acme Insurance LLC", "Jane Smith, compliance", dt.date(2026, 3, 1))
@@ -197,7 +201,7 @@ async def test_a_trunk_never_carries_more_calls_than_its_channels(one_channel: F
     most_legs, most_on_trunk = 0, 0  # lead legs in Asterisk at once; calls the router counts on the trunk
     async with asyncio.timeout(60):
         while runner.counters["dials"] < len(phones) or runner.calls:
-            legs = [name for name in await floor.asterisk_objects("cmp-") if "-lead" in name]
+            legs = [name for name in await floor.asterisk_objects("cmp-") if LEAD_LEG.match(name)]
             most_legs = max(most_legs, len(legs))
             most_on_trunk = max(most_on_trunk, router.active("carrier-ok"))
             await asyncio.sleep(0.05)
@@ -208,3 +212,13 @@ async def test_a_trunk_never_carries_more_calls_than_its_channels(one_channel: F
     assert {call["trunk"] for call in calls} == {"carrier-ok"}
     assert most_legs == 1 and most_on_trunk == 1, (most_legs, most_on_trunk)
     assert router.active("carrier-ok") == 0
+
+
+async def test_no_carrier_trunk_can_be_named_as_a_supervisors_phone(floor: Floor) -> None:
+    """A monitor leg originated to a trunk would go out to the carrier: every trunk is refused."""
+    supervisor = await floor.token(TokenRole.SUPERVISOR)
+    for endpoint in ("carrier-full", "carrier-ok"):
+        response = await floor.client.post("/v1/calls/cmp-nope/monitor", json={"endpoint": endpoint, "mode": "listen"},
+                                           headers=floor.auth(supervisor))
+        problem = await response.json()
+        assert (response.status, problem["error"], problem["field"]) == (422, "invalid_field", "endpoint"), problem
