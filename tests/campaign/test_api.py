@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -96,22 +97,23 @@ async def test_web_leads_are_validated_and_merged_by_enrichment(floor: Floor) ->
     agent = await floor.agent("agent1013")
     assert (await _post(floor, "/v1/leads", cases[0][0], await floor.token(TokenRole.AGENT, agent)))[0] == 403
 
-    status, first = await _post(floor, "/v1/leads", {"first_name": "Ann", "phone": "(212) 555-0142",
-                                                     "source": "web", "email": "Ann@Example.com"})
+    unique = 1000 + uuid.uuid4().int % 9000  # numbers and e-mail of this run only: the database is shared
+    status, first = await _post(floor, "/v1/leads", {"first_name": "Ann", "phone": f"(212) 556-{unique}",
+                                                     "source": "web", "email": f"Ann{unique}@Example.com"})
     assert status == 201 and not first["merged"]
     # Same e-mail, new phone and ZIP: enrichment (phone added, ZIP filled), nothing overwritten.
-    status, second = await _post(floor, "/v1/leads", {"first_name": "Ann", "last_name": "Lee", "phone": "+13055550142",
-                                                      "source": "partner", "email": "ann@example.com", "zip": "10001"})
+    status, second = await _post(floor, "/v1/leads", {"first_name": "Ann", "last_name": "Lee", "phone": f"+1305556{unique}",
+                                                      "source": "partner", "email": f"ann{unique}@example.com", "zip": "10001"})
     assert (status, second["lead_id"], second["conflicts"], second["needs_review"]) == (200, first["lead_id"], [],
                                                                                          False)
     # Same phone, a different first name: kept out, flagged for review.
-    status, third = await _post(floor, "/v1/leads", {"first_name": "Anne", "phone": "+12125550142", "source": "web"})
+    status, third = await _post(floor, "/v1/leads", {"first_name": "Anne", "phone": f"+1212556{unique}", "source": "web"})
     assert (status, third["conflicts"], third["needs_review"]) == (200, ["first_name"], True)
     await floor.services.outbox.flush(10)
     lead = await floor.services.store.get_lead(first["lead_id"])
     assert lead is not None
-    assert (lead.first_name, lead.last_name, lead.zip, lead.email) == ("Ann", "Lee", "10001", "ann@example.com")
-    assert lead.phones == ("+12125550142", "+13055550142") and lead.needs_review
+    assert (lead.first_name, lead.last_name, lead.zip, lead.email) == ("Ann", "Lee", "10001", f"ann{unique}@example.com")
+    assert lead.phones == (f"+1212556{unique}", f"+1305556{unique}") and lead.needs_review
     assert lead.review_reason is not None and "first_name" in lead.review_reason
 
 

@@ -42,7 +42,7 @@ from dialer.provision.tls import issue_certificate, make_authority
 from dialer.provision.trunks import DidRoute, Transport, Trunk
 from dialer.serve import dialer_services
 from dialer.settings import from_environment
-from tests.conftest import RUN_ID
+from tests.conftest import AUDIT_KEYS_DIR, RUN_ID
 from tests.controller.conftest import GATE_NOW, Dialer, mark_lists_fresh
 from tests.waiting import until
 
@@ -210,7 +210,7 @@ async def dialer(agency: AsteriskInstance, carrier: AsteriskInstance, pki: Pki, 
         {}, pg_dsn=pg_dsn, redis_url=redis_url, redis_prefix=redis_prefix, ari_port=agency.config.ari_port,
         ari_user=agency.config.ari_user, ari_password=agency.config.ari_password, cache_dir=tmp_path / "cache",
         state_root=str(tmp_path / "state"), recordings_root=str(tmp_path / "recordings"), instance="tls-test",
-        trunks=agency.config.trunks, dids=agency.config.dids,
+        trunks=agency.config.trunks, dids=agency.config.dids, audit_keys_root=str(AUDIT_KEYS_DIR),
     )
     assert settings.trunk_endpoint == "carrier-a"
     timeouts = CallTimeouts(agent_ring=8.0, lead_ring=15.0)

@@ -32,6 +32,9 @@ def child_environment(settings: Settings, state_dir: Path, recordings_dir: Path,
         "DIALER_RECORDINGS_DIR": str(recordings_dir),
         "DIALER_HTTP_PORT": str(http_port),
         "DIALER_CACHE_DIR": str(cache_dir),
+        # The run's audit key: the shared test database's trail is signed with it, and a dialer
+        # refuses to start with a trail signed by a key it does not hold.
+        "DIALER_AUDIT_KEYS_DIR": str(settings.audit_keys_dir),
     }
 
 
