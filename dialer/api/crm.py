@@ -109,6 +109,14 @@ class DispositionList(ResponseModel):
     next: str | None = Field(description="always null: a call has few dispositions")
 
 
+class DispositionChoices(ResponseModel):
+    codes: list[DispositionCode] = Field(
+        description="the codes an agent may record for this call, in the campaign's order (every code when the "
+                    "call has no campaign or its campaign names none)")
+    campaign_id: str | None
+    from_campaign: bool = Field(description="true when the codes are the campaign's own set")
+
+
 class OptOutRequest(RequestModel):
     phone: Line = Field(description="a US number, any format")
     source: Line = Field(description="one of: " + ", ".join(source.value for source in OptOutSource))
@@ -249,6 +257,22 @@ async def list_dispositions(request: web.Request) -> Reply:
     call = await visible_call(request)
     rows = await request.app[DEPS].store.list_dispositions(call_id=call.call_id)
     return Reply(DispositionList(dispositions=[DispositionBody.model_validate(asdict(row)) for row in rows], next=None))
+
+
+@routes.get("/v1/calls/{call_id}/disposition-codes", "listCallDispositionCodes",
+            "The disposition codes this call may get: its campaign's set, or every code",
+            roles=ALL_ROLES, parameters=CALL_ID, responses={200: Answer(DispositionChoices, "the codes")},
+            errors={404: "`call_not_found`"})
+async def list_disposition_codes(request: web.Request) -> Reply:
+    """What the agent's screen offers as buttons; `POST /v1/calls/{call_id}/disposition` refuses
+    any other code with 422 `invalid_disposition`."""
+    call = await visible_call(request)
+    if call.campaign_id is not None:
+        campaign = await request.app[DEPS].store.get_campaign(call.campaign_id)
+        if campaign is not None and campaign.dispositions:
+            return Reply(DispositionChoices(codes=[DispositionCode(code) for code in campaign.dispositions],
+                                            campaign_id=call.campaign_id, from_campaign=True))
+    return Reply(DispositionChoices(codes=list(DispositionCode), campaign_id=call.campaign_id, from_campaign=False))
 
 
 @opt_out_routes.post("/v1/opt-outs", "optOut",

@@ -115,6 +115,14 @@ async def test_a_campaign_is_created_and_changed_and_its_dispositions_bind_its_c
                                   "agent_id": api.agent_id, "campaign_id": campaign_id, "lead_number": api.phone,
                                   "requested_at": "2026-11-29T15:00:00+00:00"})
     assert await api.outbox.flush(10)
+    # The agent's screen offers exactly the campaign's set, in its order; a call of no campaign, every code.
+    offered = await api.client.get(f"/v1/calls/{call_id}/disposition-codes", headers=api.auth(api.agent))
+    assert offered.status == 200 and await offered.json() == {
+        "codes": ["contacted", "callback", "do_not_call"], "campaign_id": campaign_id, "from_campaign": True}
+    every = await (await api.client.get(f"/v1/calls/{api.call_id}/disposition-codes", headers=api.auth(api.agent))).json()
+    assert not every["from_campaign"] and {"sale", "contacted", "do_not_call"} <= set(every["codes"])
+    other = await api.client.get(f"/v1/calls/{call_id}/disposition-codes", headers=api.auth(api.other_agent))
+    assert other.status == 404  # another agent's call
     status, body = await _post(api, api.agent, f"/v1/calls/{call_id}/disposition", {"code": "sale"})
     assert status == 422 and body["error"] == "invalid_disposition", body
     status, body = await _post(api, api.agent, f"/v1/calls/{call_id}/disposition", {"code": "callback",

@@ -184,6 +184,7 @@ function screenPop(message, receivedAt) {
   $("wrap").hidden = false;
   $("dispo-result").textContent = "";
   setDispositionsEnabled(true);
+  offerDispositions(message.call_id);
   $("lead-name").focus(); // keyboard and screen-reader users land on the pop
   announce(`Screen pop: ${lead.name}`);
   const renderedAt = performance.now();
@@ -365,16 +366,35 @@ function setDispositionsEnabled(enabled) {
   for (const button of $("dispositions").querySelectorAll("button")) button.disabled = !enabled;
 }
 
-DISPOSITIONS.forEach(([code, label], index) => {
-  const button = document.createElement("button");
-  const key = (index + 1) % 10;
-  button.type = "button";
-  button.dataset.code = code;
-  button.textContent = `${label} (Alt+${key})`;
-  button.setAttribute("aria-keyshortcuts", `Alt+${key}`);
-  button.addEventListener("click", () => dispose(code));
-  $("dispositions").append(button);
-});
+// The buttons: the call's campaign's own set when it has one (asked per call), else the common
+// ones above. Hot keys follow the buttons' order (Alt+1 ... Alt+9, Alt+0).
+const LABELS = Object.fromEntries(DISPOSITIONS);
+function renderDispositions(codes) {
+  const buttons = codes.map((code, index) => {
+    const button = document.createElement("button");
+    const label = LABELS[code] || code.charAt(0).toUpperCase() + code.slice(1).replaceAll("_", " ");
+    button.type = "button";
+    button.dataset.code = code;
+    if (index < 10) {
+      const key = (index + 1) % 10;
+      button.textContent = `${label} (Alt+${key})`;
+      button.setAttribute("aria-keyshortcuts", `Alt+${key}`);
+    } else {
+      button.textContent = label;
+    }
+    button.addEventListener("click", () => dispose(code));
+    return button;
+  });
+  $("dispositions").replaceChildren(...buttons);
+}
+renderDispositions(DISPOSITIONS.map(([code]) => code));
+
+async function offerDispositions(callId) {
+  const answer = await getSoon(`/v1/calls/${encodeURIComponent(callId)}/disposition-codes`, 10);
+  if (answer.status !== 200 || current?.callId !== callId) return;
+  renderDispositions(answer.body.from_campaign ? answer.body.codes : DISPOSITIONS.map(([code]) => code));
+  setDispositionsEnabled(!current.disposed);
+}
 
 // The callback picker offers only times inside the lead's calling window: 8 a.m. to 9 p.m. in
 // every zone the lead may be in (the gate checks again when the callback is dialed).
