@@ -16,13 +16,17 @@ person or a redirect to `/signin`.
 
 from __future__ import annotations
 
-from datetime import datetime
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
 from aiohttp import web
 from pydantic import Field
 
+from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import TokenRole
 from dialer.api.http import (
     ALL_ROLES,
@@ -36,24 +40,55 @@ from dialer.api.http import (
 from dialer.api.routes import Answer, Reply, RouteTable
 from dialer.api.schema import Line, RequestModel, ResponseModel, UtcTime
 from dialer.provision.credentials import CredentialsError, sip_credentials
-from dialer.web.users import Session, UserStore
+from dialer.web.users import Session, UserStore, hash_secret
 
 routes = RouteTable("sessions")
 SIP_CREDENTIALS_FILE: web.AppKey[Path | None] = web.AppKey("sip_credentials_file", Path)
 USERS: web.AppKey[UserStore] = web.AppKey("users", UserStore)
 
 
-class CookieSessions:
-    """`dialer.api.http.SessionResolver` over the users' sessions table."""
+# How long a resolved session outlives a PostgreSQL outage (the bearer tokens' stale window).
+STALE_SESSION_SECONDS = 120.0
+MAX_KNOWN_SESSIONS = 10_000
 
-    def __init__(self, users: UserStore) -> None:
+
+class CookieSessions:
+    """`dialer.api.http.SessionResolver` over the users' sessions table.
+
+    Every request asks PostgreSQL (a sign-out or a disabled account takes effect at once). While
+    PostgreSQL does not answer, a session this process resolved within the last
+    `stale_seconds` is still honoured until its own expiry, as bearer tokens are
+    (`dialer.api.auth.TokenVerifier`): an agent's page keeps working through a short outage
+    instead of answering 503 to every click, while its writes wait in the outbox."""
+
+    def __init__(self, users: UserStore, *, stale_seconds: float = STALE_SESSION_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.users = users
+        self._stale = stale_seconds
+        self._clock = clock
+        # Keyed by the cookie secret's hash: the secret itself is never kept.
+        self._known: OrderedDict[str, tuple[SignedIn, float]] = OrderedDict()
 
     async def resolve(self, secret: str) -> SignedIn | None:
         if not secret or len(secret) > 100 or not secret.isascii():
             return None
-        session = await self.users.session(secret)
-        return None if session is None else signed_in(session)
+        key = hash_secret(secret)
+        try:
+            session = await self.users.session(secret)
+        except DatabaseUnavailable:
+            known = self._known.get(key)
+            if known is not None and self._clock() - known[1] < self._stale and known[0].expires_at > datetime.now(UTC):
+                return known[0]
+            raise
+        if session is None:
+            self._known.pop(key, None)
+            return None
+        found = signed_in(session)
+        self._known[key] = (found, self._clock())
+        self._known.move_to_end(key)
+        while len(self._known) > MAX_KNOWN_SESSIONS:
+            self._known.popitem(last=False)
+        return found
 
 
 def signed_in(session: Session) -> SignedIn:

@@ -4,6 +4,7 @@ credentials handed only to a signed-in agent's page."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import TokenRole
 from dialer.api.http import SESSION_COOKIE
 from dialer.web.users import MAX_FAILURES, UserRole, UserStore
@@ -248,3 +250,40 @@ async def test_an_inbound_callers_details_fill_only_blank_fields_of_the_agents_o
     assert await api.outbox.flush(10)
     lead = await api.store.get_lead(api.lead_id)
     assert lead is not None and (lead.first_name, lead.email, lead.state) == ("Dana", "dana@example.com", "NY")
+
+
+async def test_a_signed_in_page_keeps_working_through_a_short_postgresql_outage(
+    pg_dsn: str, redis_url: str, redis_prefix: str, tmp_path: Path,
+) -> None:
+    from tests.support.fault_proxy import FaultProxy
+
+    async with (
+        FaultProxy("127.0.0.1", 5432) as proxy,
+        open_api(pg_dsn, redis_url, redis_prefix, tmp_path / "state", store_dsn=proxy.rewrite_dsn(pg_dsn)) as api,
+    ):
+        users = UserStore(api.store)
+        name = f"ann{api.agent_id.rpartition('-')[2]}"
+        await users.create(name, UserRole.AGENT, PASSWORD, agent_id=api.agent_id)
+        people = People(api, users, name, name, name)
+        ann = await people.sign_in(name)
+        stranger = Signed("not-a-session-anyone-holds", "x")
+        assert (await api.client.get("/v1/session", headers=ann.headers())).status == 200
+
+        proxy.down()
+        # The session this process resolved a moment ago still works; one it never saw cannot be
+        # checked (503, not a sign-in page: it may be good).
+        assert (await api.client.get("/v1/session", headers=ann.headers())).status == 200
+        assert (await api.client.get(f"/v1/calls/{api.call_id}", headers=ann.headers())).status in (200, 503)
+        assert (await api.client.get("/v1/session", headers=stranger.headers())).status == 503
+        proxy.restore()
+
+        session = None
+        for _ in range(100):  # the pool's cut connections are replaced once PostgreSQL answers again
+            try:
+                session = await users.session(ann.secret)
+                break
+            except DatabaseUnavailable:
+                await asyncio.sleep(0.2)
+        assert session is not None
+        await users.sign_out_everywhere(session.user.user_id)
+        assert (await api.client.get("/v1/session", headers=ann.headers())).status == 401  # at once, database up
