@@ -50,6 +50,8 @@ TABLES: dict[RecordKind, str] = {
     RecordKind.MESSAGE_TEMPLATE: "message_templates",
     RecordKind.OPT_IN: "opt_ins",
     RecordKind.EVIDENCE_PACKET: "evidence_packets",
+    RecordKind.AGENT_STATE: "agent_state_changes",
+    RecordKind.CAMPAIGN_CHANGE: "campaign_changes",
 }
 
 # Links to audit rows a later call snapshot may omit but must never clear.
@@ -88,7 +90,7 @@ def _set_from_excluded(names: Sequence[str], key: str, *, keep: frozenset[str] =
 # Audit rows are immutable: the first write wins, and what it wrote is chained as inserted.
 _IMMUTABLE: frozenset[RecordKind] = frozenset({
     RecordKind.OPT_OUT, RecordKind.COMPLIANCE_DECISION, RecordKind.RECORDING_ACCESS, RecordKind.OPT_IN,
-    RecordKind.EVIDENCE_PACKET})
+    RecordKind.EVIDENCE_PACKET, RecordKind.AGENT_STATE, RecordKind.CAMPAIGN_CHANGE})
 
 
 async def apply_record(
@@ -160,6 +162,8 @@ async def _write_record(conn: asyncpg.Connection, kind: RecordKind, record: Mapp
             "updated_at = now() WHERE monitor_sessions.version < EXCLUDED.version",
             *values,
         )
+    elif kind is RecordKind.AGENT_STATE:
+        await _apply_agent_state(conn, names, values, record)
     elif kind is RecordKind.MESSAGE:
         await _apply_message(conn, names, values, record)
     elif kind is RecordKind.MESSAGE_RECEIPT:
@@ -241,6 +245,26 @@ async def _apply_receipt(
         "AND (delivery_status IS NULL OR NOT (delivery_status = ANY($5::text[])) OR $2 = ANY($5::text[]))",
         record["provider_message_id"], record["status"], record["error"], received_at, _FINAL,
     )
+
+
+async def _apply_agent_state(
+    conn: asyncpg.Connection, names: Sequence[str], values: Sequence[Any], record: Mapping[str, Any]
+) -> None:
+    """A state change ends the session's previous state (and is itself ended by a later one that
+    arrived first), so a report sums intervals without ordering every row."""
+    inserted = await conn.fetchval(
+        f"{_insert('agent_state_changes', names)} ON CONFLICT (change_id) DO NOTHING RETURNING true", *values)
+    if not inserted:
+        return
+    session, version, since = record["session_id"], record["version"], datetime.fromisoformat(record["since"])
+    await conn.execute(
+        "UPDATE agent_state_changes SET ended_at = $3 WHERE session_id = $1 AND version = ("
+        "SELECT max(version) FROM agent_state_changes WHERE session_id = $1 AND version < $2)",
+        session, version, since)
+    await conn.execute(
+        "UPDATE agent_state_changes SET ended_at = (SELECT since FROM agent_state_changes WHERE session_id = $1 "
+        "AND version > $2 ORDER BY version LIMIT 1) WHERE change_id = $3",
+        session, version, record["change_id"])
 
 
 async def _apply_disposition(

@@ -123,6 +123,13 @@ _CONTACTS: frozenset[DispositionCode] = frozenset({
     DispositionCode.DO_NOT_CALL,
 })
 
+
+
+def contact_codes() -> frozenset[DispositionCode]:
+    """The dispositions that mean a conversation with the lead took place (the Contacts KPI)."""
+    return _CONTACTS
+
+
 _REVIEW_REASONS: dict[DispositionCode, str] = {
     DispositionCode.WRONG_NUMBER: "wrong number reported by the agent",
     DispositionCode.DISCONNECTED_NUMBER: "disconnected number reported by the agent",

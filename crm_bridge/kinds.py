@@ -24,3 +24,5 @@ class RecordKind(StrEnum):
     MESSAGE_TEMPLATE = "message_template"
     OPT_IN = "opt_in"
     EVIDENCE_PACKET = "evidence_packet"
+    AGENT_STATE = "agent_state"
+    CAMPAIGN_CHANGE = "campaign_change"

@@ -11,6 +11,11 @@ class DatabaseUnavailable(Exception):
     """PostgreSQL could not be reached or refused us; the message says what to do."""
 
 
+class DatabaseNotAnswering(DatabaseUnavailable):
+    """The server does not answer at all (down, restarting, cut off): a passing state worth waiting
+    out, unlike a refused login or a malformed URL, which only a person can fix."""
+
+
 def describe_server(dsn: str) -> str:
     """`host:port` of a DSN, for messages (never the password)."""
     try:
@@ -47,7 +52,7 @@ async def connect(dsn: str, *, create_missing: bool = False, connect_timeout: fl
                 f"database {database_name(dsn)!r} does not exist on {server}: run `dialer db migrate` to create it"
             ) from None
     except (TimeoutError, OSError):
-        raise DatabaseUnavailable(
+        raise DatabaseNotAnswering(
             f"PostgreSQL at {server} does not answer: start it or set DIALER_PG_DSN"
         ) from None
     except asyncpg.InvalidAuthorizationSpecificationError as error:

@@ -399,6 +399,9 @@ FIELDS: dict[RecordKind, dict[str, FieldSpec]] = {
         "greeting_ended_at": _TS,
         "safe_harbor_played": FieldSpec(_boolean, default=False),
         "abandoned": FieldSpec(_boolean, default=False),
+        # The carrier trunk that carried the call, and the tries that failed on others first.
+        "trunk": FieldSpec(_optional(_text(64))),
+        "trunk_attempts": FieldSpec(_json_list, default=[], sql=SqlType.JSONB),
     },
     RecordKind.DISPOSITION: {
         "disposition_id": _required(_identifier),
@@ -503,6 +506,8 @@ FIELDS: dict[RecordKind, dict[str, FieldSpec]] = {
         "active": FieldSpec(_boolean, default=True),
         # Sets how long its recordings are kept (recordings.retention.LineOfBusiness).
         "line_of_business": FieldSpec(_optional(_text(40))),
+        # The predictive pacer's target for the 30-day abandon rate (at most max_abandon_rate).
+        "abandon_setpoint": FieldSpec(_optional(_number(0.0, 0.03))),
     },
     # A lead's membership of a campaign and its dialing history (a patch, like lead_upsert).
     RecordKind.CAMPAIGN_LEAD: {
@@ -618,6 +623,29 @@ FIELDS: dict[RecordKind, dict[str, FieldSpec]] = {
         "legal_hold": FieldSpec(_boolean, default=False),
         "checkpoint_id": FieldSpec(_optional(_integer(0, 2**62))),
     },
+    # One change of an agent's session state (an immutable row; occupancy is read from these).
+    RecordKind.AGENT_STATE: {
+        "change_id": _required(_identifier),
+        "agent_id": _required(_identifier),
+        "state": _required(_text(40)),
+        "since": _required(_timestamp, SqlType.TIMESTAMP),
+        "version": _required(_integer(0, 2**62)),
+        "session_id": _required(_identifier),
+        "campaign_ids": FieldSpec(_list_of(_identifier), default=[]),
+        "call_id": _ID,
+        "pause_reason": FieldSpec(_optional(_text(200))),
+    },
+    # One campaign control action or settings change (an immutable audit row).
+    RecordKind.CAMPAIGN_CHANGE: {
+        "change_id": _required(_uuid),
+        "campaign_id": _required(_identifier),
+        "action": _required(_text(40)),
+        "actor": _required(_nonempty_text),
+        "actor_role": _required(_text(40)),
+        "changed_at": _required(_timestamp, SqlType.TIMESTAMP),
+        "before": FieldSpec(_json_object, default={}, sql=SqlType.JSONB),
+        "after": FieldSpec(_json_object, default={}, sql=SqlType.JSONB),
+    },
 }
 
 # Primary key of each kind's row.
@@ -638,6 +666,8 @@ KEY_FIELD: dict[RecordKind, str] = {
     RecordKind.MESSAGE_TEMPLATE: "template_id",
     RecordKind.OPT_IN: "opt_in_id",
     RecordKind.EVIDENCE_PACKET: "packet_id",
+    RecordKind.AGENT_STATE: "change_id",
+    RecordKind.CAMPAIGN_CHANGE: "change_id",
 }
 
 PARTIAL_KINDS: frozenset[RecordKind] = frozenset({RecordKind.LEAD_UPSERT, RecordKind.CAMPAIGN_LEAD})

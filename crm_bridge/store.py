@@ -31,7 +31,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from compliance_rules.telemarketing import LIVE_ANSWER_AMD_RESULTS, AbandonTally
 from crm_bridge.dispositions import DispositionCode, PipelineStage
-from crm_bridge.pg import DatabaseUnavailable, describe_server
+from crm_bridge.pg import DatabaseNotAnswering, DatabaseUnavailable, describe_server
 from crm_bridge.records import AgentRole, CallDirection, CallOutcome, DialMode
 
 log = structlog.get_logger(__name__)
@@ -231,6 +231,8 @@ class Campaign:
     active: bool
     line_of_business: str | None = None
     """Sets how long the campaign's recordings are kept (`recordings.retention`)."""
+    abandon_setpoint: float | None = None
+    """The predictive pacer's target for the 30-day abandon rate (None: the pacer's default)."""
     dispositions: tuple[str, ...] = ()
     """The codes its agents may pick (empty: every code)."""
     prompts: Mapping[str, str] = field(default_factory=dict)
@@ -516,6 +518,8 @@ def _campaign(row: asyncpg.Record) -> Campaign:
     values["dispositions"] = tuple(values["dispositions"])
     values["prompts"] = json.loads(values["prompts"])
     values["max_abandon_rate"] = float(values["max_abandon_rate"])
+    if values["abandon_setpoint"] is not None:
+        values["abandon_setpoint"] = float(values["abandon_setpoint"])
     return Campaign(**values)
 
 
@@ -539,7 +543,7 @@ class CrmStore:
             pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT,
                                              command_timeout=QUERY_TIMEOUT)
         except (OSError, TimeoutError):
-            raise DatabaseUnavailable(
+            raise DatabaseNotAnswering(
                 f"PostgreSQL at {describe_server(dsn)} does not answer: start it or set DIALER_PG_DSN"
             ) from None
         except asyncpg.InvalidCatalogNameError:
@@ -550,6 +554,12 @@ class CrmStore:
 
     async def close(self) -> None:
         await self._pool.close()
+
+    @property
+    def reader(self) -> _GuardedPool:
+        """The pool, for the read-only queries of other library modules (`crm_bridge.reports`),
+        through the same outage guard as the store's own."""
+        return self._pool
 
     def acquire(self) -> Any:
         """One pooled connection, for work that needs it throughout (a list import's transaction):
@@ -603,20 +613,34 @@ class CrmStore:
 
     async def list_recordings(
         self, *, call_id: str | None = None, lead_id: str | None = None, limit: int = 100,
-        after: tuple[datetime, str] | None = None,
+        after: tuple[datetime, str] | None = None, agent_id: str | None = None, campaign_id: str | None = None,
+        since: datetime | None = None, until: datetime | None = None, disposition: str | None = None,
+        min_seconds: float | None = None, max_seconds: float | None = None,
     ) -> list[Recording]:
         """Newest first (`recorded_at`, then `recording_id`, descending); every given filter must
-        match; `after` as for `list_calls`. `limit` is capped at 1001."""
+        match (agent and campaign: the recorded call's; disposition: any of the call's; since
+        included, until excluded; duration in seconds, both included); `after` as for
+        `list_calls`. `limit` is capped at 1001."""
+        columns = ", ".join(f"r.{name.strip()}" for name in _RECORDING_COLUMNS.split(","))
         rows = await self._pool.fetch(
-            f"SELECT {_RECORDING_COLUMNS} FROM recordings "
-            "WHERE ($1::text IS NULL OR call_id = $1) AND ($2::text IS NULL OR lead_id = $2) "
-            "AND ($4::timestamptz IS NULL OR (recorded_at, recording_id) < ($4, $5::text)) "
-            "ORDER BY recorded_at DESC, recording_id DESC LIMIT $3",
+            f"SELECT {columns} FROM recordings r "
+            "WHERE ($1::text IS NULL OR r.call_id = $1) AND ($2::text IS NULL OR r.lead_id = $2) "
+            "AND ($4::timestamptz IS NULL OR (r.recorded_at, r.recording_id) < ($4, $5::text)) "
+            "AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM calls c WHERE c.call_id = r.call_id AND c.agent_id = $6)) "
+            "AND ($7::text IS NULL OR EXISTS (SELECT 1 FROM calls c WHERE c.call_id = r.call_id "
+            "AND c.campaign_id = $7)) "
+            "AND ($8::timestamptz IS NULL OR r.recorded_at >= $8) AND ($9::timestamptz IS NULL OR r.recorded_at < $9) "
+            "AND ($10::text IS NULL OR EXISTS (SELECT 1 FROM dispositions d WHERE d.call_id = r.call_id "
+            "AND d.code = $10)) "
+            "AND ($11::float8 IS NULL OR r.duration_seconds >= $11) "
+            "AND ($12::float8 IS NULL OR r.duration_seconds <= $12) "
+            "ORDER BY r.recorded_at DESC, r.recording_id DESC LIMIT $3",
             call_id,
             lead_id,
             max(1, min(limit, 1001)),
             after[0] if after else None,
             after[1] if after else None,
+            agent_id, campaign_id, since, until, disposition, min_seconds, max_seconds,
         )
         return [Recording(**dict(row)) for row in rows]
 
@@ -825,6 +849,14 @@ class CrmStore:
     async def get_campaign(self, campaign_id: str) -> Campaign | None:
         row = await self._pool.fetchrow("SELECT * FROM campaigns WHERE campaign_id = $1", campaign_id)
         return None if row is None else _campaign(row)
+
+    async def list_campaign_changes(self, campaign_id: str, limit: int = 500) -> list[dict[str, Any]]:
+        """The audit of a campaign's control (`campaign_changes`), newest first."""
+        rows = await self._pool.fetch(
+            "SELECT change_id::text AS change_id, campaign_id, action, actor, actor_role, changed_at, before, after "
+            "FROM campaign_changes WHERE campaign_id = $1 ORDER BY changed_at DESC, change_id LIMIT $2",
+            campaign_id, limit)
+        return [{**dict(row), "before": json.loads(row["before"]), "after": json.loads(row["after"])} for row in rows]
 
     async def get_monitor_session(self, monitor_id: str) -> dict[str, object] | None:
         """A supervisor's monitoring session as last written (`monitor_sessions`), or None."""

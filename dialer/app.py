@@ -19,6 +19,8 @@ from dialer.api import admin, crm, decisions, events, health, lead_imports, lead
 from dialer.api import evidence as evidence_routes
 from dialer.api import openapi as meta
 from dialer.api import recordings as recording_routes
+from dialer.api import reports as report_routes
+from dialer.api import wallboard as wallboard_routes
 from dialer.api.auth import TokenVerifier
 from dialer.api.http import (
     CALL_CONTROLS,
@@ -32,6 +34,7 @@ from dialer.api.http import (
 from dialer.api.idempotency import IDEMPOTENCY_LOCKS, KeyedLocks
 from dialer.api.routes import RouteTable, add_routes
 from dialer.campaign import api as campaign_api
+from dialer.campaign import control_api as campaign_control_api
 from dialer.campaign.runtime import CampaignRuntime
 from dialer.click_to_call import api as click_to_call_api
 from dialer.click_to_call.requests import CallService
@@ -40,6 +43,10 @@ from dialer.monitor.runtime import MonitorRuntime
 from dialer.runtime.live import CallControl
 from dialer.texting import api as texting_api
 from dialer.texting.runtime import TextingRuntime
+from dialer.web import pages
+from dialer.web import sessions as session_routes
+from dialer.web import supervisor as supervisor_console
+from dialer.web.users import UserStore
 from evidence.service import EvidenceService
 from recordings.reader import RecordingReader
 
@@ -47,6 +54,8 @@ ROUTE_TABLES: tuple[RouteTable, ...] = (
     health.routes, meta.routes, crm.routes, crm.opt_out_routes, leads.routes, decisions.routes, events.routes,
     recording_routes.routes, click_to_call_api.routes, campaign_api.agent_routes, campaign_api.campaign_routes,
     campaign_api.lead_routes, monitor_api.routes, texting_api.routes, lead_imports.routes, evidence_routes.routes,
+    session_routes.routes, report_routes.routes, campaign_control_api.routes, wallboard_routes.routes,
+    supervisor_console.routes,
     *admin.ROUTE_TABLES, webhooks.routes,
 )
 MAX_BODY_BYTES = 256 * 1024
@@ -67,6 +76,7 @@ def build_app(
     texting: TextingRuntime | None = None,
     lead_import_spool: Path | None = None,
     evidence: EvidenceService | None = None,
+    sip_credentials_file: Path | None = None,
     caller_id_check: Callable[[str], str | None] | None = None,
     wake_webhooks: Callable[[], None] | None = None,
 ) -> web.Application:
@@ -93,7 +103,12 @@ def build_app(
     # Uploaded lists wait here until imported (a bare app, in tests, spools to a temporary folder).
     lead_imports.add_lead_import_routes(
         app, spool_dir=lead_import_spool or Path(tempfile.gettempdir()) / f"dialer-lead-imports-{os.getpid()}")
+    # People sign in with a session cookie (the consoles); the agent's page gets its phone's
+    # credentials from `sip_credentials_file` (Settings.sip_credentials_file).
+    session_routes.add_session_routes(app, UserStore(deps.store), sip_credentials_file)
     add_routes(app, ROUTE_TABLES)
+    pages.add_pages(app)
+    supervisor_console.add_supervisor_page(app)
     meta.install_documents(app, ROUTE_TABLES)
     evidence_routes.add_evidence_routes(app, evidence)
     return app

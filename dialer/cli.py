@@ -46,6 +46,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dialer.commands.config",
     "dialer.commands.install",
     "dialer.commands.backup",
+    "dialer.commands.users",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -36,10 +36,10 @@ from crm_bridge.audit_keys import AuditKeyError, AuditSigningKey
 from crm_bridge.audit_log import PeriodicCheckpoints, chain_signed
 from crm_bridge.migrate import MigrationError, ensure_schema
 from crm_bridge.outbox import Outbox
-from crm_bridge.pg import DatabaseUnavailable, connect
+from crm_bridge.pg import DatabaseNotAnswering, DatabaseUnavailable, connect
 from crm_bridge.store import CrmStore
 from dialer.api.events import EventHub
-from dialer.api.health import AriCheck
+from dialer.api.health import AriCheck, RecordingsCheck, StartCheck
 from dialer.api.http import ApiDependencies
 from dialer.app import build_app
 from dialer.ari.client import AriClient, AriConfig
@@ -48,6 +48,7 @@ from dialer.ari.events import EventStream, Snapshot
 from dialer.ari.models import Event
 from dialer.ari.sounds import DialplanSounds
 from dialer.campaign.dialing import CampaignSettings
+from dialer.campaign.record import CampaignCallRecord
 from dialer.campaign.runtime import CampaignRuntime
 from dialer.click_to_call.machine import CallTimeouts
 from dialer.click_to_call.record import CallRecord
@@ -64,6 +65,7 @@ from dialer.runtime.optout import OptOuts
 from dialer.runtime.outage import Outage
 from dialer.runtime.reconcile import close_open_calls, restore_opt_outs
 from dialer.runtime.recording import RecordingArchiver
+from dialer.runtime.retention import RetentionPurge
 from dialer.runtime.services import CallServices
 from dialer.runtime.slice import RuntimeSlice
 from dialer.runtime.snapshots import SnapshotWriter
@@ -73,7 +75,9 @@ from dialer.webhooks import WebhookDispatcher, WebhookOptions
 from evidence.recordings import LifecycleLegalHolds, recording_audio
 from evidence.service import EvidenceService
 from recordings.crypto import Keyring, RecordingKeysMissing
+from recordings.lifecycle import last_verification
 from recordings.reader import RecordingReader
+from recordings.storage import LocalStorage
 
 log = structlog.get_logger(__name__)
 
@@ -124,6 +128,13 @@ def _observe_call(metrics: Metrics, record: CallRecord) -> None:
             max(0.0, (record.bridged_at - record.lead_answered_at).total_seconds()))
 
 
+def _observe_campaign_call(metrics: Metrics, record: CampaignCallRecord) -> None:
+    """A finished campaign call's answer-to-bridge: the silence 47 CFR 64.1200(a)(7) limits to 2 s
+    after the greeting (measured here from the answer, as a person hears it)."""
+    if record.answered_at is not None and record.bridged_at is not None:
+        metrics.answer_to_bridge_seconds.labels(kind="campaign").observe(max(0.0, record.bridged_at - record.answered_at))
+
+
 class CountingAuditSink:
     """Counts the gate's decisions by result and reason for /metrics, then records them."""
 
@@ -142,7 +153,7 @@ class CountingAuditSink:
 
 def _collect(
     registry: Metrics, outbox: Outbox, stream: EventStream, snapshots: SnapshotWriter, calls: ClickToCallRuntime,
-    campaigns: CampaignRuntime, archiver: RecordingArchiver,
+    campaigns: CampaignRuntime, archiver: RecordingArchiver, trunks: TrunkRouter, retention: RetentionPurge,
 ) -> None:
     stats = outbox.stats()
     registry.gauge("dialer_outbox_pending", "CRM records waiting to reach PostgreSQL").set(stats.pending)
@@ -157,6 +168,13 @@ def _collect(
     registry.gauge("dialer_node_setups", "Calls being set up on this node").set(node.policy.setups)
     registry.gauge("dialer_node_waiting", "Calls waiting for the node's admission").set(node.waiting)
     registry.gauge("dialer_node_ari_rtt_seconds", "ARI round trip, as the node's load signal").set(node.policy.rtt)
+    now = time.time()
+    for trunk, state in trunks.status(now).items():
+        registry.gauge("dialer_trunk_up", "1 while a carrier trunk takes calls (reachable, not in its 503 cool-down)").set(
+            int(state == "up"), trunk=trunk)
+        registry.gauge("dialer_trunk_calls", "Calls on a carrier trunk now (counted against its max_channels)").set(
+            trunks.active(trunk), trunk=trunk)
+    _collect_archive(registry, retention)
     registry.gauge("dialer_recordings_pending", "Recordings in Asterisk's spool not yet archived (last sweep)").set(
         archiver.pending)
     agents = registry.gauge("dialer_campaign_agents", "Agents of a running campaign, by state")
@@ -174,16 +192,40 @@ def _collect(
         set_all(agents, {state: float(count) for state, count in status.agents.items()}, "state", campaign=campaign_id)
 
 
+def _collect_archive(registry: Metrics, retention: RetentionPurge) -> None:
+    """The archive's health: the last `dialer recording verify` (its figures file, one small read)
+    and the scheduled purge. An alert on the verification's age catches a timer that stopped."""
+    figures = last_verification(LocalStorage(retention.archive_dir))
+    if figures is not None:
+        registry.gauge("dialer_recordings_last_verification_timestamp_seconds",
+                       "When the last `dialer recording verify` finished (Unix time)").set(
+            figures.finished_at.timestamp())
+        registry.gauge("dialer_recordings_last_verification_checked",
+                       "Recordings the last verification re-read").set(figures.checked)
+        problems = registry.gauge("dialer_recordings_last_verification_problems",
+                                  "What the last verification found wrong, by kind (missing, damaged, orphaned)")
+        set_all(problems, {"missing": figures.missing, "damaged": figures.damaged, "orphaned": figures.orphaned},
+                "kind")
+    registry.gauge("dialer_recordings_purged", "Recordings the scheduled retention purge destroyed since start").set(
+        retention.purged_total)
+    if retention.last_run_at is not None:
+        registry.gauge("dialer_recordings_last_purge_timestamp_seconds",
+                       "When the scheduled retention purge last completed (Unix time)").set(retention.last_run_at)
+
+
 RECONCILE_RETRY_SECONDS = 5.0
 
 
 async def _reconcile_rows(
     store: CrmStore, outbox: Outbox, dnc: DncStore, campaigns: CampaignRuntime, monitors: MonitorRuntime,
-    started_at: datetime,
+    started_at: datetime, *, migrated: bool, dsn: str,
 ) -> None:
     """What a dead controller left open in the CRM is closed, and the Redis opt-out list is
     rebuilt from the CRM's opt-outs; retried until PostgreSQL (and Redis) answer, so the dialer
-    starts and takes calls meanwhile (its writes wait in the outbox)."""
+    starts and takes calls meanwhile (its writes wait in the outbox). A start with PostgreSQL down
+    first applies the pending migrations, once it answers."""
+    if not migrated:
+        await _migrate_when_answering(dsn)
     outage = Outage("start_reconciliation_waiting")
     while True:
         try:
@@ -235,25 +277,56 @@ class DialerServices:
         return self.controller
 
 
-async def _audit_key(settings: Settings) -> AuditSigningKey:
-    """The audit signing key; refused (StartupError) when missing once the trail has been signed."""
-    conn = await connect(settings.pg_dsn)
-    try:
-        signed = await chain_signed(conn)
-    finally:
-        await conn.close()
+async def _audit_key(settings: Settings, *, database_answers: bool) -> AuditSigningKey:
+    """The audit signing key; refused (StartupError) when missing once the trail has been signed.
+
+    With PostgreSQL down we cannot ask whether the trail was signed, so only an existing key is
+    used: a new one might orphan every earlier checkpoint."""
+    signed = True
+    if database_answers:
+        conn = await connect(settings.pg_dsn)
+        try:
+            signed = await chain_signed(conn)
+        finally:
+            await conn.close()
     try:
         return AuditSigningKey.load_or_create(settings.audit_keys_dir, chain_signed=signed)
     except AuditKeyError as error:
+        if not database_answers:
+            raise StartupError(f"PostgreSQL does not answer and there is no audit signing key in "
+                               f"{settings.audit_keys_dir}: start PostgreSQL for the first start") from None
         raise StartupError(str(error)) from None
 
 
-async def _migrated_store(dsn: str) -> CrmStore:
+async def _migrated_store(dsn: str) -> tuple[CrmStore, bool]:
+    """The CRM store, and whether PostgreSQL answered. A server that does not answer at all does not
+    stop the start: the pool connects lazily, writes wait in the outbox, the API answers 503 for what
+    needs the database, and `_migrate_when_answering` applies pending migrations once it is back.
+    A refused login, a bad URL or a failed migration stops it (a person must fix those)."""
     try:
         await ensure_schema(dsn)
-        return await CrmStore.open(dsn)
+        return await CrmStore.open(dsn), True
+    except DatabaseNotAnswering as error:
+        log.warning("postgresql_down_at_start", error=str(error))
+        return await CrmStore.open(dsn, min_size=0), False
     except (DatabaseUnavailable, MigrationError) as error:
         raise StartupError(str(error)) from None
+
+
+async def _migrate_when_answering(dsn: str) -> None:
+    outage = Outage("start_migrations_waiting")
+    while True:
+        try:
+            await ensure_schema(dsn)
+        except DatabaseNotAnswering as error:
+            outage.failed(log, error)
+            await asyncio.sleep(RECONCILE_RETRY_SECONDS)
+            continue
+        except (DatabaseUnavailable, MigrationError) as error:
+            log.error("migrations_failed", error=str(error))
+            return
+        outage.recovered(log)
+        return
 
 
 class SliceFanOut:
@@ -287,9 +360,9 @@ async def dialer_services(
     webhook_options: WebhookOptions | None = None,
 ) -> AsyncIterator[DialerServices]:
     started_at = datetime.now(UTC)
-    store = await _migrated_store(settings.pg_dsn)
+    store, database_answers = await _migrated_store(settings.pg_dsn)
     try:
-        audit_key = await _audit_key(settings)
+        audit_key = await _audit_key(settings, database_answers=database_answers)
     except BaseException:
         await store.close()
         raise
@@ -334,29 +407,36 @@ async def dialer_services(
                     archiver=archiver,
                     opt_outs=OptOuts(dnc, outbox), sounds=DialplanSounds(ari), admission=admission,
                 )
+                # One router for every kind of call: the trunks' channels and calls per second are shared.
+                trunks = TrunkRouter(settings.trunks, time.time(), fallback_endpoint=settings.trunk_endpoint)
                 calls = ClickToCallRuntime(services, ClickToCallSettings(
                     trunk_endpoint=settings.trunk_endpoint, default_caller_id=settings.caller_id,
-                    timeouts=timeouts or CallTimeouts(),
+                    timeouts=timeouts or CallTimeouts(), trunk_router=trunks,
                 ))
                 finished = metrics.counter("dialer_calls_finished_total", "Click-to-call calls ended, by outcome")
                 calls.finished_listeners.append(
                     lambda record: finished.inc(outcome=record.outcome.value if record.outcome else "unknown")
                 )
                 calls.finished_listeners.append(lambda record: _observe_call(metrics, record))
-                trunks = TrunkRouter(settings.trunks, time.time(), fallback_endpoint=settings.trunk_endpoint)
                 campaigns = CampaignRuntime(services, redis, CampaignSettings(
                     recordings_dir=settings.recordings_dir, trunk_endpoint=settings.trunk_endpoint,
                     default_caller_id=settings.caller_id, redis_key=agent_states_key(settings.redis_prefix),
-                    trunk_router=trunks, **(campaign_overrides or {}),  # type: ignore[arg-type]
+                    trunk_router=trunks, caller_ids=settings.caller_ids,
+                    caller_ids_required=settings.caller_ids_required, **(campaign_overrides or {}),  # type: ignore[arg-type]
                 ))
+                campaigns.finished_listeners.append(lambda record: _observe_campaign_call(metrics, record))
+                campaigns.web_lead_listeners.append(metrics.speed_to_lead_seconds.observe)
                 monitors = MonitorRuntime(services, [calls, campaigns], MonitorSettings(
                     trunk_endpoint=settings.trunk_endpoint, **(monitor_overrides or {}),  # type: ignore[arg-type]
                 ))
                 texting = texting_for(services, settings, **(texting_overrides or {}))
                 fan_out.slices = [calls, campaigns, monitors, texting]
                 stream = EventStream(ari, dispatcher, on_connected=fan_out.on_connected)
+                retention = RetentionPurge(settings.pg_dsn, settings.recordings_dir,
+                                           settings.recordings_purge_every_hours * 3600.0)
                 metrics.collectors.append(
-                    lambda registry: _collect(registry, outbox, stream, snapshots, calls, campaigns, archiver)
+                    lambda registry: _collect(registry, outbox, stream, snapshots, calls, campaigns, archiver, trunks,
+                                              retention)
                 )
                 async with (
                     calls.running(), campaigns.running(), monitors.running(), texting.running(),
@@ -372,6 +452,7 @@ async def dialer_services(
                         public_url=settings.http_public_url or f"http://{settings.http_host}:{settings.http_port}"),
                         metrics)
                     webhook_task = tasks.create_task(webhooks.run(), name="webhooks")
+                    purge_task = tasks.create_task(retention.run(), name="retention-purge")
                     try:
                         async with asyncio.timeout(ari_connect_timeout):
                             await stream.wait_connected()
@@ -385,11 +466,15 @@ async def dialer_services(
                     sweep_task = tasks.create_task(archiver.run(
                         lambda: set(calls.runners) | set(campaigns.runners)), name="recording-sweep")
                     reconcile_task = tasks.create_task(
-                        _reconcile_rows(store, outbox, dnc, campaigns, monitors, started_at), name="reconcile-rows"
+                        _reconcile_rows(store, outbox, dnc, campaigns, monitors, started_at, migrated=database_answers,
+                                        dsn=settings.pg_dsn), name="reconcile-rows"
                     )
                     app = build_app(
                         ApiDependencies(store=store, records=outbox, dnc=dnc, agent_events=agent_events,
-                                        metrics=metrics, readiness=[AriCheck(lambda: stream.connected)]),
+                                        metrics=metrics, readiness=[AriCheck(lambda: stream.connected),
+                                                   StartCheck(reconcile_task.done),
+                                                   RecordingsCheck(lambda: archiver.pending)],
+                                        agency_timezone=settings.agency_timezone),
                         calls=calls, campaigns=campaigns, monitors=monitors,
                         recordings=RecordingReader(settings.recordings_dir, keyring), texting=texting,
                         lead_import_spool=settings.state_dir / "lead-imports",
@@ -397,6 +482,7 @@ async def dialer_services(
                             settings.pg_dsn, audit_key,
                             functools.partial(recording_audio, RecordingReader(settings.recordings_dir, keyring)),
                             LifecycleLegalHolds()),
+                        sip_credentials_file=settings.sip_credentials_file,
                         caller_id_check=settings.caller_id_problem,
                         wake_webhooks=webhooks.wake,
                     )
@@ -418,6 +504,7 @@ async def dialer_services(
                         checkpoint_task.cancel()
                         trunk_task.cancel()
                         webhook_task.cancel()
+                        purge_task.cancel()
             await outbox.flush(drain_seconds)
     finally:
         await redis.aclose()

@@ -30,13 +30,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from dialer.campaign.caller_id import CallerIdCheck, check_caller_id
 from dialer.provision.trunks import (
     CallerIdRecord,
     DidRoute,
     Transport,
     Trunk,
     TrunkAuth,
-    caller_id_problem,
     check_plan,
 )
 
@@ -92,6 +92,9 @@ class Settings:
     # Where finished call recordings are archived; empty: cache_dir/recordings.
     recordings_root: str = ""
     recording_keys_root: str = ""
+    # How often `dialer serve` purges recordings past their retention and not under legal hold
+    # (recordings.lifecycle.purge); 0: never (run `dialer recording purge` from a timer instead).
+    recordings_purge_every_hours: float = 24.0
     # The Ed25519 key signing the audit trail's checkpoints and evidence packets; empty:
     # state_dir/../audit-keys.
     audit_keys_root: str = ""
@@ -115,6 +118,8 @@ class Settings:
     # outside a campaign, and each sender number's rate (segments per second).
     texting_transport: str = "sip"  # sip (Asterisk, SIP MESSAGE) | http (a messaging provider)
     agency_name: str = "Insurance Agency"
+    # Where the reports' days, weeks and months begin (an IANA time zone name).
+    agency_timezone: str = "America/New_York"
     texting_rate: float = 1.0
     texting_http_url: str = ""  # the provider's API base, e.g. https://api.example.com
     texting_http_account: str = ""
@@ -223,13 +228,21 @@ class Settings:
             return f"wss://{self.public_sip_host}:{self.wss_port}/ws"
         return f"ws://127.0.0.1:{self.ari_port}/ws"
 
-    def caller_id_problem(self, number: str) -> str | None:
-        """One sentence when a campaign may not send `number` as caller ID (production), else None.
+    @property
+    def caller_ids_required(self) -> bool:
+        """A campaign's caller ID must be one of `caller_ids` (vouched): in production, and in
+        development once any is configured (without, the simulated network takes any number)."""
+        return not self.development or bool(self.caller_ids)
 
-        In development any well-formed number goes out on the simulated network."""
-        if self.development and not self.caller_ids:
-            return None
-        return caller_id_problem(number, self.caller_ids)
+    def caller_id_check(self, number: str | None, today: dt.date | None = None) -> CallerIdCheck:
+        """Whether a campaign may send `number` as caller ID (`dialer.campaign.caller_id`)."""
+        return check_caller_id(number, self.caller_ids, require_vouched=self.caller_ids_required,
+                               today=today or dt.date.today())
+
+    def caller_id_problem(self, number: str) -> str | None:
+        """One sentence when a campaign may not send `number` as caller ID, else None."""
+        check = self.caller_id_check(number)
+        return None if check.ok else check.message
 
     # -- validation -----------------------------------------------------------------------------
     def problems(self, today: dt.date | None = None) -> list[str]:
@@ -248,6 +261,8 @@ class Settings:
         for name, port in ports.items():
             if not 0 < port < 65536:
                 found.append(f"{name} must be a port between 1 and 65535, got {port}.")
+        if self.recordings_purge_every_hours < 0:
+            found.append("[recordings] purge_every_hours cannot be negative (0 turns the scheduled purge off).")
         if not 0 < self.rtp_start < self.rtp_end < 65536:
             found.append(f"The RTP range {self.rtp_start}-{self.rtp_end} must be increasing ports below 65536.")
         for name in ("sip_bind", "wss_bind"):
@@ -282,9 +297,9 @@ class Settings:
         if not self.development:
             if not self.trunks:
                 found.append("No carrier trunk is configured: add a [[trunks]] section (docs/carrier.md).")
-            problem = caller_id_problem(self.caller_id, self.caller_ids)
-            if problem:
-                found.append(f"The default caller ID: {problem}")
+            check = self.caller_id_check(self.caller_id, today)
+            if not check.ok:
+                found.append(f"The default caller ID: {check.message}")
         return found
 
     def production_refusals(self) -> list[str]:
@@ -367,6 +382,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "DIALER_SUPERVISORS": "supervisors",
     "DIALER_RECORDINGS_DIR": "recordings_root",
     "DIALER_RECORDING_KEYS_DIR": "recording_keys_root",
+    "DIALER_RECORDINGS_PURGE_EVERY_HOURS": "recordings_purge_every_hours",
     "DIALER_AUDIT_KEYS_DIR": "audit_keys_root",
     "DIALER_CALLER_ID": "caller_id",
     "DIALER_TRUNK_ENDPOINT": "trunk_endpoint",
@@ -406,6 +422,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "DIALER_WSS_BIND": "wss_bind",
     "DIALER_WSS_PORT": "wss_port",
     "DIALER_WS_PUBLIC_URL": "ws_public_url",
+    "DIALER_AGENCY_TIMEZONE": "agency_timezone",
 }
 
 # Friendlier names in the file: (table, key) -> field.

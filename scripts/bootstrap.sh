@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a Debian/Ubuntu machine, idempotently and quickly the
 # second time: the OS packages (debootstrap for the Asterisk root, baresip for the test
-# softphone, Chromium and fonts for the browser tests, ffmpeg for the recordings archive's Opus
-# transcoding, the PostgreSQL client for backups), a virtualenv in .venv with the project and its
+# softphone, Kamailio for the cluster's SIP edge, Chromium and fonts for the browser tests,
+# ffmpeg for the recordings archive's Opus transcoding, the PostgreSQL client for backups), a virtualenv in .venv with the project and its
 # dev tools (Playwright drives that Chromium; it downloads no browser of its own).
 # PostgreSQL, Redis and Asterisk themselves are provisioned by `dialer stack up`.
 set -euo pipefail
@@ -31,6 +31,8 @@ for package in libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0; do
 done
 # dialer backup / restore run pg_dump and pg_restore.
 { command -v pg_dump >/dev/null && command -v pg_restore >/dev/null; } || missing+=(postgresql-client)
+# The cluster's SIP edge (dialer/provision/kamailio.py, docs/cluster.md): the distribution's Kamailio.
+{ command -v kamailio >/dev/null && command -v kamcmd >/dev/null; } || missing+=(kamailio)
 # The README's click-to-call example (run by tests/controller/test_readme.py) uses curl and jq.
 command -v curl >/dev/null || missing+=(curl)
 command -v jq >/dev/null || missing+=(jq)
@@ -42,6 +44,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "bootstrap: installing ${missing[*]}" >&2
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+  # The package's own service would take port 5060 with the stock configuration: the project
+  # runs its Kamailio edges itself (dialer stack up --nodes N).
+  if [[ " ${missing[*]} " == *" kamailio "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    as_root systemctl disable --now kamailio >/dev/null 2>&1 || true
+  fi
 fi
 
 stamp=.venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)

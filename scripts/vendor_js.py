@@ -1,6 +1,8 @@
 """Vendor a browser JavaScript library from the npm registry into dialer/web/static/vendor/.
 
     .venv/bin/python scripts/vendor_js.py sip.js 0.21.2
+    .venv/bin/python scripts/vendor_js.py uplot 1.6.32 --files dist/uPlot.esm.js dist/uPlot.min.css \
+        --entry dist/uPlot.esm.js
 
 Runs `npm pack NAME@VERSION` (npm checks the tarball against the registry's integrity hash),
 copies the package's browser files (`lib/**/*.js`, no type declarations or source maps) and
@@ -46,6 +48,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name")
     parser.add_argument("version")
+    parser.add_argument("--files", nargs="+", default=["lib/**/*.js"],
+                        help="the package's files to copy (globs; default lib/**/*.js)")
+    parser.add_argument("--entry", default="lib/index.js", help="the module pages import")
     args = parser.parse_args()
     view = subprocess.run(["npm", "view", f"{args.name}@{args.version}", "--json", "license", "dist"],
                           capture_output=True, text=True, check=True)
@@ -64,7 +69,7 @@ def main() -> int:
         if target.exists():
             shutil.rmtree(target)
         files: dict[str, str] = {}
-        sources = sorted(package.glob("lib/**/*.js"))
+        sources = sorted({path for pattern in args.files for path in package.glob(pattern)})
         licences = [package / name for name in LICENCE_NAMES if (package / name).exists()]
         if not licences:
             sys.exit(f"{args.name}@{args.version} ships no licence file")
@@ -85,7 +90,7 @@ def main() -> int:
             "integrity": integrity,
             "tarball_sha256": sha256(tarball),
             "directory": target.name,
-            "entry": "lib/index.js",
+            "entry": args.entry,
             "files": files,
         }
         manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")

@@ -11,7 +11,8 @@ from aiohttp import web
 from pydantic import ConfigDict, Field, field_validator
 
 from compliance_rules.numbers import parse_number
-from dialer.api.http import DEPS, STAFF_ROLES, ApiError
+from dialer.api.crm import CALL_ID, visible_call
+from dialer.api.http import ALL_ROLES, DEPS, STAFF_ROLES, ApiError
 from dialer.api.pagination import PageQuery, decode_cursor, link_header, page
 from dialer.api.routes import Answer, Reply, RouteTable
 from dialer.api.schema import Id, Line, ResponseModel, UtcTime
@@ -84,4 +85,20 @@ async def get_decision(request: web.Request) -> Reply:
     row = await request.app[DEPS].store.get_decision(request.match_info["decision_id"])
     if row is None:
         raise ApiError(404, "decision_not_found", "no such decision")
+    return Reply(DecisionBody.model_validate(asdict(row)))
+
+
+@routes.get("/v1/calls/{call_id}/decision", "getCallDecision",
+            "The compliance gate's decision for a call: its notices are the agent's script (agents: own calls)",
+            roles=ALL_ROLES, parameters=CALL_ID, responses={200: Answer(DecisionBody, "the decision")},
+            errors={404: "`call_not_found`, or `decision_not_found` (none yet, or an inbound call)"})
+async def get_call_decision(request: web.Request) -> Reply:
+    """What the gate said when the call's lead was dialed: the zones and local times it saw and the
+    notices the agent must give (e.g. the recording announcement in an all-party-consent state)."""
+    call = await visible_call(request)
+    row = None
+    if call.compliance_decision_id is not None:
+        row = await request.app[DEPS].store.get_decision(call.compliance_decision_id)
+    if row is None:
+        raise ApiError(404, "decision_not_found", "no decision for this call (yet)")
     return Reply(DecisionBody.model_validate(asdict(row)))

@@ -77,6 +77,9 @@ class ScreenPopLead(ResponseModel):
     zip: str | None
     pipeline_stage: str | None
     email: str | None
+    phones: list[str] = Field(default_factory=list, description="E.164, most preferred first")
+    address: str | None = Field(default=None, description="street and city, one line")
+    timezone_hint: str | None = Field(default=None, description="the CRM's time zone for the lead, if it has one")
 
 
 class ScreenPop(ResponseModel):

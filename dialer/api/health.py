@@ -103,6 +103,39 @@ class AriCheck:
         return None if self.connected() else "the ARI event WebSocket to Asterisk is not connected"
 
 
+class RecordingsCheck:
+    """Recordings the last sweep could not archive (archive disk full, key missing, PostgreSQL or
+    the outbox refusing the row): they wait in Asterisk's spool and are retried at every sweep,
+    but an operator must know, since 100 % of calls must reach the archive."""
+
+    name = "recordings"
+
+    def __init__(self, pending: Callable[[], int]) -> None:
+        self.pending = pending
+
+    async def check(self) -> str | None:
+        pending = self.pending()
+        if pending:
+            return f"{pending} recordings wait in Asterisk's spool to be archived (retried at every sweep)"
+        return None
+
+
+class StartCheck:
+    """The start's own work on the CRM: migrations (when PostgreSQL was down at start), the rows a
+    previous run left open, the opt-out list rebuilt in Redis. Until it is done the dialer takes
+    calls, but reports on the CRM may miss rows and numbers opted out may not be in Redis yet."""
+
+    name = "start"
+
+    def __init__(self, finished: Callable[[], bool]) -> None:
+        self.finished = finished
+
+    async def check(self) -> str | None:
+        if self.finished():
+            return None
+        return "waiting for PostgreSQL and Redis to apply migrations, close what the last run left open and restore opt-outs"
+
+
 async def _run(check: ReadinessCheck) -> Check:
     try:
         async with asyncio.timeout(CHECK_SECONDS):

@@ -10,6 +10,7 @@ dependencies (`DEPS`) and the request's token (`TOKEN`).
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -65,10 +66,30 @@ class ApiDependencies:
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     readiness: Sequence[ReadinessCheck] = ()
+    # The agency's time zone: where reports' days, weeks and months begin (IANA name).
+    agency_timezone: str = "America/New_York"
 
     @property
     def opt_outs(self) -> OptOuts:
         return OptOuts(self.dnc, self.records)
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A person's session, as the API sees it: the caller it acts as (`token`: role, agent) and
+    the CSRF token every state-changing request of that session must carry."""
+
+    session_id: str
+    token: ApiToken
+    csrf_token: str
+    username: str
+    expires_at: datetime
+
+
+class SessionResolver(Protocol):
+    """Turns a session cookie into the person signed in (`dialer.web.sessions`), or None."""
+
+    async def resolve(self, secret: str) -> SignedIn | None: ...
 
 
 class WrapUps(Protocol):
@@ -97,6 +118,10 @@ TITLES = {
     "controller_unavailable": "This API runs without that part of the dialer",
     "websocket_required": "This endpoint is a WebSocket",
     "request_too_large": "The request body is too large",
+    "csrf_failed": "The request lacks this session's CSRF token",
+    "sign_in_failed": "The user name or password is wrong",
+    "sign_in_throttled": "Too many wrong passwords; signing in is paused",
+    "not_signed_in": "This needs a signed-in person (a session), not a token",
     "internal_error": "Internal error",
 }
 
@@ -166,6 +191,10 @@ def unavailable(error: BaseException) -> ApiError | None:
                         retry_after=getattr(error, "retry_after", None))
     if isinstance(error, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | asyncpg.CannotConnectNowError):
         return ApiError(503, "database_unavailable", "the CRM database does not answer; retry")
+    if isinstance(error, asyncpg.UndefinedTableError):
+        # A dialer started while PostgreSQL was down applies its migrations once it answers; a
+        # request in between finds the tables missing for a moment.
+        return ApiError(503, "database_migrating", "the CRM database is being migrated; retry")
     if isinstance(error, redis_errors.ConnectionError | redis_errors.TimeoutError | redis_errors.BusyLoadingError):
         return ApiError(503, "redis_unavailable", "Redis does not answer; retry")
     if isinstance(error, OSError | TimeoutError):
@@ -196,6 +225,12 @@ WRAP_UPS: web.AppKey[WrapUps | None] = web.AppKey("wrap_ups", WrapUps)
 # The slices whose calls `POST /v1/calls/{id}/hangup` can end.
 CALL_CONTROLS: web.AppKey[list[CallControl]] = web.AppKey("call_controls", list)
 TOKEN: web.RequestKey[ApiToken] = web.RequestKey("token", ApiToken)
+# Set when the caller is a person signed in with a session cookie (not a bearer token).
+SESSION: web.RequestKey[SignedIn] = web.RequestKey("session", SignedIn)
+SESSIONS: web.AppKey[SessionResolver | None] = web.AppKey("sessions", SessionResolver)
+SESSION_COOKIE = "dialer_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # /metrics carries aggregates only (no PHI), for a Prometheus server on the same network.
 # Kept for modules that ask; the routes of the registry declared with `roles=None` are public too.
 PUBLIC_PATHS = frozenset({"/v1/health", "/v1/health/live", "/v1/health/ready", "/v1/openapi.json",
@@ -250,6 +285,8 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
             or request.match_info.route.handler in _PUBLIC):
         return await handler(request)  # public, or no such route: 404/405 come out as problems
     header = request.headers.get("Authorization", "")
+    if not header and SESSION_COOKIE in request.cookies and request.app.get(SESSIONS) is not None:
+        return await _session_auth(request, handler)
     if not header and request.headers.get("Upgrade", "").lower() == "websocket" and "access_token" in request.query:
         # Browsers cannot set headers on a WebSocket; the console passes its token in the query
         # (the access log never shows it: dialer.logs redacts it).
@@ -267,6 +304,30 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     if token.role not in roles:
         raise ApiError(403, "forbidden", f"a {token.role.value} token may not call this endpoint")
     request[TOKEN] = token
+    return await handler(request)
+
+
+async def _session_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A person's browser: the session cookie (HttpOnly, SameSite=Strict) names the caller; every
+    state-changing request must also carry the session's CSRF token in `X-CSRF-Token`, and a
+    request from another site's page (its `Origin`) is refused."""
+    resolver = request.app[SESSIONS]
+    assert resolver is not None
+    signed_in = await resolver.resolve(request.cookies[SESSION_COOKIE])
+    if signed_in is None:
+        raise ApiError(401, "unauthorized", "the session has ended: sign in again")
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.partition("://")[2] != request.host:
+        raise ApiError(403, "csrf_failed", "a request from another site's page")
+    if request.method not in SAFE_METHODS and not hmac.compare_digest(
+            request.headers.get(CSRF_HEADER, "").encode(), signed_in.csrf_token.encode()):
+        raise ApiError(403, "csrf_failed", f"send the session's CSRF token in {CSRF_HEADER}", field=CSRF_HEADER)
+    token = signed_in.token
+    roles = _ROLES.get(request.match_info.route.handler, frozenset())
+    if token.role not in roles:
+        raise ApiError(403, "forbidden", f"a {token.role.value} may not call this endpoint")
+    request[TOKEN] = token
+    request[SESSION] = signed_in
     return await handler(request)
 
 

@@ -20,8 +20,9 @@ from typing import ClassVar, Literal
 
 import structlog
 from aiohttp import web
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
+from crm_bridge.dispositions import DispositionCode
 from crm_bridge.kinds import RecordKind
 from crm_bridge.store import Recording, TokenRole
 from dialer.api.http import DEPS, TOKEN, ApiError, problem
@@ -86,8 +87,21 @@ class RecordingPage(ResponseModel):
 class RecordingQuery(PageQuery):
     # Kept as before pagination: an unknown parameter here is 422 `unknown_field`.
     unknown_parameter: ClassVar[tuple[int, str]] = (422, "unknown_field")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
     call_id: Id | None = None
-    lead_id: Id | None = Field(default=None, description="give call_id or lead_id (or both)")
+    lead_id: Id | None = Field(default=None, description="give at least one filter")
+    agent_id: Id | None = Field(default=None, description="the recorded call's agent")
+    campaign_id: Id | None = Field(default=None, description="the recorded call's campaign")
+    since: UtcTime | None = Field(default=None, description="recorded at or after")
+    until: UtcTime | None = Field(default=None, description="recorded before")
+    disposition: DispositionCode | None = Field(default=None, description="a disposition of the recorded call")
+    min_seconds: float | None = Field(default=None, ge=0, description="at least this long")
+    max_seconds: float | None = Field(default=None, ge=0, description="at most this long")
+
+    def searched(self) -> bool:
+        return any(value is not None for value in (
+            self.call_id, self.lead_id, self.agent_id, self.campaign_id, self.since, self.until, self.disposition,
+            self.min_seconds, self.max_seconds))
 
 
 class AudioQuery(QueryModel):
@@ -104,16 +118,20 @@ async def _recording(request: web.Request) -> Recording:
 
 
 @routes.get("/v1/recordings", "listRecordings",
-            "A call's or a lead's recordings, newest first (crm, supervisor and admin tokens)",
+            "Search recordings, newest first: by call, lead, agent, campaign, time, disposition and duration "
+            "(crm, supervisor and admin tokens)",
             roles=REVIEWERS, query=RecordingQuery,
             responses={200: Answer(RecordingPage, "a page of recordings", headers={"Link": "rel=next"})},
             errors={403: "only crm, supervisor and admin tokens may see recordings",
-                    422: "a query parameter is invalid (`field` names it); give call_id or lead_id"})
+                    422: "a query parameter is invalid (`field` names it); give at least one filter"})
 async def list_recordings(request: web.Request, query: RecordingQuery) -> Reply:
-    if not query.call_id and not query.lead_id:
-        raise ApiError(422, "invalid_field", "give call_id or lead_id", field="call_id")
+    if not query.searched():
+        raise ApiError(422, "invalid_field", "give call_id, lead_id or another filter", field="call_id")
     recordings = await request.app[DEPS].store.list_recordings(
-        call_id=query.call_id, lead_id=query.lead_id, limit=query.limit + 1, after=decode_cursor(query)
+        call_id=query.call_id, lead_id=query.lead_id, limit=query.limit + 1, after=decode_cursor(query),
+        agent_id=query.agent_id, campaign_id=query.campaign_id, since=query.since, until=query.until,
+        disposition=query.disposition.value if query.disposition else None, min_seconds=query.min_seconds,
+        max_seconds=query.max_seconds,
     )
     items, next_url = page(request, query, recordings, lambda row: (row.recorded_at, row.recording_id))
     return Reply(RecordingPage(recordings=[RecordingBody.of(row) for row in items], next=next_url),

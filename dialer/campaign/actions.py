@@ -22,6 +22,21 @@ class OriginateLead:
 
 
 @dataclass(frozen=True)
+class RerouteLead:
+    """The dial failed on its trunk before reaching the called phone (503, a timeout): find the
+    next trunk (not one of `tried`), reuse or renew the gate's decision (`ask_gate`), and give a
+    new channel id for the retry; answered with `Rerouted` or `RerouteFailed`."""
+
+    call_id: str
+    phone: str
+    attempt: int  # 2 for the first retry
+    tried: tuple[str, ...]
+    ask_gate: bool
+    failed_cause: int | None
+    failed_sip_code: int | None
+
+
+@dataclass(frozen=True)
 class PrepareBridge:
     bridge_id: str
     recording: str
@@ -114,7 +129,7 @@ class Finished:
 
 
 CallAction = (
-    OriginateLead | PrepareBridge | WantAgent | CancelWant | ConnectAgent | PlaySafeHarbor | PlayRecordingNotice | OptOutNumber
+    OriginateLead | RerouteLead | PrepareBridge | WantAgent | CancelWant | ConnectAgent | PlaySafeHarbor | PlayRecordingNotice | OptOutNumber
     | LeaveMessage | HangupLead | ReturnAgent | TeardownBridge | Observe | Emit | Finished
 )
 

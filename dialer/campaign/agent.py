@@ -13,6 +13,7 @@ returned snapshot (Redis, the agent's WebSocket). Nothing here does IO.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from dialer.runtime.errors import InvalidStateError
@@ -59,6 +60,22 @@ class AgentSnapshot:
             "wrap_up_until": self.wrap_up_until,
             "logout_reason": self.logout_reason,
         }
+
+
+def agent_state_record(snapshot: AgentSnapshot) -> dict[str, object]:
+    """The `agent_state` outbox record of a snapshot: one row of the agent's state history. Its id
+    is the session (the agent's leg, unique per login) and version, so a retry writes it once."""
+    return {
+        "change_id": f"{snapshot.channel_id}:{snapshot.version}",
+        "agent_id": snapshot.agent_id,
+        "state": snapshot.state.value,
+        "since": datetime.fromtimestamp(snapshot.since, UTC).isoformat(),
+        "version": snapshot.version,
+        "session_id": snapshot.channel_id,
+        "campaign_ids": list(snapshot.campaign_ids),
+        "call_id": snapshot.call_id,
+        "pause_reason": snapshot.pause_reason,
+    }
 
 
 class AgentSession:

@@ -27,9 +27,10 @@ from typing import Any, Protocol
 
 import structlog
 
+from crm_bridge.kinds import RecordKind
 from dialer.ari.errors import AriError, Conflict
 from dialer.ari.models import ChannelDestroyed, Event, StasisStart
-from dialer.campaign.agent import AgentSession, AgentSnapshot, AgentState
+from dialer.campaign.agent import AgentSession, AgentSnapshot, AgentState, agent_state_record
 from dialer.runtime.errors import InvalidStateError
 from dialer.runtime.services import CallServices
 
@@ -231,6 +232,11 @@ class AgentRunner:
             self.apply(self.session.call_ended if joined else self.session.release)
 
     async def _save(self, snapshot: AgentSnapshot) -> None:
+        try:
+            # The state history the reports' occupancy is read from (durable: the outbox).
+            await self.services.records.put(RecordKind.AGENT_STATE, agent_state_record(snapshot))
+        except Exception as error:
+            self.log.warning("agent_state_not_recorded", error=repr(error))
         states = self.floor.states
         key = self.floor.redis_key
         try:

@@ -14,9 +14,10 @@ from crm_bridge.dispositions import PipelineStage
 from crm_bridge.kinds import RecordKind
 from crm_bridge.records import InvalidRecord
 from crm_bridge.store import Campaign, Lead, TokenRole
-from dialer.api.http import DEPS, ApiDependencies, ApiError, own_agent, service
+from dialer.api.http import DEPS, TOKEN, ApiDependencies, ApiError, own_agent, service
 from dialer.api.idempotency import KeyedLocks
 from dialer.api.routes import Answer, Reply, RouteTable
+from dialer.campaign.control import change_record
 from dialer.campaign.dialing import campaign_lead_record
 from dialer.campaign.intake import IntakeError, Merge, WebLead, merge, parse_web_lead
 from dialer.campaign.openapi import (
@@ -52,6 +53,15 @@ lead_routes = RouteTable("leads")
 
 def _runtime(request: web.Request) -> CampaignRuntime:
     return service(request, CAMPAIGNS, "campaign runtime")
+
+
+async def _audit(request: web.Request, campaign_id: str, action: str) -> None:
+    """Start and stop are kept in the campaign's control audit (`campaign_changes`)."""
+    token = request[TOKEN]
+    running = action == "start"
+    await request.app[DEPS].records.put(RecordKind.CAMPAIGN_CHANGE, change_record(
+        campaign_id, action, token.token_id, token.role.value, request.app[DEPS].clock(),
+        {"running": not running}, {"running": running}))
 
 
 def _state(request: web.Request, body: AgentStateBody, status: int = 200) -> Reply:
@@ -114,9 +124,13 @@ async def agent_state(request: web.Request) -> Reply:
                       roles=(TokenRole.CRM, *STAFF), parameters=CAMPAIGN_ID,
                       responses={202: Answer(CampaignStatusBody, "the campaign's figures", headers=CAMPAIGN_URL)},
                       errors={404: "no such campaign", 409: "the campaign is not active, or already running",
+                              422: "the campaign's caller ID may not be sent (16 CFR 310.4(a)(8)): "
+                                   "`caller_id_missing`, `caller_id_withheld`, `caller_id_invalid`, "
+                                   "`caller_id_not_vouched` or `caller_id_vouching_incomplete` (`field`: caller_id)",
                               503: NOT_RUNNING})
 async def campaign_start(request: web.Request) -> Reply:
     status = await _runtime(request).start_campaign(request.match_info["campaign_id"])
+    await _audit(request, status.campaign_id, "start")
     return Reply(CampaignStatusBody.of(status), status=202, location=f"/v1/campaigns/{status.campaign_id}")
 
 
@@ -126,6 +140,7 @@ async def campaign_start(request: web.Request) -> Reply:
                       errors={404: "the campaign is not running", 503: NOT_RUNNING})
 async def campaign_stop(request: web.Request) -> Reply:
     status = await _runtime(request).stop_campaign(request.match_info["campaign_id"])
+    await _audit(request, status.campaign_id, "stop")
     return Reply(CampaignStatusBody.of(status))
 
 

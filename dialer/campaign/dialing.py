@@ -33,6 +33,7 @@ from crm_bridge.store import Campaign, CampaignLead, Lead
 from dialer.campaign.agent import AgentState
 from dialer.campaign.agents import AgentFloor
 from dialer.campaign.amd import AmdSettingsError, amd_arguments
+from dialer.campaign.caller_id import CallerIdCheck, check_caller_id
 from dialer.campaign.hopper import Hopper, HopperEntry, RetryDecision, after_attempt
 from dialer.campaign.machine import CampaignCallRequest
 from dialer.campaign.record import CampaignCallRecord, CampaignCallState, MachineAction
@@ -44,11 +45,12 @@ from dialer.pacing import (
     PacingEvent,
     PacingSnapshot,
     PowerPacer,
+    PredictiveConfig,
     PredictivePacer,
     PreviewPacer,
     ProgressivePacer,
 )
-from dialer.provision.trunks import TrunkRouter
+from dialer.provision.trunks import CallerIdRecord, TrunkRouter
 from dialer.runtime.admission import Slot
 from dialer.runtime.causes import utc
 from dialer.runtime.gate import contact_request, decide_at_dial, policy_for_campaign
@@ -95,16 +97,29 @@ class CampaignSettings:
     logout_on_shutdown: bool = True
     # The carriers' trunks: preference order, calls per second, reachability (None: trunk_endpoint).
     trunk_router: TrunkRouter | None = None
+    # The agency's vouched caller IDs; a campaign's must be one of them when required
+    # (`dialer.campaign.caller_id`; `Settings.caller_ids_required`).
+    caller_ids: tuple[CallerIdRecord, ...] = ()
+    caller_ids_required: bool = False
+
+    def caller_id_check(self, campaign: Campaign) -> CallerIdCheck:
+        """Whether the campaign may dial with its caller ID (or the default it falls back to)."""
+        return check_caller_id(campaign.caller_id or self.default_caller_id, self.caller_ids,
+                               require_vouched=self.caller_ids_required, today=datetime.now(UTC).date())
 
     def __post_init__(self) -> None:
         if self.ring_timeout < MIN_RING_SECONDS:
             raise ValueError(f"ring_timeout must be >= {MIN_RING_SECONDS} s (47 CFR 64.1200(a)(6))")
 
-    def lead_endpoint(self, phone: str) -> str:
-        # The trunk with a call left in its budget (the tick asked for no more lines than that;
-        # a speed-to-lead dial past it goes to the first trunk).
-        routed = self.trunk_router.route(time.time(), key=phone) if self.trunk_router else None
-        return f"PJSIP/{phone}@{routed or self.trunk_endpoint}"
+    def route(self, call_id: str, now: float) -> str | None:
+        """The trunk of a new call (a channel and a calls-per-second token taken, given back when
+        the call ends: `TrunkRouter.release` with the call id), or None when every trunk is full
+        or out of budget: the call waits, no trunk goes past its limits."""
+        return self.trunk_router.route(now, key=call_id) if self.trunk_router else self.trunk_endpoint
+
+    @property
+    def trunk_count(self) -> int:
+        return len(self.trunk_router.trunks) if self.trunk_router else 1
 
     @property
     def trunk_endpoints(self) -> tuple[str, ...]:
@@ -122,6 +137,8 @@ def pacer_for(campaign: Campaign) -> Pacer:
     """The pacing engine's pacer for the campaign's dial mode."""
     mode = campaign.dial_mode.value
     if mode == "predictive":
+        if campaign.abandon_setpoint is not None:
+            return PredictivePacer(PredictiveConfig(max_setpoint=campaign.abandon_setpoint))
         return PredictivePacer()
     if mode == "power":
         return PowerPacer(float(campaign.amd_settings.get("lines_per_agent", 2.0)))
@@ -145,6 +162,7 @@ class CampaignStatus:
     abandon_rate: float
     live_answers: int
     abandoned: int
+    paused: bool = False
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -177,6 +195,12 @@ class DialingHost(Protocol):
         self, campaign: CampaignRunner, entry: HopperEntry[Lead], request: CampaignCallRequest, slot: Slot
     ) -> None: ...
 
+    def call_ended(self, record: CampaignCallRecord) -> None:
+        """An outbound call's final figures (metrics)."""
+
+    def web_lead_dialed(self, waited_seconds: float) -> None:
+        """A web lead's first dial, `waited_seconds` after it arrived (speed-to-lead)."""
+
 
 class CampaignRunner:
     """One running campaign: hopper, pacer, and its live calls."""
@@ -198,10 +222,13 @@ class CampaignRunner:
         self.running = True
         self.stopped = asyncio.Event()
         self._tally_at = 0.0
+        # Web leads waiting for their first dial, with the time they arrived (speed-to-lead).
+        self.web_leads_arrived: dict[str, float] = {}
         self._refill_at = 0.0
         self.wake = asyncio.Event()
         self.log = log.bind(campaign_id=self.campaign_id)
         self._outage = Outage("campaign_store_unreachable")
+        self.paused = False
 
     @property
     def policy(self) -> CampaignPolicy:
@@ -226,6 +253,14 @@ class CampaignRunner:
                 self.wake.clear()
         finally:
             self.stopped.set()
+
+    def change_settings(self, campaign: Campaign, pacer: Pacer | None) -> None:
+        """New settings from the campaign's control (`dialer.campaign.control`): the next dial uses
+        them; a new pacer (the dial mode or the setpoint changed) starts from its own priors."""
+        self.campaign = campaign
+        if pacer is not None:
+            self.pacer = pacer
+        self.wake.set()
 
     def stop(self) -> None:
         """Stop dialing: queued leads are dropped, calls not yet answered are ended; answered
@@ -271,6 +306,8 @@ class CampaignRunner:
             self._refill_at = now + 3.0
             added = await self.refill(now)
             self._refill_at = now + (1.0 if added else 3.0)
+        if self.paused:
+            return  # a supervisor paused it: no new dials; the calls up finish
         snapshot = self.snapshot(now)
         if snapshot.logged_in_agents == 0:
             return
@@ -338,12 +375,14 @@ class CampaignRunner:
         its abandon budget); otherwise the next free agent's line takes it first."""
         if not self.running or not lead.phones:
             return False
+        arrived = time.time()
         decision = (await self.services.gate.decide_many([contact_request(lead.phones[0], lead)], self.policy))[0]
         if not decision.allowed:
             for code in decision.codes:
                 self.blocked[code.value] += 1
             return False
         self.hopper.push_front(HopperEntry(lead.lead_id, lead.phones[0], 0, lead, 1000), time.time())
+        self.web_leads_arrived.setdefault(lead.lead_id, arrived)
         ready = self.floor.ready_agents(self.campaign_id)
         if ready and self.host.live_lines() < self.settings.max_lines:
             entry = self.hopper.take_lead(lead.lead_id)
@@ -356,6 +395,11 @@ class CampaignRunner:
     async def dial(self, entry: HopperEntry[Lead]) -> None:
         """Check the gate once more (taking a cap slot) and have the lead originated into AMD."""
         now = time.time()
+        if self.settings.trunk_router is not None and self.settings.trunk_router.capacity(now) == 0:
+            # No trunk can take a call now (channels or calls per second): wait, before the gate
+            # takes a frequency-cap slot for a call that could not go out.
+            self.hopper.put_back(entry, now + 1.0)
+            return
         decision = await decide_at_dial(self.services.gate, contact_request(entry.phone, entry.payload), self.policy,
                                         self.log)
         if decision is None or not decision.allowed:
@@ -368,6 +412,12 @@ class CampaignRunner:
             self.hopper.put_back(entry, now + 1.0)
             return
         call_id = new_id(Prefix.CAMPAIGN_CALL)
+        trunk = self.settings.route(call_id, now)
+        if trunk is None:
+            # Every trunk is at its channel limit or out of calls for this second: the lead waits.
+            slot.release()
+            self.hopper.put_back(entry, now + 1.0)
+            return
         campaign = self.campaign
         try:
             amd_args = amd_arguments(campaign.amd_settings)
@@ -385,7 +435,10 @@ class CampaignRunner:
             machine_action=MachineAction(str(campaign.amd_settings.get("machine_action", "hangup"))),
             agent_wait=self.settings.agent_wait,
             recording_disclosure=decision.recording_disclosure,
-            lead_endpoint=self.settings.lead_endpoint(entry.phone),
+            lead_endpoint=f"PJSIP/{entry.phone}@{trunk}",
+            trunk=trunk,
+            trunks=self.settings.trunk_count,
+            decided_at=time.time(),  # this clock, not the gate's: only the age of the decision counts
             amd_args=amd_args,
         )
         self.counters["dials"] += 1
@@ -393,6 +446,9 @@ class CampaignRunner:
             self.campaign_id, entry.lead_id, attempts=entry.attempts + 1, last_attempt_at=utc(now),
             last_call_id=call_id))
         await self.host.originate(self, entry, request, slot)
+        arrived = self.web_leads_arrived.pop(entry.lead_id, None)
+        if arrived is not None:
+            self.host.web_lead_dialed(time.time() - arrived)
 
     async def call_finished(self, entry: HopperEntry[Lead], record: CampaignCallRecord) -> None:
         """Count a call's outcome and decide the lead's next attempt (the call stays among the
@@ -401,8 +457,9 @@ class CampaignRunner:
         if record.inbound:
             self.counters[f"inbound_{outcome}"] += 1
             return
-        if self.settings.trunk_router is not None:  # a 503 or a timeout: the next dials fail over
-            self.settings.trunk_router.dial_ended(record.phone, record.cause or 0, record.sip_code, time.time())
+        self.host.call_ended(record)
+        if self.settings.trunk_router is not None:  # its channel back; a 503 or a timeout: the next dials fail over
+            self.settings.trunk_router.dial_ended(record.call_id, record.cause or 0, record.sip_code, time.time())
         # "answered" counts every answered call, whatever its outcome (once, also when the
         # outcome itself is "answered").
         if outcome != "answered":
@@ -447,4 +504,5 @@ class CampaignRunner:
             waiting=sum(1 for c in self.calls.values() if c.state is CampaignCallState.WAITING_AGENT),
             agents=dict(states), counters=dict(self.counters), blocked=dict(self.blocked),
             abandon_rate=self.tally.rate, live_answers=self.tally.live_answers, abandoned=self.tally.abandoned,
+            paused=self.paused,
         )

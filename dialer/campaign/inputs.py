@@ -21,6 +21,12 @@ class OriginateFailed:
 
 
 @dataclass(frozen=True)
+class LeadRinging:
+    """The lead's phone rings (a provisional 180): the carrier reached the called network, so a
+    failure after this is the called side's, not a reason to try another trunk."""
+
+
+@dataclass(frozen=True)
 class LeadAnswered:
     pass
 
@@ -77,6 +83,27 @@ class LeadGone:
 
 
 @dataclass(frozen=True)
+class Rerouted:
+    """The next trunk for a retry of the same call (`RerouteLead`): the new leg's channel id is
+    already routed to this call; `decision_id` and `decided_at` are the gate's decision it goes
+    out under (the first one reused, or a new one)."""
+
+    channel_id: str
+    endpoint: str
+    trunk: str
+    decision_id: str
+    decided_at: float
+
+
+@dataclass(frozen=True)
+class RerouteFailed:
+    """No retry on another trunk: none left with a free channel, the gate said no, or the
+    campaign stopped."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class InboundAnswered:
     """An inbound caller was answered by the app (no AMD: the caller called us)."""
 
@@ -95,7 +122,7 @@ class HangupRequested:
 
 
 CallInput = (
-    Dial | Originated | OriginateFailed | LeadAnswered | AmdDecided | BridgeReady | BridgeFailed | AgentAssigned
+    Dial | Originated | OriginateFailed | LeadRinging | LeadAnswered | Rerouted | RerouteFailed | AmdDecided | BridgeReady | BridgeFailed | AgentAssigned
     | AgentJoined | AgentLeft | PlaybackDone | DtmfReceived | LeadGone | Stop | HangupRequested | InboundAnswered
 )
 

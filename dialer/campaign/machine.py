@@ -13,6 +13,12 @@ so the greeting ended that long before the decision (`greeting_ended_at`; `greet
   `agent_wait` seconds (default 1.5 s), then plays the safe-harbor message into the recorded
   bridge; the call counts as abandoned, and a 9 opts the number out at once.
 - MACHINE -> hang up, or leave the campaign's message after the beep (dialplan).
+
+Trunk failover: a dial the carrier refuses before the phone rings (503, congestion, a SIP
+timeout; `dialer.provision.trunks.retry_step`) is the same call tried again on the next trunk
+in preference order, on a new lead channel (`{call}-lead-2`, ...), under the same gate decision
+while it is fresh, otherwise after the gate decided again. The call's row keeps the trunk that
+carried it and every failed try with its cause.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from dialer.campaign.actions import (
     PlayRecordingNotice,
     PlaySafeHarbor,
     PrepareBridge,
+    RerouteLead,
     ReturnAgent,
     TeardownBridge,
     WantAgent,
@@ -53,13 +60,17 @@ from dialer.campaign.inputs import (
     InboundAnswered,
     LeadAnswered,
     LeadGone,
+    LeadRinging,
     Originated,
     OriginateFailed,
     PlaybackDone,
+    Rerouted,
+    RerouteFailed,
     Stop,
 )
 from dialer.campaign.record import CampaignCallRecord, CampaignCallState, MachineAction
 from dialer.pacing.types import DialOutcome, EventKind
+from dialer.provision.trunks import RetryStep, TrunkAttempt, retry_step
 from dialer.runtime.causes import UNANSWERED_CAUSES
 
 
@@ -99,6 +110,9 @@ class CampaignCallRequest:
     max_hold: float = 300.0
     lead_channel_id: str | None = None  # inbound: the caller's channel, named by Asterisk
     lead_endpoint: str = ""  # outbound: the dial string through the trunk
+    trunk: str = ""  # outbound: the trunk (PJSIP endpoint) of `lead_endpoint`
+    trunks: int = 1  # outbound: trunks configured (a failed dial is tried on the next ones)
+    decided_at: float = 0.0  # epoch seconds of the gate's decision `decision_id`
     amd_args: str = ""  # outbound: AMD()'s arguments (the campaign's settings; empty: amd.conf's)
     # The lead may be in an all-party-consent state (the gate's notice), or called in: the
     # recording is announced into the recorded bridge as the agent joins.
@@ -156,7 +170,14 @@ class CampaignCall:
             call_id=request.call_id, version=0, state=self.state, campaign_id=request.campaign_id,
             lead_id=request.lead_id, phone=request.phone, caller_id=request.caller_id,
             decision_id=request.decision_id, requested_at=now, inbound=request.inbound,
+            trunk=request.trunk or None,
         )
+        # The lead's current leg: a retry on another trunk is a new channel.
+        self.lead_channel = request.lead_channel
+        self._attempt = 1
+        self._ringing = False
+        self._rerouting = False
+        self.decided_at = request.decided_at
         self._now = now
         self._deadline: float | None = now + request.ring_timeout + 30.0  # backstop; Asterisk decides first
         self._bridge_ready = False
@@ -195,10 +216,22 @@ class CampaignCall:
             case Dial() if state is CampaignCallState.DIALING and not self.request.inbound and not self._dialed:
                 self._dialed = True
                 request = self.request
-                return [OriginateLead(request.lead_channel, request.lead_endpoint, request.caller_id,
+                return [OriginateLead(self.lead_channel, request.lead_endpoint, request.caller_id,
                                       request.ring_timeout, request.amd_args)]
             case Originated():
-                return [Observe(EventKind.DIAL_PLACED)] if state is CampaignCallState.DIALING else []
+                # The pacer counts the call once, whatever the trunks it took.
+                first = self._attempt == 1
+                return [Observe(EventKind.DIAL_PLACED)] if state is CampaignCallState.DIALING and first else []
+            case LeadRinging() if state is CampaignCallState.DIALING:
+                self._ringing = True
+                return []
+            case Rerouted() if state is CampaignCallState.DIALING and self._rerouting:
+                return self._redial(item, now)
+            case RerouteFailed(reason=reason) if state is CampaignCallState.DIALING and self._rerouting:
+                self._rerouting = False
+                self._update(cause_text=f"{self.record.cause_text or 'carrier failure'}; not retried: {reason}")
+                self._outcome = unanswered_outcome(self.record.cause)
+                return self._finish(now)
             case OriginateFailed(reason=reason) if state is CampaignCallState.DIALING:
                 self._update(cause_text=f"originate failed: {reason}")
                 self._outcome = CallOutcome.FAILED
@@ -209,7 +242,7 @@ class CampaignCall:
                 self._wanting = True
                 actions = self._go(CampaignCallState.WAITING_AGENT, now, now + self.request.max_hold)
                 return [*actions, PrepareBridge(self.request.bridge_id, self.request.recording,
-                                                self.request.lead_channel), WantAgent()]
+                                                self.lead_channel), WantAgent()]
             case LeadAnswered() if state is CampaignCallState.DIALING and not self.request.inbound:
                 self._update(answered_at=now)
                 # AMD listens for at most its total analysis time (5 s) plus slack.
@@ -256,7 +289,19 @@ class CampaignCall:
                         *self._hang_up(now, CallOutcome.ABANDONED)]
             case LeadGone(cause=cause, sip_code=sip_code, text=text):
                 self._update(cause=cause, sip_code=sip_code, cause_text=self.record.cause_text or text)
+                if state is CampaignCallState.DIALING and self._dialed and not self.request.inbound:
+                    step = retry_step(cause, sip_code, provisional=self._ringing,
+                                      answered=self.record.answered_at is not None, attempts=self._attempt,
+                                      trunks=self.request.trunks, decided_at=self.decided_at, now=now)
+                    if step is not RetryStep.END:
+                        return self._reroute(step, now)
                 return self._lead_gone(now)
+            case Stop() if state is CampaignCallState.DIALING and self._rerouting:
+                # Between two trunks: no leg is up, nothing to hang up.
+                self._rerouting = False
+                self._update(cause_text="campaign stopped")
+                self._outcome = CallOutcome.CANCELED
+                return self._finish(now)
             case Stop() if state is CampaignCallState.DIALING:
                 # Not answered yet: hanging up now abandons no one. An answered call still in
                 # AMD may have a person on it: it finishes (agent, safe harbor or machine
@@ -294,9 +339,9 @@ class CampaignCall:
                 # Every call is recorded, a voicemail drop too (the archive collects it at the end).
                 self._update(message_left=True, recording=request.recording)
                 actions = self._go(CampaignCallState.MACHINE, now, now + request.machine_message_timeout)
-                return [*actions, LeaveMessage(request.lead_channel, request.recording)]
+                return [*actions, LeaveMessage(self.lead_channel, request.recording)]
             actions = self._go(CampaignCallState.MACHINE, now, now + request.end_timeout)
-            return [*actions, HangupLead(request.lead_channel)]
+            return [*actions, HangupLead(self.lead_channel)]
         if status == "HANGUP":
             return self._go(CampaignCallState.ANSWERED, now, now + request.end_timeout)
         # HUMAN or NOTSURE: treat as a person (a person may be there; the rule protects them).
@@ -307,7 +352,7 @@ class CampaignCall:
         return [
             Observe(EventKind.HUMAN_ANSWERED, since_dial, DialOutcome.HUMAN),
             *actions,
-            PrepareBridge(request.bridge_id, request.recording, request.lead_channel),
+            PrepareBridge(request.bridge_id, request.recording, self.lead_channel),
             WantAgent(),
         ]
 
@@ -367,8 +412,32 @@ class CampaignCall:
                 actions.append(ReturnAgent(self.record.agent_id, joined=False))
                 self._update(agent_id=None)
         actions += self._go(CampaignCallState.ENDING, now, now + self.request.end_timeout)
-        actions.append(HangupLead(self.request.lead_channel))
+        actions.append(HangupLead(self.lead_channel))
         return actions
+
+    def _reroute(self, step: RetryStep, now: float) -> list[CallAction]:
+        """The dial failed on its trunk before the phone rang: ask for the next trunk."""
+        record = self.record
+        failed = TrunkAttempt(record.trunk or "", record.cause, record.sip_code, now)
+        self._update(trunk_attempts=(*record.trunk_attempts, failed), cause_text=None)
+        self._rerouting = True
+        actions = self._go(CampaignCallState.DIALING, now, now + self.request.ring_timeout + 30.0)
+        request = self.request
+        return [*actions, RerouteLead(request.call_id, request.phone, self._attempt + 1,
+                                      tuple(attempt.trunk for attempt in self.record.trunk_attempts),
+                                      step is RetryStep.ASK_GATE, failed.cause, failed.sip_code)]
+
+    def _redial(self, rerouted: Rerouted, now: float) -> list[CallAction]:
+        self._rerouting = False
+        self._attempt += 1
+        self._ringing = False
+        self.lead_channel = rerouted.channel_id
+        self.decided_at = rerouted.decided_at
+        self._update(trunk=rerouted.trunk, decision_id=rerouted.decision_id, cause=None, sip_code=None)
+        request = self.request
+        actions = self._go(CampaignCallState.DIALING, now, now + request.ring_timeout + 30.0)
+        return [*actions, OriginateLead(rerouted.channel_id, rerouted.endpoint, request.caller_id,
+                                        request.ring_timeout, request.amd_args)]
 
     def _lead_gone(self, now: float) -> list[CallAction]:
         state = self.state

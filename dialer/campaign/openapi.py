@@ -60,6 +60,7 @@ class CampaignStatusBody(ResponseModel):
     abandon_rate: float = Field(description="30-day abandon rate (47 CFR 64.1200(a)(7))")
     live_answers: int
     abandoned: int
+    paused: bool = Field(default=False, description="a supervisor paused dialing (the calls up finish)")
 
     @classmethod
     def of(cls, status: CampaignStatus) -> CampaignStatusBody:

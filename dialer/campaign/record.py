@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from compliance_rules.telemarketing import CONNECT_LIMIT_SECONDS, is_live_answer
 from crm_bridge.records import CallOutcome
+from dialer.provision.trunks import TrunkAttempt
 from dialer.runtime.causes import utc
 
 
@@ -56,6 +57,8 @@ class CampaignCallRecord:
     sip_code: int | None = None
     cause_text: str | None = None
     inbound: bool = False
+    trunk: str | None = None  # the trunk that carried the call (the last one tried)
+    trunk_attempts: tuple[TrunkAttempt, ...] = ()  # tries that failed on other trunks first
 
     @property
     def live_answer(self) -> bool:
@@ -100,6 +103,8 @@ class CampaignCallRecord:
             "greeting_ended_at": None if self.greeting_ended_at is None else utc(self.greeting_ended_at),
             "safe_harbor_played": self.safe_harbor_played,
             "abandoned": self.abandoned,
+            "trunk": self.trunk,
+            "trunk_attempts": [attempt.to_json() for attempt in self.trunk_attempts],
         }
 
 

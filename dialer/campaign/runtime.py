@@ -59,6 +59,7 @@ from dialer.runtime.admission import Slot
 from dialer.runtime.agents import active_agent, agent_endpoint
 from dialer.runtime.causes import sip_code, utc
 from dialer.runtime.errors import Refused
+from dialer.runtime.gate import contact_request, decide_at_dial
 from dialer.runtime.ids import Prefix, new_id
 from dialer.runtime.live import HangupBy, LiveCall
 from dialer.runtime.reconcile import RESTARTED, closed_outcome
@@ -81,12 +82,16 @@ def placeholder_lead(lead_id: str, phone: str) -> Lead:
                 callback_at=None, needs_review=False, review_reason=None, created_at=now, updated_at=now)
 
 
-def translate(event: Event, request: CampaignCallRequest, agent_channel: str | None) -> list[i.CallInput]:
-    """The call inputs an ARI event means for this campaign call."""
-    lead = request.lead_channel
+def translate(event: Event, request: CampaignCallRequest, agent_channel: str | None,
+              lead_channel: str | None = None) -> list[i.CallInput]:
+    """The call inputs an ARI event means for this campaign call (`lead_channel`: the lead's
+    current leg, another one after a retry on the next trunk)."""
+    lead = lead_channel or request.lead_channel
     match event:
         case ChannelStateChange(channel=channel) if channel.id == lead and channel.state == "Up":
             return [i.LeadAnswered()]
+        case ChannelStateChange(channel=channel) if channel.id == lead and channel.state == "Ringing":
+            return [i.LeadRinging()]
         case StasisStart(channel=channel, args=args) if channel.id == lead and args and args[0] == "amd":
             status = args[1] if len(args) > 1 else "NOTSURE"
             return [i.AmdDecided(status=status or "NOTSURE", cause=args[2] if len(args) > 2 else "")]
@@ -108,6 +113,8 @@ class CampaignCallHost(RunnerHost, Protocol):
     floor: AgentFloor
 
     def call_ending(self, call_id: str) -> None: ...
+
+    async def reroute(self, runner: CampaignCallRunner, step: a.RerouteLead) -> i.CallInput: ...
 
 
 class CampaignCallRunner(MachineRunner[i.CallInput, a.CallAction]):
@@ -173,7 +180,8 @@ class CampaignCallRunner(MachineRunner[i.CallInput, a.CallAction]):
 
     # -- MachineRunner -------------------------------------------------------------------
     def translate(self, event: Event) -> list[i.CallInput]:
-        return translate(event, self.request, self.agent.channel_id if self.agent else None)
+        return translate(event, self.request, self.agent.channel_id if self.agent else None,
+                         self.machine.lead_channel)
 
     def ended(self) -> bool:
         return self.machine.state is CampaignCallState.ENDED
@@ -217,6 +225,12 @@ class CampaignCallRunner(MachineRunner[i.CallInput, a.CallAction]):
                     except AriError as error:
                         return i.OriginateFailed(reason=str(error))
                     return i.Originated()
+                case a.RerouteLead():
+                    rerouted = await self.calls.reroute(self, action)
+                    if isinstance(rerouted, i.RerouteFailed):
+                        self.log.warning("trunk_failover_impossible", reason=rerouted.reason, tried=action.tried,
+                                         cause=action.failed_cause, sip_code=action.failed_sip_code)
+                    return rerouted
                 case a.PrepareBridge(bridge_id=bridge_id, recording=name, lead_channel=lead):
                     try:
                         await ari.create_bridge(bridge_id, name=self.call_id)
@@ -330,6 +344,10 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         self.floor = AgentFloor(self, services, states, settings.redis_key, settings.wrap_up_seconds)
         self.campaigns: dict[str, CampaignRunner] = {}
         self._inbound_campaigns: dict[str, CampaignRunner] = {}
+        # Called with each outbound call's final record, and with each web lead's wait for its
+        # first dial (metrics, benchmarks); a listener that fails is logged, never the call's problem.
+        self.finished_listeners: list[Callable[[CampaignCallRecord], None]] = []
+        self.web_lead_listeners: list[Callable[[float], None]] = []
 
     @property
     def agents(self) -> dict[str, AgentRunner]:
@@ -343,6 +361,20 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
 
     def live_lines(self) -> int:
         return len(self.runners)
+
+    def call_ended(self, record: CampaignCallRecord) -> None:
+        for listener in self.finished_listeners:
+            try:
+                listener(record)
+            except Exception:
+                log.exception("finished_listener_failed", call_id=record.call_id)
+
+    def web_lead_dialed(self, waited_seconds: float) -> None:
+        for listener in self.web_lead_listeners:
+            try:
+                listener(waited_seconds)
+            except Exception:
+                log.exception("web_lead_listener_failed")
 
     def owns(self, owner_id: str) -> bool:
         return owner_id in self.runners or self.floor.holds(owner_id)
@@ -368,7 +400,7 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
             await self.stop_campaign(runner.campaign_id)
 
     def hurry(self, runner: CampaignCallRunner) -> None:
-        self.spawn(self._hang_up(runner.request.lead_channel), f"hurry-{runner.call_id}")
+        self.spawn(self._hang_up(runner.machine.lead_channel), f"hurry-{runner.call_id}")
 
     async def _hang_up(self, channel_id: str) -> None:
         with contextlib.suppress(AriError):
@@ -477,6 +509,8 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
     def forgotten(self, runner: CampaignCallRunner) -> None:
         if runner.slot is not None:
             runner.slot.release()  # idempotent: a runner that failed still gives its slot back
+        if self.settings.trunk_router is not None:
+            self.settings.trunk_router.release(runner.call_id)  # idempotent, as the slot
         runner.campaign.calls.pop(runner.call_id, None)
         self.floor.cancel_want(runner)
 
@@ -496,6 +530,10 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
             raise Refused(409, "campaign_inactive", f"campaign {campaign_id!r} is not active", field_name="campaign_id")
         if DialMode(campaign.dial_mode.value) is DialMode.MANUAL:
             raise Refused(409, "manual_campaign", "a manual campaign has nothing to pace")
+        caller_id = self.settings.caller_id_check(campaign)
+        if not caller_id.ok:
+            # 16 CFR 310.4(a)(8): no call goes out with a caller ID the agency cannot be called back on.
+            raise Refused(422, str(caller_id.code), caller_id.message, field_name="caller_id")
         runner = self._campaign_runner(campaign, pacer or self.pacer_factory(campaign))
         await runner.refresh_tally()
         self.campaigns[campaign_id] = runner
@@ -515,6 +553,26 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
             async with asyncio.timeout(5):
                 await runner.stopped.wait()
         return runner.status()
+
+    def pause_campaign(self, campaign_id: str, paused: bool) -> tuple[bool, CampaignStatus]:
+        """Pause (no new dials; the calls up finish) or resume a running campaign; whether it was
+        paused before, and its figures."""
+        runner = self.campaigns.get(campaign_id)
+        if runner is None or not runner.running:
+            raise Refused(409, "campaign_not_running", f"campaign {campaign_id!r} is not running",
+                          field_name="campaign_id")
+        was = runner.paused
+        runner.paused = paused
+        runner.wake.set()
+        log.info("campaign_paused" if paused else "campaign_resumed", campaign_id=campaign_id)
+        return was, runner.status()
+
+    def change_settings(self, campaign: Campaign, *, repace: bool) -> None:
+        """A running campaign's new settings (`dialer.campaign.control`), used from its next dial;
+        `repace`: its dial mode or pacing target changed, so it gets a new pacer."""
+        runner = self.campaigns.get(campaign.campaign_id)
+        if runner is not None:
+            runner.change_settings(campaign, self.pacer_factory(campaign) if repace else None)
 
     def campaign_status(self, campaign_id: str) -> CampaignStatus | None:
         """The campaign as the runtime last counted it (its abandon tally refreshed while it runs)."""
@@ -561,6 +619,43 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         runner.slot = slot
         self.services.snapshots.submit(RecordKind.CALL, machine.record.to_crm_call())
         runner.feed(i.Dial())
+
+    async def reroute(self, runner: CampaignCallRunner, step: a.RerouteLead) -> i.CallInput:
+        """The same call on the next trunk (`CampaignCallHost`): the failed trunk gives its
+        channel back and is marked down for a while; the next one in preference order with a
+        free channel is taken; the gate decides again if its decision is too old; the new leg's
+        channel id is routed to the call before anything is originated."""
+        router = self.settings.trunk_router
+        now = time.time()
+        if router is None:
+            return i.RerouteFailed("no other trunk")
+        failed = router.release(runner.call_id)
+        if failed is not None:
+            router.call_ended(failed, step.failed_cause or 0, step.failed_sip_code, now)
+        if not runner.campaign.running:
+            return i.RerouteFailed("the campaign stopped")
+        decision_id, decided_at = runner.machine.record.decision_id, runner.machine.decided_at
+        if step.ask_gate:
+            campaign = runner.campaign
+            decision = await decide_at_dial(self.services.gate, contact_request(step.phone, runner.entry.payload),
+                                            campaign.policy, runner.log, reserve_attempt=False)
+            if decision is None or not decision.allowed:
+                codes = ",".join(code.value for code in decision.codes) if decision else "gate_unavailable"
+                return i.RerouteFailed(f"the gate blocked the retry ({codes})")
+            decision_id, decided_at = decision.decision_id, time.time()
+        endpoint = router.route(time.time(), key=runner.call_id, exclude=step.tried)
+        if endpoint is None:
+            return i.RerouteFailed("no other trunk has a free channel now")
+        channel_id = f"{runner.call_id}-lead-{step.attempt}"
+        route = self.dispatcher.route(runner.call_id)
+        if route is None:
+            router.release(runner.call_id)
+            return i.RerouteFailed("the call is over")
+        route.add_channel(channel_id)
+        runner.log.warning("trunk_failover", failed_trunk=failed, cause=step.failed_cause,
+                           sip_code=step.failed_sip_code, next_trunk=endpoint, attempt=step.attempt,
+                           gate_asked_again=step.ask_gate)
+        return i.Rerouted(channel_id, f"PJSIP/{step.phone}@{endpoint}", endpoint, decision_id, decided_at)
 
     # -- inbound -------------------------------------------------------------------------------
     async def _inbound_campaign(self, number: str, campaign_id: str = "") -> CampaignRunner | None:

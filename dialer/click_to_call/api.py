@@ -46,6 +46,8 @@ def _calls(request: web.Request) -> CallService:
              errors={403: "`compliance_blocked` (the gate's decision and reasons; nothing was created), or "
                           "`forbidden` (an agent token placing a call for another agent)",
                      409: "the agent cannot take a call now",
+                     503: "`trunks_full`: every carrier trunk is at its channel or calls-per-second limit; "
+                          "try again in a moment",
                      422: "a field is invalid, or names no known agent, lead or campaign (`field`)"})
 async def post_call(request: web.Request, body: CallRequest) -> web.StreamResponse:
     """With an `Idempotency-Key`, a retry of the same request gets the first answer and places

@@ -69,6 +69,7 @@ from dialer.click_to_call.record import (
     agent_outcome_for_cause,
     lead_outcome_for_cause,
 )
+from dialer.provision.trunks import trunk_of
 from dialer.runtime.causes import utc
 from dialer.runtime.errors import InvalidStateError
 
@@ -605,6 +606,7 @@ class CallMachine:
             lead_number=request.lead_number,
             agent_endpoint=request.agent_endpoint,
             caller_id=request.caller_id,
+            trunk=trunk_of(request.lead_endpoint) or None,
             lead_ring_timeout=self.timeouts.effective_lead_ring,
             requested_at=utc(self._requested_at),
             agent_ringing_at=_utc_or_none(self._agent_ringing_at),

@@ -172,6 +172,8 @@ class CallRecord:
     """The compliance decision taken after the agent answered, before the lead was dialed."""
     gate_reasons: tuple[str, ...] = ()
     """Reasons of a blocking recheck."""
+    trunk: str | None = None
+    """The carrier trunk the lead was dialed through."""
 
     @property
     def abandoned(self) -> bool:
@@ -220,4 +222,5 @@ class CallRecord:
             "recording_id": self.recording_name,
             "compliance_decision_id": self.recheck_decision_id or self.gate_decision_id,
             "abandoned": self.abandoned,
+            "trunk": self.trunk,
         }

@@ -55,6 +55,7 @@ from dialer.click_to_call.inputs import CallInput, Leg
 from dialer.click_to_call.machine import CallMachine, CallRequest, CallTimeouts
 from dialer.click_to_call.record import CallRecord, CallState
 from dialer.click_to_call.requests import DialRequest, PlacedCall
+from dialer.provision.trunks import TrunkRouter
 from dialer.runtime import callerid
 from dialer.runtime.admission import Slot
 from dialer.runtime.agents import active_agent, agent_endpoint
@@ -80,9 +81,14 @@ class ClickToCallSettings:
     trunk_endpoint: str = "trunk"
     default_caller_id: str = "+18885550100"
     timeouts: CallTimeouts = field(default_factory=CallTimeouts)
+    # The carriers' trunks, shared with the campaigns: preference order, channels, calls per
+    # second, failover (None: every call through `trunk_endpoint`).
+    trunk_router: TrunkRouter | None = None
 
-    def lead_endpoint(self, phone: str) -> str:
-        return f"PJSIP/{phone}@{self.trunk_endpoint}"
+    def route(self, call_id: str, now: float) -> str | None:
+        """The trunk of a new call (its channel given back at the call's end), or None when every
+        trunk is at its limits."""
+        return self.trunk_router.route(now, key=call_id) if self.trunk_router else self.trunk_endpoint
 
 
 def translate(event: Event, ids: CallIds) -> list[CallInput]:
@@ -295,7 +301,12 @@ class ClickToCallRuntime(CallSlice[ClickToCallRunner]):
     def forgotten(self, runner: ClickToCallRunner) -> None:
         if runner.slot is not None:
             runner.slot.release()  # idempotent: a runner that failed still gives its slot back
-        self.finished(runner.machine.record)
+        record = runner.machine.record
+        if self.settings.trunk_router is not None:
+            # Its channel back; a 503 or a timeout sends the next calls to the next trunk.
+            self.settings.trunk_router.dial_ended(runner.call_id, record.lead_hangup_cause or 0, record.lead_sip_code,
+                                                  time.time())
+        self.finished(record)
 
     def hurry(self, runner: ClickToCallRunner) -> None:
         runner.feed(inputs.HangupRequested(by=HangupBy.SYSTEM))
@@ -355,13 +366,17 @@ class ClickToCallRuntime(CallSlice[ClickToCallRunner]):
                 [BlockedReason(r.code.value, r.message, r.citation) for r in decision.reasons],
             )
         lead_id = lead.lead_id if lead is not None else await self._adhoc_lead(phone)
+        trunk = self.settings.route(call_id, time.time())
+        if trunk is None:
+            raise Refused(503, "trunks_full", "every carrier trunk is at its channel or calls-per-second limit: "
+                          "try again in a moment")
         machine = CallMachine(
             CallRequest(
                 call_id=call_id,
                 lead_id=lead_id,
                 agent_id=agent.agent_id,
                 lead_number=phone,
-                lead_endpoint=self.settings.lead_endpoint(phone),
+                lead_endpoint=f"PJSIP/{phone}@{trunk}",
                 agent_endpoint=agent_endpoint(agent.sip_endpoint, agent.agent_id),
                 caller_id=(campaign.caller_id if campaign and campaign.caller_id else self.settings.default_caller_id),
                 campaign_id=request.campaign_id,

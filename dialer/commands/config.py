@@ -148,6 +148,11 @@ default_caller_id = "+18885550100"
 # The trunk leads are dialed through; empty: the first [[trunks]].
 # trunk_endpoint = "carrier-a"
 
+[recordings]
+# The scheduled purge in `dialer serve`: recordings past their retention and not under legal hold
+# are destroyed (data key, then file; the row stays as a tombstone) every this many hours; 0: never.
+purge_every_hours = 24.0
+
 [node]
 # Admission control of this Asterisk node: calls live at once, calls being set up at once, new
 # setups a second. Calls beyond wait their turn (none fail); measure your node and set these.
@@ -170,6 +175,8 @@ webhook_url = ""
 [agency]
 # The agency named in texts sent outside a campaign (a campaign's seller_name wins).
 name = "Insurance Agency"
+# Where the reports' days, weeks and months begin (an IANA time zone).
+timezone = "America/New_York"
 
 [gate]
 include_low_confidence = true
@@ -181,8 +188,9 @@ level = "info"
 format = "json"
 
 # ---- carriers (docs/carrier.md) -------------------------------------------------------------
-# Trunks in preference order: dials go to the first one that is up and within its calls per
-# second; a 503 or a timeout sends the next dials to the next one.
+# Trunks in preference order: dials go to the first one that is up, with a channel free and within
+# its calls per second; a 503 or a timeout before the phone rings retries the same call on the next
+# one, and sends the next dials there for a minute.
 #
 # [[trunks]]
 # name = "carrier-a"
@@ -198,7 +206,7 @@ format = "json"
 # from_user = ""                    # only if the carrier insists (P-Asserted-Identity keeps the caller ID)
 # codecs = ["ulaw", "alaw"]
 # calls_per_second = 5.0            # 0: no limit
-# max_channels = 0
+# max_channels = 0                  # concurrent calls the account allows; 0: no limit
 # srtp = false                      # SDES-SRTP media (TLS only)
 # verify_certificate = true
 # ca_file = ""

@@ -16,7 +16,9 @@ from dialer.provision.asterisk import (
     find_cached_root,
     find_system_install,
 )
+from dialer.provision.cluster import Cluster, forget_cluster_state, load_cluster_state, save_cluster_state
 from dialer.provision.credentials import CredentialsError, sip_credentials
+from dialer.provision.kamailio import SipAddress
 from dialer.provision.services import ensure_postgres, ensure_redis, postgres_answers, redis_answers
 from dialer.settings import Settings, from_environment
 
@@ -63,6 +65,10 @@ def _migrate(dsn: str) -> None:
 
 def _stack_up(args: argparse.Namespace) -> int:
     settings = from_environment()
+    if args.nodes is not None:
+        return _cluster_up(settings, args)
+    if load_cluster_state(settings) is not None:
+        raise UserError("A cluster of these settings is up: stop it first ('dialer stack down').")
     instance = prepare_stack(settings, start_asterisk=not args.no_asterisk, migrate=not args.no_migrate)
     assert instance is not None
     print(f"PostgreSQL {settings.pg_dsn.rsplit('@', 1)[-1]}: up")
@@ -74,6 +80,54 @@ def _stack_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _carriers(texts: list[str]) -> tuple[SipAddress, ...]:
+    try:
+        return tuple(SipAddress.parse(text) for text in texts)
+    except ValueError as error:
+        raise UserError(f"--carrier takes HOST:PORT (an IPv4 address and a port): {error}.") from None
+
+
+def _cluster_up(settings: Settings, args: argparse.Namespace) -> int:
+    """N Asterisk nodes behind a Kamailio edge (docs/cluster.md)."""
+    if args.no_asterisk:
+        raise UserError("--nodes starts Asterisk nodes: leave out --no-asterisk.")
+    carriers = _carriers(args.carrier)
+    single = prepare_stack(settings, start_asterisk=False, migrate=not args.no_migrate)
+    assert single is not None
+    if single.pid() is not None:
+        raise UserError(f"The single Asterisk instance {single.config.name} is running on the ports the cluster "
+                        "uses: stop it first ('dialer stack down').")
+    try:
+        cluster = Cluster.for_settings(single.install, settings, args.nodes, carriers)
+    except ValueError as error:
+        raise UserError(f"Cannot lay out {args.nodes} nodes: {error}.") from None
+    save_cluster_state(settings, args.nodes, carriers)
+    try:
+        cluster.start()
+    except ProvisionError as error:
+        cluster.stop()
+        forget_cluster_state(settings)
+        raise UserError(str(error)) from None
+    print(f"PostgreSQL {settings.pg_dsn.rsplit('@', 1)[-1]}: up")
+    print(f"Redis {settings.redis_url.rsplit('@', 1)[-1]}: up")
+    print(f"Kamailio edge: SIP udp {cluster.edge.config.edge} (phones register here; log {cluster.edge.log_file})")
+    for node in cluster.nodes:
+        print(f"Asterisk {node.install.version} node {node.config.name}: ARI {node.ari_url}, "
+              f"SIP 127.0.0.1:{node.config.sip_port}")
+    return 0
+
+
+def _running_cluster(settings: Settings, install: AsteriskInstall) -> Cluster | None:
+    state = load_cluster_state(settings)
+    if state is None:
+        return None
+    count, carriers = state
+    try:
+        return Cluster.for_settings(install, settings, count, carriers)
+    except ValueError:
+        return None
+
+
 def _stack_down(args: argparse.Namespace) -> int:
     settings = from_environment()
     install = find_system_install() or _cached_root_or_none(settings)
@@ -81,6 +135,12 @@ def _stack_down(args: argparse.Namespace) -> int:
         print("Asterisk: not installed")
         return 0
     gracefully = getattr(args, "gracefully", False)
+    cluster = _running_cluster(settings, install)
+    if cluster is not None:
+        cluster.stop(getattr(args, "timeout", 15.0), gracefully=gracefully)
+        forget_cluster_state(settings)
+        print(f"Kamailio edge and {len(cluster.nodes)} Asterisk nodes: stopped")
+        return 0
     AsteriskInstance.for_settings(install, settings).stop(getattr(args, "timeout", 15.0), gracefully=gracefully)
     print(f"Asterisk instance {settings.instance}: stopped")
     return 0
@@ -120,11 +180,33 @@ def _stack_status(args: argparse.Namespace) -> int:
     if install is None:
         print(f"Asterisk: not installed (cache: {settings.asterisk_root})")
         return 1
+    cluster = _running_cluster(settings, install)
+    if cluster is not None:
+        return _cluster_status(cluster, healthy)
     instance = AsteriskInstance.for_settings(install, settings)
     version = instance.ari_answers()
     print(f"Asterisk {install.version} ({'system' if not install.chrooted else install.root}): "
           + (f"running, ARI {instance.ari_url}" if version else "stopped"))
     return 0 if healthy and version else 1
+
+
+def _cluster_status(cluster: Cluster, healthy: bool) -> int:
+    edge = cluster.edge
+    states: dict[str, str] = {}
+    if edge.pid() is not None and edge.answers():
+        states = edge.node_states()
+        print(f"Kamailio edge: running, SIP udp {edge.config.edge}")
+    else:
+        print(f"Kamailio edge: stopped (SIP udp {edge.config.edge})")
+        healthy = False
+    for node, address in zip(cluster.nodes, edge.config.nodes, strict=True):
+        up = node.ari_answers() is not None
+        healthy &= up
+        dispatch = {"A": "in dispatch", "I": "out of dispatch", "D": "disabled"}.get(states.get(address.uri, "?")[:1],
+                                                                                   "unknown to the edge")
+        print(f"Asterisk node {node.config.name}: {'running' if up else 'stopped'}, ARI {node.ari_url}, "
+              f"SIP {address} ({dispatch})")
+    return 0 if healthy else 1
 
 
 def _asterisk_build(args: argparse.Namespace) -> int:
@@ -184,8 +266,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up = stack_commands.add_parser("up", help="install what is missing and start everything")
     up.add_argument("--no-asterisk", action="store_true", help="install Asterisk but do not start it")
     up.add_argument("--no-migrate", action="store_true", help="leave the CRM database's schema as it is")
+    up.add_argument("--nodes", type=int, metavar="N",
+                    help="a cluster: N Asterisk nodes behind a Kamailio SIP edge on the SIP port (docs/cluster.md)")
+    up.add_argument("--carrier", action="append", default=[], metavar="HOST:PORT",
+                    help="with --nodes: a carrier whose calls the edge dispatches to the nodes (repeatable)")
     up.set_defaults(handler=_stack_up)
-    stack_commands.add_parser("down", help="stop the development Asterisk").set_defaults(handler=_stack_down)
+    stack_commands.add_parser("down", help="stop the development Asterisk (or the cluster's nodes and edge)"
+                              ).set_defaults(handler=_stack_down)
     stack_commands.add_parser("status", help="what answers and what does not").set_defaults(handler=_stack_status)
 
     asterisk = subparsers.add_parser("asterisk", help="the development Asterisk instance")

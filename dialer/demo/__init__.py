@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import secrets
 import sys
 import time
 import urllib.error
@@ -55,6 +56,7 @@ from dialer.provision.credentials import CredentialsError
 from dialer.runtime.errors import Refused
 from dialer.serve import StartupError, dialer_services
 from dialer.settings import Settings, from_environment
+from dialer.web.users import UserRole, UserStore
 
 MIN_DIALABLE = 60  # leads dialable at the gate's start, below which `--gate-time auto` moves it
 SOFTPHONE_ENDPOINT = "agent1001"
@@ -143,15 +145,43 @@ async def _clear_prefix(redis_url: str, prefix: str) -> None:
         await client.aclose()
 
 
+DEMO_SUPERVISOR = "demo-supervisor"
+
+
 async def _run(settings: Settings, run: DemoRun, gate_start_at: datetime | None,
-               display: ProgressDisplay, say: Callable[[str], None]) -> DemoSummary:
+               display: ProgressDisplay, say: Callable[[str], None]) -> tuple[DemoSummary, str]:
     await _clear_prefix(settings.redis_url, settings.redis_prefix)
     async with dialer_services(settings, gate_clock=None if gate_start_at is None else run.gate_now,
                                drain_seconds=5, campaign_overrides=DEMO_TUNING) as services:
         try:
-            return await run_demo(services, run, display, say)
+            summary = await run_demo(services, run, display, say)
         finally:
             display.close()
+        return summary, await _demo_supervisor(UserStore(services.store))
+
+
+async def _demo_supervisor(users: UserStore) -> str:
+    """The demo database's supervisor account, with a new password each run (printed once)."""
+    password = secrets.token_urlsafe(12)
+    if await users.get(DEMO_SUPERVISOR) is None:
+        await users.create(DEMO_SUPERVISOR, UserRole.SUPERVISOR, password)
+    else:
+        await users.set_password(DEMO_SUPERVISOR, password)
+    return password
+
+
+def console_text(settings: Settings, password: str) -> str:
+    """Where the demo's figures are on the supervisor console, and how to serve it."""
+    return "\n".join([
+        "",
+        "Supervisor console (the demo campaign's figures: wallboard, KPIs, pipeline, recordings):",
+        f"  DIALER_PG_DSN='{settings.pg_dsn}' DIALER_REDIS_PREFIX='{settings.redis_prefix}' "
+        f"DIALER_STATE_DIR='{settings.state_dir}' DIALER_RECORDINGS_DIR='{settings.recordings_dir}' "
+        ".venv/bin/dialer serve",
+        f"  then open http://{settings.http_host}:{settings.http_port}/supervisor and sign in as "
+        f"{DEMO_SUPERVISOR} / {password}",
+        "  (KPIs: period Today; the campaign is in the Campaign box's list)",
+    ])
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -222,7 +252,7 @@ def _demo(args: argparse.Namespace) -> int:
         run = DemoRun(leads=leads, agents=agents, seconds=args.minutes * 60, book=book, gate_now=gate_now,
                       gate_clock=gate_clock)
         try:
-            summary = asyncio.run(_run(settings, run, gate_start_at, ProgressDisplay(out), say))
+            summary, password = asyncio.run(_run(settings, run, gate_start_at, ProgressDisplay(out), say))
         except (DemoError, StartupError, Refused, RuntimeError, OSError, asyncpg.PostgresError) as error:
             raise UserError(f"The demo failed: {error}") from None
     except (RuntimeError, CredentialsError) as error:  # the softphone did not register
@@ -237,6 +267,7 @@ def _demo(args: argparse.Namespace) -> int:
     else:
         print(summary_text(summary, settings.pg_dsn))
         print(f"\nDone in {time.monotonic() - started:.0f} s.")
+    say(console_text(settings, password))
     return 0
 
 

@@ -37,6 +37,7 @@ from dialer.provision.sip_endpoints import (
     SipEndpoint,
     agent_endpoint,
     endpoint_plan,
+    pjsip_edge_sections,
     pjsip_sections,
 )
 from dialer.provision.transports import (
@@ -277,6 +278,9 @@ class InstanceConfig:
     ws_url: str = ""
     trunks: tuple[Trunk, ...] = ()
     dids: tuple[DidRoute, ...] = ()
+    # A node of a cluster: the SIP edge (Kamailio, dialer/provision/kamailio.py) on this UDP port
+    # of sip_bind, where desk phones register and carriers' calls enter; 0: no edge (one node).
+    edge_sip_port: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> InstanceConfig:
@@ -382,6 +386,14 @@ class AsteriskInstance:
     @property
     def ari_url(self) -> str:
         return f"http://127.0.0.1:{self.config.ari_port}/ari"
+
+    @property
+    def edge(self) -> str:
+        """The cluster's SIP edge as HOST:PORT ("" for a node on its own)."""
+        if not self.config.edge_sip_port:
+            return ""
+        host = self.config.sip_bind if self.config.sip_bind not in ("", "0.0.0.0") else SIP_DOMAIN
+        return f"{host}:{self.config.edge_sip_port}"
 
     @property
     def ws_url(self) -> str:
@@ -515,6 +527,7 @@ class AsteriskInstance:
             "DTLS_CERT": str(self.dtls_dir / "dtls.crt"),
             "DTLS_KEY": str(self.dtls_dir / "dtls.key"),
             "ENDPOINTS": self._endpoint_sections(),
+            "EDGE": pjsip_edge_sections(self.edge) if self.edge else "",
         }
         for name in CONFIG_FILES:
             text = self.templates.get(name) or (CONFIG_DIR / name).read_text()
@@ -543,14 +556,14 @@ class AsteriskInstance:
         plan = self.sip_endpoints()
         store = CredentialStore.provision(
             self.credentials_file, plan, realm=SIP_REALM, sip_domain=self.config.sip_domain or SIP_DOMAIN,
-            udp_port=self.config.sip_port, ws_url=self.ws_url,
+            udp_port=self.config.edge_sip_port or self.config.sip_port, ws_url=self.ws_url,
             tls_port=self.config.sip_tls_port if self.config.sip_tls else None,
             ice_servers=(f"stun:{self.config.stun_server}",) if self.config.stun_server else (),
         )
         keys = self.host_path(self.dtls_dir)
         ensure_dtls_certificate(keys / "dtls.crt", keys / "dtls.key", f"dialer-engine {self.config.name}",
                                 datetime.now(UTC))
-        return pjsip_sections(plan, store.digests(), SIP_REALM)
+        return pjsip_sections(plan, store.digests(), SIP_REALM, edge=self.edge)
 
     # -- life cycle ----------------------------------------------------------------------------
     def _asterisk_args(self, *args: str) -> list[str]:

@@ -103,8 +103,14 @@ def endpoint_plan(agents: int, supervisors: int) -> list[SipEndpoint]:
 TEMPLATES = {PhoneKind.DESKTOP: "desktop-endpoint", PhoneKind.WEBRTC: "webrtc-endpoint"}
 
 
-def pjsip_sections(plan: Iterable[SipEndpoint], digests: Mapping[str, str], realm: str) -> str:
+def pjsip_sections(plan: Iterable[SipEndpoint], digests: Mapping[str, str], realm: str, *,
+                   edge: str = "") -> str:
     """The endpoint, auth and aor sections of `plan` for pjsip.conf.
+
+    `edge` ("HOST:PORT") is the SIP edge of a cluster (dialer/provision/kamailio.py): desk
+    phones register there, not at this node, so their AORs get the edge as static contact
+    (``sip:agent1001@EDGE``) and ``PJSIP/agent1001`` rings the phone through the edge from any
+    node. Browser endpoints stay on the node (the edge carries no WebSocket yet).
 
     `digests` maps each endpoint name to the MD5 of ``username:realm:password`` (Asterisk
     never sees the password itself). The templates (``desktop-endpoint``, ``webrtc-endpoint``,
@@ -122,6 +128,7 @@ def pjsip_sections(plan: Iterable[SipEndpoint], digests: Mapping[str, str], real
             f"[{endpoint.name}](phone-auth)\nusername = {endpoint.name}\nrealm = {realm}\n"
             f"password_digest = MD5:{digest}\n\n"
             f"[{endpoint.name}](phone-aor)\n"
+            + (f"contact = sip:{endpoint.name}@{edge}\n" if edge and endpoint.kind is PhoneKind.DESKTOP else "")
         )
     return "\n".join(sections)
 
@@ -132,3 +139,19 @@ def ice_host_candidates(interface_addresses: Iterable[str], media_address: str) 
     lines = [f"{address} => {media_address}" for address in sorted(set(interface_addresses))
              if address != media_address and not address.startswith("127.")]
     return "\n".join(lines)
+
+
+def pjsip_edge_sections(edge: str) -> str:
+    """The node's side of the cluster's SIP edge at `edge` ("HOST:PORT"): an endpoint for the
+    calls the edge dispatches here (carriers' calls: context from-carrier), recognised by the
+    edge's source address and port only, its contact, pinged every 5 s."""
+    host, _, port = edge.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"the edge {edge!r} is not HOST:PORT")
+    return "\n".join([
+        "[edge]", "type = endpoint", "transport = transport-udp", "context = from-carrier", "identify_by = ip",
+        "disallow = all", "allow = ulaw,alaw", "aors = edge", "direct_media = no", "rtp_symmetric = yes",
+        "send_pai = yes", "trust_id_inbound = yes", "trust_id_outbound = yes", "",
+        "[edge]", "type = aor", f"contact = sip:{host}:{port}", "qualify_frequency = 5", "",
+        "[edge-identify]", "type = identify", "endpoint = edge", f"match = {host}:{port}", "",
+    ])

@@ -79,7 +79,7 @@ class Trunk:
     from_user: str = ""  # only if the carrier insists on the account in From (PAI still carries the caller ID)
     codecs: tuple[str, ...] = ("ulaw", "alaw")
     calls_per_second: float = 0.0  # 0: no limit
-    max_channels: int = 0  # 0: no limit (documented; enforced by the carrier)
+    max_channels: int = 0  # 0: no limit; calls beyond it go to the next trunk or wait (TrunkRouter)
     srtp: bool = False  # SDES-SRTP media (needs TLS signalling: the keys travel in the SDP)
     verify_certificate: bool = True  # TLS: the carrier's certificate must chain to a trusted CA
     ca_file: str = ""  # TLS: the CA that signed the carrier's certificate (empty: the system's CAs)
@@ -336,11 +336,63 @@ def inbound_dialplan(dids: Sequence[DidRoute], app: str) -> str:
 # Q.850 causes and SIP codes that say the carrier (not the called person) could not take the call.
 FAILOVER_CAUSES = frozenset({34, 38, 41, 42, 102})  # congestion, network out of order, temporary failure, timeout
 FAILOVER_SIP_CODES = frozenset({408, 500, 502, 503, 504})
+# One call is tried on at most this many trunks (each a fresh INVITE to another carrier).
+MAX_TRUNK_ATTEMPTS = 3
+# How long the gate's dial-time decision stays good for a retry of the same call on another
+# trunk: a 503 comes back within a second and the decision is reused; a SIP timeout takes 32 s
+# (Timer B), by when the lead's list entries or calling window may have changed, so the gate is
+# asked again.
+DECISION_VALID_SECONDS = 10.0
 
 
 def carrier_failed(cause: int, sip_code: int | None) -> bool:
     """True when a call's end says the trunk failed (503, a timeout): fail over to the next one."""
     return cause in FAILOVER_CAUSES or (sip_code is not None and sip_code in FAILOVER_SIP_CODES)
+
+
+class RetryStep(enum.StrEnum):
+    """What becomes of a dial that ended before it was answered."""
+
+    END = "end"  # the called side's answer (busy, no answer, unallocated...), or no trunk left to try
+    SAME_DECISION = "same_decision"  # try the next trunk under the gate decision already taken
+    ASK_GATE = "ask_gate"  # try the next trunk after asking the gate again (its decision is too old)
+
+
+def retry_step(cause: int | None, sip_code: int | None, *, provisional: bool, answered: bool, attempts: int,
+               trunks: int, decided_at: float, now: float, valid_for: float = DECISION_VALID_SECONDS) -> RetryStep:
+    """Whether a dial that just ended is tried again, at once, on the next trunk in preference order.
+
+    Only a carrier's failure before any sign of the called phone qualifies: a 503, congestion or
+    a SIP timeout (`carrier_failed`) with no provisional response (180 Ringing) and no answer. A
+    call that rang reached the person's network; trying it elsewhere would ring them twice.
+    `attempts` counts the trunks already tried (this one included) out of `trunks` configured,
+    at most `MAX_TRUNK_ATTEMPTS`. The gate's decision taken at `decided_at` is reused within
+    `valid_for` seconds, else the gate decides again before the next INVITE.
+    """
+    if answered or provisional or not carrier_failed(cause or 0, sip_code):
+        return RetryStep.END
+    if attempts >= min(trunks, MAX_TRUNK_ATTEMPTS):
+        return RetryStep.END
+    return RetryStep.SAME_DECISION if now - decided_at <= valid_for else RetryStep.ASK_GATE
+
+
+@dataclass(frozen=True)
+class TrunkAttempt:
+    """One failed try of a call on a trunk, as the call's row keeps it (`calls.trunk_attempts`)."""
+
+    trunk: str
+    cause: int | None
+    sip_code: int | None
+    at: float  # epoch seconds of the failure
+
+    def to_json(self) -> dict[str, object]:
+        when = dt.datetime.fromtimestamp(self.at, dt.UTC).isoformat().replace("+00:00", "Z")
+        return {"trunk": self.trunk, "cause": self.cause, "sip_code": self.sip_code, "at": when}
+
+
+def trunk_of(dial_string: str) -> str:
+    """The endpoint of a dial string (`PJSIP/+1NPANXXXXXX@carrier-a` -> `carrier-a`)."""
+    return dial_string.rpartition("@")[2] if "@" in dial_string else ""
 
 
 @dataclass
@@ -359,15 +411,17 @@ class _Bucket:
 
 
 class TrunkRouter:
-    """Which trunk each dial goes through: the first, in preference order, that is up and has
-    a call left in its calls-per-second budget. Pure: the caller passes `now`.
+    """Which trunk each dial goes through: the first, in preference order, that is up, has a
+    channel free (`max_channels`) and a call left in its calls-per-second budget. Pure: the
+    caller passes `now`.
 
     A trunk whose call ended with a carrier failure (503, a timeout: `carrier_failed`) is
     skipped for `cooldown` seconds, so the next dials go to the next trunk; it is tried again
-    afterwards. Carriers enforce their calls-per-second limit by refusing the excess with 503,
-    which would count as abandoned work and trip the failover: the limit is honoured here, before
-    the originate. The pacer asks `capacity(now)` how many calls may start now (one line in the
-    campaign loop), and each dial takes its trunk with `route(now)`.
+    afterwards. Carriers enforce their calls-per-second and channel limits by refusing the excess
+    with 503, which would count as abandoned work and trip the failover: the limits are honoured
+    here, before the originate. The pacer asks `capacity(now)` how many calls may start now (one
+    line in the campaign loop), and each dial takes its trunk with `route(now, key)`; the call's
+    end gives the channel back (`dial_ended` or `release` with the same key).
     """
 
     def __init__(self, trunks: Sequence[Trunk], now: float, *, cooldown: float = DEFAULT_COOLDOWN_SECONDS,
@@ -382,18 +436,30 @@ class TrunkRouter:
             self._buckets[trunk.name] = _Bucket(rate, max(1.0, rate), max(1.0, rate), now) if rate > 0 else None
         self._down_until: dict[str, float] = {}
         self._unreachable: set[str] = set()
-        self._routed: dict[str, str] = {}  # a dial's key (its number) -> the endpoint it went to
+        self._routed: dict[str, str] = {}  # a dial's key (its call id) -> the endpoint it went to
+        self._active: dict[str, int] = {}  # endpoint -> calls routed there and not yet released
 
     def _up(self, trunk: Trunk, now: float) -> bool:
         return trunk.name not in self._unreachable and self._down_until.get(trunk.name, 0.0) <= now
 
+    def active(self, endpoint: str) -> int:
+        """Calls on `endpoint` now (routed, not yet ended)."""
+        return self._active.get(endpoint, 0)
+
+    def _free_channels(self, trunk: Trunk) -> int | None:
+        return None if trunk.max_channels <= 0 else max(0, trunk.max_channels - self.active(trunk.endpoint))
+
     def _available(self, trunk: Trunk, now: float) -> int | None:
         """Calls this trunk may start now; None means no limit."""
         bucket = self._buckets[trunk.name]
-        if bucket is None:
-            return None
-        bucket.refill(now)
-        return int(bucket.tokens)
+        tokens = None
+        if bucket is not None:
+            bucket.refill(now)
+            tokens = int(bucket.tokens)
+        channels = self._free_channels(trunk)
+        if tokens is None or channels is None:
+            return channels if tokens is None else tokens
+        return min(tokens, channels)
 
     def capacity(self, now: float) -> int | None:
         """How many calls may start now over every usable trunk; None: no limit applies."""
@@ -413,22 +479,32 @@ class TrunkRouter:
         capacity = self.capacity(now)
         return lines if capacity is None else max(0, min(lines, capacity))
 
-    def route(self, now: float, key: str = "") -> str | None:
-        """The endpoint of the next dial (its call-per-second token taken), or None when every
-        trunk's budget is spent for now. With no trunk configured: `fallback_endpoint`.
+    def route(self, now: float, key: str = "", exclude: Iterable[str] = ()) -> str | None:
+        """The endpoint of the next dial (a channel and a call-per-second token taken), or None
+        when every trunk is full or its budget spent for now: the call waits, it never goes past
+        a limit. With no trunk configured: `fallback_endpoint`.
 
-        `key` (the dialed number) remembers the trunk, so `dial_ended(key, ...)` can tell it."""
+        `key` (the call's id) remembers the trunk, so `dial_ended(key, ...)` or `release(key)`
+        gives the channel back; `exclude` names trunks this call already failed on."""
         if not self.trunks:
             return self.fallback_endpoint
-        chosen = self._choose(now)
-        if chosen is not None and key:
-            self._routed[key] = chosen
+        if key:
+            self.release(key)  # a retry of the same call: its previous channel is free again
+        chosen = self._choose(now, frozenset(exclude))
+        if chosen is not None:
+            self._active[chosen] = self.active(chosen) + 1
+            if key:
+                self._routed[key] = chosen
         return chosen
 
-    def _choose(self, now: float) -> str | None:
-        candidates = [trunk for trunk in self.trunks if self._up(trunk, now)]
+    def _choose(self, now: float, exclude: frozenset[str]) -> str | None:
+        allowed = [trunk for trunk in self.trunks if trunk.endpoint not in exclude]
+        candidates = [trunk for trunk in allowed if self._up(trunk, now)]
         # Every trunk down: try them anyway, in order (better than refusing to dial at all).
-        for trunk in candidates or self.trunks:
+        for trunk in candidates or allowed:
+            channels = self._free_channels(trunk)
+            if channels is not None and channels < 1:
+                continue
             bucket = self._buckets[trunk.name]
             if bucket is None:
                 return trunk.endpoint
@@ -438,9 +514,16 @@ class TrunkRouter:
                 return trunk.endpoint
         return None
 
-    def dial_ended(self, key: str, cause: int, sip_code: int | None, now: float) -> None:
-        """The dial routed with `key` ended (`call_ended` on the trunk it went through)."""
+    def release(self, key: str) -> str | None:
+        """The call routed with `key` holds no channel any more (idempotent); its endpoint."""
         endpoint = self._routed.pop(key, None)
+        if endpoint is not None:
+            self._active[endpoint] = max(0, self.active(endpoint) - 1)
+        return endpoint
+
+    def dial_ended(self, key: str, cause: int, sip_code: int | None, now: float) -> None:
+        """The dial routed with `key` ended: its channel is free, and `call_ended` on its trunk."""
+        endpoint = self.release(key)
         if endpoint is not None:
             self.call_ended(endpoint, cause, sip_code, now)
 

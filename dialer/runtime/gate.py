@@ -104,15 +104,16 @@ DIAL_CHECK_ATTEMPTS = 2
 
 
 async def decide_at_dial(
-    gate: ComplianceGate, request: ContactRequest, policy: CampaignPolicy, log: Any
+    gate: ComplianceGate, request: ContactRequest, policy: CampaignPolicy, log: Any, *, reserve_attempt: bool = True
 ) -> Decision | None:
     """The gate's decision immediately before the lead is dialed, taking a frequency-cap slot;
     asked again once when the gate could not decide. None when asking failed outright (the
-    caller blocks: fail closed)."""
+    caller blocks: fail closed). A retry of the same call on another trunk asks again without
+    taking a second slot (`reserve_attempt=False`): the call already holds one."""
     decision: Decision | None = None
     try:
         for attempt in range(DIAL_CHECK_ATTEMPTS):
-            decision = await gate.decide(request, policy, reserve_attempt=True)
+            decision = await gate.decide(request, policy, reserve_attempt=reserve_attempt)
             if decision.allowed or set(decision.codes) != {ReasonCode.GATE_UNAVAILABLE}:
                 break
             log.warning("gate_dial_check_undecided", attempt=attempt + 1)

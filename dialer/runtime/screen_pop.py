@@ -28,5 +28,10 @@ def screen_pop(
             "zip": lead.zip if lead else None,
             "pipeline_stage": lead.pipeline_stage.value if lead else None,
             "email": lead.email if lead else None,
+            # What the console shows at once, before it has read the lead's full record.
+            "phones": list(lead.phones) if lead else [phone],
+            "address": ", ".join(part for part in (lead.address_line1, lead.address_line2, lead.city)
+                                 if part) or None if lead else None,
+            "timezone_hint": lead.timezone_hint if lead else None,
         },
     }

@@ -9,6 +9,7 @@ import pytest
 
 from crm_bridge.store import TokenRole
 from dialer.app import openapi_document
+from dialer.web.pages import PAGE_PATHS
 from tests.api.conftest import Api
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -23,6 +24,8 @@ def _routes(api: Api) -> set[tuple[str, str]]:
             continue
         info = route.resource.get_info() if route.resource else {}
         path = info.get("path") or info.get("formatter")
+        if path in PAGE_PATHS:
+            continue  # HTML pages and static files, not API (dialer.web.pages)
         found.add((route.method.lower(), str(path)))
     return found
 

@@ -26,6 +26,7 @@ WITHOUT_RUNTIMES = frozenset({
     "POST /v1/campaigns/{campaign_id}/stop", "GET /v1/campaigns/{campaign_id}",
     "GET /v1/recordings/{recording_id}/audio", "POST /v1/messages", "POST /v1/campaigns/{campaign_id}/message-templates",
     "POST /v1/texting/provider/inbound", "POST /v1/texting/provider/status",
+    "POST /v1/campaigns/{campaign_id}/pause", "POST /v1/campaigns/{campaign_id}/resume",
 })
 
 

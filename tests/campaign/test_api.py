@@ -65,6 +65,8 @@ async def test_agent_and_campaign_endpoints_and_speed_to_lead(floor: Floor) -> N
     p50, p99 = statistics.median(waits), waits[-1]
     print(f"speed-to-lead POST -> originate: p50 {p50 * 1000:.0f} ms, max {p99 * 1000:.0f} ms over {len(waits)}")
     assert p99 < 60  # the seed's requirement; we aim for under 1 s (printed above)
+    exposition = await (await floor.client.get("/metrics")).text()
+    assert "dialer_speed_to_lead_seconds_count 12.0" in exposition  # each web lead's first dial, once
 
     status, body = await _post(floor, f"/v1/campaigns/{campaign_id}/stop")
     assert status == 200 and not body["running"] and body["counters"]["dials"] == 12

@@ -114,6 +114,10 @@ async def test_a_campaign_run_dials_only_allowed_leads_connects_people_and_logs_
         assert len(rows) == 1 and await _linked_recording(floor, call["call_id"]) == rows[0]["recording_id"]
         # Opus at 16 kbit/s: about 2 KB per second of call.
         assert rows[0]["format"] == "opus" and rows[0]["size_bytes"] > 1000 and rows[0]["duration_seconds"] > 1.0
+    # /metrics has one answer-to-bridge observation per connected outbound call.
+    exposition = await (await floor.client.get("/metrics")).text()
+    outbound_connected = sum(1 for call in connected if call["direction"] != "inbound")
+    assert f'dialer_answer_to_bridge_seconds_count{{kind="campaign"}} {outbound_connected:.1f}' in exposition
 
     # The abandon rate the runtime reports equals a recount from the calls rows.
     await runner.refresh_tally()

@@ -93,6 +93,13 @@ async def _archived_once(dialer: Dialer, call_id: str) -> Any:
     return rows[0]
 
 
+async def _recordings_check(dialer: Dialer) -> tuple[bool, int]:
+    """The readiness check of recordings waiting to be archived: (ok, the readiness status)."""
+    ready = await dialer.client.get("/v1/health/ready")
+    checks = {check["name"]: check for check in (await ready.json())["checks"]}
+    return bool(checks["recordings"]["ok"]), ready.status
+
+
 @pytest.mark.timeout(150)
 async def test_a_full_archive_disk_keeps_the_recording_until_there_is_room(
     asterisk: AsteriskInstance, pg_dsn: str, redis_url: str, redis_prefix: str, tmp_path: Path
@@ -108,13 +115,16 @@ async def test_a_full_archive_disk_keeps_the_recording_until_there_is_room(
             name = f"{call_id}-recording"
             assert name in await stored_recordings(asterisk)
             assert await dialer.fetch("SELECT * FROM recordings WHERE call_id = $1", call_id) == []
-            junk.unlink()
             archiver = dialer.services.archiver
             assert archiver is not None
+            assert await archiver.sweep(lambda: set()) == 0  # the disk is still full: it waits, and says so
+            assert await _recordings_check(dialer) == (False, 503)
+            junk.unlink()
             assert await archiver.sweep(lambda: set()) == 1
             await _archived_once(dialer, call_id)
             assert name not in await stored_recordings(asterisk)
             assert archiver.pending == 0
+            assert (await _recordings_check(dialer))[0]
 
 
 @pytest.mark.timeout(150)

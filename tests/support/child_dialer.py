@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
+from dialer.provision.ports import free_local_port
 from dialer.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,11 +55,23 @@ class ChildDialer:
         """Start the child and wait until its API answers; a child that never answers is killed, not leaked.
 
         The bound is generous because the whole suite shares two cores with Asterisk, baresip and Chromium.
+        A child that exits early fails at once, and either failure carries the end of the child's log.
         """
         self.spawn()
+        retries_left = 3
         try:
             async with asyncio.timeout(within), aiohttp.ClientSession() as session:
                 while True:
+                    if self.process is not None and self.process.poll() is not None:
+                        if "address already in use" in self.log_tail(5).lower() and retries_left:
+                            # The free port we were given was taken before the child bound it.
+                            retries_left -= 1
+                            self.port = free_local_port()
+                            self.env["DIALER_HTTP_PORT"] = str(self.port)
+                            self.spawn()
+                            continue
+                        raise AssertionError(f"the child dialer exited with {self.process.returncode}:\n"
+                                             + self.log_tail())
                     try:
                         async with session.get(f"{self.url}/v1/health") as response:
                             if response.status == 200:
@@ -66,12 +79,25 @@ class ChildDialer:
                     except aiohttp.ClientError:
                         pass
                     await asyncio.sleep(0.2)
+        except TimeoutError:
+            self._kill_quietly()
+            raise AssertionError(f"the child dialer did not answer within {within:.0f} s:\n" + self.log_tail()) from None
         except BaseException:
-            if self.process is not None:
-                self.process.kill()
-                self.process.wait(timeout=10)
-                self.process = None
+            self._kill_quietly()
             raise
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as error:
+            return f"(no log: {error})"
+
+    def _kill_quietly(self) -> None:
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
 
     def kill(self) -> None:
         """SIGKILL: no drain, nothing flushed, nothing hung up."""

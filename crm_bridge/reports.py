@@ -1,0 +1,504 @@
+"""The agency's numbers, computed in SQL from the CRM tables (a library: no runtime, no HTTP).
+
+Every KPI is defined in docs/reports.md; in short, over a period [start, end) in the agency's
+time zone:
+
+- from `calls` (by `requested_at`): dials (outbound calls placed), answered (the lead's line
+  answered), people (answered by a person: AMD said HUMAN or NOTSURE), connected (a person and an
+  agent bridged), abandoned, inbound calls, talk time, handled calls (bridged with an agent);
+- from `dispositions` (by `disposed_at`): contacts (calls whose disposition says a conversation
+  with the lead took place), appointments set and held, applications written (App Pending),
+  policies issued (Closes), and the wrap-up time after handled calls (for the handle time);
+- from `agent_state_changes`: seconds in each agent state (occupancy);
+- from `leads` and `calls`: speed-to-lead (a lead not from a list import, to its first dial).
+
+A report groups them by agent, by campaign or for the whole agency; the queries read one
+period of each table through the indexes of migration 0017.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from compliance_rules.telemarketing import LIVE_ANSWER_AMD_RESULTS
+from crm_bridge.dispositions import FORWARD_LINE, STAGE_LABELS, DispositionCode, PipelineStage, contact_codes
+
+# Wrap-up longer than this after a call is not counted as handling it (a forgotten wrap-up).
+WRAP_CAP_SECONDS = 900.0
+# A state row with no later row (a controller that died) counts for at most this long.
+OPEN_STATE_CAP_SECONDS = 12 * 3600.0
+LONGEST_RANGE_DAYS = 366
+# Agent states that are handling work, and those that are available for it (occupancy).
+BUSY_STATES = ("reserved", "on_call", "wrap_up")
+AVAILABLE_STATES = ("ready",)
+
+
+class Fetcher(Protocol):
+    """What the reports read with: an asyncpg pool or connection (or the store's guarded pool)."""
+
+    async def fetch(self, query: str, *args: object) -> list[Any]: ...
+
+
+class PeriodName(StrEnum):
+    TODAY = "today"
+    WEEK = "week"
+    MONTH = "month"
+    RANGE = "range"
+
+
+class GroupBy(StrEnum):
+    AGENCY = "agency"
+    AGENT = "agent"
+    CAMPAIGN = "campaign"
+
+
+class ReportError(ValueError):
+    """A report asked for something it cannot answer; `field` names the parameter."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Period:
+    """[start, end) in UTC, and the local days it covers in the agency's zone."""
+
+    name: PeriodName
+    timezone: str
+    start: datetime
+    end: datetime
+    first_day: date
+    last_day: date
+
+    @property
+    def bucket(self) -> str:
+        """The time series' step: hours for one day, days otherwise."""
+        return "hour" if self.first_day == self.last_day else "day"
+
+
+def period_of(name: PeriodName | str, timezone: str, now: datetime, *, first: date | None = None,
+              last: date | None = None) -> Period:
+    """The period `name` around `now` in `timezone` (`range`: from `first` to `last`, both
+    included, local days). Weeks start on Monday. Raises `ReportError`."""
+    try:
+        zone = ZoneInfo(timezone)
+    except (KeyError, ValueError):
+        raise ReportError(f"unknown time zone {timezone!r}", "tz") from None
+    name = PeriodName(name)
+    today = now.astimezone(zone).date()
+    if name is PeriodName.TODAY:
+        first_day, last_day = today, today
+    elif name is PeriodName.WEEK:
+        first_day = today - timedelta(days=today.weekday())
+        last_day = first_day + timedelta(days=6)
+    elif name is PeriodName.MONTH:
+        first_day = today.replace(day=1)
+        last_day = (first_day + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    else:
+        if first is None:
+            raise ReportError("a range needs from (a local date, YYYY-MM-DD)", "from")
+        first_day, last_day = first, last or first
+        if last_day < first_day:
+            raise ReportError("to is before from", "to")
+        if (last_day - first_day).days >= LONGEST_RANGE_DAYS:
+            raise ReportError(f"a range covers at most {LONGEST_RANGE_DAYS} days", "to")
+    start = datetime.combine(first_day, time(0), zone).astimezone(UTC)
+    end = datetime.combine(last_day + timedelta(days=1), time(0), zone).astimezone(UTC)
+    return Period(name, timezone, start, end, first_day, last_day)
+
+
+# ---- the KPIs ------------------------------------------------------------------------------------
+@dataclass
+class Kpis:
+    """One row of a report (an agent, a campaign, the agency, or one time bucket)."""
+
+    key: str
+    dials: int = 0
+    answered: int = 0
+    people: int = 0
+    connected: int = 0
+    abandoned: int = 0
+    inbound: int = 0
+    handled: int = 0
+    talk_seconds: float = 0.0
+    wrap_seconds: float = 0.0
+    contacts: int = 0
+    appts_set: int = 0
+    appts_held: int = 0
+    app_pending: int = 0
+    issued: int = 0
+    busy_seconds: float = 0.0
+    available_seconds: float = 0.0
+    paused_seconds: float = 0.0
+    new_leads: int = 0
+    leads_dialed: int = 0
+    speed_to_lead_median: float | None = None
+    speed_to_lead_average: float | None = None
+    rates: dict[str, float | None] = field(default_factory=dict)
+
+    def finish(self) -> Kpis:
+        """Fill in the derived figures (rates, handle time, occupancy)."""
+        self.rates = {
+            "contact_rate": _ratio(self.contacts, self.dials),
+            "appt_set_rate": _ratio(self.appts_set, self.contacts),
+            "appt_held_rate": _ratio(self.appts_held, self.appts_set),
+            "app_rate": _ratio(self.app_pending, self.appts_held),
+            "close_rate": _ratio(self.issued, self.app_pending),
+            "contact_to_close": _ratio(self.issued, self.contacts),
+            "answer_rate": _ratio(self.answered, self.dials),
+            "abandon_rate": _ratio(self.abandoned, self.people),
+            "occupancy": _ratio(self.busy_seconds, self.busy_seconds + self.available_seconds),
+        }
+        return self
+
+    @property
+    def average_handle_seconds(self) -> float | None:
+        return None if self.handled == 0 else round((self.talk_seconds + self.wrap_seconds) / self.handled, 3)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key, "dials": self.dials, "answered": self.answered, "people": self.people,
+            "connected": self.connected, "abandoned": self.abandoned, "inbound": self.inbound,
+            "contacts": self.contacts, "appts_set": self.appts_set, "appts_held": self.appts_held,
+            "app_pending": self.app_pending, "issued": self.issued, "handled": self.handled,
+            "talk_seconds": round(self.talk_seconds, 3), "wrap_seconds": round(self.wrap_seconds, 3),
+            "average_handle_seconds": self.average_handle_seconds,
+            "busy_seconds": round(self.busy_seconds, 3), "available_seconds": round(self.available_seconds, 3),
+            "paused_seconds": round(self.paused_seconds, 3),
+            "new_leads": self.new_leads, "leads_dialed": self.leads_dialed,
+            "speed_to_lead_median_seconds": self.speed_to_lead_median,
+            "speed_to_lead_average_seconds": self.speed_to_lead_average,
+            **{name: None if value is None else round(value, 6) for name, value in self.rates.items()},
+        }
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return None if whole == 0 else part / whole
+
+
+CSV_COLUMNS = ("key", "dials", "answered", "people", "connected", "abandoned", "inbound", "contacts", "appts_set",
+               "appts_held", "app_pending", "issued", "handled", "talk_seconds", "wrap_seconds",
+               "average_handle_seconds", "busy_seconds", "available_seconds", "paused_seconds", "occupancy",
+               "new_leads", "leads_dialed", "speed_to_lead_median_seconds", "speed_to_lead_average_seconds",
+               "contact_rate", "appt_set_rate", "appt_held_rate", "app_rate", "close_rate", "contact_to_close",
+               "answer_rate", "abandon_rate")
+
+
+def as_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """A table as CSV (RFC 4180), the header first; a text that a spreadsheet would run as a
+    formula is prefixed with a quote."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row.get(name)) for name in columns])
+    return out.getvalue()
+
+
+def _cell(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value
+
+
+# ---- the queries ---------------------------------------------------------------------------------
+_KEY_COLUMN = {GroupBy.AGENCY: "'agency'", GroupBy.AGENT: "agent_id", GroupBy.CAMPAIGN: "campaign_id"}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which rows a report counts: all, or one agent's, or one campaign's."""
+
+    agent_id: str | None = None
+    campaign_id: str | None = None
+
+
+def _calls_sql(key: str) -> str:
+    return (
+        f"SELECT {key} AS key, "
+        "count(*) FILTER (WHERE direction = 'outbound') AS dials, "
+        "count(*) FILTER (WHERE direction = 'outbound' AND lead_answered_at IS NOT NULL) AS answered, "
+        "count(*) FILTER (WHERE direction = 'outbound' AND amd_result = ANY($5::text[])) AS people, "
+        "count(*) FILTER (WHERE bridged_at IS NOT NULL) AS connected, "
+        "count(*) FILTER (WHERE abandoned AND amd_result = ANY($5::text[])) AS abandoned, "
+        "count(*) FILTER (WHERE direction = 'inbound') AS inbound, "
+        "count(*) FILTER (WHERE bridged_at IS NOT NULL AND agent_id IS NOT NULL) AS handled, "
+        "coalesce(sum(talk_seconds) FILTER (WHERE bridged_at IS NOT NULL AND agent_id IS NOT NULL), 0) "
+        "AS talk_seconds "
+        "FROM calls WHERE requested_at >= $1 AND requested_at < $2 "
+        "AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR campaign_id = $4) "
+        "GROUP BY 1"
+    )
+
+
+def _dispositions_sql(key: str) -> str:
+    # A call disposed twice (a correction) counts once per KPI: distinct calls.
+    one = "coalesce(call_id, disposition_id)"
+    return (
+        f"SELECT {key} AS key, "
+        f"count(DISTINCT {one}) FILTER (WHERE code = ANY($5::text[])) AS contacts, "
+        f"count(DISTINCT {one}) FILTER (WHERE code = 'appointment_set') AS appts_set, "
+        f"count(DISTINCT {one}) FILTER (WHERE code = 'appointment_held') AS appts_held, "
+        f"count(DISTINCT {one}) FILTER (WHERE code = 'sale') AS app_pending, "
+        f"count(DISTINCT {one}) FILTER (WHERE code = 'policy_issued') AS issued "
+        "FROM dispositions WHERE disposed_at >= $1 AND disposed_at < $2 "
+        "AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR campaign_id = $4) "
+        "GROUP BY 1"
+    )
+
+
+def _wrap_sql(key: str) -> str:
+    # Wrap-up of a handled call: from its end to its agent's first disposition, counted in the
+    # period the call was placed (as its talk time), capped.
+    return (
+        f"SELECT {key} AS key, coalesce(sum(LEAST(GREATEST(extract(epoch FROM w.disposed_at - c.ended_at), 0), "
+        f"{WRAP_CAP_SECONDS})), 0) AS wrap_seconds "
+        "FROM calls c CROSS JOIN LATERAL (SELECT min(d.disposed_at) AS disposed_at FROM dispositions d "
+        "WHERE d.call_id = c.call_id) w "
+        "WHERE c.requested_at >= $1 AND c.requested_at < $2 AND c.bridged_at IS NOT NULL "
+        "AND c.agent_id IS NOT NULL AND c.ended_at IS NOT NULL AND w.disposed_at IS NOT NULL "
+        "AND ($3::text IS NULL OR c.agent_id = $3) AND ($4::text IS NULL OR c.campaign_id = $4) "
+        "GROUP BY 1"
+    )
+
+
+def _states_sql(group: GroupBy) -> str:
+    key = {GroupBy.AGENCY: "'agency'", GroupBy.AGENT: "s.agent_id", GroupBy.CAMPAIGN: "c.campaign_id"}[group]
+    # An agent in several campaigns counts its time in each campaign's row (campaign rows do not
+    # add up to the agency's).
+    unnest = "CROSS JOIN LATERAL unnest(s.campaign_ids) AS c(campaign_id)" if group is GroupBy.CAMPAIGN else ""
+    # Each state lasts until the session's next change (`ended_at`, or now), capped, clipped to
+    # the period.
+    return (
+        "WITH clipped AS (SELECT agent_id, state, campaign_ids, GREATEST(since, $1::timestamptz) AS a, "
+        "LEAST(coalesce(ended_at, $6::timestamptz), $2::timestamptz, "
+        "since + make_interval(secs => $5::double precision)) AS b FROM agent_state_changes "
+        "WHERE since < $2 AND since >= $1::timestamptz - make_interval(secs => $5::double precision) "
+        "AND ($3::text IS NULL OR agent_id = $3)) "
+        f"SELECT {key} AS key, "
+        "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = ANY($7::text[])), 0) AS busy, "
+        "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = ANY($8::text[])), 0) AS available, "
+        "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = 'paused'), 0) AS paused "
+        f"FROM clipped s {unnest} WHERE s.b > s.a AND ($4::text IS NULL OR $4 = ANY(s.campaign_ids)) "
+        + ("AND ($4::text IS NULL OR c.campaign_id = $4) " if group is GroupBy.CAMPAIGN else "")
+        + "GROUP BY 1"
+    )
+
+
+def _speed_sql(key: str) -> str:
+    # Leads that came in (not from a list import) during the period, and their first dial.
+    return (
+        "WITH firsts AS (SELECT l.lead_id, l.created_at, f.requested_at, f.agent_id, f.campaign_id "
+        "FROM leads l LEFT JOIN LATERAL (SELECT c.requested_at, c.agent_id, c.campaign_id FROM calls c "
+        "WHERE c.lead_id = l.lead_id AND c.direction = 'outbound' AND c.requested_at >= l.created_at "
+        "ORDER BY c.requested_at LIMIT 1) f ON true "
+        "WHERE l.created_at >= $1 AND l.created_at < $2 AND l.import_id IS NULL) "
+        f"SELECT {key} AS key, count(*) AS new_leads, count(requested_at) AS leads_dialed, "
+        "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM requested_at - created_at)) "
+        "AS median, avg(extract(epoch FROM requested_at - created_at)) AS average "
+        "FROM firsts WHERE ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR campaign_id = $4) "
+        "GROUP BY 1"
+    )
+
+
+async def kpis(db: Fetcher, period: Period, group: GroupBy, scope: Scope = Scope(), *,
+               now: datetime | None = None) -> list[Kpis]:
+    """One row per agent / campaign (or one for the agency) with any activity in the period,
+    sorted by key; the agency row is always there."""
+    key = _KEY_COLUMN[group]
+    base: tuple[object, ...] = (period.start, period.end, scope.agent_id, scope.campaign_id)
+    rows: dict[str, Kpis] = {}
+
+    def row(found: Mapping[str, Any]) -> Kpis:
+        name = found["key"] if found["key"] is not None else ""
+        return rows.setdefault(name, Kpis(name))
+
+    for found in await db.fetch(_calls_sql(key), *base, sorted(LIVE_ANSWER_AMD_RESULTS)):
+        kpi = row(found)
+        kpi.dials, kpi.answered, kpi.people = found["dials"], found["answered"], found["people"]
+        kpi.connected, kpi.abandoned, kpi.inbound = found["connected"], found["abandoned"], found["inbound"]
+        kpi.handled, kpi.talk_seconds = found["handled"], float(found["talk_seconds"])
+    for found in await db.fetch(_dispositions_sql(key), *base, sorted(code.value for code in contact_codes())):
+        kpi = row(found)
+        kpi.contacts, kpi.appts_set, kpi.appts_held = found["contacts"], found["appts_set"], found["appts_held"]
+        kpi.app_pending, kpi.issued = found["app_pending"], found["issued"]
+    for found in await db.fetch(_wrap_sql("c." + key if group is not GroupBy.AGENCY else key), *base):
+        row(found).wrap_seconds = float(found["wrap_seconds"])
+    instant = now or datetime.now(UTC)
+    for found in await db.fetch(_states_sql(group), *base, OPEN_STATE_CAP_SECONDS, instant,
+                                list(BUSY_STATES), list(AVAILABLE_STATES)):
+        kpi = row(found)
+        kpi.busy_seconds, kpi.available_seconds = float(found["busy"]), float(found["available"])
+        kpi.paused_seconds = float(found["paused"])
+    for found in await db.fetch(_speed_sql(key), *base):
+        kpi = row(found)
+        kpi.new_leads, kpi.leads_dialed = found["new_leads"], found["leads_dialed"]
+        kpi.speed_to_lead_median = _seconds(found["median"])
+        kpi.speed_to_lead_average = _seconds(found["average"])
+    if group is GroupBy.AGENCY:
+        rows.setdefault("agency", Kpis("agency"))
+    return [rows[name].finish() for name in sorted(rows)]
+
+
+def _seconds(value: object) -> float | None:
+    if value is None:
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    return None if math.isnan(number) else round(number, 3)
+
+
+async def series(db: Fetcher, period: Period, scope: Scope = Scope()) -> list[dict[str, Any]]:
+    """Dials, connected, contacts and the funnel per hour (one day) or per local day, every
+    bucket of the period listed (zeros included), oldest first."""
+    step = period.bucket
+    base: tuple[object, ...] = (period.start, period.end, scope.agent_id, scope.campaign_id, period.timezone)
+    calls = await db.fetch(
+        f"SELECT date_trunc('{step}', requested_at AT TIME ZONE $5) AS bucket, "
+        "count(*) FILTER (WHERE direction = 'outbound') AS dials, "
+        "count(*) FILTER (WHERE bridged_at IS NOT NULL) AS connected "
+        "FROM calls WHERE requested_at >= $1 AND requested_at < $2 "
+        "AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR campaign_id = $4) GROUP BY 1", *base)
+    one = "coalesce(call_id, disposition_id)"
+    disposed = await db.fetch(
+        f"SELECT date_trunc('{step}', disposed_at AT TIME ZONE $5) AS bucket, "
+        f"count(DISTINCT {one}) FILTER (WHERE code = ANY($6::text[])) AS contacts, "
+        f"count(DISTINCT {one}) FILTER (WHERE code = 'appointment_set') AS appts_set, "
+        f"count(DISTINCT {one}) FILTER (WHERE code = 'appointment_held') AS appts_held, "
+        f"count(DISTINCT {one}) FILTER (WHERE code = 'sale') AS app_pending, "
+        f"count(DISTINCT {one}) FILTER (WHERE code = 'policy_issued') AS issued "
+        "FROM dispositions WHERE disposed_at >= $1 AND disposed_at < $2 "
+        "AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR campaign_id = $4) GROUP BY 1",
+        *base, sorted(code.value for code in contact_codes()))
+    names = ("dials", "connected", "contacts", "appts_set", "appts_held", "app_pending", "issued")
+    buckets: dict[datetime, dict[str, Any]] = {}
+    cursor = datetime.combine(period.first_day, time(0))
+    stop = datetime.combine(period.last_day + timedelta(days=1), time(0))
+    while cursor < stop:
+        buckets[cursor] = {"at": cursor.isoformat(), **dict.fromkeys(names, 0)}
+        cursor += timedelta(hours=1) if step == "hour" else timedelta(days=1)
+    for found in (*calls, *disposed):
+        bucket = buckets.get(found["bucket"])
+        if bucket is not None:
+            bucket.update({name: found[name] for name in names if name in found})
+    return list(buckets.values())
+
+
+# ---- the pipeline board ----------------------------------------------------------------------
+BOARD_STAGES: tuple[PipelineStage, ...] = (*FORWARD_LINE, PipelineStage.NURTURE, PipelineStage.LOST)
+
+
+@dataclass(frozen=True)
+class BoardLead:
+    lead_id: str
+    name: str
+    stage: PipelineStage
+    entered_at: datetime
+    age_seconds: float
+    owner_agent_id: str | None
+    state: str | None
+
+
+@dataclass(frozen=True)
+class BoardColumn:
+    stage: PipelineStage
+    label: str
+    count: int
+    average_age_seconds: float | None
+    oldest_age_seconds: float | None
+    leads: list[BoardLead]
+
+
+async def pipeline(db: Fetcher, now: datetime, *, campaign_id: str | None = None, agent_id: str | None = None,
+                   per_stage: int = 50) -> list[BoardColumn]:
+    """Leads per stage with their age in it (since the disposition that moved them there, or
+    since they were created), the most recently moved `per_stage` leads of each stage listed."""
+    found = await db.fetch(
+        "WITH board AS (SELECT l.lead_id, l.first_name, l.last_name, l.phones, l.state, l.pipeline_stage, "
+        "l.owner_agent_id, coalesce(m.moved_at, l.created_at) AS entered_at FROM leads l "
+        "LEFT JOIN LATERAL (SELECT d.disposed_at AS moved_at FROM dispositions d WHERE d.lead_id = l.lead_id "
+        "AND d.stage_after IS DISTINCT FROM d.stage_before ORDER BY d.disposed_at DESC LIMIT 1) m ON true "
+        "WHERE ($1::text IS NULL OR EXISTS (SELECT 1 FROM campaign_leads cl WHERE cl.campaign_id = $1 "
+        "AND cl.lead_id = l.lead_id)) AND ($2::text IS NULL OR l.owner_agent_id = $2)), "
+        "ranked AS (SELECT *, row_number() OVER (PARTITION BY pipeline_stage ORDER BY entered_at DESC, lead_id) "
+        "AS rank, count(*) OVER (PARTITION BY pipeline_stage) AS total, "
+        "avg(extract(epoch FROM $3::timestamptz - entered_at)) OVER (PARTITION BY pipeline_stage) AS average, "
+        "max(extract(epoch FROM $3::timestamptz - entered_at)) OVER (PARTITION BY pipeline_stage) AS oldest "
+        "FROM board) "
+        "SELECT * FROM ranked WHERE rank <= $4 ORDER BY pipeline_stage, rank",
+        campaign_id, agent_id, now, per_stage)
+    columns = {stage: BoardColumn(stage, STAGE_LABELS[stage], 0, None, None, []) for stage in BOARD_STAGES}
+    for row in found:
+        stage = PipelineStage(row["pipeline_stage"])
+        column = columns[stage]
+        if not column.leads:
+            columns[stage] = column = BoardColumn(stage, column.label, int(row["total"]), _seconds(row["average"]),
+                                                  _seconds(row["oldest"]), [])
+        name = " ".join(part for part in (row["first_name"], row["last_name"]) if part) or (
+            row["phones"][0] if row["phones"] else row["lead_id"])
+        column.leads.append(BoardLead(row["lead_id"], name, stage, row["entered_at"],
+                                      max(0.0, (now - row["entered_at"]).total_seconds()),
+                                      row["owner_agent_id"], row["state"]))
+    return [columns[stage] for stage in BOARD_STAGES]
+
+
+def code_names() -> dict[str, str]:
+    """Every disposition code, for the docs and the console's filters."""
+    return {code.value: code.value.replace("_", " ") for code in DispositionCode}
+
+
+# ---- the wallboard's database figures --------------------------------------------------------------
+ABANDON_WINDOW_DAYS = 30
+
+
+async def abandon_30_days(db: Fetcher, now: datetime) -> dict[str, tuple[int, int]]:
+    """Per campaign, the rolling 30-day (live answers, abandoned) as the 3 % rule counts them."""
+    rows = await db.fetch(
+        "SELECT campaign_id, count(*) FILTER (WHERE amd_result = ANY($2::text[])) AS live_answers, "
+        "count(*) FILTER (WHERE abandoned AND amd_result = ANY($2::text[])) AS abandoned "
+        "FROM calls WHERE requested_at >= $1 AND direction = 'outbound' AND campaign_id IS NOT NULL GROUP BY 1",
+        now - timedelta(days=ABANDON_WINDOW_DAYS), sorted(LIVE_ANSWER_AMD_RESULTS))
+    return {row["campaign_id"]: (int(row["live_answers"]), int(row["abandoned"])) for row in rows}
+
+
+async def leads_left(db: Fetcher, now: datetime) -> dict[str, dict[str, int]]:
+    """Per campaign, its leads by status: due now, scheduled later, callbacks, done."""
+    rows = await db.fetch(
+        "SELECT campaign_id, count(*) FILTER (WHERE NOT done AND callback_at IS NULL "
+        "AND (next_attempt_at IS NULL OR next_attempt_at <= $1)) AS due, "
+        "count(*) FILTER (WHERE NOT done AND callback_at IS NULL AND next_attempt_at > $1) AS scheduled, "
+        "count(*) FILTER (WHERE NOT done AND callback_at IS NOT NULL) AS callback, "
+        "count(*) FILTER (WHERE done) AS done FROM campaign_leads GROUP BY 1", now)
+    return {row["campaign_id"]: {name: int(row[name]) for name in ("due", "scheduled", "callback", "done")}
+            for row in rows}
+
+
+async def recordings_pending(db: Fetcher, now: datetime, *, grace_seconds: float = 120.0) -> int:
+    """Connected calls ended more than `grace_seconds` ago (in the last day) whose recording has
+    not reached the CRM: the archive is behind or failing."""
+    rows = await db.fetch(
+        "SELECT count(*) AS pending FROM calls WHERE ended_at < $1 AND ended_at >= $2 "
+        "AND bridged_at IS NOT NULL AND recording_id IS NULL",
+        now - timedelta(seconds=grace_seconds), now - timedelta(days=1))
+    return int(rows[0]["pending"])
+
+
+async def active_campaigns(db: Fetcher) -> list[dict[str, Any]]:
+    rows = await db.fetch(
+        "SELECT campaign_id, name, dial_mode, abandon_setpoint, max_abandon_rate FROM campaigns WHERE active "
+        "ORDER BY campaign_id")
+    return [{"campaign_id": row["campaign_id"], "name": row["name"], "dial_mode": row["dial_mode"],
+             "abandon_setpoint": None if row["abandon_setpoint"] is None else float(row["abandon_setpoint"]),
+             "max_abandon_rate": float(row["max_abandon_rate"])} for row in rows]

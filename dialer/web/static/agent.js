@@ -1,0 +1,509 @@
+// The agent's console: the browser phone, the agent's state, the screen pop, dispositions,
+// lead search and click-to-call. Everything goes through the public API (/v1/...) and the
+// agent's event stream (GET /v1/agents/{agent_id}/events), with the signed-in session.
+import { Api, announce, eventStream, mountHeader, newKey } from "/static/shell.js";
+import { Softphone } from "/static/softphone.js";
+
+const $ = (id) => document.getElementById(id);
+const api = new Api();
+const session = await api.load();
+mountHeader(api);
+const agentId = session.agent_id;
+
+// The dispositions offered, in hot-key order (Alt+1 ... Alt+9, Alt+0).
+const DISPOSITIONS = [
+  ["contacted", "Contacted"], ["appointment_set", "Appointment set"], ["callback", "Callback"],
+  ["not_interested", "Not interested"], ["left_voicemail", "Left voicemail"], ["no_answer", "No answer"],
+  ["wrong_number", "Wrong number"], ["nurture", "Nurture"], ["sale", "Sale"], ["do_not_call", "Do not call"],
+];
+const STATE_WORDS = {
+  logging_in: "logging in", ready: "ready", reserved: "call coming", on_call: "on a call", wrap_up: "wrap-up",
+  paused: "paused", logged_out: "logged out",
+};
+const PENDING_KEY = "dialer.pendingDispositions"; // dispositions not yet accepted (offline), kept across reloads
+
+// What tests and the screen-pop benchmark read (no PHI: ids and times only).
+window.consoleState = { pops: [], registered: false };
+
+// ---- the phone ------------------------------------------------------------------------------------
+let phone = null;
+let nextAnswerAutomatic = false; // the nailed-up leg after "Log in" is answered by itself
+
+function pill(element, text, kind) {
+  element.textContent = text;
+  element.className = `pill ${kind || ""}`;
+}
+
+function renderPhone(status) {
+  const registrationKind = { registered: "ok", failed: "bad", reconnecting: "warn", connecting: "warn" };
+  pill($("registration"), status.registration === "registered" ? "registered" : status.registration,
+    registrationKind[status.registration]);
+  pill($("microphone"), status.microphone, status.microphone === "denied" ? "bad" : status.microphone === "granted" ? "ok" : "");
+  pill($("call-state"), status.call, status.call === "ringing" ? "warn" : status.call === "active" ? "ok" : "");
+  $("caller").textContent = status.caller ? String(status.caller.name || status.caller.number || status.caller) : "";
+  $("answer").disabled = status.call !== "ringing";
+  $("hangup").disabled = !["ringing", "connecting", "active"].includes(status.call);
+  $("mute").disabled = $("hold").disabled = status.call !== "active";
+  $("mute").setAttribute("aria-pressed", String(status.muted));
+  $("hold").setAttribute("aria-pressed", String(status.held));
+  let problem = "";
+  if (status.microphone === "denied") problem = "The browser refused the microphone: allow it for this site and reload.";
+  else if (status.registration === "failed") problem = `The phone could not register: ${status.lastError || "refused"}.`;
+  $("phone-problem").textContent = problem;
+  window.consoleState.registered = status.registration === "registered";
+  if (status.call === "ringing" && (nextAnswerAutomatic || $("auto-answer").checked)) {
+    nextAnswerAutomatic = false;
+    phone.answer();
+  }
+  if (status.call === "active" && !callTimerStart) callTimerStart = Date.now();
+  if (status.call === "ended" || status.call === "idle") callTimerStart = null;
+}
+
+async function startPhone() {
+  const answer = await api.get("/v1/session/sip");
+  if (answer.status !== 200) {
+    $("phone-problem").textContent = `No browser phone for this account: ${answer.body?.message || answer.status}.`;
+    return;
+  }
+  const login = answer.body;
+  phone = new Softphone({
+    wsUrl: login.ws_url, sipUri: login.sip_uri, username: login.username, password: login.password,
+    audio: $("remote"), iceServers: login.ice_servers.map((urls) => ({ urls })),
+  });
+  window.phone = phone; // tests drive and read the phone as on the phone-check page
+  phone.addEventListener("change", (event) => renderPhone(event.detail));
+  renderPhone(phone.status());
+  try {
+    await phone.start();
+  } catch (error) {
+    $("phone-problem").textContent = `The phone did not start: ${error.message || error}.`;
+  }
+}
+
+$("answer").addEventListener("click", () => phone?.answer());
+$("hangup").addEventListener("click", () => phone?.hangUp());
+$("mute").addEventListener("click", () => phone?.mute(!phone.muted));
+$("hold").addEventListener("click", () => phone?.hold(!phone.held));
+for (const key of document.querySelectorAll(".keypad button")) {
+  key.addEventListener("click", () => phone?.sendDtmf(key.dataset.digit));
+}
+
+// ---- the agent's state ------------------------------------------------------------------------
+let agentState = { state: "logged_out", since: null, wrap_up_until: null };
+
+function renderState() {
+  const state = agentState.state;
+  const kind = { ready: "ok", on_call: "ok", paused: "warn", wrap_up: "warn", reserved: "warn" }[state];
+  pill($("agent-state"), STATE_WORDS[state] || state, kind);
+  const reason = state === "paused" && agentState.pause_reason ? ` (${agentState.pause_reason})` : "";
+  $("agent-state").textContent += reason;
+  $("ready").disabled = !["paused", "wrap_up"].includes(state);
+  $("pause").disabled = !["ready", "wrap_up", "on_call", "reserved"].includes(state);
+  $("logout").disabled = state === "logged_out";
+}
+
+async function agentAction(path, body) {
+  $("state-problem").textContent = "";
+  const answer = await api.post(`/v1/agents/${encodeURIComponent(agentId)}/${path}`, body);
+  if (answer.status >= 300) {
+    $("state-problem").textContent = answer.body?.message || `refused (${answer.status})`;
+    return;
+  }
+  agentState = answer.body;
+  renderState();
+}
+
+$("login-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const ids = $("campaigns").value.split(",").map((text) => text.trim()).filter(Boolean);
+  if (!ids.length) {
+    $("state-problem").textContent = "Name at least one campaign.";
+    return;
+  }
+  nextAnswerAutomatic = true; // the dialer calls this phone once and keeps the line open
+  agentAction("login", { campaign_ids: ids });
+});
+$("ready").addEventListener("click", () => agentAction("ready", {}));
+$("pause").addEventListener("click", () => agentAction("pause", { reason: $("pause-code").value }));
+$("logout").addEventListener("click", () => agentAction("logout", {}));
+
+async function loadState() {
+  const answer = await api.get(`/v1/agents/${encodeURIComponent(agentId)}/state`);
+  if (answer.status === 200) agentState = answer.body;
+  renderState();
+}
+
+// ---- the current call and the screen pop -------------------------------------------------------
+let current = null; // {callId, leadId, campaignId, dispositionKey, disposed}
+let callTimerStart = null;
+
+function two(number) { return String(number).padStart(2, "0"); }
+function clock(seconds) { return `${two(Math.floor(seconds / 60))}:${two(Math.floor(seconds % 60))}`; }
+
+setInterval(() => {
+  $("call-timer").textContent = callTimerStart ? clock((Date.now() - callTimerStart) / 1000) : "";
+  if (agentState.since) $("state-timer").textContent = `for ${clock((Date.now() - Date.parse(agentState.since)) / 1000)}`;
+  if (agentState.state === "wrap_up" && agentState.wrap_up_until) {
+    const left = Math.max(0, (Date.parse(agentState.wrap_up_until) - Date.now()) / 1000);
+    $("wrap-up").textContent = `Wrap-up ends in ${Math.ceil(left)} s`;
+  } else {
+    $("wrap-up").textContent = "";
+  }
+  if (current?.zones) renderLocalTime(current.zones);
+}, 250);
+
+function text(id, value) { $(id).textContent = value === null || value === undefined || value === "" ? "-" : String(value); }
+
+function zoneTime(zone, at = new Date()) {
+  return new Intl.DateTimeFormat("en-US", { timeZone: zone, hour: "numeric", minute: "2-digit", weekday: "short",
+    timeZoneName: "short" }).format(at);
+}
+
+function renderLocalTime(zones) {
+  try {
+    $("lead-time").textContent = zones.map((zone) => `${zoneTime(zone)} (${zone})`).join("; ");
+  } catch {
+    $("lead-time").textContent = zones.join(", ");
+  }
+}
+
+function screenPop(message, receivedAt) {
+  const lead = message.lead;
+  const disposedBefore = current && current.callId === message.call_id;
+  if (!disposedBefore) {
+    current = { callId: message.call_id, leadId: lead.lead_id, campaignId: message.campaign_id,
+      dispositionKey: newKey(), disposed: false, zones: lead.timezone_hint ? [lead.timezone_hint] : null };
+  }
+  $("script").replaceChildren();
+  $("call-kind").textContent = message.campaign_id ? `Campaign call (${message.campaign_id})` : "Call";
+  pill($("call-progress"), "connecting", "warn");
+  showLead(lead, { phones: lead.phones, address: lead.address });
+  $("wrap").hidden = false;
+  $("dispo-result").textContent = "";
+  setDispositionsEnabled(true);
+  $("lead-name").focus(); // keyboard and screen-reader users land on the pop
+  announce(`Screen pop: ${lead.name}`);
+  const renderedAt = performance.now();
+  window.consoleState.pops.push({ call_id: message.call_id, lead_id: lead.lead_id, received_ms: receivedAt,
+    rendered_ms: renderedAt, rendered_epoch_ms: performance.timeOrigin + renderedAt });
+  loadRecord(lead.lead_id);
+  loadScript(message.call_id);
+}
+
+function showLead(lead, extra = {}) {
+  $("pop").hidden = false;
+  if ($("pop").dataset.leadId !== lead.lead_id) {
+    // Another lead: nothing of the previous one may stay on the screen.
+    $("lead-consents").textContent = "loading...";
+    $("lead-calls").replaceChildren();
+    $("lead-time").textContent = "-";
+    $("dial-problem").textContent = "";
+  }
+  $("lead-name").textContent = lead.name || [lead.first_name, lead.last_name].filter(Boolean).join(" ") || "Unknown caller";
+  $("pop").dataset.leadId = lead.lead_id;
+  renderPhones(lead.lead_id, extra.phones || lead.phones || [lead.phone]);
+  text("lead-address", extra.address || lead.address);
+  text("lead-state", [lead.state, lead.zip].filter(Boolean).join(" "));
+  text("lead-stage", lead.pipeline_stage);
+  text("lead-email", lead.email);
+}
+
+function renderPhones(leadId, phones) {
+  const list = $("lead-phones");
+  list.replaceChildren();
+  phones.forEach((number, index) => {
+    const item = document.createElement("li");
+    const label = document.createElement("span");
+    label.textContent = number;
+    const call = document.createElement("button");
+    call.type = "button";
+    call.textContent = "Call";
+    call.setAttribute("aria-label", `Call ${number}`);
+    call.addEventListener("click", () => clickToCall(leadId, index === 0 ? null : number));
+    item.append(label, call);
+    list.append(item);
+  });
+}
+
+// An agent may read a lead once a call of theirs names it; the CRM row follows the pop within a
+// moment, so a 404 is asked again for a few seconds.
+async function getSoon(path, seconds = 8) {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    const answer = await api.get(path);
+    if (answer.status !== 404 || Date.now() > deadline) return answer;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+}
+
+async function loadRecord(leadId) {
+  const answer = await getSoon(`/v1/leads/${encodeURIComponent(leadId)}`);
+  if (answer.status !== 200 || $("pop").dataset.leadId !== leadId) return;
+  const lead = answer.body;
+  const address = [lead.address_line1, lead.address_line2, lead.city].filter(Boolean).join(", ");
+  showLead({ ...lead, name: [lead.first_name, lead.last_name].filter(Boolean).join(" ") || lead.phones[0] },
+    { phones: lead.phones, address });
+  if (lead.timezone_hint && current && !current.zones) current.zones = [lead.timezone_hint];
+  const consents = $("lead-consents");
+  consents.replaceChildren();
+  for (const consent of lead.consents) {
+    const item = document.createElement("li");
+    const state = consent.revoked_at ? "revoked" : consent.expires_at && Date.parse(consent.expires_at) < Date.now() ? "expired" : "on file";
+    item.textContent = `${consent.kind.toUpperCase()} ${state}, ${consent.obtained_at.slice(0, 10)} (${consent.source})`;
+    consents.append(item);
+  }
+  if (!lead.consents.length) consents.textContent = "none on file";
+  await loadHistory(leadId);
+}
+
+async function loadHistory(leadId) {
+  const answer = await api.get(`/v1/calls?lead_id=${encodeURIComponent(leadId)}&limit=6`);
+  if (answer.status !== 200) return;
+  const body = $("lead-calls");
+  body.replaceChildren();
+  for (const call of answer.body.calls) {
+    const dispositions = await api.get(`/v1/calls/${encodeURIComponent(call.call_id)}/dispositions`);
+    const last = dispositions.status === 200 ? dispositions.body.dispositions.at(-1) : null;
+    const row = document.createElement("tr");
+    row.dataset.callId = call.call_id;
+    const when = new Date(call.requested_at).toLocaleString("en-US", { dateStyle: "short", timeStyle: "short" });
+    for (const value of [when, call.outcome || "in progress", last?.code || "-", last?.notes || "",
+      call.recording_id ? "yes" : "no"]) {
+      const cell = document.createElement("td");
+      cell.textContent = value;
+      row.append(cell);
+    }
+    body.append(row);
+  }
+}
+
+async function loadScript(callId) {
+  const answer = await getSoon(`/v1/calls/${encodeURIComponent(callId)}/decision`, 20);
+  const script = $("script");
+  if (!current || current.callId !== callId) return;
+  script.replaceChildren();
+  if (answer.status !== 200) {
+    script.textContent = "No compliance notices for this call.";
+    return;
+  }
+  const decision = answer.body;
+  if (decision.timezones?.length) current.zones = decision.timezones.map((zone) => String(zone));
+  fillCallbackTimes();
+  for (const notice of decision.notices) {
+    const item = document.createElement("li");
+    item.textContent = notice.text || notice.message || notice.script || notice.code;
+    script.append(item);
+  }
+  if (!decision.notices.length) script.textContent = "No notices: greet the lead and give your name and agency.";
+}
+
+let historyTimer = null;
+function refreshHistorySoon(leadId) {
+  // The CRM row of a call follows its events by a moment; one re-read per burst of changes.
+  clearTimeout(historyTimer);
+  historyTimer = setTimeout(() => loadHistory(leadId), 800);
+}
+
+function callState(message) {
+  if (!current || current.callId !== message.call_id) return;
+  const words = { requested: "starting", agent_ringing: "your phone rings", lead_ringing: "the lead's phone rings",
+    bridged: "connected", ended: "ended" };
+  pill($("call-progress"), words[message.state] || message.state.replaceAll("_", " "),
+    message.state === "bridged" ? "ok" : message.state === "ended" ? "" : "warn");
+  if (message.state === "ended") callTimerStart = null;
+  refreshHistorySoon(current.leadId);
+}
+
+// ---- dispositions -----------------------------------------------------------------------------
+function setDispositionsEnabled(enabled) {
+  for (const button of $("dispositions").querySelectorAll("button")) button.disabled = !enabled;
+}
+
+DISPOSITIONS.forEach(([code, label], index) => {
+  const button = document.createElement("button");
+  const key = (index + 1) % 10;
+  button.type = "button";
+  button.dataset.code = code;
+  button.textContent = `${label} (Alt+${key})`;
+  button.setAttribute("aria-keyshortcuts", `Alt+${key}`);
+  button.addEventListener("click", () => dispose(code));
+  $("dispositions").append(button);
+});
+
+// The callback picker offers only times inside the lead's calling window: 8 a.m. to 9 p.m. in
+// every zone the lead may be in (the gate checks again when the callback is dialed).
+function zoneOffsetMinutes(zone, at) {
+  const parts = Object.fromEntries(new Intl.DateTimeFormat("en-US", { timeZone: zone, hourCycle: "h23",
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" })
+    .formatToParts(at).map((part) => [part.type, part.value]));
+  const asUtc = Date.UTC(+parts.year, +parts.month - 1, +parts.day, +parts.hour % 24, +parts.minute);
+  return (asUtc - at.getTime()) / 60000;
+}
+
+function instantAt(zone, date, hour, minute) {
+  const [year, month, day] = date.split("-").map(Number);
+  const guess = new Date(Date.UTC(year, month - 1, day, hour, minute));
+  return new Date(guess.getTime() - zoneOffsetMinutes(zone, guess) * 60000);
+}
+
+function fillCallbackTimes() {
+  const select = $("callback-time");
+  select.replaceChildren();
+  const zones = current?.zones?.length ? current.zones : [Intl.DateTimeFormat().resolvedOptions().timeZone];
+  const date = $("callback-date").value || new Date().toISOString().slice(0, 10);
+  $("callback-date").min = new Date().toISOString().slice(0, 10);
+  for (let minutes = 8 * 60; minutes <= 20 * 60 + 30; minutes += 30) {
+    const at = instantAt(zones[0], date, Math.floor(minutes / 60), minutes % 60);
+    const inside = zones.every((zone) => {
+      const local = (at.getTime() / 60000 + zoneOffsetMinutes(zone, at)) % 1440;
+      const localMinutes = (local + 1440) % 1440;
+      return localMinutes >= 8 * 60 && localMinutes <= 20 * 60 + 30;
+    });
+    if (!inside || at.getTime() < Date.now() + 5 * 60000) continue;
+    const option = document.createElement("option");
+    option.value = at.toISOString();
+    option.textContent = `${two(Math.floor(minutes / 60))}:${two(minutes % 60)} (${zones[0]})`;
+    select.append(option);
+  }
+  if (!select.options.length) {
+    const none = document.createElement("option");
+    none.value = "";
+    none.textContent = "no time left in the window that day";
+    select.append(none);
+  }
+}
+$("callback-date").addEventListener("change", fillCallbackTimes);
+
+function pendingDispositions() {
+  try { return JSON.parse(localStorage.getItem(PENDING_KEY) || "[]"); } catch { return []; }
+}
+function savePending(items) { localStorage.setItem(PENDING_KEY, JSON.stringify(items)); }
+
+// Saved exactly once: one Idempotency-Key per call, so a double click, a retry after a network
+// failure or a resend after a reload all get the first answer and store nothing twice.
+async function dispose(code) {
+  if (!current) return;
+  const body = { code };
+  const notes = $("notes").value.trim();
+  if (notes) body.notes = notes;
+  if (code === "callback") {
+    if (!$("callback-time").value) {
+      $("dispo-result").textContent = "Pick a callback time first.";
+      $("callback-date").focus();
+      return;
+    }
+    body.callback_at = $("callback-time").value;
+  }
+  const item = { callId: current.callId, key: current.dispositionKey, body };
+  const pending = pendingDispositions().filter((entry) => entry.key !== item.key);
+  savePending([...pending, item]);
+  setDispositionsEnabled(false);
+  $("dispo-result").textContent = "Saving...";
+  await send(item);
+}
+
+async function send(item) {
+  const answer = await api.post(`/v1/calls/${encodeURIComponent(item.callId)}/disposition`, item.body,
+    { idempotencyKey: item.key });
+  if (answer.status === 0 || answer.status >= 500) {
+    $("dispo-result").textContent = "Offline: the disposition is kept and will be sent when the dialer answers.";
+    setTimeout(() => send(item), 2000);
+    return;
+  }
+  savePending(pendingDispositions().filter((entry) => entry.key !== item.key));
+  if (answer.status === 202) {
+    $("dispo-result").textContent = `Saved: ${item.body.code.replaceAll("_", " ")}.`;
+    if (current && current.callId === item.callId) current.disposed = true;
+    announce(`Disposition saved: ${item.body.code.replaceAll("_", " ")}`);
+    $("notes").value = "";
+  } else {
+    $("dispo-result").textContent = `Not saved: ${answer.body?.message || answer.status}`;
+    setDispositionsEnabled(true);
+  }
+}
+
+// ---- search and click-to-call ----------------------------------------------------------------
+$("search-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const query = $("search-text").value.trim();
+  if (!query) return;
+  const field = query.includes("@") ? "email" : /^[\d\s()+.-]+$/.test(query) ? "phone" : "name";
+  const answer = await api.get(`/v1/leads?${field}=${encodeURIComponent(query)}&limit=20`);
+  const list = $("search-results");
+  list.replaceChildren();
+  if (answer.status !== 200) {
+    list.textContent = answer.body?.message || "search failed";
+    return;
+  }
+  if (!answer.body.leads.length) list.textContent = "No lead of yours matches.";
+  for (const lead of answer.body.leads) {
+    const item = document.createElement("li");
+    const name = [lead.first_name, lead.last_name].filter(Boolean).join(" ") || lead.phones[0];
+    const label = document.createElement("span");
+    label.textContent = `${name} ${lead.state || ""}`;
+    const open = document.createElement("button");
+    open.type = "button";
+    open.textContent = "Open";
+    open.setAttribute("aria-label", `Open ${name}`);
+    open.addEventListener("click", () => {
+      showLead({ ...lead, name }, { phones: lead.phones,
+        address: [lead.address_line1, lead.city].filter(Boolean).join(", ") });
+      loadRecord(lead.lead_id);
+      $("lead-name").focus();
+    });
+    item.append(label, open);
+    list.append(item);
+  }
+});
+
+async function clickToCall(leadId, number) {
+  $("dial-problem").textContent = "";
+  const body = number ? { phone: number, agent_id: agentId } : { lead_id: leadId, agent_id: agentId };
+  const answer = await api.post("/v1/calls", body, { idempotencyKey: newKey() });
+  if (answer.status === 202) {
+    announce("Calling: answer your phone when it rings.");
+    return;
+  }
+  const problem = answer.body || {};
+  if (problem.error === "compliance_blocked") {
+    const reasons = (problem.reasons || []).map((reason) => reason.message).join("; ");
+    $("dial-problem").textContent = `Not dialed: the compliance check blocked this call. ${reasons}`;
+  } else {
+    $("dial-problem").textContent = `Not dialed: ${problem.message || answer.status}`;
+  }
+}
+
+// ---- keyboard -------------------------------------------------------------------------------
+document.addEventListener("keydown", (event) => {
+  if (!event.altKey || event.ctrlKey || event.metaKey) return;
+  const key = event.key.toLowerCase();
+  if (key === "a") phone?.answer();
+  else if (key === "h") phone?.hangUp();
+  else if (/^[0-9]$/.test(key)) {
+    const index = key === "0" ? 9 : Number(key) - 1;
+    const button = $("dispositions").querySelectorAll("button")[index];
+    if (button && !button.disabled && !$("wrap").hidden) button.click();
+  } else return;
+  event.preventDefault();
+});
+
+// ---- the event stream -------------------------------------------------------------------------
+eventStream(`/v1/agents/${encodeURIComponent(agentId)}/events`, (message, receivedAt) => {
+  if (message.type === "screen_pop") screenPop(message, receivedAt);
+  else if (message.type === "agent_state") {
+    agentState = message;
+    renderState();
+    // Campaign calls have no call_state messages: the agent's state tells their progress.
+    if (current && message.call_id === current.callId) {
+      if (message.state === "on_call") pill($("call-progress"), "connected", "ok");
+      if (message.state === "wrap_up") { pill($("call-progress"), "ended", ""); callTimerStart = null; }
+      refreshHistorySoon(current.leadId);
+    }
+  }
+  else if (message.type === "call_state") callState(message);
+}, (state) => pill($("stream"), state === "open" ? "live" : "reconnecting", state === "open" ? "ok" : "warn"));
+
+await loadState();
+fillCallbackTimes();
+for (const item of pendingDispositions()) send(item); // sent while offline before a reload
+await startPhone();

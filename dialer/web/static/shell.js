@@ -1,0 +1,111 @@
+// What every console page shares: the signed-in session, API calls with the CSRF token, the
+// page header (who is signed in, sign out, sign out everywhere) and a reconnecting event stream.
+// Pages are clients of the public API only (/v1/...), with the session cookie the browser keeps.
+
+/** The API, as the signed-in person. */
+export class Api {
+  constructor() {
+    this.session = null; // GET /v1/session: username, role, agent_id, csrf_token, expires_at
+  }
+
+  /** Load the session; without one, go to the sign-in page (and come back here after). */
+  async load() {
+    const answer = await this.request("GET", "/v1/session");
+    if (answer.status !== 200) {
+      redirectToSignIn();
+      return new Promise(() => {}); // the page is leaving
+    }
+    this.session = answer.body;
+    return this.session;
+  }
+
+  /**
+   * One API call. Resolves to {status, body, headers} (body: parsed JSON, or null); never throws
+   * for an HTTP status, so a page can show a problem's `message` in words. A network failure
+   * resolves to {status: 0, body: {message}}.
+   */
+  async request(method, path, body = undefined, { idempotencyKey = null } = {}) {
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (method !== "GET" && this.session) headers["X-CSRF-Token"] = this.session.csrf_token;
+    if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
+    let response;
+    try {
+      response = await fetch(path, {
+        method, headers, credentials: "same-origin", cache: "no-store",
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (error) {
+      return { status: 0, body: { message: "the dialer does not answer (network)" }, headers: new Headers() };
+    }
+    let parsed = null;
+    const type = response.headers.get("Content-Type") || "";
+    if (type.includes("json")) parsed = await response.json().catch(() => null);
+    if (response.status === 401 && path !== "/v1/sessions" && path !== "/v1/session") redirectToSignIn();
+    return { status: response.status, body: parsed, headers: response.headers };
+  }
+
+  get(path) { return this.request("GET", path); }
+  post(path, body = {}, options = {}) { return this.request("POST", path, body, options); }
+
+  async signOut(everywhere = false) {
+    if (everywhere) await this.request("POST", "/v1/session/sign-out-everywhere", {});
+    else await this.request("DELETE", "/v1/session");
+    window.location.assign("/signin");
+  }
+}
+
+export function redirectToSignIn() {
+  const next = window.location.pathname + window.location.search;
+  window.location.assign(`/signin?next=${encodeURIComponent(next)}`);
+}
+
+/** Fill the page's <header class="shell">: who is signed in, and the two sign-out buttons. */
+export function mountHeader(api) {
+  const who = document.getElementById("shell-user");
+  if (who) who.textContent = `${api.session.username} (${api.session.role})`;
+  document.getElementById("shell-sign-out")?.addEventListener("click", () => api.signOut(false));
+  document.getElementById("shell-sign-out-everywhere")?.addEventListener("click", () => api.signOut(true));
+}
+
+/**
+ * A WebSocket on the API (same origin; the session cookie authenticates it) that reconnects by
+ * itself (after 0.5, 1, 2, 5, then every 5 s). `onMessage(message)` gets every parsed message;
+ * `onState("open" | "closed")` the connection's state. The first messages after (re)connecting
+ * carry the full state, so nothing else is needed to be right again.
+ */
+export function eventStream(path, onMessage, onState = () => {}) {
+  const delays = [500, 1000, 2000, 5000];
+  let attempt = 0;
+  let socket = null;
+  let stopped = false;
+  const connect = () => {
+    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+    socket = new WebSocket(`${scheme}//${window.location.host}${path}`);
+    socket.onopen = () => { attempt = 0; onState("open"); };
+    socket.onmessage = (event) => {
+      let message;
+      try { message = JSON.parse(event.data); } catch { return; }
+      onMessage(message, performance.now());
+    };
+    socket.onclose = () => {
+      onState("closed");
+      if (stopped) return;
+      setTimeout(connect, delays[Math.min(attempt, delays.length - 1)]);
+      attempt += 1;
+    };
+  };
+  connect();
+  return { close() { stopped = true; socket?.close(); } };
+}
+
+/** A random key for Idempotency-Key (one per action, reused by its retries). */
+export function newKey() {
+  return crypto.randomUUID();
+}
+
+/** Announce `text` to screen readers and show it in the page's status line. */
+export function announce(text) {
+  const line = document.getElementById("shell-status");
+  if (line) line.textContent = text;
+}

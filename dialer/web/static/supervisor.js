@@ -1,0 +1,501 @@
+// The supervisor's console: wallboard (live through /v1/events), monitoring from this page's
+// own browser phone (listen / whisper / barge on one leg, switching without redialing), the
+// KPI dashboards (GET /v1/reports/...), the pipeline board and recordings search with a seeking
+// player. A client of the documented API only; `window.supervisorState` is for tests.
+import { Api, announce, eventStream, mountHeader } from "/static/shell.js";
+import { Softphone } from "/static/softphone.js";
+import uPlot from "/static/vendor/uplot-1.6.32/dist/uPlot.esm.js";
+
+const api = new Api();
+const state = {
+  agents: new Map(), // agent_id -> agent_state (from the stream or the snapshot)
+  calls: [], // the live calls, as the stream last sent them
+  board: null, // GET /v1/wallboard
+  firstSeen: {}, // call_id -> Date.now() when its row was first drawn
+  monitor: null, // the monitor session this page runs
+  phone: null,
+  endpoint: null,
+  kpis: null,
+  pipeline: null,
+  recordings: [],
+  nextRecordings: null,
+  streamOpen: false,
+};
+window.supervisorState = state;
+
+const $ = (selector) => document.querySelector(selector);
+const KPI_TILES = [
+  ["dials", "Dials"], ["contacts", "Contacts", "contact_rate"], ["appts_set", "Appts set", "appt_set_rate"],
+  ["appts_held", "Appts held", "appt_held_rate"], ["app_pending", "App pending", "app_rate"],
+  ["issued", "Closes (issued)", "close_rate"], ["connected", "Connected"], ["abandoned", "Abandoned", "abandon_rate"],
+  ["talk_seconds", "Talk time"], ["average_handle_seconds", "AHT"], ["occupancy", "Occupancy"],
+  ["speed_to_lead_median_seconds", "Speed-to-lead (median)"],
+];
+const SECONDS = new Set(["talk_seconds", "average_handle_seconds", "speed_to_lead_median_seconds", "wrap_seconds",
+  "busy_seconds", "available_seconds"]);
+const RATES = new Set(["occupancy", "contact_rate", "appt_set_rate", "appt_held_rate", "app_rate", "close_rate",
+  "abandon_rate", "answer_rate", "contact_to_close"]);
+const DISPOSITIONS = ["no_answer", "busy", "answering_machine", "left_voicemail", "wrong_number",
+  "disconnected_number", "contacted", "callback", "not_interested", "appointment_set", "appointment_held", "sale",
+  "policy_issued", "nurture", "lost", "do_not_call"];
+
+// ---- small helpers ---------------------------------------------------------------------------
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === "class") node.className = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return "";
+  const whole = Math.max(0, Math.round(seconds));
+  const hours = Math.floor(whole / 3600);
+  const minutes = Math.floor((whole % 3600) / 60);
+  const rest = String(whole % 60).padStart(2, "0");
+  return hours ? `${hours}:${String(minutes).padStart(2, "0")}:${rest}` : `${minutes}:${rest}`;
+}
+
+function since(iso) {
+  return (Date.now() - Date.parse(iso)) / 1000;
+}
+
+function shown(name, value) {
+  if (value === null || value === undefined) return "–";
+  if (RATES.has(name)) return `${(value * 100).toFixed(1)} %`;
+  if (SECONDS.has(name)) return duration(value);
+  return String(value);
+}
+
+function fillRows(table, rows) {
+  const body = table.querySelector("tbody");
+  body.replaceChildren(...rows);
+}
+
+function csvDownload(name, header, rows) {
+  const cell = (value) => {
+    let text = value === null || value === undefined ? "" : String(value);
+    if (/^[=+\-@]/.test(text)) text = `'${text}`;
+    return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+  };
+  const text = [header, ...rows].map((row) => row.map(cell).join(",")).join("\r\n") + "\r\n";
+  const link = el("a", { href: URL.createObjectURL(new Blob([text], { type: "text/csv" })), download: `${name}.csv` });
+  document.body.append(link);
+  link.click();
+  link.remove();
+}
+
+// ---- tabs --------------------------------------------------------------------------------------
+const loaders = {};
+function showTab(name) {
+  for (const button of document.querySelectorAll("nav.tabs button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.tab === name));
+  }
+  for (const section of document.querySelectorAll("main > section")) section.hidden = section.id !== `tab-${name}`;
+  state.tab = name;
+  loaders[name]?.();
+}
+
+// ---- wallboard ---------------------------------------------------------------------------------
+function renderAgents() {
+  const agents = [...state.agents.values()].filter((agent) => agent.state !== "logged_out")
+    .sort((a, b) => a.agent_id.localeCompare(b.agent_id));
+  const board = new Map((state.board?.alerts || []).filter((a) => a.code === "wrap_up_overrun")
+    .map((a) => [a.agent_id, a]));
+  fillRows($("#agents"), agents.map((agent) => el("tr", { "data-agent-id": agent.agent_id },
+    el("td", {}, agent.agent_id),
+    el("td", { class: `state-${agent.state}` }, agent.state.replace("_", " ")),
+    el("td", { class: board.has(agent.agent_id) ? "num over" : "num" }, duration(since(agent.since))),
+    el("td", {}, agent.call_id || ""),
+    el("td", {}, agent.pause_reason || ""),
+    el("td", {}, (agent.campaign_ids || []).join(", ")))));
+}
+
+function monitorButtons(call) {
+  const mine = state.monitor && state.monitor.call_id === call.call_id && state.monitor.state !== "ended";
+  return ["listen", "whisper", "barge"].map((mode) => el("button", {
+    type: "button", "data-mode": mode, "aria-pressed": String(Boolean(mine && state.monitor.mode === mode)),
+    disabled: !call.connected, title: call.connected ? `${mode} on this call` : "not connected yet",
+    onclick: () => monitorCall(call.call_id, mode),
+  }, mode[0].toUpperCase() + mode.slice(1)));
+}
+
+function renderCalls() {
+  const now = Date.now();
+  const rows = state.calls.map((call) => {
+    if (!(call.call_id in state.firstSeen)) state.firstSeen[call.call_id] = now;
+    return el("tr", { "data-call-id": call.call_id, "data-connected": String(call.connected) },
+      el("td", {}, call.call_id), el("td", {}, call.agent_id || ""), el("td", {}, call.lead_number),
+      el("td", {}, call.campaign_id || ""), el("td", {}, call.state),
+      el("td", { class: "num", "data-started": call.started_at }, duration(since(call.started_at))),
+      el("td", {}, (call.monitors || []).map((m) => `${m.endpoint} ${m.mode}`).join("; ")),
+      el("td", {}, monitorButtons(call)));
+  });
+  fillRows($("#calls"), rows);
+}
+
+function renderBoard() {
+  const board = state.board;
+  if (!board) return;
+  $("#alerts").replaceChildren(...board.alerts.map((alert) => el("div", {
+    class: `alert ${alert.severity}`, "data-code": alert.code, role: alert.severity === "critical" ? "alert" : null,
+  }, alert.message)));
+  fillRows($("#waiting"), board.waiting.map((call) => el("tr", {}, el("td", {}, call.call_id),
+    el("td", {}, call.campaign_id || ""), el("td", {}, call.direction), el("td", {}, call.lead_number),
+    el("td", { class: "num" }, duration(call.waiting_seconds)))));
+  fillRows($("#campaigns"), board.campaigns.map((campaign) => {
+    const window30 = campaign.abandon_30_days;
+    const status = campaign.running ? (campaign.paused ? "paused" : "running") : "stopped";
+    const left = campaign.leads_left;
+    const control = campaign.running
+      ? el("button", { type: "button", onclick: () => pauseCampaign(campaign.campaign_id, !campaign.paused) },
+        campaign.paused ? "Resume" : "Pause")
+      : "";
+    return el("tr", { "data-campaign-id": campaign.campaign_id },
+      el("td", {}, `${campaign.name} (${campaign.campaign_id})`), el("td", {}, status),
+      el("td", {}, campaign.pacer ? `${campaign.dial_mode} / ${campaign.pacer}` : campaign.dial_mode),
+      el("td", { class: "num" }, campaign.lines), el("td", { class: "num" }, campaign.hopper),
+      el("td", { class: "num" }, campaign.today.dials), el("td", { class: "num" }, campaign.today.answered),
+      el("td", { class: "num" }, campaign.today.connected), el("td", { class: "num" }, campaign.today.abandoned),
+      el("td", { class: window30.rate >= window30.limit ? "num over" : "num" },
+        `${(window30.rate * 100).toFixed(2)} % of ${window30.live_answers} (limit 3 %)`),
+      el("td", {}, `due ${left.due}, later ${left.scheduled}, callbacks ${left.callback}, done ${left.done}`),
+      el("td", {}, Object.entries(campaign.blocked).map(([reason, count]) => `${reason} ${count}`).join(", ")),
+      el("td", {}, control));
+  }));
+}
+
+async function loadBoard() {
+  const answer = await api.get("/v1/wallboard");
+  if (answer.status !== 200) return;
+  state.board = answer.body;
+  if (!state.streamOpen) {
+    state.calls = answer.body.calls;
+    for (const agent of answer.body.agents) state.agents.set(agent.agent_id, agent);
+    renderCalls();
+    renderAgents();
+  }
+  renderBoard();
+  const agentIds = new Set([...state.agents.keys()]);
+  $("#agent-ids").replaceChildren(...[...agentIds].map((id) => el("option", { value: id })));
+  $("#campaign-ids").replaceChildren(...answer.body.campaigns.map((c) => el("option", { value: c.campaign_id })));
+}
+
+function onStream(message) {
+  if (message.type === "snapshot") {
+    state.agents = new Map(message.agents.map((agent) => [agent.agent_id, agent]));
+    state.calls = message.calls;
+    renderAgents();
+    renderCalls();
+  } else if (message.type === "agent_state") {
+    state.agents.set(message.agent_id, message);
+    renderAgents();
+  } else if (message.type === "calls") {
+    state.calls = message.calls;
+    renderCalls();
+  } else if (message.type === "campaigns") {
+    loadBoard(); // the runtime's figures changed: the database's may have too
+  }
+}
+
+async function pauseCampaign(campaignId, paused) {
+  const answer = await api.post(`/v1/campaigns/${encodeURIComponent(campaignId)}/${paused ? "pause" : "resume"}`);
+  announce(answer.status === 200 ? `${campaignId} ${paused ? "paused" : "resumed"}` : answer.body?.message);
+  loadBoard();
+}
+
+// ---- monitoring --------------------------------------------------------------------------------
+async function ensurePhone() {
+  if (state.phone) return state.phone;
+  const answer = await api.get("/v1/session/supervisor-phone");
+  if (answer.status !== 200) throw new Error(answer.body?.message || "no phone for monitoring");
+  const login = answer.body;
+  const phone = new Softphone({
+    wsUrl: login.ws_url, sipUri: login.sip_uri, username: login.username, password: login.password,
+    audio: $("#monitor-audio"), autoAnswer: true,
+    iceServers: login.ice_servers.map((url) => ({ urls: url })),
+  });
+  phone.addEventListener("change", () => {
+    const status = phone.status();
+    $("#phone-state").textContent = `phone: ${status.registration}${status.call !== "idle" ? `, ${status.call}` : ""}`;
+    $("#phone-state").className = `pill ${status.registration === "registered" ? "ok" : "warn"}`;
+  });
+  state.phone = phone;
+  state.endpoint = login.endpoint;
+  window.phone = phone; // the browser tests read its status and WebRTC stats
+  await phone.start();
+  const deadline = Date.now() + 10000;
+  while (phone.status().registration !== "registered" && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return phone;
+}
+
+async function monitorCall(callId, mode) {
+  try {
+    await ensurePhone();
+  } catch (error) {
+    announce(String(error.message || error));
+    return;
+  }
+  const current = state.monitor;
+  let answer;
+  if (current && current.call_id === callId && !["ended", "ending"].includes(current.state)) {
+    answer = await api.post(`/v1/monitors/${current.monitor_id}/mode`, { mode });
+  } else {
+    if (current && !["ended", "ending"].includes(current.state)) {
+      await api.request("DELETE", `/v1/monitors/${current.monitor_id}`);
+    }
+    answer = await api.post(`/v1/calls/${encodeURIComponent(callId)}/monitor`, { endpoint: state.endpoint, mode });
+  }
+  if (answer.status !== 202) {
+    announce(answer.body?.message || `monitoring refused (${answer.status})`);
+    return;
+  }
+  state.monitor = { ...(state.monitor || {}), ...answer.body, mode_active: false };
+  announce(`${mode} on ${callId}`);
+  renderCalls();
+  followMonitor();
+}
+
+let following = null;
+function followMonitor() {
+  if (following) return;
+  following = setInterval(async () => {
+    if (!state.monitor) return;
+    const answer = await api.get(`/v1/monitors/${state.monitor.monitor_id}`);
+    if (answer.status !== 200) return;
+    state.monitor = answer.body;
+    const m = answer.body;
+    $("#monitor-status").textContent = `${m.call_id}: ${m.mode} (${m.state}${m.mode_active ? ", active" : ""})`;
+    $("#monitor-stop").disabled = m.state === "ended";
+    if (m.state === "ended") {
+      $("#monitor-status").textContent = `${m.call_id}: ended (${m.end_reason || ""})`;
+      clearInterval(following);
+      following = null;
+      renderCalls();
+    }
+  }, 400);
+}
+
+async function stopMonitor() {
+  if (!state.monitor) return;
+  await api.request("DELETE", `/v1/monitors/${state.monitor.monitor_id}`);
+}
+
+// ---- KPIs --------------------------------------------------------------------------------------
+function reportQuery(extra = {}) {
+  const parameters = new URLSearchParams({ period: $("#kpi-period").value });
+  if ($("#kpi-period").value === "range") {
+    if ($("#kpi-from").value) parameters.set("from", $("#kpi-from").value);
+    if ($("#kpi-to").value) parameters.set("to", $("#kpi-to").value);
+  }
+  if ($("#kpi-agent").value.trim()) parameters.set("agent_id", $("#kpi-agent").value.trim());
+  if ($("#kpi-campaign").value.trim()) parameters.set("campaign_id", $("#kpi-campaign").value.trim());
+  for (const [name, value] of Object.entries(extra)) parameters.set(name, value);
+  return parameters.toString();
+}
+
+let chart = null;
+function drawChart(series) {
+  const xs = series.map((point) => Date.parse(`${point.at}Z`) / 1000); // local wall time, drawn as such
+  const data = [xs, series.map((p) => p.dials), series.map((p) => p.connected), series.map((p) => p.contacts),
+    series.map((p) => p.appts_set)];
+  const target = $("#kpi-chart");
+  const width = Math.max(320, target.clientWidth - 10);
+  const options = {
+    width, height: 220, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+    series: [{}, { label: "Dials", stroke: "#0b5cad" }, { label: "Connected", stroke: "#1d6b2f" },
+      { label: "Contacts", stroke: "#8a4b00" }, { label: "Appts set", stroke: "#a4161a" }],
+    axes: [{}, { size: 40 }],
+  };
+  if (chart) chart.destroy();
+  target.replaceChildren();
+  chart = new uPlot(options, data, target);
+}
+
+function drawFunnel(kpis) {
+  const steps = [["Dials", kpis.dials], ["Contacts", kpis.contacts], ["Appts set", kpis.appts_set],
+    ["Appts held", kpis.appts_held], ["App pending", kpis.app_pending], ["Issued", kpis.issued]];
+  const top = Math.max(1, ...steps.map(([, value]) => value));
+  $("#kpi-funnel").replaceChildren(...steps.map(([label, value], index) => el("div", { class: "funnel-row" },
+    el("span", {}, label),
+    el("div", { class: "funnel-bar", style: null, "data-width": String(Math.round((100 * value) / top)) }),
+    el("span", { class: "num" }, index ? `${value}` : `${value}`))));
+  for (const bar of document.querySelectorAll(".funnel-bar")) bar.style.width = `${bar.dataset.width}%`;
+}
+
+const TABLE_COLUMNS = ["key", "dials", "connected", "contacts", "appts_set", "appts_held", "app_pending", "issued",
+  "contact_rate", "appt_set_rate", "close_rate", "talk_seconds", "average_handle_seconds", "occupancy",
+  "speed_to_lead_median_seconds"];
+function fillKpiTable(table, rows) {
+  table.querySelector("thead").replaceChildren(el("tr", {}, TABLE_COLUMNS.map((name) => el("th", {},
+    name === "key" ? "" : name.replaceAll("_", " ")))));
+  fillRows(table, rows.map((row) => el("tr", { "data-key": row.key }, TABLE_COLUMNS.map((name) => el("td", {
+    class: name === "key" ? null : "num", "data-kpi": name,
+  }, name === "key" ? (row.key || "(no agent)") : shown(name, row[name]))))));
+}
+
+async function loadKpis() {
+  const query = reportQuery();
+  const [agency, agents, campaigns] = await Promise.all([
+    api.get(`/v1/reports/agency?${query}`), api.get(`/v1/reports/agents?${query}`),
+    api.get(`/v1/reports/campaigns?${query}`)]);
+  if (agency.status !== 200) {
+    announce(agency.body?.message || "the report could not be made");
+    return;
+  }
+  const { period, kpis, series } = agency.body;
+  state.kpis = agency.body;
+  $("#kpi-period-text").textContent = `${period.first_day} to ${period.last_day} (${period.timezone})`;
+  $("#kpi-tiles").replaceChildren(...KPI_TILES.map(([name, label, rate]) => el("div", { class: "tile" },
+    el("div", { class: "label" }, label),
+    el("div", { class: "value", "data-kpi": name }, shown(name, kpis[name])),
+    rate ? el("div", { class: "sub" }, `${shown(rate, kpis[rate])}`) : null)));
+  drawFunnel(kpis);
+  drawChart(series);
+  if (agents.status === 200) fillKpiTable($("#kpi-agents"), agents.body.rows);
+  if (campaigns.status === 200) fillKpiTable($("#kpi-campaigns"), campaigns.body.rows);
+  $("#csv-agents").href = `/v1/reports/agents?${reportQuery({ format: "csv" })}`;
+  $("#csv-campaigns").href = `/v1/reports/campaigns?${reportQuery({ format: "csv" })}`;
+  $("#csv-series").href = `/v1/reports/agency?${reportQuery({ format: "csv" })}`;
+  state.kpisLoaded = Date.now();
+}
+
+// ---- pipeline ----------------------------------------------------------------------------------
+function ageText(seconds) {
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min`;
+  if (seconds < 86400 * 2) return `${Math.floor(seconds / 3600)} h`;
+  return `${Math.floor(seconds / 86400)} d`;
+}
+
+async function loadPipeline() {
+  const parameters = new URLSearchParams({ per_stage: "25" });
+  if ($("#pipeline-campaign").value.trim()) parameters.set("campaign_id", $("#pipeline-campaign").value.trim());
+  const answer = await api.get(`/v1/reports/pipeline?${parameters}`);
+  if (answer.status !== 200) return;
+  const before = new Map();
+  for (const column of state.pipeline?.stages || []) for (const lead of column.leads) before.set(lead.lead_id, column.stage);
+  state.pipeline = answer.body;
+  $("#csv-pipeline").href = `/v1/reports/pipeline?${parameters}&format=csv`;
+  $("#board").replaceChildren(...answer.body.stages.map((column) => el("div", {
+    class: "column", "data-stage": column.stage,
+  }, el("h3", {}, `${column.label} `, el("span", { class: "count" }, column.count)),
+  el("div", { class: "meta" }, column.count ? `avg ${ageText(column.average_age_seconds)}, oldest ${ageText(column.oldest_age_seconds)}` : "empty"),
+  column.leads.map((lead) => el("div", {
+    class: before.size && before.get(lead.lead_id) !== column.stage ? "card fresh" : "card",
+    "data-lead-id": lead.lead_id,
+  }, el("div", {}, lead.name), el("div", { class: "age" }, `${ageText(lead.age_seconds)} in stage`))))));
+}
+
+// ---- recordings --------------------------------------------------------------------------------
+function recordingQuery() {
+  const parameters = new URLSearchParams({ limit: "25" });
+  const set = (name, value) => { if (value) parameters.set(name, value); };
+  set("lead_id", $("#rec-lead").value.trim());
+  set("agent_id", $("#rec-agent").value.trim());
+  set("campaign_id", $("#rec-campaign").value.trim());
+  set("disposition", $("#rec-disposition").value);
+  set("min_seconds", $("#rec-min").value);
+  set("max_seconds", $("#rec-max").value);
+  if ($("#rec-since").value) parameters.set("since", new Date(`${$("#rec-since").value}T00:00:00`).toISOString());
+  if ($("#rec-until").value) {
+    const end = new Date(`${$("#rec-until").value}T00:00:00`);
+    end.setDate(end.getDate() + 1);
+    parameters.set("until", end.toISOString());
+  }
+  if (parameters.size === 1) parameters.set("since", new Date(Date.now() - 7 * 86400000).toISOString());
+  return parameters;
+}
+
+function renderRecordings() {
+  fillRows($("#recordings"), state.recordings.map((recording) => el("tr", { "data-recording-id": recording.recording_id },
+    el("td", {}, new Date(recording.recorded_at).toLocaleString()), el("td", {}, recording.call_id || ""),
+    el("td", {}, recording.lead_id || ""), el("td", { class: "num" }, duration(recording.duration_seconds)),
+    el("td", {}, recording.audio_url
+      ? el("button", { type: "button", onclick: () => play(recording) }, "Play") : "purged"))));
+  $("#rec-more").hidden = !state.nextRecordings;
+}
+
+async function searchRecordings(more = false) {
+  const url = more ? state.nextRecordings : `/v1/recordings?${recordingQuery()}`;
+  const answer = await api.get(url);
+  if (answer.status !== 200) {
+    announce(answer.body?.message || "search failed");
+    return;
+  }
+  state.recordings = more ? [...state.recordings, ...answer.body.recordings] : answer.body.recordings;
+  state.nextRecordings = answer.body.next;
+  renderRecordings();
+}
+
+function play(recording) {
+  // The stored audio (Opus in Ogg) answers Range requests, so the player seeks without
+  // downloading the whole call; every hand-out is audited by the API.
+  const player = $("#player");
+  player.src = recording.audio_url;
+  player.play().catch(() => {});
+  $("#player-text").textContent = `Playing ${recording.recording_id} (call ${recording.call_id || "?"})`;
+  state.playing = recording.recording_id;
+}
+
+// ---- start -------------------------------------------------------------------------------------
+async function main() {
+  await api.load();
+  mountHeader(api);
+  for (const button of document.querySelectorAll("nav.tabs button")) {
+    button.addEventListener("click", () => showTab(button.dataset.tab));
+  }
+  loaders.kpis = loadKpis;
+  loaders.pipeline = loadPipeline;
+  $("#kpi-form").addEventListener("submit", (event) => { event.preventDefault(); loadKpis(); });
+  $("#pipeline-form").addEventListener("submit", (event) => { event.preventDefault(); loadPipeline(); });
+  $("#rec-form").addEventListener("submit", (event) => { event.preventDefault(); searchRecordings(); });
+  $("#rec-more").addEventListener("click", () => searchRecordings(true));
+  $("#monitor-stop").addEventListener("click", stopMonitor);
+  $("#rec-disposition").append(...DISPOSITIONS.map((code) => el("option", { value: code }, code.replaceAll("_", " "))));
+  for (const button of document.querySelectorAll("button.csv[data-csv]")) {
+    button.addEventListener("click", () => exportTable(button.dataset.csv));
+  }
+  eventStream("/v1/events?interval=0.25", onStream, (status) => {
+    state.streamOpen = status === "open";
+    $("#stream-state").textContent = `live: ${status === "open" ? "on" : "reconnecting"}`;
+    $("#stream-state").className = `pill ${status === "open" ? "ok" : "warn"}`;
+  });
+  await loadBoard();
+  setInterval(loadBoard, 3000);
+  setInterval(() => { renderAgents(); renderCalls(); }, 1000); // times in state and durations
+  setInterval(() => { if (state.tab === "pipeline") loadPipeline(); }, 3000);
+  state.ready = true;
+  const wanted = new URLSearchParams(window.location.search).get("tab");
+  showTab(wanted || "wallboard");
+}
+
+function exportTable(name) {
+  const tables = {
+    calls: () => [["call_id", "agent_id", "lead_number", "campaign_id", "state", "started_at"],
+      state.calls.map((c) => [c.call_id, c.agent_id, c.lead_number, c.campaign_id, c.state, c.started_at])],
+    waiting: () => [["call_id", "campaign_id", "direction", "lead_number", "waiting_seconds"],
+      (state.board?.waiting || []).map((c) => [c.call_id, c.campaign_id, c.direction, c.lead_number, c.waiting_seconds])],
+    agents: () => [["agent_id", "state", "since", "call_id", "pause_reason"],
+      [...state.agents.values()].map((a) => [a.agent_id, a.state, a.since, a.call_id, a.pause_reason])],
+    campaigns: () => [["campaign_id", "running", "paused", "dial_mode", "lines", "hopper", "dials", "answered",
+      "connected", "abandoned", "abandon_rate_30_days"],
+    (state.board?.campaigns || []).map((c) => [c.campaign_id, c.running, c.paused, c.dial_mode, c.lines, c.hopper,
+      c.today.dials, c.today.answered, c.today.connected, c.today.abandoned, c.abandon_30_days.rate])],
+    recordings: () => [["recording_id", "recorded_at", "call_id", "lead_id", "duration_seconds"],
+      state.recordings.map((r) => [r.recording_id, r.recorded_at, r.call_id, r.lead_id, r.duration_seconds])],
+  };
+  const [header, rows] = tables[name]();
+  csvDownload(name, header, rows);
+}
+
+main();

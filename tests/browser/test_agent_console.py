@@ -1,0 +1,196 @@
+"""The agent's console in a real Chromium against the whole dialer (real Asterisk, PostgreSQL,
+Redis): an agent signs in, the page's phone registers; a CRM's click-to-call rings the page, it
+answers, the lead answers, the pop shows the lead's record, audio flows both ways, the agent's
+disposition reaches the CRM once; the agent goes ready for a campaign and a campaign call and an
+inbound call pop the right records. Screenshots of the console go to docs/."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from playwright.async_api import Page
+
+from crm_bridge.store import TokenRole
+from dialer.click_to_call.machine import CallTimeouts
+from dialer.provision.asterisk import AsteriskInstance
+from dialer.serve import dialer_services
+from dialer.web.users import UserRole, UserStore
+from tests.audio import analyse_wav, contains_audio, recorded_audio
+from tests.browser.conftest import MICROPHONE_WAV
+from tests.browser.phone import BrowserPhone
+from tests.campaign.conftest import CAMPAIGN_TUNING, GATE_NOW, Floor
+from tests.controller.conftest import dialer_settings, mark_lists_fresh
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+PASSWORD = "agent console password"
+ENDPOINT = "agent1003-web"
+AGENCY_NUMBER = "+18885550123"
+STRETCH_S = 3.0
+
+
+@dataclasses.dataclass
+class Console:
+    floor: Floor
+    username: str
+    agent_id: str
+
+    def url(self, path: str) -> str:
+        return str(self.floor.client.make_url(path))
+
+
+@pytest.fixture
+async def console(asterisk: AsteriskInstance, pg_dsn: str, redis_url: str, redis_prefix: str,
+                  tmp_path: Path) -> AsyncIterator[Console]:
+    """The whole dialer (click-to-call and campaigns) serving the console, with an agent on the
+    browser endpoint `agent1003-web` and that agent's account."""
+    settings = dataclasses.replace(dialer_settings(asterisk, pg_dsn, redis_url, redis_prefix, tmp_path),
+                                   sip_credentials_path=str(asterisk.credentials_file))
+    async with dialer_services(settings, gate_clock=lambda: GATE_NOW, timeouts=CallTimeouts(agent_ring=20.0,
+                               lead_ring=15.0), drain_seconds=5, campaign_overrides=CAMPAIGN_TUNING) as services:
+        await mark_lists_fresh(services, GATE_NOW)
+        crm = (await services.store.issue_token(TokenRole.CRM, label="console tests")).secret
+        async with TestClient(TestServer(services.app)) as client:
+            floor = Floor(services, client, asterisk, pg_dsn, crm, uuid.uuid4().hex[:6])
+            agent_id = await floor.agent(ENDPOINT)
+            username = f"ann-{floor.suffix}"
+            await UserStore(services.store).create(username, UserRole.AGENT, PASSWORD, agent_id=agent_id)
+            yield Console(floor, username, agent_id)
+
+
+async def sign_in(page: Page, console: Console, *, screenshot: bool = False) -> BrowserPhone:
+    """Open the console (redirected to sign in), sign in, wait for the phone to register."""
+    await page.goto(console.url("/agent"))
+    await page.wait_for_url(re.compile(r"/signin\?next=/agent$"))
+    await page.get_by_label("User name").fill(console.username)
+    await page.get_by_label("Password").fill(PASSWORD)
+    if screenshot:
+        await page.screenshot(path=str(DOCS / "agent-console-signin.png"))
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url("**/agent", wait_until="commit")
+    await page.wait_for_function("() => window.consoleState && window.consoleState.registered", timeout=20_000)
+    assert await page.locator("#registration").text_content() == "registered"
+    return BrowserPhone(page)
+
+
+async def wait_text(page: Page, selector: str, expected: str, within: float = 20.0) -> None:
+    await page.locator(selector).filter(has_text=expected).wait_for(timeout=within * 1000)
+
+
+async def crm_post(console: Console, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    floor = console.floor
+    response = await floor.client.post(path, json=body, headers=floor.auth())
+    assert response.status in (200, 201, 202), await response.text()
+    answer: dict[str, Any] = await response.json()
+    return answer
+
+
+def best_stretch(recording: bytes, source: Path) -> float:
+    whole_seconds = int(analyse_wav(source).seconds - STRETCH_S)
+    return max(contains_audio(recording, source, start=float(start), seconds=STRETCH_S)
+               for start in range(whole_seconds + 1))
+
+
+@pytest.mark.timeout(300)
+async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
+        console: Console, page: Page) -> None:
+    floor = console.floor
+    phone = await sign_in(page, console, screenshot=True)
+
+    # ---- a CRM's click-to-call rings the page; the pop shows the lead's record -----------------
+    lead_phone = "+13055551130"  # Miami (all-party consent: a recording notice); answers, talks 30 s
+    lead_id = f"lead-{uuid.uuid4().hex[:12]}"
+    await floor.seed_many([("lead_upsert", {
+        "lead_id": lead_id, "first_name": "Maria", "last_name": "Lopez", "phones": [lead_phone, "+13055550142"],
+        "state": "FL", "zip": "33130", "address_line1": "1200 Brickell Ave", "city": "Miami",
+        "email": "maria.lopez@example.com", "owner_agent_id": console.agent_id,
+        "consents": [{"consent_id": f"pewc-{lead_id}", "kind": "pewc", "phone": lead_phone,
+                      "obtained_at": "2026-10-02T15:04:00Z", "source": "web form acme-quotes.example"}]})])
+    placed = await crm_post(console, "/v1/calls", {"lead_id": lead_id, "agent_id": console.agent_id})
+    call_id = placed["call_id"]
+    await wait_text(page, "#lead-name", "Maria Lopez")
+    assert await page.evaluate("() => document.activeElement.id") == "lead-name"  # focus moves to the pop
+    await phone.wait_for("call", "ringing", within=15)
+    await page.get_by_role("button", name="Answer (Alt+A)").click()
+    await phone.wait_for("call", "active")
+    await wait_text(page, "#call-progress", "connected", within=30)
+    await wait_text(page, "#lead-address", "1200 Brickell Ave, Miami")
+    await wait_text(page, "#lead-state", "FL 33130")
+    await wait_text(page, "#lead-stage", "new_lead")
+    assert await page.locator("#lead-phones li").count() == 2
+    await wait_text(page, "#lead-consents", "PEWC on file")
+    await page.locator(f"#lead-calls tr[data-call-id='{call_id}']").wait_for(timeout=15_000)  # this call, logged
+    await page.locator("#script li").first.wait_for(timeout=15_000)
+    script = await page.locator("#script").text_content() or ""
+    assert "record" in script.lower(), script  # the gate's recording notice, as a script to read
+
+    await asyncio.sleep(6)  # both sides talk
+    stats = await phone.stats()
+    assert stats is not None and stats["inbound"]["totalAudioEnergy"] > 0, stats
+    await page.locator("#notes").fill("Wants a Medigap quote; call back after 5.")
+    await page.screenshot(path=str(DOCS / "agent-console.png"))
+
+    # A double click stores one disposition (one Idempotency-Key per call).
+    await page.locator("#dispositions button[data-code='contacted']").dblclick()
+    await wait_text(page, "#dispo-result", "Saved")
+    await page.get_by_role("button", name="Hang up (Alt+H)").click()
+    await phone.wait_for("call", "ended", "idle")
+    ended = await floor.services.store.get_call(call_id)
+    async with asyncio.timeout(30):
+        while ended is None or ended.ended_at is None:
+            await asyncio.sleep(0.2)
+            await floor.services.outbox.flush(5)
+            ended = await floor.services.store.get_call(call_id)
+    response = await floor.client.get(f"/v1/calls/{call_id}/dispositions", headers=floor.auth())
+    dispositions = (await response.json())["dispositions"]
+    assert [(row["code"], row["notes"]) for row in dispositions] == [
+        ("contacted", "Wants a Medigap quote; call back after 5.")]
+    assert dispositions[0]["agent_id"] == console.agent_id
+    rows = await floor.recordings(call_id)
+    audio = recorded_audio(rows[0]["storage_uri"], rows[0]["recording_id"], floor.services.settings.recording_keys_dir)
+    heard = best_stretch(audio, MICROPHONE_WAV)
+    assert heard > 0.3, f"the agent's microphone is not in the call's recording (best correlation {heard:.2f})"
+
+    # ---- ready for a campaign: a campaign call pops its lead --------------------------------------
+    campaign_id = await floor.campaign()
+    campaign_leads = await floor.leads(campaign_id, ["+12125551115"], state="NY", zip="10001")
+    await page.get_by_label("Campaigns").fill(campaign_id)
+    await page.get_by_role("button", name="Log in").click()
+    await wait_text(page, "#agent-state", "ready", within=20)
+    await crm_post(console, f"/v1/campaigns/{campaign_id}/start", {})
+    campaign_lead = campaign_leads["+12125551115"]
+    await page.locator(f"#pop[data-lead-id='{campaign_lead}']").wait_for(timeout=30_000)
+    await wait_text(page, "#lead-name", "Pat Doe")
+    await wait_text(page, "#call-kind", campaign_id)
+    await wait_text(page, "#agent-state", "on a call", within=15)
+    await wait_text(page, "#call-progress", "connected")
+    await wait_text(page, "#lead-consents", "none on file")  # nothing of Maria's is left on the screen
+    assert "Lopez" not in (await page.locator("#pop").text_content() or "")
+    await page.screenshot(path=str(DOCS / "agent-console-campaign.png"))
+    await page.keyboard.press("Alt+4")  # not interested, by hot key
+    await wait_text(page, "#dispo-result", "Saved: not interested")
+    await crm_post(console, f"/v1/campaigns/{campaign_id}/stop", {})
+    await wait_text(page, "#agent-state", "ready", within=30)
+
+    # ---- an inbound call from a known lead pops that lead ------------------------------------------
+    inbound_phone = "+12125550179"
+    inbound_lead = f"lead-{uuid.uuid4().hex[:12]}"
+    await floor.seed_many([("lead_upsert", {"lead_id": inbound_lead, "first_name": "Grace", "last_name": "Kim",
+                                            "phones": [inbound_phone], "state": "NY"})])
+    await floor.services.ari.originate(
+        f"carrier-{uuid.uuid4().hex[:8]}", f"PJSIP/{AGENCY_NUMBER}@dialer", context="pstn-line",
+        extension="2125551108", priority=1, caller_id=inbound_phone, ring_timeout=20)
+    await page.locator(f"#pop[data-lead-id='{inbound_lead}']").wait_for(timeout=30_000)
+    await wait_text(page, "#lead-name", "Grace Kim")
+    await page.screenshot(path=str(DOCS / "agent-console-inbound.png"))
+    pops = await page.evaluate("window.consoleState.pops.map((pop) => pop.lead_id)")
+    assert pops[0] == lead_id and campaign_lead in pops and pops[-1] == inbound_lead
+    await page.get_by_role("button", name="Log out").click()
+    await wait_text(page, "#agent-state", "logged out", within=30)
