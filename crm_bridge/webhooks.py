@@ -203,12 +203,15 @@ async def claim(conn: Connection, *, limit: int, lease_seconds: float, exclude: 
     """Due deliveries whose subject has no earlier pending event for the same subscription,
     leased (next_attempt_at pushed out) so no other dispatcher takes them meanwhile. With
     `per_subscription`, no subscription gets more than that many in flight (counting `exclude`,
-    the ones in flight already): one dead endpoint cannot take every slot."""
+    the ones in flight already): one dead endpoint cannot take every slot. Each subscription's
+    next delivery goes first, first attempts before retries, so a backlog of retries to dead
+    endpoints never starves a live one. A disabled subscription's deliveries wait."""
     async with conn.transaction():
         rows = await conn.fetch(
-            "WITH candidates AS (SELECT d.delivery_id, d.subscription_id, "
+            "WITH candidates AS (SELECT d.delivery_id, d.subscription_id, d.attempts, "
             "    row_number() OVER (PARTITION BY d.subscription_id ORDER BY d.event_seq) AS n "
-            "  FROM webhook_deliveries d "
+            "  FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.subscription_id = d.subscription_id "
+            "  AND s.active "
             "  WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND NOT (d.delivery_id = ANY($3::bigint[])) "
             "  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.subscription_id = d.subscription_id "
             "      AND e.subject = d.subject AND e.status = 'pending' AND e.event_seq < d.event_seq)), "
@@ -217,7 +220,7 @@ async def claim(conn: Connection, *, limit: int, lease_seconds: float, exclude: 
             "due AS (SELECT d.delivery_id FROM webhook_deliveries d JOIN candidates c USING (delivery_id) "
             "  LEFT JOIN busy b ON b.subscription_id = c.subscription_id "
             "  WHERE $4::integer IS NULL OR c.n + COALESCE(b.n, 0) <= $4 "
-            "  ORDER BY d.event_seq LIMIT $1 FOR UPDATE OF d SKIP LOCKED) "
+            "  ORDER BY c.n, c.attempts > 0, d.event_seq LIMIT $1 FOR UPDATE OF d SKIP LOCKED) "
             "UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2) "
             "FROM due WHERE d.delivery_id = due.delivery_id "
             "RETURNING d.delivery_id, d.subscription_id, d.event_id, d.attempts, d.created_at",

@@ -40,6 +40,9 @@ async def dispatching(api: Api, **options: Any) -> AsyncIterator[WebhookDispatch
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        # The run's database is shared: leave no subscription (and its queue) to the next test.
+        async with api.store.acquire() as conn:
+            await conn.execute("DELETE FROM webhook_subscriptions")
 
 
 async def _subscribe(api: Api, admin: str, url: str, events: list[str] | None = None) -> dict[str, Any]:
@@ -167,10 +170,6 @@ async def test_a_tampered_delivery_fails_the_documented_check_and_a_rotated_secr
             assert len(again.headers["webhook-signature"].split()) == 2
             assert check(rotated, again.headers, again.body) and check(subscription["secret"], again.headers,
                                                                        again.body)
-            since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
-            async with api.client.post(f"/v1/webhooks/{subscription_id}/replay", json={"since": since},
-                                       headers=api.auth(admin)) as response:
-                assert (await response.json())["queued"] >= 1
             async with api.client.get(f"/v1/webhooks/{subscription_id}/deliveries",
                                       headers=api.auth(admin)) as response:
                 log = (await response.json())["deliveries"]
@@ -179,6 +178,14 @@ async def test_a_tampered_delivery_fails_the_documented_check_and_a_rotated_secr
                                       headers=api.auth(admin)) as response:
                 detail = await response.json()
             assert detail["status"] == "delivered" and detail["attempt_log"][0]["status_code"] == 204
+            # A time range: every call.ended of the last hour (this one among them) is queued again.
+            since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+            async with api.client.post(f"/v1/webhooks/{subscription_id}/replay", json={"since": since},
+                                       headers=api.auth(admin)) as response:
+                assert (await response.json())["queued"] >= 1
+            await receiver.wait_for(lambda: len([r for r in receiver.received
+                                                 if r.headers["webhook-id"] == first.headers["webhook-id"]]) == 3,
+                                    30, "the range replay")
     finally:
         await receiver.down()
 
@@ -308,3 +315,23 @@ async def test_a_text_from_a_lead_is_pushed_as_message_received(api: Api) -> Non
         assert documented_check()(subscription["secret"], receiver.received[0].headers, receiver.received[0].body)
     finally:
         await receiver.down()
+
+
+@pytest.mark.timeout(90)
+async def test_dead_endpoints_with_a_backlog_never_starve_a_live_one(api: Api) -> None:
+    admin = await api.token(TokenRole.ADMIN)
+    dead = [Receiver() for _ in range(3)]  # never up: every attempt is refused, then retried
+    for receiver in dead:
+        await _subscribe(api, admin, receiver.url, ["call.ended"])
+    live = Receiver()
+    await live.up()
+    try:
+        await _subscribe(api, admin, live.url, ["call.ended"])
+        async with dispatching(api, concurrency=4, per_endpoint=2):
+            calls = [await _ended_call(api) for _ in range(60)]
+            assert await api.outbox.flush(20)
+            expected = {f"evt_call_ended_{call_id}" for call_id in calls}
+            await live.wait_for(lambda: expected <= {r.headers["webhook-id"] for r in live.received}, 40,
+                                "the live endpoint's events while three dead ones retry")
+    finally:
+        await live.down()

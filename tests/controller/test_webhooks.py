@@ -85,3 +85,5 @@ async def test_a_crm_endpoint_gets_call_ended_for_a_real_call_with_a_working_rec
         assert 'dialer_webhook_attempts_total{result="delivered"}' in metrics
     finally:
         await receiver.down()
+        async with dialer.services.store.acquire() as conn:  # the run's database is shared
+            await conn.execute("DELETE FROM webhook_subscriptions")
