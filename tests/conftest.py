@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+import structlog
 
 from dialer.provision.asterisk import AsteriskInstance, ensure_install
 from dialer.provision.ports import free_local_port
@@ -158,3 +159,13 @@ def softphone_factory(asterisk: AsteriskInstance, tmp_path_factory: pytest.TempP
     yield start
     for phone in phones:
         phone.stop()
+
+
+@pytest.fixture(autouse=True)
+def structlog_configuration() -> Iterator[None]:
+    """Each test starts with the logging configuration the run started with: a test that runs a
+    `dialer` command in-process (`dialer.cli.main`) sets warnings-only logging, which would hide
+    the info lines later tests read with `structlog.testing.capture_logs`."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
