@@ -254,7 +254,7 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
 
     # ---- an unknown caller: the new-lead form fills in the lead the dialer made for the number ----
     await wait_text(page, "#agent-state", "ready", within=30)
-    stranger = "+12125550183"
+    stranger = f"+1646559{uuid.uuid4().int % 10000:04d}"  # a number no lead of the shared database has
     await floor.services.ari.originate(
         f"carrier-{uuid.uuid4().hex[:8]}", f"PJSIP/{AGENCY_NUMBER}@dialer", context="pstn-line",
         extension="2125551110", priority=1, caller_id=stranger, ring_timeout=20)

@@ -40,11 +40,11 @@ def build_day(day_start: datetime, *, seed: int = 7, calls: int = 400, prefix: s
     rng = random.Random(seed)
     day = SeededDay(prefix, [f"{prefix}-agent-{n}" for n in range(4)], [f"{prefix}-cmp-{n}" for n in range(2)])
     lead_count = calls // 2
-    for n in range(lead_count):
+    for n in range(lead_count):  # numbers in an exchange (646-558) no other test uses: the database is shared
         created = day_start + timedelta(hours=rng.uniform(-30, 20))
         imported = rng.random() < 0.3
         day.leads.append({"lead_id": f"{prefix}-lead-{n}", "first_name": f"Lead{n}", "last_name": "Seed",
-                          "phones": [f"+1212555{n:04d}"], "state": "NY", "pipeline_stage": "new_lead",
+                          "phones": [f"+1646558{n:04d}"], "state": "NY", "pipeline_stage": "new_lead",
                           "created_at": created, "import_id": "imp-1" if imported else None,
                           "owner_agent_id": rng.choice(day.agents)})
     stage = {lead["lead_id"]: "new_lead" for lead in day.leads}
