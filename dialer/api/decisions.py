@@ -8,14 +8,13 @@ from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field
 
-from compliance_rules.numbers import parse_number
 from dialer.api.crm import CALL_ID, visible_call
 from dialer.api.http import ALL_ROLES, DEPS, STAFF_ROLES, ApiError
 from dialer.api.pagination import PageQuery, decode_cursor, link_header, page
 from dialer.api.routes import Answer, Reply, RouteTable
-from dialer.api.schema import Id, Line, ResponseModel, UtcTime
+from dialer.api.schema import Id, ResponseModel, UsPhone, UtcTime
 
 routes = RouteTable("compliance")
 
@@ -48,22 +47,11 @@ class DecisionPage(ResponseModel):
 
 
 class DecisionQuery(PageQuery):
-    phone: Line | None = Field(default=None, description="a US number, any format")
+    phone: UsPhone | None = Field(default=None, description="a US number, any format")
     lead_id: Id | None = None
     campaign_id: Id | None = None
     allowed: bool | None = Field(default=None, description="true: allowed only; false: blocked only")
     since: UtcTime | None = Field(default=None, description="decided at or after this time")
-
-    @field_validator("phone")
-    @classmethod
-    def _e164(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        number = parse_number(value).e164
-        if number is None:
-            raise ValueError("is not a dialable US number")
-        return number
-
 
 @routes.get("/v1/decisions", "listDecisions", "The compliance gate's decisions, newest first (staff only)",
             roles=STAFF_ROLES, query=DecisionQuery,

@@ -7,9 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from aiohttp import web
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from compliance_rules.numbers import parse_number
 from crm_bridge.dispositions import PipelineStage
 from crm_bridge.kinds import RecordKind
 from crm_bridge.records import CallDirection, InvalidRecord
@@ -18,7 +17,7 @@ from dialer.api.crm import CALL_ID, visible_call
 from dialer.api.http import ALL_ROLES, DEPS, TOKEN, ApiError
 from dialer.api.pagination import PageQuery, decode_cursor, link_header, page
 from dialer.api.routes import Answer, Reply, RouteTable
-from dialer.api.schema import Line, Name, RequestModel, ResponseModel, UtcTime
+from dialer.api.schema import Line, Name, RequestModel, ResponseModel, UsPhone, UtcTime
 from dialer.campaign.intake import IntakeError, parse_web_lead
 
 routes = RouteTable("leads")
@@ -71,19 +70,8 @@ class LeadPage(ResponseModel):
 
 class LeadQuery(PageQuery):
     name: Line | None = Field(default=None, min_length=1, description='part of "first last", any case')
-    phone: Line | None = Field(default=None, description="a US number, any format")
+    phone: UsPhone | None = Field(default=None, description="a US number, any format")
     email: Line | None = Field(default=None, description="the whole address, any case")
-
-    @field_validator("phone")
-    @classmethod
-    def _e164(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        number = parse_number(value).e164
-        if number is None:
-            raise ValueError("is not a dialable US number")
-        return number
-
 
 def _worked_by(request: web.Request) -> str | None:
     token = request[TOKEN]

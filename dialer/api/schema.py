@@ -16,6 +16,8 @@ from typing import Annotated, ClassVar, overload
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
+from compliance_rules.numbers import parse_number
+
 # Characters no name, id or short text may hold: C0 and C1 controls (CR/LF would add SIP headers
 # where a name becomes a caller name; NUL is refused by PostgreSQL), DEL, and the line and
 # paragraph separators U+2028/U+2029 (line breaks to many parsers).
@@ -57,6 +59,17 @@ def _iso_utc(value: datetime) -> str:
 # One line of text: ids, names, codes, reasons.
 Line = Annotated[str, Field(max_length=200), AfterValidator(_single_line)]
 Id = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_single_line), AfterValidator(_not_blank)]
+
+
+def _dialable_e164(value: str) -> str:
+    number = parse_number(value).e164
+    if number is None:
+        raise ValueError("is not a dialable US number")
+    return number
+
+
+# A US number in any format, normalised to E.164 (query filters: `?phone=(212) 555-0100`).
+UsPhone = Annotated[str, Field(max_length=200), AfterValidator(_single_line), AfterValidator(_dialable_e164)]
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_single_line), AfterValidator(_not_blank)]
 # Notes and other free text: line breaks allowed, no other control character.
 Text = Annotated[str, Field(max_length=5000), AfterValidator(_free_text)]

@@ -658,7 +658,7 @@ class AsteriskInstance:
             subprocess.run(self._asterisk_args("-rx", "core stop gracefully"), capture_output=True, timeout=10,
                            check=False)
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and _alive(pid):
+            while time.monotonic() < deadline and process_alive(pid):
                 time.sleep(0.5)
         try:
             subprocess.run(
@@ -675,7 +675,7 @@ class AsteriskInstance:
                     return
             deadline = time.monotonic() + timeout / 3
             while time.monotonic() < deadline:
-                if not _alive(pid):
+                if not process_alive(pid):
                     self._reap()
                     return
                 time.sleep(0.1)
@@ -732,7 +732,8 @@ class AsteriskInstance:
         return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether `pid` runs (a child of ours that exited is reaped; a zombie counts as gone)."""
     try:
         waited, _ = os.waitpid(pid, os.WNOHANG)
         if waited == pid:
