@@ -1,0 +1,216 @@
+-- Hourly roll-ups of the report KPIs (docs/reports.md): a month's report sums about 720 rows per
+-- agent and campaign instead of reading a million calls. Buckets are UTC hours, so they cut any
+-- agency time zone with whole-hour offsets exactly, whatever zone a report asks for; a report
+-- reads raw rows only for the part of its period that is not whole hours (half-hour zones).
+--
+-- They are kept by statement-level triggers on `calls` and `dispositions`, so they change in the
+-- same transaction as the rows (the outbox's apply, a COPY, an admin's SQL alike): a replayed
+-- outbox entry changes no row (an older call snapshot, a known disposition id) and so changes
+-- no roll-up. Rows are added and subtracted, never recomputed by time: a roll-up row whose
+-- counts went back to zero stays (harmless).
+
+-- Which KPIs a disposition code counts for. Must match crm_bridge.dispositions.contact_codes()
+-- and the funnel codes (tests/reports/test_rollups.py checks it).
+CREATE FUNCTION report_disposition_kpis(code text) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN code IN ('contacted', 'callback', 'not_interested', 'appointment_set', 'appointment_held',
+                              'sale', 'policy_issued', 'nurture', 'lost', 'do_not_call')
+                THEN ARRAY['contacts'] ELSE ARRAY[]::text[] END
+        || CASE code WHEN 'appointment_set' THEN ARRAY['appts_set'] WHEN 'appointment_held' THEN ARRAY['appts_held']
+                     WHEN 'sale' THEN ARRAY['app_pending'] WHEN 'policy_issued' THEN ARRAY['issued']
+                     ELSE ARRAY[]::text[] END
+$$;
+
+-- A live answer as the 3 % rule counts it (compliance_rules.telemarketing.LIVE_ANSWER_AMD_RESULTS).
+CREATE FUNCTION report_live_answer(amd_result text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(amd_result IN ('HUMAN', 'NOTSURE'), false)
+$$;
+
+-- Whether a disposition is its call's earliest with `kpi` (ties broken by id): the raw reading of
+-- the rule the roll-ups keep, for the parts of a period that are not whole hours.
+CREATE FUNCTION report_first_with(call_id text, disposition_id text, disposed_at timestamptz, code text, kpi text)
+RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT kpi = ANY(report_disposition_kpis(code)) AND (call_id IS NULL OR NOT EXISTS (
+        SELECT 1 FROM dispositions e WHERE e.call_id = report_first_with.call_id
+            AND (e.disposed_at, e.disposition_id) < (report_first_with.disposed_at, report_first_with.disposition_id)
+            AND kpi = ANY(report_disposition_kpis(e.code))))
+$$;
+
+-- Calls by the UTC hour of `requested_at`, agent and campaign (both may be NULL: an unconnected
+-- predictive dial has no agent).
+CREATE TABLE call_rollups (
+    hour          timestamptz NOT NULL,
+    agent_id      text,
+    campaign_id   text,
+    -- Call rows in the bucket: a report lists an agent or campaign that has any.
+    calls         bigint NOT NULL DEFAULT 0,
+    dials         bigint NOT NULL DEFAULT 0,
+    answered      bigint NOT NULL DEFAULT 0,
+    people        bigint NOT NULL DEFAULT 0,
+    connected     bigint NOT NULL DEFAULT 0,
+    abandoned     bigint NOT NULL DEFAULT 0,
+    inbound       bigint NOT NULL DEFAULT 0,
+    handled       bigint NOT NULL DEFAULT 0,
+    -- numeric: adding and subtracting snapshots' seconds never drifts as float sums would.
+    talk_seconds  numeric NOT NULL DEFAULT 0,
+    CONSTRAINT call_rollups_key UNIQUE NULLS NOT DISTINCT (hour, agent_id, campaign_id)
+);
+
+CREATE INDEX call_rollups_agent_idx ON call_rollups (agent_id, hour);
+CREATE INDEX call_rollups_campaign_idx ON call_rollups (campaign_id, hour);
+
+-- Disposition KPIs: each call counts once per KPI, in the UTC hour and for the agent and
+-- campaign of its earliest disposition with that KPI (a correction later does not count it
+-- again; a disposition without a call stands alone).
+CREATE TABLE disposition_rollups (
+    hour         timestamptz NOT NULL,
+    agent_id     text,
+    campaign_id  text,
+    -- Disposition rows in the bucket (every one, first or not, counting for a KPI or not).
+    dispositions bigint NOT NULL DEFAULT 0,
+    contacts     bigint NOT NULL DEFAULT 0,
+    appts_set    bigint NOT NULL DEFAULT 0,
+    appts_held   bigint NOT NULL DEFAULT 0,
+    app_pending  bigint NOT NULL DEFAULT 0,
+    issued       bigint NOT NULL DEFAULT 0,
+    CONSTRAINT disposition_rollups_key UNIQUE NULLS NOT DISTINCT (hour, agent_id, campaign_id)
+);
+
+CREATE INDEX disposition_rollups_agent_idx ON disposition_rollups (agent_id, hour);
+CREATE INDEX disposition_rollups_campaign_idx ON disposition_rollups (campaign_id, hour);
+
+-- The SQL that adds call rows' contributions, signed (`source` yields `sign` and the calls' columns:
+-- +1 a row as it is now, -1 as it was). Run by the triggers themselves (EXECUTE): a trigger's
+-- transition tables are visible only to its own queries.
+CREATE FUNCTION report_calls_sql(source text) RETURNS text LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT format($q$
+        INSERT INTO call_rollups AS r (hour, agent_id, campaign_id, calls, dials, answered, people, connected, abandoned,
+                                       inbound, handled, talk_seconds)
+        SELECT * FROM (
+            SELECT date_trunc('hour', requested_at, 'UTC') AS hour, agent_id, campaign_id, sum(sign) AS calls,
+                   sum(sign * (direction = 'outbound')::int) AS dials,
+                   sum(sign * (direction = 'outbound' AND lead_answered_at IS NOT NULL)::int) AS answered,
+                   sum(sign * (direction = 'outbound' AND report_live_answer(amd_result))::int) AS people,
+                   sum(sign * (bridged_at IS NOT NULL)::int) AS connected,
+                   sum(sign * (abandoned AND report_live_answer(amd_result))::int) AS abandoned,
+                   sum(sign * (direction = 'inbound')::int) AS inbound,
+                   sum(sign * (bridged_at IS NOT NULL AND agent_id IS NOT NULL)::int) AS handled,
+                   coalesce(sum(sign * talk_seconds::numeric)
+                            FILTER (WHERE bridged_at IS NOT NULL AND agent_id IS NOT NULL), 0) AS talk_seconds
+            FROM (%s) c GROUP BY 1, 2, 3) s
+        -- Only buckets that changed (a newer snapshot of a ringing call, a recording linked: none).
+        WHERE (calls, dials, answered, people, connected, abandoned, inbound, handled, talk_seconds)
+              IS DISTINCT FROM (0, 0, 0, 0, 0, 0, 0, 0, 0)
+        -- A fixed order: two transactions touching the same buckets lock them in the same order.
+        ORDER BY 1, 2, 3
+        ON CONFLICT ON CONSTRAINT call_rollups_key DO UPDATE SET
+            calls = r.calls + EXCLUDED.calls, dials = r.dials + EXCLUDED.dials, answered = r.answered + EXCLUDED.answered,
+            people = r.people + EXCLUDED.people, connected = r.connected + EXCLUDED.connected,
+            abandoned = r.abandoned + EXCLUDED.abandoned, inbound = r.inbound + EXCLUDED.inbound,
+            handled = r.handled + EXCLUDED.handled, talk_seconds = r.talk_seconds + EXCLUDED.talk_seconds
+    $q$, source)
+$fn$;
+
+CREATE FUNCTION calls_rollup_trigger() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        EXECUTE report_calls_sql('SELECT 1 AS sign, * FROM calls_new');
+    ELSIF TG_OP = 'DELETE' THEN
+        EXECUTE report_calls_sql('SELECT -1 AS sign, * FROM calls_old');
+    ELSE
+        EXECUTE report_calls_sql('SELECT 1 AS sign, * FROM calls_new UNION ALL SELECT -1, * FROM calls_old');
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+-- The change a set of disposition rows made: the firsts per call and KPI over the calls they
+-- touch as they are now, minus those firsts as they were (`added`: the rows as they are now
+-- among the changed ones; `removed`: the changed ones as they were).
+CREATE FUNCTION report_dispositions_sql(added text, removed text) RETURNS text LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT format($q$
+        WITH added AS (%1$s), removed AS (%2$s),
+        touched AS (SELECT call_id, disposition_id FROM added UNION SELECT call_id, disposition_id FROM removed),
+        now_rows AS (
+            SELECT d.* FROM dispositions d WHERE d.call_id IN (SELECT call_id FROM touched)
+            UNION ALL
+            SELECT d.* FROM dispositions d WHERE d.call_id IS NULL
+                AND d.disposition_id IN (SELECT disposition_id FROM touched WHERE call_id IS NULL)),
+        then_rows AS (
+            SELECT n.* FROM now_rows n WHERE NOT EXISTS (SELECT 1 FROM added a WHERE a.disposition_id = n.disposition_id)
+            UNION ALL SELECT * FROM removed),
+        firsts AS (
+            SELECT DISTINCT ON (coalesce(call_id, disposition_id), kpi) 1 AS sign, hour, agent_id, campaign_id, kpi
+            FROM (SELECT *, date_trunc('hour', disposed_at, 'UTC') AS hour FROM now_rows) n
+            CROSS JOIN LATERAL unnest(report_disposition_kpis(code)) AS k(kpi)
+            ORDER BY coalesce(call_id, disposition_id), kpi, disposed_at, disposition_id),
+        firsts_then AS (
+            SELECT DISTINCT ON (coalesce(call_id, disposition_id), kpi) -1 AS sign, hour, agent_id, campaign_id, kpi
+            FROM (SELECT *, date_trunc('hour', disposed_at, 'UTC') AS hour FROM then_rows) t
+            CROSS JOIN LATERAL unnest(report_disposition_kpis(code)) AS k(kpi)
+            ORDER BY coalesce(call_id, disposition_id), kpi, disposed_at, disposition_id)
+        INSERT INTO disposition_rollups AS r (hour, agent_id, campaign_id, dispositions, contacts, appts_set, appts_held,
+                                              app_pending, issued)
+        SELECT * FROM (
+            SELECT hour, agent_id, campaign_id, coalesce(sum(sign) FILTER (WHERE kpi = 'row'), 0) AS dispositions,
+                   coalesce(sum(sign) FILTER (WHERE kpi = 'contacts'), 0) AS contacts,
+                   coalesce(sum(sign) FILTER (WHERE kpi = 'appts_set'), 0) AS appts_set,
+                   coalesce(sum(sign) FILTER (WHERE kpi = 'appts_held'), 0) AS appts_held,
+                   coalesce(sum(sign) FILTER (WHERE kpi = 'app_pending'), 0) AS app_pending,
+                   coalesce(sum(sign) FILTER (WHERE kpi = 'issued'), 0) AS issued
+            FROM (SELECT * FROM firsts UNION ALL SELECT * FROM firsts_then
+                  UNION ALL SELECT 1, date_trunc('hour', disposed_at, 'UTC'), agent_id, campaign_id, 'row' FROM added
+                  UNION ALL SELECT -1, date_trunc('hour', disposed_at, 'UTC'), agent_id, campaign_id, 'row' FROM removed
+                  ) f GROUP BY 1, 2, 3) s
+        -- Only buckets that changed (a correction after the first disposition: none).
+        WHERE (dispositions, contacts, appts_set, appts_held, app_pending, issued) IS DISTINCT FROM (0, 0, 0, 0, 0, 0)
+        ORDER BY 1, 2, 3
+        ON CONFLICT ON CONSTRAINT disposition_rollups_key DO UPDATE SET
+            dispositions = r.dispositions + EXCLUDED.dispositions, contacts = r.contacts + EXCLUDED.contacts, appts_set = r.appts_set + EXCLUDED.appts_set,
+            appts_held = r.appts_held + EXCLUDED.appts_held, app_pending = r.app_pending + EXCLUDED.app_pending,
+            issued = r.issued + EXCLUDED.issued
+    $q$, added, removed)
+$fn$;
+
+CREATE FUNCTION dispositions_rollup_trigger() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        EXECUTE report_dispositions_sql('SELECT * FROM dispositions_new', 'SELECT * FROM dispositions WHERE false');
+    ELSIF TG_OP = 'DELETE' THEN
+        EXECUTE report_dispositions_sql('SELECT * FROM dispositions WHERE false', 'SELECT * FROM dispositions_old');
+    ELSE
+        -- Only an update of what the KPIs read can move a first (not the stage the apply writes).
+        IF EXISTS (SELECT 1 FROM dispositions_new n JOIN dispositions_old o USING (disposition_id)
+                   WHERE (n.call_id, n.agent_id, n.campaign_id, n.code, n.disposed_at)
+                         IS DISTINCT FROM (o.call_id, o.agent_id, o.campaign_id, o.code, o.disposed_at)) THEN
+            EXECUTE report_dispositions_sql('SELECT * FROM dispositions_new', 'SELECT * FROM dispositions_old');
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+-- Back-fill from the rows there are, with writers held off until the triggers are in place.
+LOCK TABLE calls, dispositions IN SHARE ROW EXCLUSIVE MODE;
+
+DO $$
+BEGIN
+    EXECUTE report_calls_sql('SELECT 1 AS sign, * FROM calls');
+    EXECUTE report_dispositions_sql('SELECT * FROM dispositions', 'SELECT * FROM dispositions WHERE false');
+END
+$$;
+
+CREATE TRIGGER calls_rollup_insert AFTER INSERT ON calls REFERENCING NEW TABLE AS calls_new
+    FOR EACH STATEMENT EXECUTE FUNCTION calls_rollup_trigger();
+CREATE TRIGGER calls_rollup_update AFTER UPDATE ON calls REFERENCING OLD TABLE AS calls_old NEW TABLE AS calls_new
+    FOR EACH STATEMENT EXECUTE FUNCTION calls_rollup_trigger();
+CREATE TRIGGER calls_rollup_delete AFTER DELETE ON calls REFERENCING OLD TABLE AS calls_old
+    FOR EACH STATEMENT EXECUTE FUNCTION calls_rollup_trigger();
+CREATE TRIGGER dispositions_rollup_insert AFTER INSERT ON dispositions REFERENCING NEW TABLE AS dispositions_new
+    FOR EACH STATEMENT EXECUTE FUNCTION dispositions_rollup_trigger();
+CREATE TRIGGER dispositions_rollup_update AFTER UPDATE ON dispositions
+    REFERENCING OLD TABLE AS dispositions_old NEW TABLE AS dispositions_new
+    FOR EACH STATEMENT EXECUTE FUNCTION dispositions_rollup_trigger();
+CREATE TRIGGER dispositions_rollup_delete AFTER DELETE ON dispositions REFERENCING OLD TABLE AS dispositions_old
+    FOR EACH STATEMENT EXECUTE FUNCTION dispositions_rollup_trigger();
