@@ -273,17 +273,25 @@ def _calls_sql(key: str) -> str:
 _FUNNEL = ("contacts", "appts_set", "appts_held", "app_pending", "issued")
 
 
-def _first_with(kpi: str, table: str = "") -> str:
-    """SQL: 1 when the disposition row is its call's earliest with `kpi` (docs/reports.md)."""
-    prefix = f"{table}." if table else ""
-    return (f"report_first_with({prefix}call_id, {prefix}disposition_id, {prefix}disposed_at, {prefix}code, "
-            f"'{kpi}')::int")
+def _raw_dispositions() -> str:
+    """SQL over the period's edges: agent_id, campaign_id, at, and the counts the roll-ups keep
+    (a row per disposition, and a row per disposition that is its call's earliest with a KPI:
+    docs/reports.md). The earliest is found by one anti-join, not a lookup per row."""
+    zeros = ", ".join(f"0 AS {name}" for name in _FUNNEL)
+    firsts = ", ".join(f"(k.kpi = '{name}')::int" for name in _FUNNEL)
+    return (
+        f"SELECT agent_id, campaign_id, disposed_at AS at, 1 AS dispositions, {zeros} FROM dispositions "
+        f"WHERE {_edges('disposed_at')} "
+        f"UNION ALL SELECT d.agent_id, d.campaign_id, d.disposed_at, 0, {firsts} FROM dispositions d "
+        "CROSS JOIN LATERAL unnest(report_disposition_kpis(d.code)) AS k(kpi) "
+        f"WHERE {_edges('disposed_at')} AND NOT EXISTS (SELECT 1 FROM dispositions p WHERE p.call_id = d.call_id "
+        "AND (p.disposed_at, p.disposition_id) < (d.disposed_at, d.disposition_id) "
+        "AND k.kpi = ANY(report_disposition_kpis(p.code)))"
+    )
 
 
 def _dispositions_sql(key: str) -> str:
-    raw = ("SELECT agent_id, campaign_id, 1 AS dispositions, "
-           + ", ".join(f"{_first_with(name)} AS {name}" for name in _FUNNEL)
-           + f" FROM dispositions WHERE {_edges('disposed_at')}")
+    raw = f"SELECT agent_id, campaign_id, dispositions, {', '.join(_FUNNEL)} FROM ({_raw_dispositions()}) r"
     sums = ", ".join(f"coalesce(sum({name}), 0) AS {name}" for name in _FUNNEL)
     return (
         f"SELECT {key} AS key, {sums} FROM (SELECT agent_id, campaign_id, dispositions, {', '.join(_FUNNEL)} "
@@ -421,8 +429,7 @@ async def series(db: Fetcher, period: Period, scope: Scope = Scope(), *, rollups
         "SELECT width_bucket(extract(epoch FROM at)::float8, $7::float8[]) AS bucket, "
         + ", ".join(f"coalesce(sum({name}), 0) AS {name}" for name in _FUNNEL)
         + f" FROM (SELECT hour AS at, {', '.join(_FUNNEL)} FROM disposition_rollups WHERE {_ROLLUP_HOURS} "
-        "UNION ALL SELECT disposed_at, " + ", ".join(_first_with(name) for name in _FUNNEL)
-        + f" FROM dispositions WHERE {_edges('disposed_at')}) d GROUP BY 1")
+        f"UNION ALL SELECT at, {', '.join(_FUNNEL)} FROM ({_raw_dispositions()}) r) d GROUP BY 1")
     args = (*base, *hours, edges)
     if hasattr(db, "acquire"):  # a pool: both reads at once
         calls, disposed = await asyncio.gather(db.fetch(calls_sql, *args), db.fetch(disposed_sql, *args))

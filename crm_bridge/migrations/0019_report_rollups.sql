@@ -27,16 +27,6 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT coalesce(amd_result IN ('HUMAN', 'NOTSURE'), false)
 $$;
 
--- Whether a disposition is its call's earliest with `kpi` (ties broken by id): the raw reading of
--- the rule the roll-ups keep, for the parts of a period that are not whole hours.
-CREATE FUNCTION report_first_with(call_id text, disposition_id text, disposed_at timestamptz, code text, kpi text)
-RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT kpi = ANY(report_disposition_kpis(code)) AND (call_id IS NULL OR NOT EXISTS (
-        SELECT 1 FROM dispositions e WHERE e.call_id = report_first_with.call_id
-            AND (e.disposed_at, e.disposition_id) < (report_first_with.disposed_at, report_first_with.disposition_id)
-            AND kpi = ANY(report_disposition_kpis(e.code))))
-$$;
-
 -- Calls by the UTC hour of `requested_at`, agent and campaign (both may be NULL: an unconnected
 -- predictive dial has no agent).
 CREATE TABLE call_rollups (
@@ -81,8 +71,8 @@ CREATE INDEX disposition_rollups_agent_idx ON disposition_rollups (agent_id, hou
 CREATE INDEX disposition_rollups_campaign_idx ON disposition_rollups (campaign_id, hour);
 
 -- The SQL that adds call rows' contributions, signed (`source` yields `sign` and the calls' columns:
--- +1 a row as it is now, -1 as it was). Run by the triggers themselves (EXECUTE): a trigger's
--- transition tables are visible only to its own queries.
+-- +1 a row as it is now, -1 as it was): written into the trigger functions below, and run once
+-- by the back-fill.
 CREATE FUNCTION report_calls_sql(source text) RETURNS text LANGUAGE sql IMMUTABLE AS $fn$
     SELECT format($q$
         INSERT INTO call_rollups AS r (hour, agent_id, campaign_id, calls, dials, answered, people, connected, abandoned,
@@ -110,19 +100,6 @@ CREATE FUNCTION report_calls_sql(source text) RETURNS text LANGUAGE sql IMMUTABL
             abandoned = r.abandoned + EXCLUDED.abandoned, inbound = r.inbound + EXCLUDED.inbound,
             handled = r.handled + EXCLUDED.handled, talk_seconds = r.talk_seconds + EXCLUDED.talk_seconds
     $q$, source)
-$fn$;
-
-CREATE FUNCTION calls_rollup_trigger() RETURNS trigger LANGUAGE plpgsql AS $fn$
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        EXECUTE report_calls_sql('SELECT 1 AS sign, * FROM calls_new');
-    ELSIF TG_OP = 'DELETE' THEN
-        EXECUTE report_calls_sql('SELECT -1 AS sign, * FROM calls_old');
-    ELSE
-        EXECUTE report_calls_sql('SELECT 1 AS sign, * FROM calls_new UNION ALL SELECT -1, * FROM calls_old');
-    END IF;
-    RETURN NULL;
-END
 $fn$;
 
 -- The change a set of disposition rows made: the firsts per call and KPI over the calls they
@@ -173,23 +150,39 @@ CREATE FUNCTION report_dispositions_sql(added text, removed text) RETURNS text L
     $q$, added, removed)
 $fn$;
 
-CREATE FUNCTION dispositions_rollup_trigger() RETURNS trigger LANGUAGE plpgsql AS $fn$
+-- One trigger function per table and operation, with the SQL above written into it (not run
+-- through EXECUTE): PL/pgSQL plans it once per session, not at every statement, and a statement
+-- that touched no row (the apply's linking UPDATEs often do not) costs one look at an empty
+-- transition table. Transition tables are visible only to the trigger's own queries.
+DO $$
+DECLARE
+    nothing constant text := 'SELECT * FROM dispositions WHERE false';
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        EXECUTE report_dispositions_sql('SELECT * FROM dispositions_new', 'SELECT * FROM dispositions WHERE false');
-    ELSIF TG_OP = 'DELETE' THEN
-        EXECUTE report_dispositions_sql('SELECT * FROM dispositions WHERE false', 'SELECT * FROM dispositions_old');
-    ELSE
-        -- Only an update of what the KPIs read can move a first (not the stage the apply writes).
-        IF EXISTS (SELECT 1 FROM dispositions_new n JOIN dispositions_old o USING (disposition_id)
-                   WHERE (n.call_id, n.agent_id, n.campaign_id, n.code, n.disposed_at)
-                         IS DISTINCT FROM (o.call_id, o.agent_id, o.campaign_id, o.code, o.disposed_at)) THEN
-            EXECUTE report_dispositions_sql('SELECT * FROM dispositions_new', 'SELECT * FROM dispositions_old');
-        END IF;
-    END IF;
-    RETURN NULL;
+    EXECUTE format($f$CREATE FUNCTION calls_rollup_insert() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
+        'BEGIN IF EXISTS (SELECT 1 FROM calls_new) THEN '
+        || report_calls_sql('SELECT 1 AS sign, * FROM calls_new') || '; END IF; RETURN NULL; END');
+    EXECUTE format($f$CREATE FUNCTION calls_rollup_update() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
+        'BEGIN IF EXISTS (SELECT 1 FROM calls_new) THEN '
+        || report_calls_sql('SELECT 1 AS sign, * FROM calls_new UNION ALL SELECT -1, * FROM calls_old')
+        || '; END IF; RETURN NULL; END');
+    EXECUTE format($f$CREATE FUNCTION calls_rollup_delete() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
+        'BEGIN IF EXISTS (SELECT 1 FROM calls_old) THEN '
+        || report_calls_sql('SELECT -1 AS sign, * FROM calls_old') || '; END IF; RETURN NULL; END');
+    EXECUTE format($f$CREATE FUNCTION dispositions_rollup_insert() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
+        'BEGIN IF EXISTS (SELECT 1 FROM dispositions_new) THEN '
+        || report_dispositions_sql('SELECT * FROM dispositions_new', nothing) || '; END IF; RETURN NULL; END');
+    -- Only an update of what the KPIs read can move a first (not the stage the apply writes).
+    EXECUTE format($f$CREATE FUNCTION dispositions_rollup_update() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
+        'BEGIN IF EXISTS (SELECT 1 FROM dispositions_new n JOIN dispositions_old o USING (disposition_id) '
+        || 'WHERE (n.call_id, n.agent_id, n.campaign_id, n.code, n.disposed_at) '
+        || 'IS DISTINCT FROM (o.call_id, o.agent_id, o.campaign_id, o.code, o.disposed_at)) THEN '
+        || report_dispositions_sql('SELECT * FROM dispositions_new', 'SELECT * FROM dispositions_old')
+        || '; END IF; RETURN NULL; END');
+    EXECUTE format($f$CREATE FUNCTION dispositions_rollup_delete() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
+        'BEGIN IF EXISTS (SELECT 1 FROM dispositions_old) THEN '
+        || report_dispositions_sql(nothing, 'SELECT * FROM dispositions_old') || '; END IF; RETURN NULL; END');
 END
-$fn$;
+$$;
 
 -- Back-fill from the rows there are, with writers held off until the triggers are in place.
 LOCK TABLE calls, dispositions IN SHARE ROW EXCLUSIVE MODE;
@@ -202,15 +195,15 @@ END
 $$;
 
 CREATE TRIGGER calls_rollup_insert AFTER INSERT ON calls REFERENCING NEW TABLE AS calls_new
-    FOR EACH STATEMENT EXECUTE FUNCTION calls_rollup_trigger();
+    FOR EACH STATEMENT EXECUTE FUNCTION calls_rollup_insert();
 CREATE TRIGGER calls_rollup_update AFTER UPDATE ON calls REFERENCING OLD TABLE AS calls_old NEW TABLE AS calls_new
-    FOR EACH STATEMENT EXECUTE FUNCTION calls_rollup_trigger();
+    FOR EACH STATEMENT EXECUTE FUNCTION calls_rollup_update();
 CREATE TRIGGER calls_rollup_delete AFTER DELETE ON calls REFERENCING OLD TABLE AS calls_old
-    FOR EACH STATEMENT EXECUTE FUNCTION calls_rollup_trigger();
+    FOR EACH STATEMENT EXECUTE FUNCTION calls_rollup_delete();
 CREATE TRIGGER dispositions_rollup_insert AFTER INSERT ON dispositions REFERENCING NEW TABLE AS dispositions_new
-    FOR EACH STATEMENT EXECUTE FUNCTION dispositions_rollup_trigger();
+    FOR EACH STATEMENT EXECUTE FUNCTION dispositions_rollup_insert();
 CREATE TRIGGER dispositions_rollup_update AFTER UPDATE ON dispositions
     REFERENCING OLD TABLE AS dispositions_old NEW TABLE AS dispositions_new
-    FOR EACH STATEMENT EXECUTE FUNCTION dispositions_rollup_trigger();
+    FOR EACH STATEMENT EXECUTE FUNCTION dispositions_rollup_update();
 CREATE TRIGGER dispositions_rollup_delete AFTER DELETE ON dispositions REFERENCING OLD TABLE AS dispositions_old
-    FOR EACH STATEMENT EXECUTE FUNCTION dispositions_rollup_trigger();
+    FOR EACH STATEMENT EXECUTE FUNCTION dispositions_rollup_delete();
