@@ -11,14 +11,16 @@ time zone:
   policies issued (Closes), and the wrap-up time after handled calls (for the handle time);
   each call counts once per KPI, at its earliest disposition with that KPI (for that
   disposition's agent and campaign);
-- from `agent_state_changes`: seconds in each agent state (occupancy);
+- from `agent_state_changes`: seconds in each agent state (occupancy), click-to-call-only
+  agents included (dialer.click_to_call.presence);
 - from `leads` and `calls`: speed-to-lead (a lead not from a list import, to its first dial).
 
-A report groups them by agent, by campaign or for the whole agency. The calls' and the
-dispositions' figures are read from the hourly roll-ups of migration 0019 (kept by triggers in
-the same transaction as the rows) for the whole UTC hours of the period, and from the raw rows
-through the indexes of migration 0017 for what is left (the edges of a period in a zone with a
-half-hour offset); the other figures from the raw rows.
+A report groups them by agent, by campaign or for the whole agency. The calls', the
+dispositions' and the ended agent states' figures are read from the hourly roll-ups of
+migration 0019 (kept by triggers in the same transaction as the rows) for the whole UTC hours
+of the period, and from the raw rows through the indexes of migrations 0017 and 0019 for what
+is left (the edges of a period in a zone with a half-hour offset, the states still open);
+speed-to-lead from the raw rows.
 """
 
 from __future__ import annotations
@@ -304,22 +306,40 @@ def _states_sql(group: GroupBy) -> str:
     # An agent in several campaigns counts its time in each campaign's row (campaign rows do not
     # add up to the agency's).
     unnest = "CROSS JOIN LATERAL unnest(s.campaign_ids) AS c(campaign_id)" if group is GroupBy.CAMPAIGN else ""
-    # Each state lasts until the session's next change (`ended_at`, or now), capped, clipped to
-    # the period.
+    cap = "make_interval(secs => $5::double precision)"
+
+    def window(low: str, high: str, only_open: bool) -> str:
+        # Each state lasts until the session's next change (`ended_at`, or now), capped, clipped
+        # to the window [low, high).
+        return (
+            f"SELECT agent_id, state, campaign_ids, GREATEST(since, {low}) AS a, "
+            f"LEAST(coalesce(ended_at, $6::timestamptz), {high}, since + {cap}) AS b FROM agent_state_changes "
+            f"WHERE since < {high} AND since >= {low} - {cap} AND ($3::text IS NULL OR agent_id = $3)"
+            + (" AND ended_at IS NULL" if only_open else "")
+        )
+
+    # The whole hours [$9, $10) of ended states from agent_state_rollups (migration 0019); the
+    # edges of the period, and the states still open, from the raw rows.
+    raw = " UNION ALL ".join((window("$1::timestamptz", "$9::timestamptz", False),
+                              window("$10::timestamptz", "$2::timestamptz", False),
+                              window("$9::timestamptz", "$10::timestamptz", True)))
+    per_row = (
+        "SELECT agent_id, campaign_ids, seconds, CASE WHEN state = ANY($7::text[]) THEN seconds ELSE 0 END AS busy, "
+        "CASE WHEN state = ANY($8::text[]) THEN seconds ELSE 0 END AS available, "
+        "CASE WHEN state = 'paused' THEN seconds ELSE 0 END AS paused, "
+        "CASE WHEN state = 'wrap_up' THEN seconds ELSE 0 END AS wrap "
+        f"FROM (SELECT *, extract(epoch FROM b - a) AS seconds FROM ({raw}) w WHERE b > a) r"
+    )
+    rollups = (
+        "SELECT agent_id, campaign_ids, seconds, busy_seconds AS busy, available_seconds AS available, "
+        "paused_seconds AS paused, wrap_seconds AS wrap FROM agent_state_rollups WHERE hour >= $9 AND hour < $10 AND ($3::text IS NULL OR agent_id = $3)"
+    )
     return (
-        "WITH clipped AS (SELECT agent_id, state, campaign_ids, GREATEST(since, $1::timestamptz) AS a, "
-        "LEAST(coalesce(ended_at, $6::timestamptz), $2::timestamptz, "
-        "since + make_interval(secs => $5::double precision)) AS b FROM agent_state_changes "
-        "WHERE since < $2 AND since >= $1::timestamptz - make_interval(secs => $5::double precision) "
-        "AND ($3::text IS NULL OR agent_id = $3)) "
-        f"SELECT {key} AS key, "
-        "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = ANY($7::text[])), 0) AS busy, "
-        "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = ANY($8::text[])), 0) AS available, "
-        "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = 'paused'), 0) AS paused, "
-        "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = 'wrap_up'), 0) AS wrap "
-        f"FROM clipped s {unnest} WHERE s.b > s.a AND ($4::text IS NULL OR $4 = ANY(s.campaign_ids)) "
+        f"SELECT {key} AS key, coalesce(sum(s.busy), 0) AS busy, coalesce(sum(s.available), 0) AS available, "
+        "coalesce(sum(s.paused), 0) AS paused, coalesce(sum(s.wrap), 0) AS wrap "
+        f"FROM ({rollups} UNION ALL {per_row}) s {unnest} WHERE ($4::text IS NULL OR $4 = ANY(s.campaign_ids)) "
         + ("AND ($4::text IS NULL OR c.campaign_id = $4) " if group is GroupBy.CAMPAIGN else "")
-        + "GROUP BY 1"
+        + "GROUP BY 1 HAVING sum(s.seconds) > 0"
     )
 
 
@@ -358,7 +378,8 @@ async def kpis(db: Fetcher, period: Period, group: GroupBy, scope: Scope = Scope
     queries: list[tuple[str, tuple[object, ...]]] = [
         (_calls_sql(key), (*base, *hours)),
         (_dispositions_sql(key), (*base, *hours)),
-        (_states_sql(group), (*base, OPEN_STATE_CAP_SECONDS, instant, list(BUSY_STATES), list(AVAILABLE_STATES))),
+        (_states_sql(group), (*base, OPEN_STATE_CAP_SECONDS, instant, list(BUSY_STATES), list(AVAILABLE_STATES),
+                              *hours)),
         (_speed_sql(key), base),
     ]
     if hasattr(db, "acquire"):

@@ -134,8 +134,8 @@ async def main() -> None:
             db: Any = pool
             month = reports.period_of("month", ZONE, NOW)
             today = reports.period_of("today", ZONE, NOW)
-            # A half-hour zone: the month's first and last half hours are read from raw rows.
-            kolkata = reports.period_of("month", "Asia/Kolkata", NOW)
+            # A half-hour zone: the first and last half hours of the seeded month are read from raw rows.
+            kolkata = reports.period_of("range", "Asia/Kolkata", NOW, first=MONTH, last=date(2026, 11, 30))
             one_agent = reports.Scope(agent_id="agent-7")
             one_campaign = reports.Scope(campaign_id="cmp-3")
             cases: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
@@ -155,7 +155,7 @@ async def main() -> None:
                  lambda: reports.kpis(db, month, reports.GroupBy.AGENCY, one_campaign, now=NOW)),
                 ("agency, today", lambda: reports.kpis(db, today, reports.GroupBy.AGENCY, now=NOW)),
                 ("time series, month (30 days)", lambda: reports.series(db, month)),
-                ("agency, month in Asia/Kolkata (edges raw)",
+                ("agency, month in Asia/Kolkata (edges raw rows)",
                  lambda: reports.kpis(db, kolkata, reports.GroupBy.AGENCY, now=NOW)),
                 ("pipeline board (100,000 leads)", lambda: reports.pipeline(db, NOW)),
                 ("pipeline board, one campaign", lambda: reports.pipeline(db, NOW, campaign_id="cmp-3")),

@@ -3,7 +3,8 @@
 -- agency time zone with whole-hour offsets exactly, whatever zone a report asks for; a report
 -- reads raw rows only for the part of its period that is not whole hours (half-hour zones).
 --
--- They are kept by statement-level triggers on `calls` and `dispositions`, so they change in the
+-- They are kept by statement-level triggers on `calls`, `dispositions` and `agent_state_changes`
+-- (occupancy), so they change in the
 -- same transaction as the rows (the outbox's apply, a COPY, an admin's SQL alike): a replayed
 -- outbox entry changes no row (an older call snapshot, a known disposition id) and so changes
 -- no roll-up. Rows are added and subtracted, never recomputed by time: a roll-up row whose
@@ -150,6 +151,67 @@ CREATE FUNCTION report_dispositions_sql(added text, removed text) RETURNS text L
     $q$, added, removed)
 $fn$;
 
+-- Agents' seconds in each kind of state (occupancy), by UTC hour, agent and the campaigns of its
+-- session: a state row counts once it has ended (`ended_at`, set by the outbox's apply when the
+-- session's next change arrives), for at most 12 h (reports.OPEN_STATE_CAP_SECONDS), each piece
+-- in its hour. A state still open is read from the raw rows (it lasts until "now").
+CREATE TABLE agent_state_rollups (
+    hour               timestamptz NOT NULL,
+    agent_id           text NOT NULL,
+    campaign_ids       text[] NOT NULL,
+    -- Seconds in any state (logging in and logged out included): a report lists an agent that has any.
+    seconds            numeric NOT NULL DEFAULT 0,
+    busy_seconds       numeric NOT NULL DEFAULT 0,
+    available_seconds  numeric NOT NULL DEFAULT 0,
+    paused_seconds     numeric NOT NULL DEFAULT 0,
+    wrap_seconds       numeric NOT NULL DEFAULT 0,
+    CONSTRAINT agent_state_rollups_key UNIQUE (hour, agent_id, campaign_ids)
+);
+
+CREATE INDEX agent_state_rollups_agent_idx ON agent_state_rollups (agent_id, hour);
+-- The states still open, which the reports read raw over the whole period.
+CREATE INDEX agent_state_changes_open_idx ON agent_state_changes (since) INCLUDE (agent_id, state, campaign_ids)
+    WHERE ended_at IS NULL;
+
+-- Which states count as busy and as available (crm_bridge.reports.BUSY_STATES and
+-- AVAILABLE_STATES; the tests check they agree), and the longest a state counts.
+CREATE FUNCTION report_state_kind(state text) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN state IN ('reserved', 'on_call', 'wrap_up') THEN 'busy' WHEN state = 'ready' THEN 'available'
+                WHEN state = 'paused' THEN 'paused' END
+$$;
+
+CREATE FUNCTION report_state_cap() RETURNS interval LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT interval '12 hours'
+$$;
+
+CREATE FUNCTION report_states_sql(source text) RETURNS text LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT format($q$
+        INSERT INTO agent_state_rollups AS r (hour, agent_id, campaign_ids, seconds, busy_seconds, available_seconds,
+                                              paused_seconds, wrap_seconds)
+        SELECT * FROM (
+            SELECT h.hour, s.agent_id, s.campaign_ids, coalesce(sum(s.sign * h.seconds), 0) AS seconds,
+                   coalesce(sum(s.sign * h.seconds) FILTER (WHERE report_state_kind(s.state) = 'busy'), 0) AS busy,
+                   coalesce(sum(s.sign * h.seconds) FILTER (WHERE report_state_kind(s.state) = 'available'), 0)
+                       AS available,
+                   coalesce(sum(s.sign * h.seconds) FILTER (WHERE report_state_kind(s.state) = 'paused'), 0) AS paused,
+                   coalesce(sum(s.sign * h.seconds) FILTER (WHERE s.state = 'wrap_up'), 0) AS wrap
+            FROM (%s) s
+            CROSS JOIN LATERAL (SELECT least(s.ended_at, s.since + report_state_cap()) AS until) e
+            CROSS JOIN LATERAL (
+                SELECT g AS hour, extract(epoch FROM least(e.until, g + interval '1 hour') - greatest(s.since, g)) AS seconds
+                FROM generate_series(date_trunc('hour', s.since, 'UTC'), e.until, interval '1 hour') AS g) h
+            WHERE s.ended_at IS NOT NULL AND h.seconds > 0
+            GROUP BY 1, 2, 3) x
+        WHERE (seconds, busy, available, paused, wrap) IS DISTINCT FROM (0, 0, 0, 0, 0)
+        ORDER BY 1, 2, 3
+        ON CONFLICT ON CONSTRAINT agent_state_rollups_key DO UPDATE SET
+            seconds = r.seconds + EXCLUDED.seconds, busy_seconds = r.busy_seconds + EXCLUDED.busy_seconds,
+            available_seconds = r.available_seconds + EXCLUDED.available_seconds,
+            paused_seconds = r.paused_seconds + EXCLUDED.paused_seconds,
+            wrap_seconds = r.wrap_seconds + EXCLUDED.wrap_seconds
+    $q$, source)
+$fn$;
+
 -- One trigger function per table and operation, with the SQL above written into it (not run
 -- through EXECUTE): PL/pgSQL plans it once per session, not at every statement, and a statement
 -- that touched no row (the apply's linking UPDATEs often do not) costs one look at an empty
@@ -181,16 +243,28 @@ BEGIN
     EXECUTE format($f$CREATE FUNCTION dispositions_rollup_delete() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
         'BEGIN IF EXISTS (SELECT 1 FROM dispositions_old) THEN '
         || report_dispositions_sql(nothing, 'SELECT * FROM dispositions_old') || '; END IF; RETURN NULL; END');
+    EXECUTE format($f$CREATE FUNCTION agent_states_rollup_insert() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
+        'BEGIN IF EXISTS (SELECT 1 FROM states_new) THEN '
+        || report_states_sql('SELECT 1 AS sign, * FROM states_new') || '; END IF; RETURN NULL; END');
+    -- The apply's update that ends a state (ended_at from NULL) is what adds it.
+    EXECUTE format($f$CREATE FUNCTION agent_states_rollup_update() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
+        'BEGIN IF EXISTS (SELECT 1 FROM states_new) THEN '
+        || report_states_sql('SELECT 1 AS sign, * FROM states_new UNION ALL SELECT -1, * FROM states_old')
+        || '; END IF; RETURN NULL; END');
+    EXECUTE format($f$CREATE FUNCTION agent_states_rollup_delete() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
+        'BEGIN IF EXISTS (SELECT 1 FROM states_old) THEN '
+        || report_states_sql('SELECT -1 AS sign, * FROM states_old') || '; END IF; RETURN NULL; END');
 END
 $$;
 
 -- Back-fill from the rows there are, with writers held off until the triggers are in place.
-LOCK TABLE calls, dispositions IN SHARE ROW EXCLUSIVE MODE;
+LOCK TABLE calls, dispositions, agent_state_changes IN SHARE ROW EXCLUSIVE MODE;
 
 DO $$
 BEGIN
     EXECUTE report_calls_sql('SELECT 1 AS sign, * FROM calls');
     EXECUTE report_dispositions_sql('SELECT * FROM dispositions', 'SELECT * FROM dispositions WHERE false');
+    EXECUTE report_states_sql('SELECT 1 AS sign, * FROM agent_state_changes');
 END
 $$;
 
@@ -207,3 +281,10 @@ CREATE TRIGGER dispositions_rollup_update AFTER UPDATE ON dispositions
     FOR EACH STATEMENT EXECUTE FUNCTION dispositions_rollup_update();
 CREATE TRIGGER dispositions_rollup_delete AFTER DELETE ON dispositions REFERENCING OLD TABLE AS dispositions_old
     FOR EACH STATEMENT EXECUTE FUNCTION dispositions_rollup_delete();
+CREATE TRIGGER agent_states_rollup_insert AFTER INSERT ON agent_state_changes REFERENCING NEW TABLE AS states_new
+    FOR EACH STATEMENT EXECUTE FUNCTION agent_states_rollup_insert();
+CREATE TRIGGER agent_states_rollup_update AFTER UPDATE ON agent_state_changes
+    REFERENCING OLD TABLE AS states_old NEW TABLE AS states_new
+    FOR EACH STATEMENT EXECUTE FUNCTION agent_states_rollup_update();
+CREATE TRIGGER agent_states_rollup_delete AFTER DELETE ON agent_state_changes REFERENCING OLD TABLE AS states_old
+    FOR EACH STATEMENT EXECUTE FUNCTION agent_states_rollup_delete();

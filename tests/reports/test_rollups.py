@@ -11,6 +11,7 @@ import random
 import shutil
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from crm_bridge.apply import apply_record
 from crm_bridge.dispositions import DispositionCode, contact_codes
 from crm_bridge.kinds import RecordKind
 from crm_bridge.records import validate
+from dialer.campaign.agent import AgentState
 from tests.reports.seeding import FUNNEL, build_day, recount, write_day
 from tests.support.databases import ADMIN_DSN, dsn_for
 
@@ -66,6 +68,13 @@ async def test_sql_definitions_are_the_python_ones(reports_dsn: str) -> None:
             assert kpis == expected, code
         for amd in ("HUMAN", "NOTSURE", "MACHINE", "HANGUP", None):
             assert await conn.fetchval("SELECT report_live_answer($1)", amd) is (amd in LIVE_ANSWER_AMD_RESULTS)
+        for state in AgentState:
+            kind = await conn.fetchval("SELECT report_state_kind($1)", state.value)
+            assert kind == ("busy" if state.value in reports.BUSY_STATES else "available"
+                            if state.value in reports.AVAILABLE_STATES else "paused" if state is AgentState.PAUSED
+                            else None), state
+        cap = await conn.fetchval("SELECT extract(epoch FROM report_state_cap())")
+        assert float(cap) == reports.OPEN_STATE_CAP_SECONDS
     finally:
         await conn.close()
 
@@ -147,6 +156,17 @@ async def test_apply_keeps_rollups_exact_under_replays_and_corrections(reports_d
     items.append((RecordKind.DISPOSITION, {"disposition_id": f"{prefix}-no-call", "call_id": None, "lead_id": None,
                                            "agent_id": agents[0], "campaign_id": campaigns[0], "code": "sale",
                                            "disposed_at": start.isoformat()}))
+    # Two agents' sessions: states whose ends arrive out of order (a state's end is the session's
+    # next change), one left open (it lasts until "now", read raw).
+    for agent_index, agent in enumerate(agents[:2]):
+        at = start + timedelta(minutes=7 * agent_index)
+        for version in range(1, 40):
+            items.append((RecordKind.AGENT_STATE, {
+                "change_id": f"{agent}:s:{version}", "agent_id": agent,
+                "state": ["ready", "reserved", "on_call", "wrap_up", "paused", "logging_in"][version % 6],
+                "since": at.isoformat(), "version": version, "session_id": f"{agent}-session",
+                "campaign_ids": campaigns[: 1 + agent_index]}))
+            at += timedelta(minutes=rng.uniform(1, 40))
     # Out of order across retries, and every entry replayed (as after a crash before the
     # outbox marked it done): a snapshot older than the row and a known disposition change nothing.
     rng.shuffle(items)
@@ -163,10 +183,12 @@ async def test_apply_keeps_rollups_exact_under_replays_and_corrections(reports_d
         await conn.execute("UPDATE dispositions SET disposed_at = disposed_at - interval '2 hours' "
                            "WHERE disposition_id = $1", f"{prefix}-call-3-d1")
         await conn.execute("DELETE FROM calls WHERE call_id = ANY($1::text[])", [f"{prefix}-call-{n}" for n in range(5)])
+        await conn.execute("DELETE FROM agent_state_changes WHERE change_id = $1", f"{agents[0]}:s:7")
         assert await _everything(conn, period, rollups=True) == await _everything(conn, period, rollups=False)
         scoped = reports.Scope(agent_id=agents[1])
         agent = await reports.kpis(conn, period, reports.GroupBy.AGENT, scoped, now=NOW)
         assert agent[0].handled > 0 and agent[0].contacts > 0  # the seeding did reach the figures compared
+        assert agent[0].busy_seconds > 0 and agent[0].available_seconds > 0 and agent[0].paused_seconds > 0
         await _assert_tables_match_a_rebuild(conn)
     finally:
         await conn.close()
@@ -211,12 +233,37 @@ async def _assert_tables_match_a_rebuild(conn: asyncpg.Connection) -> None:
             if (call, name) not in firsts:
                 firsts.add((call, name))
                 bucket[name] += 1
+    await _assert_states_match_a_rebuild(conn)
     expected = [{"hour": hour, "agent_id": agent, "campaign_id": campaign, **counts}
                 for (hour, agent, campaign), counts in buckets.items()]
     expected.sort(key=lambda row: (row["hour"], row["agent_id"] or "", row["campaign_id"] or ""))
     got = sorted((dict(row) for row in kept), key=lambda row: (row["hour"], row["agent_id"] or "",
                                                              row["campaign_id"] or ""))
     assert got == expected
+
+
+async def _assert_states_match_a_rebuild(conn: asyncpg.Connection) -> None:
+    """agent_state_rollups is every ended state cut into its UTC hours, recomputed in Python."""
+    kept = await conn.fetch(
+        "SELECT hour, agent_id, campaign_ids, seconds, busy_seconds, available_seconds, paused_seconds, wrap_seconds "
+        "FROM agent_state_rollups WHERE seconds <> 0 ORDER BY 1, 2, 3")
+    buckets: dict[tuple[Any, ...], list[Any]] = {}
+    for row in await conn.fetch("SELECT agent_id, campaign_ids, state, since, ended_at FROM agent_state_changes "
+                                "WHERE ended_at IS NOT NULL"):
+        until = min(row["ended_at"], row["since"] + timedelta(seconds=reports.OPEN_STATE_CAP_SECONDS))
+        hour = row["since"].replace(minute=0, second=0, microsecond=0)
+        while hour < until:
+            piece = Decimal(str((min(until, hour + timedelta(hours=1)) - max(row["since"], hour)).total_seconds()))
+            if piece > 0:
+                bucket = buckets.setdefault((hour, row["agent_id"], tuple(row["campaign_ids"])), [Decimal(0)] * 5)
+                kinds = [True, row["state"] in reports.BUSY_STATES, row["state"] in reports.AVAILABLE_STATES,
+                         row["state"] == "paused", row["state"] == "wrap_up"]
+                for index, counted in enumerate(kinds):
+                    bucket[index] += piece if counted else 0
+            hour += timedelta(hours=1)
+    expected = sorted(((hour, agent, list(campaigns), *sums) for (hour, agent, campaigns), sums in buckets.items()),
+                      key=lambda row: (row[0], row[1], row[2]))
+    assert [tuple(row) for row in kept] == [tuple(row) for row in expected]
 
 
 def test_migration_backfills_rows_already_there(tmp_path: Path) -> None:
