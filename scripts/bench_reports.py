@@ -6,11 +6,14 @@ Seeds its own database (dropped at the end) on the test PostgreSQL server: `--le
 created over the month (one in five posted as a web lead, the others from list imports),
 `--calls` calls over the 30 days of November 2026 (America/New_York),
 20 campaigns, 200 agents, dispositions for the connected calls (about a quarter of them, with
-stage moves), the agents' state histories (about 300,000 rows) and campaign memberships; then
-VACUUM ANALYZE (as autovacuum would), and times each report `--runs` times (after one warm-up):
-p50 and p99 in milliseconds, next to a baseline measured in the same run: a plain
-`count(*)` of the month's calls (the least any report over the month must read). Not a test:
-it asserts nothing; it prints a table (and `--json`).
+stage moves), the agents' state histories (about 300,000 rows) and campaign memberships (the
+roll-ups of migration 0019 follow through their triggers); then VACUUM ANALYZE (as autovacuum
+would), and times each report `--runs` times (after one warm-up): p50 and p99 in milliseconds,
+next to a baseline measured in the same run: a plain `count(*)` of the month's calls (what any
+report reading the month's raw rows must at least read). The month reports also run on the raw
+rows alone (`rollups=False`, as before migration 0019), and the last line says whether the
+slowest month report from the roll-ups is within the issue's 1 s, as a ratio to the baseline.
+Not a test: it asserts nothing; it prints a table (and `--json`).
 """
 
 from __future__ import annotations
@@ -155,7 +158,7 @@ async def main() -> None:
                  lambda: reports.kpis(db, month, reports.GroupBy.AGENCY, one_campaign, now=NOW)),
                 ("agency, today", lambda: reports.kpis(db, today, reports.GroupBy.AGENCY, now=NOW)),
                 ("time series, month (30 days)", lambda: reports.series(db, month)),
-                ("agency, month in Asia/Kolkata (edges raw rows)",
+                ("agency, month in Asia/Kolkata (edges from raw rows)",
                  lambda: reports.kpis(db, kolkata, reports.GroupBy.AGENCY, now=NOW)),
                 ("pipeline board (100,000 leads)", lambda: reports.pipeline(db, NOW)),
                 ("pipeline board, one campaign", lambda: reports.pipeline(db, NOW, campaign_id="cmp-3")),
@@ -182,14 +185,15 @@ async def main() -> None:
     print(f"{'report':45} {'p50 ms':>8} {'p99 ms':>8} {'x baseline':>10}")
     for row in results:
         print(f"{row['report']:45} {row['p50_ms']:8.1f} {row['p99_ms']:8.1f} {row['ratio_to_baseline']:10.2f}")
-    month_rows = [row for row in results if "month" in row["report"] and "raw rows" not in row["report"]
+    month_rows = [row for row in results if "month" in row["report"] and "no roll-ups" not in row["report"]
                   and "series" not in row["report"]]
     worst = max(month_rows, key=lambda row: row["p50_ms"])
-    # The issue's 1 s for a month of a million calls, as a ratio: a month report from the
-    # roll-ups must cost less than merely counting the month's calls (0.1-0.6 s on this machine).
-    verdict = "meets" if worst["ratio_to_baseline"] < 1 else "misses"
+    # The issue's 1 s for a month of a million calls, as a ratio to this run's baseline (the
+    # machine's load moves both alike): 1 s is budget_ratio times counting the month's calls.
+    budget_ratio = 1000 / baseline
+    verdict = "meets" if worst["ratio_to_baseline"] < budget_ratio else "misses"
     print(f"slowest month report from the roll-ups: {worst['report']}, {worst['ratio_to_baseline']:.2f} x the "
-          f"baseline: {verdict} the target (under 1 x the count of the month's calls)")
+          f"baseline; the 1 s target is {budget_ratio:.2f} x this run's baseline: {verdict} it")
 
 
 if __name__ == "__main__":
