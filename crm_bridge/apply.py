@@ -52,6 +52,7 @@ TABLES: dict[RecordKind, str] = {
     RecordKind.EVIDENCE_PACKET: "evidence_packets",
     RecordKind.AGENT_STATE: "agent_state_changes",
     RecordKind.CAMPAIGN_CHANGE: "campaign_changes",
+    RecordKind.CAMPAIGN_SETTINGS: "campaigns",
 }
 
 # Links to audit rows a later call snapshot may omit but must never clear.
@@ -164,6 +165,14 @@ async def _write_record(conn: asyncpg.Connection, kind: RecordKind, record: Mapp
         )
     elif kind is RecordKind.AGENT_STATE:
         await _apply_agent_state(conn, names, values, record)
+    elif kind is RecordKind.CAMPAIGN_SETTINGS:
+        # Only the settings given, on the campaign as it is now: an admin's edit of its other
+        # columns between the control's read and this apply stays (a replay writes the same).
+        settings = [(name, value) for name, value in zip(names, values, strict=True) if name != key]
+        if settings:
+            assignments = ", ".join(f"{name} = ${index}" for index, (name, _) in enumerate(settings, start=2))
+            await conn.execute(f"UPDATE campaigns SET {assignments}, updated_at = now() WHERE campaign_id = $1",
+                               record[key], *(value for _, value in settings))
     elif kind is RecordKind.MESSAGE:
         await _apply_message(conn, names, values, record)
     elif kind is RecordKind.MESSAGE_RECEIPT:

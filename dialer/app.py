@@ -28,6 +28,8 @@ from dialer.api.http import (
     TOKENS,
     WRAP_UPS,
     ApiDependencies,
+    EveryWrapUp,
+    WrapUps,
     bearer_auth,
     errors_as_problems,
 )
@@ -87,7 +89,10 @@ def build_app(
                           handler_args={"max_line_size": MAX_LINE_BYTES})
     app[DEPS] = deps
     app[TOKENS] = TokenVerifier(deps.store)
-    app[WRAP_UPS] = campaigns
+    # A disposition ends the agent's wrap-up wherever it is in one: a campaign session, or the
+    # state history of an agent who only clicks to call.
+    wrap_ups: list[WrapUps] = [slice_ for slice_ in (campaigns, calls) if isinstance(slice_, WrapUps)]
+    app[WRAP_UPS] = EveryWrapUp(wrap_ups) if wrap_ups else None
     app[IDEMPOTENCY_LOCKS] = KeyedLocks()
     if caller_id_check is not None:
         app[admin.CALLER_ID_CHECK] = caller_id_check

@@ -425,6 +425,8 @@ async def dialer_services(
                     caller_ids_required=settings.caller_ids_required, **(campaign_overrides or {}),  # type: ignore[arg-type]
                 ))
                 campaigns.finished_listeners.append(lambda record: _observe_campaign_call(metrics, record))
+                # An agent in a campaign session has its states recorded by it, not by click-to-call.
+                calls.has_session = lambda agent_id: agent_id in campaigns.agents
                 campaigns.web_lead_listeners.append(metrics.speed_to_lead_seconds.observe)
                 monitors = MonitorRuntime(services, [calls, campaigns], MonitorSettings(
                     trunk_endpoint=settings.trunk_endpoint,

@@ -34,6 +34,7 @@ from dialer.ari.models import (
     RecordingStarted,
     StasisStart,
 )
+from dialer.campaign.agent import AgentSnapshot, agent_state_record
 from dialer.click_to_call import inputs
 from dialer.click_to_call.actions import (
     AddToBridge,
@@ -54,6 +55,7 @@ from dialer.click_to_call.actions import (
 )
 from dialer.click_to_call.inputs import CallInput, Leg
 from dialer.click_to_call.machine import CallMachine, CallRequest, CallTimeouts
+from dialer.click_to_call.presence import ClickToCallPresence
 from dialer.click_to_call.record import CallRecord, CallState
 from dialer.click_to_call.requests import DialRequest, PlacedCall
 from dialer.provision.trunks import TrunkRouter
@@ -87,6 +89,10 @@ class ClickToCallSettings:
     # The carriers' trunks, shared with the campaigns: preference order, channels, calls per
     # second, failover (None: every call through `trunk_endpoint`).
     trunk_router: TrunkRouter | None = None
+    # A click-to-call-only agent's wrap-up after a conversation, unless the disposition comes
+    # first; and how long it counts as ready without a call (dialer.click_to_call.presence).
+    wrap_up_seconds: float = 30.0
+    idle_seconds: float = 600.0
 
     def route(self, call_id: str, now: float) -> str | None:
         """The trunk of a new call (its channel given back at the call's end), or None when every
@@ -124,6 +130,8 @@ def translate(event: Event, ids: CallIds) -> list[CallInput]:
 
 
 class ClickToCallHost(RunnerHost, Protocol):
+    async def agent_call_state(self, record: CallRecord) -> None: ...
+
     """What a call runner tells its runtime."""
 
     def call_ending(self, call_id: str) -> None: ...
@@ -234,6 +242,7 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
                     if record.state in (CallState.ENDING, CallState.ENDED):
                         self.calls.call_ending(self.call_id)
                     services.snapshots.submit(RecordKind.CALL, record.to_crm_call())
+                    await self.calls.agent_call_state(record)
                     services.agent_events.publish(record.agent_id, {
                         "type": "call_state", "call_id": self.call_id, "state": record.state.value,
                         "outcome": record.outcome.value if record.outcome else None})
@@ -318,6 +327,54 @@ class ClickToCallRuntime(CallSlice[ClickToCallRunner]):
         # Called with each call's final snapshot (metrics, benchmarks).
         self.finished_listeners: list[Callable[[CallRecord], None]] = []
         self.hurry_seconds = settings.timeouts.teardown + 5
+        # The state history of agents who only click to call (occupancy); agents with a campaign
+        # session (`has_session`, set by whoever runs the campaigns too) have theirs recorded there.
+        self.presence = ClickToCallPresence(wrap_up_seconds=settings.wrap_up_seconds,
+                                            idle_seconds=settings.idle_seconds)
+        self.has_session: Callable[[str], bool] = lambda _agent_id: False
+        self._presence_ticking = False
+
+    # -- click-to-call agents' states -------------------------------------------------------------
+    async def agent_call_state(self, record: CallRecord) -> None:
+        """A call's snapshot, as its agent's state (unless a campaign session has the agent)."""
+        if self.has_session(record.agent_id):
+            return
+        await self._record_states(self.presence.call_state(record.agent_id, record.call_id, record.state,
+                                                           record.campaign_id, time.time()))
+        self._tick_presence()
+
+    def disposed(self, agent_id: str, call_id: str) -> None:
+        """The agent sent the disposition of `call_id` (`WrapUps`): its wrap-up is over."""
+        changes = self.presence.disposed(agent_id, call_id, time.time())
+        if changes:
+            with contextlib.suppress(Refused):  # shutting down: the session ends unrecorded
+                self.spawn(self._record_states(changes), f"agent-state-{agent_id}")
+            self._tick_presence()
+
+    async def _record_states(self, changes: list[AgentSnapshot]) -> None:
+        for snapshot in changes:
+            try:
+                # Durable (the outbox), as a campaign session's states are.
+                await self.services.records.put(RecordKind.AGENT_STATE, agent_state_record(snapshot))
+            except Exception as error:
+                log.warning("agent_state_not_recorded", agent_id=snapshot.agent_id, error=repr(error))
+
+    def _tick_presence(self) -> None:
+        """Ends wrap-ups and idle spells on time while any click-to-call agent has a session."""
+        if self._presence_ticking or self.presence.next_due() is None:
+            return
+        with contextlib.suppress(Refused):
+            self.spawn(self._presence_ticker(), "click-to-call-presence")
+            self._presence_ticking = True
+
+    async def _presence_ticker(self) -> None:
+        try:
+            while (deadline := self.presence.next_due()) is not None:
+                # At most a second's sleep: a disposition or a new call may bring a deadline closer.
+                await asyncio.sleep(min(1.0, max(0.0, deadline - time.time())))
+                await self._record_states(self.presence.due(time.time()))
+        finally:
+            self._presence_ticking = False
 
     def finished(self, record: CallRecord) -> None:
         """A call is over and its runner gone (its recording archived): its final snapshot."""
