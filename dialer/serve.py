@@ -57,12 +57,14 @@ from dialer.metrics import Metrics, set_all
 from dialer.monitor.runtime import MonitorRuntime, MonitorSettings
 from dialer.provision.trunk_health import TrunkHealth
 from dialer.provision.trunks import TrunkRouter
-from dialer.runtime.admission import AdmissionLimits, NodeAdmission
+from dialer.runtime.admission import AdmissionLimits, Admitter, NodeAdmission
 from dialer.runtime.agent_events import AgentEventHub
+from dialer.runtime.cluster import ClusterAdmission, ClusterAri, ClusterStreams, node_pings
 from dialer.runtime.gate import OutboxAuditSink, gate_options
 from dialer.runtime.ids import agent_states_key
 from dialer.runtime.optout import OptOuts
 from dialer.runtime.outage import Outage
+from dialer.runtime.placement import NodePlacement, Placement, SingleNode
 from dialer.runtime.reconcile import close_open_calls, restore_opt_outs
 from dialer.runtime.recording import RecordingArchiver
 from dialer.runtime.retention import RetentionPurge
@@ -121,6 +123,31 @@ class TimedAriClient(AriClient):
                 self.histogram.labels(request="dial").observe(time.perf_counter() - started)
 
 
+class TimedClusterAri(TimedAriClient, ClusterAri):
+    """A cluster's ARI client (`[[nodes]]`), timed as `TimedAriClient`."""
+
+
+def _limits(max_calls: int, max_setups: int, setups_per_second: int) -> AdmissionLimits:
+    return AdmissionLimits(max_calls=max_calls, max_setups=max_setups, setups_per_second=setups_per_second)
+
+
+def _ari_and_admission(settings: Settings) -> tuple[AriClient, Admitter, NodePlacement]:
+    """One node's client and admission (the settings' ARI), or, with `[[nodes]]`, the cluster's."""
+    if not settings.nodes:
+        return (TimedAriClient(AriConfig.from_settings(settings)),
+                NodeAdmission(_limits(settings.node_max_calls, settings.node_max_setups,
+                                      settings.node_setups_per_second)), SingleNode())
+    placement = Placement(node.name for node in settings.nodes)
+    admission = ClusterAdmission(
+        {node.name: _limits(node.max_calls, node.max_setups, node.setups_per_second) for node in settings.nodes},
+        placement)
+    clients = {node.name: AriClient(AriConfig(url=node.ari_url, user=node.ari_user,
+                                              password=node.ari_password or settings.ari_password,
+                                              app=settings.ari_app))
+               for node in settings.nodes}
+    return TimedClusterAri(clients, placement, admission), admission, placement
+
+
 def _observe_call(metrics: Metrics, record: CallRecord) -> None:
     """A finished click-to-call's figures (answer to bridge, the time a person waits in silence)."""
     if record.lead_answered_at is not None and record.bridged_at is not None:
@@ -152,7 +179,7 @@ class CountingAuditSink:
 
 
 def _collect(
-    registry: Metrics, outbox: Outbox, stream: EventStream, snapshots: SnapshotWriter, calls: ClickToCallRuntime,
+    registry: Metrics, outbox: Outbox, stream: EventStream | ClusterStreams, snapshots: SnapshotWriter, calls: ClickToCallRuntime,
     campaigns: CampaignRuntime, archiver: RecordingArchiver, trunks: TrunkRouter, retention: RetentionPurge,
 ) -> None:
     stats = outbox.stats()
@@ -163,11 +190,20 @@ def _collect(
     registry.gauge("dialer_ari_generation", "ARI connections made since start").set(stream.generation)
     registry.gauge("dialer_click_to_call_active", "Click-to-call calls in progress").set(calls.active_calls)
     registry.gauge("dialer_call_snapshots_backlog", "Call snapshots not yet in the outbox").set(snapshots.backlog)
-    node = calls.services.admission
-    registry.gauge("dialer_node_calls", "Calls this node carries (admission control)").set(node.policy.calls)
-    registry.gauge("dialer_node_setups", "Calls being set up on this node").set(node.policy.setups)
-    registry.gauge("dialer_node_waiting", "Calls waiting for the node's admission").set(node.waiting)
-    registry.gauge("dialer_node_ari_rtt_seconds", "ARI round trip, as the node's load signal").set(node.policy.rtt)
+    admission = calls.services.admission
+    nodes: dict[str, NodeAdmission] = {}
+    if isinstance(admission, ClusterAdmission):
+        nodes = admission.nodes
+    elif isinstance(admission, NodeAdmission):
+        nodes = {"": admission}
+    for name, node in nodes.items():
+        labels = {"node": name} if name else {}
+        registry.gauge("dialer_node_calls", "Calls this node carries (admission control)").set(
+            node.policy.calls, **labels)
+        registry.gauge("dialer_node_setups", "Calls being set up on this node").set(node.policy.setups, **labels)
+        registry.gauge("dialer_node_waiting", "Calls waiting for the node's admission").set(node.waiting, **labels)
+        registry.gauge("dialer_node_ari_rtt_seconds", "ARI round trip, as the node's load signal").set(
+            node.policy.rtt, **labels)
     now = time.time()
     for trunk, state in trunks.status(now).items():
         registry.gauge("dialer_trunk_up", "1 while a carrier trunk takes calls (reachable, not in its 503 cool-down)").set(
@@ -213,6 +249,11 @@ def _collect_archive(registry: Metrics, retention: RetentionPurge) -> None:
                        "When the scheduled retention purge last completed (Unix time)").set(retention.last_run_at)
 
 
+async def _probe(admission: Admitter, ari: AriClient) -> None:
+    if isinstance(admission, NodeAdmission):
+        await admission.probe(ari.asterisk_info)
+
+
 RECONCILE_RETRY_SECONDS = 5.0
 
 
@@ -256,7 +297,8 @@ class DialerServices:
     dnc: DncStore
     gate: ComplianceGate
     ari: AriClient
-    stream: EventStream
+    stream: EventStream | ClusterStreams
+    """The event connection (a cluster's: one per node)."""
     controller: ClickToCallRuntime
     agent_events: AgentEventHub
     app: web.Application
@@ -393,19 +435,18 @@ async def dialer_services(
             except RecordingKeysMissing as error:
                 raise StartupError(str(error)) from None
             fan_out = SliceFanOut()
-            ari_client = TimedAriClient(AriConfig.from_settings(settings))
-            ari_client.histogram = metrics.originate_seconds
+            ari_client, admission, placement = _ari_and_admission(settings)
+            if isinstance(ari_client, TimedAriClient):
+                ari_client.histogram = metrics.originate_seconds
             async with ari_client as ari, Dispatcher(fan_out.on_unrouted) as dispatcher:
                 snapshots = SnapshotWriter(outbox)
                 archiver = RecordingArchiver(ari, outbox, settings.recordings_dir, keyring, store)
-                admission = NodeAdmission(AdmissionLimits(
-                    max_calls=settings.node_max_calls, max_setups=settings.node_max_setups,
-                    setups_per_second=settings.node_setups_per_second))
                 services = CallServices(
                     ari=ari, dispatcher=dispatcher, app=settings.ari_app, store=store, records=outbox,
                     snapshots=snapshots, gate=gate, dnc=dnc, agent_events=agent_events,
                     archiver=archiver,
                     opt_outs=OptOuts(dnc, outbox), sounds=DialplanSounds(ari), admission=admission,
+                    placement=placement,
                 )
                 # One router for every kind of call: the trunks' channels and calls per second are shared.
                 trunks = TrunkRouter(settings.trunks, time.time(), fallback_endpoint=settings.trunk_endpoint)
@@ -432,7 +473,9 @@ async def dialer_services(
                 ))
                 texting = texting_for(services, settings, **(texting_overrides or {}))
                 fan_out.slices = [calls, campaigns, monitors, texting]
-                stream = EventStream(ari, dispatcher, on_connected=fan_out.on_connected)
+                stream: EventStream | ClusterStreams = (
+                    ClusterStreams(ari, dispatcher, fan_out.on_connected) if isinstance(ari, ClusterAri)
+                    else EventStream(ari, dispatcher, on_connected=fan_out.on_connected))
                 retention = RetentionPurge(settings.pg_dsn, settings.recordings_dir,
                                            settings.recordings_purge_every_hours * 3600.0)
                 metrics.collectors.append(
@@ -463,7 +506,9 @@ async def dialer_services(
                             f"Asterisk's ARI at {settings.ari_url} does not answer: start it "
                             "('dialer asterisk start') or set DIALER_ARI_PORT."
                         ) from None
-                    probe_task = tasks.create_task(admission.probe(ari.asterisk_info), name="node-probe")
+                    probe_task = tasks.create_task(
+                        admission.probe(node_pings(ari)) if isinstance(admission, ClusterAdmission) and
+                        isinstance(ari, ClusterAri) else _probe(admission, ari), name="node-probe")
                     sweep_task = tasks.create_task(archiver.run(
                         lambda: set(calls.runners) | set(campaigns.runners)), name="recording-sweep")
                     reconcile_task = tasks.create_task(

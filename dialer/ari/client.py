@@ -245,6 +245,13 @@ class AriClient:
     async def _attempt(
         self, method: str, path: str, params: Params | None, body: Mapping[str, object] | None
     ) -> object:
+        return await self.send(method, path, params, body)
+
+    async def send(
+        self, method: str, path: str, params: Params | None = None, body: Mapping[str, object] | None = None
+    ) -> object:
+        """One attempt of one REST call, no retry: the decoded JSON body, or None for 204. (A
+        cluster's client routes each attempt to a node's client through this.)"""
         url = self.config.url.rstrip("/") + path
         try:
             async with self.session.request(

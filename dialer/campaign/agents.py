@@ -309,13 +309,17 @@ class AgentFloor:
     def of(self, campaign_id: str) -> list[AgentRunner]:
         return [agent for agent in self.agents.values() if campaign_id in agent.session.campaign_ids]
 
+    def ready_agent_channels(self, campaign_id: str) -> list[str]:
+        """The legs of a campaign's agents free to take a call now (where its calls are placed)."""
+        return [agent.channel_id for agent in self.of(campaign_id) if agent.session.available]
+
     def ready_agents(self, campaign_id: str) -> frozenset[str]:
         """Agents of a campaign free to take a call now."""
         return frozenset(agent.agent_id for agent in self.of(campaign_id) if agent.session.available)
 
     # -- matching answered calls with agents -------------------------------------------------
     def want_agent(self, call: AgentCall) -> None:
-        agent = self._pick(call.campaign_id, call.owner_agent_id)
+        agent = self._pick(call, call.owner_agent_id)
         if agent is not None:
             self._assign(agent, call)
             return
@@ -338,8 +342,11 @@ class AgentFloor:
     def waiting(self, campaign_id: str) -> int:
         return sum(1 for w in self._waiting if w.call.campaign_id == campaign_id)
 
-    def _pick(self, campaign_id: str, owner: str | None = None) -> AgentRunner | None:
-        ready = [agent for agent in self.of(campaign_id) if agent.session.available]
+    def _pick(self, call: AgentCall, owner: str | None = None) -> AgentRunner | None:
+        # Only agents whose leg is on the call's node (one node: all of them): a bridge joins
+        # channels of one node.
+        ready = [agent for agent in self.of(call.campaign_id) if agent.session.available
+                 and self.services.placement.same_node(agent.channel_id, call.bridge_id)]
         # A callback goes to the agent who owns it when that agent is free; else to anyone ready,
         # rather than leave the person unattended (47 CFR 64.1200(a)(7)).
         owned = [agent for agent in ready if agent.agent_id == owner]
@@ -358,7 +365,8 @@ class AgentFloor:
         if not agent.session.available:
             return
         for waiting in list(self._waiting):
-            if waiting.call.campaign_id in agent.session.campaign_ids:
+            if waiting.call.campaign_id in agent.session.campaign_ids and \
+                    self.services.placement.same_node(agent.channel_id, waiting.call.bridge_id):
                 self._waiting.remove(waiting)
                 self._assign(agent, waiting.call)
                 return

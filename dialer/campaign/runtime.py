@@ -752,6 +752,8 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
             recording_disclosure=True,
         )
         machine = CampaignCall(request, time.time())
+        # The call's bridge goes where the caller's channel arrived (a cluster's node).
+        self.services.placement.colocate(request.call_id, channel.id)
         runner = self._start_call(campaign, HopperEntry(lead.lead_id, request.phone, 0, lead), machine, [channel.id])
         await self.ari.answer(channel.id)
         runner.feed(i.InboundAnswered())

@@ -229,6 +229,18 @@ format = "json"
 # [[dids]]
 # number = "+12125550123"
 # campaign = "medsupp"
+
+# A cluster (docs/cluster.md): the Asterisk nodes this controller drives, each with its own ARI
+# and admission ceiling. None: the one node [ari] names.
+#
+# [[nodes]]
+# name = "node1"
+# ari_url = "http://10.0.0.11:8088/ari"
+# ari_user = "dialer"
+# ari_password_file = "{secrets}/ari-password"
+# max_calls = 40                    # calls live on the node at once
+# max_setups = 8                    # calls being set up at once
+# setups_per_second = 10
 """
 
 
