@@ -96,11 +96,17 @@ class LegUp:
 
 
 @dataclass(frozen=True)
+class LegGone:
+    """A reconciliation found the agent's leg, up before, no longer in Asterisk (its node
+    restarted or was lost): the session ends as when the leg's `ChannelDestroyed` arrives."""
+
+
+@dataclass(frozen=True)
 class Detach:
     """The controller stops without logging the agent out: the leg stays up for the next one."""
 
 
-AgentInput = Event | AgentSnapshot | ReturnFromCall | LegUp | Detach
+AgentInput = Event | AgentSnapshot | ReturnFromCall | LegUp | LegGone | Detach
 
 
 class AgentRunner:
@@ -194,9 +200,11 @@ class AgentRunner:
                 await self._leg_up()
             case ChannelDestroyed(channel=channel, cause=cause, cause_txt=text) if channel.id == self.channel_id:
                 self.log.info("agent_leg_gone", cause=cause, cause_text=text, state=self.session.state.value)
-                if self.call is not None:
-                    self.call.agent_left()
-                self.apply(self.session.leg_lost)
+                self._leg_lost()
+            case LegGone():
+                self.log.warning("agent_leg_gone", cause=None, cause_text="not in Asterisk at reconciliation",
+                                 state=self.session.state.value)
+                self._leg_lost()
             case ChannelHold() | ChannelUnhold() if self.call is not None:
                 await hold_music(self.services.ari, item, agent_channel=self.channel_id, bridge_id=self.call.bridge_id)
             case ReturnFromCall(call=call, joined=joined):
@@ -207,6 +215,16 @@ class AgentRunner:
                 await self._save(item)
                 if item.state is AgentState.LOGGED_OUT:
                     await self._end()
+
+    def _leg_lost(self) -> None:
+        if self.call is not None:
+            self.call.agent_left()
+        self.apply(self.session.leg_lost)
+
+    def leg_missing(self) -> None:
+        """A reconciliation did not find the agent's leg; ignored unless the leg was up."""
+        if self.session.state not in (AgentState.LOGGING_IN, AgentState.LOGGED_OUT):
+            self.inbox.put_nowait(LegGone())
 
     async def _leg_up(self) -> None:
         ari = self.services.ari

@@ -63,6 +63,7 @@ from dialer.runtime.errors import Refused
 from dialer.runtime.gate import contact_request, decide_at_dial
 from dialer.runtime.ids import Prefix, new_id
 from dialer.runtime.live import HangupBy, LiveCall
+from dialer.runtime.placement import NODE_LOST
 from dialer.runtime.reconcile import RESTARTED, closed_outcome
 from dialer.runtime.recording import record_sides
 from dialer.runtime.runner import MachineRunner, RunnerHost
@@ -785,8 +786,21 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
                 await self.ari.subscribe(f"endpoint:PJSIP/{trunk}")
         except AriError as error:
             log.error("trunk_subscription_failed", error=str(error))
-        await self._recover_agents({channel.id for channel in snapshot.channels})
+        live = {channel.id for channel in snapshot.channels}
+        self._give_up_lost_node(live)
+        await self._recover_agents(live)
         await self.sweep_orphans(generation, snapshot)
+
+    def _give_up_lost_node(self, live: set[str]) -> None:
+        """A cluster's node that stopped: its agents' legs and its calls are gone with it (no
+        event will say so); the calls end (`node_lost`), the agents are logged out."""
+        placement = self.services.placement
+        for agent in list(self.floor.agents.values()):
+            if placement.lost(agent.channel_id) and agent.channel_id not in live:
+                agent.leg_missing()
+        for runner in list(self.runners.values()):
+            if placement.lost(runner.call_id):
+                runner.feed(i.LeadGone(cause=None, text=NODE_LOST))
 
     async def _recover_agents(self, live: set[str]) -> None:
         """Agent sessions a previous controller (or connection) left: take back live legs as

@@ -137,9 +137,15 @@ class ClusterAri(AriClient):
         return [self.nodes[name] for name in up] or [self.nodes[self.placement.nodes[0]]]
 
     def _place(self, object_id: str) -> str | None:
-        """A node for an object being created whose owner is not placed yet."""
+        """A node for an object being created whose owner is not placed yet (an agent's leg: it
+        takes no admission slot): the node holding the fewest owners of its kind (agents spread
+        over the nodes, and campaign calls follow them there)."""
         owner = owner_in(object_id)
-        node = choose_node(self.admission.loads(admitted=False))
+        kind = (owner or object_id).split("-", 1)[0] + "-"
+        loads = [NodeLoad(load.name, load.up, sum(1 for key in self.placement.owners_on(load.name)
+                                                   if key.startswith(kind)), 0, 1, 1)
+                 for load in self.admission.loads(admitted=False)]
+        node = choose_node(loads)
         if node is not None:
             self.placement.bind(owner or object_id, node)
         return node

@@ -22,6 +22,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+NODE_LOST = "node_lost: the Asterisk node carrying the call stopped"
+"""The cause text of a call given up with its node."""
+
 # Every owner id the runtime makes starts with one of these prefixes (dialer.runtime.ids.Prefix).
 _OWNER = re.compile(r"(?:^|[^0-9a-z])((?:call|cmp|ags|mon)-[0-9a-f]{8,32})(?![0-9a-f])")
 
@@ -70,6 +73,8 @@ class NodePlacement(Protocol):
     def same_node(self, first: str, second: str) -> bool: ...
 
     def colocate(self, owner: str, with_object: str) -> str | None: ...
+
+    def lost(self, object_id: str) -> bool: ...
 
 
 class Placement:
@@ -130,6 +135,11 @@ class Placement:
         owner = owner_in(object_id)
         return None if owner is None else self._bound.get(owner)
 
+    def lost(self, object_id: str) -> bool:
+        """Whether an object lives on a node that is down (its calls are given up)."""
+        node = self.node_of(object_id)
+        return node is not None and not self._up[node]
+
     def owners_on(self, node: str) -> list[str]:
         return [key for key, bound in self._bound.items() if bound == node and owner_in(key) == key]
 
@@ -150,3 +160,7 @@ class SingleNode:
     def colocate(self, owner: str, with_object: str) -> str | None:
         del owner, with_object
         return None
+
+    def lost(self, object_id: str) -> bool:
+        del object_id
+        return False
