@@ -61,7 +61,8 @@ from dialer.runtime.admission import AdmissionLimits, Admitter, NodeAdmission
 from dialer.runtime.agent_events import AgentEventHub
 from dialer.runtime.cluster import ClusterAdmission, ClusterAri, ClusterStreams, node_pings
 from dialer.runtime.gate import OutboxAuditSink, gate_options
-from dialer.runtime.ids import agent_states_key
+from dialer.runtime.ids import agent_states_key, running_campaigns_key
+from dialer.runtime.lease import ControllerLease
 from dialer.runtime.optout import OptOuts
 from dialer.runtime.outage import Outage
 from dialer.runtime.placement import NodePlacement, Placement, SingleNode
@@ -254,6 +255,16 @@ async def _probe(admission: Admitter, ari: AriClient) -> None:
         await admission.probe(ari.asterisk_info)
 
 
+async def _resume_after(reconciled: asyncio.Task[None], campaigns: CampaignRuntime) -> None:
+    """A takeover: the previous controller's campaigns start again once its rows are closed (its
+    leads followed up), so no lead of a call it left is dialed before that call is closed."""
+    await asyncio.shield(reconciled)
+    try:
+        await campaigns.resume_running()
+    except Exception as error:
+        log.error("campaigns_not_resumed", error=repr(error))
+
+
 RECONCILE_RETRY_SECONDS = 5.0
 
 
@@ -400,7 +411,11 @@ async def dialer_services(
     monitor_overrides: Mapping[str, object] | None = None,
     texting_overrides: Mapping[str, object] | None = None,
     webhook_options: WebhookOptions | None = None,
+    lease: ControllerLease | None = None,
 ) -> AsyncIterator[DialerServices]:
+    """Everything `dialer serve` runs. With `lease` (the controller lease, held): every ARI
+    command checks it first (a controller whose lease is over issues nothing), and the running
+    campaigns the previous controller left are started again once its rows are reconciled."""
     started_at = datetime.now(UTC)
     store, database_answers = await _migrated_store(settings.pg_dsn)
     try:
@@ -438,6 +453,8 @@ async def dialer_services(
             ari_client, admission, placement = _ari_and_admission(settings)
             if isinstance(ari_client, TimedAriClient):
                 ari_client.histogram = metrics.originate_seconds
+            if lease is not None:
+                ari_client.fence = lease.check
             async with ari_client as ari, Dispatcher(fan_out.on_unrouted) as dispatcher:
                 snapshots = SnapshotWriter(outbox)
                 archiver = RecordingArchiver(ari, outbox, settings.recordings_dir, keyring, store)
@@ -463,7 +480,9 @@ async def dialer_services(
                     recordings_dir=settings.recordings_dir, trunk_endpoint=settings.trunk_endpoint,
                     default_caller_id=settings.caller_id, redis_key=agent_states_key(settings.redis_prefix),
                     trunk_router=trunks, caller_ids=settings.caller_ids,
-                    caller_ids_required=settings.caller_ids_required, **(campaign_overrides or {}),  # type: ignore[arg-type]
+                    caller_ids_required=settings.caller_ids_required,
+                    running_key=running_campaigns_key(settings.redis_prefix) if lease is not None else None,
+                    **(campaign_overrides or {}),  # type: ignore[arg-type]
                 ))
                 campaigns.finished_listeners.append(lambda record: _observe_campaign_call(metrics, record))
                 campaigns.web_lead_listeners.append(metrics.speed_to_lead_seconds.observe)
@@ -515,6 +534,8 @@ async def dialer_services(
                         _reconcile_rows(store, outbox, dnc, campaigns, monitors, started_at, migrated=database_answers,
                                         dsn=settings.pg_dsn), name="reconcile-rows"
                     )
+                    if lease is not None:
+                        tasks.create_task(_resume_after(reconcile_task, campaigns), name="resume-campaigns")
                     app = build_app(
                         ApiDependencies(store=store, records=outbox, dnc=dnc, agent_events=agent_events,
                                         metrics=metrics, readiness=[AriCheck(lambda: stream.connected),

@@ -173,6 +173,10 @@ class Settings:
     dids: tuple[DidRoute, ...] = ()
     # ---- a cluster (docs/cluster.md): the Asterisk nodes this controller drives; empty: [ari] ----
     nodes: tuple[AriNode, ...] = ()
+    # Several `dialer serve` sharing PostgreSQL and Redis: one active (it holds a Redis lease),
+    # the others on standby, taking over within seconds (docs/cluster.md). Off: one controller.
+    controller_lease: bool = False
+    controller_name: str = ""  # this controller's name in the lease; empty: host name and process id
     # Where these settings came from (a file path, or empty); set by the loader.
     config_file: str = ""
 
@@ -414,6 +418,8 @@ ENVIRONMENT: Mapping[str, str] = {
     "DIALER_CALLER_ID": "caller_id",
     "DIALER_TRUNK_ENDPOINT": "trunk_endpoint",
     "DIALER_NODE_MAX_CALLS": "node_max_calls",
+    "DIALER_CONTROLLER_LEASE": "controller_lease",
+    "DIALER_CONTROLLER_NAME": "controller_name",
     "DIALER_NODE_MAX_SETUPS": "node_max_setups",
     "DIALER_NODE_SETUPS_PER_SECOND": "node_setups_per_second",
     "DIALER_GATE_INCLUDE_LOW_CONFIDENCE": "gate_include_low_confidence",

@@ -95,6 +95,9 @@ class CampaignSettings:
     # At shutdown: log agents out (hang up their legs), or leave the legs up for the next
     # controller to take back (a rolling restart).
     logout_on_shutdown: bool = True
+    # With a controller lease (docs/cluster.md): the Redis hash of running campaigns, which the
+    # controller taking over starts again (None: campaigns start only when asked, as with one controller).
+    running_key: str | None = None
     # The carriers' trunks: preference order, calls per second, reachability (None: trunk_endpoint).
     trunk_router: TrunkRouter | None = None
     # The agency's vouched caller IDs; a campaign's must be one of them when required

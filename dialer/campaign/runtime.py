@@ -568,7 +568,42 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         self.campaigns[campaign_id] = runner
         self.spawn(runner.run(), f"campaign-{campaign_id}")
         log.info("campaign_started", campaign_id=campaign_id, pacer=runner.pacer.name)
+        await self._remember_running(campaign_id, running=True)
         return runner.status()
+
+    async def _remember_running(self, campaign_id: str, *, running: bool) -> None:
+        """Keep the running campaigns where a controller taking over finds them (with a lease)."""
+        key = self.settings.running_key
+        if key is None:
+            return
+        try:
+            async with asyncio.timeout(2.0):
+                if running:
+                    await self.floor.states.hset(key, campaign_id, "1")
+                else:
+                    await self.floor.states.hdel(key, campaign_id)
+        except Exception as error:  # Redis down: the campaign runs; only a takeover would miss it
+            log.warning("running_campaign_not_saved", campaign_id=campaign_id, error=repr(error))
+
+    async def resume_running(self) -> list[str]:
+        """Start the campaigns the previous controller was running (a takeover); those that
+        cannot start any more (stopped meanwhile, made inactive) are forgotten."""
+        key = self.settings.running_key
+        if key is None:
+            return []
+        resumed = []
+        for raw in await self.floor.states.hgetall(key):
+            campaign_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            try:
+                await self.start_campaign(campaign_id)
+            except Refused as refused:
+                log.warning("campaign_not_resumed", campaign_id=campaign_id, reason=refused.error)
+                await self._remember_running(campaign_id, running=False)
+                continue
+            resumed.append(campaign_id)
+        if resumed:
+            log.warning("campaigns_resumed", campaigns=resumed)
+        return resumed
 
     async def stop_campaign(self, campaign_id: str) -> CampaignStatus:
         """Stop dialing: queued leads are dropped, calls not yet answered are ended; answered
@@ -578,6 +613,7 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
             raise Refused(404, "campaign_not_running", f"campaign {campaign_id!r} is not running",
                           field_name="campaign_id")
         runner.stop()
+        await self._remember_running(campaign_id, running=False)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
                 await runner.stopped.wait()

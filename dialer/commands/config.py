@@ -160,6 +160,12 @@ max_calls = 40
 max_setups = 8
 setups_per_second = 10
 
+[controller]
+# Several `dialer serve` sharing PostgreSQL and Redis (docs/cluster.md): the one holding the Redis
+# lease is active, the others wait on standby and take over within 10 s when it dies.
+lease = false
+name = ""                           # empty: the host name and process id
+
 [texting]
 # How texts travel: "sip" (SIP MESSAGE through Asterisk and the trunk) or "http" (a provider).
 transport = "sip"
