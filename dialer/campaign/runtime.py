@@ -831,12 +831,13 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         """A cluster's node that stopped: its agents' legs and its calls are gone with it (no
         event will say so); the calls end (`node_lost`), the agents are logged out."""
         placement = self.services.placement
-        for agent in list(self.floor.agents.values()):
-            if placement.lost(agent.channel_id) and agent.channel_id not in live:
-                agent.leg_missing()
+        # The calls first: their cause is the node, not the agent leaving them.
         for runner in list(self.runners.values()):
             if placement.lost(runner.call_id):
                 runner.feed(i.LeadGone(cause=None, text=NODE_LOST))
+        for agent in list(self.floor.agents.values()):
+            if placement.lost(agent.channel_id) and agent.channel_id not in live:
+                agent.leg_missing()
 
     async def _recover_agents(self, live: set[str]) -> None:
         """Agent sessions a previous controller (or connection) left: take back live legs as

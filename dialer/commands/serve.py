@@ -8,6 +8,8 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
+from datetime import datetime
 
 import redis.asyncio as aioredis
 import structlog
@@ -47,7 +49,10 @@ async def _take_lease(settings: Settings, stop: asyncio.Event) -> ControllerLeas
     return lease
 
 
-async def _serve(settings: Settings, drain_seconds: float) -> None:
+async def serve(settings: Settings, drain_seconds: float, *,
+                gate_clock: Callable[[], datetime] | None = None) -> None:
+    """`dialer serve` until SIGTERM/SIGINT: with a controller lease, on standby until it holds
+    it. (`gate_clock`: the compliance gate's clock, for tests of several controllers.)"""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -59,7 +64,7 @@ async def _serve(settings: Settings, drain_seconds: float) -> None:
     if lease is not None:
         holding = asyncio.create_task(lease.hold(lambda why: _lease_lost(lease, why)), name="controller-lease")
     try:
-        await _serve_services(settings, drain_seconds, stop, lease)
+        await _serve_services(settings, drain_seconds, stop, lease, gate_clock)
     finally:
         if holding is not None and lease is not None:
             holding.cancel()
@@ -68,9 +73,10 @@ async def _serve(settings: Settings, drain_seconds: float) -> None:
 
 
 async def _serve_services(settings: Settings, drain_seconds: float, stop: asyncio.Event,
-                          lease: ControllerLease | None) -> None:
+                          lease: ControllerLease | None, gate_clock: Callable[[], datetime] | None) -> None:
     try:
-        async with dialer_services(settings, drain_seconds=drain_seconds, lease=lease) as services:
+        async with dialer_services(settings, drain_seconds=drain_seconds, lease=lease,
+                                   gate_clock=gate_clock) as services:
             runner = web.AppRunner(services.app, handle_signals=False, access_log_class=AccessLog)
             await runner.setup()
             site = web.TCPSite(runner, settings.http_host, settings.http_port)
@@ -108,7 +114,7 @@ async def _startup_checks(settings: Settings) -> None:
 def _serve_command(args: argparse.Namespace) -> int:
     settings = from_environment()
     require_usable(settings)
-    asyncio.run(_serve(settings, args.drain_seconds))
+    asyncio.run(serve(settings, args.drain_seconds))
     return 0
 
 

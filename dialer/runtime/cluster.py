@@ -172,16 +172,26 @@ class ClusterAri(AriClient):
         return await self._search(method, path, params, body)
 
     async def _merged(self, path: str, params: Params | None) -> object:
+        """Every node's list together; what each node holds is bound to it on the way (the
+        channels and bridges a previous controller left, which this one adopts or ends)."""
         merged: list[object] = []
-        for node in self._live():
+        for name in self.placement.up_nodes or self.placement.nodes[:1]:
             try:
-                part = await node.send("GET", path, params)
+                part = await self.nodes[name].send("GET", path, params)
             except AriError as error:
-                log.warning("node_list_failed", node=node.config.url, path=path, error=str(error))
+                log.warning("node_list_failed", node=name, path=path, error=str(error))
                 continue
             if isinstance(part, list):
                 merged.extend(part)
+                self._bind_listed(name, part)
         return merged
+
+    def _bind_listed(self, node: str, items: list[object]) -> None:
+        for item in items:
+            object_id = item.get("id") if isinstance(item, dict) else None
+            if isinstance(object_id, str) and object_id:
+                owner = owner_in(object_id)
+                self.placement.bind(owner or object_id, node)
 
     async def _everywhere(self, method: str, path: str, params: Params | None,
                           body: Mapping[str, object] | None) -> object:
@@ -249,19 +259,22 @@ class ClusterStreams:
     """Every node's event connection, and the reconciliations node arrivals and losses call for."""
 
     def __init__(self, ari: ClusterAri, dispatcher: Dispatcher, on_connected: ConnectedHook, *,
-                 lost_after: float = 3.0, watch_every: float = 0.5) -> None:
+                 lost_after: float = 3.0, watch_every: float = 0.5, start_grace: float = 5.0) -> None:
         self.ari = ari
         self.placement = ari.placement
         self.dispatcher = dispatcher
         self._on_connected = on_connected
         self._lost_after = lost_after
         self._watch_every = watch_every
+        self._start_grace = start_grace
         self.generation = 0
         self._streams = {
             name: EventStream(client, _NodeSink(name, self), on_connected=self._hook(name))
             for name, client in ari.nodes.items()
         }
         self._down_since: dict[str, float] = {}
+        self._ever_connected: set[str] = set()
+        self._started_at: float | None = None
         self._lock = asyncio.Lock()
         self._changed = asyncio.Condition()
         self._hooked = False
@@ -278,8 +291,11 @@ class ClusterStreams:
         async def connected(node_generation: int, snapshot: Snapshot) -> None:
             del node_generation
             self._down_since.pop(node, None)
+            self._ever_connected.add(node)
             if self.placement.set_up(node, True):
                 log.info("node_up", node=node)
+            if not self._hooked and not self._start_over():
+                return  # the first reconciliation waits for every node (or the start's grace)
             await self._reconcile(snapshot, reason=f"{node} connected")
         return connected
 
@@ -299,12 +315,20 @@ class ClusterStreams:
             self._hooked = True
             self._changed.notify_all()
 
+    def _start_over(self) -> bool:
+        """At start, every node has connected, or `start_grace` has passed: the slices may
+        reconcile (before that, a leg on a node not connected yet would look gone)."""
+        if self._ever_connected == set(self._streams):
+            return True
+        return self._started_at is not None and time.monotonic() - self._started_at >= self._start_grace
+
     async def wait_connected(self, after_generation: int = 0) -> int:
         async with self._changed:
             await self._changed.wait_for(lambda: self.connected and self._hooked and self.generation > after_generation)
             return self.generation
 
     async def run(self) -> None:
+        self._started_at = time.monotonic()
         async with asyncio.TaskGroup() as tasks:
             for name, stream in self._streams.items():
                 tasks.create_task(stream.run(), name=f"ari-events-{name}")
@@ -316,6 +340,11 @@ class ClusterStreams:
         while True:
             await asyncio.sleep(self._watch_every)
             now = time.monotonic()
+            if not self._hooked:
+                if self.connected and self._start_over():
+                    with contextlib.suppress(AriError):
+                        await self._reconcile(None, reason="start (a node is not connected)")
+                continue
             for name, stream in self._streams.items():
                 if stream.connected or (not self.placement.is_up(name) and name not in self._down_since):
                     continue
