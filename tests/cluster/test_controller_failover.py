@@ -13,9 +13,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,50 +28,13 @@ from crm_bridge.migrate import ensure_schema
 from crm_bridge.outbox import Outbox
 from crm_bridge.store import CrmStore, TokenRole
 from dialer.campaign.dialing import campaign_lead_record
-from dialer.provision.ports import free_local_port
 from tests.campaign.conftest import GATE_NOW
 from tests.cluster.conftest import ClusterUnderTest
+from tests.cluster.controller import Controller
 from tests.conftest import AUDIT_KEYS_DIR
 from tests.controller.conftest import STATE_LISTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.timeout(240)]
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class Controller:
-    """One `dialer serve` child process and its log."""
-
-    def __init__(self, name: str, env: dict[str, str], workdir: Path) -> None:
-        self.name = name
-        self.port = free_local_port()
-        self.log = workdir / f"controller-{name}.log"
-        self.env = {**env, "DIALER_CONTROLLER_NAME": name, "DIALER_HTTP_PORT": str(self.port),
-                    "DIALER_STATE_DIR": str(workdir / f"state-{name}"), "DIALER_CACHE_DIR": str(workdir / f"cache-{name}")}
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "tests.cluster.controller"], cwd=ROOT,
-                                            env=self.env, stdout=out, stderr=subprocess.STDOUT)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
 
 async def _until(predicate: Any, within: float, what: str, every: float = 0.1) -> float:
     """Wait until `predicate()` (sync or async) holds; the monotonic time it did."""
@@ -194,11 +154,9 @@ async def test_the_standby_takes_over_within_10_s_of_the_active_controller_being
 
         await _until(lambda: bridged(), 90, "calls bridged on A", every=0.5)
         await asyncio.sleep(2)
-        assert active.process is not None
         killed_at = time.monotonic()
         killed_wall = time.time()
-        active.process.send_signal(signal.SIGKILL)
-        active.process.wait(timeout=10)
+        active.kill()
 
         taken = await _until(lambda: "controller b active" in standby.text(), 15, "B active")
         ready_at = await _until(lambda: ready(standby), 30, "B ready", every=0.2)
