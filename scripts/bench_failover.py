@@ -8,8 +8,8 @@ Measures, per round, in one run on this machine:
 * failover: the active controller is SIGKILLed (its lease must expire); the same two times.
 
 and prints them, the failover's ratio to the baseline, and the 10 s target. It starts its own
-Asterisk node on free ports in a temporary folder (removed after); PostgreSQL and Redis are the
-settings' (`dialer stack up`), under a Redis prefix of its own.
+Asterisk node on free ports in a temporary folder and a database of its own on the settings'
+PostgreSQL server (both removed after); Redis is the settings', under a prefix of its own.
 
     .venv/bin/python scripts/bench_failover.py [--rounds 3]
 """
@@ -27,6 +27,7 @@ import uuid
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -84,8 +85,19 @@ async def _takeover(leaving: Controller, staying: Controller, *, kill: bool) -> 
     return taken - started, ready - started
 
 
+async def _database(admin_dsn: str, name: str, *, drop: bool = False) -> None:
+    connection = await asyncpg.connect(admin_dsn)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' if drop else f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
 async def run(rounds: int) -> int:
     base = from_environment()
+    admin_dsn = base.pg_dsn.rsplit("/", 1)[0] + "/postgres"
+    database = f"bench_failover_{uuid.uuid4().hex[:8]}"
+    await _database(admin_dsn, database)
     workdir = Path(tempfile.mkdtemp(prefix="bench-failover-"))
     install = ensure_install(base, say=lambda _: None)
     node = AsteriskInstance.for_settings(
@@ -93,12 +105,12 @@ async def run(rounds: int) -> int:
         sip_port=free_local_port(), carrier_port=free_local_port(), rtp_start=46000, rtp_end=46999)
     env = {
         **{key: value for key, value in os.environ.items() if not key.startswith("DIALER_")},
-        "DIALER_CONFIG": "", "DIALER_PG_DSN": base.pg_dsn, "DIALER_REDIS_URL": base.redis_url,
+        "DIALER_CONFIG": "", "DIALER_PG_DSN": admin_dsn.rsplit("/", 1)[0] + f"/{database}", "DIALER_REDIS_URL": base.redis_url,
         "DIALER_REDIS_PREFIX": f"bench-failover:{uuid.uuid4().hex[:8]}:",
         "DIALER_ARI_PORT": str(node.config.ari_port), "DIALER_ARI_PASSWORD": node.config.ari_password,
         "DIALER_ARI_APP": node.config.ari_app, "DIALER_CONTROLLER_LEASE": "true",
         "DIALER_RECORDINGS_DIR": str(workdir / "recordings"), "DIALER_RECORDING_KEYS_DIR": str(workdir / "keys"),
-        "DIALER_LOG_FORMAT": "json",
+        "DIALER_AUDIT_KEYS_DIR": str(workdir / "audit-keys"), "DIALER_LOG_FORMAT": "json",
         "DIALER_INSTANCE": "bench-failover",
     }
     first, second = Controller("x", env, workdir), Controller("y", env, workdir)
@@ -124,6 +136,7 @@ async def run(rounds: int) -> int:
         second.stop()
         node.stop()
         node.remove()
+        await _database(admin_dsn, database, drop=True)
 
     def line(what: str, values: list[float]) -> str:
         return f"  {what:<34} median {statistics.median(values):5.2f} s   max {max(values):5.2f} s"

@@ -10,17 +10,17 @@ a vanished host depends on TCP keepalives and can take minutes.
   compare-and-expire script. Taking the lease also takes a *fencing token* (`INCR`), stored in
   the lease's value: each takeover has a higher token than every earlier one.
 - A controller that cannot renew stops issuing ARI commands at `expiry - 1 s` by its own
-  monotonic clock (Asterisk cannot check tokens, so it fences itself: `check()` raises before
+  clock (`CLOCK_BOOTTIME`) (Asterisk cannot check tokens, so it fences itself: `check()` raises before
   every command that changes something), and the process ends (a supervisor restarts it on
-  standby). A controller paused past its lease (a stopped VM) wakes up fenced: its clock says the
-  lease is over before any command goes out.
+  standby). A controller stopped past its lease (SIGSTOP, a suspended host) wakes up fenced: its
+  clock says the lease is over before any command goes out.
 - A renewal that finds another controller's token in the lease is a definite loss (fenced at once).
 - A standby tries to take the free lease every second: a SIGKILLed owner's lease expires within
   6 s and the standby holds it within 1 s more; its start-up reconciliation (calls rows the dead
   controller left open closed once, its agents' legs adopted from Redis, its other channels
   hung up, its running campaigns resumed) does the rest.
 
-`LeaseClock` is the pure part (validity by a monotonic clock); `ControllerLease` the Redis IO.
+`LeaseClock` is the pure part (validity by the controller's clock); `ControllerLease` the Redis IO.
 """
 
 from __future__ import annotations
@@ -37,6 +37,14 @@ import structlog
 from dialer.ari.errors import AriUnavailable
 
 log = structlog.get_logger(__name__)
+
+
+def boot_clock() -> float:
+    """Seconds since boot, a suspension included (a host suspended past its lease must wake up
+    fenced); the monotonic clock where there is no such clock."""
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    return time.clock_gettime(boottime) if boottime is not None else time.monotonic()
+
 
 LEASE_SECONDS = 6.0
 RENEW_EVERY_SECONDS = 2.0
@@ -73,7 +81,7 @@ class Fenced(AriUnavailable):
 
 @dataclass
 class LeaseClock:
-    """Whether the lease still holds, by this process's monotonic clock. A renewal counts from
+    """Whether the lease still holds, by this process's clock (seconds since boot). A renewal counts from
     the moment its request was *sent* (the lease may have been extended any time after), so the
     controller always believes its lease ends no later than Redis does."""
 
@@ -106,7 +114,7 @@ class ControllerLease:
 
     def __init__(self, redis: Any, prefix: str, owner: str, *, seconds: float = LEASE_SECONDS,
                  renew_every: float = RENEW_EVERY_SECONDS, margin: float = FENCE_MARGIN_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = boot_clock) -> None:
         if not renew_every < seconds - margin:
             raise ValueError("the lease must be renewed well before it ends")
         self.redis = redis
