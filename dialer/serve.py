@@ -57,12 +57,15 @@ from dialer.metrics import Metrics, set_all
 from dialer.monitor.runtime import MonitorRuntime, MonitorSettings
 from dialer.provision.trunk_health import TrunkHealth
 from dialer.provision.trunks import TrunkRouter
-from dialer.runtime.admission import AdmissionLimits, NodeAdmission
+from dialer.runtime.admission import AdmissionLimits, Admitter, NodeAdmission
 from dialer.runtime.agent_events import AgentEventHub
+from dialer.runtime.cluster import ClusterAdmission, ClusterAri, ClusterStreams, node_pings
 from dialer.runtime.gate import OutboxAuditSink, gate_options
-from dialer.runtime.ids import agent_states_key
+from dialer.runtime.ids import agent_states_key, running_campaigns_key
+from dialer.runtime.lease import ControllerLease
 from dialer.runtime.optout import OptOuts
 from dialer.runtime.outage import Outage
+from dialer.runtime.placement import NodePlacement, Placement, SingleNode
 from dialer.runtime.reconcile import close_open_calls, restore_opt_outs
 from dialer.runtime.recording import RecordingArchiver
 from dialer.runtime.retention import RetentionPurge
@@ -121,6 +124,31 @@ class TimedAriClient(AriClient):
                 self.histogram.labels(request="dial").observe(time.perf_counter() - started)
 
 
+class TimedClusterAri(TimedAriClient, ClusterAri):
+    """A cluster's ARI client (`[[nodes]]`), timed as `TimedAriClient`."""
+
+
+def _limits(max_calls: int, max_setups: int, setups_per_second: int) -> AdmissionLimits:
+    return AdmissionLimits(max_calls=max_calls, max_setups=max_setups, setups_per_second=setups_per_second)
+
+
+def _ari_and_admission(settings: Settings) -> tuple[AriClient, Admitter, NodePlacement]:
+    """One node's client and admission (the settings' ARI), or, with `[[nodes]]`, the cluster's."""
+    if not settings.nodes:
+        return (TimedAriClient(AriConfig.from_settings(settings)),
+                NodeAdmission(_limits(settings.node_max_calls, settings.node_max_setups,
+                                      settings.node_setups_per_second)), SingleNode())
+    placement = Placement(node.name for node in settings.nodes)
+    admission = ClusterAdmission(
+        {node.name: _limits(node.max_calls, node.max_setups, node.setups_per_second) for node in settings.nodes},
+        placement)
+    clients = {node.name: AriClient(AriConfig(url=node.ari_url, user=node.ari_user,
+                                              password=node.ari_password or settings.ari_password,
+                                              app=settings.ari_app))
+               for node in settings.nodes}
+    return TimedClusterAri(clients, placement, admission), admission, placement
+
+
 def _observe_call(metrics: Metrics, record: CallRecord) -> None:
     """A finished click-to-call's figures (answer to bridge, the time a person waits in silence)."""
     if record.lead_answered_at is not None and record.bridged_at is not None:
@@ -152,7 +180,7 @@ class CountingAuditSink:
 
 
 def _collect(
-    registry: Metrics, outbox: Outbox, stream: EventStream, snapshots: SnapshotWriter, calls: ClickToCallRuntime,
+    registry: Metrics, outbox: Outbox, stream: EventStream | ClusterStreams, snapshots: SnapshotWriter, calls: ClickToCallRuntime,
     campaigns: CampaignRuntime, archiver: RecordingArchiver, trunks: TrunkRouter, retention: RetentionPurge,
 ) -> None:
     stats = outbox.stats()
@@ -163,11 +191,20 @@ def _collect(
     registry.gauge("dialer_ari_generation", "ARI connections made since start").set(stream.generation)
     registry.gauge("dialer_click_to_call_active", "Click-to-call calls in progress").set(calls.active_calls)
     registry.gauge("dialer_call_snapshots_backlog", "Call snapshots not yet in the outbox").set(snapshots.backlog)
-    node = calls.services.admission
-    registry.gauge("dialer_node_calls", "Calls this node carries (admission control)").set(node.policy.calls)
-    registry.gauge("dialer_node_setups", "Calls being set up on this node").set(node.policy.setups)
-    registry.gauge("dialer_node_waiting", "Calls waiting for the node's admission").set(node.waiting)
-    registry.gauge("dialer_node_ari_rtt_seconds", "ARI round trip, as the node's load signal").set(node.policy.rtt)
+    admission = calls.services.admission
+    nodes: dict[str, NodeAdmission] = {}
+    if isinstance(admission, ClusterAdmission):
+        nodes = admission.nodes
+    elif isinstance(admission, NodeAdmission):
+        nodes = {"": admission}
+    for name, node in nodes.items():
+        labels = {"node": name} if name else {}
+        registry.gauge("dialer_node_calls", "Calls this node carries (admission control)").set(
+            node.policy.calls, **labels)
+        registry.gauge("dialer_node_setups", "Calls being set up on this node").set(node.policy.setups, **labels)
+        registry.gauge("dialer_node_waiting", "Calls waiting for the node's admission").set(node.waiting, **labels)
+        registry.gauge("dialer_node_ari_rtt_seconds", "ARI round trip, as the node's load signal").set(
+            node.policy.rtt, **labels)
     now = time.time()
     for trunk, state in trunks.status(now).items():
         registry.gauge("dialer_trunk_up", "1 while a carrier trunk takes calls (reachable, not in its 503 cool-down)").set(
@@ -213,6 +250,21 @@ def _collect_archive(registry: Metrics, retention: RetentionPurge) -> None:
                        "When the scheduled retention purge last completed (Unix time)").set(retention.last_run_at)
 
 
+async def _probe(admission: Admitter, ari: AriClient) -> None:
+    if isinstance(admission, NodeAdmission):
+        await admission.probe(ari.asterisk_info)
+
+
+async def _resume_after(reconciled: asyncio.Task[None], campaigns: CampaignRuntime) -> None:
+    """A takeover: the previous controller's campaigns start again once its rows are closed (its
+    leads followed up), so no lead of a call it left is dialed before that call is closed."""
+    await asyncio.shield(reconciled)
+    try:
+        await campaigns.resume_running()
+    except Exception as error:
+        log.error("campaigns_not_resumed", error=repr(error))
+
+
 RECONCILE_RETRY_SECONDS = 5.0
 
 
@@ -256,7 +308,8 @@ class DialerServices:
     dnc: DncStore
     gate: ComplianceGate
     ari: AriClient
-    stream: EventStream
+    stream: EventStream | ClusterStreams
+    """The event connection (a cluster's: one per node)."""
     controller: ClickToCallRuntime
     agent_events: AgentEventHub
     app: web.Application
@@ -358,7 +411,11 @@ async def dialer_services(
     monitor_overrides: Mapping[str, object] | None = None,
     texting_overrides: Mapping[str, object] | None = None,
     webhook_options: WebhookOptions | None = None,
+    lease: ControllerLease | None = None,
 ) -> AsyncIterator[DialerServices]:
+    """Everything `dialer serve` runs. With `lease` (the controller lease, held): every ARI
+    command checks it first (a controller whose lease is over issues nothing), and the running
+    campaigns the previous controller left are started again once its rows are reconciled."""
     started_at = datetime.now(UTC)
     store, database_answers = await _migrated_store(settings.pg_dsn)
     try:
@@ -393,19 +450,20 @@ async def dialer_services(
             except RecordingKeysMissing as error:
                 raise StartupError(str(error)) from None
             fan_out = SliceFanOut()
-            ari_client = TimedAriClient(AriConfig.from_settings(settings))
-            ari_client.histogram = metrics.originate_seconds
+            ari_client, admission, placement = _ari_and_admission(settings)
+            if isinstance(ari_client, TimedAriClient):
+                ari_client.histogram = metrics.originate_seconds
+            if lease is not None:
+                ari_client.fence = lease.check
             async with ari_client as ari, Dispatcher(fan_out.on_unrouted) as dispatcher:
                 snapshots = SnapshotWriter(outbox)
                 archiver = RecordingArchiver(ari, outbox, settings.recordings_dir, keyring, store)
-                admission = NodeAdmission(AdmissionLimits(
-                    max_calls=settings.node_max_calls, max_setups=settings.node_max_setups,
-                    setups_per_second=settings.node_setups_per_second))
                 services = CallServices(
                     ari=ari, dispatcher=dispatcher, app=settings.ari_app, store=store, records=outbox,
                     snapshots=snapshots, gate=gate, dnc=dnc, agent_events=agent_events,
                     archiver=archiver,
                     opt_outs=OptOuts(dnc, outbox), sounds=DialplanSounds(ari), admission=admission,
+                    placement=placement,
                 )
                 # One router for every kind of call: the trunks' channels and calls per second are shared.
                 trunks = TrunkRouter(settings.trunks, time.time(), fallback_endpoint=settings.trunk_endpoint)
@@ -422,7 +480,9 @@ async def dialer_services(
                     recordings_dir=settings.recordings_dir, trunk_endpoint=settings.trunk_endpoint,
                     default_caller_id=settings.caller_id, redis_key=agent_states_key(settings.redis_prefix),
                     trunk_router=trunks, caller_ids=settings.caller_ids,
-                    caller_ids_required=settings.caller_ids_required, **(campaign_overrides or {}),  # type: ignore[arg-type]
+                    caller_ids_required=settings.caller_ids_required,
+                    running_key=running_campaigns_key(settings.redis_prefix) if lease is not None else None,
+                    **(campaign_overrides or {}),  # type: ignore[arg-type]
                 ))
                 campaigns.finished_listeners.append(lambda record: _observe_campaign_call(metrics, record))
                 # An agent in a campaign session has its states recorded by it, not by click-to-call.
@@ -434,7 +494,9 @@ async def dialer_services(
                 ))
                 texting = texting_for(services, settings, **(texting_overrides or {}))
                 fan_out.slices = [calls, campaigns, monitors, texting]
-                stream = EventStream(ari, dispatcher, on_connected=fan_out.on_connected)
+                stream: EventStream | ClusterStreams = (
+                    ClusterStreams(ari, dispatcher, fan_out.on_connected) if isinstance(ari, ClusterAri)
+                    else EventStream(ari, dispatcher, on_connected=fan_out.on_connected))
                 retention = RetentionPurge(settings.pg_dsn, settings.recordings_dir,
                                            settings.recordings_purge_every_hours * 3600.0)
                 metrics.collectors.append(
@@ -465,13 +527,17 @@ async def dialer_services(
                             f"Asterisk's ARI at {settings.ari_url} does not answer: start it "
                             "('dialer asterisk start') or set DIALER_ARI_PORT."
                         ) from None
-                    probe_task = tasks.create_task(admission.probe(ari.asterisk_info), name="node-probe")
+                    probe_task = tasks.create_task(
+                        admission.probe(node_pings(ari)) if isinstance(admission, ClusterAdmission) and
+                        isinstance(ari, ClusterAri) else _probe(admission, ari), name="node-probe")
                     sweep_task = tasks.create_task(archiver.run(
                         lambda: set(calls.runners) | set(campaigns.runners)), name="recording-sweep")
                     reconcile_task = tasks.create_task(
                         _reconcile_rows(store, outbox, dnc, campaigns, monitors, started_at, migrated=database_answers,
                                         dsn=settings.pg_dsn), name="reconcile-rows"
                     )
+                    if lease is not None:
+                        tasks.create_task(_resume_after(reconcile_task, campaigns), name="resume-campaigns")
                     app = build_app(
                         ApiDependencies(store=store, records=outbox, dnc=dnc, agent_events=agent_events,
                                         metrics=metrics, readiness=[AriCheck(lambda: stream.connected),

@@ -11,7 +11,8 @@ The file's keys are the field names split at their first underscore into a table
 ``[ari] port`` is ``ari_port``, ``[texting] http_url`` is ``texting_http_url``; a top-level key
 is the field itself (``agents = 20``); ``ALIASES`` gives a few friendlier names
 (``[database] dsn``). Lists of tables hold the carrier settings: ``[[trunks]]``,
-``[[caller_ids]]``, ``[[dids]]`` (``dialer.provision.trunks``). ``dialer config init`` writes a
+``[[caller_ids]]``, ``[[dids]]`` (``dialer.provision.trunks``); ``[[nodes]]`` lists the Asterisk
+nodes one controller drives (docs/cluster.md; none: the one node ``[ari]`` names). ``dialer config init`` writes a
 commented file with every setting; ``dialer config check`` validates one.
 
 Nothing deeper in the code reads the environment: it receives a `Settings`. Secrets never
@@ -39,6 +40,27 @@ from dialer.provision.trunks import (
     TrunkAuth,
     check_plan,
 )
+
+
+@dataclass(frozen=True)
+class AriNode:
+    """One Asterisk node of a cluster (`[[nodes]]`): its ARI and its admission ceiling."""
+
+    name: str
+    ari_url: str
+    ari_user: str = "dialer"
+    ari_password: str = field(default="", repr=False)
+    max_calls: int = 40
+    max_setups: int = 8
+    setups_per_second: int = 10
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("a node needs a name")
+        if not self.ari_url.startswith(("http://", "https://")):
+            raise ValueError(f"ari_url must start with http:// or https://, got {self.ari_url!r}")
+        if self.max_calls < 1 or self.max_setups < 1 or self.setups_per_second < 1:
+            raise ValueError("max_calls, max_setups and setups_per_second must be positive")
 
 
 class SettingsError(ValueError):
@@ -149,6 +171,12 @@ class Settings:
     trunks: tuple[Trunk, ...] = ()
     caller_ids: tuple[CallerIdRecord, ...] = ()
     dids: tuple[DidRoute, ...] = ()
+    # ---- a cluster (docs/cluster.md): the Asterisk nodes this controller drives; empty: [ari] ----
+    nodes: tuple[AriNode, ...] = ()
+    # Several `dialer serve` sharing PostgreSQL and Redis: one active (it holds a Redis lease),
+    # the others on standby, taking over within seconds (docs/cluster.md). Off: one controller.
+    controller_lease: bool = False
+    controller_name: str = ""  # this controller's name in the lease; empty: host name and process id
     # Where these settings came from (a file path, or empty); set by the loader.
     config_file: str = ""
 
@@ -294,6 +322,9 @@ class Settings:
                 found.append(f"Trunk {trunk.name!r} uses TLS: set [sip] tls = true (with [tls] cert_file and "
                              "key_file) so Asterisk has a TLS transport.")
         found += check_plan(self.trunks, self.caller_ids, self.dids, today)
+        names = [node.name for node in self.nodes]
+        if len(set(names)) != len(names):
+            found.append("Two [[nodes]] have the same name: give each Asterisk node its own.")
         if not self.development:
             if not self.trunks:
                 found.append("No carrier trunk is configured: add a [[trunks]] section (docs/carrier.md).")
@@ -387,6 +418,8 @@ ENVIRONMENT: Mapping[str, str] = {
     "DIALER_CALLER_ID": "caller_id",
     "DIALER_TRUNK_ENDPOINT": "trunk_endpoint",
     "DIALER_NODE_MAX_CALLS": "node_max_calls",
+    "DIALER_CONTROLLER_LEASE": "controller_lease",
+    "DIALER_CONTROLLER_NAME": "controller_name",
     "DIALER_NODE_MAX_SETUPS": "node_max_setups",
     "DIALER_NODE_SETUPS_PER_SECOND": "node_setups_per_second",
     "DIALER_GATE_INCLUDE_LOW_CONFIDENCE": "gate_include_low_confidence",
@@ -452,7 +485,7 @@ ALIASES: Mapping[tuple[str, str], str] = {
     ("wss", "port"): "wss_port",
     ("wss", "public_url"): "ws_public_url",
 }
-LISTS = ("trunks", "caller_ids", "dids")
+LISTS = ("trunks", "caller_ids", "dids", "nodes")
 
 
 def _field_types() -> dict[str, Any]:
@@ -605,12 +638,19 @@ def _parse_list_item(kind: str, item: Mapping[str, object], where: str) -> objec
     elif kind == "caller_ids":
         allowed = {"number": str, "owner": str, "vouched_by": str, "vouched_on": dt.date, "answered_by": str,
                    "name": str}
+    elif kind == "nodes":
+        allowed = {"name": str, "ari_url": str, "ari_user": str, "ari_password": str, "max_calls": int,
+                   "max_setups": int, "setups_per_second": int}
     else:
         allowed = {"number": str, "campaign": str}
     values: dict[str, object] = {}
     for key, value in item.items():
         if kind == "trunks" and key == "password_file":
             values["password"] = read_secret_file(_string(value, f"{where} password_file"), f"{where} password_file")
+            continue
+        if kind == "nodes" and key == "ari_password_file":
+            values["ari_password"] = read_secret_file(_string(value, f"{where} ari_password_file"),
+                                                      f"{where} ari_password_file")
             continue
         expected = allowed.get(key)
         if expected is None:
@@ -635,12 +675,16 @@ def _parse_list_item(kind: str, item: Mapping[str, object], where: str) -> objec
             return Trunk(**values)  # type: ignore[arg-type]
         if kind == "caller_ids":
             return CallerIdRecord(**values)  # type: ignore[arg-type]
+        if kind == "nodes":
+            return AriNode(**values)  # type: ignore[arg-type]
         return DidRoute(**values)  # type: ignore[arg-type]
     except ValueError as error:
+        if kind == "nodes":
+            raise SettingsError(f"{where}: {error}") from None
         raise SettingsError(f"{where}: {error} (transport: udp, tcp or tls; auth: digest or ip)") from None
     except TypeError:
         missing = {"trunks": "name and host", "caller_ids": "number, owner and vouched_by",
-                   "dids": "number and campaign"}[kind]
+                   "dids": "number and campaign", "nodes": "name and ari_url"}[kind]
         raise SettingsError(f"{where} needs at least {missing}") from None
 
 

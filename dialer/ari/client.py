@@ -173,6 +173,9 @@ class AriClient:
         self._unit_random = unit_random
         self._session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(total=config.request_timeout)
+        self.fence: Callable[[], None] | None = None
+        """Called before every command that changes something (not before reads); raises to
+        refuse it: a controller whose lease is over issues nothing (dialer.runtime.lease)."""
 
     async def __aenter__(self) -> AriClient:
         await self.open()
@@ -245,6 +248,15 @@ class AriClient:
     async def _attempt(
         self, method: str, path: str, params: Params | None, body: Mapping[str, object] | None
     ) -> object:
+        if self.fence is not None and method != "GET":
+            self.fence()
+        return await self.send(method, path, params, body)
+
+    async def send(
+        self, method: str, path: str, params: Params | None = None, body: Mapping[str, object] | None = None
+    ) -> object:
+        """One attempt of one REST call, no retry: the decoded JSON body, or None for 204. (A
+        cluster's client routes each attempt to a node's client through this.)"""
         url = self.config.url.rstrip("/") + path
         try:
             async with self.session.request(

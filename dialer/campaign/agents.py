@@ -96,11 +96,17 @@ class LegUp:
 
 
 @dataclass(frozen=True)
+class LegGone:
+    """A reconciliation found the agent's leg, up before, no longer in Asterisk (its node
+    restarted or was lost): the session ends as when the leg's `ChannelDestroyed` arrives."""
+
+
+@dataclass(frozen=True)
 class Detach:
     """The controller stops without logging the agent out: the leg stays up for the next one."""
 
 
-AgentInput = Event | AgentSnapshot | ReturnFromCall | LegUp | Detach
+AgentInput = Event | AgentSnapshot | ReturnFromCall | LegUp | LegGone | Detach
 
 
 class AgentRunner:
@@ -194,9 +200,11 @@ class AgentRunner:
                 await self._leg_up()
             case ChannelDestroyed(channel=channel, cause=cause, cause_txt=text) if channel.id == self.channel_id:
                 self.log.info("agent_leg_gone", cause=cause, cause_text=text, state=self.session.state.value)
-                if self.call is not None:
-                    self.call.agent_left()
-                self.apply(self.session.leg_lost)
+                self._leg_lost()
+            case LegGone():
+                self.log.warning("agent_leg_gone", cause=None, cause_text="not in Asterisk at reconciliation",
+                                 state=self.session.state.value)
+                self._leg_lost()
             case ChannelHold() | ChannelUnhold() if self.call is not None:
                 await hold_music(self.services.ari, item, agent_channel=self.channel_id, bridge_id=self.call.bridge_id)
             case ReturnFromCall(call=call, joined=joined):
@@ -207,6 +215,16 @@ class AgentRunner:
                 await self._save(item)
                 if item.state is AgentState.LOGGED_OUT:
                     await self._end()
+
+    def _leg_lost(self) -> None:
+        if self.call is not None:
+            self.call.agent_left()
+        self.apply(self.session.leg_lost)
+
+    def leg_missing(self) -> None:
+        """A reconciliation did not find the agent's leg; ignored unless the leg was up."""
+        if self.session.state not in (AgentState.LOGGING_IN, AgentState.LOGGED_OUT):
+            self.inbox.put_nowait(LegGone())
 
     async def _leg_up(self) -> None:
         ari = self.services.ari
@@ -309,13 +327,17 @@ class AgentFloor:
     def of(self, campaign_id: str) -> list[AgentRunner]:
         return [agent for agent in self.agents.values() if campaign_id in agent.session.campaign_ids]
 
+    def ready_agent_channels(self, campaign_id: str) -> list[str]:
+        """The legs of a campaign's agents free to take a call now (where its calls are placed)."""
+        return [agent.channel_id for agent in self.of(campaign_id) if agent.session.available]
+
     def ready_agents(self, campaign_id: str) -> frozenset[str]:
         """Agents of a campaign free to take a call now."""
         return frozenset(agent.agent_id for agent in self.of(campaign_id) if agent.session.available)
 
     # -- matching answered calls with agents -------------------------------------------------
     def want_agent(self, call: AgentCall) -> None:
-        agent = self._pick(call.campaign_id, call.owner_agent_id)
+        agent = self._pick(call, call.owner_agent_id)
         if agent is not None:
             self._assign(agent, call)
             return
@@ -338,8 +360,11 @@ class AgentFloor:
     def waiting(self, campaign_id: str) -> int:
         return sum(1 for w in self._waiting if w.call.campaign_id == campaign_id)
 
-    def _pick(self, campaign_id: str, owner: str | None = None) -> AgentRunner | None:
-        ready = [agent for agent in self.of(campaign_id) if agent.session.available]
+    def _pick(self, call: AgentCall, owner: str | None = None) -> AgentRunner | None:
+        # Only agents whose leg is on the call's node (one node: all of them): a bridge joins
+        # channels of one node.
+        ready = [agent for agent in self.of(call.campaign_id) if agent.session.available
+                 and self.services.placement.same_node(agent.channel_id, call.bridge_id)]
         # A callback goes to the agent who owns it when that agent is free; else to anyone ready,
         # rather than leave the person unattended (47 CFR 64.1200(a)(7)).
         owned = [agent for agent in ready if agent.agent_id == owner]
@@ -358,7 +383,8 @@ class AgentFloor:
         if not agent.session.available:
             return
         for waiting in list(self._waiting):
-            if waiting.call.campaign_id in agent.session.campaign_ids:
+            if waiting.call.campaign_id in agent.session.campaign_ids and \
+                    self.services.placement.same_node(agent.channel_id, waiting.call.bridge_id):
                 self._waiting.remove(waiting)
                 self._assign(agent, waiting.call)
                 return

@@ -95,6 +95,9 @@ class CampaignSettings:
     # At shutdown: log agents out (hang up their legs), or leave the legs up for the next
     # controller to take back (a rolling restart).
     logout_on_shutdown: bool = True
+    # With a controller lease (docs/cluster.md): the Redis hash of running campaigns, which the
+    # controller taking over starts again (None: campaigns start only when asked, as with one controller).
+    running_key: str | None = None
     # The carriers' trunks: preference order, calls per second, reachability (None: trunk_endpoint).
     trunk_router: TrunkRouter | None = None
     # The agency's vouched caller IDs; a campaign's must be one of them when required
@@ -406,12 +409,14 @@ class CampaignRunner:
             codes = decision.codes if decision is not None else (ReasonCode.GATE_UNAVAILABLE,)
             await self._blocked(entry, codes, now)
             return
-        slot = self.services.admission.try_admit()
+        call_id = new_id(Prefix.CAMPAIGN_CALL)
+        # On a cluster, the call goes to a node holding ready agents of the campaign (a bridge
+        # joins channels of one node).
+        slot = self.services.admission.try_admit(call_id, self.floor.ready_agent_channels(self.campaign_id))
         if slot is None:
             # The node is full: the lead waits at the head of the hopper for the next line.
             self.hopper.put_back(entry, now + 1.0)
             return
-        call_id = new_id(Prefix.CAMPAIGN_CALL)
         trunk = self.settings.route(call_id, now)
         if trunk is None:
             # Every trunk is at its channel limit or out of calls for this second: the lead waits.

@@ -63,6 +63,7 @@ from dialer.runtime.errors import Refused
 from dialer.runtime.gate import contact_request, decide_at_dial
 from dialer.runtime.ids import Prefix, new_id
 from dialer.runtime.live import HangupBy, LiveCall
+from dialer.runtime.placement import NODE_LOST
 from dialer.runtime.reconcile import RESTARTED, closed_outcome
 from dialer.runtime.recording import record_sides
 from dialer.runtime.runner import MachineRunner, RunnerHost
@@ -567,7 +568,42 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         self.campaigns[campaign_id] = runner
         self.spawn(runner.run(), f"campaign-{campaign_id}")
         log.info("campaign_started", campaign_id=campaign_id, pacer=runner.pacer.name)
+        await self._remember_running(campaign_id, running=True)
         return runner.status()
+
+    async def _remember_running(self, campaign_id: str, *, running: bool) -> None:
+        """Keep the running campaigns where a controller taking over finds them (with a lease)."""
+        key = self.settings.running_key
+        if key is None:
+            return
+        try:
+            async with asyncio.timeout(2.0):
+                if running:
+                    await self.floor.states.hset(key, campaign_id, "1")
+                else:
+                    await self.floor.states.hdel(key, campaign_id)
+        except Exception as error:  # Redis down: the campaign runs; only a takeover would miss it
+            log.warning("running_campaign_not_saved", campaign_id=campaign_id, error=repr(error))
+
+    async def resume_running(self) -> list[str]:
+        """Start the campaigns the previous controller was running (a takeover); those that
+        cannot start any more (stopped meanwhile, made inactive) are forgotten."""
+        key = self.settings.running_key
+        if key is None:
+            return []
+        resumed = []
+        for raw in await self.floor.states.hgetall(key):
+            campaign_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            try:
+                await self.start_campaign(campaign_id)
+            except Refused as refused:
+                log.warning("campaign_not_resumed", campaign_id=campaign_id, reason=refused.error)
+                await self._remember_running(campaign_id, running=False)
+                continue
+            resumed.append(campaign_id)
+        if resumed:
+            log.warning("campaigns_resumed", campaigns=resumed)
+        return resumed
 
     async def stop_campaign(self, campaign_id: str) -> CampaignStatus:
         """Stop dialing: queued leads are dropped, calls not yet answered are ended; answered
@@ -577,6 +613,7 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
             raise Refused(404, "campaign_not_running", f"campaign {campaign_id!r} is not running",
                           field_name="campaign_id")
         runner.stop()
+        await self._remember_running(campaign_id, running=False)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
                 await runner.stopped.wait()
@@ -752,6 +789,8 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
             recording_disclosure=True,
         )
         machine = CampaignCall(request, time.time())
+        # The call's bridge goes where the caller's channel arrived (a cluster's node).
+        self.services.placement.colocate(request.call_id, channel.id)
         runner = self._start_call(campaign, HopperEntry(lead.lead_id, request.phone, 0, lead), machine, [channel.id])
         await self.ari.answer(channel.id)
         runner.feed(i.InboundAnswered())
@@ -783,8 +822,22 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
                 await self.ari.subscribe(f"endpoint:PJSIP/{trunk}")
         except AriError as error:
             log.error("trunk_subscription_failed", error=str(error))
-        await self._recover_agents({channel.id for channel in snapshot.channels})
+        live = {channel.id for channel in snapshot.channels}
+        self._give_up_lost_node(live)
+        await self._recover_agents(live)
         await self.sweep_orphans(generation, snapshot)
+
+    def _give_up_lost_node(self, live: set[str]) -> None:
+        """A cluster's node that stopped: its agents' legs and its calls are gone with it (no
+        event will say so); the calls end (`node_lost`), the agents are logged out."""
+        placement = self.services.placement
+        # The calls first: their cause is the node, not the agent leaving them.
+        for runner in list(self.runners.values()):
+            if placement.lost(runner.call_id):
+                runner.feed(i.LeadGone(cause=None, text=NODE_LOST))
+        for agent in list(self.floor.agents.values()):
+            if placement.lost(agent.channel_id) and agent.channel_id not in live:
+                agent.leg_missing()
 
     async def _recover_agents(self, live: set[str]) -> None:
         """Agent sessions a previous controller (or connection) left: take back live legs as

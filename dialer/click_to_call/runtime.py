@@ -480,7 +480,7 @@ class ClickToCallRuntime(CallSlice[ClickToCallRunner]):
         ids = machine.ids
         # Registered before anything is originated, so the first event already has its owner.
         self.start_runner(runner, channel_ids=[ids.agent_channel, ids.lead_channel], bridge_ids=[ids.bridge])
-        runner.slot = self.services.admission.try_admit()
+        runner.slot = self.services.admission.try_admit(call_id)
         if runner.slot is None:
             # The node is full: the call waits its turn (its status says so) instead of failing.
             self.spawn(self._start_when_admitted(runner), f"admit-{call_id}")
@@ -489,7 +489,7 @@ class ClickToCallRuntime(CallSlice[ClickToCallRunner]):
         return PlacedCall(call_id=call_id, status=CallState.REQUESTED.value, decision_id=decision.decision_id)
 
     async def _start_when_admitted(self, runner: ClickToCallRunner) -> None:
-        slot = await self.services.admission.admit()
+        slot = await self.services.admission.admit(runner.owner_id)
         if runner.ended() or runner.done.is_set():
             slot.release()  # hung up while it waited
             return

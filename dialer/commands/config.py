@@ -160,6 +160,12 @@ max_calls = 40
 max_setups = 8
 setups_per_second = 10
 
+[controller]
+# Several `dialer serve` sharing PostgreSQL and Redis (docs/cluster.md): the one holding the Redis
+# lease is active, the others wait on standby and take over within 10 s when it dies.
+lease = false
+name = ""                           # empty: the host name and process id
+
 [texting]
 # How texts travel: "sip" (SIP MESSAGE through Asterisk and the trunk) or "http" (a provider).
 transport = "sip"
@@ -229,6 +235,18 @@ format = "json"
 # [[dids]]
 # number = "+12125550123"
 # campaign = "medsupp"
+
+# A cluster (docs/cluster.md): the Asterisk nodes this controller drives, each with its own ARI
+# and admission ceiling. None: the one node [ari] names.
+#
+# [[nodes]]
+# name = "node1"
+# ari_url = "http://10.0.0.11:8088/ari"
+# ari_user = "dialer"
+# ari_password_file = "{secrets}/ari-password"
+# max_calls = 40                    # calls live on the node at once
+# max_setups = 8                    # calls being set up at once
+# setups_per_second = 10
 """
 
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
+import socket
+import sys
+from collections.abc import Callable
+from datetime import datetime
 
+import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
@@ -13,17 +19,64 @@ from dialer.cli import UserError
 from dialer.commands.config import log_caller_id_problems, require_usable
 from dialer.logs import AccessLog
 from dialer.provision.sipcheck import log_trunk_checks
+from dialer.runtime.lease import ControllerLease
 from dialer.serve import StartupError, dialer_services
 from dialer.settings import Settings, from_environment
 
+# A controller whose lease is over ends at once, without draining (draining would hang calls up
+# that the controller taking over adopts); its supervisor (systemd) starts it again, on standby.
+LEASE_LOST_EXIT = 75
 
-async def _serve(settings: Settings, drain_seconds: float) -> None:
+
+def _lease_lost(lease: ControllerLease, why: str) -> None:
+    structlog.get_logger("dialer.lease").error("lease_lost", why=why, token=lease.token, owner=lease.owner)
+    print(f"dialer: the controller lease was lost ({why}): stopping at once", file=sys.stderr, flush=True)
+    os._exit(LEASE_LOST_EXIT)
+
+
+async def _take_lease(settings: Settings, stop: asyncio.Event) -> ControllerLease | None:
+    """On standby until this controller holds the lease (None: stopped while waiting)."""
+    owner = settings.controller_name or f"{socket.gethostname()}-{os.getpid()}"
+    lease = ControllerLease(aioredis.from_url(settings.redis_url), settings.redis_prefix, owner)
+    print(f"dialer: controller {owner} on standby, waiting for the controller lease", flush=True)
+    waited = asyncio.get_running_loop().time()
+    if not await lease.take(stop):
+        return None
+    waited = asyncio.get_running_loop().time() - waited
+    structlog.get_logger("dialer.lease").warning("lease_taken", owner=owner, token=lease.token,
+                                                 waited_seconds=round(waited, 2))
+    print(f"dialer: controller {owner} active (lease token {lease.token})", flush=True)
+    return lease
+
+
+async def serve(settings: Settings, drain_seconds: float, *,
+                gate_clock: Callable[[], datetime] | None = None) -> None:
+    """`dialer serve` until SIGTERM/SIGINT: with a controller lease, on standby until it holds
+    it. (`gate_clock`: the compliance gate's clock, for tests of several controllers.)"""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    lease = await _take_lease(settings, stop) if settings.controller_lease else None
+    if settings.controller_lease and lease is None:
+        return
+    holding = None
+    if lease is not None:
+        holding = asyncio.create_task(lease.hold(lambda why: _lease_lost(lease, why)), name="controller-lease")
     try:
-        async with dialer_services(settings, drain_seconds=drain_seconds) as services:
+        await _serve_services(settings, drain_seconds, stop, lease, gate_clock)
+    finally:
+        if holding is not None and lease is not None:
+            holding.cancel()
+            await lease.release()
+            await lease.redis.aclose()
+
+
+async def _serve_services(settings: Settings, drain_seconds: float, stop: asyncio.Event,
+                          lease: ControllerLease | None, gate_clock: Callable[[], datetime] | None) -> None:
+    try:
+        async with dialer_services(settings, drain_seconds=drain_seconds, lease=lease,
+                                   gate_clock=gate_clock) as services:
             runner = web.AppRunner(services.app, handle_signals=False, access_log_class=AccessLog)
             await runner.setup()
             site = web.TCPSite(runner, settings.http_host, settings.http_port)
@@ -61,7 +114,7 @@ async def _startup_checks(settings: Settings) -> None:
 def _serve_command(args: argparse.Namespace) -> int:
     settings = from_environment()
     require_usable(settings)
-    asyncio.run(_serve(settings, args.drain_seconds))
+    asyncio.run(serve(settings, args.drain_seconds))
     return 0
 
 

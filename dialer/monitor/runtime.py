@@ -235,6 +235,8 @@ class MonitorRuntime(RuntimeSlice[MonitorRunner]):
             teardown_timeout=self.settings.teardown_timeout,
         )
         session = MonitorSession(request, time.time())
+        # The supervisor's leg joins the call's node: snoops and bridges stay within one node.
+        self.services.placement.colocate(request.monitor_id, call.bridge_id)
         runner = MonitorRunner(self, self.services, session)
         # Registered before the originate, so the first event already has its owner.
         runner.route = self.start_runner(runner, channel_ids=[request.supervisor_channel], bridge_ids=[request.bridge])

@@ -22,8 +22,9 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
@@ -122,6 +123,21 @@ class Slot:
             self._setting_up = False
 
 
+class Admitter(Protocol):
+    """What the slices ask admission control: one node's (`NodeAdmission`) or a cluster's
+    (`dialer.runtime.cluster.ClusterAdmission`, which places the call's `owner` on a node, near
+    the ready `agents`' legs it may be bridged with)."""
+
+    @property
+    def waiting(self) -> int: ...
+
+    def free_lines(self) -> int: ...
+
+    def try_admit(self, owner: str | None = None, agents: Sequence[str] = ()) -> Slot | None: ...
+
+    async def admit(self, owner: str | None = None, agents: Sequence[str] = ()) -> Slot: ...
+
+
 class NodeAdmission:
     """Calls wait here, in order, until the node can set them up. A call waiting is a future in
     a queue; whenever capacity frees (a call up or ended, ARI fast again, the rate window moving
@@ -140,16 +156,19 @@ class NodeAdmission:
     def free_lines(self) -> int:
         return 0 if self._queue else self.policy.free_lines(self._clock())
 
-    def try_admit(self) -> Slot | None:
-        """A slot at once, or None when the call would have to wait."""
+    def try_admit(self, owner: str | None = None, agents: Sequence[str] = ()) -> Slot | None:
+        """A slot at once, or None when the call would have to wait. (`owner` and `agents` place a
+        call on a cluster's node; one node has nothing to choose.)"""
+        del owner, agents
         now = self._clock()
         if self._queue or not self.policy.can_admit(now):
             return None
         self.policy.admit(now)
         return Slot(self)
 
-    async def admit(self) -> Slot:
+    async def admit(self, owner: str | None = None, agents: Sequence[str] = ()) -> Slot:
         """Wait (in order) until the node can set one more call up."""
+        del owner, agents
         slot = self.try_admit()
         if slot is not None:
             return slot

@@ -59,6 +59,12 @@ def agent_states_key(redis_prefix: str) -> str:
     return f"{redis_prefix}agents"
 
 
+def running_campaigns_key(redis_prefix: str) -> str:
+    """The Redis hash of running campaigns (campaign id -> 1), kept with a controller lease so the
+    controller taking over starts them again."""
+    return f"{redis_prefix}campaigns:running"
+
+
 def text_confirmation_key(redis_prefix: str, phone: str) -> str:
     """Set (NX) when a number's revocation was confirmed by text: at most one confirmation
     (47 CFR 64.1200(a)(12)); deleted when the number re-subscribes."""

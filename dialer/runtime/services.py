@@ -3,7 +3,7 @@ composition root (`dialer.serve`) and shared by the slices."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from compliance_rules.gate import ComplianceGate
 from compliance_rules.store import DncStore
@@ -12,9 +12,10 @@ from crm_bridge.store import CrmStore
 from dialer.ari.client import AriClient
 from dialer.ari.dispatch import Dispatcher
 from dialer.ari.sounds import DialplanSounds
-from dialer.runtime.admission import NodeAdmission
+from dialer.runtime.admission import Admitter
 from dialer.runtime.agent_events import AgentEventHub
 from dialer.runtime.optout import OptOuts
+from dialer.runtime.placement import NodePlacement, SingleNode
 from dialer.runtime.recording import RecordingArchiver
 from dialer.runtime.snapshots import SnapshotWriter
 
@@ -36,5 +37,7 @@ class CallServices:
     archiver: RecordingArchiver
     opt_outs: OptOuts
     sounds: DialplanSounds
-    admission: NodeAdmission
+    admission: Admitter
     """The node's admission control: every call the dialer places waits here when it is full."""
+    placement: NodePlacement = field(default_factory=SingleNode)
+    """Which node carries what (a cluster's `Placement`; one node: everything together)."""

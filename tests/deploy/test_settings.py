@@ -204,12 +204,14 @@ def test_config_init_template_has_every_setting_and_parses(tmp_path: Path) -> No
     # The ARI password is read from the file init generates; the rest parses as it stands.
     values = parse_config(data | {"ari": {k: v for k, v in data["ari"].items() if k != "password_file"}})
     values["ari_password"] = "x"  # read from the file in real use
-    fields = {field.name for field in dataclasses.fields(Settings)} - {"config_file", "trunks", "caller_ids", "dids"}
+    fields = {field.name for field in dataclasses.fields(Settings)} - {"config_file", "trunks", "caller_ids", "dids",
+                                                                       "nodes"}
     assert fields <= set(values) | {"trunk_endpoint"}
     assert "trunk_endpoint" in written
     trunk_keys = {f.name for f in dataclasses.fields(Trunk)}
     assert trunk_keys - {"password"} <= written and "password_file" in written
     assert {"number", "owner", "vouched_by", "vouched_on", "campaign"} <= written
+    assert {"name", "ari_url", "ari_user", "ari_password_file", "max_calls", "max_setups", "setups_per_second"} <= written
 
 
 # ---- production: refusals in one sentence ---------------------------------------------------
