@@ -136,6 +136,13 @@ class VicidialAdaptivePacer:
             self._drops_today += 1
             self._drops_recent.append(event.now)
 
+    def observe_placed(self, now: float, count: int) -> None:
+        """`count` DIAL_PLACED events at `now`, as `count` calls of `observe` would count them
+        (a simulator placing a tick's dials hands them over at once)."""
+        self._roll_day(now)
+        self._calls_today += count
+        self._calls_recent.extend([now] * count)
+
     def _sample(self, now: float) -> AdaptSample:
         for recent in (self._calls_recent, self._drops_recent):
             while recent and recent[0] <= now - 60.0:
