@@ -532,13 +532,14 @@ class PredictivePacer:
 
     def observe(self, event: PacingEvent) -> None:
         self.model.observe(event)
-        self.budget.observe(event)
-        if event.kind is EventKind.CALL_ABANDONED:
-            self._observed += 1.0
-        elif event.kind is EventKind.HUMAN_ANSWERED:
+        kind = event.kind
+        if kind is EventKind.HUMAN_ANSWERED:
+            self.budget.observe(event)  # the budget counts answers only
             decay = 1.0 - 1.0 / self.config.bias_memory_answers
             self._observed *= decay
             self._predicted *= decay
+        elif kind is EventKind.CALL_ABANDONED:
+            self._observed += 1.0
 
     @property
     def predicted_abandons(self) -> float:

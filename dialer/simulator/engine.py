@@ -278,7 +278,6 @@ class Simulation:
         self.paused = 0
         self.ringing: dict[int, float] = {}
         self.waiting: dict[int, float] = {}
-        self.dial_time: dict[int, float] = {}
         self.deadline: dict[int, float] = {}
         self.is_person: dict[int, bool] = {}
         self.active_lines = 0
@@ -371,8 +370,7 @@ class Simulation:
         if k >= st.size:
             st.ensure(k)
         plan = st.plan[k]
-        self.ringing[k] = now
-        self.dial_time[k] = now
+        self.ringing[k] = now  # ringing lines by dial time: also the time each was placed
         if self.event_log is not None:
             self.event_log.append((now, "dial", k))
         self.seq += 1
@@ -417,9 +415,8 @@ class Simulation:
     def _handle(self, time: float, kind: int, ident: int) -> None:
         if kind == _LINE_END:
             k = ident
-            del self.ringing[k]
+            placed = self.ringing.pop(k)
             self.active_lines -= 1
-            placed = self.dial_time.pop(k)
             if self._sends_ended:
                 outcome = _OUTCOMES[self.stream.ends[k]]
                 self._observe_pacer(PacingEvent(EventKind.DIAL_ENDED, time, time - placed, outcome))
@@ -427,12 +424,11 @@ class Simulation:
                 self.event_log.append((time, "end", k))
         elif kind == _HUMAN:
             k = ident
-            del self.ringing[k]
+            placed = self.ringing.pop(k)
             today = self.today
             today[_DECLARED] += 1
             if self.is_person[k]:
                 today[_LIVE] += 1
-            placed = self.dial_time.pop(k)
             if self._sends_human:
                 self._observe_pacer(PacingEvent(EventKind.HUMAN_ANSWERED, time, time - placed))
             if self.event_log is not None:
@@ -479,7 +475,7 @@ class Simulation:
                     self.event_log.append((time, "drop", k))
         elif kind == _AMD_FP:
             k = ident
-            del self.ringing[k]
+            placed = self.ringing.pop(k)
             self.active_lines -= 1
             # A person hung up on as a machine: abandoned under 47 CFR 64.1200(a)(7), and
             # the runtime cannot know it (it believes it reached a machine).
@@ -487,7 +483,7 @@ class Simulation:
             today[_LIVE] += 1
             today[_ABANDONED] += 1
             today[_AMD_FP_COUNT] += 1
-            self._observe(EventKind.DIAL_ENDED, time, time - self.dial_time.pop(k), DialOutcome.MACHINE)
+            self._observe(EventKind.DIAL_ENDED, time, time - placed, DialOutcome.MACHINE)
             if self.event_log is not None:
                 self.event_log.append((time, "end", k))
         elif kind == _LOGIN:
@@ -619,7 +615,6 @@ class Simulation:
         self.paused = 0
         self.ringing = {}
         self.waiting = {}
-        self.dial_time = {}
         self.deadline = {}
         self.is_person = {}
         self.active_lines = 0

@@ -74,14 +74,15 @@ class OutcomeOraclePacer:
 
     def observe(self, event: PacingEvent) -> None:
         self.model.observe(event)
-        self.budget.observe(event)
-        if event.kind is EventKind.HUMAN_ANSWERED:
+        kind = event.kind
+        if kind is EventKind.HUMAN_ANSWERED:
+            self.budget.observe(event)  # the budget counts answers only
             if self._arrivals:  # the earliest known arrival has arrived
                 self._arrivals.pop(0)
             decay = 1.0 - 1.0 / self.config.bias_memory_answers
             self._observed *= decay
             self._predicted *= decay
-        elif event.kind is EventKind.CALL_ABANDONED:
+        elif kind is EventKind.CALL_ABANDONED:
             self._observed += 1.0
 
     @property
