@@ -289,10 +289,15 @@ class Simulation:
         self._observe_pacer = pacer.observe
         # Event kinds the pacer declares it ignores are not sent (`Pacer.observed_kinds`).
         listens: frozenset[EventKind] = frozenset(getattr(pacer, "observed_kinds", EventKind))
-        self._listens = listens
         self._sends_placed = EventKind.DIAL_PLACED in listens
         self._sends_ended = EventKind.DIAL_ENDED in listens
         self._sends_human = EventKind.HUMAN_ANSWERED in listens
+        # Looked up once: an enum's hash is a Python call, and these are asked per event.
+        self._sends_abandoned = EventKind.CALL_ABANDONED in listens
+        self._sends_bridged = EventKind.CALL_BRIDGED in listens
+        self._sends_dropped = EventKind.CALL_DROPPED in listens
+        self._sends_talk_ended = EventKind.TALK_ENDED in listens
+        self._sends_wrap_ended = EventKind.WRAP_ENDED in listens
         # A pacer may take a tick's DIAL_PLACED events as one count (`observe_placed(now, n)`).
         placed_many = getattr(pacer, "observe_placed", None)
         self._placed_many: Callable[[float, int], None] | None = placed_many if callable(placed_many) else None
@@ -352,10 +357,6 @@ class Simulation:
         elif new == _PAUSE:
             self.paused += 1
 
-    def _observe(self, kind: EventKind, now: float, seconds: float = 0.0, outcome: DialOutcome | None = None) -> None:
-        if kind in self._listens:
-            self._observe_pacer(PacingEvent(kind, now, seconds, outcome))
-
     # -- the call flow ------------------------------------------------------------------
 
     def _place(self, now: float) -> None:
@@ -392,11 +393,13 @@ class Simulation:
             today[_CONNECTS] += 1
         if now > self.deadline[k] + 1e-9:
             today[_OBSERVED] += 1
-            self._observe(EventKind.CALL_ABANDONED, now)
+            if self._sends_abandoned:
+                self._observe_pacer(PacingEvent(EventKind.CALL_ABANDONED, now))
             if person:
                 today[_ABANDONED] += 1
                 today[_LATE] += 1
-        self._observe(EventKind.CALL_BRIDGED, now, wait)
+        if self._sends_bridged:
+            self._observe_pacer(PacingEvent(EventKind.CALL_BRIDGED, now, wait))
         st = self.stream
         duration = st.talk[k] if person else st.machine_talk[k]
         self.on_machine[a] = not person
@@ -443,13 +446,15 @@ class Simulation:
             k = self.agent_call[a]
             self.agent_call[a] = -1
             self.active_lines -= 1
-            self._observe(EventKind.TALK_ENDED, time, time - self.since[a])
+            if self._sends_talk_ended:
+                self._observe_pacer(PacingEvent(EventKind.TALK_ENDED, time, time - self.since[a]))
             self._set_agent(a, _WRAP, time)
             self._push(time + self.stream.wrap[k], _WRAP_END, a)
             del self.is_person[k], self.deadline[k]
         elif kind == _WRAP_END:
             a = ident
-            self._observe(EventKind.WRAP_ENDED, time, time - self.since[a])
+            if self._sends_wrap_ended:
+                self._observe_pacer(PacingEvent(EventKind.WRAP_ENDED, time, time - self.since[a]))
             if self.pending_logout[a]:
                 self._logout(a, time)
             elif self.pending_break[a] > 0:
@@ -466,8 +471,10 @@ class Simulation:
                 today = self.today
                 today[_DROPS] += 1
                 today[_OBSERVED] += 1
-                self._observe(EventKind.CALL_DROPPED, time)
-                self._observe(EventKind.CALL_ABANDONED, time)
+                if self._sends_dropped:
+                    self._observe_pacer(PacingEvent(EventKind.CALL_DROPPED, time))
+                if self._sends_abandoned:
+                    self._observe_pacer(PacingEvent(EventKind.CALL_ABANDONED, time))
                 if self.is_person[k]:
                     today[_ABANDONED] += 1
                 del self.is_person[k], self.deadline[k]
@@ -483,7 +490,8 @@ class Simulation:
             today[_LIVE] += 1
             today[_ABANDONED] += 1
             today[_AMD_FP_COUNT] += 1
-            self._observe(EventKind.DIAL_ENDED, time, time - placed, DialOutcome.MACHINE)
+            if self._sends_ended:
+                self._observe_pacer(PacingEvent(EventKind.DIAL_ENDED, time, time - placed, DialOutcome.MACHINE))
             if self.event_log is not None:
                 self.event_log.append((time, "end", k))
         elif kind == _LOGIN:
