@@ -31,7 +31,7 @@ from crm_bridge.records import (
     MessageDirection,
     SqlType,
 )
-from crm_bridge.webhooks import emit_for_record
+from crm_bridge.webhooks import emit_for_record, stage_changed_by_text
 
 TABLES: dict[RecordKind, str] = {
     RecordKind.CALL: "calls",
@@ -230,11 +230,18 @@ async def _apply_message(
             record["message_id"], record["provider_message_id"], _FINAL,
         )
     if record["direction"] == MessageDirection.INBOUND.value and record["lead_id"] is not None:
-        # The lead wrote to us: first contact moves a new lead on, as a call's contact does.
-        await conn.execute(
-            "UPDATE leads SET pipeline_stage = $2, updated_at = now() WHERE lead_id = $1 AND pipeline_stage = $3",
+        # The lead wrote to us: first contact moves a new lead on, as a call's contact does, and
+        # tells the CRM (only the text that moved it: a new lead moves once).
+        moved = await conn.fetchval(
+            "UPDATE leads SET pipeline_stage = $2, updated_at = now() WHERE lead_id = $1 AND pipeline_stage = $3 "
+            "RETURNING true",
             record["lead_id"], PipelineStage.CONTACTED.value, PipelineStage.NEW_LEAD.value,
         )
+        if moved:
+            created = record.get("created_at")
+            await stage_changed_by_text(conn, record["lead_id"], record["message_id"], PipelineStage.NEW_LEAD.value,
+                                        PipelineStage.CONTACTED.value,
+                                        datetime.fromisoformat(created) if isinstance(created, str) else created)
 
 
 async def _apply_receipt(

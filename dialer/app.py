@@ -37,6 +37,7 @@ from dialer.api.idempotency import IDEMPOTENCY_LOCKS, KeyedLocks
 from dialer.api.routes import RouteTable, add_routes
 from dialer.campaign import api as campaign_api
 from dialer.campaign import control_api as campaign_control_api
+from dialer.campaign.caller_id import CallerIdCheck
 from dialer.campaign.runtime import CampaignRuntime
 from dialer.click_to_call import api as click_to_call_api
 from dialer.click_to_call.requests import CallService
@@ -79,7 +80,7 @@ def build_app(
     lead_import_spool: Path | None = None,
     evidence: EvidenceService | None = None,
     sip_credentials_file: Path | None = None,
-    caller_id_check: Callable[[str], str | None] | None = None,
+    caller_id_check: Callable[[str], CallerIdCheck] | None = None,
     wake_webhooks: Callable[[], None] | None = None,
 ) -> web.Application:
     """Every route is served; a slice this API runs without answers 503 `controller_unavailable`."""

@@ -552,7 +552,7 @@ async def dialer_services(
                             functools.partial(recording_audio, RecordingReader(settings.recordings_dir, keyring)),
                             LifecycleLegalHolds()),
                         sip_credentials_file=settings.sip_credentials_file,
-                        caller_id_check=settings.caller_id_problem,
+                        caller_id_check=settings.caller_id_check,
                         wake_webhooks=webhooks.wake,
                     )
                     try:

@@ -49,11 +49,12 @@ from dialer.click_to_call.actions import (
     HangupChannel,
     OriginateAgent,
     PlayRecordingNotice,
+    RerouteLead,
     ScreenPop,
     StartRecording,
     StopRecording,
 )
-from dialer.click_to_call.inputs import CallInput, Leg
+from dialer.click_to_call.inputs import CallInput, Leg, Rerouted, RerouteFailed
 from dialer.click_to_call.machine import CallMachine, CallRequest, CallTimeouts
 from dialer.click_to_call.presence import ClickToCallPresence
 from dialer.click_to_call.record import CallRecord, CallState
@@ -64,6 +65,7 @@ from dialer.runtime.admission import Slot
 from dialer.runtime.agents import active_agent, agent_endpoint
 from dialer.runtime.causes import sip_code
 from dialer.runtime.errors import BlockedReason, ComplianceBlocked, Refused
+from dialer.runtime.failover import next_trunk
 from dialer.runtime.gate import contact_request, decide_at_dial, policy_for_campaign
 from dialer.runtime.hold import hold_music
 from dialer.runtime.ids import Prefix, new_id
@@ -94,6 +96,11 @@ class ClickToCallSettings:
     wrap_up_seconds: float = 30.0
     idle_seconds: float = 600.0
 
+    @property
+    def trunk_count(self) -> int:
+        """How many trunks a call may try (same-call failover)."""
+        return max(1, len(self.trunk_router.trunks)) if self.trunk_router else 1
+
     def route(self, call_id: str, now: float) -> str | None:
         """The trunk of a new call (its channel given back at the call's end), or None when every
         trunk is at its limits."""
@@ -118,7 +125,8 @@ def translate(event: Event, ids: CallIds) -> list[CallInput]:
             if channel.id == ids.agent_channel:
                 return [inputs.AgentHungUp(cause=cause, sip_code=sip_code(tech_cause), cause_text=text)]
             if channel.id == ids.lead_channel:
-                return [inputs.LeadHungUp(cause=cause, sip_code=sip_code(tech_cause), cause_text=text)]
+                return [inputs.LeadHungUp(cause=cause, sip_code=sip_code(tech_cause), cause_text=text,
+                                          channel_id=channel.id)]
         case ChannelEnteredBridge(channel=channel, bridge=bridge):
             if channel is not None and channel.id == ids.lead_channel and bridge.id == ids.bridge:
                 return [inputs.LeadJoined()]
@@ -137,6 +145,8 @@ class ClickToCallHost(RunnerHost, Protocol):
     def call_ending(self, call_id: str) -> None: ...
 
     def route_of(self, call_id: str) -> Route | None: ...
+
+    async def reroute(self, runner: ClickToCallRunner, step: RerouteLead) -> Rerouted | RerouteFailed: ...
 
 
 class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
@@ -163,7 +173,6 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
         # Kept from the request: the dial check must not depend on PostgreSQL answering mid-call.
         self.lead = lead
         self.campaign = campaign
-        self.ids = machine.ids
         # Set at the lead channel's StasisStart: a created channel must be in Stasis before it is dialed.
         self.lead_in_stasis = asyncio.Event()
         # The two sides recorded apart (agent, lead) from snoops on the agent's leg, when they
@@ -176,6 +185,11 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
     @property
     def call_id(self) -> str:
         return self.owner_id
+
+    @property
+    def ids(self) -> CallIds:
+        """The call's Asterisk ids; the lead's leg changes with a trunk failover."""
+        return self.machine.ids
 
     def translate(self, event: Event) -> list[CallInput]:
         return translate(event, self.ids)
@@ -222,6 +236,12 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
                     return await self._check_gate(phone)
                 case DialLead():
                     return await self._dial_lead(action)
+                case RerouteLead():
+                    rerouted = await self.calls.reroute(self, action)
+                    if isinstance(rerouted, RerouteFailed):
+                        self.log.warning("trunk_failover_impossible", reason=rerouted.reason, tried=action.tried,
+                                         cause=action.failed_cause, sip_code=action.failed_sip_code)
+                    return rerouted
                 case HangupChannel(channel_id=channel_id, reason=reason):
                     with contextlib.suppress(NotFound):
                         await ari.hangup(channel_id, reason=reason)
@@ -297,6 +317,7 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
         """Create the lead's channel in the app, wait for it in Stasis, then dial it."""
         ari = self.services.ari
         channel_id = dial.channel_id
+        self.lead_in_stasis.clear()  # a retry on another trunk waits for its own new leg
         try:
             await ari.create_channel(
                 channel_id, dial.endpoint, app=self.services.app, app_args=["lead", self.call_id],
@@ -388,6 +409,24 @@ class ClickToCallRuntime(CallSlice[ClickToCallRunner]):
         """The dispatcher's registration of a call (to route one more of its channels to it)."""
         return self.dispatcher.route(call_id)
 
+    async def reroute(self, runner: ClickToCallRunner, step: RerouteLead) -> Rerouted | RerouteFailed:
+        """The same call on the next trunk (`ClickToCallHost`), the one failover path campaign
+        calls take too: the gate is asked again (no second frequency-cap slot) when its recheck
+        is too old."""
+        record = runner.machine.record
+
+        async def ask_gate() -> tuple[str, float] | str:
+            decision = await decide_at_dial(
+                self.services.gate, contact_request(step.phone, runner.lead, dial_mode=DialMode.MANUAL),
+                policy_for_campaign(runner.campaign, dial_mode=DialMode.MANUAL), runner.log, reserve_attempt=False)
+            if decision is None or not decision.allowed:
+                return ",".join(code.value for code in decision.codes) if decision else "gate_unavailable"
+            return decision.decision_id, time.time()
+
+        return await next_trunk(self.settings.trunk_router, step, route=self.route_of(runner.call_id),
+                                decision_id=record.recheck_decision_id or record.gate_decision_id or "",
+                                decided_at=runner.machine.decided_at, ask_gate=ask_gate, log=runner.log)
+
     def forgotten(self, runner: ClickToCallRunner) -> None:
         if runner.slot is not None:
             runner.slot.release()  # idempotent: a runner that failed still gives its slot back
@@ -472,6 +511,7 @@ class ClickToCallRuntime(CallSlice[ClickToCallRunner]):
                 campaign_id=request.campaign_id,
                 gate_decision_id=decision.decision_id,
                 lead_name=lead_name(lead, phone),
+                trunks=self.settings.trunk_count,
             ),
             requested_at=time.time(),
             timeouts=self.settings.timeouts,
