@@ -158,7 +158,7 @@ async def main() -> None:
                  lambda: reports.kpis(db, month, reports.GroupBy.AGENCY, one_campaign, now=NOW)),
                 ("agency, today", lambda: reports.kpis(db, today, reports.GroupBy.AGENCY, now=NOW)),
                 ("time series, month (30 days)", lambda: reports.series(db, month)),
-                ("agency, month in Asia/Kolkata (edges from raw rows)",
+                ("agency, month, Asia/Kolkata (edges raw)",
                  lambda: reports.kpis(db, kolkata, reports.GroupBy.AGENCY, now=NOW)),
                 ("pipeline board (100,000 leads)", lambda: reports.pipeline(db, NOW)),
                 ("pipeline board, one campaign", lambda: reports.pipeline(db, NOW, campaign_id="cmp-3")),

@@ -107,6 +107,16 @@ class ClickToCallPresence:
                     del self._sessions[agent_id]
         return changes
 
+    def end_all(self, now: float, reason: str = "shutdown") -> list[AgentSnapshot]:
+        """Every open session ended at `now` (the controller drains): no state is left open for
+        the reports to stretch to "now"."""
+        changes = self.due(now)
+        for agent_id in sorted(self._sessions):
+            snapshot = self._sessions.pop(agent_id).snapshot
+            changes.append(replace(snapshot, state=AgentState.LOGGED_OUT, since=now, version=snapshot.version + 1,
+                                   call_id=None, wrap_up_until=None, logout_reason=reason))
+        return changes
+
     def _deadline(self, snapshot: AgentSnapshot) -> float | None:
         if snapshot.state is AgentState.WRAP_UP:
             return snapshot.since + self.wrap_up_seconds

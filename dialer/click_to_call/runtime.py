@@ -372,6 +372,10 @@ class ClickToCallRuntime(CallSlice[ClickToCallRunner]):
                 self.spawn(self._record_states(changes), f"agent-state-{agent_id}")
             self._tick_presence()
 
+    async def after_drain(self) -> None:
+        """The calls are over: every click-to-call agent's session ends now (logged out)."""
+        await self._record_states(self.presence.end_all(time.time()))
+
     async def _record_states(self, changes: list[AgentSnapshot]) -> None:
         for snapshot in changes:
             try:

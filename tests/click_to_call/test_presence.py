@@ -67,6 +67,17 @@ def test_a_call_during_wrap_up_and_late_ends() -> None:
     assert presence.state_of("ann") is not None and presence.state_of("ann").state is AgentState.RESERVED  # type: ignore[union-attr]
 
 
+def test_a_drain_ends_every_session() -> None:
+    presence = ClickToCallPresence(wrap_up_seconds=30, idle_seconds=600)
+    _call(presence, "c2c-1", 1000.0)
+    presence.call_state("bob", "c2c-2", CallState.REQUESTED, None, 1050.0)
+    ended = presence.end_all(1200.0)
+    # Ann's wrap-up ended on time first; then both sessions end at the drain.
+    assert [(change.agent_id, change.state.value, change.since) for change in ended] == [
+        ("ann", "ready", 1100.0), ("ann", "logged_out", 1200.0), ("bob", "logged_out", 1200.0)]
+    assert ended[-1].logout_reason == "shutdown" and presence.next_due() is None
+
+
 def test_bad_settings() -> None:
     with pytest.raises(ValueError):
         ClickToCallPresence(wrap_up_seconds=-1)
