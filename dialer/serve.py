@@ -71,6 +71,7 @@ from dialer.runtime.slice import RuntimeSlice
 from dialer.runtime.snapshots import SnapshotWriter
 from dialer.settings import Settings
 from dialer.texting.runtime import TextingRuntime, texting_for
+from dialer.web.users import UserStore
 from dialer.webhooks import WebhookDispatcher, WebhookOptions
 from evidence.recordings import LifecycleLegalHolds, recording_audio
 from evidence.service import EvidenceService
@@ -454,6 +455,8 @@ async def dialer_services(
                         metrics)
                     webhook_task = tasks.create_task(webhooks.run(), name="webhooks")
                     purge_task = tasks.create_task(retention.run(), name="retention-purge")
+                    # Ended sessions and old wrong passwords do not pile up (dialer.web.users).
+                    sessions_task = tasks.create_task(UserStore(store).purge_periodically(), name="session-purge")
                     try:
                         async with asyncio.timeout(ari_connect_timeout):
                             await stream.wait_connected()
@@ -507,6 +510,7 @@ async def dialer_services(
                         trunk_task.cancel()
                         webhook_task.cancel()
                         purge_task.cancel()
+                        sessions_task.cancel()
             await outbox.flush(drain_seconds)
     finally:
         await redis.aclose()
