@@ -74,6 +74,7 @@ from dialer.runtime.slice import RuntimeSlice
 from dialer.runtime.snapshots import SnapshotWriter
 from dialer.settings import Settings
 from dialer.texting.runtime import TextingRuntime, texting_for
+from dialer.web.users import UserStore
 from dialer.webhooks import WebhookDispatcher, WebhookOptions
 from evidence.recordings import LifecycleLegalHolds, recording_audio
 from evidence.service import EvidenceService
@@ -518,6 +519,8 @@ async def dialer_services(
                         metrics)
                     webhook_task = tasks.create_task(webhooks.run(), name="webhooks")
                     purge_task = tasks.create_task(retention.run(), name="retention-purge")
+                    # Ended sessions and old wrong passwords do not pile up (dialer.web.users).
+                    sessions_task = tasks.create_task(UserStore(store).purge_periodically(), name="session-purge")
                     try:
                         async with asyncio.timeout(ari_connect_timeout):
                             await stream.wait_connected()
@@ -543,7 +546,8 @@ async def dialer_services(
                                         metrics=metrics, readiness=[AriCheck(lambda: stream.connected),
                                                    StartCheck(reconcile_task.done),
                                                    RecordingsCheck(lambda: archiver.pending)],
-                                        agency_timezone=settings.agency_timezone),
+                                        agency_timezone=settings.agency_timezone,
+                                        gate_options=gate_options(settings)),
                         calls=calls, campaigns=campaigns, monitors=monitors,
                         recordings=RecordingReader(settings.recordings_dir, keyring), texting=texting,
                         lead_import_spool=settings.state_dir / "lead-imports",
@@ -574,6 +578,7 @@ async def dialer_services(
                         trunk_task.cancel()
                         webhook_task.cancel()
                         purge_task.cancel()
+                        sessions_task.cancel()
             await outbox.flush(drain_seconds)
     finally:
         await redis.aclose()

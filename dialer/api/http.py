@@ -23,6 +23,7 @@ import structlog
 from aiohttp import web
 from redis import exceptions as redis_errors
 
+from compliance_rules.rules import GateOptions
 from compliance_rules.store import DncStore
 from crm_bridge.outbox import RecordSink
 from crm_bridge.pg import DatabaseUnavailable
@@ -68,6 +69,8 @@ class ApiDependencies:
     readiness: Sequence[ReadinessCheck] = ()
     # The agency's time zone: where reports' days, weeks and months begin (IANA name).
     agency_timezone: str = "America/New_York"
+    # The gate's agency-wide switches (`dialer.runtime.gate.gate_options`): callback times follow them.
+    gate_options: GateOptions = field(default_factory=GateOptions)
 
     @property
     def opt_outs(self) -> OptOuts:

@@ -83,6 +83,7 @@ class LeadGone:
     cause: int | None
     sip_code: int | None = None
     text: str | None = None
+    channel_id: str | None = None  # the leg that ended (None: the current one)
 
 
 @dataclass(frozen=True)

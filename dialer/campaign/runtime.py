@@ -107,7 +107,7 @@ def translate(event: Event, request: CampaignCallRequest, agent_channel: str | N
         case PlaybackFinished(playback=playback) if playback.id == request.safe_harbor_playback:
             return [i.PlaybackDone()]
         case ChannelDestroyed(channel=channel, cause=cause, tech_cause=tech, cause_txt=text) if channel.id == lead:
-            return [i.LeadGone(cause=cause, sip_code=sip_code(tech), text=text)]
+            return [i.LeadGone(cause=cause, sip_code=sip_code(tech), text=text, channel_id=channel.id)]
     return []
 
 
