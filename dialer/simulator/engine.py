@@ -18,7 +18,9 @@ gives up after `drop_call_seconds` (VICIdial's DROP: safe-harbor message).
 The pacer is asked every second (`TICK_SECONDS`), as the runtime does, except when a
 pacer declares `decides_on_state_only` (its answer depends on the snapshot's counts
 alone) and nothing happened since its last answer was placed in full: it would answer 0
-again, so the call is skipped (the results are identical; tests compare both ways).
+again, so the call is skipped, and a simulation running alone jumps to the next event's
+second (the results are identical; tests compare both ways). A pacer may also take a
+tick's DIAL_PLACED events as one call, `observe_placed(now, count)`, where it has one.
 """
 
 from __future__ import annotations
