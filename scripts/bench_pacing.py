@@ -396,16 +396,23 @@ def main() -> int:
     if args.run_cell is not None:
         print(json.dumps(run_cell(args.run_cell, args.sample_days, args.seed)))
         return 0
+    if args.day_cost:
+        day_cost(("predictive", "oracle", "vici_hard_limit", "progressive"))
+        return 0
     ratio = None
     if args.baseline:
-        old_cpu, new_cpu, same = compare_with_baseline(args.baseline, args.sample_days, args.seed)
+        try:
+            old_cpu, new_cpu, same = compare_with_baseline(args.baseline, args.sample_days, args.seed)
+        except subprocess.CalledProcessError as failure:
+            what = "git archive" if failure.cmd[0] == "git" else "a sample cell"
+            detail = failure.stderr.decode(errors="replace") if isinstance(failure.stderr, bytes) else failure.stderr
+            print(f"bench_pacing: {what} failed for baseline {args.baseline!r} (use --baseline '' to skip the "
+                  f"old-against-new sample): {(detail or '').strip()[-300:]}", file=sys.stderr)  # fmt: skip
+            return 2
         ratio = old_cpu / new_cpu
         print()
         if args.baseline_only:
             return 0 if same else 1
-    if args.day_cost:
-        day_cost(("predictive", "oracle", "vici_hard_limit", "progressive"))
-        return 0
     started = time.monotonic()
     if args.quick:
         args.replications = 3

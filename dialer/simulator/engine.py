@@ -18,7 +18,9 @@ gives up after `drop_call_seconds` (VICIdial's DROP: safe-harbor message).
 The pacer is asked every second (`TICK_SECONDS`), as the runtime does, except when a
 pacer declares `decides_on_state_only` (its answer depends on the snapshot's counts
 alone) and nothing happened since its last answer was placed in full: it would answer 0
-again, so the call is skipped (the results are identical; tests compare both ways).
+again, so the call is skipped, and a simulation running alone jumps to the next event's
+second (the results are identical; tests compare both ways). A pacer may also take a
+tick's DIAL_PLACED events as one call, `observe_placed(now, count)`, where it has one.
 """
 
 from __future__ import annotations
@@ -656,7 +658,37 @@ class Simulation:
             daily[key][self.day] = self.today[i]
 
     def run(self) -> ReplicationResult:
-        _run_alone(self)
+        """All days, alone, tick by tick, asking the pacer directly (`decide`).
+
+        A state-only pacer that is not asked at a tick (nothing changed) would not be
+        asked again before the next event is due: its calls-per-second tokens are already
+        full after one tick, and nothing else moves. So the loop jumps to the first tick at
+        or after that event: the same ticks, the same answers. Ticks stay whole seconds
+        from a whole-second shift start (exact in floating point); otherwise no tick is
+        skipped.
+        """
+        decide = self.pacer.decide
+        advance, prepare, apply = self.advance, self.prepare, self.apply
+        for day in range(self.s.days):
+            day_start, day_end = self.begin_day(day)
+            skips = self._state_only and TICK_SECONDS == 1.0 and day_start.is_integer()
+            heap = self.heap
+            next_tick = day_start
+            while next_tick < day_end:
+                advance(next_tick)
+                snapshot = prepare(next_tick)
+                if snapshot is not None:
+                    apply(next_tick, decide(snapshot, next_tick))
+                elif skips:
+                    due = float(math.ceil(heap[0][0])) if heap else math.inf
+                    if due > next_tick + TICK_SECONDS:
+                        # The ticks up to the event would ask nothing (tokens stay full).
+                        if due >= day_end:
+                            break
+                        next_tick = due
+                        continue
+                next_tick += TICK_SECONDS
+            self.end_day()
         return self.result
 
 
@@ -667,8 +699,8 @@ def run_together(simulations: Sequence[Simulation]) -> list[ReplicationResult]:
     by side: their pacers are asked together each second (`decide_together`), so the array
     work is done once for all of them (numpy's fixed cost per operation, not the
     arithmetic, is what a decision costs for a small team). The others share nothing, so
-    each runs alone, one after the other (`_run_alone`: no per-second bookkeeping for the
-    others, and the seconds where a state-only pacer would not be asked are skipped).
+    each runs alone, one after the other (`Simulation.run`: no per-second bookkeeping for
+    the others, and the seconds where a state-only pacer would not be asked are skipped).
     """
     if not simulations:
         return []
@@ -683,7 +715,7 @@ def run_together(simulations: Sequence[Simulation]) -> list[ReplicationResult]:
         _run_lockstep(batched)
     for sim in simulations:
         if len(batched) <= 1 or sim not in batched:
-            _run_alone(sim)
+            sim.run()
     return [sim.result for sim in simulations]
 
 
@@ -709,39 +741,6 @@ def _run_lockstep(simulations: Sequence[Simulation]) -> None:
             next_tick += TICK_SECONDS
         for sim in simulations:
             sim.end_day()
-
-
-def _run_alone(sim: Simulation) -> None:
-    """One simulation's days, tick by tick, asking its pacer directly (`decide`).
-
-    A state-only pacer that is not asked at a tick (nothing changed) would not be asked
-    again before the next event is due: its calls-per-second tokens are already full
-    after one tick, and nothing else moves. So the loop jumps to the first tick at or after
-    that event: the same ticks, the same answers. Ticks stay whole seconds from a
-    whole-second shift start (exact in floating point); otherwise no tick is skipped.
-    """
-    decide = sim.pacer.decide
-    advance, prepare, apply = sim.advance, sim.prepare, sim.apply
-    for day in range(sim.s.days):
-        day_start, day_end = sim.begin_day(day)
-        skips = sim._state_only and TICK_SECONDS == 1.0 and day_start.is_integer()
-        heap = sim.heap
-        next_tick = day_start
-        while next_tick < day_end:
-            advance(next_tick)
-            snapshot = prepare(next_tick)
-            if snapshot is not None:
-                apply(next_tick, decide(snapshot, next_tick))
-            elif skips:
-                due = float(math.ceil(heap[0][0])) if heap else math.inf
-                if due > next_tick + TICK_SECONDS:
-                    # The ticks up to the event would ask nothing (tokens stay full).
-                    if due >= day_end:
-                        break
-                    next_tick = due
-                    continue
-            next_tick += TICK_SECONDS
-        sim.end_day()
 
 
 class BatchPacer(Pacer, Protocol):
