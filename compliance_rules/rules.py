@@ -206,6 +206,38 @@ def _check_windows(
     return _unique(reasons)
 
 
+def window_reasons(
+    location: Location, policy: CampaignPolicy, book: RuleBook, at: datetime, options: GateOptions = GateOptions(),
+    channel: Channel = Channel.VOICE,
+) -> list[Reason]:
+    """Why a call to `location` at `at` would be outside its calling windows (federal, the
+    campaign's, each state's hours, holidays and declared no-call days), exactly as the gate
+    decides it; empty: inside. For scheduling (a callback), not a decision: lists, caps and
+    consent are decided again when the call is dialed."""
+    if at.tzinfo is None:
+        raise ValueError("at must be timezone-aware")
+    if location.problems or not location.zones:
+        return list(location.problems) or [gate_unavailable_reason("the lead's time zone is unknown")]
+    return _check_windows(location, policy, book, at, options, channel)
+
+
+def callable_times(
+    location: Location, policy: CampaignPolicy, book: RuleBook, start: datetime, end: datetime, step: timedelta,
+    options: GateOptions = GateOptions(),
+) -> list[datetime]:
+    """The instants from `start` (included) to `end` (excluded), every `step`, at which
+    `window_reasons` finds nothing: the times a callback may be set for."""
+    if step <= timedelta(0):
+        raise ValueError("step must be positive")
+    times = []
+    at = start
+    while at < end:
+        if not window_reasons(location, policy, book, at, options):
+            times.append(at)
+        at += step
+    return times
+
+
 def _unique(reasons: list[Reason]) -> list[Reason]:
     return list(dict.fromkeys(reasons))
 

@@ -31,7 +31,7 @@ from crm_bridge.records import (
     MessageDirection,
     SqlType,
 )
-from crm_bridge.webhooks import emit_for_record
+from crm_bridge.webhooks import emit_for_record, stage_changed_by_text
 
 TABLES: dict[RecordKind, str] = {
     RecordKind.CALL: "calls",
@@ -52,6 +52,7 @@ TABLES: dict[RecordKind, str] = {
     RecordKind.EVIDENCE_PACKET: "evidence_packets",
     RecordKind.AGENT_STATE: "agent_state_changes",
     RecordKind.CAMPAIGN_CHANGE: "campaign_changes",
+    RecordKind.CAMPAIGN_SETTINGS: "campaigns",
 }
 
 # Links to audit rows a later call snapshot may omit but must never clear.
@@ -164,6 +165,14 @@ async def _write_record(conn: asyncpg.Connection, kind: RecordKind, record: Mapp
         )
     elif kind is RecordKind.AGENT_STATE:
         await _apply_agent_state(conn, names, values, record)
+    elif kind is RecordKind.CAMPAIGN_SETTINGS:
+        # Only the settings given, on the campaign as it is now: an admin's edit of its other
+        # columns between the control's read and this apply stays (a replay writes the same).
+        settings = [(name, value) for name, value in zip(names, values, strict=True) if name != key]
+        if settings:
+            assignments = ", ".join(f"{name} = ${index}" for index, (name, _) in enumerate(settings, start=2))
+            await conn.execute(f"UPDATE campaigns SET {assignments}, updated_at = now() WHERE campaign_id = $1",
+                               record[key], *(value for _, value in settings))
     elif kind is RecordKind.MESSAGE:
         await _apply_message(conn, names, values, record)
     elif kind is RecordKind.MESSAGE_RECEIPT:
@@ -221,11 +230,18 @@ async def _apply_message(
             record["message_id"], record["provider_message_id"], _FINAL,
         )
     if record["direction"] == MessageDirection.INBOUND.value and record["lead_id"] is not None:
-        # The lead wrote to us: first contact moves a new lead on, as a call's contact does.
-        await conn.execute(
-            "UPDATE leads SET pipeline_stage = $2, updated_at = now() WHERE lead_id = $1 AND pipeline_stage = $3",
+        # The lead wrote to us: first contact moves a new lead on, as a call's contact does, and
+        # tells the CRM (only the text that moved it: a new lead moves once).
+        moved = await conn.fetchval(
+            "UPDATE leads SET pipeline_stage = $2, updated_at = now() WHERE lead_id = $1 AND pipeline_stage = $3 "
+            "RETURNING true",
             record["lead_id"], PipelineStage.CONTACTED.value, PipelineStage.NEW_LEAD.value,
         )
+        if moved:
+            created = record.get("created_at")
+            await stage_changed_by_text(conn, record["lead_id"], record["message_id"], PipelineStage.NEW_LEAD.value,
+                                        PipelineStage.CONTACTED.value,
+                                        datetime.fromisoformat(created) if isinstance(created, str) else created)
 
 
 async def _apply_receipt(

@@ -26,3 +26,4 @@ class RecordKind(StrEnum):
     EVIDENCE_PACKET = "evidence_packet"
     AGENT_STATE = "agent_state"
     CAMPAIGN_CHANGE = "campaign_change"
+    CAMPAIGN_SETTINGS = "campaign_settings"

@@ -126,6 +126,7 @@ class ImportPlan:
     label: str  # the file's name or the caller's label; the default lead source is "import:LABEL"
     campaign_id: str | None = None
     report: Path | None = None  # per-row report CSV (written to REPORT.part, renamed at commit)
+    list_id: str | None = None  # the lead list the leads go on; they join the campaigns it is assigned to
 
 
 @dataclass
@@ -631,7 +632,7 @@ async def _second_pass(
                     consent_rows.append((f"{lead_id}:consent", lead_id, kind, e164s[0], when, lead[9], evidence))
                 # An E.164 number needs no quoting inside an array literal.
                 lead_rows.append((lead_id, lead[0], lead[1], "{" + ",".join(e164s) + "}", *lead[3:11],
-                                  plan.import_id))
+                                  plan.import_id, plan.list_id))
             consents_csv.writerows(consent_rows)
             consents.write(drain(consent_buffer))
             leads_csv.writerows(lead_rows)
@@ -662,7 +663,7 @@ async def _second_pass(
 
 
 LEAD_COLUMNS = ("lead_id", "first_name", "last_name", "phones", "email", "address_line1", "address_line2",
-                "city", "state", "zip", "source", "custom_fields", "import_id")
+                "city", "state", "zip", "source", "custom_fields", "import_id", "list_id")
 CONSENT_COLUMNS = ("consent_id", "lead_id", "kind", "phone", "obtained_at", "source", "evidence_ref")
 
 
@@ -684,21 +685,30 @@ async def _write(
     await conn.copy_to_table("consent_records", source=cast(BinaryIO, consents), columns=CONSENT_COLUMNS,
                              format="csv")
     clock.lap("copy_consents")
+    # The campaign named, and every campaign the list is assigned to (its memberships name the list,
+    # as `dialer lists add-leads` makes them).
+    targets: dict[str, str | None] = {}
+    if plan.list_id is not None:
+        for row in await conn.fetch("SELECT campaign_id FROM campaign_lists WHERE list_id = $1", plan.list_id):
+            targets[row["campaign_id"]] = plan.list_id
     if plan.campaign_id is not None:
+        targets.setdefault(plan.campaign_id, None)
+    rows = np.flatnonzero(accepted_rows) + 1
+    for campaign, list_id in sorted(targets.items()):
         # membership_id = campaign_id || ':' || lead_id, as every campaign_lead record; the lead ids
         # follow from the accepted rows' numbers, so no index on leads.import_id is needed.
-        campaign = plan.campaign_id
         quoted = _csv_field(campaign)
-        rows = np.flatnonzero(accepted_rows) + 1
+        listed = "" if list_id is None else _csv_field(list_id)
 
-        async def memberships() -> AsyncIterator[bytes]:
+        async def memberships(campaign: str = campaign, quoted: str = quoted, listed: str = listed
+                              ) -> AsyncIterator[bytes]:
             for start in range(0, len(rows), 50_000):
-                yield "".join(f"{_csv_field(f'{campaign}:{plan.import_id}-{row}')},{quoted},{plan.import_id}-{row}\n"
-                              for row in rows[start : start + 50_000].tolist()).encode()
+                yield "".join(f"{_csv_field(f'{campaign}:{plan.import_id}-{row}')},{quoted},{plan.import_id}-{row},"
+                              f"{listed}\n" for row in rows[start : start + 50_000].tolist()).encode()
                 await asyncio.sleep(0)
 
         await conn.copy_to_table("campaign_leads", source=memberships(),
-                                 columns=("membership_id", "campaign_id", "lead_id"), format="csv")
+                                 columns=("membership_id", "campaign_id", "lead_id", "list_id"), format="csv")
         clock.lap("campaign")
 
 

@@ -509,6 +509,19 @@ FIELDS: dict[RecordKind, dict[str, FieldSpec]] = {
         # The predictive pacer's target for the 30-day abandon rate (at most max_abandon_rate).
         "abandon_setpoint": FieldSpec(_optional(_number(0.0, 0.03))),
     },
+    # Campaign control's change of a campaign's control settings (dialer.campaign.control): a
+    # patch of those columns only, so an admin's edit of the others in between is not undone.
+    RecordKind.CAMPAIGN_SETTINGS: {
+        "campaign_id": _required(_identifier),
+        "window_start": FieldSpec(_optional(_time_of_day), sql=SqlType.TIME),
+        "window_end": FieldSpec(_optional(_time_of_day), sql=SqlType.TIME),
+        "dial_mode": FieldSpec(_choice(DialMode)),
+        "amd_enabled": FieldSpec(_boolean),
+        "amd_settings": FieldSpec(_json_object, sql=SqlType.JSONB),
+        "seller_name": _TEXT,
+        "dnc_callback_number": FieldSpec(_optional(_e164)),
+        "abandon_setpoint": FieldSpec(_optional(_number(0.0, 0.03))),
+    },
     # A lead's membership of a campaign and its dialing history (a patch, like lead_upsert).
     RecordKind.CAMPAIGN_LEAD: {
         "membership_id": _required(_identifier),
@@ -668,9 +681,11 @@ KEY_FIELD: dict[RecordKind, str] = {
     RecordKind.EVIDENCE_PACKET: "packet_id",
     RecordKind.AGENT_STATE: "change_id",
     RecordKind.CAMPAIGN_CHANGE: "change_id",
+    RecordKind.CAMPAIGN_SETTINGS: "campaign_id",
 }
 
-PARTIAL_KINDS: frozenset[RecordKind] = frozenset({RecordKind.LEAD_UPSERT, RecordKind.CAMPAIGN_LEAD})
+PARTIAL_KINDS: frozenset[RecordKind] = frozenset({RecordKind.LEAD_UPSERT, RecordKind.CAMPAIGN_LEAD,
+                                                  RecordKind.CAMPAIGN_SETTINGS})
 
 
 class _FieldProblem(Exception):
@@ -741,6 +756,12 @@ def _check_record(kind: RecordKind, normal: Mapping[str, Json]) -> None:
                 requested
             ):
                 raise InvalidRecord(kind.value, name, "is earlier than requested_at")
+    if kind is RecordKind.CAMPAIGN_SETTINGS and ("window_start" in normal) != ("window_end" in normal):
+        raise InvalidRecord(kind.value, "window_end", "window_start and window_end go together")
+    if kind is RecordKind.CAMPAIGN_SETTINGS and "window_start" in normal:
+        start, end = normal["window_start"], normal["window_end"]
+        if (start is None) != (end is None):
+            raise InvalidRecord(kind.value, "window_end", "window_start and window_end go together")
     if kind is RecordKind.CAMPAIGN_UPSERT:
         start, end = normal["window_start"], normal["window_end"]
         if (start is None) != (end is None):

@@ -9,11 +9,18 @@ time zone:
 - from `dispositions` (by `disposed_at`): contacts (calls whose disposition says a conversation
   with the lead took place), appointments set and held, applications written (App Pending),
   policies issued (Closes), and the wrap-up time after handled calls (for the handle time);
-- from `agent_state_changes`: seconds in each agent state (occupancy);
+  each call counts once per KPI, at its earliest disposition with that KPI (for that
+  disposition's agent and campaign);
+- from `agent_state_changes`: seconds in each agent state (occupancy), click-to-call-only
+  agents included (dialer.click_to_call.presence);
 - from `leads` and `calls`: speed-to-lead (a lead not from a list import, to its first dial).
 
-A report groups them by agent, by campaign or for the whole agency; the queries read one
-period of each table through the indexes of migration 0017.
+A report groups them by agent, by campaign or for the whole agency. The calls', the
+dispositions' and the ended agent states' figures are read from the hourly roll-ups of
+migration 0019 (kept by triggers in the same transaction as the rows) for the whole UTC hours
+of the period, and from the raw rows through the indexes of migrations 0017 and 0019 for what
+is left (the edges of a period in a zone with a half-hour offset, the states still open);
+speed-to-lead from the raw rows.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from compliance_rules.telemarketing import LIVE_ANSWER_AMD_RESULTS
-from crm_bridge.dispositions import FORWARD_LINE, STAGE_LABELS, DispositionCode, PipelineStage, contact_codes
+from crm_bridge.dispositions import FORWARD_LINE, STAGE_LABELS, DispositionCode, PipelineStage
 
 # A state row with no later row (a controller that died) counts for at most this long.
 OPEN_STATE_CAP_SECONDS = 12 * 3600.0
@@ -225,44 +232,73 @@ class Scope:
     campaign_id: str | None = None
 
 
+def whole_hours(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The whole UTC hours [a, b) inside [start, end), which the roll-ups answer; the rest of the
+    period ([start, a) and [b, end)) is read from raw rows. No whole hour: (end, end)."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    first = epoch + hour * -((epoch - start) // hour)  # start rounded up to the hour
+    last = epoch + ((end - epoch) // hour) * hour  # end rounded down
+    return (first, last) if first < last else (end, end)
+
+
+# Parameters of the KPI queries: $1, $2 the period; $3, $4 the scope; $5, $6 its whole hours.
+_SCOPE = "($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR campaign_id = $4)"
+_ROLLUP_HOURS = f"hour >= $5 AND hour < $6 AND {_SCOPE}"
+
+
+def _edges(column: str) -> str:
+    return f"(({column} >= $1 AND {column} < $5) OR ({column} >= $6 AND {column} < $2)) AND {_SCOPE}"
+
+
+_CALL_SUMS = ("dials", "answered", "people", "connected", "abandoned", "inbound", "handled", "talk_seconds")
+
+
 def _calls_sql(key: str) -> str:
+    # The whole hours from call_rollups (migration 0019), the edges from calls: the same sums.
+    raw = (
+        "SELECT agent_id, campaign_id, 1 AS calls, (direction = 'outbound')::int AS dials, "
+        "(direction = 'outbound' AND lead_answered_at IS NOT NULL)::int AS answered, "
+        "(direction = 'outbound' AND report_live_answer(amd_result))::int AS people, "
+        "(bridged_at IS NOT NULL)::int AS connected, (abandoned AND report_live_answer(amd_result))::int AS abandoned, "
+        "(direction = 'inbound')::int AS inbound, (bridged_at IS NOT NULL AND agent_id IS NOT NULL)::int AS handled, "
+        "CASE WHEN bridged_at IS NOT NULL AND agent_id IS NOT NULL THEN talk_seconds::numeric END AS talk_seconds "
+        f"FROM calls WHERE {_edges('requested_at')}"
+    )
+    sums = ", ".join(f"coalesce(sum({name}), 0) AS {name}" for name in _CALL_SUMS)
     return (
-        f"SELECT {key} AS key, "
-        "count(*) FILTER (WHERE direction = 'outbound') AS dials, "
-        "count(*) FILTER (WHERE direction = 'outbound' AND lead_answered_at IS NOT NULL) AS answered, "
-        "count(*) FILTER (WHERE direction = 'outbound' AND amd_result = ANY($5::text[])) AS people, "
-        "count(*) FILTER (WHERE bridged_at IS NOT NULL) AS connected, "
-        "count(*) FILTER (WHERE abandoned AND amd_result = ANY($5::text[])) AS abandoned, "
-        "count(*) FILTER (WHERE direction = 'inbound') AS inbound, "
-        "count(*) FILTER (WHERE bridged_at IS NOT NULL AND agent_id IS NOT NULL) AS handled, "
-        "coalesce(sum(talk_seconds) FILTER (WHERE bridged_at IS NOT NULL AND agent_id IS NOT NULL), 0) "
-        "AS talk_seconds "
-        "FROM calls WHERE requested_at >= $1 AND requested_at < $2 "
-        "AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR campaign_id = $4) "
-        "GROUP BY 1"
+        f"SELECT {key} AS key, {sums} FROM (SELECT agent_id, campaign_id, calls, {', '.join(_CALL_SUMS)} "
+        f"FROM call_rollups WHERE {_ROLLUP_HOURS} UNION ALL {raw}) c GROUP BY 1 HAVING sum(calls) > 0"
     )
 
 
-def _per_call_dispositions(key: str, extra: str = "") -> str:
-    """One row per key and call (a call disposed twice, a correction, counts once per KPI)."""
+_FUNNEL = ("contacts", "appts_set", "appts_held", "app_pending", "issued")
+
+
+def _raw_dispositions() -> str:
+    """SQL over the period's edges: agent_id, campaign_id, at, and the counts the roll-ups keep
+    (a row per disposition, and a row per disposition that is its call's earliest with a KPI:
+    docs/reports.md). The earliest is found by one anti-join, not a lookup per row."""
+    zeros = ", ".join(f"0 AS {name}" for name in _FUNNEL)
+    firsts = ", ".join(f"(k.kpi = '{name}')::int" for name in _FUNNEL)
     return (
-        f"SELECT {key} AS key, {extra}"
-        "bool_or(code = ANY($5::text[])) AS contact, bool_or(code = 'appointment_set') AS appt_set, "
-        "bool_or(code = 'appointment_held') AS appt_held, bool_or(code = 'sale') AS app_pending, "
-        "bool_or(code = 'policy_issued') AS issued "
-        "FROM dispositions WHERE disposed_at >= $1 AND disposed_at < $2 "
-        "AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR campaign_id = $4) "
-        f"GROUP BY 1, {'2, ' if extra else ''}coalesce(call_id, disposition_id)"
+        f"SELECT agent_id, campaign_id, disposed_at AS at, 1 AS dispositions, {zeros} FROM dispositions "
+        f"WHERE {_edges('disposed_at')} "
+        f"UNION ALL SELECT d.agent_id, d.campaign_id, d.disposed_at, 0, {firsts} FROM dispositions d "
+        "CROSS JOIN LATERAL unnest(report_disposition_kpis(d.code)) AS k(kpi) "
+        f"WHERE {_edges('disposed_at')} AND NOT EXISTS (SELECT 1 FROM dispositions p WHERE p.call_id = d.call_id "
+        "AND (p.disposed_at, p.disposition_id) < (d.disposed_at, d.disposition_id) "
+        "AND k.kpi = ANY(report_disposition_kpis(p.code)))"
     )
-
-
-_FUNNEL_COUNTS = ("count(*) FILTER (WHERE contact) AS contacts, count(*) FILTER (WHERE appt_set) AS appts_set, "
-                  "count(*) FILTER (WHERE appt_held) AS appts_held, count(*) FILTER (WHERE app_pending) AS app_pending, "
-                  "count(*) FILTER (WHERE issued) AS issued")
 
 
 def _dispositions_sql(key: str) -> str:
-    return f"SELECT key, {_FUNNEL_COUNTS} FROM ({_per_call_dispositions(key)}) per_call GROUP BY 1"
+    raw = f"SELECT agent_id, campaign_id, dispositions, {', '.join(_FUNNEL)} FROM ({_raw_dispositions()}) r"
+    sums = ", ".join(f"coalesce(sum({name}), 0) AS {name}" for name in _FUNNEL)
+    return (
+        f"SELECT {key} AS key, {sums} FROM (SELECT agent_id, campaign_id, dispositions, {', '.join(_FUNNEL)} "
+        f"FROM disposition_rollups WHERE {_ROLLUP_HOURS} UNION ALL {raw}) d GROUP BY 1 HAVING sum(dispositions) > 0"
+    )
 
 
 def _states_sql(group: GroupBy) -> str:
@@ -270,22 +306,40 @@ def _states_sql(group: GroupBy) -> str:
     # An agent in several campaigns counts its time in each campaign's row (campaign rows do not
     # add up to the agency's).
     unnest = "CROSS JOIN LATERAL unnest(s.campaign_ids) AS c(campaign_id)" if group is GroupBy.CAMPAIGN else ""
-    # Each state lasts until the session's next change (`ended_at`, or now), capped, clipped to
-    # the period.
+    cap = "make_interval(secs => $5::double precision)"
+
+    def window(low: str, high: str, only_open: bool) -> str:
+        # Each state lasts until the session's next change (`ended_at`, or now), capped, clipped
+        # to the window [low, high).
+        return (
+            f"SELECT agent_id, state, campaign_ids, GREATEST(since, {low}) AS a, "
+            f"LEAST(coalesce(ended_at, $6::timestamptz), {high}, since + {cap}) AS b FROM agent_state_changes "
+            f"WHERE since < {high} AND since >= {low} - {cap} AND ($3::text IS NULL OR agent_id = $3)"
+            + (" AND ended_at IS NULL" if only_open else "")
+        )
+
+    # The whole hours [$9, $10) of ended states from agent_state_rollups (migration 0019); the
+    # edges of the period, and the states still open, from the raw rows.
+    raw = " UNION ALL ".join((window("$1::timestamptz", "$9::timestamptz", False),
+                              window("$10::timestamptz", "$2::timestamptz", False),
+                              window("$9::timestamptz", "$10::timestamptz", True)))
+    per_row = (
+        "SELECT agent_id, campaign_ids, seconds, CASE WHEN state = ANY($7::text[]) THEN seconds ELSE 0 END AS busy, "
+        "CASE WHEN state = ANY($8::text[]) THEN seconds ELSE 0 END AS available, "
+        "CASE WHEN state = 'paused' THEN seconds ELSE 0 END AS paused, "
+        "CASE WHEN state = 'wrap_up' THEN seconds ELSE 0 END AS wrap "
+        f"FROM (SELECT *, extract(epoch FROM b - a) AS seconds FROM ({raw}) w WHERE b > a) r"
+    )
+    rollups = (
+        "SELECT agent_id, campaign_ids, seconds, busy_seconds AS busy, available_seconds AS available, "
+        "paused_seconds AS paused, wrap_seconds AS wrap FROM agent_state_rollups WHERE hour >= $9 AND hour < $10 AND ($3::text IS NULL OR agent_id = $3)"
+    )
     return (
-        "WITH clipped AS (SELECT agent_id, state, campaign_ids, GREATEST(since, $1::timestamptz) AS a, "
-        "LEAST(coalesce(ended_at, $6::timestamptz), $2::timestamptz, "
-        "since + make_interval(secs => $5::double precision)) AS b FROM agent_state_changes "
-        "WHERE since < $2 AND since >= $1::timestamptz - make_interval(secs => $5::double precision) "
-        "AND ($3::text IS NULL OR agent_id = $3)) "
-        f"SELECT {key} AS key, "
-        "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = ANY($7::text[])), 0) AS busy, "
-        "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = ANY($8::text[])), 0) AS available, "
-        "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = 'paused'), 0) AS paused, "
-        "coalesce(sum(extract(epoch FROM s.b - s.a)) FILTER (WHERE s.state = 'wrap_up'), 0) AS wrap "
-        f"FROM clipped s {unnest} WHERE s.b > s.a AND ($4::text IS NULL OR $4 = ANY(s.campaign_ids)) "
+        f"SELECT {key} AS key, coalesce(sum(s.busy), 0) AS busy, coalesce(sum(s.available), 0) AS available, "
+        "coalesce(sum(s.paused), 0) AS paused, coalesce(sum(s.wrap), 0) AS wrap "
+        f"FROM ({rollups} UNION ALL {per_row}) s {unnest} WHERE ($4::text IS NULL OR $4 = ANY(s.campaign_ids)) "
         + ("AND ($4::text IS NULL OR c.campaign_id = $4) " if group is GroupBy.CAMPAIGN else "")
-        + "GROUP BY 1"
+        + "GROUP BY 1 HAVING sum(s.seconds) > 0"
     )
 
 
@@ -306,11 +360,14 @@ def _speed_sql(key: str) -> str:
 
 
 async def kpis(db: Fetcher, period: Period, group: GroupBy, scope: Scope = Scope(), *,
-               now: datetime | None = None) -> list[Kpis]:
+               now: datetime | None = None, rollups: bool = True) -> list[Kpis]:
     """One row per agent / campaign (or one for the agency) with any activity in the period,
-    sorted by key; the agency row is always there."""
+    sorted by key; the agency row is always there. The calls' and dispositions' figures come
+    from the hourly roll-ups for the period's whole hours and from raw rows for the rest (with
+    `rollups=False`, from raw rows only: the same numbers, slower)."""
     key = _KEY_COLUMN[group]
     base: tuple[object, ...] = (period.start, period.end, scope.agent_id, scope.campaign_id)
+    hours = whole_hours(period.start, period.end) if rollups else (period.end, period.end)
     rows: dict[str, Kpis] = {}
 
     def row(found: Mapping[str, Any]) -> Kpis:
@@ -319,9 +376,10 @@ async def kpis(db: Fetcher, period: Period, group: GroupBy, scope: Scope = Scope
 
     instant = now or datetime.now(UTC)
     queries: list[tuple[str, tuple[object, ...]]] = [
-        (_calls_sql(key), (*base, sorted(LIVE_ANSWER_AMD_RESULTS))),
-        (_dispositions_sql(key), (*base, sorted(code.value for code in contact_codes()))),
-        (_states_sql(group), (*base, OPEN_STATE_CAP_SECONDS, instant, list(BUSY_STATES), list(AVAILABLE_STATES))),
+        (_calls_sql(key), (*base, *hours)),
+        (_dispositions_sql(key), (*base, *hours)),
+        (_states_sql(group), (*base, OPEN_STATE_CAP_SECONDS, instant, list(BUSY_STATES), list(AVAILABLE_STATES),
+                              *hours)),
         (_speed_sql(key), base),
     ]
     if hasattr(db, "acquire"):
@@ -332,13 +390,15 @@ async def kpis(db: Fetcher, period: Period, group: GroupBy, scope: Scope = Scope
     calls, dispositions, states, speed = answers
     for found in calls:
         kpi = row(found)
-        kpi.dials, kpi.answered, kpi.people = found["dials"], found["answered"], found["people"]
-        kpi.connected, kpi.abandoned, kpi.inbound = found["connected"], found["abandoned"], found["inbound"]
-        kpi.handled, kpi.talk_seconds = found["handled"], float(found["talk_seconds"])
+        kpi.dials, kpi.answered, kpi.people = int(found["dials"]), int(found["answered"]), int(found["people"])
+        kpi.connected, kpi.abandoned = int(found["connected"]), int(found["abandoned"])
+        kpi.inbound, kpi.handled = int(found["inbound"]), int(found["handled"])
+        kpi.talk_seconds = float(found["talk_seconds"])
     for found in dispositions:
         kpi = row(found)
-        kpi.contacts, kpi.appts_set, kpi.appts_held = found["contacts"], found["appts_set"], found["appts_held"]
-        kpi.app_pending, kpi.issued = found["app_pending"], found["issued"]
+        kpi.contacts, kpi.appts_set = int(found["contacts"]), int(found["appts_set"])
+        kpi.appts_held, kpi.app_pending, kpi.issued = (int(found["appts_held"]), int(found["app_pending"]),
+                                                       int(found["issued"]))
     for found in states:
         kpi = row(found)
         kpi.busy_seconds, kpi.available_seconds = float(found["busy"]), float(found["available"])
@@ -360,9 +420,11 @@ def _seconds(value: object) -> float | None:
     return None if math.isnan(number) else round(number, 3)
 
 
-async def series(db: Fetcher, period: Period, scope: Scope = Scope()) -> list[dict[str, Any]]:
+async def series(db: Fetcher, period: Period, scope: Scope = Scope(), *, rollups: bool = True
+                 ) -> list[dict[str, Any]]:
     """Dials, connected, contacts and the funnel per hour (one day) or per local day, every
-    bucket of the period listed (zeros included), oldest first."""
+    bucket of the period listed (zeros included), oldest first (`rollups=False`: from raw rows
+    only)."""
     zone = ZoneInfo(period.timezone)
     starts: list[datetime] = []
     cursor = datetime.combine(period.first_day, time(0))
@@ -374,28 +436,33 @@ async def series(db: Fetcher, period: Period, scope: Scope = Scope()) -> list[di
     # included), instead of a time zone conversion per row.
     edges = [start.replace(tzinfo=zone).timestamp() for start in starts]
     base: tuple[object, ...] = (period.start, period.end, scope.agent_id, scope.campaign_id)
+    # The hourly roll-ups fill the buckets when every bucket starts on a UTC hour (any zone with
+    # whole-hour offsets); otherwise an hour would straddle two buckets, and raw rows answer.
+    aligned = rollups and all(edge % 3600 == 0 for edge in edges) and period.end.timestamp() % 3600 == 0
+    hours = whole_hours(period.start, period.end) if aligned else (period.end, period.end)
     calls_sql = (
-        "SELECT width_bucket(extract(epoch FROM requested_at)::float8, $5::float8[]) AS bucket, "
-        "count(*) FILTER (WHERE direction = 'outbound') AS dials, "
-        "count(*) FILTER (WHERE bridged_at IS NOT NULL) AS connected "
-        "FROM calls WHERE requested_at >= $1 AND requested_at < $2 "
-        "AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR campaign_id = $4) GROUP BY 1")
-    per_call = _per_call_dispositions(
-        "'all'", extra="width_bucket(extract(epoch FROM disposed_at)::float8, $6::float8[]) AS bucket, ")
-    disposed_sql = f"SELECT bucket, {_FUNNEL_COUNTS} FROM ({per_call}) per_call GROUP BY 1"
-    disposed_args = (*base, sorted(code.value for code in contact_codes()), edges)
+        "SELECT width_bucket(extract(epoch FROM at)::float8, $7::float8[]) AS bucket, "
+        "coalesce(sum(dials), 0) AS dials, coalesce(sum(connected), 0) AS connected FROM ("
+        f"SELECT hour AS at, dials, connected FROM call_rollups WHERE {_ROLLUP_HOURS} UNION ALL "
+        "SELECT requested_at, (direction = 'outbound')::int, (bridged_at IS NOT NULL)::int FROM calls "
+        f"WHERE {_edges('requested_at')}) c GROUP BY 1")
+    disposed_sql = (
+        "SELECT width_bucket(extract(epoch FROM at)::float8, $7::float8[]) AS bucket, "
+        + ", ".join(f"coalesce(sum({name}), 0) AS {name}" for name in _FUNNEL)
+        + f" FROM (SELECT hour AS at, {', '.join(_FUNNEL)} FROM disposition_rollups WHERE {_ROLLUP_HOURS} "
+        f"UNION ALL SELECT at, {', '.join(_FUNNEL)} FROM ({_raw_dispositions()}) r) d GROUP BY 1")
+    args = (*base, *hours, edges)
     if hasattr(db, "acquire"):  # a pool: both reads at once
-        calls, disposed = await asyncio.gather(db.fetch(calls_sql, *base, edges),
-                                               db.fetch(disposed_sql, *disposed_args))
+        calls, disposed = await asyncio.gather(db.fetch(calls_sql, *args), db.fetch(disposed_sql, *args))
     else:
-        calls = await db.fetch(calls_sql, *base, edges)
-        disposed = await db.fetch(disposed_sql, *disposed_args)
+        calls = await db.fetch(calls_sql, *args)
+        disposed = await db.fetch(disposed_sql, *args)
     names = ("dials", "connected", "contacts", "appts_set", "appts_held", "app_pending", "issued")
     buckets = [{"at": start.isoformat(), **dict.fromkeys(names, 0)} for start in starts]
     for found in (*calls, *disposed):
         index = int(found["bucket"]) - 1
         if 0 <= index < len(buckets):
-            buckets[index].update({name: found[name] for name in names if name in found.keys()})
+            buckets[index].update({name: int(found[name]) for name in names if name in found.keys()})
     return buckets
 
 

@@ -142,6 +142,15 @@ async def emit_for_record(conn: asyncpg.Connection, kind: RecordKind, record: Ma
                                                       "to_number", "body", "kind", "created_at")})
 
 
+async def stage_changed_by_text(conn: asyncpg.Connection, lead_id: str, message_id: str, before: str, after: str,
+                                at: datetime | None) -> None:
+    """`lead.stage_changed` for a lead moved by its own text (a new lead that writes first is
+    contacted); one event per message, whatever the times the message's record is applied."""
+    await _emit(conn, f"evt_stage_text_{message_id}", EventType.LEAD_STAGE_CHANGED, lead_id, at,
+                {"lead_id": lead_id, "message_id": message_id, "call_id": None, "disposition_id": None,
+                 "stage_before": before, "stage_after": after})
+
+
 async def _call_ended(conn: asyncpg.Connection, call_id: str) -> None:
     row = await conn.fetchrow(f"SELECT {', '.join(_CALL_FIELDS)} FROM calls WHERE call_id = $1", call_id)
     if row is None or row["ended_at"] is None or row["outcome"] is None:

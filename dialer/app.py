@@ -28,6 +28,8 @@ from dialer.api.http import (
     TOKENS,
     WRAP_UPS,
     ApiDependencies,
+    EveryWrapUp,
+    WrapUps,
     bearer_auth,
     errors_as_problems,
 )
@@ -35,6 +37,7 @@ from dialer.api.idempotency import IDEMPOTENCY_LOCKS, KeyedLocks
 from dialer.api.routes import RouteTable, add_routes
 from dialer.campaign import api as campaign_api
 from dialer.campaign import control_api as campaign_control_api
+from dialer.campaign.caller_id import CallerIdCheck
 from dialer.campaign.runtime import CampaignRuntime
 from dialer.click_to_call import api as click_to_call_api
 from dialer.click_to_call.requests import CallService
@@ -77,7 +80,7 @@ def build_app(
     lead_import_spool: Path | None = None,
     evidence: EvidenceService | None = None,
     sip_credentials_file: Path | None = None,
-    caller_id_check: Callable[[str], str | None] | None = None,
+    caller_id_check: Callable[[str], CallerIdCheck] | None = None,
     wake_webhooks: Callable[[], None] | None = None,
 ) -> web.Application:
     """Every route is served; a slice this API runs without answers 503 `controller_unavailable`."""
@@ -87,7 +90,10 @@ def build_app(
                           handler_args={"max_line_size": MAX_LINE_BYTES})
     app[DEPS] = deps
     app[TOKENS] = TokenVerifier(deps.store)
-    app[WRAP_UPS] = campaigns
+    # A disposition ends the agent's wrap-up wherever it is in one: a campaign session, or the
+    # state history of an agent who only clicks to call.
+    wrap_ups: list[WrapUps] = [slice_ for slice_ in (campaigns, calls) if isinstance(slice_, WrapUps)]
+    app[WRAP_UPS] = EveryWrapUp(wrap_ups) if wrap_ups else None
     app[IDEMPOTENCY_LOCKS] = KeyedLocks()
     if caller_id_check is not None:
         app[admin.CALLER_ID_CHECK] = caller_id_check

@@ -1,8 +1,13 @@
 """The `dialer` console command.
 
-Each feature module contributes its subcommands through a `register(subparsers)`
-function listed in `COMMAND_MODULES`; this file only wires them together and turns
-expected failures into one clear sentence and a non-zero exit.
+Each feature module contributes its subcommands through a `register(subparsers)` function;
+this file only wires them together and turns expected failures into one clear sentence and a
+non-zero exit.
+
+Command modules are imported lazily: only the module of the command asked for (`dialer db
+migrate` imports `dialer.commands.db`, nothing else), and none for `dialer --help`. So
+`COMMANDS` names each top-level command with its one-line help and its module; a test checks the
+table against what the modules register (tests/foundation/test_cli.py).
 """
 
 from __future__ import annotations
@@ -11,10 +16,9 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from dialer.logs import command_log_level, configure_logging
-from dialer.settings import Settings, SettingsError, from_environment
 
 
 class UserError(Exception):
@@ -29,49 +33,86 @@ class _CommandModule(Protocol):
     def register(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
 
 
-# Each module defines register(subparsers); every subcommand sets `handler` (args -> exit code).
-COMMAND_MODULES: tuple[str, ...] = (
-    "dialer.commands.stack",
-    "dialer.demo",
-    "dialer.commands.serve",
-    "dialer.commands.simulate",
-    "dialer.commands.db",
-    "dialer.commands.dnc",
-    "dialer.commands.recording",
-    "dialer.commands.agents",
-    "dialer.commands.admin",
-    "dialer.commands.leads",
-    "dialer.commands.audit",
-    "dialer.commands.evidence",
-    "dialer.commands.config",
-    "dialer.commands.install",
-    "dialer.commands.backup",
-    "dialer.commands.users",
+class Command(NamedTuple):
+    name: str
+    help: str
+    module: str  # defines register(subparsers); every subcommand sets `handler` (args -> exit code)
+
+
+# In the order `dialer --help` lists them (each module's commands together, as it registers them).
+COMMANDS: tuple[Command, ...] = (
+    Command("stack", "bring the local PostgreSQL, Redis and Asterisk up or down", "dialer.commands.stack"),
+    Command("asterisk", "the development Asterisk instance", "dialer.commands.stack"),
+    Command("demo", "the main job: a predictive demo campaign on the real stack", "dialer.demo"),
+    Command("serve", "run the HTTP API (stops cleanly on SIGTERM/SIGINT)", "dialer.commands.serve"),
+    Command("simulate", "simulate a call center under a pacing policy", "dialer.commands.simulate"),
+    Command("db", "CRM database schema (PostgreSQL)", "dialer.commands.db"),
+    Command("check", "ask the compliance gate whether a number may be contacted now", "dialer.commands.dnc"),
+    Command("dnc", "manage Do Not Call lists and opt-outs in Redis", "dialer.commands.dnc"),
+    Command("recording", "archived call recordings (sealed at rest)", "dialer.commands.recording"),
+    Command("agent", "agents: create, list, update, disable; sessions on a running dialer (login, pause, ...)",
+            "dialer.commands.agents"),
+    Command("campaign", "campaigns: create, list, update, lists; on a running dialer: start, stop, status",
+            "dialer.commands.agents"),
+    Command("lists", "lead lists (create, add leads; assign with 'dialer campaign')", "dialer.commands.admin"),
+    Command("token", "API bearer tokens (stored hashed)", "dialer.commands.admin"),
+    Command("webhook", "webhook subscriptions: events pushed to the CRM (docs/webhooks.md)", "dialer.commands.admin"),
+    Command("changes", "the audit of an agent, campaign, list, token or webhook", "dialer.commands.admin"),
+    Command("leads", "lead lists: import a CSV file, scrubbed, into the CRM", "dialer.commands.leads"),
+    Command("audit", "the tamper-evident audit trail: verify, checkpoint, key", "dialer.commands.audit"),
+    Command("evidence", "the audit-defense packet for a lead, a number or a call", "dialer.commands.evidence"),
+    Command("config", "the configuration file: init, check, a development certificate", "dialer.commands.config"),
+    Command("install", "run as a service: systemd units, a user, PHI permissions", "dialer.commands.install"),
+    Command("backup", "back up the CRM database, the recordings keyring and the recordings manifest into one "
+            "file", "dialer.commands.backup"),
+    Command("restore", "restore a backup into a fresh database and check it", "dialer.commands.backup"),
+    Command("user", "people who sign in to the consoles (passwords hashed with argon2id)", "dialer.commands.users"),
 )
+COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(command.module for command in COMMANDS))
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _asked(argv: Sequence[str]) -> str | None:
+    """The command word of `argv` (the first argument that is not an option), if any."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None, *, load: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for `argv`: the module of the command asked for registers its commands in full;
+    every other command is a placeholder with its help line (`dialer --help` lists them all, and
+    `dialer other ...` still parses: its module is loaded when it is the one asked). `load`
+    names modules to register in full whatever is asked (None: just the asked command's)."""
     parser = argparse.ArgumentParser(
         prog="dialer",
         description="Compliance-first dialer engine for Asterisk 22 (ARI).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress as well as warnings")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        module: _CommandModule = importlib.import_module(name)
-        module.register(subparsers)
+    asked = _asked(sys.argv[1:] if argv is None else argv)
+    loaded = set(load if load is not None else
+                 [command.module for command in COMMANDS if command.name == asked])
+    registered: set[str] = set()
+    for command in COMMANDS:
+        if command.module in loaded:
+            if command.module not in registered:
+                module: _CommandModule = importlib.import_module(command.module)
+                module.register(subparsers)
+                registered.add(command.module)
+        else:
+            subparsers.add_parser(command.name, help=command.help)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
         return 2
+    from dialer.settings import Settings, SettingsError, from_environment  # not needed for --help
+
     try:
         # `dialer config init` writes the file the settings would be read from.
         settings = from_environment() if getattr(args, "needs_settings", True) else Settings()

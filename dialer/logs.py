@@ -1,6 +1,7 @@
 """Log configuration (docs/decisions.md, decision 10): one format for everything, structlog's,
 readable on a terminal and JSON otherwise: the dialer's own loggers, the standard library's
-(asyncio, aiohttp) and the HTTP access log (`AccessLog`) all go through the same processors.
+(asyncio, aiohttp) and the HTTP access log (`dialer.access_log.AccessLog`) all go through the same
+processors.
 
 Logs go to stderr so a command's output on stdout (e.g. `--json`) stays machine-readable.
 Context such as `call_id`, `lead_id`, `campaign_id` and `agent_id` is bound where it is known.
@@ -19,8 +20,6 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
-from aiohttp.abc import AbstractAccessLogger
-from aiohttp.web import BaseRequest, StreamResponse
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 REDACTED = "[redacted]"
@@ -117,18 +116,3 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(numeric)
-
-
-class AccessLog(AbstractAccessLogger):
-    """aiohttp's access log as one structlog line per request: method, path (the query string
-    redacted), status, size, time and the client's address; never a token."""
-
-    def __init__(self, logger: logging.Logger, log_format: str) -> None:
-        super().__init__(logger, log_format)
-        self._log = structlog.get_logger("dialer.http")
-
-    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        query = redact(request.query_string) if request.query_string else None
-        self._log.info("http_request", method=request.method, path=request.path, query=query,
-                       status=response.status, bytes=response.body_length, ms=round(time * 1000, 1),
-                       remote=request.remote)

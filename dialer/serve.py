@@ -74,6 +74,7 @@ from dialer.runtime.slice import RuntimeSlice
 from dialer.runtime.snapshots import SnapshotWriter
 from dialer.settings import Settings
 from dialer.texting.runtime import TextingRuntime, texting_for
+from dialer.web.users import UserStore
 from dialer.webhooks import WebhookDispatcher, WebhookOptions
 from evidence.recordings import LifecycleLegalHolds, recording_audio
 from evidence.service import EvidenceService
@@ -488,6 +489,8 @@ async def dialer_services(
                     **(campaign_overrides or {}),  # type: ignore[arg-type]
                 ))
                 campaigns.finished_listeners.append(lambda record: _observe_campaign_call(metrics, record))
+                # An agent in a campaign session has its states recorded by it, not by click-to-call.
+                calls.has_session = lambda agent_id: agent_id in campaigns.agents
                 campaigns.web_lead_listeners.append(metrics.speed_to_lead_seconds.observe)
                 monitors = MonitorRuntime(services, [calls, campaigns], MonitorSettings(
                     trunk_endpoint=settings.trunk_endpoint,
@@ -523,6 +526,8 @@ async def dialer_services(
                         metrics)
                     webhook_task = tasks.create_task(webhooks.run(), name="webhooks")
                     purge_task = tasks.create_task(retention.run(), name="retention-purge")
+                    # Ended sessions and old wrong passwords do not pile up (dialer.web.users).
+                    sessions_task = tasks.create_task(UserStore(store).purge_periodically(), name="session-purge")
                     try:
                         async with asyncio.timeout(ari_connect_timeout):
                             await stream.wait_connected()
@@ -548,7 +553,8 @@ async def dialer_services(
                                         metrics=metrics, readiness=[AriCheck(lambda: stream.connected),
                                                    StartCheck(reconcile_task.done),
                                                    RecordingsCheck(lambda: archiver.pending)],
-                                        agency_timezone=settings.agency_timezone),
+                                        agency_timezone=settings.agency_timezone,
+                                        gate_options=gate_options(settings)),
                         calls=calls, campaigns=campaigns, monitors=monitors,
                         recordings=RecordingReader(settings.recordings_dir, keyring), texting=texting,
                         lead_import_spool=settings.state_dir / "lead-imports",
@@ -557,7 +563,7 @@ async def dialer_services(
                             functools.partial(recording_audio, RecordingReader(settings.recordings_dir, keyring)),
                             LifecycleLegalHolds()),
                         sip_credentials_file=settings.sip_credentials_file,
-                        caller_id_check=settings.caller_id_problem,
+                        caller_id_check=settings.caller_id_check,
                         wake_webhooks=webhooks.wake,
                     )
                     try:
@@ -579,6 +585,7 @@ async def dialer_services(
                         trunk_task.cancel()
                         webhook_task.cancel()
                         purge_task.cancel()
+                        sessions_task.cancel()
             await outbox.flush(drain_seconds)
     finally:
         await redis.aclose()

@@ -20,9 +20,10 @@ from crm_bridge.audit_log import checkpoint_by_id, entries_for_keys, entry_run, 
 from evidence.model import EvidenceData, Segment, SubjectNotFound
 from evidence.subject import Subject
 
-# jsonb columns (asyncpg hands them over as text) of the tables a packet reads.
-_JSON_COLUMNS = frozenset({"reasons", "timezones", "local_times", "data_versions", "notices", "modes",
-                           "amd_settings", "subject", "recording_ids", "details"})
+# jsonb columns (asyncpg hands them over as text) of the tables a packet reads: every chain's
+# own (taken from the chains, so a column added to a chain is parsed here too and the packet's
+# row compares equal to its audit entry) and those of the context tables.
+_JSON_COLUMNS = frozenset({"amd_settings", "details"}).union(*(spec.json_columns for spec in CHAINS.values()))
 
 
 def _row(record: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:

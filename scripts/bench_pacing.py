@@ -19,6 +19,13 @@ and the grid's wall time. Runs on 2 worker processes; `--quick` is a two-scenari
 With `--cache FILE`, every replication's daily tallies are appended to a JSON-lines file
 keyed by the scenario's full definition, policy, seed and replication; policies named in
 `--fresh` (default: predictive) are always recomputed, the others read back.
+
+Old against new: before the grid, a sample of cells (`SAMPLE_CELLS`: our pacer, the
+oracle, an ADAPT mode and the tuning search at 5, 20 and 100 agents, `--sample-days`
+days each) runs under the simulator as of `--baseline` (a git revision, extracted with
+`git archive`) and under this tree, each cell in its own process, old and new in turn.
+It prints each cell's CPU seconds and their ratio, and checks that both give the same
+daily counters (a digest). `--baseline ""` skips it; `--baseline-only` stops after it.
 """
 
 from __future__ import annotations
@@ -27,8 +34,14 @@ import argparse
 import contextlib
 import datetime
 import hashlib
+import io
 import itertools
 import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -63,6 +76,24 @@ TALK = {
 # 100 agents at half an hour a day still hold 10,000-60,000.
 HOURS = {3: 1.0, 5: 1.0, 10: 1.0, 20: 1.0, 50: 0.5, 100: 0.5}
 BASELINES = VICIDIAL_POLICIES  # VICIdial's ADAPT modes with their defaults
+# The simulator before the speed work of 2026-11-29 (issue 11, simulator speed).
+BASELINE_REVISION = "1032dac"
+# Cells timed old against new: (job kind, policy, agents, live rate, talk), as the grid runs
+# them (a scenario's 5 replications side by side; the tuning search on its calibration seed).
+SAMPLE_CELLS = (
+    ("policy", "predictive", 5, 0.12, "short"),
+    ("policy", "predictive", 20, 0.05, "short"),
+    ("policy", "predictive", 100, 0.12, "long"),
+    ("policy", "oracle", 5, 0.12, "short"),
+    ("policy", "oracle", 20, 0.05, "short"),
+    ("policy", "oracle", 100, 0.12, "long"),
+    ("policy", "vici_average", 5, 0.12, "short"),
+    ("policy", "vici_hard_limit", 20, 0.05, "short"),
+    ("policy", "vici_hard_limit", 100, 0.12, "long"),
+    ("tune", "tuned", 5, 0.12, "short"),
+    ("tune", "tuned", 20, 0.05, "short"),
+    ("tune", "tuned", 100, 0.12, "long"),
+)
 
 
 def make_scenario(
@@ -293,6 +324,60 @@ def day_cost(policies: Sequence[str], together: int = 6) -> None:
             print(f"{scenario.name:16s} {policy:16s} {alone:7.2f} | {side:7.2f}", flush=True)
 
 
+# -- old against new, on a sample of cells ------------------------------------------------------
+
+
+def run_cell(index: int, days: int, seed: int) -> dict[str, Any]:
+    """One sample cell under whichever `dialer` this process imports: CPU s and a digest."""
+    kind, policy, agents, p_live, talk = SAMPLE_CELLS[index]
+    scenario = make_scenario(agents, p_live, talk, HOURS[agents], days)
+    started = time.process_time()
+    _, out, _ = _run_job((kind, policy, (scenario,), seed, tuple(range(REPLICATIONS))))
+    cpu = time.process_time() - started
+    digest = hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()[:16]
+    return {"cpu": cpu, "digest": digest}
+
+
+def _cell_in_process(index: int, days: int, seed: int, pythonpath: str | None) -> dict[str, Any]:
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath  # the old tree's packages come before this one's
+    command = [sys.executable, __file__, "--run-cell", str(index), "--sample-days", str(days), "--seed", str(seed)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def compare_with_baseline(revision: str, days: int, seed: int) -> tuple[float, float, bool]:
+    """Time every sample cell under the old tree and this one; (old CPU s, new CPU s, all equal)."""
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory(prefix="bench_pacing_old_") as old:
+        archive = subprocess.run(
+            ["git", "-C", str(root), "archive", revision, "dialer", "compliance_rules"],
+            capture_output=True, check=True,
+        )  # fmt: skip
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(old, filter="data")
+        print(f"# old against new: the simulator as of {revision} and this tree, {days} days x "
+              f"{REPLICATIONS} replications per cell, each cell in its own process (CPU s)")  # fmt: skip
+        print(f"{'cell':38s} {'old':>8} {'new':>8} {'ratio':>6}  results")
+        total_old = total_new = 0.0
+        same = True
+        for index, (kind, policy, agents, p_live, talk) in enumerate(SAMPLE_CELLS):
+            before = _cell_in_process(index, days, seed, old)
+            after = _cell_in_process(index, days, seed, None)
+            equal = before["digest"] == after["digest"]
+            same &= equal
+            total_old += before["cpu"]
+            total_new += after["cpu"]
+            label = f"{kind} {policy} n{agents}_p{round(p_live * 100)}_{talk}"
+            print(f"{label:38s} {before['cpu']:8.2f} {after['cpu']:8.2f} {before['cpu'] / after['cpu']:5.2f}x  "
+                  f"{'identical' if equal else 'DIFFERENT'}", flush=True)  # fmt: skip
+        print(f"{'all sample cells':38s} {total_old:8.2f} {total_new:8.2f} {total_old / total_new:5.2f}x  "
+              f"{'identical' if same else 'DIFFERENT'}")  # fmt: skip
+    return total_old, total_new, same
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two scenarios, about a minute")
@@ -303,7 +388,21 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, help="JSON-lines file of daily tallies to reuse")
     parser.add_argument("--fresh", default="predictive", help="policies never read from the cache (commas)")
     parser.add_argument("--day-cost", action="store_true", help="print CPU s per simulated 8-hour day and stop")
+    parser.add_argument("--baseline", default=BASELINE_REVISION, help="git revision timed on the sample cells")
+    parser.add_argument("--baseline-only", action="store_true", help="time the sample cells old and new, and stop")
+    parser.add_argument("--sample-days", type=int, default=4, help="days per sample cell")
+    parser.add_argument("--run-cell", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.run_cell is not None:
+        print(json.dumps(run_cell(args.run_cell, args.sample_days, args.seed)))
+        return 0
+    ratio = None
+    if args.baseline:
+        old_cpu, new_cpu, same = compare_with_baseline(args.baseline, args.sample_days, args.seed)
+        ratio = old_cpu / new_cpu
+        print()
+        if args.baseline_only:
+            return 0 if same else 1
     if args.day_cost:
         day_cost(("predictive", "oracle", "vici_hard_limit", "progressive"))
         return 0
@@ -331,8 +430,14 @@ def main() -> int:
                 data[(s.name, policy)] = {int(r): d for r, d in hit.items() if int(r) in reps}
             else:
                 todo.append(s)
-        for _, group in itertools.groupby(sorted(todo, key=lambda s: s.agents), key=lambda s: s.agents):
-            jobs.append(("policy", policy, tuple(group), args.seed, reps))
+        if todo and hasattr(type(POLICIES[policy](todo[0])), "decide_many"):
+            # A batched pacer decides for a team size's scenarios and replications at once.
+            for _, group in itertools.groupby(sorted(todo, key=lambda s: s.agents), key=lambda s: s.agents):
+                jobs.append(("policy", policy, tuple(group), args.seed, reps))
+        else:
+            # Simulations of the others run one by one anyway: a job per scenario keeps both
+            # workers busy to the end (a team size's six scenarios were one 15-min job).
+            jobs.extend(("policy", policy, (s,), args.seed, reps) for s in todo)
     for s in scenarios:
         hit = cache.get((fingerprint(s), "tuned"))
         if hit is not None and "tuned" not in fresh:
@@ -362,6 +467,8 @@ def main() -> int:
                     _store(args.cache, args.seed, by_name[name], policy, dailies)
     wall = time.monotonic() - started
     report(scenarios, data, len(jobs), wall, cpu, args)
+    if ratio is not None:
+        print(f"# old/new CPU on the sample cells (measured above, this run): {ratio:.2f}x")
     if cpu_by:
         print("# worker CPU s by policy: " + ", ".join(f"{p} {s:.0f}" for p, s in sorted(cpu_by.items())))
     return 0

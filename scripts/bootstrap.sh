@@ -42,8 +42,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "bootstrap: please install ${missing[*]} with your package manager" >&2; exit 1
   fi
   echo "bootstrap: installing ${missing[*]}" >&2
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 update -q >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q "${missing[@]}" >/dev/null
   # The package's own service would take port 5060 with the stock configuration: the project
   # runs its Kamailio edges itself (dialer stack up --nodes N).
   if [[ " ${missing[*]} " == *" kamailio "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then

@@ -62,6 +62,35 @@ def recorded_audio(storage_uri: str, recording_id: str, keys_dir: Path) -> bytes
         return b"".join(representation(opened, AudioFormat.WAV, mix_to_mono=True).chunks())
 
 
+def recorded_channels(storage_uri: str, recording_id: str, keys_dir: Path) -> list[bytes]:
+    """Each channel of an archived call recording as its own mono 16-bit WAV: one side of the
+    call alone where the recording keeps the two sides apart (a voice is found far more surely
+    without the other side talking over it), or the single mixed channel where it does not."""
+    from recordings.crypto import Keyring
+    from recordings.reader import FileRef, RecordingReader, representation
+    from recordings.storage import LocalStorage, file_uri_path
+    from recordings.transcode import AudioFormat
+
+    path = file_uri_path(storage_uri)
+    reader = RecordingReader(path.parent, Keyring.load(keys_dir), LocalStorage(path.parent))
+    with reader.open(FileRef(recording_id, path.as_uri())) as opened:
+        opened.check()
+        data = b"".join(representation(opened, AudioFormat.WAV).chunks())
+    with wave.open(io.BytesIO(data)) as wav:
+        rate, channels = wav.getframerate(), wav.getnchannels()
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, channels)
+    result = []
+    for channel in range(channels):
+        out = io.BytesIO()
+        with wave.open(out, "wb") as mono:
+            mono.setnchannels(1)
+            mono.setsampwidth(2)
+            mono.setframerate(rate)
+            mono.writeframes(np.ascontiguousarray(samples[:, channel]).tobytes())
+        result.append(out.getvalue())
+    return result
+
+
 def _samples(data: bytes) -> np.ndarray:
     with wave.open(io.BytesIO(data)) as wav:
         assert wav.getframerate() == 8000

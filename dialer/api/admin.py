@@ -26,6 +26,7 @@ from dialer.api.http import DEPS, TOKEN, TOKENS, ApiError
 from dialer.api.pagination import PageQuery, decode_cursor, link_header, page
 from dialer.api.routes import Answer, Reply, RouteTable
 from dialer.api.schema import Line, Name, QueryModel, RequestModel, ResponseModel, Text, UtcTime
+from dialer.campaign.caller_id import CallerIdCheck
 
 agent_routes = RouteTable("agents")
 campaign_routes = RouteTable("campaigns")
@@ -35,8 +36,9 @@ change_routes = RouteTable("admin")
 
 ADMINS = (TokenRole.ADMIN,)
 READERS = (TokenRole.ADMIN, TokenRole.SUPERVISOR, TokenRole.CRM)
-# A campaign's caller ID is checked by the deployment too (vouched numbers in production).
-CALLER_ID_CHECK: web.AppKey[Callable[[str], str | None]] = web.AppKey("caller_id_check")
+# A campaign's caller ID is checked by the deployment too (vouched numbers in production); a
+# refusal answers with the check's own reason (`caller_id_not_vouched`, ...), as a start does.
+CALLER_ID_CHECK: web.AppKey[Callable[[str], CallerIdCheck]] = web.AppKey("caller_id_check")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LEGAL_START, LEGAL_END = time(8, 0), time(21, 0)
 
@@ -358,9 +360,9 @@ def campaign_values(fields: CampaignFields, *, unset: bool) -> dict[str, Any]:
 def check_caller_id(request: web.Request, fields: CampaignFields) -> None:
     check = request.app.get(CALLER_ID_CHECK)
     if check is not None and fields.caller_id is not None:
-        problem = check(fields.caller_id)
-        if problem:
-            raise ApiError(422, "caller_id_refused", problem, field="caller_id")
+        verdict = check(fields.caller_id)
+        if verdict.code is not None:
+            raise ApiError(422, verdict.code.value, verdict.message, field="caller_id")
 
 
 async def _page(request: web.Request, query: PageQuery, entity: Entity, key: str) -> tuple[list[dict[str, Any]],
@@ -454,7 +456,8 @@ async def list_campaigns(request: web.Request, query: PageQuery) -> Reply:
                       "settings, prompts", roles=ADMINS, body=CampaignCreate,
                       responses={201: Answer(CampaignBody, "the campaign's settings", headers=LOCATION)},
                       errors={409: "`campaign_exists`",
-                              422: "an invalid field, or `caller_id_refused` (not a vouched number)"})
+                              422: "an invalid field, or the caller ID's reason (`caller_id_not_vouched`, "
+                                   "`caller_id_vouching_incomplete`, ...)"})
 async def create_campaign(request: web.Request, body: CampaignCreate) -> Reply:
     check_caller_id(request, body)
     check_window(body.window_start, body.window_end)
@@ -474,7 +477,8 @@ async def get_campaign_settings(request: web.Request) -> Reply:
                        "Change a campaign's settings (the fields given; a running campaign takes them at its next "
                        "start)", roles=ADMINS, parameters=CAMPAIGN_ID, body=CampaignFields,
                        responses={200: Answer(CampaignBody, "the settings")},
-                       errors={404: "`campaign_not_found`", 422: "an invalid field, or `caller_id_refused`"})
+                       errors={404: "`campaign_not_found`",
+                               422: "an invalid field, or the caller ID's reason (`caller_id_not_vouched`, ...)"})
 async def update_campaign(request: web.Request, body: CampaignFields) -> Reply:
     check_caller_id(request, body)
     values = campaign_values(body, unset=True)

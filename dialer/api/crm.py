@@ -14,6 +14,7 @@ from crm_bridge.dispositions import DispositionCode, DispositionError, PipelineS
 from crm_bridge.kinds import RecordKind
 from crm_bridge.records import CallDirection, CallOutcome, InvalidRecord
 from crm_bridge.store import Call, TokenRole
+from dialer.api.callback_window import CallbackRules
 from dialer.api.http import ALL_ROLES, CALL_CONTROLS, DEPS, TOKEN, WRAP_UPS, ApiError
 from dialer.api.pagination import PageQuery, decode_cursor, link_header, page
 from dialer.api.routes import Answer, Reply, RouteTable
@@ -185,7 +186,10 @@ async def list_calls(request: web.Request, query: CallQuery) -> Reply:
              "at once", roles=ALL_ROLES, parameters=CALL_ID, body=DispositionRequest, idempotent=True,
              responses={202: Answer(DispositionAccepted, "stored durably; reaches the CRM tables", headers=LOCATION)},
              errors={404: "`call_not_found`", 422: "`invalid_disposition` (`field`: code: unknown, or not among "
-                                                   "the campaign's dispositions) or an invalid field"})
+                                                   "the campaign's dispositions), `callback_outside_window` (the "
+                                                   "gate would block a call then: see `callback-times`) or an "
+                                                   "invalid field",
+                     503: "`rules_unavailable`: the calling-window rules for a callback could not be loaded"})
 async def post_disposition(request: web.Request, body: DispositionRequest) -> Reply:
     deps = request.app[DEPS]
     call = await visible_call(request)
@@ -194,6 +198,12 @@ async def post_disposition(request: web.Request, body: DispositionRequest) -> Re
         if campaign is not None and campaign.dispositions and body.code not in campaign.dispositions:
             raise ApiError(422, "invalid_disposition", f"campaign {campaign.campaign_id} does not use the code "
                            f"{body.code!r} (its codes: {', '.join(campaign.dispositions)})", field="code")
+    if body.callback_at is not None:
+        # Only a time the gate would allow: the callback is dialed then (compliance_rules windows).
+        refusal = (await CallbackRules.of(deps, call)).refusal(body.callback_at)
+        if refusal is not None:
+            raise ApiError(422, "callback_outside_window", f"the callback cannot be at that time: {refusal}",
+                           field="callback_at")
     disposition_id = new_id(Prefix.DISPOSITION)
     try:
         records = wrap_up_records(

@@ -16,13 +16,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 import asyncpg
 import structlog
 from aiohttp import web
 from redis import exceptions as redis_errors
 
+from compliance_rules.rules import GateOptions
 from compliance_rules.store import DncStore
 from crm_bridge.outbox import RecordSink
 from crm_bridge.pg import DatabaseUnavailable
@@ -68,6 +69,8 @@ class ApiDependencies:
     readiness: Sequence[ReadinessCheck] = ()
     # The agency's time zone: where reports' days, weeks and months begin (IANA name).
     agency_timezone: str = "America/New_York"
+    # The gate's agency-wide switches (`dialer.runtime.gate.gate_options`): callback times follow them.
+    gate_options: GateOptions = field(default_factory=GateOptions)
 
     @property
     def opt_outs(self) -> OptOuts:
@@ -92,10 +95,22 @@ class SessionResolver(Protocol):
     async def resolve(self, secret: str) -> SignedIn | None: ...
 
 
+@runtime_checkable
 class WrapUps(Protocol):
     """Where agents' wrap-ups end: a disposition sent for a call ends its agent's wrap-up."""
 
     def disposed(self, agent_id: str, call_id: str) -> None: ...
+
+
+class EveryWrapUp:
+    """Several places wrap-ups end (the campaign runtime, click-to-call): each is told."""
+
+    def __init__(self, targets: list[WrapUps]) -> None:
+        self.targets = targets
+
+    def disposed(self, agent_id: str, call_id: str) -> None:
+        for target in self.targets:
+            target.disposed(agent_id, call_id)
 
 
 # A short title per code (RFC 9457 `title`: the same for every occurrence of a kind of problem).

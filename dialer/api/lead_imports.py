@@ -85,6 +85,7 @@ class ImportJob:
     error: str | None = None
     retrying: str | None = None  # why the last attempt did not finish (PostgreSQL or Redis down)
     finished_at: str | None = None
+    list_id: str | None = None  # the lead list the leads go on (they join its campaigns)
 
     def to_json(self) -> dict[str, object]:
         body: dict[str, object] = {key: value for key, value in asdict(self).items() if value not in (None, {}, [])}
@@ -155,7 +156,8 @@ class LeadImportService:
             self._worker = None
 
     # -- accepting an upload --------------------------------------------------------------------
-    async def accept(self, request: web.Request, mapping: LeadMapping, label: str, campaign_id: str | None) -> ImportJob:
+    async def accept(self, request: web.Request, mapping: LeadMapping, label: str, campaign_id: str | None,
+                     list_id: str | None = None) -> ImportJob:
         """Stream the body to the spool, checking the header first; the job is durable on return."""
         import_id = new_import_id()
         directory = self.directory(import_id)
@@ -163,7 +165,8 @@ class LeadImportService:
         source = directory / "source.csv"
         try:
             size = await self._receive(request, source, mapping, label)
-            job = ImportJob(import_id, label, mapping.to_json(), campaign_id, datetime.now(UTC).isoformat())
+            job = ImportJob(import_id, label, mapping.to_json(), campaign_id, datetime.now(UTC).isoformat(),
+                            list_id=list_id)
             await asyncio.to_thread(self._write_json, directory / "job.json", _request_fields(job))
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
@@ -246,7 +249,7 @@ class LeadImportService:
 
         directory = self.directory(job.import_id)
         plan = ImportPlan(job.import_id, directory / "source.csv", parse_mapping(_mapping_text(job.mapping)),
-                          job.label, job.campaign_id, directory / "report.csv")
+                          job.label, job.campaign_id, directory / "report.csv", list_id=job.list_id)
         assert self.rulebook is not None
         scrubber = BatchScrubber(deps.dnc, self.rulebook)
         async with deps.store.acquire() as conn:
@@ -272,7 +275,7 @@ class LeadImportService:
 
 def _request_fields(job: ImportJob) -> dict[str, object]:
     return {"import_id": job.import_id, "label": job.label, "mapping": job.mapping, "campaign_id": job.campaign_id,
-            "created_at": job.created_at}
+            "created_at": job.created_at, "list_id": job.list_id}
 
 
 def _mapping_text(mapping: dict[str, object]) -> str:
@@ -313,6 +316,8 @@ class LeadImportQuery(QueryModel):
     map: str = Field(default="", description="field=Column pairs, e.g. name=Full Name,phone=Phone,phone=Mobile,email=E-mail,"
                                  "zip=ZIP,state=State,consent=Consent URL,consent_at=Consent Date,custom.policy=Policy")
     campaign_id: str | None = Field(default=None, description="add the accepted leads to this campaign")
+    list_id: str | None = Field(default=None, description="put the accepted leads on this lead list (they join the "
+                                                          "campaigns it is assigned to)")
     label: str | None = Field(default=None, max_length=200, description="a name for the import (the file's)")
 
 
@@ -335,6 +340,7 @@ class ImportBody(ResponseModel):
     import_id: str
     label: str | None = None
     campaign_id: str | None = None
+    list_id: str | None = None
     mapping: dict[str, Any] | None = None
     created_at: str | None = None
     status: Literal["queued", "running", "done", "failed"]
@@ -361,6 +367,7 @@ IMPORT_ID = {_IMPORT_ID: "the import's id"}
              responses={202: Answer(ImportBody, "queued; Location is the status URL",
                                     headers={"Location": "the import's status (`GET /v1/lead-imports/{import_id}`)"})},
              errors={413: "`request_too_large`", 422: "`invalid_mapping` (field `map`), `unknown_campaign`, "
+                     "`unknown_list`, "
                      "`invalid_file` (the header or encoding; field `body`), `unknown_field`, `invalid_field`"},
              extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}})
 async def post_lead_import(request: web.Request, query: LeadImportQuery) -> Reply:
@@ -371,10 +378,15 @@ async def post_lead_import(request: web.Request, query: LeadImportQuery) -> Repl
     campaign_id = query.campaign_id or None
     if campaign_id is not None and await request.app[DEPS].store.get_campaign(campaign_id) is None:
         raise ApiError(422, "unknown_campaign", f"there is no campaign {campaign_id!r}", field="campaign_id")
+    list_id = query.list_id or None
+    if list_id is not None:
+        async with request.app[DEPS].store.acquire() as conn:
+            if not await conn.fetchval("SELECT true FROM lead_lists WHERE list_id = $1", list_id):
+                raise ApiError(422, "unknown_list", f"there is no lead list {list_id!r}", field="list_id")
     label = (query.label or "upload.csv").strip()
     if not label:
         raise ApiError(422, "invalid_field", "label must be 1-200 characters", field="label")
-    job = await request.app[SERVICE].accept(request, mapping, label, campaign_id)
+    job = await request.app[SERVICE].accept(request, mapping, label, campaign_id, list_id)
     return Reply(ImportBody.model_validate(job.to_json()), status=202, location=f"/v1/lead-imports/{job.import_id}",
                  exclude_unset=True)
 

@@ -4,6 +4,7 @@ staff tokens see every lead. Leads are written by `POST /v1/leads` (`dialer.camp
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict
 
 from aiohttp import web
@@ -13,11 +14,12 @@ from crm_bridge.dispositions import PipelineStage
 from crm_bridge.kinds import RecordKind
 from crm_bridge.records import CallDirection, InvalidRecord
 from crm_bridge.store import Lead, TokenRole
+from dialer.api.callback_window import CallbackRules
 from dialer.api.crm import CALL_ID, visible_call
 from dialer.api.http import ALL_ROLES, DEPS, TOKEN, ApiError
 from dialer.api.pagination import PageQuery, decode_cursor, link_header, page
 from dialer.api.routes import Answer, Reply, RouteTable
-from dialer.api.schema import Line, Name, RequestModel, ResponseModel, UsPhone, UtcTime
+from dialer.api.schema import Line, Name, QueryModel, RequestModel, ResponseModel, UsPhone, UtcTime
 from dialer.campaign.intake import IntakeError, parse_web_lead
 
 routes = RouteTable("leads")
@@ -102,6 +104,37 @@ async def get_lead(request: web.Request) -> Reply:
     if lead is None or (agent_id is not None and not await store.lead_worked_by(lead_id, agent_id)):
         raise ApiError(404, "lead_not_found", "no such lead")
     return Reply(LeadBody.of(lead))
+
+
+class CallbackTimesQuery(QueryModel):
+    date: dt.date | None = Field(default=None, description="the day, in the lead's (first) time zone; default: "
+                                                              "today there")
+
+
+class CallbackTimes(ResponseModel):
+    """When a callback for the call's lead may be set: the starts, every 30 minutes, inside every
+    calling window the gate applies to the lead (federal, the campaign's, its states' hours,
+    no-call holidays), from 5 minutes ahead."""
+
+    call_id: str
+    date: dt.date
+    zones: list[str] = Field(description="every time zone the lead may be in (IANA names)")
+    times: list[UtcTime]
+
+
+@routes.get("/v1/calls/{call_id}/callback-times", "getCallbackTimes",
+            "The times a callback for this call's lead may be set for (the console's callback picker)",
+            roles=ALL_ROLES, parameters=CALL_ID, query=CallbackTimesQuery,
+            responses={200: Answer(CallbackTimes, "the allowed times of that day (none: a day without any)")},
+            errors={404: "`call_not_found` (or not this agent's call)",
+                    422: "`call_has_no_number`, or an invalid `date`",
+                    503: "`rules_unavailable`: the calling-window rules could not be loaded"})
+async def callback_times(request: web.Request, query: CallbackTimesQuery) -> Reply:
+    deps = request.app[DEPS]
+    call = await visible_call(request)
+    rules = await CallbackRules.of(deps, call)
+    day, times = rules.day(query.date, deps.clock())
+    return Reply(CallbackTimes(call_id=call.call_id, date=day, zones=list(rules.location.zones), times=times))
 
 
 class CallerDetails(RequestModel):

@@ -1,8 +1,8 @@
 """HTTP endpoints for archived recordings: the CRM (and supervisors, admins) list a call's or
 a lead's recordings and fetch the audio, streamed from the sealed archive and checked before it
-leaves. Agents are refused: the recordings of Medicare sales calls are ePHI, handed out only to
-the roles that review them, and every hand-out of audio is kept in `recording_accesses`
-(45 CFR 164.312(b)) through the outbox before the audio leaves.
+leaves. The recordings of Medicare sales calls are ePHI: an agent may fetch only those of its own
+calls (the console's call history; it cannot search them), and every hand-out of audio is kept in
+`recording_accesses` (45 CFR 164.312(b)) through the outbox before the audio leaves.
 
 - `GET /v1/recordings?call_id=...` or `?lead_id=...` -> `{"recordings": [...], "next": ...}`
 - `GET /v1/recordings/{recording_id}` -> the recording's row and its `audio_url`
@@ -37,6 +37,8 @@ from recordings.transcode import AudioFormat, TranscodeError
 log = structlog.get_logger(__name__)
 
 REVIEWERS = (TokenRole.CRM, TokenRole.SUPERVISOR, TokenRole.ADMIN)
+# An agent may hear the recordings of its own calls (the console's call history), audited alike.
+LISTENERS = (*REVIEWERS, TokenRole.AGENT)
 RECORDING_ID = {"recording_id": "the recording's id"}
 AUDIO_TYPES = ("audio/ogg", "audio/wav", "audio/mpeg")
 
@@ -111,9 +113,16 @@ class AudioQuery(QueryModel):
 
 
 async def _recording(request: web.Request) -> Recording:
-    recording = await request.app[DEPS].store.get_recording(request.match_info["recording_id"])
+    store = request.app[DEPS].store
+    recording = await store.get_recording(request.match_info["recording_id"])
     if recording is None:
         raise ApiError(404, "recording_not_found", "no such recording")
+    token = request[TOKEN]
+    if token.role is TokenRole.AGENT:
+        # Only its own calls' recordings, and another's is not even said to exist.
+        call = await store.get_call(recording.call_id) if recording.call_id else None
+        if call is None or token.agent_id is None or call.agent_id != token.agent_id:
+            raise ApiError(404, "recording_not_found", "no such recording")
     return recording
 
 
@@ -138,9 +147,9 @@ async def list_recordings(request: web.Request, query: RecordingQuery) -> Reply:
                  headers=link_header(next_url))
 
 
-@routes.get("/v1/recordings/{recording_id}", "getRecording", "One recording's row", roles=REVIEWERS,
-            parameters=RECORDING_ID, responses={200: Answer(RecordingBody, "the recording")},
-            errors={403: "only crm, supervisor and admin tokens may see recordings", 404: "`recording_not_found`"})
+@routes.get("/v1/recordings/{recording_id}", "getRecording", "One recording's row (agents: of their own calls)",
+            roles=LISTENERS, parameters=RECORDING_ID, responses={200: Answer(RecordingBody, "the recording")},
+            errors={404: "`recording_not_found` (for an agent: or not of its own call)"})
 async def get_recording(request: web.Request) -> Reply:
     return Reply(RecordingBody.of(await _recording(request)))
 
@@ -189,7 +198,8 @@ async def _next(chunks: Iterator[bytes]) -> bytes | None:
 @routes.get("/v1/recordings/{recording_id}/audio", "getRecordingAudio",
             "The recording's audio, streamed from the sealed archive and checked before it leaves (every segment's "
             "tag and the sha256 for a whole read; the segments covered for a Range); every hand-out is kept in the "
-            "recording_accesses table first", roles=REVIEWERS, parameters=RECORDING_ID, query=AudioQuery,
+            "recording_accesses table first (agents: of their own calls)", roles=LISTENERS, parameters=RECORDING_ID,
+            query=AudioQuery,
             header_parameters={"Range": "one byte range (RFC 9110 14.2), served for the stored audio and for WAV",
                                "If-Range": "the ETag of the copy the client holds"},
             responses={200: Answer(None, "the audio; for the stored format, header X-Content-SHA256 carries its "
@@ -198,7 +208,7 @@ async def _next(chunks: Iterator[bytes]) -> bytes | None:
                        206: Answer(None, "the byte range asked (header Content-Range)",
                                    content_type=("audio/ogg", "audio/wav"),
                                    headers={"Content-Range": "the range sent, of the whole size"})},
-            errors={403: "only crm, supervisor and admin tokens may hear recordings", 404: "`recording_not_found`",
+            errors={404: "`recording_not_found` (for an agent: or not of its own call)",
                     409: "`recording_integrity_failed`: the archived file does not open or does not match its "
                          "checksum",
                     410: "`recording_purged`: deleted at the end of its retention (the row stays as its tombstone)",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from dialer.campaign.record import CampaignCallRecord
 from dialer.pacing.types import DialOutcome, EventKind
+from dialer.runtime.failover import RerouteLead as RerouteLead  # shared with click-to-call
 
 
 @dataclass(frozen=True)
@@ -19,21 +20,6 @@ class OriginateLead:
     caller_id: str
     ring_timeout: int
     amd_args: str
-
-
-@dataclass(frozen=True)
-class RerouteLead:
-    """The dial failed on its trunk before reaching the called phone (503, a timeout): find the
-    next trunk (not one of `tried`), reuse or renew the gate's decision (`ask_gate`), and give a
-    new channel id for the retry; answered with `Rerouted` or `RerouteFailed`."""
-
-    call_id: str
-    phone: str
-    attempt: int  # 2 for the first retry
-    tried: tuple[str, ...]
-    ask_gate: bool
-    failed_cause: int | None
-    failed_sip_code: int | None
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Campaign control: the one place a running campaign's control settings change (start, pause,
 resume, stop; dial mode, the abandon setpoint, calling-window overrides, AMD and safe-harbor
 settings), each change audited in `campaign_changes` (who, when, the settings before and after)
-through the outbox, in the same write as the campaign's new row.
+through the outbox, in the same write as the changed settings (only those columns: the admin
+API edits the campaign's row by SQL meanwhile, and neither write may undo the other's).
 
 The pure part (`revise`) checks a change against the law and the campaign: the setpoint never
 above 3 % (47 CFR 64.1200(a)(7)) nor the campaign's own ceiling; a window override only narrows
@@ -14,7 +15,7 @@ safe-harbor message (64.1200(a)(7)(i)(A)); AMD parameters within what Asterisk t
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, replace
 from datetime import UTC, datetime, time
 from typing import Any
@@ -147,6 +148,17 @@ def campaign_record(campaign: Campaign) -> dict[str, Any]:
     return values
 
 
+def settings_record(campaign: Campaign, names: Iterable[str]) -> dict[str, Any]:
+    """The `campaign_settings` patch of the settings `names` (a window override goes as a pair):
+    only those columns are written, so an admin's edit of the campaign's other columns (or other
+    settings) made since the control read it survives."""
+    wanted = set(names)
+    if wanted & {"window_start", "window_end"}:
+        wanted |= {"window_start", "window_end"}
+    whole = campaign_record(campaign)
+    return {"campaign_id": campaign.campaign_id, **{name: whole[name] for name in SETTINGS if name in wanted}}
+
+
 def change_record(campaign_id: str, action: str, actor: str, role: str, at: datetime, before: Mapping[str, Any],
                   after: Mapping[str, Any]) -> dict[str, Any]:
     """The `campaign_change` audit record."""
@@ -156,7 +168,7 @@ def change_record(campaign_id: str, action: str, actor: str, role: str, at: date
 
 class CampaignControl:
     """Control actions and settings changes, applied to the running campaign at once and written
-    (the campaign's row and the audit row together) through the outbox."""
+    (the changed settings and the audit row together) through the outbox."""
 
     def __init__(self, store: CrmStore, records: RecordSink, runtime: CampaignRuntime | None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
@@ -190,7 +202,7 @@ class CampaignControl:
         before, after = settings_of(campaign), settings_of(revised)
         changed = {name for name in SETTINGS if before[name] != after[name]}
         await self.records.put_many([
-            (RecordKind.CAMPAIGN_UPSERT, campaign_record(revised)),
+            (RecordKind.CAMPAIGN_SETTINGS, settings_record(revised, changed)),
             (RecordKind.CAMPAIGN_CHANGE, change_record(
                 campaign_id, "settings", actor, role, self.clock(),
                 {name: before[name] for name in sorted(changed)}, {name: after[name] for name in sorted(changed)})),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dialer.runtime.failover import Rerouted as Rerouted  # shared with click-to-call: one failover path
+from dialer.runtime.failover import RerouteFailed as RerouteFailed
+
 
 @dataclass(frozen=True)
 class Dial:
@@ -80,27 +83,7 @@ class LeadGone:
     cause: int | None
     sip_code: int | None = None
     text: str | None = None
-
-
-@dataclass(frozen=True)
-class Rerouted:
-    """The next trunk for a retry of the same call (`RerouteLead`): the new leg's channel id is
-    already routed to this call; `decision_id` and `decided_at` are the gate's decision it goes
-    out under (the first one reused, or a new one)."""
-
-    channel_id: str
-    endpoint: str
-    trunk: str
-    decision_id: str
-    decided_at: float
-
-
-@dataclass(frozen=True)
-class RerouteFailed:
-    """No retry on another trunk: none left with a free channel, the gate said no, or the
-    campaign stopped."""
-
-    reason: str
+    channel_id: str | None = None  # the leg that ended (None: the current one)
 
 
 @dataclass(frozen=True)

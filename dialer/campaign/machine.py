@@ -287,7 +287,9 @@ class CampaignCall:
                 request = self.request
                 return [OptOutNumber(request.phone, request.lead_id, request.call_id),
                         *self._hang_up(now, CallOutcome.ABANDONED)]
-            case LeadGone(cause=cause, sip_code=sip_code, text=text):
+            case LeadGone(cause=cause, sip_code=sip_code, text=text, channel_id=channel) if channel in (
+                    None, self.lead_channel):
+                # (A leg replaced by a trunk failover may be reported gone twice: only the current one counts.)
                 self._update(cause=cause, sip_code=sip_code, cause_text=self.record.cause_text or text)
                 if state is CampaignCallState.DIALING and self._dialed and not self.request.inbound:
                     step = retry_step(cause, sip_code, provisional=self._ringing,

@@ -60,6 +60,7 @@ from dialer.runtime.admission import Slot
 from dialer.runtime.agents import active_agent, agent_endpoint
 from dialer.runtime.causes import sip_code, utc
 from dialer.runtime.errors import Refused
+from dialer.runtime.failover import next_trunk
 from dialer.runtime.gate import contact_request, decide_at_dial
 from dialer.runtime.ids import Prefix, new_id
 from dialer.runtime.live import HangupBy, LiveCall
@@ -106,7 +107,7 @@ def translate(event: Event, request: CampaignCallRequest, agent_channel: str | N
         case PlaybackFinished(playback=playback) if playback.id == request.safe_harbor_playback:
             return [i.PlaybackDone()]
         case ChannelDestroyed(channel=channel, cause=cause, tech_cause=tech, cause_txt=text) if channel.id == lead:
-            return [i.LeadGone(cause=cause, sip_code=sip_code(tech), text=text)]
+            return [i.LeadGone(cause=cause, sip_code=sip_code(tech), text=text, channel_id=channel.id)]
     return []
 
 
@@ -694,37 +695,19 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         channel back and is marked down for a while; the next one in preference order with a
         free channel is taken; the gate decides again if its decision is too old; the new leg's
         channel id is routed to the call before anything is originated."""
-        router = self.settings.trunk_router
-        now = time.time()
-        if router is None:
-            return i.RerouteFailed("no other trunk")
-        failed = router.release(runner.call_id)
-        if failed is not None:
-            router.call_ended(failed, step.failed_cause or 0, step.failed_sip_code, now)
-        if not runner.campaign.running:
-            return i.RerouteFailed("the campaign stopped")
-        decision_id, decided_at = runner.machine.record.decision_id, runner.machine.decided_at
-        if step.ask_gate:
-            campaign = runner.campaign
+        campaign = runner.campaign
+
+        async def ask_gate() -> tuple[str, float] | str:
             decision = await decide_at_dial(self.services.gate, contact_request(step.phone, runner.entry.payload),
                                             campaign.policy, runner.log, reserve_attempt=False)
             if decision is None or not decision.allowed:
-                codes = ",".join(code.value for code in decision.codes) if decision else "gate_unavailable"
-                return i.RerouteFailed(f"the gate blocked the retry ({codes})")
-            decision_id, decided_at = decision.decision_id, time.time()
-        endpoint = router.route(time.time(), key=runner.call_id, exclude=step.tried)
-        if endpoint is None:
-            return i.RerouteFailed("no other trunk has a free channel now")
-        channel_id = f"{runner.call_id}-lead-{step.attempt}"
-        route = self.route_of(runner.call_id)
-        if route is None:
-            router.release(runner.call_id)
-            return i.RerouteFailed("the call is over")
-        route.add_channel(channel_id)
-        runner.log.warning("trunk_failover", failed_trunk=failed, cause=step.failed_cause,
-                           sip_code=step.failed_sip_code, next_trunk=endpoint, attempt=step.attempt,
-                           gate_asked_again=step.ask_gate)
-        return i.Rerouted(channel_id, f"PJSIP/{step.phone}@{endpoint}", endpoint, decision_id, decided_at)
+                return ",".join(code.value for code in decision.codes) if decision else "gate_unavailable"
+            return decision.decision_id, time.time()
+
+        return await next_trunk(self.settings.trunk_router, step, route=self.route_of(runner.call_id),
+                                decision_id=runner.machine.record.decision_id, decided_at=runner.machine.decided_at,
+                                ask_gate=ask_gate, log=runner.log,
+                                unwanted=None if campaign.running else "the campaign stopped")
 
     # -- inbound -------------------------------------------------------------------------------
     async def _inbound_campaign(self, number: str, campaign_id: str = "") -> CampaignRunner | None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dialer.click_to_call.record import CallRecord, ClickToCallOutcome
+from dialer.runtime.failover import RerouteLead as RerouteLead  # one failover path with campaign calls
+from dialer.runtime.failover import retry_channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +21,7 @@ class CallIds:
     """The ids of everything one call creates in Asterisk, derived from the call id."""
 
     call_id: str
+    lead_attempt: int = 1  # the lead's try: after a trunk failover, a new leg (`{call}-lead-2`)
 
     @property
     def agent_channel(self) -> str:
@@ -26,7 +29,7 @@ class CallIds:
 
     @property
     def lead_channel(self) -> str:
-        return f"{self.call_id}-lead"
+        return retry_channel(self.call_id, self.lead_attempt)
 
     @property
     def bridge(self) -> str:
@@ -170,6 +173,7 @@ CallAction = (
     | StartRecording
     | CheckGate
     | DialLead
+    | RerouteLead
     | HangupChannel
     | PlayRecordingNotice
     | StopRecording

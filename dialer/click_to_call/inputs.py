@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from dialer.runtime.failover import Rerouted as Rerouted  # one failover path with campaign calls
+from dialer.runtime.failover import RerouteFailed as RerouteFailed
 from dialer.runtime.live import HangupBy
 
 
@@ -104,6 +106,9 @@ class LeadHungUp:
     cause: int | None = None
     sip_code: int | None = None
     cause_text: str | None = None
+    channel_id: str | None = None
+    """The leg that ended (None: the current one). Asterisk may report a leg's end twice; after a
+    trunk failover the second report of the failed leg must not end the retry's new leg."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,5 +165,7 @@ CallInput = (
     | AsteriskLost
     | AsteriskReconciled
     | OriginateFailed
+    | Rerouted
+    | RerouteFailed
 )
 """Every input `CallMachine.handle` accepts."""

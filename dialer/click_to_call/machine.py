@@ -18,7 +18,7 @@ ignored and logged, never an error. Only a misuse of the API (starting a call tw
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Final
@@ -37,6 +37,7 @@ from dialer.click_to_call.actions import (
     HangupChannel,
     OriginateAgent,
     PlayRecordingNotice,
+    RerouteLead,
     ScreenPop,
     StartRecording,
     StopRecording,
@@ -60,6 +61,8 @@ from dialer.click_to_call.inputs import (
     OriginateFailed,
     RecordingFailed,
     RecordingStarted,
+    Rerouted,
+    RerouteFailed,
     Start,
 )
 from dialer.click_to_call.record import (
@@ -69,7 +72,7 @@ from dialer.click_to_call.record import (
     agent_outcome_for_cause,
     lead_outcome_for_cause,
 )
-from dialer.provision.trunks import trunk_of
+from dialer.provision.trunks import RetryStep, TrunkAttempt, retry_step, trunk_of
 from dialer.runtime.causes import utc
 from dialer.runtime.errors import InvalidStateError
 
@@ -160,6 +163,9 @@ class CallRequest:
     gate_decision_id: str | None = None
     lead_name: str | None = None
     """How the agent's phone names the lead (None: its number)."""
+    trunks: int = 1
+    """Carrier trunks configured: a dial refused before ringing is retried on the next one
+    (`dialer.runtime.failover`), at most this many tries in all."""
 
     def __post_init__(self) -> None:
         for name in ("call_id", "lead_id", "agent_id", "lead_number", "lead_endpoint", "agent_endpoint"):
@@ -226,12 +232,22 @@ class CallMachine:
         self._recheck_decision_id: str | None = None
         self._gate_reasons: tuple[str, ...] = ()
         self._recording_disclosure = False
+        # Trunk failover (docs/calls.md): the lead's current dial string and try, the failed tries.
+        self._lead_endpoint = request.lead_endpoint
+        self._trunk_attempts: tuple[TrunkAttempt, ...] = ()
+        self._rerouting = False
+        self._decided_at: float | None = None  # when the recheck allowed the dial
 
     # -- public API -------------------------------------------------------------------------
 
     @property
     def state(self) -> CallState:
         return self._state
+
+    @property
+    def decided_at(self) -> float:
+        """When the gate's decision the lead is dialed under was taken (its recheck, or a renewal)."""
+        return self._decided_at if self._decided_at is not None else self._requested_at
 
     @property
     def outcome(self) -> ClickToCallOutcome | None:
@@ -298,6 +314,13 @@ class CallMachine:
                 self._on_asterisk_reconciled(event, now, actions)
             case OriginateFailed():
                 self._on_originate_failed(event, now, actions)
+            case Rerouted():
+                self._on_rerouted(event, now, actions)
+            case RerouteFailed(reason=reason):
+                if self._state is CallState.LEAD_RINGING and self._rerouting:
+                    self._rerouting = False
+                    outcome = lead_outcome_for_cause(self._lead_cause, dial_timed_out=False)
+                    self._end(outcome, now, actions, "lead", f"not retried on another trunk: {reason}")
         if not actions:
             log.debug(
                 "call %s: %s in %s: nothing to do", self.request.call_id, type(event).__name__, self._state
@@ -418,6 +441,7 @@ class CallMachine:
             return
         self._recheck_decision_id = event.decision_id
         self._recording_disclosure = event.recording_disclosure
+        self._decided_at = now
         if not event.allowed:
             self._gate_reasons = event.reasons
             detail = (
@@ -459,7 +483,7 @@ class CallMachine:
             self._maybe_finish(now, actions)
 
     def _on_lead_hung_up(self, event: LeadHungUp, now: float, actions: list[CallAction]) -> None:
-        if not self._lead_live:
+        if not self._lead_live or event.channel_id not in (None, self.ids.lead_channel):
             return
         self._lead_live = False
         self._lead_cause, self._lead_cause_text = event.cause, event.cause_text
@@ -467,6 +491,13 @@ class CallMachine:
         state = self._state
         if state is CallState.LEAD_RINGING:
             assert self._lead_dialed_at is not None
+            step = retry_step(event.cause, event.sip_code, provisional=self._lead_ringing_at is not None,
+                              answered=False, attempts=self.ids.lead_attempt, trunks=self.request.trunks,
+                              decided_at=self._decided_at if self._decided_at is not None else self._lead_dialed_at,
+                              now=now)
+            if step is not RetryStep.END:
+                self._reroute(step, event, now, actions)
+                return
             timed_out = now - self._lead_dialed_at >= self.timeouts.effective_lead_ring
             self._end(lead_outcome_for_cause(event.cause, dial_timed_out=timed_out), now, actions, "lead")
         elif state is CallState.LEAD_ANSWERED:
@@ -475,6 +506,37 @@ class CallMachine:
             self._end(ClickToCallOutcome.COMPLETED, now, actions, "lead")
         else:
             self._maybe_finish(now, actions)
+
+    def _reroute(self, step: RetryStep, event: LeadHungUp, now: float, actions: list[CallAction]) -> None:
+        """The carrier refused the dial before the phone rang (503, a timeout): the same call on
+        the next trunk, the agent waiting on hold in the recorded bridge meanwhile."""
+        failed = TrunkAttempt(trunk_of(self._lead_endpoint), event.cause, event.sip_code, now)
+        self._trunk_attempts = (*self._trunk_attempts, failed)
+        self._rerouting = True
+        request = self.request
+        actions.append(RerouteLead(request.call_id, request.lead_number, self.ids.lead_attempt + 1,
+                                   tuple(attempt.trunk for attempt in self._trunk_attempts),
+                                   step is RetryStep.ASK_GATE, event.cause, event.sip_code))
+
+    def _on_rerouted(self, event: Rerouted, now: float, actions: list[CallAction]) -> None:
+        if self._state is not CallState.LEAD_RINGING or not self._rerouting:
+            return
+        self._rerouting = False
+        self.ids = replace(self.ids, lead_attempt=self.ids.lead_attempt + 1)
+        if self.ids.lead_channel != event.channel_id:
+            # Not this machine's next leg (a stale answer): fail the try rather than lose the channel.
+            self._end(ClickToCallOutcome.LEAD_FAILED, now, actions, "system", f"unexpected leg {event.channel_id}")
+            return
+        self._lead_endpoint = event.endpoint
+        self._recheck_decision_id = event.decision_id
+        self._decided_at = event.decided_at
+        self._lead_cause = self._lead_cause_text = self._lead_sip_code = None
+        self._lead_ringing_at = None
+        self._lead_originated = self._lead_live = True
+        self._lead_dialed_at = now
+        timeout = self.timeouts.effective_lead_ring
+        actions.append(DialLead(self.ids.lead_channel, event.endpoint, self.request.caller_id, timeout))
+        self._arm(_Timer.LEAD_RING, now + timeout + self.timeouts.backstop_slack)
 
     def _on_hangup_requested(self, event: HangupRequested, now: float, actions: list[CallAction]) -> None:
         if self._state is CallState.ENDING:
@@ -606,7 +668,8 @@ class CallMachine:
             lead_number=request.lead_number,
             agent_endpoint=request.agent_endpoint,
             caller_id=request.caller_id,
-            trunk=trunk_of(request.lead_endpoint) or None,
+            trunk=trunk_of(self._lead_endpoint) or None,
+            trunk_attempts=self._trunk_attempts,
             lead_ring_timeout=self.timeouts.effective_lead_ring,
             requested_at=utc(self._requested_at),
             agent_ringing_at=_utc_or_none(self._agent_ringing_at),

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Final
 
 from crm_bridge.records import CallOutcome
+from dialer.provision.trunks import TrunkAttempt
 from dialer.runtime.causes import UNANSWERED_CAUSES
 
 
@@ -173,7 +174,9 @@ class CallRecord:
     gate_reasons: tuple[str, ...] = ()
     """Reasons of a blocking recheck."""
     trunk: str | None = None
-    """The carrier trunk the lead was dialed through."""
+    """The carrier trunk the lead was dialed through (the last one tried)."""
+    trunk_attempts: tuple[TrunkAttempt, ...] = ()
+    """Tries that failed on other trunks first (503, a timeout: same-call failover)."""
 
     @property
     def abandoned(self) -> bool:
@@ -223,4 +226,5 @@ class CallRecord:
             "compliance_decision_id": self.recheck_decision_id or self.gate_decision_id,
             "abandoned": self.abandoned,
             "trunk": self.trunk,
+            "trunk_attempts": [attempt.to_json() for attempt in self.trunk_attempts],
         }

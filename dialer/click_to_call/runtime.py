@@ -34,6 +34,7 @@ from dialer.ari.models import (
     RecordingStarted,
     StasisStart,
 )
+from dialer.campaign.agent import AgentSnapshot, agent_state_record
 from dialer.click_to_call import inputs
 from dialer.click_to_call.actions import (
     AddToBridge,
@@ -48,12 +49,14 @@ from dialer.click_to_call.actions import (
     HangupChannel,
     OriginateAgent,
     PlayRecordingNotice,
+    RerouteLead,
     ScreenPop,
     StartRecording,
     StopRecording,
 )
-from dialer.click_to_call.inputs import CallInput, Leg
+from dialer.click_to_call.inputs import CallInput, Leg, Rerouted, RerouteFailed
 from dialer.click_to_call.machine import CallMachine, CallRequest, CallTimeouts
+from dialer.click_to_call.presence import ClickToCallPresence
 from dialer.click_to_call.record import CallRecord, CallState
 from dialer.click_to_call.requests import DialRequest, PlacedCall
 from dialer.provision.trunks import TrunkRouter
@@ -62,6 +65,7 @@ from dialer.runtime.admission import Slot
 from dialer.runtime.agents import active_agent, agent_endpoint
 from dialer.runtime.causes import sip_code
 from dialer.runtime.errors import BlockedReason, ComplianceBlocked, Refused
+from dialer.runtime.failover import next_trunk
 from dialer.runtime.gate import contact_request, decide_at_dial, policy_for_campaign
 from dialer.runtime.hold import hold_music
 from dialer.runtime.ids import Prefix, new_id
@@ -87,6 +91,15 @@ class ClickToCallSettings:
     # The carriers' trunks, shared with the campaigns: preference order, channels, calls per
     # second, failover (None: every call through `trunk_endpoint`).
     trunk_router: TrunkRouter | None = None
+    # A click-to-call-only agent's wrap-up after a conversation, unless the disposition comes
+    # first; and how long it counts as ready without a call (dialer.click_to_call.presence).
+    wrap_up_seconds: float = 30.0
+    idle_seconds: float = 600.0
+
+    @property
+    def trunk_count(self) -> int:
+        """How many trunks a call may try (same-call failover)."""
+        return max(1, len(self.trunk_router.trunks)) if self.trunk_router else 1
 
     def route(self, call_id: str, now: float) -> str | None:
         """The trunk of a new call (its channel given back at the call's end), or None when every
@@ -112,7 +125,8 @@ def translate(event: Event, ids: CallIds) -> list[CallInput]:
             if channel.id == ids.agent_channel:
                 return [inputs.AgentHungUp(cause=cause, sip_code=sip_code(tech_cause), cause_text=text)]
             if channel.id == ids.lead_channel:
-                return [inputs.LeadHungUp(cause=cause, sip_code=sip_code(tech_cause), cause_text=text)]
+                return [inputs.LeadHungUp(cause=cause, sip_code=sip_code(tech_cause), cause_text=text,
+                                          channel_id=channel.id)]
         case ChannelEnteredBridge(channel=channel, bridge=bridge):
             if channel is not None and channel.id == ids.lead_channel and bridge.id == ids.bridge:
                 return [inputs.LeadJoined()]
@@ -124,11 +138,15 @@ def translate(event: Event, ids: CallIds) -> list[CallInput]:
 
 
 class ClickToCallHost(RunnerHost, Protocol):
+    async def agent_call_state(self, record: CallRecord) -> None: ...
+
     """What a call runner tells its runtime."""
 
     def call_ending(self, call_id: str) -> None: ...
 
     def route_of(self, call_id: str) -> Route | None: ...
+
+    async def reroute(self, runner: ClickToCallRunner, step: RerouteLead) -> Rerouted | RerouteFailed: ...
 
 
 class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
@@ -155,7 +173,6 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
         # Kept from the request: the dial check must not depend on PostgreSQL answering mid-call.
         self.lead = lead
         self.campaign = campaign
-        self.ids = machine.ids
         # Set at the lead channel's StasisStart: a created channel must be in Stasis before it is dialed.
         self.lead_in_stasis = asyncio.Event()
         # The two sides recorded apart (agent, lead) from snoops on the agent's leg, when they
@@ -168,6 +185,11 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
     @property
     def call_id(self) -> str:
         return self.owner_id
+
+    @property
+    def ids(self) -> CallIds:
+        """The call's Asterisk ids; the lead's leg changes with a trunk failover."""
+        return self.machine.ids
 
     def translate(self, event: Event) -> list[CallInput]:
         return translate(event, self.ids)
@@ -214,6 +236,12 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
                     return await self._check_gate(phone)
                 case DialLead():
                     return await self._dial_lead(action)
+                case RerouteLead():
+                    rerouted = await self.calls.reroute(self, action)
+                    if isinstance(rerouted, RerouteFailed):
+                        self.log.warning("trunk_failover_impossible", reason=rerouted.reason, tried=action.tried,
+                                         cause=action.failed_cause, sip_code=action.failed_sip_code)
+                    return rerouted
                 case HangupChannel(channel_id=channel_id, reason=reason):
                     with contextlib.suppress(NotFound):
                         await ari.hangup(channel_id, reason=reason)
@@ -234,6 +262,7 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
                     if record.state in (CallState.ENDING, CallState.ENDED):
                         self.calls.call_ending(self.call_id)
                     services.snapshots.submit(RecordKind.CALL, record.to_crm_call())
+                    await self.calls.agent_call_state(record)
                     services.agent_events.publish(record.agent_id, {
                         "type": "call_state", "call_id": self.call_id, "state": record.state.value,
                         "outcome": record.outcome.value if record.outcome else None})
@@ -288,6 +317,7 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
         """Create the lead's channel in the app, wait for it in Stasis, then dial it."""
         ari = self.services.ari
         channel_id = dial.channel_id
+        self.lead_in_stasis.clear()  # a retry on another trunk waits for its own new leg
         try:
             await ari.create_channel(
                 channel_id, dial.endpoint, app=self.services.app, app_args=["lead", self.call_id],
@@ -318,6 +348,58 @@ class ClickToCallRuntime(CallSlice[ClickToCallRunner]):
         # Called with each call's final snapshot (metrics, benchmarks).
         self.finished_listeners: list[Callable[[CallRecord], None]] = []
         self.hurry_seconds = settings.timeouts.teardown + 5
+        # The state history of agents who only click to call (occupancy); agents with a campaign
+        # session (`has_session`, set by whoever runs the campaigns too) have theirs recorded there.
+        self.presence = ClickToCallPresence(wrap_up_seconds=settings.wrap_up_seconds,
+                                            idle_seconds=settings.idle_seconds)
+        self.has_session: Callable[[str], bool] = lambda _agent_id: False
+        self._presence_ticking = False
+
+    # -- click-to-call agents' states -------------------------------------------------------------
+    async def agent_call_state(self, record: CallRecord) -> None:
+        """A call's snapshot, as its agent's state (unless a campaign session has the agent)."""
+        if self.has_session(record.agent_id):
+            return
+        await self._record_states(self.presence.call_state(record.agent_id, record.call_id, record.state,
+                                                           record.campaign_id, time.time()))
+        self._tick_presence()
+
+    def disposed(self, agent_id: str, call_id: str) -> None:
+        """The agent sent the disposition of `call_id` (`WrapUps`): its wrap-up is over."""
+        changes = self.presence.disposed(agent_id, call_id, time.time())
+        if changes:
+            with contextlib.suppress(Refused):  # shutting down: the session ends unrecorded
+                self.spawn(self._record_states(changes), f"agent-state-{agent_id}")
+            self._tick_presence()
+
+    async def after_drain(self) -> None:
+        """The calls are over: every click-to-call agent's session ends now (logged out)."""
+        await self._record_states(self.presence.end_all(time.time()))
+
+    async def _record_states(self, changes: list[AgentSnapshot]) -> None:
+        for snapshot in changes:
+            try:
+                # Durable (the outbox), as a campaign session's states are.
+                await self.services.records.put(RecordKind.AGENT_STATE, agent_state_record(snapshot))
+            except Exception as error:
+                log.warning("agent_state_not_recorded", agent_id=snapshot.agent_id, error=repr(error))
+
+    def _tick_presence(self) -> None:
+        """Ends wrap-ups and idle spells on time while any click-to-call agent has a session."""
+        if self._presence_ticking or self.presence.next_due() is None:
+            return
+        with contextlib.suppress(Refused):
+            self.spawn(self._presence_ticker(), "click-to-call-presence")
+            self._presence_ticking = True
+
+    async def _presence_ticker(self) -> None:
+        try:
+            while (deadline := self.presence.next_due()) is not None:
+                # At most a second's sleep: a disposition or a new call may bring a deadline closer.
+                await asyncio.sleep(min(1.0, max(0.0, deadline - time.time())))
+                await self._record_states(self.presence.due(time.time()))
+        finally:
+            self._presence_ticking = False
 
     def finished(self, record: CallRecord) -> None:
         """A call is over and its runner gone (its recording archived): its final snapshot."""
@@ -330,6 +412,24 @@ class ClickToCallRuntime(CallSlice[ClickToCallRunner]):
     def route_of(self, call_id: str) -> Route | None:
         """The dispatcher's registration of a call (to route one more of its channels to it)."""
         return self.dispatcher.route(call_id)
+
+    async def reroute(self, runner: ClickToCallRunner, step: RerouteLead) -> Rerouted | RerouteFailed:
+        """The same call on the next trunk (`ClickToCallHost`), the one failover path campaign
+        calls take too: the gate is asked again (no second frequency-cap slot) when its recheck
+        is too old."""
+        record = runner.machine.record
+
+        async def ask_gate() -> tuple[str, float] | str:
+            decision = await decide_at_dial(
+                self.services.gate, contact_request(step.phone, runner.lead, dial_mode=DialMode.MANUAL),
+                policy_for_campaign(runner.campaign, dial_mode=DialMode.MANUAL), runner.log, reserve_attempt=False)
+            if decision is None or not decision.allowed:
+                return ",".join(code.value for code in decision.codes) if decision else "gate_unavailable"
+            return decision.decision_id, time.time()
+
+        return await next_trunk(self.settings.trunk_router, step, route=self.route_of(runner.call_id),
+                                decision_id=record.recheck_decision_id or record.gate_decision_id or "",
+                                decided_at=runner.machine.decided_at, ask_gate=ask_gate, log=runner.log)
 
     def forgotten(self, runner: ClickToCallRunner) -> None:
         if runner.slot is not None:
@@ -415,6 +515,7 @@ class ClickToCallRuntime(CallSlice[ClickToCallRunner]):
                 campaign_id=request.campaign_id,
                 gate_decision_id=decision.decision_id,
                 lead_name=lead_name(lead, phone),
+                trunks=self.settings.trunk_count,
             ),
             requested_at=time.time(),
             timeouts=self.settings.timeouts,

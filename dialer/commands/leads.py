@@ -1,7 +1,10 @@
 """`dialer leads import FILE --map ...`: import a CSV list of leads, scrubbed, into the CRM.
 
     dialer leads import leads.csv --map "name=Full Name,phone=Phone,email=E-mail,zip=ZIP" \\
-        [--campaign ID] [--report report.csv] [--label TEXT]
+        [--campaign ID] [--list LIST] [--report report.csv] [--label TEXT]
+
+`--list` puts the imported leads on a lead list (its id or its name, made with `dialer lists
+create`); they join every campaign the list is assigned to, as `dialer lists add-leads` does.
 
 Prints one summary line; a progress bar on stderr when stderr is a terminal; warnings about stale
 or missing DNC list copies on stderr. Exit 0 when the import committed (whatever its rows'
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -43,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                      help="field=Column pairs: phone (repeatable), name or first_name/last_name, email, address, "
                           "address2, city, state, zip, consent, consent_at, consent_kind, source, custom.NAME")
     imp.add_argument("--campaign", help="add the imported leads to this campaign")
+    imp.add_argument("--list", dest="list_name", metavar="LIST",
+                     help="put the imported leads on this lead list (its id or name); they join the campaigns "
+                          "it is assigned to")
     imp.add_argument("--report", type=Path, help="write the per-row report (CSV) to this file")
     imp.add_argument("--label", help="the import's name in the CRM (default: the file's name)")
     imp.set_defaults(handler=run_import)
@@ -84,7 +91,8 @@ def run_import(args: argparse.Namespace) -> int:
         book = load_rulebook()
     except RuleDataError as error:
         raise UserError(f"the rule data is unusable ({error}), so nothing can be scrubbed", exit_code=1) from None
-    plan = ImportPlan(new_import_id(), args.file, mapping, args.label or args.file.name, args.campaign, args.report)
+    plan = ImportPlan(new_import_id(), args.file, mapping, args.label or args.file.name, args.campaign, args.report,
+                      list_id=args.list_name)
     progress = ProgressLine(sys.stderr) if sys.stderr.isatty() else None
     try:
         outcome = asyncio.run(_import(settings, plan, book, progress))
@@ -108,6 +116,19 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _list_id(conn: asyncpg.Connection, given: str) -> str:
+    """The list `given` names: its id, else its (unique) name."""
+    if await conn.fetchval("SELECT true FROM lead_lists WHERE list_id = $1", given):
+        return given
+    found = [row["list_id"] for row in await conn.fetch(
+        "SELECT list_id FROM lead_lists WHERE name = $1 ORDER BY list_id", given)]
+    if len(found) == 1:
+        return str(found[0])
+    if found:
+        raise ImportInputError(f"several lists are named {given!r} ({', '.join(found)}): give its id with --list")
+    raise ImportInputError(f"there is no lead list {given!r} in the CRM: make it with 'dialer lists create'")
+
+
 async def _import(settings: Settings, plan: ImportPlan, book: RuleBook, progress: ProgressLine | None) -> ImportOutcome:
     await ensure_schema(settings.pg_dsn)
     conn = await connect(settings.pg_dsn)
@@ -117,6 +138,8 @@ async def _import(settings: Settings, plan: ImportPlan, book: RuleBook, progress
             "SELECT true FROM campaigns WHERE campaign_id = $1", plan.campaign_id
         ):
             raise ImportInputError(f"there is no campaign {plan.campaign_id!r} in the CRM")
+        if plan.list_id is not None:
+            plan = replace(plan, list_id=await _list_id(conn, plan.list_id))
         await redis.ping()
         scrubber = BatchScrubber(DncStore(redis, settings.redis_prefix), book)
         return await import_leads(plan, conn, scrubber, now=datetime.now(UTC), progress=progress)

@@ -15,9 +15,9 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
+from dialer.access_log import AccessLog
 from dialer.cli import UserError
 from dialer.commands.config import log_caller_id_problems, require_usable
-from dialer.logs import AccessLog
 from dialer.provision.sipcheck import log_trunk_checks
 from dialer.runtime.lease import ControllerLease
 from dialer.serve import StartupError, dialer_services

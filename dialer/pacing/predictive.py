@@ -532,13 +532,14 @@ class PredictivePacer:
 
     def observe(self, event: PacingEvent) -> None:
         self.model.observe(event)
-        self.budget.observe(event)
-        if event.kind is EventKind.CALL_ABANDONED:
-            self._observed += 1.0
-        elif event.kind is EventKind.HUMAN_ANSWERED:
+        kind = event.kind
+        if kind is EventKind.HUMAN_ANSWERED:
+            self.budget.observe(event)  # the budget counts answers only
             decay = 1.0 - 1.0 / self.config.bias_memory_answers
             self._observed *= decay
             self._predicted *= decay
+        elif kind is EventKind.CALL_ABANDONED:
+            self._observed += 1.0
 
     @property
     def predicted_abandons(self) -> float:
@@ -610,11 +611,15 @@ class PredictivePacer:
 
     def _busy_columns_array(self, snapshot: PacingSnapshot, now: float) -> tuple[int, list[int] | IntArray]:
         """`_busy_columns` with numpy, for large teams (the same columns, in the same order)."""
-        talking = np.array(snapshot.talking_since, dtype=np.float64)
-        wrapping = np.array(snapshot.wrapping_since, dtype=np.float64)
-        talk = np.minimum(np.maximum((now - talking).astype(np.int64), 0), self._talk_width - 1)
-        wrap = self._talk_width + np.minimum(np.maximum((now - wrapping).astype(np.int64), 0), self._wrap_width - 1)
-        columns = np.concatenate([talk, wrap])
+        # One array for both (fewer numpy calls): whole seconds, clipped per part, wrap-up
+        # columns after the talking ones.
+        talkers = len(snapshot.talking_since)
+        columns = (now - np.array(snapshot.talking_since + snapshot.wrapping_since, dtype=np.float64)).astype(np.int64)
+        np.maximum(columns, 0, out=columns)
+        np.minimum(columns[:talkers], self._talk_width - 1, out=columns[:talkers])
+        wrap = columns[talkers:]
+        np.minimum(wrap, self._wrap_width - 1, out=wrap)
+        wrap += self._talk_width
         kinds = self._column_kinds[columns]
         kept: IntArray = columns[kinds == 0]
         return int(np.count_nonzero(kinds == 1)), kept

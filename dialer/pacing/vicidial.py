@@ -63,6 +63,11 @@ class AdaptSample:
 
 def adapt_step(level: float, s: AdaptSample, p: VicidialParams) -> float:
     """One dial-level update, exactly as `calculate_dial_level` (anchors.md b.3 / b.7)."""
+    return drop_clamp(unclamped_step(level, s, p), s, p)
+
+
+def unclamped_step(level: float, s: AdaptSample, p: VicidialParams) -> float:
+    """The update before the daily drop clamp: the level's step and the one-minute brake."""
     diff = s.avg_ready - s.avg_waiting + p.dl_diff_target
     m = diff / s.avg_total if (diff and s.avg_total) else 0.0
     intensity = p.intensity / 100.0
@@ -71,17 +76,44 @@ def adapt_step(level: float, s: AdaptSample, p: VicidialParams) -> float:
     new = max(min(new, p.max_level), 1.0)
     if s.calls_1m > 20 and 100 * s.drops_1m / s.calls_1m > 50:
         new /= 2
+    return new
+
+
+def drop_clamp(new: float, s: AdaptSample, p: VicidialParams) -> float:
+    """The daily drop clamp on an unclamped update: the only place the mode and the drop
+    target (`adaptive_dropped_percentage`) act."""
     drop_pct = 100 * s.drops_today / max(s.answers_today, 1)
     if s.calls_today > 50 and drop_pct > p.dropped_percentage:
-        if p.mode is AdaptMode.HARD_LIMIT:
-            new = 1.0
-        elif p.mode is AdaptMode.AVERAGE:
-            new /= 2
-        else:
-            # VICIdial's HHMM integer arithmetic: 2100 - 1430 = 670 -> 0.67 (not true hours).
-            left = p.latest_hhmm - s.now_hhmm
-            new = 1.0 if left < 0 else new * min(1.0, left / 1000)
+        return clamp_with(new, p.mode, s.now_hhmm, p.latest_hhmm)
     return max(new, 1.0)
+
+
+def clamp_with(new: float, mode: AdaptMode, now_hhmm: int, latest_hhmm: int) -> float:
+    """The level after the clamp, once the day's drop percentage is over target."""
+    if mode is AdaptMode.HARD_LIMIT:
+        new = 1.0
+    elif mode is AdaptMode.AVERAGE:
+        new /= 2
+    else:
+        # VICIdial's HHMM integer arithmetic: 2100 - 1430 = 670 -> 0.67 (not true hours).
+        left = latest_hhmm - now_hhmm
+        new = 1.0 if left < 0 else new * min(1.0, left / 1000)
+    return max(new, 1.0)
+
+
+def clamp_is_idle(clamp_inputs: list[tuple[float, float, int]], params: VicidialParams) -> bool:
+    """Whether the drop clamp of `params` changes no update of a run with these clamp inputs.
+
+    A run whose own clamp changed nothing followed the unclamped trajectory; any mode and
+    drop target whose clamp also changes nothing along it runs the very same updates, so
+    the same calls (the clamp is the only place mode and target act).
+    """
+    for drop_pct, new, hhmm in clamp_inputs:
+        if drop_pct > params.dropped_percentage and (
+            clamp_with(new, params.mode, hhmm, params.latest_hhmm) != max(new, 1.0)
+        ):
+            return False
+    return True
 
 
 def calls_to_place(level: float, active_agents: int, existing_calls: int) -> int:
@@ -116,6 +148,10 @@ class VicidialAdaptivePacer:
         self._drops_today = 0
         self._calls_recent: deque[float] = deque()
         self._drops_recent: deque[float] = deque()
+        # (day's drop %, unclamped level, HHMM) at every update where a drop clamp could act:
+        # what `clamp_is_idle` needs to tell whether another mode or target would have
+        # run the same (the tuning search reuses such runs).
+        self.clamp_inputs: list[tuple[float, float, int]] = []
 
     def _roll_day(self, now: float) -> None:
         day = int(now // SECONDS_PER_DAY)
@@ -135,6 +171,13 @@ class VicidialAdaptivePacer:
         elif event.kind is EventKind.CALL_DROPPED:
             self._drops_today += 1
             self._drops_recent.append(event.now)
+
+    def observe_placed(self, now: float, count: int) -> None:
+        """`count` DIAL_PLACED events at `now`, as `count` calls of `observe` would count them
+        (a simulator placing a tick's dials hands them over at once)."""
+        self._roll_day(now)
+        self._calls_today += count
+        self._calls_recent.extend([now] * count)
 
     def _sample(self, now: float) -> AdaptSample:
         for recent in (self._calls_recent, self._drops_recent):
@@ -162,7 +205,13 @@ class VicidialAdaptivePacer:
             self._samples.append((snapshot.ready_agents, snapshot.calls_waiting, snapshot.logged_in_agents))
         if now >= self._next_update:
             if self._next_update > -math.inf:
-                self.level = adapt_step(self.level, self._sample(now), p)
+                sample = self._sample(now)
+                new = unclamped_step(self.level, sample, p)
+                self.level = drop_clamp(new, sample, p)
+                if sample.calls_today > 50:
+                    # Where a clamp could act (see `clamp_is_idle`).
+                    drop_pct = 100 * sample.drops_today / max(sample.answers_today, 1)
+                    self.clamp_inputs.append((drop_pct, new, sample.now_hhmm))
             self._next_update = _next_due(self._next_update, now, p.update_seconds)
         if now < self._next_placement:
             return 0

@@ -71,10 +71,11 @@ def _apt_install(*packages: str, say: Callable[[str], None]) -> None:
         raise ProvisionError(f"Install {', '.join(packages)} with your system's package manager, then run again.")
     say(f"Installing {', '.join(packages)} from the distribution's packages...")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=False)
-    result = subprocess.run(
-        ["apt-get", "install", "-y", "-q", *packages], env=env, capture_output=True, text=True, check=False
-    )
+    # Wait for another package run (an unattended upgrade, a second bootstrap) to finish rather
+    # than fail on dpkg's lock.
+    apt = ["apt-get", "-o", "DPkg::Lock::Timeout=900"]
+    subprocess.run([*apt, "update", "-q"], env=env, capture_output=True, check=False)
+    result = subprocess.run([*apt, "install", "-y", "-q", *packages], env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise ProvisionError(f"apt-get install {' '.join(packages)} failed: {result.stderr.strip()[-300:]}")
 

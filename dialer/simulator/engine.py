@@ -278,7 +278,6 @@ class Simulation:
         self.paused = 0
         self.ringing: dict[int, float] = {}
         self.waiting: dict[int, float] = {}
-        self.dial_time: dict[int, float] = {}
         self.deadline: dict[int, float] = {}
         self.is_person: dict[int, bool] = {}
         self.active_lines = 0
@@ -290,10 +289,18 @@ class Simulation:
         self._observe_pacer = pacer.observe
         # Event kinds the pacer declares it ignores are not sent (`Pacer.observed_kinds`).
         listens: frozenset[EventKind] = frozenset(getattr(pacer, "observed_kinds", EventKind))
-        self._listens = listens
         self._sends_placed = EventKind.DIAL_PLACED in listens
         self._sends_ended = EventKind.DIAL_ENDED in listens
         self._sends_human = EventKind.HUMAN_ANSWERED in listens
+        # Looked up once: an enum's hash is a Python call, and these are asked per event.
+        self._sends_abandoned = EventKind.CALL_ABANDONED in listens
+        self._sends_bridged = EventKind.CALL_BRIDGED in listens
+        self._sends_dropped = EventKind.CALL_DROPPED in listens
+        self._sends_talk_ended = EventKind.TALK_ENDED in listens
+        self._sends_wrap_ended = EventKind.WRAP_ENDED in listens
+        # A pacer may take a tick's DIAL_PLACED events as one count (`observe_placed(now, n)`).
+        placed_many = getattr(pacer, "observe_placed", None)
+        self._placed_many: Callable[[float, int], None] | None = placed_many if callable(placed_many) else None
         self._state_only = skip_idle_decisions and bool(getattr(pacer, "decides_on_state_only", False))
         # Something happened since the pacer last answered (or its answer was capped).
         self._changed = True
@@ -350,10 +357,6 @@ class Simulation:
         elif new == _PAUSE:
             self.paused += 1
 
-    def _observe(self, kind: EventKind, now: float, seconds: float = 0.0, outcome: DialOutcome | None = None) -> None:
-        if kind in self._listens:
-            self._observe_pacer(PacingEvent(kind, now, seconds, outcome))
-
     # -- the call flow ------------------------------------------------------------------
 
     def _place(self, now: float) -> None:
@@ -368,8 +371,7 @@ class Simulation:
         if k >= st.size:
             st.ensure(k)
         plan = st.plan[k]
-        self.ringing[k] = now
-        self.dial_time[k] = now
+        self.ringing[k] = now  # ringing lines by dial time: also the time each was placed
         if self.event_log is not None:
             self.event_log.append((now, "dial", k))
         self.seq += 1
@@ -391,11 +393,13 @@ class Simulation:
             today[_CONNECTS] += 1
         if now > self.deadline[k] + 1e-9:
             today[_OBSERVED] += 1
-            self._observe(EventKind.CALL_ABANDONED, now)
+            if self._sends_abandoned:
+                self._observe_pacer(PacingEvent(EventKind.CALL_ABANDONED, now))
             if person:
                 today[_ABANDONED] += 1
                 today[_LATE] += 1
-        self._observe(EventKind.CALL_BRIDGED, now, wait)
+        if self._sends_bridged:
+            self._observe_pacer(PacingEvent(EventKind.CALL_BRIDGED, now, wait))
         st = self.stream
         duration = st.talk[k] if person else st.machine_talk[k]
         self.on_machine[a] = not person
@@ -414,9 +418,8 @@ class Simulation:
     def _handle(self, time: float, kind: int, ident: int) -> None:
         if kind == _LINE_END:
             k = ident
-            del self.ringing[k]
+            placed = self.ringing.pop(k)
             self.active_lines -= 1
-            placed = self.dial_time.pop(k)
             if self._sends_ended:
                 outcome = _OUTCOMES[self.stream.ends[k]]
                 self._observe_pacer(PacingEvent(EventKind.DIAL_ENDED, time, time - placed, outcome))
@@ -424,12 +427,11 @@ class Simulation:
                 self.event_log.append((time, "end", k))
         elif kind == _HUMAN:
             k = ident
-            del self.ringing[k]
+            placed = self.ringing.pop(k)
             today = self.today
             today[_DECLARED] += 1
             if self.is_person[k]:
                 today[_LIVE] += 1
-            placed = self.dial_time.pop(k)
             if self._sends_human:
                 self._observe_pacer(PacingEvent(EventKind.HUMAN_ANSWERED, time, time - placed))
             if self.event_log is not None:
@@ -444,13 +446,15 @@ class Simulation:
             k = self.agent_call[a]
             self.agent_call[a] = -1
             self.active_lines -= 1
-            self._observe(EventKind.TALK_ENDED, time, time - self.since[a])
+            if self._sends_talk_ended:
+                self._observe_pacer(PacingEvent(EventKind.TALK_ENDED, time, time - self.since[a]))
             self._set_agent(a, _WRAP, time)
             self._push(time + self.stream.wrap[k], _WRAP_END, a)
             del self.is_person[k], self.deadline[k]
         elif kind == _WRAP_END:
             a = ident
-            self._observe(EventKind.WRAP_ENDED, time, time - self.since[a])
+            if self._sends_wrap_ended:
+                self._observe_pacer(PacingEvent(EventKind.WRAP_ENDED, time, time - self.since[a]))
             if self.pending_logout[a]:
                 self._logout(a, time)
             elif self.pending_break[a] > 0:
@@ -467,8 +471,10 @@ class Simulation:
                 today = self.today
                 today[_DROPS] += 1
                 today[_OBSERVED] += 1
-                self._observe(EventKind.CALL_DROPPED, time)
-                self._observe(EventKind.CALL_ABANDONED, time)
+                if self._sends_dropped:
+                    self._observe_pacer(PacingEvent(EventKind.CALL_DROPPED, time))
+                if self._sends_abandoned:
+                    self._observe_pacer(PacingEvent(EventKind.CALL_ABANDONED, time))
                 if self.is_person[k]:
                     today[_ABANDONED] += 1
                 del self.is_person[k], self.deadline[k]
@@ -476,7 +482,7 @@ class Simulation:
                     self.event_log.append((time, "drop", k))
         elif kind == _AMD_FP:
             k = ident
-            del self.ringing[k]
+            placed = self.ringing.pop(k)
             self.active_lines -= 1
             # A person hung up on as a machine: abandoned under 47 CFR 64.1200(a)(7), and
             # the runtime cannot know it (it believes it reached a machine).
@@ -484,7 +490,8 @@ class Simulation:
             today[_LIVE] += 1
             today[_ABANDONED] += 1
             today[_AMD_FP_COUNT] += 1
-            self._observe(EventKind.DIAL_ENDED, time, time - self.dial_time.pop(k), DialOutcome.MACHINE)
+            if self._sends_ended:
+                self._observe_pacer(PacingEvent(EventKind.DIAL_ENDED, time, time - placed, DialOutcome.MACHINE))
             if self.event_log is not None:
                 self.event_log.append((time, "end", k))
         elif kind == _LOGIN:
@@ -543,23 +550,30 @@ class Simulation:
     def prepare(self, now: float) -> PacingSnapshot | None:
         """The snapshot the pacer is asked with at this tick, or None when it need not be."""
         s = self.s
-        self.cps_tokens = min(s.calls_per_second, self.cps_tokens + s.calls_per_second * TICK_SECONDS)
-        if self._state_only and not self._changed:
+        cps = s.calls_per_second
+        tokens = self.cps_tokens + cps * TICK_SECONDS
+        self.cps_tokens = tokens = cps if cps < tokens else tokens  # min(cps, tokens), as before
+        changed = self._changed
+        if not changed and self._state_only:
             return None  # it would answer 0 again: nothing it looks at has changed
-        free = max(0, min(s.max_lines - self.active_lines, int(self.cps_tokens)))
+        free = max(0, min(s.max_lines - self.active_lines, int(tokens)))
         if s.lead_list_size:
             free = min(free, s.lead_list_size - self.leads_used)
         last = self._snapshot
-        if self._changed or last is None:
+        if changed or last is None:
+            today = self.today
             snapshot = PacingSnapshot(
-                ready_since=tuple(self.ready.values()),
-                talking_since=tuple(self.talking.values()),
-                wrapping_since=tuple(self.wrapping.values()),
-                paused_agents=self.paused,
-                ringing_since=tuple(self.ringing.values()),
-                calls_waiting=len(self.waiting),
-                free_lines=free,
-                abandon_tally=self._tally(),
+                tuple(self.ready.values()),
+                tuple(self.talking.values()),
+                tuple(self.wrapping.values()),
+                self.paused,
+                tuple(self.ringing.values()),
+                len(self.waiting),
+                free,
+                AbandonTally(
+                    live_answers=int(self.prior_answers + today[_DECLARED]),
+                    abandoned=int(self.prior_abandons + today[_OBSERVED]),
+                ),
             )
         elif last.free_lines != free:  # nothing happened: the same snapshot, more free lines
             snapshot = PacingSnapshot(
@@ -575,9 +589,21 @@ class Simulation:
     def apply(self, now: float, asked: int) -> None:
         """Place what the pacer asked for, within trunk lines, calls per second and leads."""
         n = max(0, min(asked, self._snapshot.free_lines if self._snapshot is not None else 0))
-        for _ in range(n):
-            self._place(now)
-        self.cps_tokens -= n
+        if n:
+            if self._sends_placed and self._placed_many is not None:
+                # One call for the n dials placed at this instant (`Pacer.observe_placed`);
+                # nothing else reaches the pacer between them.
+                self._placed_many(now, n)
+                self._sends_placed = False
+                try:
+                    for _ in range(n):
+                        self._place(now)
+                finally:
+                    self._sends_placed = True
+            else:
+                for _ in range(n):
+                    self._place(now)
+            self.cps_tokens -= n
         # Lines placed change the next snapshot; for a state-only pacer, a capped answer
         # must be asked again.
         self._changed = n > 0 if not self._state_only else asked > n
@@ -597,7 +623,6 @@ class Simulation:
         self.paused = 0
         self.ringing = {}
         self.waiting = {}
-        self.dial_time = {}
         self.deadline = {}
         self.is_person = {}
         self.active_lines = 0
@@ -631,16 +656,19 @@ class Simulation:
             daily[key][self.day] = self.today[i]
 
     def run(self) -> ReplicationResult:
-        return run_together([self])[0]
+        _run_alone(self)
+        return self.result
 
 
 def run_together(simulations: Sequence[Simulation]) -> list[ReplicationResult]:
-    """Run several simulations second by second side by side (same days and shift hours).
+    """Run several simulations (same days and shift hours); each sees exactly what it would alone.
 
-    Each one sees exactly what it would alone; their pacers are asked together each second
-    (`decide_together`), so a pacer with a batched form (`decide_many`) does its array work
-    once for all of them: numpy's fixed cost per operation, not the arithmetic, is what a
-    decision costs for a small team.
+    Simulations whose pacers have a batched form (`decide_many`) run second by second side
+    by side: their pacers are asked together each second (`decide_together`), so the array
+    work is done once for all of them (numpy's fixed cost per operation, not the
+    arithmetic, is what a decision costs for a small team). The others share nothing, so
+    each runs alone, one after the other (`_run_alone`: no per-second bookkeeping for the
+    others, and the seconds where a state-only pacer would not be asked are skipped).
     """
     if not simulations:
         return []
@@ -650,6 +678,17 @@ def run_together(simulations: Sequence[Simulation]) -> list[ReplicationResult]:
             first.days, first.shift_start_hour, first.hours_per_day,
         ):  # fmt: skip
             raise ValueError("simulations run together must share days and shift hours")
+    batched = [sim for sim in simulations if getattr(type(sim.pacer), "decide_many", None) is not None]
+    if len(batched) > 1:
+        _run_lockstep(batched)
+    for sim in simulations:
+        if len(batched) <= 1 or sim not in batched:
+            _run_alone(sim)
+    return [sim.result for sim in simulations]
+
+
+def _run_lockstep(simulations: Sequence[Simulation]) -> None:
+    first = simulations[0].s
     for day in range(first.days):
         bounds = [sim.begin_day(day) for sim in simulations]
         day_start, day_end = bounds[0]
@@ -670,7 +709,39 @@ def run_together(simulations: Sequence[Simulation]) -> list[ReplicationResult]:
             next_tick += TICK_SECONDS
         for sim in simulations:
             sim.end_day()
-    return [sim.result for sim in simulations]
+
+
+def _run_alone(sim: Simulation) -> None:
+    """One simulation's days, tick by tick, asking its pacer directly (`decide`).
+
+    A state-only pacer that is not asked at a tick (nothing changed) would not be asked
+    again before the next event is due: its calls-per-second tokens are already full
+    after one tick, and nothing else moves. So the loop jumps to the first tick at or after
+    that event: the same ticks, the same answers. Ticks stay whole seconds from a
+    whole-second shift start (exact in floating point); otherwise no tick is skipped.
+    """
+    decide = sim.pacer.decide
+    advance, prepare, apply = sim.advance, sim.prepare, sim.apply
+    for day in range(sim.s.days):
+        day_start, day_end = sim.begin_day(day)
+        skips = sim._state_only and TICK_SECONDS == 1.0 and day_start.is_integer()
+        heap = sim.heap
+        next_tick = day_start
+        while next_tick < day_end:
+            advance(next_tick)
+            snapshot = prepare(next_tick)
+            if snapshot is not None:
+                apply(next_tick, decide(snapshot, next_tick))
+            elif skips:
+                due = float(math.ceil(heap[0][0])) if heap else math.inf
+                if due > next_tick + TICK_SECONDS:
+                    # The ticks up to the event would ask nothing (tokens stay full).
+                    if due >= day_end:
+                        break
+                    next_tick = due
+                    continue
+            next_tick += TICK_SECONDS
+        sim.end_day()
 
 
 class BatchPacer(Pacer, Protocol):

@@ -30,14 +30,29 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dialer.pacing.predictive import AbandonBudget, AgentFreeModel, PredictiveConfig, poisson_binomial
+from dialer.pacing.predictive import (
+    AbandonBudget,
+    AgentFreeModel,
+    IntArray,
+    PredictiveConfig,
+    poisson_binomial,
+)
 from dialer.pacing.types import EventKind, PacingEvent, PacingSnapshot
+
+# Up to this many busy agents, plain Python finds their table columns faster than numpy.
+_PYTHON_MAX = 24
 
 
 class OutcomeOraclePacer:
     """Not deployable: it peeks at the simulator's pre-drawn outcomes."""
 
     name = "oracle"
+    # What its model, budget and bias learn from (DIAL_PLACED, CALL_BRIDGED and CALL_DROPPED
+    # change nothing it keeps): the simulator sends it only these.
+    observed_kinds = frozenset(
+        {EventKind.HUMAN_ANSWERED, EventKind.DIAL_ENDED, EventKind.TALK_ENDED, EventKind.WRAP_ENDED,
+         EventKind.CALL_ABANDONED}
+    )  # fmt: skip
 
     def __init__(self, config: PredictiveConfig | None = None) -> None:
         self.config = config or PredictiveConfig()
@@ -59,14 +74,15 @@ class OutcomeOraclePacer:
 
     def observe(self, event: PacingEvent) -> None:
         self.model.observe(event)
-        self.budget.observe(event)
-        if event.kind is EventKind.HUMAN_ANSWERED:
+        kind = event.kind
+        if kind is EventKind.HUMAN_ANSWERED:
+            self.budget.observe(event)  # the budget counts answers only
             if self._arrivals:  # the earliest known arrival has arrived
                 self._arrivals.pop(0)
             decay = 1.0 - 1.0 / self.config.bias_memory_answers
             self._observed *= decay
             self._predicted *= decay
-        elif event.kind is EventKind.CALL_ABANDONED:
+        elif kind is EventKind.CALL_ABANDONED:
             self._observed += 1.0
 
     @property
@@ -92,8 +108,17 @@ class OutcomeOraclePacer:
         (the exact Poisson-binomial count from the measured tables)."""
         model = self.model
         talk_last, wrap_last = model.q_talk.shape[1] - 1, model.q_wrap.shape[1] - 1
-        talking = [min(max(int(now - since), 0), talk_last) for since in snapshot.talking_since]
-        wrapping = [min(max(int(now - since), 0), wrap_last) for since in snapshot.wrapping_since]
+        talking: list[int] | IntArray
+        wrapping: list[int] | IntArray
+        if len(snapshot.talking_since) + len(snapshot.wrapping_since) > _PYTHON_MAX:
+            # The same whole seconds (truncated toward zero, then clipped), with numpy.
+            since = np.array(snapshot.talking_since, dtype=np.float64)
+            talking = np.minimum(np.maximum((now - since).astype(np.int64), 0), talk_last)
+            since = np.array(snapshot.wrapping_since, dtype=np.float64)
+            wrapping = np.minimum(np.maximum((now - since).astype(np.int64), 0), wrap_last)
+        else:
+            talking = [min(max(int(now - since), 0), talk_last) for since in snapshot.talking_since]
+            wrapping = [min(max(int(now - since), 0), wrap_last) for since in snapshot.wrapping_since]
         q = np.concatenate([model.q_talk[:, talking], model.q_wrap[:, wrapping]], axis=1)
         cdfs: list[list[float]] = np.minimum(np.cumsum(poisson_binomial(q), axis=1), 1.0).tolist()
         return cdfs

@@ -13,14 +13,23 @@ Within a family, occupancy and abandons both grow with aggressiveness (a higher 
 higher drop target), so the most aggressive setting that holds the limit is the family's
 best: a binary search over the family's list finds it. A candidate is rejected as soon as
 one calibration run has a window over the limit (the rest are not run).
+
+ADAPT modes and drop targets differ only in the daily drop clamp. A calibration run in
+which the clamp changed nothing followed the unclamped trajectory, and so would any other
+mode and target whose clamp changes nothing along it (`clamp_is_idle`, checked on the
+run's recorded clamp inputs): such a run is reused, not simulated again (TAPERED in a
+morning shift never changes the level, so all its targets share one set of runs). The
+results are the same as running them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from dialer.pacing import AdaptMode, FixedRatioPacer, Pacer, VicidialAdaptivePacer, VicidialParams
+from dialer.pacing.vicidial import clamp_is_idle
 from dialer.simulator.engine import ReplicationResult, simulate
 from dialer.simulator.metrics import replication_metrics, window_tail
 from dialer.simulator.scenario import Scenario
@@ -103,6 +112,10 @@ class Tuning:
 Runner = Callable[[Scenario, Pacer, int, int], ReplicationResult]
 
 
+# Per replication: ADAPT runs whose drop clamp changed nothing, with their clamp inputs.
+AdaptRuns = dict[int, list[tuple[VicidialParams, list[tuple[float, float, int]], ReplicationResult]]]
+
+
 def calibrate(
     scenario: Scenario,
     setting: VicidialSetting,
@@ -112,15 +125,43 @@ def calibrate(
     limit: float,
     max_tail: float,
     run: Runner = simulate,
+    reuse: AdaptRuns | None = None,
 ) -> Calibration:
-    """Run the setting's calibration replications, stopping at the first window over the limit."""
+    """Run the setting's calibration replications, stopping at the first window over the limit.
+
+    With `reuse` (for this scenario and seed), an ADAPT run another setting would repeat
+    exactly is taken from it, and clamp-free runs are added to it."""
     calibration = Calibration(setting, [], limit, max_tail, replications)
     for replication in range(replications):
-        result = run(scenario, setting.pacer(), seed, replication)
+        pacer = setting.pacer()
+        result = None
+        if reuse is not None and isinstance(pacer, VicidialAdaptivePacer):
+            result = _reused(reuse.get(replication, []), pacer, replication)
+            if result is None:
+                result = run(scenario, pacer, seed, replication)
+                if clamp_is_idle(pacer.clamp_inputs, pacer.params):
+                    reuse.setdefault(replication, []).append((pacer.params, pacer.clamp_inputs, result))
+        else:
+            result = run(scenario, pacer, seed, replication)
         calibration.runs.append(result)
         if replication_metrics(result).max_rolling_30d_abandon_rate > limit:
             break
     return calibration
+
+
+def _reused(
+    earlier: list[tuple[VicidialParams, list[tuple[float, float, int]], ReplicationResult]],
+    pacer: VicidialAdaptivePacer,
+    replication: int,
+) -> ReplicationResult | None:
+    """A clamp-free run this pacer would repeat exactly (same settings but mode and target,
+    and its clamp idle along that run), under its own name; None if there is none."""
+    for params, inputs, result in earlier:
+        same_rest = dataclasses.replace(params, mode=pacer.params.mode,
+                                        dropped_percentage=pacer.params.dropped_percentage) == pacer.params  # fmt: skip
+        if same_rest and clamp_is_idle(inputs, pacer.params):
+            return ReplicationResult(pacer.name, replication, {key: list(v) for key, v in result.daily.items()})
+    return None
 
 
 def tune_vicidial(
@@ -135,10 +176,15 @@ def tune_vicidial(
 ) -> Tuning:
     """The best-occupancy VICIdial setting that holds the limit on the calibration seed."""
     tried: list[Calibration] = []
+    # Runs are reused only when they are real simulations (a test's stand-in runner may
+    # give each setting its own figures).
+    reuse: AdaptRuns | None = {} if run is simulate else None
 
     def check(family: str, index: int) -> Calibration:
         setting = VicidialSetting(family, FAMILIES[family][index])
-        calibration = calibrate(scenario, setting, seed, replications, limit=limit, max_tail=max_tail, run=run)
+        calibration = calibrate(
+            scenario, setting, seed, replications, limit=limit, max_tail=max_tail, run=run, reuse=reuse
+        )
         tried.append(calibration)
         return calibration
 

@@ -8,7 +8,9 @@ session cookie. The tables are migration 0015 (`users`, `user_sessions`, `login_
   replaced at the next sign-in. Hashing runs in a worker thread (it takes tens of milliseconds).
 - A session is a random secret in an HttpOnly cookie; only its sha256 is stored, with the
   session's CSRF token. Sessions end after `SESSION_HOURS` (a shift), at sign-out, and all at
-  once when the user signs out everywhere, changes password or is disabled.
+  once when the user signs out everywhere, changes password or is disabled. `dialer serve`
+  deletes ended sessions a week after they end, and wrong passwords once out of the window
+  (`UserStore.purge_periodically`, hourly).
 - **Throttling**: `MAX_FAILURES` (10) wrong passwords for one user name within
   `FAILURE_WINDOW` (15 min) refuse every sign-in as that name, right password or not, until
   the oldest of them is older than the window. An unknown name counts the same, so the answer
@@ -27,17 +29,23 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import asyncpg
+import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from crm_bridge.store import ApiToken, CrmStore, TokenRole
 
 SESSION_HOURS = 12
+# An ended session's row is kept this long (who was signed in, from where), then deleted.
+ENDED_SESSIONS_KEPT = timedelta(days=7)
+PURGE_EVERY_SECONDS = 3600.0
 MAX_FAILURES = 10
 FAILURE_WINDOW = timedelta(minutes=15)
 MIN_PASSWORD_LENGTH = 10
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
+log = structlog.get_logger(__name__)
 _HASHER = PasswordHasher()  # argon2id, RFC 9106 low-memory profile: t=3, m=64 MiB, p=4
 # Checked against when the user name is unknown, so that a wrong name costs the same time.
 
@@ -245,6 +253,29 @@ class UserStore:
         if row is None:
             return None
         return Session(row["session_id"], _user(row), row["csrf_token"], row["expires_at"])
+
+    async def purge(self, keep_ended: timedelta = ENDED_SESSIONS_KEPT) -> tuple[int, int]:
+        """Delete sessions ended (expired or signed out) more than `keep_ended` ago, and wrong
+        passwords older than the throttling window (no longer counted). (sessions, failures)."""
+        async with self._store.acquire() as conn:
+            sessions = await conn.execute(
+                "DELETE FROM user_sessions WHERE LEAST(expires_at, COALESCE(revoked_at, expires_at)) "
+                "< now() - $1::interval", keep_ended)
+            failures = await conn.execute("DELETE FROM login_failures WHERE failed_at < now() - $1::interval",
+                                          FAILURE_WINDOW)
+        return int(sessions.split()[-1]), int(failures.split()[-1])
+
+    async def purge_periodically(self, every: float = PURGE_EVERY_SECONDS) -> None:
+        """`purge` now and every `every` seconds until cancelled (`dialer serve` runs it); a
+        PostgreSQL outage skips a round."""
+        while True:
+            try:
+                sessions, failures = await self.purge()
+                if sessions or failures:
+                    log.info("sessions_purged", sessions=sessions, login_failures=failures)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("sessions_purge_failed", error=str(error))
+            await asyncio.sleep(every)
 
     async def sign_out(self, session_id: str) -> None:
         async with self._store.acquire() as conn:

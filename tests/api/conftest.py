@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from crm_bridge.outbox import Outbox
 from crm_bridge.store import CrmStore, TokenRole
 from dialer.api.http import ApiDependencies
 from dialer.app import build_app
+from dialer.campaign.caller_id import CallerIdCheck
 from dialer.runtime.agent_events import AgentEventHub
 
 
@@ -51,7 +52,8 @@ class Api:
 @contextlib.asynccontextmanager
 async def open_api(pg_dsn: str, redis_url: str, redis_prefix: str, state: Path, *,
                    store_dsn: str | None = None, hub: AgentEventHub | None = None,
-                   sip_credentials_file: Path | None = None, **server: Any) -> AsyncIterator[Api]:
+                   sip_credentials_file: Path | None = None,
+                   caller_id_check: Callable[[str], CallerIdCheck] | None = None, **server: Any) -> AsyncIterator[Api]:
     """The API app with two agents, a lead and an ended call of the first agent; `store_dsn`: the
     DSN the API's store uses (e.g. through a fault proxy)."""
     connection = await asyncpg.connect(pg_dsn)
@@ -78,7 +80,7 @@ async def open_api(pg_dsn: str, redis_url: str, redis_prefix: str, state: Path, 
             other = (await store.issue_token(TokenRole.AGENT, agent_id=other_agent_id)).secret
             dnc = DncStore(redis, redis_prefix)
             deps = ApiDependencies(store=store, records=outbox, dnc=dnc, agent_events=hub or AgentEventHub())
-            app = build_app(deps, sip_credentials_file=sip_credentials_file)
+            app = build_app(deps, sip_credentials_file=sip_credentials_file, caller_id_check=caller_id_check)
             test_server = TestServer(app)
             if server:  # runner options (TestServer's constructor does not pass them on)
                 await test_server.start_server(**server)

@@ -5,7 +5,9 @@ needed for before (agents, campaigns, lists and their campaigns, tokens), each c
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -14,8 +16,10 @@ import pytest
 from crm_bridge.audit_chain import ADMIN_CHANGE_CHAIN
 from crm_bridge.audit_log import verify_trail
 from crm_bridge.store import TokenRole
+from dialer.campaign.caller_id import check_caller_id
 from dialer.cli import main
-from tests.api.conftest import Api
+from dialer.provision.trunks import CallerIdRecord
+from tests.api.conftest import Api, open_api
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -217,3 +221,30 @@ async def test_a_token_made_on_the_command_line_is_audited_and_revocable(
     assert await asyncio.to_thread(main, ["changes", "token", token_id]) == 0
     actions = [line.split('"action": "')[1].split('"')[0] for line in capsys.readouterr().out.splitlines()]
     assert actions == ["create", "revoke"]
+
+
+async def test_a_caller_id_the_agency_did_not_vouch_for_is_refused_with_the_checks_own_reason(
+        pg_dsn: str, redis_url: str, redis_prefix: str, tmp_path: Path) -> None:
+    """The admin API answers what `POST /v1/campaigns/{id}/start` would: the caller-ID check's
+    machine-readable reason, not a generic code."""
+    vouched = [CallerIdRecord("+12125550100", "Acme Insurance LLC", "Jane Smith, compliance", dt.date(2026, 3, 1)),
+               CallerIdRecord("+12125550111", "Acme Insurance LLC", "", None)]
+
+    def check(number: str) -> Any:
+        return check_caller_id(number, vouched, require_vouched=True, today=dt.date(2026, 11, 29))
+
+    async with open_api(pg_dsn, redis_url, redis_prefix, tmp_path / "state", caller_id_check=check) as api:
+        admin = await api.token(TokenRole.ADMIN)
+        campaign_id = _id("c")
+        status, body = await _post(api, admin, "/v1/campaigns",
+                                   {"campaign_id": campaign_id, "name": "C", "caller_id": "+13125550100"})
+        assert status == 422 and body["error"] == "caller_id_not_vouched" and body["field"] == "caller_id", body
+        status, body = await _post(api, admin, "/v1/campaigns",
+                                   {"campaign_id": campaign_id, "name": "C", "caller_id": "+12125550111"})
+        assert status == 422 and body["error"] == "caller_id_vouching_incomplete", body
+        status, body = await _post(api, admin, "/v1/campaigns",
+                                   {"campaign_id": campaign_id, "name": "C", "caller_id": "+12125550100"})
+        assert status == 201, body
+        status, body = await _post(api, admin, f"/v1/campaigns/{campaign_id}/settings",
+                                   {"caller_id": "+13125550100"}, "PATCH")
+        assert status == 422 and body["error"] == "caller_id_not_vouched", body

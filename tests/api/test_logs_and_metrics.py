@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from dialer.logs import AccessLog, command_log_level, configure_logging, redact
+from dialer.access_log import AccessLog
+from dialer.logs import command_log_level, configure_logging, redact
 from dialer.metrics import Metrics, set_all
 from tests.api.conftest import open_api
 

@@ -317,6 +317,40 @@ async def test_a_text_from_a_lead_is_pushed_as_message_received(api: Api) -> Non
         await receiver.down()
 
 
+@pytest.mark.timeout(60)
+async def test_a_new_leads_first_text_moves_it_to_contacted_once_and_says_so(api: Api) -> None:
+    """A new lead that writes first is contacted, as a call's contact makes it: one
+    `lead.stage_changed`, however many texts follow and however often their records are applied."""
+    admin = await api.token(TokenRole.ADMIN)
+    receiver = Receiver()
+    await receiver.up()
+
+    def text(message_id: str, body: str) -> dict[str, object]:
+        return {"message_id": message_id, "version": 1, "direction": "inbound", "kind": "reply",
+                "lead_id": api.lead_id, "from_number": api.phone, "to_number": "+18885550100", "body": body,
+                "encoding": "gsm7", "segments": 1, "transport": "sip", "status": "received",
+                "created_at": datetime.now(UTC)}
+
+    try:
+        await _subscribe(api, admin, receiver.url, ["lead.stage_changed"])
+        async with dispatching(api):
+            first, second = f"msg-{uuid.uuid4().hex[:12]}", f"msg-{uuid.uuid4().hex[:12]}"
+            await api.outbox.put("message", text(first, "Hi, is this about Medicare?"))
+            await api.outbox.put("message", text(first, "Hi, is this about Medicare?"))  # applied again
+            await api.outbox.put("message", text(second, "Call me after 5"))
+            assert await api.outbox.flush(10)
+            await receiver.wait_for(lambda: bool(receiver.received), 20, "lead.stage_changed")
+            await asyncio.sleep(1.0)
+        assert [item.message["type"] for item in receiver.received] == ["lead.stage_changed"]
+        data = receiver.received[0].message["data"]
+        assert data == {"lead_id": api.lead_id, "message_id": first, "call_id": None, "disposition_id": None,
+                        "stage_before": "new_lead", "stage_after": "contacted"}
+        lead = await api.store.get_lead(api.lead_id)
+        assert lead is not None and lead.pipeline_stage == "contacted"
+    finally:
+        await receiver.down()
+
+
 @pytest.mark.timeout(90)
 async def test_dead_endpoints_with_a_backlog_never_starve_a_live_one(api: Api) -> None:
     admin = await api.token(TokenRole.ADMIN)

@@ -5,16 +5,19 @@ outboxes applying at once (two controllers) never fork a chain."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
+from crm_bridge.audit_chain import CALL_CHAIN
 from crm_bridge.audit_keys import AuditSigningKey
-from crm_bridge.audit_log import AuditReport, read_heads, sign_checkpoint, verify_trail
+from crm_bridge.audit_log import AuditReport, append_row, read_heads, sign_checkpoint, verify_trail
 from crm_bridge.outbox import Outbox
 from tests.crm import factories
 
@@ -174,3 +177,29 @@ async def test_two_controllers_applying_at_once_never_fork_a_chain(
     assert len(sources) == 2
     report = await _verify(conn, signing_key)
     assert report.ok, report.first_break
+
+
+async def test_a_calls_trunks_are_chained_and_entries_written_before_them_still_verify(
+    tmp_path: Path, migrated_scratch_dsn: str, conn: asyncpg.Connection, signing_key: AuditSigningKey
+) -> None:
+    """`calls.trunk` and `trunk_attempts` (same-call failover) are evidence: an edit of them is
+    named; a call chained before they were (its entry has no such columns) still verifies."""
+    failed = [{"trunk": "carrier-a", "cause": 34, "sip_code": 503, "at": "2026-11-29T11:27:56.4Z"}]
+    await _deliver(tmp_path / "state", migrated_scratch_dsn, [
+        ("call", factories.call("call-failover", 1, trunk="carrier-b", trunk_attempts=failed))])
+    entry = json.loads(await conn.fetchval(
+        "SELECT row_json FROM audit_entries WHERE chain = 'call' AND record_key = 'call-failover'"))
+    assert entry["trunk"] == "carrier-b" and entry["trunk_attempts"] == failed
+    # A call chained before the columns were: its entry holds the older columns only.
+    older = replace(CALL_CHAIN, columns=tuple(c for c in CALL_CHAIN.columns if not c.startswith("trunk")))
+    await conn.execute("INSERT INTO calls (call_id, version, direction, lead_number, requested_at, trunk) "
+                       "VALUES ('call-older', 1, 'outbound', '+14045550123', now(), 'trunk')")
+    assert await append_row(conn, older, "call-older", origin=None) is not None
+    assert await sign_checkpoint(conn, signing_key) is not None
+    report = await _verify(conn, signing_key)
+    assert report.ok, report.first_break
+
+    await conn.execute("UPDATE calls SET trunk_attempts = '[]' WHERE call_id = 'call-failover'")
+    broken = (await _verify(conn, signing_key)).first_break
+    assert broken is not None and (broken.chain, broken.problem) == ("call", "row_edited")
+    assert "call-failover" in broken.sentence() and "trunk_attempts" in broken.sentence()

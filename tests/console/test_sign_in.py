@@ -18,7 +18,7 @@ import pytest
 from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import TokenRole
 from dialer.api.http import SESSION_COOKIE
-from dialer.web.users import MAX_FAILURES, UserRole, UserStore
+from dialer.web.users import MAX_FAILURES, UserRole, UserStore, hash_secret
 from tests.api.conftest import Api, open_api
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -184,6 +184,38 @@ async def test_sign_out_everywhere_disable_and_new_password_end_sessions(people:
     assert (await client.get("/v1/session", headers=fourth.headers())).status == 401
     refused = await client.post("/v1/sessions", json={"username": people.ann, "password": PASSWORD})
     assert refused.status == 401
+
+
+async def test_ended_sessions_and_old_wrong_passwords_are_purged_a_live_one_never(people: People) -> None:
+    """`dialer serve` purges hourly: sessions ended (expired or signed out) over a week ago, and
+    wrong passwords out of the throttling window; a live session and a recent end stay."""
+    live, recent, signed_out, expired = [await people.sign_in(people.ann) for _ in range(4)]
+    conn = await asyncpg.connect(people.api.pg_dsn)
+    try:
+        async def session_id(signed: Signed) -> str:
+            return str(await conn.fetchval("SELECT session_id FROM user_sessions WHERE secret_hash = $1",
+                                           hash_secret(signed.secret)))
+
+        ids = {name: await session_id(signed) for name, signed in
+               (("live", live), ("recent", recent), ("signed_out", signed_out), ("expired", expired))}
+        await conn.execute("UPDATE user_sessions SET revoked_at = now() - interval '1 day' WHERE session_id = $1",
+                           ids["recent"])
+        await conn.execute("UPDATE user_sessions SET revoked_at = now() - interval '8 days' WHERE session_id = $1",
+                           ids["signed_out"])
+        await conn.execute("UPDATE user_sessions SET created_at = now() - interval '9 days', "
+                           "expires_at = now() - interval '8 days' WHERE session_id = $1", ids["expired"])
+        name = f"nobody{people.ann}"
+        await conn.execute("INSERT INTO login_failures (username, failed_at) VALUES ($1, now() - interval '1 hour'), "
+                           "($1, now())", name)
+        sessions, failures = await people.users.purge()
+        assert sessions >= 2 and failures >= 1
+        left = {row["session_id"] for row in await conn.fetch(
+            "SELECT session_id FROM user_sessions WHERE session_id = ANY($1::text[])", list(ids.values()))}
+        assert left == {ids["live"], ids["recent"]}
+        assert await conn.fetchval("SELECT count(*) FROM login_failures WHERE username = $1", name) == 1
+    finally:
+        await conn.close()
+    assert (await people.api.client.get("/v1/session", headers=live.headers())).status == 200
 
 
 async def test_sip_credentials_go_only_to_the_signed_in_agents_page(people: People, tmp_path: Path) -> None:

@@ -112,6 +112,13 @@ async def test_click_to_call_connects_records_and_logs_everything(
     await dialer.services.outbox.flush(10)
     lead = await dialer.services.store.get_lead(lead_id)
     assert lead is not None and lead.pipeline_stage.value == "appt_set"
+    # The agent has no campaign session: its states came from the call (occupancy reads them).
+    states = await dialer.fetch("SELECT state, since, ended_at, session_id, call_id FROM agent_state_changes "
+                                "WHERE agent_id = $1 ORDER BY version", agent_id)
+    assert [row["state"] for row in states] == ["reserved", "on_call", "wrap_up", "ready"]
+    assert all(row["session_id"].startswith("click-to-call:") for row in states)
+    assert states[1]["call_id"] == call_id and states[3]["ended_at"] is None
+    assert call.bridged_at is not None and abs((states[1]["since"] - call.bridged_at).total_seconds()) < 2
     await dialer.nothing_left()
 
 

@@ -77,17 +77,25 @@ async def test_the_crm_lists_and_fetches_a_calls_recording_and_each_fetch_is_aud
 
 
 @pytest.mark.timeout(120)
-async def test_recordings_refuse_agents_bad_queries_and_damaged_files_with_reasons(dialer: Dialer) -> None:
+async def test_recordings_refuse_other_agents_bad_queries_and_damaged_files_with_reasons(dialer: Dialer) -> None:
     call_id, _ = await _recorded_call(dialer)
     recording = (await dialer.services.store.list_recordings(call_id=call_id))[0]
-    agent_token = await dialer.token(TokenRole.AGENT, f"local-r-{dialer.suffix}")
+    agent_token = await dialer.token(TokenRole.AGENT, f"local-r-{dialer.suffix}")  # the call's own agent
+    other_id = f"other-r-{dialer.suffix}"
+    await dialer.seed("agent_upsert", {"agent_id": other_id, "name": "Other"})
+    other_token = await dialer.token(TokenRole.AGENT, other_id)
 
     async def get(path: str, token: str | None = None) -> tuple[int, dict[str, object]]:
         response = await dialer.client.get(path, headers=dialer.auth(token))
         return response.status, await response.json()
 
     audio_url = f"/v1/recordings/{recording.recording_id}/audio"
-    assert (await get(audio_url, agent_token))[0] == 403
+    # Another agent's call's recording is not even said to exist; the agent's own is (its row here:
+    # its audio would be a hand-out); searching is for staff only.
+    status, body = await get(audio_url, other_token)
+    assert (status, body["error"]) == (404, "recording_not_found")
+    assert (await get(f"/v1/recordings/{recording.recording_id}", other_token))[0] == 404
+    assert (await get(f"/v1/recordings/{recording.recording_id}", agent_token))[0] == 200
     assert (await get(f"/v1/recordings?call_id={call_id}", agent_token))[0] == 403
     assert (await dialer.client.get(audio_url)).status == 401
     status, body = await get("/v1/recordings")

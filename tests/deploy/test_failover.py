@@ -196,3 +196,15 @@ def test_stopping_the_campaign_between_two_trunks_ends_the_call_at_once() -> Non
     assert isinstance(finished, a.Finished) and finished.record.outcome is CallOutcome.CANCELED
     assert not [x for x in actions if isinstance(x, a.HangupLead)]  # no leg is up
     assert call.handle(i.Rerouted("cmp-1-lead-2", "x", "carrier-b", "d-1", T0), T0 + 1) == []
+
+
+def test_a_second_report_of_the_replaced_legs_end_does_not_end_the_retry() -> None:
+    """Asterisk may report a leg's end twice; the retry's leg can be dialed in between."""
+    call = _call()
+    call.handle(i.LeadGone(cause=34, sip_code=503, channel_id="cmp-1-lead"), T0 + 0.4)
+    call.handle(i.Rerouted("cmp-1-lead-2", "PJSIP/+12125551104@carrier-b", "carrier-b", "d-1", T0), T0 + 0.5)
+    assert call.handle(i.LeadGone(cause=34, sip_code=503, channel_id="cmp-1-lead"), T0 + 0.51) == []
+    assert call.state is CampaignCallState.DIALING and call.lead_channel == "cmp-1-lead-2"
+    actions = call.handle(i.LeadGone(cause=17, sip_code=486, channel_id="cmp-1-lead-2"), T0 + 3)
+    finished = _only(actions, a.Finished)
+    assert isinstance(finished, a.Finished) and finished.record.outcome is CallOutcome.BUSY

@@ -148,9 +148,11 @@ async def _ended_row(floor: Floor, call_id: str) -> dict[str, object]:
     return dict(row)
 
 
-async def test_click_to_call_takes_the_trunks_campaigns_take(floor: Floor) -> None:
-    """One router for every kind of call: a click-to-call goes to the first trunk, its 503 marks
-    that trunk down, and the next click-to-call (like the next campaign dial) takes the next."""
+async def test_a_click_to_call_refused_on_the_first_trunk_is_carried_by_the_next(floor: Floor) -> None:
+    """The failover campaign calls have, on the same path (one router, one `next_trunk`): the
+    click-to-call's lead is refused with 503 on the first trunk and dialed again on the next,
+    the same call and row, the agent waiting in the recorded bridge; the next click-to-call
+    (like the next campaign dial) goes straight to the trunk that works."""
     router = floor.services.calls.settings.trunk_router
     assert router is not None and router is floor.campaigns.settings.trunk_router
     agent_id = await floor.agent("Local/failover2@agent-sim")
@@ -160,9 +162,18 @@ async def test_click_to_call_takes_the_trunks_campaigns_take(floor: Floor) -> No
                                            headers=floor.auth())
         assert response.status == 202, await response.text()
         placed.append(await _ended_row(floor, (await response.json())["call_id"]))
-    refused, carried = placed
-    assert refused["trunk"] == "carrier-full" and refused["sip_code"] == 503 and refused["bridged_at"] is None
-    assert carried["trunk"] == "carrier-ok" and carried["outcome"] == "answered" and carried["bridged_at"]
+    first, second = placed
+    assert first["outcome"] == "answered" and first["bridged_at"], (first["hangup_cause_text"], first["trunk_attempts"])
+    assert first["trunk"] == "carrier-ok"
+    (failed,) = json.loads(str(first["trunk_attempts"]))
+    assert failed["trunk"] == "carrier-full" and failed["sip_code"] == 503 and failed["cause"] == 34
+    # The retry went out under the recheck's decision (fresh): no further gate decision for it.
+    decisions = await floor.fetch("SELECT count(*) AS n FROM compliance_decisions WHERE phone = $1",
+                                  "+12125671302")
+    assert decisions[0]["n"] == 2  # at the request, and the recheck before the first dial
+    assert second["trunk"] == "carrier-ok" and second["outcome"] == "answered" and second["bridged_at"]
+    assert json.loads(str(second["trunk_attempts"])) == []
+    assert router.status(time.time())["carrier-full"] == "down"
     assert router.active("carrier-full") == router.active("carrier-ok") == 0
     await floor.nothing_left("call-")
 

@@ -119,6 +119,26 @@ async def test_upload_is_imported_and_reported(api: Api, dnc: DncStore) -> None:
     await conn.close()
 
 
+async def test_an_upload_into_a_lead_list_joins_its_campaigns(api: Api) -> None:
+    conn = await asyncpg.connect(api.dsn)
+    await conn.execute("INSERT INTO campaigns (campaign_id, name) VALUES ('annuity', 'Annuities')")
+    await conn.execute("INSERT INTO lead_lists (list_id, name) VALUES ('fall', 'Fall mailers')")
+    await conn.execute("INSERT INTO campaign_lists (campaign_id, list_id) VALUES ('annuity', 'fall')")
+    response = await api.client.post(query(map="name=Name,phone=Phone", list_id="fall"),
+                                     data=b"Name,Phone\nDana Lee,2127365501\nLee Park,3122440177\n",
+                                     headers={**api.auth(), "Content-Type": "text/csv"})
+    assert response.status == 202, await response.text()
+    done = await api.wait_done((await response.json())["import_id"])
+    assert done["status"] == "done" and done["list_id"] == "fall", done
+    accepted = done["counts"]["accepted"]
+    assert accepted >= 1
+    assert await conn.fetchval("SELECT count(*) FROM leads WHERE import_id = $1 AND list_id = 'fall'",
+                               done["import_id"]) == accepted
+    assert await conn.fetchval("SELECT count(*) FROM campaign_leads WHERE campaign_id = 'annuity' AND "
+                               "list_id = 'fall'") == accepted
+    await conn.close()
+
+
 @pytest.mark.parametrize(
     ("url", "body", "token", "status", "error", "field"),
     [
@@ -132,6 +152,7 @@ async def test_upload_is_imported_and_reported(api: Api, dnc: DncStore) -> None:
         (query(map="phone=Phone", campaign_id="nope"), b"Phone\n2125550142\n", "crm", 422, "unknown_campaign",
          "campaign_id"),
         (query(map="phone=Phone", colour="blue"), b"Phone\n2125550142\n", "crm", 422, "unknown_field", "colour"),
+        (query(map="phone=Phone", list_id="nope"), b"Phone\n2125550142\n", "crm", 422, "unknown_list", "list_id"),
     ],
 )
 async def test_bad_requests_get_a_reason_and_leave_nothing_behind(

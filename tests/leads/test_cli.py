@@ -73,6 +73,42 @@ async def test_import_prints_a_summary_and_writes_the_report(
     await conn.close()
 
 
+async def test_import_into_a_named_list_joins_the_campaigns_it_is_assigned_to(
+    env: dict[str, str], crm_dsn: str, tmp_path: Path
+) -> None:
+    """`--list` takes a list's name (or id): the leads go on it and join every campaign it is
+    assigned to, their memberships naming the list; `--campaign` adds one more campaign."""
+    plan = make_lead_file(2_000, seed=8)
+    source = tmp_path / "leads.csv"
+    plan.write(source)
+    conn = await asyncpg.connect(crm_dsn)
+    await seed_crm(conn, plan)
+    await conn.execute("INSERT INTO campaigns (campaign_id, name) VALUES ('annuity', 'Annuities'), ('final', 'Final')")
+    await conn.execute("INSERT INTO lead_lists (list_id, name) VALUES ('spring-26', 'Spring mailers')")
+    await conn.execute("INSERT INTO campaign_lists (campaign_id, list_id) VALUES ('medsupp', 'spring-26'), "
+                       "('annuity', 'spring-26')")
+    code, out, err = run(env, str(source), "--map", MAPPING, "--list", "Spring mailers", "--campaign", "final")
+    assert code == 0, err
+    import_id = out.split(" as ")[1].split(":")[0]
+    accepted = await conn.fetchval("SELECT count(*) FROM leads WHERE import_id = $1", import_id)
+    assert accepted > 0
+    assert await conn.fetchval("SELECT count(*) FROM leads WHERE import_id = $1 AND list_id = 'spring-26'",
+                               import_id) == accepted
+    members = {(row["campaign_id"], row["list_id"]): row["n"] for row in await conn.fetch(
+        "SELECT campaign_id, list_id, count(*) AS n FROM campaign_leads GROUP BY 1, 2")}
+    assert members == {("medsupp", "spring-26"): accepted, ("annuity", "spring-26"): accepted,
+                       ("final", None): accepted}
+    await conn.close()
+
+
+def test_an_unknown_list_is_one_sentence(env: dict[str, str], tmp_path: Path) -> None:
+    good = tmp_path / "good.csv"
+    good.write_text("Name,Phone\nDana,2125550142\n")
+    code, out, err = run(env, str(good), "--map", "phone=Phone", "--list", "Nowhere")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "no lead list 'Nowhere'" in err and "dialer lists create" in err
+
+
 async def test_progress_bar_on_a_terminal(env: dict[str, str], crm_dsn: str, tmp_path: Path) -> None:
     source = tmp_path / "leads.csv"
     make_lead_file(3_000, seed=5).write(source)

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from dialer.pacing import Pacer
-from dialer.simulator.engine import ReplicationResult
+from dialer.pacing import AdaptMode, Pacer, VicidialParams
+from dialer.pacing.vicidial import clamp_is_idle
+from dialer.simulator.engine import ReplicationResult, Simulation, simulate
 from dialer.simulator.metrics import replication_metrics, window_tail
 from dialer.simulator.scenario import Scenario, scenario_from_mapping
 from dialer.simulator.tuning import RATIO_LEVELS, VicidialSetting, calibrate, tune_vicidial
@@ -91,3 +92,45 @@ def test_the_search_never_picks_a_setting_that_breaks_the_limit_on_its_calibrati
         best_bad = min((c.setting.value for c in tried if not c.feasible), default=None)
         if worst_ok is not None and best_bad is not None:
             assert worst_ok < best_bad
+
+
+def test_reused_adapt_runs_are_the_runs_a_simulation_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The search reuses an ADAPT run whose drop clamp changed nothing for every other mode
+    # and target whose clamp would change nothing along it: the same figures as running them.
+    scenario = _scenario(agents=20, p_live=0.05, max_lines=160, calls_per_second=10, days=4)
+    simulated: list[str] = []
+
+    def run_every_time(s: Scenario, pacer: Pacer, seed: int, replication: int) -> ReplicationResult:
+        return simulate(s, pacer, seed, replication)
+
+    counted = Simulation.run
+
+    def count(sim: Simulation) -> ReplicationResult:
+        simulated.append(sim.pacer.name)
+        return counted(sim)
+
+    monkeypatch.setattr(Simulation, "run", count)
+    families = ("hard_limit", "average", "tapered")
+    reused = tune_vicidial(scenario, seed=5, replications=2, families=families)
+    simulated_with_reuse = len(simulated)
+    fresh = tune_vicidial(scenario, seed=5, replications=2, families=families, run=run_every_time)
+    assert [c.setting for c in reused.tried] == [c.setting for c in fresh.tried]
+    for a, b in zip(reused.tried, fresh.tried, strict=True):
+        assert [(r.policy, r.replication, r.daily) for r in a.runs] == [
+            (r.policy, r.replication, r.daily) for r in b.runs
+        ]
+    assert reused.chosen.setting == fresh.chosen.setting
+    runs = sum(len(c.runs) for c in fresh.tried)
+    assert len(simulated) - simulated_with_reuse == runs  # without reuse, every run simulated
+    assert simulated_with_reuse < runs  # this scenario has runs to reuse (14 of 24 simulated)
+
+
+def test_a_clamp_that_acted_is_not_idle_for_a_lower_target() -> None:
+    # A day at 2% drops: a 1% target's clamp acts (HARD_LIMIT sets 1.0), a 3% one does not;
+    # at level 1.0 no clamp changes anything; TAPERED before 11:00 never does.
+    inputs = [(2.0, 1.8, 930)]
+    assert not clamp_is_idle(inputs, VicidialParams(mode=AdaptMode.HARD_LIMIT, dropped_percentage=1.0))
+    assert clamp_is_idle(inputs, VicidialParams(mode=AdaptMode.HARD_LIMIT, dropped_percentage=3.0))
+    assert clamp_is_idle([(2.0, 1.0, 930)], VicidialParams(mode=AdaptMode.AVERAGE, dropped_percentage=1.0))
+    assert clamp_is_idle(inputs, VicidialParams(mode=AdaptMode.TAPERED, dropped_percentage=0.25))
+    assert not clamp_is_idle([(2.0, 1.8, 1430)], VicidialParams(mode=AdaptMode.TAPERED, dropped_percentage=0.25))

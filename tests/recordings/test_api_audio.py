@@ -175,3 +175,28 @@ async def test_a_purged_recording_is_gone_and_says_so(api: Api, pg_dsn: str) -> 
                                     headers={"Authorization": f"Bearer {api.token}"})
     row = await response.json()
     assert row["purged_at"].startswith("2031-02-01") and row["audio_url"] is None and row["purged_by"] == "ops"
+
+
+async def test_an_agent_hears_its_own_calls_recordings_only_and_each_hand_out_is_audited(api: Api) -> None:
+    """The console's call history plays the agent's own calls: the same audited hand-out as a
+    supervisor's; another agent's recording is not even said to exist, and agents cannot search."""
+    recording = await api.add(10.0)
+    ann, bob = f"ann-{uuid.uuid4().hex[:6]}", f"bob-{uuid.uuid4().hex[:6]}"
+    await api.outbox.put_many([
+        ("agent_upsert", {"agent_id": ann, "name": "Ann"}), ("agent_upsert", {"agent_id": bob, "name": "Bob"}),
+        ("call", {"call_id": f"call-{recording.recording_id}", "version": 1, "direction": "outbound", "agent_id": ann, "lead_number": "+12125550142",
+                  "requested_at": datetime.now(UTC), "ended_at": datetime.now(UTC), "outcome": "answered"})])
+    assert await api.outbox.flush(10)
+    ann_token = (await api.store.issue_token(TokenRole.AGENT, agent_id=ann)).secret
+    bob_token = (await api.store.issue_token(TokenRole.AGENT, agent_id=bob)).secret
+    url = f"/v1/recordings/{recording.recording_id}"
+    status, audio, headers = await api.get(f"{url}/audio", ann_token)
+    assert status == 200 and headers["Content-Type"] == "audio/ogg"
+    assert hashlib.sha256(audio).hexdigest() == recording.sha256
+    assert (await api.get(url, ann_token))[0] == 200
+    for path in (url, f"{url}/audio"):
+        status, body, _ = await api.get(path, bob_token)
+        assert status == 404 and b"recording_not_found" in body
+    assert (await api.get(f"/v1/recordings?call_id=call-{recording.recording_id}", ann_token))[0] == 403
+    (access,) = await api.accesses(recording.recording_id)
+    assert (access["role"], access["agent_id"], access["bytes"]) == ("agent", ann, len(audio))

@@ -147,17 +147,21 @@ def recount(day: SeededDay, start: datetime, end: datetime, group: str, now: dat
             if call["bridged_at"] is not None and call["agent_id"] is not None:
                 row["handled"] += 1
                 row["talk_seconds"] += call["talk_seconds"] or 0
-    seen: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for disposition in day.dispositions:
-        if not start <= disposition["disposed_at"] < end:
-            continue
-        for key in keys(disposition["agent_id"], disposition["campaign_id"]):
-            code = disposition["code"]
-            names = (["contacts"] if code in CONTACT_CODES else []) + ([FUNNEL[code]] if code in FUNNEL else [])
-            for name in names:
-                if disposition["call_id"] not in seen[(key, name)]:
-                    seen[(key, name)].add(disposition["call_id"])
-                    out[key][name] += 1
+    # Each call counts once per KPI: at its earliest disposition with that KPI, for that
+    # disposition's agent and campaign (a correction later counts nothing).
+    firsts: dict[tuple[str, str], dict[str, Any]] = {}
+    for disposition in sorted(day.dispositions, key=lambda row: (row["disposed_at"], row["disposition_id"])):
+        if start <= disposition["disposed_at"] < end:
+            for key in keys(disposition["agent_id"], disposition["campaign_id"]):
+                out[key]  # a disposition in the period lists its key, counting or not
+        code = disposition["code"]
+        names = (["contacts"] if code in CONTACT_CODES else []) + ([FUNNEL[code]] if code in FUNNEL else [])
+        for name in names:
+            firsts.setdefault((disposition["call_id"] or disposition["disposition_id"], name), disposition)
+    for (_call, name), disposition in firsts.items():
+        if start <= disposition["disposed_at"] < end:
+            for key in keys(disposition["agent_id"], disposition["campaign_id"]):
+                out[key][name] += 1
     by_agent: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for state in day.states:
         by_agent[state["agent_id"]].append(state)

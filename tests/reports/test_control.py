@@ -4,19 +4,26 @@ its alerts."""
 from __future__ import annotations
 
 import time as clock
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import asyncpg
 import pytest
 
 from compliance_rules.freshness import FreshnessStatus, ListFreshness
 from compliance_rules.ruleset import Confidence
-from crm_bridge.records import DialMode
-from crm_bridge.store import Campaign, TokenRole
+from crm_bridge.admin import Actor, Admin, Entity
+from crm_bridge.apply import apply_record
+from crm_bridge.kinds import RecordKind
+from crm_bridge.records import DialMode, validate
+from crm_bridge.store import Campaign, CrmStore, TokenRole
 from dialer.api.wallboard import AlertInputs, alerts
 from dialer.campaign.agent import AgentSnapshot, AgentState
-from dialer.campaign.control import ControlError, campaign_record, revise, settings_of
+from dialer.campaign.control import CampaignControl, ControlError, campaign_record, revise, settings_of
 from tests.api.conftest import open_api
 
 pytestmark = pytest.mark.timeout(60)
@@ -126,3 +133,78 @@ async def test_settings_api_audits_and_wallboard(reports_dsn: str, redis_url: st
         assert any(alert["code"] == "abandon_rate_over_limit" and alert["campaign_id"] == "ctl-1"
                    for alert in board["alerts"])
         assert (await api.client.get("/v1/wallboard", headers=api.auth(api.agent))).status == 403
+
+
+class _HeldOutbox:
+    """A record sink that keeps what it is given: the test decides when the outbox delivers, so
+    an admin's edit lands between the control's read and the apply of its write."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[RecordKind, dict[str, Any]]] = []
+
+    async def put(self, kind: str, record: Mapping[str, object]) -> int:
+        self.items.append((RecordKind(kind), dict(record)))
+        return len(self.items)
+
+    async def put_many(self, items: Sequence[tuple[str, Mapping[str, object]]]) -> list[int]:
+        return [await self.put(kind, record) for kind, record in items]
+
+    async def deliver(self, conn: asyncpg.Connection) -> None:
+        for kind, record in self.items:
+            async with conn.transaction():
+                await apply_record(conn, kind, validate(kind.value, record))
+
+
+class _Runtime:
+    """What campaign control asks of the campaign runtime, without one."""
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.settings: list[Campaign] = []
+
+    def pause_campaign(self, campaign_id: str, paused: bool) -> tuple[bool, str]:
+        was, self.paused = self.paused, paused
+        return was, "status"
+
+    def change_settings(self, campaign: Campaign, *, repace: bool) -> None:
+        self.settings.append(campaign)
+
+
+async def test_control_and_admin_edits_in_quick_succession_both_survive(reports_dsn: str) -> None:
+    campaign_id = f"ctl-race-{uuid.uuid4().hex[:8]}"
+    store = await CrmStore.open(reports_dsn)
+    conn = await asyncpg.connect(reports_dsn)
+    try:
+        async with conn.transaction():
+            await apply_record(conn, RecordKind.CAMPAIGN_UPSERT, validate(
+                "campaign_upsert", campaign_record(replace(CAMPAIGN, campaign_id=campaign_id))))
+        held, runtime = _HeldOutbox(), _Runtime()
+        control = CampaignControl(store, held, cast(Any, runtime))
+        admin, actor = Admin(store), Actor("tok_admin", "admin", "api")
+        # The supervisor lowers the setpoint (the control reads the campaign, its write is queued);
+        # an admin renames the campaign and overrides its calling window by SQL; the supervisor
+        # pauses; then the outbox delivers (and, after a crash, delivers it all again).
+        await control.change(campaign_id, {"abandon_setpoint": 0.02}, "tok_supervisor", "supervisor")
+        await admin.update(Entity.CAMPAIGN, campaign_id, {"name": "Renamed by the admin",
+                                                          "window_start": time(10), "window_end": time(19)}, actor)
+        assert await control.pause(campaign_id, True, "tok_supervisor", "supervisor") == "status"
+        await held.deliver(conn)
+        await held.deliver(conn)
+        stored = await store.get_campaign(campaign_id)
+        assert stored is not None and stored.name == "Renamed by the admin"
+        assert (stored.window_start, stored.window_end) == (time(10), time(19))
+        assert stored.abandon_setpoint == 0.02 and runtime.paused
+        # The other way round: the admin edits first, the control's change is applied after.
+        held.items.clear()
+        await admin.update(Entity.CAMPAIGN, campaign_id, {"amd_enabled": False}, actor)
+        await control.change(campaign_id, {"dial_mode": "power"}, "tok_supervisor", "supervisor")
+        await admin.update(Entity.CAMPAIGN, campaign_id, {"abandon_setpoint": 0.015}, actor)
+        await held.deliver(conn)
+        stored = await store.get_campaign(campaign_id)
+        assert stored is not None and stored.dial_mode is DialMode.POWER and not stored.amd_enabled
+        assert stored.abandon_setpoint == 0.015 and stored.name == "Renamed by the admin"
+        changes = [row["action"] for row in await store.list_campaign_changes(campaign_id)]
+        assert sorted(changes) == ["pause", "settings", "settings"]
+    finally:
+        await conn.close()
+        await store.close()

@@ -278,6 +278,32 @@ async function loadRecord(leadId) {
   await loadHistory(leadId);
 }
 
+// The agent hears its own calls' recordings here (the API hands out only those, and audits each).
+function recordingCell(call) {
+  const cell = document.createElement("td");
+  if (!call.recording_id) {
+    cell.textContent = "no";
+    return cell;
+  }
+  const play = document.createElement("button");
+  play.type = "button";
+  play.className = "play-recording";
+  play.textContent = "Play";
+  play.setAttribute("aria-label", `Play the recording of the call of ${new Date(call.requested_at).toLocaleString("en-US")}`);
+  play.addEventListener("click", () => {
+    const audio = document.createElement("audio");
+    audio.controls = true;
+    audio.preload = "auto";
+    audio.src = `/v1/recordings/${encodeURIComponent(call.recording_id)}/audio`;
+    audio.addEventListener("error", () => { cell.textContent = "recording unavailable"; });
+    cell.replaceChildren(audio);
+    audio.play().catch(() => {}); // the controls stay for a browser that wants a second click
+    audio.focus();
+  });
+  cell.append(play);
+  return cell;
+}
+
 async function loadHistory(leadId) {
   const answer = await api.get(`/v1/calls?lead_id=${encodeURIComponent(leadId)}&limit=6`);
   if (answer.status !== 200) return;
@@ -289,12 +315,12 @@ async function loadHistory(leadId) {
     const row = document.createElement("tr");
     row.dataset.callId = call.call_id;
     const when = new Date(call.requested_at).toLocaleString("en-US", { dateStyle: "short", timeStyle: "short" });
-    for (const value of [when, call.outcome || "in progress", last?.code || "-", last?.notes || "",
-      call.recording_id ? "yes" : "no"]) {
+    for (const value of [when, call.outcome || "in progress", last?.code || "-", last?.notes || ""]) {
       const cell = document.createElement("td");
       cell.textContent = value;
       row.append(cell);
     }
+    row.append(recordingCell(call));
     body.append(row);
   }
 }
@@ -396,47 +422,42 @@ async function offerDispositions(callId) {
   setDispositionsEnabled(!current.disposed);
 }
 
-// The callback picker offers only times inside the lead's calling window: 8 a.m. to 9 p.m. in
-// every zone the lead may be in (the gate checks again when the callback is dialed).
-function zoneOffsetMinutes(zone, at) {
-  const parts = Object.fromEntries(new Intl.DateTimeFormat("en-US", { timeZone: zone, hourCycle: "h23",
-    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" })
-    .formatToParts(at).map((part) => [part.type, part.value]));
-  const asUtc = Date.UTC(+parts.year, +parts.month - 1, +parts.day, +parts.hour % 24, +parts.minute);
-  return (asUtc - at.getTime()) / 60000;
+// The callback picker offers only the times the gate would allow a call to the lead: the server
+// applies the gate's own calling windows (federal, the campaign's, the lead's states' hours and
+// no-call holidays, in every zone the lead may be in), and refuses any other callback time.
+function callbackOption(value, text) {
+  const option = document.createElement("option");
+  option.value = value;
+  option.textContent = text;
+  return option;
 }
 
-function instantAt(zone, date, hour, minute) {
-  const [year, month, day] = date.split("-").map(Number);
-  const guess = new Date(Date.UTC(year, month - 1, day, hour, minute));
-  return new Date(guess.getTime() - zoneOffsetMinutes(zone, guess) * 60000);
-}
+let callbackAsked = 0; // the latest request: an older answer arriving late is dropped
 
-function fillCallbackTimes() {
+async function fillCallbackTimes() {
   const select = $("callback-time");
-  select.replaceChildren();
-  const zones = current?.zones?.length ? current.zones : [Intl.DateTimeFormat().resolvedOptions().timeZone];
-  const date = $("callback-date").value || new Date().toISOString().slice(0, 10);
+  const asked = ++callbackAsked;
   $("callback-date").min = new Date().toISOString().slice(0, 10);
-  for (let minutes = 8 * 60; minutes <= 20 * 60 + 30; minutes += 30) {
-    const at = instantAt(zones[0], date, Math.floor(minutes / 60), minutes % 60);
-    const inside = zones.every((zone) => {
-      const local = (at.getTime() / 60000 + zoneOffsetMinutes(zone, at)) % 1440;
-      const localMinutes = (local + 1440) % 1440;
-      return localMinutes >= 8 * 60 && localMinutes <= 20 * 60 + 30;
-    });
-    if (!inside || at.getTime() < Date.now() + 5 * 60000) continue;
-    const option = document.createElement("option");
-    option.value = at.toISOString();
-    option.textContent = `${two(Math.floor(minutes / 60))}:${two(minutes % 60)} (${zones[0]})`;
-    select.append(option);
+  if (!current) {
+    select.replaceChildren(callbackOption("", "no call to call back"));
+    return;
   }
-  if (!select.options.length) {
-    const none = document.createElement("option");
-    none.value = "";
-    none.textContent = "no time left in the window that day";
-    select.append(none);
+  const callId = current.callId;
+  const date = $("callback-date").value;
+  const query = date ? `?date=${encodeURIComponent(date)}` : "";
+  select.replaceChildren(callbackOption("", "finding the lead's calling hours…"));
+  const answer = await getSoon(`/v1/calls/${encodeURIComponent(callId)}/callback-times${query}`);
+  if (asked !== callbackAsked || !current || current.callId !== callId) return;
+  select.replaceChildren();
+  if (answer.status !== 200) {
+    select.append(callbackOption("", "calling hours unavailable: try again"));
+    return;
   }
+  const { times, zones } = answer.body;
+  const zone = zones[0] || Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const local = new Intl.DateTimeFormat("en-US", { timeZone: zone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  for (const at of times) select.append(callbackOption(at, `${local.format(new Date(at))} (${zone})`));
+  if (!times.length) select.append(callbackOption("", "no time left in the window that day"));
 }
 $("callback-date").addEventListener("change", fillCallbackTimes);
 
