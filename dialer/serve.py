@@ -206,6 +206,9 @@ def _collect(
         registry.gauge("dialer_node_waiting", "Calls waiting for the node's admission").set(node.waiting, **labels)
         registry.gauge("dialer_node_ari_rtt_seconds", "ARI round trip, as the node's load signal").set(
             node.policy.rtt, **labels)
+        if isinstance(stream, ClusterStreams):
+            registry.gauge("dialer_node_connected", "1 while a cluster node's ARI events are connected").set(
+                int(stream.node_connected(name)), **labels)
     now = time.time()
     for trunk, state in trunks.status(now).items():
         registry.gauge("dialer_trunk_up", "1 while a carrier trunk takes calls (reachable, not in its 503 cool-down)").set(
@@ -504,6 +507,10 @@ async def dialer_services(
                     lambda registry: _collect(registry, outbox, stream, snapshots, calls, campaigns, archiver, trunks,
                                               retention)
                 )
+                if lease is not None:
+                    metrics.collectors.append(lambda registry: registry.gauge(
+                        "dialer_controller_lease_token", "The fencing token of the controller lease this process holds",
+                    ).set(float(lease.token or 0)))
                 async with (
                     calls.running(), campaigns.running(), monitors.running(), texting.running(),
                     asyncio.TaskGroup() as tasks,

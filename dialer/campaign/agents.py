@@ -327,9 +327,11 @@ class AgentFloor:
     def of(self, campaign_id: str) -> list[AgentRunner]:
         return [agent for agent in self.agents.values() if campaign_id in agent.session.campaign_ids]
 
-    def ready_agent_channels(self, campaign_id: str) -> list[str]:
-        """The legs of a campaign's agents free to take a call now (where its calls are placed)."""
-        return [agent.channel_id for agent in self.of(campaign_id) if agent.session.available]
+    def agent_channels(self, campaign_id: str) -> list[str]:
+        """The legs of a campaign's agents logged in, ready or busy (its calls are placed on their
+        nodes: a predictive line is dialed for an agent about to be free too)."""
+        return [agent.channel_id for agent in self.of(campaign_id)
+                if agent.session.state not in (AgentState.LOGGING_IN, AgentState.LOGGED_OUT)]
 
     def ready_agents(self, campaign_id: str) -> frozenset[str]:
         """Agents of a campaign free to take a call now."""

@@ -410,9 +410,9 @@ class CampaignRunner:
             await self._blocked(entry, codes, now)
             return
         call_id = new_id(Prefix.CAMPAIGN_CALL)
-        # On a cluster, the call goes to a node holding ready agents of the campaign (a bridge
-        # joins channels of one node).
-        slot = self.services.admission.try_admit(call_id, self.floor.ready_agent_channels(self.campaign_id))
+        # On a cluster, the call goes to a node holding agents of the campaign (a bridge joins
+        # channels of one node).
+        slot = self.services.admission.try_admit(call_id, self.floor.agent_channels(self.campaign_id))
         if slot is None:
             # The node is full: the lead waits at the head of the hopper for the next line.
             self.hopper.put_back(entry, now + 1.0)

@@ -56,7 +56,7 @@ from dialer.provision.cluster import Cluster
 from dialer.provision.credentials import CredentialsError
 from dialer.runtime.errors import Refused
 from dialer.serve import StartupError, dialer_services
-from dialer.settings import Settings, from_environment
+from dialer.settings import AriNode, Settings, from_environment
 from dialer.web.users import UserRole, UserStore
 
 MIN_DIALABLE = 60  # leads dialable at the gate's start, below which `--gate-time auto` moves it
@@ -227,8 +227,8 @@ def _demo(args: argparse.Namespace) -> int:
     assert instance is not None
     cluster: Cluster | None = None
     if args.nodes is not None:
-        # The cluster of `dialer stack up --nodes N`; the demo drives node 1 (the settings' ARI
-        # port) and its softphone registers at the edge (docs/cluster.md).
+        # The cluster of `dialer stack up --nodes N`; the demo's dialer drives every node
+        # (`[[nodes]]`) and its softphone registers at the edge (docs/cluster.md).
         if instance.pid() is not None:
             raise UserError(f"The single Asterisk instance {instance.config.name} is running on the ports the "
                             "cluster uses: stop it first ('dialer stack down').")
@@ -237,6 +237,11 @@ def _demo(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise UserError(f"Cannot lay out {args.nodes} nodes: {error}.") from None
         instance = cluster.nodes[0]
+        settings = dataclasses.replace(settings, nodes=tuple(
+            AriNode(node.config.name, node.ari_url, node.config.ari_user, node.config.ari_password,
+                    max_calls=settings.node_max_calls, max_setups=settings.node_max_setups,
+                    setups_per_second=settings.node_setups_per_second)
+            for node in cluster.nodes))
     already_running = instance.pid() is not None and instance.ari_answers() is not None
     if already_running and _app_connected(instance, settings.ari_app):
         raise UserError(f"Another dialer (dialer serve?) is connected to Asterisk as ARI app {settings.ari_app!r}: "
@@ -245,7 +250,7 @@ def _demo(args: argparse.Namespace) -> int:
         if cluster is not None:
             cluster.start()
             say(f"Cluster: {len(cluster.nodes)} Asterisk nodes behind the Kamailio edge on "
-                f"{cluster.edge.config.edge}; the demo drives {instance.config.name}.")
+                f"{cluster.edge.config.edge}; the demo drives all of them.")
         else:
             instance.start()
     except ProvisionError as error:
@@ -306,6 +311,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--seed", type=int, default=2026, help="the lead mix's random seed")
     demo.add_argument("--keep-running", action="store_true", help="leave Asterisk running afterwards")
     demo.add_argument("--nodes", type=int, metavar="N",
-                      help="run on a cluster: N Asterisk nodes behind a Kamailio edge, the demo driving node 1")
+                      help="run on a cluster: N Asterisk nodes behind a Kamailio edge, the demo driving them all")
     demo.add_argument("--json", action="store_true", help="print the summary as one JSON object (progress to stderr)")
     demo.set_defaults(handler=_demo)

@@ -126,7 +126,7 @@ class Slot:
 class Admitter(Protocol):
     """What the slices ask admission control: one node's (`NodeAdmission`) or a cluster's
     (`dialer.runtime.cluster.ClusterAdmission`, which places the call's `owner` on a node, near
-    the ready `agents`' legs it may be bridged with)."""
+    the `agents`' legs it may be bridged with)."""
 
     @property
     def waiting(self) -> int: ...

@@ -278,6 +278,7 @@ class ClusterStreams:
         self._lock = asyncio.Lock()
         self._changed = asyncio.Condition()
         self._hooked = False
+        self._stopping = False
 
     @property
     def connected(self) -> bool:
@@ -337,7 +338,7 @@ class ClusterStreams:
     async def _watch(self) -> None:
         """A node whose events stopped takes no new call at once; after `lost_after` seconds its
         calls are given up (the slices reconcile without its channels)."""
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self._watch_every)
             now = time.monotonic()
             if not self._hooked:
@@ -358,6 +359,8 @@ class ClusterStreams:
                         await self._reconcile(None, reason=f"{name} lost")
 
     async def stop(self) -> None:
+        """Close every node's event connection; `run()` returns."""
+        self._stopping = True
         for stream in self._streams.values():
             await stream.stop()
 

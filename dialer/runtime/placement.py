@@ -8,10 +8,11 @@ node once, when its first object is created, and every later request naming one 
 objects goes there.
 
 Choosing a node for a new call (`choose_node`): only nodes that are up and have admission
-headroom; among them, when the call needs agents that are already on some nodes (a campaign
-call is bridged with a ready agent's leg, which lives on one node), the nodes holding such
-agents, weighted by how many calls are already being set up there; otherwise the least loaded
-(fewest calls for its ceiling, then fewest setups, then the node's order).
+headroom; when the call will need an agent whose leg is already on some node (a campaign call
+is bridged with one of its campaign's agents), only the nodes holding such agents, the one with
+most agents per call being set up there first; a call placed elsewhere could only be abandoned.
+Otherwise the least loaded (fewest calls for its ceiling, then fewest setups, then the node's
+order).
 """
 
 from __future__ import annotations
@@ -52,17 +53,17 @@ class NodeLoad:
 def choose_node(loads: Sequence[NodeLoad], wanted: Mapping[str, int] | None = None) -> str | None:
     """The node a new call goes to, or None when no node can take one now (the call waits).
 
-    `wanted`: node name -> agents the call could be bridged with there (ready agents of its
-    campaign). Nodes with such agents come first, the one with most agents per call being set up
-    there first; the rest are least loaded first."""
+    `wanted`: node name -> agents the call could be bridged with there (its campaign's agents);
+    when given, only those nodes, the one with most agents per call being set up there first."""
     open_nodes = [(order, load) for order, load in enumerate(loads) if load.up and load.free_lines > 0]
+    if wanted:
+        open_nodes = [(order, load) for order, load in open_nodes if wanted.get(load.name, 0) > 0]
+        if not open_nodes:
+            return None
+        return min(open_nodes, key=lambda item: (-wanted[item[1].name] / (1 + item[1].setups),
+                                                 item[1].calls / item[1].max_calls, item[0]))[1].name
     if not open_nodes:
         return None
-    wanted = wanted or {}
-    with_agents = [(order, load) for order, load in open_nodes if wanted.get(load.name, 0) > 0]
-    if with_agents:
-        return min(with_agents, key=lambda item: (-wanted[item[1].name] / (1 + item[1].setups),
-                                                  item[1].calls / item[1].max_calls, item[0]))[1].name
     return min(open_nodes, key=lambda item: (item[1].calls / item[1].max_calls, item[1].setups, item[0]))[1].name
 
 

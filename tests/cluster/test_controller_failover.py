@@ -168,6 +168,8 @@ async def test_the_standby_takes_over_within_10_s_of_the_active_controller_being
         print(f"\nfailover: lease taken {taken - killed_at:.1f} s after SIGKILL, ready {ready_at - killed_at:.1f} s, "
               f"first dial {first_dial - killed_at:.1f} s")
         assert taken - killed_at < 10.0
+        async with http.get(f"{standby.url}/metrics") as response:
+            assert "dialer_controller_lease_token 2.0" in await response.text()  # A held token 1
 
         await asyncio.sleep(5)
         async with http.post(f"{standby.url}/v1/campaigns/{campaign_id}/stop") as response:

@@ -47,16 +47,18 @@ def test_a_node_down_or_full_is_skipped() -> None:
     assert choose_node([load("a", free=0), load("b", calls=30)]) == "b"
 
 
-def test_calls_go_where_ready_agents_are() -> None:
+def test_calls_go_only_where_the_campaigns_agents_are() -> None:
     loads = [load("a"), load("b", calls=20)]
     assert choose_node(loads, {"b": 1}) == "b"
-    # Agents on a node that cannot take the call do not hold it there.
-    assert choose_node([load("a"), load("b", free=0)], {"b": 3}) == "a"
+    # The agents' node is full or down: the call waits (elsewhere no agent could take it).
+    assert choose_node([load("a"), load("b", free=0)], {"b": 3}) is None
+    assert choose_node([load("a"), load("b", up=False)], {"b": 3}) is None
+    assert choose_node([load("a"), load("b")], {"c": 2}) is None
     # More agents per call being set up wins: 3 agents with 2 ringing beats 1 agent with none.
     assert choose_node([load("a", setups=0), load("b", setups=1)], {"a": 1, "b": 3}) == "b"
     assert choose_node([load("a", setups=0), load("b", setups=2)], {"a": 1, "b": 3}) == "a"
-    # Nodes without agents count only when no node with agents can take it.
-    assert choose_node([load("a"), load("b")], {"c": 2}) == "a"
+    # No agent known anywhere (none logged in, or legs not placed yet): the least loaded.
+    assert choose_node([load("a", calls=3), load("b")], {}) == "b"
 
 
 def test_bindings_follow_the_owner_and_its_objects() -> None:
