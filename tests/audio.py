@@ -135,3 +135,10 @@ def _best_correlation(audio: np.ndarray, template: np.ndarray) -> float:
     window_energy = energy[template.size:] - energy[: audio.size - template.size + 1]  # each stretch's energy
     scores = correlation / np.sqrt(np.maximum(window_energy, 1e-9) * float(np.sum(template**2)))
     return float(scores.max())
+
+
+def recorded_sides(storage_uri: str, recording_id: str, keys_dir: Path) -> list[bytes]:
+    """A call's recording mixed to mono, then each of its channels alone (`recorded_channels`):
+    take the best figure over them, as a voice or a prompt stands out most where the other
+    party does not talk over it (the agent channel holds every prompt the lead hears)."""
+    return [recorded_audio(storage_uri, recording_id, keys_dir), *recorded_channels(storage_uri, recording_id, keys_dir)]

@@ -34,6 +34,7 @@ import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import ApiToken, CrmStore, TokenRole
 
 SESSION_HOURS = 12
@@ -273,7 +274,8 @@ class UserStore:
                 sessions, failures = await self.purge()
                 if sessions or failures:
                     log.info("sessions_purged", sessions=sessions, login_failures=failures)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except (DatabaseUnavailable, OSError, TimeoutError, asyncpg.PostgresError,
+                    asyncpg.InterfaceError) as error:
                 log.warning("sessions_purge_failed", error=str(error))
             await asyncio.sleep(every)
 

@@ -35,8 +35,7 @@ async def test_every_operation_answers_as_documented(api: Api) -> None:
     base_url = str(api.client.make_url("")).rstrip("/")
     report = await asyncio.to_thread(exercise, openapi_document(), base_url, tokens, seed=SEED, examples=EXAMPLES,
                                      allowed_503=WITHOUT_RUNTIMES)
-    assert sorted({error.split(" [")[0] for error in report.server_errors}) == []
-    assert report.server_errors == []
+    assert not report.server_errors, "\n".join(report.server_errors)  # each with its status and body
     assert report.failures == []
     operations = {label for label, _ in report.statuses}
     assert len(operations) == sum(len(item) for item in openapi_document()["paths"].values())

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.audio import notice_match, recorded_audio
+from tests.audio import notice_match, recorded_sides
 from tests.controller.conftest import Dialer
 
 pytestmark = pytest.mark.integration
 
 
-async def _call_and_recording(dialer: Dialer, phone: str, **lead: str) -> tuple[str, bytes]:
+async def _call_and_recording(dialer: Dialer, phone: str, **lead: str) -> tuple[str, list[bytes]]:
     agent_id = f"local-n{phone[-6:]}-{dialer.suffix}"
     await dialer.seed("agent_upsert", {"agent_id": agent_id, "name": "Local", "sip_endpoint": "Local/2004@agent-sim"})
     lead_id = await dialer.lead(phone, **lead)
@@ -25,7 +25,7 @@ async def _call_and_recording(dialer: Dialer, phone: str, **lead: str) -> tuple[
     assert recording is not None
     (decision,) = await dialer.fetch(
         "SELECT notices FROM compliance_decisions WHERE decision_id = $1", call.compliance_decision_id)
-    return str(decision["notices"]), recorded_audio(
+    return str(decision["notices"]), recorded_sides(
         recording.storage_uri, recording.recording_id, dialer.services.settings.recording_keys_dir)
 
 
@@ -36,6 +36,7 @@ async def test_a_california_lead_hears_the_recording_notice_and_a_new_york_lead_
     assert "recording_disclosure" in notices and "Cal. Penal Code 632" in notices
     none, new_york = await _call_and_recording(dialer, "+12125571107", state="NY")
     assert none == "[]"
-    announced, silent = notice_match(california), notice_match(new_york)
-    # Measured: 0.6 here with the notice, 0.27 on an inbound call (more speech over it), 0.06 without.
+    # The best of the mix and each channel (the agent's channel holds what the lead hears).
+    announced, silent = max(map(notice_match, california)), max(map(notice_match, new_york))
+    # Measured: mix 0.15-0.6 with the notice (lower under load), a channel up to 0.23; 0.05-0.07 without.
     assert announced > 0.15 and silent < 0.12, (announced, silent)
