@@ -33,6 +33,8 @@ done
 { command -v pg_dump >/dev/null && command -v pg_restore >/dev/null; } || missing+=(postgresql-client)
 # The cluster's SIP edge (dialer/provision/kamailio.py, docs/cluster.md): the distribution's Kamailio.
 { command -v kamailio >/dev/null && command -v kamcmd >/dev/null; } || missing+=(kamailio)
+# Its SIP-over-WebSocket listener for browser phones (the websocket module).
+dpkg -s kamailio-websocket-modules >/dev/null 2>&1 || missing+=(kamailio-websocket-modules)
 # The README's click-to-call example (run by tests/controller/test_readme.py) uses curl and jq.
 command -v curl >/dev/null || missing+=(curl)
 command -v jq >/dev/null || missing+=(jq)

@@ -119,6 +119,8 @@ def _cluster_up(settings: Settings, args: argparse.Namespace) -> int:
     print(f"PostgreSQL {settings.pg_dsn.rsplit('@', 1)[-1]}: up")
     print(f"Redis {settings.redis_url.rsplit('@', 1)[-1]}: up")
     print(f"Kamailio edge: SIP udp {cluster.edge.config.edge} (phones register here; log {cluster.edge.log_file})")
+    if cluster.edge.config.ws_url:
+        print(f"Kamailio edge: SIP over WebSocket {cluster.edge.config.ws_url} (browser phones and consoles)")
     for node in cluster.nodes:
         print(f"Asterisk {node.install.version} node {node.config.name}: ARI {node.ari_url}, "
               f"SIP 127.0.0.1:{node.config.sip_port}")
@@ -203,7 +205,8 @@ def _cluster_status(cluster: Cluster, healthy: bool) -> int:
     states: dict[str, str] = {}
     if edge.pid() is not None and edge.answers():
         states = edge.node_states()
-        print(f"Kamailio edge: running, SIP udp {edge.config.edge}")
+        print(f"Kamailio edge: running, SIP udp {edge.config.edge}"
+              + (f", WebSocket {edge.config.ws_url}" if edge.config.ws_url else ""))
     else:
         print(f"Kamailio edge: stopped (SIP udp {edge.config.edge})")
         healthy = False

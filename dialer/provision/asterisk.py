@@ -281,6 +281,9 @@ class InstanceConfig:
     # A node of a cluster: the SIP edge (Kamailio, dialer/provision/kamailio.py) on this UDP port
     # of sip_bind, where desk phones register and carriers' calls enter; 0: no edge (one node).
     edge_sip_port: int = 0
+    # The edge's SIP-over-WebSocket TCP port: browser phones register there too, and this
+    # node rings their endpoints through the edge; 0: browsers connect to this node's own /ws.
+    edge_ws_port: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> InstanceConfig:
@@ -399,6 +402,10 @@ class AsteriskInstance:
     def ws_url(self) -> str:
         """Where browsers' phones connect: SIP over WebSocket on Asterisk's HTTP server (wss://
         on its HTTPS server when the instance has it)."""
+        if self.config.edge_ws_port:
+            # A node of a cluster whose edge carries WebSocket: browsers register at the edge
+            # (or at a TLS proxy in front of it: ws_url is then only [wss] public_url).
+            return self.config.ws_url or f"ws://{self.edge.rpartition(':')[0]}:{self.config.edge_ws_port}/ws"
         return self.config.ws_url or f"ws://{SIP_DOMAIN}:{self.config.ari_port}/ws"
 
     @property
@@ -563,7 +570,8 @@ class AsteriskInstance:
         keys = self.host_path(self.dtls_dir)
         ensure_dtls_certificate(keys / "dtls.crt", keys / "dtls.key", f"dialer-engine {self.config.name}",
                                 datetime.now(UTC))
-        return pjsip_sections(plan, store.digests(), SIP_REALM, edge=self.edge)
+        return pjsip_sections(plan, store.digests(), SIP_REALM, edge=self.edge,
+                              browsers_at_edge=bool(self.config.edge_ws_port))
 
     # -- life cycle ----------------------------------------------------------------------------
     def _asterisk_args(self, *args: str) -> list[str]:

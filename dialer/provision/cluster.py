@@ -6,6 +6,10 @@ endpoints ring through the edge and it accepts the calls the edge dispatches to 
 Kamailio instance (dialer/provision/kamailio.py) on the SIP port phones already use, so a desk
 phone configured for the single-node stack registers at the edge unchanged.
 
+Browser phones register at the edge too, over SIP on a WebSocket on the same port number, TCP
+(`ws://HOST:SIP_PORT/ws`): the nodes' browser endpoints ring through the edge, and the consoles
+are given that URL (InstanceConfig.edge_ws_port).
+
 Ports on one machine (`cluster_layout`): the edge takes the settings' SIP port; node *i* (from 1)
 takes the settings' ARI and carrier ports plus STRIDE*(i-1), a SIP port of the settings' plus
 STRIDE*i, and the i-th slice of the RTP range. Node 1 keeps the settings' ARI port, so
@@ -44,6 +48,8 @@ class NodeLayout:
 class ClusterLayout:
     edge_sip_port: int
     nodes: tuple[NodeLayout, ...]
+    # The edge's SIP-over-WebSocket listener (TCP): the SIP port's number.
+    edge_ws_port: int = 0
 
 
 def cluster_layout(count: int, *, instance: str, ari_port: int, sip_port: int, carrier_port: int,
@@ -69,13 +75,15 @@ def cluster_layout(count: int, *, instance: str, ari_port: int, sip_port: int, c
     if len(set(ports)) != len(ports) or max(ports) > 65535:
         raise ValueError(f"the settings' ports cannot be spread over {count} nodes without a collision: "
                          "choose ports farther apart")
-    return ClusterLayout(edge_sip_port=sip_port, nodes=nodes)
+    return ClusterLayout(edge_sip_port=sip_port, nodes=nodes, edge_ws_port=sip_port)
 
 
-def desk_phone_digests(store: CredentialStore) -> dict[str, str]:
-    """The HA1 of every desk-phone endpoint (the edge registers desk phones; browsers stay on nodes)."""
+def desk_phone_digests(store: CredentialStore, *, browsers: bool = False) -> dict[str, str]:
+    """The HA1 of every desk-phone endpoint, and of every browser endpoint when the edge carries
+    WebSocket (`browsers`; without it browsers stay on the nodes)."""
+    kinds = {PhoneKind.DESKTOP, PhoneKind.WEBRTC} if browsers else {PhoneKind.DESKTOP}
     return {name: md5_digest(name, store.realm, entry.password) for name, entry in store.entries.items()
-            if entry.kind is PhoneKind.DESKTOP}
+            if entry.kind in kinds}
 
 
 class Cluster:
@@ -97,13 +105,17 @@ class Cluster:
             AsteriskInstance.for_settings(install, settings, name=node.name, ari_port=node.ari_port,
                                           sip_port=node.sip_port, carrier_port=node.carrier_port,
                                           rtp_start=node.rtp_start, rtp_end=node.rtp_end,
-                                          edge_sip_port=layout.edge_sip_port)
+                                          edge_sip_port=layout.edge_sip_port, edge_ws_port=layout.edge_ws_port,
+                                          # Browsers reach the edge, not a node's own wss://;
+                                          # a TLS proxy in front of the edge: [wss] public_url.
+                                          ws_url=settings.ws_public_url)
             for node in layout.nodes
         ]
         edge = KamailioInstance(
             EdgeConfig(name=f"{settings.instance}-edge", sip_port=layout.edge_sip_port,
                        nodes=tuple(SipAddress(_node_host(settings.sip_bind), node.sip_port) for node in layout.nodes),
-                       carriers=tuple(carriers), realm=SIP_REALM, listen=_node_host(settings.sip_bind)),
+                       carriers=tuple(carriers), realm=SIP_REALM, listen=_node_host(settings.sip_bind),
+                       ws_port=layout.edge_ws_port),
             settings.cache_dir / "kamailio" / f"{settings.instance}-edge",
         )
         return cls(nodes, edge)
@@ -116,7 +128,8 @@ class Cluster:
 
     def digests(self) -> Mapping[str, str]:
         try:
-            return desk_phone_digests(CredentialStore.load(self.nodes[0].credentials_file))
+            return desk_phone_digests(CredentialStore.load(self.nodes[0].credentials_file),
+                                      browsers=self.edge.config.ws_port > 0)
         except CredentialsError as error:
             raise ProvisionError(str(error)) from None
 

@@ -12,6 +12,14 @@ What the edge does (docs/cluster.md):
   INVITE within 2 s is marked down and the call tries the next one.
 * **to agents**: any node rings an agent by sending the INVITE to the edge (each node's desk
   endpoints have the edge as their static contact), which finds the phone by location lookup.
+* **browser phones** (``EdgeConfig.ws_port``): SIP over WebSocket on a TCP port of the edge
+  (modules xhttp and websocket, from the distribution's ``kamailio-websocket-modules``). A
+  browser registers there like a desk phone; its contact (``...@xyz.invalid;transport=ws``)
+  cannot be reached by address, so the registration keeps the WebSocket connection it came on
+  (nathelper's ``fix_nated_register``), and the browser's Contact in dialogs gets an alias of
+  that connection (``add_contact_alias``) that in-dialog requests from the node are routed by
+  (``handle_ruri_alias``). The node's ``webrtc=yes`` endpoint still does DTLS-SRTP and ICE with
+  the browser directly: the edge sees only the SDP passing by.
 
 Media flows between the node and the phone directly: the edge handles signalling only, and it
 record-routes so in-dialog requests (ACK, BYE, re-INVITE) pass through it too.
@@ -45,6 +53,9 @@ MODULES = (
     "kex", "corex", "tm", "tmx", "sl", "rr", "pv", "maxfwd", "usrloc", "registrar",
     "textops", "siputils", "xlog", "sanity", "ctl", "db_text", "auth", "auth_db", "dispatcher",
 )
+# SIP over WebSocket for browser phones (package kamailio-websocket-modules, plus nathelper).
+WS_MODULES = ("xhttp", "websocket", "nathelper")
+MODULES_DIR = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 _HA1 = re.compile(r"^[0-9a-f]{32}$")
 _USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -93,6 +104,9 @@ class EdgeConfig:
     probe_seconds: int = 1
     node_answer_ms: int = 2000
     children: int = 2
+    # The TCP port of the SIP-over-WebSocket listener for browser phones (ws://LISTEN:PORT/ws);
+    # 0: none (desk phones only).
+    ws_port: int = 0
 
     def __post_init__(self) -> None:
         ipaddress.IPv4Address(self.listen)
@@ -104,6 +118,13 @@ class EdgeConfig:
             raise ValueError(f"the edge's own address {self.edge} cannot be a node or a carrier")
         if set(self.nodes) & set(self.carriers):
             raise ValueError("an address cannot be both a node and a carrier")
+        if not 0 <= self.ws_port < 65536:
+            raise ValueError(f"port {self.ws_port} is not a TCP port")
+
+    @property
+    def ws_url(self) -> str:
+        """Where browser phones connect ("" without a WebSocket listener)."""
+        return f"ws://{self.listen}:{self.ws_port}/ws" if self.ws_port else ""
 
     @property
     def edge(self) -> SipAddress:
@@ -143,7 +164,58 @@ def carrier_condition(carriers: Iterable[SipAddress]) -> str:
 def kamailio_cfg(config: EdgeConfig, base: Path) -> str:
     """The whole kamailio.cfg of an edge whose files live under `base`."""
     realm = config.realm
-    modules = "\n".join(f'loadmodule "{module}.so"' for module in MODULES)
+    ws = config.ws_port > 0
+    modules = "\n".join(f'loadmodule "{module}.so"' for module in MODULES + (WS_MODULES if ws else ()))
+    # A browser's WebSocket: Kamailio's HTTP server takes the upgrade on the TCP listener (no
+    # Content-Length on a GET: tcp_accept_no_cl), and keeps idle connections as long as a
+    # registration lasts.
+    ws_globals = (f"listen=tcp:{config.listen}:{config.ws_port}\n"
+                  f'alias="{config.listen}:{config.ws_port}"\n'
+                  "tcp_accept_no_cl=yes\ntcp_connection_lifetime=3605\n") if ws else "disable_tcp=yes\n"
+    ws_params = f"""
+# Browser phones: SIP over WebSocket (ws://{config.listen}:{config.ws_port}/ws). Their contacts are
+# reached through the connection they registered on (the registration's received address).
+modparam("websocket", "keepalive_mechanism", 1)
+modparam("websocket", "keepalive_interval", 30)
+modparam("nathelper", "received_avp", "$avp(RECEIVED)")
+modparam("registrar", "received_avp", "$avp(RECEIVED)")
+""" if ws else ""
+    # A request from a browser (nathelper test 64: it came on a WebSocket): its Contact gets the
+    # connection's alias, a REGISTER's contact the connection as received address.
+    ws_request = """    if (nat_uac_test("64")) {
+        if (is_method("REGISTER")) {
+            fix_nated_register();
+        } else {
+            add_contact_alias();
+        }
+    }
+""" if ws else ""
+    ws_dialog = """        if ($du == "") {
+            # To a browser: its Request-URI carries the alias of its WebSocket connection.
+            handle_ruri_alias();
+        }
+""" if ws else ""
+    ws_routes = """
+onreply_route[FROM_BROWSER] {
+    # A browser's reply (its 200 OK's Contact) gets the alias of its WebSocket connection, so
+    # the node's in-dialog requests (ACK, BYE) find the browser again.
+    if (nat_uac_test("64")) {
+        add_contact_alias();
+    }
+}
+
+event_route[xhttp:request] {
+    # The listener takes WebSocket upgrades on /ws only: no other HTTP.
+    if ($(hdr(Upgrade){s.tolower}) == "websocket" && $(hdr(Connection){s.tolower}) =~ "upgrade"
+            && $hu =~ "^/ws") {
+        if (ws_handle_handshake()) {
+            exit;
+        }
+    }
+    xhttp_reply("404", "Not Found", "", "");
+}
+""" if ws else ""
+    ws_reply_hook = '    t_on_reply("FROM_BROWSER");\n' if ws else ""
     return f"""#!KAMAILIO
 # The SIP edge {config.name}: rendered by dialer/provision/kamailio.py; edits are overwritten.
 
@@ -151,13 +223,12 @@ debug=2
 log_stderror=yes
 log_prefix="{{$mt $rm $ci}} "
 children={config.children}
-disable_tcp=yes
 auto_aliases=no
 listen=udp:{config.listen}:{config.sip_port}
 alias="{config.listen}:{config.sip_port}"
-server_header="Server: dialer-edge"
+{ws_globals}server_header="Server: dialer-edge"
 user_agent_header="User-Agent: dialer-edge"
-mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+mpath="{MODULES_DIR}/"
 
 {modules}
 
@@ -195,7 +266,7 @@ modparam("dispatcher", "flags", 2)
 modparam("tm", "fr_timer", 2000)
 modparam("tm", "fr_inv_timer", 60000)
 modparam("rr", "enable_full_lr", 0)
-
+{ws_params}
 request_route {{
     if (!mf_process_maxfwd_header("10")) {{
         sl_send_reply("483", "Too Many Hops");
@@ -205,7 +276,7 @@ request_route {{
         exit;
     }}
     force_rport();
-    # Keepalives and probes addressed to the edge itself.
+{ws_request}    # Keepalives and probes addressed to the edge itself.
     if (is_method("OPTIONS") && uri == myself && $rU == $null) {{
         sl_send_reply("200", "OK");
         exit;
@@ -269,7 +340,7 @@ route[REGISTRAR] {{
 
 route[WITHIN_DIALOG] {{
     if (loose_route()) {{
-        route(RELAY);
+{ws_dialog}        route(RELAY);
         exit;
     }}
     if (is_method("ACK")) {{
@@ -291,7 +362,7 @@ route[TO_AGENT] {{
         exit;
     }}
     xlog("L_INFO", "edge: $tU rings at $ru (call from node $si:$sp)\n");
-    route(RELAY);
+{ws_reply_hook}    route(RELAY);
     exit;
 }}
 
@@ -331,7 +402,7 @@ route[RELAY] {{
     }}
     exit;
 }}
-"""
+{ws_routes}"""
 
 
 def parse_dispatcher_list(output: str) -> dict[str, str]:
@@ -351,6 +422,11 @@ def parse_dispatcher_list(output: str) -> dict[str, str]:
 # ---- the running edge -------------------------------------------------------------------------
 def kamailio_installed() -> bool:
     return shutil.which(KAMAILIO_BINARY) is not None and shutil.which(KAMCMD_BINARY) is not None
+
+
+def websocket_modules_installed() -> bool:
+    """Whether the edge can carry browser phones (package kamailio-websocket-modules)."""
+    return all((MODULES_DIR / f"{module}.so").exists() for module in WS_MODULES)
 
 
 class KamailioInstance:
@@ -446,7 +522,10 @@ class KamailioInstance:
         """Render, check, start Kamailio in the background and wait until its control socket answers."""
         if not kamailio_installed():
             raise ProvisionError("Kamailio is not installed: run scripts/bootstrap.sh "
-                                 "(apt-get install -y kamailio kamailio-extra-modules).")
+                                 "(apt-get install -y kamailio kamailio-websocket-modules).")
+        if self.config.ws_port and not websocket_modules_installed():
+            raise ProvisionError("Kamailio's WebSocket modules are not installed: run scripts/bootstrap.sh "
+                                 "(apt-get install -y kamailio-websocket-modules).")
         if self.pid() is not None and self.answers():
             changed = self.render(digests)
             if not changed & {self.cfg_file.name, "subscriber"}:

@@ -104,13 +104,15 @@ TEMPLATES = {PhoneKind.DESKTOP: "desktop-endpoint", PhoneKind.WEBRTC: "webrtc-en
 
 
 def pjsip_sections(plan: Iterable[SipEndpoint], digests: Mapping[str, str], realm: str, *,
-                   edge: str = "") -> str:
+                   edge: str = "", browsers_at_edge: bool = False) -> str:
     """The endpoint, auth and aor sections of `plan` for pjsip.conf.
 
     `edge` ("HOST:PORT") is the SIP edge of a cluster (dialer/provision/kamailio.py): desk
     phones register there, not at this node, so their AORs get the edge as static contact
     (``sip:agent1001@EDGE``) and ``PJSIP/agent1001`` rings the phone through the edge from any
-    node. Browser endpoints stay on the node (the edge carries no WebSocket yet).
+    node. Browser endpoints stay on the node unless `browsers_at_edge` (the edge carries SIP
+    over WebSocket): then they too have the edge as static contact, reached over UDP (the edge
+    relays to the browser's WebSocket); DTLS-SRTP and ICE stay between the browser and the node.
 
     `digests` maps each endpoint name to the MD5 of ``username:realm:password`` (Asterisk
     never sees the password itself). The templates (``desktop-endpoint``, ``webrtc-endpoint``,
@@ -121,14 +123,18 @@ def pjsip_sections(plan: Iterable[SipEndpoint], digests: Mapping[str, str], real
         digest = digests[endpoint.name]
         if not re.fullmatch(r"[0-9a-f]{32}", digest):
             raise ValueError(f"the digest of {endpoint.name} is not an MD5 hex digest")
+        at_edge = bool(edge) and (endpoint.kind is PhoneKind.DESKTOP or browsers_at_edge)
+        # A browser endpoint's template names the node's own WebSocket transport; rung through
+        # the edge, it is reached over UDP.
+        transport = "transport = transport-udp\n" if at_edge and endpoint.kind is PhoneKind.WEBRTC else ""
         sections.append(
             f"[{endpoint.name}]({TEMPLATES[endpoint.kind]})\n"
-            f"auth = {endpoint.name}\naors = {endpoint.name}\n"
+            f"auth = {endpoint.name}\naors = {endpoint.name}\n{transport}"
             f"callerid = {endpoint.caller_name} <{endpoint.caller_number}>\n\n"
             f"[{endpoint.name}](phone-auth)\nusername = {endpoint.name}\nrealm = {realm}\n"
             f"password_digest = MD5:{digest}\n\n"
             f"[{endpoint.name}](phone-aor)\n"
-            + (f"contact = sip:{endpoint.name}@{edge}\n" if edge and endpoint.kind is PhoneKind.DESKTOP else "")
+            + (f"contact = sip:{endpoint.name}@{edge}\n" if at_edge else "")
         )
     return "\n".join(sections)
 

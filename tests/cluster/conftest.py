@@ -3,12 +3,14 @@
 Built with the same pieces as `dialer stack up --nodes 2` (dialer/provision/cluster.py); the
 nodes' phones' credentials are generated in a state folder of the run's own. A carrier is a
 baresip user agent calling from a port the edge lists as a carrier (`CarrierPhone`); the edge
-knows two, so two calls can be sent at once.
+knows two, so two calls can be sent at once. The edge carries SIP over WebSocket for browser
+phones on its SIP port's number, TCP, as `dialer stack up --nodes N` renders it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import subprocess
 import uuid
@@ -48,6 +50,13 @@ class ClusterUnderTest:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterUnderTest]:
+    with running_cluster(tmp_path_factory) as under_test:
+        yield under_test
+
+
+@contextlib.contextmanager
+def running_cluster(tmp_path_factory: pytest.TempPathFactory, tag: str = "cluster") -> Iterator[ClusterUnderTest]:
+    """Two nodes and their edge started (nodes named test-TAG-RUN-nodeN), stopped and removed at the end."""
     if not kamailio_installed():
         pytest.fail("Kamailio is not installed: run scripts/bootstrap.sh")
     state = tmp_path_factory.mktemp("cluster-state")
@@ -58,14 +67,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterUnderTe
     nodes = []
     for index in range(1, NODES + 1):
         nodes.append(AsteriskInstance.for_settings(
-            install, settings, name=f"test-cluster-{RUN_ID}-node{index}", ari_port=free_local_port(),
+            install, settings, name=f"test-{tag}-{RUN_ID}-node{index}", ari_port=free_local_port(),
             sip_port=free_local_port(), carrier_port=free_local_port(), rtp_start=40000 + 1000 * index,
-            rtp_end=40999 + 1000 * index, edge_sip_port=edge_port,
+            rtp_end=40999 + 1000 * index, edge_sip_port=edge_port, edge_ws_port=edge_port,
         ))
-    nodes[0].remove_stale_siblings("test-cluster-")
+    nodes[0].remove_stale_siblings(f"test-{tag}-")
     edge = KamailioInstance(
-        EdgeConfig(name=f"test-edge-{RUN_ID}", sip_port=edge_port,
-                   nodes=tuple(SipAddress("127.0.0.1", node.config.sip_port) for node in nodes), carriers=carriers),
+        EdgeConfig(name=f"test-edge-{tag}-{RUN_ID}", sip_port=edge_port,
+                   nodes=tuple(SipAddress("127.0.0.1", node.config.sip_port) for node in nodes), carriers=carriers,
+                   ws_port=edge_port),
         tmp_path_factory.mktemp("edge"),
     )
     under_test = ClusterUnderTest(Cluster(nodes, edge), carriers)

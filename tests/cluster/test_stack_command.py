@@ -80,10 +80,15 @@ def test_stack_up_with_nodes_brings_up_a_cluster_that_status_lists_and_down_stop
     assert f"Kamailio edge: SIP udp 127.0.0.1:{edge_port}" in up.stdout
     for index in range(NODES):
         assert f"ARI http://127.0.0.1:{ari + 100 * index}/ari" in up.stdout
+    # Browser phones register at the edge too: the consoles' credentials name its WebSocket.
+    ws_url = f"ws://127.0.0.1:{edge_port}/ws"
+    assert f"Kamailio edge: SIP over WebSocket {ws_url}" in up.stdout
+    browser = dialer("asterisk", "sip-credentials", "agent1001-web", env=stack_env)
+    assert browser.returncode == 0 and f"websocket {ws_url}" in browser.stdout, browser.stdout + browser.stderr
 
     status = dialer("stack", "status", env=stack_env)
     assert status.returncode == 0, status.stdout + status.stderr
-    assert "Kamailio edge: running" in status.stdout
+    assert f"Kamailio edge: running, SIP udp 127.0.0.1:{edge_port}, WebSocket {ws_url}" in status.stdout
     assert status.stdout.count("running, ARI http://127.0.0.1:") == NODES
     assert status.stdout.count("(in dispatch)") == NODES
 

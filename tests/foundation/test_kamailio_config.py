@@ -107,6 +107,32 @@ def test_the_script_listens_registers_dispatches_and_rings_agents(tmp_path: Path
     assert script.count("{") == script.count("}")
 
 
+def test_without_a_websocket_port_the_script_has_no_tcp_listener(tmp_path: Path) -> None:
+    script = kamailio_cfg(edge(), tmp_path)
+    assert "disable_tcp=yes" in script and "listen=tcp:" not in script
+    assert 'loadmodule "websocket.so"' not in script and "xhttp" not in script and edge().ws_url == ""
+
+
+def test_browsers_register_over_websocket_and_are_reached_through_their_connection(tmp_path: Path) -> None:
+    config = edge(ws_port=5060)
+    assert config.ws_url == "ws://127.0.0.1:5060/ws"
+    script = kamailio_cfg(config, tmp_path)
+    assert "listen=udp:127.0.0.1:5060" in script and "listen=tcp:127.0.0.1:5060" in script
+    assert "disable_tcp" not in script and "tcp_accept_no_cl=yes" in script
+    for module in ("xhttp", "websocket", "nathelper"):
+        assert f'loadmodule "{module}.so"' in script
+    assert "event_route[xhttp:request]" in script and "ws_handle_handshake()" in script
+    assert '$hu =~ "^/ws"' in script  # no other HTTP
+    # A browser's registration keeps its connection; its Contact in dialogs gets an alias.
+    assert 'nat_uac_test("64")' in script and "fix_nated_register();" in script
+    assert "add_contact_alias();" in script and "handle_ruri_alias();" in script
+    assert 'modparam("registrar", "received_avp", "$avp(RECEIVED)")' in script
+    assert 't_on_reply("FROM_BROWSER");' in script and "onreply_route[FROM_BROWSER]" in script
+    assert script.count("{") == script.count("}")
+    with pytest.raises(ValueError):
+        edge(ws_port=70000)
+
+
 def test_without_carriers_no_call_enters_unauthenticated(tmp_path: Path) -> None:
     script = kamailio_cfg(edge(carriers=()), tmp_path)
     assert 'if (is_method("INVITE") && (0)) {' in script
@@ -118,6 +144,9 @@ def test_kamailio_accepts_the_rendered_script(tmp_path: Path) -> None:
     instance.render({"agent1001": HA1})
     instance.check()
     assert (tmp_path / "edge" / "db" / "subscriber").stat().st_mode & 0o777 == 0o600
+    with_browsers = KamailioInstance(edge(ws_port=5060), tmp_path / "edge-ws")
+    with_browsers.render({"agent1001-web": HA1})
+    with_browsers.check()
 
 
 def test_dispatcher_states_are_read_from_kamcmd_output() -> None:
@@ -155,6 +184,13 @@ def test_a_node_rings_desk_phones_through_the_edge_and_keeps_browsers() -> None:
     assert "[agent1001](phone-aor)\ncontact = sip:agent1001@127.0.0.1:5060\n" in clustered
     assert "[agent1001-web](phone-aor)\n" in clustered
     assert "contact = sip:agent1001-web" not in clustered
+    # An edge carrying WebSocket rings browsers too, over UDP to the edge.
+    browsers = pjsip_sections(plan, digests, "dialer", edge="127.0.0.1:5060", browsers_at_edge=True)
+    assert "[agent1001-web](phone-aor)\ncontact = sip:agent1001-web@127.0.0.1:5060\n" in browsers
+    assert "[agent1001-web](webrtc-endpoint)\nauth = agent1001-web\naors = agent1001-web\ntransport = transport-udp\n" \
+        in browsers
+    assert browsers.count("transport =") == 1  # desk phones keep their template's transport
+    assert pjsip_sections(plan, digests, "dialer", browsers_at_edge=True) == alone  # no edge: nothing changes
 
 
 def test_a_node_takes_the_edges_calls_by_source_address_only() -> None:
@@ -175,7 +211,7 @@ def layout(count: int, **overrides: int) -> ClusterLayout:
 def test_the_layout_keeps_phones_port_at_the_edge_and_node_one_on_the_settings_ari() -> None:
     two = cluster_layout(2, instance="dev", ari_port=8088, sip_port=5060, carrier_port=5070,
                          rtp_start=10000, rtp_end=20000)
-    assert two.edge_sip_port == 5060
+    assert two.edge_sip_port == 5060 and two.edge_ws_port == 5060  # WebSocket: the same number, TCP
     assert [(node.name, node.ari_port, node.sip_port, node.carrier_port) for node in two.nodes] == [
         ("dev-node1", 8088, 5160, 5070), ("dev-node2", 8188, 5260, 5170)]
     assert [(node.rtp_start, node.rtp_end) for node in two.nodes] == [(10000, 14999), (15000, 19999)]
@@ -205,6 +241,9 @@ def test_the_edge_gets_desk_phones_digests_only(tmp_path: Path) -> None:
     assert sorted(digests) == ["agent1001", "agent1002", "supervisor01"]
     password = store.entries["agent1001"].password
     assert digests["agent1001"] == md5_digest("agent1001", "dialer", password)
+    with_browsers = desk_phone_digests(store, browsers=True)
+    assert sorted(with_browsers) == ["agent1001", "agent1001-web", "agent1002", "agent1002-web", "supervisor01",
+                                     "supervisor01-web"]
 
 
 def test_rendering_says_which_files_changed(tmp_path: Path) -> None:
