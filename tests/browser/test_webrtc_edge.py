@@ -12,22 +12,17 @@ call's recording. Media (DTLS-SRTP, ICE) flows between the page and node 2, not 
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from crm_bridge.store import TokenRole
-from dialer.click_to_call.machine import CallTimeouts
-from dialer.serve import dialer_services
 from tests.audio import recorded_sides
 from tests.browser.conftest import MICROPHONE_WAV
 from tests.browser.phone import BrowserPhone
 from tests.browser.test_webrtc_phone import HEARD, best_stretch
-from tests.cluster.conftest import ClusterUnderTest, running_cluster
-from tests.controller.conftest import GATE_NOW, Dialer, dialer_settings, mark_lists_fresh
+from tests.cluster.conftest import ClusterUnderTest, dialer_driving, running_cluster
+from tests.controller.conftest import Dialer
 
 pytestmark = [pytest.mark.cluster]
 
@@ -44,14 +39,8 @@ def edge_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterUn
 async def dialer_on_node_2(edge_cluster: ClusterUnderTest, pg_dsn: str, redis_url: str, redis_prefix: str,
                            tmp_path: Path) -> AsyncIterator[Dialer]:
     """`dialer serve`'s services driving node 2's ARI."""
-    node = edge_cluster.nodes[1]
-    settings = dialer_settings(node, pg_dsn, redis_url, redis_prefix, tmp_path)
-    timeouts = CallTimeouts(agent_ring=10.0, lead_ring=15.0)
-    async with dialer_services(settings, gate_clock=lambda: GATE_NOW, timeouts=timeouts, drain_seconds=5) as services:
-        await mark_lists_fresh(services)
-        crm = (await services.store.issue_token(TokenRole.CRM, label="tests")).secret
-        async with TestClient(TestServer(services.app)) as client:
-            yield Dialer(services, client, node, pg_dsn, crm, uuid.uuid4().hex[:6])
+    async with dialer_driving(edge_cluster.nodes[1], pg_dsn, redis_url, redis_prefix, tmp_path, agent_ring=10.0) as dialer:
+        yield dialer
 
 
 @pytest.mark.timeout(120)

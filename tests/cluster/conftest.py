@@ -19,16 +19,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from crm_bridge.store import TokenRole
 from dialer.ari.client import AriClient, AriConfig
 from dialer.ari.events import EventStream
 from dialer.ari.models import Event, StasisStart
+from dialer.click_to_call.machine import CallTimeouts
 from dialer.provision.asterisk import AsteriskInstance, ensure_install
 from dialer.provision.cluster import Cluster
 from dialer.provision.kamailio import EdgeConfig, KamailioInstance, SipAddress, kamailio_installed
 from dialer.provision.ports import free_local_port
+from dialer.serve import dialer_services
 from dialer.settings import from_environment
 from tests.conftest import RUN_ID
+from tests.controller.conftest import GATE_NOW, Dialer, dialer_settings, mark_lists_fresh
 from tests.softphone import SOURCE_FILE
 
 NODES = 2
@@ -178,3 +183,16 @@ def carrier_phones(cluster: ClusterUnderTest, tmp_path: Path) -> Iterator[list[C
     yield phones
     for phone in phones:
         phone.stop()
+
+
+@contextlib.asynccontextmanager
+async def dialer_driving(node: AsteriskInstance, pg_dsn: str, redis_url: str, redis_prefix: str, tmp_path: Path,
+                         *, agent_ring: float) -> AsyncIterator[Dialer]:
+    """`dialer serve`'s services driving one node's ARI, as with a single node, and a CRM client."""
+    settings = dialer_settings(node, pg_dsn, redis_url, redis_prefix, tmp_path)
+    timeouts = CallTimeouts(agent_ring=agent_ring, lead_ring=15.0)
+    async with dialer_services(settings, gate_clock=lambda: GATE_NOW, timeouts=timeouts, drain_seconds=5) as services:
+        await mark_lists_fresh(services)
+        crm = (await services.store.issue_token(TokenRole.CRM, label="tests")).secret
+        async with TestClient(TestServer(services.app)) as client:
+            yield Dialer(services, client, node, pg_dsn, crm, uuid.uuid4().hex[:6])

@@ -17,23 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from crm_bridge.store import TokenRole
 from dialer.ari.client import AriClient, AriConfig
 from dialer.ari.models import StasisStart
-from dialer.click_to_call.machine import CallTimeouts
 from dialer.provision.asterisk import AsteriskInstance
-from dialer.serve import dialer_services
 from tests.audio import analyse_wav
-from tests.cluster.conftest import CarrierPhone, ClusterUnderTest, NodeApp
+from tests.cluster.conftest import CarrierPhone, ClusterUnderTest, NodeApp, dialer_driving
 from tests.conftest import RUN_ID
-from tests.controller.conftest import GATE_NOW, Dialer, dialer_settings, mark_lists_fresh
+from tests.controller.conftest import Dialer
 from tests.softphone import SOURCE_TONE_HZ, Softphone
 from tests.waiting import until
 
@@ -101,14 +96,8 @@ async def test_calls_from_both_nodes_ring_the_agent_through_the_edge(
 async def dialer_on_node_2(cluster: ClusterUnderTest, pg_dsn: str, redis_url: str, redis_prefix: str,
                            tmp_path: Path) -> AsyncIterator[Dialer]:
     """`dialer serve`'s services driving node 2's ARI, as with a single node."""
-    node = cluster.nodes[1]
-    settings = dialer_settings(node, pg_dsn, redis_url, redis_prefix, tmp_path)
-    timeouts = CallTimeouts(agent_ring=8.0, lead_ring=15.0)
-    async with dialer_services(settings, gate_clock=lambda: GATE_NOW, timeouts=timeouts, drain_seconds=5) as services:
-        await mark_lists_fresh(services)
-        crm = (await services.store.issue_token(TokenRole.CRM, label="tests")).secret
-        async with TestClient(TestServer(services.app)) as client:
-            yield Dialer(services, client, node, pg_dsn, crm, uuid.uuid4().hex[:6])
+    async with dialer_driving(cluster.nodes[1], pg_dsn, redis_url, redis_prefix, tmp_path, agent_ring=8.0) as dialer:
+        yield dialer
 
 
 async def test_the_dialer_on_node_2_connects_a_click_to_call_to_an_agent_at_the_edge(
