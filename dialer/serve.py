@@ -554,7 +554,7 @@ async def dialer_services(
                                                    StartCheck(reconcile_task.done),
                                                    RecordingsCheck(lambda: archiver.pending)],
                                         agency_timezone=settings.agency_timezone,
-                                        gate_options=gate_options(settings)),
+                                        gate_options=gate_options(settings), rulebook=gate.rulebook),
                         calls=calls, campaigns=campaigns, monitors=monitors,
                         recordings=RecordingReader(settings.recordings_dir, keyring), texting=texting,
                         lead_import_spool=settings.state_dir / "lead-imports",

@@ -2,28 +2,23 @@
 the campaign's window, each state's hours, no-call holidays and declared days, in every zone the
 lead may be in: `compliance_rules.rules.window_reasons`), so an agent cannot schedule a callback
 the gate will block. Used by the console's callback picker (`GET /v1/calls/{id}/callback-times`)
-and by the disposition route, which refuses a callback outside them."""
+and by the disposition route, which refuses a callback outside them. The rules are the gate's
+loaded rulebook, handed in through `ApiDependencies.rulebook` (one copy per process)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from functools import cache
 from zoneinfo import ZoneInfo
 
 from compliance_rules.policy import CampaignPolicy
 from compliance_rules.rules import Location, callable_times, locate, window_reasons
-from compliance_rules.ruleset import RuleBook, RuleDataError, load_rulebook
+from compliance_rules.ruleset import RuleBook
 from crm_bridge.store import Call
 from dialer.api.http import ApiDependencies, ApiError
 from dialer.runtime.gate import contact_request, policy_for_campaign
 
 SLOT = dt.timedelta(minutes=30)
 LEAD_TIME = dt.timedelta(minutes=5)  # a callback starts at least this far ahead
-
-
-@cache
-def _rulebook() -> RuleBook:
-    return load_rulebook()
 
 
 class CallbackRules:
@@ -43,10 +38,11 @@ class CallbackRules:
         return cls(locate(contact_request(call.lead_number, lead)), deps, policy_for_campaign(campaign))
 
     def _book(self) -> RuleBook:
-        try:
-            return _rulebook()
-        except RuleDataError as error:  # fail closed: without the rules no time is known to be allowed
-            raise ApiError(503, "rules_unavailable", f"the calling-window rules are unusable ({error})") from None
+        # The gate's own copy (ApiDependencies.rulebook), so a callback is offered by the very
+        # rules the gate will dial it by. Fail closed: without them no time is known to be allowed.
+        if self._deps.rulebook is None:
+            raise ApiError(503, "rules_unavailable", "the calling-window rules are unusable (the rule data did not load)")
+        return self._deps.rulebook
 
     def refusal(self, at: dt.datetime) -> str | None:
         """Why the gate would block a call at `at` (one sentence), or None."""

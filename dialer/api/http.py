@@ -24,6 +24,7 @@ from aiohttp import web
 from redis import exceptions as redis_errors
 
 from compliance_rules.rules import GateOptions
+from compliance_rules.ruleset import RuleBook
 from compliance_rules.store import DncStore
 from crm_bridge.outbox import RecordSink
 from crm_bridge.pg import DatabaseUnavailable
@@ -71,6 +72,10 @@ class ApiDependencies:
     agency_timezone: str = "America/New_York"
     # The gate's agency-wide switches (`dialer.runtime.gate.gate_options`): callback times follow them.
     gate_options: GateOptions = field(default_factory=GateOptions)
+    # The compliance gate's loaded rulebook (`ComplianceGate.rulebook`): callback times are the
+    # gate's own windows, from the same copy of the rule data. None: the rule data failed to
+    # load (the gate blocks every call), and callback times answer 503 rules_unavailable.
+    rulebook: RuleBook | None = None
 
     @property
     def opt_outs(self) -> OptOuts:

@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
+from compliance_rules.ruleset import RuleBook, load_rulebook
 from compliance_rules.store import DncStore
 from crm_bridge.migrate import migrate
 from crm_bridge.outbox import Outbox
@@ -53,9 +54,11 @@ class Api:
 async def open_api(pg_dsn: str, redis_url: str, redis_prefix: str, state: Path, *,
                    store_dsn: str | None = None, hub: AgentEventHub | None = None,
                    sip_credentials_file: Path | None = None,
-                   caller_id_check: Callable[[str], CallerIdCheck] | None = None, **server: Any) -> AsyncIterator[Api]:
+                   caller_id_check: Callable[[str], CallerIdCheck] | None = None,
+                   rulebook: RuleBook | bool | None = True, **server: Any) -> AsyncIterator[Api]:
     """The API app with two agents, a lead and an ended call of the first agent; `store_dsn`: the
-    DSN the API's store uses (e.g. through a fault proxy)."""
+    DSN the API's store uses (e.g. through a fault proxy); `rulebook`: the gate's rulebook the
+    routes are handed (True: the shipped rule data; None: none loaded)."""
     connection = await asyncpg.connect(pg_dsn)
     await migrate(connection)
     await connection.close()
@@ -79,7 +82,10 @@ async def open_api(pg_dsn: str, redis_url: str, redis_prefix: str, state: Path, 
             agent = (await store.issue_token(TokenRole.AGENT, agent_id=agent_id)).secret
             other = (await store.issue_token(TokenRole.AGENT, agent_id=other_agent_id)).secret
             dnc = DncStore(redis, redis_prefix)
-            deps = ApiDependencies(store=store, records=outbox, dnc=dnc, agent_events=hub or AgentEventHub())
+            # As `dialer serve` hands its routes the gate's loaded rulebook.
+            book = load_rulebook() if rulebook is True else rulebook or None
+            deps = ApiDependencies(store=store, records=outbox, dnc=dnc, agent_events=hub or AgentEventHub(),
+                                   rulebook=book)
             app = build_app(deps, sip_credentials_file=sip_credentials_file, caller_id_check=caller_id_check)
             test_server = TestServer(app)
             if server:  # runner options (TestServer's constructor does not pass them on)

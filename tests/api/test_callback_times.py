@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.api.conftest import Api
+from tests.api.conftest import Api, open_api
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 NEW_YORK = ZoneInfo("America/New_York")
@@ -63,3 +64,19 @@ async def test_a_callback_the_gate_would_block_is_refused_and_one_it_allows_is_k
     response = await api.client.post(path, json={"code": "callback", "callback_at": monday},
                                      headers={**api.auth(api.agent), "Idempotency-Key": uuid.uuid4().hex})
     assert response.status == 202, await response.text()
+
+
+async def test_the_times_come_from_the_rulebook_the_routes_are_handed(pg_dsn: str, redis_url: str,
+                                                                      redis_prefix: str, tmp_path: Path) -> None:
+    """No private copy of the rule data: without the gate's rulebook (it failed to load) the
+    picker and a callback disposition fail closed with a named 503, not with times of their own."""
+    async with open_api(pg_dsn, redis_url, redis_prefix, tmp_path / "state", rulebook=None) as api:
+        call_id = await _ri_call(api)
+        response = await api.client.get(f"/v1/calls/{call_id}/callback-times", params={"date": "2030-12-09"},
+                                        headers=api.auth(api.agent))
+        assert response.status == 503 and (await response.json())["error"] == "rules_unavailable"
+        monday = datetime(2030, 12, 9, 11, 0, tzinfo=NEW_YORK).isoformat()
+        response = await api.client.post(f"/v1/calls/{call_id}/disposition",
+                                         json={"code": "callback", "callback_at": monday},
+                                         headers={**api.auth(api.agent), "Idempotency-Key": uuid.uuid4().hex})
+        assert response.status == 503 and (await response.json())["error"] == "rules_unavailable"
