@@ -20,7 +20,7 @@ dispositions' and the ended agent states' figures are read from the hourly roll-
 migration 0019 (kept by triggers in the same transaction as the rows) for the whole UTC hours
 of the period, and from the raw rows through the indexes of migrations 0017 and 0019 for what
 is left (the edges of a period in a zone with a half-hour offset, the states still open);
-speed-to-lead from the raw rows.
+speed-to-lead from each lead's first dial, kept on the lead by the triggers of migration 0020.
 """
 
 from __future__ import annotations
@@ -343,14 +343,27 @@ def _states_sql(group: GroupBy) -> str:
     )
 
 
-def _speed_sql(key: str) -> str:
-    # Leads that came in (not from a list import) during the period, and their first dial.
+def _speed_sql(key: str, *, maintained: bool) -> str:
+    """Leads that came in (not from a list import) during the period, and their first dial:
+    the earliest outbound call requested at or after the lead's creation (equal times: by call
+    id). `maintained`: as migration 0020's triggers keep it on the lead (the month's leads
+    alone are read); otherwise from `calls` (the same answer, a lookup per lead)."""
+    if maintained:
+        firsts = (
+            "SELECT created_at, first_dial_at AS requested_at, first_dial_agent_id AS agent_id, "
+            "first_dial_campaign_id AS campaign_id FROM leads "
+            "WHERE created_at >= $1 AND created_at < $2 AND import_id IS NULL"
+        )
+    else:
+        firsts = (
+            "SELECT l.created_at, f.requested_at, f.agent_id, f.campaign_id "
+            "FROM leads l LEFT JOIN LATERAL (SELECT c.requested_at, c.agent_id, c.campaign_id FROM calls c "
+            "WHERE c.lead_id = l.lead_id AND c.direction = 'outbound' AND c.requested_at >= l.created_at "
+            "ORDER BY c.requested_at, c.call_id LIMIT 1) f ON true "
+            "WHERE l.created_at >= $1 AND l.created_at < $2 AND l.import_id IS NULL"
+        )
     return (
-        "WITH firsts AS (SELECT l.lead_id, l.created_at, f.requested_at, f.agent_id, f.campaign_id "
-        "FROM leads l LEFT JOIN LATERAL (SELECT c.requested_at, c.agent_id, c.campaign_id FROM calls c "
-        "WHERE c.lead_id = l.lead_id AND c.direction = 'outbound' AND c.requested_at >= l.created_at "
-        "ORDER BY c.requested_at LIMIT 1) f ON true "
-        "WHERE l.created_at >= $1 AND l.created_at < $2 AND l.import_id IS NULL) "
+        f"WITH firsts AS ({firsts}) "
         f"SELECT {key} AS key, count(*) AS new_leads, count(requested_at) AS leads_dialed, "
         "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM requested_at - created_at)) "
         "AS median, avg(extract(epoch FROM requested_at - created_at)) AS average "
@@ -364,7 +377,8 @@ async def kpis(db: Fetcher, period: Period, group: GroupBy, scope: Scope = Scope
     """One row per agent / campaign (or one for the agency) with any activity in the period,
     sorted by key; the agency row is always there. The calls' and dispositions' figures come
     from the hourly roll-ups for the period's whole hours and from raw rows for the rest (with
-    `rollups=False`, from raw rows only: the same numbers, slower)."""
+    `rollups=False`, from raw rows only: the same numbers, slower). Speed-to-lead comes from
+    each lead's first dial as migration 0020 keeps it (`rollups=False`: from `calls`)."""
     key = _KEY_COLUMN[group]
     base: tuple[object, ...] = (period.start, period.end, scope.agent_id, scope.campaign_id)
     hours = whole_hours(period.start, period.end) if rollups else (period.end, period.end)
@@ -380,7 +394,7 @@ async def kpis(db: Fetcher, period: Period, group: GroupBy, scope: Scope = Scope
         (_dispositions_sql(key), (*base, *hours)),
         (_states_sql(group), (*base, OPEN_STATE_CAP_SECONDS, instant, list(BUSY_STATES), list(AVAILABLE_STATES),
                               *hours)),
-        (_speed_sql(key), base),
+        (_speed_sql(key, maintained=rollups), base),
     ]
     if hasattr(db, "acquire"):
         # A pool: the four reads run at once, each on its own connection.

@@ -1,0 +1,102 @@
+-- Speed-to-lead (docs/reports.md) without reading the month's calls: each lead keeps its first
+-- dial (the earliest outbound call to it requested at or after the lead's creation; a dial
+-- "before" it, by a clock skew between the controller and the CRM, does not count), with that
+-- call's agent and campaign, which the reports group and scope by. A month's report then reads
+-- the month's new leads alone (a partial covering index below) instead of a join to `calls`.
+--
+-- Kept by triggers in the same transaction as the rows, as the roll-ups of 0019: a statement on
+-- `calls` recomputes the first dial of the leads whose outbound calls it touched (a later
+-- snapshot of the first call may name its agent; a call removed or moved to another lead moves
+-- the first), and a lead inserted after its calls (they are plain columns, not foreign keys) or
+-- re-dated finds its first dial when written. Equal request times are ordered by call id, as the
+-- raw computation (crm_bridge.reports, `rollups=False`) orders them.
+
+ALTER TABLE leads
+    ADD COLUMN first_dial_at timestamptz,
+    ADD COLUMN first_dial_agent_id text,
+    ADD COLUMN first_dial_campaign_id text;
+
+-- The leads a speed-to-lead report reads (not from a list import), with what it reads.
+CREATE INDEX leads_speed_to_lead_idx ON leads (created_at)
+    INCLUDE (first_dial_at, first_dial_agent_id, first_dial_campaign_id) WHERE import_id IS NULL;
+
+-- A lead's first dial as a row (none: no row), through calls_lead_idx.
+CREATE FUNCTION lead_first_dial(lead text, created timestamptz)
+RETURNS TABLE (requested_at timestamptz, agent_id text, campaign_id text)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT c.requested_at, c.agent_id, c.campaign_id FROM calls c
+    WHERE c.lead_id = lead AND c.direction = 'outbound' AND c.requested_at >= created
+    ORDER BY c.requested_at, c.call_id LIMIT 1
+$$;
+
+-- A lead as it is written: its first dial among the calls already there.
+CREATE FUNCTION leads_first_dial_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT f.requested_at, f.agent_id, f.campaign_id INTO NEW.first_dial_at, NEW.first_dial_agent_id,
+        NEW.first_dial_campaign_id
+    FROM (SELECT 1) one LEFT JOIN LATERAL lead_first_dial(NEW.lead_id, NEW.created_at) f ON true;
+    RETURN NEW;
+END
+$$;
+
+-- The leads of the outbound calls a statement changed (`source`: their lead ids): their first
+-- dial recomputed where it moved. The rows are locked first, in lead order (two statements on
+-- calls of the same leads wait for each other, not deadlock), and the recompute is a statement
+-- of its own: under READ COMMITTED it sees a concurrent transaction's call committed while this
+-- one waited for the lock.
+CREATE FUNCTION report_first_dials_sql(source text) RETURNS text LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT format($q$
+        PERFORM 1 FROM leads WHERE lead_id IN (%1$s) ORDER BY lead_id FOR NO KEY UPDATE;
+        UPDATE leads l SET first_dial_at = f.requested_at, first_dial_agent_id = f.agent_id,
+                           first_dial_campaign_id = f.campaign_id
+        FROM leads t LEFT JOIN LATERAL lead_first_dial(t.lead_id, t.created_at) f ON true
+        WHERE t.lead_id IN (%1$s) AND l.lead_id = t.lead_id
+          AND (l.first_dial_at, l.first_dial_agent_id, l.first_dial_campaign_id)
+              IS DISTINCT FROM (f.requested_at, f.agent_id, f.campaign_id)
+    $q$, source)
+$fn$;
+
+DO $$
+BEGIN
+    EXECUTE format($f$CREATE FUNCTION calls_first_dial_insert() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
+        'BEGIN IF EXISTS (SELECT 1 FROM calls_new WHERE direction = ''outbound'' AND lead_id IS NOT NULL) THEN '
+        || report_first_dials_sql('SELECT lead_id FROM calls_new WHERE direction = ''outbound''')
+        || '; END IF; RETURN NULL; END');
+    -- Only what the first dial reads: most snapshots (ringing, answered, ended) change none of it.
+    EXECUTE format($f$CREATE FUNCTION calls_first_dial_update() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
+        'BEGIN IF EXISTS (SELECT 1 FROM calls_new n JOIN calls_old o USING (call_id) '
+        || 'WHERE (n.lead_id, n.direction, n.requested_at, n.agent_id, n.campaign_id) '
+        || 'IS DISTINCT FROM (o.lead_id, o.direction, o.requested_at, o.agent_id, o.campaign_id)) THEN '
+        || report_first_dials_sql(
+               'SELECT n.lead_id FROM calls_new n JOIN calls_old o USING (call_id) '
+               || 'WHERE (n.lead_id, n.direction, n.requested_at, n.agent_id, n.campaign_id) '
+               || 'IS DISTINCT FROM (o.lead_id, o.direction, o.requested_at, o.agent_id, o.campaign_id) '
+               || 'AND ''outbound'' IN (n.direction, o.direction) '
+               || 'UNION SELECT o.lead_id FROM calls_new n JOIN calls_old o USING (call_id) '
+               || 'WHERE (n.lead_id, n.direction, n.requested_at, n.agent_id, n.campaign_id) '
+               || 'IS DISTINCT FROM (o.lead_id, o.direction, o.requested_at, o.agent_id, o.campaign_id) '
+               || 'AND ''outbound'' IN (n.direction, o.direction)')
+        || '; END IF; RETURN NULL; END');
+    EXECUTE format($f$CREATE FUNCTION calls_first_dial_delete() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
+        'BEGIN IF EXISTS (SELECT 1 FROM calls_old WHERE direction = ''outbound'' AND lead_id IS NOT NULL) THEN '
+        || report_first_dials_sql('SELECT lead_id FROM calls_old WHERE direction = ''outbound''')
+        || '; END IF; RETURN NULL; END');
+END
+$$;
+
+-- Back-fill from the rows there are, with writers held off until the triggers are in place.
+LOCK TABLE calls, leads IN SHARE ROW EXCLUSIVE MODE;
+
+UPDATE leads l SET first_dial_at = f.requested_at, first_dial_agent_id = f.agent_id,
+                   first_dial_campaign_id = f.campaign_id
+FROM leads t CROSS JOIN LATERAL lead_first_dial(t.lead_id, t.created_at) f
+WHERE l.lead_id = t.lead_id;
+
+CREATE TRIGGER leads_first_dial BEFORE INSERT OR UPDATE OF lead_id, created_at ON leads
+    FOR EACH ROW EXECUTE FUNCTION leads_first_dial_row();
+CREATE TRIGGER calls_first_dial_insert AFTER INSERT ON calls REFERENCING NEW TABLE AS calls_new
+    FOR EACH STATEMENT EXECUTE FUNCTION calls_first_dial_insert();
+CREATE TRIGGER calls_first_dial_update AFTER UPDATE ON calls REFERENCING OLD TABLE AS calls_old NEW TABLE AS calls_new
+    FOR EACH STATEMENT EXECUTE FUNCTION calls_first_dial_update();
+CREATE TRIGGER calls_first_dial_delete AFTER DELETE ON calls REFERENCING OLD TABLE AS calls_old
+    FOR EACH STATEMENT EXECUTE FUNCTION calls_first_dial_delete();

@@ -1,0 +1,182 @@
+"""Speed-to-lead from each lead's first dial as migration 0020's triggers keep it: the reports
+give exactly what the raw computation over `calls` gives (`rollups=False`), for leads never
+dialed, dialed "before" they were created (a clock skew), dialed several times (equal times
+included), dialed before the lead row arrived, and after a call's agent is set by a later
+snapshot, a call moves to another lead, turns inbound or is deleted, or a lead is re-dated; and
+two transactions dialing the same lead at once leave the earlier dial first."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from crm_bridge import reports
+
+pytestmark = pytest.mark.timeout(60)
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+DAY = date(2026, 11, 12)
+START = datetime(2026, 11, 12, 15, tzinfo=UTC)
+
+
+async def _lead(conn: asyncpg.Connection, lead_id: str, created: datetime, *, imported: bool = False) -> None:
+    await conn.execute("INSERT INTO leads (lead_id, phones, created_at, import_id) VALUES ($1, '{}', $2, $3)",
+                       lead_id, created, "imp-1" if imported else None)
+
+
+async def _call(conn: asyncpg.Connection, call_id: str, lead_id: str, at: datetime, *, agent: str | None = None,
+                campaign: str | None = None, direction: str = "outbound") -> None:
+    await conn.execute(
+        "INSERT INTO calls (call_id, version, direction, lead_id, agent_id, campaign_id, requested_at) "
+        "VALUES ($1, 1, $2, $3, $4, $5, $6)", call_id, direction, lead_id, agent, campaign, at)
+
+
+async def _kept(conn: asyncpg.Connection, prefix: str) -> dict[str, tuple[Any, ...]]:
+    rows = await conn.fetch("SELECT lead_id, first_dial_at, first_dial_agent_id, first_dial_campaign_id FROM leads "
+                            "WHERE lead_id LIKE $1 || '%'", prefix)
+    return {row["lead_id"]: (row[1], row[2], row[3]) for row in rows}
+
+
+async def _recomputed(conn: asyncpg.Connection, prefix: str) -> dict[str, tuple[Any, ...]]:
+    """Each lead's first dial recomputed in Python from every call row (earliest at or after
+    the lead's creation, equal times by call id)."""
+    leads = await conn.fetch("SELECT lead_id, created_at FROM leads WHERE lead_id LIKE $1 || '%'", prefix)
+    calls = await conn.fetch("SELECT call_id, lead_id, requested_at, agent_id, campaign_id FROM calls "
+                             "WHERE direction = 'outbound' AND lead_id LIKE $1 || '%'", prefix)
+    out: dict[str, tuple[Any, ...]] = {}
+    for lead in leads:
+        dials = sorted((call for call in calls if call["lead_id"] == lead["lead_id"]
+                        and call["requested_at"] >= lead["created_at"]),
+                       key=lambda call: (call["requested_at"], call["call_id"]))
+        first = dials[0] if dials else None
+        out[lead["lead_id"]] = ((first["requested_at"], first["agent_id"], first["campaign_id"]) if first
+                                else (None, None, None))
+    return out
+
+
+async def _reports(conn: asyncpg.Connection, *, rollups: bool, agents: list[str],
+                   campaigns: list[str]) -> list[Any]:
+    period = reports.period_of("range", "America/Chicago", NOW, first=DAY - timedelta(days=1),
+                               last=DAY + timedelta(days=1))
+    out: list[Any] = []
+    for group in reports.GroupBy:
+        out.append([row.as_dict() for row in await reports.kpis(conn, period, group, now=NOW, rollups=rollups)])
+    for scope in [*(reports.Scope(agent_id=agent) for agent in agents),
+                  *(reports.Scope(campaign_id=campaign) for campaign in campaigns)]:
+        rows = await reports.kpis(conn, period, reports.GroupBy.AGENCY, scope, now=NOW, rollups=rollups)
+        out.append([row.as_dict() for row in rows])
+    return out
+
+
+async def _assert_same_both_ways(conn: asyncpg.Connection, prefix: str, agents: list[str],
+                                 campaigns: list[str]) -> None:
+    assert await _kept(conn, prefix) == await _recomputed(conn, prefix)
+    kept = await _reports(conn, rollups=True, agents=agents, campaigns=campaigns)
+    assert kept == await _reports(conn, rollups=False, agents=agents, campaigns=campaigns)
+
+
+async def test_first_dial_is_kept_exactly(reports_dsn: str) -> None:
+    prefix = f"fd-{uuid.uuid4().hex[:6]}"
+    agents = [f"{prefix}-agent-{n}" for n in range(2)]
+    campaigns = [f"{prefix}-cmp-{n}" for n in range(2)]
+    minute = timedelta(minutes=1)
+    conn = await asyncpg.connect(reports_dsn)
+    try:
+        never, skew, several, late_row, moved, imported = (f"{prefix}-{name}" for name in (
+            "never", "skew", "several", "late-row", "moved", "imported"))
+        for lead in (never, skew, several, moved):
+            await _lead(conn, lead, START)
+        await _lead(conn, imported, START, imported=True)
+        # A dial stamped before the lead's creation does not count; the next one does.
+        await _call(conn, f"{prefix}-c-skew-0", skew, START - 2 * minute, agent=agents[0], campaign=campaigns[0])
+        await _call(conn, f"{prefix}-c-skew-1", skew, START + 9 * minute, agent=agents[1], campaign=campaigns[1])
+        # Several dials, inserted latest first, two at the same instant (the smaller call id wins),
+        # and an inbound call before them all (not a dial).
+        await _call(conn, f"{prefix}-c-sev-9", several, START + 30 * minute, agent=agents[0], campaign=campaigns[0])
+        await _call(conn, f"{prefix}-c-sev-b", several, START + 4 * minute, agent=agents[1], campaign=campaigns[1])
+        await _call(conn, f"{prefix}-c-sev-a", several, START + 4 * minute, campaign=campaigns[0])
+        await _call(conn, f"{prefix}-c-sev-in", several, START + minute, agent=agents[0], direction="inbound")
+        # Calls that arrive before their lead's row (plain columns, no foreign key).
+        await _call(conn, f"{prefix}-c-late", late_row, START + 3 * minute, agent=agents[0], campaign=campaigns[1])
+        await _lead(conn, late_row, START)
+        await _call(conn, f"{prefix}-c-moved", moved, START + 2 * minute, campaign=campaigns[0])
+        await _call(conn, f"{prefix}-c-imp", imported, START + minute, campaign=campaigns[0])
+        kept = await _kept(conn, prefix)
+        assert kept[never] == (None, None, None)
+        assert kept[skew] == (START + 9 * minute, agents[1], campaigns[1])
+        assert kept[several] == (START + 4 * minute, None, campaigns[0])
+        assert kept[late_row] == (START + 3 * minute, agents[0], campaigns[1])
+        await _assert_same_both_ways(conn, prefix, agents, campaigns)
+        agency = (await reports.kpis(conn, reports.period_of("range", "America/Chicago", NOW, first=DAY),
+                                     reports.GroupBy.AGENCY, now=NOW))[0]
+        assert (agency.new_leads, agency.leads_dialed) == (5, 4)  # the imported lead is not a new lead
+
+        # A later snapshot names the first dial's agent; the apply's other snapshots change nothing.
+        await conn.execute("UPDATE calls SET agent_id = $2, version = 2 WHERE call_id = $1", f"{prefix}-c-sev-a",
+                           agents[1])
+        await conn.execute("UPDATE calls SET version = 3, ended_at = requested_at + interval '1 minute' "
+                           "WHERE call_id LIKE $1 || '%'", prefix)
+        assert (await _kept(conn, prefix))[several] == (START + 4 * minute, agents[1], campaigns[0])
+        await _assert_same_both_ways(conn, prefix, agents, campaigns)
+        # A call moved to another lead (both leads move), one turned inbound, the first one deleted,
+        # a lead re-dated after its first dial (which then stops counting).
+        await conn.execute("UPDATE calls SET lead_id = $2 WHERE call_id = $1", f"{prefix}-c-moved", never)
+        await conn.execute("UPDATE calls SET direction = 'inbound' WHERE call_id = $1", f"{prefix}-c-skew-1")
+        await conn.execute("DELETE FROM calls WHERE call_id = $1", f"{prefix}-c-sev-a")
+        await conn.execute("UPDATE leads SET created_at = created_at + interval '5 minutes' WHERE lead_id = $1",
+                           late_row)
+        kept = await _kept(conn, prefix)
+        assert kept[never] == (START + 2 * minute, None, campaigns[0]) and kept[moved] == (None, None, None)
+        assert kept[skew] == (None, None, None)
+        assert kept[several] == (START + 4 * minute, agents[1], campaigns[1])
+        assert kept[late_row] == (None, None, None)
+        await _assert_same_both_ways(conn, prefix, agents, campaigns)
+    finally:
+        await conn.close()
+
+
+async def test_concurrent_dials_of_one_lead_leave_the_earlier_first(reports_dsn: str) -> None:
+    """The later dial's transaction commits second, having waited for the lead: its recompute
+    sees the earlier dial committed meanwhile (and the other way round)."""
+    prefix = f"fdc-{uuid.uuid4().hex[:6]}"
+    first = await asyncpg.connect(reports_dsn)
+    second = await asyncpg.connect(reports_dsn)
+    try:
+        for order, (early_on, late_on) in enumerate(((first, second), (second, first))):
+            lead = f"{prefix}-{order}"
+            await _lead(first, lead, START)
+            # `early_on` dials first in time but its statement runs second.
+            holding = late_on.transaction()
+            await holding.start()
+            await _call(late_on, f"{lead}-late", lead, START + timedelta(minutes=10))
+            waiting = early_on.transaction()
+            await waiting.start()
+            blocked = asyncio.create_task(_call(early_on, f"{lead}-early", lead, START + timedelta(minutes=5)))
+            await asyncio.sleep(0.3)
+            assert not blocked.done()  # waits for the lead row the other transaction locked
+            await holding.commit()
+            await blocked
+            await waiting.commit()
+            assert (await _kept(first, lead))[lead][0] == START + timedelta(minutes=5)
+            # And the later dial committed after the earlier one leaves it first too.
+            lead2 = f"{prefix}-{order}-b"
+            await _lead(first, lead2, START)
+            holding = early_on.transaction()
+            await holding.start()
+            await _call(early_on, f"{lead2}-early", lead2, START + timedelta(minutes=5))
+            waiting = late_on.transaction()
+            await waiting.start()
+            blocked = asyncio.create_task(_call(late_on, f"{lead2}-late", lead2, START + timedelta(minutes=10)))
+            await asyncio.sleep(0.3)
+            await holding.commit()
+            await blocked
+            await waiting.commit()
+            assert (await _kept(first, lead2))[lead2][0] == START + timedelta(minutes=5)
+        assert await _kept(first, prefix) == await _recomputed(first, prefix)
+    finally:
+        await first.close()
+        await second.close()
