@@ -505,25 +505,52 @@ class BoardColumn:
     leads: list[BoardLead]
 
 
-async def pipeline(db: Fetcher, now: datetime, *, campaign_id: str | None = None, agent_id: str | None = None,
-                   per_stage: int = 50) -> list[BoardColumn]:
-    """Leads per stage with their age in it (since the disposition that moved them there, or
-    since they were created), the most recently moved `per_stage` leads of each stage listed."""
-    found = await db.fetch(
+_BOARD_FILTER = ("($1::text IS NULL OR EXISTS (SELECT 1 FROM campaign_leads cl WHERE cl.campaign_id = $1 "
+                 "AND cl.lead_id = l.lead_id)) AND ($2::text IS NULL OR l.owner_agent_id = $2)")
+
+
+def _board_raw_sql() -> str:
+    # Each lead's latest stage move from the dispositions, grouped in one pass over the partial
+    # index of moves; every lead of the board sorted by its stage and age.
+    return (
         "WITH board AS (SELECT l.lead_id, l.first_name, l.last_name, l.phones, l.state, l.pipeline_stage, "
         "l.owner_agent_id, coalesce(m.moved_at, l.created_at) AS entered_at FROM leads l "
-        # Each lead's latest stage move, in one pass over the partial index of moves.
         "LEFT JOIN (SELECT lead_id, max(disposed_at) AS moved_at FROM dispositions "
         "WHERE stage_after IS DISTINCT FROM stage_before GROUP BY lead_id) m ON m.lead_id = l.lead_id "
-        "WHERE ($1::text IS NULL OR EXISTS (SELECT 1 FROM campaign_leads cl WHERE cl.campaign_id = $1 "
-        "AND cl.lead_id = l.lead_id)) AND ($2::text IS NULL OR l.owner_agent_id = $2)), "
+        f"WHERE {_BOARD_FILTER}), "
         "ranked AS (SELECT *, row_number() OVER (PARTITION BY pipeline_stage ORDER BY entered_at DESC, lead_id) "
         "AS rank, count(*) OVER (PARTITION BY pipeline_stage) AS total, "
         "avg(extract(epoch FROM $3::timestamptz - entered_at)) OVER (PARTITION BY pipeline_stage) AS average, "
         "max(extract(epoch FROM $3::timestamptz - entered_at)) OVER (PARTITION BY pipeline_stage) AS oldest "
         "FROM board) "
-        "SELECT * FROM ranked WHERE rank <= $4 ORDER BY pipeline_stage, rank",
-        campaign_id, agent_id, now, per_stage)
+        "SELECT * FROM ranked WHERE rank <= $4 ORDER BY pipeline_stage, rank"
+    )
+
+
+def _board_kept_sql() -> str:
+    # The latest move as migration 0020 keeps it on the lead: each stage's figures in one pass
+    # over leads_board_idx, and its `per_stage` newest leads read off that index in order.
+    entered = "coalesce(l.stage_moved_at, l.created_at)"
+    return (
+        "WITH figures AS (SELECT l.pipeline_stage, count(*) AS total, "
+        f"avg(extract(epoch FROM $3::timestamptz - {entered})) AS average, "
+        f"max(extract(epoch FROM $3::timestamptz - {entered})) AS oldest FROM leads l WHERE {_BOARD_FILTER} "
+        "GROUP BY 1) "
+        "SELECT f.total, f.average, f.oldest, t.* FROM figures f CROSS JOIN LATERAL ("
+        "SELECT l.lead_id, l.first_name, l.last_name, l.phones, l.state, l.pipeline_stage, l.owner_agent_id, "
+        f"{entered} AS entered_at, row_number() OVER (ORDER BY {entered} DESC, l.lead_id) AS rank FROM leads l "
+        f"WHERE l.pipeline_stage = f.pipeline_stage AND {_BOARD_FILTER} "
+        f"ORDER BY {entered} DESC, l.lead_id LIMIT $4) t ORDER BY t.pipeline_stage, t.rank"
+    )
+
+
+async def pipeline(db: Fetcher, now: datetime, *, campaign_id: str | None = None, agent_id: str | None = None,
+                   per_stage: int = 50, kept: bool = True) -> list[BoardColumn]:
+    """Leads per stage with their age in it (since the disposition that moved them there, or
+    since they were created), the most recently moved `per_stage` leads of each stage listed.
+    The latest move is read as migration 0020 keeps it on the lead (`kept=False`: from the
+    dispositions, the same answer, slower)."""
+    found = await db.fetch(_board_kept_sql() if kept else _board_raw_sql(), campaign_id, agent_id, now, per_stage)
     columns = {stage: BoardColumn(stage, STAGE_LABELS[stage], 0, None, None, []) for stage in BOARD_STAGES}
     for row in found:
         stage = PipelineStage(row["pipeline_stage"])

@@ -49,6 +49,10 @@ async def _everything(conn: asyncpg.Connection, period: reports.Period, *, rollu
                 scoped = await reports.kpis(conn, period, reports.GroupBy.AGENCY, scope, now=NOW, rollups=rollups)
                 out[f"{group.value}:{row.key}"] = [found.as_dict() for found in scoped]
     out["series"] = await reports.series(conn, period, rollups=rollups)
+    # The pipeline board from the stage moves kept on the leads (migration 0020) or grouped raw.
+    out["board"] = await reports.pipeline(conn, NOW, per_stage=7, kept=rollups)
+    for scope in out["agent"][:2]:
+        out[f"board:{scope['key']}"] = await reports.pipeline(conn, NOW, agent_id=scope["key"] or None, kept=rollups)
     return out
 
 

@@ -1,9 +1,16 @@
-"""Speed-to-lead from each lead's first dial as migration 0020's triggers keep it: the reports
+"""The figures migration 0020's triggers keep on each lead.
+
+Speed-to-lead from each lead's first dial: the reports
 give exactly what the raw computation over `calls` gives (`rollups=False`), for leads never
 dialed, dialed "before" they were created (a clock skew), dialed several times (equal times
 included), dialed before the lead row arrived, and after a call's agent is set by a later
 snapshot, a call moves to another lead, turns inbound or is deleted, or a lead is re-dated; and
-two transactions dialing the same lead at once leave the earlier dial first."""
+two transactions dialing the same lead at once leave the earlier dial first.
+
+The pipeline board from each lead's latest stage move: the same board as grouping the
+dispositions (`kept=False`) after the apply's dispositions (inserted, then their stage set),
+corrections, a move re-dated, moved to another lead or deleted, and a lead inserted after its
+dispositions, for the agency, one campaign and one owner."""
 
 from __future__ import annotations
 
@@ -180,3 +187,66 @@ async def test_concurrent_dials_of_one_lead_leave_the_earlier_first(reports_dsn:
     finally:
         await first.close()
         await second.close()
+
+
+async def _boards(conn: asyncpg.Connection, *, kept: bool, campaign: str, owner: str) -> list[Any]:
+    return [await reports.pipeline(conn, NOW, per_stage=3, kept=kept),
+            await reports.pipeline(conn, NOW, campaign_id=campaign, kept=kept),
+            await reports.pipeline(conn, NOW, agent_id=owner, per_stage=2, kept=kept)]
+
+
+async def test_board_from_kept_stage_moves_equals_the_dispositions(reports_dsn: str) -> None:
+    prefix = f"bd-{uuid.uuid4().hex[:6]}"
+    campaign, owner = f"{prefix}-cmp", f"{prefix}-owner"
+    conn = await asyncpg.connect(reports_dsn)
+
+    async def dispose(disposition_id: str, lead_id: str, at: datetime, before: str | None, after: str | None) -> None:
+        # As the apply does: the row first, its stage move set once the lead's stage is decided.
+        await conn.execute("INSERT INTO dispositions (disposition_id, lead_id, code, disposed_at) "
+                           "VALUES ($1, $2, 'contacted', $3)", disposition_id, lead_id, at)
+        await conn.execute("UPDATE dispositions SET stage_before = $2, stage_after = $3 WHERE disposition_id = $1",
+                           disposition_id, before, after)
+
+    async def same() -> None:
+        moved = await conn.fetch(
+            "SELECT l.lead_id, l.stage_moved_at, (SELECT max(disposed_at) FROM dispositions d WHERE "
+            "d.lead_id = l.lead_id AND d.stage_after IS DISTINCT FROM d.stage_before) AS expected "
+            "FROM leads l WHERE l.lead_id LIKE $1 || '%'", prefix)
+        assert [(row["lead_id"], row["stage_moved_at"]) for row in moved] == [
+            (row["lead_id"], row["expected"]) for row in moved]
+        assert await _boards(conn, kept=True, campaign=campaign, owner=owner) == await _boards(
+            conn, kept=False, campaign=campaign, owner=owner)
+
+    try:
+        leads = [f"{prefix}-lead-{n}" for n in range(8)]
+        for n, lead in enumerate(leads[:7]):
+            await conn.execute(
+                "INSERT INTO leads (lead_id, first_name, phones, pipeline_stage, owner_agent_id, created_at) "
+                "VALUES ($1, 'Pat', '{}', $2, $3, $4)", lead, ["new_lead", "contacted", "appt_set"][n % 3],
+                owner if n % 2 else None, START + timedelta(minutes=n))
+            if n % 2 == 0:
+                await conn.execute("INSERT INTO campaign_leads (membership_id, campaign_id, lead_id) "
+                                   "VALUES ($1, $2, $3)", f"{campaign}:{lead}", campaign, lead)
+        for n, lead in enumerate(leads[1:6], start=1):
+            await dispose(f"{prefix}-d{n}-a", lead, START + timedelta(hours=n), "new_lead", "contacted")
+            # A disposition that moved nothing does not count, even when later.
+            await dispose(f"{prefix}-d{n}-b", lead, START + timedelta(hours=n + 5), "contacted", "contacted")
+        await dispose(f"{prefix}-d2-c", leads[2], START + timedelta(hours=9), "contacted", "appt_set")
+        # Dispositions of a lead whose row comes later.
+        await dispose(f"{prefix}-d7-a", leads[7], START + timedelta(hours=3), "new_lead", "contacted")
+        await conn.execute("INSERT INTO leads (lead_id, phones, pipeline_stage, created_at) "
+                           "VALUES ($1, '{}', 'contacted', $2)", leads[7], START)
+        assert (await conn.fetchval("SELECT stage_moved_at FROM leads WHERE lead_id = $1", leads[7])
+                == START + timedelta(hours=3))
+        await same()
+        await conn.execute("UPDATE dispositions SET disposed_at = disposed_at + interval '20 hours' "
+                           "WHERE disposition_id = $1", f"{prefix}-d1-a")
+        await conn.execute("UPDATE dispositions SET lead_id = $2 WHERE disposition_id = $1", f"{prefix}-d3-a",
+                           leads[0])
+        await conn.execute("DELETE FROM dispositions WHERE disposition_id = $1", f"{prefix}-d2-c")
+        await conn.execute("UPDATE dispositions SET stage_after = stage_before WHERE disposition_id = $1",
+                           f"{prefix}-d4-a")
+        assert await conn.fetchval("SELECT stage_moved_at FROM leads WHERE lead_id = $1", leads[4]) is None
+        await same()
+    finally:
+        await conn.close()

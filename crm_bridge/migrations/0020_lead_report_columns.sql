@@ -1,3 +1,5 @@
+-- Two figures the reports read kept on the lead, so a report reads the leads alone.
+--
 -- Speed-to-lead (docs/reports.md) without reading the month's calls: each lead keeps its first
 -- dial (the earliest outbound call to it requested at or after the lead's creation; a dial
 -- "before" it, by a clock skew between the controller and the CRM, does not count), with that
@@ -29,12 +31,16 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     ORDER BY c.requested_at, c.call_id LIMIT 1
 $$;
 
--- A lead as it is written: its first dial among the calls already there.
-CREATE FUNCTION leads_first_dial_row() RETURNS trigger LANGUAGE plpgsql AS $$
+-- A lead as it is written: its first dial among the calls already there (and its latest stage
+-- move among the dispositions already there: below).
+CREATE FUNCTION leads_report_columns_row() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     SELECT f.requested_at, f.agent_id, f.campaign_id INTO NEW.first_dial_at, NEW.first_dial_agent_id,
         NEW.first_dial_campaign_id
     FROM (SELECT 1) one LEFT JOIN LATERAL lead_first_dial(NEW.lead_id, NEW.created_at) f ON true;
+    IF TG_OP = 'INSERT' OR NEW.lead_id IS DISTINCT FROM OLD.lead_id THEN
+        NEW.stage_moved_at := lead_stage_moved_at(NEW.lead_id);
+    END IF;
     RETURN NEW;
 END
 $$;
@@ -84,19 +90,83 @@ BEGIN
 END
 $$;
 
+-- The pipeline board (crm_bridge.reports.pipeline) without grouping every disposition: each
+-- lead keeps when its latest stage move was disposed (NULL: never moved; the board then counts
+-- the lead's age in its stage from its creation), kept by a statement trigger on
+-- `dispositions` (the apply inserts a disposition, then sets its stage_before / stage_after)
+-- and, for a lead inserted after its dispositions, the row trigger above. The index lists each
+-- stage's most recently moved leads in the board's order, and answers its per-stage counts and
+-- ages from the index alone.
+ALTER TABLE leads ADD COLUMN stage_moved_at timestamptz;
+
+CREATE INDEX leads_board_idx ON leads (pipeline_stage, (coalesce(stage_moved_at, created_at)) DESC, lead_id)
+    INCLUDE (owner_agent_id);
+
+CREATE FUNCTION lead_stage_moved_at(lead text) RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT max(disposed_at) FROM dispositions WHERE lead_id = lead AND stage_after IS DISTINCT FROM stage_before
+$$;
+
+CREATE FUNCTION report_stage_moves_sql(source text) RETURNS text LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT format($q$
+        PERFORM 1 FROM leads WHERE lead_id IN (%1$s) ORDER BY lead_id FOR NO KEY UPDATE;
+        UPDATE leads l SET stage_moved_at = lead_stage_moved_at(l.lead_id)
+        WHERE l.lead_id IN (%1$s) AND l.stage_moved_at IS DISTINCT FROM lead_stage_moved_at(l.lead_id)
+    $q$, source)
+$fn$;
+
+DO $$
+BEGIN
+    EXECUTE format($f$CREATE FUNCTION dispositions_stage_move_insert() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
+        'BEGIN IF EXISTS (SELECT 1 FROM dispositions_new WHERE stage_after IS DISTINCT FROM stage_before '
+        || 'AND lead_id IS NOT NULL) THEN '
+        || report_stage_moves_sql('SELECT lead_id FROM dispositions_new WHERE stage_after IS DISTINCT FROM stage_before')
+        || '; END IF; RETURN NULL; END');
+    -- Only what the latest move reads (the apply's stage update of a new disposition is one).
+    EXECUTE format($f$CREATE FUNCTION dispositions_stage_move_update() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
+        'BEGIN IF EXISTS (SELECT 1 FROM dispositions_new n JOIN dispositions_old o USING (disposition_id) '
+        || 'WHERE (n.lead_id, n.disposed_at, n.stage_before, n.stage_after) '
+        || 'IS DISTINCT FROM (o.lead_id, o.disposed_at, o.stage_before, o.stage_after)) THEN '
+        || report_stage_moves_sql(
+               'SELECT n.lead_id FROM dispositions_new n JOIN dispositions_old o USING (disposition_id) '
+               || 'WHERE (n.lead_id, n.disposed_at, n.stage_before, n.stage_after) '
+               || 'IS DISTINCT FROM (o.lead_id, o.disposed_at, o.stage_before, o.stage_after) '
+               || 'UNION SELECT o.lead_id FROM dispositions_new n JOIN dispositions_old o USING (disposition_id) '
+               || 'WHERE (n.lead_id, n.disposed_at, n.stage_before, n.stage_after) '
+               || 'IS DISTINCT FROM (o.lead_id, o.disposed_at, o.stage_before, o.stage_after)')
+        || '; END IF; RETURN NULL; END');
+    EXECUTE format($f$CREATE FUNCTION dispositions_stage_move_delete() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
+        'BEGIN IF EXISTS (SELECT 1 FROM dispositions_old WHERE stage_after IS DISTINCT FROM stage_before '
+        || 'AND lead_id IS NOT NULL) THEN '
+        || report_stage_moves_sql('SELECT lead_id FROM dispositions_old WHERE stage_after IS DISTINCT FROM stage_before')
+        || '; END IF; RETURN NULL; END');
+END
+$$;
+
 -- Back-fill from the rows there are, with writers held off until the triggers are in place.
-LOCK TABLE calls, leads IN SHARE ROW EXCLUSIVE MODE;
+LOCK TABLE calls, dispositions, leads IN SHARE ROW EXCLUSIVE MODE;
 
 UPDATE leads l SET first_dial_at = f.requested_at, first_dial_agent_id = f.agent_id,
                    first_dial_campaign_id = f.campaign_id
 FROM leads t CROSS JOIN LATERAL lead_first_dial(t.lead_id, t.created_at) f
 WHERE l.lead_id = t.lead_id;
 
-CREATE TRIGGER leads_first_dial BEFORE INSERT OR UPDATE OF lead_id, created_at ON leads
-    FOR EACH ROW EXECUTE FUNCTION leads_first_dial_row();
+UPDATE leads l SET stage_moved_at = m.moved_at
+FROM (SELECT lead_id, max(disposed_at) AS moved_at FROM dispositions WHERE stage_after IS DISTINCT FROM stage_before
+      GROUP BY lead_id) m
+WHERE l.lead_id = m.lead_id;
+
+CREATE TRIGGER leads_report_columns BEFORE INSERT OR UPDATE OF lead_id, created_at ON leads
+    FOR EACH ROW EXECUTE FUNCTION leads_report_columns_row();
 CREATE TRIGGER calls_first_dial_insert AFTER INSERT ON calls REFERENCING NEW TABLE AS calls_new
     FOR EACH STATEMENT EXECUTE FUNCTION calls_first_dial_insert();
 CREATE TRIGGER calls_first_dial_update AFTER UPDATE ON calls REFERENCING OLD TABLE AS calls_old NEW TABLE AS calls_new
     FOR EACH STATEMENT EXECUTE FUNCTION calls_first_dial_update();
 CREATE TRIGGER calls_first_dial_delete AFTER DELETE ON calls REFERENCING OLD TABLE AS calls_old
     FOR EACH STATEMENT EXECUTE FUNCTION calls_first_dial_delete();
+CREATE TRIGGER dispositions_stage_move_insert AFTER INSERT ON dispositions REFERENCING NEW TABLE AS dispositions_new
+    FOR EACH STATEMENT EXECUTE FUNCTION dispositions_stage_move_insert();
+CREATE TRIGGER dispositions_stage_move_update AFTER UPDATE ON dispositions
+    REFERENCING OLD TABLE AS dispositions_old NEW TABLE AS dispositions_new
+    FOR EACH STATEMENT EXECUTE FUNCTION dispositions_stage_move_update();
+CREATE TRIGGER dispositions_stage_move_delete AFTER DELETE ON dispositions REFERENCING OLD TABLE AS dispositions_old
+    FOR EACH STATEMENT EXECUTE FUNCTION dispositions_stage_move_delete();
