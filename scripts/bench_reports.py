@@ -11,7 +11,8 @@ roll-ups of migration 0019 follow through their triggers); then VACUUM ANALYZE (
 would), and times each report `--runs` times (after one warm-up): p50 and p99 in milliseconds,
 next to a baseline measured in the same run: a plain `count(*)` of the month's calls (what any
 report reading the month's raw rows must at least read). The month reports also run on the raw
-rows alone (`rollups=False`, as before migration 0019), and the last line says whether the
+rows alone (`rollups=False`, as before migrations 0019 and 0020), the pipeline board also from
+the dispositions grouped (`kept=False`, as before migration 0020), and the last line says whether the
 slowest month report from the roll-ups is within the issue's 1 s, as a ratio to the baseline.
 Not a test: it asserts nothing; it prints a table (and `--json`).
 """
@@ -161,7 +162,9 @@ async def main() -> None:
                 ("agency, month, Asia/Kolkata (edges raw)",
                  lambda: reports.kpis(db, kolkata, reports.GroupBy.AGENCY, now=NOW)),
                 ("pipeline board (100,000 leads)", lambda: reports.pipeline(db, NOW)),
+                ("pipeline board, moves grouped (no kept column)", lambda: reports.pipeline(db, NOW, kept=False)),
                 ("pipeline board, one campaign", lambda: reports.pipeline(db, NOW, campaign_id="cmp-3")),
+                ("pipeline board, one owner", lambda: reports.pipeline(db, NOW, agent_id="agent-7")),
                 ("wallboard: 30-day abandon rate", lambda: reports.abandon_30_days(db, NOW)),
                 ("wallboard: leads left by status", lambda: reports.leads_left(db, NOW)),
             ]
