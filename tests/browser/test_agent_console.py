@@ -244,6 +244,12 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
     await page.screenshot(path=str(DOCS / "agent-console-inbound.png"))
     # A disposition clicked while the network is down is kept and sent once it is back, once.
     inbound_call = (await page.evaluate("() => window.consoleState.pops"))[-1]["call_id"]
+    # The callback picker opens on the lead's today (New York), the date field showing that day
+    # whose times it lists (not empty above them).
+    await page.wait_for_function("() => document.getElementById('callback-date').value !== ''", timeout=15_000)
+    today_there = datetime.now(ZoneInfo("America/New_York")).date().isoformat()
+    assert await page.get_by_label("Callback on").input_value() == today_there
+    assert await page.get_by_label("Callback on").get_attribute("min") == today_there
     # A callback: the picker offers only the times the gate allows (the server applies its windows:
     # 8 a.m.-9 p.m. New York for this lead), once they have come.
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
@@ -252,6 +258,7 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
     offered = await page.locator("#callback-time option").evaluate_all("(options) => options.map((o) => o.value)")
     local_hours = {datetime.fromisoformat(value).astimezone(ZoneInfo("America/New_York")).hour for value in offered}
     assert local_hours == set(range(8, 21)), sorted(local_hours)
+    assert await page.get_by_label("Callback on").input_value() == tomorrow
     await page.get_by_label("at (lead's time)").select_option(index=2)  # 09:00
     await page.context.set_offline(True)
     await page.locator("#dispositions button[data-code='callback']").click()

@@ -174,7 +174,10 @@ function screenPop(message, receivedAt) {
       inbound: message.direction === "inbound", dispositionKey: newKey(), disposed: false, zones };
   }
   $("script").replaceChildren();
-  if (!disposedBefore) callTimerStart = null; // a new call: its timer starts when it connects
+  if (!disposedBefore) {
+    callTimerStart = null; // a new call: its timer starts when it connects
+    $("callback-date").value = ""; // and its callback picker starts on its lead's today
+  }
   $("call-kind").textContent = message.direction === "inbound" ? `Inbound call${message.campaign_id ? ` (${message.campaign_id})` : ""}`
     : message.campaign_id ? `Campaign call (${message.campaign_id})` : "Click-to-call";
   if (current.zones) renderLocalTime(current.zones);
@@ -436,14 +439,15 @@ let callbackAsked = 0; // the latest request: an older answer arriving late is d
 
 async function fillCallbackTimes() {
   const select = $("callback-time");
+  const input = $("callback-date");
   const asked = ++callbackAsked;
-  $("callback-date").min = new Date().toISOString().slice(0, 10);
   if (!current) {
+    input.value = "";
     select.replaceChildren(callbackOption("", "no call to call back"));
     return;
   }
   const callId = current.callId;
-  const date = $("callback-date").value;
+  const date = input.value;
   const query = date ? `?date=${encodeURIComponent(date)}` : "";
   select.replaceChildren(callbackOption("", "finding the lead's calling hours…"));
   const answer = await getSoon(`/v1/calls/${encodeURIComponent(callId)}/callback-times${query}`);
@@ -453,7 +457,12 @@ async function fillCallbackTimes() {
     select.append(callbackOption("", "calling hours unavailable: try again"));
     return;
   }
-  const { times, zones } = answer.body;
+  const { date: listed, times, zones } = answer.body;
+  // The input shows the day whose times are listed: asked without one, the server lists the
+  // lead's today in its zone (not the browser's, nor UTC's), which is also the earliest day.
+  if (!date) current.callbackToday = listed;
+  input.min = current.callbackToday || "";
+  input.value = listed;
   const zone = zones[0] || Intl.DateTimeFormat().resolvedOptions().timeZone;
   const local = new Intl.DateTimeFormat("en-US", { timeZone: zone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
   for (const at of times) select.append(callbackOption(at, `${local.format(new Date(at))} (${zone})`));
