@@ -67,7 +67,7 @@ async def _wait_ready(controller: Controller, within: float) -> float:
 async def _start_standby(controller: Controller) -> None:
     line = f"controller {controller.name} on standby"
     before = controller.text().count(line)
-    controller.start()
+    controller.spawn()
     await _wait(controller, line, before + 1, 60)
 
 
@@ -118,7 +118,7 @@ async def run(rounds: int) -> int:
     killed: list[tuple[float, float]] = []
     try:
         node.start()
-        first.start()
+        first.spawn()
         await _wait(first, "controller x active", 1, 60)
         await _wait_ready(first, 60)
         active, standby = first, second

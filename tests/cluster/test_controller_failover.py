@@ -26,13 +26,14 @@ import pytest
 from compliance_rules.store import DncStore
 from crm_bridge.migrate import ensure_schema
 from crm_bridge.outbox import Outbox
-from crm_bridge.store import CrmStore, TokenRole
+from crm_bridge.store import TokenRole
 from dialer.campaign.dialing import campaign_lead_record
 from tests.campaign.conftest import GATE_NOW
 from tests.cluster.conftest import ClusterUnderTest
 from tests.cluster.controller import Controller
 from tests.conftest import AUDIT_KEYS_DIR
 from tests.controller.conftest import STATE_LISTS
+from tests.support.child_dialer import api_headers
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.timeout(240)]
 
@@ -120,16 +121,11 @@ async def test_the_standby_takes_over_within_10_s_of_the_active_controller_being
             await dnc.set_list_date(f"state:{state}", GATE_NOW.date())
     finally:
         await redis.aclose()
-    store = await CrmStore.open(pg_dsn)
-    try:
-        token = (await store.issue_token(TokenRole.SUPERVISOR, label="failover test")).secret
-    finally:
-        await store.close()
-    auth = {"Authorization": f"Bearer {token}"}
+    auth = await api_headers(pg_dsn, TokenRole.SUPERVISOR, "failover test")
 
-    active.start()
+    active.spawn()
     await _until(lambda: "controller a active" in active.text(), 60, "A active")
-    standby.start()
+    standby.spawn()
     await _until(lambda: "controller b on standby" in standby.text(), 60, "B on standby")
 
     async with aiohttp.ClientSession(headers=auth) as http:

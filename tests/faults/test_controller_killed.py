@@ -15,13 +15,13 @@ import aiohttp
 import asyncpg
 import pytest
 
-from crm_bridge.store import CrmStore, TokenRole
+from crm_bridge.store import TokenRole
 from dialer.ari.auth import basic_auth_header
 from dialer.provision.asterisk import AsteriskInstance
 from dialer.provision.ports import free_local_port
 from dialer.runtime.reconcile import RESTARTED
 from tests.controller.conftest import dialer_settings
-from tests.support.child_dialer import ChildDialer, child_environment
+from tests.support.child_dialer import ChildDialer, api_headers, child_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -90,12 +90,7 @@ async def test_a_killed_controller_leaves_nothing_open_and_loses_no_recording(
         finally:
             await connection.close()
         softphone_factory("supervisor03")
-        store = await CrmStore.open(pg_dsn)
-        try:
-            token = (await store.issue_token(TokenRole.ADMIN, label="faults")).secret
-        finally:
-            await store.close()
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = await api_headers(pg_dsn, TokenRole.ADMIN, "faults")
         async with aiohttp.ClientSession(base_url=child.url, headers=headers) as api:
             async with api.post("/v1/calls", json={"lead_id": c2c_lead, "agent_id": c2c_agent}) as response:
                 assert response.status == 202, await response.text()

@@ -1,4 +1,6 @@
-"""`dialer serve` in a child process (`tests/controller/serve_child.py`), for tests that kill it."""
+"""`dialer serve` in a child process, for tests that kill it: `ChildDialer` runs a module
+(`tests/controller/serve_child.py` by default; the two-controller tests' `tests/cluster/controller.py`)
+and starts, kills and stops it; `api_headers` is a bearer token for its API."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
+from crm_bridge.store import CrmStore, TokenRole
 from dialer.provision.ports import free_local_port
 from dialer.settings import Settings
 
@@ -38,10 +41,24 @@ def child_environment(settings: Settings, state_dir: Path, recordings_dir: Path,
     }
 
 
+async def api_headers(pg_dsn: str, role: TokenRole, label: str) -> dict[str, str]:
+    """The Authorization header of a new API token (`role`) issued in the CRM database."""
+    store = await CrmStore.open(pg_dsn)
+    try:
+        token = (await store.issue_token(role, label=label)).secret
+    finally:
+        await store.close()
+    return {"Authorization": f"Bearer {token}"}
+
+
 class ChildDialer:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    """One child process running `module` with `env` (its HTTP port in DIALER_HTTP_PORT), its
+    output appended to `log`."""
+
+    def __init__(self, env: dict[str, str], log: Path, module: str = "tests.controller.serve_child") -> None:
         self.env = env
         self.log = log
+        self.module = module
         self.port = int(env["DIALER_HTTP_PORT"])
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -51,7 +68,7 @@ class ChildDialer:
 
     def spawn(self) -> None:
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "tests.controller.serve_child"], env=self.env,
+            self.process = subprocess.Popen([sys.executable, "-m", self.module], env=self.env,
                                             stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
 
     async def start(self, within: float = 90.0) -> None:
@@ -89,6 +106,10 @@ class ChildDialer:
             self._kill_quietly()
             raise
 
+    def text(self) -> str:
+        """The whole log so far ("" before the first start)."""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -103,9 +124,11 @@ class ChildDialer:
             self.process = None
 
     def kill(self) -> None:
-        """SIGKILL: no drain, nothing flushed, nothing hung up."""
+        """SIGKILL: no drain, nothing flushed, nothing hung up, no lease released (a crash, a
+        host gone). A child that has already exited is only reaped."""
         assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
         self.process = None
 
