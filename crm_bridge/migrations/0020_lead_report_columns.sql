@@ -1,26 +1,35 @@
--- Two figures the reports read kept on the lead, so a report reads the leads alone.
+-- Two figures the reports read, kept on the lead so that a report reads the leads alone
+-- (docs/reports.md, "Figures kept on the lead").
 --
--- Speed-to-lead (docs/reports.md) without reading the month's calls: each lead keeps its first
--- dial (the earliest outbound call to it requested at or after the lead's creation; a dial
--- "before" it, by a clock skew between the controller and the CRM, does not count), with that
--- call's agent and campaign, which the reports group and scope by. A month's report then reads
--- the month's new leads alone (a partial covering index below) instead of a join to `calls`.
+-- Speed-to-lead without reading the month's calls: each lead keeps its first dial (the earliest
+-- outbound call to it requested at or after the lead's creation; a dial "before" it, by a clock
+-- skew between the controller and the CRM, does not count; equal request times ordered by call
+-- id, as the raw computation, `crm_bridge.reports.kpis(rollups=False)`, orders them), with that
+-- call's agent and campaign, which the reports group and scope by.
+--
+-- The pipeline board without grouping every disposition: each lead keeps when its latest stage
+-- move was disposed (NULL: never moved; the board then counts the lead's age in its stage from
+-- its creation), as `crm_bridge.reports.pipeline(kept=False)` computes it.
 --
 -- Kept by triggers in the same transaction as the rows, as the roll-ups of 0019: a statement on
 -- `calls` recomputes the first dial of the leads whose outbound calls it touched (a later
 -- snapshot of the first call may name its agent; a call removed or moved to another lead moves
--- the first), and a lead inserted after its calls (they are plain columns, not foreign keys) or
--- re-dated finds its first dial when written. Equal request times are ordered by call id, as the
--- raw computation (crm_bridge.reports, `rollups=False`) orders them.
+-- the first); a statement on `dispositions` the latest move of the leads it touched (the apply
+-- inserts a disposition, then sets its stage_before / stage_after); a lead inserted after its
+-- calls or dispositions (plain columns, not foreign keys) or re-dated finds them when written.
 
 ALTER TABLE leads
     ADD COLUMN first_dial_at timestamptz,
     ADD COLUMN first_dial_agent_id text,
-    ADD COLUMN first_dial_campaign_id text;
+    ADD COLUMN first_dial_campaign_id text,
+    ADD COLUMN stage_moved_at timestamptz;
 
 -- The leads a speed-to-lead report reads (not from a list import), with what it reads.
 CREATE INDEX leads_speed_to_lead_idx ON leads (created_at)
     INCLUDE (first_dial_at, first_dial_agent_id, first_dial_campaign_id) WHERE import_id IS NULL;
+-- Each stage's most recently moved leads in the board's order; its per-stage counts and ages.
+CREATE INDEX leads_board_idx ON leads (pipeline_stage, (coalesce(stage_moved_at, created_at)) DESC, lead_id)
+    INCLUDE (owner_agent_id);
 
 -- A lead's first dial as a row (none: no row), through calls_lead_idx.
 CREATE FUNCTION lead_first_dial(lead text, created timestamptz)
@@ -31,8 +40,12 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     ORDER BY c.requested_at, c.call_id LIMIT 1
 $$;
 
--- A lead as it is written: its first dial among the calls already there (and its latest stage
--- move among the dispositions already there: below).
+-- A lead's latest stage move, through dispositions_stage_moves_idx.
+CREATE FUNCTION lead_stage_moved_at(lead text) RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT max(disposed_at) FROM dispositions WHERE lead_id = lead AND stage_after IS DISTINCT FROM stage_before
+$$;
+
+-- A lead as it is written: its first dial and latest move among the rows already there.
 CREATE FUNCTION leads_report_columns_row() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     SELECT f.requested_at, f.agent_id, f.campaign_id INTO NEW.first_dial_at, NEW.first_dial_agent_id,
@@ -45,11 +58,10 @@ BEGIN
 END
 $$;
 
--- The leads of the outbound calls a statement changed (`source`: their lead ids): their first
--- dial recomputed where it moved. The rows are locked first, in lead order (two statements on
--- calls of the same leads wait for each other, not deadlock), and the recompute is a statement
--- of its own: under READ COMMITTED it sees a concurrent transaction's call committed while this
--- one waited for the lock.
+-- The leads a statement touched (`source`: their lead ids), their figures recomputed where they
+-- moved. The rows are locked first, in lead order (two statements on the same leads wait for
+-- each other, not deadlock), and the recompute is a statement of its own: under READ COMMITTED
+-- it sees a concurrent transaction's call committed while this one waited for the lock.
 CREATE FUNCTION report_first_dials_sql(source text) RETURNS text LANGUAGE sql IMMUTABLE AS $fn$
     SELECT format($q$
         PERFORM 1 FROM leads WHERE lead_id IN (%1$s) ORDER BY lead_id FOR NO KEY UPDATE;
@@ -62,50 +74,6 @@ CREATE FUNCTION report_first_dials_sql(source text) RETURNS text LANGUAGE sql IM
     $q$, source)
 $fn$;
 
-DO $$
-BEGIN
-    EXECUTE format($f$CREATE FUNCTION calls_first_dial_insert() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
-        'BEGIN IF EXISTS (SELECT 1 FROM calls_new WHERE direction = ''outbound'' AND lead_id IS NOT NULL) THEN '
-        || report_first_dials_sql('SELECT lead_id FROM calls_new WHERE direction = ''outbound''')
-        || '; END IF; RETURN NULL; END');
-    -- Only what the first dial reads: most snapshots (ringing, answered, ended) change none of it.
-    EXECUTE format($f$CREATE FUNCTION calls_first_dial_update() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
-        'BEGIN IF EXISTS (SELECT 1 FROM calls_new n JOIN calls_old o USING (call_id) '
-        || 'WHERE (n.lead_id, n.direction, n.requested_at, n.agent_id, n.campaign_id) '
-        || 'IS DISTINCT FROM (o.lead_id, o.direction, o.requested_at, o.agent_id, o.campaign_id)) THEN '
-        || report_first_dials_sql(
-               'SELECT n.lead_id FROM calls_new n JOIN calls_old o USING (call_id) '
-               || 'WHERE (n.lead_id, n.direction, n.requested_at, n.agent_id, n.campaign_id) '
-               || 'IS DISTINCT FROM (o.lead_id, o.direction, o.requested_at, o.agent_id, o.campaign_id) '
-               || 'AND ''outbound'' IN (n.direction, o.direction) '
-               || 'UNION SELECT o.lead_id FROM calls_new n JOIN calls_old o USING (call_id) '
-               || 'WHERE (n.lead_id, n.direction, n.requested_at, n.agent_id, n.campaign_id) '
-               || 'IS DISTINCT FROM (o.lead_id, o.direction, o.requested_at, o.agent_id, o.campaign_id) '
-               || 'AND ''outbound'' IN (n.direction, o.direction)')
-        || '; END IF; RETURN NULL; END');
-    EXECUTE format($f$CREATE FUNCTION calls_first_dial_delete() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
-        'BEGIN IF EXISTS (SELECT 1 FROM calls_old WHERE direction = ''outbound'' AND lead_id IS NOT NULL) THEN '
-        || report_first_dials_sql('SELECT lead_id FROM calls_old WHERE direction = ''outbound''')
-        || '; END IF; RETURN NULL; END');
-END
-$$;
-
--- The pipeline board (crm_bridge.reports.pipeline) without grouping every disposition: each
--- lead keeps when its latest stage move was disposed (NULL: never moved; the board then counts
--- the lead's age in its stage from its creation), kept by a statement trigger on
--- `dispositions` (the apply inserts a disposition, then sets its stage_before / stage_after)
--- and, for a lead inserted after its dispositions, the row trigger above. The index lists each
--- stage's most recently moved leads in the board's order, and answers its per-stage counts and
--- ages from the index alone.
-ALTER TABLE leads ADD COLUMN stage_moved_at timestamptz;
-
-CREATE INDEX leads_board_idx ON leads (pipeline_stage, (coalesce(stage_moved_at, created_at)) DESC, lead_id)
-    INCLUDE (owner_agent_id);
-
-CREATE FUNCTION lead_stage_moved_at(lead text) RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT max(disposed_at) FROM dispositions WHERE lead_id = lead AND stage_after IS DISTINCT FROM stage_before
-$$;
-
 CREATE FUNCTION report_stage_moves_sql(source text) RETURNS text LANGUAGE sql IMMUTABLE AS $fn$
     SELECT format($q$
         PERFORM 1 FROM leads WHERE lead_id IN (%1$s) ORDER BY lead_id FOR NO KEY UPDATE;
@@ -114,31 +82,41 @@ CREATE FUNCTION report_stage_moves_sql(source text) RETURNS text LANGUAGE sql IM
     $q$, source)
 $fn$;
 
+-- One trigger function per table and operation, the SQL above written into it (planned once
+-- per session, as 0019's). An update counts only where it changed what the figure reads: most
+-- call snapshots (ringing, answered, ended) and the apply's other disposition updates do not.
 DO $$
+DECLARE
+    dials_new constant text := 'FROM calls_new WHERE direction = ''outbound'' AND lead_id IS NOT NULL';
+    dials_old constant text := 'FROM calls_old WHERE direction = ''outbound'' AND lead_id IS NOT NULL';
+    dials_changed constant text := 'FROM calls_new n JOIN calls_old o USING (call_id) '
+        'WHERE (n.lead_id, n.direction, n.requested_at, n.agent_id, n.campaign_id) '
+        'IS DISTINCT FROM (o.lead_id, o.direction, o.requested_at, o.agent_id, o.campaign_id) '
+        'AND ''outbound'' IN (n.direction, o.direction)';
+    moves_new constant text := 'FROM dispositions_new WHERE stage_after IS DISTINCT FROM stage_before '
+        'AND lead_id IS NOT NULL';
+    moves_old constant text := 'FROM dispositions_old WHERE stage_after IS DISTINCT FROM stage_before '
+        'AND lead_id IS NOT NULL';
+    moves_changed constant text := 'FROM dispositions_new n JOIN dispositions_old o USING (disposition_id) '
+        'WHERE (n.lead_id, n.disposed_at, n.stage_before, n.stage_after) '
+        'IS DISTINCT FROM (o.lead_id, o.disposed_at, o.stage_before, o.stage_after)';
+    trigger_body constant text := 'BEGIN IF EXISTS (SELECT 1 %s) THEN %s; END IF; RETURN NULL; END';
+    new_function constant text := 'CREATE FUNCTION %I() RETURNS trigger LANGUAGE plpgsql AS %L';
 BEGIN
-    EXECUTE format($f$CREATE FUNCTION dispositions_stage_move_insert() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
-        'BEGIN IF EXISTS (SELECT 1 FROM dispositions_new WHERE stage_after IS DISTINCT FROM stage_before '
-        || 'AND lead_id IS NOT NULL) THEN '
-        || report_stage_moves_sql('SELECT lead_id FROM dispositions_new WHERE stage_after IS DISTINCT FROM stage_before')
-        || '; END IF; RETURN NULL; END');
-    -- Only what the latest move reads (the apply's stage update of a new disposition is one).
-    EXECUTE format($f$CREATE FUNCTION dispositions_stage_move_update() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
-        'BEGIN IF EXISTS (SELECT 1 FROM dispositions_new n JOIN dispositions_old o USING (disposition_id) '
-        || 'WHERE (n.lead_id, n.disposed_at, n.stage_before, n.stage_after) '
-        || 'IS DISTINCT FROM (o.lead_id, o.disposed_at, o.stage_before, o.stage_after)) THEN '
-        || report_stage_moves_sql(
-               'SELECT n.lead_id FROM dispositions_new n JOIN dispositions_old o USING (disposition_id) '
-               || 'WHERE (n.lead_id, n.disposed_at, n.stage_before, n.stage_after) '
-               || 'IS DISTINCT FROM (o.lead_id, o.disposed_at, o.stage_before, o.stage_after) '
-               || 'UNION SELECT o.lead_id FROM dispositions_new n JOIN dispositions_old o USING (disposition_id) '
-               || 'WHERE (n.lead_id, n.disposed_at, n.stage_before, n.stage_after) '
-               || 'IS DISTINCT FROM (o.lead_id, o.disposed_at, o.stage_before, o.stage_after)')
-        || '; END IF; RETURN NULL; END');
-    EXECUTE format($f$CREATE FUNCTION dispositions_stage_move_delete() RETURNS trigger LANGUAGE plpgsql AS %L$f$,
-        'BEGIN IF EXISTS (SELECT 1 FROM dispositions_old WHERE stage_after IS DISTINCT FROM stage_before '
-        || 'AND lead_id IS NOT NULL) THEN '
-        || report_stage_moves_sql('SELECT lead_id FROM dispositions_old WHERE stage_after IS DISTINCT FROM stage_before')
-        || '; END IF; RETURN NULL; END');
+    EXECUTE format(new_function, 'calls_first_dial_insert',
+        format(trigger_body, dials_new, report_first_dials_sql('SELECT lead_id ' || dials_new)));
+    EXECUTE format(new_function, 'calls_first_dial_update',
+        format(trigger_body, dials_changed, report_first_dials_sql(
+            'SELECT n.lead_id ' || dials_changed || ' UNION SELECT o.lead_id ' || dials_changed)));
+    EXECUTE format(new_function, 'calls_first_dial_delete',
+        format(trigger_body, dials_old, report_first_dials_sql('SELECT lead_id ' || dials_old)));
+    EXECUTE format(new_function, 'dispositions_stage_move_insert',
+        format(trigger_body, moves_new, report_stage_moves_sql('SELECT lead_id ' || moves_new)));
+    EXECUTE format(new_function, 'dispositions_stage_move_update',
+        format(trigger_body, moves_changed, report_stage_moves_sql(
+            'SELECT n.lead_id ' || moves_changed || ' UNION SELECT o.lead_id ' || moves_changed)));
+    EXECUTE format(new_function, 'dispositions_stage_move_delete',
+        format(trigger_body, moves_old, report_stage_moves_sql('SELECT lead_id ' || moves_old)));
 END
 $$;
 

@@ -146,43 +146,37 @@ async def test_first_dial_is_kept_exactly(reports_dsn: str) -> None:
         await conn.close()
 
 
+async def _race(lead: str, holder: asyncpg.Connection, held_at: datetime, waiter: asyncpg.Connection,
+                waits_at: datetime) -> None:
+    """`holder` dials `lead` (at `held_at`) in an open transaction; `waiter` dials it (at
+    `waits_at`) meanwhile, waits for the lead row, and commits after `holder`."""
+    holding = holder.transaction()
+    await holding.start()
+    await _call(holder, f"{lead}-held", lead, held_at)
+    waiting = waiter.transaction()
+    await waiting.start()
+    blocked = asyncio.create_task(_call(waiter, f"{lead}-waited", lead, waits_at))
+    await asyncio.sleep(0.3)
+    assert not blocked.done()  # waits for the lead row the other transaction locked
+    await holding.commit()
+    await blocked
+    await waiting.commit()
+
+
 async def test_concurrent_dials_of_one_lead_leave_the_earlier_first(reports_dsn: str) -> None:
-    """The later dial's transaction commits second, having waited for the lead: its recompute
-    sees the earlier dial committed meanwhile (and the other way round)."""
+    """The transaction that commits second recomputes after waiting for the lead: it sees the
+    other's dial, whichever of the two is earlier."""
     prefix = f"fdc-{uuid.uuid4().hex[:6]}"
     first = await asyncpg.connect(reports_dsn)
     second = await asyncpg.connect(reports_dsn)
+    early, late = START + timedelta(minutes=5), START + timedelta(minutes=10)
     try:
-        for order, (early_on, late_on) in enumerate(((first, second), (second, first))):
-            lead = f"{prefix}-{order}"
-            await _lead(first, lead, START)
-            # `early_on` dials first in time but its statement runs second.
-            holding = late_on.transaction()
-            await holding.start()
-            await _call(late_on, f"{lead}-late", lead, START + timedelta(minutes=10))
-            waiting = early_on.transaction()
-            await waiting.start()
-            blocked = asyncio.create_task(_call(early_on, f"{lead}-early", lead, START + timedelta(minutes=5)))
-            await asyncio.sleep(0.3)
-            assert not blocked.done()  # waits for the lead row the other transaction locked
-            await holding.commit()
-            await blocked
-            await waiting.commit()
-            assert (await _kept(first, lead))[lead][0] == START + timedelta(minutes=5)
-            # And the later dial committed after the earlier one leaves it first too.
-            lead2 = f"{prefix}-{order}-b"
-            await _lead(first, lead2, START)
-            holding = early_on.transaction()
-            await holding.start()
-            await _call(early_on, f"{lead2}-early", lead2, START + timedelta(minutes=5))
-            waiting = late_on.transaction()
-            await waiting.start()
-            blocked = asyncio.create_task(_call(late_on, f"{lead2}-late", lead2, START + timedelta(minutes=10)))
-            await asyncio.sleep(0.3)
-            await holding.commit()
-            await blocked
-            await waiting.commit()
-            assert (await _kept(first, lead2))[lead2][0] == START + timedelta(minutes=5)
+        for order, (one, other) in enumerate(((first, second), (second, first))):
+            for held_at, waits_at in ((late, early), (early, late)):
+                lead = f"{prefix}-{order}-{held_at.minute}"
+                await _lead(first, lead, START)
+                await _race(lead, one, held_at, other, waits_at)
+                assert (await _kept(first, lead))[lead][0] == early
         assert await _kept(first, prefix) == await _recomputed(first, prefix)
     finally:
         await first.close()
