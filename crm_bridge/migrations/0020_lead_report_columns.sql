@@ -15,8 +15,9 @@
 -- `calls` recomputes the first dial of the leads whose outbound calls it touched (a later
 -- snapshot of the first call may name its agent; a call removed or moved to another lead moves
 -- the first); a statement on `dispositions` the latest move of the leads it touched (the apply
--- inserts a disposition, then sets its stage_before / stage_after); a lead inserted after its
--- calls or dispositions (plain columns, not foreign keys) or re-dated finds them when written.
+-- inserts a disposition, then sets its stage_before / stage_after); a statement inserting leads
+-- finds the calls and dispositions already there for them (plain columns, not foreign keys); a
+-- lead re-dated recomputes its first dial.
 
 ALTER TABLE leads
     ADD COLUMN first_dial_at timestamptz,
@@ -45,16 +46,38 @@ CREATE FUNCTION lead_stage_moved_at(lead text) RETURNS timestamptz LANGUAGE sql 
     SELECT max(disposed_at) FROM dispositions WHERE lead_id = lead AND stage_after IS DISTINCT FROM stage_before
 $$;
 
--- A lead as it is written: its first dial and latest move among the rows already there.
+-- A lead re-dated or renamed: its first dial and latest move among the rows there are.
 CREATE FUNCTION leads_report_columns_row() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     SELECT f.requested_at, f.agent_id, f.campaign_id INTO NEW.first_dial_at, NEW.first_dial_agent_id,
         NEW.first_dial_campaign_id
     FROM (SELECT 1) one LEFT JOIN LATERAL lead_first_dial(NEW.lead_id, NEW.created_at) f ON true;
-    IF TG_OP = 'INSERT' OR NEW.lead_id IS DISTINCT FROM OLD.lead_id THEN
+    IF NEW.lead_id IS DISTINCT FROM OLD.lead_id THEN
         NEW.stage_moved_at := lead_stage_moved_at(NEW.lead_id);
     END IF;
     RETURN NEW;
+END
+$$;
+
+-- Leads inserted after some of their calls or dispositions (plain columns, not foreign keys):
+-- found by one join per statement, not a lookup per row (a list import COPYs a million leads
+-- that nothing references yet).
+CREATE FUNCTION leads_report_columns_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM leads_new n JOIN calls c ON c.lead_id = n.lead_id WHERE c.direction = 'outbound') THEN
+        UPDATE leads l SET first_dial_at = f.requested_at, first_dial_agent_id = f.agent_id,
+                           first_dial_campaign_id = f.campaign_id
+        FROM leads_new n CROSS JOIN LATERAL lead_first_dial(n.lead_id, n.created_at) f
+        WHERE l.lead_id = n.lead_id;
+    END IF;
+    IF EXISTS (SELECT 1 FROM leads_new n JOIN dispositions d ON d.lead_id = n.lead_id
+               WHERE d.stage_after IS DISTINCT FROM d.stage_before) THEN
+        UPDATE leads l SET stage_moved_at = m.moved_at
+        FROM (SELECT d.lead_id, max(d.disposed_at) AS moved_at FROM leads_new n JOIN dispositions d
+              ON d.lead_id = n.lead_id WHERE d.stage_after IS DISTINCT FROM d.stage_before GROUP BY 1) m
+        WHERE l.lead_id = m.lead_id;
+    END IF;
+    RETURN NULL;
 END
 $$;
 
@@ -133,8 +156,10 @@ FROM (SELECT lead_id, max(disposed_at) AS moved_at FROM dispositions WHERE stage
       GROUP BY lead_id) m
 WHERE l.lead_id = m.lead_id;
 
-CREATE TRIGGER leads_report_columns BEFORE INSERT OR UPDATE OF lead_id, created_at ON leads
+CREATE TRIGGER leads_report_columns_update BEFORE UPDATE OF lead_id, created_at ON leads
     FOR EACH ROW EXECUTE FUNCTION leads_report_columns_row();
+CREATE TRIGGER leads_report_columns_insert AFTER INSERT ON leads REFERENCING NEW TABLE AS leads_new
+    FOR EACH STATEMENT EXECUTE FUNCTION leads_report_columns_insert();
 CREATE TRIGGER calls_first_dial_insert AFTER INSERT ON calls REFERENCING NEW TABLE AS calls_new
     FOR EACH STATEMENT EXECUTE FUNCTION calls_first_dial_insert();
 CREATE TRIGGER calls_first_dial_update AFTER UPDATE ON calls REFERENCING OLD TABLE AS calls_old NEW TABLE AS calls_new
