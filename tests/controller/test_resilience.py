@@ -4,10 +4,6 @@ controller itself killed with SIGKILL mid-call."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,6 +25,7 @@ from tests.controller.conftest import (
     mark_lists_fresh,
     our_asterisk_objects,
 )
+from tests.support.child_dialer import ChildDialer, api_headers, child_environment
 from tests.support.fault_proxy import FaultProxy
 from tests.waiting import until
 
@@ -115,86 +112,41 @@ async def test_postgres_down_during_a_call_loses_nothing_and_writes_once(dialer_
 
 
 # ---- SIGKILL of the controller ---------------------------------------------------------------
-def _start_child(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "tests.controller.serve_child"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parents[2],
-        )
-
-
-async def _wait_http(port: int, within: float = 30.0) -> None:
-    async with asyncio.timeout(within), aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/v1/health") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-
-
 @pytest.mark.timeout(180)
 async def test_controller_killed_mid_call_is_reconciled_on_restart(
     asterisk: AsteriskInstance, pg_dsn: str, redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
     from crm_bridge.store import CrmStore
 
-    port = free_local_port()
     settings = dialer_settings(asterisk, pg_dsn, redis_url, redis_prefix, tmp_path)
-    env = {
-        **os.environ,
-        "DIALER_PG_DSN": settings.pg_dsn,
-        "DIALER_REDIS_URL": settings.redis_url,
-        "DIALER_REDIS_PREFIX": settings.redis_prefix,
-        "DIALER_ARI_PORT": str(settings.ari_port),
-        "DIALER_ARI_USER": settings.ari_user,
-        "DIALER_ARI_PASSWORD": settings.ari_password,
-        "DIALER_ARI_APP": settings.ari_app,
-        "DIALER_STATE_DIR": str(tmp_path / "state"),
-        "DIALER_RECORDINGS_DIR": str(tmp_path / "recordings"),
-        "DIALER_AUDIT_KEYS_DIR": settings.audit_keys_root,
-        "DIALER_HTTP_PORT": str(port),
-        "DIALER_CACHE_DIR": str(tmp_path / "cache"),
-    }
-    log = tmp_path / "child.log"
-    child = _start_child(env, log)
+    env = child_environment(settings, tmp_path / "state", tmp_path / "recordings", free_local_port(),
+                            tmp_path / "cache")
+    child = ChildDialer(env, tmp_path / "child.log")
+    await child.start()
     try:
-        await _wait_http(port)
+        headers = await api_headers(pg_dsn, TokenRole.CRM, "resilience")
         store = await CrmStore.open(pg_dsn)
         try:
-            token = (await store.issue_token(TokenRole.CRM)).secret
-            headers = {"Authorization": f"Bearer {token}"}
             agent_id, lead_id = f"local-{uuid.uuid4().hex[:8]}", f"lead-{uuid.uuid4().hex[:8]}"
             await _seed(pg_dsn, agent_id, lead_id)
             async with aiohttp.ClientSession() as session:
                 async with session.post(
-                    f"http://127.0.0.1:{port}/v1/calls", json={"lead_id": lead_id, "agent_id": agent_id}, headers=headers
+                    f"{child.url}/v1/calls", json={"lead_id": lead_id, "agent_id": agent_id}, headers=headers
                 ) as response:
                     assert response.status == 202, await response.text()
                     call_id = (await response.json())["call_id"]
-            async with asyncio.timeout(30):
-                while True:
-                    call = await store.get_call(call_id)
-                    if call is not None and call.bridged_at is not None:
-                        break
-                    await asyncio.sleep(0.2)
-            child.send_signal(signal.SIGKILL)
-            child.wait(timeout=10)
 
-            child = _start_child(env, log)
-            await _wait_http(port)
-            async with asyncio.timeout(30):
-                while True:
-                    call = await store.get_call(call_id)
-                    if call is not None and call.ended_at is not None:
-                        break
-                    await asyncio.sleep(0.2)
-            assert call.outcome is not None and call.outcome.value == "answered"
+            async def reached(moment: str) -> bool:
+                found = await store.get_call(call_id)
+                return found is not None and getattr(found, moment) is not None
+
+            await until(lambda: reached("bridged_at"), 30, 0.2)
+            child.kill()
+
+            await child.start()
+            await until(lambda: reached("ended_at"), 30, 0.2)
+            call = await store.get_call(call_id)
+            assert call is not None and call.outcome is not None and call.outcome.value == "answered"
             assert call.hangup_cause_text == "controller restarted during the call"
             connection = await asyncpg.connect(pg_dsn)
             try:
@@ -212,12 +164,7 @@ async def test_controller_killed_mid_call_is_reconciled_on_restart(
         finally:
             await store.close()
     finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(timeout=10)
+        child.stop()
 
 
 async def _seed(pg_dsn: str, agent_id: str, lead_id: str) -> None:
