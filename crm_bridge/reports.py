@@ -20,7 +20,8 @@ dispositions' and the ended agent states' figures are read from the hourly roll-
 migration 0019 (kept by triggers in the same transaction as the rows) for the whole UTC hours
 of the period, and from the raw rows through the indexes of migrations 0017 and 0019 for what
 is left (the edges of a period in a zone with a half-hour offset, the states still open);
-speed-to-lead from each lead's first dial, kept on the lead by the triggers of migration 0020.
+speed-to-lead from each lead's first dial and the pipeline board from each lead's latest stage
+move, both kept on the lead by the triggers of migration 0020.
 """
 
 from __future__ import annotations
