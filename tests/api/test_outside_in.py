@@ -1,0 +1,70 @@
+"""What an outside-in check of the API found (a CRM integrator's and an agency admin's mistakes),
+each now a clear 4xx naming the field instead of a 500 or a silent acceptance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from crm_bridge.store import TokenRole
+from tests.api.conftest import Api
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+async def _send(api: Api, method: str, path: str, token: str, body: dict[str, Any] | None = None,
+                ) -> tuple[int, dict[str, Any]]:
+    response = await api.client.request(method, path, json=body, headers=api.auth(token))
+    return response.status, await response.json()
+
+
+@pytest.mark.parametrize("when", [
+    "0001-01-01T00:00:00+01:00",  # before year 1 in UTC: OverflowError in the calling-window rules (was a 500)
+    "9999-12-31T23:59:59-01:00",  # after year 9999 in UTC
+    "1850-06-01T15:00:00Z",
+])
+async def test_a_callback_time_out_of_any_calendar_is_refused_naming_the_field(api: Api, when: str) -> None:
+    got, body = await _send(api, "POST", f"/v1/calls/{api.call_id}/disposition", api.crm,
+                            {"code": "callback", "callback_at": when})
+    assert (got, body["error"], body["field"]) == (422, "invalid_field", "callback_at"), body
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01"])
+async def test_callback_times_of_a_day_at_the_calendars_ends_are_refused(api: Api, day: str) -> None:
+    got, body = await _send(api, "GET", f"/v1/calls/{api.call_id}/callback-times?date={day}", api.crm)
+    assert (got, body["error"], body["field"]) == (422, "invalid_field", "date"), body
+
+
+async def test_an_unknown_nested_field_is_named_whole(api: Api) -> None:
+    admin = await api.token(TokenRole.ADMIN)
+    got, body = await _send(api, "POST", "/v1/campaigns", admin, {
+        "campaign_id": "qa-nested", "name": "Nested", "caller_id": "+12125550100", "seller_name": "Acme",
+        "dnc_callback_number": "+12125550100", "amd_settings": {"greting_ms": 1500}})
+    assert (got, body["error"], body["field"]) == (422, "unknown_field", "amd_settings"), body
+    assert "amd_settings.greting_ms" in body["detail"]
+
+
+@pytest.mark.parametrize(("url", "words"), [
+    ("https://crm.exa mple.com/hooks", "spaces"),
+    ("https://crm.example.com/ho\toks", "spaces"),
+    ("https://crm.example.com:99999/hooks", "port"),
+    ("https://crm.example.com:0/hooks", "port"),
+])
+async def test_a_webhook_url_that_can_never_be_delivered_to_is_refused(api: Api, url: str, words: str) -> None:
+    admin = await api.token(TokenRole.ADMIN)
+    got, body = await _send(api, "POST", "/v1/webhooks", admin, {"url": url, "event_types": ["call.ended"]})
+    assert (got, body["error"], body["field"]) == (422, "invalid_field", "url"), body
+    assert words in body["detail"]
+
+
+async def test_a_webhook_replay_with_the_times_swapped_is_refused(api: Api) -> None:
+    admin = await api.token(TokenRole.ADMIN)
+    got, created = await _send(api, "POST", "/v1/webhooks", admin,
+                               {"url": "https://crm.example.com:8443/hooks", "event_types": ["call.ended"]})
+    assert got == 201, created
+    path = f"/v1/webhooks/{created['subscription_id']}/replay"
+    got, body = await _send(api, "POST", path, admin, {"since": "2026-11-24T00:00:00Z", "until": "2026-11-01T00:00:00Z"})
+    assert (got, body["error"], body["field"]) == (422, "invalid_field", "until"), body
+    got, body = await _send(api, "POST", path, admin, {"since": "2026-11-01T00:00:00Z", "until": "2026-11-24T00:00:00Z"})
+    assert got == 202, body

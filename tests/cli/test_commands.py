@@ -1,0 +1,48 @@
+"""The `dialer` command as an admin meets it: a missing dependency or a piped, closed output
+is one sentence and a non-zero exit status, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dialer.provision.ports import free_local_port
+from tests.conftest import AUDIT_KEYS_DIR
+
+
+def dialer(args: list[str], env: dict[str, str], timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dialer", *args], env={**os.environ, "DIALER_CONFIG": "", **env},
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(90)
+def test_serve_without_asterisk_says_so_in_one_sentence(pg_dsn: str, redis_url: str, redis_prefix: str,
+                                                        tmp_path: Path) -> None:
+    # Nothing listens on the ARI port: the start gives up after its 15 s wait.
+    env = {"DIALER_PG_DSN": pg_dsn, "DIALER_REDIS_URL": redis_url, "DIALER_REDIS_PREFIX": f"{redis_prefix}serve:",
+           "DIALER_ARI_PORT": str(free_local_port()), "DIALER_HTTP_PORT": str(free_local_port()),
+           "DIALER_STATE_DIR": str(tmp_path / "state"), "DIALER_RECORDINGS_DIR": str(tmp_path / "recordings"),
+           "DIALER_RECORDING_KEYS_DIR": str(tmp_path / "keys"), "DIALER_AUDIT_KEYS_DIR": str(AUDIT_KEYS_DIR)}
+    result = dialer(["serve"], env)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    last = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert last == [f"dialer: Asterisk's ARI at http://127.0.0.1:{env['DIALER_ARI_PORT']}/ari does not answer: "
+                    "start it ('dialer asterisk start') or set DIALER_ARI_PORT."], result.stderr[-3000:]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_output_piped_into_a_reader_that_left_is_no_traceback(redis_url: str, redis_prefix: str) -> None:
+    # `dialer dnc status | head -1` closes the pipe before every line is written.
+    env = {**os.environ, "DIALER_CONFIG": "", "DIALER_REDIS_URL": redis_url, "DIALER_REDIS_PREFIX": f"{redis_prefix}pipe:"}
+    result = subprocess.run(
+        ["bash", "-c", f"'{sys.executable}' -m dialer dnc status | head -c 0; exit ${{PIPESTATUS[0]}}"],
+        env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr
+    assert result.returncode == 141
