@@ -99,8 +99,10 @@ def _plausible_day(value: date) -> date:
 # A day in a query or body (YYYY-MM-DD), within the years a time may be in.
 Day = Annotated[date, AfterValidator(_plausible_day)]
 # A time in a body: an ISO-8601 timestamp with its offset in, always UTC `...Z` out.
-UtcTime = Annotated[AwareDatetime, AfterValidator(_plausible_time),
-                    PlainSerializer(_iso_utc, return_type=str, when_used="json")]
+UtcTime = Annotated[AwareDatetime, PlainSerializer(_iso_utc, return_type=str, when_used="json")]
+# A time a client sends (request bodies, query filters): also within 1900-9000. Answers use
+# `UtcTime` unbounded, so a row stored before this check is still shown rather than a 500.
+UtcTimeIn = Annotated[UtcTime, AfterValidator(_plausible_time)]
 
 
 @overload

@@ -19,7 +19,7 @@ from crm_bridge.store import TokenRole
 from dialer.api.admin import actor_of, admin_of, as_api_error
 from dialer.api.http import DEPS, ApiError
 from dialer.api.routes import Answer, Reply, RouteTable
-from dialer.api.schema import Line, QueryModel, RequestModel, ResponseModel, UtcTime
+from dialer.api.schema import Line, QueryModel, RequestModel, ResponseModel, UtcTime, UtcTimeIn
 
 routes = RouteTable("webhooks")
 # Tells the running dispatcher to look at its queue now (a replay was queued).
@@ -92,8 +92,8 @@ class RotateRequest(RequestModel):
 
 class ReplayRequest(RequestModel):
     event_id: Line | None = None
-    since: UtcTime | None = Field(default=None, description="events that occurred at or after this time")
-    until: UtcTime | None = Field(default=None, description="... and before this time")
+    since: UtcTimeIn | None = Field(default=None, description="events that occurred at or after this time")
+    until: UtcTimeIn | None = Field(default=None, description="... and before this time")
     event_types: list[EventName] | None = None
 
     @field_validator("until")

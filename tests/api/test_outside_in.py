@@ -3,6 +3,7 @@ each now a clear 4xx naming the field instead of a 500 or a silent acceptance.""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -68,3 +69,15 @@ async def test_a_webhook_replay_with_the_times_swapped_is_refused(api: Api) -> N
     assert (got, body["error"], body["field"]) == (422, "invalid_field", "until"), body
     got, body = await _send(api, "POST", path, admin, {"since": "2026-11-01T00:00:00Z", "until": "2026-11-24T00:00:00Z"})
     assert got == 202, body
+
+
+async def test_a_lead_stored_with_a_far_callback_is_still_shown(api: Api) -> None:
+    # Rows written before times were bounded (a callback in 9999) are answered, not a 500.
+    phone = "+13125550177"
+    await api.outbox.put_many([("lead_upsert", {
+        "lead_id": f"lead-far-{api.call_id}", "first_name": "Far", "phones": [phone],
+        "callback_at": datetime(9999, 12, 31, 23, 0, tzinfo=UTC)})])
+    assert await api.outbox.flush(10)
+    got, body = await _send(api, "GET", "/v1/leads?name=far&phone=(312)%20555-0177", api.crm)
+    assert got == 200, body
+    assert [lead["callback_at"] for lead in body["leads"]] == ["9999-12-31T23:00:00Z"]
