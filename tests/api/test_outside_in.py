@@ -81,3 +81,17 @@ async def test_a_lead_stored_with_a_far_callback_is_still_shown(api: Api) -> Non
     got, body = await _send(api, "GET", "/v1/leads?name=far&phone=(312)%20555-0177", api.crm)
     assert got == 200, body
     assert [lead["callback_at"] for lead in body["leads"]] == ["9999-12-31T23:00:00Z"]
+
+
+@pytest.mark.parametrize(("state", "status"), [("ZZ", 422), ("XX", 422), ("dc", 201), ("PR", 201)])
+async def test_a_web_leads_state_is_a_us_state_as_in_the_csv_import(api: Api, state: str, status: int) -> None:
+    phone = {"ZZ": "+13125550161", "XX": "+13125550162", "dc": "+13125550163", "PR": "+13125550164"}[state]
+    got, body = await _send(api, "POST", "/v1/leads", api.crm,
+                            {"first_name": "Ann", "phone": f" {phone} ", "state": state, "source": "web_form"})
+    assert got == status, body
+    if status == 422:
+        assert (body["error"], body["field"]) == ("invalid_field", "state")
+    else:
+        assert await api.outbox.flush(10)
+        lead = await api.store.get_lead(body["lead_id"])
+        assert lead is not None and lead.state == state.upper() and list(lead.phones) == [phone]
