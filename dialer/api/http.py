@@ -317,7 +317,8 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
         raise ApiError(401, "unauthorized", "the token is unknown or revoked")
     roles = _ROLES.get(request.match_info.route.handler, frozenset())
     if token.role not in roles:
-        raise ApiError(403, "forbidden", f"a {token.role.value} token may not call this endpoint")
+        article = "an" if token.role.value[0] in "aeiou" else "a"  # "an agent token", "an admin token"
+        raise ApiError(403, "forbidden", f"{article} {token.role.value} token may not call this endpoint")
     request[TOKEN] = token
     return await handler(request)
 

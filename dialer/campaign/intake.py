@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from compliance_rules.model import US_STATE_CODES
-from compliance_rules.numbers import parse_number
+from compliance_rules.numbers import NumberProblem, parse_number
 
 FIELDS = ("first_name", "last_name", "phone", "email", "state", "zip", "source", "campaign_id", "address_line1",
           "city")
@@ -68,8 +68,10 @@ def parse_web_lead(body: Mapping[str, Any]) -> WebLead:
         if values[name] is None:
             raise IntakeError(name, f"{name} is required")
     number = parse_number(values["phone"] or "")
-    if number.e164 is None:
-        raise IntakeError("phone", f"phone {values['phone']!r} is not a valid US phone number")
+    if number.e164 is None or not number.ok:
+        # A premium-rate (900) number parses but is never dialable: refused, as the CSV import does.
+        why = f" ({number.detail})" if number.problem in (NumberProblem.NOT_US, NumberProblem.NOT_DIALABLE) else ""
+        raise IntakeError("phone", f"phone {values['phone']!r} is not a valid, dialable US phone number{why}")
     email = values["email"]
     if email is not None:
         if not _EMAIL.match(email):

@@ -95,3 +95,15 @@ async def test_a_web_leads_state_is_a_us_state_as_in_the_csv_import(api: Api, st
         assert await api.outbox.flush(10)
         lead = await api.store.get_lead(body["lead_id"])
         assert lead is not None and lead.state == state.upper() and list(lead.phones) == [phone]
+
+
+async def test_a_premium_rate_number_is_no_web_lead_as_it_is_no_imported_one(api: Api) -> None:
+    got, body = await _send(api, "POST", "/v1/leads", api.crm,
+                            {"first_name": "Ann", "phone": "+1 900 555 0104", "source": "web_form"})
+    assert (got, body["error"], body["field"]) == (422, "invalid_field", "phone"), body
+    assert "PREMIUM_RATE" in body["detail"]
+
+
+async def test_a_refused_role_is_named_in_plain_english(api: Api) -> None:
+    got, body = await _send(api, "GET", "/v1/webhooks", api.agent)
+    assert (got, body["error"], body["detail"]) == (403, "forbidden", "an agent token may not call this endpoint")
