@@ -3,6 +3,7 @@ is one sentence and a non-zero exit status, never a traceback."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -46,3 +47,26 @@ def test_output_piped_into_a_reader_that_left_is_no_traceback(redis_url: str, re
         env=env, capture_output=True, text=True, timeout=60, check=False)
     assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr
     assert result.returncode == 141
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_webhook_commands_refuse_what_the_api_refuses(pg_dsn: str, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer.cli import main
+
+    monkeypatch.setenv("DIALER_CONFIG", "")
+    monkeypatch.setenv("DIALER_PG_DSN", pg_dsn)
+    assert main(["webhook", "create", "https://crm.example.com/qa-cli", "--event", "call.ended"]) == 0
+    subscription_id = json.loads(capsys.readouterr().out)["subscription_id"]
+    for words, field in [
+        (["rotate-secret", subscription_id, "--keep-previous", "-1"], "keep_previous_seconds"),  # was rotated, exit 0
+        (["deliveries", subscription_id, "--limit", "0"], "limit"),  # printed nothing, exit 0
+        (["replay", subscription_id, "--since", "2026-11-24T00:00Z", "--until", "2026-11-01T00:00Z"], "until"),
+        (["update", subscription_id, "--url", "https://crm.exa mple.com/"], "url"),
+    ]:
+        assert main(["webhook", *words]) == 2, words
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith(f"dialer: {field}: ") and err.count("\n") == 1, (words, err)
+    assert main(["changes", "webhook", subscription_id]) == 0
+    assert [json.loads(line)["action"] for line in capsys.readouterr().out.splitlines()] == ["create"]
