@@ -191,6 +191,10 @@ class ApiError(Exception):
 
     def response(self, request: web.Request | None = None) -> web.Response:
         headers = {"Retry-After": str(max(1, round(self.retry_after)))} if self.retry_after is not None else None
+        if self.status == 401 and self.error == "unauthorized":
+            # RFC 9110 11.6.1 / RFC 6750 3: a 401 names the scheme it wants (HTTP clients and
+            # proxies look for it).
+            headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="dialer"'}
         return problem(request, self.status, self.error, str(self), headers=headers, **self.extra)
 
 

@@ -73,19 +73,19 @@ async def test_a_webhook_replay_with_the_times_swapped_is_refused(api: Api) -> N
 
 async def test_a_lead_stored_with_a_far_callback_is_still_shown(api: Api) -> None:
     # Rows written before times were bounded (a callback in 9999) are answered, not a 500.
-    phone = "+13125550177"
+    phone = "+16055550177"
     await api.outbox.put_many([("lead_upsert", {
         "lead_id": f"lead-far-{api.call_id}", "first_name": "Far", "phones": [phone],
         "callback_at": datetime(9999, 12, 31, 23, 0, tzinfo=UTC)})])
     assert await api.outbox.flush(10)
-    got, body = await _send(api, "GET", "/v1/leads?name=far&phone=(312)%20555-0177", api.crm)
+    got, body = await _send(api, "GET", "/v1/leads?name=far&phone=(605)%20555-0177", api.crm)
     assert got == 200, body
     assert [lead["callback_at"] for lead in body["leads"]] == ["9999-12-31T23:00:00Z"]
 
 
 @pytest.mark.parametrize(("state", "status"), [("ZZ", 422), ("XX", 422), ("dc", 201), ("PR", 201)])
 async def test_a_web_leads_state_is_a_us_state_as_in_the_csv_import(api: Api, state: str, status: int) -> None:
-    phone = {"ZZ": "+13125550161", "XX": "+13125550162", "dc": "+13125550163", "PR": "+13125550164"}[state]
+    phone = {"ZZ": "+16055550161", "XX": "+16055550162", "dc": "+16055550163", "PR": "+16055550164"}[state]
     got, body = await _send(api, "POST", "/v1/leads", api.crm,
                             {"first_name": "Ann", "phone": f" {phone} ", "state": state, "source": "web_form"})
     assert got == status, body
@@ -107,3 +107,11 @@ async def test_a_premium_rate_number_is_no_web_lead_as_it_is_no_imported_one(api
 async def test_a_refused_role_is_named_in_plain_english(api: Api) -> None:
     got, body = await _send(api, "GET", "/v1/webhooks", api.agent)
     assert (got, body["error"], body["detail"]) == (403, "forbidden", "an agent token may not call this endpoint")
+
+
+@pytest.mark.parametrize("authorization", [None, "Basic YTpi", "Bearer dlr_unknown"])
+async def test_a_401_names_the_bearer_scheme(api: Api, authorization: str | None) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = await api.client.get("/v1/calls", headers=headers)
+    assert response.status == 401 and (await response.json())["error"] == "unauthorized"
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="dialer"'
