@@ -115,3 +115,11 @@ async def test_a_401_names_the_bearer_scheme(api: Api, authorization: str | None
     response = await api.client.get("/v1/calls", headers=headers)
     assert response.status == 401 and (await response.json())["error"] == "unauthorized"
     assert response.headers["WWW-Authenticate"] == 'Bearer realm="dialer"'
+
+
+async def test_only_an_agent_token_speaks_for_an_agent(api: Api) -> None:
+    admin = await api.token(TokenRole.ADMIN)
+    got, body = await _send(api, "POST", "/v1/tokens", admin, {"role": "crm", "agent_id": api.agent_id})
+    assert (got, body["error"], body["field"]) == (422, "invalid_field", "agent_id"), body
+    got, body = await _send(api, "POST", "/v1/tokens", admin, {"role": "agent", "agent_id": api.agent_id})
+    assert got == 201 and body["agent_id"] == api.agent_id, body
