@@ -70,3 +70,15 @@ def test_webhook_commands_refuse_what_the_api_refuses(pg_dsn: str, monkeypatch: 
         assert out == "" and err.startswith(f"dialer: {field}: ") and err.count("\n") == 1, (words, err)
     assert main(["changes", "webhook", subscription_id]) == 0
     assert [json.loads(line)["action"] for line in capsys.readouterr().out.splitlines()] == ["create"]
+
+
+@pytest.mark.timeout(30)
+def test_a_backup_into_a_missing_folder_is_one_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer.cli import main
+
+    monkeypatch.setenv("DIALER_CONFIG", "")
+    assert main(["backup", "--out", str(tmp_path / "missing" / "nightly.tar.gz")]) == 2  # was a FileNotFoundError
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"dialer: The folder {tmp_path / 'missing'} does not exist: give --out a file in an " \
+                                "existing folder.\n"
