@@ -82,3 +82,14 @@ def test_a_backup_into_a_missing_folder_is_one_sentence(tmp_path: Path, monkeypa
     out, err = capsys.readouterr()
     assert out == "" and err == f"dialer: The folder {tmp_path / 'missing'} does not exist: give --out a file in an " \
                                 "existing folder.\n"
+
+
+@pytest.mark.timeout(60)
+def test_the_user_command_says_postgresql_is_down_with_exit_status_3(monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer.cli import main
+
+    monkeypatch.setenv("DIALER_CONFIG", "")
+    monkeypatch.setenv("DIALER_PG_DSN", f"postgresql://postgres@127.0.0.1:{free_local_port()}/nowhere")
+    assert main(["user", "list"]) == 3  # was 2, the status of an invalid value
+    assert "does not answer" in capsys.readouterr().err
