@@ -123,3 +123,17 @@ async def test_only_an_agent_token_speaks_for_an_agent(api: Api) -> None:
     assert (got, body["error"], body["field"]) == (422, "invalid_field", "agent_id"), body
     got, body = await _send(api, "POST", "/v1/tokens", admin, {"role": "agent", "agent_id": api.agent_id})
     assert got == 201 and body["agent_id"] == api.agent_id, body
+
+
+async def test_a_body_that_cannot_be_read_does_not_use_up_its_idempotency_key(api: Api) -> None:
+    # docs/api.md: what fails the request's schema is not kept, so the corrected retry runs.
+    headers = {**api.auth(api.crm), "Idempotency-Key": f"qa-unread-{api.call_id}"}
+    first = await api.client.post("/v1/calls", json={"lead_id": api.lead_id}, headers=headers)
+    assert first.status == 422 and (await first.json())["field"] == "agent_id"
+    lead = {"first_name": "Ann", "phone": "+16055550171", "source": "web_form"}
+    response = await api.client.post("/v1/leads", json={**lead, "zip": 60601}, headers=headers)
+    assert response.status == 422
+    response = await api.client.post("/v1/leads", json=lead, headers=headers)
+    assert response.status == 201 and "Idempotent-Replayed" not in response.headers
+    again = await api.client.post("/v1/leads", json=lead, headers=headers)
+    assert again.status == 201 and again.headers["Idempotent-Replayed"] == "true"
