@@ -221,6 +221,11 @@ class Admin:
         """A new token and its secret (shown once; only its sha256 is stored)."""
         if role == "agent" and not agent_id:
             raise AdminError("invalid_field", "an agent token needs the agent_id it speaks for", field="agent_id")
+        if role != "agent" and agent_id is not None:
+            # A CRM, supervisor or admin token speaks for nobody: an agent_id on it would only mislead
+            # whoever reads the token list.
+            raise AdminError("invalid_field", f"a {role} token speaks for no agent: give agent_id only with role agent",
+                             field="agent_id")
         if agent_id is not None:
             async with self._pool.acquire() as conn:
                 if await conn.fetchval("SELECT NOT EXISTS (SELECT 1 FROM agents WHERE agent_id = $1)", agent_id):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
@@ -105,6 +106,20 @@ def build_parser(argv: Sequence[str] | None = None, *, load: Sequence[str] | Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # here, where a closed pipe can still be caught (not at the interpreter's exit)
+    except BrokenPipeError:
+        # `dialer dnc status | head`: the reader left; what is left unsaid goes nowhere, quietly
+        # (the interpreter would otherwise print a traceback, and another flushing stdout at exit).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)

@@ -194,6 +194,11 @@ def representation(opened: OpenedRecording, fmt: AudioFormat | None = None, *, m
     return Representation(target, channels, size, False, convert)
 
 
+# How a clear (unsealed) file of each format begins: RIFF for WAV, an Ogg page for Opus (MP3
+# is never archived, so it is not checked).
+_CLEAR_MAGIC = {AudioFormat.WAV: b"RIFF", AudioFormat.OPUS: b"OggS"}
+
+
 def _format_of(name: str) -> AudioFormat:
     parts = name.split(".")
     for part in reversed(parts[1:]):
@@ -277,11 +282,16 @@ class RecordingReader:
         # Format 1 and clear files are small (from before the segmented format): opened whole.
         blob = stored.read_at(0, stored.size)
         stored.close()
-        if head == FORMAT1_MAGIC:
+        clear = head != FORMAT1_MAGIC
+        if not clear:
             blob = open_sealed(blob, self.keyring, recording_id)
         elif key.endswith(".sealed"):
             raise _damaged(f"{recording_id} is not a sealed recording")
         fmt = _format_of(key)
+        if clear and not blob.startswith(_CLEAR_MAGIC.get(fmt, b"")):
+            # A clear file is an old recording in its own format; anything else (a CSV given by
+            # mistake to `dialer recording open`) was handed out as audio.
+            raise _damaged(f"{recording_id} is neither a sealed recording nor {fmt.value.upper()} audio")
         memory = _Bytes(blob)
         rate, channels, frames = 8000, 1, None
         if fmt is AudioFormat.WAV:

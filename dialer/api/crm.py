@@ -18,7 +18,7 @@ from dialer.api.callback_window import CallbackRules
 from dialer.api.http import ALL_ROLES, CALL_CONTROLS, DEPS, TOKEN, WRAP_UPS, ApiError
 from dialer.api.pagination import PageQuery, decode_cursor, link_header, page
 from dialer.api.routes import Answer, Reply, RouteTable
-from dialer.api.schema import Id, Line, RequestModel, ResponseModel, Text, UtcTime
+from dialer.api.schema import Id, Line, RequestModel, ResponseModel, Text, UtcTime, UtcTimeIn
 from dialer.runtime.ids import Prefix, new_id
 from dialer.runtime.live import HangupBy
 
@@ -77,13 +77,13 @@ class CallQuery(PageQuery):
     lead_id: Id | None = None
     agent_id: Id | None = Field(default=None, description="agents: only their own id")
     campaign_id: Id | None = None
-    since: UtcTime | None = Field(default=None, description="requested at or after this time")
+    since: UtcTimeIn | None = Field(default=None, description="requested at or after this time")
 
 
 class DispositionRequest(RequestModel):
     code: Line = Field(description="one of: " + ", ".join(code.value for code in DispositionCode))
     notes: Text | None = None
-    callback_at: UtcTime | None = Field(default=None, description="required with `callback`")
+    callback_at: UtcTimeIn | None = Field(default=None, description="required with `callback`")
 
 
 class DispositionAccepted(ResponseModel):

@@ -14,7 +14,7 @@ from dialer.api.crm import CALL_ID, visible_call
 from dialer.api.http import ALL_ROLES, DEPS, STAFF_ROLES, ApiError
 from dialer.api.pagination import PageQuery, decode_cursor, link_header, page
 from dialer.api.routes import Answer, Reply, RouteTable
-from dialer.api.schema import Id, ResponseModel, UsPhone, UtcTime
+from dialer.api.schema import Id, ResponseModel, UsPhone, UtcTime, UtcTimeIn
 
 routes = RouteTable("compliance")
 
@@ -51,7 +51,7 @@ class DecisionQuery(PageQuery):
     lead_id: Id | None = None
     campaign_id: Id | None = None
     allowed: bool | None = Field(default=None, description="true: allowed only; false: blocked only")
-    since: UtcTime | None = Field(default=None, description="decided at or after this time")
+    since: UtcTimeIn | None = Field(default=None, description="decided at or after this time")
 
 @routes.get("/v1/decisions", "listDecisions", "The compliance gate's decisions, newest first (staff only)",
             roles=STAFF_ROLES, query=DecisionQuery,

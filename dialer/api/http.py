@@ -196,6 +196,10 @@ class ApiError(Exception):
 
     def response(self, request: web.Request | None = None) -> web.Response:
         headers = {"Retry-After": str(max(1, round(self.retry_after)))} if self.retry_after is not None else None
+        if self.status == 401 and self.error == "unauthorized":
+            # RFC 9110 11.6.1 / RFC 6750 3: a 401 names the scheme it wants (HTTP clients and
+            # proxies look for it).
+            headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="dialer"'}
         return problem(request, self.status, self.error, str(self), headers=headers, **self.extra)
 
 
@@ -322,7 +326,8 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
         raise ApiError(401, "unauthorized", "the token is unknown or revoked")
     roles = _ROLES.get(request.match_info.route.handler, frozenset())
     if token.role not in roles:
-        raise ApiError(403, "forbidden", f"a {token.role.value} token may not call this endpoint")
+        article = "an" if token.role.value[0] in "aeiou" else "a"  # "an agent token", "an admin token"
+        raise ApiError(403, "forbidden", f"{article} {token.role.value} token may not call this endpoint")
     request[TOKEN] = token
     return await handler(request)
 

@@ -56,7 +56,7 @@ from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import TokenRole
 from dialer.api.http import DEPS, ApiError
 from dialer.api.routes import Answer, Reply, RouteTable
-from dialer.api.schema import QueryModel, ResponseModel
+from dialer.api.schema import QueryModel, ResponseModel, UtcTime
 
 log = structlog.get_logger(__name__)
 
@@ -342,7 +342,8 @@ class ImportBody(ResponseModel):
     campaign_id: str | None = None
     list_id: str | None = None
     mapping: dict[str, Any] | None = None
-    created_at: str | None = None
+    # Kept on disk as ISO text; answered as every time in a body is, `...Z` (docs/api.md).
+    created_at: UtcTime | None = None
     status: Literal["queued", "running", "done", "failed"]
     progress: dict[str, Any] | None = Field(default=None, description="phase (read, duplicates, scrub, write), "
                                                                        "done, total, seconds")
@@ -351,7 +352,7 @@ class ImportBody(ResponseModel):
     list_dates: dict[str, str] | None = Field(default=None, description="the DNC list copies the scrub used")
     error: str | None = None
     retrying: str | None = None
-    finished_at: str | None = None
+    finished_at: UtcTime | None = None
     status_url: str
     report_url: str
 

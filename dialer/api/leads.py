@@ -19,7 +19,7 @@ from dialer.api.crm import CALL_ID, visible_call
 from dialer.api.http import ALL_ROLES, DEPS, TOKEN, ApiError
 from dialer.api.pagination import PageQuery, decode_cursor, link_header, page
 from dialer.api.routes import Answer, Reply, RouteTable
-from dialer.api.schema import Line, Name, QueryModel, RequestModel, ResponseModel, UsPhone, UtcTime
+from dialer.api.schema import Day, Line, Name, QueryModel, RequestModel, ResponseModel, UsPhone, UtcTime
 from dialer.campaign.intake import IntakeError, parse_web_lead
 
 routes = RouteTable("leads")
@@ -107,7 +107,7 @@ async def get_lead(request: web.Request) -> Reply:
 
 
 class CallbackTimesQuery(QueryModel):
-    date: dt.date | None = Field(default=None, description="the day, in the lead's (first) time zone; default: "
+    date: Day | None = Field(default=None, description="the day, in the lead's (first) time zone; default: "
                                                               "today there")
 
 

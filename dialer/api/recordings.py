@@ -28,7 +28,7 @@ from crm_bridge.store import Recording, TokenRole
 from dialer.api.http import DEPS, TOKEN, ApiError, problem
 from dialer.api.pagination import PageQuery, decode_cursor, link_header, page
 from dialer.api.routes import Answer, Reply, RouteTable
-from dialer.api.schema import Id, QueryModel, ResponseModel, UtcTime
+from dialer.api.schema import Id, QueryModel, ResponseModel, UtcTime, UtcTimeIn
 from recordings.access import AccessChannel, access_record
 from recordings.crypto import RecordingCryptoError
 from recordings.reader import OpenedRecording, RecordingReader, RecordingUnavailable, representation
@@ -94,8 +94,8 @@ class RecordingQuery(PageQuery):
     lead_id: Id | None = Field(default=None, description="give at least one filter")
     agent_id: Id | None = Field(default=None, description="the recorded call's agent")
     campaign_id: Id | None = Field(default=None, description="the recorded call's campaign")
-    since: UtcTime | None = Field(default=None, description="recorded at or after")
-    until: UtcTime | None = Field(default=None, description="recorded before")
+    since: UtcTimeIn | None = Field(default=None, description="recorded at or after")
+    until: UtcTimeIn | None = Field(default=None, description="recorded before")
     disposition: DispositionCode | None = Field(default=None, description="a disposition of the recorded call")
     min_seconds: float | None = Field(default=None, ge=0, description="at least this long")
     max_seconds: float | None = Field(default=None, ge=0, description="at most this long")

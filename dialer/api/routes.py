@@ -246,8 +246,10 @@ def _field_problem(error: ValidationError, what: str) -> ApiError:
     problems = error.errors(include_url=False)
     extra = [found for found in problems if found["type"] == "extra_forbidden"]
     if extra:
-        name = _shown(str(extra[0]["loc"][0]))
-        return ApiError(422, "unknown_field", f"unknown {what} {name!r}", field=name)
+        # A nested unknown name (`amd_settings.foo`) is named whole: "unknown field 'amd_settings'"
+        # would send the reader looking for a mistake that is not there.
+        path = _shown(".".join(str(part) for part in extra[0]["loc"]))
+        return ApiError(422, "unknown_field", f"unknown {what} {path!r}", field=_shown(str(extra[0]["loc"][0])))
     found = problems[0]
     location = [str(part) for part in found["loc"]]
     name = location[0] if location else "body"

@@ -11,7 +11,7 @@ unknown fields; responses describe exactly what is sent. Every time in a body is
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, ClassVar, overload
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
@@ -73,8 +73,36 @@ UsPhone = Annotated[str, Field(max_length=200), AfterValidator(_single_line), Af
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_single_line), AfterValidator(_not_blank)]
 # Notes and other free text: line breaks allowed, no other control character.
 Text = Annotated[str, Field(max_length=5000), AfterValidator(_free_text)]
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _plausible_time(value: datetime) -> datetime:
+    # Year 1 or 9999 with an offset cannot even be turned into UTC or a lead's local time
+    # (OverflowError, a 500 deep in the calling-window rules): such a time is a client's mistake.
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be between 1900 and 9000") from None
+    if not _EARLIEST <= utc < _LATEST:
+        raise ValueError("must be between 1900 and 9000")
+    return value
+
+
+def _plausible_day(value: date) -> date:
+    # A day near year 9999 overflows when its midnight is turned into UTC (a 500): refused.
+    if not _EARLIEST.date() <= value < _LATEST.date():
+        raise ValueError("must be between 1900 and 9000")
+    return value
+
+
+# A day in a query or body (YYYY-MM-DD), within the years a time may be in.
+Day = Annotated[date, AfterValidator(_plausible_day)]
 # A time in a body: an ISO-8601 timestamp with its offset in, always UTC `...Z` out.
 UtcTime = Annotated[AwareDatetime, PlainSerializer(_iso_utc, return_type=str, when_used="json")]
+# A time a client sends (request bodies, query filters): also within 1900-9000. Answers use
+# `UtcTime` unbounded, so a row stored before this check is still shown rather than a 500.
+UtcTimeIn = Annotated[UtcTime, AfterValidator(_plausible_time)]
 
 
 @overload

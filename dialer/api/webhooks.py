@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from crm_bridge import webhooks as queue
 from crm_bridge.admin import AdminError, Entity
@@ -19,7 +19,7 @@ from crm_bridge.store import TokenRole
 from dialer.api.admin import actor_of, admin_of, as_api_error
 from dialer.api.http import DEPS, ApiError
 from dialer.api.routes import Answer, Reply, RouteTable
-from dialer.api.schema import Line, QueryModel, RequestModel, ResponseModel, UtcTime
+from dialer.api.schema import Line, QueryModel, RequestModel, ResponseModel, UtcTime, UtcTimeIn
 
 routes = RouteTable("webhooks")
 # Tells the running dispatcher to look at its queue now (a replay was queued).
@@ -34,6 +34,16 @@ def _url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname or len(value) > 2000:
         raise ValueError("must be an http:// or https:// URL")
+    # A typo such as a space in the host or port 99999 would otherwise only show as failed
+    # deliveries, a day later: refused when the subscription is made.
+    if any(char.isspace() or not char.isprintable() for char in value):
+        raise ValueError("must not contain spaces or control characters (percent-encode them)")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("must have a port between 1 and 65535 (or none)")
     if parts.username or parts.password:
         raise ValueError("must not carry credentials (the signature authenticates the sender)")
     return value
@@ -82,9 +92,18 @@ class RotateRequest(RequestModel):
 
 class ReplayRequest(RequestModel):
     event_id: Line | None = None
-    since: UtcTime | None = Field(default=None, description="events that occurred at or after this time")
-    until: UtcTime | None = Field(default=None, description="... and before this time")
+    since: UtcTimeIn | None = Field(default=None, description="events that occurred at or after this time")
+    until: UtcTimeIn | None = Field(default=None, description="... and before this time")
     event_types: list[EventName] | None = None
+
+    @field_validator("until")
+    @classmethod
+    def _after_since(cls, until: datetime | None, info: ValidationInfo) -> datetime | None:
+        # An empty range is a client's mistake (the times swapped), not "nothing to send".
+        since = info.data.get("since")
+        if until is not None and since is not None and until <= since:
+            raise ValueError("must be after since")
+        return until
 
 
 class ReplayAccepted(ResponseModel):

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from compliance_rules.numbers import parse_number
+from compliance_rules.model import US_STATE_CODES
+from compliance_rules.numbers import NumberProblem, parse_number
 
 FIELDS = ("first_name", "last_name", "phone", "email", "state", "zip", "source", "campaign_id", "address_line1",
           "city")
@@ -67,8 +68,10 @@ def parse_web_lead(body: Mapping[str, Any]) -> WebLead:
         if values[name] is None:
             raise IntakeError(name, f"{name} is required")
     number = parse_number(values["phone"] or "")
-    if number.e164 is None:
-        raise IntakeError("phone", f"phone {values['phone']!r} is not a valid US phone number")
+    if number.e164 is None or not number.ok:
+        # A premium-rate (900) number parses but is never dialable: refused, as the CSV import does.
+        why = f" ({number.detail})" if number.problem in (NumberProblem.NOT_US, NumberProblem.NOT_DIALABLE) else ""
+        raise IntakeError("phone", f"phone {values['phone']!r} is not a valid, dialable US phone number{why}")
     email = values["email"]
     if email is not None:
         if not _EMAIL.match(email):
@@ -76,8 +79,10 @@ def parse_web_lead(body: Mapping[str, Any]) -> WebLead:
         values["email"] = email.lower()
     state = values["state"]
     if state is not None:
-        if not re.fullmatch(r"[A-Za-z]{2}", state):
-            raise IntakeError("state", "state must be a two-letter US state code")
+        # As the CSV import does: "ZZ" is no state, and a state the gate's rules cannot name
+        # would only confuse the lead's location.
+        if not re.fullmatch(r"[A-Za-z]{2}", state) or state.upper() not in US_STATE_CODES:
+            raise IntakeError("state", f"state {state!r} is not a two-letter US state code (NY, CA, DC, PR, ...)")
         values["state"] = state.upper()
     if values["zip"] is not None and not _ZIP.match(values["zip"]):
         raise IntakeError("zip", "zip must be a US ZIP code (12345 or 12345-6789)")

@@ -39,7 +39,13 @@ from dialer.api.admin import (
 )
 from dialer.api.http import ApiError
 from dialer.api.routes import parse_body
-from dialer.api.webhooks import ReplayRequest, SubscriptionCreate, SubscriptionUpdate
+from dialer.api.webhooks import (
+    DeliveryQuery,
+    ReplayRequest,
+    RotateRequest,
+    SubscriptionCreate,
+    SubscriptionUpdate,
+)
 from dialer.cli import UserError
 from dialer.settings import from_environment
 
@@ -368,6 +374,8 @@ def _webhook(args: argparse.Namespace) -> int:
             await admin.delete(Entity.WEBHOOK, args.subscription_id, who)
             print(f"deleted {args.subscription_id}")
         elif command == "rotate-secret":
+            # The API's checks (0 s to a week), so --keep-previous -1 is refused here as there.
+            keep = validated(RotateRequest, {"keep_previous_seconds": args.keep_previous}).keep_previous_seconds
             current = await admin.get(Entity.WEBHOOK, args.subscription_id)
             async with admin.connection() as conn:
                 old = await conn.fetchval("SELECT secret FROM webhook_subscriptions WHERE subscription_id = $1",
@@ -376,9 +384,10 @@ def _webhook(args: argparse.Namespace) -> int:
             secret = webhook_queue.new_secret()
             await admin.update(Entity.WEBHOOK, args.subscription_id, {
                 "secret": secret, "previous_secret": old,
-                "previous_expires_at": now + timedelta(seconds=args.keep_previous)}, who, action="rotate_secret")
+                "previous_expires_at": now + timedelta(seconds=keep)}, who, action="rotate_secret")
             print(json.dumps({"subscription_id": args.subscription_id, "secret": secret}))
         elif command == "deliveries":
+            validated(DeliveryQuery, {"limit": args.limit})  # 1-1000, as the API takes
             await admin.get(Entity.WEBHOOK, args.subscription_id)
             async with admin.connection() as conn:
                 rows = await webhook_queue.deliveries(conn, args.subscription_id, status=args.status, limit=args.limit)

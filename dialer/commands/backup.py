@@ -161,6 +161,8 @@ class BackupSummary:
 
 def backup(settings: Settings, out: Path) -> BackupSummary:
     """Write the backup file `out` (0600, atomically)."""
+    if not out.parent.is_dir():  # said before the dump is made, not as a traceback after it
+        raise UserError(f"The folder {out.parent} does not exist: give --out a file in an existing folder.")
     dump_tool = _tool("pg_dump")
     counts = asyncio.run(table_counts(settings.pg_dsn))
     manifest_rows = recordings_manifest(asyncio.run(recording_rows(settings.pg_dsn)), settings.recordings_dir)
@@ -184,7 +186,10 @@ def backup(settings: Settings, out: Path) -> BackupSummary:
             "recordings_dir": str(settings.recordings_dir),
         }
         partial = out.with_name(f".{out.name}.partial")
-        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError as error:
+            raise UserError(f"Cannot write {out} ({error.strerror}).") from None
         try:
             with os.fdopen(descriptor, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
                 _add_bytes(tar, "MANIFEST.json", json.dumps(manifest, indent=1).encode())

@@ -100,6 +100,24 @@ async def _serve_services(settings: Settings, drain_seconds: float, stop: asynci
             await runner.cleanup()
     except StartupError as error:
         raise UserError(str(error)) from None
+    except BaseExceptionGroup as group:
+        # A StartupError raised inside the services' task groups (Asterisk does not answer) reaches
+        # here wrapped in exception groups: it is still the one sentence the admin must read.
+        startup = _first_startup_error(group)
+        if startup is None:
+            raise
+        raise UserError(str(startup)) from None
+
+
+def _first_startup_error(error: BaseException) -> StartupError | None:
+    if isinstance(error, StartupError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _first_startup_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 async def _startup_checks(settings: Settings) -> None:

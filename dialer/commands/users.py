@@ -28,7 +28,7 @@ async def crm_store(settings: Settings) -> AsyncIterator[CrmStore]:
         await ensure_schema(settings.pg_dsn)
         store = await CrmStore.open(settings.pg_dsn)
     except (DatabaseUnavailable, MigrationError) as error:
-        raise UserError(str(error)) from None
+        raise UserError(str(error), exit_code=3) from None  # 3: PostgreSQL, as every admin command says
     try:
         yield store
     finally:
@@ -71,7 +71,9 @@ async def _user(args: argparse.Namespace) -> int:
                     state = "disabled" if user.disabled_at else "active"
                     print(f"{user.username:<20} {user.role.value:<10} {user.agent_id or '-':<16} {state}")
         except AccountError as error:
-            raise UserError(str(error)) from None
+            raise UserError(str(error), exit_code=1 if error.refused else 2) from None
+        except DatabaseUnavailable as error:
+            raise UserError(str(error), exit_code=3) from None
     return 0
 
 

@@ -64,7 +64,8 @@ def _texting(request: web.Request) -> TextingRuntime:
                      409: "`no_open_conversation` (kind conversation, but the lead has not texted), "
                           "`campaign_inactive`",
                      422: "a field is invalid (`field` names it; `error` says why): `empty_body`, `too_long`, "
-                          "`not_textable` (not a US mobile-capable number), `unknown_lead`, `unknown_template`, ...",
+                          "`not_textable` (not a US mobile-capable number), `unknown_lead`, `unknown_template`, "
+                          "`unknown_merge_field`, ...",
                      503: NOT_RUNNING})
 async def post_message(request: web.Request, body: TextRequest) -> web.StreamResponse:
     texting = _texting(request)

@@ -59,6 +59,7 @@ from dialer.texting.sip import SipTextTransport
 from dialer.texting.templates import (
     Sender,
     TemplateError,
+    check_merge_fields,
     check_template,
     first_marketing_text,
     help_reply,
@@ -318,6 +319,11 @@ class TextingRuntime(RuntimeSlice[TextRunner]):
             raise Refused(422, "empty_body", "the text has no body", field_name="body")
         if len(raw) > MAX_CHARACTERS:
             raise Refused(422, "too_long", f"a text has at most {MAX_CHARACTERS} characters", field_name="body")
+        if template is None:
+            try:
+                check_merge_fields(raw)
+            except TemplateError as error:
+                raise Refused(422, error.reason, str(error), field_name="body") from None
         body = render(raw, {
             "first_name": lead.first_name if lead else None, "last_name": lead.last_name if lead else None,
             "agency_name": sender.agency_name, "agency_phone": sender.agency_phone,

@@ -51,14 +51,20 @@ def check_template(body: str, sender: Sender) -> None:
         raise TemplateError("empty_body", "the template has no text")
     if len(body) > MAX_TEMPLATE_CHARACTERS:
         raise TemplateError("too_long", f"a template has at most {MAX_TEMPLATE_CHARACTERS} characters")
-    unknown = [name for name in merge_fields(body) if name not in MERGE_FIELDS]
-    if unknown:
-        raise TemplateError("unknown_merge_field",
-                            f"unknown merge field {{{unknown[0]}}}; use {', '.join('{' + f + '}' for f in MERGE_FIELDS)}")
+    check_merge_fields(body)
     if not identifies(body, sender):
         raise TemplateError("template_lacks_identification",
                             "a marketing template must name the agency: put {agency_name} (or the agency's name) in it "
                             "(CTIA sender identification)")
+
+
+def check_merge_fields(body: str) -> None:
+    """Refuse a merge field the dialer does not fill: rendered as nothing, `Hi {frist_name}` would
+    go out to a person as "Hi"."""
+    unknown = [name for name in merge_fields(body) if name not in MERGE_FIELDS]
+    if unknown:
+        raise TemplateError("unknown_merge_field",
+                            f"unknown merge field {{{unknown[0]}}}; use {', '.join('{' + f + '}' for f in MERGE_FIELDS)}")
 
 
 def identifies(body: str, sender: Sender) -> bool:

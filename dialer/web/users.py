@@ -66,7 +66,13 @@ class UserRole(StrEnum):
 
 
 class UserError(Exception):
-    """A request about accounts that cannot be done; the message is one sentence for the person."""
+    """A request about accounts that cannot be done; the message is one sentence for the person.
+    `refused`: it names a user or agent that exists already or does not exist (exit status 1 on the
+    command line, as the other admin commands), rather than an invalid value (2)."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 @dataclass(frozen=True)
@@ -158,11 +164,11 @@ class UserStore:
         async with self._store.acquire() as conn:
             if agent_id is not None:
                 if await conn.fetchval("SELECT 1 FROM agents WHERE agent_id = $1", agent_id) is None:
-                    raise UserError(f"No agent {agent_id!r} in the CRM: add the agent first.")
+                    raise UserError(f"No agent {agent_id!r} in the CRM: add the agent first.", refused=True)
                 if await conn.fetchval("SELECT 1 FROM users WHERE agent_id = $1", agent_id):
-                    raise UserError(f"Agent {agent_id!r} already has an account.")
+                    raise UserError(f"Agent {agent_id!r} already has an account.", refused=True)
             if await conn.fetchval("SELECT 1 FROM users WHERE username = $1", username):
-                raise UserError(f"User {username!r} exists already.")
+                raise UserError(f"User {username!r} exists already.", refused=True)
             row = await conn.fetchrow(
                 f"INSERT INTO users (user_id, username, role, agent_id, password_hash) VALUES ($1, $2, $3, $4, $5) "
                 f"RETURNING {_USER_COLUMNS}",
@@ -187,7 +193,7 @@ class UserStore:
                 "UPDATE users SET password_hash = $2, updated_at = now() WHERE username = $1 RETURNING user_id",
                 username, password_hash)
             if user_id is None:
-                raise UserError(f"No user {username!r}.")
+                raise UserError(f"No user {username!r}.", refused=True)
             await conn.execute("DELETE FROM login_failures WHERE username = $1", username)
             await conn.execute("UPDATE user_sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
                                user_id)
@@ -199,7 +205,7 @@ class UserStore:
                 "UPDATE users SET disabled_at = coalesce(disabled_at, now()), updated_at = now() "
                 "WHERE username = $1 RETURNING user_id", username)
             if user_id is None:
-                raise UserError(f"No user {username!r}.")
+                raise UserError(f"No user {username!r}.", refused=True)
             await conn.execute("UPDATE user_sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
                                user_id)
 

@@ -249,9 +249,15 @@ def test_the_user_command_creates_lists_resets_and_disables(
     monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
     assert main(["user", "create", name, "--role", "admin", "--password-stdin"]) == 0
     monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    # Exit 1 when refused (exists, not found), 2 for an invalid value: as every admin command.
     assert main(["user", "create", f"x{name}", "--role", "agent", "--agent-id", "no-such-agent",
-                 "--password-stdin"]) == 2
+                 "--password-stdin"]) == 1
     assert "No agent 'no-such-agent'" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert main(["user", "create", name, "--role", "admin", "--password-stdin"]) == 1
+    assert "exists already" in capsys.readouterr().err
+    assert main(["user", "disable", f"no-such-{name}"]) == 1
+    assert "No user" in capsys.readouterr().err
     monkeypatch.setattr("sys.stdin", io.StringIO("a new long password\n"))
     assert main(["user", "passwd", name, "--password-stdin"]) == 0
     assert main(["user", "disable", name]) == 0

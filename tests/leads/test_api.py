@@ -106,6 +106,9 @@ async def test_upload_is_imported_and_reported(api: Api, dnc: DncStore) -> None:
     assert done["status"] == "done" and done["label"] == "october.csv" and done["campaign_id"] == "medsupp"
     assert {key: done["counts"][key] for key in statuses} == dict(statuses)
     assert done["list_dates"]["federal"] and "warnings" not in done
+    # Times as in every other body: ISO-8601 UTC with Z.
+    assert body["created_at"].endswith("Z") and done["created_at"] == body["created_at"]
+    assert done["finished_at"].endswith("Z") and done["finished_at"] >= done["created_at"]
 
     report = await api.client.get(f"/v1/lead-imports/{import_id}/report.csv", headers=api.auth())
     assert report.status == 200 and report.headers["Content-Type"].startswith("text/csv")

@@ -104,6 +104,11 @@ def test_open_refuses_without_the_keys_or_with_a_damaged_file_and_hands_nothing_
     assert "integrity" in capsys.readouterr().err
     assert main(["recording", "open", "no-such-recording", "--out", str(env / "x.wav")]) == 2
     assert "No recording" in capsys.readouterr().err
+    # A file that is no recording at all (a CSV given by mistake) was copied out as "audio", exit 0.
+    leads = env / "leads.csv"
+    leads.write_text("name,phone\nAnn,2125550142\n")
+    assert main(["recording", "open", str(leads), "--out", str(env / "x.wav")]) == 2
+    assert "neither a sealed recording nor WAV audio" in capsys.readouterr().err
     assert not (env / "x.wav").exists() and _accesses(pg_dsn, archived.recording_id) == []
 
 

@@ -256,6 +256,8 @@ async def test_sends_from_one_number_are_paced(texting_dialer: TextingDialer) ->
         ({"phone": "+18005550199", "body": "Acme Insurance: hi"}, 422, "not_textable", "phone"),
         ({"phone": "+442071234567", "body": "Acme Insurance: hi"}, 422, "not_textable", "phone"),
         ({"body": "hi", "kind": "robocall"}, 422, "invalid_field", "kind"),
+        # a typo in a merge field would go out as "Hi": refused, as in a template
+        ({"body": "Acme Insurance: Hi {frist_name}"}, 422, "unknown_merge_field", "body"),
     ],
 )
 async def test_bad_input_is_refused_and_nothing_is_sent_or_written(

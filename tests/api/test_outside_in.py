@@ -1,0 +1,139 @@
+"""What an outside-in check of the API found (a CRM integrator's and an agency admin's mistakes),
+each now a clear 4xx naming the field instead of a 500 or a silent acceptance."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from crm_bridge.store import TokenRole
+from tests.api.conftest import Api
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+async def _send(api: Api, method: str, path: str, token: str, body: dict[str, Any] | None = None,
+                ) -> tuple[int, dict[str, Any]]:
+    response = await api.client.request(method, path, json=body, headers=api.auth(token))
+    return response.status, await response.json()
+
+
+@pytest.mark.parametrize("when", [
+    "0001-01-01T00:00:00+01:00",  # before year 1 in UTC: OverflowError in the calling-window rules (was a 500)
+    "9999-12-31T23:59:59-01:00",  # after year 9999 in UTC
+    "1850-06-01T15:00:00Z",
+])
+async def test_a_callback_time_out_of_any_calendar_is_refused_naming_the_field(api: Api, when: str) -> None:
+    got, body = await _send(api, "POST", f"/v1/calls/{api.call_id}/disposition", api.crm,
+                            {"code": "callback", "callback_at": when})
+    assert (got, body["error"], body["field"]) == (422, "invalid_field", "callback_at"), body
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01"])
+async def test_callback_times_of_a_day_at_the_calendars_ends_are_refused(api: Api, day: str) -> None:
+    got, body = await _send(api, "GET", f"/v1/calls/{api.call_id}/callback-times?date={day}", api.crm)
+    assert (got, body["error"], body["field"]) == (422, "invalid_field", "date"), body
+
+
+async def test_an_unknown_nested_field_is_named_whole(api: Api) -> None:
+    admin = await api.token(TokenRole.ADMIN)
+    got, body = await _send(api, "POST", "/v1/campaigns", admin, {
+        "campaign_id": "qa-nested", "name": "Nested", "caller_id": "+12125550100", "seller_name": "Acme",
+        "dnc_callback_number": "+12125550100", "amd_settings": {"greting_ms": 1500}})
+    assert (got, body["error"], body["field"]) == (422, "unknown_field", "amd_settings"), body
+    assert "amd_settings.greting_ms" in body["detail"]
+
+
+@pytest.mark.parametrize(("url", "words"), [
+    ("https://crm.exa mple.com/hooks", "spaces"),
+    ("https://crm.example.com/ho\toks", "spaces"),
+    ("https://crm.example.com:99999/hooks", "port"),
+    ("https://crm.example.com:0/hooks", "port"),
+])
+async def test_a_webhook_url_that_can_never_be_delivered_to_is_refused(api: Api, url: str, words: str) -> None:
+    admin = await api.token(TokenRole.ADMIN)
+    got, body = await _send(api, "POST", "/v1/webhooks", admin, {"url": url, "event_types": ["call.ended"]})
+    assert (got, body["error"], body["field"]) == (422, "invalid_field", "url"), body
+    assert words in body["detail"]
+
+
+async def test_a_webhook_replay_with_the_times_swapped_is_refused(api: Api) -> None:
+    admin = await api.token(TokenRole.ADMIN)
+    got, created = await _send(api, "POST", "/v1/webhooks", admin,
+                               {"url": "https://crm.example.com:8443/hooks", "event_types": ["call.ended"]})
+    assert got == 201, created
+    path = f"/v1/webhooks/{created['subscription_id']}/replay"
+    got, body = await _send(api, "POST", path, admin, {"since": "2026-11-24T00:00:00Z", "until": "2026-11-01T00:00:00Z"})
+    assert (got, body["error"], body["field"]) == (422, "invalid_field", "until"), body
+    got, body = await _send(api, "POST", path, admin, {"since": "2026-11-01T00:00:00Z", "until": "2026-11-24T00:00:00Z"})
+    assert got == 202, body
+
+
+async def test_a_lead_stored_with_a_far_callback_is_still_shown(api: Api) -> None:
+    # Rows written before times were bounded (a callback in 9999) are answered, not a 500.
+    phone = "+16055550177"
+    await api.outbox.put_many([("lead_upsert", {
+        "lead_id": f"lead-far-{api.call_id}", "first_name": "Far", "phones": [phone],
+        "callback_at": datetime(9999, 12, 31, 23, 0, tzinfo=UTC)})])
+    assert await api.outbox.flush(10)
+    got, body = await _send(api, "GET", "/v1/leads?name=far&phone=(605)%20555-0177", api.crm)
+    assert got == 200, body
+    assert [lead["callback_at"] for lead in body["leads"]] == ["9999-12-31T23:00:00Z"]
+
+
+@pytest.mark.parametrize(("state", "status"), [("ZZ", 422), ("XX", 422), ("dc", 201), ("PR", 201)])
+async def test_a_web_leads_state_is_a_us_state_as_in_the_csv_import(api: Api, state: str, status: int) -> None:
+    phone = {"ZZ": "+16055550161", "XX": "+16055550162", "dc": "+16055550163", "PR": "+16055550164"}[state]
+    got, body = await _send(api, "POST", "/v1/leads", api.crm,
+                            {"first_name": "Ann", "phone": f" {phone} ", "state": state, "source": "web_form"})
+    assert got == status, body
+    if status == 422:
+        assert (body["error"], body["field"]) == ("invalid_field", "state")
+    else:
+        assert await api.outbox.flush(10)
+        lead = await api.store.get_lead(body["lead_id"])
+        assert lead is not None and lead.state == state.upper() and list(lead.phones) == [phone]
+
+
+async def test_a_premium_rate_number_is_no_web_lead_as_it_is_no_imported_one(api: Api) -> None:
+    got, body = await _send(api, "POST", "/v1/leads", api.crm,
+                            {"first_name": "Ann", "phone": "+1 900 555 0104", "source": "web_form"})
+    assert (got, body["error"], body["field"]) == (422, "invalid_field", "phone"), body
+    assert "PREMIUM_RATE" in body["detail"]
+
+
+async def test_a_refused_role_is_named_in_plain_english(api: Api) -> None:
+    got, body = await _send(api, "GET", "/v1/webhooks", api.agent)
+    assert (got, body["error"], body["detail"]) == (403, "forbidden", "an agent token may not call this endpoint")
+
+
+@pytest.mark.parametrize("authorization", [None, "Basic YTpi", "Bearer dlr_unknown"])
+async def test_a_401_names_the_bearer_scheme(api: Api, authorization: str | None) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = await api.client.get("/v1/calls", headers=headers)
+    assert response.status == 401 and (await response.json())["error"] == "unauthorized"
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="dialer"'
+
+
+async def test_only_an_agent_token_speaks_for_an_agent(api: Api) -> None:
+    admin = await api.token(TokenRole.ADMIN)
+    got, body = await _send(api, "POST", "/v1/tokens", admin, {"role": "crm", "agent_id": api.agent_id})
+    assert (got, body["error"], body["field"]) == (422, "invalid_field", "agent_id"), body
+    got, body = await _send(api, "POST", "/v1/tokens", admin, {"role": "agent", "agent_id": api.agent_id})
+    assert got == 201 and body["agent_id"] == api.agent_id, body
+
+
+async def test_a_body_that_cannot_be_read_does_not_use_up_its_idempotency_key(api: Api) -> None:
+    # docs/api.md: what fails the request's schema is not kept, so the corrected retry runs.
+    headers = {**api.auth(api.crm), "Idempotency-Key": f"qa-unread-{api.call_id}"}
+    first = await api.client.post("/v1/calls", json={"lead_id": api.lead_id}, headers=headers)
+    assert first.status == 422 and (await first.json())["field"] == "agent_id"
+    lead = {"first_name": "Ann", "phone": "+16055550171", "source": "web_form"}
+    response = await api.client.post("/v1/leads", json={**lead, "zip": 60601}, headers=headers)
+    assert response.status == 422
+    response = await api.client.post("/v1/leads", json=lead, headers=headers)
+    assert response.status == 201 and "Idempotent-Replayed" not in response.headers
+    again = await api.client.post("/v1/leads", json=lead, headers=headers)
+    assert again.status == 201 and again.headers["Idempotent-Replayed"] == "true"

@@ -1,0 +1,95 @@
+"""The `dialer` command as an admin meets it: a missing dependency or a piped, closed output
+is one sentence and a non-zero exit status, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dialer.provision.ports import free_local_port
+from tests.conftest import AUDIT_KEYS_DIR
+
+
+def dialer(args: list[str], env: dict[str, str], timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dialer", *args], env={**os.environ, "DIALER_CONFIG": "", **env},
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(90)
+def test_serve_without_asterisk_says_so_in_one_sentence(pg_dsn: str, redis_url: str, redis_prefix: str,
+                                                        tmp_path: Path) -> None:
+    # Nothing listens on the ARI port: the start gives up after its 15 s wait.
+    env = {"DIALER_PG_DSN": pg_dsn, "DIALER_REDIS_URL": redis_url, "DIALER_REDIS_PREFIX": f"{redis_prefix}serve:",
+           "DIALER_ARI_PORT": str(free_local_port()), "DIALER_HTTP_PORT": str(free_local_port()),
+           "DIALER_STATE_DIR": str(tmp_path / "state"), "DIALER_RECORDINGS_DIR": str(tmp_path / "recordings"),
+           "DIALER_RECORDING_KEYS_DIR": str(tmp_path / "keys"), "DIALER_AUDIT_KEYS_DIR": str(AUDIT_KEYS_DIR)}
+    result = dialer(["serve"], env)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    last = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert last == [f"dialer: Asterisk's ARI at http://127.0.0.1:{env['DIALER_ARI_PORT']}/ari does not answer: "
+                    "start it ('dialer asterisk start') or set DIALER_ARI_PORT."], result.stderr[-3000:]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_output_piped_into_a_reader_that_left_is_no_traceback(redis_url: str, redis_prefix: str) -> None:
+    # `dialer dnc status | head -1` closes the pipe before every line is written.
+    env = {**os.environ, "DIALER_CONFIG": "", "DIALER_REDIS_URL": redis_url, "DIALER_REDIS_PREFIX": f"{redis_prefix}pipe:"}
+    result = subprocess.run(
+        ["bash", "-c", f"'{sys.executable}' -m dialer dnc status | head -c 0; exit ${{PIPESTATUS[0]}}"],
+        env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr
+    assert result.returncode == 141
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_webhook_commands_refuse_what_the_api_refuses(pg_dsn: str, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer.cli import main
+
+    monkeypatch.setenv("DIALER_CONFIG", "")
+    monkeypatch.setenv("DIALER_PG_DSN", pg_dsn)
+    assert main(["webhook", "create", "https://crm.example.com/qa-cli", "--event", "call.ended"]) == 0
+    subscription_id = json.loads(capsys.readouterr().out)["subscription_id"]
+    for words, field in [
+        (["rotate-secret", subscription_id, "--keep-previous", "-1"], "keep_previous_seconds"),  # was rotated, exit 0
+        (["deliveries", subscription_id, "--limit", "0"], "limit"),  # printed nothing, exit 0
+        (["replay", subscription_id, "--since", "2026-11-24T00:00Z", "--until", "2026-11-01T00:00Z"], "until"),
+        (["update", subscription_id, "--url", "https://crm.exa mple.com/"], "url"),
+    ]:
+        assert main(["webhook", *words]) == 2, words
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith(f"dialer: {field}: ") and err.count("\n") == 1, (words, err)
+    assert main(["changes", "webhook", subscription_id]) == 0
+    assert [json.loads(line)["action"] for line in capsys.readouterr().out.splitlines()] == ["create"]
+
+
+@pytest.mark.timeout(30)
+def test_a_backup_into_a_missing_folder_is_one_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer.cli import main
+
+    monkeypatch.setenv("DIALER_CONFIG", "")
+    assert main(["backup", "--out", str(tmp_path / "missing" / "nightly.tar.gz")]) == 2  # was a FileNotFoundError
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"dialer: The folder {tmp_path / 'missing'} does not exist: give --out a file in an " \
+                                "existing folder.\n"
+
+
+@pytest.mark.timeout(60)
+def test_the_user_command_says_postgresql_is_down_with_exit_status_3(monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer.cli import main
+
+    monkeypatch.setenv("DIALER_CONFIG", "")
+    monkeypatch.setenv("DIALER_PG_DSN", f"postgresql://postgres@127.0.0.1:{free_local_port()}/nowhere")
+    assert main(["user", "list"]) == 3  # was 2, the status of an invalid value
+    assert "does not answer" in capsys.readouterr().err
