@@ -107,8 +107,10 @@ def build_app(
     recording_routes.add_recording_routes(app, recordings)
     texting_api.add_texting_routes(app, texting)
     # Uploaded lists wait here until imported (a bare app, in tests, spools to a temporary folder).
+    # Their scrub reads the compliance gate's own copy of the rule data (one copy per process).
     lead_imports.add_lead_import_routes(
-        app, spool_dir=lead_import_spool or Path(tempfile.gettempdir()) / f"dialer-lead-imports-{os.getpid()}")
+        app, spool_dir=lead_import_spool or Path(tempfile.gettempdir()) / f"dialer-lead-imports-{os.getpid()}",
+        rulebook=deps.rulebook)
     # People sign in with a session cookie (the consoles); the agent's page gets its phone's
     # credentials from `sip_credentials_file` (Settings.sip_credentials_file).
     session_routes.add_session_routes(app, UserStore(deps.store), sip_credentials_file)
