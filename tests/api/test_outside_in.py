@@ -137,3 +137,10 @@ async def test_a_body_that_cannot_be_read_does_not_use_up_its_idempotency_key(ap
     assert response.status == 201 and "Idempotent-Replayed" not in response.headers
     again = await api.client.post("/v1/leads", json=lead, headers=headers)
     assert again.status == 201 and again.headers["Idempotent-Replayed"] == "true"
+
+
+async def test_a_callback_in_the_past_is_refused(api: Api) -> None:
+    # A CRM that sends local time as UTC, or last year's date: never accepted and then dialed at once.
+    got, body = await _send(api, "POST", f"/v1/calls/{api.call_id}/disposition", api.crm,
+                            {"code": "callback", "callback_at": "2020-12-01T15:00:00Z"})
+    assert (got, body["error"], body["field"]) == (422, "callback_in_past", "callback_at"), body
