@@ -97,7 +97,9 @@ def parse_number(raw: str) -> NumberInfo:
     try:
         number = phonenumbers.parse(text, "US")
     except phonenumbers.NumberParseException as error:
-        return NumberInfo(raw, None, NumberProblem.UNPARSABLE, str(error))
+        # Its text without the library's "(1) " error-type prefix: it reaches people's screens.
+        text = str(getattr(error, "_msg", error)).rstrip(".")
+        return NumberInfo(raw, None, NumberProblem.UNPARSABLE, text[:1].lower() + text[1:])
     # Validity and type against the US metadata only: the generic calls try every NANP region
     # in turn and cost ~15x more (measured by scripts/bench_gate.py).
     if not phonenumbers.is_valid_number_for_region(number, "US"):

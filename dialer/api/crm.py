@@ -187,8 +187,8 @@ async def list_calls(request: web.Request, query: CallQuery) -> Reply:
              responses={202: Answer(DispositionAccepted, "stored durably; reaches the CRM tables", headers=LOCATION)},
              errors={404: "`call_not_found`", 422: "`invalid_disposition` (`field`: code: unknown, or not among "
                                                    "the campaign's dispositions), `callback_outside_window` (the "
-                                                   "gate would block a call then: see `callback-times`) or an "
-                                                   "invalid field",
+                                                   "gate would block a call then: see `callback-times`), "
+                                                   "`callback_in_past`, or an invalid field",
                      503: "`rules_unavailable`: the calling-window rules for a callback could not be loaded"})
 async def post_disposition(request: web.Request, body: DispositionRequest) -> Reply:
     deps = request.app[DEPS]
@@ -199,6 +199,11 @@ async def post_disposition(request: web.Request, body: DispositionRequest) -> Re
             raise ApiError(422, "invalid_disposition", f"campaign {campaign.campaign_id} does not use the code "
                            f"{body.code!r} (its codes: {', '.join(campaign.dispositions)})", field="code")
     if body.callback_at is not None:
+        # A time already past is a CRM's mistake (a local time sent as UTC, a wrong year): the
+        # callback could never be made when promised, so it is refused rather than dialed at once.
+        if body.callback_at <= deps.clock():
+            raise ApiError(422, "callback_in_past", "the callback time has passed already: give a time to come "
+                           "(see callback-times)", field="callback_at")
         # Only a time the gate would allow: the callback is dialed then (compliance_rules windows).
         refusal = (await CallbackRules.of(deps, call)).refusal(body.callback_at)
         if refusal is not None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict
+from typing import Annotated
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from crm_bridge.dispositions import PipelineStage
 from crm_bridge.kinds import RecordKind
@@ -70,10 +71,19 @@ class LeadPage(ResponseModel):
     next: str | None = Field(description="the URL of the next page; null on the last page")
 
 
+def _stripped(value: object) -> object:
+    # What a person typed into a CRM's search box often ends with a space; leads are stored
+    # stripped (intake), so " eve " must find Eve.
+    return value.strip() if isinstance(value, str) else value
+
+
+Searched = Annotated[Line, BeforeValidator(_stripped)]
+
+
 class LeadQuery(PageQuery):
-    name: Line | None = Field(default=None, min_length=1, description='part of "first last", any case')
+    name: Searched | None = Field(default=None, min_length=1, description='part of "first last", any case')
     phone: UsPhone | None = Field(default=None, description="a US number, any format")
-    email: Line | None = Field(default=None, description="the whole address, any case")
+    email: Searched | None = Field(default=None, min_length=1, description="the whole address, any case")
 
 def _worked_by(request: web.Request) -> str | None:
     token = request[TOKEN]

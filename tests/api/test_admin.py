@@ -130,7 +130,7 @@ async def test_a_campaign_is_created_and_changed_and_its_dispositions_bind_its_c
     status, body = await _post(api, api.agent, f"/v1/calls/{call_id}/disposition", {"code": "sale"})
     assert status == 422 and body["error"] == "invalid_disposition", body
     status, body = await _post(api, api.agent, f"/v1/calls/{call_id}/disposition", {"code": "callback",
-                                                                                    "callback_at": "2026-12-01T15:00:00Z"})
+                                                                                    "callback_at": "2030-12-02T15:00:00Z"})
     assert status == 202, body
 
 

@@ -137,3 +137,23 @@ async def test_a_body_that_cannot_be_read_does_not_use_up_its_idempotency_key(ap
     assert response.status == 201 and "Idempotent-Replayed" not in response.headers
     again = await api.client.post("/v1/leads", json=lead, headers=headers)
     assert again.status == 201 and again.headers["Idempotent-Replayed"] == "true"
+
+
+async def test_a_callback_in_the_past_is_refused(api: Api) -> None:
+    # A CRM that sends local time as UTC, or last year's date: never accepted and then dialed at once.
+    got, body = await _send(api, "POST", f"/v1/calls/{api.call_id}/disposition", api.crm,
+                            {"code": "callback", "callback_at": "2020-12-01T15:00:00Z"})
+    assert (got, body["error"], body["field"]) == (422, "callback_in_past", "callback_at"), body
+
+
+async def test_a_lead_search_with_spaces_around_its_words_finds_the_lead(api: Api) -> None:
+    got, created = await _send(api, "POST", "/v1/leads", api.crm, {
+        "first_name": "Quinn", "last_name": "Spacey", "email": "quinn.spacey@example.com", "phone": "+16055550172",
+        "source": "web_form"})
+    assert got == 201, created
+    assert await api.outbox.flush(10)
+    for query in ("name=%20quinn%20spacey%20", "email=%20Quinn.Spacey@example.com%20"):
+        got, body = await _send(api, "GET", f"/v1/leads?{query}", api.crm)
+        assert got == 200 and [lead["lead_id"] for lead in body["leads"]] == [created["lead_id"]], (query, body)
+    got, body = await _send(api, "GET", "/v1/leads?name=%20%20", api.crm)
+    assert (got, body["field"]) == (422, "name"), body
