@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field
 from crm_bridge import reports
 from dialer.api.http import DEPS, STAFF_ROLES, ApiError
 from dialer.api.routes import Answer, Reply, RouteTable
-from dialer.api.schema import Id, QueryModel, ResponseModel, UtcTime
+from dialer.api.schema import Day, Id, QueryModel, ResponseModel, UtcTime
 
 routes = RouteTable("reports")
 CSV = "text/csv"
@@ -28,8 +28,8 @@ CSV_ERRORS = {422: "a parameter is invalid (`field` names it): an unknown period
 class PeriodQuery(QueryModel):
     period: reports.PeriodName = Field(default=reports.PeriodName.TODAY,
                                        description="today, week (Monday on), month, or range (from/to)")
-    from_: date | None = Field(default=None, alias="from", description="range: the first local day (YYYY-MM-DD)")
-    to: date | None = Field(default=None, description="range: the last local day, included (default: from)")
+    from_: Day | None = Field(default=None, alias="from", description="range: the first local day (YYYY-MM-DD)")
+    to: Day | None = Field(default=None, description="range: the last local day, included (default: from)")
     tz: str | None = Field(default=None, max_length=64,
                            description="an IANA time zone; default: the agency's (settings `agency_timezone`)")
     agent_id: Id | None = Field(default=None, description="count only this agent's calls and dispositions")

@@ -52,7 +52,10 @@ async def test_reports_api(reports_dsn: str, redis_url: str, redis_prefix: str, 
         assert [stage["stage"] for stage in stages][:2] == ["new_lead", "contacted"]
 
         for query, field in (("period=range", "from"), ("period=week&tz=Nowhere/Else", "tz"),
-                             (f"period=range&from={DAY}&to=2026-01-01", "to"), ("period=year", "period")):
+                             (f"period=range&from={DAY}&to=2026-01-01", "to"), ("period=year", "period"),
+                             # A day whose midnight cannot be a UTC time is refused, not a 500.
+                             ("period=range&from=9999-12-30&to=9999-12-31", "from"),
+                             ("period=range&from=0001-01-01", "from")):
             answer = await api.client.get(f"/v1/reports/agency?{query}", headers=supervisor)
             assert answer.status == 422, query
             assert (await answer.json())["field"] == field
