@@ -743,6 +743,32 @@ class PredictivePacer:
             jobs = again
         return answers
 
+    @property
+    def tables_version(self) -> int:
+        """Which lookup tables the pacer holds (0: none yet); a new value means new tables."""
+        return self._tables_of
+
+    @property
+    def horizon_count(self) -> int:
+        return int(self._q_busy.shape[0])
+
+    def batch_tables(self) -> BatchTables:
+        """The lookup tables as `_decide_batch` stacks them (the arrays themselves, not copies)."""
+        return BatchTables(
+            busy=self._q_busy,
+            kinds=self._column_kinds,
+            talk_width=self._talk_width,
+            wrap_width=self._wrap_width,
+            ring=self._p_ring,
+            share=self._share,
+            plan=self._plan,
+        )
+
+    def first_lines(self, floor: int, cap: int) -> int:
+        """Lines whose risks a decision computes first (any start gives the same answer;
+        about what the last decision needed saves a round)."""
+        return min(cap, max(8, 2 * floor, self._last_lines + 4))
+
     def open_limits(self, snapshot: PacingSnapshot, now: float) -> int | tuple[float, int, int]:
         """The scalar part of a decision: the answer itself when no risk is needed (warming
         up, no line free), else (allowance, floor, cap); the tables are up to date after it."""
@@ -869,6 +895,21 @@ def _risks_of(jobs: Sequence[_Decision]) -> list[FloatArray]:
 _BATCH_MIN = 2
 
 
+@dataclass(frozen=True, slots=True)
+class BatchTables:
+    """One pacer's lookup tables (`PredictivePacer.batch_tables`): busy columns (talking
+    ones, then wrap-up ones) by horizon, each column's kind (0 counted, 1 surely free,
+    2 left out), ringing-line columns by horizon, and the new lines' arrival shares."""
+
+    busy: FloatArray  # (horizons, talk_width + wrap_width)
+    kinds: IntArray
+    talk_width: int
+    wrap_width: int
+    ring: FloatArray  # (horizons, ring width)
+    share: FloatArray
+    plan: FloatArray
+
+
 @dataclass(slots=True)
 class _Layout:
     """Every pacer's lookup tables of one batch, stacked: row r of `busy` is one busy
@@ -894,20 +935,22 @@ _LAYOUTS: dict[tuple[int, ...], _Layout] = {}
 
 
 def _layout(pacers: Sequence[PredictivePacer]) -> _Layout:
-    key = tuple((id(p), p._tables_of) for p in pacers)
+    key = tuple((id(p), p.tables_version) for p in pacers)
     ids = tuple(k[0] for k in key)
     layout = _LAYOUTS.get(ids)
     if layout is not None and layout.key == key:
         return layout
-    talk_w = np.array([p._talk_width for p in pacers], dtype=np.int64)
-    wrap_w = np.array([p._wrap_width for p in pacers], dtype=np.int64)
+    tables = [p.batch_tables() for p in pacers]
+    talk_w = np.array([t.talk_width for t in tables], dtype=np.int64)
+    wrap_w = np.array([t.wrap_width for t in tables], dtype=np.int64)
     widths = talk_w + wrap_w
     offsets = np.cumsum(widths) - widths
     pad = int(widths.sum())
-    busy = np.concatenate([p._q_busy.T for p in pacers] + [np.zeros((1, pacers[0]._q_busy.shape[0]))])
-    kinds = np.concatenate([p._column_kinds for p in pacers] + [np.array([2], dtype=np.int64)])
-    ring_w = np.array([p._ring_width for p in pacers], dtype=np.int64)
-    ring = np.concatenate([p._p_ring.T for p in pacers] + [np.zeros((1, pacers[0]._p_ring.shape[0]))])
+    horizons = tables[0].busy.shape[0]
+    busy = np.concatenate([t.busy.T for t in tables] + [np.zeros((1, horizons))])
+    kinds = np.concatenate([t.kinds for t in tables] + [np.array([2], dtype=np.int64)])
+    ring_w = np.array([t.ring.shape[1] for t in tables], dtype=np.int64)
+    ring = np.concatenate([t.ring.T for t in tables] + [np.zeros((1, horizons))])
     layout = _Layout(
         key=key,
         busy=np.ascontiguousarray(busy),
@@ -919,8 +962,8 @@ def _layout(pacers: Sequence[PredictivePacer]) -> _Layout:
         ring=np.ascontiguousarray(ring),
         ring_offset=np.cumsum(ring_w) - ring_w,
         ring_last=ring_w - 1,
-        share=np.array([p._share for p in pacers]),
-        plan=np.array([p._plan for p in pacers]),
+        share=np.array([t.share for t in tables]),
+        plan=np.array([t.plan for t in tables]),
         pad=pad,
     )
     if len(_LAYOUTS) > 64:  # simulations come and go: keep the recent batches only
@@ -948,14 +991,14 @@ def _decide_batch(pacers: Sequence[PredictivePacer], snapshots: Sequence[PacingS
             limits.append(opened)
     if not pending:
         return answers
-    horizons = {pacers[i]._q_busy.shape[0] for i in pending}
+    horizons = {pacers[i].horizon_count for i in pending}
     if len(horizons) > 1:  # pacers with different horizons: one at a time
         for i in pending:
             answers[i] = PredictivePacer.decide_many([pacers[i]], [snapshots[i]], now)[0]
         return answers
     # The layout holds every pacer with tables (stable once warmed up), not only those
     # asking now: the set asking changes from second to second.
-    tabled = [p for p in pacers if p._tables_of]
+    tabled = [p for p in pacers if p.tables_version]
     layout = _layout(tabled)
     slot = {id(p): k for k, p in enumerate(tabled)}
     jobs = len(pending)
@@ -1016,7 +1059,7 @@ def _decide_batch(pacers: Sequence[PredictivePacer], snapshots: Sequence[PacingS
         ringing = ringing + planned
         share = share + planned
     free_now = np.array([s.ready_agents - s.calls_waiting for s in snaps], dtype=np.int64) + certain
-    lines = [min(cap, max(8, 2 * floor, pacers[i]._last_lines + 4)) for i, (_, floor, cap) in zip(pending, limits, strict=True)]
+    lines = [pacers[i].first_lines(floor, cap) for i, (_, floor, cap) in zip(pending, limits, strict=True)]
     todo = list(range(jobs))
     while todo:
         again: list[int] = []

@@ -110,7 +110,7 @@ class OutcomeOraclePacer:
         self.allowance *= (target / expected) ** c.steer_gain
         self.allowance = min(max(self.allowance, c.min_allowance), c.max_allowance)
 
-    def _supply_cdfs(self, snapshot: PacingSnapshot, now: float) -> list[list[float]]:
+    def supply_cdfs(self, snapshot: PacingSnapshot, now: float) -> list[list[float]]:
         """Per horizon of the tables: P(at most s busy agents are free by then), s = 0, 1, ...
         (the exact Poisson-binomial count from the measured tables).
 
@@ -192,7 +192,7 @@ class OutcomeOraclePacer:
                     if not modelled:
                         break
                     if not cdfs:
-                        cdfs = self._supply_cdfs(snapshot, now)
+                        cdfs = self.supply_cdfs(snapshot, now)
                     # People known to arrive first take agents first (FIFO); this one, in
                     # turn, takes an agent from every known person arriving after it: it is
                     # charged the worst shortage from its own arrival on.

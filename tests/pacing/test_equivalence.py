@@ -171,7 +171,7 @@ def test_the_oracle_leaves_out_only_agents_that_change_nothing() -> None:
         ages_t = [min(max(int(now - s), 0), model.q_talk.shape[1] - 1) for s in talking]
         ages_w = [min(max(int(now - s), 0), model.q_wrap.shape[1] - 1) for s in wrapping]
         full = np.cumsum(poisson_binomial(np.concatenate([model.q_talk[:, ages_t], model.q_wrap[:, ages_w]], axis=1)), axis=1)
-        got = oracle._supply_cdfs(snapshot, now)
+        got = oracle.supply_cdfs(snapshot, now)
         for row_full, row in zip(np.minimum(full, 1.0).tolist(), got, strict=True):
             assert len(row) <= len(row_full), trial
             assert np.abs(np.array(row) - np.array(row_full[: len(row)])).max() < 1e-12
