@@ -9,7 +9,8 @@ each, every policy on the same leads and agents: common random numbers):
   our occupancy margin over it, paired by replication, with a 95% interval;
 - VICIdial's defaults (ADAPT modes as shipped): the best of them, and our margin;
 - the outcome oracle (our rule with perfect knowledge of the dials) and our gap to it;
-and the grid's wall time. Runs on 2 worker processes; `--quick` is a two-scenario grid
+and the grid's wall time, with the workers' CPU seconds by policy and by team size (jobs
+read from the cache count nothing). Runs on 2 worker processes; `--quick` is a two-scenario grid
 (about a minute). Run it under `nice -n 10` on a shared machine.
 
     .venv/bin/python scripts/bench_pacing.py --quick
@@ -454,6 +455,7 @@ def main() -> int:
     jobs.sort(key=lambda j: -_job_weight(j))
     cpu = 0.0
     cpu_by: dict[str, float] = {}
+    cpu_by_size: dict[tuple[str, int], float] = {}
     with contextlib.ExitStack() as stack:
         if args.workers > 1:
             pool = stack.enter_context(ProcessPoolExecutor(max_workers=args.workers))
@@ -464,6 +466,8 @@ def main() -> int:
             cpu += seconds
             kind, policy, group, _, _ = job
             cpu_by[policy] = cpu_by.get(policy, 0.0) + seconds
+            size = (policy, group[0].agents)
+            cpu_by_size[size] = cpu_by_size.get(size, 0.0) + seconds
             if kind == "tune":
                 data[(group[0].name, "tuned")] = out
                 _store(args.cache, args.seed, group[0], "tuned", out)
@@ -478,6 +482,9 @@ def main() -> int:
         print(f"# old/new CPU on the sample cells (measured above, this run): {ratio:.2f}x")
     if cpu_by:
         print("# worker CPU s by policy: " + ", ".join(f"{p} {s:.0f}" for p, s in sorted(cpu_by.items())))
+        for policy in sorted(cpu_by):
+            sizes = sorted((agents, s) for (p, agents), s in cpu_by_size.items() if p == policy)
+            print(f"#   {policy} by team size: " + ", ".join(f"{agents}: {s:.0f}" for agents, s in sizes))
     return 0
 
 

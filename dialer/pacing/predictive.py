@@ -31,6 +31,7 @@ answers), so the allowance is not chased from a per-minute rate. Instead:
 
 from __future__ import annotations
 
+import itertools
 import math
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -187,6 +188,12 @@ class AgentFreeModel:
             self._since_rebuild += 1
         elif kind is EventKind.WRAP_ENDED:
             self.wrap.add(event.seconds)
+
+    def observe_dial_ended(self, seconds: float) -> None:
+        """`observe` of a DIAL_ENDED event (it uses only the seconds from the dial)."""
+        self.dials_seen = self.dials_seen * self._DECAY + 1.0
+        self.humans_seen *= self._DECAY
+        self.dials.add(-max(seconds, 1e-3))
 
     @property
     def ready(self) -> bool:
@@ -384,9 +391,12 @@ def line_risks(
 
     The chance the n-th line finds no agent at horizon k is P(N >= free + S), N the
     Poisson count of people before it, S the busy agents free by then; computed as
-    1 - sum_c P(N = c) P(S > c - free), so the Poisson law is needed term by term only
-    (no running sum), and the supply's upper tail comes from a sum from the top (no
-    1 - CDF cancellation). Terms where that tail is under 1e-18 are left out.
+    1 - e^-mu sum_c (mu^c / c!) P(S > c - free), so the Poisson law is needed term by term
+    only (no running sum), and the supply's upper tail comes from a sum from the top (no
+    1 - CDF cancellation); the sum over c is one matrix product per situation and horizon.
+    Left out, as below the rounding of the sum: counts c whose supply tail is under 1e-14
+    (the Fourier transform's own error on the supply's law is about that), and counts
+    past the Poisson law's last term over 1e-20 (`_POISSON_REACH`).
     """
     jobs, horizons, supply = free_pmf.shape
     # survival[j, k, x] = P(S >= x), x = 0 .. supply; summed from the top.
@@ -395,31 +405,54 @@ def line_risks(
     survival[:, :, 0] = 1.0  # P(S >= 0), exactly
     survival[:, :, supply] = 0.0
     # The largest count whose tail still matters (x = 0 always does), per situation.
-    mattering: BoolArray = survival.max(axis=1) > 1e-18  # (jobs, supply + 1)
+    mattering: BoolArray = survival.max(axis=1) > 1e-14  # (jobs, supply + 1)
     highest = supply - np.argmax(mattering[:, ::-1], axis=1)
     size = max(1, int((free_now + highest).max()))
+    # Poisson means of the people before line n at horizon k: (jobs, horizons, lines).
+    mean = ringing_people[:, :, None] + np.arange(lines) * new_person_share[:, :, None]
+    step = math.ceil(float(mean.max()) / _REACH_STEP)
+    if step < len(_POISSON_REACH):
+        size = max(1, min(size, int(_POISSON_REACH[step])))
     c = np.arange(size)
     # P(S > c - free) = survival at c - free + 1: 1 below the support, 0 above it.
     index = np.minimum(np.maximum(c - (free_now[:, None] - 1), 0), supply)  # (jobs, size)
-    tail = survival[np.arange(jobs)[:, None, None], np.arange(horizons)[None, :, None], index[:, None, :]]
-    mean = ringing_people[:, None, :] + np.arange(lines)[None, :, None] * new_person_share[:, None, :]
+    tail = np.take_along_axis(survival, np.broadcast_to(index[:, None, :], (jobs, horizons, size)), axis=2)
     mu = np.maximum(mean, 1e-300)
-    terms = c * np.log(mu)[..., None]  # (jobs, lines, horizons, size)
-    terms -= mu[..., None]
+    terms = np.multiply.outer(np.log(mu), c)  # (jobs, horizons, lines, size): log(mu^c)
     terms -= _LOG_FACTORIAL[:size]
     # Floored at e^-700 (about 1e-304): smaller terms change no sum that matters here, and
-    # subnormal numbers would make exp many times slower.
+    # subnormal numbers would make exp and the product many times slower.
     np.maximum(terms, -700.0, out=terms)
     np.exp(terms, out=terms)
-    terms *= tail[:, None, :, :]
-    per_horizon = 1.0 - terms.sum(axis=3)  # (jobs, lines, horizons)
+    found = np.matmul(terms, tail[..., None])[..., 0]  # sum_c (mu^c / c!) P(S > c - free)
+    found *= np.exp(-mu)
+    per_horizon = 1.0 - found  # (jobs, horizons, lines)
     # A person who takes an agent at k leaves a later arrival without one: the line is
     # charged the worst shortage from its own arrival on (horizons are in time order).
-    per_horizon = np.maximum.accumulate(per_horizon[:, :, ::-1], axis=2)[:, :, ::-1]
-    risks: FloatArray = per_horizon.sum(axis=2)
+    for k in range(horizons - 2, -1, -1):
+        np.maximum(per_horizon[:, k], per_horizon[:, k + 1], out=per_horizon[:, k])
+    risks: FloatArray = per_horizon.sum(axis=1)
     risks /= horizons  # the mean, without its overhead
     np.maximum(risks, 0.0, out=risks)
     return risks
+
+
+def _poisson_reach(top: float, step: float) -> IntArray:
+    """For mu on a grid (0, step, 2 step, .. top): a count past which every term of the
+    Poisson(mu) law is under e^-46 (1e-20). A term at a count above mu grows with mu, so
+    the value at the grid point above a mean bounds it."""
+    reach = []
+    for g in np.arange(0.0, top + step, step):
+        mu = max(float(g), 1e-300)
+        count = math.floor(g) + 1
+        while count * math.log(mu) - mu - math.lgamma(count + 1.0) >= -46.0:
+            count += 1
+        reach.append(count + 1)
+    return np.array(reach, dtype=np.int64)
+
+
+_REACH_STEP = 0.25
+_POISSON_REACH = _poisson_reach(300.0, _REACH_STEP)
 
 
 class AbandonBudget:
@@ -540,6 +573,10 @@ class PredictivePacer:
             self._predicted *= decay
         elif kind is EventKind.CALL_ABANDONED:
             self._observed += 1.0
+
+    def observe_dial_ended(self, seconds: float) -> None:
+        """`observe` of a DIAL_ENDED event, which only the model uses (its seconds)."""
+        self.model.observe_dial_ended(seconds)
 
     @property
     def predicted_abandons(self) -> float:
@@ -682,6 +719,8 @@ class PredictivePacer:
     def decide_many(pacers: Sequence[PredictivePacer], snapshots: Sequence[PacingSnapshot], now: float) -> list[int]:
         """`decide` for several pacers at once (the simulator runs replications side by side):
         each pacer's answer is the one it would give alone; the array work is shared."""
+        if len(pacers) >= _BATCH_MIN and all(p.config.count_future_dials is False for p in pacers):
+            return _decide_batch(pacers, snapshots, now)
         answers = [0] * len(pacers)
         jobs: list[_Decision] = []
         for i, (pacer, snapshot) in enumerate(zip(pacers, snapshots, strict=True)):
@@ -703,6 +742,49 @@ class PredictivePacer:
                     again.append(job)
             jobs = again
         return answers
+
+    @property
+    def tables_version(self) -> int:
+        """Which lookup tables the pacer holds (0: none yet); a new value means new tables."""
+        return self._tables_of
+
+    @property
+    def horizon_count(self) -> int:
+        return int(self._q_busy.shape[0])
+
+    def batch_tables(self) -> BatchTables:
+        """The lookup tables as `_decide_batch` stacks them (the arrays themselves, not copies)."""
+        return BatchTables(
+            busy=self._q_busy,
+            kinds=self._column_kinds,
+            talk_width=self._talk_width,
+            wrap_width=self._wrap_width,
+            ring=self._p_ring,
+            share=self._share,
+            plan=self._plan,
+        )
+
+    def first_lines(self, floor: int, cap: int) -> int:
+        """Lines whose risks a decision computes first (any start gives the same answer;
+        about what the last decision needed saves a round)."""
+        return min(cap, max(8, 2 * floor, self._last_lines + 4))
+
+    def open_limits(self, snapshot: PacingSnapshot, now: float) -> int | tuple[float, int, int]:
+        """The scalar part of a decision: the answer itself when no risk is needed (warming
+        up, no line free), else (allowance, floor, cap); the tables are up to date after it."""
+        c = self.config
+        target = self.budget.target(snapshot.abandon_tally, now)
+        self.target = target
+        floor = min(progressive_lines(snapshot), snapshot.free_lines)
+        if not self.model.ready:
+            return floor
+        self._steer(now, target)
+        allowance = c.min_allowance if self.budget.fallback else self.allowance
+        cap = min(snapshot.free_lines, int(c.max_lines_per_agent * max(1, snapshot.logged_in_agents)))
+        if cap <= 0:
+            return 0
+        self._tables()
+        return allowance, floor, cap
 
     def open_decision(self, snapshot: PacingSnapshot, now: float) -> int | _Decision:
         """Everything of a decision before the risks: the answer itself when no risk is
@@ -745,9 +827,13 @@ class PredictivePacer:
 
     def close_decision(self, job: _Decision, risks: FloatArray, n: int, now: float) -> int:
         """The answer from the risks of the first `len(risks)` new lines (n under the allowance)."""
+        return self.close_risks(risks, n, job.floor, now)
+
+    def close_risks(self, risks: FloatArray, n: int, floor: int, now: float) -> int:
+        """The answer from the risks of the first `len(risks)` new lines (n under the allowance)."""
         c = self.config
         self._last_lines = n
-        n = max(n, job.floor)
+        n = max(n, floor)
         self._track_dial_rate(n, now)
         if n:
             dialed = float(risks[:n].sum())
@@ -800,3 +886,200 @@ def _risks_of(jobs: Sequence[_Decision]) -> list[FloatArray]:
         for row, i in enumerate(members):
             out[i] = risks[row, : jobs[i].lines]
     return out
+
+
+# From this many pacers deciding together, `decide_many` gathers every pacer's busy agents
+# and ringing lines with a fixed number of array operations per second (`_decide_batch`)
+# instead of a few per pacer: numpy's fixed cost per call, not the arithmetic, was most of a
+# decision even at 100 agents (about 200 us a decision, 15-20 array calls of small arrays).
+_BATCH_MIN = 2
+
+
+@dataclass(frozen=True, slots=True)
+class BatchTables:
+    """One pacer's lookup tables (`PredictivePacer.batch_tables`): busy columns (talking
+    ones, then wrap-up ones) by horizon, each column's kind (0 counted, 1 surely free,
+    2 left out), ringing-line columns by horizon, and the new lines' arrival shares."""
+
+    busy: FloatArray  # (horizons, talk_width + wrap_width)
+    kinds: IntArray
+    talk_width: int
+    wrap_width: int
+    ring: FloatArray  # (horizons, ring width)
+    share: FloatArray
+    plan: FloatArray
+
+
+@dataclass(slots=True)
+class _Layout:
+    """Every pacer's lookup tables of one batch, stacked: row r of `busy` is one busy
+    column (an agent's state and whole seconds) of one pacer, its last row never free;
+    row r of `ring` one ringing-line column. Rebuilt when any pacer's tables change."""
+
+    key: tuple[tuple[int, int], ...]
+    busy: FloatArray  # (rows + 1, horizons)
+    kinds: IntArray  # (rows + 1,): 0 counted, 1 surely free, 2 left out
+    talk_offset: IntArray  # per pacer: its first talking column's row
+    talk_last: IntArray
+    wrap_offset: IntArray
+    wrap_last: IntArray
+    ring: FloatArray  # (ring rows + 1, horizons), the last row zero
+    ring_offset: IntArray
+    ring_last: IntArray
+    share: FloatArray  # (pacers, horizons)
+    plan: FloatArray  # (pacers, horizons)
+    pad: int
+
+
+_LAYOUTS: dict[tuple[int, ...], _Layout] = {}
+
+
+def _layout(pacers: Sequence[PredictivePacer]) -> _Layout:
+    key = tuple((id(p), p.tables_version) for p in pacers)
+    ids = tuple(k[0] for k in key)
+    layout = _LAYOUTS.get(ids)
+    if layout is not None and layout.key == key:
+        return layout
+    tables = [p.batch_tables() for p in pacers]
+    talk_w = np.array([t.talk_width for t in tables], dtype=np.int64)
+    wrap_w = np.array([t.wrap_width for t in tables], dtype=np.int64)
+    widths = talk_w + wrap_w
+    offsets = np.cumsum(widths) - widths
+    pad = int(widths.sum())
+    horizons = tables[0].busy.shape[0]
+    busy = np.concatenate([t.busy.T for t in tables] + [np.zeros((1, horizons))])
+    kinds = np.concatenate([t.kinds for t in tables] + [np.array([2], dtype=np.int64)])
+    ring_w = np.array([t.ring.shape[1] for t in tables], dtype=np.int64)
+    ring = np.concatenate([t.ring.T for t in tables] + [np.zeros((1, horizons))])
+    layout = _Layout(
+        key=key,
+        busy=np.ascontiguousarray(busy),
+        kinds=kinds,
+        talk_offset=offsets,
+        talk_last=talk_w - 1,
+        wrap_offset=offsets + talk_w,
+        wrap_last=wrap_w - 1,
+        ring=np.ascontiguousarray(ring),
+        ring_offset=np.cumsum(ring_w) - ring_w,
+        ring_last=ring_w - 1,
+        share=np.array([t.share for t in tables]),
+        plan=np.array([t.plan for t in tables]),
+        pad=pad,
+    )
+    if len(_LAYOUTS) > 64:  # simulations come and go: keep the recent batches only
+        _LAYOUTS.clear()
+    _LAYOUTS[ids] = layout
+    return layout
+
+
+def _decide_batch(pacers: Sequence[PredictivePacer], snapshots: Sequence[PacingSnapshot], now: float) -> list[int]:
+    """`decide_many` with every pacer's columns gathered in one pass (see `_BATCH_MIN`).
+
+    The same counts as `open_decision` pacer by pacer (the same whole seconds, clipped
+    the same way, the same table values, the busy agents in the same order); sums may
+    round differently in the last bit.
+    """
+    answers = [0] * len(pacers)
+    limits: list[tuple[float, int, int]] = []
+    pending: list[int] = []
+    for i, (pacer, snapshot) in enumerate(zip(pacers, snapshots, strict=True)):
+        opened = pacer.open_limits(snapshot, now)
+        if isinstance(opened, int):
+            answers[i] = opened
+        else:
+            pending.append(i)
+            limits.append(opened)
+    if not pending:
+        return answers
+    horizons = {pacers[i].horizon_count for i in pending}
+    if len(horizons) > 1:  # pacers with different horizons: one at a time
+        for i in pending:
+            answers[i] = PredictivePacer.decide_many([pacers[i]], [snapshots[i]], now)[0]
+        return answers
+    # The layout holds every pacer with tables (stable once warmed up), not only those
+    # asking now: the set asking changes from second to second.
+    tabled = [p for p in pacers if p.tables_version]
+    layout = _layout(tabled)
+    slot = {id(p): k for k, p in enumerate(tabled)}
+    jobs = len(pending)
+    at = np.array([slot[id(pacers[i])] for i in pending], dtype=np.int64)
+    snaps = [snapshots[i] for i in pending]
+    # Busy agents: talking then wrapping, pacer by pacer, as `_busy_columns` orders them.
+    parts: list[tuple[float, ...]] = []
+    lengths: list[int] = []
+    for snap in snaps:
+        parts.append(snap.talking_since)
+        parts.append(snap.wrapping_since)
+        lengths.append(len(snap.talking_since))
+        lengths.append(len(snap.wrapping_since))
+    counts = np.array(lengths, dtype=np.int64)
+    total = int(counts.sum())
+    since = np.fromiter(itertools.chain.from_iterable(parts), dtype=np.float64, count=total)
+    columns = (now - since).astype(np.int64)
+    np.maximum(columns, 0, out=columns)
+    last = np.empty(2 * jobs, dtype=np.int64)
+    last[0::2] = layout.talk_last[at]
+    last[1::2] = layout.wrap_last[at]
+    offset = np.empty(2 * jobs, dtype=np.int64)
+    offset[0::2] = layout.talk_offset[at]
+    offset[1::2] = layout.wrap_offset[at]
+    np.minimum(columns, np.repeat(last, counts), out=columns)
+    columns += np.repeat(offset, counts)
+    kinds = layout.kinds[columns]
+    owner = np.repeat(np.arange(jobs, dtype=np.int64), counts[0::2] + counts[1::2])
+    certain = np.bincount(owner[kinds == 1], minlength=jobs)
+    kept = kinds == 0
+    kept_columns = columns[kept]
+    kept_owner = owner[kept]
+    per_job = np.bincount(kept_owner, minlength=jobs)
+    width = int(per_job.max()) if jobs else 0
+    index = np.full((jobs, width), layout.pad, dtype=np.int64)
+    starts = np.cumsum(per_job) - per_job
+    index[kept_owner, np.arange(len(kept_columns)) - starts[kept_owner]] = kept_columns
+    busy = layout.busy[index].transpose(0, 2, 1)  # (jobs, horizons, width)
+    free_pmf = poisson_binomial(busy)
+    # Ringing lines: expected people by each horizon, summed per pacer.
+    ring_counts = np.array([len(snap.ringing_since) for snap in snaps], dtype=np.int64)
+    rings = int(ring_counts.sum())
+    ring_since = np.fromiter(
+        itertools.chain.from_iterable(snap.ringing_since for snap in snaps), dtype=np.float64, count=rings
+    )
+    ages = (now - ring_since).astype(np.int64)
+    np.maximum(ages, 0, out=ages)
+    np.minimum(ages, np.repeat(layout.ring_last[at], ring_counts), out=ages)
+    ages += np.repeat(layout.ring_offset[at], ring_counts)
+    values = np.concatenate([layout.ring[ages], np.zeros((1, layout.ring.shape[1]))])
+    ring_starts = np.cumsum(ring_counts) - ring_counts
+    ringing = np.add.reduceat(values, ring_starts, axis=0)
+    ringing[ring_counts == 0] = 0.0
+    p_human = np.array([pacers[i].model.p_human for i in pending])
+    share = p_human[:, None] * layout.share[at]
+    if any(pacers[i].config.plan_seconds for i in pending):
+        planned = p_human[:, None] * layout.plan[at]
+        ringing = ringing + planned
+        share = share + planned
+    free_now = np.array([s.ready_agents - s.calls_waiting for s in snaps], dtype=np.int64) + certain
+    lines = [pacers[i].first_lines(floor, cap) for i, (_, floor, cap) in zip(pending, limits, strict=True)]
+    todo = list(range(jobs))
+    while todo:
+        again: list[int] = []
+        # Risk rounds in groups of about the same number of lines (padding lines costs work).
+        groups: dict[int, list[int]] = {}
+        for j in todo:
+            groups.setdefault(lines[j].bit_length(), []).append(j)
+        for members in groups.values():
+            rows = np.array(members, dtype=np.int64)
+            most = max(lines[j] for j in members)
+            risks = line_risks(free_now[rows], free_pmf[rows], ringing[rows], share[rows], most)
+            for row, j in enumerate(members):
+                allowance, floor, cap = limits[j]
+                mine = risks[row, : lines[j]]
+                n = int(np.searchsorted(mine, allowance, side="right"))
+                if n < lines[j] or lines[j] >= cap:
+                    pacer = pacers[pending[j]]
+                    answers[pending[j]] = pacer.close_risks(mine, n, floor, now)
+                else:
+                    lines[j] = min(cap, 2 * lines[j])
+                    again.append(j)
+        todo = again
+    return answers

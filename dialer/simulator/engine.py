@@ -20,7 +20,8 @@ pacer declares `decides_on_state_only` (its answer depends on the snapshot's cou
 alone) and nothing happened since its last answer was placed in full: it would answer 0
 again, so the call is skipped, and a simulation running alone jumps to the next event's
 second (the results are identical; tests compare both ways). A pacer may also take a
-tick's DIAL_PLACED events as one call, `observe_placed(now, count)`, where it has one.
+tick's DIAL_PLACED events as one call, `observe_placed(now, count)`, and DIAL_ENDED as
+`observe_dial_ended(seconds)`, where it has them.
 """
 
 from __future__ import annotations
@@ -303,6 +304,10 @@ class Simulation:
         # A pacer may take a tick's DIAL_PLACED events as one count (`observe_placed(now, n)`).
         placed_many = getattr(pacer, "observe_placed", None)
         self._placed_many: Callable[[float, int], None] | None = placed_many if callable(placed_many) else None
+        # A pacer may take DIAL_ENDED as `observe_dial_ended(seconds)` when it uses only the
+        # seconds from the dial (most events of a low live-answer campaign are these).
+        ended = getattr(pacer, "observe_dial_ended", None)
+        self._ended_fast: Callable[[float], None] | None = ended if callable(ended) and self._sends_ended else None
         self._state_only = skip_idle_decisions and bool(getattr(pacer, "decides_on_state_only", False))
         # Something happened since the pacer last answered (or its answer was capped).
         self._changed = True
@@ -323,8 +328,12 @@ class Simulation:
         """For the oracle: will the `ahead`-th next dial need an agent, and after how long?"""
         if self.s.lead_list_size and self.leads_used + ahead >= self.s.lead_list_size:
             return None
-        plan, decided, _ = self._plan(self.next_dial + ahead)
-        return plan in (_PLAN_HUMAN, _PLAN_MACHINE_AS_HUMAN), decided
+        k = self.next_dial + ahead
+        st = self.stream
+        if k >= st.size:
+            st.ensure(k)
+        plan = st.plan[k]
+        return plan == _PLAN_HUMAN or plan == _PLAN_MACHINE_AS_HUMAN, st.offset[k]
 
     # -- bookkeeping --------------------------------------------------------------------
 
@@ -422,7 +431,9 @@ class Simulation:
             k = ident
             placed = self.ringing.pop(k)
             self.active_lines -= 1
-            if self._sends_ended:
+            if self._ended_fast is not None:
+                self._ended_fast(time - placed)
+            elif self._sends_ended:
                 outcome = _OUTCOMES[self.stream.ends[k]]
                 self._observe_pacer(PacingEvent(EventKind.DIAL_ENDED, time, time - placed, outcome))
             if self.event_log is not None:
@@ -492,7 +503,9 @@ class Simulation:
             today[_LIVE] += 1
             today[_ABANDONED] += 1
             today[_AMD_FP_COUNT] += 1
-            if self._sends_ended:
+            if self._ended_fast is not None:
+                self._ended_fast(time - placed)
+            elif self._sends_ended:
                 self._observe_pacer(PacingEvent(EventKind.DIAL_ENDED, time, time - placed, DialOutcome.MACHINE))
             if self.event_log is not None:
                 self.event_log.append((time, "end", k))

@@ -68,6 +68,9 @@ class OutcomeOraclePacer:
         self._predicted = 0.0
         self._observed = 0.0
         self._next_steer = -math.inf
+        self._columns_of = 0  # the tables the column kinds below are for
+        self._busy: np.ndarray[tuple[int, ...], np.dtype[np.float64]] = np.zeros((1, 1))
+        self._kinds: IntArray = np.zeros(1, dtype=np.int64)
 
     def bind_peek(self, peek: Callable[[int], tuple[bool, float] | None]) -> None:
         self._peek = peek
@@ -84,6 +87,10 @@ class OutcomeOraclePacer:
             self._predicted *= decay
         elif kind is EventKind.CALL_ABANDONED:
             self._observed += 1.0
+
+    def observe_dial_ended(self, seconds: float) -> None:
+        """`observe` of a DIAL_ENDED event, which only the model uses (its seconds)."""
+        self.model.observe_dial_ended(seconds)
 
     @property
     def predicted_rate(self) -> float:
@@ -103,24 +110,50 @@ class OutcomeOraclePacer:
         self.allowance *= (target / expected) ** c.steer_gain
         self.allowance = min(max(self.allowance, c.min_allowance), c.max_allowance)
 
-    def _supply_cdfs(self, snapshot: PacingSnapshot, now: float) -> list[list[float]]:
+    def supply_cdfs(self, snapshot: PacingSnapshot, now: float) -> list[list[float]]:
         """Per horizon of the tables: P(at most s busy agents are free by then), s = 0, 1, ...
-        (the exact Poisson-binomial count from the measured tables)."""
+        (the exact Poisson-binomial count from the measured tables).
+
+        With more than `_PYTHON_MAX` busy agents, agents whose chance is exactly 0 at every
+        horizon (a call or wrap-up that cannot end in time: most calls, with wrap-ups of 20 s
+        or more) leave the count unchanged, and agents whose chance is exactly 1 only shift
+        it: only the others enter the transform (at 100 agents, a tenth of them), for the
+        same law up to rounding.
+        """
         model = self.model
-        talk_last, wrap_last = model.q_talk.shape[1] - 1, model.q_wrap.shape[1] - 1
-        talking: list[int] | IntArray
-        wrapping: list[int] | IntArray
-        if len(snapshot.talking_since) + len(snapshot.wrapping_since) > _PYTHON_MAX:
-            # The same whole seconds (truncated toward zero, then clipped), with numpy.
-            since = np.array(snapshot.talking_since, dtype=np.float64)
-            talking = np.minimum(np.maximum((now - since).astype(np.int64), 0), talk_last)
-            since = np.array(snapshot.wrapping_since, dtype=np.float64)
-            wrapping = np.minimum(np.maximum((now - since).astype(np.int64), 0), wrap_last)
-        else:
+        talk_width = model.q_talk.shape[1]
+        talk_last, wrap_last = talk_width - 1, model.q_wrap.shape[1] - 1
+        talkers = len(snapshot.talking_since)
+        if talkers + len(snapshot.wrapping_since) <= _PYTHON_MAX:
+            # Small teams: every agent in the transform, as before (cheap at this size). The
+            # rounding of the shorter transform can break an exact tie between a risk and
+            # the allowance the other way: measured once in 2 days of n20_p5_short, whose
+            # early tables (few samples) give risks like 3/50 = the initial allowance.
             talking = [min(max(int(now - since), 0), talk_last) for since in snapshot.talking_since]
             wrapping = [min(max(int(now - since), 0), wrap_last) for since in snapshot.wrapping_since]
-        q = np.concatenate([model.q_talk[:, talking], model.q_wrap[:, wrapping]], axis=1)
-        cdfs: list[list[float]] = np.minimum(np.cumsum(poisson_binomial(q), axis=1), 1.0).tolist()
+            q = np.concatenate([model.q_talk[:, talking], model.q_wrap[:, wrapping]], axis=1)
+            small: list[list[float]] = np.minimum(np.cumsum(poisson_binomial(q), axis=1), 1.0).tolist()
+            return small
+        if self._columns_of != model.built:
+            self._columns_of = model.built
+            busy = np.concatenate([model.q_talk, model.q_wrap], axis=1)
+            # Per column: 0 counted, 1 surely free by every horizon, 2 never (exactly).
+            kinds = np.where((busy >= 1.0).all(axis=0), 1, np.where((busy <= 0.0).all(axis=0), 2, 0))
+            self._busy = busy
+            self._kinds = kinds.astype(np.int64)
+        # The same whole seconds (truncated toward zero, then clipped), with numpy.
+        columns = (now - np.array(snapshot.talking_since + snapshot.wrapping_since, dtype=np.float64)).astype(np.int64)
+        np.maximum(columns, 0, out=columns)
+        np.minimum(columns[:talkers], talk_last, out=columns[:talkers])
+        wrap = columns[talkers:]
+        np.minimum(wrap, wrap_last, out=wrap)
+        wrap += talk_width
+        kinds = self._kinds[columns]
+        certain = int(np.count_nonzero(kinds == 1))
+        pmf = poisson_binomial(self._busy[:, columns[kinds == 0]])
+        if certain:
+            pmf = np.concatenate([np.zeros((pmf.shape[0], certain)), pmf], axis=1)
+        cdfs: list[list[float]] = np.minimum(np.cumsum(pmf, axis=1), 1.0).tolist()
         return cdfs
 
     def decide(self, snapshot: PacingSnapshot, now: float) -> int:
@@ -159,7 +192,7 @@ class OutcomeOraclePacer:
                     if not modelled:
                         break
                     if not cdfs:
-                        cdfs = self._supply_cdfs(snapshot, now)
+                        cdfs = self.supply_cdfs(snapshot, now)
                     # People known to arrive first take agents first (FIFO); this one, in
                     # turn, takes an agent from every known person arriving after it: it is
                     # charged the worst shortage from its own arrival on.

@@ -22,7 +22,7 @@ from dialer.pacing import (
     VicidialParams,
 )
 from dialer.pacing.predictive import AgentFreeModel, PredictiveConfig, marginal_risks, poisson_binomial
-from dialer.pacing.types import Pacer
+from dialer.pacing.types import Pacer, PacingSnapshot
 from dialer.simulator.engine import Simulation, run_together, simulate
 from dialer.simulator.scenario import Scenario, scenario_from_mapping
 from tests.pacing.reference import engine_v1, predictive_v1
@@ -139,3 +139,73 @@ def test_the_array_formulas_match_the_reference_ones_to_rounding() -> None:
         new = marginal_risks(free, pmf, ringing, share, lines)
         old = predictive_v1.marginal_risks(free, pmf, ringing, share, lines)
         assert np.abs(new - old).max() < 1e-13
+
+
+def _trained_model(model: AgentFreeModel, rng: np.random.Generator) -> None:
+    for _ in range(300):
+        model.talk.add(float(rng.lognormal(4.0, 0.6)))
+        model.wrap.add(20.0 + float(rng.exponential(10.0)))
+    for _ in range(600):
+        seconds = float(rng.uniform(2.0, 20.0))
+        person = bool(rng.random() < 0.12)
+        if person:
+            model.human_delay.add(seconds)
+        model.dials.add(seconds if person else -seconds)
+    model.rebuild()
+
+
+def test_the_oracle_leaves_out_only_agents_that_change_nothing() -> None:
+    """Above 24 busy agents the oracle's transform skips agents whose chance is exactly 0
+    or 1 at every horizon: the supply's law is the full transform's, to rounding."""
+    from dialer.simulator.oracle import OutcomeOraclePacer
+
+    rng = np.random.default_rng(12)
+    for trial in range(20):
+        oracle = OutcomeOraclePacer()
+        _trained_model(oracle.model, rng)
+        now = 10_000.0
+        talking = tuple(now - float(rng.uniform(0, 400)) for _ in range(int(rng.integers(20, 70))))
+        wrapping = tuple(now - float(rng.uniform(0, 45)) for _ in range(int(rng.integers(5, 30))))
+        snapshot = PacingSnapshot((), talking, wrapping, 0, (), 0, 10)
+        model = oracle.model
+        ages_t = [min(max(int(now - s), 0), model.q_talk.shape[1] - 1) for s in talking]
+        ages_w = [min(max(int(now - s), 0), model.q_wrap.shape[1] - 1) for s in wrapping]
+        full = np.cumsum(poisson_binomial(np.concatenate([model.q_talk[:, ages_t], model.q_wrap[:, ages_w]], axis=1)), axis=1)
+        got = oracle.supply_cdfs(snapshot, now)
+        for row_full, row in zip(np.minimum(full, 1.0).tolist(), got, strict=True):
+            assert len(row) <= len(row_full), trial
+            assert np.abs(np.array(row) - np.array(row_full[: len(row)])).max() < 1e-12
+            # Counts past the shorter law are those of agents that are never free: probability 1.
+            assert all(abs(x - 1.0) < 1e-12 for x in row_full[len(row) :])
+
+
+def test_the_batched_decision_gives_each_pacer_its_own_answer() -> None:
+    """`decide_many` over many pacers (one gathering pass) answers what `decide` answers
+    alone, risk for risk, whatever the mix of team sizes and states."""
+    rng = np.random.default_rng(3)
+    dialed = 0
+    for _ in range(5):
+        pacers = [PredictivePacer() for _ in range(7)]
+        alone = [PredictivePacer() for _ in range(7)]
+        snapshots = []
+        now = 50_000.0
+        for p, q in zip(pacers, alone, strict=True):
+            seed = int(rng.integers(1 << 30))
+            for pacer in (p, q):
+                local = np.random.default_rng(seed)
+                _trained_model(pacer.model, local)
+                pacer.model.human_answers = 100
+            agents = int(rng.integers(1, 120))
+            busy = int(rng.integers(0, agents + 1))
+            talking = tuple(now - float(rng.uniform(0, 300)) for _ in range(busy // 2))
+            wrapping = tuple(now - float(rng.uniform(0, 40)) for _ in range(busy - busy // 2))
+            ready = tuple(now - 1.0 for _ in range(int(rng.integers(0, 6))))
+            ringing = tuple(now - float(rng.uniform(0, 20)) for _ in range(int(rng.integers(0, agents + 1))))
+            snapshots.append(PacingSnapshot(ready, talking, wrapping, 0, ringing, int(rng.integers(0, 3)), int(rng.integers(0, 60))))
+        together = PredictivePacer.decide_many(pacers, snapshots, now)
+        one_by_one = [q.decide(s, now) for q, s in zip(alone, snapshots, strict=True)]
+        assert together == one_by_one
+        dialed += sum(1 for n in together if n > 0)
+        for p, q in zip(pacers, alone, strict=True):
+            assert abs(p.predicted_abandons - q.predicted_abandons) < 1e-12
+    assert dialed >= 10  # risks were computed and compared, not only floors returned
