@@ -60,7 +60,7 @@ function renderPhone(status) {
 async function startPhone() {
   const answer = await api.get("/v1/session/sip");
   if (answer.status !== 200) {
-    $("phone-problem").textContent = `No browser phone for this account: ${answer.body?.message || answer.status}.`;
+    $("phone-problem").textContent = `No browser phone for this account: ${problemText(answer)}.`;
     return;
   }
   const login = answer.body;
@@ -104,7 +104,7 @@ async function agentAction(path, body) {
   $("state-problem").textContent = "";
   const answer = await api.post(`/v1/agents/${encodeURIComponent(agentId)}/${path}`, body);
   if (answer.status >= 300) {
-    $("state-problem").textContent = answer.body?.message || `refused (${answer.status})`;
+    $("state-problem").textContent = problemText(answer);
     return;
   }
   agentState = answer.body;
@@ -263,7 +263,11 @@ async function loadRecord(leadId) {
     $("lead-consents").textContent = "none: a caller the CRM does not know (take their name and details in the notes)";
     return;
   }
-  if (answer.status !== 200) return;
+  if (answer.status !== 200) {
+    // Not "loading..." forever: the agent learns the record is missing and why.
+    $("lead-consents").textContent = `the lead's record did not load: ${problemText(answer)}`;
+    return;
+  }
   const lead = answer.body;
   const address = [lead.address_line1, lead.address_line2, lead.city].filter(Boolean).join(", ");
   showLead({ ...lead, name: [lead.first_name, lead.last_name].filter(Boolean).join(" ") || lead.phones[0] },
@@ -279,6 +283,21 @@ async function loadRecord(leadId) {
   }
   if (!lead.consents.length) consents.textContent = "none on file";
   await loadHistory(leadId);
+}
+
+// What a refused or failed API call says, in words: the problem's own message, else its status.
+function problemText(answer) {
+  return answer.body?.message || (answer.status ? `the dialer answered ${answer.status}` : "the dialer does not answer");
+}
+
+function historyNote(words) {
+  const cell = document.createElement("td");
+  cell.colSpan = 5;
+  cell.className = "muted";
+  cell.textContent = words;
+  const row = document.createElement("tr");
+  row.append(cell);
+  return row;
 }
 
 // The agent hears its own calls' recordings here (the API hands out only those, and audits each).
@@ -309,9 +328,13 @@ function recordingCell(call) {
 
 async function loadHistory(leadId) {
   const answer = await api.get(`/v1/calls?lead_id=${encodeURIComponent(leadId)}&limit=6`);
-  if (answer.status !== 200) return;
   const body = $("lead-calls");
+  if (answer.status !== 200) {
+    body.replaceChildren(historyNote(`The lead's calls did not load: ${problemText(answer)}`));
+    return;
+  }
   body.replaceChildren();
+  if (!answer.body.calls.length) body.append(historyNote("No calls yet."));
   for (const call of answer.body.calls) {
     const dispositions = await api.get(`/v1/calls/${encodeURIComponent(call.call_id)}/dispositions`);
     const last = dispositions.status === 200 ? dispositions.body.dispositions.at(-1) : null;
@@ -374,7 +397,7 @@ $("new-lead").addEventListener("submit", async (event) => {
   for (const [name, value] of new FormData($("new-lead"))) if (String(value).trim()) body[name] = String(value).trim();
   const answer = await api.post(`/v1/calls/${encodeURIComponent(current.callId)}/caller`, body);
   if (answer.status !== 202) {
-    $("new-lead-result").textContent = `Not saved: ${answer.body?.message || answer.status}`;
+    $("new-lead-result").textContent = `Not saved: ${problemText(answer)}`;
     return;
   }
   $("new-lead-result").textContent = "Saved.";
@@ -513,7 +536,7 @@ async function send(item) {
     announce(`Disposition saved: ${item.body.code.replaceAll("_", " ")}`);
     $("notes").value = "";
   } else {
-    $("dispo-result").textContent = `Not saved: ${answer.body?.message || answer.status}`;
+    $("dispo-result").textContent = `Not saved: ${problemText(answer)}`;
     setDispositionsEnabled(true);
   }
 }
@@ -522,13 +545,17 @@ async function send(item) {
 $("search-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const query = $("search-text").value.trim();
-  if (!query) return;
+  if (!query) {
+    $("search-results").textContent = "Type a name, a phone number or an e-mail address first.";
+    $("search-text").focus();
+    return;
+  }
   const field = query.includes("@") ? "email" : /^[\d\s()+.-]+$/.test(query) ? "phone" : "name";
   const answer = await api.get(`/v1/leads?${field}=${encodeURIComponent(query)}&limit=20`);
   const list = $("search-results");
   list.replaceChildren();
   if (answer.status !== 200) {
-    list.textContent = answer.body?.message || "search failed";
+    list.textContent = `The search failed: ${problemText(answer)}`;
     return;
   }
   if (!answer.body.leads.length) list.textContent = "No lead of yours matches.";
