@@ -6,6 +6,7 @@ tables, a wrong password, sign-in by keyboard, and a lead whose name is long and
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext, Page, WebSocketRoute
 
+from dialer.runtime.agent_events import AgentEventHub
 from dialer.web.users import UserRole, UserStore
 from tests.api.conftest import Api, open_api
 
@@ -23,8 +25,8 @@ LONG_NAME = "Zoë-Éléonore 李小龍 🌻 " + "Wolfeschlegelsteinhausenbergerd
 
 
 class Accounts:
-    def __init__(self, api: Api, agent: str, supervisor: str) -> None:
-        self.api, self.agent, self.supervisor = api, agent, supervisor
+    def __init__(self, api: Api, hub: AgentEventHub, agent: str, supervisor: str) -> None:
+        self.api, self.hub, self.agent, self.supervisor = api, hub, agent, supervisor
 
     def url(self, path: str) -> str:
         return str(self.api.client.make_url(path))
@@ -32,13 +34,14 @@ class Accounts:
 
 @pytest.fixture
 async def accounts(pg_dsn: str, redis_url: str, redis_prefix: str, tmp_path: Path) -> AsyncIterator[Accounts]:
-    async with open_api(pg_dsn, redis_url, redis_prefix, tmp_path / "state") as api:
+    hub = AgentEventHub()  # the test sends the agent's page its screen pops
+    async with open_api(pg_dsn, redis_url, redis_prefix, tmp_path / "state", hub=hub) as api:
         users = UserStore(api.store)
         suffix = api.agent_id.rpartition("-")[2]
         agent, supervisor = f"newagent{suffix}", f"newsup{suffix}"
         await users.create(agent, UserRole.AGENT, PASSWORD, agent_id=api.agent_id)
         await users.create(supervisor, UserRole.SUPERVISOR, PASSWORD)
-        yield Accounts(api, agent, supervisor)
+        yield Accounts(api, hub, agent, supervisor)
 
 
 async def sign_in_by_keyboard(page: Page, accounts: Accounts, username: str, console: str) -> None:
@@ -160,3 +163,41 @@ async def test_a_long_unicode_lead_fits_the_agent_page(accounts: Accounts, page:
                wide: wide.map((node) => node.id || node.tagName).slice(0, 5) };
     }""")
     assert overflow == {"scroll": 0, "wide": []}
+
+
+async def test_a_disposition_made_after_the_session_ended_is_sent_after_signing_in_again(
+        accounts: Accounts, page: Page, browser_context: BrowserContext) -> None:
+    api = accounts.api
+    await sign_in_by_keyboard(page, accounts, accounts.agent, "/agent")
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
+    for _ in range(100):  # the page's stream is subscribed once "live" shows; a moment at most
+        if accounts.hub.subscribers(api.agent_id):
+            break
+        await asyncio.sleep(0.05)
+    accounts.hub.publish(api.agent_id, {
+        "type": "screen_pop", "call_id": api.call_id, "campaign_id": None, "direction": "outbound",
+        "lead": {"lead_id": api.lead_id, "name": "Dana", "phone": api.phone, "phones": [api.phone]}})
+    await page.locator("#wrap").wait_for(timeout=10_000)
+
+    other = await browser_context.new_page()  # the agent signs out in another tab, or the session expires
+    await other.goto(accounts.url("/agent"))
+    await other.get_by_role("button", name="Sign out", exact=True).click()
+    await other.wait_for_url("**/signin", wait_until="commit")
+    await other.close()
+
+    await page.get_by_label("Notes").fill("Wants a quote for two; call after 5")
+    await page.get_by_role("button", name="Contacted (Alt+1)").click()
+    await page.wait_for_url(re.compile(r"/signin\?next="), timeout=10_000)
+    await page.keyboard.type(accounts.agent)
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(PASSWORD)
+    await page.keyboard.press("Enter")
+    await page.wait_for_url("**/agent", wait_until="commit")
+
+    for _ in range(100):  # the page sends what it kept as it starts
+        response = await api.client.get(f"/v1/calls/{api.call_id}/dispositions", headers=api.auth(api.crm))
+        saved = (await response.json())["dispositions"]
+        if saved:
+            break
+        await asyncio.sleep(0.1)
+    assert [(d["code"], d["notes"]) for d in saved] == [("contacted", "Wants a quote for two; call after 5")]

@@ -529,6 +529,13 @@ async function send(item) {
     setTimeout(() => send(item), 2000);
     return;
   }
+  if (answer.status === 401) {
+    // The session ended (expired, signed out in another tab): the page goes to sign in and comes
+    // back here, where the kept disposition is sent again with its key. Dropping it lost the
+    // agent's notes of the call.
+    $("dispo-result").textContent = "Your session ended: sign in again and the disposition is sent then.";
+    return;
+  }
   savePending(pendingDispositions().filter((entry) => entry.key !== item.key));
   if (answer.status === 202) {
     $("dispo-result").textContent = `Saved: ${item.body.code.replaceAll("_", " ")}.`;
