@@ -93,11 +93,16 @@ async def test_the_agent_page_says_when_its_events_drop_and_come_back(accounts: 
     # Without Asterisk this API hands out no phone: the page says why, in the API's words.
     await page.locator("#phone-problem").filter(has_text="without the phones' credentials").wait_for(timeout=10_000)
 
+    state_reads: list[str] = []
+    page.on("request", lambda request: state_reads.append(request.url) if request.url.endswith("/state") else None)
     await streams.drop()  # as when `dialer serve` restarts
     await page.locator("#stream").filter(has_text="reconnecting").wait_for(timeout=5_000)
     await status_line(page, "Lost the connection to the dialer: reconnecting")
     await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
     await status_line(page, "Reconnected to the dialer")
+    # The agent's stream does not resend the state: the page reads what changed meanwhile.
+    await page.wait_for_timeout(500)
+    assert state_reads == [accounts.url(f"/v1/agents/{accounts.api.agent_id}/state")]
 
 
 async def test_a_page_whose_session_ended_in_another_tab_goes_to_sign_in(accounts: Accounts, page: Page,

@@ -618,6 +618,7 @@ document.addEventListener("keydown", (event) => {
 });
 
 // ---- the event stream -------------------------------------------------------------------------
+let streamOpened = false; // the first opening needs no re-read: the page reads the state as it starts
 eventStream(`/v1/agents/${encodeURIComponent(agentId)}/events`, (message, receivedAt) => {
   if (message.type === "screen_pop") screenPop(message, receivedAt);
   else if (message.type === "agent_state") {
@@ -634,7 +635,13 @@ eventStream(`/v1/agents/${encodeURIComponent(agentId)}/events`, (message, receiv
     }
   }
   else if (message.type === "call_state") callState(message);
-}, (state) => pill($("stream"), state === "open" ? "live" : "reconnecting", state === "open" ? "ok" : "warn"));
+}, (state) => {
+  pill($("stream"), state === "open" ? "live" : "reconnecting", state === "open" ? "ok" : "warn");
+  // The agent's stream starts with `subscribed` only, not the state: what changed while it was
+  // down (wrap-up over, paused by the supervisor, a restart's log-out) is read again.
+  if (state === "open" && streamOpened) loadState();
+  streamOpened ||= state === "open";
+});
 
 await loadState();
 fillCallbackTimes();

@@ -71,8 +71,8 @@ export function mountHeader(api) {
 /**
  * A WebSocket on the API (same origin; the session cookie authenticates it) that reconnects by
  * itself (after 0.5, 1, 2, 5, then every 5 s). `onMessage(message)` gets every parsed message;
- * `onState("open" | "closed")` the connection's state. The first messages after (re)connecting
- * carry the full state, so nothing else is needed to be right again. A lost connection and its
+ * `onState("open" | "closed")` the connection's state. A stream that does not start with the
+ * full state (the agent's starts with `subscribed`) has its page re-read it on "open". A lost connection and its
  * return are said in the status line; a page whose session ended meanwhile (signed out in
  * another tab, expired) goes to the sign-in page instead of retrying a refused stream forever.
  */
