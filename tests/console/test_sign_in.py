@@ -351,3 +351,14 @@ async def test_an_open_event_stream_ends_when_its_session_does(people: People,
         assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
     assert not token_stream.closed
     await token_stream.close()
+
+
+async def test_another_roles_console_is_a_page_with_a_way_on(people: People) -> None:
+    client = people.api.client
+    ann, sue = await people.sign_in(people.ann), await people.sign_in(people.sue)
+    for signed, path, home in ((sue, "/agent", "/supervisor"), (ann, "/supervisor", "/agent")):
+        response = await client.get(path, headers=signed.headers(csrf=False), allow_redirects=False)
+        assert response.status == 403 and response.content_type == "text/html"
+        assert '<a href="/">Go to your console</a>' in await response.text()
+        onward = await client.get("/", headers=signed.headers(csrf=False), allow_redirects=False)
+        assert onward.status == 302 and onward.headers["Location"] == home
