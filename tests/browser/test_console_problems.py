@@ -23,6 +23,14 @@ PASSWORD = "first day password"
 # A name a CRM may well hold: accents, CJK, an emoji, and one unbroken 60-letter word.
 LONG_NAME = "Zoë-Éléonore 李小龍 🌻 " + "Wolfeschlegelsteinhausenbergerdorffwelchevoralternwarengewissenhaft"
 
+# Whether anything sticks out sideways: horizontal scrolling, or boxes past the window's edge.
+OVERFLOW = """() => {
+  const wide = [...document.querySelectorAll('body *')].filter((node) => node.getBoundingClientRect().right
+    > document.documentElement.clientWidth + 1 && node.getClientRects().length);
+  return { scroll: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+           wide: wide.map((node) => node.id || node.className || node.tagName).slice(0, 5) };
+}"""
+
 
 class Accounts:
     def __init__(self, api: Api, hub: AgentEventHub, agent: str, supervisor: str) -> None:
@@ -129,6 +137,13 @@ async def test_empty_tables_say_so_and_a_failed_call_is_said_in_words(accounts: 
                          ("agents", "No agent is logged in.")):
         await page.locator(f"#{table} tbody tr.empty").filter(has_text=words).wait_for(timeout=10_000)
 
+    # The header's "phone: off" was white on a light pill: unreadable.
+    assert await page.locator("#phone-state").evaluate("(node) => getComputedStyle(node).color") != "rgb(255, 255, 255)"
+    await page.get_by_role("button", name="KPIs").click()
+    await page.locator("#kpi-chart canvas").wait_for(timeout=15_000)
+    assert await page.evaluate(OVERFLOW) == {"scroll": 0, "wide": []}
+    await page.get_by_role("button", name="Wallboard").click()
+
     problem = '{"error": "database_unavailable", "message": "the database does not answer; try again shortly"}'
     await page.route("**/v1/reports/pipeline*", lambda route: route.fulfill(
         status=503, content_type="application/problem+json", body=problem))
@@ -161,13 +176,7 @@ async def test_a_long_unicode_lead_fits_the_agent_page(accounts: Accounts, page:
     await page.locator(f"#lead-calls tr[data-call-id='{api.call_id}']").wait_for(timeout=10_000)  # its one call
 
     # Nothing sticks out sideways: no horizontal scrolling, every box inside the window.
-    overflow = await page.evaluate("""() => {
-      const wide = [...document.querySelectorAll('body *')].filter((node) => node.getBoundingClientRect().right
-        > document.documentElement.clientWidth + 1 && node.getClientRects().length);
-      return { scroll: document.documentElement.scrollWidth - document.documentElement.clientWidth,
-               wide: wide.map((node) => node.id || node.tagName).slice(0, 5) };
-    }""")
-    assert overflow == {"scroll": 0, "wide": []}
+    assert await page.evaluate(OVERFLOW) == {"scroll": 0, "wide": []}
 
 
 async def test_a_disposition_made_after_the_session_ended_is_sent_after_signing_in_again(
