@@ -7,6 +7,7 @@ tables, a wrong password, sign-in by keyboard, and a lead whose name is long and
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -171,7 +172,10 @@ async def test_a_long_unicode_lead_fits_the_agent_page(accounts: Accounts, page:
     await page.locator("#search-results").filter(has_text="No lead of yours matches.").wait_for(timeout=10_000)
     await page.get_by_label("Name, phone or e-mail").fill(api.phone)
     await page.get_by_label("Name, phone or e-mail").press("Enter")
-    await page.get_by_role("button", name=re.compile(r"^Open Zoë")).click()
+    open_button = page.get_by_role("button", name=re.compile(r"^Open Zoë"))
+    box = await open_button.bounding_box()
+    assert box is not None and box["height"] < 40  # one line, not squeezed to a letter a line
+    await open_button.click()
     await page.locator("#lead-name").filter(has_text="李小龍 🌻").wait_for(timeout=10_000)
     await page.locator(f"#lead-calls tr[data-call-id='{api.call_id}']").wait_for(timeout=10_000)  # its one call
 
@@ -179,8 +183,8 @@ async def test_a_long_unicode_lead_fits_the_agent_page(accounts: Accounts, page:
     assert await page.evaluate(OVERFLOW) == {"scroll": 0, "wide": []}
 
 
-async def test_a_disposition_made_after_the_session_ended_is_sent_after_signing_in_again(
-        accounts: Accounts, page: Page, browser_context: BrowserContext) -> None:
+async def test_a_disposition_refused_because_the_session_ended_is_sent_after_signing_in_again(
+        accounts: Accounts, page: Page) -> None:
     api = accounts.api
     await sign_in_by_keyboard(page, accounts, accounts.agent, "/agent")
     await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
@@ -193,12 +197,11 @@ async def test_a_disposition_made_after_the_session_ended_is_sent_after_signing_
         "lead": {"lead_id": api.lead_id, "name": "Dana", "phone": api.phone, "phones": [api.phone]}})
     await page.locator("#wrap").wait_for(timeout=10_000)
 
-    other = await browser_context.new_page()  # the agent signs out in another tab, or the session expires
-    await other.goto(accounts.url("/agent"))
-    await other.get_by_role("button", name="Sign out", exact=True).click()
-    await other.wait_for_url("**/signin", wait_until="commit")
-    await other.close()
-
+    # The session expires (or is signed out in another tab) just as the agent clicks: the API
+    # answers the disposition 401, as it does then.
+    ended = '{"error": "unauthorized", "message": "the session has ended: sign in again"}'
+    await page.route("**/disposition", lambda route: route.fulfill(
+        status=401, content_type="application/problem+json", body=ended), times=1)
     await page.get_by_label("Notes").fill("Wants a quote for two; call after 5")
     await page.get_by_role("button", name="Contacted (Alt+1)").click()
     await page.wait_for_url(re.compile(r"/signin\?next="), timeout=10_000)
@@ -215,3 +218,27 @@ async def test_a_disposition_made_after_the_session_ended_is_sent_after_signing_
             break
         await asyncio.sleep(0.1)
     assert [(d["code"], d["notes"]) for d in saved] == [("contacted", "Wants a quote for two; call after 5")]
+
+
+async def test_an_agent_types_the_campaigns_once(accounts: Accounts, page: Page) -> None:
+    await sign_in_by_keyboard(page, accounts, accounts.agent, "/agent")
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
+    campaigns = page.get_by_label("Campaigns")
+    assert await campaigns.input_value() == ""
+    # Refused (this API runs without the campaigns' runtime): said in words, and not kept.
+    await campaigns.fill("camp-refused")
+    await campaigns.press("Enter")
+    await page.locator("#state-problem").filter(has_text="runs without").wait_for(timeout=10_000)
+    await page.reload()
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
+    assert await campaigns.input_value() == ""
+
+    state = json.dumps({"agent_id": accounts.api.agent_id, "state": "logging_in", "since": "2026-01-05T14:00:00Z",
+                        "version": 1, "campaign_ids": ["camp-a", "camp-b"]})
+    await page.route("**/login", lambda route: route.fulfill(status=200, content_type="application/json", body=state))
+    await campaigns.fill(" camp-a ,camp-b")
+    await campaigns.press("Enter")
+    await page.locator("#agent-state").filter(has_text="logging in").wait_for(timeout=10_000)
+    await page.reload()
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
+    assert await campaigns.input_value() == "camp-a, camp-b"

@@ -20,6 +20,7 @@ const STATE_WORDS = {
   logging_in: "logging in", ready: "ready", reserved: "call coming", on_call: "on a call", wrap_up: "wrap-up",
   paused: "paused", logged_out: "logged out",
 };
+const CAMPAIGNS_KEY = "dialer.campaigns"; // the campaign ids of the last accepted log-in
 const PENDING_KEY = "dialer.pendingDispositions"; // dispositions not yet accepted (offline), kept across reloads
 
 // What tests and the screen-pop benchmark read (no PHI: ids and times only).
@@ -105,10 +106,11 @@ async function agentAction(path, body) {
   const answer = await api.post(`/v1/agents/${encodeURIComponent(agentId)}/${path}`, body);
   if (answer.status >= 300) {
     $("state-problem").textContent = problemText(answer);
-    return;
+    return false;
   }
   agentState = answer.body;
   renderState();
+  return true;
 }
 
 $("login-form").addEventListener("submit", (event) => {
@@ -119,8 +121,13 @@ $("login-form").addEventListener("submit", (event) => {
     return;
   }
   nextAnswerAutomatic = true; // the dialer calls this phone once and keeps the line open
-  agentAction("login", { campaign_ids: ids });
+  agentAction("login", { campaign_ids: ids }).then((accepted) => {
+    if (accepted) localStorage.setItem(CAMPAIGNS_KEY, ids.join(", "));
+  });
 });
+// An agent has no list of campaigns to pick from (that is the supervisor's): the ids that last
+// logged in are offered again, so they are typed once, not every morning.
+if (!$("campaigns").value) $("campaigns").value = localStorage.getItem(CAMPAIGNS_KEY) || "";
 $("ready").addEventListener("click", () => agentAction("ready", {}));
 $("pause").addEventListener("click", () => agentAction("pause", { reason: $("pause-code").value }));
 $("logout").addEventListener("click", () => agentAction("logout", {}));
