@@ -242,3 +242,22 @@ async def test_an_agent_types_the_campaigns_once(accounts: Accounts, page: Page)
     await page.reload()
     await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
     assert await campaigns.input_value() == "camp-a, camp-b"
+
+
+async def test_a_reload_in_wrap_up_shows_the_call_again_to_disposition_it(accounts: Accounts, page: Page) -> None:
+    api = accounts.api
+    # This API runs without the campaigns' runtime: the agent's state is answered here.
+    state = json.dumps({"agent_id": api.agent_id, "state": "wrap_up", "since": "2026-01-05T14:00:00Z",
+                        "wrap_up_until": None, "call_id": api.call_id, "version": 3, "campaign_ids": []})
+    await page.route("**/state", lambda route: route.fulfill(status=200, content_type="application/json", body=state))
+    await sign_in_by_keyboard(page, accounts, accounts.agent, "/agent")
+    await page.locator("#lead-name").filter(has_text="Dana").wait_for(timeout=15_000)
+    await status_line(page, "Your current call is shown again.")
+    await page.get_by_role("button", name="Contacted (Alt+1)").click()
+    await page.locator("#dispo-result").filter(has_text="Saved: contacted.").wait_for(timeout=10_000)
+
+    await page.reload()  # once more: the call is shown, its disposition already stored
+    await page.locator("#dispo-result").filter(has_text="Saved: contacted.").wait_for(timeout=15_000)
+    assert await page.get_by_role("button", name="Contacted (Alt+1)").is_disabled()
+    response = await api.client.get(f"/v1/calls/{api.call_id}/dispositions", headers=api.auth(api.crm))
+    assert [d["code"] for d in (await response.json())["dispositions"]] == ["contacted"]

@@ -136,6 +136,28 @@ async function loadState() {
   const answer = await api.get(`/v1/agents/${encodeURIComponent(agentId)}/state`);
   if (answer.status === 200) agentState = answer.body;
   renderState();
+  if (!current && agentState.call_id && ["on_call", "wrap_up"].includes(agentState.state)) {
+    await restoreCall(agentState.call_id);
+  }
+}
+
+// A reload (or signing in again after the session ended) mid-call or in wrap-up had no call on
+// the screen, so the agent could not disposition it: the call is shown again from the CRM, as
+// its screen pop showed it, and marked done when a disposition of it is already stored.
+async function restoreCall(callId) {
+  const call = await api.get(`/v1/calls/${encodeURIComponent(callId)}`);
+  if (call.status !== 200 || !call.body.lead_id || current) return;
+  const { lead_id: leadId, lead_number: number, direction, campaign_id: campaignId } = call.body;
+  screenPop({ type: "screen_pop", call_id: callId, campaign_id: campaignId, direction,
+    restored: true, lead: { lead_id: leadId, name: "", phone: number, phones: number ? [number] : [] } },
+  performance.now());
+  const stored = await api.get(`/v1/calls/${encodeURIComponent(callId)}/dispositions`);
+  const last = stored.status === 200 ? stored.body.dispositions.at(-1) : null;
+  if (last && current?.callId === callId) {
+    current.disposed = true;
+    setDispositionsEnabled(false);
+    $("dispo-result").textContent = `Saved: ${last.code.replaceAll("_", " ")}.`;
+  }
 }
 
 // ---- the current call and the screen pop -------------------------------------------------------
@@ -196,10 +218,12 @@ function screenPop(message, receivedAt) {
   setDispositionsEnabled(true);
   offerDispositions(message.call_id);
   $("lead-name").focus(); // keyboard and screen-reader users land on the pop
-  announce(`Screen pop: ${lead.name}`);
+  announce(message.restored ? "Your current call is shown again." : `Screen pop: ${lead.name}`);
   const renderedAt = performance.now();
-  window.consoleState.pops.push({ call_id: message.call_id, lead_id: lead.lead_id, received_ms: receivedAt,
-    rendered_ms: renderedAt, rendered_epoch_ms: performance.timeOrigin + renderedAt });
+  if (!message.restored) {
+    window.consoleState.pops.push({ call_id: message.call_id, lead_id: lead.lead_id, received_ms: receivedAt,
+      rendered_ms: renderedAt, rendered_epoch_ms: performance.timeOrigin + renderedAt });
+  }
   // An inbound caller the CRM did not know has only a number: the form takes their details.
   const unknownCaller = message.direction === "inbound" && lead.name === lead.phone;
   $("new-lead").hidden = !unknownCaller;
