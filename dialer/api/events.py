@@ -21,8 +21,9 @@ import structlog
 from aiohttp import WSMsgType, web
 from pydantic import Field, TypeAdapter, ValidationError
 
+from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import TokenRole
-from dialer.api.http import DEPS, ApiError, own_agent
+from dialer.api.http import DEPS, SESSION, SESSION_COOKIE, SESSIONS, ApiError, own_agent
 from dialer.api.routes import Answer, RouteTable
 from dialer.api.schema import QueryModel, ResponseModel, UtcTime, utc_from_epoch
 from dialer.campaign.api import CAMPAIGNS
@@ -34,6 +35,7 @@ from dialer.runtime.agent_events import QUEUE_LIMIT, AgentEventHub
 log = structlog.get_logger(__name__)
 routes = RouteTable("events")
 HEARTBEAT_SECONDS = 10.0
+SESSION_CHECK_SECONDS = 10.0  # how soon a stream ends after its session did (one query per stream)
 
 
 class EventHub(AgentEventHub):
@@ -182,15 +184,47 @@ async def _open(request: web.Request) -> web.WebSocketResponse:
 _CLOSING = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 
 
-async def _pump(socket: web.WebSocketResponse, next_message: Callable[[], Awaitable[dict[str, Any]]]) -> None:
-    """Send what `next_message()` gives until the client goes away (its own messages are ignored)."""
+def _session_lives(request: web.Request) -> Callable[[], Awaitable[bool]] | None:
+    """For a stream opened with a person's session cookie: whether that session still lives (not
+    signed out, signed out everywhere, expired, or its user disabled). A stream checks the
+    session only as it opens, so without this a console tab kept receiving screen pops (names,
+    numbers) after its person signed out elsewhere. A database that does not answer counts as
+    alive: a blip must not drop every console."""
+    if request.get(SESSION) is None:
+        return None
+    resolver = request.app.get(SESSIONS)
+    secret = request.cookies.get(SESSION_COOKIE, "")
+    if resolver is None:
+        return None
+
+    async def lives() -> bool:
+        try:
+            return await resolver.resolve(secret) is not None
+        except DatabaseUnavailable:
+            return True
+
+    return lives
+
+
+async def _pump(socket: web.WebSocketResponse, next_message: Callable[[], Awaitable[dict[str, Any]]],
+                lives: Callable[[], Awaitable[bool]] | None = None) -> None:
+    """Send what `next_message()` gives until the client goes away (its own messages are ignored)
+    or, every SESSION_CHECK_SECONDS, `lives()` says the session behind the stream has ended."""
     receiver: asyncio.Future[Any] = asyncio.ensure_future(socket.receive())
     getter: asyncio.Future[dict[str, Any]] | None = None
+    loop = asyncio.get_running_loop()
+    next_check = loop.time() + SESSION_CHECK_SECONDS
     try:
         while not socket.closed:
             if getter is None:
                 getter = asyncio.ensure_future(next_message())
-            done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            timeout = None if lives is None else max(0.0, next_check - loop.time())
+            done, _ = await asyncio.wait({getter, receiver}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if lives is not None and loop.time() >= next_check:
+                if not await lives():
+                    log.info("event_stream_session_ended")
+                    break
+                next_check = loop.time() + SESSION_CHECK_SECONDS
             if receiver in done:
                 if receiver.result().type in _CLOSING:
                     break
@@ -223,7 +257,7 @@ async def agent_events(request: web.Request, query: StreamQuery) -> web.StreamRe
         async def next_message() -> dict[str, Any]:
             return agent_message(await queue.get())
 
-        await _pump(socket, next_message)
+        await _pump(socket, next_message, _session_lives(request))
     await socket.close()
     return socket
 
@@ -311,7 +345,7 @@ async def wallboard_events(request: web.Request, query: WallboardQuery) -> web.S
         relay = group.create_task(relay_agents(), name="wallboard-agents")
         ticker = group.create_task(tick(), name="wallboard-tick")
         try:
-            await _pump(socket, outbox.get)
+            await _pump(socket, outbox.get, _session_lives(request))
         finally:
             relay.cancel()
             ticker.cancel()

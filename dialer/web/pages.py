@@ -31,6 +31,16 @@ SECURITY_HEADERS = {
 CONSOLES = {UserRole.AGENT: "/agent", UserRole.SUPERVISOR: "/supervisor", UserRole.ADMIN: "/supervisor"}
 
 
+def wrong_console(words: str) -> web.Response:
+    """403 for a signed-in person on another role's console: a page with a way on (their own
+    console, or signing in as someone else), not a dead end of plain text."""
+    body = ('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Not your console - dialer</title>'
+            '<link rel="stylesheet" href="/static/shell.css"></head><body><main class="signin">'
+            f'<h1>Not your console</h1><p>{words}</p><p><a href="/">Go to your console</a></p>'
+            '</main></body></html>')
+    return web.Response(status=403, text=body, content_type="text/html", headers=SECURITY_HEADERS)
+
+
 def _page(name: str) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / name, headers=SECURITY_HEADERS)
 
@@ -46,8 +56,7 @@ async def agent_page(request: web.Request) -> web.StreamResponse:
     if isinstance(session, web.StreamResponse):
         return session
     if session.user.role is not UserRole.AGENT:
-        return web.Response(status=403, text="This console is for agents; sign in with an agent's account.",
-                            headers=SECURITY_HEADERS)
+        return wrong_console("This console is for agents; sign in with an agent's account.")
     return _page("agent.html")
 
 

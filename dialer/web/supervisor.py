@@ -20,7 +20,7 @@ from dialer.api.routes import Answer, Reply, RouteTable
 from dialer.provision.credentials import CredentialsError, SipLogin, sip_credentials
 from dialer.provision.sip_endpoints import supervisor_endpoint
 from dialer.web import STATIC_DIR
-from dialer.web.pages import SECURITY_HEADERS
+from dialer.web.pages import SECURITY_HEADERS, wrong_console
 from dialer.web.sessions import SIP_CREDENTIALS_FILE, SipLoginBody, signed_in_page
 from dialer.web.users import UserRole
 
@@ -85,8 +85,7 @@ async def supervisor_page(request: web.Request) -> web.StreamResponse:
     if isinstance(session, web.StreamResponse):
         return session
     if session.user.role not in (UserRole.SUPERVISOR, UserRole.ADMIN):
-        return web.Response(status=403, text="This console is for supervisors; sign in with a supervisor's account.",
-                            headers=SECURITY_HEADERS)
+        return wrong_console("This console is for supervisors; sign in with a supervisor's account.")
     return web.FileResponse(STATIC_DIR / "supervisor.html", headers=SECURITY_HEADERS)
 
 

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 
 from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import TokenRole
+from dialer.api import events
 from dialer.api.http import SESSION_COOKIE
 from dialer.web.users import MAX_FAILURES, UserRole, UserStore, hash_secret
 from tests.api.conftest import Api, open_api
@@ -325,3 +327,38 @@ async def test_a_signed_in_page_keeps_working_through_a_short_postgresql_outage(
         assert session is not None
         await users.sign_out_everywhere(session.user.user_id)
         assert (await api.client.get("/v1/session", headers=ann.headers())).status == 401  # at once, database up
+
+
+async def test_an_open_event_stream_ends_when_its_session_does(people: People,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A console tab left open must stop receiving screen pops and the wallboard once its person
+    signed out (here, or everywhere from another tab); a bearer token's stream is not affected."""
+    monkeypatch.setattr(events, "SESSION_CHECK_SECONDS", 0.2)
+    client = people.api.client
+    ann, sue = await people.sign_in(people.ann), await people.sign_in(people.sue)
+    agent_stream = await client.ws_connect(f"/v1/agents/{people.api.agent_id}/events", headers=ann.headers(csrf=False))
+    wallboard = await client.ws_connect("/v1/events", headers=sue.headers(csrf=False))
+    token_stream = await client.ws_connect(f"/v1/agents/{people.api.agent_id}/events",
+                                           headers=people.api.auth(people.api.agent))
+    for socket in (agent_stream, wallboard, token_stream):
+        assert (await socket.receive_json(timeout=5))["type"] == "subscribed"
+
+    assert (await client.delete("/v1/session", headers=ann.headers())).status == 200
+    assert (await client.post("/v1/session/sign-out-everywhere", json={}, headers=sue.headers())).status == 200
+    for socket in (agent_stream, wallboard):
+        while (message := await socket.receive(timeout=5)).type is aiohttp.WSMsgType.TEXT:
+            pass  # the wallboard's snapshot, sent before the check
+        assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+    assert not token_stream.closed
+    await token_stream.close()
+
+
+async def test_another_roles_console_is_a_page_with_a_way_on(people: People) -> None:
+    client = people.api.client
+    ann, sue = await people.sign_in(people.ann), await people.sign_in(people.sue)
+    for signed, path, home in ((sue, "/agent", "/supervisor"), (ann, "/supervisor", "/agent")):
+        response = await client.get(path, headers=signed.headers(csrf=False), allow_redirects=False)
+        assert response.status == 403 and response.content_type == "text/html"
+        assert '<a href="/">Go to your console</a>' in await response.text()
+        onward = await client.get("/", headers=signed.headers(csrf=False), allow_redirects=False)
+        assert onward.status == 302 and onward.headers["Location"] == home

@@ -20,6 +20,7 @@ const STATE_WORDS = {
   logging_in: "logging in", ready: "ready", reserved: "call coming", on_call: "on a call", wrap_up: "wrap-up",
   paused: "paused", logged_out: "logged out",
 };
+const CAMPAIGNS_KEY = "dialer.campaigns"; // the campaign ids of the last accepted log-in
 const PENDING_KEY = "dialer.pendingDispositions"; // dispositions not yet accepted (offline), kept across reloads
 
 // What tests and the screen-pop benchmark read (no PHI: ids and times only).
@@ -60,7 +61,7 @@ function renderPhone(status) {
 async function startPhone() {
   const answer = await api.get("/v1/session/sip");
   if (answer.status !== 200) {
-    $("phone-problem").textContent = `No browser phone for this account: ${answer.body?.message || answer.status}.`;
+    $("phone-problem").textContent = `No browser phone for this account: ${problemText(answer)}.`;
     return;
   }
   const login = answer.body;
@@ -104,11 +105,12 @@ async function agentAction(path, body) {
   $("state-problem").textContent = "";
   const answer = await api.post(`/v1/agents/${encodeURIComponent(agentId)}/${path}`, body);
   if (answer.status >= 300) {
-    $("state-problem").textContent = answer.body?.message || `refused (${answer.status})`;
-    return;
+    $("state-problem").textContent = problemText(answer);
+    return false;
   }
   agentState = answer.body;
   renderState();
+  return true;
 }
 
 $("login-form").addEventListener("submit", (event) => {
@@ -119,8 +121,13 @@ $("login-form").addEventListener("submit", (event) => {
     return;
   }
   nextAnswerAutomatic = true; // the dialer calls this phone once and keeps the line open
-  agentAction("login", { campaign_ids: ids });
+  agentAction("login", { campaign_ids: ids }).then((accepted) => {
+    if (accepted) localStorage.setItem(CAMPAIGNS_KEY, ids.join(", "));
+  });
 });
+// An agent has no list of campaigns to pick from (that is the supervisor's): the ids that last
+// logged in are offered again, so they are typed once, not every morning.
+if (!$("campaigns").value) $("campaigns").value = localStorage.getItem(CAMPAIGNS_KEY) || "";
 $("ready").addEventListener("click", () => agentAction("ready", {}));
 $("pause").addEventListener("click", () => agentAction("pause", { reason: $("pause-code").value }));
 $("logout").addEventListener("click", () => agentAction("logout", {}));
@@ -129,6 +136,28 @@ async function loadState() {
   const answer = await api.get(`/v1/agents/${encodeURIComponent(agentId)}/state`);
   if (answer.status === 200) agentState = answer.body;
   renderState();
+  if (!current && agentState.call_id && ["on_call", "wrap_up"].includes(agentState.state)) {
+    await restoreCall(agentState.call_id);
+  }
+}
+
+// A reload (or signing in again after the session ended) mid-call or in wrap-up had no call on
+// the screen, so the agent could not disposition it: the call is shown again from the CRM, as
+// its screen pop showed it, and marked done when a disposition of it is already stored.
+async function restoreCall(callId) {
+  const call = await api.get(`/v1/calls/${encodeURIComponent(callId)}`);
+  if (call.status !== 200 || !call.body.lead_id || current) return;
+  const { lead_id: leadId, lead_number: number, direction, campaign_id: campaignId } = call.body;
+  screenPop({ type: "screen_pop", call_id: callId, campaign_id: campaignId, direction,
+    restored: true, lead: { lead_id: leadId, name: "", phone: number, phones: number ? [number] : [] } },
+  performance.now());
+  const stored = await api.get(`/v1/calls/${encodeURIComponent(callId)}/dispositions`);
+  const last = stored.status === 200 ? stored.body.dispositions.at(-1) : null;
+  if (last && current?.callId === callId) {
+    current.disposed = true;
+    setDispositionsEnabled(false);
+    $("dispo-result").textContent = `Saved: ${last.code.replaceAll("_", " ")}.`;
+  }
 }
 
 // ---- the current call and the screen pop -------------------------------------------------------
@@ -189,10 +218,12 @@ function screenPop(message, receivedAt) {
   setDispositionsEnabled(true);
   offerDispositions(message.call_id);
   $("lead-name").focus(); // keyboard and screen-reader users land on the pop
-  announce(`Screen pop: ${lead.name}`);
+  announce(message.restored ? "Your current call is shown again." : `Screen pop: ${lead.name}`);
   const renderedAt = performance.now();
-  window.consoleState.pops.push({ call_id: message.call_id, lead_id: lead.lead_id, received_ms: receivedAt,
-    rendered_ms: renderedAt, rendered_epoch_ms: performance.timeOrigin + renderedAt });
+  if (!message.restored) {
+    window.consoleState.pops.push({ call_id: message.call_id, lead_id: lead.lead_id, received_ms: receivedAt,
+      rendered_ms: renderedAt, rendered_epoch_ms: performance.timeOrigin + renderedAt });
+  }
   // An inbound caller the CRM did not know has only a number: the form takes their details.
   const unknownCaller = message.direction === "inbound" && lead.name === lead.phone;
   $("new-lead").hidden = !unknownCaller;
@@ -263,7 +294,11 @@ async function loadRecord(leadId) {
     $("lead-consents").textContent = "none: a caller the CRM does not know (take their name and details in the notes)";
     return;
   }
-  if (answer.status !== 200) return;
+  if (answer.status !== 200) {
+    // Not "loading..." forever: the agent learns the record is missing and why.
+    $("lead-consents").textContent = `the lead's record did not load: ${problemText(answer)}`;
+    return;
+  }
   const lead = answer.body;
   const address = [lead.address_line1, lead.address_line2, lead.city].filter(Boolean).join(", ");
   showLead({ ...lead, name: [lead.first_name, lead.last_name].filter(Boolean).join(" ") || lead.phones[0] },
@@ -279,6 +314,21 @@ async function loadRecord(leadId) {
   }
   if (!lead.consents.length) consents.textContent = "none on file";
   await loadHistory(leadId);
+}
+
+// What a refused or failed API call says, in words: the problem's own message, else its status.
+function problemText(answer) {
+  return answer.body?.message || (answer.status ? `the dialer answered ${answer.status}` : "the dialer does not answer");
+}
+
+function historyNote(words) {
+  const cell = document.createElement("td");
+  cell.colSpan = 5;
+  cell.className = "muted";
+  cell.textContent = words;
+  const row = document.createElement("tr");
+  row.append(cell);
+  return row;
 }
 
 // The agent hears its own calls' recordings here (the API hands out only those, and audits each).
@@ -309,9 +359,13 @@ function recordingCell(call) {
 
 async function loadHistory(leadId) {
   const answer = await api.get(`/v1/calls?lead_id=${encodeURIComponent(leadId)}&limit=6`);
-  if (answer.status !== 200) return;
   const body = $("lead-calls");
+  if (answer.status !== 200) {
+    body.replaceChildren(historyNote(`The lead's calls did not load: ${problemText(answer)}`));
+    return;
+  }
   body.replaceChildren();
+  if (!answer.body.calls.length) body.append(historyNote("No calls yet."));
   for (const call of answer.body.calls) {
     const dispositions = await api.get(`/v1/calls/${encodeURIComponent(call.call_id)}/dispositions`);
     const last = dispositions.status === 200 ? dispositions.body.dispositions.at(-1) : null;
@@ -374,7 +428,7 @@ $("new-lead").addEventListener("submit", async (event) => {
   for (const [name, value] of new FormData($("new-lead"))) if (String(value).trim()) body[name] = String(value).trim();
   const answer = await api.post(`/v1/calls/${encodeURIComponent(current.callId)}/caller`, body);
   if (answer.status !== 202) {
-    $("new-lead-result").textContent = `Not saved: ${answer.body?.message || answer.status}`;
+    $("new-lead-result").textContent = `Not saved: ${problemText(answer)}`;
     return;
   }
   $("new-lead-result").textContent = "Saved.";
@@ -506,6 +560,13 @@ async function send(item) {
     setTimeout(() => send(item), 2000);
     return;
   }
+  if (answer.status === 401) {
+    // The session ended (expired, signed out in another tab): the page goes to sign in and comes
+    // back here, where the kept disposition is sent again with its key. Dropping it lost the
+    // agent's notes of the call.
+    $("dispo-result").textContent = "Your session ended: sign in again and the disposition is sent then.";
+    return;
+  }
   savePending(pendingDispositions().filter((entry) => entry.key !== item.key));
   if (answer.status === 202) {
     $("dispo-result").textContent = `Saved: ${item.body.code.replaceAll("_", " ")}.`;
@@ -513,7 +574,7 @@ async function send(item) {
     announce(`Disposition saved: ${item.body.code.replaceAll("_", " ")}`);
     $("notes").value = "";
   } else {
-    $("dispo-result").textContent = `Not saved: ${answer.body?.message || answer.status}`;
+    $("dispo-result").textContent = `Not saved: ${problemText(answer)}`;
     setDispositionsEnabled(true);
   }
 }
@@ -522,13 +583,17 @@ async function send(item) {
 $("search-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const query = $("search-text").value.trim();
-  if (!query) return;
+  if (!query) {
+    $("search-results").textContent = "Type a name, a phone number or an e-mail address first.";
+    $("search-text").focus();
+    return;
+  }
   const field = query.includes("@") ? "email" : /^[\d\s()+.-]+$/.test(query) ? "phone" : "name";
   const answer = await api.get(`/v1/leads?${field}=${encodeURIComponent(query)}&limit=20`);
   const list = $("search-results");
   list.replaceChildren();
   if (answer.status !== 200) {
-    list.textContent = answer.body?.message || "search failed";
+    list.textContent = `The search failed: ${problemText(answer)}`;
     return;
   }
   if (!answer.body.leads.length) list.textContent = "No lead of yours matches.";
@@ -584,6 +649,7 @@ document.addEventListener("keydown", (event) => {
 });
 
 // ---- the event stream -------------------------------------------------------------------------
+let streamOpened = false; // the first opening needs no re-read: the page reads the state as it starts
 eventStream(`/v1/agents/${encodeURIComponent(agentId)}/events`, (message, receivedAt) => {
   if (message.type === "screen_pop") screenPop(message, receivedAt);
   else if (message.type === "agent_state") {
@@ -600,7 +666,13 @@ eventStream(`/v1/agents/${encodeURIComponent(agentId)}/events`, (message, receiv
     }
   }
   else if (message.type === "call_state") callState(message);
-}, (state) => pill($("stream"), state === "open" ? "live" : "reconnecting", state === "open" ? "ok" : "warn"));
+}, (state) => {
+  pill($("stream"), state === "open" ? "live" : "reconnecting", state === "open" ? "ok" : "warn");
+  // The agent's stream starts with `subscribed` only, not the state: what changed while it was
+  // down (wrap-up over, paused by the supervisor, a restart's log-out) is read again.
+  if (state === "open" && streamOpened) loadState();
+  streamOpened ||= state === "open";
+});
 
 await loadState();
 fillCallbackTimes();

@@ -71,26 +71,46 @@ export function mountHeader(api) {
 /**
  * A WebSocket on the API (same origin; the session cookie authenticates it) that reconnects by
  * itself (after 0.5, 1, 2, 5, then every 5 s). `onMessage(message)` gets every parsed message;
- * `onState("open" | "closed")` the connection's state. The first messages after (re)connecting
- * carry the full state, so nothing else is needed to be right again.
+ * `onState("open" | "closed")` the connection's state. A stream that does not start with the
+ * full state (the agent's starts with `subscribed`) has its page re-read it on "open". A lost connection and its
+ * return are said in the status line; a page whose session ended meanwhile (signed out in
+ * another tab, expired) goes to the sign-in page instead of retrying a refused stream forever.
  */
 export function eventStream(path, onMessage, onState = () => {}) {
   const delays = [500, 1000, 2000, 5000];
   let attempt = 0;
   let socket = null;
   let stopped = false;
+  let lost = false; // said "reconnecting" in the status line, so say when it is back
+  // Leaving the page closes the socket too: that is no lost connection.
+  window.addEventListener("pagehide", () => { stopped = true; });
   const connect = () => {
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
     socket = new WebSocket(`${scheme}//${window.location.host}${path}`);
-    socket.onopen = () => { attempt = 0; onState("open"); };
+    socket.onopen = () => {
+      attempt = 0;
+      if (lost) announce("Reconnected to the dialer: the page is up to date again.");
+      lost = false;
+      onState("open");
+    };
     socket.onmessage = (event) => {
       let message;
       try { message = JSON.parse(event.data); } catch { return; }
       onMessage(message, performance.now());
     };
-    socket.onclose = () => {
+    socket.onclose = async () => {
       onState("closed");
       if (stopped) return;
+      if (!lost) announce("Lost the connection to the dialer: reconnecting...");
+      lost = true;
+      // A browser is not told why a WebSocket upgrade was refused: ask whether the session lives.
+      const session = await fetch("/v1/session", { credentials: "same-origin", cache: "no-store",
+        headers: { Accept: "application/json" } }).catch(() => null);
+      if (session?.status === 401) {
+        stopped = true;
+        redirectToSignIn();
+        return;
+      }
       setTimeout(connect, delays[Math.min(attempt, delays.length - 1)]);
       attempt += 1;
     };

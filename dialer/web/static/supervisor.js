@@ -75,9 +75,21 @@ function shown(name, value) {
   return String(value);
 }
 
+// An empty table says so in words (its `data-empty`), not just headers over nothing.
 function fillRows(table, rows) {
   const body = table.querySelector("tbody");
-  body.replaceChildren(...rows);
+  if (rows.length || !table.dataset.empty) {
+    body.replaceChildren(...rows);
+    return;
+  }
+  const columns = table.querySelectorAll("thead th").length || 1;
+  body.replaceChildren(el("tr", { class: "empty" }, el("td", { colspan: columns, class: "muted" }, table.dataset.empty)));
+}
+
+// What a refused or failed API call says, in words: the problem's own message, else its status.
+function problemText(answer, what) {
+  const reason = answer.body?.message || (answer.status ? `the dialer answered ${answer.status}` : "the dialer does not answer");
+  return `${what}: ${reason}`;
 }
 
 function csvDownload(name, header, rows) {
@@ -175,7 +187,12 @@ function renderBoard() {
 
 async function loadBoard() {
   const answer = await api.get("/v1/wallboard");
-  if (answer.status !== 200) return;
+  if (answer.status !== 200) {
+    announce(problemText(answer, "The wallboard did not load"));
+    return;
+  }
+  const line = document.getElementById("shell-status");
+  if (line.textContent.startsWith("The wallboard did not load")) announce("The wallboard loads again.");
   state.board = answer.body;
   if (!state.streamOpen) {
     state.calls = answer.body.calls;
@@ -208,7 +225,8 @@ function onStream(message) {
 
 async function pauseCampaign(campaignId, paused) {
   const answer = await api.post(`/v1/campaigns/${encodeURIComponent(campaignId)}/${paused ? "pause" : "resume"}`);
-  announce(answer.status === 200 ? `${campaignId} ${paused ? "paused" : "resumed"}` : answer.body?.message);
+  announce(answer.status === 200 ? `${campaignId} ${paused ? "paused" : "resumed"}`
+    : problemText(answer, `${campaignId} was not ${paused ? "paused" : "resumed"}`));
   loadBoard();
 }
 
@@ -257,7 +275,7 @@ async function monitorCall(callId, mode) {
     answer = await api.post(`/v1/calls/${encodeURIComponent(callId)}/monitor`, { endpoint: state.endpoint, mode });
   }
   if (answer.status !== 202) {
-    announce(answer.body?.message || `monitoring refused (${answer.status})`);
+    announce(problemText(answer, "Monitoring refused"));
     return;
   }
   state.monitor = { ...(state.monitor || {}), ...answer.body, mode_active: false };
@@ -353,7 +371,7 @@ async function loadKpis() {
     api.get(`/v1/reports/campaigns?${query}`)]);
   if (mine !== kpiRequest) return; // a later request (other filters) is on its way: it draws
   if (agency.status !== 200) {
-    announce(agency.body?.message || "the report could not be made");
+    announce(problemText(agency, "The report could not be made"));
     return;
   }
   const { period, kpis, series } = agency.body;
@@ -384,7 +402,10 @@ async function loadPipeline() {
   const parameters = new URLSearchParams({ per_stage: "25" });
   if ($("#pipeline-campaign").value.trim()) parameters.set("campaign_id", $("#pipeline-campaign").value.trim());
   const answer = await api.get(`/v1/reports/pipeline?${parameters}`);
-  if (answer.status !== 200) return;
+  if (answer.status !== 200) {
+    announce(problemText(answer, "The pipeline did not load"));
+    return;
+  }
   const before = new Map();
   for (const column of state.pipeline?.stages || []) for (const lead of column.leads) before.set(lead.lead_id, column.stage);
   state.pipeline = answer.body;
@@ -432,7 +453,7 @@ async function searchRecordings(more = false) {
   const url = more ? state.nextRecordings : `/v1/recordings?${recordingQuery()}`;
   const answer = await api.get(url);
   if (answer.status !== 200) {
-    announce(answer.body?.message || "search failed");
+    announce(problemText(answer, "The recordings search failed"));
     return;
   }
   state.recordings = more ? [...state.recordings, ...answer.body.recordings] : answer.body.recordings;

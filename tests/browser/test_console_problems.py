@@ -1,0 +1,263 @@
+"""The consoles when things go wrong or are empty, in a real Chromium against the API (real
+PostgreSQL and Redis; no Asterisk: the page's phone is refused, which the page says): the event
+stream dropping and coming back, the session ending in another tab, a failing API call, empty
+tables, a wrong password, sign-in by keyboard, and a lead whose name is long and not ASCII at
+1280x720 and 1366x768."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import BrowserContext, Page, WebSocketRoute
+
+from dialer.runtime.agent_events import AgentEventHub
+from dialer.web.users import UserRole, UserStore
+from tests.api.conftest import Api, open_api
+
+pytestmark = pytest.mark.timeout(120)
+PASSWORD = "first day password"
+# A name a CRM may well hold: accents, CJK, an emoji, and one unbroken 60-letter word.
+LONG_NAME = "Zoë-Éléonore 李小龍 🌻 " + "Wolfeschlegelsteinhausenbergerdorffwelchevoralternwarengewissenhaft"
+
+# Whether anything sticks out sideways: horizontal scrolling, or boxes past the window's edge.
+OVERFLOW = """() => {
+  const wide = [...document.querySelectorAll('body *')].filter((node) => node.getBoundingClientRect().right
+    > document.documentElement.clientWidth + 1 && node.getClientRects().length);
+  return { scroll: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+           wide: wide.map((node) => node.id || node.className || node.tagName).slice(0, 5) };
+}"""
+
+
+class Accounts:
+    def __init__(self, api: Api, hub: AgentEventHub, agent: str, supervisor: str) -> None:
+        self.api, self.hub, self.agent, self.supervisor = api, hub, agent, supervisor
+
+    def url(self, path: str) -> str:
+        return str(self.api.client.make_url(path))
+
+
+@pytest.fixture
+async def accounts(pg_dsn: str, redis_url: str, redis_prefix: str, tmp_path: Path) -> AsyncIterator[Accounts]:
+    hub = AgentEventHub()  # the test sends the agent's page its screen pops
+    async with open_api(pg_dsn, redis_url, redis_prefix, tmp_path / "state", hub=hub) as api:
+        users = UserStore(api.store)
+        suffix = api.agent_id.rpartition("-")[2]
+        agent, supervisor = f"newagent{suffix}", f"newsup{suffix}"
+        await users.create(agent, UserRole.AGENT, PASSWORD, agent_id=api.agent_id)
+        await users.create(supervisor, UserRole.SUPERVISOR, PASSWORD)
+        yield Accounts(api, hub, agent, supervisor)
+
+
+async def sign_in_by_keyboard(page: Page, accounts: Accounts, username: str, console: str) -> None:
+    """Open the console, get sent to sign in, and sign in with the keyboard only (Tab, Enter)."""
+    await page.goto(accounts.url(console))
+    await page.wait_for_url(re.compile(rf"/signin\?next={console}$"))
+    await page.keyboard.type(username)  # the user name field has the focus
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(PASSWORD)
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(f"**{console}", wait_until="commit")
+
+
+class Streams:
+    """Every event stream the page opens passes through here, so the test can drop them."""
+
+    def __init__(self) -> None:
+        self.open: list[WebSocketRoute] = []
+
+    def __call__(self, route: WebSocketRoute) -> None:
+        route.connect_to_server()
+        self.open.append(route)
+
+    async def drop(self) -> None:
+        routes, self.open = self.open, []
+        for route in routes:
+            await route.close(code=1012, reason="the dialer restarts")
+
+
+async def status_line(page: Page, words: str) -> None:
+    await page.locator("#shell-status").filter(has_text=words).wait_for(timeout=15_000)
+
+
+async def test_wrong_password_says_so_and_keeps_the_user_name(accounts: Accounts, page: Page) -> None:
+    await page.goto(accounts.url("/agent"))
+    await page.get_by_label("User name").fill(accounts.agent)
+    await page.get_by_label("Password").fill("not the password")
+    await page.get_by_label("Password").press("Enter")
+    await page.locator("#problem").filter(has_text="The user name or password is wrong.").wait_for(timeout=10_000)
+    assert await page.get_by_label("User name").input_value() == accounts.agent
+    assert await page.evaluate("document.activeElement.id") == "password"
+
+
+async def test_the_agent_page_says_when_its_events_drop_and_come_back(accounts: Accounts, page: Page) -> None:
+    streams = Streams()
+    await page.route_web_socket(re.compile(r"/events"), streams)
+    await sign_in_by_keyboard(page, accounts, accounts.agent, "/agent")
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
+    # Without Asterisk this API hands out no phone: the page says why, in the API's words.
+    await page.locator("#phone-problem").filter(has_text="without the phones' credentials").wait_for(timeout=10_000)
+
+    state_reads: list[str] = []
+    page.on("request", lambda request: state_reads.append(request.url) if request.url.endswith("/state") else None)
+    await streams.drop()  # as when `dialer serve` restarts
+    await page.locator("#stream").filter(has_text="reconnecting").wait_for(timeout=5_000)
+    await status_line(page, "Lost the connection to the dialer: reconnecting")
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
+    await status_line(page, "Reconnected to the dialer")
+    # The agent's stream does not resend the state: the page reads what changed meanwhile.
+    await page.wait_for_timeout(500)
+    assert state_reads == [accounts.url(f"/v1/agents/{accounts.api.agent_id}/state")]
+
+
+async def test_a_page_whose_session_ended_in_another_tab_goes_to_sign_in(accounts: Accounts, page: Page,
+                                                                         browser_context: BrowserContext) -> None:
+    streams = Streams()
+    await page.route_web_socket(re.compile(r"/events"), streams)
+    await sign_in_by_keyboard(page, accounts, accounts.agent, "/agent")
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
+
+    other = await browser_context.new_page()
+    await other.goto(accounts.url("/agent"))
+    await other.get_by_role("button", name="Sign out", exact=True).click()
+    await other.wait_for_url("**/signin", wait_until="commit")
+
+    # The idle page learns it when its stream next drops, instead of "reconnecting" forever.
+    await streams.drop()
+    await page.wait_for_url(re.compile(r"/signin\?next=(/|%2F)agent$"), timeout=15_000)
+
+
+async def test_empty_tables_say_so_and_a_failed_call_is_said_in_words(accounts: Accounts, page: Page) -> None:
+    await sign_in_by_keyboard(page, accounts, accounts.supervisor, "/supervisor")
+    await page.wait_for_function("() => window.supervisorState && window.supervisorState.ready", timeout=15_000)
+    for table, words in (("calls", "No live calls."), ("waiting", "No call waiting."),
+                         ("agents", "No agent is logged in.")):
+        await page.locator(f"#{table} tbody tr.empty").filter(has_text=words).wait_for(timeout=10_000)
+
+    # The header's "phone: off" was white on a light pill: unreadable.
+    assert await page.locator("#phone-state").evaluate("(node) => getComputedStyle(node).color") != "rgb(255, 255, 255)"
+    await page.get_by_role("button", name="KPIs").click()
+    await page.locator("#kpi-chart canvas").wait_for(timeout=15_000)
+    assert await page.evaluate(OVERFLOW) == {"scroll": 0, "wide": []}
+    await page.get_by_role("button", name="Wallboard").click()
+
+    problem = '{"error": "database_unavailable", "message": "the database does not answer; try again shortly"}'
+    await page.route("**/v1/reports/pipeline*", lambda route: route.fulfill(
+        status=503, content_type="application/problem+json", body=problem))
+    await page.get_by_role("button", name="Pipeline").click()
+    await status_line(page, "The pipeline did not load: the database does not answer; try again shortly")
+    assert "database_unavailable" not in (await page.locator("body").inner_text())
+
+
+@pytest.mark.parametrize("width,height", [(1280, 720), (1366, 768)])
+async def test_a_long_unicode_lead_fits_the_agent_page(accounts: Accounts, page: Page, width: int,
+                                                       height: int) -> None:
+    api = accounts.api
+    await api.outbox.put_many([("lead_upsert", {"lead_id": api.lead_id, "first_name": LONG_NAME,
+                                                "last_name": "Dana", "phones": [api.phone], "state": "NY"})])
+    assert await api.outbox.flush(10)
+    await page.set_viewport_size({"width": width, "height": height})
+    await sign_in_by_keyboard(page, accounts, accounts.agent, "/agent")
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)  # the page's script runs
+
+    # Enter submits the search; an empty one says what to type.
+    await page.get_by_role("button", name="Search").click()
+    await page.locator("#search-results").filter(has_text="Type a name").wait_for(timeout=5_000)
+    await page.get_by_label("Name, phone or e-mail").fill("Nobody Zzyzx")
+    await page.get_by_label("Name, phone or e-mail").press("Enter")
+    await page.locator("#search-results").filter(has_text="No lead of yours matches.").wait_for(timeout=10_000)
+    await page.get_by_label("Name, phone or e-mail").fill(api.phone)
+    await page.get_by_label("Name, phone or e-mail").press("Enter")
+    open_button = page.get_by_role("button", name=re.compile(r"^Open Zoë"))
+    box = await open_button.bounding_box()
+    assert box is not None and box["height"] < 40  # one line, not squeezed to a letter a line
+    await open_button.click()
+    await page.locator("#lead-name").filter(has_text="李小龍 🌻").wait_for(timeout=10_000)
+    await page.locator(f"#lead-calls tr[data-call-id='{api.call_id}']").wait_for(timeout=10_000)  # its one call
+
+    # Nothing sticks out sideways: no horizontal scrolling, every box inside the window.
+    assert await page.evaluate(OVERFLOW) == {"scroll": 0, "wide": []}
+
+
+async def test_a_disposition_refused_because_the_session_ended_is_sent_after_signing_in_again(
+        accounts: Accounts, page: Page) -> None:
+    api = accounts.api
+    await sign_in_by_keyboard(page, accounts, accounts.agent, "/agent")
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
+    for _ in range(100):  # the page's stream is subscribed once "live" shows; a moment at most
+        if accounts.hub.subscribers(api.agent_id):
+            break
+        await asyncio.sleep(0.05)
+    accounts.hub.publish(api.agent_id, {
+        "type": "screen_pop", "call_id": api.call_id, "campaign_id": None, "direction": "outbound",
+        "lead": {"lead_id": api.lead_id, "name": "Dana", "phone": api.phone, "phones": [api.phone]}})
+    await page.locator("#wrap").wait_for(timeout=10_000)
+
+    # The session expires (or is signed out in another tab) just as the agent clicks: the API
+    # answers the disposition 401, as it does then.
+    ended = '{"error": "unauthorized", "message": "the session has ended: sign in again"}'
+    await page.route("**/disposition", lambda route: route.fulfill(
+        status=401, content_type="application/problem+json", body=ended), times=1)
+    await page.get_by_label("Notes").fill("Wants a quote for two; call after 5")
+    await page.get_by_role("button", name="Contacted (Alt+1)").click()
+    await page.wait_for_url(re.compile(r"/signin\?next="), timeout=10_000)
+    await page.keyboard.type(accounts.agent)
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(PASSWORD)
+    await page.keyboard.press("Enter")
+    await page.wait_for_url("**/agent", wait_until="commit")
+
+    for _ in range(100):  # the page sends what it kept as it starts
+        response = await api.client.get(f"/v1/calls/{api.call_id}/dispositions", headers=api.auth(api.crm))
+        saved = (await response.json())["dispositions"]
+        if saved:
+            break
+        await asyncio.sleep(0.1)
+    assert [(d["code"], d["notes"]) for d in saved] == [("contacted", "Wants a quote for two; call after 5")]
+
+
+async def test_an_agent_types_the_campaigns_once(accounts: Accounts, page: Page) -> None:
+    await sign_in_by_keyboard(page, accounts, accounts.agent, "/agent")
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
+    campaigns = page.get_by_label("Campaigns")
+    assert await campaigns.input_value() == ""
+    # Refused (this API runs without the campaigns' runtime): said in words, and not kept.
+    await campaigns.fill("camp-refused")
+    await campaigns.press("Enter")
+    await page.locator("#state-problem").filter(has_text="runs without").wait_for(timeout=10_000)
+    await page.reload()
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
+    assert await campaigns.input_value() == ""
+
+    state = json.dumps({"agent_id": accounts.api.agent_id, "state": "logging_in", "since": "2026-01-05T14:00:00Z",
+                        "version": 1, "campaign_ids": ["camp-a", "camp-b"]})
+    await page.route("**/login", lambda route: route.fulfill(status=200, content_type="application/json", body=state))
+    await campaigns.fill(" camp-a ,camp-b")
+    await campaigns.press("Enter")
+    await page.locator("#agent-state").filter(has_text="logging in").wait_for(timeout=10_000)
+    await page.reload()
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
+    assert await campaigns.input_value() == "camp-a, camp-b"
+
+
+async def test_a_reload_in_wrap_up_shows_the_call_again_to_disposition_it(accounts: Accounts, page: Page) -> None:
+    api = accounts.api
+    # This API runs without the campaigns' runtime: the agent's state is answered here.
+    state = json.dumps({"agent_id": api.agent_id, "state": "wrap_up", "since": "2026-01-05T14:00:00Z",
+                        "wrap_up_until": None, "call_id": api.call_id, "version": 3, "campaign_ids": []})
+    await page.route("**/state", lambda route: route.fulfill(status=200, content_type="application/json", body=state))
+    await sign_in_by_keyboard(page, accounts, accounts.agent, "/agent")
+    await page.locator("#lead-name").filter(has_text="Dana").wait_for(timeout=15_000)
+    await status_line(page, "Your current call is shown again.")
+    await page.get_by_role("button", name="Contacted (Alt+1)").click()
+    await page.locator("#dispo-result").filter(has_text="Saved: contacted.").wait_for(timeout=10_000)
+
+    await page.reload()  # once more: the call is shown, its disposition already stored
+    await page.locator("#dispo-result").filter(has_text="Saved: contacted.").wait_for(timeout=15_000)
+    assert await page.get_by_role("button", name="Contacted (Alt+1)").is_disabled()
+    response = await api.client.get(f"/v1/calls/{api.call_id}/dispositions", headers=api.auth(api.crm))
+    assert [d["code"] for d in (await response.json())["dispositions"]] == ["contacted"]
