@@ -144,7 +144,7 @@ def alerts(inputs: AlertInputs) -> list[Alert]:
         elif judged.status is FreshnessStatus.DUE_SOON:
             found.append(Alert(severity="warning", code="dnc_list_due", list_name=judged.list_name,
                                message=f"DNC list {judged.list_name} must be refreshed by {judged.deadline} "
-                                       f"({judged.days_left} days left)"))
+                                       f"({judged.days_left} {'day' if judged.days_left == 1 else 'days'} left)"))
     if inputs.recordings_pending:
         found.append(Alert(severity="warning", code="recordings_pending_archive",
                            message=f"{inputs.recordings_pending} ended calls have no archived recording yet"))

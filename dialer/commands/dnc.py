@@ -326,7 +326,7 @@ def run_status(args: argparse.Namespace) -> int:
         else:
             until = f"usable through {f.deadline}" if f.deadline else "dated too far ahead"
             left = "" if f.days_left is None else (
-                f" ({f.days_left} days left)" if f.days_left >= 0 else f" (since {-f.days_left} days)")
+                f" ({_days(f.days_left)} left)" if f.days_left >= 0 else f" (since {_days(-f.days_left)})")
             line = f"{f.list_name:<10} {f.copy_date.isoformat():<10}  {until:<25} {_STATUS_WORDS[f.status]}{left}"
             count = _count(versions, f.list_name)
             if count is not None:
@@ -346,3 +346,7 @@ def run_status(args: argparse.Namespace) -> int:
 def _count(versions: dict[str, str], name: str) -> int | None:
     raw = versions.get(f"{name}:count")
     return int(raw) if raw and raw.isdigit() else None
+
+
+def _days(count: int) -> str:
+    return f"{count} day" if count == 1 else f"{count} days"
