@@ -790,17 +790,10 @@ class PredictivePacer:
         """Everything of a decision before the risks: the answer itself when no risk is
         needed (warming up, no line free), else what the risk computation needs."""
         c = self.config
-        target = self.budget.target(snapshot.abandon_tally, now)
-        self.target = target
-        floor = min(progressive_lines(snapshot), snapshot.free_lines)
-        if not self.model.ready:
-            return floor
-        self._steer(now, target)
-        allowance = c.min_allowance if self.budget.fallback else self.allowance
-        cap = min(snapshot.free_lines, int(c.max_lines_per_agent * max(1, snapshot.logged_in_agents)))
-        if cap <= 0:
-            return 0
-        self._tables()
+        limits = self.open_limits(snapshot, now)
+        if isinstance(limits, int):
+            return limits
+        allowance, floor, cap = limits
         certain, columns = self._busy_columns(snapshot, now)
         ringing = self._ringing_people(snapshot, now)
         if c.count_future_dials:
@@ -821,8 +814,7 @@ class PredictivePacer:
             allowance=allowance,
             floor=floor,
             cap=cap,
-            # Any start gives the same answer; about what the last decision needed saves a round.
-            lines=min(cap, max(8, 2 * floor, self._last_lines + 4)),
+            lines=self.first_lines(floor, cap),
         )
 
     def close_decision(self, job: _Decision, risks: FloatArray, n: int, now: float) -> int:
