@@ -166,6 +166,9 @@ class CampaignFields(RequestModel):
     def _legal_window(cls, value: time | None) -> time | None:
         if value is not None and value.tzinfo is not None:
             raise ValueError("must be a local time (HH:MM) without an offset: the lead's own time zone applies")
+        if value is not None and (value.second or value.microsecond):
+            # Kept and shown as HH:MM: seconds would be dropped silently.
+            raise ValueError("must be a local time in whole minutes (HH:MM)")
         if value is not None and not LEGAL_START <= value <= LEGAL_END:
             raise ValueError("must be within 08:00-21:00 local (47 CFR 64.1200(c)(1))")
         return value

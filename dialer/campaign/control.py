@@ -129,7 +129,8 @@ def _time(value: Any, name: str) -> time | None:
         parsed = time.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
         parsed = None
-    if parsed is None or parsed.tzinfo is not None:
+    # Whole minutes only: the window is shown and kept as HH:MM, so seconds would be dropped silently.
+    if parsed is None or parsed.tzinfo is not None or parsed.second or parsed.microsecond:
         raise ControlError(f"{name} must be a local time HH:MM", name)
     if not EARLIEST <= parsed <= LATEST:
         raise ControlError(f"{name} must be within 08:00-21:00 (an override only narrows the legal window)", name)

@@ -80,6 +80,7 @@ async def test_only_an_admin_changes_things_and_bad_input_is_a_named_422(api: Ap
     ({"caller_id": "+15555550100"}, "caller_id", "not a valid"),
     ({"window_start": "07:30"}, "window_start", "08:00-21:00"),
     ({"window_start": "12:00", "window_end": "11:00"}, "window_start", "before"),
+    ({"window_start": "09:00:30", "window_end": "20:00"}, "window_start", "whole minutes"),
     ({"dispositions": ["contacted"]}, "dispositions", "do_not_call"),
     ({"max_abandon_rate": 0.05}, "max_abandon_rate", "0.03"),
     ({"amd_settings": {"greeting_ms": 50}}, "amd_settings", "500"),
