@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -23,7 +23,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import TokenRole
-from dialer.api.http import DEPS, SESSION, SESSION_COOKIE, SESSIONS, ApiError, own_agent
+from dialer.api.http import DEPS, SESSION, ApiError, own_agent
 from dialer.api.routes import Answer, RouteTable
 from dialer.api.schema import QueryModel, ResponseModel, UtcTime, utc_from_epoch
 from dialer.campaign.api import CAMPAIGNS
@@ -35,7 +35,7 @@ from dialer.runtime.agent_events import QUEUE_LIMIT, AgentEventHub
 log = structlog.get_logger(__name__)
 routes = RouteTable("events")
 HEARTBEAT_SECONDS = 10.0
-SESSION_CHECK_SECONDS = 10.0  # how soon a stream ends after its session did (one query per stream)
+SESSION_CHECK_SECONDS = 10.0  # how soon a stream ends after its session did (one query for all streams)
 
 
 class EventHub(AgentEventHub):
@@ -184,47 +184,100 @@ async def _open(request: web.Request) -> web.WebSocketResponse:
 _CLOSING = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 
 
-def _session_lives(request: web.Request) -> Callable[[], Awaitable[bool]] | None:
-    """For a stream opened with a person's session cookie: whether that session still lives (not
-    signed out, signed out everywhere, expired, or its user disabled). A stream checks the
-    session only as it opens, so without this a console tab kept receiving screen pops (names,
-    numbers) after its person signed out elsewhere. A database that does not answer counts as
-    alive: a blip must not drop every console."""
-    if request.get(SESSION) is None:
-        return None
-    resolver = request.app.get(SESSIONS)
-    secret = request.cookies.get(SESSION_COOKIE, "")
-    if resolver is None:
-        return None
+class SessionWatch:
+    """Ends the event streams whose person's session ended (signed out, signed out everywhere,
+    expired, or the user disabled). A stream checks its session only as it opens, so without
+    this a console tab kept receiving screen pops (names, numbers) after its person signed out
+    elsewhere.
 
-    async def lives() -> bool:
+    Every `SESSION_CHECK_SECONDS`, one query asks which of the sessions behind this process's
+    open streams still live (`live_sessions(ids)`), however many consoles are open: a floor of
+    200 agents is one query per interval, not 200. The checking task runs only while a stream
+    is watched. A database that does not answer counts as alive: a blip must not drop every
+    console."""
+
+    def __init__(self, live_sessions: Callable[[Sequence[str]], Awaitable[set[str]]]) -> None:
+        self._live_sessions = live_sessions
+        self._watched: dict[str, set[asyncio.Event]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.queries = 0  # how many times the sessions were asked about (one query each)
+        self.last_asked = 0  # how many sessions the last query asked about
+
+    @contextlib.contextmanager
+    def watch(self, session_id: str) -> Iterator[asyncio.Event]:
+        """An event set once `session_id` has ended, checked while the `with` block runs."""
+        ended = asyncio.Event()
+        self._watched.setdefault(session_id, set()).add(ended)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._check_periodically(), name="event-stream-sessions")
         try:
-            return await resolver.resolve(secret) is not None
-        except DatabaseUnavailable:
-            return True
+            yield ended
+        finally:
+            streams = self._watched.get(session_id)
+            if streams is not None:
+                streams.discard(ended)
+                if not streams:
+                    del self._watched[session_id]
 
-    return lives
+    async def check(self) -> None:
+        """Ask once for every watched session; end the streams of those that ended."""
+        asked = list(self._watched)
+        if not asked:
+            return
+        self.queries += 1
+        self.last_asked = len(asked)
+        try:
+            live = await self._live_sessions(asked)
+        except DatabaseUnavailable:
+            return
+        for session_id in asked:
+            if session_id not in live:
+                ended = self._watched.pop(session_id, set())
+                log.info("event_stream_session_ended", streams=len(ended))
+                for stream in ended:
+                    stream.set()
+
+    async def _check_periodically(self) -> None:
+        while self._watched:
+            await asyncio.sleep(SESSION_CHECK_SECONDS)
+            await self.check()
+
+    async def close(self, app: web.Application | None = None) -> None:
+        """Stop checking (the app's cleanup): no task outlives the server."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+SESSION_WATCH: web.AppKey[SessionWatch] = web.AppKey("session_watch", SessionWatch)
+
+
+def _session_ended(request: web.Request) -> contextlib.AbstractContextManager[asyncio.Event | None]:
+    """For a stream opened with a person's session cookie: an event set once that session ended
+    (`SessionWatch`); none for a bearer token's stream (tokens are revoked, not signed out)."""
+    signed = request.get(SESSION)
+    watch = request.app.get(SESSION_WATCH)
+    if signed is None or watch is None:
+        return contextlib.nullcontext(None)
+    return watch.watch(signed.session_id)
 
 
 async def _pump(socket: web.WebSocketResponse, next_message: Callable[[], Awaitable[dict[str, Any]]],
-                lives: Callable[[], Awaitable[bool]] | None = None) -> None:
+                ended: asyncio.Event | None = None) -> None:
     """Send what `next_message()` gives until the client goes away (its own messages are ignored)
-    or, every SESSION_CHECK_SECONDS, `lives()` says the session behind the stream has ended."""
+    or `ended` is set (the session behind the stream has ended)."""
     receiver: asyncio.Future[Any] = asyncio.ensure_future(socket.receive())
     getter: asyncio.Future[dict[str, Any]] | None = None
-    loop = asyncio.get_running_loop()
-    next_check = loop.time() + SESSION_CHECK_SECONDS
+    ending: asyncio.Future[Any] = asyncio.ensure_future(ended.wait()) if ended is not None else (
+        asyncio.get_running_loop().create_future())
     try:
         while not socket.closed:
             if getter is None:
                 getter = asyncio.ensure_future(next_message())
-            timeout = None if lives is None else max(0.0, next_check - loop.time())
-            done, _ = await asyncio.wait({getter, receiver}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            if lives is not None and loop.time() >= next_check:
-                if not await lives():
-                    log.info("event_stream_session_ended")
-                    break
-                next_check = loop.time() + SESSION_CHECK_SECONDS
+            done, _ = await asyncio.wait({getter, receiver, ending}, return_when=asyncio.FIRST_COMPLETED)
+            if ending in done:
+                break
             if receiver in done:
                 if receiver.result().type in _CLOSING:
                     break
@@ -234,6 +287,7 @@ async def _pump(socket: web.WebSocketResponse, next_message: Callable[[], Awaita
                 getter = None
     finally:
         receiver.cancel()
+        ending.cancel()
         if getter is not None:
             getter.cancel()
 
@@ -257,7 +311,8 @@ async def agent_events(request: web.Request, query: StreamQuery) -> web.StreamRe
         async def next_message() -> dict[str, Any]:
             return agent_message(await queue.get())
 
-        await _pump(socket, next_message, _session_lives(request))
+        with _session_ended(request) as ended:
+            await _pump(socket, next_message, ended)
     await socket.close()
     return socket
 
@@ -345,7 +400,8 @@ async def wallboard_events(request: web.Request, query: WallboardQuery) -> web.S
         relay = group.create_task(relay_agents(), name="wallboard-agents")
         ticker = group.create_task(tick(), name="wallboard-tick")
         try:
-            await _pump(socket, outbox.get, _session_lives(request))
+            with _session_ended(request) as ended:
+                await _pump(socket, outbox.get, ended)
         finally:
             relay.cancel()
             ticker.cancel()

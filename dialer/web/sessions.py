@@ -28,6 +28,7 @@ from pydantic import Field
 
 from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import TokenRole
+from dialer.api.events import SESSION_WATCH, SessionWatch
 from dialer.api.http import (
     ALL_ROLES,
     DEPS,
@@ -257,4 +258,7 @@ async def signed_in_page(request: web.Request) -> Session | web.StreamResponse:
 def add_session_routes(app: web.Application, users: UserStore, sip_credentials_file: Path | None) -> None:
     app[USERS] = users
     app[SESSIONS] = CookieSessions(users)
+    watch = SessionWatch(users.live_sessions)
+    app[SESSION_WATCH] = watch
+    app.on_cleanup.append(watch.close)
     app[SIP_CREDENTIALS_FILE] = sip_credentials_file

@@ -24,6 +24,7 @@ import functools
 import hashlib
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -260,6 +261,16 @@ class UserStore:
         if row is None:
             return None
         return Session(row["session_id"], _user(row), row["csrf_token"], row["expires_at"])
+
+    async def live_sessions(self, session_ids: Sequence[str]) -> set[str]:
+        """Which of these sessions still live (not expired, not revoked, user enabled), in one
+        query: the event streams' `SessionWatch` asks for every open console at once."""
+        async with self._store.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT s.session_id FROM user_sessions s JOIN users u USING (user_id) "
+                "WHERE s.session_id = ANY($1::text[]) AND s.revoked_at IS NULL AND s.expires_at > now() "
+                "AND u.disabled_at IS NULL", list(session_ids))
+        return {row["session_id"] for row in rows}
 
     async def purge(self, keep_ended: timedelta = ENDED_SESSIONS_KEPT) -> tuple[int, int]:
         """Delete sessions ended (expired or signed out) more than `keep_ended` ago, and wrong

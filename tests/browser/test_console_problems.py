@@ -7,13 +7,14 @@ tables, a wrong password, sign-in by keyboard, and a lead whose name is long and
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import BrowserContext, Page, WebSocketRoute
+from playwright.async_api import BrowserContext, Page, Route, WebSocketRoute
 
 from dialer.runtime.agent_events import AgentEventHub
 from dialer.web.users import UserRole, UserStore
@@ -267,3 +268,157 @@ async def test_a_reload_in_wrap_up_shows_the_call_again_to_disposition_it(accoun
     assert await page.get_by_role("button", name="Contacted (Alt+1)").is_disabled()
     response = await api.client.get(f"/v1/calls/{api.call_id}/dispositions", headers=api.auth(api.crm))
     assert [d["code"] for d in (await response.json())["dispositions"]] == ["contacted"]
+
+
+def wrap_up_state(api: Api) -> str:
+    """The agent's state in wrap-up of the test's call (this API runs without the campaigns'
+    runtime, so the page's `GET .../state` is answered with it): the page shows the call again."""
+    return json.dumps({"agent_id": api.agent_id, "state": "wrap_up", "since": "2026-01-05T14:00:00Z",
+                       "wrap_up_until": None, "call_id": api.call_id, "version": 3, "campaign_ids": []})
+
+
+async def test_unsent_notes_survive_a_reload_and_signing_in_again_and_go_once_sent(
+        accounts: Accounts, page: Page, browser_context: BrowserContext) -> None:
+    api = accounts.api
+    notes_typed = "Spouse joins at 6; wants two Medigap quotes"
+    await page.route("**/state", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                             body=wrap_up_state(api)))
+    streams = Streams()
+    await page.route_web_socket(re.compile(r"/events"), streams)
+    await sign_in_by_keyboard(page, accounts, accounts.agent, "/agent")
+    await page.locator("#lead-name").filter(has_text="Dana").wait_for(timeout=15_000)
+    notes = page.get_by_label("Notes")
+    await notes.fill(notes_typed)
+
+    await page.reload()  # the notes were never sent: they are shown again with their call
+    await page.locator("#lead-name").filter(has_text="Dana").wait_for(timeout=15_000)
+    assert await notes.input_value() == notes_typed
+
+    # Signed out in another tab: this page goes to sign in when its stream drops, and back.
+    other = await browser_context.new_page()
+    await other.goto(accounts.url("/agent"))
+    await other.get_by_role("button", name="Sign out", exact=True).click()
+    await other.wait_for_url("**/signin", wait_until="commit")
+    await other.close()
+    await streams.drop()
+    await page.wait_for_url(re.compile(r"/signin\?next="), timeout=15_000)
+    await type_sign_in(page, accounts.agent, "/agent")
+    await page.locator("#lead-name").filter(has_text="Dana").wait_for(timeout=15_000)
+    assert await notes.input_value() == notes_typed
+
+    await page.get_by_role("button", name="Contacted (Alt+1)").click()
+    await page.locator("#dispo-result").filter(has_text="Saved: contacted.").wait_for(timeout=10_000)
+    assert await notes.input_value() == ""
+    await page.reload()  # sent: the draft is gone, not offered again
+    await page.locator("#dispo-result").filter(has_text="Saved: contacted.").wait_for(timeout=15_000)
+    assert await notes.input_value() == ""
+    assert notes_typed not in await page.evaluate("() => JSON.stringify(sessionStorage)")
+    response = await api.client.get(f"/v1/calls/{api.call_id}/dispositions", headers=api.auth(api.crm))
+    assert [(d["code"], d["notes"]) for d in (await response.json())["dispositions"]] == [("contacted", notes_typed)]
+
+
+async def held_until(route_event: asyncio.Event, route: Route) -> None:
+    """A route handler that answers only once `route_event` is set (a slow script)."""
+    await route_event.wait()
+    await route.continue_()
+
+
+async def test_a_form_used_before_its_script_has_loaded_sends_nothing(accounts: Accounts, page: Page) -> None:
+    """Enter or a click before the page's script ran used to send the form the browser's way: a
+    full page load with the user name and password in the URL."""
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
+    script = asyncio.Event()
+    await page.route("**/static/signin.js", functools.partial(held_until, script))
+    await page.goto(accounts.url("/signin?next=/agent"), wait_until="commit")
+    await page.get_by_label("User name").fill(accounts.agent)
+    await page.get_by_label("Password").fill(PASSWORD)
+    sign_in = page.get_by_role("button", name="Sign in")
+    assert await sign_in.is_disabled()  # shown greyed out until it works
+    await page.get_by_label("Password").press("Enter")
+    await sign_in.click(force=True)
+    await page.wait_for_timeout(500)
+    assert not [url for url in urls if "password" in url.lower() or accounts.agent in url]
+    assert page.url == accounts.url("/signin?next=/agent")
+
+    script.set()  # the script arrives: the same Enter signs in, over the API
+    await page.wait_for_function("() => document.body.dataset.ready === 'true'", timeout=10_000)
+    await page.get_by_label("Password").press("Enter")
+    await page.wait_for_url(re.compile(r"^https?://[^/?]+/agent$"), timeout=15_000)
+
+    # The agent's page: searching before its script ran reloaded the page with the search typed.
+    agent_script = asyncio.Event()
+    await page.route("**/static/agent.js", functools.partial(held_until, agent_script))
+    await page.goto(accounts.url("/agent"), wait_until="commit")
+    await page.get_by_label("Name, phone or e-mail").fill("Dana")
+    await page.get_by_label("Name, phone or e-mail").press("Enter")
+    await page.get_by_label("Campaigns").fill("camp-early")
+    await page.get_by_label("Campaigns").press("Enter")
+    assert await page.get_by_role("button", name="Search").is_disabled()
+    await page.wait_for_timeout(500)
+    assert page.url == accounts.url("/agent")
+    agent_script.set()
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
+    assert await page.get_by_role("button", name="Search").is_enabled()
+
+
+async def test_the_kpi_csv_downloads_work_by_keyboard_before_the_figures_load(accounts: Accounts, page: Page) -> None:
+    figures = asyncio.Event()  # the KPI figures are slow to come: the downloads do not wait for them
+    await page.route(re.compile(r"/v1/reports/agency\?(?!.*format=csv)"), functools.partial(held_until, figures))
+    await sign_in_by_keyboard(page, accounts, accounts.supervisor, "/supervisor")
+    await page.wait_for_function("() => window.supervisorState && window.supervisorState.ready", timeout=15_000)
+    await page.get_by_role("button", name="KPIs").focus()
+    await page.keyboard.press("Enter")
+    await page.locator("#tab-kpis").wait_for(timeout=5_000)
+    await page.get_by_role("button", name="Show").focus()
+    for _ in range(10):  # Tab on from the filters to the per-agent table's download
+        await page.keyboard.press("Tab")
+        if await page.evaluate("() => document.activeElement.id") == "csv-agents":
+            break
+    assert await page.evaluate("() => document.activeElement.id") == "csv-agents"
+    assert not await page.evaluate("() => window.supervisorState.kpisLoaded")
+    async with page.expect_download(timeout=10_000) as started:
+        await page.keyboard.press("Enter")
+    download = await started.value
+    assert download.suggested_filename.endswith(".csv")
+    saved = await download.path()
+    assert saved is not None
+    header = (await asyncio.to_thread(Path(saved).read_text)).splitlines()[0]
+    assert "dials" in header
+    figures.set()
+    await page.wait_for_function("() => window.supervisorState.kpisLoaded", timeout=15_000)
+
+
+# What an agent needs on a call, each to be in the window without scrolling the page.
+NEEDED_ON_A_CALL = ("#answer", "#hangup", "#agent-state", "#ready", "#pause", "#lead-name", "#lead-phones button",
+                    "#call-progress", "#wrap", "#dispositions button", "#notes", "#callback-date", "#callback-time")
+OUTSIDE_THE_WINDOW = """(selectors) => {
+  const width = window.innerWidth, height = window.innerHeight;
+  const outside = [];
+  for (const selector of selectors) {
+    const nodes = [...document.querySelectorAll(selector)];
+    if (!nodes.length) outside.push(`${selector}: missing`);
+    for (const node of nodes) {
+      const box = node.getBoundingClientRect();
+      if (box.top < 0 || box.left < 0 || box.bottom > height || box.right > width || !box.height)
+        outside.push(`${selector} at ${Math.round(box.top)}..${Math.round(box.bottom)} of ${height}`);
+    }
+  }
+  return { outside, scroll: document.documentElement.scrollHeight - document.documentElement.clientHeight };
+}"""
+
+
+@pytest.mark.parametrize("width,height", [(1280, 720), (1366, 768)])
+async def test_a_screen_pop_and_its_disposition_fit_the_window_without_scrolling(
+        accounts: Accounts, page: Page, width: int, height: int, tmp_path: Path) -> None:
+    api = accounts.api
+    await page.set_viewport_size({"width": width, "height": height})
+    await page.route("**/state", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                             body=wrap_up_state(api)))
+    await sign_in_by_keyboard(page, accounts, accounts.agent, "/agent")
+    await page.locator("#lead-name").filter(has_text="Dana").wait_for(timeout=15_000)
+    await page.locator(f"#lead-calls tr[data-call-id='{api.call_id}']").wait_for(timeout=10_000)
+    await page.locator("#callback-time option").first.wait_for(state="attached", timeout=10_000)
+    assert await page.locator("#wrap").is_visible() and await page.locator("#pop").is_visible()
+    await page.screenshot(path=str(tmp_path / f"agent-console-{width}x{height}.png"))  # to look at when it fails
+    assert await page.evaluate(OUTSIDE_THE_WINDOW, list(NEEDED_ON_A_CALL)) == {"outside": [], "scroll": 0}

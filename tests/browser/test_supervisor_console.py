@@ -189,6 +189,13 @@ async def test_supervisor_console(console: Console, page: Page, tmp_path: Path) 
     stats = await phone.stats()
     assert stats is not None and stats["inbound"]["bytesReceived"] > 10_000
     await page.locator(f'#campaigns tr[data-campaign-id="{campaign_id}"]').wait_for(timeout=5_000)
+    # The test database holds every test's campaigns, stopped ones too: the wall screen's
+    # "Running campaigns only" shows this floor's running one alone, as docs/wallboard.png does.
+    await page.get_by_label("Running campaigns only").check()
+    listed = page.locator("#campaigns tbody tr")
+    await page.wait_for_function("(id) => [...document.querySelectorAll('#campaigns tbody tr')]"
+                                 ".map((row) => row.dataset.campaignId).join() === id", arg=campaign_id, timeout=5_000)
+    assert await listed.count() == 1
     await page.screenshot(path=str(DOCS / "wallboard.png"), full_page=True)
     # Campaign control from the wallboard: Pause, audited under the supervisor.
     await page.locator(f'#campaigns tr[data-campaign-id="{campaign_id}"] button').click()

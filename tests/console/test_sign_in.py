@@ -353,6 +353,40 @@ async def test_an_open_event_stream_ends_when_its_session_does(people: People,
     await token_stream.close()
 
 
+async def test_every_open_stream_is_checked_in_one_query_and_a_signed_out_ones_close_within_the_interval(
+        people: People, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four consoles open (two tabs of ann's, bob's, sue's wallboard): each interval asks about
+    their three sessions in one query, not one per stream; once ann and sue sign out, their
+    three streams close within the interval and bob's stays open."""
+    interval = 0.5
+    monkeypatch.setattr(events, "SESSION_CHECK_SECONDS", interval)
+    client, api = people.api.client, people.api
+    assert client.app is not None
+    watch = client.app[events.SESSION_WATCH]
+    ann, bob, sue = [await people.sign_in(name) for name in (people.ann, people.bob, people.sue)]
+    ann_tabs = [await client.ws_connect(f"/v1/agents/{api.agent_id}/events", headers=ann.headers(csrf=False))
+                for _ in range(2)]
+    bob_tab = await client.ws_connect(f"/v1/agents/{api.other_agent_id}/events", headers=bob.headers(csrf=False))
+    wallboard = await client.ws_connect("/v1/events", headers=sue.headers(csrf=False))
+    for socket in (*ann_tabs, bob_tab, wallboard):
+        assert (await socket.receive_json(timeout=5))["type"] == "subscribed"
+    queries = watch.queries
+    await asyncio.sleep(interval * 3.5)
+    assert 1 <= watch.queries - queries <= 4  # one query an interval (per stream, 12 or more)
+    assert watch.last_asked == 3  # three sessions behind four streams, in that one query
+
+    assert (await client.delete("/v1/session", headers=ann.headers())).status == 200
+    assert (await client.post("/v1/session/sign-out-everywhere", json={}, headers=sue.headers())).status == 200
+    for socket in (*ann_tabs, wallboard):
+        while (message := await socket.receive(timeout=interval + 2.0)).type is aiohttp.WSMsgType.TEXT:
+            pass  # the wallboard's snapshot, sent before the check
+        assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+    await asyncio.sleep(interval * 2)
+    assert not bob_tab.closed
+    assert watch.last_asked == 1  # only bob's session is still asked about
+    await bob_tab.close()
+
+
 async def test_another_roles_console_is_a_page_with_a_way_on(people: People) -> None:
     client = people.api.client
     ann, sue = await people.sign_in(people.ann), await people.sign_in(people.sue)

@@ -1,7 +1,7 @@
 // The agent's console: the browser phone, the agent's state, the screen pop, dispositions,
 // lead search and click-to-call. Everything goes through the public API (/v1/...) and the
 // agent's event stream (GET /v1/agents/{agent_id}/events), with the signed-in session.
-import { Api, announce, eventStream, mountHeader, newKey } from "/static/shell.js";
+import { Api, announce, eventStream, formsReady, mountHeader, newKey } from "/static/shell.js";
 import { Softphone } from "/static/softphone.js";
 
 const $ = (id) => document.getElementById(id);
@@ -22,6 +22,8 @@ const STATE_WORDS = {
 };
 const CAMPAIGNS_KEY = "dialer.campaigns"; // the campaign ids of the last accepted log-in
 const PENDING_KEY = "dialer.pendingDispositions"; // dispositions not yet accepted (offline), kept across reloads
+const DRAFTS_KEY = "dialer.noteDrafts"; // this tab's unsent notes, per call (sessionStorage)
+const MOST_DRAFTS = 20;
 
 // What tests and the screen-pop benchmark read (no PHI: ids and times only).
 window.consoleState = { pops: [], registered: false };
@@ -155,10 +157,32 @@ async function restoreCall(callId) {
   const last = stored.status === 200 ? stored.body.dispositions.at(-1) : null;
   if (last && current?.callId === callId) {
     current.disposed = true;
+    keepDraft(callId, ""); // its notes went with the disposition
+    $("notes").value = "";
     setDispositionsEnabled(false);
     $("dispo-result").textContent = `Saved: ${last.code.replaceAll("_", " ")}.`;
   }
 }
+
+// ---- unsent notes ----------------------------------------------------------------------------
+// Notes typed but not yet sent with a disposition survive the page going to sign in (session
+// expired, signed out in another tab) and a reload: each call's draft is kept in this tab's
+// sessionStorage, shown again with its call, and dropped once its disposition is accepted.
+// Drafts belong to the agent who typed them; another agent signing in on this tab starts clean.
+function loadDrafts() {
+  try {
+    const kept = JSON.parse(sessionStorage.getItem(DRAFTS_KEY) || "null");
+    if (kept && kept.agentId === agentId && Array.isArray(kept.drafts)) return kept.drafts;
+  } catch { /* unreadable: start clean */ }
+  return [];
+}
+function draftOf(callId) { return loadDrafts().find(([id]) => id === callId)?.[1] || ""; }
+function keepDraft(callId, notes) {
+  const drafts = loadDrafts().filter(([id]) => id !== callId);
+  if (notes.trim()) drafts.push([callId, notes]);
+  sessionStorage.setItem(DRAFTS_KEY, JSON.stringify({ agentId, drafts: drafts.slice(-MOST_DRAFTS) }));
+}
+$("notes").addEventListener("input", () => { if (current) keepDraft(current.callId, $("notes").value); });
 
 // ---- the current call and the screen pop -------------------------------------------------------
 let current = null; // {callId, leadId, campaignId, dispositionKey, disposed}
@@ -206,6 +230,7 @@ function screenPop(message, receivedAt) {
   if (!disposedBefore) {
     callTimerStart = null; // a new call: its timer starts when it connects
     $("callback-date").value = ""; // and its callback picker starts on its lead's today
+    $("notes").value = draftOf(message.call_id); // and its own notes (none, or those typed before a reload)
   }
   $("call-kind").textContent = message.direction === "inbound" ? `Inbound call${message.campaign_id ? ` (${message.campaign_id})` : ""}`
     : message.campaign_id ? `Campaign call (${message.campaign_id})` : "Click-to-call";
@@ -570,9 +595,12 @@ async function send(item) {
   savePending(pendingDispositions().filter((entry) => entry.key !== item.key));
   if (answer.status === 202) {
     $("dispo-result").textContent = `Saved: ${item.body.code.replaceAll("_", " ")}.`;
-    if (current && current.callId === item.callId) current.disposed = true;
+    keepDraft(item.callId, "");
+    if (current && current.callId === item.callId) {
+      current.disposed = true;
+      $("notes").value = "";
+    }
     announce(`Disposition saved: ${item.body.code.replaceAll("_", " ")}`);
-    $("notes").value = "";
   } else {
     $("dispo-result").textContent = `Not saved: ${problemText(answer)}`;
     setDispositionsEnabled(true);
@@ -674,6 +702,7 @@ eventStream(`/v1/agents/${encodeURIComponent(agentId)}/events`, (message, receiv
   streamOpened ||= state === "open";
 });
 
+formsReady(); // every form's handler is attached: its buttons may send it now
 await loadState();
 fillCallbackTimes();
 for (const item of pendingDispositions()) send(item); // sent while offline before a reload

@@ -119,6 +119,20 @@ export function eventStream(path, onMessage, onState = () => {}) {
   return { close() { stopped = true; socket?.close(); } };
 }
 
+/**
+ * Enable the page's form buttons (`data-until-ready`): they are disabled in the HTML until the
+ * page's script has attached its handlers, because a form sent before that would go the
+ * browser's own way, a full page load with its fields in the URL (a password, a lead's phone).
+ * A disabled default button also stops Enter in a field from sending the form.
+ */
+export function formsReady() {
+  for (const button of document.querySelectorAll("button[data-until-ready]")) {
+    button.disabled = false;
+    button.removeAttribute("data-until-ready");
+  }
+  document.body.dataset.ready = "true";
+}
+
 /** A random key for Idempotency-Key (one per action, reused by its retries). */
 export function newKey() {
   return crypto.randomUUID();

@@ -1,4 +1,6 @@
 // The sign-in form: POST /v1/sessions (JSON), then on to the page asked for (same site only).
+import { formsReady } from "/static/shell.js";
+
 const form = document.getElementById("signin");
 const problem = document.getElementById("problem");
 
@@ -39,3 +41,4 @@ form.addEventListener("submit", async (event) => {
   form.password.value = "";
   form.password.focus();
 });
+formsReady(); // the button works from now on (until then, nothing could send the password)

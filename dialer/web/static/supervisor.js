@@ -2,7 +2,7 @@
 // own browser phone (listen / whisper / barge on one leg, switching without redialing), the
 // KPI dashboards (GET /v1/reports/...), the pipeline board and recordings search with a seeking
 // player. A client of the documented API only; `window.supervisorState` is for tests.
-import { Api, announce, eventStream, mountHeader } from "/static/shell.js";
+import { Api, announce, eventStream, formsReady, mountHeader } from "/static/shell.js";
 import { Softphone } from "/static/softphone.js";
 import uPlot from "/static/vendor/uplot-1.6.32/dist/uPlot.esm.js";
 
@@ -163,7 +163,8 @@ function renderBoard() {
   fillRows($("#waiting"), board.waiting.map((call) => el("tr", {}, el("td", {}, call.call_id),
     el("td", {}, call.campaign_id || ""), el("td", {}, call.direction), el("td", {}, call.lead_number),
     el("td", { class: "num" }, duration(call.waiting_seconds)))));
-  fillRows($("#campaigns"), board.campaigns.map((campaign) => {
+  $("#campaigns").dataset.empty = $("#running-only").checked ? "No campaign is running." : "No campaign yet.";
+  fillRows($("#campaigns"), shownCampaigns().map((campaign) => {
     const window30 = campaign.abandon_30_days;
     const status = campaign.running ? (campaign.paused ? "paused" : "running") : "stopped";
     const left = campaign.leads_left;
@@ -183,6 +184,14 @@ function renderBoard() {
       el("td", {}, Object.entries(campaign.blocked).map(([reason, count]) => `${reason} ${count}`).join(", ")),
       el("td", {}, control));
   }));
+}
+
+// Every campaign of the agency is listed (its day's figures and 30-day abandon rate matter when
+// stopped too); a wall screen may show only those dialing now. The choice is kept per browser.
+const RUNNING_ONLY_KEY = "dialer.wallboard.runningOnly";
+function shownCampaigns() {
+  const campaigns = state.board?.campaigns || [];
+  return $("#running-only").checked ? campaigns.filter((campaign) => campaign.running) : campaigns;
 }
 
 async function loadBoard() {
@@ -366,6 +375,10 @@ let kpiRequest = 0;
 async function loadKpis() {
   const query = reportQuery();
   const mine = ++kpiRequest;
+  // The downloads follow the filters asked for at once, before (and whether or not) the figures load.
+  $("#csv-agents").href = `/v1/reports/agents?${reportQuery({ format: "csv" })}`;
+  $("#csv-campaigns").href = `/v1/reports/campaigns?${reportQuery({ format: "csv" })}`;
+  $("#csv-series").href = `/v1/reports/agency?${reportQuery({ format: "csv" })}`;
   const [agency, agents, campaigns] = await Promise.all([
     api.get(`/v1/reports/agency?${query}`), api.get(`/v1/reports/agents?${query}`),
     api.get(`/v1/reports/campaigns?${query}`)]);
@@ -385,9 +398,6 @@ async function loadKpis() {
   drawChart(series);
   if (agents.status === 200) fillKpiTable($("#kpi-agents"), agents.body.rows);
   if (campaigns.status === 200) fillKpiTable($("#kpi-campaigns"), campaigns.body.rows);
-  $("#csv-agents").href = `/v1/reports/agents?${reportQuery({ format: "csv" })}`;
-  $("#csv-campaigns").href = `/v1/reports/campaigns?${reportQuery({ format: "csv" })}`;
-  $("#csv-series").href = `/v1/reports/agency?${reportQuery({ format: "csv" })}`;
   state.kpisLoaded = Date.now();
 }
 
@@ -401,6 +411,7 @@ function ageText(seconds) {
 async function loadPipeline() {
   const parameters = new URLSearchParams({ per_stage: "25" });
   if ($("#pipeline-campaign").value.trim()) parameters.set("campaign_id", $("#pipeline-campaign").value.trim());
+  $("#csv-pipeline").href = `/v1/reports/pipeline?${parameters}&format=csv`;
   const answer = await api.get(`/v1/reports/pipeline?${parameters}`);
   if (answer.status !== 200) {
     announce(problemText(answer, "The pipeline did not load"));
@@ -409,7 +420,6 @@ async function loadPipeline() {
   const before = new Map();
   for (const column of state.pipeline?.stages || []) for (const lead of column.leads) before.set(lead.lead_id, column.stage);
   state.pipeline = answer.body;
-  $("#csv-pipeline").href = `/v1/reports/pipeline?${parameters}&format=csv`;
   $("#board").replaceChildren(...answer.body.stages.map((column) => el("div", {
     class: "column", "data-stage": column.stage,
   }, el("h3", {}, `${column.label} `, el("span", { class: "count" }, column.count)),
@@ -484,8 +494,14 @@ async function main() {
   $("#pipeline-form").addEventListener("submit", (event) => { event.preventDefault(); loadPipeline(); });
   $("#rec-form").addEventListener("submit", (event) => { event.preventDefault(); searchRecordings(); });
   $("#rec-more").addEventListener("click", () => searchRecordings(true));
+  formsReady(); // the forms' handlers are attached: their buttons may send them now
   $("#monitor-stop").addEventListener("click", stopMonitor);
   $("#rec-disposition").append(...DISPOSITIONS.map((code) => el("option", { value: code }, code.replaceAll("_", " "))));
+  $("#running-only").checked = localStorage.getItem(RUNNING_ONLY_KEY) === "1";
+  $("#running-only").addEventListener("change", () => {
+    localStorage.setItem(RUNNING_ONLY_KEY, $("#running-only").checked ? "1" : "0");
+    renderBoard();
+  });
   for (const button of document.querySelectorAll("button.csv[data-csv]")) {
     button.addEventListener("click", () => exportTable(button.dataset.csv));
   }
@@ -513,7 +529,7 @@ function exportTable(name) {
       [...state.agents.values()].map((a) => [a.agent_id, a.state, a.since, a.call_id, a.pause_reason])],
     campaigns: () => [["campaign_id", "running", "paused", "dial_mode", "lines", "hopper", "dials", "answered",
       "connected", "abandoned", "abandon_rate_30_days"],
-    (state.board?.campaigns || []).map((c) => [c.campaign_id, c.running, c.paused, c.dial_mode, c.lines, c.hopper,
+    shownCampaigns().map((c) => [c.campaign_id, c.running, c.paused, c.dial_mode, c.lines, c.hopper,
       c.today.dials, c.today.answered, c.today.connected, c.today.abandoned, c.abandon_30_days.rate])],
     recordings: () => [["recording_id", "recorded_at", "call_id", "lead_id", "duration_seconds"],
       state.recordings.map((r) => [r.recording_id, r.recorded_at, r.call_id, r.lead_id, r.duration_seconds])],
