@@ -100,6 +100,17 @@ def data_version() -> str:
     return f"phonenumbers {metadata.version('phonenumbers')}"
 
 
+def e164_spelling(raw: str) -> str | None:
+    """`raw` written as E.164 when it reads as a phone number at all, valid or not (None when it
+    does not): one number written two ways, "(555) 201-0001" and "+15552010001", has one spelling.
+    For comparing requests, not for deciding whether a number may be dialed (`parse_number`)."""
+    try:
+        number = phonenumbers.parse(raw.strip(), "US")
+    except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
 @cache
 def parse_number(raw: str) -> NumberInfo:
     """Normalise `raw` (any US format, or E.164) and describe it; never raises."""

@@ -40,6 +40,9 @@ CAMPAIGN_ID = {"campaign_id": "the campaign's id"}
 STATE_URL = {"Location": "the agent's state (`GET /v1/agents/{agent_id}/state`)"}
 CAMPAIGN_URL = {"Location": "the campaign's figures (`GET /v1/campaigns/{campaign_id}`)"}
 NOT_RUNNING = "the controller is not running campaigns (`controller_unavailable`), or a dependency is down"
+# Every session endpoint says the same of an agent without a session (docs/api.md).
+NO_SESSION = "`not_logged_in` (the agent has no session), or `agent_not_found`"
+STATE_REFUSED = "`invalid_agent_state`: the agent's state does not allow it"
 
 # Two posts of the same person at the same instant would otherwise both miss the other in
 # PostgreSQL and both create a lead: they are serialised per phone and e-mail.
@@ -73,7 +76,13 @@ def _state(request: web.Request, body: AgentStateBody, status: int = 200) -> Rep
                    "Log an agent in to campaigns: its phone is called once and stays connected",
                    roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID, body=LoginRequest,
                    responses={202: Answer(AgentStateBody, "the agent's state (logging_in)", headers=STATE_URL)},
-                   errors={409: "already logged in", 502: "Asterisk refused the agent's leg", 503: NOT_RUNNING})
+                   errors={404: "`agent_not_found`",
+                           409: "`already_logged_in`, `agent_inactive`, or the agent's phone cannot be called: "
+                                "`sip_endpoint_unknown` (Asterisk has no such endpoint; `field`: sip_endpoint) or "
+                                "`softphone_not_registered` (no phone is registered on it now)",
+                           422: "`unknown_campaign`",
+                           502: "`agent_leg_failed`: Asterisk refused the agent's leg for a reason it does not give",
+                           503: NOT_RUNNING})
 async def agent_login(request: web.Request, body: LoginRequest) -> Reply:
     agent_id = own_agent(request, request.match_info["agent_id"])
     snapshot = await _runtime(request).login(agent_id, list(body.campaign_ids))
@@ -83,7 +92,7 @@ async def agent_login(request: web.Request, body: LoginRequest) -> Reply:
 @agent_routes.post("/v1/agents/{agent_id}/logout", "agentLogOut", "Log the agent out (after the current call, if on one)",
                    roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID,
                    responses={202: Answer(AgentStateBody, "the agent's state", headers=STATE_URL)},
-                   errors={404: "not logged in", 409: "the agent's state does not allow it", 503: NOT_RUNNING})
+                   errors={404: NO_SESSION, 409: STATE_REFUSED, 503: NOT_RUNNING})
 async def agent_logout(request: web.Request) -> Reply:
     snapshot = await _runtime(request).logout(own_agent(request, request.match_info["agent_id"]))
     return _state(request, AgentStateBody.of(snapshot), 202)
@@ -92,7 +101,7 @@ async def agent_logout(request: web.Request) -> Reply:
 @agent_routes.post("/v1/agents/{agent_id}/pause", "agentPause", "Pause (now, or when the current call and wrap-up end)",
                    roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID, body=PauseRequest,
                    responses={200: Answer(AgentStateBody, "the agent's state")},
-                   errors={404: "not logged in", 409: "the agent's state does not allow it", 503: NOT_RUNNING})
+                   errors={404: NO_SESSION, 409: STATE_REFUSED, 503: NOT_RUNNING})
 async def agent_pause(request: web.Request, body: PauseRequest) -> Reply:
     agent_id = own_agent(request, request.match_info["agent_id"])
     snapshot = await _runtime(request).pause(agent_id, body.reason.strip())
@@ -102,7 +111,7 @@ async def agent_pause(request: web.Request, body: PauseRequest) -> Reply:
 @agent_routes.post("/v1/agents/{agent_id}/ready", "agentReady", "Take calls again (from paused, or ending wrap-up early)",
                    roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID,
                    responses={200: Answer(AgentStateBody, "the agent's state")},
-                   errors={404: "not logged in", 409: "the agent's state does not allow it", 503: NOT_RUNNING})
+                   errors={404: NO_SESSION, 409: STATE_REFUSED, 503: NOT_RUNNING})
 async def agent_ready(request: web.Request) -> Reply:
     snapshot = await _runtime(request).ready(own_agent(request, request.match_info["agent_id"]))
     return _state(request, AgentStateBody.of(snapshot))
@@ -111,11 +120,13 @@ async def agent_ready(request: web.Request) -> Reply:
 @agent_routes.get("/v1/agents/{agent_id}/state", "getAgentState", "The agent's session state",
                   roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID,
                   responses={200: Answer(AgentStateBody, "the agent's state")},
-                  errors={404: "`not_logged_in`", 503: NOT_RUNNING})
+                  errors={404: NO_SESSION, 503: NOT_RUNNING})
 async def agent_state(request: web.Request) -> Reply:
-    snapshot = _runtime(request).agent_state(own_agent(request, request.match_info["agent_id"]))
+    runtime = _runtime(request)
+    agent_id = own_agent(request, request.match_info["agent_id"])
+    snapshot = runtime.agent_state(agent_id)
     if snapshot is None:
-        raise ApiError(404, "not_logged_in", "the agent is not logged in")
+        await runtime.refuse_not_logged_in(agent_id)
     return _state(request, AgentStateBody.of(snapshot))
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
-from dialer.api.schema import Id, Line, Name, RequestModel, ResponseModel, UtcTime, utc_from_epoch
+from dialer.api.schema import Id, Line, Name, PhoneText, RequestModel, ResponseModel, UtcTime, utc_from_epoch
 from dialer.campaign.agent import AgentSnapshot, AgentState
 from dialer.campaign.dialing import CampaignStatus
+from dialer.campaign.intake import IntakeError, parse_web_lead
 
 
 class LoginRequest(RequestModel):
@@ -72,7 +73,7 @@ class WebLeadRequest(RequestModel):
 
     first_name: Name
     last_name: Name | None = None
-    phone: Line = Field(description="a US number, any format")
+    phone: PhoneText = Field(description="a US number, any format")
     email: Line | None = None
     state: Line | None = Field(default=None, description="two-letter US state code")
     zip: Line | None = Field(default=None, description="12345 or 12345-6789")
@@ -80,6 +81,14 @@ class WebLeadRequest(RequestModel):
     city: Name | None = None
     source: Name = Field(description="where the lead comes from (web_form, a vendor's name, ...)")
     campaign_id: Id | None = Field(default=None, description="with speed-to-lead on, the lead is dialed first")
+
+    def idempotency_form(self) -> dict[str, Any]:
+        """The lead as the intake reads it (phone in E.164, e-mail in lower case, state in capitals,
+        spaces trimmed): a retry that writes one of them another way is the same lead."""
+        try:
+            return asdict(parse_web_lead(self.model_dump(exclude_none=True)))
+        except IntakeError:  # refused by the route anyway: compared as sent
+            return super().idempotency_form()
 
 
 class LeadAccepted(ResponseModel):
