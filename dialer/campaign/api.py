@@ -6,10 +6,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
+from crm_bridge.admin import Admin, Entity
 from crm_bridge.dispositions import PipelineStage
 from crm_bridge.kinds import RecordKind
 from crm_bridge.records import InvalidRecord
@@ -18,9 +19,11 @@ from dialer.api.http import DEPS, TOKEN, ApiDependencies, ApiError, own_agent, s
 from dialer.api.idempotency import KeyedLocks
 from dialer.api.routes import Answer, Reply, RouteTable
 from dialer.campaign.control import change_record
-from dialer.campaign.dialing import campaign_lead_record
+from dialer.campaign.dialing import CampaignStatus, campaign_lead_record
 from dialer.campaign.intake import IntakeError, Merge, WebLead, merge, parse_web_lead
 from dialer.campaign.openapi import (
+    AgentCampaign,
+    AgentCampaigns,
     AgentStateBody,
     CampaignStatusBody,
     LeadAccepted,
@@ -128,6 +131,32 @@ async def agent_state(request: web.Request) -> Reply:
     if snapshot is None:
         await runtime.refuse_not_logged_in(agent_id)
     return _state(request, AgentStateBody.of(snapshot))
+
+
+@agent_routes.get("/v1/agents/{agent_id}/campaigns", "listAgentCampaigns",
+                  "The campaigns an agent may log in to (the active ones): id, name, dial mode and whether each is "
+                  "dialing on this controller", roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID,
+                  responses={200: Answer(AgentCampaigns, "the campaigns, by id")},
+                  errors={404: "`agent_not_found`", 503: NOT_RUNNING})
+async def agent_campaigns(request: web.Request) -> Reply:
+    """For the agent's console: what `campaign_ids` a login may name, without the settings and
+    figures an agent token may not read (`GET /v1/campaigns` is for staff and the CRM)."""
+    runtime = _runtime(request)
+    agent_id = own_agent(request, request.match_info["agent_id"])
+    store = request.app[DEPS].store
+    if await store.get_agent(agent_id) is None:
+        raise ApiError(404, "agent_not_found", f"no agent {agent_id!r}", field="agent_id")
+    rows = await Admin(store).list_all(Entity.CAMPAIGN, include_inactive=False)
+    return Reply(AgentCampaigns(campaigns=[
+        AgentCampaign(campaign_id=row["campaign_id"], name=row["name"], dial_mode=row["dial_mode"],
+                      status=_dialing(runtime.campaign_status(row["campaign_id"])))
+        for row in rows], next=None))
+
+
+def _dialing(status: CampaignStatus | None) -> Literal["running", "paused", "stopped"]:
+    if status is None or not status.running:
+        return "stopped"
+    return "paused" if status.paused else "running"
 
 
 @campaign_routes.post("/v1/campaigns/{campaign_id}/start", "startCampaign",

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from crm_bridge.records import DialMode
 from dialer.api.schema import Id, Line, Name, PhoneText, RequestModel, ResponseModel, UtcTime, utc_from_epoch
 from dialer.campaign.agent import AgentSnapshot, AgentState
 from dialer.campaign.dialing import CampaignStatus
@@ -43,6 +44,22 @@ class AgentStateBody(ResponseModel):
                    version=snapshot.version, campaign_ids=list(snapshot.campaign_ids), channel_id=snapshot.channel_id,
                    call_id=snapshot.call_id, pause_reason=snapshot.pause_reason,
                    wrap_up_until=utc_from_epoch(snapshot.wrap_up_until), logout_reason=snapshot.logout_reason)
+
+
+class AgentCampaign(ResponseModel):
+    """A campaign as an agent's console needs it to offer a login: no settings, no figures."""
+
+    campaign_id: str
+    name: str
+    dial_mode: DialMode
+    status: Literal["running", "paused", "stopped"] = Field(
+        description="on this controller: dialing, paused by a supervisor, or not dialing (an agent may log in "
+                    "to it all the same, and takes its calls once it starts)")
+
+
+class AgentCampaigns(ResponseModel):
+    campaigns: list[AgentCampaign] = Field(description="the active campaigns, by id (at most 1000)")
+    next: str | None = Field(description="always null")
 
 
 class CampaignStatusBody(ResponseModel):
