@@ -35,14 +35,24 @@ _DIALABLE_TYPES = frozenset(
 _GEOGRAPHIC_TYPES = frozenset({PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
 _UNKNOWN_ZONE = "Etc/Unknown"
 
-def _us_metadata() -> PhoneMetadata:
-    metadata = PhoneMetadata.metadata_for_region("US")
+# The US territories in the North American Numbering Plan, by area code -> their phonenumbers
+# region (also their two-letter state code). They are US numbers for the engine: the TCPA's
+# "State" includes the territories (47 U.S.C. 153(52)) and the National Do Not Call Registry
+# takes their numbers like any other (47 CFR 64.1200(c)(2)); their calling window is their own
+# zone's (phonenumbers' mapper: Atlantic for PR and USVI, Chamorro UTC+10 for Guam and the
+# Northern Marianas, Samoa UTC-11 for American Samoa). The other NANP countries (Canada, the
+# Caribbean nations) stay "not US".
+US_TERRITORY_NPAS: dict[int, str] = {787: "PR", 939: "PR", 340: "VI", 671: "GU", 670: "MP", 684: "AS"}
+
+
+def _metadata(region: str) -> PhoneMetadata:
+    metadata = PhoneMetadata.metadata_for_region(region)
     if metadata is None:  # a broken phonenumbers install: fail at import, not per call
-        raise RuntimeError("phonenumbers has no metadata for region US")
+        raise RuntimeError(f"phonenumbers has no metadata for region {region}")
     return metadata
 
 
-_US_METADATA = _us_metadata()
+_REGION_METADATA = {region: _metadata(region) for region in ("US", *US_TERRITORY_NPAS.values())}
 
 
 class NumberProblem(StrEnum):
@@ -90,6 +100,17 @@ def data_version() -> str:
     return f"phonenumbers {metadata.version('phonenumbers')}"
 
 
+def e164_spelling(raw: str) -> str | None:
+    """`raw` written as E.164 when it reads as a phone number at all, valid or not (None when it
+    does not): one number written two ways, "(555) 201-0001" and "+15552010001", has one spelling.
+    For comparing requests, not for deciding whether a number may be dialed (`parse_number`)."""
+    try:
+        number = phonenumbers.parse(raw.strip(), "US")
+    except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
 @cache
 def parse_number(raw: str) -> NumberInfo:
     """Normalise `raw` (any US format, or E.164) and describe it; never raises."""
@@ -100,16 +121,19 @@ def parse_number(raw: str) -> NumberInfo:
         # Its text without the library's "(1) " error-type prefix: it reaches people's screens.
         text = str(getattr(error, "_msg", error)).rstrip(".")
         return NumberInfo(raw, None, NumberProblem.UNPARSABLE, text[:1].lower() + text[1:])
-    # Validity and type against the US metadata only: the generic calls try every NANP region
-    # in turn and cost ~15x more (measured by scripts/bench_gate.py).
-    if not phonenumbers.is_valid_number_for_region(number, "US"):
+    # Validity and type against one region's metadata (the US's, or the territory's its area
+    # code names): the generic calls try every NANP region in turn and cost ~15x more (measured
+    # by scripts/bench_gate.py).
+    national = phonenumberutil.national_significant_number(number)
+    territory = US_TERRITORY_NPAS.get(int(national[:3])) if number.country_code == 1 and len(national) == 10 else None
+    region = territory or "US"
+    if not phonenumbers.is_valid_number_for_region(number, region):
         if phonenumbers.is_valid_number(number):
-            region = phonenumbers.region_code_for_number(number)
-            return NumberInfo(raw, None, NumberProblem.NOT_US, f"not a US number (region {region})")
+            other = phonenumbers.region_code_for_number(number)
+            return NumberInfo(raw, None, NumberProblem.NOT_US, f"not a US number (region {other})")
         return NumberInfo(raw, None, NumberProblem.INVALID, "not a valid phone number")
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    national = phonenumberutil.national_significant_number(number)
-    number_type = phonenumberutil._number_type_helper(national, _US_METADATA)
+    number_type = phonenumberutil._number_type_helper(national, _REGION_METADATA[region])
     npa, local = int(national[:3]), int(national[3:])
     if number_type not in _DIALABLE_TYPES:
         return NumberInfo(
@@ -128,5 +152,5 @@ def parse_number(raw: str) -> NumberInfo:
         local,
         geographic=geographic and bool(zones),
         zones=zones,
-        npa_states=npa_states().get(npa, ()) if geographic else (),
+        npa_states=((territory,) if territory else npa_states().get(npa, ())) if geographic else (),
     )

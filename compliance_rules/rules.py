@@ -104,14 +104,17 @@ def locate(request: ContactRequest) -> Location:
         if not address_zone_known:
             zones.update(zip_data.zones_for_state(request.state.upper()))
     if not zones and not problems:
-        problems.append(
-            Reason(
-                ReasonCode.UNKNOWN_LOCATION,
-                f"{number.e164} is not geographic (toll-free or personal) and the lead has no address to locate it",
-                "47 CFR 64.1200(c)(1); 16 CFR 310.4(c) (called party's local time)",
-            )
-        )
+        problems.append(_no_zone(number))
     return Location(number, tuple(sorted(zones)), tuple(sorted(states)), tuple(problems))
+
+
+def _no_zone(number: NumberInfo) -> Reason:
+    what = "has no time zone in the numbering data" if number.geographic else "is not geographic (toll-free or personal)"
+    return Reason(
+        ReasonCode.UNKNOWN_LOCATION,
+        f"{number.e164} {what} and the lead has no address to locate it",
+        "47 CFR 64.1200(c)(1); 16 CFR 310.4(c) (called party's local time)",
+    )
 
 
 @cache
@@ -451,6 +454,10 @@ def decide(
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     reasons: list[Reason] = list(location.problems)
+    if location.number.ok and not location.zones and not location.problems:
+        # `locate` says so itself; a location built elsewhere without a zone (data that has no
+        # entry for the number or the address) is blocked too: the window is never guessed.
+        reasons.append(_no_zone(location.number))
     required_mode: DialMode | None = None
     text_kind = request.kind_of_text
     notices: tuple[Notice, ...] = ()

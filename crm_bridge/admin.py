@@ -177,8 +177,10 @@ class Admin:
 
     async def update(self, entity: Entity, key: str, values: Mapping[str, Any], actor: Actor, *,
                      action: str = "update") -> dict[str, Any]:
-        """Change some columns of an entity and audit it (before and after); a change that
-        changes nothing is not recorded."""
+        """Change some columns of an entity and audit it (before and after). A change that
+        changes nothing (disabling a disabled agent, a PATCH with the values it has) is
+        idempotent: nothing is written, not even `updated_at`, nothing is audited, and the
+        entity is returned as it is."""
         table = TABLES[entity]
         async with self._pool.acquire() as conn, conn.transaction():
             await lock_chains(conn)
@@ -186,18 +188,25 @@ class Admin:
             if current is None:
                 raise NotFound(f"{entity.value}_not_found", f"no {entity.value} {key!r}")
             before = row_json(entity, current)
+            assert before is not None
             if not values:
-                assert before is not None
                 return before
             names = list(values)
             sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
             stamp = ", updated_at = now()" if "updated_at" in current else ""
-            row = await conn.fetchrow(
-                f"UPDATE {table.name} SET {sets}{stamp} WHERE {table.key} = $1 RETURNING *",
-                key, *[_sql_value(table, name, values[name]) for name in names])
-            after = row_json(entity, row)
-            if _changed(before, after):
-                await record_change(conn, actor, action, entity, key, before, after)
+            try:
+                # Compared as PostgreSQL stores the values (a time, a JSON column, a number as
+                # its column's type), so the same value written another way is no change either.
+                async with conn.transaction():
+                    row = await conn.fetchrow(
+                        f"UPDATE {table.name} SET {sets}{stamp} WHERE {table.key} = $1 RETURNING *",
+                        key, *[_sql_value(table, name, values[name]) for name in names])
+                    after = row_json(entity, row)
+                    if not _changed(before, after):
+                        raise _Unchanged
+            except _Unchanged:
+                return before
+            await record_change(conn, actor, action, entity, key, before, after)
         assert after is not None
         return after
 
@@ -338,6 +347,10 @@ class Admin:
                                                             "channel", "action")},
                  "before": json.loads(row["before"]) if row["before"] else None,
                  "after": json.loads(row["after"]) if row["after"] else None} for row in rows]
+
+
+class _Unchanged(Exception):
+    """Rolls back an update that changed nothing (to its savepoint: the transaction goes on)."""
 
 
 def _changed(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> bool:

@@ -43,6 +43,7 @@ from dialer.click_to_call import api as click_to_call_api
 from dialer.click_to_call.requests import CallService
 from dialer.monitor import api as monitor_api
 from dialer.monitor.runtime import MonitorRuntime
+from dialer.runtime.agents import EndpointReader
 from dialer.runtime.live import CallControl
 from dialer.texting import api as texting_api
 from dialer.texting.runtime import TextingRuntime
@@ -82,6 +83,7 @@ def build_app(
     sip_credentials_file: Path | None = None,
     caller_id_check: Callable[[str], CallerIdCheck] | None = None,
     wake_webhooks: Callable[[], None] | None = None,
+    sip_endpoints: EndpointReader | None = None,
 ) -> web.Application:
     """Every route is served; a slice this API runs without answers 503 `controller_unavailable`."""
     # A long request line gets the API's own 400 (a problem naming the parameter) rather than the
@@ -97,6 +99,8 @@ def build_app(
     app[IDEMPOTENCY_LOCKS] = KeyedLocks()
     if caller_id_check is not None:
         app[admin.CALLER_ID_CHECK] = caller_id_check
+    if sip_endpoints is not None:
+        app[admin.SIP_ENDPOINTS] = sip_endpoints
     if wake_webhooks is not None:
         app[webhooks.WEBHOOK_WAKE] = wake_webhooks
     controls: list[CallControl] = [control for control in (calls, campaigns) if control is not None]

@@ -565,6 +565,7 @@ async def dialer_services(
                         sip_credentials_file=settings.sip_credentials_file,
                         caller_id_check=settings.caller_id_check,
                         wake_webhooks=webhooks.wake,
+                        sip_endpoints=ari,
                     )
                     try:
                         yield DialerServices(

@@ -27,6 +27,13 @@ from dialer.api.pagination import PageQuery, decode_cursor, link_header, page
 from dialer.api.routes import Answer, Reply, RouteTable
 from dialer.api.schema import Line, Name, QueryModel, RequestModel, ResponseModel, Text, UtcTime
 from dialer.campaign.caller_id import CallerIdCheck
+from dialer.runtime.agents import (
+    EndpointReader,
+    EndpointStatus,
+    agent_endpoint,
+    endpoint_status,
+    pjsip_resource,
+)
 
 agent_routes = RouteTable("agents")
 campaign_routes = RouteTable("campaigns")
@@ -39,6 +46,9 @@ READERS = (TokenRole.ADMIN, TokenRole.SUPERVISOR, TokenRole.CRM)
 # A campaign's caller ID is checked by the deployment too (vouched numbers in production); a
 # refusal answers with the check's own reason (`caller_id_not_vouched`, ...), as a start does.
 CALLER_ID_CHECK: web.AppKey[Callable[[str], CallerIdCheck]] = web.AppKey("caller_id_check")
+# Asterisk's endpoints (`dialer serve` gives its ARI client): an agent's SIP endpoint is checked
+# against them when it is set, so an agent is not created on a phone Asterisk cannot call.
+SIP_ENDPOINTS: web.AppKey[EndpointReader] = web.AppKey("sip_endpoints")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LEGAL_START, LEGAL_END = time(8, 0), time(21, 0)
 
@@ -106,6 +116,13 @@ class AgentBody(ResponseModel):
     active: bool
     created_at: UtcTime
     updated_at: UtcTime
+
+
+class AgentWritten(AgentBody):
+    """An agent as created or changed, and what the admin should know about the change."""
+
+    warnings: list[str] = Field(default_factory=list, description="e.g. the SIP endpoint could not be checked "
+                                "because Asterisk did not answer (the change is made; check the endpoint)")
 
 
 class AgentPage(ResponseModel):
@@ -398,13 +415,37 @@ async def list_agents(request: web.Request, query: PageQuery) -> Reply:
                  headers=link_header(next_url))
 
 
-@agent_routes.post("/v1/agents", "createAgent", "Create an agent (and the SIP endpoint it is called on)",
-                   roles=ADMINS, body=AgentCreate,
-                   responses={201: Answer(AgentBody, "the agent", headers=LOCATION)},
-                   errors={409: "`agent_exists`", 422: "an invalid field"})
+async def endpoint_warnings(reader: EndpointReader | None, sip_endpoint: str | None) -> list[str]:
+    """Check an agent's SIP endpoint with Asterisk (`GET /endpoints/PJSIP/{name}`): refused with
+    422 `sip_endpoint_unknown` when Asterisk has no such endpoint; accepted with a warning when
+    Asterisk cannot be asked (down, or not connected to this process), since an admin may set
+    agents up before the phones' server runs. A `Local/...` dial string (a simulated agent) and
+    an endpoint with no phone registered yet are accepted as they are."""
+    if sip_endpoint is None:
+        return []
+    dial_string = agent_endpoint(sip_endpoint, "")
+    if pjsip_resource(dial_string) is None:
+        return []
+    status = EndpointStatus.UNCHECKED if reader is None else await endpoint_status(reader, dial_string)
+    if status is EndpointStatus.UNKNOWN:
+        raise ApiError(422, "sip_endpoint_unknown", f"Asterisk has no SIP endpoint {dial_string}: give one of its "
+                       "PJSIP endpoints (agent1001, agent1001-web, ...)", field="sip_endpoint")
+    if status is EndpointStatus.UNCHECKED:
+        return [f"Asterisk could not be asked whether {dial_string} exists: check it before the agent logs in"]
+    return []
+
+
+@agent_routes.post("/v1/agents", "createAgent", "Create an agent (and the SIP endpoint it is called on, checked "
+                   "with Asterisk)", roles=ADMINS, body=AgentCreate,
+                   responses={201: Answer(AgentWritten, "the agent (with a warning if Asterisk could not be asked "
+                                          "about its endpoint)", headers=LOCATION)},
+                   errors={409: "`agent_exists`", 422: "an invalid field, or `sip_endpoint_unknown`: Asterisk has no "
+                                                        "such endpoint"})
 async def create_agent(request: web.Request, body: AgentCreate) -> Reply:
+    warnings = await endpoint_warnings(request.app.get(SIP_ENDPOINTS), body.sip_endpoint)
     row = await _run(admin_of(request).create(Entity.AGENT, body.model_dump(mode="json"), actor_of(request)))
-    return Reply(AgentBody.model_validate(row), status=201, location=f"/v1/agents/{body.agent_id}")
+    return Reply(AgentWritten.model_validate({**row, "warnings": warnings}), status=201,
+                 location=f"/v1/agents/{body.agent_id}")
 
 
 @agent_routes.get("/v1/agents/{agent_id}", "getAgent", "One agent", roles=READERS, parameters=AGENT_ID,
@@ -414,25 +455,38 @@ async def get_agent(request: web.Request) -> Reply:
     return Reply(AgentBody.model_validate(row))
 
 
-@agent_routes.route("PATCH", "/v1/agents/{agent_id}", "updateAgent", "Change an agent (the fields given)",
+@agent_routes.route("PATCH", "/v1/agents/{agent_id}", "updateAgent",
+                    "Change an agent (the fields given; a new SIP endpoint is checked with Asterisk)",
                     roles=ADMINS, parameters=AGENT_ID, body=AgentUpdate,
-                    responses={200: Answer(AgentBody, "the agent")},
-                    errors={404: "`agent_not_found`", 422: "an invalid field"})
+                    responses={200: Answer(AgentWritten, "the agent")},
+                    errors={404: "`agent_not_found`", 422: "an invalid field, or `sip_endpoint_unknown`"})
 async def update_agent(request: web.Request, body: AgentUpdate) -> Reply:
     values = body.model_dump(mode="json", exclude_unset=True)
     for required in ("name", "role", "active"):
         if required in values and values[required] is None:
             raise ApiError(422, "invalid_field", f"{required} cannot be null", field=required)
+    warnings = await endpoint_warnings(request.app.get(SIP_ENDPOINTS), values.get("sip_endpoint"))
     row = await _run(admin_of(request).update(Entity.AGENT, request.match_info["agent_id"], values, actor_of(request)))
-    return Reply(AgentBody.model_validate(row))
+    return Reply(AgentWritten.model_validate({**row, "warnings": warnings}))
 
 
 @agent_routes.post("/v1/agents/{agent_id}/disable", "disableAgent",
-                   "Disable an agent: no new calls or logins (its history stays)", roles=ADMINS, parameters=AGENT_ID,
+                   "Disable an agent: no new calls or logins (its history stays). Idempotent: disabling a "
+                   "disabled agent changes and audits nothing", roles=ADMINS, parameters=AGENT_ID,
                    responses={200: Answer(AgentBody, "the agent")}, errors={404: "`agent_not_found`"})
 async def disable_agent(request: web.Request) -> Reply:
     row = await _run(admin_of(request).update(Entity.AGENT, request.match_info["agent_id"], {"active": False},
                                               actor_of(request), action="disable"))
+    return Reply(AgentBody.model_validate(row))
+
+
+@agent_routes.post("/v1/agents/{agent_id}/enable", "enableAgent",
+                   "Enable a disabled agent again. Idempotent: enabling an active agent changes and audits nothing",
+                   roles=ADMINS, parameters=AGENT_ID,
+                   responses={200: Answer(AgentBody, "the agent")}, errors={404: "`agent_not_found`"})
+async def enable_agent(request: web.Request) -> Reply:
+    row = await _run(admin_of(request).update(Entity.AGENT, request.match_info["agent_id"], {"active": True},
+                                              actor_of(request), action="enable"))
     return Reply(AgentBody.model_validate(row))
 
 

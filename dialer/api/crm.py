@@ -18,7 +18,7 @@ from dialer.api.callback_window import CallbackRules
 from dialer.api.http import ALL_ROLES, CALL_CONTROLS, DEPS, TOKEN, WRAP_UPS, ApiError
 from dialer.api.pagination import PageQuery, decode_cursor, link_header, page
 from dialer.api.routes import Answer, Reply, RouteTable
-from dialer.api.schema import Id, Line, RequestModel, ResponseModel, Text, UtcTime, UtcTimeIn
+from dialer.api.schema import Id, Line, PhoneText, RequestModel, ResponseModel, Text, UtcTime, UtcTimeIn
 from dialer.runtime.ids import Prefix, new_id
 from dialer.runtime.live import HangupBy
 
@@ -119,7 +119,7 @@ class DispositionChoices(ResponseModel):
 
 
 class OptOutRequest(RequestModel):
-    phone: Line = Field(description="a US number, any format")
+    phone: PhoneText = Field(description="a US number, any format")
     source: Line = Field(description="one of: " + ", ".join(source.value for source in OptOutSource))
     lead_id: Id | None = None
 

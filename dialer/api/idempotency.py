@@ -4,7 +4,7 @@ key and gets the first answer, while nothing is done twice.
 
 - The key is scoped to the token and the operation, and stored in PostgreSQL with a
   fingerprint of the request (sha256 of method, path and the validated body in a canonical
-  form) and, once the route answered, that answer: a retry gets **the same status and body**
+  form: fields in any order, phone numbers as E.164, a web lead as the intake reads it) and, once the route answered, that answer: a retry gets **the same status and body**
   (plus `Idempotent-Replayed: true`), a 403 `compliance_blocked` or a 422 as much as a 202.
 - The same key with another request: 422 `idempotency_key_reused`.
 - Concurrent duplicates wait for the first: one lock per key in this process (so 50 requests
@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from crm_bridge.store import CrmStore
 from dialer.api.http import DEPS, TOKEN, ApiError, as_error
+from dialer.api.schema import RequestModel
 
 log = structlog.get_logger(__name__)
 
@@ -77,9 +78,13 @@ IDEMPOTENCY_LOCKS: web.AppKey[KeyedLocks] = web.AppKey("idempotency_locks", Keye
 
 
 def fingerprint(method: str, path: str, body: BaseModel | None) -> str:
-    """The request as a key's first use is remembered: the same fields in any order match."""
-    canonical = "" if body is None else json.dumps(body.model_dump(mode="json"), sort_keys=True,
-                                                   separators=(",", ":"))
+    """The request as a key's first use is remembered: the same fields in any order match, and
+    values compared as the route will read them (a phone number in any format is its E.164,
+    `RequestModel.idempotency_form`), so a client that rewrites a number between tries is not
+    told the key was reused."""
+    form = body.idempotency_form() if isinstance(body, RequestModel) else \
+        None if body is None else body.model_dump(mode="json")
+    canonical = "" if form is None else json.dumps(form, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
 
 

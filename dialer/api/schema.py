@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
-from typing import Annotated, ClassVar, overload
+from functools import cache
+from typing import Annotated, Any, ClassVar, get_args, get_origin, overload
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
-from compliance_rules.numbers import parse_number
+from compliance_rules.numbers import e164_spelling, parse_number
 
 # Characters no name, id or short text may hold: C0 and C1 controls (CR/LF would add SIP headers
 # where a name becomes a caller name; NUL is refused by PostgreSQL), DEL, and the line and
@@ -68,6 +69,14 @@ def _dialable_e164(value: str) -> str:
     return number
 
 
+class SameNumber:
+    """Marks a text field that holds a phone number in any format: `Idempotency-Key` compares the
+    request with it written as E.164 (`RequestModel.idempotency_form`)."""
+
+
+# A phone number in a request body, as sent (the route says why a number is refused); the same
+# number written another way is the same request for `Idempotency-Key`.
+PhoneText = Annotated[str, Field(max_length=200), AfterValidator(_single_line), SameNumber()]
 # A US number in any format, normalised to E.164 (query filters: `?phone=(212) 555-0100`).
 UsPhone = Annotated[str, Field(max_length=200), AfterValidator(_single_line), AfterValidator(_dialable_e164)]
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_single_line), AfterValidator(_not_blank)]
@@ -122,6 +131,30 @@ class RequestModel(BaseModel):
     """A JSON request body: strict types, unknown fields refused (422 `unknown_field`)."""
 
     model_config = ConfigDict(strict=True, extra="forbid", str_strip_whitespace=False)
+
+    def idempotency_form(self) -> dict[str, Any]:
+        """The request as an `Idempotency-Key` remembers it: the validated fields, each phone
+        number (`PhoneText`) written as E.164, so two spellings of one request are one request.
+        A model whose route normalises more (a web lead's e-mail, state) says so by overriding."""
+        form = self.model_dump(mode="json")
+        for name in _number_fields(type(self)):
+            value = form.get(name)
+            if isinstance(value, str):
+                form[name] = e164_spelling(value) or value
+        return form
+
+
+@cache
+def _number_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(name for name, info in model.model_fields.items()
+                 if any(isinstance(item, SameNumber) for item in info.metadata) or _marked(info.annotation))
+
+
+def _marked(annotation: object) -> bool:
+    """Whether a type (`PhoneText | None` too) carries the `SameNumber` mark."""
+    if get_origin(annotation) is Annotated:
+        return any(isinstance(item, SameNumber) for item in getattr(annotation, "__metadata__", ()))
+    return any(_marked(argument) for argument in get_args(annotation))
 
 
 class QueryModel(BaseModel):

@@ -6,10 +6,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
+from crm_bridge.admin import Admin, Entity
 from crm_bridge.dispositions import PipelineStage
 from crm_bridge.kinds import RecordKind
 from crm_bridge.records import InvalidRecord
@@ -18,9 +19,11 @@ from dialer.api.http import DEPS, TOKEN, ApiDependencies, ApiError, own_agent, s
 from dialer.api.idempotency import KeyedLocks
 from dialer.api.routes import Answer, Reply, RouteTable
 from dialer.campaign.control import change_record
-from dialer.campaign.dialing import campaign_lead_record
+from dialer.campaign.dialing import CampaignStatus, campaign_lead_record
 from dialer.campaign.intake import IntakeError, Merge, WebLead, merge, parse_web_lead
 from dialer.campaign.openapi import (
+    AgentCampaign,
+    AgentCampaigns,
     AgentStateBody,
     CampaignStatusBody,
     LeadAccepted,
@@ -40,6 +43,9 @@ CAMPAIGN_ID = {"campaign_id": "the campaign's id"}
 STATE_URL = {"Location": "the agent's state (`GET /v1/agents/{agent_id}/state`)"}
 CAMPAIGN_URL = {"Location": "the campaign's figures (`GET /v1/campaigns/{campaign_id}`)"}
 NOT_RUNNING = "the controller is not running campaigns (`controller_unavailable`), or a dependency is down"
+# Every session endpoint says the same of an agent without a session (docs/api.md).
+NO_SESSION = "`not_logged_in` (the agent has no session), or `agent_not_found`"
+STATE_REFUSED = "`invalid_agent_state`: the agent's state does not allow it"
 
 # Two posts of the same person at the same instant would otherwise both miss the other in
 # PostgreSQL and both create a lead: they are serialised per phone and e-mail.
@@ -73,7 +79,13 @@ def _state(request: web.Request, body: AgentStateBody, status: int = 200) -> Rep
                    "Log an agent in to campaigns: its phone is called once and stays connected",
                    roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID, body=LoginRequest,
                    responses={202: Answer(AgentStateBody, "the agent's state (logging_in)", headers=STATE_URL)},
-                   errors={409: "already logged in", 502: "Asterisk refused the agent's leg", 503: NOT_RUNNING})
+                   errors={404: "`agent_not_found`",
+                           409: "`already_logged_in`, `agent_inactive`, or the agent's phone cannot be called: "
+                                "`sip_endpoint_unknown` (Asterisk has no such endpoint; `field`: sip_endpoint) or "
+                                "`softphone_not_registered` (no phone is registered on it now)",
+                           422: "`unknown_campaign`",
+                           502: "`agent_leg_failed`: Asterisk refused the agent's leg for a reason it does not give",
+                           503: NOT_RUNNING})
 async def agent_login(request: web.Request, body: LoginRequest) -> Reply:
     agent_id = own_agent(request, request.match_info["agent_id"])
     snapshot = await _runtime(request).login(agent_id, list(body.campaign_ids))
@@ -83,7 +95,7 @@ async def agent_login(request: web.Request, body: LoginRequest) -> Reply:
 @agent_routes.post("/v1/agents/{agent_id}/logout", "agentLogOut", "Log the agent out (after the current call, if on one)",
                    roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID,
                    responses={202: Answer(AgentStateBody, "the agent's state", headers=STATE_URL)},
-                   errors={404: "not logged in", 409: "the agent's state does not allow it", 503: NOT_RUNNING})
+                   errors={404: NO_SESSION, 409: STATE_REFUSED, 503: NOT_RUNNING})
 async def agent_logout(request: web.Request) -> Reply:
     snapshot = await _runtime(request).logout(own_agent(request, request.match_info["agent_id"]))
     return _state(request, AgentStateBody.of(snapshot), 202)
@@ -92,7 +104,7 @@ async def agent_logout(request: web.Request) -> Reply:
 @agent_routes.post("/v1/agents/{agent_id}/pause", "agentPause", "Pause (now, or when the current call and wrap-up end)",
                    roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID, body=PauseRequest,
                    responses={200: Answer(AgentStateBody, "the agent's state")},
-                   errors={404: "not logged in", 409: "the agent's state does not allow it", 503: NOT_RUNNING})
+                   errors={404: NO_SESSION, 409: STATE_REFUSED, 503: NOT_RUNNING})
 async def agent_pause(request: web.Request, body: PauseRequest) -> Reply:
     agent_id = own_agent(request, request.match_info["agent_id"])
     snapshot = await _runtime(request).pause(agent_id, body.reason.strip())
@@ -102,7 +114,7 @@ async def agent_pause(request: web.Request, body: PauseRequest) -> Reply:
 @agent_routes.post("/v1/agents/{agent_id}/ready", "agentReady", "Take calls again (from paused, or ending wrap-up early)",
                    roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID,
                    responses={200: Answer(AgentStateBody, "the agent's state")},
-                   errors={404: "not logged in", 409: "the agent's state does not allow it", 503: NOT_RUNNING})
+                   errors={404: NO_SESSION, 409: STATE_REFUSED, 503: NOT_RUNNING})
 async def agent_ready(request: web.Request) -> Reply:
     snapshot = await _runtime(request).ready(own_agent(request, request.match_info["agent_id"]))
     return _state(request, AgentStateBody.of(snapshot))
@@ -111,12 +123,40 @@ async def agent_ready(request: web.Request) -> Reply:
 @agent_routes.get("/v1/agents/{agent_id}/state", "getAgentState", "The agent's session state",
                   roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID,
                   responses={200: Answer(AgentStateBody, "the agent's state")},
-                  errors={404: "`not_logged_in`", 503: NOT_RUNNING})
+                  errors={404: NO_SESSION, 503: NOT_RUNNING})
 async def agent_state(request: web.Request) -> Reply:
-    snapshot = _runtime(request).agent_state(own_agent(request, request.match_info["agent_id"]))
+    runtime = _runtime(request)
+    agent_id = own_agent(request, request.match_info["agent_id"])
+    snapshot = runtime.agent_state(agent_id)
     if snapshot is None:
-        raise ApiError(404, "not_logged_in", "the agent is not logged in")
+        await runtime.refuse_not_logged_in(agent_id)
     return _state(request, AgentStateBody.of(snapshot))
+
+
+@agent_routes.get("/v1/agents/{agent_id}/campaigns", "listAgentCampaigns",
+                  "The campaigns an agent may log in to (the active ones): id, name, dial mode and whether each is "
+                  "dialing on this controller", roles=(TokenRole.AGENT, *STAFF), parameters=AGENT_ID,
+                  responses={200: Answer(AgentCampaigns, "the campaigns, by id")},
+                  errors={404: "`agent_not_found`", 503: NOT_RUNNING})
+async def agent_campaigns(request: web.Request) -> Reply:
+    """For the agent's console: what `campaign_ids` a login may name, without the settings and
+    figures an agent token may not read (`GET /v1/campaigns` is for staff and the CRM)."""
+    runtime = _runtime(request)
+    agent_id = own_agent(request, request.match_info["agent_id"])
+    store = request.app[DEPS].store
+    if await store.get_agent(agent_id) is None:
+        raise ApiError(404, "agent_not_found", f"no agent {agent_id!r}", field="agent_id")
+    rows = await Admin(store).list_all(Entity.CAMPAIGN, include_inactive=False)
+    return Reply(AgentCampaigns(campaigns=[
+        AgentCampaign(campaign_id=row["campaign_id"], name=row["name"], dial_mode=row["dial_mode"],
+                      status=_dialing(runtime.campaign_status(row["campaign_id"])))
+        for row in rows], next=None))
+
+
+def _dialing(status: CampaignStatus | None) -> Literal["running", "paused", "stopped"]:
+    if status is None or not status.running:
+        return "stopped"
+    return "paused" if status.paused else "running"
 
 
 @campaign_routes.post("/v1/campaigns/{campaign_id}/start", "startCampaign",

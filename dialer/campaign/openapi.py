@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
-from dialer.api.schema import Id, Line, Name, RequestModel, ResponseModel, UtcTime, utc_from_epoch
+from crm_bridge.records import DialMode
+from dialer.api.schema import Id, Line, Name, PhoneText, RequestModel, ResponseModel, UtcTime, utc_from_epoch
 from dialer.campaign.agent import AgentSnapshot, AgentState
 from dialer.campaign.dialing import CampaignStatus
+from dialer.campaign.intake import IntakeError, parse_web_lead
 
 
 class LoginRequest(RequestModel):
@@ -44,6 +46,22 @@ class AgentStateBody(ResponseModel):
                    wrap_up_until=utc_from_epoch(snapshot.wrap_up_until), logout_reason=snapshot.logout_reason)
 
 
+class AgentCampaign(ResponseModel):
+    """A campaign as an agent's console needs it to offer a login: no settings, no figures."""
+
+    campaign_id: str
+    name: str
+    dial_mode: DialMode
+    status: Literal["running", "paused", "stopped"] = Field(
+        description="on this controller: dialing, paused by a supervisor, or not dialing (an agent may log in "
+                    "to it all the same, and takes its calls once it starts)")
+
+
+class AgentCampaigns(ResponseModel):
+    campaigns: list[AgentCampaign] = Field(description="the active campaigns, by id (at most 1000)")
+    next: str | None = Field(description="always null")
+
+
 class CampaignStatusBody(ResponseModel):
     """A campaign's figures on this controller."""
 
@@ -72,7 +90,7 @@ class WebLeadRequest(RequestModel):
 
     first_name: Name
     last_name: Name | None = None
-    phone: Line = Field(description="a US number, any format")
+    phone: PhoneText = Field(description="a US number, any format")
     email: Line | None = None
     state: Line | None = Field(default=None, description="two-letter US state code")
     zip: Line | None = Field(default=None, description="12345 or 12345-6789")
@@ -80,6 +98,14 @@ class WebLeadRequest(RequestModel):
     city: Name | None = None
     source: Name = Field(description="where the lead comes from (web_form, a vendor's name, ...)")
     campaign_id: Id | None = Field(default=None, description="with speed-to-lead on, the lead is dialed first")
+
+    def idempotency_form(self) -> dict[str, Any]:
+        """The lead as the intake reads it (phone in E.164, e-mail in lower case, state in capitals,
+        spaces trimmed): a retry that writes one of them another way is the same lead."""
+        try:
+            return asdict(parse_web_lead(self.model_dump(exclude_none=True)))
+        except IntakeError:  # refused by the route anyway: compared as sent
+            return super().idempotency_form()
 
 
 class LeadAccepted(ResponseModel):

@@ -19,7 +19,7 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import structlog
 
@@ -28,6 +28,7 @@ from compliance_rules.numbers import parse_number
 from compliance_rules.optout import OptOutSource
 from crm_bridge.dispositions import PipelineStage
 from crm_bridge.kinds import RecordKind
+from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import Call, Campaign, Lead
 from dialer.ari.dispatch import Route
 from dialer.ari.errors import AriError, NotFound
@@ -57,7 +58,7 @@ from dialer.campaign.machine import CampaignCall, CampaignCallRequest
 from dialer.campaign.record import CampaignCallRecord, CampaignCallState
 from dialer.pacing import Pacer, PacingEvent
 from dialer.runtime.admission import Slot
-from dialer.runtime.agents import active_agent, agent_endpoint
+from dialer.runtime.agents import active_agent, agent_endpoint, why_phone_unreachable
 from dialer.runtime.causes import sip_code, utc
 from dialer.runtime.errors import Refused
 from dialer.runtime.failover import next_trunk
@@ -459,7 +460,7 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         """Call the agent's endpoint once; it stays in the agent's holding bridge until logout."""
         self.refuse_unless_accepting("taking logins")
         store = self.services.store
-        agent = await active_agent(store, agent_id)
+        agent = await active_agent(store, agent_id, in_path=True)
         if agent_id in self.agents:
             raise Refused(409, "already_logged_in", f"agent {agent_id!r} is already logged in", field_name="agent_id")
         for campaign_id in campaign_ids:
@@ -475,29 +476,42 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
             )
         except AriError as error:
             runner.apply(runner.session.leg_lost)
-            raise Refused(502, "agent_leg_failed", f"could not call {runner.endpoint}: {error}") from None
+            reason = await why_phone_unreachable(self.ari, runner.endpoint, agent_id)
+            raise reason or Refused(502, "agent_leg_failed", f"could not call {runner.endpoint}: {error}") from None
         return session.snapshot
 
-    def _agent(self, agent_id: str) -> AgentRunner:
+    async def _agent(self, agent_id: str) -> AgentRunner:
         agent = self.agents.get(agent_id)
         if agent is None:
-            raise Refused(409, "not_logged_in", f"agent {agent_id!r} is not logged in", field_name="agent_id")
+            await self.refuse_not_logged_in(agent_id)
         return agent
+
+    async def refuse_not_logged_in(self, agent_id: str) -> NoReturn:
+        """An agent with no session: 404 `not_logged_in` for every session endpoint (docs/api.md),
+        or 404 `agent_not_found` when the CRM has no such agent at all. With PostgreSQL down the
+        agent cannot be looked up, and the answer stays `not_logged_in` (true either way)."""
+        try:
+            known = await self.services.store.get_agent(agent_id) is not None
+        except DatabaseUnavailable:
+            known = True
+        if not known:
+            raise Refused(404, "agent_not_found", f"no agent {agent_id!r}", field_name="agent_id")
+        raise Refused(404, "not_logged_in", f"agent {agent_id!r} is not logged in", field_name="agent_id")
 
     async def logout(self, agent_id: str) -> AgentSnapshot:
         """Log out: at once when idle; after the call when on one (the call is not cut)."""
-        agent = self._agent(agent_id)
+        agent = await self._agent(agent_id)
         return agent.apply(agent.session.logout)
 
     async def pause(self, agent_id: str, reason: str) -> AgentSnapshot:
-        agent = self._agent(agent_id)
+        agent = await self._agent(agent_id)
         try:
             return agent.apply(lambda now: agent.session.pause(reason, now))
         except (ValueError, RuntimeError) as error:
             raise Refused(409, "invalid_agent_state", str(error)) from None
 
     async def ready(self, agent_id: str) -> AgentSnapshot:
-        agent = self._agent(agent_id)
+        agent = await self._agent(agent_id)
         try:
             return agent.apply(agent.session.ready)
         except RuntimeError as error:

@@ -10,7 +10,7 @@ from compliance_rules.numbers import parse_number
 from crm_bridge.store import TokenRole
 from dialer.api.http import ALL_ROLES, TOKEN, ApiError, problem, service
 from dialer.api.routes import Answer, Reply, RouteTable
-from dialer.api.schema import ComplianceProblem, Id, Line, RequestModel, ResponseModel
+from dialer.api.schema import ComplianceProblem, Id, PhoneText, RequestModel, ResponseModel
 from dialer.click_to_call.requests import CallService, DialRequest
 from dialer.runtime.errors import ComplianceBlocked
 from dialer.runtime.ids import Prefix, new_id
@@ -24,7 +24,7 @@ class CallRequest(RequestModel):
     """Exactly one of `lead_id` or `phone`."""
 
     lead_id: Id | None = None
-    phone: Line | None = Field(default=None, description="an ad-hoc US number, any format")
+    phone: PhoneText | None = Field(default=None, description="an ad-hoc US number, any format")
     agent_id: Id = Field(description="the agent whose phone rings first")
     campaign_id: Id | None = Field(default=None, description="whose caller ID, window and rules apply")
 

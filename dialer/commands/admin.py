@@ -1,4 +1,4 @@
-"""`dialer agent create|list|show|update|disable`, `dialer campaign create|list|show|update|lists|
+"""`dialer agent create|list|show|update|disable|enable`, `dialer campaign create|list|show|update|lists|
 assign-list|unassign-list`, `dialer lists create|list|show|update|add-leads`, `dialer token
 create|revoke|list` and `dialer changes ENTITY ID`: administration straight against the CRM
 database (no running dialer needed), validated by the admin API's own models and audited as the
@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -36,6 +37,7 @@ from dialer.api.admin import (
     campaign_body,
     campaign_values,
     check_window,
+    endpoint_warnings,
 )
 from dialer.api.http import ApiError
 from dialer.api.routes import parse_body
@@ -46,6 +48,7 @@ from dialer.api.webhooks import (
     SubscriptionCreate,
     SubscriptionUpdate,
 )
+from dialer.ari.client import AriClient, AriConfig
 from dialer.cli import UserError
 from dialer.settings import from_environment
 
@@ -107,6 +110,7 @@ def _agent(args: argparse.Namespace) -> int:
         if command == "create":
             values = {"agent_id": args.agent_id, **_given(args, _AGENT_OPTIONS)}
             body = validated(AgentCreate, values)
+            _warn(await _endpoint_warnings(body.sip_endpoint))
             row = await admin.create(Entity.AGENT, body.model_dump(mode="json"), who)
             print(row["agent_id"])
         elif command == "list":
@@ -122,14 +126,37 @@ def _agent(args: argparse.Namespace) -> int:
             if not values:
                 raise UserError("Nothing to change: give --name, --endpoint, --role, --enable or --disable.")
             body = validated(AgentUpdate, values)
+            _warn(await _endpoint_warnings(body.sip_endpoint))
             _print_json(await admin.update(Entity.AGENT, args.agent_id, body.model_dump(mode="json",
                                                                                     exclude_unset=True), who))
-        else:  # disable
-            await admin.update(Entity.AGENT, args.agent_id, {"active": False}, who, action="disable")
-            print(f"disabled {args.agent_id}")
+        else:  # disable, enable: idempotent (the second time changes and audits nothing)
+            active = command == "enable"
+            before = await admin.get(Entity.AGENT, args.agent_id)
+            await admin.update(Entity.AGENT, args.agent_id, {"active": active}, who, action=command)
+            done = "enabled" if active else "disabled"
+            print(f"{done} {args.agent_id}" if before["active"] != active else f"{args.agent_id} was {done} already")
         return 0
 
     return _run(step)
+
+
+async def _endpoint_warnings(sip_endpoint: str | None) -> list[str]:
+    """The admin API's check of an agent's SIP endpoint, against the Asterisk the settings name (a
+    cluster's first node: every node has the same endpoints); one short try, as an admin waits."""
+    if sip_endpoint is None:
+        return []
+    settings = from_environment()
+    node = settings.nodes[0] if settings.nodes else None
+    config = AriConfig(url=node.ari_url if node else settings.ari_url, user=node.ari_user if node else settings.ari_user,
+                       password=node.ari_password if node else settings.ari_password, app=settings.ari_app,
+                       request_timeout=2.0, retries=0)
+    async with AriClient(config) as ari:
+        return await endpoint_warnings(ari, sip_endpoint)
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        print(f"dialer: warning: {_sentence(warning)}", file=sys.stderr)
 
 
 def add_agent_commands(agents: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -152,7 +179,9 @@ def add_agent_commands(agents: argparse._SubParsersAction[argparse.ArgumentParse
     update.add_argument("--disable", dest="active", action="store_const", const=False)
     disable = agents.add_parser("disable", help="disable an agent (no new calls; history kept)")
     disable.add_argument("agent_id")
-    for parser in (create, listing, show, update, disable):
+    enable = agents.add_parser("enable", help="enable a disabled agent again")
+    enable.add_argument("agent_id")
+    for parser in (create, listing, show, update, disable, enable):
         parser.set_defaults(handler=_agent)
 
 

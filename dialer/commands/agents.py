@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parser.add_argument("--url", help="the dialer API (default: http://DIALER_HTTP_HOST:DIALER_HTTP_PORT)")
         parser.set_defaults(handler=_run)
 
-    agent = subparsers.add_parser("agent", help="agents: create, list, update, disable; sessions on a running dialer (login, pause, ...)")
+    agent = subparsers.add_parser("agent", help="agents: create, list, update, disable, enable; sessions on a running dialer (login, pause, ...)")
     agents = agent.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
     add_agent_commands(agents)
     login = agents.add_parser("login", help="call the agent's phone and keep it connected for the campaigns")

@@ -5,7 +5,8 @@
     dialer dnc add|remove|check NUMBER --list ...
     dialer dnc status
 
-`check` exits 0 when the contact is allowed and 1 when it is blocked.
+`check` exits 0 when the contact is allowed, 1 when it is blocked, 2 when it cannot be checked as asked
+(an unknown `--campaign`, an invalid option) and 3 when the CRM database is needed and does not answer.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check.add_argument("--zip", dest="zip_code", help="the lead's ZIP code")
     check.add_argument("--state", help="the lead's state (two letters)")
     check.add_argument("--at", help="decide as of this instant (ISO-8601, UTC unless an offset is given)")
-    check.add_argument("--campaign", help="campaign id recorded with the decision")
+    check.add_argument("--campaign", help="decide under this campaign's rules (its window, purpose, dial mode, "
+                       "required consents), recorded with the decision; an unknown campaign is refused")
     check.add_argument("--policy", type=Path, help="campaign policy file (JSON or YAML)")
     check.add_argument("--dial-mode", choices=[m.value for m in DialMode], help="override the campaign's dial mode")
     check.add_argument("--lead-id", help="lead id (frequency caps count per lead)")
@@ -170,13 +172,17 @@ def run_check(args: argparse.Namespace) -> int:
         try:
             await ensure_schema(settings.pg_dsn)
         except (DatabaseUnavailable, MigrationError) as error:
+            if args.campaign:
+                raise _unreadable(args.campaign, error) from None
             print(f"dialer: the CRM database is not usable ({error}); the audit row waits locally", file=sys.stderr)
+        decided_under = policy if args.campaign is None else await _campaign_policy(
+            settings, args.campaign, policy if args.policy is not None else None)
         async with Outbox(settings.state_dir, settings.pg_dsn, name="cli", connect_timeout=2.0) as outbox:
             sinks: list[AuditSink] = [OutboxAuditSink(outbox)]
             if args.audit_log:
                 sinks.append(JsonLinesAuditSink(args.audit_log))
             gate = ComplianceGate(store, FanOutAuditSink(sinks), book, gate_options(settings))
-            decision = await gate.decide(request, policy, at)
+            decision = await gate.decide(request, decided_under, at)
             if not await outbox.flush(3.0):
                 print("dialer: PostgreSQL did not take the audit row yet; it is kept and sent on the next run",
                       file=sys.stderr)
@@ -195,6 +201,32 @@ def run_check(args: argparse.Namespace) -> int:
         for reason in record["reasons"]:
             print(f"  - {reason['code']}: {reason['message']} [{reason['citation']}]")
     return 0 if record["allowed"] else 1
+
+
+def _unreadable(campaign_id: str, error: Exception) -> UserError:
+    return UserError(f"Campaign {campaign_id!r} cannot be read: {error}".rstrip(".") + ".", exit_code=3)
+
+
+async def _campaign_policy(settings: Settings, campaign_id: str, from_file: CampaignPolicy | None) -> CampaignPolicy:
+    """The policy a check with `--campaign` is decided under: the campaign's own (its window,
+    purpose, dial mode and required consents, as the dialer decides its calls), or the `--policy`
+    file's; a campaign the CRM does not know is refused (a typo would otherwise be audited as a
+    decision for a campaign that does not exist)."""
+    from crm_bridge.pg import DatabaseUnavailable
+    from crm_bridge.store import CrmStore
+    from dialer.runtime.gate import policy_for_campaign
+
+    try:
+        crm = await CrmStore.open(settings.pg_dsn, max_size=1)
+        try:
+            campaign = await crm.get_campaign(campaign_id)
+        finally:
+            await crm.close()
+    except DatabaseUnavailable as error:
+        raise _unreadable(campaign_id, error) from None
+    if campaign is None:
+        raise UserError(f"No campaign {campaign_id!r} in the CRM: give an existing campaign's id ('dialer campaign list').")
+    return from_file if from_file is not None else policy_for_campaign(campaign)
 
 
 async def _with_client(settings: Settings, work: Callable[[DncStore], Awaitable[T]], socket_timeout: float = 0.5) -> T:

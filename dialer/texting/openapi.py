@@ -8,14 +8,14 @@ from typing import Any, Literal
 from pydantic import Field, RootModel
 
 from crm_bridge.store import Message
-from dialer.api.schema import Id, Line, Name, RequestModel, ResponseModel, Text, UtcTime
+from dialer.api.schema import Id, Name, PhoneText, RequestModel, ResponseModel, Text, UtcTime
 
 
 class TextRequest(RequestModel):
     """Exactly one of `lead_id` or `phone`, and one of `body` or `template_id`."""
 
     lead_id: Id | None = None
-    phone: Line | None = Field(default=None, description="a US mobile-capable number, any format")
+    phone: PhoneText | None = Field(default=None, description="a US mobile-capable number, any format")
     agent_id: Id | None = Field(default=None, description="agents: their own id (the default)")
     campaign_id: Id | None = None
     body: Text | None = Field(default=None, description="the text (refused past 10 segments or 1,600 characters)")

@@ -157,3 +157,78 @@ async def test_a_lead_search_with_spaces_around_its_words_finds_the_lead(api: Ap
         assert got == 200 and [lead["lead_id"] for lead in body["leads"]] == [created["lead_id"]], (query, body)
     got, body = await _send(api, "GET", "/v1/leads?name=%20%20", api.crm)
     assert (got, body["field"]) == (422, "name"), body
+
+
+async def test_a_retry_that_writes_the_phone_another_way_is_the_same_request(api: Api) -> None:
+    # A CRM that formats the number differently on its retry (or the e-mail's case): the intake reads
+    # both as the same lead, so the key is not "reused", the first answer is replayed.
+    headers = {**api.auth(api.crm), "Idempotency-Key": f"qa-spelling-{api.call_id}"}
+    lead = {"first_name": "Ann", "phone": "(605) 555-0181", "email": "Ann.Spelling@Example.com", "source": "web_form"}
+    first = await api.client.post("/v1/leads", json=lead, headers=headers)
+    assert first.status == 201, await first.json()
+    for spelling in ({"phone": "+16055550181"}, {"phone": "605.555.0181", "email": "ann.spelling@example.com"},
+                     {"phone": " +1 (605) 555-0181 "}):
+        again = await api.client.post("/v1/leads", json={**lead, **spelling}, headers=headers)
+        assert again.status == 201 and again.headers["Idempotent-Replayed"] == "true", spelling
+        assert (await again.json())["lead_id"] == (await first.json())["lead_id"]
+    other = await api.client.post("/v1/leads", json={**lead, "phone": "+16055550182"}, headers=headers)
+    assert (other.status, (await other.json())["error"]) == (422, "idempotency_key_reused")
+
+    # Every body with a phone number (`PhoneText`): an opt-out too.
+    headers = {**api.auth(api.crm), "Idempotency-Key": f"qa-spelling-opt-{api.call_id}"}
+    first = await api.client.post("/v1/opt-outs", json={"phone": "(605) 555-0183", "source": "api"}, headers=headers)
+    assert first.status == 201, await first.json()
+    again = await api.client.post("/v1/opt-outs", json={"phone": "+16055550183", "source": "api"}, headers=headers)
+    assert again.status == 201 and again.headers["Idempotent-Replayed"] == "true"
+    # The QA's own example: no dialable number either way, the kept refusal is replayed.
+    headers = {**api.auth(api.crm), "Idempotency-Key": f"qa-spelling-bad-{api.call_id}"}
+    first = await api.client.post("/v1/opt-outs", json={"phone": "(555) 201-0001", "source": "api"}, headers=headers)
+    assert first.status == 422, await first.json()
+    again = await api.client.post("/v1/opt-outs", json={"phone": "+15552010001", "source": "api"}, headers=headers)
+    assert again.status == 422 and again.headers.get("Idempotent-Replayed") == "true", await again.json()
+
+
+async def test_disabling_a_disabled_agent_changes_and_audits_nothing(api: Api) -> None:
+    admin = await api.token(TokenRole.ADMIN)
+    agent_id = f"qa-twice-{api.call_id}"
+    got, created = await _send(api, "POST", "/v1/agents", admin, {"agent_id": agent_id, "name": "Twice"})
+    assert got == 201, created
+    got, disabled = await _send(api, "POST", f"/v1/agents/{agent_id}/disable", admin)
+    assert (got, disabled["active"]) == (200, False), disabled
+    got, again = await _send(api, "POST", f"/v1/agents/{agent_id}/disable", admin)
+    assert (got, again) == (200, disabled)  # the current state, not even updated_at moved
+    got, enabled = await _send(api, "POST", f"/v1/agents/{agent_id}/enable", admin)
+    assert (got, enabled["active"]) == (200, True), enabled
+    got, again = await _send(api, "POST", f"/v1/agents/{agent_id}/enable", admin)
+    assert (got, again) == (200, enabled)
+    got, same = await _send(api, "PATCH", f"/v1/agents/{agent_id}", admin, {"name": "Twice", "active": True})
+    assert (got, same["updated_at"]) == (200, enabled["updated_at"]), same
+    got, body = await _send(api, "GET", f"/v1/admin-changes?entity=agent&entity_id={agent_id}", admin)
+    assert [change["action"] for change in body["changes"]] == ["create", "disable", "enable"], body
+    got, body = await _send(api, "POST", "/v1/agents/nobody-here/enable", admin)
+    assert (got, body["error"]) == (404, "agent_not_found")
+
+
+async def test_an_agents_endpoint_that_asterisk_cannot_be_asked_about_is_taken_with_a_warning(api: Api) -> None:
+    # This API app has no Asterisk (as when it is down): the agent is created, and the admin told.
+    admin = await api.token(TokenRole.ADMIN)
+    got, body = await _send(api, "POST", "/v1/agents", admin,
+                            {"agent_id": f"qa-warn-{api.call_id}", "name": "Warn", "sip_endpoint": "agent1001"})
+    assert got == 201 and body["warnings"] == [
+        "Asterisk could not be asked whether PJSIP/agent1001 exists: check it before the agent logs in"], body
+    got, body = await _send(api, "POST", "/v1/agents", admin, {
+        "agent_id": f"qa-sim-{api.call_id}", "name": "Sim", "sip_endpoint": "Local/sim1@agent-sim"})
+    assert (got, body["warnings"]) == (201, []), body
+
+
+@pytest.mark.parametrize(("phone", "state"), [("(787) 234-5678", "PR"), ("+1 340 773 1234", "VI"),
+                                              ("671-632-1234", "GU"), ("(670) 234-1234", "MP"),
+                                              ("684-633-1234", "AS")])
+async def test_a_lead_in_a_us_territory_is_a_us_lead(api: Api, phone: str, state: str) -> None:
+    # Was 422 "not a US number (region PR)" though PR was accepted as the lead's state.
+    got, body = await _send(api, "POST", "/v1/leads", api.crm,
+                            {"first_name": "Ana", "phone": phone, "state": state, "source": "web_form"})
+    assert got in (200, 201), body
+    assert await api.outbox.flush(10)
+    lead = await api.store.get_lead(body["lead_id"])
+    assert lead is not None and "+1" + "".join(c for c in phone if c.isdigit())[-10:] in lead.phones

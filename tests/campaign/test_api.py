@@ -77,7 +77,8 @@ async def test_agent_and_campaign_endpoints_and_speed_to_lead(floor: Floor) -> N
     status, body = await _post(floor, f"/v1/agents/{agent_id}/logout", None, agent_token)
     assert status == 202
     await floor.wait_for(lambda: floor.campaigns.agent_state(agent_id) is None, 10, "logged out")
-    assert (await _post(floor, f"/v1/agents/{agent_id}/ready", None, agent_token))[0] == 409
+    status, body = await _post(floor, f"/v1/agents/{agent_id}/ready", None, agent_token)
+    assert (status, body["error"]) == (404, "not_logged_in")  # as GET .../state says (docs/api.md)
 
 
 @pytest.mark.timeout(60)

@@ -7,7 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,3 +95,84 @@ def test_the_user_command_says_postgresql_is_down_with_exit_status_3(monkeypatch
     monkeypatch.setenv("DIALER_PG_DSN", f"postgresql://postgres@127.0.0.1:{free_local_port()}/nowhere")
     assert main(["user", "list"]) == 3  # was 2, the status of an invalid value
     assert "does not answer" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(90)
+def test_an_agent_on_an_endpoint_asterisk_does_not_have_is_refused_in_one_sentence(
+        pg_dsn: str, asterisk: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer.cli import main
+
+    for name, value in {"DIALER_CONFIG": "", "DIALER_PG_DSN": pg_dsn, "DIALER_ARI_PORT": str(asterisk.config.ari_port),
+                        "DIALER_ARI_USER": asterisk.config.ari_user,
+                        "DIALER_ARI_PASSWORD": asterisk.config.ari_password}.items():
+        monkeypatch.setenv(name, value)
+    agent_id = f"qa-cli-{uuid.uuid4().hex[:8]}"
+    assert main(["agent", "create", agent_id, "--name", "Ann", "--endpoint", "agent9999x"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("dialer: Asterisk has no SIP endpoint PJSIP/agent9999x") \
+        and err.count("\n") == 1, err
+    assert main(["agent", "create", agent_id, "--name", "Ann", "--endpoint", "agent1016"]) == 0
+    assert capsys.readouterr() == (f"{agent_id}\n", "")
+    assert main(["agent", "update", agent_id, "--endpoint", "nobody-here"]) == 2
+    assert "Asterisk has no SIP endpoint PJSIP/nobody-here" in capsys.readouterr().err
+    # Asterisk down (or not yet installed): taken, with a warning.
+    monkeypatch.setenv("DIALER_ARI_PORT", str(free_local_port()))
+    assert main(["agent", "update", agent_id, "--endpoint", "agent1017"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["sip_endpoint"] == "agent1017"
+    assert err == "dialer: warning: Asterisk could not be asked whether PJSIP/agent1017 exists: check it before the " \
+                  "agent logs in.\n"
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_disabling_an_agent_twice_is_one_change(pg_dsn: str, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer.cli import main
+
+    monkeypatch.setenv("DIALER_CONFIG", "")
+    monkeypatch.setenv("DIALER_PG_DSN", pg_dsn)
+    agent_id = f"qa-twice-{uuid.uuid4().hex[:8]}"
+    assert main(["agent", "create", agent_id, "--name", "Twice"]) == 0
+    assert main(["agent", "disable", agent_id]) == 0
+    assert main(["agent", "disable", agent_id]) == 0
+    assert main(["agent", "enable", agent_id]) == 0
+    assert main(["agent", "enable", agent_id]) == 0
+    assert capsys.readouterr().out.splitlines() == [agent_id, f"disabled {agent_id}", f"{agent_id} was disabled already",
+                                                    f"enabled {agent_id}", f"{agent_id} was enabled already"]
+    assert main(["changes", "agent", agent_id]) == 0
+    assert [json.loads(line)["action"] for line in capsys.readouterr().out.splitlines()] == ["create", "disable",
+                                                                                              "enable"]
+    assert main(["agent", "enable", "nobody-here"]) == 1
+    assert capsys.readouterr().err == "dialer: no agent 'nobody-here'.\n"
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(90)
+def test_check_refuses_an_unknown_campaign_and_decides_under_a_known_ones_rules(
+        pg_dsn: str, redis_url: str, redis_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer.cli import main
+
+    for name, value in {"DIALER_CONFIG": "", "DIALER_PG_DSN": pg_dsn, "DIALER_REDIS_URL": redis_url,
+                        "DIALER_REDIS_PREFIX": redis_prefix, "DIALER_STATE_DIR": str(tmp_path / "state")}.items():
+        monkeypatch.setenv(name, value)
+    noon_in_new_york = ["check", "+12125550142", "--at", "2026-03-02T17:00:00Z", "--json"]
+    assert main([*noon_in_new_york, "--campaign", "nope"]) == 2  # was decided and audited as campaign 'nope'
+    out, err = capsys.readouterr()
+    assert out == "" and err == "dialer: No campaign 'nope' in the CRM: give an existing campaign's id ('dialer " \
+                                "campaign list').\n"
+    campaign_id = f"qa-morning-{uuid.uuid4().hex[:8]}"
+    assert main(["campaign", "create", campaign_id, "--name", "Mornings", "--caller-id", "+12125550100",
+                 "--window", "09:00-11:00"]) == 0
+    capsys.readouterr()
+    assert main([*noon_in_new_york, "--campaign", campaign_id]) == 1
+    decision = json.loads(capsys.readouterr().out)
+    assert decision["campaign_id"] == campaign_id
+    assert any(reason["code"] == "outside_calling_window" and "the campaign's" in reason["message"]
+               for reason in decision["reasons"]), decision["reasons"]
+    monkeypatch.setenv("DIALER_PG_DSN", f"postgresql://postgres@127.0.0.1:{free_local_port()}/nowhere")
+    assert main([*noon_in_new_york, "--campaign", campaign_id]) == 3
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"dialer: Campaign '{campaign_id}' cannot be read: ") and err.count("\n") == 1

@@ -109,17 +109,32 @@ async def test_opt_out_from_another_process_blocks_the_next_decision(
     assert codes(await gate.decide(request, MANUAL, NOW)) == {"opted_out"}
 
 
-async def test_cli_check_json(store: DncStore, redis_url: str, redis_prefix: str) -> None:
+async def test_cli_check_json(store: DncStore, redis_url: str, redis_prefix: str, pg_dsn: str,
+                              tmp_path: Path) -> None:
+    from crm_bridge.admin import Actor, Admin, Entity
+    from crm_bridge.migrate import ensure_schema
+    from crm_bridge.store import CrmStore
+
     await store.set_membership("federal", parse_number("2125550100"), True)
-    env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_REDIS_PREFIX": redis_prefix}
+    # --campaign names a campaign of the CRM (an unknown one is refused: tests/cli/test_commands.py).
+    await ensure_schema(pg_dsn)
+    crm = await CrmStore.open(pg_dsn)
+    campaign_id = f"c9-{redis_prefix.rstrip(':').rsplit(':', 1)[-1]}"
+    try:
+        await Admin(crm).create(Entity.CAMPAIGN, {"campaign_id": campaign_id, "name": "C9", "dial_mode": "preview"},
+                                Actor("cli:test", "admin", "cli"))
+    finally:
+        await crm.close()
+    env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_REDIS_PREFIX": redis_prefix, "DIALER_PG_DSN": pg_dsn,
+           "DIALER_STATE_DIR": str(tmp_path / "state")}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "dialer", "check", "2125550100", "--zip", "90210", "--at", "2026-03-03T16:00:00Z",
-        "--campaign", "c9", "--json", env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        "--campaign", campaign_id, "--json", env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     out, err = await proc.communicate()
     assert proc.returncode == 1, err.decode()
     record = json.loads(out)
-    assert record["allowed"] is False and record["campaign_id"] == "c9"
+    assert record["allowed"] is False and record["campaign_id"] == campaign_id
     assert {r["code"] for r in record["reasons"]} == {"dnc_federal"}
     assert set(record["timezones"]) == {"America/New_York", "America/Los_Angeles"}
     assert len(record["local_times"]) == 2

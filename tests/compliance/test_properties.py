@@ -111,7 +111,9 @@ def test_fast_us_number_path_agrees_with_phonenumbers(npa: int, nxx: int, line: 
     raw = f"+1{npa}{nxx:03d}{line:04d}"
     info = parse_number.__wrapped__(raw)
     number = phonenumbers.parse(raw)
-    is_us = phonenumbers.is_valid_number(number) and phonenumbers.region_code_for_number(number) == "US"
+    # The US and its NANP territories (compliance_rules.numbers.US_TERRITORY_NPAS).
+    is_us = phonenumbers.is_valid_number(number) and \
+        phonenumbers.region_code_for_number(number) in ("US", "PR", "VI", "GU", "MP", "AS")
     assert (info.e164 is not None) == is_us
     if info.ok:
         assert set(info.zones) == set(phonenumbers.timezone.time_zones_for_number(number)) - {"Etc/Unknown"} or not info.geographic
