@@ -140,10 +140,19 @@ class OutcomeOraclePacer:
             # early tables (few samples) give risks like 3/50 = the initial allowance.
             # Columns of the joined table (talking, then wrap-up ones after the talking
             # table's): the same values in the same order as joining the two tables' columns.
-            picked = [min(max(int(now - since), 0), talk_last) for since in snapshot.talking_since]
-            picked += [talk_width + min(max(int(now - since), 0), wrap_last) for since in snapshot.wrapping_since]
+            # Whole seconds clipped to [0, last]: min(max(age, 0), last) without the two
+            # builtin calls per agent (last >= 0).
+            picked = [
+                (age if age < talk_last else talk_last) if age > 0 else 0
+                for age in [int(now - since) for since in snapshot.talking_since]
+            ]
+            picked += [
+                talk_width + ((age if age < wrap_last else wrap_last) if age > 0 else 0)
+                for age in [int(now - since) for since in snapshot.wrapping_since]
+            ]
             q = self._busy[:, picked]
-            small: list[list[float]] = np.minimum(np.cumsum(poisson_binomial(q), axis=1), 1.0).tolist()
+            cdf = poisson_binomial(q).cumsum(axis=1)
+            small: list[list[float]] = np.minimum(cdf, 1.0, out=cdf).tolist()
             return small
         # The same whole seconds (truncated toward zero, then clipped), with numpy.
         columns = (now - np.array(snapshot.talking_since + snapshot.wrapping_since, dtype=np.float64)).astype(np.int64)
