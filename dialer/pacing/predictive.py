@@ -35,11 +35,10 @@ import itertools
 import math
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from dialer.pacing.simple import progressive_lines
 from dialer.pacing.types import (
     REGULATORY_ABANDON_LIMIT,
     AbandonTally,
@@ -467,6 +466,11 @@ class AbandonBudget:
         self._answers_today = 0
         self._setpoint = 0.0
         self._setpoint_of = (-1, -1)
+        # `target` is asked every second and its inputs seldom move: the last answer, and
+        # what it was computed from (tally, answers counted, guard state before and after).
+        self._target_of: tuple[int, int, int, int, bool] | None = None
+        self._target = 0.0
+        self._target_fallback = False
 
     def observe(self, event: PacingEvent) -> None:
         if event.kind is EventKind.HUMAN_ANSWERED:
@@ -508,9 +512,32 @@ class AbandonBudget:
         return max(c.guard_share * c.abandon_limit, 0.5 * (self.setpoint + c.abandon_limit))
 
     def target(self, tally: AbandonTally, now: float) -> float:
-        """The abandon rate to spend now, and the guard's state, from the trailing tally."""
+        """The abandon rate to spend now, and the guard's state, from the trailing tally.
+
+        A function of the tally, the answers counted so far (which fix the setpoint and
+        the window) and the guard's state: when none moved since the last call, the last
+        answer is the answer (the guard's update is idempotent on the same inputs)."""
+        if int(now // SECONDS_PER_DAY) != self._day:
+            self._roll(now)
+        days_done = self._days_done
+        memo = (
+            tally.live_answers,
+            tally.abandoned,
+            days_done,
+            self._answers_done if days_done else self._answers_today,
+            self.fallback,
+        )
+        if memo == self._target_of:
+            self.fallback = self._target_fallback
+            return self._target
+        target = self._compute_target(tally)
+        self._target_of = memo
+        self._target = target
+        self._target_fallback = self.fallback
+        return target
+
+    def _compute_target(self, tally: AbandonTally) -> float:
         c = self.config
-        self._roll(now)
         setpoint = self.setpoint
         # Early in a window few answers are in: judge against half a window's answers so
         # that a handful of early abandons does not stop predictive dialing.
@@ -561,6 +588,7 @@ class PredictivePacer:
         self._predicted = 0.0
         self._observed = 0.0
         self._next_steer = -math.inf
+        self._modelled = False  # the model was ready at a decision (it stays so)
         self.target = self.config.max_setpoint
 
     def observe(self, event: PacingEvent) -> None:
@@ -600,6 +628,7 @@ class PredictivePacer:
         model.maybe_rebuild()
         if self._tables_of != model.built:
             self._tables_of = model.built
+            _TABLES_CHANGED[0] += 1
             # One table for every busy agent: talking columns first, then wrap-up ones.
             busy = np.concatenate([model.q_talk, model.q_wrap], axis=1)
             self._q_busy = busy
@@ -775,12 +804,24 @@ class PredictivePacer:
         c = self.config
         target = self.budget.target(snapshot.abandon_tally, now)
         self.target = target
-        floor = min(progressive_lines(snapshot), snapshot.free_lines)
-        if not self.model.ready:
-            return floor
-        self._steer(now, target)
+        free_lines = snapshot.free_lines
+        # min(progressive_lines(snapshot), free_lines) (`dialer.pacing.simple`), inline:
+        # asked every second of every pacer.
+        ready = len(snapshot.ready_since)
+        floor = ready - len(snapshot.ringing_since) - snapshot.calls_waiting
+        if floor < 0:
+            floor = 0
+        if floor > free_lines:
+            floor = free_lines
+        if not self._modelled:
+            if not self.model.ready:
+                return floor
+            self._modelled = True  # the model's samples only grow: ready stays ready
+        if now >= self._next_steer:
+            self._steer(now, target)
         allowance = c.min_allowance if self.budget.fallback else self.allowance
-        cap = min(snapshot.free_lines, int(c.max_lines_per_agent * max(1, snapshot.logged_in_agents)))
+        logged_in = ready + len(snapshot.talking_since) + len(snapshot.wrapping_since) + snapshot.paused_agents
+        cap = min(free_lines, int(c.max_lines_per_agent * max(1, logged_in)))
         if cap <= 0:
             return 0
         self._tables()
@@ -924,6 +965,26 @@ class _Layout:
 
 
 _LAYOUTS: dict[tuple[int, ...], _Layout] = {}
+# Bumped whenever any pacer's lookup tables change: while it stands still, the same list of
+# pacers asking has the same layout (checked by list equality: identity, in C).
+_TABLES_CHANGED = [0]
+
+
+@dataclass(slots=True)
+class _LastBatch:
+    """The last batch's pacers, with their layout and slots (`_decide_batch`)."""
+
+    pacers: list[PredictivePacer]
+    tables_changed: int
+    layout: _Layout
+    slot: dict[int, int]  # a pacer's (id's) row in the layout
+    # The pacers asking (indices), their rows, and whether any plans coming dials.
+    pending: list[int] = field(default_factory=list)
+    at: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    plans: bool = False
+
+
+_LAST_BATCH: list[_LastBatch] = []
 
 
 def _layout(pacers: Sequence[PredictivePacer]) -> _Layout:
@@ -983,18 +1044,25 @@ def _decide_batch(pacers: Sequence[PredictivePacer], snapshots: Sequence[PacingS
             limits.append(opened)
     if not pending:
         return answers
-    horizons = {pacers[i].horizon_count for i in pending}
-    if len(horizons) > 1:  # pacers with different horizons: one at a time
-        for i in pending:
+    # The layout holds every pacer with tables (stable once warmed up), not only those
+    # asking now: the set asking changes from second to second. The same pacers asking with
+    # no table changed since the last second: the last second's layout, slots and checks.
+    batch = _LAST_BATCH[0] if _LAST_BATCH else None
+    fresh = batch is None or batch.tables_changed != _TABLES_CHANGED[0] or batch.pacers != pacers
+    if (fresh or batch is None or batch.pending != pending) and len({pacers[i].horizon_count for i in pending}) > 1:
+        for i in pending:  # pacers with different horizons: one at a time
             answers[i] = PredictivePacer.decide_many([pacers[i]], [snapshots[i]], now)[0]
         return answers
-    # The layout holds every pacer with tables (stable once warmed up), not only those
-    # asking now: the set asking changes from second to second.
-    tabled = [p for p in pacers if p.tables_version]
-    layout = _layout(tabled)
-    slot = {id(p): k for k, p in enumerate(tabled)}
+    if fresh or batch is None:
+        tabled = [p for p in pacers if p.tables_version]
+        batch = _LastBatch(list(pacers), _TABLES_CHANGED[0], _layout(tabled), {id(p): k for k, p in enumerate(tabled)})
+        _LAST_BATCH[:] = [batch]
+    if batch.pending != pending:
+        batch.pending = pending
+        batch.at = np.array([batch.slot[id(pacers[i])] for i in pending], dtype=np.int64)
+        batch.plans = any(pacers[i].config.plan_seconds for i in pending)
+    layout, at = batch.layout, batch.at
     jobs = len(pending)
-    at = np.array([slot[id(pacers[i])] for i in pending], dtype=np.int64)
     snaps = [snapshots[i] for i in pending]
     # Busy agents: talking then wrapping, pacer by pacer, as `_busy_columns` orders them.
     parts: list[tuple[float, ...]] = []
@@ -1046,11 +1114,11 @@ def _decide_batch(pacers: Sequence[PredictivePacer], snapshots: Sequence[PacingS
     ringing[ring_counts == 0] = 0.0
     p_human = np.array([pacers[i].model.p_human for i in pending])
     share = p_human[:, None] * layout.share[at]
-    if any(pacers[i].config.plan_seconds for i in pending):
+    if batch.plans:
         planned = p_human[:, None] * layout.plan[at]
         ringing = ringing + planned
         share = share + planned
-    free_now = np.array([s.ready_agents - s.calls_waiting for s in snaps], dtype=np.int64) + certain
+    free_now = np.array([len(s.ready_since) - s.calls_waiting for s in snaps], dtype=np.int64) + certain
     lines = [pacers[i].first_lines(floor, cap) for i, (_, floor, cap) in zip(pending, limits, strict=True)]
     todo = list(range(jobs))
     while todo:
@@ -1063,10 +1131,13 @@ def _decide_batch(pacers: Sequence[PredictivePacer], snapshots: Sequence[PacingS
             rows = np.array(members, dtype=np.int64)
             most = max(lines[j] for j in members)
             risks = line_risks(free_now[rows], free_pmf[rows], ringing[rows], share[rows], most)
+            # np.searchsorted(row, allowance, side="right") row by row, as one binary search
+            # in Python over the rows' values (the same probes, so the same answer).
+            values = risks.tolist()
             for row, j in enumerate(members):
                 allowance, floor, cap = limits[j]
                 mine = risks[row, : lines[j]]
-                n = int(np.searchsorted(mine, allowance, side="right"))
+                n = bisect_right(values[row], allowance, 0, lines[j])
                 if n < lines[j] or lines[j] >= cap:
                     pacer = pacers[pending[j]]
                     answers[pending[j]] = pacer.close_risks(mine, n, floor, now)

@@ -69,6 +69,8 @@ class OutcomeOraclePacer:
         self._observed = 0.0
         self._next_steer = -math.inf
         self._columns_of = 0  # the tables the column kinds below are for
+        self._edges_of = -1  # the tables the horizons' edges below are for
+        self._edges: list[float] = []
         self._busy: np.ndarray[tuple[int, ...], np.dtype[np.float64]] = np.zeros((1, 1))
         self._kinds: IntArray = np.zeros(1, dtype=np.int64)
 
@@ -124,16 +126,6 @@ class OutcomeOraclePacer:
         talk_width = model.q_talk.shape[1]
         talk_last, wrap_last = talk_width - 1, model.q_wrap.shape[1] - 1
         talkers = len(snapshot.talking_since)
-        if talkers + len(snapshot.wrapping_since) <= _PYTHON_MAX:
-            # Small teams: every agent in the transform, as before (cheap at this size). The
-            # rounding of the shorter transform can break an exact tie between a risk and
-            # the allowance the other way: measured once in 2 days of n20_p5_short, whose
-            # early tables (few samples) give risks like 3/50 = the initial allowance.
-            talking = [min(max(int(now - since), 0), talk_last) for since in snapshot.talking_since]
-            wrapping = [min(max(int(now - since), 0), wrap_last) for since in snapshot.wrapping_since]
-            q = np.concatenate([model.q_talk[:, talking], model.q_wrap[:, wrapping]], axis=1)
-            small: list[list[float]] = np.minimum(np.cumsum(poisson_binomial(q), axis=1), 1.0).tolist()
-            return small
         if self._columns_of != model.built:
             self._columns_of = model.built
             busy = np.concatenate([model.q_talk, model.q_wrap], axis=1)
@@ -141,6 +133,27 @@ class OutcomeOraclePacer:
             kinds = np.where((busy >= 1.0).all(axis=0), 1, np.where((busy <= 0.0).all(axis=0), 2, 0))
             self._busy = busy
             self._kinds = kinds.astype(np.int64)
+        if talkers + len(snapshot.wrapping_since) <= _PYTHON_MAX:
+            # Small teams: every agent in the transform, as before (cheap at this size). The
+            # rounding of the shorter transform can break an exact tie between a risk and
+            # the allowance the other way: measured once in 2 days of n20_p5_short, whose
+            # early tables (few samples) give risks like 3/50 = the initial allowance.
+            # Columns of the joined table (talking, then wrap-up ones after the talking
+            # table's): the same values in the same order as joining the two tables' columns.
+            # Whole seconds clipped to [0, last]: min(max(age, 0), last) without the two
+            # builtin calls per agent (last >= 0).
+            picked = [
+                (age if age < talk_last else talk_last) if age > 0 else 0
+                for age in [int(now - since) for since in snapshot.talking_since]
+            ]
+            picked += [
+                talk_width + ((age if age < wrap_last else wrap_last) if age > 0 else 0)
+                for age in [int(now - since) for since in snapshot.wrapping_since]
+            ]
+            q = self._busy[:, picked]
+            cdf = poisson_binomial(q).cumsum(axis=1)
+            small: list[list[float]] = np.minimum(cdf, 1.0, out=cdf).tolist()
+            return small
         # The same whole seconds (truncated toward zero, then clipped), with numpy.
         columns = (now - np.array(snapshot.talking_since + snapshot.wrapping_since, dtype=np.float64)).astype(np.int64)
         np.maximum(columns, 0, out=columns)
@@ -164,12 +177,17 @@ class OutcomeOraclePacer:
             self.model.maybe_rebuild()
             self._steer(now, target)
         allowance = c.min_allowance if self.budget.fallback else self.allowance
-        arrivals = list(self._arrivals)  # kept sorted
+        # Known arrivals, kept sorted; a person dialed now joins them at once (it arrives
+        # after this decision, so it counts for the next people of this decision too).
+        arrivals = self._arrivals
         idle = snapshot.ready_agents - snapshot.calls_waiting
         slack = c.deadline_slack_seconds
-        # Arrivals map to the table horizon nearest their delay plus the slack.
-        reach = [h + slack for h in self.model.horizons]
-        edges = [0.5 * (a + b) for a, b in itertools.pairwise(reach)]
+        if self._edges_of != self.model.built:
+            # Arrivals map to the table horizon nearest their delay plus the slack.
+            self._edges_of = self.model.built
+            reach = [h + slack for h in self.model.horizons]
+            self._edges = [0.5 * (a + b) for a, b in itertools.pairwise(reach)]
+        edges = self._edges
         cdfs: list[list[float]] = []
 
         def shortage(at: float, demand: int) -> float:
@@ -205,7 +223,6 @@ class OutcomeOraclePacer:
                     if risk > allowance:
                         break
                 insort(arrivals, arrive)
-                insort(self._arrivals, arrive)
                 if modelled and not self.budget.fallback:
                     keep = 1.0 - 1.0 / c.rate_memory_lines
                     self._risk_sum = self._risk_sum * keep + risk

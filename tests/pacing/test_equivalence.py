@@ -209,3 +209,44 @@ def test_the_batched_decision_gives_each_pacer_its_own_answer() -> None:
         for p, q in zip(pacers, alone, strict=True):
             assert abs(p.predicted_abandons - q.predicted_abandons) < 1e-12
     assert dialed >= 10  # risks were computed and compared, not only floors returned
+
+
+def test_the_batched_decision_holds_across_seconds_as_pacers_and_tables_change() -> None:
+    """`decide_many` second after second (it reuses the last second's layout while the
+    same pacers ask and no table changed): answers equal `decide` alone when the set of
+    pacers asking changes, when a pacer's tables are rebuilt, and when pacers with
+    different horizons are asked together."""
+    rng = np.random.default_rng(11)
+    quantiles = [PredictiveConfig().horizon_quantiles] * 5 + [(0.25, 0.5, 0.75)]
+    pacers = [PredictivePacer(PredictiveConfig(horizon_quantiles=q)) for q in quantiles]
+    alone = [PredictivePacer(PredictiveConfig(horizon_quantiles=q)) for q in quantiles]
+    for p, q in zip(pacers, alone, strict=True):
+        seed = int(rng.integers(1 << 30))
+        for pacer in (p, q):
+            _trained_model(pacer.model, np.random.default_rng(seed))
+            pacer.model.human_answers = 100
+    dialed = 0
+    for second in range(40):
+        now = 60_000.0 + second
+        if second == 20:  # new tables for one pacer (and its twin) mid-run
+            for pacer in (pacers[1], alone[1]):
+                pacer.model.talk.add(500.0)
+                pacer.model.rebuild()
+        # Mostly the same five pacers asking; some seconds a subset, some the mixed six.
+        asking = list(range(6)) if second % 10 == 9 else [i for i in range(5) if second % 7 != i]
+        snapshots = []
+        for _ in asking:
+            agents = int(rng.integers(1, 40))
+            busy = int(rng.integers(0, agents + 1))
+            talking = tuple(now - float(rng.uniform(0, 300)) for _ in range(busy // 2))
+            wrapping = tuple(now - float(rng.uniform(0, 40)) for _ in range(busy - busy // 2))
+            ready = tuple(now - 1.0 for _ in range(int(rng.integers(0, 4))))
+            ringing = tuple(now - float(rng.uniform(0, 20)) for _ in range(int(rng.integers(0, agents + 1))))
+            snapshots.append(PacingSnapshot(ready, talking, wrapping, 0, ringing, 0, int(rng.integers(0, 30))))
+        together = PredictivePacer.decide_many([pacers[i] for i in asking], snapshots, now)
+        one_by_one = [alone[i].decide(s, now) for i, s in zip(asking, snapshots, strict=True)]
+        assert together == one_by_one
+        dialed += sum(1 for n in together if n > 0)
+    for p, q in zip(pacers, alone, strict=True):
+        assert abs(p.predicted_abandons - q.predicted_abandons) < 1e-12
+    assert dialed >= 20
