@@ -312,6 +312,10 @@ class Simulation:
         # Something happened since the pacer last answered (or its answer was capped).
         self._changed = True
         self._snapshot: PacingSnapshot | None = None
+        self._free = 0  # free lines at the last tick the pacer was asked
+        # Ends of lines that need no agent, kept apart from the events (`_lines_apart`).
+        self.line_ends: list[float] = []
+        self._lines_apart = False
         bind = getattr(pacer, "bind_peek", None)
         if callable(bind):
             bind(self._peek)
@@ -394,6 +398,41 @@ class Simulation:
             self.deadline[k] = now + st.deadline[k]
             self.is_person[k] = plan == _PLAN_HUMAN
             heapq.heappush(self.heap, (now + st.offset[k], self.seq, _HUMAN, k))
+
+    def _place_many(self, now: float, n: int) -> None:
+        """`n` calls of `_place` at one instant, untraced, with no DIAL_PLACED event each: the
+        same dials, heap entries (times and sequence numbers) and counters, with the per-dial
+        bookkeeping done once (the most frequent work of a low live-answer campaign)."""
+        first = self.next_dial
+        end = first + n
+        self.next_dial = end
+        self.leads_used += n
+        self.active_lines += n
+        self.today[_DIALS] += n  # whole numbers: exact, as n additions of 1 are
+        st = self.stream
+        if end - 1 >= st.size:
+            st.ensure(end - 1)  # the same blocks, drawn in the same order, as dial by dial
+        plans, offsets, deadlines = st.plan, st.offset, st.deadline
+        ringing, heap, push = self.ringing, self.heap, heapq.heappush
+        deadline, is_person = self.deadline, self.is_person
+        seq = self.seq
+        line_ends = self.line_ends if self._lines_apart else None
+        for k in range(first, end):
+            plan = plans[k]
+            if plan == _PLAN_OTHER and line_ends is not None:
+                push(line_ends, now + offsets[k])  # the line counts as ringing until then
+                continue
+            ringing[k] = now
+            seq += 1
+            if plan == _PLAN_OTHER:
+                push(heap, (now + offsets[k], seq, _LINE_END, k))
+            elif plan == _PLAN_HUMAN_AS_MACHINE:
+                push(heap, (now + offsets[k], seq, _AMD_FP, k))
+            else:
+                deadline[k] = now + deadlines[k]
+                is_person[k] = plan == _PLAN_HUMAN
+                push(heap, (now + offsets[k], seq, _HUMAN, k))
+        self.seq = seq
 
     def _bridge(self, k: int, a: int, now: float) -> None:
         decided = self.waiting.pop(k, None)
@@ -562,18 +601,33 @@ class Simulation:
             abandoned=int(self.prior_abandons + today[_OBSERVED]),
         )
 
-    def prepare(self, now: float) -> PacingSnapshot | None:
-        """The snapshot the pacer is asked with at this tick, or None when it need not be."""
+    def tick(self) -> bool:
+        """This tick's calls-per-second tokens and free lines; False when the pacer need not be asked."""
         s = self.s
         cps = s.calls_per_second
         tokens = self.cps_tokens + cps * TICK_SECONDS
         self.cps_tokens = tokens = cps if cps < tokens else tokens  # min(cps, tokens), as before
-        changed = self._changed
-        if not changed and self._state_only:
-            return None  # it would answer 0 again: nothing it looks at has changed
-        free = max(0, min(s.max_lines - self.active_lines, int(tokens)))
+        if not self._changed and self._state_only:
+            return False  # it would answer 0 again: nothing it looks at has changed
+        # max(0, min(trunk lines free, whole tokens)), without the builtins' calls.
+        free = s.max_lines - self.active_lines
+        whole = int(tokens)
+        if whole < free:
+            free = whole
+        if free < 0:
+            free = 0
         if s.lead_list_size:
             free = min(free, s.lead_list_size - self.leads_used)
+        self._free = free
+        self.decisions += 1
+        return True
+
+    def prepare(self, now: float) -> PacingSnapshot | None:
+        """The snapshot the pacer is asked with at this tick, or None when it need not be."""
+        if not self.tick():
+            return None
+        changed = self._changed
+        free = self._free
         last = self._snapshot
         if changed or last is None:
             today = self.today
@@ -598,26 +652,23 @@ class Simulation:
         else:
             snapshot = last
         self._snapshot = snapshot
-        self.decisions += 1
         return snapshot
 
     def apply(self, now: float, asked: int) -> None:
         """Place what the pacer asked for, within trunk lines, calls per second and leads."""
-        n = max(0, min(asked, self._snapshot.free_lines if self._snapshot is not None else 0))
-        if n:
-            if self._sends_placed and self._placed_many is not None:
-                # One call for the n dials placed at this instant (`Pacer.observe_placed`);
-                # nothing else reaches the pacer between them.
-                self._placed_many(now, n)
-                self._sends_placed = False
-                try:
-                    for _ in range(n):
-                        self._place(now)
-                finally:
-                    self._sends_placed = True
-            else:
+        free = self._free
+        n = asked if asked < free else free
+        if n > 0:
+            if self.event_log is not None or (self._sends_placed and self._placed_many is None):
+                # One dial at a time: traced, or the pacer hears of each dial as it is placed.
                 for _ in range(n):
                     self._place(now)
+            else:
+                if self._sends_placed and self._placed_many is not None:
+                    # One call for the n dials placed at this instant (`Pacer.observe_placed`);
+                    # nothing else reaches the pacer between them.
+                    self._placed_many(now, n)
+                self._place_many(now, n)
             self.cps_tokens -= n
         # Lines placed change the next snapshot; for a state-only pacer, a capped answer
         # must be asked again.
@@ -644,6 +695,8 @@ class Simulation:
         self.cps_tokens = 0.0
         self._changed = True
         self._snapshot = None
+        self._free = 0
+        self.line_ends = []
         first = max(0, day - (ABANDON_WINDOW_DAYS - 1))
         self.prior_answers = sum(daily["human_declared"][first:day])
         self.prior_abandons = sum(daily["observed_abandons"][first:day])
@@ -655,13 +708,38 @@ class Simulation:
     def advance(self, until: float) -> None:
         """Handle every event due by `until`, in time order."""
         heap = self.heap
+        line_ends = self.line_ends
+        if line_ends and line_ends[0] <= until:
+            self._changed = True
+            ended = 0
+            while line_ends and line_ends[0] <= until:
+                heapq.heappop(line_ends)
+                ended += 1
+            self.active_lines -= ended
         if heap and heap[0][0] <= until:
             self._changed = True
             handle = self._handle
             pop = heapq.heappop
+            ended_fast = self._ended_fast
+            if self.event_log is not None or (ended_fast is None and self._sends_ended):
+                while heap and heap[0][0] <= until:
+                    time, _, kind, ident = pop(heap)
+                    handle(time, kind, ident)
+                return
+            # The most frequent event, a line needing no agent ending, handled here (as
+            # `_handle` does, untraced): the pacer hears the seconds, if anything.
+            ringing = self.ringing
+            ended = 0
             while heap and heap[0][0] <= until:
                 time, _, kind, ident = pop(heap)
-                handle(time, kind, ident)
+                if kind == _LINE_END:
+                    placed = ringing.pop(ident)
+                    ended += 1
+                    if ended_fast is not None:
+                        ended_fast(time - placed)
+                else:
+                    handle(time, kind, ident)
+            self.active_lines -= ended  # no handler reads it: only the next tick does
 
     def end_day(self) -> None:
         # After the shift: no new dials; calls in progress finish, agents log out.
@@ -681,19 +759,57 @@ class Simulation:
         skipped.
         """
         decide = self.pacer.decide
-        advance, prepare, apply = self.advance, self.prepare, self.apply
+        counts: Callable[[int, int, int, int, int, int, float], int] | None = getattr(
+            self.pacer, "decide_counts", None
+        )
+        prepare, apply, tick, handle = self.prepare, self.apply, self.tick, self._handle
+        pop = heapq.heappop
+        # A pacer of counts alone that does not hear how lines end: a line that needs no agent
+        # is only a count until it ends, so its end is a bare time in `line_ends` (popped by
+        # the tick), not an event (no dict entry, no handler call).
+        self._lines_apart = (
+            counts is not None
+            and not self._sends_ended
+            and self.event_log is None
+            and (not self._sends_placed or self._placed_many is not None)
+        )
         for day in range(self.s.days):
             day_start, day_end = self.begin_day(day)
             skips = self._state_only and TICK_SECONDS == 1.0 and day_start.is_integer()
-            heap = self.heap
+            heap, line_ends = self.heap, self.line_ends
+            ready, talking, wrapping, ringing, waiting = (
+                self.ready, self.talking, self.wrapping, self.ringing, self.waiting
+            )
             next_tick = day_start
             while next_tick < day_end:
-                advance(next_tick)
-                snapshot = prepare(next_tick)
-                if snapshot is not None:
-                    apply(next_tick, decide(snapshot, next_tick))
-                elif skips:
+                # `advance(next_tick)`, inline.
+                if line_ends and line_ends[0] <= next_tick:
+                    self._changed = True
+                    ended = 0
+                    while line_ends and line_ends[0] <= next_tick:
+                        pop(line_ends)
+                        ended += 1
+                    self.active_lines -= ended
+                if heap and heap[0][0] <= next_tick:
+                    self._changed = True
+                    while heap and heap[0][0] <= next_tick:
+                        time, _, kind, ident = pop(heap)
+                        handle(time, kind, ident)
+                if counts is not None:
+                    # A pacer of counts alone: no snapshot's tuples built (`decide_counts`).
+                    asked_now = tick()
+                    if asked_now:
+                        apply(next_tick, counts(len(ready), len(talking), len(wrapping), self.paused,
+                                                len(ringing) + len(line_ends), len(waiting), next_tick))  # fmt: skip
+                else:
+                    snapshot = prepare(next_tick)
+                    asked_now = snapshot is not None
+                    if snapshot is not None:
+                        apply(next_tick, decide(snapshot, next_tick))
+                if not asked_now and skips:
                     due = float(math.ceil(heap[0][0])) if heap else math.inf
+                    if line_ends and line_ends[0] < due:
+                        due = float(math.ceil(line_ends[0]))
                     if due > next_tick + TICK_SECONDS:
                         # The ticks up to the event would ask nothing (tokens stay full).
                         if due >= day_end:
