@@ -101,6 +101,10 @@ class ReplicationResult:
         return float(sum(self.daily[key]))
 
 
+# Draws kept only as numpy blocks (the loop reads the plans worked out from them).
+_RAW_DRAWS = ("u_outcome", "ring", "greeting", "amd", "amd_machine", "u_error", "busy", "unallocated")
+
+
 class _DayStream:
     """Pre-drawn per-dial randomness for one day, extended in fixed blocks (same for every policy).
 
@@ -115,21 +119,20 @@ class _DayStream:
         self.s = scenario
         self.rng = rng
         self.size = 0
-        self.u_outcome: list[float] = []
-        self.ring: list[float] = []
-        self.greeting: list[float] = []
-        self.amd: list[float] = []
-        self.amd_machine: list[float] = []
-        self.u_error: list[float] = []
+        # The raw draws the loop does not read (the plans carry them), kept as numpy blocks;
+        # `raw(name)` gives them as a list (tests read them).
+        self._raw: dict[str, list[FloatArray]] = {name: [] for name in _RAW_DRAWS}
         self.talk: list[float] = []
         self.wrap: list[float] = []
         self.machine_talk: list[float] = []
-        self.busy: list[float] = []
-        self.unallocated: list[float] = []
         self.plan: list[int] = []
         self.offset: list[float] = []
         self.deadline: list[float] = []
         self.ends: list[int] = []
+
+    def raw(self, name: str) -> list[float]:
+        """One of the raw draws (`_RAW_DRAWS`) of every dial drawn so far, as floats."""
+        return [x for block in self._raw[name] for x in block.tolist()]
 
     def ensure(self, k: int) -> None:
         while k >= self.size:
@@ -150,17 +153,13 @@ class _DayStream:
         busy = s.busy_seconds.sample(rng, BLOCK)
         unallocated = s.unallocated_seconds.sample(rng, BLOCK)
         plan, offset, deadline, ends = _plans(s, u, ring, greeting, amd, amd_machine, u_error, busy, unallocated)
-        self.u_outcome += u.tolist()
-        self.ring += ring.tolist()
-        self.greeting += greeting.tolist()
-        self.amd += amd.tolist()
-        self.amd_machine += amd_machine.tolist()
-        self.u_error += u_error.tolist()
+        raw = self._raw
+        for name, values in zip(_RAW_DRAWS, (u, ring, greeting, amd, amd_machine, u_error, busy, unallocated),
+                                strict=True):  # fmt: skip
+            raw[name].append(values)
         self.talk += talk.tolist()
         self.wrap += wrap.tolist()
         self.machine_talk += machine_talk.tolist()
-        self.busy += busy.tolist()
-        self.unallocated += unallocated.tolist()
         self.plan += plan.tolist()
         self.offset += offset.tolist()
         self.deadline += deadline.tolist()
@@ -762,8 +761,7 @@ class Simulation:
         counts: Callable[[int, int, int, int, int, int, float], int] | None = getattr(
             self.pacer, "decide_counts", None
         )
-        prepare, apply, tick, handle = self.prepare, self.apply, self.tick, self._handle
-        pop = heapq.heappop
+        advance, prepare, apply, tick = self.advance, self.prepare, self.apply, self.tick
         # A pacer of counts alone that does not hear how lines end: a line that needs no agent
         # is only a count until it ends, so its end is a bare time in `line_ends` (popped by
         # the tick), not an event (no dict entry, no handler call).
@@ -782,19 +780,8 @@ class Simulation:
             )
             next_tick = day_start
             while next_tick < day_end:
-                # `advance(next_tick)`, inline.
-                if line_ends and line_ends[0] <= next_tick:
-                    self._changed = True
-                    ended = 0
-                    while line_ends and line_ends[0] <= next_tick:
-                        pop(line_ends)
-                        ended += 1
-                    self.active_lines -= ended
-                if heap and heap[0][0] <= next_tick:
-                    self._changed = True
-                    while heap and heap[0][0] <= next_tick:
-                        time, _, kind, ident = pop(heap)
-                        handle(time, kind, ident)
+                if (heap and heap[0][0] <= next_tick) or (line_ends and line_ends[0] <= next_tick):
+                    advance(next_tick)
                 if counts is not None:
                     # A pacer of counts alone: no snapshot's tuples built (`decide_counts`).
                     asked_now = tick()
