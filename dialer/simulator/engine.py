@@ -708,17 +708,17 @@ class Simulation:
         """Handle every event due by `until`, in time order."""
         heap = self.heap
         line_ends = self.line_ends
+        pop = heapq.heappop
         if line_ends and line_ends[0] <= until:
             self._changed = True
             ended = 0
             while line_ends and line_ends[0] <= until:
-                heapq.heappop(line_ends)
+                pop(line_ends)
                 ended += 1
             self.active_lines -= ended
         if heap and heap[0][0] <= until:
             self._changed = True
             handle = self._handle
-            pop = heapq.heappop
             ended_fast = self._ended_fast
             if self.event_log is not None or (ended_fast is None and self._sends_ended):
                 while heap and heap[0][0] <= until:
