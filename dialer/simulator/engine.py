@@ -129,6 +129,7 @@ class _DayStream:
         self.offset: list[float] = []
         self.deadline: list[float] = []
         self.ends: list[int] = []
+        self.needs_agent: list[bool] = []  # declared a person (truly or not): the oracle's peek
 
     def raw(self, name: str) -> list[float]:
         """One of the raw draws (`_RAW_DRAWS`) of every dial drawn so far, as floats."""
@@ -164,6 +165,7 @@ class _DayStream:
         self.offset += offset.tolist()
         self.deadline += deadline.tolist()
         self.ends += ends.tolist()
+        self.needs_agent += ((plan == _PLAN_HUMAN) | (plan == _PLAN_MACHINE_AS_HUMAN)).tolist()
         self.size += BLOCK
 
 
@@ -312,6 +314,7 @@ class Simulation:
         self._changed = True
         self._snapshot: PacingSnapshot | None = None
         self._free = 0  # free lines at the last tick the pacer was asked
+        self._lead_list_size = scenario.lead_list_size
         # Ends of lines that need no agent, kept apart from the events (`_lines_apart`).
         self.line_ends: list[float] = []
         self._lines_apart = False
@@ -329,14 +332,14 @@ class Simulation:
 
     def _peek(self, ahead: int) -> tuple[bool, float] | None:
         """For the oracle: will the `ahead`-th next dial need an agent, and after how long?"""
-        if self.s.lead_list_size and self.leads_used + ahead >= self.s.lead_list_size:
+        leads = self._lead_list_size
+        if leads and self.leads_used + ahead >= leads:
             return None
         k = self.next_dial + ahead
         st = self.stream
         if k >= st.size:
             st.ensure(k)
-        plan = st.plan[k]
-        return plan == _PLAN_HUMAN or plan == _PLAN_MACHINE_AS_HUMAN, st.offset[k]
+        return st.needs_agent[k], st.offset[k]
 
     # -- bookkeeping --------------------------------------------------------------------
 
