@@ -21,7 +21,10 @@ alone) and nothing happened since its last answer was placed in full: it would a
 again, so the call is skipped, and a simulation running alone jumps to the next event's
 second (the results are identical; tests compare both ways). A pacer may also take a
 tick's DIAL_PLACED events as one call, `observe_placed(now, count)`, and DIAL_ENDED as
-`observe_dial_ended(seconds)`, where it has them.
+`observe_dial_ended(seconds)`, where it has them. A pacer that answers from the
+snapshot's counts alone (`decide_counts`) is asked with those, and no snapshot is built;
+if it also ignores DIAL_ENDED, a line that needs no agent is a bare end time in
+`line_ends` rather than an event (it is only counted as ringing until then).
 """
 
 from __future__ import annotations
@@ -633,6 +636,11 @@ class Simulation:
         last = self._snapshot
         if changed or last is None:
             today = self.today
+            answers = int(self.prior_answers + today[_DECLARED])
+            abandons = int(self.prior_abandons + today[_OBSERVED])
+            tally = last.abandon_tally if last is not None else None
+            if tally is None or tally.live_answers != answers or tally.abandoned != abandons:
+                tally = AbandonTally(live_answers=answers, abandoned=abandons)  # else the same (immutable) one
             snapshot = PacingSnapshot(
                 tuple(self.ready.values()),
                 tuple(self.talking.values()),
@@ -641,10 +649,7 @@ class Simulation:
                 tuple(self.ringing.values()),
                 len(self.waiting),
                 free,
-                AbandonTally(
-                    live_answers=int(self.prior_answers + today[_DECLARED]),
-                    abandoned=int(self.prior_abandons + today[_OBSERVED]),
-                ),
+                tally,
             )
         elif last.free_lines != free:  # nothing happened: the same snapshot, more free lines
             snapshot = PacingSnapshot(
