@@ -853,7 +853,9 @@ def _run_lockstep(simulations: Sequence[Simulation]) -> None:
             asking: list[Simulation] = []
             snapshots: list[PacingSnapshot] = []
             for sim in simulations:
-                sim.advance(next_tick)
+                heap = sim.heap
+                if heap and heap[0][0] <= next_tick:  # else `advance` has nothing to do
+                    sim.advance(next_tick)
                 snapshot = sim.prepare(next_tick)
                 if snapshot is not None:
                     asking.append(sim)
