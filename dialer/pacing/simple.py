@@ -48,6 +48,13 @@ class ProgressivePacer:
         del now
         return progressive_lines(snapshot)
 
+    def decide_counts(
+        self, ready: int, talking: int, wrapping: int, paused: int, ringing: int, waiting: int, now: float
+    ) -> int:
+        """`decide` from the snapshot's counts alone (a simulator need not build its tuples)."""
+        del talking, wrapping, paused, now
+        return max(0, ready - (ringing + waiting))
+
 
 class PowerPacer:
     """A fixed number of lines per ready agent (`lines_per_agent`, e.g. 2.5)."""
@@ -69,6 +76,13 @@ class PowerPacer:
         del now
         goal = round(self.lines_per_agent * snapshot.ready_agents)
         return max(0, goal - len(snapshot.ringing_since) - snapshot.calls_waiting)
+
+    def decide_counts(
+        self, ready: int, talking: int, wrapping: int, paused: int, ringing: int, waiting: int, now: float
+    ) -> int:
+        """`decide` from the snapshot's counts alone (a simulator need not build its tuples)."""
+        del talking, wrapping, paused, now
+        return max(0, round(self.lines_per_agent * ready) - ringing - waiting)
 
 
 class FixedRatioPacer:
@@ -97,3 +111,10 @@ class FixedRatioPacer:
         goal = round(self.dial_level * (snapshot.ready_agents + talking))
         existing = len(snapshot.ringing_since) + snapshot.calls_waiting + talking
         return max(0, goal - existing)
+
+    def decide_counts(
+        self, ready: int, talking: int, wrapping: int, paused: int, ringing: int, waiting: int, now: float
+    ) -> int:
+        """`decide` from the snapshot's counts alone (a simulator need not build its tuples)."""
+        del wrapping, paused, now
+        return max(0, round(self.dial_level * (ready + talking)) - (ringing + waiting + talking))

@@ -146,7 +146,9 @@ class VicidialAdaptivePacer:
         self._calls_today = 0
         self._answers_today = 0
         self._drops_today = 0
-        self._calls_recent: deque[float] = deque()
+        # Dials of the last minute as (time, how many placed then), and their total.
+        self._calls_recent: deque[tuple[float, int]] = deque()
+        self._calls_1m = 0
         self._drops_recent: deque[float] = deque()
         # (day's drop %, unclamped level, HHMM) at every update where a drop clamp could act:
         # what `clamp_is_idle` needs to tell whether another mode or target would have
@@ -164,7 +166,8 @@ class VicidialAdaptivePacer:
         self._roll_day(event.now)
         if event.kind is EventKind.DIAL_PLACED:
             self._calls_today += 1
-            self._calls_recent.append(event.now)
+            self._calls_recent.append((event.now, 1))
+            self._calls_1m += 1
         elif event.kind is EventKind.HUMAN_ANSWERED:
             # DROP and XDROP statuses are human_answered='Y', so every call declared human counts.
             self._answers_today += 1
@@ -177,19 +180,22 @@ class VicidialAdaptivePacer:
         (a simulator placing a tick's dials hands them over at once)."""
         self._roll_day(now)
         self._calls_today += count
-        self._calls_recent.extend([now] * count)
+        self._calls_recent.append((now, count))
+        self._calls_1m += count
 
     def _sample(self, now: float) -> AdaptSample:
-        for recent in (self._calls_recent, self._drops_recent):
-            while recent and recent[0] <= now - 60.0:
-                recent.popleft()
+        calls, drops = self._calls_recent, self._drops_recent
+        while calls and calls[0][0] <= now - 60.0:
+            self._calls_1m -= calls.popleft()[1]
+        while drops and drops[0] <= now - 60.0:
+            drops.popleft()
         count = len(self._samples) or 1
         seconds_of_day = int(now % SECONDS_PER_DAY)
         return AdaptSample(
             avg_ready=sum(s[0] for s in self._samples) / count,
             avg_waiting=sum(s[1] for s in self._samples) / count,
             avg_total=sum(s[2] for s in self._samples) / count,
-            calls_1m=len(self._calls_recent),
+            calls_1m=self._calls_1m,
             drops_1m=len(self._drops_recent),
             calls_today=self._calls_today,
             answers_today=self._answers_today,
@@ -198,11 +204,21 @@ class VicidialAdaptivePacer:
         )
 
     def decide(self, snapshot: PacingSnapshot, now: float) -> int:
+        return self.decide_counts(
+            snapshot.ready_agents, len(snapshot.talking_since), len(snapshot.wrapping_since),
+            snapshot.paused_agents, len(snapshot.ringing_since), snapshot.calls_waiting, now,
+        )  # fmt: skip
+
+    def decide_counts(
+        self, ready: int, talking: int, wrapping: int, paused: int, ringing: int, waiting: int, now: float
+    ) -> int:
+        """`decide` from the snapshot's counts alone (a simulator need not build its tuples):
+        VICIdial reads counts of agents and calls, never their times."""
         p = self.params
         self._roll_day(now)
         if now >= self._next_sample:
             self._next_sample = _next_due(self._next_sample, now, p.sample_seconds)
-            self._samples.append((snapshot.ready_agents, snapshot.calls_waiting, snapshot.logged_in_agents))
+            self._samples.append((ready, waiting, ready + talking + wrapping + paused))
         if now >= self._next_update:
             if self._next_update > -math.inf:
                 sample = self._sample(now)
@@ -216,6 +232,4 @@ class VicidialAdaptivePacer:
         if now < self._next_placement:
             return 0
         self._next_placement = _next_due(self._next_placement, now, p.placement_seconds)
-        talking = len(snapshot.talking_since)
-        existing = len(snapshot.ringing_since) + snapshot.calls_waiting + talking
-        return calls_to_place(self.level, snapshot.ready_agents + talking, existing)
+        return calls_to_place(self.level, ready + talking, ringing + waiting + talking)

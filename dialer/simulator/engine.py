@@ -21,7 +21,10 @@ alone) and nothing happened since its last answer was placed in full: it would a
 again, so the call is skipped, and a simulation running alone jumps to the next event's
 second (the results are identical; tests compare both ways). A pacer may also take a
 tick's DIAL_PLACED events as one call, `observe_placed(now, count)`, and DIAL_ENDED as
-`observe_dial_ended(seconds)`, where it has them.
+`observe_dial_ended(seconds)`, where it has them. A pacer that answers from the
+snapshot's counts alone (`decide_counts`) is asked with those, and no snapshot is built;
+if it also ignores DIAL_ENDED, a line that needs no agent is a bare end time in
+`line_ends` rather than an event (it is only counted as ringing until then).
 """
 
 from __future__ import annotations
@@ -101,6 +104,10 @@ class ReplicationResult:
         return float(sum(self.daily[key]))
 
 
+# Draws kept only as numpy blocks (the loop reads the plans worked out from them).
+_RAW_DRAWS = ("u_outcome", "ring", "greeting", "amd", "amd_machine", "u_error", "busy", "unallocated")
+
+
 class _DayStream:
     """Pre-drawn per-dial randomness for one day, extended in fixed blocks (same for every policy).
 
@@ -115,21 +122,21 @@ class _DayStream:
         self.s = scenario
         self.rng = rng
         self.size = 0
-        self.u_outcome: list[float] = []
-        self.ring: list[float] = []
-        self.greeting: list[float] = []
-        self.amd: list[float] = []
-        self.amd_machine: list[float] = []
-        self.u_error: list[float] = []
+        # The raw draws the loop does not read (the plans carry them), kept as numpy blocks;
+        # `raw(name)` gives them as a list (tests read them).
+        self._raw: dict[str, list[FloatArray]] = {name: [] for name in _RAW_DRAWS}
         self.talk: list[float] = []
         self.wrap: list[float] = []
         self.machine_talk: list[float] = []
-        self.busy: list[float] = []
-        self.unallocated: list[float] = []
         self.plan: list[int] = []
         self.offset: list[float] = []
         self.deadline: list[float] = []
         self.ends: list[int] = []
+        self.needs_agent: list[bool] = []  # declared a person (truly or not): the oracle's peek
+
+    def raw(self, name: str) -> list[float]:
+        """One of the raw draws (`_RAW_DRAWS`) of every dial drawn so far, as floats."""
+        return [x for block in self._raw[name] for x in block.tolist()]
 
     def ensure(self, k: int) -> None:
         while k >= self.size:
@@ -150,21 +157,18 @@ class _DayStream:
         busy = s.busy_seconds.sample(rng, BLOCK)
         unallocated = s.unallocated_seconds.sample(rng, BLOCK)
         plan, offset, deadline, ends = _plans(s, u, ring, greeting, amd, amd_machine, u_error, busy, unallocated)
-        self.u_outcome += u.tolist()
-        self.ring += ring.tolist()
-        self.greeting += greeting.tolist()
-        self.amd += amd.tolist()
-        self.amd_machine += amd_machine.tolist()
-        self.u_error += u_error.tolist()
+        raw = self._raw
+        for name, values in zip(_RAW_DRAWS, (u, ring, greeting, amd, amd_machine, u_error, busy, unallocated),
+                                strict=True):  # fmt: skip
+            raw[name].append(values)
         self.talk += talk.tolist()
         self.wrap += wrap.tolist()
         self.machine_talk += machine_talk.tolist()
-        self.busy += busy.tolist()
-        self.unallocated += unallocated.tolist()
         self.plan += plan.tolist()
         self.offset += offset.tolist()
         self.deadline += deadline.tolist()
         self.ends += ends.tolist()
+        self.needs_agent += ((plan == _PLAN_HUMAN) | (plan == _PLAN_MACHINE_AS_HUMAN)).tolist()
         self.size += BLOCK
 
 
@@ -312,6 +316,11 @@ class Simulation:
         # Something happened since the pacer last answered (or its answer was capped).
         self._changed = True
         self._snapshot: PacingSnapshot | None = None
+        self._free = 0  # free lines at the last tick the pacer was asked
+        self._lead_list_size = scenario.lead_list_size
+        # Ends of lines that need no agent, kept apart from the events (`_lines_apart`).
+        self.line_ends: list[float] = []
+        self._lines_apart = False
         bind = getattr(pacer, "bind_peek", None)
         if callable(bind):
             bind(self._peek)
@@ -326,14 +335,14 @@ class Simulation:
 
     def _peek(self, ahead: int) -> tuple[bool, float] | None:
         """For the oracle: will the `ahead`-th next dial need an agent, and after how long?"""
-        if self.s.lead_list_size and self.leads_used + ahead >= self.s.lead_list_size:
+        leads = self._lead_list_size
+        if leads and self.leads_used + ahead >= leads:
             return None
         k = self.next_dial + ahead
         st = self.stream
         if k >= st.size:
             st.ensure(k)
-        plan = st.plan[k]
-        return plan == _PLAN_HUMAN or plan == _PLAN_MACHINE_AS_HUMAN, st.offset[k]
+        return st.needs_agent[k], st.offset[k]
 
     # -- bookkeeping --------------------------------------------------------------------
 
@@ -394,6 +403,41 @@ class Simulation:
             self.deadline[k] = now + st.deadline[k]
             self.is_person[k] = plan == _PLAN_HUMAN
             heapq.heappush(self.heap, (now + st.offset[k], self.seq, _HUMAN, k))
+
+    def _place_many(self, now: float, n: int) -> None:
+        """`n` calls of `_place` at one instant, untraced, with no DIAL_PLACED event each: the
+        same dials, heap entries (times and sequence numbers) and counters, with the per-dial
+        bookkeeping done once (the most frequent work of a low live-answer campaign)."""
+        first = self.next_dial
+        end = first + n
+        self.next_dial = end
+        self.leads_used += n
+        self.active_lines += n
+        self.today[_DIALS] += n  # whole numbers: exact, as n additions of 1 are
+        st = self.stream
+        if end - 1 >= st.size:
+            st.ensure(end - 1)  # the same blocks, drawn in the same order, as dial by dial
+        plans, offsets, deadlines = st.plan, st.offset, st.deadline
+        ringing, heap, push = self.ringing, self.heap, heapq.heappush
+        deadline, is_person = self.deadline, self.is_person
+        seq = self.seq
+        line_ends = self.line_ends if self._lines_apart else None
+        for k in range(first, end):
+            plan = plans[k]
+            if plan == _PLAN_OTHER and line_ends is not None:
+                push(line_ends, now + offsets[k])  # the line counts as ringing until then
+                continue
+            ringing[k] = now
+            seq += 1
+            if plan == _PLAN_OTHER:
+                push(heap, (now + offsets[k], seq, _LINE_END, k))
+            elif plan == _PLAN_HUMAN_AS_MACHINE:
+                push(heap, (now + offsets[k], seq, _AMD_FP, k))
+            else:
+                deadline[k] = now + deadlines[k]
+                is_person[k] = plan == _PLAN_HUMAN
+                push(heap, (now + offsets[k], seq, _HUMAN, k))
+        self.seq = seq
 
     def _bridge(self, k: int, a: int, now: float) -> None:
         decided = self.waiting.pop(k, None)
@@ -562,21 +606,41 @@ class Simulation:
             abandoned=int(self.prior_abandons + today[_OBSERVED]),
         )
 
-    def prepare(self, now: float) -> PacingSnapshot | None:
-        """The snapshot the pacer is asked with at this tick, or None when it need not be."""
+    def tick(self) -> bool:
+        """This tick's calls-per-second tokens and free lines; False when the pacer need not be asked."""
         s = self.s
         cps = s.calls_per_second
         tokens = self.cps_tokens + cps * TICK_SECONDS
         self.cps_tokens = tokens = cps if cps < tokens else tokens  # min(cps, tokens), as before
-        changed = self._changed
-        if not changed and self._state_only:
-            return None  # it would answer 0 again: nothing it looks at has changed
-        free = max(0, min(s.max_lines - self.active_lines, int(tokens)))
+        if not self._changed and self._state_only:
+            return False  # it would answer 0 again: nothing it looks at has changed
+        # max(0, min(trunk lines free, whole tokens)), without the builtins' calls.
+        free = s.max_lines - self.active_lines
+        whole = int(tokens)
+        if whole < free:
+            free = whole
+        if free < 0:
+            free = 0
         if s.lead_list_size:
             free = min(free, s.lead_list_size - self.leads_used)
+        self._free = free
+        self.decisions += 1
+        return True
+
+    def prepare(self, now: float) -> PacingSnapshot | None:
+        """The snapshot the pacer is asked with at this tick, or None when it need not be."""
+        if not self.tick():
+            return None
+        changed = self._changed
+        free = self._free
         last = self._snapshot
         if changed or last is None:
             today = self.today
+            answers = int(self.prior_answers + today[_DECLARED])
+            abandons = int(self.prior_abandons + today[_OBSERVED])
+            tally = last.abandon_tally if last is not None else None
+            if tally is None or tally.live_answers != answers or tally.abandoned != abandons:
+                tally = AbandonTally(live_answers=answers, abandoned=abandons)  # else the same (immutable) one
             snapshot = PacingSnapshot(
                 tuple(self.ready.values()),
                 tuple(self.talking.values()),
@@ -585,10 +649,7 @@ class Simulation:
                 tuple(self.ringing.values()),
                 len(self.waiting),
                 free,
-                AbandonTally(
-                    live_answers=int(self.prior_answers + today[_DECLARED]),
-                    abandoned=int(self.prior_abandons + today[_OBSERVED]),
-                ),
+                tally,
             )
         elif last.free_lines != free:  # nothing happened: the same snapshot, more free lines
             snapshot = PacingSnapshot(
@@ -598,26 +659,23 @@ class Simulation:
         else:
             snapshot = last
         self._snapshot = snapshot
-        self.decisions += 1
         return snapshot
 
     def apply(self, now: float, asked: int) -> None:
         """Place what the pacer asked for, within trunk lines, calls per second and leads."""
-        n = max(0, min(asked, self._snapshot.free_lines if self._snapshot is not None else 0))
-        if n:
-            if self._sends_placed and self._placed_many is not None:
-                # One call for the n dials placed at this instant (`Pacer.observe_placed`);
-                # nothing else reaches the pacer between them.
-                self._placed_many(now, n)
-                self._sends_placed = False
-                try:
-                    for _ in range(n):
-                        self._place(now)
-                finally:
-                    self._sends_placed = True
-            else:
+        free = self._free
+        n = asked if asked < free else free
+        if n > 0:
+            if self.event_log is not None or (self._sends_placed and self._placed_many is None):
+                # One dial at a time: traced, or the pacer hears of each dial as it is placed.
                 for _ in range(n):
                     self._place(now)
+            else:
+                if self._sends_placed and self._placed_many is not None:
+                    # One call for the n dials placed at this instant (`Pacer.observe_placed`);
+                    # nothing else reaches the pacer between them.
+                    self._placed_many(now, n)
+                self._place_many(now, n)
             self.cps_tokens -= n
         # Lines placed change the next snapshot; for a state-only pacer, a capped answer
         # must be asked again.
@@ -644,6 +702,8 @@ class Simulation:
         self.cps_tokens = 0.0
         self._changed = True
         self._snapshot = None
+        self._free = 0
+        self.line_ends = []
         first = max(0, day - (ABANDON_WINDOW_DAYS - 1))
         self.prior_answers = sum(daily["human_declared"][first:day])
         self.prior_abandons = sum(daily["observed_abandons"][first:day])
@@ -655,13 +715,38 @@ class Simulation:
     def advance(self, until: float) -> None:
         """Handle every event due by `until`, in time order."""
         heap = self.heap
+        line_ends = self.line_ends
+        pop = heapq.heappop
+        if line_ends and line_ends[0] <= until:
+            self._changed = True
+            ended = 0
+            while line_ends and line_ends[0] <= until:
+                pop(line_ends)
+                ended += 1
+            self.active_lines -= ended
         if heap and heap[0][0] <= until:
             self._changed = True
             handle = self._handle
-            pop = heapq.heappop
+            ended_fast = self._ended_fast
+            if self.event_log is not None or (ended_fast is None and self._sends_ended):
+                while heap and heap[0][0] <= until:
+                    time, _, kind, ident = pop(heap)
+                    handle(time, kind, ident)
+                return
+            # The most frequent event, a line needing no agent ending, handled here (as
+            # `_handle` does, untraced): the pacer hears the seconds, if anything.
+            ringing = self.ringing
+            ended = 0
             while heap and heap[0][0] <= until:
                 time, _, kind, ident = pop(heap)
-                handle(time, kind, ident)
+                if kind == _LINE_END:
+                    placed = ringing.pop(ident)
+                    ended += 1
+                    if ended_fast is not None:
+                        ended_fast(time - placed)
+                else:
+                    handle(time, kind, ident)
+            self.active_lines -= ended  # no handler reads it: only the next tick does
 
     def end_day(self) -> None:
         # After the shift: no new dials; calls in progress finish, agents log out.
@@ -681,19 +766,45 @@ class Simulation:
         skipped.
         """
         decide = self.pacer.decide
-        advance, prepare, apply = self.advance, self.prepare, self.apply
+        counts: Callable[[int, int, int, int, int, int, float], int] | None = getattr(
+            self.pacer, "decide_counts", None
+        )
+        advance, prepare, apply, tick = self.advance, self.prepare, self.apply, self.tick
+        # A pacer of counts alone that does not hear how lines end: a line that needs no agent
+        # is only a count until it ends, so its end is a bare time in `line_ends` (popped by
+        # the tick), not an event (no dict entry, no handler call).
+        self._lines_apart = (
+            counts is not None
+            and not self._sends_ended
+            and self.event_log is None
+            and (not self._sends_placed or self._placed_many is not None)
+        )
         for day in range(self.s.days):
             day_start, day_end = self.begin_day(day)
             skips = self._state_only and TICK_SECONDS == 1.0 and day_start.is_integer()
-            heap = self.heap
+            heap, line_ends = self.heap, self.line_ends
+            ready, talking, wrapping, ringing, waiting = (
+                self.ready, self.talking, self.wrapping, self.ringing, self.waiting
+            )
             next_tick = day_start
             while next_tick < day_end:
-                advance(next_tick)
-                snapshot = prepare(next_tick)
-                if snapshot is not None:
-                    apply(next_tick, decide(snapshot, next_tick))
-                elif skips:
+                if (heap and heap[0][0] <= next_tick) or (line_ends and line_ends[0] <= next_tick):
+                    advance(next_tick)
+                if counts is not None:
+                    # A pacer of counts alone: no snapshot's tuples built (`decide_counts`).
+                    asked_now = tick()
+                    if asked_now:
+                        apply(next_tick, counts(len(ready), len(talking), len(wrapping), self.paused,
+                                                len(ringing) + len(line_ends), len(waiting), next_tick))  # fmt: skip
+                else:
+                    snapshot = prepare(next_tick)
+                    asked_now = snapshot is not None
+                    if snapshot is not None:
+                        apply(next_tick, decide(snapshot, next_tick))
+                if not asked_now and skips:
                     due = float(math.ceil(heap[0][0])) if heap else math.inf
+                    if line_ends and line_ends[0] < due:
+                        due = float(math.ceil(line_ends[0]))
                     if due > next_tick + TICK_SECONDS:
                         # The ticks up to the event would ask nothing (tokens stay full).
                         if due >= day_end:
@@ -742,7 +853,9 @@ def _run_lockstep(simulations: Sequence[Simulation]) -> None:
             asking: list[Simulation] = []
             snapshots: list[PacingSnapshot] = []
             for sim in simulations:
-                sim.advance(next_tick)
+                heap = sim.heap
+                if heap and heap[0][0] <= next_tick:  # else `advance` has nothing to do
+                    sim.advance(next_tick)
                 snapshot = sim.prepare(next_tick)
                 if snapshot is not None:
                     asking.append(sim)

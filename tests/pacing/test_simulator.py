@@ -73,15 +73,16 @@ def test_abandon_metric_matches_a_hand_count_on_a_replay() -> None:
     sim.event_log = []
     result = sim.run()
     st = sim.stream
+    u_outcome, ring, greeting, u_error = (st.raw(name) for name in ("u_outcome", "ring", "greeting", "u_error"))
     dial_at = {k: t for t, what, k in sim.event_log if what == "dial"}
     abandoned = live = 0
     for k, t0 in dial_at.items():
-        u = st.u_outcome[k]
-        if u >= sc.p_live or st.ring[k] > sc.ring_timeout_seconds:
+        u = u_outcome[k]
+        if u >= sc.p_live or ring[k] > sc.ring_timeout_seconds:
             continue
         live += 1
-        deadline = t0 + st.ring[k] + st.greeting[k] + 2.0
-        if st.u_error[k] < sc.amd_human_error:
+        deadline = t0 + ring[k] + greeting[k] + 2.0
+        if u_error[k] < sc.amd_human_error:
             abandoned += 1  # AMD hung up on a person
             continue
         settled = [(t, what) for t, what, kk in sim.event_log if kk == k and what in ("bridge", "drop")]
@@ -105,8 +106,9 @@ def test_same_seed_same_result_and_common_random_numbers() -> None:
     b = Simulation(sc, PowerPacer(3.0), seed=11)
     a.run()
     b.run()
-    n = min(len(a.stream.u_outcome), len(b.stream.u_outcome))
-    assert a.stream.u_outcome[:n] == b.stream.u_outcome[:n] and a.stream.talk[:n] == b.stream.talk[:n]
+    n = min(a.stream.size, b.stream.size)
+    assert a.stream.raw("u_outcome")[:n] == b.stream.raw("u_outcome")[:n]
+    assert a.stream.talk[:n] == b.stream.talk[:n]
 
 
 def test_oracle_and_predictive_run_and_rolling_windows() -> None:
@@ -194,7 +196,8 @@ def test_with_no_slack_after_amd_a_person_must_find_an_agent_at_once() -> None:
     human = {k: t for t, what, k in sim.event_log if what == "human"}
     bridged = {k: t for t, what, k in sim.event_log if what == "bridge"}
     waited = sum(1 for k, t in human.items() if k not in bridged or bridged[k] > t + 1e-9)
-    people = [k for k in human if sim.stream.u_outcome[k] < sc.p_live]
+    u_outcome = sim.stream.raw("u_outcome")
+    people = [k for k in human if u_outcome[k] < sc.p_live]
     assert result.total("abandoned") == sum(
         1 for k in people if k not in bridged or bridged[k] > human[k] + 1e-9
     )
