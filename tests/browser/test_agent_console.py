@@ -333,3 +333,14 @@ async def test_the_console_offers_the_agents_campaigns_and_says_why_its_phone_ca
     await wait_text(page, "#agent-state", "logged out")
     # Refused, so not remembered as the campaigns to offer next time.
     assert await page.evaluate("localStorage.getItem('dialer.campaigns')") is None
+
+    # A click-to-call is accepted (202) before the phone is rung; its failure says why the same way.
+    lead_phone = f"+1212555{uuid.uuid4().int % 10000:04d}"  # New York: inside the calling window
+    await floor.seed_many([("lead_upsert", {"lead_id": f"lead-{uuid.uuid4().hex[:12]}", "first_name": "Ida",
+                                            "last_name": "Moss", "phones": [lead_phone], "state": "NY",
+                                            "owner_agent_id": agent_id})])
+    await page.get_by_label("Name, phone or e-mail").fill("ida moss")
+    await page.get_by_role("button", name="Search").click()
+    await page.get_by_role("button", name="Open Ida Moss").click()
+    await page.get_by_role("button", name=f"Call {lead_phone}").click()
+    await wait_text(page, "#dial-problem", "Not dialed: Your softphone is not registered — open the phone")
