@@ -272,6 +272,16 @@ async def test_a_reload_in_wrap_up_shows_the_call_again_to_disposition_it(accoun
     assert [d["code"] for d in (await response.json())["dispositions"]] == ["contacted"]
 
 
+async def test_an_empty_list_of_campaigns_says_so(accounts: Accounts, page: Page) -> None:
+    none = json.dumps({"campaigns": [], "next": None})
+    await page.route(re.compile(r"/v1/agents/[^/]+/campaigns$"), lambda route: route.fulfill(
+        status=200, content_type="application/json", body=none))
+    await sign_in_by_keyboard(page, accounts, accounts.agent, "/agent")
+    await page.locator("#campaign-note").filter(
+        has_text="No campaign is open for you to log in to: ask your supervisor.").wait_for(timeout=10_000)
+    assert await page.locator("#campaign-pick option").all_text_contents() == ["Add a campaign…"]
+
+
 async def test_an_agent_whose_dialer_session_ended_is_shown_logged_out(accounts: Accounts, page: Page) -> None:
     """The dialer answers 404 `not_logged_in` to pausing an agent that has no session any more
     (logged out by a supervisor, its phone hung up, a restart): the page shows the agent logged

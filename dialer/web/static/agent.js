@@ -198,7 +198,7 @@ async function loadCampaigns() {
   pick.replaceChildren(first, ...options);
   pick.value = options.some((option) => option.value === keep) ? keep : "";
   $("campaign-note").textContent = campaigns.length ? ""
-    : "No campaign is open for you to log in to: ask your supervisor to start one.";
+    : "No campaign is open for you to log in to: ask your supervisor.";
 }
 $("campaign-pick").addEventListener("focus", loadCampaigns);
 $("campaign-pick").addEventListener("change", () => {
