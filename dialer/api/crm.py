@@ -49,7 +49,9 @@ class CallBody(ResponseModel):
     ended_at: UtcTime | None
     outcome: CallOutcome | None = Field(description="how the call ended; null while it is in progress")
     hangup_cause: int | None = Field(description="Asterisk's hangup cause (Q.850)")
-    hangup_cause_text: str | None
+    hangup_cause_text: str | None = Field(description=(
+        "Asterisk's text of the hangup cause; for a click-to-call that failed before any leg had "
+        "one, why the agent's phone could not be rung: `softphone_not_registered`, `sip_endpoint_unknown`"))
     sip_code: int | None
     ring_seconds: float | None
     talk_seconds: float | None

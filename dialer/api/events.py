@@ -103,6 +103,9 @@ class CallState(ResponseModel):
     call_id: str
     state: str
     outcome: str | None
+    problem: str | None = Field(default=None, description=(
+        "why the call failed, when the agent can act on it: `softphone_not_registered` (no phone is "
+        "registered on the agent's endpoint), `sip_endpoint_unknown` (Asterisk has no such endpoint)"))
 
 
 class LiveCallsMessage(ResponseModel):

@@ -41,7 +41,10 @@ def _calls(request: web.Request) -> CallService:
 @routes.post("/v1/calls", "placeCall", "Call a lead for an agent (click-to-call): the agent's phone rings first, then "
              "the lead is dialed; every dial passes the compliance gate", roles=ALL_ROLES, body=CallRequest,
              idempotent=True,
-             responses={202: Answer(CallAccepted, "the call is under way", headers=LOCATION)},
+             responses={202: Answer(CallAccepted, "the call is under way (when the agent's own phone then cannot be "
+                                         "rung, the call ends `failed` with `hangup_cause_text` "
+                                         "`softphone_not_registered` or `sip_endpoint_unknown`)",
+                                         headers=LOCATION)},
              problems={403: ComplianceProblem},
              errors={403: "`compliance_blocked` (the gate's decision and reasons; nothing was created), or "
                           "`forbidden` (an agent token placing a call for another agent)",

@@ -145,6 +145,9 @@ class OriginateFailed:
 
     leg: Leg
     reason: str = ""
+    problem: str | None = None
+    """Why, in the API's words, when Asterisk's refusal is explained: `softphone_not_registered`,
+    `sip_endpoint_unknown` (`dialer.runtime.agents.why_phone_unreachable`)."""
 
 
 CallInput = (

@@ -224,6 +224,7 @@ class CallMachine:
         self._outcome: ClickToCallOutcome | None = None
         self._ended_by: str | None = None
         self._detail: str | None = None
+        self._problem: str | None = None
         self._lead_cause: int | None = None
         self._lead_cause_text: str | None = None
         self._lead_sip_code: int | None = None
@@ -575,6 +576,7 @@ class CallMachine:
         if event.leg is Leg.AGENT and self._agent_live:
             self._agent_live = False
             if self._state is CallState.AGENT_RINGING:
+                self._problem = event.problem
                 self._end(ClickToCallOutcome.ORIGINATE_FAILED, now, actions, "system", f"agent leg: {event.reason}")
             else:
                 self._maybe_finish(now, actions)
@@ -683,6 +685,7 @@ class CallMachine:
             outcome=self._outcome,
             ended_by=self._ended_by,
             detail=self._detail,
+            problem=self._problem,
             lead_hangup_cause=self._lead_cause,
             lead_hangup_cause_text=self._lead_cause_text,
             lead_sip_code=self._lead_sip_code,

@@ -157,6 +157,9 @@ class CallRecord:
     """Who ended the call: `agent`, `lead`, a `HangupBy` value, `timeout` or `system`."""
     detail: str | None = None
     """Free text explaining a failure (recording, originate, gate reasons)."""
+    problem: str | None = None
+    """The machine-readable reason of a failure the agent can act on (`softphone_not_registered`,
+    `sip_endpoint_unknown`); the CRM row's `hangup_cause_text` when no leg had a hangup cause."""
     lead_hangup_cause: int | None = None
     lead_hangup_cause_text: str | None = None
     lead_sip_code: int | None = None
@@ -217,7 +220,7 @@ class CallRecord:
             "ended_at": self.ended_at,
             "outcome": crm_outcome.value if crm_outcome is not None else None,
             "hangup_cause": self.lead_hangup_cause,
-            "hangup_cause_text": self.lead_hangup_cause_text,
+            "hangup_cause_text": self.lead_hangup_cause_text or self.problem,
             "sip_code": self.lead_sip_code,
             "ring_seconds": self.ring_seconds,
             "talk_seconds": self.talk_seconds,

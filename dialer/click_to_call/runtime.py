@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -62,7 +62,7 @@ from dialer.click_to_call.requests import DialRequest, PlacedCall
 from dialer.provision.trunks import TrunkRouter
 from dialer.runtime import callerid
 from dialer.runtime.admission import Slot
-from dialer.runtime.agents import active_agent, agent_endpoint
+from dialer.runtime.agents import active_agent, agent_endpoint, why_phone_unreachable
 from dialer.runtime.causes import sip_code
 from dialer.runtime.errors import BlockedReason, ComplianceBlocked, Refused
 from dialer.runtime.failover import next_trunk
@@ -138,9 +138,11 @@ def translate(event: Event, ids: CallIds) -> list[CallInput]:
 
 
 class ClickToCallHost(RunnerHost, Protocol):
+    """What a call runner tells its runtime."""
+
     async def agent_call_state(self, record: CallRecord) -> None: ...
 
-    """What a call runner tells its runtime."""
+    def spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None: ...
 
     def call_ending(self, call_id: str) -> None: ...
 
@@ -178,7 +180,9 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
         # The two sides recorded apart (agent, lead) from snoops on the agent's leg, when they
         # started: archived as one two-channel recording (dialer.runtime.recording).
         self.legs: tuple[str, str] | None = None
-        self._legs_task: asyncio.Task[None] | None = None
+        # Set once the sides' recordings started or gave up (`_record_sides`, a task of the
+        # runtime's group); None while they were never asked for.
+        self._sides_done: asyncio.Event | None = None
         # The call's hold on the node (admission control); None while it waits in the queue.
         self.slot: Slot | None = None
 
@@ -209,10 +213,17 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
             match action:
                 case OriginateAgent(channel_id=channel_id, endpoint=endpoint, timeout=timeout, caller_name=name,
                                     caller_number=number):
-                    await ari.originate(
-                        channel_id, endpoint, app=services.app, app_args=["agent", self.call_id],
-                        caller_id=callerid.caller_id(name, number), ring_timeout=max(1, round(timeout)),
-                    )
+                    try:
+                        await ari.originate(
+                            channel_id, endpoint, app=services.app, app_args=["agent", self.call_id],
+                            caller_id=callerid.caller_id(name, number), ring_timeout=max(1, round(timeout)),
+                        )
+                    except AriError as error:
+                        # Asked only after a refusal, as a login does: in a cluster the phones
+                        # register at the edge, and Asterisk's endpoint says nothing beforehand.
+                        why = await why_phone_unreachable(ari, endpoint, self.machine.request.agent_id)
+                        return inputs.OriginateFailed(leg=Leg.AGENT, reason=str(why or error),
+                                                      problem=why.error if why else None)
                 case ScreenPop(call_id=call_id, agent_id=agent_id, lead_id=lead_id, campaign_id=campaign_id,
                                lead_number=phone):
                     services.agent_events.publish(agent_id, screen_pop(
@@ -231,7 +242,11 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
                     except AriError as error:
                         return inputs.RecordingFailed(reason=str(error))
                     # Beside the call, not before it: the lead is dialed without waiting.
-                    self._legs_task = asyncio.create_task(self._record_sides(name), name=f"legs-{self.call_id}")
+                    self._sides_done = asyncio.Event()
+                    try:
+                        self.calls.spawn(self._record_sides(name, self._sides_done), f"legs-{self.call_id}")
+                    except Refused:
+                        self._sides_done.set()  # shutting down: the bridge's mixed recording is the record
                 case CheckGate(lead_number=phone):
                     return await self._check_gate(phone)
                 case DialLead():
@@ -265,7 +280,7 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
                     await self.calls.agent_call_state(record)
                     services.agent_events.publish(record.agent_id, {
                         "type": "call_state", "call_id": self.call_id, "state": record.state.value,
-                        "outcome": record.outcome.value if record.outcome else None})
+                        "outcome": record.outcome.value if record.outcome else None, "problem": record.problem})
                 case Finished(outcome=outcome, record=record):
                     if self.slot is not None:
                         self.slot.release()
@@ -278,24 +293,26 @@ class ClickToCallRunner(MachineRunner[CallInput, CallAction]):
                                 line_of_business=self.campaign.line_of_business if self.campaign else None,
                                 legs=self.legs)
         except AriError as error:
-            if isinstance(action, OriginateAgent):
-                return inputs.OriginateFailed(leg=Leg.AGENT, reason=str(error))
             # Teardown is best effort; anything else shows up as the channel's own events.
             self.log.warning("ari_action_failed", action=type(action).__name__, error=str(error))
         return None
 
-    async def _record_sides(self, recording: str) -> None:
+    async def _record_sides(self, recording: str, done: asyncio.Event) -> None:
         """The two sides apart, from snoops on the agent's leg (in the bridge from the start; the
-        lead joins once answered)."""
-        self.legs = await record_sides(self.services.ari, self.services.app, self.call_id, recording,
-                                       self.ids.agent_channel, channel_is="agent",
-                                       route=self.calls.route_of(self.call_id), log=self.log)
+        lead joins once answered). `record_sides` logs its own failures and never raises, so the
+        runtime's task group is never cancelled by it."""
+        try:
+            self.legs = await record_sides(self.services.ari, self.services.app, self.call_id, recording,
+                                           self.ids.agent_channel, channel_is="agent",
+                                           route=self.calls.route_of(self.call_id), log=self.log)
+        finally:
+            done.set()
 
     async def _sides_started(self) -> None:
-        if self._legs_task is not None:
+        if self._sides_done is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5.0):
-                    await asyncio.shield(self._legs_task)
+                    await self._sides_done.wait()
 
     async def _check_gate(self, phone: str) -> CallInput:
         """The gate, again, at the instant before the lead is dialed; it takes a cap slot."""

@@ -34,6 +34,7 @@ from tests.controller.conftest import dialer_settings, mark_lists_fresh
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PASSWORD = "agent console password"
 ENDPOINT = "agent1003-web"
+SILENT_ENDPOINT = "agent1016"  # an endpoint of the provisioned Asterisk no test registers a phone on
 AGENCY_NUMBER = "+18885550123"
 STRETCH_S = 3.0
 HOLD_SECONDS = 4.0
@@ -200,7 +201,12 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
     # ---- ready for a campaign: a campaign call pops its lead --------------------------------------
     campaign_id = await floor.campaign()
     campaign_leads = await floor.leads(campaign_id, ["+12125551115"], state="NY", zip="10001")
-    await page.get_by_label("Campaigns").fill(campaign_id)
+    # Picked from the agent's own list (GET /v1/agents/{id}/campaigns), read again as it opens.
+    await page.get_by_label("Campaigns").fill("")
+    await page.get_by_label("Add a campaign").focus()
+    await page.locator(f"#campaign-pick option[value='{campaign_id}']").wait_for(state="attached", timeout=10_000)
+    await page.get_by_label("Add a campaign").select_option(campaign_id)
+    assert await page.get_by_label("Campaigns").input_value() == campaign_id
     await page.get_by_role("button", name="Log in").click()
     await wait_text(page, "#agent-state", "ready", within=20)
     await crm_post(console, f"/v1/campaigns/{campaign_id}/start", {})
@@ -295,3 +301,46 @@ async def test_the_agent_console_takes_click_to_call_campaign_and_inbound_calls(
     assert list(row["phones"]) == [stranger]
     await page.get_by_role("button", name="Log out").click()
     await wait_text(page, "#agent-state", "logged out", within=30)
+
+
+@pytest.mark.timeout(120)
+async def test_the_console_offers_the_agents_campaigns_and_says_why_its_phone_cannot_be_called(
+        console: Console, page: Page) -> None:
+    """An agent whose phone nobody registered (`agent1016`) picks the test's campaign from the
+    list the console reads, and the login is refused in words the agent can act on."""
+    floor = console.floor
+    agent_id = await floor.agent(SILENT_ENDPOINT)
+    username = f"sam-{floor.suffix}"
+    await UserStore(floor.services.store).create(username, UserRole.AGENT, PASSWORD, agent_id=agent_id)
+    campaign_id = await floor.campaign(dial_mode="predictive")
+    await page.goto(console.url("/agent"))
+    await page.wait_for_url(re.compile(r"/signin\?next=/agent$"))
+    await page.get_by_label("User name").fill(username)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url("**/agent", wait_until="commit")
+    await wait_text(page, "#stream", "live")
+
+    option = page.locator(f"#campaign-pick option[value='{campaign_id}']")
+    await option.wait_for(state="attached", timeout=10_000)
+    assert await option.text_content() == "Final expense outreach (predictive, not dialing)"
+    await page.get_by_label("Add a campaign").select_option(campaign_id)
+    assert await page.get_by_label("Campaigns").input_value() == campaign_id
+    await page.get_by_role("button", name="Log in").click()
+    await wait_text(page, "#state-problem", "Your softphone is not registered — open the phone and sign in to it, "
+                    "then try again.")
+    assert "softphone_not_registered" not in (await page.locator("body").inner_text())
+    await wait_text(page, "#agent-state", "logged out")
+    # Refused, so not remembered as the campaigns to offer next time.
+    assert await page.evaluate("localStorage.getItem('dialer.campaigns')") is None
+
+    # A click-to-call is accepted (202) before the phone is rung; its failure says why the same way.
+    lead_phone = f"+1212555{uuid.uuid4().int % 10000:04d}"  # New York: inside the calling window
+    await floor.seed_many([("lead_upsert", {"lead_id": f"lead-{uuid.uuid4().hex[:12]}", "first_name": "Ida",
+                                            "last_name": "Moss", "phones": [lead_phone], "state": "NY",
+                                            "owner_agent_id": agent_id})])
+    await page.get_by_label("Name, phone or e-mail").fill("ida moss")
+    await page.get_by_role("button", name="Search").click()
+    await page.get_by_role("button", name="Open Ida Moss").click()
+    await page.get_by_role("button", name=f"Call {lead_phone}").click()
+    await wait_text(page, "#dial-problem", "Not dialed: Your softphone is not registered — open the phone")

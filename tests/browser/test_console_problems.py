@@ -232,6 +232,8 @@ async def test_an_agent_types_the_campaigns_once(accounts: Accounts, page: Page)
     await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
     campaigns = page.get_by_label("Campaigns")
     assert await campaigns.input_value() == ""
+    # No list to pick from (no campaigns' runtime here): the page says so, and ids may be typed.
+    await page.locator("#campaign-note").filter(has_text="The list of campaigns did not load").wait_for(timeout=10_000)
     # Refused (this API runs without the campaigns' runtime): said in words, and not kept.
     await campaigns.fill("camp-refused")
     await campaigns.press("Enter")
@@ -268,6 +270,37 @@ async def test_a_reload_in_wrap_up_shows_the_call_again_to_disposition_it(accoun
     assert await page.get_by_role("button", name="Contacted (Alt+1)").is_disabled()
     response = await api.client.get(f"/v1/calls/{api.call_id}/dispositions", headers=api.auth(api.crm))
     assert [d["code"] for d in (await response.json())["dispositions"]] == ["contacted"]
+
+
+async def test_an_empty_list_of_campaigns_says_so(accounts: Accounts, page: Page) -> None:
+    none = json.dumps({"campaigns": [], "next": None})
+    await page.route(re.compile(r"/v1/agents/[^/]+/campaigns$"), lambda route: route.fulfill(
+        status=200, content_type="application/json", body=none))
+    await sign_in_by_keyboard(page, accounts, accounts.agent, "/agent")
+    await page.locator("#campaign-note").filter(
+        has_text="No campaign is open for you to log in to: ask your supervisor.").wait_for(timeout=10_000)
+    assert await page.locator("#campaign-pick option").all_text_contents() == ["Add a campaign…"]
+
+
+async def test_an_agent_whose_dialer_session_ended_is_shown_logged_out(accounts: Accounts, page: Page) -> None:
+    """The dialer answers 404 `not_logged_in` to pausing an agent that has no session any more
+    (logged out by a supervisor, its phone hung up, a restart): the page shows the agent logged
+    out, ready to log in again, instead of an error and a stale state."""
+    api = accounts.api
+    ready = json.dumps({"agent_id": api.agent_id, "state": "ready", "since": "2026-01-05T14:00:00Z",
+                        "wrap_up_until": None, "version": 2, "campaign_ids": ["camp-a"]})
+    await page.route("**/state", lambda route: route.fulfill(status=200, content_type="application/json", body=ready))
+    gone = json.dumps({"error": "not_logged_in", "message": f"agent {api.agent_id!r} is not logged in"})
+    await page.route("**/pause", lambda route: route.fulfill(status=404, content_type="application/problem+json",
+                                                             body=gone))
+    await sign_in_by_keyboard(page, accounts, accounts.agent, "/agent")
+    await page.locator("#agent-state").filter(has_text="ready").wait_for(timeout=15_000)
+    await page.get_by_role("button", name="Pause", exact=True).click()
+    await page.locator("#agent-state").filter(has_text="logged out").wait_for(timeout=10_000)
+    await page.locator("#state-problem").filter(has_text="You are not logged in to the dialer any more").wait_for(
+        timeout=5_000)
+    assert await page.evaluate("document.activeElement.id") == "campaigns"
+    assert await page.get_by_role("button", name="Pause", exact=True).is_disabled()
 
 
 def wrap_up_state(api: Api) -> str:

@@ -247,6 +247,18 @@ def test_agent_originate_refused() -> None:
     actions = machine.handle(OriginateFailed(Leg.AGENT, "endpoint not found"), T0 + 0.6)
     assert io_actions(actions) == [Finished(ClickToCallOutcome.ORIGINATE_FAILED)]
     assert machine.record.detail == "agent leg: endpoint not found"
+    assert machine.record.problem is None
+    assert machine.record.to_crm_call()["hangup_cause_text"] is None
+
+
+def test_an_explained_agent_refusal_names_its_problem_for_the_crm() -> None:
+    machine, _ = machine_in(CallState.AGENT_RINGING)
+    machine.handle(OriginateFailed(Leg.AGENT, "no softphone is registered on PJSIP/agent1001",
+                                   problem="softphone_not_registered"), T0 + 0.6)
+    record = machine.record
+    assert (record.outcome, record.problem) == (ClickToCallOutcome.ORIGINATE_FAILED, "softphone_not_registered")
+    assert record.to_crm_call()["hangup_cause_text"] == "softphone_not_registered"
+    assert record.to_crm_call()["hangup_cause"] is None
 
 
 def test_lead_dial_refused_hangs_up_the_agent() -> None:

@@ -103,11 +103,43 @@ function renderState() {
   $("logout").disabled = state === "logged_out";
 }
 
+// The dialer's refusals an agent can act on, in plain words (the API's message otherwise).
+function agentProblemText(answer) {
+  const error = answer.body?.error;
+  if (error === "softphone_not_registered") {
+    return "Your softphone is not registered — open the phone and sign in to it, then try again.";
+  }
+  if (error === "sip_endpoint_unknown") {
+    const endpoint = (answer.body.message || "").match(/\b[A-Za-z]+\/[^\s,:]+/)?.[0];
+    const named = endpoint ? ` (${endpoint})` : "";
+    return `Your phone account${named} does not exist in the phone system — ask your administrator to set it up.`;
+  }
+  return problemText(answer);
+}
+
+function notLoggedIn(answer) {
+  return answer.status === 404 && answer.body?.error === "not_logged_in";
+}
+
+// The agent has no session in the dialer (logged out elsewhere, by a supervisor, its phone hung
+// up, a restart): the page shows it logged out, with the log-in form ready.
+function showLoggedOut(words) {
+  agentState = { state: "logged_out", since: null, wrap_up_until: null };
+  renderState();
+  $("state-problem").textContent = words;
+  loadCampaigns();
+}
+
 async function agentAction(path, body) {
   $("state-problem").textContent = "";
   const answer = await api.post(`/v1/agents/${encodeURIComponent(agentId)}/${path}`, body);
+  if (notLoggedIn(answer) && path !== "login") {
+    showLoggedOut(path === "logout" ? "" : "You are not logged in to the dialer any more: log in to your campaigns again.");
+    if (path !== "logout") $("campaigns").focus();
+    return false;
+  }
   if (answer.status >= 300) {
-    $("state-problem").textContent = problemText(answer);
+    $("state-problem").textContent = agentProblemText(answer);
     return false;
   }
   agentState = answer.body;
@@ -115,9 +147,13 @@ async function agentAction(path, body) {
   return true;
 }
 
+function typedCampaigns() {
+  return $("campaigns").value.split(",").map((text) => text.trim()).filter(Boolean);
+}
+
 $("login-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  const ids = $("campaigns").value.split(",").map((text) => text.trim()).filter(Boolean);
+  const ids = typedCampaigns();
   if (!ids.length) {
     $("state-problem").textContent = "Name at least one campaign.";
     return;
@@ -125,11 +161,54 @@ $("login-form").addEventListener("submit", (event) => {
   nextAnswerAutomatic = true; // the dialer calls this phone once and keeps the line open
   agentAction("login", { campaign_ids: ids }).then((accepted) => {
     if (accepted) localStorage.setItem(CAMPAIGNS_KEY, ids.join(", "));
+    else nextAnswerAutomatic = false;
   });
 });
-// An agent has no list of campaigns to pick from (that is the supervisor's): the ids that last
-// logged in are offered again, so they are typed once, not every morning.
+// The ids that last logged in are offered again, so they are picked once, not every morning.
 if (!$("campaigns").value) $("campaigns").value = localStorage.getItem(CAMPAIGNS_KEY) || "";
+
+// The campaigns this agent may log in to (GET /v1/agents/{id}/campaigns): picking one adds its
+// id to the field; running ones first. Read again whenever the list is opened, so a campaign
+// made since the page loaded is there.
+const CAMPAIGN_ORDER = { running: 0, paused: 1, stopped: 2 };
+const CAMPAIGN_WORDS = { running: "dialing", paused: "paused", stopped: "not dialing" };
+let campaignsAsked = 0;
+
+async function loadCampaigns() {
+  const asked = ++campaignsAsked;
+  const answer = await api.get(`/v1/agents/${encodeURIComponent(agentId)}/campaigns`);
+  if (asked !== campaignsAsked) return;
+  const pick = $("campaign-pick");
+  const keep = pick.value;
+  const first = new Option("Add a campaign…", "");
+  if (answer.status !== 200) {
+    pick.replaceChildren(first);
+    $("campaign-note").textContent = `The list of campaigns did not load (${problemText(answer)}): type their ids.`;
+    return;
+  }
+  const campaigns = [...answer.body.campaigns].sort((a, b) =>
+    (CAMPAIGN_ORDER[a.status] ?? 3) - (CAMPAIGN_ORDER[b.status] ?? 3) || a.name.localeCompare(b.name));
+  const options = campaigns.map((campaign) => {
+    const words = `${campaign.name} (${campaign.dial_mode.replaceAll("_", " ")}, ${CAMPAIGN_WORDS[campaign.status] || campaign.status})`;
+    const option = new Option(words, campaign.campaign_id);
+    option.title = campaign.campaign_id;
+    option.dataset.status = campaign.status;
+    return option;
+  });
+  pick.replaceChildren(first, ...options);
+  pick.value = options.some((option) => option.value === keep) ? keep : "";
+  $("campaign-note").textContent = campaigns.length ? ""
+    : "No campaign is open for you to log in to: ask your supervisor.";
+}
+$("campaign-pick").addEventListener("focus", loadCampaigns);
+$("campaign-pick").addEventListener("change", () => {
+  const id = $("campaign-pick").value;
+  if (!id) return;
+  const ids = typedCampaigns();
+  if (!ids.includes(id)) $("campaigns").value = [...ids, id].join(", ");
+  $("campaign-pick").value = "";
+  $("campaigns").focus();
+});
 $("ready").addEventListener("click", () => agentAction("ready", {}));
 $("pause").addEventListener("click", () => agentAction("pause", { reason: $("pause-code").value }));
 $("logout").addEventListener("click", () => agentAction("logout", {}));
@@ -137,6 +216,7 @@ $("logout").addEventListener("click", () => agentAction("logout", {}));
 async function loadState() {
   const answer = await api.get(`/v1/agents/${encodeURIComponent(agentId)}/state`);
   if (answer.status === 200) agentState = answer.body;
+  else if (notLoggedIn(answer)) agentState = { state: "logged_out", since: null, wrap_up_until: null };
   renderState();
   if (!current && agentState.call_id && ["on_call", "wrap_up"].includes(agentState.state)) {
     await restoreCall(agentState.call_id);
@@ -435,6 +515,11 @@ function refreshHistorySoon(leadId) {
 }
 
 function callState(message) {
+  // A click-to-call that failed because the agent's own phone could not be called says why.
+  if (message.state === "ended" && message.problem) {
+    $("dial-problem").textContent = `Not dialed: ${agentProblemText({ body: { error: message.problem } })}`;
+    announce("The call failed: your phone could not be called.");
+  }
   if (!current || current.callId !== message.call_id) return;
   const words = { requested: "starting", agent_ringing: "your phone rings", lead_ringing: "the lead's phone rings",
     bridged: "connected", ended: "ended" };
@@ -704,6 +789,7 @@ eventStream(`/v1/agents/${encodeURIComponent(agentId)}/events`, (message, receiv
 
 formsReady(); // every form's handler is attached: its buttons may send it now
 await loadState();
+loadCampaigns();
 fillCallbackTimes();
 for (const item of pendingDispositions()) send(item); // sent while offline before a reload
 await startPhone();
