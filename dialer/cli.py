@@ -51,7 +51,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("check", "ask the compliance gate whether a number may be contacted now", "dialer.commands.dnc"),
     Command("dnc", "manage Do Not Call lists and opt-outs in Redis", "dialer.commands.dnc"),
     Command("recording", "archived call recordings (sealed at rest)", "dialer.commands.recording"),
-    Command("agent", "agents: create, list, update, disable; sessions on a running dialer (login, pause, ...)",
+    Command("agent", "agents: create, list, update, disable, enable; sessions on a running dialer (login, pause, ...)",
             "dialer.commands.agents"),
     Command("campaign", "campaigns: create, list, update, lists; on a running dialer: start, stop, status",
             "dialer.commands.agents"),

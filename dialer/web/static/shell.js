@@ -55,7 +55,15 @@ export class Api {
   }
 }
 
+// Several requests (and the event stream) can learn at once that the session ended: the page
+// goes to sign in once, since a second assign() would abort the first navigation.
+let goingToSignIn = false;
+// A page brought back from the back-forward cache did not go: it may go again.
+window.addEventListener("pageshow", (event) => { if (event.persisted) goingToSignIn = false; });
+
 export function redirectToSignIn() {
+  if (goingToSignIn) return;
+  goingToSignIn = true;
   const next = window.location.pathname + window.location.search;
   window.location.assign(`/signin?next=${encodeURIComponent(next)}`);
 }
