@@ -7,6 +7,7 @@ counters as under those references: same dials, same answers, same abandons.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -51,7 +52,7 @@ def scenario(agents: int, p_live: float, talk: str = "short", days: int = 3, hou
     })  # fmt: skip
 
 
-BASELINES = {
+BASELINES: dict[str, Callable[[], Pacer]] = {
     "progressive": ProgressivePacer,
     "power2.5": lambda: PowerPacer(2.5),
     "ratio1.6": lambda: FixedRatioPacer(1.6),
