@@ -228,9 +228,10 @@ def parse_query(request: web.Request, model: type[QueryModel]) -> Any:
 
 
 def parse_body(raw: bytes, model: type[BaseModel]) -> Any:
-    """The JSON body as `model`: an empty body is `{}` (so a missing field is named)."""
+    """The JSON body as `model`: an empty body is `{}` (so a missing field is named). A UTF-8
+    byte order mark, which some Windows tools write, is ignored as RFC 8259 8.1 allows."""
     try:
-        return model.model_validate_json(raw.strip() or b"{}")
+        return model.model_validate_json(raw.removeprefix(b"\xef\xbb\xbf").strip() or b"{}")
     except ValidationError as error:
         problems = error.errors(include_url=False)
         for found in problems:
