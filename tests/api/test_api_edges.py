@@ -137,6 +137,17 @@ async def test_bad_input_found_walking_the_docs_gets_a_named_4xx(dialer: Dialer)
     lead = {"first_name": "Bom", "phone": "(212) 555-0161", "source": "web_form"}
     got, body = await _send(client, "POST", "/v1/leads", crm, raw=b"\xef\xbb\xbf" + json.dumps(lead).encode())
     assert got == 201, body
+    # A field sent to an operation that takes no body was silently ignored (`{"reason": ...}` to a
+    # hangup, settings to a start): refused now, naming it; nothing or `{}` is still fine.
+    for sent, status, error in ((b'{"reason": "wrong number"}', 422, "unknown_field"),
+                                (b"hang up", 400, "invalid_json"), (b"{}", 404, "call_not_found"),
+                                (b"", 404, "call_not_found")):
+        got, body = await _send(client, "POST", "/v1/calls/nobody-here/hangup", crm, raw=sent)
+        assert (got, body["error"]) == (status, error), (sent, body)
+    got, body = await _send(client, "POST", f"/v1/campaigns/{campaign_id}/start", crm, {"dial_mode": "predictive"})
+    assert (got, body["error"], body["field"]) == (422, "unknown_field", "dial_mode"), body
+    runtime = dialer.services.campaigns
+    assert runtime is not None and runtime.campaign_status(campaign_id) is None  # not started
     # The rest of the walk answered as documented; kept here so it stays so.
     answers: list[tuple[str, str, int, str, str | None]] = []
     expected: list[tuple[str, str, int, str, str | None]] = []
