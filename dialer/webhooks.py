@@ -7,6 +7,12 @@ bounded number of requests in flight and a timeout on each, so a CRM endpoint th
 costs the calls nothing. A failed attempt is retried with exponential backoff (`first_retry`
 doubling up to `most_retry`) until `give_up_after` (24 h) from the event's first delivery, then
 parked: visible in the delivery log, sent again only by a replay.
+
+Each delivery in flight is a task named `webhook-delivery-<id>`. At stop they are cancelled and
+waited for before the HTTP session and the pool close. A delivery cut off mid-flight keeps its
+lease (`claim` pushed its `next_attempt_at` out by `lease_seconds`) and no attempt is recorded, so
+it is sent again once the lease runs out, by this process's next run or by another dispatcher: at
+least once, never lost.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import structlog
 from crm_bridge import webhooks as queue
 from crm_bridge.audit_chain import json_value
 from dialer.metrics import Metrics
+from dialer.tasks import start_task, stop_tasks
 
 log = structlog.get_logger(__name__)
 
@@ -75,7 +82,8 @@ class WebhookDispatcher:
                                                             exclude=list(self._in_flight),
                                                             per_subscription=options.per_endpoint)
                             for delivery in claimed:
-                                task = asyncio.create_task(self._deliver(pool, session, semaphore, delivery))
+                                task = start_task(self._deliver(pool, session, semaphore, delivery),
+                                                  f"webhook-delivery-{delivery.delivery_id}")
                                 self._in_flight[delivery.delivery_id] = task
                                 task.add_done_callback(self._done(delivery.delivery_id))
                     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
@@ -86,8 +94,9 @@ class WebhookDispatcher:
                     except TimeoutError:
                         pass
             finally:
-                for task in list(self._in_flight.values()):
-                    task.cancel()
+                # Their requests end before the session and the pool close under them; each one
+                # cut off stays leased and is sent again when the lease runs out (see above).
+                await stop_tasks(list(self._in_flight.values()))
                 if pool is not None:
                     await pool.close()
 

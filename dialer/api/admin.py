@@ -96,7 +96,8 @@ class AgentCreate(RequestModel):
     name: Name
     sip_endpoint: Endpoint | None = Field(default=None, description="the PJSIP endpoint the agent is called on "
                                           "(`agent1001`, or `agent1001-web` for the browser phone; a dial string "
-                                          "such as `Local/sim1@agent-sim` for a simulated agent)")
+                                          "such as `Local/sim1@agent-sim` for a simulated agent); without one, "
+                                          "the agent is called on `PJSIP/<agent_id>`, which is checked the same way")
     role: AgentRole = AgentRole.AGENT
     active: bool = True
 
@@ -415,15 +416,19 @@ async def list_agents(request: web.Request, query: PageQuery) -> Reply:
                  headers=link_header(next_url))
 
 
-async def endpoint_warnings(reader: EndpointReader | None, sip_endpoint: str | None) -> list[str]:
+async def endpoint_warnings(reader: EndpointReader | None, sip_endpoint: str | None,
+                            agent_id: str | None = None) -> list[str]:
     """Check an agent's SIP endpoint with Asterisk (`GET /endpoints/PJSIP/{name}`): refused with
     422 `sip_endpoint_unknown` when Asterisk has no such endpoint; accepted with a warning when
     Asterisk cannot be asked (down, or not connected to this process), since an admin may set
     agents up before the phones' server runs. A `Local/...` dial string (a simulated agent) and
-    an endpoint with no phone registered yet are accepted as they are."""
-    if sip_endpoint is None:
+    an endpoint with no phone registered yet are accepted as they are.
+
+    With `agent_id`, no endpoint (None) means the one the agent is then called on,
+    `PJSIP/<agent_id>`, checked alike; without it, None is no endpoint to check."""
+    if sip_endpoint is None and agent_id is None:
         return []
-    dial_string = agent_endpoint(sip_endpoint, "")
+    dial_string = agent_endpoint(sip_endpoint, agent_id or "")
     if pjsip_resource(dial_string) is None:
         return []
     status = EndpointStatus.UNCHECKED if reader is None else await endpoint_status(reader, dial_string)
@@ -436,13 +441,13 @@ async def endpoint_warnings(reader: EndpointReader | None, sip_endpoint: str | N
 
 
 @agent_routes.post("/v1/agents", "createAgent", "Create an agent (and the SIP endpoint it is called on, checked "
-                   "with Asterisk)", roles=ADMINS, body=AgentCreate,
+                   "with Asterisk; without one, PJSIP/<agent_id>, checked alike)", roles=ADMINS, body=AgentCreate,
                    responses={201: Answer(AgentWritten, "the agent (with a warning if Asterisk could not be asked "
                                           "about its endpoint)", headers=LOCATION)},
                    errors={409: "`agent_exists`", 422: "an invalid field, or `sip_endpoint_unknown`: Asterisk has no "
                                                         "such endpoint"})
 async def create_agent(request: web.Request, body: AgentCreate) -> Reply:
-    warnings = await endpoint_warnings(request.app.get(SIP_ENDPOINTS), body.sip_endpoint)
+    warnings = await endpoint_warnings(request.app.get(SIP_ENDPOINTS), body.sip_endpoint, body.agent_id)
     row = await _run(admin_of(request).create(Entity.AGENT, body.model_dump(mode="json"), actor_of(request)))
     return Reply(AgentWritten.model_validate({**row, "warnings": warnings}), status=201,
                  location=f"/v1/agents/{body.agent_id}")
@@ -456,7 +461,8 @@ async def get_agent(request: web.Request) -> Reply:
 
 
 @agent_routes.route("PATCH", "/v1/agents/{agent_id}", "updateAgent",
-                    "Change an agent (the fields given; a new SIP endpoint is checked with Asterisk)",
+                    "Change an agent (the fields given; a new SIP endpoint is checked with Asterisk, and so is "
+                    "PJSIP/<agent_id> when the endpoint is set to null)",
                     roles=ADMINS, parameters=AGENT_ID, body=AgentUpdate,
                     responses={200: Answer(AgentWritten, "the agent")},
                     errors={404: "`agent_not_found`", 422: "an invalid field, or `sip_endpoint_unknown`"})
@@ -465,8 +471,12 @@ async def update_agent(request: web.Request, body: AgentUpdate) -> Reply:
     for required in ("name", "role", "active"):
         if required in values and values[required] is None:
             raise ApiError(422, "invalid_field", f"{required} cannot be null", field=required)
-    warnings = await endpoint_warnings(request.app.get(SIP_ENDPOINTS), values.get("sip_endpoint"))
-    row = await _run(admin_of(request).update(Entity.AGENT, request.match_info["agent_id"], values, actor_of(request)))
+    agent_id = request.match_info["agent_id"]
+    warnings: list[str] = []
+    if "sip_endpoint" in values:  # only a change of the endpoint is checked; null: PJSIP/<agent_id>
+        await _run(admin_of(request).get(Entity.AGENT, agent_id))  # an unknown agent is a 404 first
+        warnings = await endpoint_warnings(request.app.get(SIP_ENDPOINTS), values["sip_endpoint"], agent_id)
+    row = await _run(admin_of(request).update(Entity.AGENT, agent_id, values, actor_of(request)))
     return Reply(AgentWritten.model_validate({**row, "warnings": warnings}))
 
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 import structlog
 from aiohttp import WSMsgType, web
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import TokenRole
@@ -31,6 +31,8 @@ from dialer.campaign.openapi import AgentStateBody, CampaignStatusBody
 from dialer.monitor.api import MONITORS
 from dialer.monitor.openapi import LiveCallBody
 from dialer.runtime.agent_events import QUEUE_LIMIT, AgentEventHub
+from dialer.runtime.agents import refuse_unknown_agent
+from dialer.tasks import start_task, stop_tasks
 
 log = structlog.get_logger(__name__)
 routes = RouteTable("events")
@@ -108,6 +110,28 @@ class CallState(ResponseModel):
         "registered on the agent's endpoint), `sip_endpoint_unknown` (Asterisk has no such endpoint)"))
 
 
+class TextLead(ResponseModel):
+    lead_id: str | None
+    name: str = Field(description="how the console names the lead (the number when no name is known)")
+    pipeline_stage: str | None
+
+
+class TextReceived(ResponseModel):
+    """A text from a lead, pushed to the lead's owner (else the agent who last texted the number):
+    docs/texting.md."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    type: Literal["text_received"] = "text_received"
+    message_id: str
+    from_: str = Field(alias="from", description="the lead's number (E.164)")
+    to: str = Field(description="our number the text was sent to")
+    body: str
+    keyword: str | None = Field(description="what the text asks for when it is a keyword: `opt_out` (STOP...), "
+                                            "`opt_in` (START...), `help`")
+    received_at: UtcTime
+    lead: TextLead
+
+
 class LiveCallsMessage(ResponseModel):
     """The calls in progress, sent when they changed."""
 
@@ -134,7 +158,8 @@ class Snapshot(ResponseModel):
     campaigns: list[CampaignStatusBody]
 
 
-AgentStreamMessage = Annotated[Subscribed | AgentStateBody | ScreenPop | CallState, Field(discriminator="type")]
+AgentStreamMessage = Annotated[Subscribed | AgentStateBody | ScreenPop | CallState | TextReceived,
+                               Field(discriminator="type")]
 SupervisorStreamMessage = Annotated[
     Subscribed | Snapshot | AgentStateBody | LiveCallsMessage | CampaignsMessage, Field(discriminator="type")
 ]
@@ -149,7 +174,7 @@ def agent_message(message: dict[str, Any]) -> dict[str, Any]:
     if message.get("type") == "agent_state":
         message = {**message, **{name: _iso(message.get(name)) for name in ("since", "wrap_up_until")}}
     try:
-        return dict(_AGENT_MESSAGE.dump_python(_AGENT_MESSAGE.validate_python(message), mode="json"))
+        return dict(_AGENT_MESSAGE.dump_python(_AGENT_MESSAGE.validate_python(message), mode="json", by_alias=True))
     except ValidationError:
         log.debug("event_message_unchecked", type=message.get("type"))
         return message  # a kind of message this edge does not know yet: passed on as published
@@ -212,7 +237,7 @@ class SessionWatch:
         ended = asyncio.Event()
         self._watched.setdefault(session_id, set()).add(ended)
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._check_periodically(), name="event-stream-sessions")
+            self._task = start_task(self._check_periodically(), "event-stream-sessions")
         try:
             yield ended
         finally:
@@ -243,14 +268,19 @@ class SessionWatch:
     async def _check_periodically(self) -> None:
         while self._watched:
             await asyncio.sleep(SESSION_CHECK_SECONDS)
-            await self.check()
+            try:
+                await self.check()
+            except Exception:
+                # A fault check() does not expect (DatabaseUnavailable it does): logged, and asked
+                # again next round, so the open streams stay watched (a signed-out person's tab
+                # must not keep receiving screen pops because one query failed).
+                log.exception("event_stream_session_check_failed", sessions=len(self._watched))
 
     async def close(self, app: web.Application | None = None) -> None:
-        """Stop checking (the app's cleanup): no task outlives the server."""
+        """Stop checking (the app's cleanup, `add_session_routes`): no task outlives the server."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_tasks([self._task])
+            self._task = None
 
 
 SESSION_WATCH: web.AppKey[SessionWatch] = web.AppKey("session_watch", SessionWatch)
@@ -300,13 +330,15 @@ async def _pump(socket: web.WebSocketResponse, next_message: Callable[[], Awaita
             roles=(TokenRole.AGENT, TokenRole.SUPERVISOR, TokenRole.ADMIN), parameters={"agent_id": "the agent's id"},
             query=StreamQuery, responses=WEBSOCKET,
             errors={400: "`websocket_required`: connect with a WebSocket upgrade",
-                    403: "an agent may follow only its own events; CRM tokens may not follow agents"},
+                    403: "an agent may follow only its own events; CRM tokens may not follow agents",
+                    404: "`agent_not_found`: the CRM has no such agent (answered before the upgrade)"},
             extra={"x-websocket-messages": {"$ref": "#/components/schemas/AgentStreamMessage"}})
 async def agent_events(request: web.Request, query: StreamQuery) -> web.StreamResponse:
     """Browsers may pass the token as `?access_token=`. Messages: `subscribed`, then
     `agent_state` (every change), `screen_pop` (a lead is coming), `call_state`."""
     del query
     agent_id = own_agent(request, request.match_info["agent_id"], "follow only its own events")
+    await refuse_unknown_agent(request.app[DEPS].store, agent_id)  # before the upgrade: a plain 404
     socket = await _open(request)
     async with request.app[DEPS].agent_events.subscribe(agent_id) as queue:
         await socket.send_json(Subscribed(agent_id=agent_id, at=datetime.now(UTC)).model_dump(mode="json"))

@@ -21,6 +21,8 @@ from typing import Protocol, TypeVar, runtime_checkable
 import asyncpg
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 from redis import exceptions as redis_errors
 
 from compliance_rules.rules import GateOptions
@@ -240,7 +242,20 @@ def as_error(error: BaseException) -> ApiError | None:
         return ApiError(400, "invalid_parameter", "a value of the request cannot be stored or searched")
     if isinstance(error, RecursionError | UnicodeError):
         return ApiError(400, "invalid_json", "the request cannot be read (too deeply nested or not valid text)")
+    if isinstance(error, RequestPayloadError):
+        # aiohttp could not read the body it was sent: most often one that is not compressed as
+        # its Content-Encoding says (a gzip header on plain JSON). The sender's fault, not ours.
+        if isinstance(error.__cause__, ContentEncodingError):
+            encoding = _encoding_named(error.__cause__)
+            return ApiError(400, "invalid_header", f"the body cannot be decoded as its Content-Encoding "
+                            f"({encoding}) says", field="Content-Encoding")
+        return ApiError(400, "invalid_json", "the request body cannot be read (its transfer was malformed)")
     return None
+
+
+def _encoding_named(error: ContentEncodingError) -> str:
+    """The encoding named in aiohttp's message ("Can not decode content-encoding: gzip")."""
+    return str(error.message).rpartition(":")[2].strip() or "unknown"
 
 
 DEPS: web.AppKey[ApiDependencies] = web.AppKey("deps", ApiDependencies)
@@ -294,10 +309,24 @@ async def errors_as_problems(request: web.Request, handler: Handler) -> web.Stre
                        headers=headers)
     except Exception as error:
         answer = as_error(error)
+        if answer is not None and isinstance(error, RequestPayloadError):
+            return await _answer_and_close(request, answer.response(request))
         if answer is not None:
             return answer.response(request)
         log.exception("api_internal_error", path=request.path, method=request.method)
         return problem(request, 500, "internal_error", "internal error; logged")
+
+
+async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:
+    """Answer a request whose body could not be read, then close its connection: nothing after
+    that body can be read either. Left open, aiohttp tries to drain the body after the answer,
+    fails the same way, logs it as an unhandled exception and drops the connection, which the
+    client may already have taken back for its next request."""
+    response.force_close()  # `Connection: close`: the client does not reuse it
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()  # the answer is written; the transport flushes it, then closes
+    return response
 
 
 errors_as_json = errors_as_problems  # the name `dialer.app` used before problem details

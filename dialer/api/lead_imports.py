@@ -22,7 +22,6 @@ Wiring: `add_lead_import_routes(app, spool_dir=settings.state_dir / "lead-import
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import random
@@ -57,6 +56,7 @@ from crm_bridge.store import TokenRole
 from dialer.api.http import DEPS, ApiError
 from dialer.api.routes import Answer, Reply, RouteTable
 from dialer.api.schema import QueryModel, ResponseModel, UtcTime
+from dialer.tasks import start_task, stop_tasks
 
 log = structlog.get_logger(__name__)
 
@@ -145,14 +145,14 @@ class LeadImportService:
         await asyncio.to_thread(self._load)
         if self.rulebook is None:
             self.rulebook = load_rulebook()
-        self._worker = asyncio.create_task(self._run(app), name="lead-import-worker")
+        # Owned by this service: stopped and awaited by `stop` (the app's cleanup); a failure the
+        # worker does not handle itself (its result file cannot be written) is logged at once.
+        self._worker = start_task(self._run(app), "lead-import-worker")
 
     async def stop(self) -> None:
         """Stop the worker; an import in progress is rolled back and resumes at the next start."""
         if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            await stop_tasks([self._worker])
             self._worker = None
 
     # -- accepting an upload --------------------------------------------------------------------

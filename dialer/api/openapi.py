@@ -198,7 +198,7 @@ def _errors(spec: RouteSpec) -> dict[int, str]:
         statuses |= {401, 403}
     if spec.path_parameters:
         statuses.add(404)
-    if spec.body is not None:
+    if spec.body is not None or spec.refuses_a_body:
         statuses |= {413, 422}
     if spec.query is not None:
         statuses.add(422)

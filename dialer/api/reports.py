@@ -22,7 +22,7 @@ routes = RouteTable("reports")
 CSV = "text/csv"
 FORMATS = ("application/json", CSV)
 CSV_ERRORS = {422: "a parameter is invalid (`field` names it): an unknown period or time zone, a range without "
-                   "`from`, `to` before `from`, more than 366 days"}
+                   "`from`, `to` before `from`, more than 366 days, `from` or `to` with a period other than range"}
 
 
 class PeriodQuery(QueryModel):
@@ -140,6 +140,13 @@ class PipelineQuery(QueryModel):
 
 def _period(request: web.Request, query: PeriodQuery) -> reports.Period:
     deps = request.app[DEPS]
+    if query.period is not reports.PeriodName.RANGE:
+        # Days given for another period would be ignored: a report of today sent back for
+        # `?from=2026-11-01&to=2026-11-07` reads as that week's figures.
+        for name, day in (("from", query.from_), ("to", query.to)):
+            if day is not None:
+                raise ApiError(422, "invalid_field", f"{name} is for period=range (the period asked is "
+                               f"{query.period.value!r}): add period=range", field=name)
     try:
         return reports.period_of(query.period, query.tz or deps.agency_timezone, deps.clock(),
                                  first=query.from_, last=query.to)

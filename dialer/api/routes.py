@@ -13,7 +13,8 @@ is served.
 The wrapper does what every route needs before the function runs: path and query parameters
 checked (no control characters, NUL or lone surrogates; unknown and repeated parameters
 refused), the JSON body parsed and validated into its model (400 `invalid_json`, 422
-`invalid_field`/`unknown_field` naming the field), and the `Idempotency-Key` honoured
+`invalid_field`/`unknown_field` naming the field; an operation without a body model takes none,
+or `{}`), and the `Idempotency-Key` honoured
 (`dialer.api.idempotency`). The function gets typed values and returns a `Reply` (a model, a
 status, `Location`) or, for audio and WebSockets, its own response.
 
@@ -37,12 +38,17 @@ from pydantic import BaseModel, ValidationError
 from crm_bridge.store import TokenRole
 from dialer.api.http import ApiError, Handler, allow, public
 from dialer.api.idempotency import idempotent
-from dialer.api.schema import QueryModel
+from dialer.api.schema import QueryModel, RequestModel
 
 RouteFunction = Callable[..., Awaitable["Reply | web.StreamResponse"]]
 _PATH_PARAMETER = re.compile(r"\{([^}]+)\}")
 _BAD_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
 PARAMETER_MAX = 200
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class NoBody(RequestModel):
+    """The body of an operation that takes none: `{}` (or no body at all)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,12 @@ class RouteSpec:
     @property
     def path_parameters(self) -> list[str]:
         return _PATH_PARAMETER.findall(self.path)
+
+    @property
+    def refuses_a_body(self) -> bool:
+        """A POST, PATCH or DELETE that takes no body (`.../start`, `.../hangup`): it is sent none,
+        or `{}`; a field sent to it would be silently ignored, so it is refused instead."""
+        return self.method in _WRITES and self.body is None and "requestBody" not in self.extra
 
 
 @dataclass(frozen=True)
@@ -172,6 +184,8 @@ def _wrap(spec: RouteSpec, function: RouteFunction) -> Handler:
             raise ApiError(400, "unknown_parameter", f"unknown query parameter {unknown!r}", field=_shown(unknown))
         if spec.body is not None:
             arguments["body"] = parse_body(await request.read(), spec.body)
+        elif spec.refuses_a_body:
+            parse_body(await request.read(), NoBody)  # `{}` or nothing; 422 `unknown_field` for a field
         if spec.idempotent:
             return await idempotent(request, spec.operation_id, arguments.get("body"),
                                     lambda: _call(function, request, arguments))
@@ -228,9 +242,10 @@ def parse_query(request: web.Request, model: type[QueryModel]) -> Any:
 
 
 def parse_body(raw: bytes, model: type[BaseModel]) -> Any:
-    """The JSON body as `model`: an empty body is `{}` (so a missing field is named)."""
+    """The JSON body as `model`: an empty body is `{}` (so a missing field is named). A UTF-8
+    byte order mark, which some Windows tools write, is ignored as RFC 8259 8.1 allows."""
     try:
-        return model.model_validate_json(raw.strip() or b"{}")
+        return model.model_validate_json(raw.removeprefix(b"\xef\xbb\xbf").strip() or b"{}")
     except ValidationError as error:
         problems = error.errors(include_url=False)
         for found in problems:

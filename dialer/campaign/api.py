@@ -32,6 +32,7 @@ from dialer.campaign.openapi import (
     WebLeadRequest,
 )
 from dialer.campaign.runtime import CampaignRuntime
+from dialer.runtime.agents import refuse_unknown_agent
 
 __all__ = ["CAMPAIGNS", "KeyedLocks", "add_campaign_routes", "agent_routes", "campaign_routes", "lead_routes"]
 
@@ -144,8 +145,7 @@ async def agent_campaigns(request: web.Request) -> Reply:
     runtime = _runtime(request)
     agent_id = own_agent(request, request.match_info["agent_id"])
     store = request.app[DEPS].store
-    if await store.get_agent(agent_id) is None:
-        raise ApiError(404, "agent_not_found", f"no agent {agent_id!r}", field="agent_id")
+    await refuse_unknown_agent(store, agent_id)
     rows = await Admin(store).list_all(Entity.CAMPAIGN, include_inactive=False)
     return Reply(AgentCampaigns(campaigns=[
         AgentCampaign(campaign_id=row["campaign_id"], name=row["name"], dial_mode=row["dial_mode"],

@@ -108,8 +108,13 @@ async def change_settings(request: web.Request, body: SettingsRequest) -> Reply:
 
 @routes.get("/v1/campaigns/{campaign_id}/changes", "listCampaignChanges",
             "The audit of a campaign's control: every action and settings change, newest first (last 500)",
-            roles=STAFF, parameters=CAMPAIGN_ID, responses={200: Answer(CampaignChangesBody, "the changes")})
+            roles=STAFF, parameters=CAMPAIGN_ID, responses={200: Answer(CampaignChangesBody, "the changes")},
+            errors={404: "`campaign_not_found`"})
 async def list_changes(request: web.Request) -> Reply:
-    rows = await request.app[DEPS].store.list_campaign_changes(request.match_info["campaign_id"])
+    campaign_id = request.match_info["campaign_id"]
+    store = request.app[DEPS].store
+    if await store.get_campaign(campaign_id) is None:  # no audit at all is not "no changes yet"
+        raise ApiError(404, "campaign_not_found", f"no campaign {campaign_id!r}", field="campaign_id")
+    rows = await store.list_campaign_changes(campaign_id)
     changes = [CampaignChangeBody.model_validate(row) for row in rows]
     return Reply(CampaignChangesBody(changes=changes))

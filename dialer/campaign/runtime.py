@@ -28,7 +28,6 @@ from compliance_rules.numbers import parse_number
 from compliance_rules.optout import OptOutSource
 from crm_bridge.dispositions import PipelineStage
 from crm_bridge.kinds import RecordKind
-from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import Call, Campaign, Lead
 from dialer.ari.dispatch import Route
 from dialer.ari.errors import AriError, NotFound
@@ -58,7 +57,7 @@ from dialer.campaign.machine import CampaignCall, CampaignCallRequest
 from dialer.campaign.record import CampaignCallRecord, CampaignCallState
 from dialer.pacing import Pacer, PacingEvent
 from dialer.runtime.admission import Slot
-from dialer.runtime.agents import active_agent, agent_endpoint, why_phone_unreachable
+from dialer.runtime.agents import active_agent, agent_endpoint, refuse_unknown_agent, why_phone_unreachable
 from dialer.runtime.causes import sip_code, utc
 from dialer.runtime.errors import Refused
 from dialer.runtime.failover import next_trunk
@@ -490,12 +489,7 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         """An agent with no session: 404 `not_logged_in` for every session endpoint (docs/api.md),
         or 404 `agent_not_found` when the CRM has no such agent at all. With PostgreSQL down the
         agent cannot be looked up, and the answer stays `not_logged_in` (true either way)."""
-        try:
-            known = await self.services.store.get_agent(agent_id) is not None
-        except DatabaseUnavailable:
-            known = True
-        if not known:
-            raise Refused(404, "agent_not_found", f"no agent {agent_id!r}", field_name="agent_id")
+        await refuse_unknown_agent(self.services.store, agent_id)
         raise Refused(404, "not_logged_in", f"agent {agent_id!r} is not logged in", field_name="agent_id")
 
     async def logout(self, agent_id: str) -> AgentSnapshot:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable
 from enum import StrEnum
 from typing import Protocol
 
+from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import Agent, CrmStore
 from dialer.ari.errors import AriError, NotFound
 from dialer.ari.models import Endpoint
@@ -81,6 +82,19 @@ async def why_phone_unreachable(ari: EndpointReader, dial_string: str, agent_id:
                        f"no softphone is registered on {dial_string}: start the agent's phone (or the console's "
                        "browser phone) and sign it in, then log in again", field_name="sip_endpoint")
     return None
+
+
+async def refuse_unknown_agent(store: CrmStore, agent_id: str) -> None:
+    """404 `agent_not_found` (`field`: `agent_id`) when the CRM has no agent `agent_id`: what every
+    `/v1/agents/{agent_id}/...` endpoint answers for an id it does not know (docs/api.md, "Agent
+    sessions"). While PostgreSQL does not answer the agent cannot be looked up and is let through:
+    the sessions and the event streams keep working without the database."""
+    try:
+        known = await store.get_agent(agent_id) is not None
+    except DatabaseUnavailable:
+        return
+    if not known:
+        raise Refused(404, "agent_not_found", f"no agent {agent_id!r}", field_name="agent_id")
 
 
 async def active_agent(store: CrmStore, agent_id: str, *, in_path: bool = False) -> Agent:

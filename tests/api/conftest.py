@@ -102,3 +102,8 @@ async def open_api(pg_dsn: str, redis_url: str, redis_prefix: str, state: Path, 
 async def api(pg_dsn: str, redis_url: str, redis_prefix: str, tmp_path: Path) -> AsyncIterator[Api]:
     async with open_api(pg_dsn, redis_url, redis_prefix, tmp_path / "state") as opened:
         yield opened
+
+
+# The whole dialer as `dialer serve` runs it (controller, campaigns, Asterisk), for the tests of
+# the API that need its runtimes: the controller tests' fixture, not a copy of it.
+from tests.controller.conftest import dialer as dialer  # noqa: E402
