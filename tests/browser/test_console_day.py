@@ -21,11 +21,13 @@ from playwright.async_api import Browser, BrowserContext, Page, Route, WebSocket
 
 from tests.browser.test_console_problems import (  # noqa: F401 (accounts: a fixture)
     OVERFLOW,
+    PASSWORD,
     Accounts,
     Streams,
     accounts,
     sign_in_by_keyboard,
     status_line,
+    type_sign_in,
     wrap_up_state,
 )
 
@@ -402,3 +404,65 @@ async def test_every_control_on_a_call_is_reached_by_tab_with_its_focus_shown(
     # Hot keys reach the disposition without the mouse.
     await page.keyboard.press("Alt+1")
     await page.locator("#dispo-result").filter(has_text="Saved: contacted.").wait_for(timeout=10_000)
+
+
+async def test_the_sign_in_page_says_why_when_a_session_ended_mid_shift(day: Accounts, page: Page,
+                                                                        browser_context: BrowserContext) -> None:
+    sign_ins: list[str] = []
+    page.on("request", lambda request: sign_ins.append(request.method) if request.url.endswith("/v1/sessions")
+            else None)
+    slow = asyncio.Event()
+
+    async def slow_sign_in(route: Route) -> None:
+        await slow.wait()
+        await route.continue_()
+
+    await page.route("**/v1/sessions", slow_sign_in)
+    await page.goto(day.url("/agent"))
+    await page.wait_for_url(re.compile(r"/signin\?next="))
+    assert await page.locator("#ended").is_hidden()  # a first visit: nothing ended
+    await page.wait_for_function("() => document.body.dataset.ready === 'true'", timeout=10_000)
+    await page.get_by_label("User name").fill(day.agent)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_label("Password").press("Enter")
+    await page.get_by_role("button", name="Signing in…").wait_for(timeout=5_000)  # a slow server: said
+    await page.get_by_label("Password").press("Enter")  # impatient: once is enough
+    await page.wait_for_timeout(300)
+    slow.set()
+    await page.wait_for_url(re.compile(r"^https?://[^/?]+/agent$"), wait_until="commit", timeout=15_000)
+    assert sign_ins == ["POST"]
+    await page.unroute("**/v1/sessions")
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
+
+    # Signed out in another tab mid-shift: this page goes to sign in, which says why and what is kept.
+    other = await browser_context.new_page()
+    await other.goto(day.url("/agent"))
+    await other.get_by_role("button", name="Sign out", exact=True).click()
+    await other.wait_for_url("**/signin", wait_until="commit")
+    assert await other.locator("#ended").is_hidden()  # the one who signed out knows why
+    await other.close()
+    await page.get_by_role("button", name="Search").click()  # the agent works on: the API answers 401
+    await page.get_by_label("Name, phone or e-mail").fill("Dana")
+    await page.get_by_label("Name, phone or e-mail").press("Enter")
+    await page.wait_for_url(re.compile(r"/signin\?next="), timeout=15_000)
+    await page.locator("#ended").filter(has_text="Your session ended").wait_for(timeout=5_000)
+    assert "are kept" in await page.locator("#ended").inner_text()
+    await type_sign_in(page, day.agent, "/agent")
+
+
+async def test_a_wallboard_that_never_loaded_does_not_say_no_calls(day: Accounts, page: Page) -> None:
+    """Opened while the dialer is away: the lists say they are not known, not "No live calls."."""
+    events = FakeEvents("agent-away", "call-away-1")
+    events.down = True
+    await page.route_web_socket(re.compile(r"/v1/events"), events)
+    await page.route("**/v1/wallboard", lambda route: route.abort())
+    await sign_in_by_keyboard(page, day, day.supervisor, "/supervisor")
+    await page.locator("#wallboard-problem").filter(has_text="Not live since").wait_for(timeout=15_000)
+    for table in ("calls", "agents"):
+        await page.locator(f"#{table} tbody tr.empty").filter(has_text="Not known: the dialer has not answered").wait_for(
+            timeout=5_000)
+    assert "No live calls" not in await page.locator("#calls").inner_text()
+    await page.unroute("**/v1/wallboard")
+    events.down = False
+    await page.locator("#calls tr[data-call-id='call-away-1']").wait_for(timeout=20_000)
+    await page.locator("#wallboard-problem").wait_for(state="hidden", timeout=10_000)

@@ -136,9 +136,17 @@ function agentProblemText(answer) {
 // a supervisor): the pill alone turned to "logged out", and an agent who believed they were
 // ready waited for calls that could not come. It is said in words, and to screen readers.
 let loggingOut = false; // the agent's own "Log out" is on its way: that needs no words
+const LOGGED_IN = ["ready", "reserved", "on_call", "wrap_up", "paused"];
 function stateChanged(previous, next) {
   if (previous === next) return;
-  if (next === "logged_out" && previous !== "logged_out" && !loggingOut) {
+  if (next === "logged_out" && previous === "logging_in" && !loggingOut) {
+    // A log-in that did not go through: a refusal says its own reason (the login's answer);
+    // without one, the dialer could not keep its line to the phone open.
+    if (!$("state-problem").textContent && !working) {
+      $("state-problem").textContent = "The log-in did not go through: the dialer could not keep a line open to "
+        + "your phone. Check that the phone shows registered, then log in again.";
+    }
+  } else if (next === "logged_out" && LOGGED_IN.includes(previous) && !loggingOut) {
     const words = "The dialer has logged you out (it may have restarted, your phone's line dropped, or a supervisor "
       + "logged you out): log in to your campaigns again to take calls.";
     $("state-problem").textContent = words;

@@ -12,7 +12,7 @@ export class Api {
   async load() {
     const answer = await this.request("GET", "/v1/session");
     if (answer.status !== 200) {
-      redirectToSignIn();
+      redirectToSignIn({ ended: false }); // no session yet: a first visit, or the page reloaded after one ended
       return new Promise(() => {}); // the page is leaving
     }
     this.session = answer.body;
@@ -61,9 +61,14 @@ let goingToSignIn = false;
 // A page brought back from the back-forward cache did not go: it may go again.
 window.addEventListener("pageshow", (event) => { if (event.persisted) goingToSignIn = false; });
 
-export function redirectToSignIn() {
+// The sign-in page says why the person is there when a session ended under a page in use (not
+// on a first visit), and that what they had not sent is kept: they were thrown out mid-task.
+export const SESSION_ENDED_KEY = "dialer.sessionEnded";
+
+export function redirectToSignIn({ ended = true } = {}) {
   if (goingToSignIn) return;
   goingToSignIn = true;
+  if (ended) sessionStorage.setItem(SESSION_ENDED_KEY, "1");
   const next = window.location.pathname + window.location.search;
   window.location.assign(`/signin?next=${encodeURIComponent(next)}`);
 }

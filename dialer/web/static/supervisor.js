@@ -287,6 +287,13 @@ function renderStaleness() {
       + `${problem.reason}. Live calls and agents still update. Trying again every 3 s.`;
   }
   for (const id of ["#calls", "#agents"]) $(id).classList.toggle("stale", stale);
+  // "No live calls." is a fact only while the list is live: otherwise it says what is known.
+  const known = state.everLoaded ? `when last known (${clockTime(problem?.since ?? Date.now())})` : null;
+  $("#calls").dataset.empty = !stale ? "No live calls." : known ? `No live calls ${known}.`
+    : "Not known: the dialer has not answered since this page opened.";
+  $("#agents").dataset.empty = !stale ? "No agent is logged in." : known ? `No agent was logged in ${known}.`
+    : "Not known: the dialer has not answered since this page opened.";
+  renderAgents();
   for (const id of ["#waiting", "#campaigns"]) $(id).classList.toggle("stale", problem !== null);
   renderCalls(); // the monitor buttons follow
 }
@@ -303,6 +310,7 @@ async function loadBoard() {
   const line = document.getElementById("shell-status");
   if (line.textContent.startsWith("The wallboard did not load")) announce("The wallboard loads again.");
   state.board = answer.body;
+  state.everLoaded = true;
   if (!state.streamOpen) {
     state.calls = answer.body.calls;
     for (const agent of answer.body.agents) state.agents.set(agent.agent_id, agent);
@@ -320,6 +328,7 @@ async function loadBoard() {
 
 function onStream(message) {
   if (message.type === "snapshot") {
+    state.everLoaded = true;
     state.agents = new Map(message.agents.map((agent) => [agent.agent_id, agent]));
     state.calls = message.calls;
     renderAgents();
