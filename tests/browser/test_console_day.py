@@ -466,3 +466,51 @@ async def test_a_wallboard_that_never_loaded_does_not_say_no_calls(day: Accounts
     events.down = False
     await page.locator("#calls tr[data-call-id='call-away-1']").wait_for(timeout=20_000)
     await page.locator("#wallboard-problem").wait_for(state="hidden", timeout=10_000)
+
+
+async def test_a_session_about_to_end_says_when_in_the_persons_own_time(day: Accounts, page: Page) -> None:
+    ends = datetime.now(UTC) + timedelta(minutes=10, seconds=30)
+
+    async def ending_soon(route: Route) -> None:
+        if route.request.method != "GET":
+            await route.continue_()
+            return
+        answer = await route.fetch()
+        body = await answer.json()
+        if "expires_at" in body:
+            body["expires_at"] = iso(ends)
+        await route.fulfill(response=answer, json=body)
+
+    await page.route("**/v1/session", ending_soon)
+    await sign_in_by_keyboard(page, day, day.agent, "/agent")
+    note = page.locator("#shell-expiry")
+    await note.filter(has_text="Your session ends at").wait_for(timeout=15_000)
+    words = await note.inner_text()
+    assert "(in 11 minutes)" in words
+    assert re.search(r"ends at \d{1,2}:\d\d [AP]M UTC", words)  # the browser's own zone (UTC here), named
+    assert await page.get_by_role("alert").filter(has_text="Your session ends").count() == 1
+
+
+async def test_monitoring_without_a_phone_says_so_and_asks_once(day: Accounts, page: Page) -> None:
+    events = FakeEvents("agent-mon", "call-mon-1")
+    await page.route_web_socket(re.compile(r"/v1/events"), events)
+    asked: list[str] = []
+    slow = asyncio.Event()
+
+    async def slow_phone(route: Route) -> None:
+        asked.append(route.request.url)
+        await slow.wait()
+        await route.continue_()
+
+    await page.route("**/v1/session/supervisor-phone", slow_phone)
+    await sign_in_by_keyboard(page, day, day.supervisor, "/supervisor")
+    await page.wait_for_function("() => window.supervisorState && window.supervisorState.ready", timeout=15_000)
+    listen = page.locator("#calls tr[data-call-id='call-mon-1'] button[data-mode='listen']")
+    await listen.click()
+    await status_line(page, "Connecting your browser phone for monitoring")
+    await page.locator("#calls tr[data-call-id='call-mon-1'] button[data-mode='barge']").click()
+    await status_line(page, "the last request is still on its way")
+    slow.set()
+    # This API hands out no phones (no Asterisk): said, in the API's words, and nothing was asked twice.
+    await status_line(page, "Monitoring needs your browser phone: ")
+    assert len(asked) == 1

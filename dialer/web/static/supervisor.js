@@ -378,11 +378,36 @@ async function ensurePhone() {
   return phone;
 }
 
+// One monitoring request at a time: a second click while the first waits for the phone or the
+// dialer (a slow server) started a second leg on the same call.
+let monitorBusy = false;
+
 async function monitorCall(callId, mode) {
+  if (monitorBusy) {
+    announce("Monitoring: the last request is still on its way.");
+    return;
+  }
+  monitorBusy = true;
   try {
-    await ensurePhone();
+    await startMonitor(callId, mode);
+  } finally {
+    monitorBusy = false;
+  }
+}
+
+async function startMonitor(callId, mode) {
+  if (!state.phone) announce("Connecting your browser phone for monitoring…");
+  let phone;
+  try {
+    phone = await ensurePhone();
   } catch (error) {
-    announce(String(error.message || error));
+    announce(`Monitoring needs your browser phone: ${String(error.message || error)}`);
+    return;
+  }
+  if (phone.status().registration !== "registered") {
+    // The dialer would call a phone that is not there: said now, not as a monitor that never rings.
+    announce("Monitoring needs your browser phone, and it has not registered: check the microphone permission "
+      + "and the network, then try again.");
     return;
   }
   const current = state.monitor;
