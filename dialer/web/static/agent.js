@@ -31,6 +31,7 @@ window.consoleState = { pops: [], registered: false };
 // ---- the phone ------------------------------------------------------------------------------------
 let phone = null;
 let nextAnswerAutomatic = false; // the nailed-up leg after "Log in" is answered by itself
+let lastLine = "idle"; // the phone's call state last rendered, to announce its changes
 
 function pill(element, text, kind) {
   element.textContent = text;
@@ -52,7 +53,19 @@ function renderPhone(status) {
   let problem = "";
   if (status.microphone === "denied") problem = "The browser refused the microphone: allow it for this site and reload.";
   else if (status.registration === "failed") problem = `The phone could not register: ${status.lastError || "refused"}.`;
+  else if (status.registration === "reconnecting") {
+    // Said in words, not only by the pill: until it registers again no call can reach this phone.
+    problem = "Your phone lost its connection and is reconnecting: no call can reach you until it shows registered.";
+  }
   $("phone-problem").textContent = problem;
+  // A screen reader hears the line change, as a sighted agent sees the pill turn.
+  if (status.call !== lastLine) {
+    const heard = { ringing: "Your phone is ringing: Alt+A answers.", active: "Call connected.", ended: "Call ended." };
+    if (heard[status.call] && !(status.call === "ringing" && (nextAnswerAutomatic || $("auto-answer").checked))) {
+      announce(heard[status.call]);
+    }
+    lastLine = status.call;
+  }
   window.consoleState.registered = status.registration === "registered";
   if (status.call === "ringing" && (nextAnswerAutomatic || $("auto-answer").checked)) {
     nextAnswerAutomatic = false;
@@ -98,9 +111,11 @@ function renderState() {
   pill($("agent-state"), STATE_WORDS[state] || state, kind);
   const reason = state === "paused" && agentState.pause_reason ? ` (${agentState.pause_reason})` : "";
   $("agent-state").textContent += reason;
-  $("ready").disabled = !["paused", "wrap_up"].includes(state);
-  $("pause").disabled = !["ready", "wrap_up", "on_call", "reserved"].includes(state);
-  $("logout").disabled = state === "logged_out";
+  $("ready").disabled = Boolean(working) || !["paused", "wrap_up"].includes(state);
+  $("pause").disabled = Boolean(working) || !["ready", "wrap_up", "on_call", "reserved"].includes(state);
+  $("logout").disabled = Boolean(working) || state === "logged_out";
+  $("login-submit").disabled = Boolean(working);
+  $("state-working").textContent = working || "";
 }
 
 // The dialer's refusals an agent can act on, in plain words (the API's message otherwise).
@@ -117,6 +132,33 @@ function agentProblemText(answer) {
   return problemText(answer);
 }
 
+// The dialer logged the agent out without the agent asking (a restart, its phone's line dropped,
+// a supervisor): the pill alone turned to "logged out", and an agent who believed they were
+// ready waited for calls that could not come. It is said in words, and to screen readers.
+let loggingOut = false; // the agent's own "Log out" is on its way: that needs no words
+const LOGGED_IN = ["ready", "reserved", "on_call", "wrap_up", "paused"];
+function stateChanged(previous, next) {
+  if (previous === next) return;
+  if (next === "logged_out" && previous === "logging_in" && !loggingOut) {
+    // A log-in that did not go through: a refusal says its own reason (the login's answer);
+    // without one, the dialer could not keep its line to the phone open.
+    if (!$("state-problem").textContent && !working) {
+      $("state-problem").textContent = "The log-in did not go through: the dialer could not keep a line open to "
+        + "your phone. Check that the phone shows registered, then log in again.";
+    }
+  } else if (next === "logged_out" && LOGGED_IN.includes(previous) && !loggingOut) {
+    const words = "The dialer has logged you out (it may have restarted, your phone's line dropped, or a supervisor "
+      + "logged you out): log in to your campaigns again to take calls.";
+    $("state-problem").textContent = words;
+    announce("You are logged out of the dialer.");
+    loadCampaigns();
+  } else if (next !== "logged_out") {
+    if (previous === "logged_out") $("state-problem").textContent = "";
+    if (next === "paused" && previous !== "paused") announce(`You are paused${agentState.pause_reason ? ` (${agentState.pause_reason})` : ""}.`);
+    else if (next === "ready") announce("You are ready for calls.");
+  }
+}
+
 function notLoggedIn(answer) {
   return answer.status === 404 && answer.body?.error === "not_logged_in";
 }
@@ -130,9 +172,27 @@ function showLoggedOut(words) {
   loadCampaigns();
 }
 
+// While the dialer has not answered (a slow server), the page says what it is doing and the
+// state's buttons wait: a second click sent the action twice, and the second answer (refused:
+// already logged in) showed as a problem over a log-in that had worked.
+const WORKING_WORDS = { login: "Logging in…", ready: "Going ready…", pause: "Pausing…", logout: "Logging out…" };
+let working = null;
+
 async function agentAction(path, body) {
+  if (working) return false;
   $("state-problem").textContent = "";
-  const answer = await api.post(`/v1/agents/${encodeURIComponent(agentId)}/${path}`, body);
+  working = WORKING_WORDS[path] || "Working…";
+  renderState();
+  // The dialer's own logged_out message may come after this answer: the agent asked for it.
+  if (path === "logout") loggingOut = true;
+  if (path === "login") loggingOut = false;
+  let answer;
+  try {
+    answer = await api.post(`/v1/agents/${encodeURIComponent(agentId)}/${path}`, body);
+  } finally {
+    working = null;
+    renderState();
+  }
   if (notLoggedIn(answer) && path !== "login") {
     showLoggedOut(path === "logout" ? "" : "You are not logged in to the dialer any more: log in to your campaigns again.");
     if (path !== "logout") $("campaigns").focus();
@@ -142,8 +202,10 @@ async function agentAction(path, body) {
     $("state-problem").textContent = agentProblemText(answer);
     return false;
   }
+  const previous = agentState.state;
   agentState = answer.body;
   renderState();
+  stateChanged(previous, agentState.state);
   return true;
 }
 
@@ -153,6 +215,7 @@ function typedCampaigns() {
 
 $("login-form").addEventListener("submit", (event) => {
   event.preventDefault();
+  if (working) return; // the log-in on its way says so; a second one would be refused
   const ids = typedCampaigns();
   if (!ids.length) {
     $("state-problem").textContent = "Name at least one campaign.";
@@ -215,9 +278,11 @@ $("logout").addEventListener("click", () => agentAction("logout", {}));
 
 async function loadState() {
   const answer = await api.get(`/v1/agents/${encodeURIComponent(agentId)}/state`);
+  const previous = agentState.state;
   if (answer.status === 200) agentState = answer.body;
   else if (notLoggedIn(answer)) agentState = { state: "logged_out", since: null, wrap_up_until: null };
   renderState();
+  stateChanged(previous, agentState.state);
   if (!current && agentState.call_id && ["on_call", "wrap_up"].includes(agentState.state)) {
     await restoreCall(agentState.call_id);
   }
@@ -476,7 +541,8 @@ async function loadHistory(leadId) {
     const last = dispositions.status === 200 ? dispositions.body.dispositions.at(-1) : null;
     const row = document.createElement("tr");
     row.dataset.callId = call.call_id;
-    const when = new Date(call.requested_at).toLocaleString("en-US", { dateStyle: "short", timeStyle: "short" });
+    const when = new Date(call.requested_at).toLocaleString("en-US", { month: "numeric", day: "numeric",
+      year: "2-digit", hour: "numeric", minute: "2-digit", timeZoneName: "short" }); // the agent's own zone, named
     for (const value of [when, call.outcome || "in progress", last?.code || "-", last?.notes || ""]) {
       const cell = document.createElement("td");
       cell.textContent = value;
@@ -628,16 +694,32 @@ async function fillCallbackTimes() {
   input.min = current.callbackToday || "";
   input.value = listed;
   const zone = zones[0] || Intl.DateTimeFormat().resolvedOptions().timeZone;
+  current.callbackZone = zone;
   const local = new Intl.DateTimeFormat("en-US", { timeZone: zone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
-  for (const at of times) select.append(callbackOption(at, `${local.format(new Date(at))} (${zone})`));
+  const own = new Intl.DateTimeFormat("en-US", { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  // The lead's time first (what the agent says to the lead); the agent's own beside it when the
+  // clocks differ, so "09:00" is not taken for the agent's nine o'clock.
+  for (const at of times) {
+    const when = new Date(at);
+    const theirs = `${local.format(when)} (${zone})`;
+    select.append(callbackOption(at, sameClock(zone, when) ? theirs
+      : `${theirs} = ${own.format(when)} ${ownZoneName(when)} your time`));
+  }
   if (!times.length) select.append(callbackOption("", "no time left in the window that day"));
 }
 $("callback-date").addEventListener("change", fillCallbackTimes);
 
-function pendingDispositions() {
+// Kept in localStorage, which every agent signing in on this browser shares: each is sent only
+// by the agent who made it (another agent's session is refused it, and the refusal dropped it, so
+// a shared desk lost the previous shift's last disposition, notes and all).
+function allPending() {
   try { return JSON.parse(localStorage.getItem(PENDING_KEY) || "[]"); } catch { return []; }
 }
-function savePending(items) { localStorage.setItem(PENDING_KEY, JSON.stringify(items)); }
+function pendingDispositions() { return allPending().filter((entry) => (entry.agentId ?? agentId) === agentId); }
+function savePending(items) {
+  const others = allPending().filter((entry) => (entry.agentId ?? agentId) !== agentId);
+  localStorage.setItem(PENDING_KEY, JSON.stringify([...others, ...items]));
+}
 
 // Saved exactly once: one Idempotency-Key per call, so a double click, a retry after a network
 // failure or a resend after a reload all get the first answer and store nothing twice.
@@ -654,7 +736,8 @@ async function dispose(code) {
     }
     body.callback_at = $("callback-time").value;
   }
-  const item = { callId: current.callId, key: current.dispositionKey, body };
+  const item = { callId: current.callId, key: current.dispositionKey, body, agentId,
+    words: dispositionWords(code, body.callback_at) };
   const pending = pendingDispositions().filter((entry) => entry.key !== item.key);
   savePending([...pending, item]);
   setDispositionsEnabled(false);
@@ -662,11 +745,44 @@ async function dispose(code) {
   await send(item);
 }
 
+// What a disposition says once saved; a callback names its time, in the lead's zone and in the
+// agent's own ("callback" alone left the agent unsure which of the half-hours went).
+function dispositionWords(code, callbackAt) {
+  const words = code.replaceAll("_", " ");
+  if (!callbackAt) return words;
+  const at = new Date(callbackAt);
+  const zone = current?.callbackZone;
+  const format = (timeZone) => new Intl.DateTimeFormat("en-US", { timeZone, weekday: "short", month: "short",
+    day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(at);
+  const own = `${format(undefined)} ${ownZoneName(at)} your time`;
+  return zone && !sameClock(zone, at) ? `${words} ${format(zone)} (${zone}), ${own}` : `${words} ${own}`;
+}
+
+function ownZoneName(at) {
+  return new Intl.DateTimeFormat("en-US", { timeZoneName: "short" }).formatToParts(at)
+    .find((part) => part.type === "timeZoneName")?.value || "";
+}
+
+// Whether a zone's wall clock reads as the agent's own at `at` (then one time is said, not two).
+function sameClock(zone, at) {
+  const format = (timeZone) => new Intl.DateTimeFormat("en-US", { timeZone, dateStyle: "short", timeStyle: "short" })
+    .format(at);
+  return format(zone) === format(undefined);
+}
+
+// A disposition's outcome is said under the call it belongs to; one sent later (offline, then
+// back) for a call no longer on the screen is said in the status line, not under the next
+// call's buttons, where "Saved: ..." read as that call being done.
+function dispositionSays(item, words) {
+  if (current && current.callId === item.callId) $("dispo-result").textContent = words;
+  else announce(`Previous call: ${words}`);
+}
+
 async function send(item) {
   const answer = await api.post(`/v1/calls/${encodeURIComponent(item.callId)}/disposition`, item.body,
     { idempotencyKey: item.key });
   if (answer.status === 0 || answer.status >= 500) {
-    $("dispo-result").textContent = "Offline: the disposition is kept and will be sent when the dialer answers.";
+    dispositionSays(item, "Offline: the disposition is kept and will be sent when the dialer answers.");
     setTimeout(() => send(item), 2000);
     return;
   }
@@ -674,21 +790,22 @@ async function send(item) {
     // The session ended (expired, signed out in another tab): the page goes to sign in and comes
     // back here, where the kept disposition is sent again with its key. Dropping it lost the
     // agent's notes of the call.
-    $("dispo-result").textContent = "Your session ended: sign in again and the disposition is sent then.";
+    dispositionSays(item, "Your session ended: sign in again and the disposition is sent then.");
     return;
   }
   savePending(pendingDispositions().filter((entry) => entry.key !== item.key));
+  const words = item.words || item.body.code.replaceAll("_", " ");
   if (answer.status === 202) {
-    $("dispo-result").textContent = `Saved: ${item.body.code.replaceAll("_", " ")}.`;
+    dispositionSays(item, `Saved: ${words}.`);
     keepDraft(item.callId, "");
     if (current && current.callId === item.callId) {
       current.disposed = true;
       $("notes").value = "";
     }
-    announce(`Disposition saved: ${item.body.code.replaceAll("_", " ")}`);
+    announce(`Disposition saved: ${words}`);
   } else {
-    $("dispo-result").textContent = `Not saved: ${problemText(answer)}`;
-    setDispositionsEnabled(true);
+    dispositionSays(item, `Not saved: ${problemText(answer)}`);
+    if (current && current.callId === item.callId) setDispositionsEnabled(true);
   }
 }
 
@@ -761,13 +878,49 @@ document.addEventListener("keydown", (event) => {
   event.preventDefault();
 });
 
+// ---- one console per agent ---------------------------------------------------------------------
+// The same agent's console open in a second tab (or window) of this browser registers the same
+// phone twice and gets every screen pop twice: a call rings in one tab while the notes are typed
+// in the other, and closing "the extra tab" may hang up the agent's line. Each tab tells the
+// others it is there; both say so, in words, until one is closed.
+const tabId = newKey();
+const otherTabs = new Set();
+const tabs = "BroadcastChannel" in window ? new BroadcastChannel(`dialer.agent-console.${agentId}`) : null;
+function renderOtherTabs() {
+  $("tabs-problem").hidden = otherTabs.size === 0;
+  $("tabs-problem").textContent = otherTabs.size
+    ? "Your console is also open in another tab or window: close all but one. Calls may ring there, and notes "
+      + "typed in one are not in the other."
+    : "";
+}
+if (tabs) {
+  tabs.onmessage = ({ data }) => {
+    if (!data || data.tabId === tabId) return;
+    if (data.type === "here" || data.type === "hello") {
+      const known = otherTabs.has(data.tabId);
+      otherTabs.add(data.tabId);
+      if (data.type === "hello") tabs.postMessage({ type: "here", tabId });
+      if (!known) renderOtherTabs();
+    } else if (data.type === "gone") {
+      otherTabs.delete(data.tabId);
+      renderOtherTabs();
+    }
+  };
+  tabs.postMessage({ type: "hello", tabId });
+  window.addEventListener("pagehide", () => tabs.postMessage({ type: "gone", tabId }));
+  // A tab brought back from the back-forward cache says hello again.
+  window.addEventListener("pageshow", (event) => { if (event.persisted) tabs.postMessage({ type: "hello", tabId }); });
+}
+
 // ---- the event stream -------------------------------------------------------------------------
 let streamOpened = false; // the first opening needs no re-read: the page reads the state as it starts
 eventStream(`/v1/agents/${encodeURIComponent(agentId)}/events`, (message, receivedAt) => {
   if (message.type === "screen_pop") screenPop(message, receivedAt);
   else if (message.type === "agent_state") {
+    const previous = agentState.state;
     agentState = message;
     renderState();
+    stateChanged(previous, agentState.state);
     // Campaign calls have no call_state messages: the agent's state tells their progress.
     if (current && message.call_id === current.callId) {
       if (message.state === "on_call") {

@@ -12,7 +12,7 @@ export class Api {
   async load() {
     const answer = await this.request("GET", "/v1/session");
     if (answer.status !== 200) {
-      redirectToSignIn();
+      redirectToSignIn({ ended: false }); // no session yet: a first visit, or the page reloaded after one ended
       return new Promise(() => {}); // the page is leaving
     }
     this.session = answer.body;
@@ -61,9 +61,14 @@ let goingToSignIn = false;
 // A page brought back from the back-forward cache did not go: it may go again.
 window.addEventListener("pageshow", (event) => { if (event.persisted) goingToSignIn = false; });
 
-export function redirectToSignIn() {
+// The sign-in page says why the person is there when a session ended under a page in use (not
+// on a first visit), and that what they had not sent is kept: they were thrown out mid-task.
+export const SESSION_ENDED_KEY = "dialer.sessionEnded";
+
+export function redirectToSignIn({ ended = true } = {}) {
   if (goingToSignIn) return;
   goingToSignIn = true;
+  if (ended) sessionStorage.setItem(SESSION_ENDED_KEY, "1");
   const next = window.location.pathname + window.location.search;
   window.location.assign(`/signin?next=${encodeURIComponent(next)}`);
 }
@@ -74,6 +79,34 @@ export function mountHeader(api) {
   if (who) who.textContent = `${api.session.username} (${api.session.role})`;
   document.getElementById("shell-sign-out")?.addEventListener("click", () => api.signOut(false));
   document.getElementById("shell-sign-out-everywhere")?.addEventListener("click", () => api.signOut(true));
+  if (api.session.expires_at) watchExpiry(Date.parse(api.session.expires_at));
+}
+
+// A session lasts a fixed time from signing in (12 hours): one that ran out mid-call sent the
+// person to sign in without warning. From 15 minutes before, the page says when it ends, in the
+// person's own time, and what to do.
+const EXPIRY_WARNING_MS = 15 * 60 * 1000;
+
+function watchExpiry(endsAt) {
+  if (!Number.isFinite(endsAt)) return;
+  let note = null;
+  const check = () => {
+    const left = endsAt - Date.now();
+    if (left > EXPIRY_WARNING_MS) return;
+    if (!note) {
+      note = document.createElement("p");
+      note.id = "shell-expiry";
+      note.className = "notice";
+      note.setAttribute("role", "alert");
+      document.getElementById("shell-status")?.after(note);
+    }
+    const at = new Date(endsAt).toLocaleTimeString("en-US", { hour: "numeric", minute: "2-digit", timeZoneName: "short" });
+    const minutes = Math.max(0, Math.ceil(left / 60000));
+    note.textContent = `Your session ends at ${at} (in ${minutes} minute${minutes === 1 ? "" : "s"}). Between calls, `
+      + "sign out and sign in again to keep working; notes and a disposition not yet sent are kept.";
+  };
+  check();
+  setInterval(check, 20000);
 }
 
 /**

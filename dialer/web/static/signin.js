@@ -1,8 +1,14 @@
 // The sign-in form: POST /v1/sessions (JSON), then on to the page asked for (same site only).
-import { formsReady } from "/static/shell.js";
+import { SESSION_ENDED_KEY, formsReady } from "/static/shell.js";
 
 const form = document.getElementById("signin");
 const problem = document.getElementById("problem");
+const button = form.querySelector("button[type=submit]");
+
+if (sessionStorage.getItem(SESSION_ENDED_KEY)) {
+  sessionStorage.removeItem(SESSION_ENDED_KEY);
+  document.getElementById("ended").hidden = false;
+}
 
 function nextPage() {
   const next = new URLSearchParams(window.location.search).get("next") || "/";
@@ -12,9 +18,12 @@ function nextPage() {
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
+  if (button.disabled) return; // signing in already (a slow server): once is enough
   problem.textContent = "";
   const body = { username: form.username.value.trim(), password: form.password.value };
   let response;
+  button.disabled = true;
+  button.textContent = "Signing in…";
   try {
     response = await fetch("/v1/sessions", {
       method: "POST", credentials: "same-origin",
@@ -22,11 +31,16 @@ form.addEventListener("submit", async (event) => {
       body: JSON.stringify(body),
     });
   } catch {
-    problem.textContent = "The dialer does not answer; try again.";
+    response = null;
+  }
+  if (response?.status === 201) {
+    window.location.assign(nextPage()); // the button stays "Signing in…" while the console loads
     return;
   }
-  if (response.status === 201) {
-    window.location.assign(nextPage());
+  button.disabled = false;
+  button.textContent = "Sign in";
+  if (!response) {
+    problem.textContent = "The dialer does not answer; try again.";
     return;
   }
   const answer = await response.json().catch(() => ({}));

@@ -20,6 +20,7 @@ const state = {
   recordings: [],
   nextRecordings: null,
   streamOpen: false,
+  boardProblem: null, // {since, reason} while GET /v1/wallboard fails
 };
 window.supervisorState = state;
 
@@ -76,14 +77,44 @@ function shown(name, value) {
 }
 
 // An empty table says so in words (its `data-empty`), not just headers over nothing.
+// Rows are given with a key (`data-key`) and are kept in place while their content is the same:
+// a table rebuilt under the pointer or the keyboard lost the click (pressed on one button,
+// released on its replacement) and the focus (a Listen button reached by Tab went away within a
+// second), so a keyboard user could not monitor a call at all.
 function fillRows(table, rows) {
   const body = table.querySelector("tbody");
-  if (rows.length || !table.dataset.empty) {
-    body.replaceChildren(...rows);
-    return;
+  if (!rows.length && table.dataset.empty) {
+    const columns = table.querySelectorAll("thead th").length || 1;
+    rows = [el("tr", { class: "empty", "data-key": "empty" }, el("td", { colspan: columns, class: "muted" }, table.dataset.empty))];
   }
+  const focused = body.contains(document.activeElement) ? document.activeElement : null;
+  const focusedRow = focused?.closest("tr")?.dataset.key;
+  const focusedMode = focused?.dataset.mode;
+  const kept = new Map([...body.children].map((row) => [row.dataset.key, row]));
+  const wanted = rows.map((row) => {
+    const old = row.dataset.key === undefined ? null : kept.get(row.dataset.key);
+    // A row with a `data-signature` (what it shows, but for the times the clock ticks in place)
+    // is the same row while that is; any other row while it is equal node for node.
+    const same = old && (row.dataset.signature !== undefined
+      ? old.dataset.signature === row.dataset.signature : old.isEqualNode(row));
+    return same ? old : row;
+  });
+  const keep = new Set(wanted);
+  for (const row of [...body.children]) if (!keep.has(row)) row.remove();
+  wanted.forEach((row, index) => { if (body.children[index] !== row) body.insertBefore(row, body.children[index] || null); });
+  // A row that did change (its state, its monitors) is a new node: its button gets the focus back.
+  if (focused && !document.body.contains(focused) && focusedRow !== undefined) {
+    const row = [...body.children].find((candidate) => candidate.dataset.key === focusedRow);
+    const again = focusedMode ? row?.querySelector(`[data-mode="${focusedMode}"]`) : row?.querySelector("button, a");
+    again?.focus();
+  }
+}
+
+// A table whose figures did not load says so in its body, instead of keeping older figures.
+function failedTable(table, words) {
   const columns = table.querySelectorAll("thead th").length || 1;
-  body.replaceChildren(el("tr", { class: "empty" }, el("td", { colspan: columns, class: "muted" }, table.dataset.empty)));
+  table.querySelector("tbody").replaceChildren(el("tr", { class: "failed" },
+    el("td", { colspan: columns, class: "problem" }, words)));
 }
 
 // What a refused or failed API call says, in words: the problem's own message, else its status.
@@ -122,20 +153,32 @@ function renderAgents() {
     .sort((a, b) => a.agent_id.localeCompare(b.agent_id));
   const board = new Map((state.board?.alerts || []).filter((a) => a.code === "wrap_up_overrun")
     .map((a) => [a.agent_id, a]));
-  fillRows($("#agents"), agents.map((agent) => el("tr", { "data-agent-id": agent.agent_id },
+  fillRows($("#agents"), agents.map((agent) => {
+    const over = board.has(agent.agent_id);
+    return el("tr", {
+      "data-agent-id": agent.agent_id, "data-key": agent.agent_id,
+      "data-signature": JSON.stringify([agent.state, agent.since, agent.call_id, agent.pause_reason,
+        agent.campaign_ids, over]),
+    },
     el("td", {}, agent.agent_id),
-    el("td", { class: `state-${agent.state}` }, agent.state.replace("_", " ")),
-    el("td", { class: board.has(agent.agent_id) ? "num over" : "num" }, duration(since(agent.since))),
+    el("td", { class: `state-${agent.state}` }, agent.state.replaceAll("_", " ")),
+    el("td", { class: over ? "num over" : "num", "data-since": agent.since }, duration(since(agent.since))),
     el("td", {}, agent.call_id || ""),
     el("td", {}, agent.pause_reason || ""),
-    el("td", {}, (agent.campaign_ids || []).join(", ")))));
+    el("td", {}, (agent.campaign_ids || []).join(", ")));
+  }));
 }
 
+// Listening in is offered on a connected call while the list is live: a call from a list that
+// stopped updating may have ended, or be another's by now.
 function monitorButtons(call) {
   const mine = state.monitor && state.monitor.call_id === call.call_id && state.monitor.state !== "ended";
+  const live = !isStale();
+  const why = !live ? "the list is not live: wait for it to reconnect" : call.connected ? null : "not connected yet";
   return ["listen", "whisper", "barge"].map((mode) => el("button", {
     type: "button", "data-mode": mode, "aria-pressed": String(Boolean(mine && state.monitor.mode === mode)),
-    disabled: !call.connected, title: call.connected ? `${mode} on this call` : "not connected yet",
+    disabled: !call.connected || !live, title: why || `${mode} on this call`,
+    "aria-label": `${mode[0].toUpperCase()}${mode.slice(1)} on ${call.agent_id || call.call_id}'s call`,
     onclick: () => monitorCall(call.call_id, mode),
   }, mode[0].toUpperCase() + mode.slice(1)));
 }
@@ -144,14 +187,32 @@ function renderCalls() {
   const now = Date.now();
   const rows = state.calls.map((call) => {
     if (!(call.call_id in state.firstSeen)) state.firstSeen[call.call_id] = now;
-    return el("tr", { "data-call-id": call.call_id, "data-connected": String(call.connected) },
-      el("td", {}, call.call_id), el("td", {}, call.agent_id || ""), el("td", {}, call.lead_number),
-      el("td", {}, call.campaign_id || ""), el("td", {}, call.state),
-      el("td", { class: "num", "data-started": call.started_at }, duration(since(call.started_at))),
-      el("td", {}, (call.monitors || []).map((m) => `${m.endpoint} ${m.mode}`).join("; ")),
-      el("td", {}, monitorButtons(call)));
+    const mine = state.monitor && state.monitor.call_id === call.call_id && state.monitor.state !== "ended"
+      ? state.monitor.mode : null;
+    return el("tr", {
+      "data-call-id": call.call_id, "data-key": call.call_id, "data-connected": String(call.connected),
+      "data-signature": JSON.stringify([call.agent_id, call.lead_number, call.campaign_id, call.state, call.started_at,
+        call.connected, call.monitors, mine, isStale()]),
+    },
+    el("td", {}, call.call_id), el("td", {}, call.agent_id || ""), el("td", {}, call.lead_number),
+    el("td", {}, call.campaign_id || ""), el("td", {}, call.state),
+    el("td", { class: "num", "data-started": call.started_at }, duration(since(call.started_at))),
+    el("td", {}, (call.monitors || []).map((m) => `${m.endpoint} ${m.mode}`).join("; ")),
+    el("td", {}, monitorButtons(call)));
   });
   fillRows($("#calls"), rows);
+}
+
+// The times in state and the calls' durations tick in place, every second, while the lists are
+// live; a list that is not live keeps the times it had (they would count on for calls that ended).
+function tickTimes() {
+  if (isStale()) return;
+  for (const cell of document.querySelectorAll("#calls td[data-started]")) {
+    cell.textContent = duration(since(cell.dataset.started));
+  }
+  for (const cell of document.querySelectorAll("#agents td[data-since]")) {
+    cell.textContent = duration(since(cell.dataset.since));
+  }
 }
 
 function renderBoard() {
@@ -189,26 +250,76 @@ function renderBoard() {
 // Every campaign of the agency is listed (its day's figures and 30-day abandon rate matter when
 // stopped too); a wall screen may show only those dialing now. The choice is kept per browser.
 const RUNNING_ONLY_KEY = "dialer.wallboard.runningOnly";
+const WALL_KEY = "dialer.wallboard.large";
 function shownCampaigns() {
   const campaigns = state.board?.campaigns || [];
   return $("#running-only").checked ? campaigns.filter((campaign) => campaign.running) : campaigns;
 }
 
+// ---- what is not up to date ------------------------------------------------------------------
+// A wallboard whose dialer stopped answering kept showing its last calls and agents, their times
+// counting on, as if live: a supervisor could take a call that had ended for one going on, or
+// barge on it. What is not up to date says so above the lists, greyed, since when (in the
+// supervisor's own time), and monitoring waits until the lists are live again.
+function isStale() {
+  return !state.streamOpen && state.boardProblem !== null;
+}
+
+function clockTime(at) {
+  return new Date(at).toLocaleTimeString("en-US", { hour: "2-digit", minute: "2-digit", second: "2-digit",
+    timeZoneName: "short" });
+}
+
+function renderStaleness() {
+  const note = $("#wallboard-problem");
+  const problem = state.boardProblem;
+  const stale = isStale();
+  if (!problem) {
+    note.hidden = true;
+    note.textContent = "";
+  } else if (stale) {
+    note.hidden = false;
+    note.textContent = `Not live since ${clockTime(problem.since)}: ${problem.reason}. The calls, agents and `
+      + "figures below are as they were then; listening in waits until they are live again. Reconnecting...";
+  } else {
+    note.hidden = false;
+    note.textContent = `The waiting calls and campaign figures are not up to date since ${clockTime(problem.since)}: `
+      + `${problem.reason}. Live calls and agents still update. Trying again every 3 s.`;
+  }
+  for (const id of ["#calls", "#agents"]) $(id).classList.toggle("stale", stale);
+  // "No live calls." is a fact only while the list is live: otherwise it says what is known.
+  const known = state.everLoaded ? `when last known (${clockTime(problem?.since ?? Date.now())})` : null;
+  $("#calls").dataset.empty = !stale ? "No live calls." : known ? `No live calls ${known}.`
+    : "Not known: the dialer has not answered since this page opened.";
+  $("#agents").dataset.empty = !stale ? "No agent is logged in." : known ? `No agent was logged in ${known}.`
+    : "Not known: the dialer has not answered since this page opened.";
+  renderAgents();
+  for (const id of ["#waiting", "#campaigns"]) $(id).classList.toggle("stale", problem !== null);
+  renderCalls(); // the monitor buttons follow
+}
+
 async function loadBoard() {
   const answer = await api.get("/v1/wallboard");
   if (answer.status !== 200) {
+    const reason = answer.body?.message || (answer.status ? `the dialer answered ${answer.status}` : "the dialer does not answer");
+    state.boardProblem = { since: state.boardProblem?.since ?? Date.now(), reason };
     announce(problemText(answer, "The wallboard did not load"));
+    renderStaleness();
     return;
   }
   const line = document.getElementById("shell-status");
   if (line.textContent.startsWith("The wallboard did not load")) announce("The wallboard loads again.");
   state.board = answer.body;
+  state.everLoaded = true;
   if (!state.streamOpen) {
     state.calls = answer.body.calls;
     for (const agent of answer.body.agents) state.agents.set(agent.agent_id, agent);
-    renderCalls();
-    renderAgents();
   }
+  const wasProblem = state.boardProblem !== null;
+  state.boardProblem = null;
+  if (wasProblem) renderStaleness();
+  renderCalls();
+  renderAgents(); // its wrap-up overruns come from the board's alerts
   renderBoard();
   const agentIds = new Set([...state.agents.keys()]);
   $("#agent-ids").replaceChildren(...[...agentIds].map((id) => el("option", { value: id })));
@@ -217,6 +328,7 @@ async function loadBoard() {
 
 function onStream(message) {
   if (message.type === "snapshot") {
+    state.everLoaded = true;
     state.agents = new Map(message.agents.map((agent) => [agent.agent_id, agent]));
     state.calls = message.calls;
     renderAgents();
@@ -266,11 +378,36 @@ async function ensurePhone() {
   return phone;
 }
 
+// One monitoring request at a time: a second click while the first waits for the phone or the
+// dialer (a slow server) started a second leg on the same call.
+let monitorBusy = false;
+
 async function monitorCall(callId, mode) {
+  if (monitorBusy) {
+    announce("Monitoring: the last request is still on its way.");
+    return;
+  }
+  monitorBusy = true;
   try {
-    await ensurePhone();
+    await startMonitor(callId, mode);
+  } finally {
+    monitorBusy = false;
+  }
+}
+
+async function startMonitor(callId, mode) {
+  if (!state.phone) announce("Connecting your browser phone for monitoring…");
+  let phone;
+  try {
+    phone = await ensurePhone();
   } catch (error) {
-    announce(String(error.message || error));
+    announce(`Monitoring needs your browser phone: ${String(error.message || error)}`);
+    return;
+  }
+  if (phone.status().registration !== "registered") {
+    // The dialer would call a phone that is not there: said now, not as a monitor that never rings.
+    announce("Monitoring needs your browser phone, and it has not registered: check the microphone permission "
+      + "and the network, then try again.");
     return;
   }
   const current = state.monitor;
@@ -384,7 +521,16 @@ async function loadKpis() {
     api.get(`/v1/reports/campaigns?${query}`)]);
   if (mine !== kpiRequest) return; // a later request (other filters) is on its way: it draws
   if (agency.status !== 200) {
-    announce(problemText(agency, "The report could not be made"));
+    // The figures of the filters asked before stayed on the screen under the new filters, as if
+    // they answered them: they go, and the page says why in their place.
+    const words = problemText(agency, "The figures did not load");
+    announce(words);
+    $("#kpi-period-text").textContent = "";
+    $("#kpi-tiles").replaceChildren(el("p", { class: "problem", role: "alert", id: "kpi-problem" }, words));
+    $("#kpi-funnel").replaceChildren();
+    if (chart) { chart.destroy(); chart = null; }
+    $("#kpi-chart").replaceChildren();
+    for (const table of ["#kpi-agents", "#kpi-campaigns"]) failedTable($(table), words);
     return;
   }
   const { period, kpis, series } = agency.body;
@@ -397,7 +543,9 @@ async function loadKpis() {
   drawFunnel(kpis);
   drawChart(series);
   if (agents.status === 200) fillKpiTable($("#kpi-agents"), agents.body.rows);
+  else failedTable($("#kpi-agents"), problemText(agents, "The figures per agent did not load"));
   if (campaigns.status === 200) fillKpiTable($("#kpi-campaigns"), campaigns.body.rows);
+  else failedTable($("#kpi-campaigns"), problemText(campaigns, "The figures per campaign did not load"));
   state.kpisLoaded = Date.now();
 }
 
@@ -498,6 +646,16 @@ async function main() {
   $("#monitor-stop").addEventListener("click", stopMonitor);
   $("#rec-disposition").append(...DISPOSITIONS.map((code) => el("option", { value: code }, code.replaceAll("_", " "))));
   $("#running-only").checked = localStorage.getItem(RUNNING_ONLY_KEY) === "1";
+  // Large text for a screen on the wall, read from across the room; kept per browser (the wall's
+  // own), and asked for by `?wall=1` in the screen's address too.
+  const wall = new URLSearchParams(window.location.search).get("wall") === "1"
+    || localStorage.getItem(WALL_KEY) === "1";
+  $("#wall-mode").checked = wall;
+  document.body.classList.toggle("wall", wall);
+  $("#wall-mode").addEventListener("change", () => {
+    localStorage.setItem(WALL_KEY, $("#wall-mode").checked ? "1" : "0");
+    document.body.classList.toggle("wall", $("#wall-mode").checked);
+  });
   $("#running-only").addEventListener("change", () => {
     localStorage.setItem(RUNNING_ONLY_KEY, $("#running-only").checked ? "1" : "0");
     renderBoard();
@@ -507,12 +665,14 @@ async function main() {
   }
   eventStream("/v1/events?interval=0.25", onStream, (status) => {
     state.streamOpen = status === "open";
+    if (!state.streamOpen && state.ready) loadBoard(); // the board's own answer tells whether the dialer is there
+    renderStaleness();
     $("#stream-state").textContent = `live: ${status === "open" ? "on" : "reconnecting"}`;
     $("#stream-state").className = `pill ${status === "open" ? "ok" : "warn"}`;
   });
   await loadBoard();
   setInterval(loadBoard, 3000);
-  setInterval(() => { renderAgents(); renderCalls(); }, 1000); // times in state and durations
+  setInterval(tickTimes, 1000); // times in state and durations
   setInterval(() => { if (state.tab === "pipeline") loadPipeline(); }, 3000);
   state.ready = true;
   const wanted = new URLSearchParams(window.location.search).get("tab");
