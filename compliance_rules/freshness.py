@@ -4,7 +4,9 @@ operators see (`dialer dnc status`, the supervisor console's alerts). Pure: date
 Every list with a refresh rule in the rule data is judged: the federal registry (31 days,
 47 CFR 64.1200(c)(2)(i)(D)), each state list (its publication schedule and grace period) and the
 litigator list (agency policy, only when its copy carries a date). "Today" is the UTC date of the
-instant judged: ahead of every US local date, so a copy turns stale a few hours early, never late.
+instant judged (ahead of every mainland US local date, so a copy turns stale a few hours early,
+never late); the gate passes the later of that and the lead's local dates, since Guam and the
+Northern Marianas (UTC+10) reach a new date before UTC does.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -17,6 +18,8 @@ from importlib import metadata
 from timezonefinder import TimezoneFinder
 
 from compliance_rules.ruleset import DATA_DIR
+
+_ZIP = re.compile(r"(\d{5})(?:-?\d{4})?")
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,13 @@ def data_version() -> str:
 
 @cache
 def locate_zip(zip_code: str) -> ZipLocation | None:
-    """The state and zone of a 5-digit ZIP code (ZIP+4 accepted), or None when unknown."""
-    five = zip_code.strip()[:5]
+    """The state and zone of a 5-digit ZIP code (ZIP+4 accepted: 12345-6789 or 123456789), or
+    None when unknown or malformed. A 6-digit or otherwise garbled code is not cut to its first
+    five digits: that would be a guess at where the lead is."""
+    match = _ZIP.fullmatch(zip_code.strip())
+    if match is None:
+        return None
+    five = match.group(1)
     entry = centroids()[1].get(five)
     if entry is None:
         return None

@@ -19,6 +19,7 @@ from compliance_rules import freshness, numbers
 from compliance_rules import location as zip_data
 from compliance_rules.holidays import holiday_on
 from compliance_rules.model import (
+    US_STATE_CODES,
     Channel,
     ConsentKind,
     ConsentRecord,
@@ -85,7 +86,8 @@ def locate(request: ContactRequest) -> Location:
     states = set(number.npa_states)
     problems: list[Reason] = []
     address_zone_known = False
-    if request.zip_code:
+    found_state: str | None = None
+    if request.zip_code and request.zip_code.strip():  # a blank field is no ZIP code
         found = zip_data.locate_zip(request.zip_code)
         if found is None or found.zone is None:
             problems.append(
@@ -98,14 +100,32 @@ def locate(request: ContactRequest) -> Location:
         else:
             zones.add(found.zone)
             states.add(found.state)
+            found_state = found.state
             address_zone_known = True
-    if request.state:
-        states.add(request.state.upper())
-        if not address_zone_known:
-            zones.update(zip_data.zones_for_state(request.state.upper()))
+    state = (request.state or "").strip().upper()  # a blank field is no state
+    if state:
+        if state not in US_STATE_CODES:
+            # An unknown code would match no state rule and give no zone: the lead's own state
+            # rules would silently not apply ("Florida", "F.L." or a typo). Blocked, not guessed.
+            problems.append(_unknown_state(request.state or ""))
+        else:
+            states.add(state)
+            if not address_zone_known or state != found_state:
+                # The state alone, or a state the ZIP code contradicts: every zone of that state
+                # too, since either may be where the lead is (the strictest window applies).
+                zones.update(zip_data.zones_for_state(state))
     if not zones and not problems:
         problems.append(_no_zone(number))
     return Location(number, tuple(sorted(zones)), tuple(sorted(states)), tuple(problems))
+
+
+def _unknown_state(raw: str) -> Reason:
+    return Reason(
+        ReasonCode.UNKNOWN_LOCATION,
+        f"state {raw!r} is not a two-letter US state or territory code, so the lead's state rules and "
+        "time zone are unknown",
+        "47 CFR 64.1200(c)(1); 16 CFR 310.4(c) (called party's local time); agency policy",
+    )
 
 
 def _no_zone(number: NumberInfo) -> Reason:
@@ -122,18 +142,27 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def _minutes(t: time) -> float:
+_DAY_MICROSECONDS = 24 * 3600 * 1_000_000
+
+
+def _microseconds(t: time) -> int:
+    """Time of day in whole microseconds (exact: no float rounding at a window's edge)."""
     if t == time.max:
-        return 24 * 60
-    return t.hour * 60 + t.minute + t.second / 60
+        return _DAY_MICROSECONDS  # "24:00" in the rule data
+    return ((t.hour * 60 + t.minute) * 60 + t.second) * 1_000_000 + t.microsecond
 
 
 def _inside(hours: WeeklyHours, local: datetime, margin: timedelta) -> bool:
-    """Launch allowed: start <= local time and local time + margin <= end of the same window."""
-    now_minutes = _minutes(local.time())
-    margin_minutes = margin.total_seconds() / 60
+    """Launch allowed: start <= local time < end, and local time + margin <= end, in one window.
+
+    Windows are [start, end): with no margin, 21:00:00 itself is outside ("after 9 p.m.", 47 CFR
+    64.1200(c)(1): a call launched at 21:00:00 rings after it). With a margin the last launch is
+    end - margin, whose ringing ends by the close. Microseconds count: 20:57:00.4 is past a
+    20:57:00 last launch."""
+    now = _microseconds(local.time())
+    margin_us = margin // timedelta(microseconds=1)
     return any(
-        _minutes(start) <= now_minutes and now_minutes + margin_minutes <= _minutes(end)
+        _microseconds(start) <= now < _microseconds(end) and now + margin_us <= _microseconds(end)
         for start, end in hours[local.weekday()]
     )
 
@@ -311,7 +340,11 @@ def _freshness_reasons(
     the federal registry (31 days), the state lists of every state the lead may be in (each by
     its own publication schedule), and the litigator list when its copy carries a date."""
     fed = book.federal
-    today = freshness.utc_today(now)
+    # The call's date is the latest of the UTC date and the lead's local dates: UTC is ahead of
+    # every mainland zone, but Guam and the Northern Marianas (UTC+10) reach a new day first, and
+    # a copy must not be used on a local date past its deadline (47 CFR 64.1200(c)(2)(i)(D): "no
+    # more than 31 days prior to the date any call is made").
+    today = max([freshness.utc_today(now), *(now.astimezone(_zone(zone)).date() for zone in location.zones)])
     reasons: list[Reason] = []
     federal_rule = freshness.rule_for(book, FEDERAL, options.registry_max_age_days)
     if federal_rule is not None:
@@ -395,8 +428,11 @@ def _check_caps(
 ) -> list[Reason]:
     reasons: list[Reason] = []
     for max_attempts, window_hours, citation in applicable_caps(location, policy, book, now, options, channel):
+        # The window is closed at both ends: an attempt exactly 24 h ago still counts (a 24-hour
+        # period holding it and this one is not over yet, the stricter reading of "3 calls in
+        # 24 hours"), and so does one stamped after `now` by a controller whose clock runs ahead.
         since = now - timedelta(hours=window_hours)
-        count = sum(1 for attempt in facts.attempts if since < attempt <= now)
+        count = sum(1 for attempt in facts.attempts if since <= attempt)
         if count >= max_attempts:
             reasons.append(
                 Reason(

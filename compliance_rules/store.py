@@ -35,19 +35,21 @@ _LIST_NAME = re.compile(r"^(federal|internal|litigator|optout|state:[A-Z]{2})$")
 SET_LISTS = frozenset({"internal", "litigator", "optout"})
 FLUSH_NPAS = 64  # area codes buffered in memory during an import before merging into Redis
 
-# Atomically: refuse when any cap (window_ms, max) is reached, else record the attempt.
+# Atomically: refuse when any cap (window_ms, max) is reached, else record the attempt. The window
+# is [now - window, +inf): an attempt exactly a window ago, or stamped ahead by another controller's
+# clock, still counts (as `rules._check_caps` counts them).
 _RESERVE_SCRIPT = """
 local now = tonumber(ARGV[1])
 local horizon = tonumber(ARGV[3])
 for i = 4, #ARGV, 2 do
   local window = tonumber(ARGV[i])
   local limit = tonumber(ARGV[i + 1])
-  if redis.call('ZCOUNT', KEYS[1], '(' .. (now - window), '+inf') >= limit then
+  if redis.call('ZCOUNT', KEYS[1], now - window, '+inf') >= limit then
     return 0
   end
 end
 redis.call('ZADD', KEYS[1], now, ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - horizon)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - horizon))
 redis.call('PEXPIRE', KEYS[1], horizon)
 return 1
 """
@@ -108,7 +110,6 @@ class DncStore:
         """List versions plus every list hit and recent attempt for each number: one round trip."""
         plan: list[list[str]] = []
         since_ms = int((now - CAP_HORIZON).timestamp() * 1000)
-        now_ms = int(now.timestamp() * 1000)
         # `async with`: a pipeline cut short by the gate's time budget gives its connection back
         # (otherwise it leaks, and redis-py warns "Unclosed Pipeline client" when it is collected).
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -122,7 +123,8 @@ class DncStore:
                         pipe.sismember(key, str(number.local))
                     else:
                         pipe.getbit(key, number.local)
-                pipe.zrangebyscore(self.cap_key(query.subject, query.person), since_ms, now_ms)
+                # Up to +inf: an attempt another controller stamped a moment ahead still counts.
+                pipe.zrangebyscore(self.cap_key(query.subject, query.person), since_ms, "+inf")
                 plan.append(names)
             replies = await pipe.execute()
         meta = {_text(k): _text(v) for k, v in replies[0].items()}

@@ -150,6 +150,41 @@ async def test_frequency_cap_reservation_is_atomic_across_racers(store: DncStore
     assert (await gate.decide(request, MANUAL, NOW + timedelta(hours=24, minutes=1))).allowed
 
 
+async def test_an_attempt_exactly_24_hours_old_still_takes_a_slot(store: DncStore) -> None:
+    # Fla. Stat. 501.616(6)(b), read as a closed 24-hour window (as `rules._check_caps` reads it):
+    # the reservation refuses a fourth attempt at exactly 24 h after the first, and allows it 1 ms
+    # later; an attempt another controller stamped 2 s ahead counts at once.
+    gate = gate_for(store)
+    request = ContactRequest("305-555-0192", lead_id="lead-edge")
+    first = NOW - timedelta(hours=24)
+    for at in (first, NOW - timedelta(hours=2), NOW - timedelta(hours=1)):
+        assert (await gate.decide(request, MANUAL, at, reserve_attempt=True)).allowed
+    assert codes(await gate.decide(request, MANUAL, NOW)) == {"frequency_cap"}
+    assert codes(await gate.decide(request, MANUAL, NOW, reserve_attempt=True)) == {"frequency_cap"}
+    assert (await gate.decide(request, MANUAL, NOW + timedelta(milliseconds=1), reserve_attempt=True)).allowed
+    ahead = ContactRequest("305-555-0193", lead_id="lead-ahead")
+    for at in (NOW + timedelta(seconds=2), NOW - timedelta(hours=2), NOW - timedelta(hours=1)):
+        assert (await gate.decide(ahead, MANUAL, at, reserve_attempt=True)).allowed
+    assert codes(await gate.decide(ahead, MANUAL, NOW)) == {"frequency_cap"}
+
+
+async def test_missing_time_zone_data_blocks_with_a_reason(store: DncStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As when the tz database lacks a zone the numbering data names: the gate cannot judge the
+    # window, so it blocks (gate_unavailable), and the blocked decision is still recorded.
+    from zoneinfo import ZoneInfoNotFoundError
+
+    from compliance_rules import rules
+
+    def no_zone(name: str) -> object:
+        raise ZoneInfoNotFoundError(f"No time zone found with key {name}")
+
+    monkeypatch.setattr(rules, "_zone", no_zone)
+    sink = MemoryAuditSink()
+    decision = await gate_for(store, sink).decide(ContactRequest("2125550100"), MANUAL, NOW)
+    assert codes(decision) == {"gate_unavailable"} and "ZoneInfoNotFoundError" in decision.reasons[0].message
+    assert [d.decision_id for d in sink.decisions] == [decision.decision_id]
+
+
 async def test_attempts_count_across_campaigns_with_the_same_subject(store: DncStore) -> None:
     gate = gate_for(store)
     request = ContactRequest("305-555-0191", lead_id="lead-x")
