@@ -274,19 +274,23 @@ def _unique(reasons: list[Reason]) -> list[Reason]:
     return list(dict.fromkeys(reasons))
 
 
-def _months_before(moment: datetime, months: int) -> datetime:
-    month_index = moment.month - 1 - months
+def _months_after(moment: datetime, months: int) -> datetime:
+    """The same day `months` later, clamped to the month's last day (Feb 29 + 12 months = Feb 28)."""
+    month_index = moment.month - 1 + months
     year, month = moment.year + month_index // 12, month_index % 12 + 1
     day = min(moment.day, calendar.monthrange(year, month)[1])
     return moment.replace(year=year, month=month, day=day)
 
 
-def _has_consent(records: Iterable[ConsentRecord], kind: ConsentKind, now: datetime, *, scope: str | None = None, newer_than: datetime | None = None) -> bool:
+def _has_consent(records: Iterable[ConsentRecord], kind: ConsentKind, now: datetime, *, scope: str | None = None, valid_months: int | None = None) -> bool:
+    # `valid_months` runs from each record's own date: a permission given 2027-02-28 lapses on
+    # 2028-02-28, so 2028-02-29 is past it (counting back 12 months from 2028-02-29 would clamp to
+    # 2027-02-28 and keep it a day too long).
     return any(
         record.kind is kind
         and record.valid_at(now)
         and (scope is None or record.scope in (None, scope))
-        and (newer_than is None or record.obtained_at > newer_than)
+        and (valid_months is None or now < _months_after(record.obtained_at, valid_months))
         for record in records
     )
 
@@ -304,8 +308,8 @@ def _check_consent(request: ContactRequest, location: Location, policy: Campaign
                               "a marketing text needs prior express written consent and none is on file",
                               f"{book.federal.pewc_citation}; {book.federal.texts_citation}"))
     if policy.needs_ptc:
-        cutoff = _months_before(now, book.federal.ptc_valid_months)
-        if not _has_consent(request.consents, ConsentKind.PTC, now, scope=policy.consent_scope, newer_than=cutoff):
+        if not _has_consent(request.consents, ConsentKind.PTC, now, scope=policy.consent_scope,
+                            valid_months=book.federal.ptc_valid_months):
             reasons.append(
                 Reason(
                     ReasonCode.CONSENT_MISSING,

@@ -34,6 +34,9 @@ DEFAULT_SERVICE_TEXT_CITATION = (
     "(a one-time text sent at the consumer's request)"
 )
 
+# The longest frequency-cap window (FL/OK/MD/OR: 3 per 24 h); the attempt store keeps this much.
+MAX_CAP_WINDOW_HOURS = 24
+
 Window = tuple[time, time]
 # Allowed [start, end) windows per weekday, Monday first; an empty tuple means no calls that day.
 WeeklyHours = tuple[tuple[Window, ...], ...]
@@ -303,9 +306,14 @@ def _parse_rule(raw: Mapping[str, Any], sets: Mapping[str, list[Any]], index: in
         c = raw["cap"]
         if not isinstance(c, dict):
             raise RuleDataError(f"{where}.cap: must be a mapping with max_attempts, window_hours and a citation")
-        # At least 1 each: a zero-hour window would count no attempt and never block.
-        cap = CapRule(_whole(c, "max_attempts", where + ".cap", low=1), _whole(c, "window_hours", where + ".cap", low=1),
-                      _text(c, "citation", where + ".cap"))
+        # At least 1 each: a zero-hour window would count no attempt and never block. At most
+        # MAX_CAP_WINDOW_HOURS: the attempt store keeps (and fetches) no older attempts, so a
+        # longer window would be undercounted.
+        window_hours = _whole(c, "window_hours", where + ".cap", low=1)
+        if window_hours > MAX_CAP_WINDOW_HOURS:
+            raise RuleDataError(f"{where}.cap: window_hours {window_hours} is longer than the "
+                                f"{MAX_CAP_WINDOW_HOURS} h of attempts the store keeps")
+        cap = CapRule(_whole(c, "max_attempts", where + ".cap", low=1), window_hours, _text(c, "citation", where + ".cap"))
     consent = None
     if raw.get("consent"):
         c = raw["consent"]
@@ -435,6 +443,16 @@ def parse_rulebook(text: str) -> RuleBook:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise RuleDataError(f"rule data is not valid YAML: {error}") from None
+    try:
+        return _parse_rulebook(raw, text)
+    except (AttributeError, TypeError, KeyError) as error:
+        # A section of the wrong shape (a mapping where a list belongs, a string for a mapping):
+        # the same RuleDataError as every other defect, so the runtime starts with the gate
+        # blocking everything instead of crashing or half-loading.
+        raise RuleDataError(f"rule data has a section of the wrong shape ({type(error).__name__}: {error})") from None
+
+
+def _parse_rulebook(raw: Any, text: str) -> RuleBook:
     if not isinstance(raw, dict) or "federal" not in raw or "rules" not in raw:
         raise RuleDataError("rule data must have 'federal' and 'rules' sections")
     fed = raw["federal"]

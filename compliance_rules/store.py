@@ -28,9 +28,10 @@ import redis.asyncio as aioredis
 from compliance_rules.importer import ParseStats
 from compliance_rules.model import US_STATE_CODES, ListVersions, NumberFacts
 from compliance_rules.numbers import NumberInfo
+from compliance_rules.ruleset import MAX_CAP_WINDOW_HOURS
 
 BITMAP_BYTES = 10**7 // 8
-CAP_HORIZON = timedelta(hours=24)  # the longest cap window in the rule data (FL/OK/MD/OR: 24 h)
+CAP_HORIZON = timedelta(hours=MAX_CAP_WINDOW_HOURS)  # the longest cap window the rule data may hold
 _LIST_NAME = re.compile(r"^(federal|internal|litigator|optout|state:[A-Z]{2})$")
 SET_LISTS = frozenset({"internal", "litigator", "optout"})
 FLUSH_NPAS = 64  # area codes buffered in memory during an import before merging into Redis

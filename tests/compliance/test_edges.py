@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compliance_rules.holidays import easter_sunday
-from compliance_rules.model import ConsentKind, ConsentRecord, Decision, DialMode, ListVersions
+from compliance_rules.model import ConsentKind, ConsentRecord, Decision, DialMode, ListVersions, Purpose
 from compliance_rules.policy import CampaignPolicy
 from compliance_rules.ruleset import DEFAULT_RULES_PATH, RuleDataError, parse_rulebook
 from tests.compliance.helpers import check, codes, utc
@@ -374,6 +374,38 @@ def test_an_opt_out_on_the_list_blocks_even_with_consent_on_file() -> None:
     assert codes(decision) == {"opted_out"}
 
 
+# -- Medicare permission to contact: 12 months from the day it was given -----------------------
+MEDICARE = CampaignPolicy(purpose=Purpose.MEDICARE_MARKETING)
+
+
+def _ptc(obtained: datetime) -> ConsentRecord:
+    return ConsentRecord(ConsentKind.PTC, obtained)
+
+
+def test_a_permission_given_on_february_28_lapses_before_february_29() -> None:
+    # 42 CFR 422.2264 (12 months): given 2027-02-28 15:00Z, it lapses 2028-02-28 15:00Z; on the
+    # leap day it is older than 12 months (counting back from 2028-02-29 would clamp to 2027-02-28).
+    given = utc("2027-02-28T15:00")
+    assert check(NY, utc("2028-02-28T14:59:59"), consents=[_ptc(given)], policy=MEDICARE).allowed
+    assert codes(check(NY, utc("2028-02-28T15:00"), consents=[_ptc(given)], policy=MEDICARE)) == {"consent_missing"}
+    assert codes(check(NY, utc("2028-02-29T14:00"), consents=[_ptc(given)], policy=MEDICARE)) == {"consent_missing"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(obtained=st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2026, 12, 31), timezones=st.just(UTC)),
+       age_days=st.integers(300, 400))
+def test_no_permission_older_than_12_months_is_used(obtained: datetime, age_days: int) -> None:
+    # Checked at 16:00 Eastern-ish on a weekday, so only the consent decides.
+    day = (obtained + timedelta(days=age_days)).date()
+    while day.weekday() > 4:
+        day += timedelta(days=1)
+    at = at_local("America/New_York", day, 12)
+    decision = check(NY, at, consents=[_ptc(obtained)], policy=MEDICARE)
+    year, month = obtained.year + 1, obtained.month
+    lapses = obtained.replace(year=year, day=min(obtained.day, 28 if month == 2 and year % 4 else obtained.day))
+    assert decision.allowed is (at < lapses), (obtained, at, decision.reasons)
+
+
 # -- list freshness across the date line ----------------------------------------------------------
 @pytest.mark.parametrize("phone", ["671-632-1234", "670-234-1234"])
 def test_a_registry_copy_is_judged_on_the_leads_date_in_guam_and_the_marianas(phone: str) -> None:
@@ -421,6 +453,14 @@ BASE = DEFAULT_RULES_PATH.read_text(encoding="utf-8")
          "  - state: FL\n    confidence: high\n    effective_from: \"2021-07-01\"\n    effective_to: \"2021-07-01\"\n",
          "is not before effective_to"),
         ("  CO:\n    citation:", "  XX:\n    citation:", "two-letter US state or territory code"),
+        ("    holidays: {set: AL_HOLIDAYS, observed: sat_to_fri_sun_to_mon, citation: \"Ala. Admin. Code r. 770-X-5-.17(1)(b); Ala. Code 1-3-8\"}",
+         "    holidays: AL_HOLIDAYS", "a section of the wrong shape"),
+        ("cap: {max_attempts: 3, window_hours: 24, citation: \"Fla. Stat. 501.616(6)(b) (3 calls per 24 h, same subject)\"}",
+         "cap: \"3 per day\"", "must be a mapping with max_attempts"),
+        ("  ptc_valid_months: 12", "  ptc_valid_months: [12]", "'ptc_valid_months' must be a whole number"),
+        # The attempt store keeps 24 h: a 48-hour cap would be undercounted, so it is refused.
+        ("cap: {max_attempts: 3, window_hours: 24, citation: \"Fla.",
+         "cap: {max_attempts: 3, window_hours: 48, citation: \"Fla.", "longer than the 24 h of attempts the store keeps"),
     ],
 )
 def test_malformed_rule_data_is_refused(old: str, new: str, message: str) -> None:

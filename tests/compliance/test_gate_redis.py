@@ -185,6 +185,13 @@ async def test_missing_time_zone_data_blocks_with_a_reason(store: DncStore, monk
     assert [d.decision_id for d in sink.decisions] == [decision.decision_id]
 
 
+async def test_a_time_without_a_zone_blocks_instead_of_guessing_one(store: DncStore) -> None:
+    sink = MemoryAuditSink()
+    decision = await gate_for(store, sink).decide(ContactRequest("2125550100"), MANUAL, datetime(2026, 3, 3, 16))
+    assert codes(decision) == {"gate_unavailable"} and "ValueError" in decision.reasons[0].message
+    assert len(sink.decisions) == 1
+
+
 async def test_attempts_count_across_campaigns_with_the_same_subject(store: DncStore) -> None:
     gate = gate_for(store)
     request = ContactRequest("305-555-0191", lead_id="lead-x")
