@@ -117,6 +117,69 @@ def test_each_states_hours_at_their_exact_edges(state: str, weekday: int) -> Non
     assert codes(placed(zip_code, last + MICROSECOND)) == {"outside_calling_window"}, state
 
 
+# The whole of 2026, both directions: for every state with its own hours, allowed exactly when the
+# research's windows (in every zone the rule names) and the federal window all contain the instant
+# and the local date is not one of the state's holidays. Holidays written out by hand for 2026 from
+# the research's lists (actual day and the observed Friday/Monday of a weekend one).
+_FED_2026 = {"01-01", "01-19", "02-16", "05-25", "06-19", "07-03", "07-04", "09-07", "10-12", "11-11", "11-26", "12-25"}
+HOLIDAYS_2026: dict[str, set[str]] = {
+    "AL": (_FED_2026 | {"02-17", "04-27", "06-01", "12-01"}),
+    "LA": (_FED_2026 - {"02-16", "06-19", "10-12"}) | {"01-08", "02-17", "04-03", "11-03", "11-27"},
+    "PA": (_FED_2026 - {"06-19"}) | {"04-03", "06-14", "06-15", "11-03"},
+    "RI": _FED_2026 | {"05-04", "08-10"},
+    "UT": _FED_2026 | {"07-24"},
+}
+# (ZIP code, zones whose clock must be inside, hours) per state; Mississippi's hours are also read in
+# fixed Central Standard Time (Etc/GMT+6), Texas's in Central time (Houston is Central anyway).
+YEAR_ORACLE: dict[str, tuple[str, tuple[str, ...], dict[int, tuple[time, time] | None]]] = {
+    state: (zip_code, (zone, "Etc/GMT+6") if state == "MS" else (zone,),
+            hours("08:00", "20:00", range(6)) if state == "MS" else week)
+    for state, (zip_code, zone, week) in STATE_HOURS.items()
+}
+_EDGES = sorted({h * 3600 + m * 60 for h in range(7, 22) for m in (0, 57)})
+
+
+@settings(max_examples=150, deadline=None)
+@given(day=st.integers(0, 364), seconds=st.one_of(
+    st.integers(0, 86_399),
+    st.builds(lambda edge, delta: max(0, min(86_399, edge + delta)), st.sampled_from(_EDGES), st.integers(-2, 2))))
+@pytest.mark.parametrize("state", sorted(YEAR_ORACLE))
+def test_a_whole_year_of_each_states_hours_and_holidays(state: str, day: int, seconds: int) -> None:
+    zip_code, zones, week = YEAR_ORACLE[state]
+    home = STATE_HOURS[state][1]
+    local_day = date(2026, 1, 1) + timedelta(days=day)
+    instant = (datetime(local_day.year, local_day.month, local_day.day, tzinfo=ZoneInfo(home))
+               + timedelta(seconds=seconds)).astimezone(UTC)
+    local = instant.astimezone(ZoneInfo(home))
+    decision = placed(zip_code, instant)
+    if f"{local:%m-%d}" in HOLIDAYS_2026.get(state, set()) and local.year == 2026:
+        assert "state_holiday" in codes(decision), (state, local, decision.reasons)
+        return
+    assert "state_holiday" not in codes(decision), (state, local, decision.reasons)
+    inside = _expected(local, 8)
+    for zone in zones:
+        clock = instant.astimezone(ZoneInfo(zone))
+        window = week[clock.weekday()]
+        if window is None:
+            inside = False
+            continue
+        start = clock.replace(hour=window[0].hour, minute=window[0].minute, second=0, microsecond=0)
+        close = clock.replace(hour=window[1].hour, minute=window[1].minute, second=0, microsecond=0)
+        inside = inside and start <= clock <= close - MARGIN
+    assert decision.allowed is inside, (state, local.isoformat(), decision.reasons)
+
+
+@pytest.mark.parametrize("state", sorted(HOLIDAYS_2026))
+def test_every_day_of_2026_is_a_holiday_exactly_when_the_research_says(state: str) -> None:
+    zip_code, zone, _ = STATE_HOURS[state]
+    found = set()
+    for offset in range(365):
+        day = date(2026, 1, 1) + timedelta(days=offset)
+        if "state_holiday" in codes(placed(zip_code, at_local(zone, day, 12))):
+            found.add(f"{day:%m-%d}")
+    assert found == HOLIDAYS_2026[state]
+
+
 def test_mississippi_in_winter_opens_at_eight() -> None:
     # Standard time: "8:00 a.m. Central Standard Time" is 08:00 on the clock.
     monday = date(2026, 1, 12)
