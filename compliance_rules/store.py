@@ -11,6 +11,9 @@ of one area code live on one node):
   allows sets for small lists). A check is still one command per list.
 * `dnc:meta`: hash of list name -> date of the copy (`YYYY-MM-DD`), `NAME:imported_at`, `NAME:count`.
 * `cap:SUBJECT:PERSON`: sorted set of attempt times (ms), trimmed and expired after the longest window.
+  An attempt is recorded under every key of its person (the lead id and the E.164 number), and
+  counted once over their union: a lead dialed by its campaign and then by hand without its lead
+  id (click-to-call) is still one person to the caps.
 """
 
 from __future__ import annotations
@@ -38,20 +41,33 @@ FLUSH_NPAS = 64  # area codes buffered in memory during an import before merging
 
 # Atomically: refuse when any cap (window_ms, max) is reached, else record the attempt. The window
 # is [now - window, +inf): an attempt exactly a window ago, or stamped ahead by another controller's
-# clock, still counts (as `rules._check_caps` counts them).
+# clock, still counts (as `rules._check_caps` counts them). KEYS are one person's keys (lead id,
+# number): an attempt is counted once over their union and recorded under each.
 _RESERVE_SCRIPT = """
 local now = tonumber(ARGV[1])
 local horizon = tonumber(ARGV[3])
 for i = 4, #ARGV, 2 do
   local window = tonumber(ARGV[i])
   local limit = tonumber(ARGV[i + 1])
-  if redis.call('ZCOUNT', KEYS[1], now - window, '+inf') >= limit then
+  local seen = {}
+  local count = 0
+  for _, key in ipairs(KEYS) do
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, now - window, '+inf')) do
+      if not seen[member] then
+        seen[member] = true
+        count = count + 1
+      end
+    end
+  end
+  if count >= limit then
     return 0
   end
 end
-redis.call('ZADD', KEYS[1], now, ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - horizon))
-redis.call('PEXPIRE', KEYS[1], horizon)
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, ARGV[2])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (now - horizon))
+  redis.call('PEXPIRE', key, horizon)
+end
 return 1
 """
 
@@ -74,7 +90,7 @@ class FactsQuery:
 
     number: NumberInfo
     state_lists: tuple[str, ...]  # e.g. ("state:FL",)
-    person: str  # lead id, or the E.164 number when the lead is unknown
+    persons: tuple[str, ...]  # the person's cap keys: lead id and E.164 number (either may be absent)
     subject: str
 
 
@@ -109,7 +125,7 @@ class DncStore:
     # -- checks -------------------------------------------------------------------------------
     async def fetch(self, queries: Sequence[FactsQuery], now: datetime) -> tuple[ListVersions, list[NumberFacts]]:
         """List versions plus every list hit and recent attempt for each number: one round trip."""
-        plan: list[list[str]] = []
+        plan: list[tuple[list[str], int]] = []  # list names, cap keys
         since_ms = int((now - CAP_HORIZON).timestamp() * 1000)
         # `async with`: a pipeline cut short by the gate's time budget gives its connection back
         # (otherwise it leaks, and redis-py warns "Unclosed Pipeline client" when it is collected).
@@ -125,29 +141,32 @@ class DncStore:
                     else:
                         pipe.getbit(key, number.local)
                 # Up to +inf: an attempt another controller stamped a moment ahead still counts.
-                pipe.zrangebyscore(self.cap_key(query.subject, query.person), since_ms, "+inf")
-                plan.append(names)
+                for person in query.persons:
+                    pipe.zrangebyscore(self.cap_key(query.subject, person), since_ms, "+inf")
+                plan.append((names, len(query.persons)))
             replies = await pipe.execute()
         meta = {_text(k): _text(v) for k, v in replies[0].items()}
         versions = ListVersions({k: v for k, v in meta.items() if ":" not in k.removeprefix("state:")})
         facts: list[NumberFacts] = []
         position = 1
-        for names in plan:
+        for names, keys in plan:
             hits = frozenset(name for name, hit in zip(names, replies[position : position + len(names)], strict=True) if hit)
             position += len(names)
-            attempts = tuple(
-                datetime.fromtimestamp(int(_text(member).split(":", 1)[0]) / 1000, UTC) for member in replies[position]
-            )
-            position += 1
+            # One attempt is recorded under each of the person's keys: counted once.
+            members = sorted({_text(member) for reply in replies[position : position + keys] for member in reply})
+            attempts = tuple(datetime.fromtimestamp(int(member.split(":", 1)[0]) / 1000, UTC) for member in members)
+            position += keys
             facts.append(NumberFacts(hits, attempts))
         return versions, facts
 
     async def reserve_attempts(
-        self, reservations: Sequence[tuple[str, str, Sequence[tuple[int, int]]]], now: datetime
+        self, reservations: Sequence[tuple[str, str | Sequence[str], Sequence[tuple[int, int]]]], now: datetime
     ) -> list[bool]:
         """Record one attempt per (subject, person, caps) unless a cap (max, window hours) is reached.
 
-        Atomic per person (a Lua script), so two controllers cannot both take the last slot.
+        `person` is one key or several (the lead id and the number): the attempts under any of
+        them count once each, and the new one is recorded under all. Atomic per person (a Lua
+        script), so two controllers cannot both take the last slot.
         """
         if not reservations:
             return []
@@ -155,13 +174,17 @@ class DncStore:
         horizon_ms = int(CAP_HORIZON.total_seconds() * 1000)
         async with self.redis.pipeline(transaction=False) as pipe:  # see `fetch`
             for subject, person, caps in reservations:
+                persons = (person,) if isinstance(person, str) else tuple(person)
+                if not persons:
+                    raise ValueError("an attempt needs at least one person key")
                 args: list[int | str] = [now_ms, f"{now_ms}:{uuid.uuid4().hex[:12]}", horizon_ms]
                 for max_attempts, window_hours in caps:
                     args += [window_hours * 3_600_000, max_attempts]
-                await self._reserve(keys=[self.cap_key(subject, person)], args=args, client=pipe)
+                keys = [self.cap_key(subject, key) for key in persons]
+                await self._reserve(keys=keys, args=args, client=pipe)
             return [bool(reply) for reply in await pipe.execute()]
 
-    async def record_attempt(self, subject: str, person: str, now: datetime) -> None:
+    async def record_attempt(self, subject: str, person: str | Sequence[str], now: datetime) -> None:
         """Count an attempt made without a reservation (every attempt counts toward the caps)."""
         await self.reserve_attempts([(subject, person, ())], now)
 

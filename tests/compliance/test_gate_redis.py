@@ -168,6 +168,28 @@ async def test_an_attempt_exactly_24_hours_old_still_takes_a_slot(store: DncStor
     assert codes(await gate.decide(ahead, MANUAL, NOW)) == {"frequency_cap"}
 
 
+async def test_a_lead_dialed_by_its_campaign_and_then_by_hand_is_one_person(store: DncStore) -> None:
+    # Fla. Stat. 501.616(6)(b) counts calls to a person "regardless of the number used": three
+    # campaign attempts under the lead id, then a click-to-call of the same number without a
+    # lead id is the fourth; and the other way round.
+    gate = gate_for(store)
+    campaign = ContactRequest("305-555-0194", lead_id="lead-twice")
+    for minutes in (30, 20, 10):
+        assert (await gate.decide(campaign, MANUAL, NOW - timedelta(minutes=minutes), reserve_attempt=True)).allowed
+    by_hand = ContactRequest("(305) 555-0194")
+    assert codes(await gate.decide(by_hand, MANUAL, NOW)) == {"frequency_cap"}
+    assert codes(await gate.decide(by_hand, MANUAL, NOW, reserve_attempt=True)) == {"frequency_cap"}
+    # Three attempts by hand first: the campaign's lead is then capped too; one attempt recorded
+    # under both keys still counts once (two by hand + one with the lead = 3, not 4).
+    by_hand_first = ContactRequest("305-555-0195")
+    for minutes in (30, 20):
+        assert (await gate.decide(by_hand_first, MANUAL, NOW - timedelta(minutes=minutes), reserve_attempt=True)).allowed
+    with_lead = ContactRequest("305-555-0195", lead_id="lead-later")
+    assert (await gate.decide(with_lead, MANUAL, NOW - timedelta(minutes=10), reserve_attempt=True)).allowed
+    decision = await gate.decide(with_lead, MANUAL, NOW)
+    assert codes(decision) == {"frequency_cap"} and "3 attempts" in decision.reasons[0].message
+
+
 async def test_missing_time_zone_data_blocks_with_a_reason(store: DncStore, monkeypatch: pytest.MonkeyPatch) -> None:
     # As when the tz database lacks a zone the numbering data names: the gate cannot judge the
     # window, so it blocks (gate_unavailable), and the blocked decision is still recorded.
