@@ -106,10 +106,12 @@ def judge(
 
 
 def rule_for(book: RuleBook, list_name: str, registry_max_age_days: int | None = None) -> RefreshRule | None:
-    """The list's refresh rule; `registry_max_age_days` overrides the federal one (GateOptions)."""
+    """The list's refresh rule; `registry_max_age_days` (GateOptions) may tighten the federal one,
+    never loosen it: 64.1200(c)(2)(i)(D) allows at most 31 days whatever an option says."""
     rule = book.refresh.get(list_name)
     if rule is not None and list_name == FEDERAL and registry_max_age_days is not None:
-        return RefreshRule(rule.citation, rule.confidence, max_age_days=registry_max_age_days)
+        ceiling = rule.max_age_days if rule.max_age_days is not None else registry_max_age_days
+        return RefreshRule(rule.citation, rule.confidence, max_age_days=min(registry_max_age_days, ceiling))
     return rule
 
 

@@ -423,6 +423,28 @@ def _state_lists(raw: object) -> tuple[dict[str, str], dict[str, RefreshRule]]:
     return citations, refresh
 
 
+def _check_no_holes(rules: tuple[StateRule, ...]) -> None:
+    """Refuse a state whose unflagged rules leave days uncovered between them (one row ending
+    2026-12-31 and its successor starting 2027-01-02): on such a day the state would silently
+    fall back to the federal window. A rule that ends with no successor is a repeal, and allowed."""
+    by_state: dict[str, list[StateRule]] = {}
+    for rule in rules:
+        if rule.flag is None:
+            by_state.setdefault(rule.state, []).append(rule)
+    for state, rows in by_state.items():
+        covered_to: date | None = None  # the first day not yet covered; None: open-ended so far
+        started = False
+        for rule in sorted(rows, key=lambda r: r.effective_from or date.min):
+            begins = rule.effective_from or date.min
+            if started and covered_to is not None and begins > covered_to:
+                raise RuleDataError(f"rules for {state} leave {covered_to} to {begins - timedelta(days=1)} "
+                                    "without a rule (a gap; a repeal has no successor)")
+            if not started:
+                started, covered_to = True, rule.effective_to
+            elif covered_to is not None:
+                covered_to = None if rule.effective_to is None else max(covered_to, rule.effective_to)
+
+
 FEDERAL_OPEN, FEDERAL_CLOSE = time(8, 0), time(21, 0)
 
 
@@ -475,6 +497,7 @@ def _parse_rulebook(raw: Any, text: str) -> RuleBook:
     )
     sets = raw.get("holiday_sets") or {}
     rules = tuple(_parse_rule(rule, sets, index) for index, rule in enumerate(raw["rules"] or ()))
+    _check_no_holes(rules)
     lists, refresh = _state_lists(raw.get("state_dnc_lists") or {})
     refresh["federal"] = RefreshRule(federal.registry_citation, max_age_days=federal.registry_max_age_days)
     freshness = raw.get("list_freshness") or {}

@@ -482,6 +482,16 @@ def test_a_registry_copy_is_judged_on_the_leads_date_in_guam_and_the_marianas(ph
     assert check(NY, at, versions=ListVersions({"federal": "2026-01-30"})).allowed
 
 
+def test_an_option_can_tighten_the_registry_age_but_never_loosen_it() -> None:
+    from compliance_rules.rules import GateOptions
+
+    at = utc("2026-03-03T16:00")
+    old_copy = ListVersions({"federal": "2026-01-30"})  # 32 days
+    assert codes(check(NY, at, versions=old_copy, options=GateOptions(registry_max_age_days=60))) == {"registry_stale"}
+    assert codes(check(NY, at, versions=ListVersions({"federal": "2026-02-20"}),
+                       options=GateOptions(registry_max_age_days=7))) == {"registry_stale"}
+
+
 # -- texts keep the windows of calls ------------------------------------------------------------
 def test_a_marketing_text_at_nine_pm_is_outside_like_a_call() -> None:
     from compliance_rules.model import Channel, ContactRequest, NumberFacts, TextKind
@@ -530,6 +540,24 @@ def test_malformed_rule_data_is_refused(old: str, new: str, message: str) -> Non
     assert old in BASE, old
     with pytest.raises(RuleDataError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_rulebook(BASE.replace(old, new, 1))
+
+
+def _nevada_rows(first_ends: str, second_starts: str) -> str:
+    week = ", ".join(f'{day}: [["09:00","20:00"]]' for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun"))
+    return "".join(
+        f'  - state: NV\n    confidence: high\n    citation: "test row"\n    hours: {{{week}}}\n{dates}\n'
+        for dates in (f'    effective_from: "2020-01-01"\n    effective_to: "{first_ends}"',
+                      f'    effective_from: "{second_starts}"')
+    )
+
+
+def test_a_state_whose_rows_leave_days_uncovered_is_refused() -> None:
+    # effective_to is exclusive: rows [2020-01-01, 2027-01-01) and [2027-01-01, ...) are seamless.
+    seamless = BASE.replace("rules:\n", "rules:\n" + _nevada_rows("2027-01-01", "2027-01-01"), 1)
+    assert len(parse_rulebook(seamless).rules_for("NV")) == 2
+    gap = BASE.replace("rules:\n", "rules:\n" + _nevada_rows("2026-12-31", "2027-01-02"), 1)
+    with pytest.raises(RuleDataError, match="rules for NV leave 2026-12-31 to 2027-01-01 without a rule"):
+        parse_rulebook(gap)
 
 
 def test_a_federal_window_wider_than_the_law_is_refused() -> None:
