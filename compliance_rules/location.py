@@ -12,8 +12,10 @@ import gzip
 import io
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from importlib import metadata
+from zoneinfo import ZoneInfo, available_timezones
 
 from timezonefinder import TimezoneFinder
 
@@ -27,6 +29,10 @@ class ZipLocation:
     zip_code: str
     state: str
     zone: str | None
+    # Another zone the ZIP code may keep: the source lists a zone whose clock differs from the
+    # centroid's (22 ZIP codes on a zone line, e.g. Phenix City, AL: Central by law, Eastern in
+    # practice). Both apply (the stricter window wins).
+    also: tuple[str, ...] = ()
 
 
 @cache
@@ -40,6 +46,11 @@ def centroids() -> tuple[str, dict[str, tuple[str, float, float, str]]]:
     return source, {
         zip_code: (state, float(lat), float(lon), listed) for zip_code, state, lat, lon, listed in rows
     }
+
+
+@cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
 
 
 @cache
@@ -68,19 +79,33 @@ def locate_zip(zip_code: str) -> ZipLocation | None:
     state, lat, lon, listed_zone = entry
     zone = _finder().timezone_at(lat=lat, lng=lon)
     if zone is None or zone.startswith("Etc/"):
-        # The centroid lies in the sea (coastal and island ZIPs): use the zone the source lists.
-        zone = listed_zone or None
-    return ZipLocation(five, state, zone)
+        # The centroid lies in the sea (coastal and island ZIPs): use the zone the source lists,
+        # when it is a real zone (the source has at least one that is not: "Napakiak").
+        zone = listed_zone if listed_zone in _known_zones() else None
+    also: tuple[str, ...] = ()
+    if zone is not None and listed_zone in _known_zones() and _clocks_differ(zone, listed_zone):
+        also = (listed_zone,)
+    return ZipLocation(five, state, zone, also)
+
+
+_SAMPLE_INSTANTS = (datetime(2026, 1, 15, 12, tzinfo=UTC), datetime(2026, 7, 15, 12, tzinfo=UTC))
+
+
+def _clocks_differ(one: str, other: str) -> bool:
+    """Whether two zones show different times in winter or summer (not just different names)."""
+    return any(at.astimezone(ZoneInfo(one)).utcoffset() != at.astimezone(ZoneInfo(other)).utcoffset()
+               for at in _SAMPLE_INSTANTS)
 
 
 @cache
 def zones_for_state(state: str) -> tuple[str, ...]:
     """Every zone that any ZIP code of `state` lies in (empty for an unknown state)."""
     zones = {
-        location.zone
+        zone
         for zip_code, (zip_state, _, _, _) in centroids()[1].items()
         if zip_state == state
         for location in (locate_zip(zip_code),)
         if location is not None and location.zone
+        for zone in (location.zone, *location.also)
     }
     return tuple(sorted(zones))

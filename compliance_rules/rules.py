@@ -99,6 +99,7 @@ def locate(request: ContactRequest) -> Location:
             )
         else:
             zones.add(found.zone)
+            zones.update(found.also)  # a ZIP code on a zone line: both clocks
             states.add(found.state)
             found_state = found.state
             address_zone_known = True

@@ -286,6 +286,19 @@ def test_number_zip_and_state_in_three_places_take_every_window() -> None:
     assert codes(late) == {"outside_calling_window"} and "501.616" in late.reasons[0].citation
 
 
+def test_a_zip_code_on_a_zone_line_keeps_both_clocks() -> None:
+    # Phenix City, AL (36867): its centroid is in Eastern time (the city keeps Eastern in
+    # practice), the ZIP source lists Central (the law's). Both apply: opening at 08:00 Central =
+    # 09:00 Eastern, closing at 20:00 Eastern (Alabama's close) = 19:00 Central.
+    tuesday = date(2026, 3, 10)
+    assert set(placed("36867", at_local("America/New_York", tuesday, 12)).timezones) == {
+        "America/Chicago", "America/New_York"}
+    assert codes(placed("36867", at_local("America/New_York", tuesday, 8, 30))) == {"outside_calling_window"}
+    assert placed("36867", at_local("America/New_York", tuesday, 9)).allowed
+    assert placed("36867", at_local("America/New_York", tuesday, 19, 57)).allowed
+    assert codes(placed("36867", at_local("America/New_York", tuesday, 19, 57, 1))) == {"outside_calling_window"}
+
+
 def test_a_matching_zip_and_state_do_not_add_the_states_other_zones() -> None:
     # A Boston ZIP code with "MA": Eastern only (Massachusetts has one zone anyway); a Houston ZIP
     # code with "TX" keeps Central only, not El Paso's Mountain (the ZIP code is more precise).
