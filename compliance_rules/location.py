@@ -109,3 +109,11 @@ def zones_for_state(state: str) -> tuple[str, ...]:
         for zone in (location.zone, *location.also)
     }
     return tuple(sorted(zones))
+
+
+@cache
+def zone_fits_states(zone: str, states: tuple[str, ...]) -> bool:
+    """Whether `zone` keeps the clock of some zone of `states` (a ZIP code of theirs lies in one).
+    False flags numbering data that names a zone none of the area code's states keeps (907-581,
+    Unalaska, AK, maps to Pacific/Honolulu; rules.md section 4)."""
+    return any(not _clocks_differ(zone, other) for state in states for other in zones_for_state(state))

@@ -84,6 +84,11 @@ def locate(request: ContactRequest) -> Location:
         return Location(number, problems=(_invalid(number),))
     zones = set(number.zones)
     states = set(number.npa_states)
+    if number.npa_states and not all(zip_data.zone_fits_states(zone, number.npa_states) for zone in number.zones):
+        # The numbering data names a zone none of the area code's states keeps (907-581 Unalaska,
+        # AK -> Pacific/Honolulu, an hour behind Alaska): every zone of those states applies too.
+        for npa_state in number.npa_states:
+            zones.update(zip_data.zones_for_state(npa_state))
     problems: list[Reason] = []
     address_zone_known = False
     found_state: str | None = None

@@ -286,6 +286,20 @@ def test_number_zip_and_state_in_three_places_take_every_window() -> None:
     assert codes(late) == {"outside_calling_window"} and "501.616" in late.reasons[0].citation
 
 
+def test_a_number_the_numbering_data_puts_in_the_wrong_state_zone_gets_its_states_zones() -> None:
+    # phonenumbers maps 907-581 (Unalaska, AK) to Pacific/Honolulu, an hour behind Alaska time
+    # (research rules.md section 4). Without an address the lead gets every Alaska zone as well:
+    # 19:30 in Honolulu (HST, UTC-10) is 21:30 in Anchorage (AKDT since March 8, UTC-8), outside.
+    tuesday = date(2026, 3, 10)
+    decision = check("907-581-0142", at_local("Pacific/Honolulu", tuesday, 19, 30))
+    assert {"Pacific/Honolulu", "America/Anchorage", "America/Adak"} <= set(decision.timezones)
+    assert codes(decision) == {"outside_calling_window"}
+    assert "America/Anchorage" in " ".join(r.message for r in decision.reasons)
+    # A number whose zones fit its state is left alone.
+    assert check("907-555-0142", at_local("America/Anchorage", tuesday, 12)).timezones == (
+        "America/Adak", "America/Anchorage")
+
+
 def test_a_zip_code_on_a_zone_line_keeps_both_clocks() -> None:
     # Phenix City, AL (36867): its centroid is in Eastern time (the city keeps Eastern in
     # practice), the ZIP source lists Central (the law's). Both apply: opening at 08:00 Central =
