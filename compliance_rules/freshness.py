@@ -4,7 +4,9 @@ operators see (`dialer dnc status`, the supervisor console's alerts). Pure: date
 Every list with a refresh rule in the rule data is judged: the federal registry (31 days,
 47 CFR 64.1200(c)(2)(i)(D)), each state list (its publication schedule and grace period) and the
 litigator list (agency policy, only when its copy carries a date). "Today" is the UTC date of the
-instant judged: ahead of every US local date, so a copy turns stale a few hours early, never late.
+instant judged (ahead of every mainland US local date, so a copy turns stale a few hours early,
+never late); the gate passes the later of that and the lead's local dates, since Guam and the
+Northern Marianas (UTC+10) reach a new date before UTC does.
 """
 
 from __future__ import annotations
@@ -104,10 +106,12 @@ def judge(
 
 
 def rule_for(book: RuleBook, list_name: str, registry_max_age_days: int | None = None) -> RefreshRule | None:
-    """The list's refresh rule; `registry_max_age_days` overrides the federal one (GateOptions)."""
+    """The list's refresh rule; `registry_max_age_days` (GateOptions) may tighten the federal one,
+    never loosen it: 64.1200(c)(2)(i)(D) allows at most 31 days whatever an option says."""
     rule = book.refresh.get(list_name)
     if rule is not None and list_name == FEDERAL and registry_max_age_days is not None:
-        return RefreshRule(rule.citation, rule.confidence, max_age_days=registry_max_age_days)
+        ceiling = rule.max_age_days if rule.max_age_days is not None else registry_max_age_days
+        return RefreshRule(rule.citation, rule.confidence, max_age_days=min(registry_max_age_days, ceiling))
     return rule
 
 

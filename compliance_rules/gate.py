@@ -41,6 +41,14 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def person_keys(request: ContactRequest, location: Location) -> tuple[str, ...]:
+    """The keys a person's attempts are counted under: the lead id and the number. The state caps
+    count calls to a person "regardless of the number used" (Fla. Stat. 501.616(6)(b)), and a
+    number dialed by hand without its lead (click-to-call) is still that person: attempts under
+    either key count, once each."""
+    return tuple(dict.fromkeys(key for key in (request.lead_id, location.number.e164 or request.phone) if key))
+
+
 class ComplianceGate:
     """Decides "may we contact this number now, for this campaign and purpose"."""
 
@@ -138,8 +146,7 @@ class ComplianceGate:
 
     def _query(self, request: ContactRequest, location: Location, policy: CampaignPolicy, book: RuleBook) -> FactsQuery:
         state_lists = tuple(f"state:{s}" for s in location.states if s in book.state_dnc_lists)
-        person = request.lead_id or location.number.e164 or request.phone
-        return FactsQuery(location.number, state_lists, person, policy.cap_subject)
+        return FactsQuery(location.number, state_lists, person_keys(request, location), policy.cap_subject)
 
     async def _reserve(
         self,
@@ -151,14 +158,13 @@ class ComplianceGate:
         now: datetime,
     ) -> list[Decision]:
         wanted: list[int] = []
-        reservations: list[tuple[str, str, list[tuple[int, int]]]] = []
+        reservations: list[tuple[str, str | Sequence[str], list[tuple[int, int]]]] = []
         for index, (request, location, decision) in enumerate(zip(requests, locations, decisions, strict=True)):
             if not decision.allowed or not request.counts_toward_caps:
                 continue
             caps = [(m, w) for m, w, _ in applicable_caps(location, policy, book, now, self.options, request.channel)]
-            person = request.lead_id or location.number.e164 or request.phone
             wanted.append(index)
-            reservations.append((policy.cap_subject, person, caps))
+            reservations.append((policy.cap_subject, person_keys(request, location), caps))
         async with asyncio.timeout(self._budget(len(reservations))):
             granted = await self.store.reserve_attempts(reservations, now)
         for index, ok in zip(wanted, granted, strict=True):

@@ -19,6 +19,7 @@ from compliance_rules import freshness, numbers
 from compliance_rules import location as zip_data
 from compliance_rules.holidays import holiday_on
 from compliance_rules.model import (
+    US_STATE_CODES,
     Channel,
     ConsentKind,
     ConsentRecord,
@@ -83,9 +84,15 @@ def locate(request: ContactRequest) -> Location:
         return Location(number, problems=(_invalid(number),))
     zones = set(number.zones)
     states = set(number.npa_states)
+    if number.npa_states and not all(zip_data.zone_fits_states(zone, number.npa_states) for zone in number.zones):
+        # The numbering data names a zone none of the area code's states keeps (907-581 Unalaska,
+        # AK -> Pacific/Honolulu, an hour behind Alaska): every zone of those states applies too.
+        for npa_state in number.npa_states:
+            zones.update(zip_data.zones_for_state(npa_state))
     problems: list[Reason] = []
     address_zone_known = False
-    if request.zip_code:
+    found_state: str | None = None
+    if request.zip_code and request.zip_code.strip():  # a blank field is no ZIP code
         found = zip_data.locate_zip(request.zip_code)
         if found is None or found.zone is None:
             problems.append(
@@ -97,15 +104,34 @@ def locate(request: ContactRequest) -> Location:
             )
         else:
             zones.add(found.zone)
+            zones.update(found.also)  # a ZIP code on a zone line: both clocks
             states.add(found.state)
+            found_state = found.state
             address_zone_known = True
-    if request.state:
-        states.add(request.state.upper())
-        if not address_zone_known:
-            zones.update(zip_data.zones_for_state(request.state.upper()))
+    state = (request.state or "").strip().upper()  # a blank field is no state
+    if state:
+        if state not in US_STATE_CODES:
+            # An unknown code would match no state rule and give no zone: the lead's own state
+            # rules would silently not apply ("Florida", "F.L." or a typo). Blocked, not guessed.
+            problems.append(_unknown_state(request.state or ""))
+        else:
+            states.add(state)
+            if not address_zone_known or state != found_state:
+                # The state alone, or a state the ZIP code contradicts: every zone of that state
+                # too, since either may be where the lead is (the strictest window applies).
+                zones.update(zip_data.zones_for_state(state))
     if not zones and not problems:
         problems.append(_no_zone(number))
     return Location(number, tuple(sorted(zones)), tuple(sorted(states)), tuple(problems))
+
+
+def _unknown_state(raw: str) -> Reason:
+    return Reason(
+        ReasonCode.UNKNOWN_LOCATION,
+        f"state {raw!r} is not a two-letter US state or territory code, so the lead's state rules and "
+        "time zone are unknown",
+        "47 CFR 64.1200(c)(1); 16 CFR 310.4(c) (called party's local time); agency policy",
+    )
 
 
 def _no_zone(number: NumberInfo) -> Reason:
@@ -122,18 +148,27 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def _minutes(t: time) -> float:
+_DAY_MICROSECONDS = 24 * 3600 * 1_000_000
+
+
+def _microseconds(t: time) -> int:
+    """Time of day in whole microseconds (exact: no float rounding at a window's edge)."""
     if t == time.max:
-        return 24 * 60
-    return t.hour * 60 + t.minute + t.second / 60
+        return _DAY_MICROSECONDS  # "24:00" in the rule data
+    return ((t.hour * 60 + t.minute) * 60 + t.second) * 1_000_000 + t.microsecond
 
 
 def _inside(hours: WeeklyHours, local: datetime, margin: timedelta) -> bool:
-    """Launch allowed: start <= local time and local time + margin <= end of the same window."""
-    now_minutes = _minutes(local.time())
-    margin_minutes = margin.total_seconds() / 60
+    """Launch allowed: start <= local time < end, and local time + margin <= end, in one window.
+
+    Windows are [start, end): with no margin, 21:00:00 itself is outside ("after 9 p.m.", 47 CFR
+    64.1200(c)(1): a call launched at 21:00:00 rings after it). With a margin the last launch is
+    end - margin, whose ringing ends by the close. Microseconds count: 20:57:00.4 is past a
+    20:57:00 last launch."""
+    now = _microseconds(local.time())
+    margin_us = margin // timedelta(microseconds=1)
     return any(
-        _minutes(start) <= now_minutes and now_minutes + margin_minutes <= _minutes(end)
+        _microseconds(start) <= now < _microseconds(end) and now + margin_us <= _microseconds(end)
         for start, end in hours[local.weekday()]
     )
 
@@ -245,19 +280,23 @@ def _unique(reasons: list[Reason]) -> list[Reason]:
     return list(dict.fromkeys(reasons))
 
 
-def _months_before(moment: datetime, months: int) -> datetime:
-    month_index = moment.month - 1 - months
+def _months_after(moment: datetime, months: int) -> datetime:
+    """The same day `months` later, clamped to the month's last day (Feb 29 + 12 months = Feb 28)."""
+    month_index = moment.month - 1 + months
     year, month = moment.year + month_index // 12, month_index % 12 + 1
     day = min(moment.day, calendar.monthrange(year, month)[1])
     return moment.replace(year=year, month=month, day=day)
 
 
-def _has_consent(records: Iterable[ConsentRecord], kind: ConsentKind, now: datetime, *, scope: str | None = None, newer_than: datetime | None = None) -> bool:
+def _has_consent(records: Iterable[ConsentRecord], kind: ConsentKind, now: datetime, *, scope: str | None = None, valid_months: int | None = None) -> bool:
+    # `valid_months` runs from each record's own date: a permission given 2027-02-28 lapses on
+    # 2028-02-28, so 2028-02-29 is past it (counting back 12 months from 2028-02-29 would clamp to
+    # 2027-02-28 and keep it a day too long).
     return any(
         record.kind is kind
         and record.valid_at(now)
         and (scope is None or record.scope in (None, scope))
-        and (newer_than is None or record.obtained_at > newer_than)
+        and (valid_months is None or now < _months_after(record.obtained_at, valid_months))
         for record in records
     )
 
@@ -275,8 +314,8 @@ def _check_consent(request: ContactRequest, location: Location, policy: Campaign
                               "a marketing text needs prior express written consent and none is on file",
                               f"{book.federal.pewc_citation}; {book.federal.texts_citation}"))
     if policy.needs_ptc:
-        cutoff = _months_before(now, book.federal.ptc_valid_months)
-        if not _has_consent(request.consents, ConsentKind.PTC, now, scope=policy.consent_scope, newer_than=cutoff):
+        if not _has_consent(request.consents, ConsentKind.PTC, now, scope=policy.consent_scope,
+                            valid_months=book.federal.ptc_valid_months):
             reasons.append(
                 Reason(
                     ReasonCode.CONSENT_MISSING,
@@ -311,7 +350,11 @@ def _freshness_reasons(
     the federal registry (31 days), the state lists of every state the lead may be in (each by
     its own publication schedule), and the litigator list when its copy carries a date."""
     fed = book.federal
-    today = freshness.utc_today(now)
+    # The call's date is the latest of the UTC date and the lead's local dates: UTC is ahead of
+    # every mainland zone, but Guam and the Northern Marianas (UTC+10) reach a new day first, and
+    # a copy must not be used on a local date past its deadline (47 CFR 64.1200(c)(2)(i)(D): "no
+    # more than 31 days prior to the date any call is made").
+    today = max([freshness.utc_today(now), *(now.astimezone(_zone(zone)).date() for zone in location.zones)])
     reasons: list[Reason] = []
     federal_rule = freshness.rule_for(book, FEDERAL, options.registry_max_age_days)
     if federal_rule is not None:
@@ -395,8 +438,11 @@ def _check_caps(
 ) -> list[Reason]:
     reasons: list[Reason] = []
     for max_attempts, window_hours, citation in applicable_caps(location, policy, book, now, options, channel):
+        # The window is closed at both ends: an attempt exactly 24 h ago still counts (a 24-hour
+        # period holding it and this one is not over yet, the stricter reading of "3 calls in
+        # 24 hours"), and so does one stamped after `now` by a controller whose clock runs ahead.
         since = now - timedelta(hours=window_hours)
-        count = sum(1 for attempt in facts.attempts if since < attempt <= now)
+        count = sum(1 for attempt in facts.attempts if since <= attempt)
         if count >= max_attempts:
             reasons.append(
                 Reason(

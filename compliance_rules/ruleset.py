@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from compliance_rules.holidays import KNOWN_HOLIDAYS, ObservedRule
-from compliance_rules.model import Channel
+from compliance_rules.model import US_STATE_CODES, Channel
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_RULES_PATH = DATA_DIR / "state_rules.yaml"
@@ -33,6 +33,9 @@ DEFAULT_SERVICE_TEXT_CITATION = (
     "47 CFR 64.1200(a)(12) (one confirmation of a revocation, no marketing); FCC 15-72 paras. 103-106 "
     "(a one-time text sent at the consumer's request)"
 )
+
+# The longest frequency-cap window (FL/OK/MD/OR: 3 per 24 h); the attempt store keeps this much.
+MAX_CAP_WINDOW_HOURS = 24
 
 Window = tuple[time, time]
 # Allowed [start, end) windows per weekday, Monday first; an empty tuple means no calls that day.
@@ -281,8 +284,9 @@ def _check_zone(name: str, where: str) -> str:
 def _parse_rule(raw: Mapping[str, Any], sets: Mapping[str, list[Any]], index: int) -> StateRule:
     where = f"rules[{index}]"
     state = raw.get("state")
-    if not isinstance(state, str) or len(state) != 2 or not state.isupper():
-        raise RuleDataError(f"{where}: 'state' must be a two-letter code")
+    if not isinstance(state, str) or state not in US_STATE_CODES:
+        # A misspelt code would be a rule that never applies: refused at load instead.
+        raise RuleDataError(f"{where}: 'state' must be a two-letter US state or territory code, got {state!r}")
     where = f"rules[{index}] ({state})"
     confidence = _confidence(raw.get("confidence"), where)
     holidays = None
@@ -300,9 +304,16 @@ def _parse_rule(raw: Mapping[str, Any], sets: Mapping[str, list[Any]], index: in
     cap = None
     if raw.get("cap"):
         c = raw["cap"]
-        if not isinstance(c.get("max_attempts"), int) or not isinstance(c.get("window_hours"), int):
-            raise RuleDataError(f"{where}.cap: max_attempts and window_hours must be whole numbers")
-        cap = CapRule(c["max_attempts"], c["window_hours"], _text(c, "citation", where + ".cap"))
+        if not isinstance(c, dict):
+            raise RuleDataError(f"{where}.cap: must be a mapping with max_attempts, window_hours and a citation")
+        # At least 1 each: a zero-hour window would count no attempt and never block. At most
+        # MAX_CAP_WINDOW_HOURS: the attempt store keeps (and fetches) no older attempts, so a
+        # longer window would be undercounted.
+        window_hours = _whole(c, "window_hours", where + ".cap", low=1)
+        if window_hours > MAX_CAP_WINDOW_HOURS:
+            raise RuleDataError(f"{where}.cap: window_hours {window_hours} is longer than the "
+                                f"{MAX_CAP_WINDOW_HOURS} h of attempts the store keeps")
+        cap = CapRule(_whole(c, "max_attempts", where + ".cap", low=1), window_hours, _text(c, "citation", where + ".cap"))
     consent = None
     if raw.get("consent"):
         c = raw["consent"]
@@ -314,6 +325,10 @@ def _parse_rule(raw: Mapping[str, Any], sets: Mapping[str, list[Any]], index: in
     declared = frozenset(
         d for d in (_date(v, where + ".declared_days") for v in raw.get("declared_days") or ()) if d
     )
+    effective_from = _date(raw.get("effective_from"), where + ".effective_from")
+    effective_to = _date(raw.get("effective_to"), where + ".effective_to")
+    if effective_from is not None and effective_to is not None and not effective_from < effective_to:
+        raise RuleDataError(f"{where}: effective_from {effective_from} is not before effective_to {effective_to}")
     return StateRule(
         state=state,
         citation=_text(raw, "citation", where),
@@ -325,8 +340,8 @@ def _parse_rule(raw: Mapping[str, Any], sets: Mapping[str, list[Any]], index: in
         declared_citation=raw.get("declared_citation") or "",
         cap=cap,
         consent=consent,
-        effective_from=_date(raw.get("effective_from"), where + ".effective_from"),
-        effective_to=_date(raw.get("effective_to"), where + ".effective_to"),
+        effective_from=effective_from,
+        effective_to=effective_to,
         flag=raw.get("flag"),
         channels=_channels(raw.get("channels"), where),
     )
@@ -399,13 +414,49 @@ def _state_lists(raw: object) -> tuple[dict[str, str], dict[str, RefreshRule]]:
     refresh: dict[str, RefreshRule] = {}
     for state, row in raw.items():
         where = f"state_dnc_lists.{state}"
-        if not isinstance(state, str) or len(state) != 2 or not state.isupper():
-            raise RuleDataError(f"{where}: the key must be a two-letter state code")
+        if not isinstance(state, str) or state not in US_STATE_CODES:
+            raise RuleDataError(f"{where}: the key must be a two-letter US state or territory code")
         if not isinstance(row, dict):
             raise RuleDataError(f"{where}: must be a mapping with a citation and a refresh rule")
         citations[state] = _text(row, "citation", where)
         refresh[f"state:{state}"] = parse_refresh(row.get("refresh"), f"{where}.refresh")
     return citations, refresh
+
+
+def _check_no_holes(rules: tuple[StateRule, ...]) -> None:
+    """Refuse a state whose unflagged rules leave days uncovered between them (one row ending
+    2026-12-31 and its successor starting 2027-01-02): on such a day the state would silently
+    fall back to the federal window. A rule that ends with no successor is a repeal, and allowed."""
+    by_state: dict[str, list[StateRule]] = {}
+    for rule in rules:
+        if rule.flag is None:
+            by_state.setdefault(rule.state, []).append(rule)
+    for state, rows in by_state.items():
+        covered_to: date | None = None  # the first day not yet covered; None: open-ended so far
+        started = False
+        for rule in sorted(rows, key=lambda r: r.effective_from or date.min):
+            begins = rule.effective_from or date.min
+            if started and covered_to is not None and begins > covered_to:
+                raise RuleDataError(f"rules for {state} leave {covered_to} to {begins - timedelta(days=1)} "
+                                    "without a rule (a gap; a repeal has no successor)")
+            if not started:
+                started, covered_to = True, rule.effective_to
+            elif covered_to is not None:
+                covered_to = None if rule.effective_to is None else max(covered_to, rule.effective_to)
+
+
+FEDERAL_OPEN, FEDERAL_CLOSE = time(8, 0), time(21, 0)
+
+
+def _federal_hours(raw: Any) -> WeeklyHours:
+    """The federal window as the data gives it, which may narrow 08:00-21:00 but never widen it
+    (47 CFR 64.1200(c)(1); 16 CFR 310.4(c)): a typo there would allow calls the law forbids."""
+    hours = parse_hours(raw, "federal.hours")
+    for day, windows in zip(WEEKDAYS, hours, strict=True):
+        for start, end in windows:
+            if start < FEDERAL_OPEN or end > FEDERAL_CLOSE:
+                raise RuleDataError(f"federal.hours.{day}: {start:%H:%M}-{end:%H:%M} is wider than the law's 08:00-21:00")
+    return hours
 
 
 def parse_rulebook(text: str) -> RuleBook:
@@ -414,13 +465,25 @@ def parse_rulebook(text: str) -> RuleBook:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise RuleDataError(f"rule data is not valid YAML: {error}") from None
+    try:
+        return _parse_rulebook(raw, text)
+    except (AttributeError, TypeError, KeyError) as error:
+        # A section of the wrong shape (a mapping where a list belongs, a string for a mapping):
+        # the same RuleDataError as every other defect, so the runtime starts with the gate
+        # blocking everything instead of crashing or half-loading.
+        raise RuleDataError(f"rule data has a section of the wrong shape ({type(error).__name__}: {error})") from None
+
+
+def _parse_rulebook(raw: Any, text: str) -> RuleBook:
     if not isinstance(raw, dict) or "federal" not in raw or "rules" not in raw:
         raise RuleDataError("rule data must have 'federal' and 'rules' sections")
     fed = raw["federal"]
+    if not isinstance(fed, dict):
+        raise RuleDataError("federal must be a mapping")
     federal = FederalRules(
-        hours=parse_hours(fed.get("hours"), "federal.hours"),
+        hours=_federal_hours(fed.get("hours")),
         citation=_text(fed, "citation", "federal"),
-        registry_max_age_days=int(fed.get("registry_max_age_days", 31)),
+        registry_max_age_days=_whole(fed, "registry_max_age_days", "federal", low=1) if "registry_max_age_days" in fed else 31,
         registry_citation=_text(fed, "registry_citation", "federal"),
         dnc_citation=_text(fed, "dnc_citation", "federal"),
         internal_dnc_citation=_text(fed, "internal_dnc_citation", "federal"),
@@ -428,12 +491,13 @@ def parse_rulebook(text: str) -> RuleBook:
         litigator_citation=_text(fed, "litigator_citation", "federal"),
         pewc_citation=_text(fed, "pewc_citation", "federal"),
         ptc_citation=_text(fed, "ptc_citation", "federal"),
-        ptc_valid_months=int(fed.get("ptc_valid_months", 12)),
+        ptc_valid_months=_whole(fed, "ptc_valid_months", "federal", low=1) if "ptc_valid_months" in fed else 12,
         texts_citation=str(fed.get("texts_citation") or DEFAULT_TEXTS_CITATION),
         service_text_citation=str(fed.get("service_text_citation") or DEFAULT_SERVICE_TEXT_CITATION),
     )
     sets = raw.get("holiday_sets") or {}
     rules = tuple(_parse_rule(rule, sets, index) for index, rule in enumerate(raw["rules"] or ()))
+    _check_no_holes(rules)
     lists, refresh = _state_lists(raw.get("state_dnc_lists") or {})
     refresh["federal"] = RefreshRule(federal.registry_citation, max_age_days=federal.registry_max_age_days)
     freshness = raw.get("list_freshness") or {}

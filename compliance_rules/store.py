@@ -11,6 +11,9 @@ of one area code live on one node):
   allows sets for small lists). A check is still one command per list.
 * `dnc:meta`: hash of list name -> date of the copy (`YYYY-MM-DD`), `NAME:imported_at`, `NAME:count`.
 * `cap:SUBJECT:PERSON`: sorted set of attempt times (ms), trimmed and expired after the longest window.
+  An attempt is recorded under every key of its person (the lead id and the E.164 number), and
+  counted once over their union: a lead dialed by its campaign and then by hand without its lead
+  id (click-to-call) is still one person to the caps.
 """
 
 from __future__ import annotations
@@ -28,27 +31,43 @@ import redis.asyncio as aioredis
 from compliance_rules.importer import ParseStats
 from compliance_rules.model import US_STATE_CODES, ListVersions, NumberFacts
 from compliance_rules.numbers import NumberInfo
+from compliance_rules.ruleset import MAX_CAP_WINDOW_HOURS
 
 BITMAP_BYTES = 10**7 // 8
-CAP_HORIZON = timedelta(hours=24)  # the longest cap window in the rule data (FL/OK/MD/OR: 24 h)
+CAP_HORIZON = timedelta(hours=MAX_CAP_WINDOW_HOURS)  # the longest cap window the rule data may hold
 _LIST_NAME = re.compile(r"^(federal|internal|litigator|optout|state:[A-Z]{2})$")
 SET_LISTS = frozenset({"internal", "litigator", "optout"})
 FLUSH_NPAS = 64  # area codes buffered in memory during an import before merging into Redis
 
-# Atomically: refuse when any cap (window_ms, max) is reached, else record the attempt.
+# Atomically: refuse when any cap (window_ms, max) is reached, else record the attempt. The window
+# is [now - window, +inf): an attempt exactly a window ago, or stamped ahead by another controller's
+# clock, still counts (as `rules._check_caps` counts them). KEYS are one person's keys (lead id,
+# number): an attempt is counted once over their union and recorded under each.
 _RESERVE_SCRIPT = """
 local now = tonumber(ARGV[1])
 local horizon = tonumber(ARGV[3])
 for i = 4, #ARGV, 2 do
   local window = tonumber(ARGV[i])
   local limit = tonumber(ARGV[i + 1])
-  if redis.call('ZCOUNT', KEYS[1], '(' .. (now - window), '+inf') >= limit then
+  local seen = {}
+  local count = 0
+  for _, key in ipairs(KEYS) do
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, now - window, '+inf')) do
+      if not seen[member] then
+        seen[member] = true
+        count = count + 1
+      end
+    end
+  end
+  if count >= limit then
     return 0
   end
 end
-redis.call('ZADD', KEYS[1], now, ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - horizon)
-redis.call('PEXPIRE', KEYS[1], horizon)
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, ARGV[2])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (now - horizon))
+  redis.call('PEXPIRE', key, horizon)
+end
 return 1
 """
 
@@ -71,7 +90,7 @@ class FactsQuery:
 
     number: NumberInfo
     state_lists: tuple[str, ...]  # e.g. ("state:FL",)
-    person: str  # lead id, or the E.164 number when the lead is unknown
+    persons: tuple[str, ...]  # the person's cap keys: lead id and E.164 number (either may be absent)
     subject: str
 
 
@@ -106,9 +125,8 @@ class DncStore:
     # -- checks -------------------------------------------------------------------------------
     async def fetch(self, queries: Sequence[FactsQuery], now: datetime) -> tuple[ListVersions, list[NumberFacts]]:
         """List versions plus every list hit and recent attempt for each number: one round trip."""
-        plan: list[list[str]] = []
+        plan: list[tuple[list[str], int]] = []  # list names, cap keys
         since_ms = int((now - CAP_HORIZON).timestamp() * 1000)
-        now_ms = int(now.timestamp() * 1000)
         # `async with`: a pipeline cut short by the gate's time budget gives its connection back
         # (otherwise it leaks, and redis-py warns "Unclosed Pipeline client" when it is collected).
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -122,29 +140,33 @@ class DncStore:
                         pipe.sismember(key, str(number.local))
                     else:
                         pipe.getbit(key, number.local)
-                pipe.zrangebyscore(self.cap_key(query.subject, query.person), since_ms, now_ms)
-                plan.append(names)
+                # Up to +inf: an attempt another controller stamped a moment ahead still counts.
+                for person in query.persons:
+                    pipe.zrangebyscore(self.cap_key(query.subject, person), since_ms, "+inf")
+                plan.append((names, len(query.persons)))
             replies = await pipe.execute()
         meta = {_text(k): _text(v) for k, v in replies[0].items()}
         versions = ListVersions({k: v for k, v in meta.items() if ":" not in k.removeprefix("state:")})
         facts: list[NumberFacts] = []
         position = 1
-        for names in plan:
+        for names, keys in plan:
             hits = frozenset(name for name, hit in zip(names, replies[position : position + len(names)], strict=True) if hit)
             position += len(names)
-            attempts = tuple(
-                datetime.fromtimestamp(int(_text(member).split(":", 1)[0]) / 1000, UTC) for member in replies[position]
-            )
-            position += 1
+            # One attempt is recorded under each of the person's keys: counted once.
+            members = sorted({_text(member) for reply in replies[position : position + keys] for member in reply})
+            attempts = tuple(datetime.fromtimestamp(int(member.split(":", 1)[0]) / 1000, UTC) for member in members)
+            position += keys
             facts.append(NumberFacts(hits, attempts))
         return versions, facts
 
     async def reserve_attempts(
-        self, reservations: Sequence[tuple[str, str, Sequence[tuple[int, int]]]], now: datetime
+        self, reservations: Sequence[tuple[str, str | Sequence[str], Sequence[tuple[int, int]]]], now: datetime
     ) -> list[bool]:
         """Record one attempt per (subject, person, caps) unless a cap (max, window hours) is reached.
 
-        Atomic per person (a Lua script), so two controllers cannot both take the last slot.
+        `person` is one key or several (the lead id and the number): the attempts under any of
+        them count once each, and the new one is recorded under all. Atomic per person (a Lua
+        script), so two controllers cannot both take the last slot.
         """
         if not reservations:
             return []
@@ -152,13 +174,17 @@ class DncStore:
         horizon_ms = int(CAP_HORIZON.total_seconds() * 1000)
         async with self.redis.pipeline(transaction=False) as pipe:  # see `fetch`
             for subject, person, caps in reservations:
+                persons = (person,) if isinstance(person, str) else tuple(person)
+                if not persons:
+                    raise ValueError("an attempt needs at least one person key")
                 args: list[int | str] = [now_ms, f"{now_ms}:{uuid.uuid4().hex[:12]}", horizon_ms]
                 for max_attempts, window_hours in caps:
                     args += [window_hours * 3_600_000, max_attempts]
-                await self._reserve(keys=[self.cap_key(subject, person)], args=args, client=pipe)
+                keys = [self.cap_key(subject, key) for key in persons]
+                await self._reserve(keys=keys, args=args, client=pipe)
             return [bool(reply) for reply in await pipe.execute()]
 
-    async def record_attempt(self, subject: str, person: str, now: datetime) -> None:
+    async def record_attempt(self, subject: str, person: str | Sequence[str], now: datetime) -> None:
         """Count an attempt made without a reservation (every attempt counts toward the caps)."""
         await self.reserve_attempts([(subject, person, ())], now)
 

@@ -150,6 +150,70 @@ async def test_frequency_cap_reservation_is_atomic_across_racers(store: DncStore
     assert (await gate.decide(request, MANUAL, NOW + timedelta(hours=24, minutes=1))).allowed
 
 
+async def test_an_attempt_exactly_24_hours_old_still_takes_a_slot(store: DncStore) -> None:
+    # Fla. Stat. 501.616(6)(b), read as a closed 24-hour window (as `rules._check_caps` reads it):
+    # the reservation refuses a fourth attempt at exactly 24 h after the first, and allows it 1 ms
+    # later; an attempt another controller stamped 2 s ahead counts at once.
+    gate = gate_for(store)
+    request = ContactRequest("305-555-0192", lead_id="lead-edge")
+    first = NOW - timedelta(hours=24)
+    for at in (first, NOW - timedelta(hours=2), NOW - timedelta(hours=1)):
+        assert (await gate.decide(request, MANUAL, at, reserve_attempt=True)).allowed
+    assert codes(await gate.decide(request, MANUAL, NOW)) == {"frequency_cap"}
+    assert codes(await gate.decide(request, MANUAL, NOW, reserve_attempt=True)) == {"frequency_cap"}
+    assert (await gate.decide(request, MANUAL, NOW + timedelta(milliseconds=1), reserve_attempt=True)).allowed
+    ahead = ContactRequest("305-555-0193", lead_id="lead-ahead")
+    for at in (NOW + timedelta(seconds=2), NOW - timedelta(hours=2), NOW - timedelta(hours=1)):
+        assert (await gate.decide(ahead, MANUAL, at, reserve_attempt=True)).allowed
+    assert codes(await gate.decide(ahead, MANUAL, NOW)) == {"frequency_cap"}
+
+
+async def test_a_lead_dialed_by_its_campaign_and_then_by_hand_is_one_person(store: DncStore) -> None:
+    # Fla. Stat. 501.616(6)(b) counts calls to a person "regardless of the number used": three
+    # campaign attempts under the lead id, then a click-to-call of the same number without a
+    # lead id is the fourth; and the other way round.
+    gate = gate_for(store)
+    campaign = ContactRequest("305-555-0194", lead_id="lead-twice")
+    for minutes in (30, 20, 10):
+        assert (await gate.decide(campaign, MANUAL, NOW - timedelta(minutes=minutes), reserve_attempt=True)).allowed
+    by_hand = ContactRequest("(305) 555-0194")
+    assert codes(await gate.decide(by_hand, MANUAL, NOW)) == {"frequency_cap"}
+    assert codes(await gate.decide(by_hand, MANUAL, NOW, reserve_attempt=True)) == {"frequency_cap"}
+    # Three attempts by hand first: the campaign's lead is then capped too; one attempt recorded
+    # under both keys still counts once (two by hand + one with the lead = 3, not 4).
+    by_hand_first = ContactRequest("305-555-0195")
+    for minutes in (30, 20):
+        assert (await gate.decide(by_hand_first, MANUAL, NOW - timedelta(minutes=minutes), reserve_attempt=True)).allowed
+    with_lead = ContactRequest("305-555-0195", lead_id="lead-later")
+    assert (await gate.decide(with_lead, MANUAL, NOW - timedelta(minutes=10), reserve_attempt=True)).allowed
+    decision = await gate.decide(with_lead, MANUAL, NOW)
+    assert codes(decision) == {"frequency_cap"} and "3 attempts" in decision.reasons[0].message
+
+
+async def test_missing_time_zone_data_blocks_with_a_reason(store: DncStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As when the tz database lacks a zone the numbering data names: the gate cannot judge the
+    # window, so it blocks (gate_unavailable), and the blocked decision is still recorded.
+    from zoneinfo import ZoneInfoNotFoundError
+
+    from compliance_rules import rules
+
+    def no_zone(name: str) -> object:
+        raise ZoneInfoNotFoundError(f"No time zone found with key {name}")
+
+    monkeypatch.setattr(rules, "_zone", no_zone)
+    sink = MemoryAuditSink()
+    decision = await gate_for(store, sink).decide(ContactRequest("2125550100"), MANUAL, NOW)
+    assert codes(decision) == {"gate_unavailable"} and "ZoneInfoNotFoundError" in decision.reasons[0].message
+    assert [d.decision_id for d in sink.decisions] == [decision.decision_id]
+
+
+async def test_a_time_without_a_zone_blocks_instead_of_guessing_one(store: DncStore) -> None:
+    sink = MemoryAuditSink()
+    decision = await gate_for(store, sink).decide(ContactRequest("2125550100"), MANUAL, datetime(2026, 3, 3, 16))
+    assert codes(decision) == {"gate_unavailable"} and "ValueError" in decision.reasons[0].message
+    assert len(sink.decisions) == 1
+
+
 async def test_attempts_count_across_campaigns_with_the_same_subject(store: DncStore) -> None:
     gate = gate_for(store)
     request = ContactRequest("305-555-0191", lead_id="lead-x")

@@ -21,10 +21,11 @@ from tests.compliance.helpers import BOOK, check, codes, fresh_versions, utc
 pytestmark = pytest.mark.timeout(30)
 SECOND = timedelta(seconds=1)
 
-# (number as a lead form writes it, territory, its zone, 08:00 local on Monday 2026-03-02 in UTC)
+# (number as a lead form writes it, territory, its zone, the window's opening on Monday 2026-03-02
+# in UTC: 08:00 local, the federal opening, except Puerto Rico's own 09:00, P.R. Law 210-2003)
 TERRITORIES = [
-    ("(787) 234-5678", "PR", "America/Puerto_Rico", "2026-03-02T12:00"),  # AST, UTC-4, no DST
-    ("939-234-5678", "PR", "America/Puerto_Rico", "2026-03-02T12:00"),
+    ("(787) 234-5678", "PR", "America/Puerto_Rico", "2026-03-02T13:00"),  # AST, UTC-4, no DST
+    ("939-234-5678", "PR", "America/Puerto_Rico", "2026-03-02T13:00"),
     ("+1 340 773 1234", "VI", "America/St_Thomas", "2026-03-02T12:00"),  # AST, UTC-4
     ("671.632.1234", "GU", "Pacific/Guam", "2026-03-01T22:00"),  # ChST, UTC+10: Sunday 22:00 UTC
     ("(670) 234-1234", "MP", "Pacific/Saipan", "2026-03-01T22:00"),  # ChST, UTC+10
@@ -46,12 +47,14 @@ def test_a_territory_number_is_called_within_its_zones_window(raw: str, territor
     at = utc(eight_am)
     opening = check(raw, at)
     assert opening.allowed and opening.timezones == (zone,), opening.reasons
-    assert opening.local_times[0][11:19] == "08:00:00"
+    opens = "09:00:00" if territory == "PR" else "08:00:00"
+    assert opening.local_times[0][11:19] == opens
     early = check(raw, at - SECOND)
     assert codes(early) == {"outside_calling_window"} and zone in early.reasons[0].message
     # 20:57 local is the last launch (a 3-minute margin before 21:00), 20:57:01 is not.
-    assert check(raw, at + timedelta(hours=12, minutes=57)).allowed
-    assert codes(check(raw, at + timedelta(hours=12, minutes=57) + SECOND)) == {"outside_calling_window"}
+    last = at + timedelta(hours=12 if territory != "PR" else 11, minutes=57)
+    assert check(raw, last).allowed
+    assert codes(check(raw, last + SECOND)) == {"outside_calling_window"}
 
 
 @pytest.mark.parametrize(("raw", "territory", "zone", "eight_am"), TERRITORIES)
