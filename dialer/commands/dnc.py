@@ -15,11 +15,13 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
@@ -35,7 +37,7 @@ from compliance_rules.importer import (
     iter_numbers,
     open_source,
 )
-from compliance_rules.model import ContactRequest, DialMode
+from compliance_rules.model import US_STATE_CODES, ContactRequest, DialMode
 from compliance_rules.numbers import NumberInfo, parse_number
 from compliance_rules.optout import OptOutError, OptOutSource
 from compliance_rules.policy import CampaignPolicy, PolicyError, load_policy
@@ -147,8 +149,11 @@ def run_check(args: argparse.Namespace) -> int:
     at = _parse_at(args.at)
     if args.zip_code is not None and not (args.zip_code[:5].isdigit() and len(args.zip_code) in (5, 9, 10)):
         raise UserError(f"--zip {args.zip_code!r} is not a ZIP code (5 digits, or ZIP+4)")
-    if args.state is not None and not (len(args.state) == 2 and args.state.isalpha()):
-        raise UserError(f"--state {args.state!r} is not a two-letter state code")
+    if args.state is not None and args.state.upper() not in US_STATE_CODES:
+        raise UserError(f"--state {args.state!r} is not a US state's two-letter code (e.g. NY)")
+    if args.audit_log is not None and (args.audit_log.is_dir() or not args.audit_log.parent.is_dir()):
+        # Found only when the decision is written, it would block the number as "gate unavailable".
+        raise UserError(f"--audit-log {args.audit_log}: give a file in an existing directory")
     policy = _policy(args)
     request = ContactRequest(
         args.number,
@@ -251,14 +256,15 @@ def run_import(args: argparse.Namespace) -> int:
         total = open_source(args.file).total_bytes
     except ImportFormatError as error:
         raise UserError(str(error)) from None
-    progress = None if args.quiet else ProgressBar(total, sys.stderr, f"{name}")
+    progress = None if args.quiet else _TrackedProgress(ProgressBar(total, sys.stderr, f"{name}"), total)
     stats = ParseStats()
 
     async def work(store: DncStore) -> str:
         if args.changes:
             added, deleted = await store.apply_changes(name, iter_changes(args.file, stats, progress), list_date)
             return f"{name}: {added} added, {deleted} deleted, {stats.rejected} unreadable lines; list date {list_date}"
-        result = await store.import_full(name, iter_numbers(args.file, stats, progress), list_date, stats)
+        numbers = _refusing_a_copy_without_numbers(iter_numbers(args.file, stats, progress), args.file, name, stats)
+        result = await store.import_full(name, numbers, list_date, stats)
         return (
             f"{name}: {result.numbers} numbers in {result.area_codes} area codes, "
             f"{stats.rejected} unreadable lines; list date {result.list_date}"
@@ -268,10 +274,47 @@ def run_import(args: argparse.Namespace) -> int:
         summary = _run(settings, work)
     except ImportFormatError as error:
         raise UserError(str(error)) from None
+    finally:
+        if progress is not None and progress.stopped_short:
+            print(file=sys.stderr)  # the bar stopped short: what follows starts on its own line
     print(summary)
     if stats.rejected:
         print(f"unreadable lines (first {len(stats.rejected_examples)}): {stats.rejected_examples}", file=sys.stderr)
     return 0
+
+
+class _TrackedProgress:
+    """The import's progress bar, knowing whether it was left drawn short of 100% (its line is
+    then unfinished: an error sentence must not be glued to it)."""
+
+    def __init__(self, bar: ProgressBar, total: int) -> None:
+        self.bar = bar
+        self.total = max(total, 1)
+        self.done: int | None = None  # None: not drawn yet
+
+    def __call__(self, done: int) -> None:
+        self.done = done
+        self.bar(done)
+
+    @property
+    def stopped_short(self) -> bool:
+        return self.done is not None and self.done * 100 // self.total < 100
+
+
+def _refusing_a_copy_without_numbers(chunks: Iterable[npt.NDArray[np.int64]], path: Path, name: str,
+                                     stats: ParseStats) -> Iterator[npt.NDArray[np.int64]]:
+    """`chunks`, but a full copy in which not one number could be read is refused before the
+    store dates the list: a wrong or damaged file would otherwise be recorded as today's copy
+    of the list (`dialer dnc status` "ok"), and the gate would treat a stale or empty list as
+    current (47 CFR 64.1200(c)(2)(i)(D): a registry copy at most 31 days old)."""
+    read = 0
+    for chunk in chunks:
+        read += len(chunk)
+        yield chunk
+    if read == 0:
+        found = (f"none of its {stats.rejected} lines is a 10-digit US number (first: {stats.rejected_examples[0]!r})"
+                 if stats.rejected else "it holds no numbers")
+        raise UserError(f"{path} is not a copy of the {name} list: {found}; the list was left as it was.")
 
 
 def _number(raw: str) -> NumberInfo:

@@ -74,6 +74,10 @@ def _make(args: argparse.Namespace) -> int:
         except OutboxError as error:
             await asyncio.to_thread(out.unlink, missing_ok=True)  # no unaudited packet leaves
             raise UserError(f"{error}: the packet was not kept") from None
+        except BaseException:
+            # Ctrl-C (or any failure) before its audit rows are durable: not kept either.
+            await asyncio.to_thread(out.unlink, missing_ok=True)
+            raise
         return built
 
     try:
@@ -94,6 +98,8 @@ def _make(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     path = Path(args.file)
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a packet: give the packet's FILE.zip")
     if not path.is_file():
         raise UserError(f"no file {path}")
     check = verify_packet(path, read_public_keys(args.public_key))

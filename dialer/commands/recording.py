@@ -276,7 +276,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     opener = commands.add_parser("open", help="write a recording's audio to a file ('-' for stdout); audited")
     opener.add_argument("file", help="the recording: its recording_id, recordings.storage_uri (file://...) or path")
-    opener.add_argument("--out", required=True, help="where to write the audio (0600; folders made 0700)")
+    opener.add_argument("--out", required=True, help="where to write the audio ('-' for stdout; a file is made 0600, its folders 0700)")
     opener.add_argument("--format", choices=[f.value for f in AudioFormat], help="audio format (default: wav)")
     opener.add_argument("--mix", choices=["mono"], help="mix a two-channel recording down to one channel")
     opener.set_defaults(handler=_open)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -32,6 +34,26 @@ def _lease_lost(lease: ControllerLease, why: str) -> None:
     structlog.get_logger("dialer.lease").error("lease_lost", why=why, token=lease.token, owner=lease.owner)
     print(f"dialer: the controller lease was lost ({why}): stopping at once", file=sys.stderr, flush=True)
     os._exit(LEASE_LOST_EXIT)
+
+
+@contextlib.asynccontextmanager
+async def owned_task(coroutine: Coroutine[Any, Any, None], name: str) -> AsyncIterator[asyncio.Task[None]]:
+    """`coroutine` runs as a named task for the body of the `async with`; on leaving, it is
+    cancelled and awaited, so it never outlives `serve` (nor leaks a "Task was destroyed but it is
+    pending" warning), and a failure of its own is logged instead of vanishing with the task."""
+    task = asyncio.create_task(coroutine, name=name)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # serve itself is being cancelled: that cancellation goes on
+        except Exception as error:
+            structlog.get_logger("dialer.serve").error("task_failed", task=name, error=repr(error))
 
 
 async def _take_lease(settings: Settings, stop: asyncio.Event) -> ControllerLease | None:
@@ -60,16 +82,16 @@ async def serve(settings: Settings, drain_seconds: float, *,
     lease = await _take_lease(settings, stop) if settings.controller_lease else None
     if settings.controller_lease and lease is None:
         return
-    holding = None
-    if lease is not None:
-        holding = asyncio.create_task(lease.hold(lambda why: _lease_lost(lease, why)), name="controller-lease")
-    try:
+    if lease is None:
         await _serve_services(settings, drain_seconds, stop, lease, gate_clock)
+        return
+    try:
+        async with owned_task(lease.hold(lambda why: _lease_lost(lease, why)), "controller-lease"):
+            await _serve_services(settings, drain_seconds, stop, lease, gate_clock)
     finally:
-        if holding is not None and lease is not None:
-            holding.cancel()
-            await lease.release()
-            await lease.redis.aclose()
+        # Renewing has stopped (the task is awaited): releasing cannot race a last renewal.
+        await lease.release()
+        await lease.redis.aclose()
 
 
 async def _serve_services(settings: Settings, drain_seconds: float, stop: asyncio.Event,
@@ -92,9 +114,8 @@ async def _serve_services(settings: Settings, drain_seconds: float, stop: asynci
                 f"dialer API on http://{settings.http_host}:{settings.http_port}/v1 (OpenAPI: /v1/openapi.json)",
                 flush=True,
             )
-            trunk_checks = asyncio.create_task(_startup_checks(settings), name="startup-checks")
-            await stop.wait()
-            trunk_checks.cancel()
+            async with owned_task(_startup_checks(settings), "startup-checks"):
+                await stop.wait()
             # Stop taking requests first; live calls are drained when the services close.
             await runner.shutdown()
             await runner.cleanup()
