@@ -43,7 +43,9 @@ from compliance_rules.optout import OptOutError, OptOutSource
 from compliance_rules.policy import CampaignPolicy, PolicyError, load_policy
 from compliance_rules.ruleset import RuleBook, RuleDataError, load_rulebook
 from compliance_rules.store import DncStore, ListNameError, check_list_name
+from crm_bridge.outbox import OutboxError
 from dialer.cli import UserError
+from dialer.commands import CLI_OUTBOX, COMMAND_OUTBOX_LOCK_WAIT
 from dialer.runtime.optout import OptOuts
 from dialer.settings import Settings, from_environment
 
@@ -182,7 +184,8 @@ def run_check(args: argparse.Namespace) -> int:
             print(f"dialer: the CRM database is not usable ({error}); the audit row waits locally", file=sys.stderr)
         decided_under = policy if args.campaign is None else await _campaign_policy(
             settings, args.campaign, policy if args.policy is not None else None)
-        async with Outbox(settings.state_dir, settings.pg_dsn, name="cli", connect_timeout=2.0) as outbox:
+        async with Outbox(settings.state_dir, settings.pg_dsn, name=CLI_OUTBOX, connect_timeout=2.0,
+                          lock_wait=COMMAND_OUTBOX_LOCK_WAIT) as outbox:
             sinks: list[AuditSink] = [OutboxAuditSink(outbox)]
             if args.audit_log:
                 sinks.append(JsonLinesAuditSink(args.audit_log))
@@ -196,7 +199,10 @@ def run_check(args: argparse.Namespace) -> int:
         return record
 
     # The gate fails closed by itself when Redis is unreachable: no UserError path here.
-    record = asyncio.run(_with_client(settings, work))
+    try:
+        record = asyncio.run(_with_client(settings, work))
+    except OutboxError as error:
+        raise UserError(f"the decision could not be audited, so it is not given: {error}", exit_code=1) from None
     if args.json:
         print(json.dumps(record, indent=2))
     else:
@@ -352,7 +358,8 @@ def run_opt_out(args: argparse.Namespace) -> int:
         # PostgreSQL is down), then the Redis list every gate reads.
         from crm_bridge.outbox import Outbox
 
-        async with Outbox(settings.state_dir, settings.pg_dsn, name="cli", connect_timeout=2.0) as outbox:
+        async with Outbox(settings.state_dir, settings.pg_dsn, name=CLI_OUTBOX, connect_timeout=2.0,
+                          lock_wait=COMMAND_OUTBOX_LOCK_WAIT) as outbox:
             result = await OptOuts(store, outbox).record(args.number, args.source)
             delivered = await outbox.flush(3.0)
         return result.phone, delivered
@@ -361,7 +368,9 @@ def run_opt_out(args: argparse.Namespace) -> int:
         phone, delivered = _run(settings, work)
     except OptOutError as error:
         raise UserError(str(error)) from None
-    print(f"{phone} opted out" + ("" if delivered else " (the CRM record waits locally until PostgreSQL answers)"))
+    except OutboxError as error:
+        raise UserError(f"the opt-out was not recorded: {error}", exit_code=1) from None
+    print(f"{phone} opted out" + ("" if delivered else " (the CRM record waits locally until PostgreSQL answers; a running 'dialer serve' delivers it)"))
     return 0
 
 

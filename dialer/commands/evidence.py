@@ -21,6 +21,7 @@ from crm_bridge.audit_log import chain_signed
 from crm_bridge.outbox import Outbox, OutboxError
 from crm_bridge.pg import connect
 from dialer.cli import UserError
+from dialer.commands import COMMAND_OUTBOX_LOCK_WAIT, EVIDENCE_OUTBOX
 from dialer.commands.audit import read_public_keys, run_database_step, signing_key
 from dialer.settings import from_environment
 from evidence.model import SubjectNotFound
@@ -68,7 +69,7 @@ def _make(args: argparse.Namespace) -> int:
         service = EvidenceService(dsn, key, open_audio, LifecycleLegalHolds())
         built = await service.build(subject, out, requester, hold)
         try:
-            async with Outbox(settings.state_dir, dsn, name="evidence-cli") as outbox:
+            async with Outbox(settings.state_dir, dsn, name=EVIDENCE_OUTBOX, lock_wait=COMMAND_OUTBOX_LOCK_WAIT) as outbox:
                 await outbox.put_many(built.audit_records)
                 await outbox.flush(10)
         except OutboxError as error:

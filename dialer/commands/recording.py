@@ -26,6 +26,7 @@ import asyncpg
 import structlog
 
 from dialer.cli import UserError
+from dialer.commands import CLI_OUTBOX, COMMAND_OUTBOX_LOCK_WAIT
 from dialer.settings import Settings, from_environment
 from recordings.access import AccessChannel, access_record
 from recordings.crypto import Keyring, RecordingCryptoError
@@ -118,7 +119,8 @@ async def _audit(settings: Settings, record: dict[str, object]) -> None:
     except (DatabaseUnavailable, MigrationError, TimeoutError, OSError):
         pass  # kept locally, delivered by the next run that reaches PostgreSQL
     try:
-        async with Outbox(settings.state_dir, settings.pg_dsn, name="cli", connect_timeout=2.0) as outbox:
+        async with Outbox(settings.state_dir, settings.pg_dsn, name=CLI_OUTBOX, connect_timeout=2.0,
+                          lock_wait=COMMAND_OUTBOX_LOCK_WAIT) as outbox:
             await outbox.put("recording_access", record)
             if not await outbox.flush(3.0):
                 print("dialer: PostgreSQL did not take the access record yet; it is kept and sent on the next run",

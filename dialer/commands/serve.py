@@ -17,8 +17,10 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
+from crm_bridge.outbox import deliver_left_over
 from dialer.access_log import AccessLog
 from dialer.cli import UserError
+from dialer.commands import COMMAND_OUTBOX_DELIVERY_SECONDS, COMMAND_OUTBOXES
 from dialer.commands.config import log_caller_id_problems, require_usable
 from dialer.provision.sipcheck import log_trunk_checks
 from dialer.runtime.lease import ControllerLease
@@ -114,7 +116,8 @@ async def _serve_services(settings: Settings, drain_seconds: float, stop: asynci
                 f"dialer API on http://{settings.http_host}:{settings.http_port}/v1 (OpenAPI: /v1/openapi.json)",
                 flush=True,
             )
-            async with owned_task(_startup_checks(settings), "startup-checks"):
+            async with (owned_task(_startup_checks(settings), "startup-checks"),
+                        owned_task(deliver_command_outboxes(settings), "command-outboxes")):
                 await stop.wait()
             # Stop taking requests first; live calls are drained when the services close.
             await runner.shutdown()
@@ -148,6 +151,25 @@ async def _startup_checks(settings: Settings) -> None:
     log = structlog.get_logger("dialer.deploy")
     await log_trunk_checks(settings.trunks, settings.tls_ca_file, log)
     await log_caller_id_problems(settings, log)
+
+
+async def deliver_command_outboxes(settings: Settings, every: float = 30.0) -> None:
+    """Deliver, now and then, what `dialer` commands left in their own outboxes while PostgreSQL
+    did not answer them (`dialer dnc opt-out`, `dialer check`, `dialer recording open`,
+    `dialer evidence`): the opt-out they reported "waits locally" reaches the CRM without
+    anyone running another command."""
+    log = structlog.get_logger("dialer.outbox")
+    while True:
+        for name in COMMAND_OUTBOXES:
+            try:
+                delivered = await deliver_left_over(settings.state_dir, settings.pg_dsn, name,
+                                                    COMMAND_OUTBOX_DELIVERY_SECONDS)
+            except Exception as error:  # an unreadable file: said, and tried again next time
+                log.warning("command_outbox_not_delivered", outbox=name, error=repr(error))
+                continue
+            if delivered:
+                log.warning("command_outbox_delivered", outbox=name, count=delivered)
+        await asyncio.sleep(every)
 
 
 def _serve_command(args: argparse.Namespace) -> int:
