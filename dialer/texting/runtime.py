@@ -158,11 +158,14 @@ class TextRunner(MachineRunner[i.TextInput, a.TextAction]):
     async def perform(self, action: a.TextAction) -> i.TextInput | None:
         match action:
             case a.WaitForSlot(sender=sender, segments=segments):
-                at = self.texting.pacer.reserve(sender, time.time(), segments)
+                # The sender's slots are kept on the monotonic clock: on the wall clock, a step
+                # back (NTP, a VM restored) left every slot reserved before it in the "future",
+                # and each text of that sender waited out the step, then expired unsent.
+                at = self.texting.pacer.reserve(sender, time.monotonic(), segments)
                 # Never past the text's own deadline, and a cancel (shutdown) wakes it at once.
-                deadline = min(at, self.machine.requested_at + self.machine.request.max_wait)
+                wait = min(at - time.monotonic(), self.machine.requested_at + self.machine.request.max_wait - time.time())
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.cancelled.wait(), max(0.0, deadline - time.time()))
+                    await asyncio.wait_for(self.cancelled.wait(), max(0.0, wait))
                 return None if self.cancelled.is_set() else i.SlotReached()
             case a.CheckGate():
                 decision = await decide_at_dial(self.services.gate, self.gate_request,
