@@ -192,8 +192,9 @@ def run_check(args: argparse.Namespace) -> int:
             gate = ComplianceGate(store, FanOutAuditSink(sinks), book, gate_options(settings))
             decision = await gate.decide(request, decided_under, at)
             if not await outbox.flush(3.0):
-                print("dialer: PostgreSQL did not take the audit row yet; it is kept and sent on the next run",
-                      file=sys.stderr)
+                print("dialer: PostgreSQL did not take the audit row yet; it is kept, and sent when PostgreSQL "
+                      "answers (by a running 'dialer serve', or the next command)", file=sys.stderr)
+                await outbox.close(timeout=0.0)  # waited enough: not 5 s more on the way out
         record = decision.to_record()
         record["required_dial_mode"] = decision.required_dial_mode.value if decision.required_dial_mode else None
         return record
@@ -362,6 +363,7 @@ def run_opt_out(args: argparse.Namespace) -> int:
                           lock_wait=COMMAND_OUTBOX_LOCK_WAIT) as outbox:
             result = await OptOuts(store, outbox).record(args.number, args.source)
             delivered = await outbox.flush(3.0)
+            await outbox.close(timeout=0.0)  # waited enough: not 5 s more on the way out
         return result.phone, delivered
 
     try:

@@ -123,8 +123,9 @@ async def _audit(settings: Settings, record: dict[str, object]) -> None:
                           lock_wait=COMMAND_OUTBOX_LOCK_WAIT) as outbox:
             await outbox.put("recording_access", record)
             if not await outbox.flush(3.0):
-                print("dialer: PostgreSQL did not take the access record yet; it is kept and sent on the next run",
-                      file=sys.stderr)
+                print("dialer: PostgreSQL did not take the access record yet; it is kept, and sent when PostgreSQL "
+                      "answers (by a running 'dialer serve', or the next command)", file=sys.stderr)
+                await outbox.close(timeout=0.0)  # waited enough: not 5 s more on the way out
     except (OutboxError, OSError) as error:
         raise UserError(f"cannot keep the audit record of this access ({error}): nothing was opened") from None
 

@@ -191,3 +191,18 @@ async def test_serveowned_tasks_are_awaited_after_cancel_and_their_failures_logg
             await asyncio.sleep(0.01)
     assert task.done()
     assert [(entry["event"], entry["task"]) for entry in logs] == [("task_failed", "startup-checks")]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(30)
+def test_the_changes_of_an_unknown_id_say_so(pg_dsn: str, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer.cli import main
+
+    _env(monkeypatch, DIALER_PG_DSN=pg_dsn)
+    assert main(["db", "migrate"]) == 0
+    capsys.readouterr()
+    # Was: nothing at all and exit 0, the same as an entity with no changes.
+    assert main(["changes", "list", "no-such-list-qa"]) == 1
+    assert capsys.readouterr() == ("", "dialer: no recorded changes of list 'no-such-list-qa': check the id "
+                                       "('dialer lists list').\n")
