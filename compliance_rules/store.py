@@ -18,6 +18,8 @@ of one area code live on one node):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import uuid
 from collections.abc import Iterable, Sequence
@@ -256,6 +258,34 @@ class DncStore:
         check_list_name(name)
         run = uuid.uuid4().hex[:8]
         staged: set[int] = set()
+        try:
+            total = await self._stage_full(name, chunks, run, staged)
+        except BaseException:
+            # Interrupted (Ctrl-C, a file that turns out unreadable, Redis lost): the list is
+            # untouched, and the staged copies (1.25 MB per area code) must not stay in Redis.
+            with contextlib.suppress(Exception):
+                await self._drop_staged(name, run)
+            raise
+        pipe = self.redis.pipeline(transaction=False)
+        for npa in sorted(staged):
+            pipe.rename(self._staging(name, npa, run), self.list_key(name, npa))
+        await pipe.execute()
+        await self.set_list_date(name, list_date, total)
+        return ImportResult(name, total, len(staged), stats.rejected if stats else 0, list_date.isoformat())
+
+    async def _drop_staged(self, name: str, run: str) -> None:
+        # Found by name, not from what this run believes it wrote: an interrupted pipeline's
+        # commands already sent are still carried out by Redis, a moment after the interruption
+        # (so a second pass, once they have been).
+        for pause in (0.0, 0.25):
+            await asyncio.sleep(pause)
+            match = f"{self.prefix}dnc:{name}:*:import:{run}*"
+            keys = [key async for key in self.redis.scan_iter(match=match, count=1000)]
+            if keys:
+                await self.redis.delete(*keys)
+
+    async def _stage_full(self, name: str, chunks: Iterable[npt.NDArray[np.int64]], run: str, staged: set[int]) -> int:
+        """Write `chunks` into this run's staging keys (`staged`: their area codes); the count."""
         total = 0
         if name in SET_LISTS:
             for chunk in chunks:
@@ -283,12 +313,7 @@ class DncStore:
                 if len(buffers) >= FLUSH_NPAS:
                     await self._merge_bitmaps(name, buffers, run, staged)
             await self._merge_bitmaps(name, buffers, run, staged)
-        pipe = self.redis.pipeline(transaction=False)
-        for npa in sorted(staged):
-            pipe.rename(self._staging(name, npa, run), self.list_key(name, npa))
-        await pipe.execute()
-        await self.set_list_date(name, list_date, total)
-        return ImportResult(name, total, len(staged), stats.rejected if stats else 0, list_date.isoformat())
+        return total
 
     async def _merge_bitmaps(self, name: str, buffers: dict[int, npt.NDArray[np.uint8]], run: str, staged: set[int]) -> None:
         for npa, bitmap in buffers.items():
@@ -301,8 +326,8 @@ class DncStore:
                 pipe.delete(part)
                 await pipe.execute()
             else:
+                staged.add(npa)  # before the write: an interrupted write may still land, and is cleaned up
                 await self.redis.set(target, bitmap.tobytes())
-                staged.add(npa)
         buffers.clear()
 
     def _staging(self, name: str, npa: int, run: str) -> str:

@@ -140,6 +140,30 @@ def inspect_outbox(state_dir: Path, name: str = "crm") -> OutboxFileStatus | Non
     )
 
 
+async def deliver_left_over(state_dir: Path, pg_dsn: str, name: str, timeout: float) -> int | None:  # noqa: ASYNC109
+    """Deliver what a short-lived process (a `dialer` command) left pending in its outbox
+    `name` when PostgreSQL did not answer it; the number delivered, or None when there was
+    nothing to do (no file, nothing pending, or its owner is using it right now).
+
+    Without this, such a record (an opt-out, an access to a recording, an audited gate
+    decision) would wait for the next run of a command that opens the same outbox, which
+    may never come. The long-running `dialer serve` calls it now and then; it holds the
+    outbox's lock only for `timeout` seconds, and commands wait that long for it."""
+    status = await asyncio.to_thread(inspect_outbox, state_dir, name)
+    if status is None or status.pending == 0:
+        return None
+    outbox = Outbox(state_dir, pg_dsn, name=name, connect_timeout=min(5.0, timeout))
+    try:
+        await outbox.start()
+    except OutboxError:
+        return None  # its command is running, and delivers it itself
+    try:
+        await outbox.flush(timeout)
+    finally:
+        await outbox.close(timeout=0.0)
+    return outbox.stats().delivered
+
+
 class Outbox:
     """Durable, ordered, exactly-once writer of CRM records to PostgreSQL.
 
@@ -160,11 +184,14 @@ class Outbox:
         retain_delivered: float = 3600.0,
         prune_applied: bool = True,
         after_apply_hook: AfterApplyHook | None = None,
+        lock_wait: float = 0.0,
     ) -> None:
         """`prune_applied=False` keeps every `outbox_applied` row (an audit of what this outbox
         wrote); by default rows are deleted once their record is marked delivered locally.
         `after_apply_hook` is a test seam, awaited after the PostgreSQL commit of a batch and
-        before the batch is marked delivered locally (the window exactly-once must survive)."""
+        before the batch is marked delivered locally (the window exactly-once must survive).
+        `lock_wait`: seconds `start()` waits for another process to let go of this outbox
+        (a command's outbox is delivered now and then by `dialer serve`) before refusing."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.path = outbox_path(state_dir, name)
@@ -178,6 +205,7 @@ class Outbox:
         self._retain_delivered = retain_delivered
         self._after_apply_hook = after_apply_hook
         self._prune_applied_rows = prune_applied
+        self._lock_wait = lock_wait
         # Ids marked delivered locally whose `outbox_applied` rows are no longer needed.
         self._prunable: list[int] = []
         self._executor: ThreadPoolExecutor | None = None
@@ -211,12 +239,18 @@ class Outbox:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.path.parent, 0o700)
         self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-            raise OutboxError(f"another process is using the outbox at {self.path}") from None
+        give_up_at = time.monotonic() + self._lock_wait
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < give_up_at:
+                    await asyncio.sleep(0.05)
+                    continue
+                os.close(self._lock_fd)
+                self._lock_fd = None
+                raise OutboxError(f"another process is using the outbox at {self.path}") from None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"outbox-{self.path.stem}")
         self._source_id, self._pending, self._rejected = await self._run(self._open_sqlite)
         self._task = asyncio.create_task(self._deliver_forever(), name=f"outbox-delivery:{self.path.name}")

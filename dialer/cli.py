@@ -137,6 +137,10 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"dialer: {error}", file=sys.stderr)
         return error.exit_code if isinstance(error, UserError) else 2
     except KeyboardInterrupt:
+        # Ctrl-C: the command stopped where it was. Its writes are each all-or-nothing (an
+        # import is one transaction, a DNC list copy is renamed in only when complete, files are
+        # written aside and renamed), so this one sentence is all there is to say.
+        print("dialer: interrupted (Ctrl-C) before the command finished.", file=sys.stderr)
         return 130
 
 

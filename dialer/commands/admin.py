@@ -471,7 +471,13 @@ def _webhook_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
 
 def _changes(args: argparse.Namespace) -> int:
     async def step(admin: Admin, who: Actor) -> int:
-        for change in await admin.changes(Entity(args.entity), args.entity_id):
+        changes = await admin.changes(Entity(args.entity), args.entity_id)
+        if not changes:
+            # Was: nothing at all and exit 0, the same as a typo in the id.
+            listing = "lists" if args.entity == Entity.LIST else args.entity
+            raise UserError(f"no recorded changes of {args.entity} {args.entity_id!r}: check the id "
+                            f"('dialer {listing} list').", exit_code=1)
+        for change in changes:
             print(json.dumps(change, sort_keys=True))
         return 0
 

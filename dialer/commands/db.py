@@ -16,6 +16,7 @@ from crm_bridge import migrate as migrations
 from crm_bridge.outbox import inspect_outbox
 from crm_bridge.pg import DatabaseUnavailable, connect, describe_server
 from dialer.cli import UserError
+from dialer.commands import COMMAND_OUTBOXES
 from dialer.settings import from_environment
 
 T = TypeVar("T")
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status_parser.set_defaults(handler=_status)
 
     outbox_parser = db_commands.add_parser(
-        "outbox", help="show records waiting in this instance's local outbox (DIALER_STATE_DIR)"
+        "outbox", help="show records waiting in this instance's local outboxes: the dialer's and its commands' (DIALER_STATE_DIR)"
     )
     outbox_parser.add_argument("--state-dir", type=Path, help="state directory (default: DIALER_STATE_DIR)")
     outbox_parser.set_defaults(handler=_outbox)
@@ -93,18 +94,24 @@ def _status(args: argparse.Namespace) -> int:
 
 def _outbox(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir or from_environment().state_dir
-    try:
-        report = inspect_outbox(state_dir)
-    except sqlite3.Error as error:
-        raise UserError(f"cannot read the outbox in {state_dir} ({error}): check the path and permissions") from None
-    if report is None:
+    reports = []
+    for name in ("crm", *COMMAND_OUTBOXES):  # the dialer's, then what commands left (dialer serve delivers it)
+        try:
+            report = inspect_outbox(state_dir, name)
+        except sqlite3.Error as error:
+            raise UserError(f"cannot read the outbox in {state_dir} ({error}): check the path and permissions") from None
+        if report is not None:
+            reports.append(report)
+    if not reports:
         print(f"no outbox in {state_dir} yet: nothing was ever written through it")
         return 0
-    age = "" if report.oldest_pending_at is None else f", oldest waiting {time.time() - report.oldest_pending_at:.0f} s"
-    print(f"{report.path}: {report.pending} pending{age}, {report.rejected} rejected")
-    if report.last_rejection:
-        print(f"last rejection: {report.last_rejection}")
-    return 1 if report.rejected else 0
+    for report in reports:
+        age = "" if report.oldest_pending_at is None else \
+            f", oldest waiting {time.time() - report.oldest_pending_at:.0f} s"
+        print(f"{report.path}: {report.pending} pending{age}, {report.rejected} rejected")
+        if report.last_rejection:
+            print(f"last rejection: {report.last_rejection}")
+    return 1 if any(report.rejected for report in reports) else 0
 
 
 def _run(make: Callable[[], Coroutine[Any, Any, T]], dsn: str) -> T:

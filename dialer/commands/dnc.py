@@ -15,11 +15,13 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
@@ -35,13 +37,15 @@ from compliance_rules.importer import (
     iter_numbers,
     open_source,
 )
-from compliance_rules.model import ContactRequest, DialMode
+from compliance_rules.model import US_STATE_CODES, ContactRequest, DialMode
 from compliance_rules.numbers import NumberInfo, parse_number
 from compliance_rules.optout import OptOutError, OptOutSource
 from compliance_rules.policy import CampaignPolicy, PolicyError, load_policy
 from compliance_rules.ruleset import RuleBook, RuleDataError, load_rulebook
 from compliance_rules.store import DncStore, ListNameError, check_list_name
+from crm_bridge.outbox import OutboxError
 from dialer.cli import UserError
+from dialer.commands import CLI_OUTBOX, COMMAND_OUTBOX_LOCK_WAIT
 from dialer.runtime.optout import OptOuts
 from dialer.settings import Settings, from_environment
 
@@ -147,8 +151,11 @@ def run_check(args: argparse.Namespace) -> int:
     at = _parse_at(args.at)
     if args.zip_code is not None and not (args.zip_code[:5].isdigit() and len(args.zip_code) in (5, 9, 10)):
         raise UserError(f"--zip {args.zip_code!r} is not a ZIP code (5 digits, or ZIP+4)")
-    if args.state is not None and not (len(args.state) == 2 and args.state.isalpha()):
-        raise UserError(f"--state {args.state!r} is not a two-letter state code")
+    if args.state is not None and args.state.upper() not in US_STATE_CODES:
+        raise UserError(f"--state {args.state!r} is not a US state's two-letter code (e.g. NY)")
+    if args.audit_log is not None and (args.audit_log.is_dir() or not args.audit_log.parent.is_dir()):
+        # Found only when the decision is written, it would block the number as "gate unavailable".
+        raise UserError(f"--audit-log {args.audit_log}: give a file in an existing directory")
     policy = _policy(args)
     request = ContactRequest(
         args.number,
@@ -177,21 +184,26 @@ def run_check(args: argparse.Namespace) -> int:
             print(f"dialer: the CRM database is not usable ({error}); the audit row waits locally", file=sys.stderr)
         decided_under = policy if args.campaign is None else await _campaign_policy(
             settings, args.campaign, policy if args.policy is not None else None)
-        async with Outbox(settings.state_dir, settings.pg_dsn, name="cli", connect_timeout=2.0) as outbox:
+        async with Outbox(settings.state_dir, settings.pg_dsn, name=CLI_OUTBOX, connect_timeout=2.0,
+                          lock_wait=COMMAND_OUTBOX_LOCK_WAIT) as outbox:
             sinks: list[AuditSink] = [OutboxAuditSink(outbox)]
             if args.audit_log:
                 sinks.append(JsonLinesAuditSink(args.audit_log))
             gate = ComplianceGate(store, FanOutAuditSink(sinks), book, gate_options(settings))
             decision = await gate.decide(request, decided_under, at)
             if not await outbox.flush(3.0):
-                print("dialer: PostgreSQL did not take the audit row yet; it is kept and sent on the next run",
-                      file=sys.stderr)
+                print("dialer: PostgreSQL did not take the audit row yet; it is kept, and sent when PostgreSQL "
+                      "answers (by a running 'dialer serve', or the next command)", file=sys.stderr)
+                await outbox.close(timeout=0.0)  # waited enough: not 5 s more on the way out
         record = decision.to_record()
         record["required_dial_mode"] = decision.required_dial_mode.value if decision.required_dial_mode else None
         return record
 
     # The gate fails closed by itself when Redis is unreachable: no UserError path here.
-    record = asyncio.run(_with_client(settings, work))
+    try:
+        record = asyncio.run(_with_client(settings, work))
+    except OutboxError as error:
+        raise UserError(f"the decision could not be audited, so it is not given: {error}", exit_code=1) from None
     if args.json:
         print(json.dumps(record, indent=2))
     else:
@@ -251,14 +263,15 @@ def run_import(args: argparse.Namespace) -> int:
         total = open_source(args.file).total_bytes
     except ImportFormatError as error:
         raise UserError(str(error)) from None
-    progress = None if args.quiet else ProgressBar(total, sys.stderr, f"{name}")
+    progress = None if args.quiet else _TrackedProgress(ProgressBar(total, sys.stderr, f"{name}"), total)
     stats = ParseStats()
 
     async def work(store: DncStore) -> str:
         if args.changes:
             added, deleted = await store.apply_changes(name, iter_changes(args.file, stats, progress), list_date)
             return f"{name}: {added} added, {deleted} deleted, {stats.rejected} unreadable lines; list date {list_date}"
-        result = await store.import_full(name, iter_numbers(args.file, stats, progress), list_date, stats)
+        numbers = _refusing_a_copy_without_numbers(iter_numbers(args.file, stats, progress), args.file, name, stats)
+        result = await store.import_full(name, numbers, list_date, stats)
         return (
             f"{name}: {result.numbers} numbers in {result.area_codes} area codes, "
             f"{stats.rejected} unreadable lines; list date {result.list_date}"
@@ -268,10 +281,47 @@ def run_import(args: argparse.Namespace) -> int:
         summary = _run(settings, work)
     except ImportFormatError as error:
         raise UserError(str(error)) from None
+    finally:
+        if progress is not None and progress.stopped_short:
+            print(file=sys.stderr)  # the bar stopped short: what follows starts on its own line
     print(summary)
     if stats.rejected:
         print(f"unreadable lines (first {len(stats.rejected_examples)}): {stats.rejected_examples}", file=sys.stderr)
     return 0
+
+
+class _TrackedProgress:
+    """The import's progress bar, knowing whether it was left drawn short of 100% (its line is
+    then unfinished: an error sentence must not be glued to it)."""
+
+    def __init__(self, bar: ProgressBar, total: int) -> None:
+        self.bar = bar
+        self.total = max(total, 1)
+        self.done: int | None = None  # None: not drawn yet
+
+    def __call__(self, done: int) -> None:
+        self.done = done
+        self.bar(done)
+
+    @property
+    def stopped_short(self) -> bool:
+        return self.done is not None and self.done * 100 // self.total < 100
+
+
+def _refusing_a_copy_without_numbers(chunks: Iterable[npt.NDArray[np.int64]], path: Path, name: str,
+                                     stats: ParseStats) -> Iterator[npt.NDArray[np.int64]]:
+    """`chunks`, but a full copy in which not one number could be read is refused before the
+    store dates the list: a wrong or damaged file would otherwise be recorded as today's copy
+    of the list (`dialer dnc status` "ok"), and the gate would treat a stale or empty list as
+    current (47 CFR 64.1200(c)(2)(i)(D): a registry copy at most 31 days old)."""
+    read = 0
+    for chunk in chunks:
+        read += len(chunk)
+        yield chunk
+    if read == 0:
+        found = (f"none of its {stats.rejected} lines is a 10-digit US number (first: {stats.rejected_examples[0]!r})"
+                 if stats.rejected else "it holds no numbers")
+        raise UserError(f"{path} is not a copy of the {name} list: {found}; the list was left as it was.")
 
 
 def _number(raw: str) -> NumberInfo:
@@ -309,16 +359,20 @@ def run_opt_out(args: argparse.Namespace) -> int:
         # PostgreSQL is down), then the Redis list every gate reads.
         from crm_bridge.outbox import Outbox
 
-        async with Outbox(settings.state_dir, settings.pg_dsn, name="cli", connect_timeout=2.0) as outbox:
+        async with Outbox(settings.state_dir, settings.pg_dsn, name=CLI_OUTBOX, connect_timeout=2.0,
+                          lock_wait=COMMAND_OUTBOX_LOCK_WAIT) as outbox:
             result = await OptOuts(store, outbox).record(args.number, args.source)
             delivered = await outbox.flush(3.0)
+            await outbox.close(timeout=0.0)  # waited enough: not 5 s more on the way out
         return result.phone, delivered
 
     try:
         phone, delivered = _run(settings, work)
     except OptOutError as error:
         raise UserError(str(error)) from None
-    print(f"{phone} opted out" + ("" if delivered else " (the CRM record waits locally until PostgreSQL answers)"))
+    except OutboxError as error:
+        raise UserError(f"the opt-out was not recorded: {error}", exit_code=1) from None
+    print(f"{phone} opted out" + ("" if delivered else " (the CRM record waits locally until PostgreSQL answers; a running 'dialer serve' delivers it)"))
     return 0
 
 

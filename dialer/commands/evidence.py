@@ -21,6 +21,7 @@ from crm_bridge.audit_log import chain_signed
 from crm_bridge.outbox import Outbox, OutboxError
 from crm_bridge.pg import connect
 from dialer.cli import UserError
+from dialer.commands import COMMAND_OUTBOX_LOCK_WAIT, EVIDENCE_OUTBOX
 from dialer.commands.audit import read_public_keys, run_database_step, signing_key
 from dialer.settings import from_environment
 from evidence.model import SubjectNotFound
@@ -68,12 +69,16 @@ def _make(args: argparse.Namespace) -> int:
         service = EvidenceService(dsn, key, open_audio, LifecycleLegalHolds())
         built = await service.build(subject, out, requester, hold)
         try:
-            async with Outbox(settings.state_dir, dsn, name="evidence-cli") as outbox:
+            async with Outbox(settings.state_dir, dsn, name=EVIDENCE_OUTBOX, lock_wait=COMMAND_OUTBOX_LOCK_WAIT) as outbox:
                 await outbox.put_many(built.audit_records)
                 await outbox.flush(10)
         except OutboxError as error:
             await asyncio.to_thread(out.unlink, missing_ok=True)  # no unaudited packet leaves
             raise UserError(f"{error}: the packet was not kept") from None
+        except BaseException:
+            # Ctrl-C (or any failure) before its audit rows are durable: not kept either.
+            await asyncio.to_thread(out.unlink, missing_ok=True)
+            raise
         return built
 
     try:
@@ -94,6 +99,8 @@ def _make(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     path = Path(args.file)
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a packet: give the packet's FILE.zip")
     if not path.is_file():
         raise UserError(f"no file {path}")
     check = verify_packet(path, read_public_keys(args.public_key))

@@ -83,6 +83,8 @@ def run_import(args: argparse.Namespace) -> int:
         mapping = parse_mapping(args.mapping)
     except MappingError as error:
         raise UserError(f"--map: {error}") from None
+    if args.file.is_dir():
+        raise UserError(f"cannot read {args.file}: it is a directory, not a CSV file")
     if not args.file.is_file():
         raise UserError(f"cannot read {args.file}: no such file")
     if args.report is not None and not args.report.parent.is_dir():

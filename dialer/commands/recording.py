@@ -26,6 +26,7 @@ import asyncpg
 import structlog
 
 from dialer.cli import UserError
+from dialer.commands import CLI_OUTBOX, COMMAND_OUTBOX_LOCK_WAIT
 from dialer.settings import Settings, from_environment
 from recordings.access import AccessChannel, access_record
 from recordings.crypto import Keyring, RecordingCryptoError
@@ -118,11 +119,13 @@ async def _audit(settings: Settings, record: dict[str, object]) -> None:
     except (DatabaseUnavailable, MigrationError, TimeoutError, OSError):
         pass  # kept locally, delivered by the next run that reaches PostgreSQL
     try:
-        async with Outbox(settings.state_dir, settings.pg_dsn, name="cli", connect_timeout=2.0) as outbox:
+        async with Outbox(settings.state_dir, settings.pg_dsn, name=CLI_OUTBOX, connect_timeout=2.0,
+                          lock_wait=COMMAND_OUTBOX_LOCK_WAIT) as outbox:
             await outbox.put("recording_access", record)
             if not await outbox.flush(3.0):
-                print("dialer: PostgreSQL did not take the access record yet; it is kept and sent on the next run",
-                      file=sys.stderr)
+                print("dialer: PostgreSQL did not take the access record yet; it is kept, and sent when PostgreSQL "
+                      "answers (by a running 'dialer serve', or the next command)", file=sys.stderr)
+                await outbox.close(timeout=0.0)  # waited enough: not 5 s more on the way out
     except (OutboxError, OSError) as error:
         raise UserError(f"cannot keep the audit record of this access ({error}): nothing was opened") from None
 
@@ -276,7 +279,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     opener = commands.add_parser("open", help="write a recording's audio to a file ('-' for stdout); audited")
     opener.add_argument("file", help="the recording: its recording_id, recordings.storage_uri (file://...) or path")
-    opener.add_argument("--out", required=True, help="where to write the audio (0600; folders made 0700)")
+    opener.add_argument("--out", required=True, help="where to write the audio ('-' for stdout; a file is made 0600, its folders 0700)")
     opener.add_argument("--format", choices=[f.value for f in AudioFormat], help="audio format (default: wav)")
     opener.add_argument("--mix", choices=["mono"], help="mix a two-channel recording down to one channel")
     opener.set_defaults(handler=_open)

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
+from crm_bridge.outbox import deliver_left_over
 from dialer.access_log import AccessLog
 from dialer.cli import UserError
+from dialer.commands import COMMAND_OUTBOX_DELIVERY_SECONDS, COMMAND_OUTBOXES
 from dialer.commands.config import log_caller_id_problems, require_usable
 from dialer.provision.sipcheck import log_trunk_checks
 from dialer.runtime.lease import ControllerLease
@@ -32,6 +36,26 @@ def _lease_lost(lease: ControllerLease, why: str) -> None:
     structlog.get_logger("dialer.lease").error("lease_lost", why=why, token=lease.token, owner=lease.owner)
     print(f"dialer: the controller lease was lost ({why}): stopping at once", file=sys.stderr, flush=True)
     os._exit(LEASE_LOST_EXIT)
+
+
+@contextlib.asynccontextmanager
+async def owned_task(coroutine: Coroutine[Any, Any, None], name: str) -> AsyncIterator[asyncio.Task[None]]:
+    """`coroutine` runs as a named task for the body of the `async with`; on leaving, it is
+    cancelled and awaited, so it never outlives `serve` (nor leaks a "Task was destroyed but it is
+    pending" warning), and a failure of its own is logged instead of vanishing with the task."""
+    task = asyncio.create_task(coroutine, name=name)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # serve itself is being cancelled: that cancellation goes on
+        except Exception as error:
+            structlog.get_logger("dialer.serve").error("task_failed", task=name, error=repr(error))
 
 
 async def _take_lease(settings: Settings, stop: asyncio.Event) -> ControllerLease | None:
@@ -60,16 +84,16 @@ async def serve(settings: Settings, drain_seconds: float, *,
     lease = await _take_lease(settings, stop) if settings.controller_lease else None
     if settings.controller_lease and lease is None:
         return
-    holding = None
-    if lease is not None:
-        holding = asyncio.create_task(lease.hold(lambda why: _lease_lost(lease, why)), name="controller-lease")
-    try:
+    if lease is None:
         await _serve_services(settings, drain_seconds, stop, lease, gate_clock)
+        return
+    try:
+        async with owned_task(lease.hold(lambda why: _lease_lost(lease, why)), "controller-lease"):
+            await _serve_services(settings, drain_seconds, stop, lease, gate_clock)
     finally:
-        if holding is not None and lease is not None:
-            holding.cancel()
-            await lease.release()
-            await lease.redis.aclose()
+        # Renewing has stopped (the task is awaited): releasing cannot race a last renewal.
+        await lease.release()
+        await lease.redis.aclose()
 
 
 async def _serve_services(settings: Settings, drain_seconds: float, stop: asyncio.Event,
@@ -92,9 +116,9 @@ async def _serve_services(settings: Settings, drain_seconds: float, stop: asynci
                 f"dialer API on http://{settings.http_host}:{settings.http_port}/v1 (OpenAPI: /v1/openapi.json)",
                 flush=True,
             )
-            trunk_checks = asyncio.create_task(_startup_checks(settings), name="startup-checks")
-            await stop.wait()
-            trunk_checks.cancel()
+            async with (owned_task(_startup_checks(settings), "startup-checks"),
+                        owned_task(deliver_command_outboxes(settings), "command-outboxes")):
+                await stop.wait()
             # Stop taking requests first; live calls are drained when the services close.
             await runner.shutdown()
             await runner.cleanup()
@@ -127,6 +151,25 @@ async def _startup_checks(settings: Settings) -> None:
     log = structlog.get_logger("dialer.deploy")
     await log_trunk_checks(settings.trunks, settings.tls_ca_file, log)
     await log_caller_id_problems(settings, log)
+
+
+async def deliver_command_outboxes(settings: Settings, every: float = 30.0) -> None:
+    """Deliver, now and then, what `dialer` commands left in their own outboxes while PostgreSQL
+    did not answer them (`dialer dnc opt-out`, `dialer check`, `dialer recording open`,
+    `dialer evidence`): the opt-out they reported "waits locally" reaches the CRM without
+    anyone running another command."""
+    log = structlog.get_logger("dialer.outbox")
+    while True:
+        for name in COMMAND_OUTBOXES:
+            try:
+                delivered = await deliver_left_over(settings.state_dir, settings.pg_dsn, name,
+                                                    COMMAND_OUTBOX_DELIVERY_SECONDS)
+            except Exception as error:  # an unreadable file: said, and tried again next time
+                log.warning("command_outbox_not_delivered", outbox=name, error=repr(error))
+                continue
+            if delivered:
+                log.warning("command_outbox_delivered", outbox=name, count=delivered)
+        await asyncio.sleep(every)
 
 
 def _serve_command(args: argparse.Namespace) -> int:

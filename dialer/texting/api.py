@@ -66,7 +66,8 @@ def _texting(request: web.Request) -> TextingRuntime:
                      422: "a field is invalid (`field` names it; `error` says why): `empty_body`, `too_long`, "
                           "`not_textable` (not a US mobile-capable number), `unknown_lead`, `unknown_template`, "
                           "`unknown_merge_field`, ...",
-                     503: NOT_RUNNING})
+                     503: f"{NOT_RUNNING}; `outbox_unavailable`: the text could not be kept durably (202 "
+                          "is answered only once it is), `texting_stopped`: the dialer is stopping"})
 async def post_message(request: web.Request, body: TextRequest) -> web.StreamResponse:
     texting = _texting(request)
     if (body.lead_id is None) == (body.phone is None):

@@ -18,7 +18,8 @@ class SenderPacer:
         self._free_at: dict[str, float] = {}
 
     def reserve(self, sender: str, now: float, segments: int = 1) -> float:
-        """When a text of `segments` from `sender` may go (now or later); its slots are taken."""
+        """When a text of `segments` from `sender` may go (now or later); its slots are taken.
+        `now` is on a clock that never steps back (the runtime gives `time.monotonic()`)."""
         at = max(now, self._free_at.get(sender, now))
         self._free_at[sender] = at + self.interval * max(1, segments)
         return at

@@ -35,6 +35,7 @@ from compliance_rules.optout import block
 from compliance_rules.policy import CampaignPolicy
 from compliance_rules.rules import OPTOUT
 from crm_bridge.kinds import RecordKind
+from crm_bridge.outbox import OutboxError
 from crm_bridge.store import Campaign, Lead
 from dialer.ari.events import Snapshot
 from dialer.ari.models import Event, TextMessageReceived
@@ -148,6 +149,19 @@ class TextRunner(MachineRunner[i.TextInput, a.TextAction]):
         self.gate_request = gate_request
         self.campaign = campaign
         self.cancelled = asyncio.Event()
+        # Set once the text's first record (queued) is durable in the outbox: the API answers
+        # 202 only then, so a controller killed right after the answer still leaves the text
+        # in the CRM. An exception here (the outbox refused the write) is the API's answer.
+        self.recorded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.recorded.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            if not self.recorded.done():  # stopped (shutdown) before its first record was kept
+                self.recorded.set_exception(
+                    Refused(503, "texting_stopped", "the dialer is stopping: the text was not queued; retry"))
 
     def translate(self, event: Event) -> list[i.TextInput]:
         return []  # a text owns no channel; its news comes from its own actions
@@ -158,11 +172,14 @@ class TextRunner(MachineRunner[i.TextInput, a.TextAction]):
     async def perform(self, action: a.TextAction) -> i.TextInput | None:
         match action:
             case a.WaitForSlot(sender=sender, segments=segments):
-                at = self.texting.pacer.reserve(sender, time.time(), segments)
+                # The sender's slots are kept on the monotonic clock: on the wall clock, a step
+                # back (NTP, a VM restored) left every slot reserved before it in the "future",
+                # and each text of that sender waited out the step, then expired unsent.
+                at = self.texting.pacer.reserve(sender, time.monotonic(), segments)
                 # Never past the text's own deadline, and a cancel (shutdown) wakes it at once.
-                deadline = min(at, self.machine.requested_at + self.machine.request.max_wait)
+                wait = min(at - time.monotonic(), self.machine.requested_at + self.machine.request.max_wait - time.time())
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.cancelled.wait(), max(0.0, deadline - time.time()))
+                    await asyncio.wait_for(self.cancelled.wait(), max(0.0, wait))
                 return None if self.cancelled.is_set() else i.SlotReached()
             case a.CheckGate():
                 decision = await decide_at_dial(self.services.gate, self.gate_request,
@@ -179,7 +196,14 @@ class TextRunner(MachineRunner[i.TextInput, a.TextAction]):
                     return i.SendFailed(str(error))
                 return i.Sent(provider_id)
             case a.Emit(record=record):
-                await self.services.records.put(RecordKind.MESSAGE, record.to_crm())
+                try:
+                    await self.services.records.put(RecordKind.MESSAGE, record.to_crm())
+                except BaseException as error:
+                    if not self.recorded.done():
+                        self.recorded.set_exception(error)
+                    raise
+                if not self.recorded.done():
+                    self.recorded.set_result(None)
                 self.log.info("text_state", state=record.state.value, detail=record.detail)
             case a.Finished(record=record):
                 self.texting.finished(record)
@@ -350,11 +374,16 @@ class TextingRuntime(RuntimeSlice[TextRunner]):
             template_id=template.template_id if template else None, requested_by=request.requested_by,
             recheck_after=self.settings.recheck_after, max_wait=self.settings.max_wait,
         )
-        self._start(text, gate_request, campaign, now)
+        # 202 means it will arrive: the queued row is durable before the answer.
+        try:
+            await asyncio.shield(self._start(text, gate_request, campaign, now).recorded)
+        except OutboxError as error:
+            raise Refused(503, "outbox_unavailable", f"the text could not be kept ({error}); retry") from None
         return QueuedText(message_id, TextState.QUEUED.value, kind, body, size.encoding.value, size.segments,
                           decision.decision_id)
 
-    def _start(self, text: TextRequest, gate_request: ContactRequest, campaign: Campaign | None, now: float) -> None:
+    def _start(self, text: TextRequest, gate_request: ContactRequest, campaign: Campaign | None,
+               now: float) -> TextRunner:
         key = (text.to_number, text.from_number)
         self._conversations[key] = (text.campaign_id, text.agent_id)
         self._conversations.move_to_end(key)
@@ -363,6 +392,7 @@ class TextingRuntime(RuntimeSlice[TextRunner]):
         runner = TextRunner(self, TextMachine(text, now), gate_request, campaign)
         self.start_runner(runner)
         runner.feed(i.Start())
+        return runner
 
     def _gate_request(self, phone: str, lead: Lead | None, kind: TextKind) -> ContactRequest:
         # A marketing text is sent by the system (automated); a reply is typed by a person.

@@ -1,0 +1,208 @@
+"""Bad input an operator gives the `dialer` command, and Ctrl-C: one sentence on stderr, a
+non-zero exit, and nothing half-done left behind (a DNC list dated by a file that held no
+number, staged copies of a list left in Redis, an unaudited evidence packet)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from compliance_rules.importer import ParseStats
+from compliance_rules.store import DncStore
+
+
+def _env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    monkeypatch.setenv("DIALER_CONFIG", "")
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def _one_sentence(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("dialer: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def _dnc_meta(redis_url: str, prefix: str) -> dict[bytes, bytes]:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return client.hgetall(f"{prefix}dnc:meta")  # type: ignore[return-value]
+    finally:
+        client.close()
+
+
+def _staged_keys(redis_url: str, prefix: str) -> list[bytes]:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return list(client.scan_iter(match=f"{prefix}dnc:*:import:*", count=1000))
+    finally:
+        client.close()
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(30)
+def test_a_dnc_file_without_one_number_is_refused_and_the_list_keeps_its_date(
+        tmp_path: Path, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer.cli import main
+
+    _env(monkeypatch, DIALER_REDIS_URL=redis_url, DIALER_REDIS_PREFIX=redis_prefix)
+    registry = tmp_path / "federal.txt"
+    registry.write_text("2125550100\n4155550101\n")
+    assert main(["dnc", "import", str(registry), "--list", "federal", "--date", "2026-11-01", "--quiet"]) == 0
+    capsys.readouterr()
+    before = _dnc_meta(redis_url, redis_prefix)
+    # Was: exit 0, "federal ... ok, 0 numbers", dated today: the gate took a wrong file for a fresh copy.
+    wrong = tmp_path / "leads-export.csv"
+    wrong.write_bytes(b"name,phone\nAnn,n/a\n\xff\xfe binary\n")
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    for path, why in ((wrong, "none of its 3 lines is a 10-digit US number"), (empty, "it holds no numbers")):
+        assert main(["dnc", "import", str(path), "--list", "federal", "--quiet"]) == 2
+        out, err = capsys.readouterr()
+        sentence = _one_sentence(err)
+        assert out == "" and f"is not a copy of the federal list: {why}" in sentence, sentence
+        assert sentence.endswith("the list was left as it was.")
+    assert _dnc_meta(redis_url, redis_prefix) == before
+    assert _staged_keys(redis_url, redis_prefix) == []
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(30)
+async def test_an_import_that_fails_midway_leaves_the_list_and_no_staged_copy(
+        redis_url: str, redis_prefix: str, redis_client: object) -> None:
+    import redis.asyncio as aioredis
+
+    assert isinstance(redis_client, aioredis.Redis)
+    store = DncStore(redis_client, redis_prefix)
+    await store.import_full("federal", [np.array([2125550100, 4155550101], dtype=np.int64)], date(2026, 11, 1))
+    before = await store.versions()
+
+    def chunks_then_interrupted() -> object:
+        yield np.array([2125550199, 6465550100, 7185550100], dtype=np.int64)
+        yield np.array([3055550100 + i for i in range(100)], dtype=np.int64)
+        raise KeyboardInterrupt  # Ctrl-C while the file is still being read
+
+    for list_name in ("federal", "internal"):  # bitmaps and sets
+        with pytest.raises(KeyboardInterrupt):
+            await store.import_full(list_name, chunks_then_interrupted(), date(2026, 11, 30), ParseStats())  # type: ignore[arg-type]
+    assert await store.versions() == before
+    assert _staged_keys(redis_url, redis_prefix) == []
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_ctrl_c_in_a_dnc_import_says_so_and_leaves_nothing_staged(
+        tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+    # Several 8 MB read blocks: a set list (internal) stages each block as it is read, so Ctrl-C
+    # comes while the copy is half staged (was: every staged key left in Redis for good, and
+    # exit 130 in silence).
+    rng = np.random.default_rng(7)
+    numbers = rng.integers(201, 990, 2_500_000) * 10**7 + rng.integers(2_000_000, 10_000_000, 2_500_000)
+    registry = tmp_path / "internal.txt"
+    registry.write_text("\n".join(map(str, numbers.tolist())))
+    env = {**os.environ, "DIALER_CONFIG": "", "DIALER_REDIS_URL": redis_url, "DIALER_REDIS_PREFIX": redis_prefix}
+    process = subprocess.Popen([sys.executable, "-m", "dialer", "dnc", "import", str(registry), "--list", "internal",
+                                "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not _staged_keys(redis_url, redis_prefix):
+            assert process.poll() is None and time.monotonic() < deadline, "the import never staged a copy"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130, (out, err)
+    assert _one_sentence(err) == "dialer: interrupted (Ctrl-C) before the command finished."
+    assert _staged_keys(redis_url, redis_prefix) == []
+    assert b"internal" not in _dnc_meta(redis_url, redis_prefix)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(30)
+def test_a_check_with_a_state_or_an_audit_log_it_cannot_use_is_refused_not_decided(
+        tmp_path: Path, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer.cli import main
+
+    _env(monkeypatch, DIALER_REDIS_URL=redis_url, DIALER_REDIS_PREFIX=redis_prefix,
+         DIALER_STATE_DIR=str(tmp_path / "state"))
+    cases = [
+        # Was: decided (exit 0/1) as if ZZ were a state.
+        (["--state", "ZZ"], "dialer: --state 'ZZ' is not a US state's two-letter code (e.g. NY)"),
+        # Was: "BLOCKED - gate_unavailable" on stdout, for a typo in a path.
+        (["--audit-log", str(tmp_path / "missing" / "decisions.jsonl")],
+         f"dialer: --audit-log {tmp_path / 'missing' / 'decisions.jsonl'}: give a file in an existing directory"),
+        (["--audit-log", str(tmp_path)], f"dialer: --audit-log {tmp_path}: give a file in an existing directory"),
+    ]
+    for words, sentence in cases:
+        assert main(["check", "2125550100", *words]) == 2, words
+        out, err = capsys.readouterr()
+        assert out == "" and err == f"{sentence}\n", (words, err)
+
+
+@pytest.mark.timeout(30)
+def test_a_directory_given_for_a_file_is_named_as_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer.cli import main
+
+    _env(monkeypatch)
+    assert main(["leads", "import", str(tmp_path), "--map", "phone=Phone"]) == 2
+    assert capsys.readouterr().err == f"dialer: cannot read {tmp_path}: it is a directory, not a CSV file\n"
+    assert main(["evidence", "verify", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"dialer: {tmp_path} is a directory, not a packet: give the packet's FILE.zip\n"
+
+
+@pytest.mark.timeout(10)
+async def test_serveowned_tasks_are_awaited_after_cancel_and_their_failures_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from structlog.testing import capture_logs
+
+    from dialer.commands.serve import owned_task
+
+    stopped = asyncio.Event()
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            stopped.set()
+
+    async with owned_task(forever(), "controller-lease") as task:
+        await asyncio.sleep(0)
+    assert task.done() and task.cancelled() and stopped.is_set()  # cancelled AND awaited
+
+    async def fails() -> None:
+        raise RuntimeError("carrier check broke")
+
+    with capture_logs() as logs:
+        async with owned_task(fails(), "startup-checks") as task:
+            await asyncio.sleep(0.01)
+    assert task.done()
+    assert [(entry["event"], entry["task"]) for entry in logs] == [("task_failed", "startup-checks")]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(30)
+def test_the_changes_of_an_unknown_id_say_so(pg_dsn: str, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer.cli import main
+
+    _env(monkeypatch, DIALER_PG_DSN=pg_dsn)
+    assert main(["db", "migrate"]) == 0
+    capsys.readouterr()
+    # Was: nothing at all and exit 0, the same as an entity with no changes.
+    assert main(["changes", "list", "no-such-list-qa"]) == 1
+    assert capsys.readouterr() == ("", "dialer: no recorded changes of list 'no-such-list-qa': check the id "
+                                       "('dialer lists list').\n")
