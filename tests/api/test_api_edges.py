@@ -206,6 +206,34 @@ async def test_bad_input_found_walking_the_docs_gets_a_named_4xx(dialer: Dialer)
     assert (got, body["error"]) == (422, "idempotency_key_reused"), body
 
 
+async def test_following_a_location_at_once_finds_what_was_accepted(dialer: Dialer) -> None:
+    """The row of a call accepted with 202 reaches PostgreSQL through the outbox about 0.1 s
+    later: `GET Location` right after the 202 was a 404 `call_not_found`, and the opt-out just
+    recorded (201) read `opted_out: false`, though every gate already blocked the number."""
+    crm, client = dialer.crm_token, dialer.client
+    for endpoint in ("agent1017", "agent1018"):  # no phone registered: the call fails, its row stays
+        agent_id = await dialer.agent(endpoint)
+        async with client.post("/v1/calls", json={"phone": "+12125550243", "agent_id": agent_id},
+                               headers=dialer.auth(crm)) as response:
+            assert response.status == 202, await response.text()
+            location = response.headers["Location"]
+        for path in (location, f"{location}/decision"):
+            got, body = await _send(client, "GET", path, crm)
+            assert got == 200, (path, body)
+        assert body["allowed"] is True
+    phone = "+12125550244"
+    async with client.post("/v1/opt-outs", json={"phone": phone, "source": "api"}, headers=dialer.auth(crm)) as response:
+        assert response.status == 201
+        location = response.headers["Location"]
+    got, body = await _send(client, "GET", location, crm)
+    assert (got, body["phone"], body["opted_out"]) == (200, phone, True), body
+    assert await dialer.services.outbox.flush(10)
+    got, body = await _send(client, "GET", location, crm)
+    assert [record["source"] for record in body["opt_outs"]] == ["api"]
+    got, body = await _send(client, "GET", "/v1/opt-outs/+12125550245", crm)
+    assert (got, body["opted_out"], body["opt_outs"]) == (200, False, [])
+
+
 def test_a_text_from_a_lead_is_a_documented_message_of_the_agents_stream() -> None:
     """README and docs/texting.md promised `text_received` on the agent's stream; the
     AgentStreamMessage schema (OpenAPI, AsyncAPI) did not list it, so generated clients had no
