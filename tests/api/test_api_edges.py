@@ -103,6 +103,14 @@ async def test_an_agent_without_an_endpoint_is_checked_on_the_one_it_will_be_cal
     assert (got, body["name"], body["warnings"]) == (200, "Kept Too", []), body
     got, body = await _send(dialer.client, "PATCH", "/v1/agents/nobody-here", admin, {"sip_endpoint": None})
     assert (got, body["error"]) == (404, "agent_not_found"), body
+    # In PJSIP/1016@agent1016 Asterisk dials 1016 through the endpoint agent1016: that endpoint is
+    # the one asked about (the whole `1016@agent1016` was, and refused as unknown).
+    got, body = await _send(dialer.client, "PATCH", f"/v1/agents/{kept}", admin,
+                            {"sip_endpoint": "PJSIP/1016@agent1016"})
+    assert (got, body["sip_endpoint"], body["warnings"]) == (200, "PJSIP/1016@agent1016", []), body
+    got, body = await _send(dialer.client, "PATCH", f"/v1/agents/{kept}", admin,
+                            {"sip_endpoint": "PJSIP/1016@nobody-here"})
+    assert (got, body["error"]) == (422, "sip_endpoint_unknown"), body
 
 
 async def test_an_agent_without_an_endpoint_is_taken_with_a_warning_when_asterisk_cannot_be_asked(api: Api) -> None:
