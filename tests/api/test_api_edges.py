@@ -1,8 +1,10 @@
 """The HTTP API as a CRM integrator meets it, at its edges, against `dialer serve`'s own services
 (the real Asterisk, PostgreSQL and Redis): an unknown agent's event stream is a 404 before any
 upgrade; an agent with no SIP endpoint is checked on the `PJSIP/<agent_id>` it will be called on;
-bad input found by walking README.md and docs/api.md gets a 4xx problem naming the field; a
-webhook delivery cut off by a stop is awaited and sent again after its lease; the background
+bad input found by walking README.md and docs/api.md (report days without a range, a body sent
+to an operation that takes none, a body not compressed as its Content-Encoding says, a byte order
+mark) gets a 4xx problem naming the field; a `Location` followed at once finds what was accepted;
+a webhook delivery cut off by a stop is awaited and sent again after its lease; the background
 tasks of the API (the event streams' session check, the lead-import worker) are owned, awaited
 and log their failures."""
 
@@ -23,6 +25,7 @@ from structlog.testing import capture_logs
 from crm_bridge.store import TokenRole
 from dialer.api import events
 from dialer.api.events import SessionWatch, agent_message
+from dialer.api.openapi import asyncapi_document
 from dialer.app import openapi_document
 from dialer.provision.ports import free_local_port
 from dialer.tasks import start_task, stop_tasks
@@ -250,8 +253,10 @@ def test_a_text_from_a_lead_is_a_documented_message_of_the_agents_stream() -> No
                  "body": "STOP", "keyword": "opt_out", "received_at": "2026-11-24T14:30:00Z",
                  "lead": {"lead_id": "lead-1", "name": "Dana Lee", "pipeline_stage": "contacted"}}
     assert agent_message(dict(published)) == published
-    schemas = openapi_document()["components"]["schemas"]
+    document = openapi_document()
+    schemas = document["components"]["schemas"]
     assert "TextReceived" in schemas and "from" in schemas["TextReceived"]["properties"]
+    assert "text_received" in json.dumps(asyncapi_document(document))
 
 
 # ---- webhooks: a delivery cut off by a stop --------------------------------------------------------
