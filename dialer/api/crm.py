@@ -3,15 +3,19 @@ call, dispositions and opt-outs."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
+from typing import Protocol, runtime_checkable
 
 from aiohttp import web
 from pydantic import Field
 
 from compliance_rules.numbers import parse_number
 from compliance_rules.optout import OptOutError, OptOutSource
+from compliance_rules.rules import OPTOUT
 from crm_bridge.dispositions import DispositionCode, DispositionError, PipelineStage, wrap_up_records
 from crm_bridge.kinds import RecordKind
+from crm_bridge.outbox import OutboxStats
 from crm_bridge.records import CallDirection, CallOutcome, InvalidRecord
 from crm_bridge.store import Call, TokenRole
 from dialer.api.callback_window import CallbackRules
@@ -144,14 +148,53 @@ class OptOutRecord(ResponseModel):
 
 class OptOutStatus(ResponseModel):
     phone: str = Field(description="E.164")
-    opted_out: bool = Field(description="on the company's do-not-call list (the CRM's record)")
+    opted_out: bool = Field(description="on the opt-out list every gate reads now (every channel); the CRM's "
+                                        "records (`opt_outs`) arrive through the outbox a moment after an opt-out, "
+                                        "and stay after a texted START lifts it")
     opt_outs: list[OptOutRecord]
 
 
 # ---- routes ----------------------------------------------------------------------------------
+# How long a read of a call not in the CRM yet waits for its row. `POST /v1/calls` answers 202
+# before the call's first snapshot has gone through the snapshot writer and the outbox to
+# PostgreSQL (about 0.1 s): a client that follows `Location` at once must find the call, not a
+# 404 `call_not_found`.
+CATCH_UP_SECONDS = 1.0
+CATCH_UP_STEP = 0.05
+
+
+@runtime_checkable
+class Flushable(Protocol):
+    """A record sink that can be waited for (`Outbox`)."""
+
+    async def flush(self, timeout: float) -> bool: ...  # noqa: ASYNC109 - the outbox's own signature
+
+    def stats(self) -> OutboxStats: ...
+
+
+async def call_row(request: web.Request, call_id: str) -> Call | None:
+    """The CRM's row of `call_id`. When there is none yet but the call is live in this process,
+    or the outbox still holds records, it is waited for, up to `CATCH_UP_SECONDS`: one more
+    read, and no wait, for an id that is no call at all on an idle outbox."""
+    deps = request.app[DEPS]
+    call = await deps.store.get_call(call_id)
+    if call is not None or not isinstance(deps.records, Flushable):
+        return call
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CATCH_UP_SECONDS
+    while True:
+        await deps.records.flush(max(0.01, deadline - loop.time()))
+        call = await deps.store.get_call(call_id)
+        live = any(control.call_status(call_id) is not None for control in request.app.get(CALL_CONTROLS, []))
+        if call is not None or loop.time() >= deadline or not (live or deps.records.stats().pending):
+            return call
+        await asyncio.sleep(CATCH_UP_STEP)
+
+
 async def visible_call(request: web.Request) -> Call:
-    """The call named in the path, if this token may see it (agents: only their own calls)."""
-    call = await request.app[DEPS].store.get_call(request.match_info["call_id"])
+    """The call named in the path, if this token may see it (agents: only their own calls); one
+    just accepted is waited for (`call_row`)."""
+    call = await call_row(request, request.match_info["call_id"])
     token = request[TOKEN]
     if call is None or (token.role is TokenRole.AGENT and call.agent_id != token.agent_id):
         # An agent is not told whether another agent's call exists.
@@ -324,6 +367,11 @@ async def get_opt_out(request: web.Request) -> Reply:
     number = parse_number(request.match_info["phone"]).e164
     if number is None:
         raise ApiError(422, "invalid_field", "phone is not a dialable US number", field="phone")
-    rows = await request.app[DEPS].store.list_opt_outs(number)
-    return Reply(OptOutStatus(phone=number, opted_out=bool(rows),
+    deps = request.app[DEPS]
+    # The list every gate reads says whether the number is opted out: an opt-out is on it before
+    # its 201 (its CRM record arrives through the outbox a moment later), and a texted START
+    # takes the number off it while the records stay, as evidence.
+    opted_out = await deps.dnc.contains(OPTOUT, parse_number(number))
+    rows = await deps.store.list_opt_outs(number)
+    return Reply(OptOutStatus(phone=number, opted_out=opted_out,
                               opt_outs=[OptOutRecord.model_validate(asdict(row)) for row in rows]))

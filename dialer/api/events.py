@@ -335,7 +335,8 @@ async def _pump(socket: web.WebSocketResponse, next_message: Callable[[], Awaita
             extra={"x-websocket-messages": {"$ref": "#/components/schemas/AgentStreamMessage"}})
 async def agent_events(request: web.Request, query: StreamQuery) -> web.StreamResponse:
     """Browsers may pass the token as `?access_token=`. Messages: `subscribed`, then
-    `agent_state` (every change), `screen_pop` (a lead is coming), `call_state`."""
+    `agent_state` (every change), `screen_pop` (a lead is coming), `call_state`, `text_received`
+    (a text from a lead the agent works)."""
     del query
     agent_id = own_agent(request, request.match_info["agent_id"], "follow only its own events")
     await refuse_unknown_agent(request.app[DEPS].store, agent_id)  # before the upgrade: a plain 404

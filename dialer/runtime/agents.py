@@ -27,11 +27,13 @@ def agent_endpoint(sip_endpoint: str | None, agent_id: str) -> str:
 
 
 def pjsip_resource(dial_string: str) -> str | None:
-    """The PJSIP endpoint a dial string rings (`PJSIP/agent1001` -> `agent1001`); None for
-    another technology (`Local/sim1@agent-sim`, the simulator's agents), which has no endpoint
-    to ask about."""
+    """The PJSIP endpoint a dial string rings (`PJSIP/agent1001` -> `agent1001`; in
+    `PJSIP/1001@edge`, Asterisk dials 1001 through the endpoint `edge`); None for another
+    technology (`Local/sim1@agent-sim`, the simulator's agents), which has no endpoint to ask
+    about."""
     technology, _, resource = dial_string.partition("/")
-    return resource if technology.upper() == "PJSIP" and resource else None
+    endpoint = resource.rpartition("@")[2]
+    return endpoint if technology.upper() == "PJSIP" and endpoint else None
 
 
 class EndpointReader(Protocol):

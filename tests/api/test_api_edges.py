@@ -1,8 +1,10 @@
 """The HTTP API as a CRM integrator meets it, at its edges, against `dialer serve`'s own services
 (the real Asterisk, PostgreSQL and Redis): an unknown agent's event stream is a 404 before any
 upgrade; an agent with no SIP endpoint is checked on the `PJSIP/<agent_id>` it will be called on;
-bad input found by walking README.md and docs/api.md gets a 4xx problem naming the field; a
-webhook delivery cut off by a stop is awaited and sent again after its lease; the background
+bad input found by walking README.md and docs/api.md (report days without a range, a body sent
+to an operation that takes none, a body not compressed as its Content-Encoding says, a byte order
+mark) gets a 4xx problem naming the field; a `Location` followed at once finds what was accepted;
+a webhook delivery cut off by a stop is awaited and sent again after its lease; the background
 tasks of the API (the event streams' session check, the lead-import worker) are owned, awaited
 and log their failures."""
 
@@ -23,6 +25,7 @@ from structlog.testing import capture_logs
 from crm_bridge.store import TokenRole
 from dialer.api import events
 from dialer.api.events import SessionWatch, agent_message
+from dialer.api.openapi import asyncapi_document
 from dialer.app import openapi_document
 from dialer.provision.ports import free_local_port
 from dialer.tasks import start_task, stop_tasks
@@ -103,6 +106,14 @@ async def test_an_agent_without_an_endpoint_is_checked_on_the_one_it_will_be_cal
     assert (got, body["name"], body["warnings"]) == (200, "Kept Too", []), body
     got, body = await _send(dialer.client, "PATCH", "/v1/agents/nobody-here", admin, {"sip_endpoint": None})
     assert (got, body["error"]) == (404, "agent_not_found"), body
+    # In PJSIP/1016@agent1016 Asterisk dials 1016 through the endpoint agent1016: that endpoint is
+    # the one asked about (the whole `1016@agent1016` was, and refused as unknown).
+    got, body = await _send(dialer.client, "PATCH", f"/v1/agents/{kept}", admin,
+                            {"sip_endpoint": "PJSIP/1016@agent1016"})
+    assert (got, body["sip_endpoint"], body["warnings"]) == (200, "PJSIP/1016@agent1016", []), body
+    got, body = await _send(dialer.client, "PATCH", f"/v1/agents/{kept}", admin,
+                            {"sip_endpoint": "PJSIP/1016@nobody-here"})
+    assert (got, body["error"]) == (422, "sip_endpoint_unknown"), body
 
 
 async def test_an_agent_without_an_endpoint_is_taken_with_a_warning_when_asterisk_cannot_be_asked(api: Api) -> None:
@@ -206,6 +217,34 @@ async def test_bad_input_found_walking_the_docs_gets_a_named_4xx(dialer: Dialer)
     assert (got, body["error"]) == (422, "idempotency_key_reused"), body
 
 
+async def test_following_a_location_at_once_finds_what_was_accepted(dialer: Dialer) -> None:
+    """The row of a call accepted with 202 reaches PostgreSQL through the outbox about 0.1 s
+    later: `GET Location` right after the 202 was a 404 `call_not_found`, and the opt-out just
+    recorded (201) read `opted_out: false`, though every gate already blocked the number."""
+    crm, client = dialer.crm_token, dialer.client
+    for endpoint in ("agent1017", "agent1018"):  # no phone registered: the call fails, its row stays
+        agent_id = await dialer.agent(endpoint)
+        async with client.post("/v1/calls", json={"phone": "+12125550243", "agent_id": agent_id},
+                               headers=dialer.auth(crm)) as response:
+            assert response.status == 202, await response.text()
+            location = response.headers["Location"]
+        for path in (location, f"{location}/decision"):
+            got, body = await _send(client, "GET", path, crm)
+            assert got == 200, (path, body)
+        assert body["allowed"] is True
+    phone = "+12125550244"
+    async with client.post("/v1/opt-outs", json={"phone": phone, "source": "api"}, headers=dialer.auth(crm)) as response:
+        assert response.status == 201
+        location = response.headers["Location"]
+    got, body = await _send(client, "GET", location, crm)
+    assert (got, body["phone"], body["opted_out"]) == (200, phone, True), body
+    assert await dialer.services.outbox.flush(10)
+    got, body = await _send(client, "GET", location, crm)
+    assert [record["source"] for record in body["opt_outs"]] == ["api"]
+    got, body = await _send(client, "GET", "/v1/opt-outs/+12125550245", crm)
+    assert (got, body["opted_out"], body["opt_outs"]) == (200, False, [])
+
+
 def test_a_text_from_a_lead_is_a_documented_message_of_the_agents_stream() -> None:
     """README and docs/texting.md promised `text_received` on the agent's stream; the
     AgentStreamMessage schema (OpenAPI, AsyncAPI) did not list it, so generated clients had no
@@ -214,8 +253,10 @@ def test_a_text_from_a_lead_is_a_documented_message_of_the_agents_stream() -> No
                  "body": "STOP", "keyword": "opt_out", "received_at": "2026-11-24T14:30:00Z",
                  "lead": {"lead_id": "lead-1", "name": "Dana Lee", "pipeline_stage": "contacted"}}
     assert agent_message(dict(published)) == published
-    schemas = openapi_document()["components"]["schemas"]
+    document = openapi_document()
+    schemas = document["components"]["schemas"]
     assert "TextReceived" in schemas and "from" in schemas["TextReceived"]["properties"]
+    assert "text_received" in json.dumps(asyncapi_document(document))
 
 
 # ---- webhooks: a delivery cut off by a stop --------------------------------------------------------

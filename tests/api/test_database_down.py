@@ -103,3 +103,17 @@ async def test_a_revoked_token_stops_working_within_the_cache_time(api: Api) -> 
     verifier.forget(other.token.token_id)
     await api.store.revoke_token(other.token.token_id)
     assert await verifier.verify(other.secret) is None
+
+
+async def test_an_agents_event_stream_opens_while_postgresql_is_down(proxied: tuple[Api, FaultProxy]) -> None:
+    """An unknown agent's stream is a 404 (docs/api.md, "Agent sessions"), but the agent cannot be
+    looked up while PostgreSQL is down, and the streams keep working without it."""
+    api, proxy = proxied
+    assert (await api.client.get("/v1/calls", headers=api.auth(api.agent))).status == 200  # the token is verified
+    proxy.down()
+    try:
+        async with api.client.ws_connect(f"/v1/agents/{api.agent_id}/events", headers=api.auth(api.agent)) as socket:
+            first = await asyncio.wait_for(socket.receive_json(), 5)
+            assert (first["type"], first["agent_id"]) == ("subscribed", api.agent_id)
+    finally:
+        proxy.restore()
