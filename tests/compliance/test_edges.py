@@ -16,7 +16,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compliance_rules.holidays import easter_sunday
-from compliance_rules.model import ConsentKind, ConsentRecord, Decision, DialMode, ListVersions, Purpose
+from compliance_rules.location import centroids, locate_zip, zones_for_state
+from compliance_rules.model import (
+    US_STATE_CODES,
+    ConsentKind,
+    ConsentRecord,
+    Decision,
+    DialMode,
+    ListVersions,
+    Purpose,
+)
+from compliance_rules.numbers import npa_states, parse_number
 from compliance_rules.policy import CampaignPolicy
 from compliance_rules.ruleset import DEFAULT_RULES_PATH, RuleDataError, parse_rulebook
 from tests.compliance.helpers import check, codes, utc
@@ -317,6 +327,31 @@ def test_a_matching_zip_and_state_do_not_add_the_states_other_zones() -> None:
     # A Boston ZIP code with "MA": Eastern only (Massachusetts has one zone anyway); a Houston ZIP
     # code with "TX" keeps Central only, not El Paso's Mountain (the ZIP code is more precise).
     assert check(TOLL_FREE, utc("2026-03-10T15:00"), zip_code="77002", state="TX").timezones == ("America/Chicago",)
+
+
+@settings(max_examples=300, deadline=None)
+@given(npa=st.sampled_from(sorted(npa_states())), zip_code=st.one_of(st.none(), st.sampled_from(sorted(centroids()[1])[::211])),
+       state=st.one_of(st.none(), st.sampled_from(sorted(US_STATE_CODES)), st.text(max_size=4)),
+       at=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)))
+def test_whatever_disagrees_every_place_named_keeps_its_window(npa: int, zip_code: str | None, state: str | None,
+                                                               at: datetime) -> None:
+    # Allowed only if the federal window holds in every zone of the number, of the ZIP code
+    # (both clocks on a zone line) and of the given state when the ZIP code does not confirm it;
+    # an unknown state never gets through.
+    decision = check(f"+1{npa}2345678", at, zip_code=zip_code, state=state, consents=CONSENTED)
+    if not decision.allowed:
+        return
+    given_state = (state or "").strip().upper()
+    assert not given_state or given_state in US_STATE_CODES
+    found = locate_zip(zip_code) if zip_code else None
+    zones = set(parse_number(f"+1{npa}2345678").zones)
+    if found is not None:
+        zones |= {found.zone, *found.also} - {None}
+    if given_state and (found is None or found.state != given_state):
+        zones |= set(zones_for_state(given_state))
+    assert zones <= set(decision.timezones)
+    for zone in zones:
+        assert _expected(at.astimezone(ZoneInfo(zone)), 8), (zone, at)
 
 
 @pytest.mark.parametrize("state", ["XX", "Florida", "F.L.", "99", "ZZ"])
