@@ -29,7 +29,7 @@ from compliance_rules.model import (
 from compliance_rules.numbers import npa_states, parse_number
 from compliance_rules.policy import CampaignPolicy
 from compliance_rules.ruleset import DEFAULT_RULES_PATH, RuleDataError, parse_rulebook
-from tests.compliance.helpers import check, codes, utc
+from tests.compliance.helpers import check, codes, fresh_versions, utc
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -552,6 +552,26 @@ def test_an_option_can_tighten_the_registry_age_but_never_loosen_it() -> None:
     assert codes(check(NY, at, versions=old_copy, options=GateOptions(registry_max_age_days=60))) == {"registry_stale"}
     assert codes(check(NY, at, versions=ListVersions({"federal": "2026-02-20"}),
                        options=GateOptions(registry_max_age_days=7))) == {"registry_stale"}
+
+
+@pytest.mark.parametrize(
+    ("list_name", "copy_date", "trusted"),
+    [
+        ("state:TX", "2026-12-20", False),  # not an edition day: a typo of 2025-12-20 would pass for months
+        ("state:TX", "2027-01-01", True),  # the next edition, out early
+        ("state:IN", "2027-01-01", True),  # Indiana publishes January's list in December
+        ("state:TX", "2027-04-01", False),  # an edition, but 115 days ahead
+        ("federal", "2026-12-08", False),  # no registry copy comes from the future (dated by UTC)
+        ("litigator", "2026-12-08", False),
+    ],
+)
+def test_a_copy_dated_ahead_is_trusted_only_as_an_early_edition(list_name: str, copy_date: str, trusted: bool) -> None:
+    at = utc("2026-12-07T16:00")  # Monday 11:00 Eastern
+    phone = {"state:TX": "214-555-0142", "state:IN": "317-555-0142"}.get(list_name, NY)
+    decision = check(phone, at, versions=ListVersions({**fresh_versions(at).dates, list_name: copy_date}))
+    assert decision.allowed is trusted, decision.reasons
+    if not trusted:
+        assert codes(decision) == {"registry_stale"} and "further in the future" in decision.reasons[0].message
 
 
 # -- texts keep the windows of calls ------------------------------------------------------------
