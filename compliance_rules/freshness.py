@@ -90,7 +90,7 @@ def judge(
     if copy_date is None:
         return ListFreshness(list_name, None, None, FreshnessStatus.MISSING, None, rule.describe(), rule.citation,
                              rule.confidence)
-    if copy_date > today + FUTURE_TOLERANCE:
+    if copy_date > today and not _may_be_ahead(rule, copy_date, today):
         return ListFreshness(list_name, copy_date, None, FreshnessStatus.STALE, None, rule.describe(), rule.citation,
                              rule.confidence)
     last_day = deadline(rule, copy_date)
@@ -103,6 +103,17 @@ def judge(
         status = FreshnessStatus.OK
     return ListFreshness(list_name, copy_date, last_day, status, days_left, rule.describe(), rule.citation,
                          rule.confidence)
+
+
+def _may_be_ahead(rule: RefreshRule, copy_date: date, today: date) -> bool:
+    """Whether a copy dated after `today` can be real: only an edition published ahead of its
+    date (Indiana's January list comes out in December), dated exactly that edition's day and at
+    most FUTURE_TOLERANCE ahead. A continuously published list (the federal registry) has no
+    future copies (`dialer dnc import` dates a copy by the UTC date). Anything else is a mistake:
+    a typo of last year's date would otherwise be trusted for months, so the copy is not relied on."""
+    if rule.max_age_days is not None:
+        return False
+    return (copy_date.month, copy_date.day) in rule.published and copy_date <= today + FUTURE_TOLERANCE
 
 
 def rule_for(book: RuleBook, list_name: str, registry_max_age_days: int | None = None) -> RefreshRule | None:

@@ -69,6 +69,7 @@ class ComplianceGate:
         self.redis_budget = redis_budget
         self.clock = clock
         self._failures = 0  # batches in a row that could not be decided
+        self._lead_errors_logged: set[str] = set()  # kinds of per-lead errors already logged
 
     async def decide(
         self, request: ContactRequest, policy: CampaignPolicy, now: datetime | None = None, *, reserve_attempt: bool = False
@@ -125,18 +126,39 @@ class ComplianceGate:
         book = self.rulebook
         if book is None:
             return [unavailable(r, policy, now, i, "the rule data is missing or invalid") for r, i in zip(requests, ids, strict=True)]
-        locations = [locate(request) for request in requests]
+        # One lead whose data cannot be judged (a malformed value from the CRM) is blocked with
+        # gate_unavailable on its own; the rest of the batch is still decided.
+        errors: dict[int, str] = {}
+        locations: list[Location | None] = []
+        for index, request in enumerate(requests):
+            try:
+                locations.append(locate(request))
+            except Exception as error:
+                locations.append(None)
+                errors[index] = type(error).__name__
         queries: list[FactsQuery] = []
         for request, location in zip(requests, locations, strict=True):
-            if location.number.ok:
+            if location is not None and location.number.ok:
                 queries.append(self._query(request, location, policy, book))
         async with asyncio.timeout(self._budget(len(queries))):
             versions, fetched = await self.store.fetch(queries, now) if queries else (ListVersions(), [])
         facts_iter = iter(fetched)
         decisions: list[Decision] = []
-        for request, location, decision_id in zip(requests, locations, ids, strict=True):
+        for index, (request, location, decision_id) in enumerate(zip(requests, locations, ids, strict=True)):
+            if location is None:
+                decisions.append(unavailable(request, policy, now, decision_id, f"the lead could not be located ({errors[index]})"))
+                continue
             facts = next(facts_iter) if location.number.ok else NumberFacts()
-            decisions.append(decide(request, location, facts, versions, policy, book, now, decision_id, self.options))
+            try:
+                decisions.append(decide(request, location, facts, versions, policy, book, now, decision_id, self.options))
+            except Exception as error:
+                errors[index] = type(error).__name__
+                decisions.append(unavailable(request, policy, now, decision_id, f"the lead could not be judged ({errors[index]})"))
+        if errors and not set(errors.values()) <= self._lead_errors_logged:
+            # Said once per kind of error (a campaign asks about the same lead many times a second).
+            self._lead_errors_logged |= set(errors.values())
+            log.error("compliance_gate_leads_undecided", errors=sorted(set(errors.values())), leads=len(errors),
+                      batch=len(requests))
         if reserve_attempts:
             decisions = await self._reserve(requests, locations, decisions, policy, book, now)
         return decisions
@@ -151,29 +173,29 @@ class ComplianceGate:
     async def _reserve(
         self,
         requests: Sequence[ContactRequest],
-        locations: Sequence[Location],
+        locations: Sequence[Location | None],
         decisions: list[Decision],
         policy: CampaignPolicy,
         book: RuleBook,
         now: datetime,
     ) -> list[Decision]:
-        wanted: list[int] = []
+        wanted: list[tuple[int, Location]] = []
         reservations: list[tuple[str, str | Sequence[str], list[tuple[int, int]]]] = []
         for index, (request, location, decision) in enumerate(zip(requests, locations, decisions, strict=True)):
-            if not decision.allowed or not request.counts_toward_caps:
+            if location is None or not decision.allowed or not request.counts_toward_caps:
                 continue
             caps = [(m, w) for m, w, _ in applicable_caps(location, policy, book, now, self.options, request.channel)]
-            wanted.append(index)
+            wanted.append((index, location))
             reservations.append((policy.cap_subject, person_keys(request, location), caps))
         async with asyncio.timeout(self._budget(len(reservations))):
             granted = await self.store.reserve_attempts(reservations, now)
-        for index, ok in zip(wanted, granted, strict=True):
+        for (index, location), ok in zip(wanted, granted, strict=True):
             if not ok:
                 decisions[index] = decisions[index].blocked_because(
                     Reason(
                         ReasonCode.FREQUENCY_CAP,
                         "another attempt took the last slot of a frequency cap just now",
-                        "; ".join(c for _, _, c in applicable_caps(locations[index], policy, book, now, self.options,
+                        "; ".join(c for _, _, c in applicable_caps(location, policy, book, now, self.options,
                                                                    requests[index].channel)),
                     )
                 )

@@ -16,10 +16,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compliance_rules.holidays import easter_sunday
-from compliance_rules.model import ConsentKind, ConsentRecord, Decision, DialMode, ListVersions, Purpose
+from compliance_rules.location import centroids, locate_zip, zones_for_state
+from compliance_rules.model import (
+    US_STATE_CODES,
+    ConsentKind,
+    ConsentRecord,
+    Decision,
+    DialMode,
+    ListVersions,
+    Purpose,
+)
+from compliance_rules.numbers import npa_states, parse_number
 from compliance_rules.policy import CampaignPolicy
 from compliance_rules.ruleset import DEFAULT_RULES_PATH, RuleDataError, parse_rulebook
-from tests.compliance.helpers import check, codes, utc
+from tests.compliance.helpers import check, codes, fresh_versions, utc
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -319,6 +329,31 @@ def test_a_matching_zip_and_state_do_not_add_the_states_other_zones() -> None:
     assert check(TOLL_FREE, utc("2026-03-10T15:00"), zip_code="77002", state="TX").timezones == ("America/Chicago",)
 
 
+@settings(max_examples=300, deadline=None)
+@given(npa=st.sampled_from(sorted(npa_states())), zip_code=st.one_of(st.none(), st.sampled_from(sorted(centroids()[1])[::211])),
+       state=st.one_of(st.none(), st.sampled_from(sorted(US_STATE_CODES)), st.text(max_size=4)),
+       at=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)))
+def test_whatever_disagrees_every_place_named_keeps_its_window(npa: int, zip_code: str | None, state: str | None,
+                                                               at: datetime) -> None:
+    # Allowed only if the federal window holds in every zone of the number, of the ZIP code
+    # (both clocks on a zone line) and of the given state when the ZIP code does not confirm it;
+    # an unknown state never gets through.
+    decision = check(f"+1{npa}2345678", at, zip_code=zip_code, state=state, consents=CONSENTED)
+    if not decision.allowed:
+        return
+    given_state = (state or "").strip().upper()
+    assert not given_state or given_state in US_STATE_CODES
+    found = locate_zip(zip_code) if zip_code else None
+    zones = set(parse_number(f"+1{npa}2345678").zones)
+    if found is not None:
+        zones |= {found.zone, *found.also} - {None}
+    if given_state and (found is None or found.state != given_state):
+        zones |= set(zones_for_state(given_state))
+    assert zones <= set(decision.timezones)
+    for zone in zones:
+        assert _expected(at.astimezone(ZoneInfo(zone)), 8), (zone, at)
+
+
 @pytest.mark.parametrize("state", ["XX", "Florida", "F.L.", "99", "ZZ"])
 def test_an_unknown_state_code_blocks(state: str) -> None:
     decision = check(NY, utc("2026-03-10T16:00"), state=state)
@@ -517,6 +552,26 @@ def test_an_option_can_tighten_the_registry_age_but_never_loosen_it() -> None:
     assert codes(check(NY, at, versions=old_copy, options=GateOptions(registry_max_age_days=60))) == {"registry_stale"}
     assert codes(check(NY, at, versions=ListVersions({"federal": "2026-02-20"}),
                        options=GateOptions(registry_max_age_days=7))) == {"registry_stale"}
+
+
+@pytest.mark.parametrize(
+    ("list_name", "copy_date", "trusted"),
+    [
+        ("state:TX", "2026-12-20", False),  # not an edition day: a typo of 2025-12-20 would pass for months
+        ("state:TX", "2027-01-01", True),  # the next edition, out early
+        ("state:IN", "2027-01-01", True),  # Indiana publishes January's list in December
+        ("state:TX", "2027-04-01", False),  # an edition, but 115 days ahead
+        ("federal", "2026-12-08", False),  # no registry copy comes from the future (dated by UTC)
+        ("litigator", "2026-12-08", False),
+    ],
+)
+def test_a_copy_dated_ahead_is_trusted_only_as_an_early_edition(list_name: str, copy_date: str, trusted: bool) -> None:
+    at = utc("2026-12-07T16:00")  # Monday 11:00 Eastern
+    phone = {"state:TX": "214-555-0142", "state:IN": "317-555-0142"}.get(list_name, NY)
+    decision = check(phone, at, versions=ListVersions({**fresh_versions(at).dates, list_name: copy_date}))
+    assert decision.allowed is trusted, decision.reasons
+    if not trusted:
+        assert codes(decision) == {"registry_stale"} and "further in the future" in decision.reasons[0].message
 
 
 # -- texts keep the windows of calls ------------------------------------------------------------

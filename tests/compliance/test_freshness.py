@@ -178,7 +178,12 @@ def test_a_state_list_without_a_refresh_rule_is_refused() -> None:
 # -- the property: a copy older than its rule allows is never relied on ---------------------------
 def too_old(rule: RefreshRule, copy_date: date, today: date) -> bool:
     """An independent reading of the rule: some edition published after the copy has been
-    binding for `grace_days` by today (or the copy is older than `max_age_days`)."""
+    binding for `grace_days` by today (or the copy is older than `max_age_days`); or the copy is
+    dated ahead of today and is not an edition published early (at most 31 days, on its day)."""
+    if copy_date > today:
+        if rule.max_age_days is not None:
+            return True
+        return (copy_date.month, copy_date.day) not in rule.published or (copy_date - today).days > 31
     if rule.max_age_days is not None:
         return (today - copy_date).days > rule.max_age_days
     for year in range(copy_date.year, today.year + 1):

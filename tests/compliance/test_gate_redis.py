@@ -207,6 +207,21 @@ async def test_missing_time_zone_data_blocks_with_a_reason(store: DncStore, monk
     assert [d.decision_id for d in sink.decisions] == [decision.decision_id]
 
 
+async def test_one_lead_that_cannot_be_judged_blocks_only_itself(store: DncStore) -> None:
+    # A consent time without a zone (a CRM bug) cannot be compared: that lead is blocked with
+    # gate_unavailable and recorded; the others in its batch are decided as usual.
+    from compliance_rules.model import ConsentKind, ConsentRecord
+
+    broken = ContactRequest("2125550101", lead_id="lead-naive",
+                            consents=(ConsentRecord(ConsentKind.PEWC, datetime(2026, 1, 1)),))
+    sink = MemoryAuditSink()
+    good, bad, also_good = await gate_for(store, sink).decide_many(
+        [ContactRequest("2125550102"), broken, ContactRequest("3055550103")], MANUAL, NOW)
+    assert good.allowed and also_good.allowed
+    assert codes(bad) == {"gate_unavailable"} and "TypeError" in bad.reasons[0].message
+    assert len(sink.decisions) == 3
+
+
 async def test_a_time_without_a_zone_blocks_instead_of_guessing_one(store: DncStore) -> None:
     sink = MemoryAuditSink()
     decision = await gate_for(store, sink).decide(ContactRequest("2125550100"), MANUAL, datetime(2026, 3, 3, 16))
