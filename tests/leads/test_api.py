@@ -200,6 +200,36 @@ async def test_an_import_waits_out_a_database_outage(api: Api, monkeypatch: pyte
     assert done["status"] == "done" and done["counts"]["rows"] == 2
 
 
+async def test_an_import_failing_unforeseen_fails_alone_and_the_next_imports_run(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first import's result file cannot be written (a directory stands where it goes): that
+    # error escaped the worker, which died, and every later import stayed `queued` for ever.
+    real = lead_imports.import_leads
+    broken: list[str] = []
+
+    async def result_unwritable(plan: Any, *args: Any, **kwargs: Any) -> Any:
+        if not broken:
+            broken.append(plan.import_id)
+            (plan.source.parent / "result.json").mkdir()
+        return await real(plan, *args, **kwargs)
+
+    monkeypatch.setattr(lead_imports, "import_leads", result_unwritable)
+    ids = []
+    for phone in ("2125550142", "2125550143"):
+        response = await api.client.post(query(map="phone=Phone"), data=f"Phone\n{phone}\n".encode(),
+                                         headers=api.auth())
+        assert response.status == 202, await response.text()
+        ids.append((await response.json())["import_id"])
+    failed, done = await api.wait_done(ids[0]), await api.wait_done(ids[1])
+    assert broken == [ids[0]]
+    assert failed["status"] == "failed" and failed["error"].startswith("internal error (IsADirectoryError"), failed
+    assert done["status"] == "done" and done["counts"]["rows"] == 1, done
+    # And the worker is still there for the one after.
+    response = await api.client.post(query(map="phone=Phone"), data=b"Phone\n2125550144\n", headers=api.auth())
+    assert (await api.wait_done((await response.json())["import_id"]))["status"] == "done"
+
+
 async def test_a_restarted_api_finishes_the_imports_it_had_accepted(crm_dsn: str, dnc: DncStore, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     import_id = f"imp_{uuid.uuid4().hex[:12]}"
