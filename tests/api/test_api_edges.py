@@ -388,3 +388,60 @@ async def test_the_session_check_survives_a_failed_query_and_is_awaited_at_clean
         await watch.close()
     assert checking[0].done()
 
+
+
+# ---- one code for "no such campaign" ------------------------------------------------------------
+async def test_an_unknown_campaign_is_campaign_not_found_on_every_campaign_endpoint(dialer: Dialer) -> None:
+    # Before: `/start` said `unknown_campaign`, GET and `/stop` a 404 `campaign_not_running`,
+    # `/pause` and `/resume` a 409 `campaign_not_running`, the admin routes `campaign_not_found`.
+    supervisor, client = await dialer.token(TokenRole.SUPERVISOR), dialer.client
+    unknown = f"nobody-{uuid.uuid4().hex[:8]}"
+    for method, path, body in (
+        ("POST", "start", None), ("POST", "stop", None), ("GET", "", None), ("POST", "pause", None),
+        ("POST", "resume", None), ("POST", "settings", {"dial_mode": "power"}), ("GET", "changes", None),
+        ("GET", "settings", None), ("GET", "lists", None),
+    ):
+        got, answer = await _send(client, method, f"/v1/campaigns/{unknown}/{path}".rstrip("/"), supervisor, body)
+        assert (got, answer["error"], answer["field"]) == (404, "campaign_not_found", "campaign_id"), (path, answer)
+    # A campaign that exists but is not dialing here: 409 `campaign_not_running`, and only that.
+    campaign_id = await dialer.campaign()
+    for method, path in (("POST", "stop"), ("GET", ""), ("POST", "pause"), ("POST", "resume")):
+        got, answer = await _send(client, method, f"/v1/campaigns/{campaign_id}/{path}".rstrip("/"), supervisor)
+        assert (got, answer["error"], answer["field"]) == (409, "campaign_not_running", "campaign_id"), (path, answer)
+    # The OpenAPI document says so for each of them.
+    paths = openapi_document()["paths"]
+    for path, method in (("/v1/campaigns/{campaign_id}/start", "post"), ("/v1/campaigns/{campaign_id}", "get"),
+                         ("/v1/campaigns/{campaign_id}/stop", "post"), ("/v1/campaigns/{campaign_id}/pause", "post"),
+                         ("/v1/campaigns/{campaign_id}/resume", "post"),
+                         ("/v1/campaigns/{campaign_id}/settings", "post")):
+        assert "campaign_not_found" in paths[path][method]["responses"]["404"]["description"], path
+
+
+# ---- invisible formatting characters in names -------------------------------------------------------
+SPOOFS = ["Ann\u202enosnhoJ", "\u2066Ann\u2069", "Ann\u200bJohnson", "Ann\u200fJohnson", "Ann\ufeffJohnson",
+          "Ann\u202aJohnson"]
+
+
+async def test_a_name_with_invisible_formatting_is_refused_with_its_own_code(api: Api) -> None:
+    admin = await api.token(TokenRole.ADMIN)
+    suffix = uuid.uuid4().hex[:8]
+    creations = [("/v1/agents", {"agent_id": f"spoof-a-{suffix}"}), ("/v1/lists", {"list_id": f"spoof-l-{suffix}"}),
+                 ("/v1/campaigns", {"campaign_id": f"spoof-c-{suffix}", "dial_mode": "preview",
+                                    "caller_id": "+18885550123"})]
+    for name in SPOOFS:
+        for path, fields in creations:
+            got, body = await _send(api.client, "POST", path, admin, {**fields, "name": name})
+            assert (got, body["error"], body["field"]) == (422, "invisible_characters", "name"), (path, name, body)
+            assert f"U+{ord(next(c for c in name if not c.isascii())):04X}" in body["message"]
+    # A web lead's name, a disposition code: the same rule, in the same place.
+    got, body = await _send(api.client, "POST", "/v1/leads", api.crm,
+                            {"first_name": "Dee\u202e", "phone": "+14045550177", "source": "web"})
+    assert (got, body["error"], body["field"]) == (422, "invisible_characters", "first_name"), body
+    got, body = await _send(api.client, "POST", f"/v1/calls/{api.call_id}/disposition", api.agent,
+                            {"code": "sale\u200b"})
+    assert (got, body["error"], body["field"]) == (422, "invisible_characters", "code"), body
+    # Visible text from other scripts is not touched: accents, Hebrew, CJK.
+    for name in ("Zoë Ångström", "\u05d3\u05e0\u05d4 Cohen", "\u674e\u534e"):
+        got, body = await _send(api.client, "POST", "/v1/agents", admin,
+                                {"agent_id": f"fine-{uuid.uuid4().hex[:8]}", "name": name})
+        assert got == 201 and body["name"] == name, body
