@@ -14,8 +14,11 @@ import asyncio
 import contextlib
 import gzip
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -24,6 +27,7 @@ from structlog.testing import capture_logs
 
 from crm_bridge.store import TokenRole
 from dialer.api import events
+from dialer.api.crm import ACCEPTED_CALLS, AcceptedCalls
 from dialer.api.events import SessionWatch, agent_message
 from dialer.api.openapi import asyncapi_document
 from dialer.app import openapi_document
@@ -445,3 +449,45 @@ async def test_a_name_with_invisible_formatting_is_refused_with_its_own_code(api
         got, body = await _send(api.client, "POST", "/v1/agents", admin,
                                 {"agent_id": f"fine-{uuid.uuid4().hex[:8]}", "name": name})
         assert got == 201 and body["name"] == name, body
+
+
+# ---- an unknown call id is answered at once ------------------------------------------------------
+async def test_an_unknown_call_id_is_a_404_at_once_while_the_outbox_is_busy(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under load the outbox always holds records; `GET /v1/calls/{id}` waited up to 1 s for the
+    # row of any id then, unknown ones too. Only the ids this process accepted are waited for now.
+    busy = replace(api.outbox.stats(), pending=500)
+    monkeypatch.setattr(api.outbox, "stats", lambda: busy)
+    started = time.monotonic()
+    for _ in range(5):
+        got, body = await _send(api.client, "GET", f"/v1/calls/call-{uuid.uuid4().hex}", api.crm)
+        assert (got, body["error"]) == (404, "call_not_found"), body
+    assert (time.monotonic() - started) / 5 < 0.3, "an unknown call id still waits for the outbox"
+    # A call this process has just accepted is still waited for: its row arrives a moment later.
+    accepted = f"call-{uuid.uuid4().hex}"
+    api.client.server.app[ACCEPTED_CALLS].add(accepted)
+
+    async def row_a_moment_later() -> None:
+        await asyncio.sleep(0.3)
+        await api.outbox.put("call", {"call_id": accepted, "version": 1, "direction": "outbound",
+                                      "lead_id": api.lead_id, "agent_id": api.agent_id, "lead_number": api.phone,
+                                      "requested_at": datetime.now(UTC)})
+
+    writer = start_task(row_a_moment_later(), "call-row-later")
+    got, body = await _send(api.client, "GET", f"/v1/calls/{accepted}", api.crm)
+    await stop_tasks([writer])
+    assert (got, body["call_id"]) == (200, accepted), body
+
+
+def test_accepted_calls_are_remembered_for_a_while_then_forgotten() -> None:
+    now = [100.0]
+    accepted = AcceptedCalls(keep=60.0, clock=lambda: now[0])
+    accepted.add("call-a")
+    now[0] += 30
+    accepted.add("call-b")
+    assert "call-a" in accepted and "call-b" in accepted and "call-c" not in accepted
+    now[0] += 31  # call-a is 61 s old: forgotten (and dropped at the next add)
+    assert "call-a" not in accepted and "call-b" in accepted
+    accepted.add("call-c")
+    assert len(accepted) == 2  # memory follows the call rate, not the uptime
