@@ -58,7 +58,7 @@ from dialer.campaign.record import CampaignCallRecord, CampaignCallState
 from dialer.pacing import Pacer, PacingEvent
 from dialer.runtime.admission import Slot
 from dialer.runtime.agents import active_agent, agent_endpoint, refuse_unknown_agent, why_phone_unreachable
-from dialer.runtime.campaigns import known_campaign, refuse_not_running
+from dialer.runtime.campaigns import known_campaign, not_running, refuse_not_running
 from dialer.runtime.causes import sip_code, utc
 from dialer.runtime.errors import Refused
 from dialer.runtime.failover import next_trunk
@@ -630,8 +630,10 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         """Pause (no new dials; the calls up finish) or resume a running campaign; whether it was
         paused before, and its figures."""
         runner = self.campaigns.get(campaign_id)
-        if runner is None or not runner.running:
+        if runner is None:
             await refuse_not_running(self.services.store, campaign_id)
+        if not runner.running:  # stopped here: known, and no lookup needed (PostgreSQL may be down)
+            raise not_running(campaign_id)
         was = runner.paused
         runner.paused = paused
         runner.wake.set()

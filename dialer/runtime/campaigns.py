@@ -23,9 +23,14 @@ async def known_campaign(store: CrmStore, campaign_id: str) -> Campaign:
     return campaign
 
 
+def not_running(campaign_id: str) -> Refused:
+    """409 `campaign_not_running`, for a campaign known to exist."""
+    return Refused(409, CAMPAIGN_NOT_RUNNING, f"campaign {campaign_id!r} is not running on this controller",
+                   field_name="campaign_id")
+
+
 async def refuse_not_running(store: CrmStore, campaign_id: str) -> NoReturn:
-    """For a campaign with nothing running on this controller: 404 `campaign_not_found` when the
-    CRM has no such campaign, else 409 `campaign_not_running`."""
+    """For a campaign this controller has no runner of: 404 `campaign_not_found` when the CRM
+    has no such campaign, else 409 `campaign_not_running`."""
     await known_campaign(store, campaign_id)
-    raise Refused(409, CAMPAIGN_NOT_RUNNING, f"campaign {campaign_id!r} is not running on this controller",
-                  field_name="campaign_id")
+    raise not_running(campaign_id)
