@@ -57,7 +57,7 @@ from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import TokenRole
 from dialer.api.http import DEPS, ApiError
 from dialer.api.routes import Answer, Reply, RouteTable
-from dialer.api.schema import QueryModel, ResponseModel, UtcTime
+from dialer.api.schema import Line, QueryModel, ResponseModel, UtcTime
 from dialer.tasks import start_task, stop_tasks
 
 log = structlog.get_logger(__name__)
@@ -218,7 +218,10 @@ class LeadImportService:
         file cannot be written, a bug) fails that import, and the next ones go ahead; otherwise
         every later import would wait forever behind a dead worker."""
         while True:
-            job = self.jobs[await self._queue.get()]
+            job = self.jobs.get(import_id := await self._queue.get())
+            if job is None:  # queued and then forgotten: nothing to run, nothing to mark
+                log.error("lead_import_unknown", import_id=import_id)
+                continue
             try:
                 await self._run_one(app, job)
             except asyncio.CancelledError:
@@ -355,7 +358,8 @@ class LeadImportQuery(QueryModel):
     campaign_id: str | None = Field(default=None, description="add the accepted leads to this campaign")
     list_id: str | None = Field(default=None, description="put the accepted leads on this lead list (they join the "
                                                           "campaigns it is assigned to)")
-    label: str | None = Field(default=None, max_length=200, description="a name for the import (the file's)")
+    # A Line: the label becomes the leads' source (`import:LABEL`), shown as it is.
+    label: Line | None = Field(default=None, description="a name for the import (the file's)")
 
 
 class ImportCounts(ResponseModel):

@@ -156,6 +156,9 @@ async def test_an_upload_into_a_lead_list_joins_its_campaigns(api: Api) -> None:
          "campaign_id"),
         (query(map="phone=Phone", colour="blue"), b"Phone\n2125550142\n", "crm", 422, "unknown_field", "colour"),
         (query(map="phone=Phone", list_id="nope"), b"Phone\n2125550142\n", "crm", 422, "unknown_list", "list_id"),
+        # The label becomes the leads' source: no direction override may make it read as another.
+        (query(map="phone=Phone", label="oct\u202evsc.csv"), b"Phone\n2125550142\n", "crm", 422,
+         "invisible_characters", "label"),
     ],
 )
 async def test_bad_requests_get_a_reason_and_leave_nothing_behind(
