@@ -136,7 +136,7 @@ class Admin:
         async with self._pool.acquire() as conn:
             row = await self._fetch(conn, entity, key)
         if row is None:
-            raise NotFound(f"{entity.value}_not_found", f"no {entity.value} {key!r}")
+            raise NotFound(f"{entity.value}_not_found", f"no {entity.value} {key!r}", f"{entity.value}_id")
         found = row_json(entity, row)
         assert found is not None
         return found
@@ -186,7 +186,7 @@ class Admin:
             await lock_chains(conn)
             current = await self._fetch(conn, entity, key, lock=True)
             if current is None:
-                raise NotFound(f"{entity.value}_not_found", f"no {entity.value} {key!r}")
+                raise NotFound(f"{entity.value}_not_found", f"no {entity.value} {key!r}", f"{entity.value}_id")
             before = row_json(entity, current)
             assert before is not None
             if not values:
@@ -217,7 +217,7 @@ class Admin:
             await lock_chains(conn)
             row = await conn.fetchrow(f"DELETE FROM {table.name} WHERE {table.key} = $1 RETURNING *", key)
             if row is None:
-                raise NotFound(f"{entity.value}_not_found", f"no {entity.value} {key!r}")
+                raise NotFound(f"{entity.value}_not_found", f"no {entity.value} {key!r}", f"{entity.value}_id")
             before = row_json(entity, row)
             await record_change(conn, actor, "delete", entity, key, before, None)
         assert before is not None
@@ -264,7 +264,7 @@ class Admin:
         async with self._pool.acquire() as conn, conn.transaction():
             await lock_chains(conn)
             if await self._fetch(conn, Entity.LIST, list_id, lock=True) is None:
-                raise NotFound("list_not_found", f"no list {list_id!r}")
+                raise NotFound("list_not_found", f"no list {list_id!r}", "list_id")
             known = {row["lead_id"] for row in await conn.fetch(
                 "SELECT lead_id FROM leads WHERE lead_id = ANY($1::text[]) FOR UPDATE", list(lead_ids))}
             missing = [lead_id for lead_id in lead_ids if lead_id not in known]
@@ -302,7 +302,7 @@ class Admin:
         async with self._pool.acquire() as conn, conn.transaction():
             await lock_chains(conn)
             if await self._fetch(conn, Entity.CAMPAIGN, campaign_id) is None:
-                raise NotFound("campaign_not_found", f"no campaign {campaign_id!r}")
+                raise NotFound("campaign_not_found", f"no campaign {campaign_id!r}", "campaign_id")
             if await self._fetch(conn, Entity.LIST, list_id) is None:
                 raise AdminError("unknown_list", f"no list {list_id!r}", field="list_id")
             inserted = await conn.fetchval(

@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from compliance_rules.batch import INVALID, STATE_BIT, national_number
 from compliance_rules.model import US_STATE_CODES
+from crm_bridge.visible_text import INVISIBLE_FORMATTING, invisible_character, invisible_message
 
 MAX_PHONES = 5
 TEXT_LIMIT = 200
@@ -246,6 +247,16 @@ class RowRules:
         bad = np.array([len(v.strip()) > limit or "\x00" in v for v in values], dtype=np.bool_)
         return name, bad, lambda i: f"{name} is longer than {limit} characters or holds a NUL character"
 
+    @staticmethod
+    def _visible_check(name: str, values: Sequence[str]) -> Check | None:
+        """Values holding an invisible formatting character: the row is invalid, as the API
+        refuses such a name (`crm_bridge.visible_text`; refused, not stripped)."""
+        if INVISIBLE_FORMATTING.search("".join(values)) is None:
+            return None  # the whole column is fine, checked in C
+        found = [invisible_character(v) for v in values]
+        return name, np.array([c is not None for c in found], dtype=np.bool_), \
+            lambda i: f"{name} {invisible_message(found[i] or '')}"
+
     def check(self, rows: list[list[str]], *, details: bool = False) -> CheckedChunk:
         """Check every mapped value of every row (rows are padded in place to the header's width)."""
         count = len(rows)
@@ -282,10 +293,13 @@ class RowRules:
             checks.append(("email", np.array([v is not None and (len(v) > TEXT_LIMIT or match(v) is None)
                                               for v in emails], dtype=np.bool_),
                            lambda i: f"email {email_cells[i][:60]!r} is not an e-mail address"))
-        # Plain text fields and custom fields: length and NUL.
+        # Plain text fields and custom fields: length and NUL; names and the other one-line texts
+        # also no invisible formatting (custom fields are free text, as an API note is).
         for name in TEXT_FIELDS:
             index = self.columns.get(name)
             if index is not None and (found := self._text_check(name, table[index], TEXT_LIMIT)):
+                checks.append(found)
+            if index is not None and (found := self._visible_check(name, table[index])):
                 checks.append(found)
         for name, index in self.custom_columns.items():
             if (found := self._text_check(f"custom.{name}", table[index], LONG_TEXT_LIMIT)) is not None:

@@ -4,6 +4,9 @@ call, dispositions and opt-outs."""
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Protocol, runtime_checkable
 
@@ -161,6 +164,42 @@ class OptOutStatus(ResponseModel):
 # 404 `call_not_found`.
 CATCH_UP_SECONDS = 1.0
 CATCH_UP_STEP = 0.05
+# How long this process remembers a call it accepted: far longer than its row takes to reach
+# PostgreSQL, even behind an outbox catching up after an outage of a few seconds.
+ACCEPTED_CALL_SECONDS = 60.0
+
+
+class AcceptedCalls:
+    """The ids of the calls this process accepted (`POST /v1/calls` answered 202) in the last
+    `keep` seconds: the only ids, besides its live calls, whose row `call_row` waits for. Any
+    other id is no call this process knows of, and is answered at once: waiting for it whenever
+    the outbox held records (it always does under load) made every 404 take a second."""
+
+    def __init__(self, keep: float = ACCEPTED_CALL_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self.keep = keep
+        self.clock = clock
+        self._accepted: OrderedDict[str, float] = OrderedDict()  # oldest first
+
+    def add(self, call_id: str) -> None:
+        now = self.clock()
+        self._accepted[call_id] = now
+        self._accepted.move_to_end(call_id)
+        while self._accepted:  # forget the expired ones, so memory follows the call rate
+            oldest, since = next(iter(self._accepted.items()))
+            if now - since <= self.keep:
+                break
+            del self._accepted[oldest]
+
+    def __len__(self) -> int:
+        """How many ids are held (the expired ones go at the next `add`)."""
+        return len(self._accepted)
+
+    def __contains__(self, call_id: object) -> bool:
+        since = self._accepted.get(call_id) if isinstance(call_id, str) else None
+        return since is not None and self.clock() - since <= self.keep
+
+
+ACCEPTED_CALLS: web.AppKey[AcceptedCalls] = web.AppKey("accepted_calls", AcceptedCalls)
 
 
 @runtime_checkable
@@ -172,21 +211,27 @@ class Flushable(Protocol):
     def stats(self) -> OutboxStats: ...
 
 
+def _ours(request: web.Request, call_id: str) -> bool:
+    """Whether this process runs `call_id` now or accepted it lately."""
+    if call_id in request.app.get(ACCEPTED_CALLS, ()):
+        return True
+    return any(control.call_status(call_id) is not None for control in request.app.get(CALL_CONTROLS, []))
+
+
 async def call_row(request: web.Request, call_id: str) -> Call | None:
-    """The CRM's row of `call_id`. When there is none yet but the call is live in this process,
-    or the outbox still holds records, it is waited for, up to `CATCH_UP_SECONDS`: one more
-    read, and no wait, for an id that is no call at all on an idle outbox."""
+    """The CRM's row of `call_id`. When there is none yet but this process runs the call or
+    accepted it lately (`AcceptedCalls`), its row is waited for (through the outbox), up to
+    `CATCH_UP_SECONDS`; any other id gets one read and no wait."""
     deps = request.app[DEPS]
     call = await deps.store.get_call(call_id)
-    if call is not None or not isinstance(deps.records, Flushable):
+    if call is not None or not isinstance(deps.records, Flushable) or not _ours(request, call_id):
         return call
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CATCH_UP_SECONDS
     while True:
         await deps.records.flush(max(0.01, deadline - loop.time()))
         call = await deps.store.get_call(call_id)
-        live = any(control.call_status(call_id) is not None for control in request.app.get(CALL_CONTROLS, []))
-        if call is not None or loop.time() >= deadline or not (live or deps.records.stats().pending):
+        if call is not None or loop.time() >= deadline:
             return call
         await asyncio.sleep(CATCH_UP_STEP)
 

@@ -125,6 +125,7 @@ TITLES = {
     "invalid_json": "The request body is not a JSON object",
     "invalid_field": "A field of the request is invalid",
     "unknown_field": "The request has a field this operation does not take",
+    "invisible_characters": "A text holds invisible formatting characters",
     "unknown_parameter": "The request has a query parameter this operation does not take",
     "invalid_parameter": "A path or query parameter is invalid",
     "invalid_header": "A request header is invalid",

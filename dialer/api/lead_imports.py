@@ -12,8 +12,10 @@ A 202 means the import will happen: the upload is on disk (fsynced, with its job
 before the answer, in the spool directory; one worker runs imports in order; an import that
 meets PostgreSQL or Redis down is retried with backoff until they are back; a restarted API picks
 up every spooled import that had not finished (the import itself is one transaction, keyed by
-its id, so a repeat writes nothing twice). Only a file that cannot be imported (found in its
-body, e.g. a line that is not UTF-8) ends `failed`, with the reason.
+its id, so a repeat writes nothing twice). A file that cannot be imported (found in its body,
+e.g. a line that is not UTF-8) ends `failed`, with the reason; so does an import that meets a
+failure nobody foresaw (a bug, its result file cannot be written, its spooled upload is gone),
+with `internal error (...)` as the reason: the worker goes on with the next imports.
 
 Wiring: `add_lead_import_routes(app, spool_dir=settings.state_dir / "lead-imports")` after
 `build_app`; it registers the routes and starts/stops the worker with the app.
@@ -55,7 +57,7 @@ from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import TokenRole
 from dialer.api.http import DEPS, ApiError
 from dialer.api.routes import Answer, Reply, RouteTable
-from dialer.api.schema import QueryModel, ResponseModel, UtcTime
+from dialer.api.schema import Line, QueryModel, ResponseModel, UtcTime
 from dialer.tasks import start_task, stop_tasks
 
 log = structlog.get_logger(__name__)
@@ -66,6 +68,8 @@ HEAD_BYTES = 64 * 1024  # the header line must fit here
 _IMPORT_ID = "import_id"
 _TRANSIENT = (DatabaseUnavailable, OSError, TimeoutError, asyncpg.PostgresConnectionError,
               asyncpg.InterfaceError, asyncpg.CannotConnectNowError, RedisError)
+# OSErrors that are about the spooled upload on disk, not a connection: retrying cannot help.
+_UPLOAD_GONE = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
 
 @dataclass
@@ -209,33 +213,65 @@ class LeadImportService:
 
     # -- the worker -----------------------------------------------------------------------------
     async def _run(self, app: web.Application) -> None:
+        """Run the queued imports one after the other, for as long as the app runs. One import's
+        failure never ends the worker: a failure `_run_one` does not handle itself (its result
+        file cannot be written, a bug) fails that import, and the next ones go ahead; otherwise
+        every later import would wait forever behind a dead worker."""
         while True:
-            import_id = await self._queue.get()
-            job = self.jobs[import_id]
-            failures = 0
-            while True:
-                try:
-                    outcome = await self._attempt(app, job)
-                except ImportInputError as error:
-                    await self._finish(job, "failed", error=str(error))
-                    break
-                except _TRANSIENT as error:
-                    failures += 1
-                    job.status = "queued"
-                    job.retrying = f"{type(error).__name__}: {error}"[:300]
-                    delay = self.backoff.delay(failures, random.random)
-                    log.warning("lead_import_retry", import_id=import_id, error=job.retrying, delay=round(delay, 1))
-                    await asyncio.sleep(delay)
-                    continue
-                except asyncio.CancelledError:
-                    job.status = "queued"
+            job = self.jobs.get(import_id := await self._queue.get())
+            if job is None:  # queued and then forgotten: nothing to run, nothing to mark
+                log.error("lead_import_unknown", import_id=import_id)
+                continue
+            try:
+                await self._run_one(app, job)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.exception("lead_import_worker_error", import_id=job.import_id)
+                await self._give_up(job, error)
+
+    async def _run_one(self, app: web.Application, job: ImportJob) -> None:
+        """One import to its end: done, failed (its file cannot be imported, or a bug), or
+        retried with backoff while PostgreSQL or Redis is down."""
+        failures = 0
+        while True:
+            try:
+                outcome = await self._attempt(app, job)
+            except ImportInputError as error:
+                await self._finish(job, "failed", error=str(error))
+                return
+            except _TRANSIENT as error:
+                if isinstance(error, _UPLOAD_GONE):  # the spooled file itself: no retry brings it back
                     raise
-                except Exception as error:  # a bug: reported, the upload kept for a manual retry
-                    log.exception("lead_import_failed", import_id=import_id)
-                    await self._finish(job, "failed", error=f"internal error ({type(error).__name__}); logged")
-                    break
-                await self._finish(job, "done", outcome=outcome)
-                break
+                failures += 1
+                job.status = "queued"
+                job.retrying = f"{type(error).__name__}: {error}"[:300]
+                delay = self.backoff.delay(failures, random.random)
+                log.warning("lead_import_retry", import_id=job.import_id, error=job.retrying, delay=round(delay, 1))
+                await asyncio.sleep(delay)
+                continue
+            except asyncio.CancelledError:
+                job.status = "queued"
+                raise
+            except Exception as error:  # a bug: reported, the upload kept for a manual retry
+                log.exception("lead_import_failed", import_id=job.import_id)
+                await self._finish(job, "failed", error=f"internal error ({type(error).__name__}); logged")
+                return
+            await self._finish(job, "done", outcome=outcome)
+            return
+
+    async def _give_up(self, job: ImportJob, error: Exception) -> None:
+        """Mark `job` failed after an error `_run_one` did not handle: in memory first (what
+        `GET /v1/lead-imports/{id}` shows at once), then in its result file when that can be
+        written. When it cannot, the import runs again at the next start (it is one transaction
+        keyed by its id, so nothing is written twice)."""
+        job.status, job.retrying = "failed", None
+        job.error = f"internal error ({type(error).__name__}: {error})"[:300] + "; logged, the next imports go on"
+        job.finished_at = datetime.now(UTC).isoformat()
+        try:
+            await asyncio.to_thread(self._write_json, self.directory(job.import_id) / "result.json", _result(job))
+        except Exception as write_error:
+            log.error("lead_import_result_not_saved", import_id=job.import_id, error=repr(write_error))
 
     async def _attempt(self, app: web.Application, job: ImportJob) -> ImportOutcome:
         deps = app[DEPS]
@@ -263,14 +299,18 @@ class LeadImportService:
             job.counts = outcome.counts.to_json()
             job.warnings = list(outcome.warnings)
             job.list_dates = dict(outcome.list_dates)
-        result: dict[str, object] = {"status": job.status, "counts": job.counts, "warnings": job.warnings, "list_dates": job.list_dates,
-                  "error": job.error, "finished_at": job.finished_at}
         directory = self.directory(job.import_id)
-        await asyncio.to_thread(self._write_json, directory / "result.json", result)
+        await asyncio.to_thread(self._write_json, directory / "result.json", _result(job))
         if status == "done":
             (directory / "source.csv").unlink(missing_ok=True)  # the leads are in the CRM now
         log.info("lead_import_finished", import_id=job.import_id, status=status, error=error,
                  counts=job.counts)
+
+
+def _result(job: ImportJob) -> dict[str, object]:
+    """What `result.json` keeps of a finished import (read back over `job.json` at a restart)."""
+    return {"status": job.status, "counts": job.counts, "warnings": job.warnings, "list_dates": job.list_dates,
+            "error": job.error, "finished_at": job.finished_at}
 
 
 def _request_fields(job: ImportJob) -> dict[str, object]:
@@ -318,7 +358,8 @@ class LeadImportQuery(QueryModel):
     campaign_id: str | None = Field(default=None, description="add the accepted leads to this campaign")
     list_id: str | None = Field(default=None, description="put the accepted leads on this lead list (they join the "
                                                           "campaigns it is assigned to)")
-    label: str | None = Field(default=None, max_length=200, description="a name for the import (the file's)")
+    # A Line: the label becomes the leads' source (`import:LABEL`), shown as it is.
+    label: Line | None = Field(default=None, description="a name for the import (the file's)")
 
 
 class ImportCounts(ResponseModel):

@@ -33,7 +33,8 @@ GENERIC_ERRORS = {
     403: "the token's role may not do this (`forbidden`)",
     404: "no such resource (or not one this token may see)",
     413: "the request body is larger than 256 KiB (`request_too_large`)",
-    422: "a field or parameter is invalid (`invalid_field`, `unknown_field`; `field` names it)",
+    422: "a field or parameter is invalid (`invalid_field`, `unknown_field`, `invisible_characters`; `field` "
+         "names it)",
     503: "a dependency does not answer (`database_unavailable`, `redis_unavailable`, `controller_unavailable`...); "
          "retry after `Retry-After` seconds",
 }

@@ -36,6 +36,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from crm_bridge.store import TokenRole
+from crm_bridge.visible_text import INVISIBLE_CHARACTERS
 from dialer.api.http import ApiError, Handler, allow, public
 from dialer.api.idempotency import idempotent
 from dialer.api.schema import QueryModel, RequestModel
@@ -272,5 +273,7 @@ def _field_problem(error: ValidationError, what: str) -> ApiError:
         return ApiError(422, "invalid_field", f"{name} is required", field=name)
     message = str(found["msg"]).removeprefix("Value error, ")
     where = ".".join(location) or name
-    return ApiError(422, "invalid_field", f"{where}: {message[:1].lower()}{message[1:]}", field=name)
+    # A text that would read differently on screen has its own code (`dialer.api.schema.Name`).
+    code = INVISIBLE_CHARACTERS if found["type"] == INVISIBLE_CHARACTERS else "invalid_field"
+    return ApiError(422, code, f"{where}: {message[:1].lower()}{message[1:]}", field=name)
 

@@ -16,8 +16,10 @@ from functools import cache
 from typing import Annotated, Any, ClassVar, get_args, get_origin, overload
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic_core import PydanticCustomError
 
 from compliance_rules.numbers import e164_spelling, parse_number
+from crm_bridge.visible_text import INVISIBLE_CHARACTERS, invisible_character, invisible_message
 
 # Characters no name, id or short text may hold: C0 and C1 controls (CR/LF would add SIP headers
 # where a name becomes a caller name; NUL is refused by PostgreSQL), DEL, and the line and
@@ -40,6 +42,16 @@ def _single_line(value: str) -> str:
     return value
 
 
+def _visible(value: str) -> str:
+    # Names, ids and one-line texts are shown on agents' and supervisors' screens: no direction
+    # override or zero-width character may change how they read (`crm_bridge.visible_text`).
+    # Its own error type, so the 422 says `invisible_characters` (`dialer.api.routes`).
+    character = invisible_character(value)
+    if character is not None:
+        raise PydanticCustomError(INVISIBLE_CHARACTERS, invisible_message(character))
+    return value
+
+
 def _free_text(value: str) -> str:
     _no_surrogates(value)
     if _TEXT_CONTROL.search(value):
@@ -57,9 +69,10 @@ def _iso_utc(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-# One line of text: ids, names, codes, reasons.
-Line = Annotated[str, Field(max_length=200), AfterValidator(_single_line)]
-Id = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_single_line), AfterValidator(_not_blank)]
+# One line of text: ids, names, codes, reasons (shown as they are: no invisible formatting).
+Line = Annotated[str, Field(max_length=200), AfterValidator(_single_line), AfterValidator(_visible)]
+Id = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_single_line), AfterValidator(_visible),
+               AfterValidator(_not_blank)]
 
 
 def _dialable_e164(value: str) -> str:
@@ -79,7 +92,9 @@ class SameNumber:
 PhoneText = Annotated[str, Field(max_length=200), AfterValidator(_single_line), SameNumber()]
 # A US number in any format, normalised to E.164 (query filters: `?phone=(212) 555-0100`).
 UsPhone = Annotated[str, Field(max_length=200), AfterValidator(_single_line), AfterValidator(_dialable_e164)]
-Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_single_line), AfterValidator(_not_blank)]
+# The name of an agent, a campaign, a list, a lead, a template...: the one place names are checked.
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_single_line), AfterValidator(_visible),
+                 AfterValidator(_not_blank)]
 # Notes and other free text: line breaks allowed, no other control character.
 Text = Annotated[str, Field(max_length=5000), AfterValidator(_free_text)]
 _EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)

@@ -43,6 +43,8 @@ AGENT_ID = {"agent_id": "the agent's id"}
 CAMPAIGN_ID = {"campaign_id": "the campaign's id"}
 STATE_URL = {"Location": "the agent's state (`GET /v1/agents/{agent_id}/state`)"}
 CAMPAIGN_URL = {"Location": "the campaign's figures (`GET /v1/campaigns/{campaign_id}`)"}
+# A known campaign this controller is not dialing (an unknown one is 404 `campaign_not_found`).
+NOT_DIALING = "`campaign_not_running`: the campaign exists but is not running on this controller"
 NOT_RUNNING = "the controller is not running campaigns (`controller_unavailable`), or a dependency is down"
 # Every session endpoint says the same of an agent without a session (docs/api.md).
 NO_SESSION = "`not_logged_in` (the agent has no session), or `agent_not_found`"
@@ -163,7 +165,9 @@ def _dialing(status: CampaignStatus | None) -> Literal["running", "paused", "sto
                       "Start dialing the campaign (its dial mode's pacer, its hopper, the gate before each dial)",
                       roles=(TokenRole.CRM, *STAFF), parameters=CAMPAIGN_ID,
                       responses={202: Answer(CampaignStatusBody, "the campaign's figures", headers=CAMPAIGN_URL)},
-                      errors={404: "no such campaign", 409: "the campaign is not active, or already running",
+                      errors={404: "`campaign_not_found`",
+                              409: "`campaign_inactive` (the campaign is not active) or `manual_campaign` (nothing "
+                                   "to pace)",
                               422: "the campaign's caller ID may not be sent (16 CFR 310.4(a)(8)): "
                                    "`caller_id_missing`, `caller_id_withheld`, `caller_id_invalid`, "
                                    "`caller_id_not_vouched` or `caller_id_vouching_incomplete` (`field`: caller_id)",
@@ -177,7 +181,7 @@ async def campaign_start(request: web.Request) -> Reply:
 @campaign_routes.post("/v1/campaigns/{campaign_id}/stop", "stopCampaign",
                       "Stop dialing; calls with a person on them finish", roles=(TokenRole.CRM, *STAFF),
                       parameters=CAMPAIGN_ID, responses={200: Answer(CampaignStatusBody, "the campaign's figures")},
-                      errors={404: "the campaign is not running", 503: NOT_RUNNING})
+                      errors={404: "`campaign_not_found`", 409: NOT_DIALING, 503: NOT_RUNNING})
 async def campaign_stop(request: web.Request) -> Reply:
     status = await _runtime(request).stop_campaign(request.match_info["campaign_id"])
     await _audit(request, status.campaign_id, "stop")
@@ -188,11 +192,9 @@ async def campaign_stop(request: web.Request) -> Reply:
                      "A running campaign's figures: lines, hopper, agents, outcomes, gate blocks, abandon rate",
                      roles=(TokenRole.CRM, *STAFF), parameters=CAMPAIGN_ID,
                      responses={200: Answer(CampaignStatusBody, "the campaign's figures")},
-                     errors={404: "`campaign_not_running` on this controller", 503: NOT_RUNNING})
+                     errors={404: "`campaign_not_found`", 409: NOT_DIALING, 503: NOT_RUNNING})
 async def campaign_status(request: web.Request) -> Reply:
     status = await _runtime(request).campaign_report(request.match_info["campaign_id"])
-    if status is None:
-        raise ApiError(404, "campaign_not_running", "the campaign is not running on this controller")
     return Reply(CampaignStatusBody.of(status))
 
 

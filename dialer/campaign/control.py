@@ -28,6 +28,7 @@ from crm_bridge.store import Campaign, CrmStore
 from dialer.campaign.amd import AMD_PARAMETERS, AmdSettingsError, amd_arguments
 from dialer.campaign.dialing import CampaignStatus
 from dialer.campaign.runtime import CampaignRuntime
+from dialer.runtime.campaigns import known_campaign
 from dialer.runtime.errors import Refused
 
 LEGAL_LIMIT = 0.03
@@ -179,10 +180,7 @@ class CampaignControl:
         self.clock = clock
 
     async def _campaign(self, campaign_id: str) -> Campaign:
-        campaign = await self.store.get_campaign(campaign_id)
-        if campaign is None:
-            raise Refused(404, "unknown_campaign", f"no campaign {campaign_id!r}", field_name="campaign_id")
-        return campaign
+        return await known_campaign(self.store, campaign_id)
 
     def _running(self) -> CampaignRuntime:
         if self.runtime is None:
@@ -215,7 +213,7 @@ class CampaignControl:
 
     async def pause(self, campaign_id: str, paused: bool, actor: str, role: str) -> CampaignStatus:
         runtime = self._running()
-        was, status = runtime.pause_campaign(campaign_id, paused)
+        was, status = await runtime.pause_campaign(campaign_id, paused)
         await self.audit(campaign_id, "pause" if paused else "resume", actor, role, {"paused": was},
                          {"paused": paused})
         return status

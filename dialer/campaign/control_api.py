@@ -14,9 +14,10 @@ from crm_bridge.store import TokenRole
 from dialer.api.http import DEPS, TOKEN, ApiError
 from dialer.api.routes import Answer, Reply, RouteTable
 from dialer.api.schema import Line, RequestModel, ResponseModel, UtcTime
-from dialer.campaign.api import CAMPAIGNS
+from dialer.campaign.api import CAMPAIGNS, NOT_DIALING
 from dialer.campaign.control import CampaignControl, settings_of
 from dialer.campaign.openapi import CampaignStatusBody
+from dialer.runtime.campaigns import known_campaign
 
 routes = RouteTable("campaign control")
 STAFF = (TokenRole.SUPERVISOR, TokenRole.ADMIN)
@@ -78,7 +79,7 @@ def _actor(request: web.Request) -> tuple[str, str]:
 @routes.post("/v1/campaigns/{campaign_id}/pause", "pauseCampaign",
              "Pause a running campaign: no new dials, the calls up finish (audited)", roles=STAFF,
              parameters=CAMPAIGN_ID, responses={200: Answer(CampaignStatusBody, "the campaign's figures")},
-             errors={409: "`campaign_not_running`", 503: "this API runs without the campaign runtime"})
+             errors={404: "`campaign_not_found`", 409: NOT_DIALING, 503: "this API runs without the campaign runtime"})
 async def pause_campaign(request: web.Request) -> Reply:
     status = await control(request).pause(request.match_info["campaign_id"], True, *_actor(request))
     return Reply(CampaignStatusBody.of(status))
@@ -86,7 +87,7 @@ async def pause_campaign(request: web.Request) -> Reply:
 
 @routes.post("/v1/campaigns/{campaign_id}/resume", "resumeCampaign", "Resume a paused campaign (audited)",
              roles=STAFF, parameters=CAMPAIGN_ID, responses={200: Answer(CampaignStatusBody, "the campaign's figures")},
-             errors={409: "`campaign_not_running`", 503: "this API runs without the campaign runtime"})
+             errors={404: "`campaign_not_found`", 409: NOT_DIALING, 503: "this API runs without the campaign runtime"})
 async def resume_campaign(request: web.Request) -> Reply:
     status = await control(request).pause(request.match_info["campaign_id"], False, *_actor(request))
     return Reply(CampaignStatusBody.of(status))
@@ -97,7 +98,7 @@ async def resume_campaign(request: web.Request) -> Reply:
              "harbor); a running campaign uses them from its next dial; audited with the values before and after",
              roles=STAFF, parameters=CAMPAIGN_ID, body=SettingsRequest,
              responses={200: Answer(CampaignSettingsBody, "the campaign's settings now")},
-             errors={404: "`unknown_campaign`", 422: "a setting is invalid or not allowed (`field` names it)"})
+             errors={404: "`campaign_not_found`", 422: "a setting is invalid or not allowed (`field` names it)"})
 async def change_settings(request: web.Request, body: SettingsRequest) -> Reply:
     change = {name: getattr(body, name) for name in body.model_fields_set}
     if not change:
@@ -113,8 +114,7 @@ async def change_settings(request: web.Request, body: SettingsRequest) -> Reply:
 async def list_changes(request: web.Request) -> Reply:
     campaign_id = request.match_info["campaign_id"]
     store = request.app[DEPS].store
-    if await store.get_campaign(campaign_id) is None:  # no audit at all is not "no changes yet"
-        raise ApiError(404, "campaign_not_found", f"no campaign {campaign_id!r}", field="campaign_id")
+    await known_campaign(store, campaign_id)  # no audit at all is not "no changes yet"
     rows = await store.list_campaign_changes(campaign_id)
     changes = [CampaignChangeBody.model_validate(row) for row in rows]
     return Reply(CampaignChangesBody(changes=changes))

@@ -58,6 +58,7 @@ from dialer.campaign.record import CampaignCallRecord, CampaignCallState
 from dialer.pacing import Pacer, PacingEvent
 from dialer.runtime.admission import Slot
 from dialer.runtime.agents import active_agent, agent_endpoint, refuse_unknown_agent, why_phone_unreachable
+from dialer.runtime.campaigns import known_campaign, not_running, refuse_not_running
 from dialer.runtime.causes import sip_code, utc
 from dialer.runtime.errors import Refused
 from dialer.runtime.failover import next_trunk
@@ -561,9 +562,7 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         existing = self.campaigns.get(campaign_id)
         if existing is not None and existing.running:
             return existing.status()
-        campaign = await self.services.store.get_campaign(campaign_id)
-        if campaign is None:
-            raise Refused(404, "unknown_campaign", f"no campaign {campaign_id!r}", field_name="campaign_id")
+        campaign = await known_campaign(self.services.store, campaign_id)
         if not campaign.active:
             raise Refused(409, "campaign_inactive", f"campaign {campaign_id!r} is not active", field_name="campaign_id")
         if DialMode(campaign.dial_mode.value) is DialMode.MANUAL:
@@ -619,8 +618,7 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         calls (in AMD or with a person) finish normally."""
         runner = self.campaigns.get(campaign_id)
         if runner is None:
-            raise Refused(404, "campaign_not_running", f"campaign {campaign_id!r} is not running",
-                          field_name="campaign_id")
+            await refuse_not_running(self.services.store, campaign_id)
         runner.stop()
         await self._remember_running(campaign_id, running=False)
         with contextlib.suppress(TimeoutError):
@@ -628,13 +626,14 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
                 await runner.stopped.wait()
         return runner.status()
 
-    def pause_campaign(self, campaign_id: str, paused: bool) -> tuple[bool, CampaignStatus]:
+    async def pause_campaign(self, campaign_id: str, paused: bool) -> tuple[bool, CampaignStatus]:
         """Pause (no new dials; the calls up finish) or resume a running campaign; whether it was
         paused before, and its figures."""
         runner = self.campaigns.get(campaign_id)
-        if runner is None or not runner.running:
-            raise Refused(409, "campaign_not_running", f"campaign {campaign_id!r} is not running",
-                          field_name="campaign_id")
+        if runner is None:
+            await refuse_not_running(self.services.store, campaign_id)
+        if not runner.running:  # stopped here: known, and no lookup needed (PostgreSQL may be down)
+            raise not_running(campaign_id)
         was = runner.paused
         runner.paused = paused
         runner.wake.set()
@@ -653,12 +652,13 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
         runner = self.campaigns.get(campaign_id)
         return None if runner is None else runner.status()
 
-    async def campaign_report(self, campaign_id: str) -> CampaignStatus | None:
+    async def campaign_report(self, campaign_id: str) -> CampaignStatus:
         """The campaign with its abandon figures read from the calls rows now (during a run and
-        after it stopped alike): what a regulator would recount."""
+        after it stopped alike): what a regulator would recount. A campaign this controller has
+        not run: 409 `campaign_not_running`, or 404 `campaign_not_found`."""
         runner = self.campaigns.get(campaign_id)
         if runner is None:
-            return None
+            await refuse_not_running(self.services.store, campaign_id)
         await runner.refresh_tally()
         return runner.status()
 

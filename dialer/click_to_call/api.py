@@ -8,6 +8,7 @@ from pydantic import Field
 
 from compliance_rules.numbers import parse_number
 from crm_bridge.store import TokenRole
+from dialer.api.crm import ACCEPTED_CALLS, AcceptedCalls
 from dialer.api.http import ALL_ROLES, TOKEN, ApiError, problem, service
 from dialer.api.routes import Answer, Reply, RouteTable
 from dialer.api.schema import ComplianceProblem, Id, PhoneText, RequestModel, ResponseModel
@@ -75,6 +76,7 @@ async def post_call(request: web.Request, body: CallRequest) -> web.StreamRespon
         return problem(request, 403, "compliance_blocked", "the compliance gate blocked this call",
                        decision_id=blocked.decision_id,
                        reasons=[{"code": r.code, "message": r.message, "citation": r.citation} for r in blocked.reasons])
+    request.app[ACCEPTED_CALLS].add(placed.call_id)  # following `Location` at once waits for its row
     return Reply(CallAccepted(call_id=placed.call_id, status=placed.status), status=202,
                  location=f"/v1/calls/{placed.call_id}").response()
 
@@ -82,3 +84,4 @@ async def post_call(request: web.Request, body: CallRequest) -> web.StreamRespon
 def add_click_to_call_routes(app: web.Application, calls: CallService | None) -> None:
     """The service the routes use (the routes themselves are in `routes`)."""
     app[CALLS] = calls
+    app[ACCEPTED_CALLS] = AcceptedCalls()

@@ -23,6 +23,7 @@ from crm_bridge.store import Lead, TokenRole
 from dialer.api.http import ALL_ROLES, DEPS, TOKEN, ApiError, problem, service
 from dialer.api.routes import Answer, Reply, RouteTable
 from dialer.api.schema import ComplianceProblem, QueryModel
+from dialer.runtime.campaigns import known_campaign
 from dialer.runtime.errors import ComplianceBlocked
 from dialer.runtime.ids import Prefix, new_id
 from dialer.texting.openapi import (
@@ -149,9 +150,7 @@ async def post_template(request: web.Request, body: TemplateRequest) -> Reply:
     deps = request.app[DEPS]
     texting = _texting(request)
     campaign_id = request.match_info["campaign_id"]
-    campaign = await deps.store.get_campaign(campaign_id)
-    if campaign is None:
-        raise ApiError(404, "campaign_not_found", f"no campaign {campaign_id!r}")
+    campaign = await known_campaign(deps.store, campaign_id)
     sender: Sender = texting.sender_for(campaign)
     try:
         check_template(body.body, sender)

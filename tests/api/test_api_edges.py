@@ -14,8 +14,11 @@ import asyncio
 import contextlib
 import gzip
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -24,6 +27,7 @@ from structlog.testing import capture_logs
 
 from crm_bridge.store import TokenRole
 from dialer.api import events
+from dialer.api.crm import ACCEPTED_CALLS, AcceptedCalls
 from dialer.api.events import SessionWatch, agent_message
 from dialer.api.openapi import asyncapi_document
 from dialer.app import openapi_document
@@ -388,3 +392,102 @@ async def test_the_session_check_survives_a_failed_query_and_is_awaited_at_clean
         await watch.close()
     assert checking[0].done()
 
+
+
+# ---- one code for "no such campaign" ------------------------------------------------------------
+async def test_an_unknown_campaign_is_campaign_not_found_on_every_campaign_endpoint(dialer: Dialer) -> None:
+    # Before: `/start` said `unknown_campaign`, GET and `/stop` a 404 `campaign_not_running`,
+    # `/pause` and `/resume` a 409 `campaign_not_running`, the admin routes `campaign_not_found`.
+    supervisor, client = await dialer.token(TokenRole.SUPERVISOR), dialer.client
+    unknown = f"nobody-{uuid.uuid4().hex[:8]}"
+    for method, path, body in (
+        ("POST", "start", None), ("POST", "stop", None), ("GET", "", None), ("POST", "pause", None),
+        ("POST", "resume", None), ("POST", "settings", {"dial_mode": "power"}), ("GET", "changes", None),
+        ("GET", "settings", None), ("GET", "lists", None),
+    ):
+        got, answer = await _send(client, method, f"/v1/campaigns/{unknown}/{path}".rstrip("/"), supervisor, body)
+        assert (got, answer["error"], answer["field"]) == (404, "campaign_not_found", "campaign_id"), (path, answer)
+    # A campaign that exists but is not dialing here: 409 `campaign_not_running`, and only that.
+    campaign_id = await dialer.campaign()
+    for method, path in (("POST", "stop"), ("GET", ""), ("POST", "pause"), ("POST", "resume")):
+        got, answer = await _send(client, method, f"/v1/campaigns/{campaign_id}/{path}".rstrip("/"), supervisor)
+        assert (got, answer["error"], answer["field"]) == (409, "campaign_not_running", "campaign_id"), (path, answer)
+    # The OpenAPI document says so for each of them.
+    paths = openapi_document()["paths"]
+    for path, method in (("/v1/campaigns/{campaign_id}/start", "post"), ("/v1/campaigns/{campaign_id}", "get"),
+                         ("/v1/campaigns/{campaign_id}/stop", "post"), ("/v1/campaigns/{campaign_id}/pause", "post"),
+                         ("/v1/campaigns/{campaign_id}/resume", "post"),
+                         ("/v1/campaigns/{campaign_id}/settings", "post")):
+        assert "campaign_not_found" in paths[path][method]["responses"]["404"]["description"], path
+
+
+# ---- invisible formatting characters in names -------------------------------------------------------
+SPOOFS = ["Ann\u202enosnhoJ", "\u2066Ann\u2069", "Ann\u200bJohnson", "Ann\u200fJohnson", "Ann\ufeffJohnson",
+          "Ann\u202aJohnson"]
+
+
+async def test_a_name_with_invisible_formatting_is_refused_with_its_own_code(api: Api) -> None:
+    admin = await api.token(TokenRole.ADMIN)
+    suffix = uuid.uuid4().hex[:8]
+    creations = [("/v1/agents", {"agent_id": f"spoof-a-{suffix}"}), ("/v1/lists", {"list_id": f"spoof-l-{suffix}"}),
+                 ("/v1/campaigns", {"campaign_id": f"spoof-c-{suffix}", "dial_mode": "preview",
+                                    "caller_id": "+18885550123"})]
+    for name in SPOOFS:
+        for path, fields in creations:
+            got, body = await _send(api.client, "POST", path, admin, {**fields, "name": name})
+            assert (got, body["error"], body["field"]) == (422, "invisible_characters", "name"), (path, name, body)
+            assert f"U+{ord(next(c for c in name if not c.isascii())):04X}" in body["message"]
+    # A web lead's name, a disposition code: the same rule, in the same place.
+    got, body = await _send(api.client, "POST", "/v1/leads", api.crm,
+                            {"first_name": "Dee\u202e", "phone": "+14045550177", "source": "web"})
+    assert (got, body["error"], body["field"]) == (422, "invisible_characters", "first_name"), body
+    got, body = await _send(api.client, "POST", f"/v1/calls/{api.call_id}/disposition", api.agent,
+                            {"code": "sale\u200b"})
+    assert (got, body["error"], body["field"]) == (422, "invisible_characters", "code"), body
+    # Visible text from other scripts is not touched: accents, Hebrew, CJK.
+    for name in ("Zoë Ångström", "\u05d3\u05e0\u05d4 Cohen", "\u674e\u534e"):
+        got, body = await _send(api.client, "POST", "/v1/agents", admin,
+                                {"agent_id": f"fine-{uuid.uuid4().hex[:8]}", "name": name})
+        assert got == 201 and body["name"] == name, body
+
+
+# ---- an unknown call id is answered at once ------------------------------------------------------
+async def test_an_unknown_call_id_is_a_404_at_once_while_the_outbox_is_busy(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under load the outbox always holds records; `GET /v1/calls/{id}` waited up to 1 s for the
+    # row of any id then, unknown ones too. Only the ids this process accepted are waited for now.
+    busy = replace(api.outbox.stats(), pending=500)
+    monkeypatch.setattr(api.outbox, "stats", lambda: busy)
+    started = time.monotonic()
+    for _ in range(5):
+        got, body = await _send(api.client, "GET", f"/v1/calls/call-{uuid.uuid4().hex}", api.crm)
+        assert (got, body["error"]) == (404, "call_not_found"), body
+    assert (time.monotonic() - started) / 5 < 0.3, "an unknown call id still waits for the outbox"
+    # A call this process has just accepted is still waited for: its row arrives a moment later.
+    accepted = f"call-{uuid.uuid4().hex}"
+    api.client.server.app[ACCEPTED_CALLS].add(accepted)
+
+    async def row_a_moment_later() -> None:
+        await asyncio.sleep(0.3)
+        await api.outbox.put("call", {"call_id": accepted, "version": 1, "direction": "outbound",
+                                      "lead_id": api.lead_id, "agent_id": api.agent_id, "lead_number": api.phone,
+                                      "requested_at": datetime.now(UTC)})
+
+    writer = start_task(row_a_moment_later(), "call-row-later")
+    got, body = await _send(api.client, "GET", f"/v1/calls/{accepted}", api.crm)
+    await stop_tasks([writer])
+    assert (got, body["call_id"]) == (200, accepted), body
+
+
+def test_accepted_calls_are_remembered_for_a_while_then_forgotten() -> None:
+    now = [100.0]
+    accepted = AcceptedCalls(keep=60.0, clock=lambda: now[0])
+    accepted.add("call-a")
+    now[0] += 30
+    accepted.add("call-b")
+    assert "call-a" in accepted and "call-b" in accepted and "call-c" not in accepted
+    now[0] += 31  # call-a is 61 s old: forgotten (and dropped at the next add)
+    assert "call-a" not in accepted and "call-b" in accepted
+    accepted.add("call-c")
+    assert len(accepted) == 2  # memory follows the call rate, not the uptime

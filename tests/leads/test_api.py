@@ -156,6 +156,9 @@ async def test_an_upload_into_a_lead_list_joins_its_campaigns(api: Api) -> None:
          "campaign_id"),
         (query(map="phone=Phone", colour="blue"), b"Phone\n2125550142\n", "crm", 422, "unknown_field", "colour"),
         (query(map="phone=Phone", list_id="nope"), b"Phone\n2125550142\n", "crm", 422, "unknown_list", "list_id"),
+        # The label becomes the leads' source: no direction override may make it read as another.
+        (query(map="phone=Phone", label="oct\u202evsc.csv"), b"Phone\n2125550142\n", "crm", 422,
+         "invisible_characters", "label"),
     ],
 )
 async def test_bad_requests_get_a_reason_and_leave_nothing_behind(
@@ -198,6 +201,36 @@ async def test_an_import_waits_out_a_database_outage(api: Api, monkeypatch: pyte
     import_id = (await response.json())["import_id"]
     done = await api.wait_done(import_id)
     assert done["status"] == "done" and done["counts"]["rows"] == 2
+
+
+async def test_an_import_failing_unforeseen_fails_alone_and_the_next_imports_run(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first import's result file cannot be written (a directory stands where it goes): that
+    # error escaped the worker, which died, and every later import stayed `queued` for ever.
+    real = lead_imports.import_leads
+    broken: list[str] = []
+
+    async def result_unwritable(plan: Any, *args: Any, **kwargs: Any) -> Any:
+        if not broken:
+            broken.append(plan.import_id)
+            (plan.source.parent / "result.json").mkdir()
+        return await real(plan, *args, **kwargs)
+
+    monkeypatch.setattr(lead_imports, "import_leads", result_unwritable)
+    ids = []
+    for phone in ("2125550142", "2125550143"):
+        response = await api.client.post(query(map="phone=Phone"), data=f"Phone\n{phone}\n".encode(),
+                                         headers=api.auth())
+        assert response.status == 202, await response.text()
+        ids.append((await response.json())["import_id"])
+    failed, done = await api.wait_done(ids[0]), await api.wait_done(ids[1])
+    assert broken == [ids[0]]
+    assert failed["status"] == "failed" and failed["error"].startswith("internal error (IsADirectoryError"), failed
+    assert done["status"] == "done" and done["counts"]["rows"] == 1, done
+    # And the worker is still there for the one after.
+    response = await api.client.post(query(map="phone=Phone"), data=b"Phone\n2125550144\n", headers=api.auth())
+    assert (await api.wait_done((await response.json())["import_id"]))["status"] == "done"
 
 
 async def test_a_restarted_api_finishes_the_imports_it_had_accepted(crm_dsn: str, dnc: DncStore, tmp_path: Path) -> None:

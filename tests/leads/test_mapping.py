@@ -79,6 +79,21 @@ def test_each_malformed_value_names_its_field(cells: dict[str, str], field: str,
     assert problem is not None and problem[0] == field and message in problem[1]
 
 
+def test_invisible_formatting_in_a_name_or_address_makes_the_row_invalid_as_the_api_refuses_it() -> None:
+    # Refused, not stripped (docs/lead-import.md): the same rule as the API's 422
+    # `invisible_characters` (`crm_bridge.visible_text`).
+    for cells, field, character in (({"Name": "Dana\u202ehtimS"}, "name", "U+202E"),
+                                    ({"Name": "Dana\u200bSmith"}, "name", "U+200B"),
+                                    ({"Street": "\u20661 Main St\u2069"}, "address", "U+2066"),
+                                    ({"Name": "Dana \ufeffSmith"}, "name", "U+FEFF")):
+        problem = rules().problem(row(**cells))
+        assert problem is not None and problem[0] == field and character in problem[1], (cells, problem)
+        assert "invisible formatting character" in problem[1]
+    # The rest of the file goes on: only the spoofing row is invalid; a custom field (free text) is not checked.
+    checked = rules().check([row(Name="Dana\u202dSmith"), row(), row(Policy="medigap\u200d")])
+    assert checked.bad.tolist() == [True, False, False]
+
+
 def test_rows_longer_than_the_header_are_refused_and_shorter_ones_padded() -> None:
     checked = rules().check([[*row(), "extra"], row()[:3]])
     assert checked.bad.tolist() == [True, False]

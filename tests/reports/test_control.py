@@ -163,7 +163,7 @@ class _Runtime:
         self.paused = False
         self.settings: list[Campaign] = []
 
-    def pause_campaign(self, campaign_id: str, paused: bool) -> tuple[bool, str]:
+    async def pause_campaign(self, campaign_id: str, paused: bool) -> tuple[bool, str]:
         was, self.paused = self.paused, paused
         return was, "status"
 
