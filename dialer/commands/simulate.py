@@ -56,6 +56,9 @@ def _simulate(args: argparse.Namespace) -> int:
         raise UserError("--workers must be at least 1")
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise UserError("--plot needs matplotlib, an optional extra: pip install -e '.[plot]'")
+    if args.plot is not None and (args.plot.is_dir() or not args.plot.parent.is_dir()):
+        # Found before the simulation, not after its minutes of work.
+        raise UserError(f"cannot write plot {args.plot}: give a PNG file in an existing directory")
     results = run_policies(scenario, policies, args.replications, args.seed, args.workers)
     summaries = {p: summarize(r, scenario.abandon_target) for p, r in results.items()}
     bound = clairvoyant_bound(scenario)

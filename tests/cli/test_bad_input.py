@@ -5,6 +5,7 @@ number, staged copies of a list left in Redis, an unaudited evidence packet)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -206,3 +207,44 @@ def test_the_changes_of_an_unknown_id_say_so(pg_dsn: str, monkeypatch: pytest.Mo
     assert main(["changes", "list", "no-such-list-qa"]) == 1
     assert capsys.readouterr() == ("", "dialer: no recorded changes of list 'no-such-list-qa': check the id "
                                        "('dialer lists list').\n")
+
+
+SCENARIO = Path(__file__).resolve().parents[2] / "scripts" / "scenarios" / "small_team5.yaml"
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_stops_a_simulation_on_several_workers_at_once(tmp_path: Path) -> None:
+    # The terminal's Ctrl-C reaches the whole process group. Was: the command went on until
+    # every replication already handed to a worker was done (minutes), then stopped silently.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dialer", "simulate", "--scenario", str(SCENARIO), "--policy", "predictive",
+         "--replications", "4", "--workers", "2"],
+        env={**os.environ, "DIALER_CONFIG": ""}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    try:
+        time.sleep(3.0)  # the workers are simulating (one replication takes about a minute here)
+        interrupted = time.monotonic()
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+        stopped_in = time.monotonic() - interrupted
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130 and out == "", (out, err)
+    assert err == "dialer: interrupted (Ctrl-C) before the command finished.\n"  # no worker's traceback
+    assert stopped_in < 5.0
+
+
+@pytest.mark.timeout(30)
+def test_a_plot_that_cannot_be_written_is_refused_before_the_simulation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer.cli import main
+
+    pytest.importorskip("matplotlib")
+    _env(monkeypatch)
+    started = time.monotonic()
+    assert main(["simulate", "--scenario", str(SCENARIO), "--policy", "predictive",
+                 "--plot", str(tmp_path / "missing" / "charts.png")]) == 2
+    assert capsys.readouterr().err == (f"dialer: cannot write plot {tmp_path / 'missing' / 'charts.png'}: "
+                                       "give a PNG file in an existing directory\n")
+    assert time.monotonic() - started < 5.0  # was: said after the whole simulation
