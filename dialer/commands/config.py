@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import math
 import os
 import secrets
 import socket
@@ -473,6 +474,8 @@ def run_check(settings: Settings, *, network: bool, show: bool, timeout: float =
 
 
 def _check(args: argparse.Namespace) -> int:
+    if not 0 < args.timeout < math.inf:  # a negative or NaN wait is no wait to give a carrier
+        raise UserError(f"--timeout must be a number of seconds above 0, not {args.timeout}")
     settings = from_environment()
     if not args.quiet and not args.json:
         print_settings(settings, setting_sources())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import socket
@@ -173,6 +174,8 @@ async def deliver_command_outboxes(settings: Settings, every: float = 30.0) -> N
 
 
 def _serve_command(args: argparse.Namespace) -> int:
+    if not 0 <= args.drain_seconds < math.inf:
+        raise UserError(f"--drain-seconds must be a number of seconds, 0 or more, not {args.drain_seconds}")
     settings = from_environment()
     require_usable(settings)
     asyncio.run(serve(settings, args.drain_seconds))

@@ -248,3 +248,33 @@ def test_a_plot_that_cannot_be_written_is_refused_before_the_simulation(
     assert capsys.readouterr().err == (f"dialer: cannot write plot {tmp_path / 'missing' / 'charts.png'}: "
                                        "give a PNG file in an existing directory\n")
     assert time.monotonic() - started < 5.0  # was: said after the whole simulation
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_numbers_and_paths_that_were_tracebacks_are_one_sentence(
+        tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from crm_bridge.audit_keys import AuditSigningKey
+    from dialer.cli import main
+
+    keys = tmp_path / "audit-keys"
+    AuditSigningKey.load_or_create(keys, chain_signed=False)
+    _env(monkeypatch, DIALER_PG_DSN=pg_dsn, DIALER_AUDIT_KEYS_DIR=str(keys),
+         DIALER_RECORDINGS_DIR=str(tmp_path / "recordings"), DIALER_RECORDING_KEYS_DIR=str(tmp_path / "keys"))
+    missing = tmp_path / "missing" / "audit.pem"
+    cases = [
+        (["audit", "key", "--out", str(missing)],  # was FileNotFoundError
+         f"dialer: cannot write the public key to {missing} (No such file or directory): give a file in an "
+         "existing directory"),
+        (["recording", "purge", "--limit", "-1"], "dialer: --limit must be at least 1, not -1"),  # was asyncpg's
+        (["recording", "purge", "--now", "soon"],
+         "dialer: --now 'soon' is not an ISO-8601 time such as 2036-01-01T00:00Z"),  # was ValueError
+        (["simulate", "--scenario", str(SCENARIO), "--policy", "predictive", "--seed", "-1"],
+         "dialer: --seed must be 0 or more, not -1"),  # was numpy's ValueError
+        (["config", "check", "--timeout", "nan"], "dialer: --timeout must be a number of seconds above 0, not nan"),
+        (["serve", "--drain-seconds", "-5"], "dialer: --drain-seconds must be a number of seconds, 0 or more, not -5.0"),
+    ]
+    for words, sentence in cases:
+        assert main(words) == 2, words
+        out, err = capsys.readouterr()
+        assert out == "" and err == f"{sentence}\n", (words, err)
