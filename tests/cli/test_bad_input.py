@@ -273,6 +273,8 @@ def test_numbers_and_paths_that_were_tracebacks_are_one_sentence(
          "dialer: --seed must be 0 or more, not -1"),  # was numpy's ValueError
         (["config", "check", "--timeout", "nan"], "dialer: --timeout must be a number of seconds above 0, not nan"),
         (["serve", "--drain-seconds", "-5"], "dialer: --drain-seconds must be a number of seconds, 0 or more, not -5.0"),
+        (["config", "certificate", "--out-dir", str(SCENARIO)],  # was NotADirectoryError
+         f"dialer: --out-dir {SCENARIO} is a file: give a directory"),
     ]
     for words, sentence in cases:
         assert main(words) == 2, words
