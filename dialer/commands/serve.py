@@ -185,7 +185,9 @@ def _serve_command(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = subparsers.add_parser("serve", help="run the HTTP API (stops cleanly on SIGTERM/SIGINT)")
     serve.add_argument(
-        "--drain-seconds", type=float, default=10.0, help="how long to wait for the outbox at shutdown"
+        "--drain-seconds", type=float, default=10.0,
+        help="at shutdown, how long live calls and texts may go on before they are ended, and then how long "
+             "the outbox may take to reach PostgreSQL (default 10)"
     )
     serve.set_defaults(handler=_serve_command)
 
