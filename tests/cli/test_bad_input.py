@@ -280,3 +280,36 @@ def test_numbers_and_paths_that_were_tracebacks_are_one_sentence(
         assert main(words) == 2, words
         out, err = capsys.readouterr()
         assert out == "" and err == f"{sentence}\n", (words, err)
+
+
+@pytest.mark.timeout(30)
+def test_a_url_that_is_not_the_dialer_api_is_one_sentence(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import http.server
+    import threading
+
+    from dialer.cli import main
+
+    class HtmlOnly(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(502)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>Bad Gateway</html>")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HtmlOnly)
+    threading.Thread(target=server.serve_forever, name="html-only", daemon=True).start()
+    try:
+        _env(monkeypatch, DIALER_API_TOKEN="qa-token")
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        # Was a JSONDecodeError traceback (a proxy's error page, another program on the port).
+        assert main(["campaign", "status", "c/1", "--url", url]) == 1
+        assert capsys.readouterr().err == (
+            f"dialer: {url} answered GET /v1/campaigns/c%2F1 with 502 and no JSON: is it the dialer API (--url, "
+            "DIALER_HTTP_HOST, DIALER_HTTP_PORT)?\n")
+    finally:
+        server.shutdown()
+        server.server_close()
