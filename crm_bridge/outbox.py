@@ -585,7 +585,10 @@ class Outbox:
                 ids.append(int(cursor.lastrowid or 0))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # SQLite may have rolled back already (a full disk does): a second ROLLBACK would
+            # raise "no transaction is active" and hide the real cause.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
         return ids
 
@@ -614,7 +617,10 @@ class Outbox:
             )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # SQLite may have rolled back already (a full disk does): a second ROLLBACK would
+            # raise "no transaction is active" and hide the real cause.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
 
     def _requeue_rejected(self) -> int:
