@@ -140,6 +140,25 @@ def inspect_outbox(state_dir: Path, name: str = "crm") -> OutboxFileStatus | Non
     )
 
 
+def pending_records(state_dir: Path, kind: RecordKind, name: str = "crm") -> list[dict[str, Any]]:
+    """The records of `kind` still pending in the outbox `name` (read without owning it: safe
+    while its owner runs), oldest first; [] when there is no outbox file.
+
+    For what must act before PostgreSQL has the rows: the Redis opt-out list rebuilt at start
+    (dialer.runtime.reconcile) reads these first, then PostgreSQL, so a record delivered in
+    between is found in one or the other."""
+    path = outbox_path(state_dir, name)
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT payload FROM outbox WHERE state = 'pending' AND kind = ? ORDER BY id",
+                          (RecordKind(kind).value,)).fetchall()
+    finally:
+        db.close()
+    return [json.loads(payload) for (payload,) in rows]
+
+
 async def deliver_left_over(state_dir: Path, pg_dsn: str, name: str, timeout: float) -> int | None:  # noqa: ASYNC109
     """Deliver what a short-lived process (a `dialer` command) left pending in its outbox
     `name` when PostgreSQL did not answer it; the number delivered, or None when there was
@@ -194,6 +213,8 @@ class Outbox:
         (a command's outbox is delivered now and then by `dialer serve`) before refusing."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        self.name = name
+        self.state_dir = Path(state_dir)
         self.path = outbox_path(state_dir, name)
         self._lock_path = Path(state_dir) / f"outbox-{name}.lock"
         self._dsn = pg_dsn
@@ -564,7 +585,10 @@ class Outbox:
                 ids.append(int(cursor.lastrowid or 0))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # SQLite may have rolled back already (a full disk does): a second ROLLBACK would
+            # raise "no transaction is active" and hide the real cause.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
         return ids
 
@@ -593,7 +617,10 @@ class Outbox:
             )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # SQLite may have rolled back already (a full disk does): a second ROLLBACK would
+            # raise "no transaction is active" and hide the real cause.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
 
     def _requeue_rejected(self) -> int:

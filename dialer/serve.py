@@ -53,6 +53,7 @@ from dialer.campaign.runtime import CampaignRuntime
 from dialer.click_to_call.machine import CallTimeouts
 from dialer.click_to_call.record import CallRecord
 from dialer.click_to_call.runtime import ClickToCallRuntime, ClickToCallSettings
+from dialer.commands import CLI_OUTBOX
 from dialer.metrics import Metrics, set_all
 from dialer.monitor.runtime import MonitorRuntime, MonitorSettings
 from dialer.provision.trunk_health import TrunkHealth
@@ -288,7 +289,8 @@ async def _reconcile_rows(
             closed = await close_open_calls(store, outbox, before=started_at)
             leads = await campaigns.follow_up_closed_calls(closed)
             sessions = await monitors.close_left_open(started_at)
-            restored = await restore_opt_outs(store, dnc)
+            restored = await restore_opt_outs(store, dnc, state_dir=outbox.state_dir,
+                                             outboxes=(outbox.name, CLI_OUTBOX))
         except (DatabaseUnavailable, ConnectionError, OSError, TimeoutError, RedisError) as error:
             outage.failed(log, error)
             await asyncio.sleep(RECONCILE_RETRY_SECONDS)

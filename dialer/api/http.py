@@ -28,7 +28,7 @@ from redis import exceptions as redis_errors
 from compliance_rules.rules import GateOptions
 from compliance_rules.ruleset import RuleBook
 from compliance_rules.store import DncStore
-from crm_bridge.outbox import RecordSink
+from crm_bridge.outbox import OutboxError, RecordSink
 from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import ApiToken, CrmStore, TokenRole
 from dialer.api.auth import TokenVerifier
@@ -224,6 +224,9 @@ def unavailable(error: BaseException) -> ApiError | None:
         return ApiError(503, "database_migrating", "the CRM database is being migrated; retry")
     if isinstance(error, redis_errors.ConnectionError | redis_errors.TimeoutError | redis_errors.BusyLoadingError):
         return ApiError(503, "redis_unavailable", "Redis does not answer; retry")
+    if isinstance(error, OutboxError):
+        # The local outbox could not keep the write (its disk is full): nothing was accepted.
+        return ApiError(503, "outbox_unavailable", "the dialer cannot keep the write durably now; retry")
     if isinstance(error, OSError | TimeoutError):
         return ApiError(503, "dependency_unavailable", "a service the dialer depends on does not answer; retry")
     return None

@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -32,7 +33,12 @@ async def _call(args: argparse.Namespace, method: str, path: str, body: dict[str
     try:
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
             async with session.request(method, url, json=body, timeout=aiohttp.ClientTimeout(total=15)) as response:
-                payload = await response.json(content_type=None)
+                try:
+                    payload = await response.json(content_type=None)
+                except ValueError:  # was a JSONDecodeError traceback (a proxy's page, another server)
+                    raise UserError(f"{_base_url(args)} answered {method} {path} with {response.status} and no JSON: "
+                                    "is it the dialer API (--url, DIALER_HTTP_HOST, DIALER_HTTP_PORT)?",
+                                    exit_code=1) from None
                 if response.status >= 400:
                     message = payload.get("message", "") if isinstance(payload, dict) else str(payload)
                     raise UserError(f"{method} {path} was refused ({response.status}): {message}", exit_code=1)
@@ -59,17 +65,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     login = agents.add_parser("login", help="call the agent's phone and keep it connected for the campaigns")
     login.add_argument("agent_id")
     login.add_argument("--campaign", action="append", required=True, dest="campaigns", help="campaign id (repeat)")
-    login.set_defaults(request=lambda a: (f"/v1/agents/{a.agent_id}/login", "POST", {"campaign_ids": a.campaigns}))
+    login.set_defaults(request=lambda a: (f"/v1/agents/{quote(a.agent_id, safe='')}/login", "POST", {"campaign_ids": a.campaigns}))
     common(login)
     pause = agents.add_parser("pause", help="stop offering calls to the agent")
     pause.add_argument("agent_id")
     pause.add_argument("--reason", default="break")
-    pause.set_defaults(request=lambda a: (f"/v1/agents/{a.agent_id}/pause", "POST", {"reason": a.reason}))
+    pause.set_defaults(request=lambda a: (f"/v1/agents/{quote(a.agent_id, safe='')}/pause", "POST", {"reason": a.reason}))
     common(pause)
     for name, method, verb in (("logout", "POST", "logout"), ("ready", "POST", "ready"), ("state", "GET", "state")):
         parser = agents.add_parser(name, help=f"the agent's {name}")
         parser.add_argument("agent_id")
-        parser.set_defaults(request=lambda a, m=method, v=verb: (f"/v1/agents/{a.agent_id}/{v}", m, None))
+        parser.set_defaults(request=lambda a, m=method, v=verb: (f"/v1/agents/{quote(a.agent_id, safe='')}/{v}", m, None))
         common(parser)
 
     campaign = subparsers.add_parser("campaign", help="campaigns: create, list, update, lists; on a running dialer: start, stop, status")
@@ -78,5 +84,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     for name, method, suffix in (("start", "POST", "/start"), ("stop", "POST", "/stop"), ("status", "GET", "")):
         parser = campaigns.add_parser(name, help=f"{name} a campaign")
         parser.add_argument("campaign_id")
-        parser.set_defaults(request=lambda a, m=method, sfx=suffix: (f"/v1/campaigns/{a.campaign_id}{sfx}", m, None))
+        parser.set_defaults(request=lambda a, m=method, sfx=suffix: (f"/v1/campaigns/{quote(a.campaign_id, safe='')}{sfx}", m, None))
         common(parser)

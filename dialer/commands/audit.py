@@ -129,7 +129,11 @@ def _key(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from None
     pem = key.public_pem()
     if args.out:
-        Path(args.out).write_bytes(pem)
+        try:
+            Path(args.out).write_bytes(pem)
+        except OSError as error:  # was a traceback
+            raise UserError(f"cannot write the public key to {args.out} ({error.strerror}): give a file in an "
+                            "existing directory") from None
         print(f"audit key {key.key_id}: public key written to {args.out}")
     else:
         print(f"audit key {key.key_id} (publish this fingerprint; verifiers need only the public key below)")

@@ -227,6 +227,24 @@ def _extract(archive: Path, into: Path) -> Path:
     return root
 
 
+def _write_key(source: Path, target: Path) -> None:
+    """`source`'s bytes (and time) to `target`, 0600 from the start and whole or not at all: an
+    interrupted write left an empty key file, which the next restore refused as another key."""
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(source.read_bytes())
+            out.flush()
+            os.fsync(out.fileno())
+        stamp = source.stat().st_mtime
+        os.utime(partial, (stamp, stamp))
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
 def _plan_keys(root: Path, keys_dir: Path) -> list[tuple[Path, Path]]:
     """(source, target) of each key to restore; UserError when a key file exists with other content."""
     copies = []
@@ -289,21 +307,20 @@ def restore(settings: Settings, archive: Path, dsn: str) -> tuple[list[str], lis
         if not asyncio.run(_database_is_empty(dsn)):
             raise UserError(f"The database {database_name(dsn)} on {describe_server(dsn)} already has tables: restore "
                             "into a new database (--pg-dsn .../dialer_restored) or drop it first.")
+        # One transaction: a dump that fails halfway (damaged, or Ctrl-C) leaves the database
+        # empty, so the restore can simply be run again (a half-restored one refused that).
         result = subprocess.run([restore_tool, "--no-owner", "--no-privileges", "--exit-on-error",
-                                 "--dbname", database_name(dsn), str(root / "crm.dump")],
+                                 "--single-transaction", "--dbname", database_name(dsn), str(root / "crm.dump")],
                                 env=pg_environment(dsn), capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise UserError(f"pg_restore into {database_name(dsn)} failed: "
+            raise UserError(f"pg_restore into {database_name(dsn)} failed, and restored nothing: "
                             f"{result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'no output'}.")
         expected: dict[str, int] = manifest["tables"]
         done.append(f"Database {database_name(dsn)}: {len(expected)} tables, {sum(expected.values())} rows restored.")
         if keys:
             settings.recording_keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for source, target in keys:
-            write_private(target, "")  # 0600 from the start
-            target.write_bytes(source.read_bytes())
-            stamp = source.stat().st_mtime
-            os.utime(target, (stamp, stamp))
+            _write_key(source, target)
         done.append(f"Recordings keyring: {len(keys)} key(s) written to {settings.recording_keys_dir} "
                     f"({len(manifest['keys']) - len(keys)} already there).")
         credentials = root / "sip-credentials.json"

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import math
 import os
 import secrets
 import socket
@@ -473,6 +474,8 @@ def run_check(settings: Settings, *, network: bool, show: bool, timeout: float =
 
 
 def _check(args: argparse.Namespace) -> int:
+    if not 0 < args.timeout < math.inf:  # a negative or NaN wait is no wait to give a carrier
+        raise UserError(f"--timeout must be a number of seconds above 0, not {args.timeout}")
     settings = from_environment()
     if not args.quiet and not args.json:
         print_settings(settings, setting_sources())
@@ -494,7 +497,12 @@ def _certificate(args: argparse.Namespace) -> int:
     cert, key = out / "dev-cert.pem", out / "dev-key.pem"
     if (cert.exists() or key.exists()) and not args.force:
         raise UserError(f"{cert} or {key} exists: pass --force to replace them.")
-    self_signed(cert, key, names, dt.datetime.now(dt.UTC))
+    if out.exists() and not out.is_dir():  # was NotADirectoryError
+        raise UserError(f"--out-dir {out} is a file: give a directory")
+    try:
+        self_signed(cert, key, names, dt.datetime.now(dt.UTC))
+    except OSError as error:
+        raise UserError(f"cannot write the certificate into {out} ({error.strerror})") from None
     print(f"Self-signed certificate for {', '.join(names)}: {cert} (key {key}, 0600). For development only: "
           "phones and browsers must be told to trust it.")
     print(f'[tls]\ncert_file = "{cert}"\nkey_file = "{key}"')

@@ -355,13 +355,20 @@ def run_opt_out(args: argparse.Namespace) -> int:
 
     async def work(store: DncStore) -> tuple[str, bool]:
         # The one opt-out path (dialer.runtime.optout): the CRM's record first, durable in an
-        # outbox of the CLI's own (delivered now, or by the next CLI run that opens it when
-        # PostgreSQL is down), then the Redis list every gate reads.
+        # outbox of the CLI's own (delivered now, or by dialer serve when PostgreSQL is down),
+        # then the Redis list every gate reads.
         from crm_bridge.outbox import Outbox
 
         async with Outbox(settings.state_dir, settings.pg_dsn, name=CLI_OUTBOX, connect_timeout=2.0,
                           lock_wait=COMMAND_OUTBOX_LOCK_WAIT) as outbox:
-            result = await OptOuts(store, outbox).record(args.number, args.source)
+            try:
+                result = await OptOuts(store, outbox).record(args.number, args.source)
+            except (RedisError, OSError) as error:
+                # The record is durable already (it is written first): say so, or the admin
+                # believes nothing happened (was: only "cannot use Redis").
+                raise UserError(f"the opt-out is recorded for the CRM, but Redis at {settings.redis_url} does not "
+                                f"answer ({error}), so the gate does not know it yet: run this again once Redis "
+                                "answers (a start of dialer serve also puts it on the list).", exit_code=1) from None
             delivered = await outbox.flush(3.0)
             await outbox.close(timeout=0.0)  # waited enough: not 5 s more on the way out
         return result.phone, delivered

@@ -198,9 +198,14 @@ def _hold(args: argparse.Namespace) -> int:
 # -- purge -----------------------------------------------------------------------------------------
 def _purge(args: argparse.Namespace) -> int:
     settings = from_environment()
-    now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC)
+    try:
+        now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC)
+    except ValueError:  # was a traceback
+        raise UserError(f"--now {args.now!r} is not an ISO-8601 time such as 2036-01-01T00:00Z") from None
     if now.tzinfo is None:
         raise UserError("--now needs a time zone (e.g. 2036-01-01T00:00Z)")
+    if args.limit < 1:  # was PostgreSQL's "LIMIT must not be negative", as a traceback
+        raise UserError(f"--limit must be at least 1, not {args.limit}")
 
     async def work(conn: asyncpg.Connection) -> Any:
         return await purge(conn, LocalStorage(settings.recordings_dir), now=now, by=args.by or _who(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import socket
@@ -173,6 +174,8 @@ async def deliver_command_outboxes(settings: Settings, every: float = 30.0) -> N
 
 
 def _serve_command(args: argparse.Namespace) -> int:
+    if not 0 <= args.drain_seconds < math.inf:
+        raise UserError(f"--drain-seconds must be a number of seconds, 0 or more, not {args.drain_seconds}")
     settings = from_environment()
     require_usable(settings)
     asyncio.run(serve(settings, args.drain_seconds))
@@ -182,7 +185,9 @@ def _serve_command(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = subparsers.add_parser("serve", help="run the HTTP API (stops cleanly on SIGTERM/SIGINT)")
     serve.add_argument(
-        "--drain-seconds", type=float, default=10.0, help="how long to wait for the outbox at shutdown"
+        "--drain-seconds", type=float, default=10.0,
+        help="at shutdown, how long live calls and texts may go on before they are ended, and then how long "
+             "the outbox may take to reach PostgreSQL (default 10)"
     )
     serve.set_defaults(handler=_serve_command)
 

@@ -54,8 +54,13 @@ def _simulate(args: argparse.Namespace) -> int:
         raise UserError("--replications must be at least 1")
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
+    if args.seed < 0:  # was numpy's traceback, after the scenario was read
+        raise UserError(f"--seed must be 0 or more, not {args.seed}")
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise UserError("--plot needs matplotlib, an optional extra: pip install -e '.[plot]'")
+    if args.plot is not None and (args.plot.is_dir() or not args.plot.parent.is_dir()):
+        # Found before the simulation, not after its minutes of work.
+        raise UserError(f"cannot write plot {args.plot}: give a PNG file in an existing directory")
     results = run_policies(scenario, policies, args.replications, args.seed, args.workers)
     summaries = {p: summarize(r, scenario.abandon_target) for p, r in results.items()}
     bound = clairvoyant_bound(scenario)

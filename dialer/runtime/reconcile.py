@@ -11,15 +11,18 @@ one.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import structlog
 
 from compliance_rules.optout import block
 from compliance_rules.store import DncStore
 from crm_bridge.kinds import RecordKind
-from crm_bridge.outbox import RecordSink
+from crm_bridge.outbox import RecordSink, pending_records
 from crm_bridge.store import Call, CrmStore
 
 log = structlog.get_logger(__name__)
@@ -78,9 +81,19 @@ def closed_outcome(call: Call) -> str:
     return "answered" if call.bridged_at else "failed"
 
 
-async def restore_opt_outs(store: CrmStore, dnc: DncStore, *, page: int = 10000) -> int:
-    """Put every number of the CRM's `opt_outs` rows on the Redis opt-out list (idempotent)."""
+async def restore_opt_outs(store: CrmStore, dnc: DncStore, *, page: int = 10000, state_dir: Path | None = None,
+                           outboxes: Sequence[str] = ()) -> int:
+    """Put every number of the CRM's `opt_outs` rows on the Redis opt-out list (idempotent);
+    first those of opt-outs still pending in the local `outboxes` under `state_dir`: kept
+    durably but not in PostgreSQL yet, they were lost to the list when Redis lost it too (or
+    the process was killed between the outbox write and the list)."""
     restored, after = 0, ""
+    for name in outboxes:
+        if state_dir is None:
+            break
+        for record in await asyncio.to_thread(pending_records, state_dir, RecordKind.OPT_OUT, name):
+            await block(dnc, str(record["phone"]))
+            restored += 1
     while True:
         phones = await store.opted_out_phones(after=after, limit=page)
         if not phones:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import signal
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 
 from dialer.pacing import (
     AdaptMode,
@@ -55,14 +56,28 @@ def run_one(job: tuple[Scenario, str, int, int]) -> ReplicationResult:
     return simulate(scenario, POLICIES[policy](scenario), seed, replication)
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def run_policies(
     scenario: Scenario, policies: Sequence[str], replications: int, seed: int, workers: int = 1
 ) -> dict[str, list[ReplicationResult]]:
     """Every policy on the same replications (same seeds: paired comparisons)."""
     jobs = [(scenario, p, seed, r) for p in policies for r in range(replications)]
     if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(run_one, jobs))
+        # A pool that can be stopped: on Ctrl-C the workers are terminated at once (a
+        # ProcessPoolExecutor ran every replication already queued to the end first, minutes),
+        # and they ignore SIGINT themselves, so the terminal's Ctrl-C prints no worker tracebacks.
+        pool = multiprocessing.get_context().Pool(workers, initializer=_ignore_sigint)
+        try:
+            results = pool.map(run_one, jobs, chunksize=1)
+            pool.close()
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:
+            pool.join()
     else:
         results = [run_one(job) for job in jobs]
     out: dict[str, list[ReplicationResult]] = {p: [] for p in policies}

@@ -5,6 +5,7 @@ number, staged copies of a list left in Redis, an unaudited evidence packet)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -206,3 +207,109 @@ def test_the_changes_of_an_unknown_id_say_so(pg_dsn: str, monkeypatch: pytest.Mo
     assert main(["changes", "list", "no-such-list-qa"]) == 1
     assert capsys.readouterr() == ("", "dialer: no recorded changes of list 'no-such-list-qa': check the id "
                                        "('dialer lists list').\n")
+
+
+SCENARIO = Path(__file__).resolve().parents[2] / "scripts" / "scenarios" / "small_team5.yaml"
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_stops_a_simulation_on_several_workers_at_once(tmp_path: Path) -> None:
+    # The terminal's Ctrl-C reaches the whole process group. Was: the command went on until
+    # every replication already handed to a worker was done (minutes), then stopped silently.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dialer", "simulate", "--scenario", str(SCENARIO), "--policy", "predictive",
+         "--replications", "4", "--workers", "2"],
+        env={**os.environ, "DIALER_CONFIG": ""}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    try:
+        time.sleep(3.0)  # the workers are simulating (one replication takes about a minute here)
+        interrupted = time.monotonic()
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+        stopped_in = time.monotonic() - interrupted
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130 and out == "", (out, err)
+    assert err == "dialer: interrupted (Ctrl-C) before the command finished.\n"  # no worker's traceback
+    assert stopped_in < 5.0
+
+
+@pytest.mark.timeout(30)
+def test_a_plot_that_cannot_be_written_is_refused_before_the_simulation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer.cli import main
+
+    pytest.importorskip("matplotlib")
+    _env(monkeypatch)
+    started = time.monotonic()
+    assert main(["simulate", "--scenario", str(SCENARIO), "--policy", "predictive",
+                 "--plot", str(tmp_path / "missing" / "charts.png")]) == 2
+    assert capsys.readouterr().err == (f"dialer: cannot write plot {tmp_path / 'missing' / 'charts.png'}: "
+                                       "give a PNG file in an existing directory\n")
+    assert time.monotonic() - started < 5.0  # was: said after the whole simulation
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_numbers_and_paths_that_were_tracebacks_are_one_sentence(
+        tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from crm_bridge.audit_keys import AuditSigningKey
+    from dialer.cli import main
+
+    keys = tmp_path / "audit-keys"
+    AuditSigningKey.load_or_create(keys, chain_signed=False)
+    _env(monkeypatch, DIALER_PG_DSN=pg_dsn, DIALER_AUDIT_KEYS_DIR=str(keys),
+         DIALER_RECORDINGS_DIR=str(tmp_path / "recordings"), DIALER_RECORDING_KEYS_DIR=str(tmp_path / "keys"))
+    missing = tmp_path / "missing" / "audit.pem"
+    cases = [
+        (["audit", "key", "--out", str(missing)],  # was FileNotFoundError
+         f"dialer: cannot write the public key to {missing} (No such file or directory): give a file in an "
+         "existing directory"),
+        (["recording", "purge", "--limit", "-1"], "dialer: --limit must be at least 1, not -1"),  # was asyncpg's
+        (["recording", "purge", "--now", "soon"],
+         "dialer: --now 'soon' is not an ISO-8601 time such as 2036-01-01T00:00Z"),  # was ValueError
+        (["simulate", "--scenario", str(SCENARIO), "--policy", "predictive", "--seed", "-1"],
+         "dialer: --seed must be 0 or more, not -1"),  # was numpy's ValueError
+        (["config", "check", "--timeout", "nan"], "dialer: --timeout must be a number of seconds above 0, not nan"),
+        (["serve", "--drain-seconds", "-5"], "dialer: --drain-seconds must be a number of seconds, 0 or more, not -5.0"),
+        (["config", "certificate", "--out-dir", str(SCENARIO)],  # was NotADirectoryError
+         f"dialer: --out-dir {SCENARIO} is a file: give a directory"),
+    ]
+    for words, sentence in cases:
+        assert main(words) == 2, words
+        out, err = capsys.readouterr()
+        assert out == "" and err == f"{sentence}\n", (words, err)
+
+
+@pytest.mark.timeout(30)
+def test_a_url_that_is_not_the_dialer_api_is_one_sentence(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import http.server
+    import threading
+
+    from dialer.cli import main
+
+    class HtmlOnly(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(502)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>Bad Gateway</html>")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HtmlOnly)
+    threading.Thread(target=server.serve_forever, name="html-only", daemon=True).start()
+    try:
+        _env(monkeypatch, DIALER_API_TOKEN="qa-token")
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        # Was a JSONDecodeError traceback (a proxy's error page, another program on the port).
+        assert main(["campaign", "status", "c/1", "--url", url]) == 1
+        assert capsys.readouterr().err == (
+            f"dialer: {url} answered GET /v1/campaigns/c%2F1 with 502 and no JSON: is it the dialer API (--url, "
+            "DIALER_HTTP_HOST, DIALER_HTTP_PORT)?\n")
+    finally:
+        server.shutdown()
+        server.server_close()

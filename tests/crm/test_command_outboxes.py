@@ -98,3 +98,17 @@ async def test_a_command_waits_while_serve_delivers_its_outbox_instead_of_failin
     assert await command == 0
     assert capsys.readouterr().out.endswith(f"{phone} opted out\n")
     assert await _opt_out_rows(crm_dsn, phone) == 1
+
+
+@pytest.mark.timeout(60)
+async def test_an_opt_out_whose_redis_does_not_answer_says_the_crm_has_it(
+        tmp_path: Path, crm_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer.cli import main
+
+    phone = _phone()
+    _command_env(monkeypatch, tmp_path / "state", crm_dsn, f"redis://127.0.0.1:{free_local_port()}/0", "qa:")
+    assert await asyncio.to_thread(main, ["dnc", "opt-out", phone]) == 1
+    err = capsys.readouterr().err
+    # Was "cannot use Redis at ...": as if nothing had been recorded, while the CRM row was.
+    assert "dialer: the opt-out is recorded for the CRM, but Redis at redis://127.0.0.1:" in err, err
+    assert await _opt_out_rows(crm_dsn, phone) == 1

@@ -184,3 +184,33 @@ def test_campaigns_with_unvouched_caller_ids_are_named_at_start(databases: tuple
                                 "[[caller_ids]] with its owner, vouched_by and vouched_on (16 CFR 310.4(a)(8))."}]
     vouching = from_environment({}, pg_dsn=source, caller_ids=(replace(vouched, number="+14045550100"),))
     assert asyncio.run(log_caller_id_problems(vouching, structlog.get_logger("dialer.deploy"))) == 0
+
+
+def test_a_restore_that_fails_halfway_restores_nothing_and_can_be_run_again(
+        databases: tuple[str, str], tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    source, restored = databases
+    archive, keys, state = tmp_path / "recordings", tmp_path / "keys", tmp_path / "state"
+    asyncio.run(seed(source, state / "outbox", archive, keys))
+    env = {"DIALER_PG_DSN": source, "DIALER_RECORDINGS_DIR": str(archive), "DIALER_RECORDING_KEYS_DIR": str(keys),
+           "DIALER_STATE_DIR": str(state)}
+    backup_file = tmp_path / "nightly.tar.gz"
+    assert dialer(["backup", "--out", str(backup_file)], env).returncode == 0
+    # The same backup with its database dump damaged in its data: the schema restores, the data does not.
+    damaged = tmp_path / "damaged.tar.gz"
+    with tarfile.open(backup_file, "r:gz") as whole, tarfile.open(damaged, "w:gz") as cut:
+        for member in whole.getmembers():
+            data = whole.extractfile(member).read()  # type: ignore[union-attr]
+            if member.name.endswith("/crm.dump"):
+                at = len(data) * 99 // 100  # in the table data, after the table of contents
+                data = data[:at] + bytes(256) + data[at + 256:]
+            cut.addfile(member, io.BytesIO(data))
+    env_new = {**env, "DIALER_RECORDING_KEYS_DIR": str(tmp_path / "new-keys"), "DIALER_STATE_DIR": str(tmp_path / "s2")}
+    failed = dialer(["restore", str(damaged), "--pg-dsn", restored], env_new)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr
+    assert f"dialer: pg_restore into {restored.rpartition('/')[2]} failed, and restored nothing: " in failed.stderr
+    # Was: the tables the dump had created stayed, and this refused ("already has tables").
+    again = dialer(["restore", str(backup_file), "--pg-dsn", restored], env_new)
+    assert again.returncode == 0, again.stderr
