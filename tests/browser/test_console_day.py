@@ -20,6 +20,8 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, Route, WebSocketRoute
 
 from tests.browser.test_console_problems import (  # noqa: F401 (accounts: a fixture)
+    NEEDED_ON_A_CALL,
+    OUTSIDE_THE_WINDOW,
     OVERFLOW,
     PASSWORD,
     Accounts,
@@ -514,3 +516,43 @@ async def test_monitoring_without_a_phone_says_so_and_asks_once(day: Accounts, p
     # This API hands out no phones (no Asterisk): said, in the API's words, and nothing was asked twice.
     await status_line(page, "Monitoring needs your browser phone: ")
     assert len(asked) == 1
+
+
+@pytest.mark.parametrize("width", [1280, 640])
+async def test_the_supervisor_console_fits_a_narrow_window(day: Accounts, page: Page, width: int) -> None:
+    """Half a laptop's screen: nothing sticks out sideways; a wide table scrolls in its own box."""
+    events = FakeEvents("agent-narrow-with-a-long-name", "call-narrow-1")
+    await page.route_web_socket(re.compile(r"/v1/events"), events)
+    await page.set_viewport_size({"width": width, "height": 720})
+    await sign_in_by_keyboard(page, day, day.supervisor, "/supervisor")
+    await page.wait_for_function("() => window.supervisorState && window.supervisorState.ready", timeout=15_000)
+    await page.locator("#calls tr[data-call-id='call-narrow-1']").wait_for(timeout=10_000)
+    assert await page.evaluate(OVERFLOW_OUTSIDE_SCROLLERS) == {"scroll": 0, "wide": []}
+    for tab in ("KPIs", "Pipeline", "Recordings"):
+        await page.get_by_role("button", name=tab, exact=True).click()
+        await page.wait_for_timeout(500)
+        assert await page.evaluate(OVERFLOW_OUTSIDE_SCROLLERS) == {"scroll": 0, "wide": []}, tab
+
+
+# As OVERFLOW, but what is inside a box that scrolls sideways by itself (a wide table's) is in.
+OVERFLOW_OUTSIDE_SCROLLERS = """() => {
+  const scrolls = (node) => { for (let up = node.parentElement; up; up = up.parentElement) {
+    const style = getComputedStyle(up); if (['auto', 'scroll'].includes(style.overflowX)) return true; } return false; };
+  const wide = [...document.querySelectorAll('body *')].filter((node) => node.getBoundingClientRect().right
+    > document.documentElement.clientWidth + 1 && node.getClientRects().length && !scrolls(node));
+  return { scroll: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+           wide: wide.map((node) => node.id || node.className || node.tagName).slice(0, 5) };
+}"""
+
+
+async def test_a_call_fits_a_laptop_at_125_percent(day: Accounts, page: Page) -> None:
+    """1366x768 at Windows' default 125 % scaling is 1093x614 CSS pixels: the call, its pop and its
+    disposition are all in view, as at 1280x720."""
+    api = day.api
+    await page.set_viewport_size({"width": 1093, "height": 614})
+    await page.route("**/state", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                             body=wrap_up_state(api)))
+    await sign_in_by_keyboard(page, day, day.agent, "/agent")
+    await page.locator("#lead-name").filter(has_text="Dana").wait_for(timeout=15_000)
+    await page.locator("#callback-time option").first.wait_for(state="attached", timeout=10_000)
+    assert await page.evaluate(OUTSIDE_THE_WINDOW, list(NEEDED_ON_A_CALL)) == {"outside": [], "scroll": 0}

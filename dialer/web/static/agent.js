@@ -334,7 +334,13 @@ let current = null; // {callId, leadId, campaignId, dispositionKey, disposed}
 let callTimerStart = null;
 
 function two(number) { return String(number).padStart(2, "0"); }
-function clock(seconds) { return `${two(Math.floor(seconds / 60))}:${two(Math.floor(seconds % 60))}`; }
+// mm:ss, and h:mm:ss from an hour (a long pause read "for 75:12", minutes past a hundred).
+function clock(seconds) {
+  const whole = Math.max(0, Math.floor(seconds));
+  const hours = Math.floor(whole / 3600);
+  const rest = `${two(Math.floor((whole % 3600) / 60))}:${two(whole % 60)}`;
+  return hours ? `${hours}:${rest}` : rest;
+}
 
 setInterval(() => {
   $("call-timer").textContent = callTimerStart ? clock((Date.now() - callTimerStart) / 1000) : "";
