@@ -556,3 +556,36 @@ async def test_a_call_fits_a_laptop_at_125_percent(day: Accounts, page: Page) ->
     await page.locator("#lead-name").filter(has_text="Dana").wait_for(timeout=15_000)
     await page.locator("#callback-time option").first.wait_for(state="attached", timeout=10_000)
     assert await page.evaluate(OUTSIDE_THE_WINDOW, list(NEEDED_ON_A_CALL)) == {"outside": [], "scroll": 0}
+
+
+async def test_a_slow_search_says_it_is_searching_and_how_many_it_found(day: Accounts, page: Page) -> None:
+    slow = asyncio.Event()
+
+    async def slow_search(route: Route) -> None:
+        await slow.wait()
+        await route.continue_()
+
+    await sign_in_by_keyboard(page, day, day.agent, "/agent")
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
+    await page.route(re.compile(r"/v1/leads\?"), slow_search)
+    await page.get_by_label("Name, phone or e-mail").fill(day.api.phone)
+    await page.get_by_label("Name, phone or e-mail").press("Enter")
+    await page.locator("#search-results").filter(has_text="Searching…").wait_for(timeout=5_000)
+    slow.set()
+    await page.get_by_role("button", name=re.compile(r"^Open ")).wait_for(timeout=10_000)
+    await status_line(page, "1 lead found.")
+
+
+async def test_recording_times_name_the_supervisors_zone(day: Accounts, page: Page) -> None:
+    found = json.dumps({"recordings": [{"recording_id": "rec-day-1", "recorded_at": "2031-03-04T14:00:00Z",
+                                        "call_id": "call-day-9", "lead_id": "lead-day-9", "duration_seconds": 95,
+                                        "audio_url": "/v1/recordings/rec-day-1/audio"}], "next": None})
+    await page.route(re.compile(r"/v1/recordings\?"), lambda route: route.fulfill(
+        status=200, content_type="application/json", body=found))
+    await sign_in_by_keyboard(page, day, day.supervisor, "/supervisor")
+    await page.wait_for_function("() => window.supervisorState && window.supervisorState.ready", timeout=15_000)
+    await page.get_by_role("button", name="Recordings", exact=True).click()
+    await page.locator("#rec-form").get_by_role("button", name="Search").click()
+    cell = page.locator("#recordings tr[data-recording-id='rec-day-1'] td").first
+    await cell.wait_for(timeout=10_000)
+    assert await cell.inner_text() == "Mar 4, 2031, 2:00 PM UTC"  # the browser's zone here: UTC, named

@@ -825,14 +825,17 @@ $("search-form").addEventListener("submit", async (event) => {
     return;
   }
   const field = query.includes("@") ? "email" : /^[\d\s()+.-]+$/.test(query) ? "phone" : "name";
-  const answer = await api.get(`/v1/leads?${field}=${encodeURIComponent(query)}&limit=20`);
   const list = $("search-results");
+  list.textContent = "Searching…"; // a slow answer is not taken for no answer, nor the last search's
+  const answer = await api.get(`/v1/leads?${field}=${encodeURIComponent(query)}&limit=20`);
   list.replaceChildren();
   if (answer.status !== 200) {
     list.textContent = `The search failed: ${problemText(answer)}`;
     return;
   }
   if (!answer.body.leads.length) list.textContent = "No lead of yours matches.";
+  const found = answer.body.leads.length;
+  announce(found ? `${found} lead${found === 1 ? "" : "s"} found.` : "No lead of yours matches.");
   for (const lead of answer.body.leads) {
     const item = document.createElement("li");
     const name = [lead.first_name, lead.last_name].filter(Boolean).join(" ") || lead.phones[0];

@@ -265,6 +265,12 @@ function isStale() {
   return !state.streamOpen && state.boardProblem !== null;
 }
 
+// The short name of the supervisor's own zone at `at` ("EST"): a time on the page says whose it is.
+function zoneName(at) {
+  return new Intl.DateTimeFormat("en-US", { timeZoneName: "short" }).formatToParts(at)
+    .find((part) => part.type === "timeZoneName")?.value || "";
+}
+
 function clockTime(at) {
   return new Date(at).toLocaleTimeString("en-US", { hour: "2-digit", minute: "2-digit", second: "2-digit",
     timeZoneName: "short" });
@@ -425,7 +431,9 @@ async function startMonitor(callId, mode) {
     return;
   }
   state.monitor = { ...(state.monitor || {}), ...answer.body, mode_active: false };
-  announce(`${mode} on ${callId}`);
+  const agent = state.calls.find((call) => call.call_id === callId)?.agent_id;
+  const doing = { listen: "Listening to", whisper: "Whispering to the agent on", barge: "Barging in on" }[mode] || mode;
+  announce(`${doing} ${agent ? `${agent}'s call` : callId}: the dialer calls your browser phone.`);
   renderCalls();
   followMonitor();
 }
@@ -600,7 +608,8 @@ function recordingQuery() {
 
 function renderRecordings() {
   fillRows($("#recordings"), state.recordings.map((recording) => el("tr", { "data-recording-id": recording.recording_id },
-    el("td", {}, new Date(recording.recorded_at).toLocaleString()), el("td", {}, recording.call_id || ""),
+    el("td", {}, new Date(recording.recorded_at).toLocaleString("en-US", { dateStyle: "medium", timeStyle: "short" })
+      + ` ${zoneName(new Date(recording.recorded_at))}`), el("td", {}, recording.call_id || ""),
     el("td", {}, recording.lead_id || ""), el("td", { class: "num" }, duration(recording.duration_seconds)),
     el("td", {}, recording.audio_url
       ? el("button", { type: "button", onclick: () => play(recording) }, "Play") : "purged"))));
