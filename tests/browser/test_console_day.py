@@ -589,3 +589,31 @@ async def test_recording_times_name_the_supervisors_zone(day: Accounts, page: Pa
     cell = page.locator("#recordings tr[data-recording-id='rec-day-1'] td").first
     await cell.wait_for(timeout=10_000)
     assert await cell.inner_text() == "Mar 4, 2031, 2:00 PM UTC"  # the browser's zone here: UTC, named
+
+
+async def test_a_previous_calls_disposition_refused_later_stays_in_view_with_its_notes(
+        day: Accounts, page: Page) -> None:
+    api = day.api
+    await sign_in_by_keyboard(page, day, day.agent, "/agent")
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
+    await pop(day, api.call_id)
+    await page.locator("#wrap").wait_for(timeout=10_000)
+    await page.route("**/v1/calls/*/disposition", lambda route: route.abort())
+    await page.get_by_label("Notes").fill("Prefers mornings; diabetic, ask about riders")
+    await page.get_by_role("button", name="Contacted (Alt+1)").click()
+    await page.locator("#dispo-result").filter(has_text="Offline").wait_for(timeout=10_000)
+    await pop(day, "call-after-the-outage")
+    await page.wait_for_function("() => window.consoleState.pops.length === 2", timeout=10_000)
+
+    refused = json.dumps({"error": "callback_outside_window", "message": "the callback time is no longer allowed"})
+    await page.unroute("**/v1/calls/*/disposition")
+    await page.route("**/v1/calls/*/disposition", lambda route: route.fulfill(
+        status=409, content_type="application/problem+json", body=refused))
+    box = page.locator("#earlier-problem")
+    await box.filter(has_text="was not saved: the callback time is no longer allowed").wait_for(timeout=10_000)
+    assert "Prefers mornings; diabetic, ask about riders" in await box.inner_text()
+    assert "Not saved" not in await page.locator("#dispo-result").inner_text()  # not under the new call
+    await page.wait_for_timeout(2500)
+    assert await box.is_visible()  # it stays until the agent has read it
+    await box.get_by_role("button", name="Dismiss").click()
+    assert await box.is_hidden()

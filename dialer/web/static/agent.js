@@ -784,6 +784,18 @@ function dispositionSays(item, words) {
   else announce(`Previous call: ${words}`);
 }
 
+// A previous call's disposition the dialer refused once it could be sent (its callback time had
+// passed meanwhile, say) cannot be chosen again on this screen: the page keeps it in view, with
+// the notes typed for it, until the agent has dealt with it, so neither goes unnoticed.
+function refusedEarlier(item, reason) {
+  const box = $("earlier-problem");
+  const notes = item.body.notes ? ` Your notes: “${item.body.notes}”.` : "";
+  box.querySelector("span").textContent = `The disposition of an earlier call (${item.words || item.body.code}, `
+    + `call ${item.callId}) was not saved: ${reason}.${notes} Tell your supervisor, or call the lead back from its record.`;
+  box.hidden = false;
+}
+$("earlier-dismiss").addEventListener("click", () => { $("earlier-problem").hidden = true; });
+
 async function send(item) {
   const answer = await api.post(`/v1/calls/${encodeURIComponent(item.callId)}/disposition`, item.body,
     { idempotencyKey: item.key });
@@ -809,9 +821,11 @@ async function send(item) {
       $("notes").value = "";
     }
     announce(`Disposition saved: ${words}`);
-  } else {
+  } else if (current && current.callId === item.callId) {
     dispositionSays(item, `Not saved: ${problemText(answer)}`);
-    if (current && current.callId === item.callId) setDispositionsEnabled(true);
+    setDispositionsEnabled(true);
+  } else {
+    refusedEarlier(item, problemText(answer));
   }
 }
 
