@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, Route, WebSocketRoute
 
+from dialer.provision.ports import free_local_port
+from tests.browser.conftest import StaticServer
 from tests.browser.test_console_problems import (  # noqa: F401 (accounts: a fixture)
     NEEDED_ON_A_CALL,
     OUTSIDE_THE_WINDOW,
@@ -617,3 +619,20 @@ async def test_a_previous_calls_disposition_refused_later_stays_in_view_with_its
     assert await box.is_visible()  # it stays until the agent has read it
     await box.get_by_role("button", name="Dismiss").click()
     assert await box.is_hidden()
+
+
+async def test_the_phone_check_says_what_its_state_means_and_offers_only_what_works(
+        page: Page, static_server: StaticServer) -> None:
+    await page.goto(static_server.url("phone-check.html"))
+    for button in ("Answer", "Hang up", "Mute", "Hold"):
+        assert await page.get_by_role("button", name=button).is_disabled()
+    # Nothing listens there: the phone cannot connect, and the page says what that means.
+    await page.get_by_label("WebSocket").fill(f"ws://127.0.0.1:{free_local_port()}/ws")
+    await page.get_by_label("SIP address").fill("sip:agent1099-web@127.0.0.1")
+    await page.get_by_label("Username").fill("agent1099-web")
+    await page.get_by_label("Password").fill("not a real one")
+    await page.get_by_role("button", name="Connect").click()
+    await page.locator("#registration").filter(has_text="reconnecting: the connection dropped").wait_for(
+        timeout=15_000)
+    assert await page.get_by_role("button", name="Answer").is_disabled()
+    await page.evaluate("() => window.phone.stop()")
