@@ -636,3 +636,25 @@ async def test_the_phone_check_says_what_its_state_means_and_offers_only_what_wo
         timeout=15_000)
     assert await page.get_by_role("button", name="Answer").is_disabled()
     await page.evaluate("() => window.phone.stop()")
+
+
+async def test_a_reload_while_a_disposition_waits_offline_does_not_offer_a_second_one(
+        day: Accounts, page: Page) -> None:
+    api = day.api
+    await page.route("**/state", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                             body=wrap_up_state(api)))
+    await sign_in_by_keyboard(page, day, day.agent, "/agent")
+    await page.locator("#lead-name").filter(has_text="Dana").wait_for(timeout=15_000)
+    await page.route("**/v1/calls/*/disposition", lambda route: route.abort())
+    await page.get_by_role("button", name="Not interested (Alt+4)").click()
+    await page.locator("#dispo-result").filter(has_text="Offline").wait_for(timeout=10_000)
+
+    await page.reload()  # still offline for dispositions: the call is shown again, its choice kept
+    await page.locator("#dispo-result").filter(has_text="Not sent yet: not interested is kept").wait_for(
+        timeout=15_000)
+    await page.wait_for_timeout(1000)  # the campaign's codes are asked again: still waiting
+    assert await page.get_by_role("button", name="Contacted (Alt+1)").is_disabled()
+    await page.unroute("**/v1/calls/*/disposition")
+    await page.locator("#dispo-result").filter(has_text="Saved: not interested.").wait_for(timeout=10_000)
+    response = await api.client.get(f"/v1/calls/{api.call_id}/dispositions", headers=api.auth(api.crm))
+    assert [d["code"] for d in (await response.json())["dispositions"]] == ["not_interested"]

@@ -392,6 +392,15 @@ function screenPop(message, receivedAt) {
   $("wrap").hidden = false;
   $("dispo-result").textContent = "";
   setDispositionsEnabled(true);
+  // A disposition of this call kept unsent (offline, then a reload) is the call's disposition:
+  // its key is reused and the buttons wait for it, as a second choice would store a second row.
+  const kept = pendingDispositions().find((entry) => entry.callId === message.call_id);
+  if (kept) {
+    current.dispositionKey = kept.key;
+    setDispositionsEnabled(false);
+    $("dispo-result").textContent = `Not sent yet: ${kept.words || kept.body.code.replaceAll("_", " ")} is kept and `
+      + "sent when the dialer answers.";
+  }
   offerDispositions(message.call_id);
   $("lead-name").focus(); // keyboard and screen-reader users land on the pop
   announce(message.restored ? "Your current call is shown again." : `Screen pop: ${lead.name}`);
@@ -658,7 +667,7 @@ async function offerDispositions(callId) {
   const answer = await getSoon(`/v1/calls/${encodeURIComponent(callId)}/disposition-codes`, 10);
   if (answer.status !== 200 || current?.callId !== callId) return;
   renderDispositions(answer.body.from_campaign ? answer.body.codes : DISPOSITIONS.map(([code]) => code));
-  setDispositionsEnabled(!current.disposed);
+  setDispositionsEnabled(!current.disposed && !pendingDispositions().some((entry) => entry.callId === callId));
 }
 
 // The callback picker offers only the times the gate would allow a call to the lead: the server
