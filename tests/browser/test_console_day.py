@@ -658,3 +658,30 @@ async def test_a_reload_while_a_disposition_waits_offline_does_not_offer_a_secon
     await page.locator("#dispo-result").filter(has_text="Saved: not interested.").wait_for(timeout=10_000)
     response = await api.client.get(f"/v1/calls/{api.call_id}/dispositions", headers=api.auth(api.crm))
     assert [d["code"] for d in (await response.json())["dispositions"]] == ["not_interested"]
+
+
+def board_with(dials: int) -> str:
+    """A wallboard answer with one running campaign that has made `dials` dials today."""
+    campaign = {"campaign_id": "camp-focus", "name": "Medicare supplements", "running": True, "paused": False,
+                "dial_mode": "progressive", "pacer": "progressive", "lines": 3, "hopper": 40,
+                "today": {"dials": dials, "answered": 1, "connected": 1, "abandoned": 0},
+                "abandon_30_days": {"rate": 0.0, "limit": 0.03, "live_answers": 1},
+                "leads_left": {"due": 10, "scheduled": 2, "callback": 1, "done": 5}, "blocked": {}}
+    return json.dumps({"alerts": [], "waiting": [], "campaigns": [campaign], "calls": [], "agents": []})
+
+
+async def test_a_campaigns_pause_button_keeps_the_focus_while_its_figures_refresh(day: Accounts, page: Page) -> None:
+    dials = [7]
+    await page.route("**/v1/wallboard", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=board_with(dials[0])))
+    await sign_in_by_keyboard(page, day, day.supervisor, "/supervisor")
+    await page.wait_for_function("() => window.supervisorState && window.supervisorState.ready", timeout=15_000)
+    pause = page.locator("#campaigns tr[data-campaign-id='camp-focus'] button")
+    await pause.focus()
+    await page.wait_for_timeout(3500)  # a refresh with the same figures: the row is the same
+    assert await page.evaluate("() => document.activeElement.textContent") == "Pause"
+    dials[0] = 8  # the next refresh brings new figures: the row is new, and its button has the focus
+    await page.locator("#campaigns tr[data-campaign-id='camp-focus']").filter(has_text="8").wait_for(timeout=10_000)
+    assert await page.evaluate(
+        "() => [document.activeElement.textContent, document.activeElement.closest('tr')?.dataset.campaignId]"
+    ) == ["Pause", "camp-focus"]

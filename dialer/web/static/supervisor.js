@@ -221,7 +221,7 @@ function renderBoard() {
   $("#alerts").replaceChildren(...board.alerts.map((alert) => el("div", {
     class: `alert ${alert.severity}`, "data-code": alert.code, role: alert.severity === "critical" ? "alert" : null,
   }, alert.message)));
-  fillRows($("#waiting"), board.waiting.map((call) => el("tr", {}, el("td", {}, call.call_id),
+  fillRows($("#waiting"), board.waiting.map((call) => el("tr", { "data-key": call.call_id }, el("td", {}, call.call_id),
     el("td", {}, call.campaign_id || ""), el("td", {}, call.direction), el("td", {}, call.lead_number),
     el("td", { class: "num" }, duration(call.waiting_seconds)))));
   $("#campaigns").dataset.empty = $("#running-only").checked ? "No campaign is running." : "No campaign yet.";
@@ -233,7 +233,8 @@ function renderBoard() {
       ? el("button", { type: "button", onclick: () => pauseCampaign(campaign.campaign_id, !campaign.paused) },
         campaign.paused ? "Resume" : "Pause")
       : "";
-    return el("tr", { "data-campaign-id": campaign.campaign_id },
+    // Keyed: a row whose figures did not change is kept, so its Pause button keeps the focus.
+    return el("tr", { "data-campaign-id": campaign.campaign_id, "data-key": campaign.campaign_id },
       el("td", {}, `${campaign.name} (${campaign.campaign_id})`), el("td", {}, status),
       el("td", {}, campaign.pacer ? `${campaign.dial_mode} / ${campaign.pacer}` : campaign.dial_mode),
       el("td", { class: "num" }, campaign.lines), el("td", { class: "num" }, campaign.hopper),
