@@ -405,6 +405,7 @@ async def test_every_control_on_a_call_is_reached_by_tab_with_its_focus_shown(
     assert [name for name, shown in reached.items() if not shown and name in wanted] == []
     # A narrow window: one column, nothing sticking out sideways.
     assert await page.evaluate(OVERFLOW) == {"scroll": 0, "wide": []}
+    assert await page.evaluate(NAMES) == {"unnamed": [], "shared": []}  # each control says what it is for
     # Hot keys reach the disposition without the mouse.
     await page.keyboard.press("Alt+1")
     await page.locator("#dispo-result").filter(has_text="Saved: contacted.").wait_for(timeout=10_000)
@@ -685,3 +686,29 @@ async def test_a_campaigns_pause_button_keeps_the_focus_while_its_figures_refres
     assert await page.evaluate(
         "() => [document.activeElement.textContent, document.activeElement.closest('tr')?.dataset.campaignId]"
     ) == ["Pause", "camp-focus"]
+
+
+# Every control's accessible name as a screen reader says it (its label, aria-label or text), and
+# the names more than one control shares: "CSV", five times over, said nothing of which table.
+NAMES = """() => {
+  const name = (node) => (node.getAttribute('aria-label') || (node.labels && node.labels[0]?.textContent)
+    || node.getAttribute('title') || node.textContent || '').trim();
+  const controls = [...document.querySelectorAll('button, input, select, textarea, a[href]')]
+    .filter((node) => node.type !== 'hidden' && node.checkVisibility());
+  const names = controls.map(name);
+  return { unnamed: controls.filter((node, i) => !names[i]).map((node) => node.id || node.outerHTML.slice(0, 60)),
+           shared: [...new Set(names.filter((n, i) => names.indexOf(n) !== i))] };
+}"""
+
+
+async def test_every_supervisor_control_has_a_name_of_its_own(day: Accounts, page: Page) -> None:
+    events = FakeEvents("agent-names", "call-names-1")
+    await page.route_web_socket(re.compile(r"/v1/events"), events)
+    await page.route("**/v1/wallboard", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=board_with(3)))
+    await sign_in_by_keyboard(page, day, day.supervisor, "/supervisor")
+    await page.wait_for_function("() => window.supervisorState && window.supervisorState.ready", timeout=15_000)
+    await page.locator("#calls tr[data-call-id='call-names-1']").wait_for(timeout=10_000)
+    for tab in ("Wallboard", "KPIs", "Pipeline", "Recordings"):  # what each tab shows
+        await page.get_by_role("button", name=tab, exact=True).click()
+        assert await page.evaluate(NAMES) == {"unnamed": [], "shared": []}, tab

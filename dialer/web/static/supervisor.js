@@ -230,8 +230,9 @@ function renderBoard() {
     const status = campaign.running ? (campaign.paused ? "paused" : "running") : "stopped";
     const left = campaign.leads_left;
     const control = campaign.running
-      ? el("button", { type: "button", onclick: () => pauseCampaign(campaign.campaign_id, !campaign.paused) },
-        campaign.paused ? "Resume" : "Pause")
+      ? el("button", { type: "button", onclick: () => pauseCampaign(campaign.campaign_id, !campaign.paused),
+        "aria-label": `${campaign.paused ? "Resume" : "Pause"} ${campaign.name}` },
+      campaign.paused ? "Resume" : "Pause")
       : "";
     // Keyed: a row whose figures did not change is kept, so its Pause button keeps the focus.
     return el("tr", { "data-campaign-id": campaign.campaign_id, "data-key": campaign.campaign_id },
@@ -613,7 +614,9 @@ function renderRecordings() {
       + ` ${zoneName(new Date(recording.recorded_at))}`), el("td", {}, recording.call_id || ""),
     el("td", {}, recording.lead_id || ""), el("td", { class: "num" }, duration(recording.duration_seconds)),
     el("td", {}, recording.audio_url
-      ? el("button", { type: "button", onclick: () => play(recording) }, "Play") : "purged"))));
+      ? el("button", { type: "button", onclick: () => play(recording),
+        "aria-label": `Play the recording of call ${recording.call_id || recording.recording_id}` }, "Play")
+      : "purged"))));
   $("#rec-more").hidden = !state.nextRecordings;
 }
 
