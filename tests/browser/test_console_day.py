@@ -330,7 +330,7 @@ async def test_a_failed_report_does_not_leave_older_figures_up(day: Accounts, pa
     problem = '{"error": "database_unavailable", "message": "the database does not answer; try again shortly"}'
     await page.route(re.compile(r"/v1/reports/(agency|agents|campaigns)\?(?!.*format=csv)"), lambda route: route.fulfill(
         status=503, content_type="application/problem+json", body=problem))
-    await page.locator("#tab-kpis").get_by_label("Agent").fill("agent-nobody")
+    await page.locator("#tab-kpis").get_by_label("Agent", exact=True).fill("agent-nobody")
     await page.get_by_role("button", name="Show").click()
     await page.locator("#kpi-problem").filter(
         has_text="The figures did not load: the database does not answer").wait_for(timeout=10_000)
@@ -712,3 +712,22 @@ async def test_every_supervisor_control_has_a_name_of_its_own(day: Accounts, pag
     for tab in ("Wallboard", "KPIs", "Pipeline", "Recordings"):  # what each tab shows
         await page.get_by_role("button", name=tab, exact=True).click()
         assert await page.evaluate(NAMES) == {"unnamed": [], "shared": []}, tab
+
+
+async def test_a_computer_going_offline_is_said_at_once_and_the_stream_comes_back(
+        day: Accounts, page: Page, browser_context: BrowserContext) -> None:
+    api = day.api
+    await page.route("**/state", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                             body=wrap_up_state(api)))
+    await sign_in_by_keyboard(page, day, day.agent, "/agent")
+    await page.locator("#lead-name").filter(has_text="Dana").wait_for(timeout=15_000)
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
+    await page.get_by_label("Notes").fill("Asked about dental cover")
+    await browser_context.set_offline(True)
+    await status_line(page, "This computer lost its network")
+    await page.locator("#stream").filter(has_text="reconnecting").wait_for(timeout=5_000)
+    await page.wait_for_timeout(6000)  # a while offline: the attempts wait
+    await browser_context.set_offline(False)
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=3_000)  # at once, not after 5 s
+    await status_line(page, "Reconnected to the dialer")
+    assert await page.get_by_label("Notes").input_value() == "Asked about dental cover"

@@ -123,8 +123,25 @@ export function eventStream(path, onMessage, onState = () => {}) {
   let socket = null;
   let stopped = false;
   let lost = false; // said "reconnecting" in the status line, so say when it is back
+  let retry = null; // the timer of the next attempt
   // Leaving the page closes the socket too: that is no lost connection.
   window.addEventListener("pagehide", () => { stopped = true; });
+  // A network that goes away silently (Wi-Fi dropped) leaves the socket open for minutes: the page
+  // showed "live" while nothing could reach it. The browser knows it is offline: said at once,
+  // and the stream is opened again as soon as the network is back, not after the next delay.
+  window.addEventListener("offline", () => {
+    if (stopped) return;
+    announce("This computer lost its network: nothing reaches this page until it is back. Unsent notes and "
+      + "dispositions are kept.");
+    lost = true;
+    socket?.close();
+  });
+  window.addEventListener("online", () => {
+    if (stopped || socket?.readyState === WebSocket.OPEN || socket?.readyState === WebSocket.CONNECTING) return;
+    clearTimeout(retry);
+    attempt = 0;
+    connect();
+  });
   const connect = () => {
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
     socket = new WebSocket(`${scheme}//${window.location.host}${path}`);
@@ -152,7 +169,8 @@ export function eventStream(path, onMessage, onState = () => {}) {
         redirectToSignIn();
         return;
       }
-      setTimeout(connect, delays[Math.min(attempt, delays.length - 1)]);
+      clearTimeout(retry);
+      retry = setTimeout(connect, delays[Math.min(attempt, delays.length - 1)]);
       attempt += 1;
     };
   };
