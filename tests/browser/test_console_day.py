@@ -19,7 +19,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, Route, WebSocketRoute
 
+from dialer.provision.ports import free_local_port
+from tests.browser.conftest import StaticServer
 from tests.browser.test_console_problems import (  # noqa: F401 (accounts: a fixture)
+    NEEDED_ON_A_CALL,
+    OUTSIDE_THE_WINDOW,
     OVERFLOW,
     PASSWORD,
     Accounts,
@@ -326,7 +330,7 @@ async def test_a_failed_report_does_not_leave_older_figures_up(day: Accounts, pa
     problem = '{"error": "database_unavailable", "message": "the database does not answer; try again shortly"}'
     await page.route(re.compile(r"/v1/reports/(agency|agents|campaigns)\?(?!.*format=csv)"), lambda route: route.fulfill(
         status=503, content_type="application/problem+json", body=problem))
-    await page.locator("#tab-kpis").get_by_label("Agent").fill("agent-nobody")
+    await page.locator("#tab-kpis").get_by_label("Agent", exact=True).fill("agent-nobody")
     await page.get_by_role("button", name="Show").click()
     await page.locator("#kpi-problem").filter(
         has_text="The figures did not load: the database does not answer").wait_for(timeout=10_000)
@@ -401,6 +405,7 @@ async def test_every_control_on_a_call_is_reached_by_tab_with_its_focus_shown(
     assert [name for name, shown in reached.items() if not shown and name in wanted] == []
     # A narrow window: one column, nothing sticking out sideways.
     assert await page.evaluate(OVERFLOW) == {"scroll": 0, "wide": []}
+    assert await page.evaluate(NAMES) == {"unnamed": [], "shared": []}  # each control says what it is for
     # Hot keys reach the disposition without the mouse.
     await page.keyboard.press("Alt+1")
     await page.locator("#dispo-result").filter(has_text="Saved: contacted.").wait_for(timeout=10_000)
@@ -514,3 +519,215 @@ async def test_monitoring_without_a_phone_says_so_and_asks_once(day: Accounts, p
     # This API hands out no phones (no Asterisk): said, in the API's words, and nothing was asked twice.
     await status_line(page, "Monitoring needs your browser phone: ")
     assert len(asked) == 1
+
+
+@pytest.mark.parametrize("width", [1280, 640])
+async def test_the_supervisor_console_fits_a_narrow_window(day: Accounts, page: Page, width: int) -> None:
+    """Half a laptop's screen: nothing sticks out sideways; a wide table scrolls in its own box."""
+    events = FakeEvents("agent-narrow-with-a-long-name", "call-narrow-1")
+    await page.route_web_socket(re.compile(r"/v1/events"), events)
+    await page.set_viewport_size({"width": width, "height": 720})
+    await sign_in_by_keyboard(page, day, day.supervisor, "/supervisor")
+    await page.wait_for_function("() => window.supervisorState && window.supervisorState.ready", timeout=15_000)
+    await page.locator("#calls tr[data-call-id='call-narrow-1']").wait_for(timeout=10_000)
+    assert await page.evaluate(OVERFLOW_OUTSIDE_SCROLLERS) == {"scroll": 0, "wide": []}
+    for tab in ("KPIs", "Pipeline", "Recordings"):
+        await page.get_by_role("button", name=tab, exact=True).click()
+        await page.wait_for_timeout(500)
+        assert await page.evaluate(OVERFLOW_OUTSIDE_SCROLLERS) == {"scroll": 0, "wide": []}, tab
+
+
+# As OVERFLOW, but what is inside a box that scrolls sideways by itself (a wide table's) is in.
+OVERFLOW_OUTSIDE_SCROLLERS = """() => {
+  const scrolls = (node) => { for (let up = node.parentElement; up; up = up.parentElement) {
+    const style = getComputedStyle(up); if (['auto', 'scroll'].includes(style.overflowX)) return true; } return false; };
+  const wide = [...document.querySelectorAll('body *')].filter((node) => node.getBoundingClientRect().right
+    > document.documentElement.clientWidth + 1 && node.getClientRects().length && !scrolls(node));
+  return { scroll: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+           wide: wide.map((node) => node.id || node.className || node.tagName).slice(0, 5) };
+}"""
+
+
+async def test_a_call_fits_a_laptop_at_125_percent(day: Accounts, page: Page) -> None:
+    """1366x768 at Windows' default 125 % scaling is 1093x614 CSS pixels: the call, its pop and its
+    disposition are all in view, as at 1280x720."""
+    api = day.api
+    await page.set_viewport_size({"width": 1093, "height": 614})
+    await page.route("**/state", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                             body=wrap_up_state(api)))
+    await sign_in_by_keyboard(page, day, day.agent, "/agent")
+    await page.locator("#lead-name").filter(has_text="Dana").wait_for(timeout=15_000)
+    await page.locator("#callback-time option").first.wait_for(state="attached", timeout=10_000)
+    assert await page.evaluate(OUTSIDE_THE_WINDOW, list(NEEDED_ON_A_CALL)) == {"outside": [], "scroll": 0}
+
+
+async def test_a_slow_search_says_it_is_searching_and_how_many_it_found(day: Accounts, page: Page) -> None:
+    slow = asyncio.Event()
+
+    async def slow_search(route: Route) -> None:
+        await slow.wait()
+        await route.continue_()
+
+    await sign_in_by_keyboard(page, day, day.agent, "/agent")
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
+    await page.route(re.compile(r"/v1/leads\?"), slow_search)
+    await page.get_by_label("Name, phone or e-mail").fill(day.api.phone)
+    await page.get_by_label("Name, phone or e-mail").press("Enter")
+    await page.locator("#search-results").filter(has_text="Searching…").wait_for(timeout=5_000)
+    slow.set()
+    await page.get_by_role("button", name=re.compile(r"^Open ")).wait_for(timeout=10_000)
+    await status_line(page, "1 lead found.")
+
+
+async def test_recording_times_name_the_supervisors_zone(day: Accounts, page: Page) -> None:
+    found = json.dumps({"recordings": [{"recording_id": "rec-day-1", "recorded_at": "2031-03-04T14:00:00Z",
+                                        "call_id": "call-day-9", "lead_id": "lead-day-9", "duration_seconds": 95,
+                                        "audio_url": "/v1/recordings/rec-day-1/audio"}], "next": None})
+    await page.route(re.compile(r"/v1/recordings\?"), lambda route: route.fulfill(
+        status=200, content_type="application/json", body=found))
+    await sign_in_by_keyboard(page, day, day.supervisor, "/supervisor")
+    await page.wait_for_function("() => window.supervisorState && window.supervisorState.ready", timeout=15_000)
+    await page.get_by_role("button", name="Recordings", exact=True).click()
+    await page.locator("#rec-form").get_by_role("button", name="Search").click()
+    cell = page.locator("#recordings tr[data-recording-id='rec-day-1'] td").first
+    await cell.wait_for(timeout=10_000)
+    assert await cell.inner_text() == "Mar 4, 2031, 2:00 PM UTC"  # the browser's zone here: UTC, named
+
+
+async def test_a_previous_calls_disposition_refused_later_stays_in_view_with_its_notes(
+        day: Accounts, page: Page) -> None:
+    api = day.api
+    await sign_in_by_keyboard(page, day, day.agent, "/agent")
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
+    await pop(day, api.call_id)
+    await page.locator("#wrap").wait_for(timeout=10_000)
+    await page.route("**/v1/calls/*/disposition", lambda route: route.abort())
+    await page.get_by_label("Notes").fill("Prefers mornings; diabetic, ask about riders")
+    await page.get_by_role("button", name="Contacted (Alt+1)").click()
+    await page.locator("#dispo-result").filter(has_text="Offline").wait_for(timeout=10_000)
+    await pop(day, "call-after-the-outage")
+    await page.wait_for_function("() => window.consoleState.pops.length === 2", timeout=10_000)
+
+    refused = json.dumps({"error": "callback_outside_window", "message": "the callback time is no longer allowed"})
+    await page.unroute("**/v1/calls/*/disposition")
+    await page.route("**/v1/calls/*/disposition", lambda route: route.fulfill(
+        status=409, content_type="application/problem+json", body=refused))
+    box = page.locator("#earlier-problem")
+    await box.filter(has_text="was not saved: the callback time is no longer allowed").wait_for(timeout=10_000)
+    assert "Prefers mornings; diabetic, ask about riders" in await box.inner_text()
+    assert "Not saved" not in await page.locator("#dispo-result").inner_text()  # not under the new call
+    await page.wait_for_timeout(2500)
+    assert await box.is_visible()  # it stays until the agent has read it
+    await box.get_by_role("button", name="Dismiss").click()
+    assert await box.is_hidden()
+
+
+async def test_the_phone_check_says_what_its_state_means_and_offers_only_what_works(
+        page: Page, static_server: StaticServer) -> None:
+    await page.goto(static_server.url("phone-check.html"))
+    for button in ("Answer", "Hang up", "Mute", "Hold"):
+        assert await page.get_by_role("button", name=button).is_disabled()
+    # Nothing listens there: the phone cannot connect, and the page says what that means.
+    await page.get_by_label("WebSocket").fill(f"ws://127.0.0.1:{free_local_port()}/ws")
+    await page.get_by_label("SIP address").fill("sip:agent1099-web@127.0.0.1")
+    await page.get_by_label("Username").fill("agent1099-web")
+    await page.get_by_label("Password").fill("not a real one")
+    await page.get_by_role("button", name="Connect").click()
+    await page.locator("#registration").filter(has_text="reconnecting: the connection dropped").wait_for(
+        timeout=15_000)
+    assert await page.get_by_role("button", name="Answer").is_disabled()
+    await page.evaluate("() => window.phone.stop()")
+
+
+async def test_a_reload_while_a_disposition_waits_offline_does_not_offer_a_second_one(
+        day: Accounts, page: Page) -> None:
+    api = day.api
+    await page.route("**/state", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                             body=wrap_up_state(api)))
+    await sign_in_by_keyboard(page, day, day.agent, "/agent")
+    await page.locator("#lead-name").filter(has_text="Dana").wait_for(timeout=15_000)
+    await page.route("**/v1/calls/*/disposition", lambda route: route.abort())
+    await page.get_by_role("button", name="Not interested (Alt+4)").click()
+    await page.locator("#dispo-result").filter(has_text="Offline").wait_for(timeout=10_000)
+
+    await page.reload()  # still offline for dispositions: the call is shown again, its choice kept
+    await page.locator("#dispo-result").filter(has_text="Not sent yet: not interested is kept").wait_for(
+        timeout=15_000)
+    await page.wait_for_timeout(1000)  # the campaign's codes are asked again: still waiting
+    assert await page.get_by_role("button", name="Contacted (Alt+1)").is_disabled()
+    await page.unroute("**/v1/calls/*/disposition")
+    await page.locator("#dispo-result").filter(has_text="Saved: not interested.").wait_for(timeout=10_000)
+    response = await api.client.get(f"/v1/calls/{api.call_id}/dispositions", headers=api.auth(api.crm))
+    assert [d["code"] for d in (await response.json())["dispositions"]] == ["not_interested"]
+
+
+def board_with(dials: int) -> str:
+    """A wallboard answer with one running campaign that has made `dials` dials today."""
+    campaign = {"campaign_id": "camp-focus", "name": "Medicare supplements", "running": True, "paused": False,
+                "dial_mode": "progressive", "pacer": "progressive", "lines": 3, "hopper": 40,
+                "today": {"dials": dials, "answered": 1, "connected": 1, "abandoned": 0},
+                "abandon_30_days": {"rate": 0.0, "limit": 0.03, "live_answers": 1},
+                "leads_left": {"due": 10, "scheduled": 2, "callback": 1, "done": 5}, "blocked": {}}
+    return json.dumps({"alerts": [], "waiting": [], "campaigns": [campaign], "calls": [], "agents": []})
+
+
+async def test_a_campaigns_pause_button_keeps_the_focus_while_its_figures_refresh(day: Accounts, page: Page) -> None:
+    dials = [7]
+    await page.route("**/v1/wallboard", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=board_with(dials[0])))
+    await sign_in_by_keyboard(page, day, day.supervisor, "/supervisor")
+    await page.wait_for_function("() => window.supervisorState && window.supervisorState.ready", timeout=15_000)
+    pause = page.locator("#campaigns tr[data-campaign-id='camp-focus'] button")
+    await pause.focus()
+    await page.wait_for_timeout(3500)  # a refresh with the same figures: the row is the same
+    assert await page.evaluate("() => document.activeElement.textContent") == "Pause"
+    dials[0] = 8  # the next refresh brings new figures: the row is new, and its button has the focus
+    await page.locator("#campaigns tr[data-campaign-id='camp-focus']").filter(has_text="8").wait_for(timeout=10_000)
+    assert await page.evaluate(
+        "() => [document.activeElement.textContent, document.activeElement.closest('tr')?.dataset.campaignId]"
+    ) == ["Pause", "camp-focus"]
+
+
+# Every control's accessible name as a screen reader says it (its label, aria-label or text), and
+# the names more than one control shares: "CSV", five times over, said nothing of which table.
+NAMES = """() => {
+  const name = (node) => (node.getAttribute('aria-label') || (node.labels && node.labels[0]?.textContent)
+    || node.getAttribute('title') || node.textContent || '').trim();
+  const controls = [...document.querySelectorAll('button, input, select, textarea, a[href]')]
+    .filter((node) => node.type !== 'hidden' && node.checkVisibility());
+  const names = controls.map(name);
+  return { unnamed: controls.filter((node, i) => !names[i]).map((node) => node.id || node.outerHTML.slice(0, 60)),
+           shared: [...new Set(names.filter((n, i) => names.indexOf(n) !== i))] };
+}"""
+
+
+async def test_every_supervisor_control_has_a_name_of_its_own(day: Accounts, page: Page) -> None:
+    events = FakeEvents("agent-names", "call-names-1")
+    await page.route_web_socket(re.compile(r"/v1/events"), events)
+    await page.route("**/v1/wallboard", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=board_with(3)))
+    await sign_in_by_keyboard(page, day, day.supervisor, "/supervisor")
+    await page.wait_for_function("() => window.supervisorState && window.supervisorState.ready", timeout=15_000)
+    await page.locator("#calls tr[data-call-id='call-names-1']").wait_for(timeout=10_000)
+    for tab in ("Wallboard", "KPIs", "Pipeline", "Recordings"):  # what each tab shows
+        await page.get_by_role("button", name=tab, exact=True).click()
+        assert await page.evaluate(NAMES) == {"unnamed": [], "shared": []}, tab
+
+
+async def test_a_computer_going_offline_is_said_at_once_and_the_stream_comes_back(
+        day: Accounts, page: Page, browser_context: BrowserContext) -> None:
+    api = day.api
+    await page.route("**/state", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                             body=wrap_up_state(api)))
+    await sign_in_by_keyboard(page, day, day.agent, "/agent")
+    await page.locator("#lead-name").filter(has_text="Dana").wait_for(timeout=15_000)
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
+    await page.get_by_label("Notes").fill("Asked about dental cover")
+    await browser_context.set_offline(True)
+    await status_line(page, "This computer lost its network")
+    await page.locator("#stream").filter(has_text="reconnecting").wait_for(timeout=5_000)
+    await page.wait_for_timeout(6000)  # a while offline: the attempts wait
+    await browser_context.set_offline(False)
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=3_000)  # at once, not after 5 s
+    await status_line(page, "Reconnected to the dialer")
+    assert await page.get_by_label("Notes").input_value() == "Asked about dental cover"

@@ -334,7 +334,13 @@ let current = null; // {callId, leadId, campaignId, dispositionKey, disposed}
 let callTimerStart = null;
 
 function two(number) { return String(number).padStart(2, "0"); }
-function clock(seconds) { return `${two(Math.floor(seconds / 60))}:${two(Math.floor(seconds % 60))}`; }
+// mm:ss, and h:mm:ss from an hour (a long pause read "for 75:12", minutes past a hundred).
+function clock(seconds) {
+  const whole = Math.max(0, Math.floor(seconds));
+  const hours = Math.floor(whole / 3600);
+  const rest = `${two(Math.floor((whole % 3600) / 60))}:${two(whole % 60)}`;
+  return hours ? `${hours}:${rest}` : rest;
+}
 
 setInterval(() => {
   $("call-timer").textContent = callTimerStart ? clock((Date.now() - callTimerStart) / 1000) : "";
@@ -386,6 +392,15 @@ function screenPop(message, receivedAt) {
   $("wrap").hidden = false;
   $("dispo-result").textContent = "";
   setDispositionsEnabled(true);
+  // A disposition of this call kept unsent (offline, then a reload) is the call's disposition:
+  // its key is reused and the buttons wait for it, as a second choice would store a second row.
+  const kept = pendingDispositions().find((entry) => entry.callId === message.call_id);
+  if (kept) {
+    current.dispositionKey = kept.key;
+    setDispositionsEnabled(false);
+    $("dispo-result").textContent = `Not sent yet: ${kept.words || kept.body.code.replaceAll("_", " ")} is kept and `
+      + "sent when the dialer answers.";
+  }
   offerDispositions(message.call_id);
   $("lead-name").focus(); // keyboard and screen-reader users land on the pop
   announce(message.restored ? "Your current call is shown again." : `Screen pop: ${lead.name}`);
@@ -652,7 +667,7 @@ async function offerDispositions(callId) {
   const answer = await getSoon(`/v1/calls/${encodeURIComponent(callId)}/disposition-codes`, 10);
   if (answer.status !== 200 || current?.callId !== callId) return;
   renderDispositions(answer.body.from_campaign ? answer.body.codes : DISPOSITIONS.map(([code]) => code));
-  setDispositionsEnabled(!current.disposed);
+  setDispositionsEnabled(!current.disposed && !pendingDispositions().some((entry) => entry.callId === callId));
 }
 
 // The callback picker offers only the times the gate would allow a call to the lead: the server
@@ -778,6 +793,18 @@ function dispositionSays(item, words) {
   else announce(`Previous call: ${words}`);
 }
 
+// A previous call's disposition the dialer refused once it could be sent (its callback time had
+// passed meanwhile, say) cannot be chosen again on this screen: the page keeps it in view, with
+// the notes typed for it, until the agent has dealt with it, so neither goes unnoticed.
+function refusedEarlier(item, reason) {
+  const box = $("earlier-problem");
+  const notes = item.body.notes ? ` Your notes: “${item.body.notes}”.` : "";
+  box.querySelector("span").textContent = `The disposition of an earlier call (${item.words || item.body.code}, `
+    + `call ${item.callId}) was not saved: ${reason}.${notes} Tell your supervisor, or call the lead back from its record.`;
+  box.hidden = false;
+}
+$("earlier-dismiss").addEventListener("click", () => { $("earlier-problem").hidden = true; });
+
 async function send(item) {
   const answer = await api.post(`/v1/calls/${encodeURIComponent(item.callId)}/disposition`, item.body,
     { idempotencyKey: item.key });
@@ -803,9 +830,11 @@ async function send(item) {
       $("notes").value = "";
     }
     announce(`Disposition saved: ${words}`);
-  } else {
+  } else if (current && current.callId === item.callId) {
     dispositionSays(item, `Not saved: ${problemText(answer)}`);
-    if (current && current.callId === item.callId) setDispositionsEnabled(true);
+    setDispositionsEnabled(true);
+  } else {
+    refusedEarlier(item, problemText(answer));
   }
 }
 
@@ -819,14 +848,17 @@ $("search-form").addEventListener("submit", async (event) => {
     return;
   }
   const field = query.includes("@") ? "email" : /^[\d\s()+.-]+$/.test(query) ? "phone" : "name";
-  const answer = await api.get(`/v1/leads?${field}=${encodeURIComponent(query)}&limit=20`);
   const list = $("search-results");
+  list.textContent = "Searching…"; // a slow answer is not taken for no answer, nor the last search's
+  const answer = await api.get(`/v1/leads?${field}=${encodeURIComponent(query)}&limit=20`);
   list.replaceChildren();
   if (answer.status !== 200) {
     list.textContent = `The search failed: ${problemText(answer)}`;
     return;
   }
   if (!answer.body.leads.length) list.textContent = "No lead of yours matches.";
+  const found = answer.body.leads.length;
+  announce(found ? `${found} lead${found === 1 ? "" : "s"} found.` : "No lead of yours matches.");
   for (const lead of answer.body.leads) {
     const item = document.createElement("li");
     const name = [lead.first_name, lead.last_name].filter(Boolean).join(" ") || lead.phones[0];

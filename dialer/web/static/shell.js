@@ -123,8 +123,31 @@ export function eventStream(path, onMessage, onState = () => {}) {
   let socket = null;
   let stopped = false;
   let lost = false; // said "reconnecting" in the status line, so say when it is back
+  let retry = null; // the timer of the next attempt
   // Leaving the page closes the socket too: that is no lost connection.
   window.addEventListener("pagehide", () => { stopped = true; });
+  // A network that goes away silently (Wi-Fi dropped) can leave the socket open for minutes: the
+  // page showed "live" while nothing could reach it. The browser knows it is offline: that is
+  // said at once. Back online, a socket that survived is used again (the page re-reads what
+  // changed, as after a reconnect); one that closed meanwhile is reopened now, not after the
+  // next back-off delay.
+  window.addEventListener("offline", () => {
+    if (stopped) return;
+    announce("This computer lost its network: nothing reaches this page until it is back. Unsent notes and "
+      + "dispositions are kept.");
+    onState("closed");
+  });
+  window.addEventListener("online", () => {
+    if (stopped) return;
+    if (socket?.readyState === WebSocket.OPEN) {
+      announce("Reconnected to the dialer: the page is up to date again.");
+      onState("open");
+    } else if (!socket || socket.readyState === WebSocket.CLOSED) {
+      clearTimeout(retry);
+      attempt = 0;
+      connect();
+    }
+  });
   const connect = () => {
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
     socket = new WebSocket(`${scheme}//${window.location.host}${path}`);
@@ -152,7 +175,8 @@ export function eventStream(path, onMessage, onState = () => {}) {
         redirectToSignIn();
         return;
       }
-      setTimeout(connect, delays[Math.min(attempt, delays.length - 1)]);
+      clearTimeout(retry);
+      retry = setTimeout(connect, delays[Math.min(attempt, delays.length - 1)]);
       attempt += 1;
     };
   };

@@ -221,7 +221,7 @@ function renderBoard() {
   $("#alerts").replaceChildren(...board.alerts.map((alert) => el("div", {
     class: `alert ${alert.severity}`, "data-code": alert.code, role: alert.severity === "critical" ? "alert" : null,
   }, alert.message)));
-  fillRows($("#waiting"), board.waiting.map((call) => el("tr", {}, el("td", {}, call.call_id),
+  fillRows($("#waiting"), board.waiting.map((call) => el("tr", { "data-key": call.call_id }, el("td", {}, call.call_id),
     el("td", {}, call.campaign_id || ""), el("td", {}, call.direction), el("td", {}, call.lead_number),
     el("td", { class: "num" }, duration(call.waiting_seconds)))));
   $("#campaigns").dataset.empty = $("#running-only").checked ? "No campaign is running." : "No campaign yet.";
@@ -230,10 +230,12 @@ function renderBoard() {
     const status = campaign.running ? (campaign.paused ? "paused" : "running") : "stopped";
     const left = campaign.leads_left;
     const control = campaign.running
-      ? el("button", { type: "button", onclick: () => pauseCampaign(campaign.campaign_id, !campaign.paused) },
-        campaign.paused ? "Resume" : "Pause")
+      ? el("button", { type: "button", onclick: () => pauseCampaign(campaign.campaign_id, !campaign.paused),
+        "aria-label": `${campaign.paused ? "Resume" : "Pause"} ${campaign.name}` },
+      campaign.paused ? "Resume" : "Pause")
       : "";
-    return el("tr", { "data-campaign-id": campaign.campaign_id },
+    // Keyed: a row whose figures did not change is kept, so its Pause button keeps the focus.
+    return el("tr", { "data-campaign-id": campaign.campaign_id, "data-key": campaign.campaign_id },
       el("td", {}, `${campaign.name} (${campaign.campaign_id})`), el("td", {}, status),
       el("td", {}, campaign.pacer ? `${campaign.dial_mode} / ${campaign.pacer}` : campaign.dial_mode),
       el("td", { class: "num" }, campaign.lines), el("td", { class: "num" }, campaign.hopper),
@@ -263,6 +265,12 @@ function shownCampaigns() {
 // supervisor's own time), and monitoring waits until the lists are live again.
 function isStale() {
   return !state.streamOpen && state.boardProblem !== null;
+}
+
+// The short name of the supervisor's own zone at `at` ("EST"): a time on the page says whose it is.
+function zoneName(at) {
+  return new Intl.DateTimeFormat("en-US", { timeZoneName: "short" }).formatToParts(at)
+    .find((part) => part.type === "timeZoneName")?.value || "";
 }
 
 function clockTime(at) {
@@ -425,7 +433,9 @@ async function startMonitor(callId, mode) {
     return;
   }
   state.monitor = { ...(state.monitor || {}), ...answer.body, mode_active: false };
-  announce(`${mode} on ${callId}`);
+  const agent = state.calls.find((call) => call.call_id === callId)?.agent_id;
+  const doing = { listen: "Listening to", whisper: "Whispering to the agent on", barge: "Barging in on" }[mode] || mode;
+  announce(`${doing} ${agent ? `${agent}'s call` : callId}: the dialer calls your browser phone.`);
   renderCalls();
   followMonitor();
 }
@@ -600,10 +610,13 @@ function recordingQuery() {
 
 function renderRecordings() {
   fillRows($("#recordings"), state.recordings.map((recording) => el("tr", { "data-recording-id": recording.recording_id },
-    el("td", {}, new Date(recording.recorded_at).toLocaleString()), el("td", {}, recording.call_id || ""),
+    el("td", {}, new Date(recording.recorded_at).toLocaleString("en-US", { dateStyle: "medium", timeStyle: "short" })
+      + ` ${zoneName(new Date(recording.recorded_at))}`), el("td", {}, recording.call_id || ""),
     el("td", {}, recording.lead_id || ""), el("td", { class: "num" }, duration(recording.duration_seconds)),
     el("td", {}, recording.audio_url
-      ? el("button", { type: "button", onclick: () => play(recording) }, "Play") : "purged"))));
+      ? el("button", { type: "button", onclick: () => play(recording),
+        "aria-label": `Play the recording of call ${recording.call_id || recording.recording_id}` }, "Play")
+      : "purged"))));
   $("#rec-more").hidden = !state.nextRecordings;
 }
 
