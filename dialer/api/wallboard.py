@@ -22,7 +22,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import Field
 
-from compliance_rules.freshness import FreshnessStatus, ListFreshness, list_freshness
+from compliance_rules.freshness import FreshnessStatus, ListFreshness, describe_list, list_freshness
 from compliance_rules.ruleset import RuleBook, RuleDataError, load_rulebook
 from crm_bridge import reports
 from crm_bridge.store import TokenRole
@@ -139,11 +139,11 @@ def alerts(inputs: AlertInputs) -> list[Alert]:
         if judged.status is FreshnessStatus.STALE or (
                 judged.status is FreshnessStatus.MISSING and judged.list_name == "federal"):
             found.append(Alert(severity="critical", code="dnc_list_stale", list_name=judged.list_name,
-                               message=f"DNC list {judged.list_name} is {judged.status.value}: the gate blocks the "
-                                       "leads it covers until a fresh copy is loaded"))
+                               message=f"The {describe_list(judged.list_name)} is {judged.status.value}: the gate "
+                                       "blocks the leads it covers until a fresh copy is loaded"))
         elif judged.status is FreshnessStatus.DUE_SOON:
             found.append(Alert(severity="warning", code="dnc_list_due", list_name=judged.list_name,
-                               message=f"DNC list {judged.list_name} must be refreshed by {judged.deadline} "
+                               message=f"The {describe_list(judged.list_name)} must be refreshed by {judged.deadline} "
                                        f"({judged.days_left} {'day' if judged.days_left == 1 else 'days'} left)"))
     if inputs.recordings_pending:
         found.append(Alert(severity="warning", code="recordings_pending_archive",

@@ -81,6 +81,10 @@ def test_alerts() -> None:
     assert codes == [("critical", "abandon_rate_over_limit", "c2"), ("critical", "dnc_list_stale", "state:TX"),
                      ("warning", "abandon_rate_near_limit", "c1"), ("warning", "dnc_list_due", "federal"),
                      ("warning", "recordings_pending_archive", None), ("warning", "wrap_up_overrun", "ann")]
+    # The lists are named as a supervisor reads them, not by their keys ("state:TX").
+    messages = {alert.list_name: alert.message for alert in found if alert.list_name}
+    assert messages["state:TX"].startswith("The TX state Do Not Call list is stale: the gate blocks")
+    assert messages["federal"] == "The National DNC Registry must be refreshed by 2026-12-01 (5 days left)"
 
 
 async def test_settings_api_audits_and_wallboard(reports_dsn: str, redis_url: str, redis_prefix: str,
