@@ -898,6 +898,17 @@ class CrmStore:
         )
         return None if row is None else _message(row)
 
+    async def list_unfinished_messages(self, statuses: Sequence[str], *, before: datetime,
+                                       limit: int = 1000) -> list[Message]:
+        """Outbound texts created `before` an instant whose status is one of `statuses` (left
+        unfinished by a controller that died), oldest first."""
+        rows = await self._pool.fetch(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE direction = 'outbound' AND status = ANY($1::text[]) "
+            "AND created_at < $2 ORDER BY created_at, message_id LIMIT $3",
+            list(statuses), before, limit,
+        )
+        return [_message(row) for row in rows]
+
     async def find_message_by_provider_id(self, provider_message_id: str) -> Message | None:
         row = await self._pool.fetchrow(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE provider_message_id = $1 ORDER BY created_at DESC LIMIT 1",
