@@ -76,6 +76,7 @@ INBOUND_QUEUE_LIMIT = 10_000
 BLOCK_ATTEMPTS = 8
 T = TypeVar("T")
 CONVERSATIONS_KEPT = 10_000
+TAKE_UP_PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -391,37 +392,48 @@ class TextingRuntime(RuntimeSlice[TextRunner]):
         its wait); a text `sending` is closed `failed` (`unknown_delivery`), never sent twice.
         The outbox's pending records must be delivered first (the CRM row is the truth read
         here). (texts queued again, texts closed)."""
-        store = self.services.store
         queued = closed = 0
-        left = await store.list_unfinished_messages(
-            [TextState.QUEUED.value, TextState.CHECKING.value, TextState.SENDING.value], before=before)
-        for message in left:
-            if message.message_id in self._taken_up:
-                continue  # a retry of this start (PostgreSQL failed midway) may read its old row
-            self._taken_up.add(message.message_id)
-            state = TextState(message.status)
-            lead = await store.get_lead(message.lead_id) if message.lead_id else None
-            campaign = await store.get_campaign(message.campaign_id) if message.campaign_id else None
-            kind = TextKind(message.kind)
-            text = self._left_request(message, kind)
-            machine = TextMachine.left_behind(text, message.created_at.timestamp(), state, version=reconciled_version(),
-                                              provider_message_id=message.provider_message_id)
-            if state is TextState.SENDING:
-                for action in machine.handle(i.Start(), time.time()):
-                    if isinstance(action, a.Emit):
-                        await self.services.records.put(RecordKind.MESSAGE, action.record.to_crm())
-                    elif isinstance(action, a.Finished):
-                        self.finished(action.record)
-                log.warning("text_left_sending_closed", message_id=message.message_id, lead_id=message.lead_id,
-                            detail=machine.detail)
-                closed += 1
-                continue
-            runner = self._start_machine(machine, self._gate_request(message.to_number, lead, kind), campaign)
-            await asyncio.shield(runner.recorded)
-            log.info("text_left_queued_again", message_id=message.message_id, lead_id=message.lead_id,
-                     state=state.value)
-            queued += 1
-        return queued, closed
+        after: tuple[datetime, str] | None = None
+        while True:
+            page = await self.services.store.list_unfinished_messages(
+                [TextState.QUEUED.value, TextState.CHECKING.value, TextState.SENDING.value], before=before,
+                after=after, limit=TAKE_UP_PAGE)
+            for message in page:
+                taken = await self._take_up(message)
+                queued += taken is True
+                closed += taken is False
+            if len(page) < TAKE_UP_PAGE:
+                return queued, closed
+            after = (page[-1].created_at, page[-1].message_id)
+
+    async def _take_up(self, message: Message) -> bool | None:
+        """One text left unfinished: True when queued again, False when closed, None when this
+        start took it up already."""
+        if message.message_id in self._taken_up:
+            return None  # a retry of this start (PostgreSQL failed midway) may read its old row
+        store = self.services.store
+        state = TextState(message.status)
+        kind = TextKind(message.kind)
+        machine = TextMachine.left_behind(self._left_request(message, kind), message.created_at.timestamp(), state,
+                                          version=reconciled_version(),
+                                          provider_message_id=message.provider_message_id)
+        if state is TextState.SENDING:
+            for action in machine.handle(i.Start(), time.time()):
+                if isinstance(action, a.Emit):
+                    await self.services.records.put(RecordKind.MESSAGE, action.record.to_crm())
+                    self._taken_up.add(message.message_id)
+                elif isinstance(action, a.Finished):
+                    self.finished(action.record)
+            log.warning("text_left_sending_closed", message_id=message.message_id, lead_id=message.lead_id,
+                        detail=machine.detail)
+            return False
+        lead = await store.get_lead(message.lead_id) if message.lead_id else None
+        campaign = await store.get_campaign(message.campaign_id) if message.campaign_id else None
+        runner = self._start_machine(machine, self._gate_request(message.to_number, lead, kind), campaign)
+        self._taken_up.add(message.message_id)  # its runner is this text's one owner from now on
+        await asyncio.shield(runner.recorded)
+        log.info("text_left_queued_again", message_id=message.message_id, lead_id=message.lead_id, state=state.value)
+        return True
 
     def _left_request(self, message: Message, kind: TextKind) -> TextRequest:
         service = kind in (TextKind.HELP_REPLY, TextKind.OPT_OUT_CONFIRMATION)

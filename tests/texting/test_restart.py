@@ -22,10 +22,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from crm_bridge.kinds import RecordKind
+from crm_bridge.migrate import ensure_schema
 from crm_bridge.outbox import Outbox
 from crm_bridge.store import CrmStore, Message, TokenRole
 from dialer.provision.asterisk import AsteriskInstance
 from dialer.provision.ports import free_local_port
+from dialer.runtime.reconcile import outbox_delivered
 from dialer.texting.machine import UNKNOWN_DELIVERY
 from tests.controller.conftest import dialer_settings
 from tests.support.child_dialer import ChildDialer, api_headers, child_environment
@@ -150,3 +153,32 @@ async def test_texts_left_queued_are_sent_once_and_left_sending_are_closed_after
             second.stop()
     finally:
         await store.close()
+
+
+@pytest.mark.timeout(30)
+async def test_the_take_up_waits_for_the_dead_process_s_text_records_to_reach_postgresql(
+        pg_dsn: str, tmp_path: Path) -> None:
+    """A `sending` snapshot still only in the outbox (PostgreSQL had not taken it when the
+    controller died) must reach the CRM before its row is read, or the text would be read as
+    `queued` and sent twice: the take-up waits for it, and gives up (to retry) while PostgreSQL
+    does not answer."""
+    record = {"message_id": f"msg-wait-{uuid.uuid4().hex[:8]}", "version": 2, "direction": "outbound",
+              "kind": "marketing", "lead_id": None, "agent_id": None, "campaign_id": None,
+              "from_number": "+18885550100", "to_number": "+12125550142", "body": "Hi", "encoding": "gsm7",
+              "segments": 1, "template_id": None, "transport": "sip", "provider_message_id": None,
+              "status": "sending", "status_detail": None, "compliance_decision_id": None, "requested_by": None,
+              "created_at": datetime.now(UTC), "sent_at": None}
+    await ensure_schema(pg_dsn)
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_local_port()}/nowhere"
+    async with Outbox(tmp_path / "dead", nowhere, name="crm") as dead:
+        await dead.put(RecordKind.MESSAGE, record)
+    with pytest.raises(TimeoutError):
+        await outbox_delivered(tmp_path / "dead", "crm", RecordKind.MESSAGE, within=0.5)
+    async with Outbox(tmp_path / "dead", pg_dsn, name="crm"):
+        await outbox_delivered(tmp_path / "dead", "crm", RecordKind.MESSAGE, within=10)
+    store = await CrmStore.open(pg_dsn)
+    try:
+        row = await store.get_message(str(record["message_id"]))
+    finally:
+        await store.close()
+    assert row is not None and row.status == "sending"
