@@ -898,6 +898,20 @@ class CrmStore:
         )
         return None if row is None else _message(row)
 
+    async def list_unfinished_messages(self, statuses: Sequence[str], *, before: datetime,
+                                       after: tuple[datetime, str] | None = None, limit: int = 1000) -> list[Message]:
+        """Outbound texts created `before` an instant whose status is one of `statuses` (left
+        unfinished by a controller that died), oldest first; a page starts `after` the
+        (created_at, message_id) of the last text of the page before."""
+        since, after_id = after if after is not None else (None, "")
+        rows = await self._pool.fetch(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE direction = 'outbound' AND status = ANY($1::text[]) "
+            "AND created_at < $2 AND ($3::timestamptz IS NULL OR (created_at, message_id) > ($3, $4)) "
+            "ORDER BY created_at, message_id LIMIT $5",
+            list(statuses), before, since, after_id, limit,
+        )
+        return [_message(row) for row in rows]
+
     async def find_message_by_provider_id(self, provider_message_id: str) -> Message | None:
         row = await self._pool.fetchrow(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE provider_message_id = $1 ORDER BY created_at DESC LIMIT 1",

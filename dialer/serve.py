@@ -34,6 +34,7 @@ from compliance_rules.ruleset import RuleDataError, load_rulebook
 from compliance_rules.store import DncStore
 from crm_bridge.audit_keys import AuditKeyError, AuditSigningKey
 from crm_bridge.audit_log import PeriodicCheckpoints, chain_signed
+from crm_bridge.kinds import RecordKind
 from crm_bridge.migrate import MigrationError, ensure_schema
 from crm_bridge.outbox import Outbox
 from crm_bridge.pg import DatabaseNotAnswering, DatabaseUnavailable, connect
@@ -67,7 +68,7 @@ from dialer.runtime.lease import ControllerLease
 from dialer.runtime.optout import OptOuts
 from dialer.runtime.outage import Outage
 from dialer.runtime.placement import NodePlacement, Placement, SingleNode
-from dialer.runtime.reconcile import close_open_calls, restore_opt_outs
+from dialer.runtime.reconcile import close_open_calls, outbox_delivered, restore_opt_outs
 from dialer.runtime.recording import RecordingArchiver
 from dialer.runtime.retention import RetentionPurge
 from dialer.runtime.services import CallServices
@@ -275,9 +276,10 @@ RECONCILE_RETRY_SECONDS = 5.0
 
 async def _reconcile_rows(
     store: CrmStore, outbox: Outbox, dnc: DncStore, campaigns: CampaignRuntime, monitors: MonitorRuntime,
-    started_at: datetime, *, migrated: bool, dsn: str,
+    texting: TextingRuntime, started_at: datetime, *, migrated: bool, dsn: str,
 ) -> None:
-    """What a dead controller left open in the CRM is closed, and the Redis opt-out list is
+    """What a dead controller left open in the CRM is closed (its unfinished texts are taken
+    up: sent after the gate, or closed when they may have gone), and the Redis opt-out list is
     rebuilt from the CRM's opt-outs; retried until PostgreSQL (and Redis) answer, so the dialer
     starts and takes calls meanwhile (its writes wait in the outbox). A start with PostgreSQL down
     first applies the pending migrations, once it answers."""
@@ -291,13 +293,18 @@ async def _reconcile_rows(
             sessions = await monitors.close_left_open(started_at)
             restored = await restore_opt_outs(store, dnc, state_dir=outbox.state_dir,
                                              outboxes=(outbox.name, CLI_OUTBOX))
+            # The dead process's last text snapshots may be only in the outbox: a `sending` row
+            # read as `queued` would send a text twice.
+            await outbox_delivered(outbox.state_dir, outbox.name, RecordKind.MESSAGE)
+            texts_queued, texts_closed = await texting.take_up_left(started_at)
         except (DatabaseUnavailable, ConnectionError, OSError, TimeoutError, RedisError) as error:
             outage.failed(log, error)
             await asyncio.sleep(RECONCILE_RETRY_SECONDS)
             continue
         outage.recovered(log)
-        if closed or sessions:
-            log.warning("open_rows_closed_at_start", calls=len(closed), campaign_leads=leads, monitor_sessions=sessions)
+        if closed or sessions or texts_queued or texts_closed:
+            log.warning("open_rows_closed_at_start", calls=len(closed), campaign_leads=leads, monitor_sessions=sessions,
+                        texts_queued_again=texts_queued, texts_closed=texts_closed)
         log.info("opt_outs_restored", numbers=restored)
         return
 
@@ -545,7 +552,7 @@ async def dialer_services(
                     sweep_task = tasks.create_task(archiver.run(
                         lambda: set(calls.runners) | set(campaigns.runners)), name="recording-sweep")
                     reconcile_task = tasks.create_task(
-                        _reconcile_rows(store, outbox, dnc, campaigns, monitors, started_at, migrated=database_answers,
+                        _reconcile_rows(store, outbox, dnc, campaigns, monitors, texting, started_at, migrated=database_answers,
                                         dsn=settings.pg_dsn), name="reconcile-rows"
                     )
                     if lease is not None:

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from crm_bridge import webhooks as webhook_queue
-from crm_bridge.admin import Actor, Admin, AdminError, Entity
+from crm_bridge.admin import Actor, Admin, AdminError, Entity, NotFound
 from crm_bridge.migrate import MigrationError, ensure_schema
 from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import CrmStore, TokenRole
@@ -110,7 +110,10 @@ def _agent(args: argparse.Namespace) -> int:
         if command == "create":
             values = {"agent_id": args.agent_id, **_given(args, _AGENT_OPTIONS)}
             body = validated(AgentCreate, values)
-            _warn(await _endpoint_warnings(body.sip_endpoint))
+            # Without --endpoint the agent is called on PJSIP/<agent_id>: checked alike, as the API
+            # does; not for an agent that exists already (its refusal is the one sentence to say).
+            if not await _agent_exists(admin, body.agent_id):
+                _warn(await _endpoint_warnings(body.sip_endpoint, body.agent_id))
             row = await admin.create(Entity.AGENT, body.model_dump(mode="json"), who)
             print(row["agent_id"])
         elif command == "list":
@@ -140,10 +143,19 @@ def _agent(args: argparse.Namespace) -> int:
     return _run(step)
 
 
-async def _endpoint_warnings(sip_endpoint: str | None) -> list[str]:
+async def _agent_exists(admin: Admin, agent_id: str) -> bool:
+    try:
+        await admin.get(Entity.AGENT, agent_id)
+    except NotFound:
+        return False
+    return True
+
+
+async def _endpoint_warnings(sip_endpoint: str | None, agent_id: str | None = None) -> list[str]:
     """The admin API's check of an agent's SIP endpoint, against the Asterisk the settings name (a
-    cluster's first node: every node has the same endpoints); one short try, as an admin waits."""
-    if sip_endpoint is None:
+    cluster's first node: every node has the same endpoints); one short try, as an admin waits.
+    With `agent_id`, no endpoint means the default `PJSIP/<agent_id>`, checked alike."""
+    if sip_endpoint is None and agent_id is None:
         return []
     settings = from_environment()
     node = settings.nodes[0] if settings.nodes else None
@@ -151,7 +163,7 @@ async def _endpoint_warnings(sip_endpoint: str | None) -> list[str]:
                        password=node.ari_password if node else settings.ari_password, app=settings.ari_app,
                        request_timeout=2.0, retries=0)
     async with AriClient(config) as ari:
-        return await endpoint_warnings(ari, sip_endpoint)
+        return await endpoint_warnings(ari, sip_endpoint, agent_id)
 
 
 def _warn(warnings: list[str]) -> None:

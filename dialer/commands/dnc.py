@@ -27,7 +27,15 @@ import structlog
 from redis.exceptions import RedisError
 
 from compliance_rules.audit import AuditSink, JsonLinesAuditSink
-from compliance_rules.freshness import FUTURE_TOLERANCE, FreshnessStatus, list_freshness
+from compliance_rules.freshness import (
+    FEDERAL,
+    FUTURE_TOLERANCE,
+    LITIGATOR,
+    FreshnessStatus,
+    judge,
+    list_freshness,
+    rule_for,
+)
 from compliance_rules.gate import ComplianceGate
 from compliance_rules.importer import (
     ImportFormatError,
@@ -257,8 +265,7 @@ def run_import(args: argparse.Namespace) -> int:
         list_date = date.fromisoformat(args.date) if args.date else today
     except ValueError:
         raise UserError(f"--date {args.date!r} is not a YYYY-MM-DD date") from None
-    if list_date > today + FUTURE_TOLERANCE:
-        raise UserError(f"--date {list_date} is more than {FUTURE_TOLERANCE.days} days ahead: give the edition's date")
+    _refuse_a_date_the_gate_distrusts(name, list_date, today)
     try:
         total = open_source(args.file).total_bytes
     except ImportFormatError as error:
@@ -288,6 +295,35 @@ def run_import(args: argparse.Namespace) -> int:
     if stats.rejected:
         print(f"unreadable lines (first {len(stats.rejected_examples)}): {stats.rejected_examples}", file=sys.stderr)
     return 0
+
+
+def _refuse_a_date_the_gate_distrusts(name: str, list_date: date, today: date) -> None:
+    """A copy dated after `today` (UTC) is refused here when the gate would judge it stale at
+    once (compliance_rules.freshness: a copy dated ahead is trusted only as an early edition,
+    dated on one of its list's publication days and at most FUTURE_TOLERANCE ahead): the
+    federal registry and the litigator list have no early editions, so any later date is a
+    mistake that would leave the list unusable (or, before, trusted for a month)."""
+    if list_date <= today:
+        return
+    if list_date > today + FUTURE_TOLERANCE:
+        raise UserError(f"--date {list_date} is more than {FUTURE_TOLERANCE.days} days ahead: give the edition's date")
+    try:
+        rule = rule_for(load_rulebook(), name)
+    except RuleDataError:
+        rule = None  # no rule data: the gate blocks every decision anyway; only the lists' own nature is known
+    if rule is None:
+        if name in (FEDERAL, LITIGATOR):
+            raise UserError(f"--date {list_date} is ahead of today ({today}, UTC) and a {name} list has no early "
+                            "editions: give the day the copy was downloaded.")
+        return
+    if judge(name, rule, list_date, today, warning_days=0).status is FreshnessStatus.STALE:
+        if rule.published:
+            editions = ", ".join(f"{month:02d}-{day:02d}" for month, day in rule.published)
+            raise UserError(f"--date {list_date} is ahead of today ({today}, UTC) and is not a publication day of "
+                            f"{name} ({editions}), so the gate would treat the copy as stale: give the day it was "
+                            "downloaded or its edition's date.")
+        raise UserError(f"--date {list_date} is ahead of today ({today}, UTC) and a {name} list has no early "
+                        "editions, so the gate would treat the copy as stale: give the day it was downloaded.")
 
 
 class _TrackedProgress:

@@ -23,6 +23,7 @@ from compliance_rules.optout import block
 from compliance_rules.store import DncStore
 from crm_bridge.kinds import RecordKind
 from crm_bridge.outbox import RecordSink, pending_records
+from crm_bridge.records import KEY_FIELD
 from crm_bridge.store import Call, CrmStore
 
 log = structlog.get_logger(__name__)
@@ -74,6 +75,23 @@ async def close_open_calls(store: CrmStore, records: RecordSink, *, before: date
         await records.put(RecordKind.CALL, _closed_call(call, now))
         closed.append(call)
     return closed
+
+
+async def outbox_delivered(state_dir: Path, name: str, kind: RecordKind, *, within: float = 30.0,
+                           poll: float = 0.2) -> None:
+    """Wait until the records of `kind` pending in the outbox `name` now (those a dead process
+    left, delivered by this one at start) have reached PostgreSQL, so a CRM row read next is
+    the latest the dead process kept (a text's `sending` row may still be only there);
+    `TimeoutError` when PostgreSQL does not take them `within` seconds."""
+    def pending_ids() -> set[tuple[str, object]]:
+        key = KEY_FIELD[kind]
+        return {(str(record[key]), record.get("version")) for record in pending_records(state_dir, kind, name)}
+
+    waiting = await asyncio.to_thread(pending_ids)
+    async with asyncio.timeout(within):
+        while waiting:
+            await asyncio.sleep(poll)
+            waiting &= await asyncio.to_thread(pending_ids)
 
 
 def closed_outcome(call: Call) -> str:

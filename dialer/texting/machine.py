@@ -7,6 +7,12 @@ window, or past an opt-out that arrived meanwhile, never goes); a text that wait
 `max_wait` expires. Only then is it handed to the transport. Every state change is a snapshot
 for the CRM `messages` row, written durably before the next step (the `sending` row exists
 before the transport sees the text).
+
+A text a dead controller left unfinished is taken up by the next one (`TextMachine.left_behind`):
+one never handed to the transport (`queued`, `checking`) waits for its slot again and always
+passes the gate again before it goes; one `sending` may have reached the carrier, so it is
+never handed over again (a second marketing text is a second call under 47 U.S.C. 227(b)) but
+ends `failed` with `unknown_delivery` as its detail (a delivery receipt may still arrive).
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ from dialer.texting.actions import CheckGate, Emit, Finished, Send, TextAction, 
 from dialer.texting.inputs import Cancel, GateDecided, SendFailed, Sent, SlotReached, Start, TextInput
 from dialer.texting.record import TextRecord, TextState
 from dialer.texting.segments import TextSize, measure
+
+UNKNOWN_DELIVERY = "unknown_delivery"
+UNKNOWN_DELIVERY_DETAIL = (f"{UNKNOWN_DELIVERY}: the controller stopped while handing the text to the carrier; "
+                           "it may have gone, so it is not sent again")
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,24 @@ class TextMachine:
         self.version = 0
         self._started = False
         self._now = requested_at
+        self._left_sending = False
+        self._gate_again = False  # always ask the gate before it goes (a text taken up after a restart)
+
+    @classmethod
+    def left_behind(cls, request: TextRequest, requested_at: float, state: TextState, *, version: int,
+                    provider_message_id: str | None = None) -> TextMachine:
+        """A text a dead controller left in `state` (not final), taken up by this one: its
+        snapshots count from `version` (above any the dead process wrote). `Start` then queues
+        it again (`queued`, `checking`: nothing was handed over) or closes it (`sending`)."""
+        if state.final:
+            raise InvalidStateError(f"a {state.value} text is finished", state=state, operation="take up")
+        machine = cls(request, requested_at)
+        machine.version = version
+        machine.provider_message_id = provider_message_id
+        machine.decision_id = request.decision_id or None
+        machine._left_sending = state is TextState.SENDING
+        machine._gate_again = True
+        return machine
 
     @property
     def record(self) -> TextRecord:
@@ -88,6 +116,8 @@ class TextMachine:
                 raise InvalidStateError(f"the text is already started (state {self.state.value})", state=self.state,
                                         operation="start")
             self._started = True
+            if self._left_sending:
+                return self._end(TextState.FAILED, UNKNOWN_DELIVERY_DETAIL)
             return [self._emit(), WaitForSlot(self.request.from_number, self.size.segments)]
         if not self._started or self.state.final:
             return []
@@ -95,7 +125,7 @@ class TextMachine:
             case SlotReached() if self.state is TextState.QUEUED:
                 if now - self.requested_at >= self.request.max_wait:
                     return self._end(TextState.EXPIRED, f"waited {now - self.requested_at:.0f} s for its slot")
-                if now - self.request.decided_at <= self.request.recheck_after:
+                if not self._gate_again and now - self.request.decided_at <= self.request.recheck_after:
                     return self._send(now)
                 self.state = TextState.CHECKING
                 return [CheckGate()]

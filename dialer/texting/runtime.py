@@ -36,13 +36,14 @@ from compliance_rules.policy import CampaignPolicy
 from compliance_rules.rules import OPTOUT
 from crm_bridge.kinds import RecordKind
 from crm_bridge.outbox import OutboxError
-from crm_bridge.store import Campaign, Lead
+from crm_bridge.store import Campaign, Lead, Message
 from dialer.ari.events import Snapshot
 from dialer.ari.models import Event, TextMessageReceived
 from dialer.runtime.agents import active_agent
 from dialer.runtime.errors import BlockedReason, ComplianceBlocked, Refused
 from dialer.runtime.gate import contact_request, decide_at_dial, policy_for_campaign
 from dialer.runtime.ids import Prefix, new_id, text_confirmation_key, text_help_key
+from dialer.runtime.reconcile import reconciled_version
 from dialer.runtime.runner import MachineRunner, RunnerHost
 from dialer.runtime.screen_pop import lead_name
 from dialer.runtime.services import CallServices
@@ -75,6 +76,7 @@ INBOUND_QUEUE_LIMIT = 10_000
 BLOCK_ATTEMPTS = 8
 T = TypeVar("T")
 CONVERSATIONS_KEPT = 10_000
+TAKE_UP_PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,7 @@ class TextingRuntime(RuntimeSlice[TextRunner]):
         self.pacer = SenderPacer(settings.segments_per_second)
         self.finished_listeners: list[Callable[[TextRecord], None]] = []
         self.inbound_listeners: list[Callable[[InboundText, InboundPlan, str | None], None]] = []
+        self._taken_up: set[str] = set()  # the texts left by a dead controller this one took up
         self._inbound: asyncio.Queue[InboundText | DeliveryReceipt | None] = asyncio.Queue(INBOUND_QUEUE_LIMIT)
         # (lead number, our number) -> (campaign id, agent id) of our last text: an answer can
         # arrive before that text's row has left the outbox for PostgreSQL.
@@ -382,14 +385,81 @@ class TextingRuntime(RuntimeSlice[TextRunner]):
         return QueuedText(message_id, TextState.QUEUED.value, kind, body, size.encoding.value, size.segments,
                           decision.decision_id)
 
+    async def take_up_left(self, before: datetime) -> tuple[int, int]:
+        """The outbound texts a dead controller left unfinished (created `before` this one
+        started), taken up once at start: a text never handed to the transport is queued again
+        and goes only if the gate allows it at that instant (else `blocked`, or `expired` past
+        its wait); a text `sending` is closed `failed` (`unknown_delivery`), never sent twice.
+        The outbox's pending records must be delivered first (the CRM row is the truth read
+        here). (texts queued again, texts closed)."""
+        queued = closed = 0
+        after: tuple[datetime, str] | None = None
+        while True:
+            page = await self.services.store.list_unfinished_messages(
+                [TextState.QUEUED.value, TextState.CHECKING.value, TextState.SENDING.value], before=before,
+                after=after, limit=TAKE_UP_PAGE)
+            for message in page:
+                taken = await self._take_up(message)
+                queued += taken is True
+                closed += taken is False
+            if len(page) < TAKE_UP_PAGE:
+                return queued, closed
+            after = (page[-1].created_at, page[-1].message_id)
+
+    async def _take_up(self, message: Message) -> bool | None:
+        """One text left unfinished: True when queued again, False when closed, None when this
+        start took it up already."""
+        if message.message_id in self._taken_up:
+            return None  # a retry of this start (PostgreSQL failed midway) may read its old row
+        store = self.services.store
+        state = TextState(message.status)
+        kind = TextKind(message.kind)
+        machine = TextMachine.left_behind(self._left_request(message, kind), message.created_at.timestamp(), state,
+                                          version=reconciled_version(),
+                                          provider_message_id=message.provider_message_id)
+        if state is TextState.SENDING:
+            for action in machine.handle(i.Start(), time.time()):
+                if isinstance(action, a.Emit):
+                    await self.services.records.put(RecordKind.MESSAGE, action.record.to_crm())
+                    self._taken_up.add(message.message_id)
+                elif isinstance(action, a.Finished):
+                    self.finished(action.record)
+            log.warning("text_left_sending_closed", message_id=message.message_id, lead_id=message.lead_id,
+                        detail=machine.detail)
+            return False
+        lead = await store.get_lead(message.lead_id) if message.lead_id else None
+        campaign = await store.get_campaign(message.campaign_id) if message.campaign_id else None
+        runner = self._start_machine(machine, self._gate_request(message.to_number, lead, kind), campaign)
+        self._taken_up.add(message.message_id)  # its runner is this text's one owner from now on
+        await asyncio.shield(runner.recorded)
+        log.info("text_left_queued_again", message_id=message.message_id, lead_id=message.lead_id, state=state.value)
+        return True
+
+    def _left_request(self, message: Message, kind: TextKind) -> TextRequest:
+        service = kind in (TextKind.HELP_REPLY, TextKind.OPT_OUT_CONFIRMATION)
+        wait = self.settings.confirmation_max_wait if service else self.settings.max_wait
+        return TextRequest(
+            message_id=message.message_id, kind=kind, to_number=message.to_number, from_number=message.from_number,
+            body=message.body, decision_id=message.compliance_decision_id or "",
+            decided_at=message.created_at.timestamp(), transport=self.transport.name, lead_id=message.lead_id,
+            agent_id=message.agent_id, campaign_id=message.campaign_id, template_id=message.template_id,
+            requested_by=message.requested_by, recheck_after=wait if service else self.settings.recheck_after,
+            max_wait=wait,
+        )
+
     def _start(self, text: TextRequest, gate_request: ContactRequest, campaign: Campaign | None,
                now: float) -> TextRunner:
+        return self._start_machine(TextMachine(text, now), gate_request, campaign)
+
+    def _start_machine(self, machine: TextMachine, gate_request: ContactRequest,
+                       campaign: Campaign | None) -> TextRunner:
+        text = machine.request
         key = (text.to_number, text.from_number)
         self._conversations[key] = (text.campaign_id, text.agent_id)
         self._conversations.move_to_end(key)
         while len(self._conversations) > CONVERSATIONS_KEPT:
             self._conversations.popitem(last=False)
-        runner = TextRunner(self, TextMachine(text, now), gate_request, campaign)
+        runner = TextRunner(self, machine, gate_request, campaign)
         self.start_runner(runner)
         runner.feed(i.Start())
         return runner

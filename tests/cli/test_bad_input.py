@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +76,41 @@ def test_a_dnc_file_without_one_number_is_refused_and_the_list_keeps_its_date(
         assert sentence.endswith("the list was left as it was.")
     assert _dnc_meta(redis_url, redis_prefix) == before
     assert _staged_keys(redis_url, redis_prefix) == []
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_a_list_date_the_gate_would_judge_stale_at_once_is_refused(
+        tmp_path: Path, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The gate trusts a copy dated ahead only as an early edition (dated on a publication day
+    of its list, at most 31 days ahead): the federal and litigator lists have none. Before, any
+    date up to 31 days ahead was taken, and the list was then stale from its import."""
+    from dialer.cli import main
+
+    _env(monkeypatch, DIALER_REDIS_URL=redis_url, DIALER_REDIS_PREFIX=redis_prefix)
+    copy = tmp_path / "list.txt"
+    copy.write_text("2125550100\n4155550101\n")
+    today = datetime.now(UTC).date()
+    tomorrow = today + timedelta(days=1)
+    next_first = (today.replace(day=28) + timedelta(days=4)).replace(day=1)  # Louisiana publishes monthly, on the 1st
+    not_an_edition = tomorrow if tomorrow.day != 1 else tomorrow + timedelta(days=1)
+    for name in ("federal", "litigator"):
+        assert main(["dnc", "import", str(copy), "--list", name, "--date", tomorrow.isoformat(), "--quiet"]) == 2
+        out, err = capsys.readouterr()
+        sentence = _one_sentence(err)
+        assert out == "" and sentence == f"dialer: --date {tomorrow} is ahead of today ({today}, UTC) and a {name} " \
+            "list has no early editions, so the gate would treat the copy as stale: give the day it was downloaded.", \
+            sentence
+    assert main(["dnc", "import", str(copy), "--list", "state:LA", "--date", not_an_edition.isoformat(), "--quiet"]) == 2
+    sentence = _one_sentence(capsys.readouterr().err)
+    assert "is not a publication day of state:LA (01-01, 02-01," in sentence, sentence
+    assert _dnc_meta(redis_url, redis_prefix) == {}, "a refused date wrote nothing"
+    # An early edition on its day, a list the gate does not date, and today itself are taken.
+    assert main(["dnc", "import", str(copy), "--list", "state:LA", "--date", next_first.isoformat(), "--quiet"]) == 0
+    assert main(["dnc", "import", str(copy), "--list", "internal", "--date", tomorrow.isoformat(), "--quiet"]) == 0
+    assert main(["dnc", "import", str(copy), "--list", "federal", "--date", today.isoformat(), "--quiet"]) == 0
+    capsys.readouterr()
 
 
 @pytest.mark.integration

@@ -126,6 +126,34 @@ def test_an_agent_on_an_endpoint_asterisk_does_not_have_is_refused_in_one_senten
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(90)
+def test_an_agent_created_without_an_endpoint_has_its_default_checked(
+        pg_dsn: str, asterisk: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --endpoint the agent is called on PJSIP/<agent_id>: checked as the API checks it
+    (before: not checked at all, so the agent was created on an endpoint that does not exist)."""
+    from dialer.cli import main
+
+    for name, value in {"DIALER_CONFIG": "", "DIALER_PG_DSN": pg_dsn, "DIALER_ARI_PORT": str(asterisk.config.ari_port),
+                        "DIALER_ARI_USER": asterisk.config.ari_user,
+                        "DIALER_ARI_PASSWORD": asterisk.config.ari_password}.items():
+        monkeypatch.setenv(name, value)
+    agent_id = f"qa-default-{uuid.uuid4().hex[:8]}"
+    assert main(["agent", "create", agent_id, "--name", "Ann"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"dialer: Asterisk has no SIP endpoint PJSIP/{agent_id}: give one of its PJSIP " \
+                                 "endpoints (agent1001, agent1001-web, ...).\n", err
+    assert main(["agent", "show", agent_id]) == 1  # nothing was written
+    capsys.readouterr()
+    # Asterisk down: taken, with a warning naming the default.
+    monkeypatch.setenv("DIALER_ARI_PORT", str(free_local_port()))
+    assert main(["agent", "create", agent_id, "--name", "Ann"]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{agent_id}\n"
+    assert err == f"dialer: warning: Asterisk could not be asked whether PJSIP/{agent_id} exists: check it before " \
+                  "the agent logs in.\n"
+
+
+@pytest.mark.integration
 @pytest.mark.timeout(60)
 def test_disabling_an_agent_twice_is_one_change(pg_dsn: str, monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
@@ -134,7 +162,8 @@ def test_disabling_an_agent_twice_is_one_change(pg_dsn: str, monkeypatch: pytest
     monkeypatch.setenv("DIALER_CONFIG", "")
     monkeypatch.setenv("DIALER_PG_DSN", pg_dsn)
     agent_id = f"qa-twice-{uuid.uuid4().hex[:8]}"
-    assert main(["agent", "create", agent_id, "--name", "Twice"]) == 0
+    # A simulated agent's dial string: no SIP endpoint for Asterisk to check.
+    assert main(["agent", "create", agent_id, "--name", "Twice", "--endpoint", "Local/1001@agent-sim"]) == 0
     assert main(["agent", "disable", agent_id]) == 0
     assert main(["agent", "disable", agent_id]) == 0
     assert main(["agent", "enable", agent_id]) == 0

@@ -13,7 +13,7 @@ from dialer.runtime.errors import InvalidStateError
 from dialer.texting import actions as a
 from dialer.texting import inputs as i
 from dialer.texting.inbound import HELP_GUARD_SECONDS, InboundFacts, plan
-from dialer.texting.machine import TextMachine, TextRequest
+from dialer.texting.machine import UNKNOWN_DELIVERY, TextMachine, TextRequest
 from dialer.texting.pacing import SenderPacer
 from dialer.texting.record import TextState
 from dialer.texting.segments import Encoding, measure
@@ -139,6 +139,38 @@ def test_a_text_that_waited_and_is_still_allowed_goes() -> None:
     machine.handle(i.SlotReached(), 105.0)
     assert [type(x) for x in machine.handle(i.GateDecided(True, "d-3"), 105.1)] == [a.Emit, a.Send]
     assert machine.record.decision_id == "d-3"
+
+
+def test_a_text_left_queued_by_a_dead_controller_always_passes_the_gate_again() -> None:
+    # Even at once (its decision 0.1 s old): whatever the restart took, the gate decides at send time.
+    machine = TextMachine.left_behind(request(), 100.0, TextState.CHECKING, version=10**12)
+    actions = machine.handle(i.Start(), 100.1)
+    assert [type(x) for x in actions] == [a.Emit, a.WaitForSlot]
+    assert machine.record.state is TextState.QUEUED and machine.record.version == 10**12 + 1
+    assert machine.handle(i.SlotReached(), 100.1) == [a.CheckGate()]
+    assert [type(x) for x in machine.handle(i.GateDecided(True, "d-4"), 100.2)] == [a.Emit, a.Send]
+
+
+def test_a_text_left_queued_too_long_expires_unsent() -> None:
+    machine = TextMachine.left_behind(request(max_wait=60.0), 100.0, TextState.QUEUED, version=5)
+    machine.handle(i.Start(), 200.0)
+    actions = machine.handle(i.SlotReached(), 200.0)
+    assert [type(x) for x in actions] == [a.Emit, a.Finished] and machine.state is TextState.EXPIRED
+
+
+def test_a_text_left_sending_is_closed_unknown_delivery_and_never_sent_again() -> None:
+    machine = TextMachine.left_behind(request(), 100.0, TextState.SENDING, version=7, provider_message_id=None)
+    actions = machine.handle(i.Start(), 500.0)
+    assert [type(x) for x in actions] == [a.Emit, a.Finished]
+    record = machine.record
+    assert record.state is TextState.FAILED and record.version == 8
+    assert record.detail is not None and record.detail.startswith(UNKNOWN_DELIVERY)
+    assert machine.handle(i.SlotReached(), 501.0) == []
+
+
+def test_a_finished_text_is_not_taken_up() -> None:
+    with pytest.raises(InvalidStateError, match="sent"):
+        TextMachine.left_behind(request(), 100.0, TextState.SENT, version=1)
 
 
 def test_a_text_expires_when_it_waits_too_long() -> None:
