@@ -207,22 +207,26 @@ async def pop(day: Accounts, call_id: str) -> None:
         "lead": {"lead_id": api.lead_id, "name": "Dana", "phone": api.phone, "phones": [api.phone]}})
 
 
-async def test_a_disposition_sent_late_is_not_shown_under_the_next_call(day: Accounts, page: Page) -> None:
-    api = day.api
+async def dispose_offline_then_next_call(day: Accounts, page: Page, notes: str, next_call_id: str) -> None:
+    """The agent disposes a call while the network is down (the disposition is kept, "Offline"),
+    and the next call pops before the network is back."""
     await sign_in_by_keyboard(page, day, day.agent, "/agent")
     await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
-    await pop(day, api.call_id)
+    await pop(day, day.api.call_id)
     await page.locator("#wrap").wait_for(timeout=10_000)
-
-    # The disposition is sent with the network down, and kept.
     await page.route("**/v1/calls/*/disposition", lambda route: route.abort())
-    await page.get_by_label("Notes").fill("Call her husband too")
+    await page.get_by_label("Notes").fill(notes)
     await page.get_by_role("button", name="Contacted (Alt+1)").click()
     await page.locator("#dispo-result").filter(has_text="Offline").wait_for(timeout=10_000)
-
-    # The next call pops before the network is back; then the first one's disposition goes.
-    await pop(day, "call-next-of-the-day")
+    await pop(day, next_call_id)
     await page.wait_for_function("() => window.consoleState.pops.length === 2", timeout=10_000)
+
+
+async def test_a_disposition_sent_late_is_not_shown_under_the_next_call(day: Accounts, page: Page) -> None:
+    api = day.api
+    # Disposed with the network down (kept); the next call pops before the network is back,
+    # then the first one's disposition goes.
+    await dispose_offline_then_next_call(day, page, "Call her husband too", "call-next-of-the-day")
     assert await page.locator("#dispo-result").inner_text() == ""
     await page.unroute("**/v1/calls/*/disposition")
     await status_line(page, "Disposition saved: contacted")
@@ -596,17 +600,8 @@ async def test_recording_times_name_the_supervisors_zone(day: Accounts, page: Pa
 
 async def test_a_previous_calls_disposition_refused_later_stays_in_view_with_its_notes(
         day: Accounts, page: Page) -> None:
-    api = day.api
-    await sign_in_by_keyboard(page, day, day.agent, "/agent")
-    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
-    await pop(day, api.call_id)
-    await page.locator("#wrap").wait_for(timeout=10_000)
-    await page.route("**/v1/calls/*/disposition", lambda route: route.abort())
-    await page.get_by_label("Notes").fill("Prefers mornings; diabetic, ask about riders")
-    await page.get_by_role("button", name="Contacted (Alt+1)").click()
-    await page.locator("#dispo-result").filter(has_text="Offline").wait_for(timeout=10_000)
-    await pop(day, "call-after-the-outage")
-    await page.wait_for_function("() => window.consoleState.pops.length === 2", timeout=10_000)
+    await dispose_offline_then_next_call(day, page, "Prefers mornings; diabetic, ask about riders",
+                                         "call-after-the-outage")
 
     refused = json.dumps({"error": "callback_outside_window", "message": "the callback time is no longer allowed"})
     await page.unroute("**/v1/calls/*/disposition")
