@@ -6,7 +6,8 @@ connection, an HTTP request, a file) is closed under it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterable
+import contextlib
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from typing import Any, TypeVar
 
 import structlog
@@ -39,3 +40,15 @@ async def stop_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:
         task.cancel()
     if pending:
         await asyncio.wait(pending)
+
+
+@contextlib.asynccontextmanager
+async def owned_task(coroutine: Coroutine[Any, Any, T], name: str) -> AsyncIterator[asyncio.Task[T]]:
+    """`start_task` for the body of an `async with`: on leaving it (normally, by an error or by
+    a cancellation of the owner), the task is stopped with `stop_tasks`, so it never outlives
+    its owner; a cancellation of the owner itself goes on."""
+    task = start_task(coroutine, name)
+    try:
+        yield task
+    finally:
+        await stop_tasks([task])

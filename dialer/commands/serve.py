@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import math
 import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -27,6 +25,7 @@ from dialer.provision.sipcheck import log_trunk_checks
 from dialer.runtime.lease import ControllerLease
 from dialer.serve import StartupError, dialer_services
 from dialer.settings import Settings, from_environment
+from dialer.tasks import owned_task
 
 # A controller whose lease is over ends at once, without draining (draining would hang calls up
 # that the controller taking over adopts); its supervisor (systemd) starts it again, on standby.
@@ -37,26 +36,6 @@ def _lease_lost(lease: ControllerLease, why: str) -> None:
     structlog.get_logger("dialer.lease").error("lease_lost", why=why, token=lease.token, owner=lease.owner)
     print(f"dialer: the controller lease was lost ({why}): stopping at once", file=sys.stderr, flush=True)
     os._exit(LEASE_LOST_EXIT)
-
-
-@contextlib.asynccontextmanager
-async def owned_task(coroutine: Coroutine[Any, Any, None], name: str) -> AsyncIterator[asyncio.Task[None]]:
-    """`coroutine` runs as a named task for the body of the `async with`; on leaving, it is
-    cancelled and awaited, so it never outlives `serve` (nor leaks a "Task was destroyed but it is
-    pending" warning), and a failure of its own is logged instead of vanishing with the task."""
-    task = asyncio.create_task(coroutine, name=name)
-    try:
-        yield task
-    finally:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # serve itself is being cancelled: that cancellation goes on
-        except Exception as error:
-            structlog.get_logger("dialer.serve").error("task_failed", task=name, error=repr(error))
 
 
 async def _take_lease(settings: Settings, stop: asyncio.Event) -> ControllerLease | None:

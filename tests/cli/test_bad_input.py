@@ -219,11 +219,11 @@ def test_a_directory_given_for_a_file_is_named_as_one(tmp_path: Path, monkeypatc
 
 
 @pytest.mark.timeout(10)
-async def test_serveowned_tasks_are_awaited_after_cancel_and_their_failures_logged(
+async def test_owned_tasks_are_awaited_after_cancel_and_their_failures_logged(
         caplog: pytest.LogCaptureFixture) -> None:
     from structlog.testing import capture_logs
 
-    from dialer.commands.serve import owned_task
+    from dialer.tasks import owned_task
 
     stopped = asyncio.Event()
 

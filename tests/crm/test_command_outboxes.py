@@ -17,9 +17,10 @@ import pytest
 
 from crm_bridge.outbox import Outbox, deliver_left_over
 from dialer.commands import CLI_OUTBOX
-from dialer.commands.serve import deliver_command_outboxes, owned_task
+from dialer.commands.serve import deliver_command_outboxes
 from dialer.provision.ports import free_local_port
 from dialer.settings import from_environment
+from dialer.tasks import owned_task
 
 pytestmark = [pytest.mark.integration]
 
