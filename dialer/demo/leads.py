@@ -150,7 +150,7 @@ def _last_four(behaviour: Behaviour, rng: random.Random) -> str:
 
 def demo_leads(count: int, seed: int = 2026, states: Sequence[DemoState] = DEMO_STATES) -> list[DemoLead]:
     """`count` distinct leads spread evenly over `states`, with the behaviour mix of `MIX` and
-    `DNC_SHARE` of them on a DNC list (only people and machines, so a dial would show)."""
+    exactly `DNC_SHARE` of them (rounded) on a DNC list (only people and machines, so a dial would show)."""
     if count < len(states):
         raise ValueError(f"the demo needs at least {len(states)} leads, one per state")
     rng = random.Random(seed)
@@ -169,10 +169,12 @@ def demo_leads(count: int, seed: int = 2026, states: Sequence[DemoState] = DEMO_
             if phone not in used and parse_number(phone).ok:
                 break
         used.add(phone)
-        dnc = None
-        if behaviour in (Behaviour.PERSON, Behaviour.MACHINE) and rng.random() < DNC_SHARE * 100 / 66:
-            dnc = rng.choice((DncList.INTERNAL, DncList.FEDERAL))
-        leads.append(DemoLead(index, phone, rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES), home, behaviour, dnc))
+        leads.append(DemoLead(index, phone, rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES), home, behaviour))
+    # Exactly DNC_SHARE of the leads (the README's 7 %), not a draw that lands anywhere near it.
+    answering = [lead.index for lead in leads if lead.behaviour in (Behaviour.PERSON, Behaviour.MACHINE)]
+    on_lists = rng.sample(answering, min(len(answering), round(count * DNC_SHARE)))
+    for index in on_lists:
+        leads[index] = replace(leads[index], dnc=rng.choice((DncList.INTERNAL, DncList.FEDERAL)))
     return leads
 
 

@@ -21,6 +21,7 @@ from dialer.demo.campaign import DEMO_TUNING, DemoAgent, DemoRun, Progress, run_
 from dialer.demo.leads import (
     DEMO_STATES,
     Behaviour,
+    DncList,
     TextReply,
     demo_leads,
     dialable_at,
@@ -43,7 +44,8 @@ def test_the_lead_mix_is_distinct_valid_spread_over_states_and_has_every_behavio
     assert all(parse_number(lead.phone).ok for lead in leads)
     assert Counter(lead.home.state for lead in leads) == {state.state: 30 for state in DEMO_STATES}
     assert set(Counter(lead.behaviour for lead in leads)) == set(Behaviour)
-    assert 10 <= sum(1 for lead in leads if lead.dnc is not None) <= 50
+    assert sum(1 for lead in leads if lead.dnc is not None) == 25  # 7 %, as the README says
+    assert {lead.dnc for lead in leads} == {None, *DncList}
     assert all(lead.phone[5:8] == "999" for lead in leads if lead.behaviour is Behaviour.PRESSES_9)
     assert demo_leads(360) == leads  # the seed makes it repeatable
 
