@@ -151,13 +151,13 @@ def gate_plan(choice: str, leads: list[DemoLead], book: RuleBook, now: datetime,
             raise UserError(f"--gate-time must be 'auto', 'now' or an ISO-8601 instant, got {choice!r}.") from None
         instant = (instant if instant.tzinfo else instant.replace(tzinfo=UTC)).astimezone(UTC)
         return GatePlan(instant, f"Gate clock: simulated, starting at {instant:%Y-%m-%d %H:%M} UTC "
-                                 f"(--gate-time); {len(dialable_at(leads, instant, book))} demo leads inside their "
-                                 f"calling window then, in {states(instant)}.")
+                                 f"(--gate-time); {len(dialable_at(leads, instant, book))} demo leads dialable then "
+                                 f"(inside their calling window, on no DNC list), in {states(instant)}.")
     start = gate_start(leads, now, book, MIN_DIALABLE) if choice == "auto" else now
     dialable_now = len(dialable_at(leads, now, book))
     if start == now:
-        message = (f"Gate clock: real ({at(now)}); {dialable_now} demo leads inside their calling window now, "
-                   f"in {states(now)}.")
+        message = (f"Gate clock: real ({at(now)}); {dialable_now} demo leads dialable now (inside their calling "
+                   f"window, on no DNC list), in {states(now)}.")
         closing = [state for state in open_states(leads, now, book)
                    if state not in open_states(leads, now + timedelta(seconds=run_seconds), book)]
         if closing:
@@ -167,9 +167,9 @@ def gate_plan(choice: str, leads: list[DemoLead], book: RuleBook, now: datetime,
         if not dialable_now:
             message += " The gate will block every dial (outside_calling_window)."
         return GatePlan(None, message)
-    return GatePlan(start, f"It is {at(now)}: only {dialable_now} demo leads are inside their calling window "
-                           f"(the demo wants {MIN_DIALABLE}), so the gate's clock starts at {at(start)} and runs "
-                           f"at the real pace from there ({len(dialable_at(leads, start, book))} leads open then, "
+    return GatePlan(start, f"It is {at(now)}: only {dialable_now} demo leads are dialable (inside their calling "
+                           f"window, on no DNC list; the demo wants {MIN_DIALABLE}), so the gate's clock starts at {at(start)} and runs "
+                           f"at the real pace from there ({len(dialable_at(leads, start, book))} dialable then, "
                            f"in {states(start)}); --gate-time now keeps the real clock.")
 
 
