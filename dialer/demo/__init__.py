@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import secrets
+import shutil
 import socket
 import sys
 import time
@@ -176,16 +177,19 @@ def gate_plan(choice: str, leads: list[DemoLead], book: RuleBook, now: datetime,
 class ProgressDisplay:
     """The live progress line: rewritten in place on a terminal, a line every 10 s otherwise."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, columns: Callable[[], int] = lambda: shutil.get_terminal_size().columns) -> None:
         self.stream = stream
         self.tty = stream.isatty()
+        self.columns = columns
         self._printed_at = 0.0
         self._open = False
 
     def __call__(self, progress: Progress) -> None:
         line = progress_line(progress)
         if self.tty:
-            self.stream.write("\r\x1b[K" + line[:240])
+            # Cut to the terminal's width: a wrapped line cannot be rewritten in place (the
+            # carriage return goes back to its last row only), so each refresh would add rows.
+            self.stream.write("\r\x1b[K" + line[:max(20, self.columns() - 1)])
             self._open = True
         elif time.monotonic() - self._printed_at >= 10:
             self.stream.write(line + "\n")

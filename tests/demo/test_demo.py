@@ -3,6 +3,7 @@ test session's real Asterisk, PostgreSQL and Redis with the gate's clock inside 
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 from collections import Counter
@@ -16,7 +17,14 @@ import pytest
 from compliance_rules.numbers import parse_number
 from compliance_rules.ruleset import load_rulebook
 from dialer.cli import UserError
-from dialer.demo import MIN_DIALABLE, console_text, gate_plan, port_taken, taken_ports_sentence
+from dialer.demo import (
+    MIN_DIALABLE,
+    ProgressDisplay,
+    console_text,
+    gate_plan,
+    port_taken,
+    taken_ports_sentence,
+)
 from dialer.demo.campaign import DEMO_TUNING, DemoAgent, DemoRun, Progress, run_demo
 from dialer.demo.leads import (
     DEMO_STATES,
@@ -173,6 +181,26 @@ def test_a_port_another_program_holds_is_named_before_asterisk_is_started() -> N
         assert f"ports {ari_port} (ARI, TCP) and {sip_port} (SIP, UDP)" in sentence and "DIALER_ARI_PORT" in sentence
     assert not port_taken("127.0.0.1", ari_port, socket.SOCK_STREAM)
     assert taken_ports_sentence(instance) is None
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.timeout(30)
+def test_the_progress_line_fits_the_terminal_so_it_is_rewritten_in_place() -> None:
+    terminal = Terminal()
+    display = ProgressDisplay(terminal, columns=lambda: 80)
+    sample = Progress(elapsed=75, seconds=180, dials=123, people=45, machines=20, connected=44, abandoned=1, lines=9,
+                      agents_busy=4, agents_logged_in=5, occupancy=0.8, blocked={"outside_calling_window": 16,
+                                                                                   "dnc_federal": 2})
+    display(sample)
+    display(sample)
+    display.close()
+    rows = terminal.getvalue().split("\r\x1b[K")[1:]
+    assert len(rows) == 2 and all(len(row.rstrip("\n")) == 79 for row in rows)
+    assert rows[0].startswith("1:15/3:00  dials 123") and terminal.getvalue().endswith("\n")
 
 
 @pytest.mark.integration
