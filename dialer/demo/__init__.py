@@ -154,7 +154,9 @@ def gate_plan(choice: str, leads: list[DemoLead], book: RuleBook, now: datetime,
         return GatePlan(instant, f"Gate clock: simulated, starting at {instant:%Y-%m-%d %H:%M} UTC "
                                  f"(--gate-time); {len(dialable_at(leads, instant, book))} demo leads dialable then "
                                  f"(inside their calling window, on no DNC list), in {states(instant)}.")
-    start = gate_start(leads, now, book, MIN_DIALABLE) if choice == "auto" else now
+    # A small `--leads` could never reach MIN_DIALABLE: half of its leads off DNC lists will do.
+    minimum = min(MIN_DIALABLE, max(1, sum(1 for lead in leads if lead.dnc is None) // 2))
+    start = gate_start(leads, now, book, minimum) if choice == "auto" else now
     dialable_now = len(dialable_at(leads, now, book))
     if start == now:
         message = (f"Gate clock: real ({at(now)}); {dialable_now} demo leads dialable now (inside their calling "
@@ -169,7 +171,7 @@ def gate_plan(choice: str, leads: list[DemoLead], book: RuleBook, now: datetime,
             message += " The gate will block every dial (outside_calling_window)."
         return GatePlan(None, message)
     return GatePlan(start, f"It is {at(now)}: only {dialable_now} demo leads are dialable (inside their calling "
-                           f"window, on no DNC list; the demo wants {MIN_DIALABLE}), so the gate's clock starts at {at(start)} and runs "
+                           f"window, on no DNC list; the demo wants {minimum}), so the gate's clock starts at {at(start)} and runs "
                            f"at the real pace from there ({len(dialable_at(leads, start, book))} dialable then, "
                            f"in {states(start)}); --gate-time now keeps the real clock.")
 
@@ -377,7 +379,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--agents", type=int, default=4, help="simulated Local agents (default 4), besides the softphone")
     demo.add_argument("--no-softphone", action="store_true", help="no baresip softphone agent")
     demo.add_argument("--gate-time", default="auto", metavar="auto|now|ISO",
-                      help="the gate's clock: auto (real, unless fewer than 60 leads are inside their window now: "
+                      help="the gate's clock: auto (real, unless fewer than 60 leads, or half of a smaller "
+                           "list, are inside their window now: "
                            "then the next quarter hour when they are), now (always real), or an instant")
     demo.add_argument("--seed", type=int, default=2026, help="the lead mix's random seed")
     demo.add_argument("--keep-running", action="store_true", help="leave Asterisk running afterwards")

@@ -138,6 +138,17 @@ def test_the_gate_clock_plan_and_what_the_demo_says_about_it(now: str, start: st
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("count", [12, 48])
+def test_a_small_lead_list_moves_the_gate_clock_too(count: int) -> None:
+    book = load_rulebook()
+    leads = demo_leads(count)
+    plan = gate_plan("auto", leads, book, utc("2026-11-30T07:30"), 180)
+    assert plan.start is not None and plan.start.date() == utc("2026-11-30T07:30").date()
+    open_leads = len(dialable_at(leads, plan.start, book))
+    assert open_leads >= sum(1 for lead in leads if lead.dnc is None) // 2 and open_leads > 0
+
+
+@pytest.mark.timeout(60)
 def test_the_gate_clock_plan_says_when_states_close_during_the_run_and_takes_an_instant() -> None:
     book = load_rulebook()
     leads = demo_leads(360)
