@@ -21,18 +21,21 @@ import dataclasses
 import json
 import os
 import secrets
+import shutil
+import socket
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 import asyncpg
 import redis.asyncio as aioredis
 
+from compliance_rules.policy import DEFAULT_MARGIN
 from compliance_rules.ruleset import RuleBook, RuleDataError, load_rulebook
 from dialer.cli import UserError
 from dialer.commands.stack import prepare_stack
@@ -94,34 +97,101 @@ def _app_connected(instance: AsteriskInstance, app: str) -> bool:
     return False
 
 
-def _gate_instant(choice: str, leads: list[DemoLead], book: RuleBook) -> datetime | None:
-    """None: the gate runs on the real clock; else the instant its clock starts at."""
-    now = datetime.now(UTC)
-    if choice == "now":
+def port_taken(host: str, port: int, kind: socket.SocketKind) -> bool:
+    """Does another program hold `port` (TCP listener or UDP socket) on `host`?
+
+    SO_REUSEADDR so that the TIME_WAIT connections a stopped Asterisk leaves on its ARI port do
+    not count: only a live socket does."""
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def taken_ports_sentence(instance: AsteriskInstance) -> str | None:
+    """One sentence naming the development Asterisk's ports another program holds, or None.
+
+    Asked only when that Asterisk is not running: it would start, fail to bind, and the demo
+    would wait a minute for an ARI that never answers."""
+    taken = [f"{port} ({label})" for label, host, port, kind in (
+        ("ARI, TCP", "127.0.0.1", instance.config.ari_port, socket.SOCK_STREAM),
+        ("SIP, UDP", instance.config.sip_bind, instance.config.sip_port, socket.SOCK_DGRAM),
+    ) if port_taken(host, port, kind)]
+    if not taken:
         return None
-    if choice == "auto":
-        start = gate_start(leads, now, book, MIN_DIALABLE)
-        return None if start == now else start
-    try:
-        instant = datetime.fromisoformat(choice.replace("Z", "+00:00"))
-    except ValueError:
-        raise UserError(f"--gate-time must be 'auto', 'now' or an ISO-8601 instant, got {choice!r}.") from None
-    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+    return (f"Another program holds the development Asterisk's {'ports' if len(taken) > 1 else 'port'} "
+            f"{' and '.join(taken)}: stop it, or run the demo on other ports (DIALER_ARI_PORT=..., "
+            "DIALER_SIP_PORT=...).")
+
+
+@dataclasses.dataclass(frozen=True)
+class GatePlan:
+    """How the gate's clock runs: `start` None for the real clock, else the instant its
+    simulated clock starts at (then running at the real pace); `message` says so to the user."""
+
+    start: datetime | None
+    message: str
+
+
+def gate_plan(choice: str, leads: list[DemoLead], book: RuleBook, now: datetime,
+              run_seconds: float) -> GatePlan:
+    """The gate's clock for `--gate-time choice` at `now` (pure: `now` is given, so tests fix it)."""
+    def at(instant: datetime) -> str:
+        return f"{instant:%H:%M} UTC" if instant.date() == now.date() else f"{instant:%Y-%m-%d %H:%M} UTC"
+
+    def states(instant: datetime) -> str:
+        return ", ".join(open_states(leads, instant, book)) or "none"
+
+    if choice not in ("auto", "now"):
+        try:
+            instant = datetime.fromisoformat(choice.replace("Z", "+00:00"))
+        except ValueError:
+            raise UserError(f"--gate-time must be 'auto', 'now' or an ISO-8601 instant, got {choice!r}.") from None
+        instant = (instant if instant.tzinfo else instant.replace(tzinfo=UTC)).astimezone(UTC)
+        return GatePlan(instant, f"Gate clock: simulated, starting at {instant:%Y-%m-%d %H:%M} UTC "
+                                 f"(--gate-time); {len(dialable_at(leads, instant, book))} demo leads dialable then "
+                                 f"(inside their calling window, on no DNC list), in {states(instant)}.")
+    # A small `--leads` could never reach MIN_DIALABLE: half of its leads off DNC lists will do.
+    minimum = min(MIN_DIALABLE, max(1, sum(1 for lead in leads if lead.dnc is None) // 2))
+    start = gate_start(leads, now, book, minimum) if choice == "auto" else now
+    dialable_now = len(dialable_at(leads, now, book))
+    if start == now:
+        message = (f"Gate clock: real ({at(now)}); {dialable_now} demo leads dialable now (inside their calling "
+                   f"window, on no DNC list), in {states(now)}.")
+        closing = [state for state in open_states(leads, now, book)
+                   if state not in open_states(leads, now + timedelta(seconds=run_seconds), book)]
+        if closing:
+            # Not an error: the demo shows the gate closing a window as the real clock crosses it.
+            message += (f" {', '.join(closing)} reach their last launch ({DEFAULT_MARGIN.seconds // 60} min before "
+                        "closing) during the run: the gate blocks their leads from then on (outside_calling_window).")
+        if not dialable_now:
+            message += " The gate will block every dial (outside_calling_window)."
+        return GatePlan(None, message)
+    return GatePlan(start, f"It is {at(now)}: only {dialable_now} demo leads are dialable (inside their calling "
+                           f"window, on no DNC list; the demo wants {minimum}), so the gate's clock starts at {at(start)} and runs "
+                           f"at the real pace from there ({len(dialable_at(leads, start, book))} dialable then, "
+                           f"in {states(start)}); --gate-time now keeps the real clock.")
 
 
 class ProgressDisplay:
     """The live progress line: rewritten in place on a terminal, a line every 10 s otherwise."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, columns: Callable[[], int] = lambda: shutil.get_terminal_size().columns) -> None:
         self.stream = stream
         self.tty = stream.isatty()
+        self.columns = columns
         self._printed_at = 0.0
         self._open = False
 
     def __call__(self, progress: Progress) -> None:
         line = progress_line(progress)
         if self.tty:
-            self.stream.write("\r\x1b[K" + line[:240])
+            # Cut to the terminal's width: a wrapped line cannot be rewritten in place (the
+            # carriage return goes back to its last row only), so each refresh would add rows.
+            self.stream.write("\r\x1b[K" + line[:max(20, self.columns() - 1)])
             self._open = True
         elif time.monotonic() - self._printed_at >= 10:
             self.stream.write(line + "\n")
@@ -171,18 +241,25 @@ async def demo_supervisor_account(users: UserStore) -> str:
     return password
 
 
-def console_text(settings: Settings, password: str) -> str:
-    """Where the demo's figures are on the supervisor console, and how to serve it."""
-    return "\n".join([
-        "",
-        "Supervisor console (the demo campaign's figures: wallboard, KPIs, pipeline, recordings):",
+def console_text(settings: Settings, password: str, *, asterisk_stopped: bool = False) -> str:
+    """Where the demo's figures are on the supervisor console, and how to serve it.
+
+    `dialer serve` needs Asterisk: when the demo stopped the one it started, the first step
+    starts it again. The variables give `dialer serve` the demo's database, Redis prefix,
+    outbox, recordings and the phones' SIP credentials file (the demo's settings)."""
+    lines = ["", "Supervisor console (the demo campaign's figures: wallboard, KPIs, pipeline, recordings):"]
+    if asterisk_stopped:
+        lines.append("  .venv/bin/dialer asterisk start   (the demo stopped the Asterisk it started; "
+                     "'dialer asterisk stop' afterwards)")
+    lines += [
         f"  DIALER_PG_DSN='{settings.pg_dsn}' DIALER_REDIS_PREFIX='{settings.redis_prefix}' "
         f"DIALER_STATE_DIR='{settings.state_dir}' DIALER_RECORDINGS_DIR='{settings.recordings_dir}' "
-        ".venv/bin/dialer serve",
+        f"DIALER_SIP_CREDENTIALS_FILE='{settings.sip_credentials_file}' .venv/bin/dialer serve",
         f"  then open http://{settings.http_host}:{settings.http_port}/supervisor and sign in as "
         f"{DEMO_SUPERVISOR} / {password}",
         "  (KPIs: period Today; the campaign is in the Campaign box's list)",
-    ])
+    ]
+    return "\n".join(lines)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -207,19 +284,13 @@ def _demo(args: argparse.Namespace) -> int:
     except RuleDataError as error:
         raise UserError(f"The compliance rule data cannot be loaded: {error}") from None
     leads = demo_leads(args.leads, args.seed)
-    gate_start_at = _gate_instant(args.gate_time, leads, book)
-    now = datetime.now(UTC)
+    plan = gate_plan(args.gate_time, leads, book, datetime.now(UTC), args.minutes * 60)
+    gate_start_at = plan.start
     if gate_start_at is None:
         gate_now, gate_clock = real_clock, "real"
-        open_now = open_states(leads, now, book)
-        say(f"Gate clock: real ({now:%H:%M} UTC); states inside their calling window now: "
-            f"{', '.join(open_now) or 'none'}.")
     else:
         gate_now, gate_clock = shifted_clock(gate_start_at), f"simulated, started at {gate_start_at:%Y-%m-%d %H:%M} UTC"
-        if args.gate_time == "auto":
-            say(f"It is {now:%H:%M} UTC: only {len(dialable_at(leads, now, book))} demo leads are inside their "
-                f"calling window, so the gate's clock starts at {gate_start_at:%H:%M} UTC (states open then: "
-                f"{', '.join(open_states(leads, gate_start_at, book))}); --gate-time now keeps the real clock.")
+    say(plan.message)
 
     started = time.monotonic()
     say("Bringing up PostgreSQL, Redis and Asterisk...")
@@ -243,6 +314,8 @@ def _demo(args: argparse.Namespace) -> int:
                     setups_per_second=settings.node_setups_per_second)
             for node in cluster.nodes))
     already_running = instance.pid() is not None and instance.ari_answers() is not None
+    if cluster is None and instance.pid() is None and (taken := taken_ports_sentence(instance)):
+        raise UserError(taken)
     if already_running and _app_connected(instance, settings.ari_app):
         raise UserError(f"Another dialer (dialer serve?) is connected to Asterisk as ARI app {settings.ari_app!r}: "
                         "stop it first, the demo would take over its channels.")
@@ -295,7 +368,7 @@ def _demo(args: argparse.Namespace) -> int:
     else:
         print(summary_text(summary, settings.pg_dsn))
         print(f"\nDone in {time.monotonic() - started:.0f} s.")
-    say(console_text(settings, password))
+    say(console_text(settings, password, asterisk_stopped=not already_running and not args.keep_running))
     return 0
 
 
@@ -306,7 +379,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--agents", type=int, default=4, help="simulated Local agents (default 4), besides the softphone")
     demo.add_argument("--no-softphone", action="store_true", help="no baresip softphone agent")
     demo.add_argument("--gate-time", default="auto", metavar="auto|now|ISO",
-                      help="the gate's clock: auto (real, unless fewer than 60 leads are inside their window now: "
+                      help="the gate's clock: auto (real, unless fewer than 60 leads, or half of a smaller "
+                           "list, are inside their window now: "
                            "then the next quarter hour when they are), now (always real), or an instant")
     demo.add_argument("--seed", type=int, default=2026, help="the lead mix's random seed")
     demo.add_argument("--keep-running", action="store_true", help="leave Asterisk running afterwards")

@@ -124,6 +124,9 @@ class DemoSummary:
     recording_example: str | None  # the archived file of one connected call
     database: str
     calls_sample: list[dict[str, object]] = field(default_factory=list)
+    # How long it dialed (`--minutes`); `seconds` adds the time its last calls took to end.
+    dialing_seconds: float = 0.0
+    texts_blocked_by_reason: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -160,13 +163,23 @@ async def seed_leads(services: DialerServices, campaign_id: str, run_id: str, le
     ids = {lead.phone: f"demo-{run_id}-{lead.index:04d}" for lead in leads}
     items: list[tuple[str, Mapping[str, object]]] = []
     for lead in leads:
-        items.append((RecordKind.LEAD_UPSERT, {"lead_id": ids[lead.phone], **lead.lead_fields()}))
+        items.append((RecordKind.LEAD_UPSERT, lead.lead_fields(ids[lead.phone])))
         items.append((RecordKind.CAMPAIGN_LEAD, campaign_lead_record(campaign_id, ids[lead.phone])))
     await _seed(services, items)
     for lead in leads:
         if lead.dnc is not None:
             await services.dnc.set_membership(lead.dnc.value, parse_number(lead.phone), True)
     return ids
+
+
+async def opted_out_numbers(services: DialerServices) -> set[str]:
+    """Every number opted out in the demo's database (earlier runs' STOP texts and 9 presses)."""
+    numbers: set[str] = set()
+    after = ""
+    while page := await services.store.opted_out_phones(after=after):
+        numbers.update(page)
+        after = page[-1]
+    return numbers
 
 
 DEMO_TEXT = "Hi {first_name}, {agency_name} here about the final expense quote you asked for."
@@ -176,6 +189,7 @@ DEMO_TEXT = "Hi {first_name}, {agency_name} here about the final expense quote y
 class TextingOutcome:
     sent: int = 0
     blocked: int = 0
+    blocked_by_reason: Counter[str] = field(default_factory=Counter)
     replies: Counter[str] = field(default_factory=Counter)
 
 
@@ -206,8 +220,9 @@ async def text_leads(services: DialerServices, campaign_id: str, leads: Sequence
                 await texting.send_text(SendRequest(lead_id=lead_ids[lead.phone], campaign_id=campaign_id,
                                                     body=DEMO_TEXT, kind=TextKind.MARKETING, requested_by="demo"))
                 outcome.sent += 1
-            except ComplianceBlocked:
+            except ComplianceBlocked as blocked:
                 outcome.blocked += 1
+                outcome.blocked_by_reason.update(reason.code for reason in blocked.reasons)
         expected = outcome.sent
         if len(answered) >= expected:
             all_answered.set()
@@ -319,6 +334,7 @@ async def summarise(
     seconds: float,
     occupancy: float,
     texting: TextingOutcome | None = None,
+    dialing_seconds: float = 0.0,
 ) -> DemoSummary:
     """The run's summary, recounted from the CRM's `calls`, `compliance_decisions`,
     `recordings`, `opt_outs` and `campaign_leads` rows."""
@@ -336,10 +352,11 @@ async def summarise(
         opted_out = await connection.fetchval(
             "SELECT count(*) FROM opt_outs WHERE source = 'safe_harbor_key' AND lead_id = ANY($1::text[])",
             list(lead_ids.values()))
-        # Leads never dialed, by each reason the gate gave for them (a lead may have several).
+        # Leads never dialed, by each reason the gate gave for dialing them (a lead may have
+        # several; the texts' decisions are the texts row's).
         never = await connection.fetch(
             "SELECT reason->>'code' AS code, count(DISTINCT d.lead_id) AS n FROM compliance_decisions d, "
-            "jsonb_array_elements(d.reasons) AS reason WHERE d.campaign_id = $1 AND NOT d.allowed "
+            "jsonb_array_elements(d.reasons) AS reason WHERE d.campaign_id = $1 AND d.channel = 'voice' AND NOT d.allowed "
             "AND d.lead_id <> ALL(SELECT lead_id FROM calls WHERE campaign_id = $1 AND lead_id IS NOT NULL) GROUP BY 1 ORDER BY 2 DESC",
             campaign_id)
         # Text-side evidence: the texts, who opted out by text, and any dial after that opt-out.
@@ -353,7 +370,8 @@ async def summarise(
             "SELECT count(*) FROM calls c JOIN opt_outs o ON o.phone = c.lead_number AND o.source = 'sms_keyword' "
             "WHERE c.campaign_id = $1 AND c.requested_at >= o.created_at", campaign_id)
         never_total = await connection.fetchval(
-            "SELECT count(DISTINCT lead_id) FROM compliance_decisions WHERE campaign_id = $1 AND NOT allowed "
+            "SELECT count(DISTINCT lead_id) FROM compliance_decisions WHERE campaign_id = $1 AND channel = 'voice' "
+            "AND NOT allowed "
             "AND lead_id <> ALL(SELECT lead_id FROM calls WHERE campaign_id = $1 AND lead_id IS NOT NULL)", campaign_id)
     finally:
         await connection.close()
@@ -403,6 +421,8 @@ async def summarise(
                                 if c["storage_uri"] is not None), None),
         database=database,
         calls_sample=[_call_json(c) for c in calls[:3]],
+        dialing_seconds=round(dialing_seconds, 1),
+        texts_blocked_by_reason=dict(texting.blocked_by_reason) if texting else {},
     )
 
 
@@ -434,14 +454,15 @@ async def run_demo(services: DialerServices, run: DemoRun,
             say(message)
 
     await mark_lists_fresh(services, run.book, run.gate_now().date())
-    leads = with_texters(run.leads, run.gate_now(), run.book)
+    leads = with_texters(run.leads, run.gate_now(), run.book, opted_out=await opted_out_numbers(services))
     campaign_id = await seed_campaign(services, run.run_id)
     lead_ids = await seed_leads(services, campaign_id, run.run_id, leads)
     note(f"Campaign {campaign_id}: {len(leads)} leads in {len({lead.home.state for lead in leads})} states "
          f"({sum(1 for lead in leads if lead.dnc)} on DNC lists); texting {sum(1 for lead in leads if lead.texts)} "
          "of them first...")
     texting = await text_leads(services, campaign_id, leads, lead_ids)
-    note(f"Texts: {texting.sent} sent, {texting.blocked} blocked; answers: "
+    why = f" ({', '.join(f'{k} {v}' for k, v in texting.blocked_by_reason.items())})" if texting.blocked else ""
+    note(f"Texts: {texting.sent} sent, {texting.blocked} blocked{why}; answers: "
          f"{', '.join(f'{k} {v}' for k, v in texting.replies.items()) or 'none'}; logging in {len(run.agents)} agents...")
     try:
         await log_in(services, campaign_id, run.agents)
@@ -453,7 +474,7 @@ async def run_demo(services: DialerServices, run: DemoRun,
     finally:
         await log_out(services, run.agents)
     return await summarise(services, runner, leads, lead_ids, run.agents, gate_clock=run.gate_clock,
-                           seconds=seconds, occupancy=occupancy, texting=texting)
+                           seconds=seconds, occupancy=occupancy, texting=texting, dialing_seconds=run.seconds)
 
 
 def shifted_clock(start: datetime) -> Callable[[], datetime]:

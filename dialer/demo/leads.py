@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -114,13 +114,17 @@ class DemoLead:
     dnc: DncList | None = None
     texts: TextReply | None = None  # texted before the campaign, answering this way
 
-    def lead_fields(self) -> dict[str, object]:
-        """The `lead_upsert` fields (without the id); a texted lead's written consent with them."""
+    def lead_fields(self, lead_id: str) -> dict[str, object]:
+        """The `lead_upsert` fields of lead `lead_id`; a texted lead's written consent with them.
+
+        The consent's id is the lead's: a consent record belongs to the lead that first stored
+        it (an upsert keeps its lead), so an id shared by every run's lead of the same number
+        would leave each later run's texter without consent (consent_missing)."""
         fields: dict[str, object] = {
-            "first_name": self.first_name, "last_name": self.last_name, "phones": [self.phone],
+            "lead_id": lead_id, "first_name": self.first_name, "last_name": self.last_name, "phones": [self.phone],
             "state": self.home.state, "zip": self.home.zip_code, "city": self.home.city, "source": "demo"}
         if self.texts is not None:
-            fields["consents"] = [{"consent_id": f"demo-pewc-{self.phone[1:]}", "kind": "pewc", "phone": self.phone,
+            fields["consents"] = [{"consent_id": f"{lead_id}-pewc", "kind": "pewc", "phone": self.phone,
                                    "obtained_at": CONSENT_AT, "source": "web_form",
                                    "evidence_ref": "demo web form (TCPA disclosure accepted)"}]
         return fields
@@ -146,7 +150,7 @@ def _last_four(behaviour: Behaviour, rng: random.Random) -> str:
 
 def demo_leads(count: int, seed: int = 2026, states: Sequence[DemoState] = DEMO_STATES) -> list[DemoLead]:
     """`count` distinct leads spread evenly over `states`, with the behaviour mix of `MIX` and
-    `DNC_SHARE` of them on a DNC list (only people and machines, so a dial would show)."""
+    exactly `DNC_SHARE` of them (rounded) on a DNC list (only people and machines, so a dial would show)."""
     if count < len(states):
         raise ValueError(f"the demo needs at least {len(states)} leads, one per state")
     rng = random.Random(seed)
@@ -165,10 +169,12 @@ def demo_leads(count: int, seed: int = 2026, states: Sequence[DemoState] = DEMO_
             if phone not in used and parse_number(phone).ok:
                 break
         used.add(phone)
-        dnc = None
-        if behaviour in (Behaviour.PERSON, Behaviour.MACHINE) and rng.random() < DNC_SHARE * 100 / 66:
-            dnc = rng.choice((DncList.INTERNAL, DncList.FEDERAL))
-        leads.append(DemoLead(index, phone, rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES), home, behaviour, dnc))
+        leads.append(DemoLead(index, phone, rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES), home, behaviour))
+    # Exactly DNC_SHARE of the leads (the README's 7 %), not a draw that lands anywhere near it.
+    answering = [lead.index for lead in leads if lead.behaviour in (Behaviour.PERSON, Behaviour.MACHINE)]
+    on_lists = rng.sample(answering, min(len(answering), round(count * DNC_SHARE)))
+    for index in on_lists:
+        leads[index] = replace(leads[index], dnc=rng.choice((DncList.INTERNAL, DncList.FEDERAL)))
     return leads
 
 
@@ -182,16 +188,29 @@ def window_open(lead: DemoLead, at: datetime, book: RuleBook, policy: CampaignPo
     return decision.allowed
 
 
+def _texting_phone(lead: DemoLead, reply: TextReply) -> str:
+    return f"+1{lead.home.area_code}{TEXTING_EXCHANGES[reply]}{lead.phone[-4:]}"
+
+
 def with_texters(leads: Sequence[DemoLead], at: datetime, book: RuleBook,
-                 replies: Sequence[TextReply] = TEXTED_REPLIES) -> list[DemoLead]:
+                 replies: Sequence[TextReply] = TEXTED_REPLIES,
+                 opted_out: Collection[str] = frozenset()) -> list[DemoLead]:
     """`leads` with one person per reply (inside their window at `at`, on no DNC list) moved to
-    the exchange that answers texts that way, and given written consent, to be texted first."""
-    chosen = [lead for lead in leads if lead.behaviour is Behaviour.PERSON and lead.dnc is None
-              and window_open(lead, at, book)][: len(replies)]
-    moved = {lead.index: reply for lead, reply in zip(chosen, replies, strict=False)}
+    the exchange that answers texts that way, and given written consent, to be texted first.
+
+    `opted_out`: numbers opted out in earlier runs (opt-outs are kept, and the gate honours
+    them): no texter is moved to one, so each run's texts reach their four people."""
+    candidates = iter(lead for lead in leads if lead.behaviour is Behaviour.PERSON and lead.dnc is None
+                      and window_open(lead, at, book))
+    moved: dict[int, TextReply] = {}
+    for reply in replies:
+        lead = next((lead for lead in candidates if _texting_phone(lead, reply) not in opted_out), None)
+        if lead is None:
+            break
+        moved[lead.index] = reply
     return [
-        replace(lead, phone=f"+1{lead.home.area_code}{TEXTING_EXCHANGES[moved[lead.index]]}{lead.phone[-4:]}",
-                texts=moved[lead.index]) if lead.index in moved else lead
+        replace(lead, phone=_texting_phone(lead, moved[lead.index]), texts=moved[lead.index])
+        if lead.index in moved else lead
         for lead in leads
     ]
 

@@ -27,7 +27,8 @@ def progress_line(p: Progress) -> str:
 def summary_text(s: DemoSummary, pg_dsn: str) -> str:
     """The final summary: a table, then where the recordings and CRM rows are."""
     rows: list[tuple[str, str]] = [
-        ("campaign", f"{s.campaign_id} (predictive), {s.seconds / 60:.1f} min, gate clock: {s.gate_clock}"),
+        ("campaign", f"{s.campaign_id} (predictive), dialed {s.dialing_seconds / 60:.1f} min, its last call ended at "
+                     f"{s.seconds / 60:.1f} min; gate clock: {s.gate_clock}"),
         ("leads", f"{s.leads} in {len(s.leads_by_state)} states "
                   f"({', '.join(f'{k} {v}' for k, v in s.leads_by_state.items())}); {s.dnc_leads} on DNC lists"),
         ("agents", f"{len(s.agents)}: {', '.join(s.agents)}; average occupancy {s.occupancy:.0%}"),
@@ -51,7 +52,8 @@ def summary_text(s: DemoSummary, pg_dsn: str) -> str:
         ("recording notices", f"{s.connected_announced} of {s.connected} connected calls announced \"This call is "
                               "recorded\" (the lead may be in an all-party-consent state)"),
         ("texts", f"{s.texts_sent} sent before the campaign ({s.texts_delivered} delivered, {s.texts_blocked} "
-                  f"blocked by the gate); answers: {_blocks(s.text_replies)}"),
+                  f"blocked by the gate{': ' + _blocks(s.texts_blocked_by_reason) if s.texts_blocked else ''}); "
+                  f"answers: {_blocks(s.text_replies)}"),
         ("opted out by text", f"{s.opted_out_by_text}; dialed after opting out: {s.dialed_after_text_opt_out}"),
     ]
     width = max(len(label) for label, _ in rows)
