@@ -660,7 +660,7 @@ def board_with(dials: int) -> str:
     """A wallboard answer with one running campaign that has made `dials` dials today."""
     campaign = {"campaign_id": "camp-focus", "name": "Medicare supplements", "running": True, "paused": False,
                 "dial_mode": "progressive", "pacer": "progressive", "lines": 3, "hopper": 40,
-                "today": {"dials": dials, "answered": 1, "connected": 1, "abandoned": 0},
+                "today": {"dials": dials, "answered": 3, "people": 1, "connected": 1, "abandoned": 0},
                 "abandon_30_days": {"rate": 0.0, "limit": 0.03, "live_answers": 1},
                 "leads_left": {"due": 10, "scheduled": 2, "callback": 1, "done": 5}, "blocked": {}}
     return json.dumps({"alerts": [], "waiting": [], "campaigns": [campaign], "calls": [], "agents": []})
@@ -681,6 +681,21 @@ async def test_a_campaigns_pause_button_keeps_the_focus_while_its_figures_refres
     assert await page.evaluate(
         "() => [document.activeElement.textContent, document.activeElement.closest('tr')?.dataset.campaignId]"
     ) == ["Pause", "camp-focus"]
+
+
+async def test_the_campaigns_table_tells_people_from_answered_lines(day: Accounts, page: Page) -> None:
+    # "Answered" counts answering machines too (3 lines answered, 1 of them by a person): the
+    # demo's console showed 45 answered against 28 people, with nothing to tell them apart.
+    await page.route("**/v1/wallboard", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=board_with(7)))
+    await sign_in_by_keyboard(page, day, day.supervisor, "/supervisor")
+    row = page.locator("#campaigns tr[data-campaign-id='camp-focus']")
+    await row.wait_for(timeout=15_000)
+    figures = dict(zip(await page.locator("#campaigns thead th").all_inner_texts(),
+                       await row.locator("td").all_inner_texts(), strict=True))
+    assert (figures["Dials"], figures["Answered"], figures["People"], figures["Connected"]) == ("7", "3", "1", "1")
+    assert "answering machine" in (await page.locator("#campaigns thead th", has_text="Answered").get_attribute(
+        "title") or "")
 
 
 # Every control's accessible name as a screen reader says it (its label, aria-label or text), and
