@@ -27,7 +27,8 @@ WEBHOOK_WAKE: web.AppKey[Callable[[], None]] = web.AppKey("webhook_wake")
 ADMINS = (TokenRole.ADMIN,)
 SUBSCRIPTION = {"subscription_id": "the subscription's id (`whk-...`)"}
 EventName = Literal["call.ended", "disposition.created", "recording.ready", "lead.opted_out", "lead.stage_changed",
-                    "message.received"]
+                    "message.received", "message.sent", "message.delivered", "message.failed", "message.blocked",
+                    "message.expired", "message.canceled"]
 
 
 def _url(value: str) -> str:
