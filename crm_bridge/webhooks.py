@@ -45,6 +45,14 @@ class EventType(StrEnum):
     LEAD_OPTED_OUT = "lead.opted_out"
     LEAD_STAGE_CHANGED = "lead.stage_changed"
     MESSAGE_RECEIVED = "message.received"
+    # An outbound text's outcomes: one type each, so a CRM switches on the type and subscribes
+    # to the ones it acts on (docs/webhooks.md says why not one `message.status_changed`).
+    MESSAGE_SENT = "message.sent"
+    MESSAGE_DELIVERED = "message.delivered"
+    MESSAGE_FAILED = "message.failed"
+    MESSAGE_BLOCKED = "message.blocked"
+    MESSAGE_EXPIRED = "message.expired"
+    MESSAGE_CANCELED = "message.canceled"
 
 
 # A connection, or one borrowed from a pool.
@@ -140,6 +148,13 @@ async def emit_for_record(conn: asyncpg.Connection, kind: RecordKind, record: Ma
                     record.get("lead_id") or record["from_number"], None,
                     {key: record.get(key) for key in ("message_id", "lead_id", "campaign_id", "from_number",
                                                       "to_number", "body", "kind", "created_at")})
+    elif kind is RecordKind.MESSAGE:
+        await _message_outcome(conn, record["message_id"])
+    elif kind is RecordKind.MESSAGE_RECEIPT:
+        for row in await conn.fetch(
+                "SELECT message_id FROM messages WHERE provider_message_id = $1 AND direction = 'outbound'",
+                record["provider_message_id"]):
+            await _message_outcome(conn, row["message_id"])
 
 
 async def stage_changed_by_text(conn: asyncpg.Connection, lead_id: str, message_id: str, before: str, after: str,
@@ -149,6 +164,42 @@ async def stage_changed_by_text(conn: asyncpg.Connection, lead_id: str, message_
     await _emit(conn, f"evt_stage_text_{message_id}", EventType.LEAD_STAGE_CHANGED, lead_id, at,
                 {"lead_id": lead_id, "message_id": message_id, "call_id": None, "disposition_id": None,
                  "stage_before": before, "stage_after": after})
+
+
+_MESSAGE_FIELDS = ("message_id", "kind", "lead_id", "agent_id", "campaign_id", "from_number", "to_number", "body",
+                   "encoding", "segments", "template_id", "transport", "provider_message_id", "status",
+                   "status_detail", "delivery_status", "delivery_error", "delivered_at", "compliance_decision_id",
+                   "requested_by", "created_at", "sent_at", "updated_at")
+# The dialer's final states of an outbound text, each its own event.
+_OUTCOME_EVENTS = {"sent": EventType.MESSAGE_SENT, "failed": EventType.MESSAGE_FAILED,
+                   "blocked": EventType.MESSAGE_BLOCKED, "expired": EventType.MESSAGE_EXPIRED,
+                   "canceled": EventType.MESSAGE_CANCELED}
+
+
+async def _message_outcome(conn: asyncpg.Connection, message_id: str) -> None:
+    """An outbound text's events, from its row as it now stands (a snapshot applied late or twice
+    changes nothing): its final state (`message.sent`, `.failed`, `.blocked`, `.expired`,
+    `.canceled`), then the carrier's final receipt (`message.delivered`; undelivered or failed:
+    `message.failed`). Each event id names the text and the event, so each comes at most once;
+    the text's id is the subject, so a text's `sent` reaches a subscriber before its `delivered`."""
+    row = await conn.fetchrow(f"SELECT {', '.join(_MESSAGE_FIELDS)} FROM messages WHERE message_id = $1 "
+                              "AND direction = 'outbound'", message_id)
+    if row is None:
+        return
+    text = dict(row)
+    outcome = _OUTCOME_EVENTS.get(row["status"])
+    if outcome is not None:
+        at = row["sent_at"] if outcome is EventType.MESSAGE_SENT else row["updated_at"]
+        await _emit(conn, f"evt_{outcome.value.replace('.', '_')}_{message_id}", outcome, message_id, at,
+                    {**text, "failure": "dialer" if outcome is EventType.MESSAGE_FAILED else None})
+    if row["delivery_status"] == "delivered":
+        await _emit(conn, f"evt_message_delivered_{message_id}", EventType.MESSAGE_DELIVERED, message_id,
+                    row["delivered_at"], {**text, "failure": None})
+    elif row["delivery_status"] in ("undelivered", "failed"):
+        # The dialer's own `failed` (never handed over) and the carrier's share the type: for a
+        # CRM both mean "the lead did not get it"; `failure` tells them apart.
+        await _emit(conn, f"evt_message_undelivered_{message_id}", EventType.MESSAGE_FAILED, message_id,
+                    row["updated_at"], {**text, "failure": "carrier"})
 
 
 async def _call_ended(conn: asyncpg.Connection, call_id: str) -> None:

@@ -506,6 +506,9 @@ async def dialer_services(
                     trunk_endpoints=tuple(trunk.endpoint for trunk in settings.trunks), **(monitor_overrides or {}),  # type: ignore[arg-type]
                 ))
                 texting = texting_for(services, settings, **(texting_overrides or {}))
+                if lease is not None:
+                    # An HTTP provider is not behind the ARI client's fence: texting checks it itself.
+                    texting.fence = lease.check
                 fan_out.slices = [calls, campaigns, monitors, texting]
                 stream: EventStream | ClusterStreams = (
                     ClusterStreams(ari, dispatcher, fan_out.on_connected) if isinstance(ari, ClusterAri)

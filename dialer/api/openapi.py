@@ -23,6 +23,7 @@ from dialer.api.events import STREAM_MESSAGES
 from dialer.api.http import PROBLEM_JSON
 from dialer.api.routes import Answer, RouteSpec, RouteTable
 from dialer.api.schema import Problem, ResponseModel
+from dialer.api.webhooks import WEBHOOK_EVENT_MODELS
 
 VERSION = "0.2.0"
 REF = "#/components/schemas/{model}"
@@ -98,6 +99,10 @@ def _schemas(specs: Sequence[RouteSpec]) -> tuple[dict[tuple[type[BaseModel], st
         schema = TypeAdapter(adapter).json_schema(ref_template=REF, mode="serialization")
         schemas.update(schema.pop("$defs", {}))
         schemas[name] = schema
+    for model in dict.fromkeys(WEBHOOK_EVENT_MODELS.values()):
+        schema = model.model_json_schema(ref_template=REF, mode="serialization")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
     return dict(refs), schemas  # type: ignore[arg-type]
 
 
@@ -240,6 +245,13 @@ def openapi_document(tables: Iterable[RouteTable]) -> dict[str, Any]:
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": schemas},
         "security": [{"bearer": []}],
         "paths": paths,
+        # What the dialer POSTs to a subscription's URL (docs/webhooks.md), one entry per event type.
+        "webhooks": {name: {"post": {
+            "summary": name, "operationId": f"webhook_{name.replace('.', '_')}", "tags": ["webhooks"],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": REF.format(model=model.__name__)}}}},
+            "responses": {"2XX": {"description": "received (any other answer is retried for 24 h)"}},
+        }} for name, model in WEBHOOK_EVENT_MODELS.items()},
     }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -27,7 +27,8 @@ WEBHOOK_WAKE: web.AppKey[Callable[[], None]] = web.AppKey("webhook_wake")
 ADMINS = (TokenRole.ADMIN,)
 SUBSCRIPTION = {"subscription_id": "the subscription's id (`whk-...`)"}
 EventName = Literal["call.ended", "disposition.created", "recording.ready", "lead.opted_out", "lead.stage_changed",
-                    "message.received"]
+                    "message.received", "message.sent", "message.delivered", "message.failed", "message.blocked",
+                    "message.expired", "message.canceled"]
 
 
 def _url(value: str) -> str:
@@ -104,6 +105,63 @@ class ReplayRequest(RequestModel):
         if until is not None and since is not None and until <= since:
             raise ValueError("must be after since")
         return until
+
+
+TextEventName = Literal["message.sent", "message.delivered", "message.failed", "message.blocked", "message.expired",
+                        "message.canceled"]
+
+
+class OutboundText(ResponseModel):
+    """An outbound text as the CRM's `messages` row has it: the `data` of its events."""
+
+    message_id: str
+    kind: str = Field(description="marketing, conversation, help_reply or opt_out_confirmation")
+    lead_id: str | None
+    agent_id: str | None
+    campaign_id: str | None
+    from_number: str
+    to_number: str
+    body: str = Field(description="as sent")
+    encoding: str = Field(description="gsm7 or ucs2")
+    segments: int
+    template_id: str | None
+    transport: str = Field(description="sip or http")
+    provider_message_id: str | None
+    status: str = Field(description="sent, failed, blocked, expired or canceled")
+    status_detail: str | None = Field(description="why: the gate's reason codes, `unknown_delivery: ...`, "
+                                                  "`lease_lost: ...`, the transport's error")
+    delivery_status: str | None = Field(description="the carrier's receipt: delivered, undelivered, failed")
+    delivery_error: str | None
+    delivered_at: UtcTime | None
+    compliance_decision_id: str | None
+    requested_by: str | None
+    created_at: UtcTime
+    sent_at: UtcTime | None
+    updated_at: UtcTime
+    failure: Literal["dialer", "carrier"] | None = Field(
+        description="in `message.failed`: `dialer` (never delivered by us) or `carrier` (its receipt); else null")
+
+
+class WebhookEvent(ResponseModel):
+    """What a subscription's URL is POSTed (signed: the `webhook-*` headers, docs/webhooks.md)."""
+
+    id: str = Field(description="the event's id, also `webhook-id`: de-duplicate on it")
+    type: EventName
+    timestamp: UtcTime = Field(description="when what it tells of occurred")
+    data: dict[str, Any] = Field(description="the row it tells of (docs/webhooks.md lists each type's fields)")
+
+
+class OutboundTextEvent(ResponseModel):
+    """An outbound text's outcome (one type per outcome, each at most once per text)."""
+
+    id: str = Field(description="`evt_message_<outcome>_<message id>`, also `webhook-id`")
+    type: TextEventName
+    timestamp: UtcTime
+    data: OutboundText
+
+
+WEBHOOK_EVENT_MODELS: dict[str, type[ResponseModel]] = {
+    name: OutboundTextEvent if name in get_args(TextEventName) else WebhookEvent for name in get_args(EventName)}
 
 
 class ReplayAccepted(ResponseModel):

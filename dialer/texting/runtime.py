@@ -43,6 +43,7 @@ from dialer.runtime.agents import active_agent
 from dialer.runtime.errors import BlockedReason, ComplianceBlocked, Refused
 from dialer.runtime.gate import contact_request, decide_at_dial, policy_for_campaign
 from dialer.runtime.ids import Prefix, new_id, text_confirmation_key, text_help_key
+from dialer.runtime.lease import Fenced
 from dialer.runtime.reconcile import reconciled_version
 from dialer.runtime.runner import MachineRunner, RunnerHost
 from dialer.runtime.screen_pop import lead_name
@@ -77,6 +78,8 @@ BLOCK_ATTEMPTS = 8
 T = TypeVar("T")
 CONVERSATIONS_KEPT = 10_000
 TAKE_UP_PAGE = 500
+# The detail of a text a controller did not hand over because its lease was over.
+LEASE_LOST = "lease_lost"
 
 
 @dataclass(frozen=True)
@@ -192,8 +195,11 @@ class TextRunner(MachineRunner[i.TextInput, a.TextAction]):
                                      tuple(code.value for code in decision.codes))
             case a.Send(record=record):
                 try:
-                    provider_id = await self.texting.transport.send(
+                    provider_id = await self.texting.hand_over(
                         OutgoingText(record.message_id, record.from_number, record.to_number, record.body))
+                except Fenced as error:
+                    self.log.error("text_not_sent_lease_lost", error=str(error))
+                    return i.SendFailed(f"{LEASE_LOST}: {error}")
                 except TransportError as error:
                     return i.SendFailed(str(error))
                 return i.Sent(provider_id)
@@ -232,6 +238,9 @@ class TextingRuntime(RuntimeSlice[TextRunner]):
         # arrive before that text's row has left the outbox for PostgreSQL.
         self._conversations: OrderedDict[tuple[str, str], tuple[str | None, str | None]] = OrderedDict()
         self.hurry_seconds = 5.0
+        # Raises `Fenced` once this controller's lease is over (`dialer serve` sets the lease's
+        # check); None: no lease (a single controller).
+        self.fence: Callable[[], None] | None = None
 
     @property
     def redis_prefix(self) -> str:
@@ -251,6 +260,14 @@ class TextingRuntime(RuntimeSlice[TextRunner]):
                 listener(record)
             except Exception:
                 log.exception("finished_listener_failed", message_id=record.message_id)
+
+    async def hand_over(self, text: OutgoingText) -> str:
+        """The one place a text goes to a transport (SIP or an HTTP provider): never from a
+        controller that lost its lease, since another controller owns sending now and a second
+        copy of a text is a second call under the TCPA. `Fenced`, `TransportError`."""
+        if self.fence is not None:
+            self.fence()
+        return await self.transport.send(text)
 
     def hurry(self, runner: TextRunner) -> None:
         runner.cancelled.set()

@@ -300,7 +300,7 @@ async def test_a_text_from_a_lead_is_pushed_as_message_received(api: Api) -> Non
                 "lead_id": api.lead_id, "from_number": api.phone, "to_number": "+18885550100",
                 "body": "Is Tuesday fine?", "encoding": "gsm7", "segments": 1, "transport": "sip",
                 "status": "received", "created_at": datetime.now(UTC)})
-            # An outbound text is no event.
+            # An outbound text is no `message.received` (its outcome is `message.sent`, ...).
             await api.outbox.put("message", {
                 "message_id": f"msg-{uuid.uuid4().hex[:12]}", "version": 1, "direction": "outbound",
                 "kind": "conversation", "lead_id": api.lead_id, "from_number": "+18885550100",

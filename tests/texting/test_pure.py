@@ -3,12 +3,16 @@ plans and the sender pacer, driven with explicit `now`."""
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from compliance_rules.model import TextKind
 from compliance_rules.optout import TextKeyword
+from crm_bridge.webhooks import EventType
+from dialer.api.webhooks import EventName
 from dialer.runtime.errors import InvalidStateError
 from dialer.texting import actions as a
 from dialer.texting import inputs as i
@@ -283,3 +287,8 @@ def test_any_sequence_sends_at_most_once_and_only_when_allowed(
         assert machine.state.final
     if machine.state is TextState.SENT:
         assert len(sends) == 1
+
+
+def test_subscriptions_take_every_webhook_event_type() -> None:
+    # A type the dialer emits but the API refuses would be an event no CRM can subscribe to.
+    assert set(get_args(EventName)) == {event.value for event in EventType}

@@ -13,6 +13,7 @@ the restarted one carries them through Asterisk to the simulated phones."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,6 +150,16 @@ async def test_texts_left_queued_are_sent_once_and_left_sending_are_closed_after
             assert [line.message_id for line in received(asterisk, phones[1])] == [message_ids[1]]
             assert received(asterisk, phones[0]) == [] and received(asterisk, phones[2]) == []
             assert "text_left_sending_closed" in second.text() and "text_left_queued_again" in second.text()
+            # Each outcome is a webhook event (written whether or not anyone subscribes), once.
+            async with store.acquire() as conn:
+                events = await conn.fetch("SELECT subject, event_type, payload FROM webhook_events "
+                                          "WHERE subject = ANY($1::text[]) ORDER BY seq", message_ids)
+            types = [[row["event_type"] for row in events if row["subject"] == message_id]
+                     for message_id in message_ids]
+            assert types[0] == ["message.failed"] and types[2] == ["message.blocked"], types
+            assert types[1] in (["message.sent"], ["message.sent", "message.delivered"]), types
+            closed = json.loads(next(row["payload"] for row in events if row["subject"] == message_ids[0]))
+            assert closed["status_detail"].startswith(UNKNOWN_DELIVERY) and closed["failure"] == "dialer"
         finally:
             second.stop()
     finally:
