@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from crm_bridge.store import Message, TokenRole
 from dialer.ari.client import AriClient, AriConfig
 from dialer.click_to_call.machine import CallTimeouts
 from dialer.provision.asterisk import AsteriskInstance
+from dialer.provision.ports import free_local_port
 from dialer.serve import dialer_services
 from tests.controller.conftest import GATE_NOW, Dialer, dialer_settings, mark_lists_fresh
 from tests.waiting import until
@@ -141,3 +143,39 @@ async def texting_dialer(
 def ny(hour: int, minute: int) -> datetime:
     """A Tuesday (2026-11-24) at hour:minute in New York (UTC-5)."""
     return datetime(2026, 11, 24, hour, minute, tzinfo=UTC) + timedelta(hours=5)
+
+
+class FakeProvider:
+    """A local stand-in for the HTTP messaging provider's Messages.json: it keeps each text's `To`
+    and takes it (a new `sid`, 201), or, `silent`, never answers (a text handed over whose
+    confirmation never comes)."""
+
+    def __init__(self, *, silent: bool = False) -> None:
+        self.silent = silent
+        self.requests: list[str] = []
+        self.runner: web.AppRunner | None = None
+        self.port = free_local_port()
+
+    def settings(self) -> dict[str, str]:
+        """The dialer's environment for sending through this provider."""
+        return {"DIALER_TEXTING_TRANSPORT": "http", "DIALER_TEXTING_HTTP_URL": f"http://127.0.0.1:{self.port}",
+                "DIALER_TEXTING_HTTP_ACCOUNT": "AC1", "DIALER_TEXTING_HTTP_TOKEN": "secret",
+                "DIALER_TEXTING_WEBHOOK_URL": "http://127.0.0.1:9"}
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append(str((await request.post()).get("To")))
+        if self.silent:
+            await asyncio.Event().wait()
+        return web.json_response({"sid": f"SM{uuid.uuid4().hex}"}, status=201)
+
+    async def __aenter__(self) -> FakeProvider:
+        app = web.Application()
+        app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self.handle)
+        self.runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()

@@ -22,7 +22,6 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from aiohttp import web
 
 from compliance_rules.store import DncStore
 from crm_bridge.outbox import Outbox
@@ -33,41 +32,10 @@ from tests.campaign.conftest import GATE_NOW
 from tests.cluster.controller import Controller
 from tests.controller.conftest import STATE_LISTS, dialer_settings
 from tests.support.child_dialer import api_headers, child_environment
-from tests.texting.conftest import PEWC, phone_number
+from tests.texting.conftest import PEWC, FakeProvider, phone_number
 from tests.waiting import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-
-
-class Provider:
-    """A messaging provider that takes every text (answers its `sid`) and keeps the numbers."""
-
-    def __init__(self) -> None:
-        self.requests: list[str] = []
-        self.runner: web.AppRunner | None = None
-        self.port = free_local_port()
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append(str((await request.post()).get("To")))
-        return web.json_response({"sid": f"SM{uuid.uuid4().hex}"}, status=201)
-
-    async def __aenter__(self) -> Provider:
-        app = web.Application()
-        app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self.handle)
-        self.runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.runner is not None
-        await self.runner.cleanup()
-
-
-def provider_env(provider: Provider) -> dict[str, str]:
-    return {"DIALER_TEXTING_TRANSPORT": "http", "DIALER_TEXTING_HTTP_URL": f"http://127.0.0.1:{provider.port}",
-            "DIALER_TEXTING_HTTP_ACCOUNT": "AC1", "DIALER_TEXTING_HTTP_TOKEN": "secret",
-            "DIALER_TEXTING_WEBHOOK_URL": "http://127.0.0.1:9"}
 
 
 async def test_a_controller_stopped_past_its_lease_sends_no_text_to_its_provider_when_it_wakes(
@@ -81,9 +49,9 @@ async def test_a_controller_stopped_past_its_lease_sends_no_text_to_its_provider
     sender = f"+1888555{uuid.uuid4().int % 10000:04d}"
     campaign_id, phones = f"camp-{suffix}", [phone_number("556") for _ in range(2)]
     lead_ids = [f"lead-{suffix}-{n}" for n in range(2)]
-    async with Provider() as provider_a, Provider() as provider_b:
-        first = Controller("a", {**env, **provider_env(provider_a)}, tmp_path)
-        second = Controller("b", {**env, **provider_env(provider_b)}, tmp_path)
+    async with FakeProvider() as provider_a, FakeProvider() as provider_b:
+        first = Controller("a", {**env, **provider_a.settings()}, tmp_path)
+        second = Controller("b", {**env, **provider_b.settings()}, tmp_path)
         stopped = False
         try:
             # The lists as loaded on the controllers' gate day (as the in-process tests mark them).

@@ -21,7 +21,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from crm_bridge.kinds import RecordKind
 from crm_bridge.migrate import ensure_schema
@@ -33,36 +32,10 @@ from dialer.runtime.reconcile import outbox_delivered
 from dialer.texting.machine import UNKNOWN_DELIVERY
 from tests.controller.conftest import dialer_settings
 from tests.support.child_dialer import ChildDialer, api_headers, child_environment
-from tests.texting.conftest import PEWC, PhoneLogLine, phone_number
+from tests.texting.conftest import PEWC, FakeProvider, PhoneLogLine, phone_number
 from tests.waiting import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
-
-
-class SilentProvider:
-    """A messaging provider that takes each text and never answers."""
-
-    def __init__(self) -> None:
-        self.requests: list[str] = []
-        self.runner: web.AppRunner | None = None
-        self.port = free_local_port()
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append(str((await request.post()).get("To")))
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
-
-    async def __aenter__(self) -> SilentProvider:
-        app = web.Application()
-        app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self.handle)
-        self.runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.runner is not None
-        await self.runner.cleanup()
 
 
 def received(asterisk: AsteriskInstance, phone: str) -> list[PhoneLogLine]:
@@ -87,11 +60,8 @@ async def test_texts_left_queued_are_sent_once_and_left_sending_are_closed_after
     sender = f"+1888555{uuid.uuid4().int % 10000:04d}"
     campaign_id, phones = f"camp-{suffix}", [phone_number("776") for _ in range(3)]
     lead_ids = [f"lead-{suffix}-{n}" for n in range(3)]
-    async with SilentProvider() as provider:
-        first = ChildDialer({**env, "DIALER_TEXTING_TRANSPORT": "http", "DIALER_TEXTING_RATE": "0.01",
-                             "DIALER_TEXTING_HTTP_URL": f"http://127.0.0.1:{provider.port}",
-                             "DIALER_TEXTING_HTTP_ACCOUNT": "AC1", "DIALER_TEXTING_HTTP_TOKEN": "secret",
-                             "DIALER_TEXTING_WEBHOOK_URL": "http://127.0.0.1:9"}, tmp_path / "child.log")
+    async with FakeProvider(silent=True) as provider:
+        first = ChildDialer({**env, **provider.settings(), "DIALER_TEXTING_RATE": "0.01"}, tmp_path / "child.log")
         await first.start()
         headers = await api_headers(pg_dsn, TokenRole.CRM, "texts-restart")
         message_ids = []
