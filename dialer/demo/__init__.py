@@ -22,7 +22,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import sys
 import time
 import urllib.error
@@ -95,36 +94,6 @@ def _app_connected(instance: AsteriskInstance, app: str) -> bool:
         if len(columns) >= 5 and app in columns[4].split(","):
             return True
     return False
-
-
-def port_taken(host: str, port: int, kind: socket.SocketKind) -> bool:
-    """Does another program hold `port` (TCP listener or UDP socket) on `host`?
-
-    SO_REUSEADDR so that the TIME_WAIT connections a stopped Asterisk leaves on its ARI port do
-    not count: only a live socket does."""
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def taken_ports_sentence(instance: AsteriskInstance) -> str | None:
-    """One sentence naming the development Asterisk's ports another program holds, or None.
-
-    Asked only when that Asterisk is not running: it would start, fail to bind, and the demo
-    would wait a minute for an ARI that never answers."""
-    taken = [f"{port} ({label})" for label, host, port, kind in (
-        ("ARI, TCP", "127.0.0.1", instance.config.ari_port, socket.SOCK_STREAM),
-        ("SIP, UDP", instance.config.sip_bind, instance.config.sip_port, socket.SOCK_DGRAM),
-    ) if port_taken(host, port, kind)]
-    if not taken:
-        return None
-    return (f"Another program holds the development Asterisk's {'ports' if len(taken) > 1 else 'port'} "
-            f"{' and '.join(taken)}: stop it, or run the demo on other ports (DIALER_ARI_PORT=..., "
-            "DIALER_SIP_PORT=...).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,8 +283,6 @@ def _demo(args: argparse.Namespace) -> int:
                     setups_per_second=settings.node_setups_per_second)
             for node in cluster.nodes))
     already_running = instance.pid() is not None and instance.ari_answers() is not None
-    if cluster is None and instance.pid() is None and (taken := taken_ports_sentence(instance)):
-        raise UserError(taken)
     if already_running and _app_connected(instance, settings.ari_app):
         raise UserError(f"Another dialer (dialer serve?) is connected to Asterisk as ARI app {settings.ari_app!r}: "
                         "stop it first, the demo would take over its channels.")

@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -33,6 +34,7 @@ from dialer.ari.auth import basic_auth
 from dialer.provision.credentials import CredentialStore, SipLogin, sip_credentials, write_private
 from dialer.provision.dtls import ensure_dtls_certificate
 from dialer.provision.network import ipv4_interface_addresses
+from dialer.provision.ports import port_taken
 from dialer.provision.sip_endpoints import (
     SipEndpoint,
     agent_endpoint,
@@ -612,6 +614,8 @@ class AsteriskInstance:
                     "generate them."
                 )
             return
+        if taken := self.taken_ports_sentence():
+            raise ProvisionError(taken)
         self.render()
         if self.install.chrooted:
             _ensure_proc(self.install.root)
@@ -636,6 +640,23 @@ class AsteriskInstance:
             time.sleep(0.2)
         self.stop()
         raise ProvisionError(f"ARI did not answer within {timeout:.0f} s on {self.ari_url}; see {self.log_file}.")
+
+    def taken_ports_sentence(self) -> str | None:
+        """One sentence naming this instance's ARI and SIP ports another program holds, or None.
+
+        Asked before a new Asterisk is started: it would fail to bind them, and its ARI would
+        never answer. A stopped Asterisk (stop() waits until its process is gone) holds nothing."""
+        config = self.config
+        taken = [(f"{port} ({label})", setting) for label, host, port, kind, setting in (
+            ("ARI, TCP", "127.0.0.1", config.ari_port, socket.SOCK_STREAM, "DIALER_ARI_PORT"),
+            ("SIP, UDP", config.sip_bind or "0.0.0.0", config.sip_port, socket.SOCK_DGRAM, "DIALER_SIP_PORT"),
+        ) if port_taken(host, port, kind)]
+        if not taken:
+            return None
+        ports = " and ".join(port for port, _ in taken)
+        settings = ", ".join(f"{setting}=..." for _, setting in taken)
+        return (f"Another program holds Asterisk instance {config.name}'s {'ports' if len(taken) > 1 else 'port'} "
+                f"{ports}: stop it, or move the instance to other ports ({settings}).")
 
     def _log_tail(self, lines: int = 5) -> str:
         try:

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
-from typing import cast
 
 import pytest
 
@@ -22,8 +19,6 @@ from dialer.demo import (
     ProgressDisplay,
     console_text,
     gate_plan,
-    port_taken,
-    taken_ports_sentence,
 )
 from dialer.demo.campaign import DEMO_TUNING, DemoAgent, DemoRun, Progress, run_demo
 from dialer.demo.leads import (
@@ -174,24 +169,6 @@ def test_the_console_lines_start_the_asterisk_the_demo_stopped_and_serve_its_set
     assert "dialer asterisk start" in start and serve.endswith("dialer serve")
     assert f"DIALER_SIP_CREDENTIALS_FILE='{settings.sip_credentials_file}'" in serve
     assert "dialer asterisk start" not in console_text(settings, "pw", asterisk_stopped=False)
-
-
-@pytest.mark.timeout(30)
-def test_a_port_another_program_holds_is_named_before_asterisk_is_started() -> None:
-    with socket.socket() as listener, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        udp.bind(("127.0.0.1", 0))
-        ari_port, sip_port = listener.getsockname()[1], udp.getsockname()[1]
-        assert port_taken("127.0.0.1", ari_port, socket.SOCK_STREAM)
-        assert port_taken("127.0.0.1", sip_port, socket.SOCK_DGRAM)
-        instance = cast(AsteriskInstance, SimpleNamespace(
-            config=SimpleNamespace(ari_port=ari_port, sip_port=sip_port, sip_bind="127.0.0.1")))
-        sentence = taken_ports_sentence(instance)
-        assert sentence is not None
-        assert f"ports {ari_port} (ARI, TCP) and {sip_port} (SIP, UDP)" in sentence and "DIALER_ARI_PORT" in sentence
-    assert not port_taken("127.0.0.1", ari_port, socket.SOCK_STREAM)
-    assert taken_ports_sentence(instance) is None
 
 
 class Terminal(io.StringIO):
