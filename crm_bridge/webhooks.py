@@ -226,8 +226,10 @@ async def _disposition(conn: asyncpg.Connection, disposition_id: str) -> None:
                 row["disposed_at"], dict(row))
     if row["stage_after"] is not None and row["stage_before"] != row["stage_after"]:
         await _emit(conn, f"evt_stage_{disposition_id}", EventType.LEAD_STAGE_CHANGED, subject, row["disposed_at"],
-                    {"lead_id": row["lead_id"], "call_id": row["call_id"], "stage_before": row["stage_before"],
-                     "stage_after": row["stage_after"], "disposition_id": disposition_id})
+                    # The same keys as a text's stage change (`stage_changed_by_text`): one schema.
+                    {"lead_id": row["lead_id"], "message_id": None, "call_id": row["call_id"],
+                     "disposition_id": disposition_id, "stage_before": row["stage_before"],
+                     "stage_after": row["stage_after"]})
 
 
 async def _recording(conn: asyncpg.Connection, recording_id: str) -> None:

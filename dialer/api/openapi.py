@@ -248,6 +248,7 @@ def openapi_document(tables: Iterable[RouteTable]) -> dict[str, Any]:
         # What the dialer POSTs to a subscription's URL (docs/webhooks.md), one entry per event type.
         "webhooks": {name: {"post": {
             "summary": name, "operationId": f"webhook_{name.replace('.', '_')}", "tags": ["webhooks"],
+            "description": " ".join((model.__doc__ or name).split()),
             "requestBody": {"required": True, "content": {"application/json": {
                 "schema": {"$ref": REF.format(model=model.__name__)}}}},
             "responses": {"2XX": {"description": "received (any other answer is retried for 24 h)"}},

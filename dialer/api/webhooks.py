@@ -13,10 +13,14 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
+from compliance_rules.optout import OptOutSource
 from crm_bridge import webhooks as queue
 from crm_bridge.admin import AdminError, Entity
+from crm_bridge.dispositions import DispositionCode, PipelineStage
+from crm_bridge.records import CallDirection, CallOutcome
 from crm_bridge.store import TokenRole
 from dialer.api.admin import actor_of, admin_of, as_api_error
+from dialer.api.crm import DispositionBody
 from dialer.api.http import DEPS, ApiError
 from dialer.api.routes import Answer, Reply, RouteTable
 from dialer.api.schema import Line, QueryModel, RequestModel, ResponseModel, UtcTime, UtcTimeIn
@@ -142,13 +146,149 @@ class OutboundText(ResponseModel):
         description="in `message.failed`: `dialer` (never delivered by us) or `carrier` (its receipt); else null")
 
 
-class WebhookEvent(ResponseModel):
-    """What a subscription's URL is POSTed (signed: the `webhook-*` headers, docs/webhooks.md)."""
+class CallEndedDisposition(ResponseModel):
+    """The call's latest disposition when it ended (null when none yet: `disposition.created` follows)."""
 
-    id: str = Field(description="the event's id, also `webhook-id`: de-duplicate on it")
-    type: EventName
+    disposition_id: str
+    code: DispositionCode
+    notes: str | None
+    callback_at: UtcTime | None
+    disposed_at: UtcTime
+
+
+class CallEnded(ResponseModel):
+    """The `data` of `call.ended`: the call's row (the fields a CRM acts on; `GET /v1/calls/{call_id}`
+    has all of them), its disposition, and its recording's audio."""
+
+    call_id: str
+    direction: CallDirection
+    lead_id: str | None
+    agent_id: str | None
+    campaign_id: str | None
+    lead_number: str | None = Field(description="E.164")
+    caller_id: str | None
+    requested_at: UtcTime
+    lead_answered_at: UtcTime | None
+    bridged_at: UtcTime | None
+    ended_at: UtcTime
+    outcome: CallOutcome
+    ring_seconds: float | None
+    talk_seconds: float | None
+    total_seconds: float | None
+    recording_id: str | None
+    amd_result: str | None
+    safe_harbor_played: bool
+    abandoned: bool
+    disposition: CallEndedDisposition | None
+    recording_url: str | None = Field(description="the recording's audio (absolute URL; bearer token needed)")
+
+
+class DispositionCreated(DispositionBody):
+    """The `data` of `disposition.created`: the disposition as `GET /v1/calls/{call_id}/dispositions`
+    has it, and the call's campaign."""
+
+    campaign_id: str | None
+
+
+class RecordingReady(ResponseModel):
+    """The `data` of `recording.ready` (`GET /v1/recordings/{recording_id}` has the rest)."""
+
+    recording_id: str
+    call_id: str | None
+    lead_id: str | None
+    format: str
+    duration_seconds: float | None
+    size_bytes: int | None
+    sha256: str
+    recorded_at: UtcTime
+    url: str = Field(description="the audio (absolute URL; bearer token needed)")
+
+
+class LeadOptedOut(ResponseModel):
+    """The `data` of `lead.opted_out`."""
+
+    phone: str = Field(description="E.164")
+    source: OptOutSource
+    lead_id: str | None
+    call_id: str | None
+
+
+class LeadStageChanged(ResponseModel):
+    """The `data` of `lead.stage_changed`: moved by a disposition, or by the lead's own first text."""
+
+    lead_id: str | None
+    call_id: str | None
+    disposition_id: str | None = Field(description="the disposition that moved it; null when a text did")
+    message_id: str | None = Field(description="the lead's text that moved it; null when a disposition did")
+    stage_before: PipelineStage | None
+    stage_after: PipelineStage
+
+
+class InboundText(ResponseModel):
+    """The `data` of `message.received`: a text from a lead (or any number)."""
+
+    message_id: str
+    lead_id: str | None
+    campaign_id: str | None
+    from_number: str
+    to_number: str
+    body: str
+    kind: str = Field(description="opt_out, opt_in, help or reply")
+    created_at: UtcTime
+
+
+class CallEndedEvent(ResponseModel):
+    """A call ended (each type's body is POSTed to a subscription's URL, signed: docs/webhooks.md)."""
+
+    id: str = Field(description="`evt_call_ended_<call id>`, also `webhook-id`: de-duplicate on it")
+    type: Literal["call.ended"]
     timestamp: UtcTime = Field(description="when what it tells of occurred")
-    data: dict[str, Any] = Field(description="the row it tells of (docs/webhooks.md lists each type's fields)")
+    data: CallEnded
+
+
+class DispositionCreatedEvent(ResponseModel):
+    """A call (or lead) was disposed."""
+
+    id: str = Field(description="`evt_disposition_<disposition id>`, also `webhook-id`")
+    type: Literal["disposition.created"]
+    timestamp: UtcTime
+    data: DispositionCreated
+
+
+class RecordingReadyEvent(ResponseModel):
+    """A recording is sealed in the archive."""
+
+    id: str = Field(description="`evt_recording_<recording id>`, also `webhook-id`")
+    type: Literal["recording.ready"]
+    timestamp: UtcTime
+    data: RecordingReady
+
+
+class LeadOptedOutEvent(ResponseModel):
+    """A number was put on the opt-out list."""
+
+    id: str = Field(description="`evt_opted_out_<opt-out id>`, also `webhook-id`")
+    type: Literal["lead.opted_out"]
+    timestamp: UtcTime
+    data: LeadOptedOut
+
+
+class LeadStageChangedEvent(ResponseModel):
+    """A lead moved along the pipeline."""
+
+    id: str = Field(description="`evt_stage_<disposition id>` or `evt_stage_text_<message id>`, also `webhook-id`")
+    type: Literal["lead.stage_changed"]
+    timestamp: UtcTime
+    data: LeadStageChanged
+
+
+class InboundTextEvent(ResponseModel):
+    """A text arrived."""
+
+    id: str = Field(description="`evt_message_<message id>`, also `webhook-id`")
+    type: Literal["message.received"]
+    timestamp: UtcTime
+    data: InboundText
 
 
 class OutboundTextEvent(ResponseModel):
@@ -160,8 +300,12 @@ class OutboundTextEvent(ResponseModel):
     data: OutboundText
 
 
+# Each event type's body: the OpenAPI document's `webhooks` entry of that type points at it.
 WEBHOOK_EVENT_MODELS: dict[str, type[ResponseModel]] = {
-    name: OutboundTextEvent if name in get_args(TextEventName) else WebhookEvent for name in get_args(EventName)}
+    "call.ended": CallEndedEvent, "disposition.created": DispositionCreatedEvent,
+    "recording.ready": RecordingReadyEvent, "lead.opted_out": LeadOptedOutEvent,
+    "lead.stage_changed": LeadStageChangedEvent, "message.received": InboundTextEvent,
+    **{name: OutboundTextEvent for name in get_args(TextEventName)}}
 
 
 class ReplayAccepted(ResponseModel):

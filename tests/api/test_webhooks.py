@@ -13,11 +13,14 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from crm_bridge.store import TokenRole
+from crm_bridge.webhooks import Claimed
+from dialer.api.webhooks import WEBHOOK_EVENT_MODELS, EventName
+from dialer.app import openapi_document
 from dialer.webhooks import WebhookDispatcher, WebhookOptions
 from tests.api.conftest import Api
 from tests.webhook_receiver import Receiver, documented_check
@@ -369,3 +372,117 @@ async def test_dead_endpoints_with_a_backlog_never_starve_a_live_one(api: Api) -
                                 "the live endpoint's events while three dead ones retry")
     finally:
         await live.down()
+
+
+@pytest.mark.timeout(60)
+async def test_every_event_types_data_built_from_real_rows_is_what_the_openapi_document_says(api: Api) -> None:
+    """Each event type's `data`, made by crm_bridge/webhooks.py from rows the outbox applies and
+    serialized as the dispatcher sends it, validates (strictly) against the body the OpenAPI
+    document's `webhooks` entry of that type points at: a field added, renamed or retyped on
+    either side fails here, not in a CRM's generated client."""
+    suffix = uuid.uuid4().hex[:8]
+    now = datetime.now(UTC)
+    lead, phone, sender = f"lead-w{suffix}", "+12125550142", "+18885550100"
+    calls, disposition, recording = [f"call-w1{suffix}", f"call-w2{suffix}"], f"dsp-w{suffix}", f"rec-w{suffix}"
+    opt_out, inbound, campaign = f"opt-w{suffix}", f"msg-in{suffix}", f"cmp-w{suffix}"
+    outcomes = ["sent", "undelivered", "failed", "blocked", "expired", "canceled"]
+    texts = {outcome: f"msg-{outcome[:4]}{suffix}" for outcome in outcomes}
+
+    def call(call_id: str, version: int, **extra: Any) -> tuple[str, dict[str, Any]]:
+        return ("call", {"call_id": call_id, "version": version, "direction": "outbound", "lead_id": lead,
+                         "agent_id": api.agent_id, "campaign_id": campaign, "lead_number": phone,
+                         "caller_id": sender, "requested_at": now, **extra})
+
+    def text(outcome: str) -> tuple[str, dict[str, Any]]:
+        status = "sent" if outcome == "undelivered" else outcome
+        return ("message", {"message_id": texts[outcome], "version": 1, "direction": "outbound",
+                            "kind": "conversation", "lead_id": api.lead_id, "agent_id": api.agent_id,
+                            "campaign_id": campaign, "template_id": f"tpl-w{suffix}",
+                            "compliance_decision_id": str(uuid.uuid4()),
+                            "from_number": sender, "to_number": api.phone, "body": f"Acme: {outcome}",
+                            "encoding": "gsm7", "segments": 1, "transport": "http",
+                            "provider_message_id": f"SM{outcome}{suffix}", "status": status,
+                            "status_detail": None if status == "sent" else f"why {outcome}",
+                            "requested_by": api.agent_id, "created_at": now,
+                            "sent_at": now if status == "sent" else None})
+
+    def receipt(outcome: str, status: str) -> tuple[str, dict[str, Any]]:
+        return ("message_receipt", {"receipt_id": f"rcp-{outcome[:4]}{suffix}", "message_id": texts[outcome],
+                                    "provider_message_id": f"SM{outcome}{suffix}", "status": status,
+                                    "error": None if status == "delivered" else "30003", "received_at": now})
+
+    ended = {"lead_answered_at": now + timedelta(seconds=3), "bridged_at": now + timedelta(seconds=3),
+             "ended_at": now + timedelta(seconds=40), "outcome": "answered", "ring_seconds": 3.0,
+             "talk_seconds": 37.0, "total_seconds": 40.0, "amd_result": "HUMAN", "safe_harbor_played": False,
+             "abandoned": False}
+    await api.outbox.put_many([
+        ("lead_upsert", {"lead_id": lead, "first_name": "Eve", "phones": [phone], "state": "NY"}),
+        # The first call ends before its disposition (`disposition` null), the second after it.
+        call(calls[0], 1), call(calls[0], 2, recording_id=recording, **ended),
+        call(calls[1], 1),
+        ("disposition", {"disposition_id": disposition, "call_id": calls[1], "lead_id": lead,
+                         "agent_id": api.agent_id, "campaign_id": campaign, "code": "callback", "notes": "after 5",
+                         "callback_at": now + timedelta(days=1), "disposed_at": now + timedelta(seconds=50)}),
+        call(calls[1], 2, **ended),
+        ("recording", {"recording_id": recording, "call_id": calls[0], "lead_id": lead,
+                       "storage_uri": f"file:///archive/{recording}.ogg", "format": "ogg",
+                       "duration_seconds": 40.5, "size_bytes": 81234, "sha256": "ab" * 32,
+                       "recorded_at": now + timedelta(seconds=41)}),
+        ("opt_out", {"opt_out_id": opt_out, "phone": phone, "source": "agent", "lead_id": lead,
+                     "call_id": calls[0], "created_at": now}),
+        # The fixture's lead is new: its first text moves it to contacted.
+        ("message", {"message_id": inbound, "version": 1, "direction": "inbound", "kind": "reply",
+                     "lead_id": api.lead_id, "campaign_id": campaign, "from_number": api.phone,
+                     "to_number": sender, "body": "Hi",
+                     "encoding": "gsm7", "segments": 1, "transport": "sip", "status": "received",
+                     "created_at": now}),
+        *(text(outcome) for outcome in outcomes),
+        receipt("sent", "delivered"), receipt("undelivered", "undelivered"),
+    ])
+    assert await api.outbox.flush(10)
+    expected = {f"evt_call_ended_{calls[0]}", f"evt_call_ended_{calls[1]}", f"evt_disposition_{disposition}",
+                f"evt_stage_{disposition}", f"evt_recording_{recording}", f"evt_opted_out_{opt_out}",
+                f"evt_message_{inbound}", f"evt_stage_text_{inbound}",
+                f"evt_message_sent_{texts['sent']}", f"evt_message_delivered_{texts['sent']}",
+                f"evt_message_sent_{texts['undelivered']}", f"evt_message_undelivered_{texts['undelivered']}",
+                *(f"evt_message_{outcome}_{texts[outcome]}" for outcome in outcomes[2:])}
+    async with api.store.acquire() as conn:
+        rows = await conn.fetch("SELECT event_id, event_type, occurred_at, payload FROM webhook_events "
+                                "WHERE event_id = ANY($1::text[])", sorted(expected))
+    assert {row["event_id"] for row in rows} == expected
+    assert {row["event_type"] for row in rows} == set(get_args(EventName)), "an event type left unchecked"
+
+    document = openapi_document()
+    schemas = document["components"]["schemas"]
+    dispatcher = WebhookDispatcher(api.pg_dsn, WebhookOptions(public_url="https://dialer.example"))
+    by_id: dict[str, dict[str, Any]] = {}
+    # A null checks no type: each documented field carries a value in at least one event of its type.
+    valued: dict[str, set[str]] = {}
+    fields: dict[str, set[str]] = {}
+    for row in rows:
+        payload = row["payload"]
+        claimed = Claimed(delivery_id=1, subscription_id="whk-x", url="https://crm.example/hooks", secrets=(),
+                          event_id=row["event_id"], event_type=row["event_type"], occurred_at=row["occurred_at"],
+                          payload=json.loads(payload) if isinstance(payload, str) else payload, attempts=0,
+                          created_at=now)
+        body = dispatcher.body(claimed)
+        model = WEBHOOK_EVENT_MODELS[row["event_type"]]
+        entry = document["webhooks"][row["event_type"]]["post"]["requestBody"]["content"]["application/json"]
+        assert entry["schema"]["$ref"].rsplit("/", 1)[-1] == model.__name__
+        data_schema = schemas[model.__name__]["properties"]["data"]
+        assert "$ref" in data_schema, f"{row['event_type']}: data is untyped"
+        # Every field the schema lists arrives, and nothing else (`extra="forbid"`), typed as documented.
+        model.model_validate_json(body, strict=True)
+        data = by_id[row["event_id"]] = json.loads(body)["data"]
+        assert set(data) == set(schemas[data_schema["$ref"].rsplit("/", 1)[-1]]["properties"])
+        data_model = model.model_fields["data"].annotation
+        assert isinstance(data_model, type)
+        valued.setdefault(data_model.__name__, set()).update(name for name, value in data.items() if value is not None)
+        fields[data_model.__name__] = set(data_model.model_fields)
+    assert {name: fields[name] - valued[name] for name in fields} == {name: set() for name in fields}
+    first, second = by_id[f"evt_call_ended_{calls[0]}"], by_id[f"evt_call_ended_{calls[1]}"]
+    assert first["disposition"] is None
+    assert first["recording_url"] == f"https://dialer.example/v1/recordings/{recording}/audio"
+    assert second["disposition"]["disposition_id"] == disposition and second["recording_url"] is None
+    assert by_id[f"evt_stage_{disposition}"]["message_id"] is None
+    assert by_id[f"evt_stage_text_{inbound}"]["disposition_id"] is None

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from crm_bridge.store import TokenRole
-from dialer.api.webhooks import OutboundTextEvent
+from dialer.api.webhooks import WEBHOOK_EVENT_MODELS, OutboundTextEvent
 from tests.texting.conftest import TextingDialer, ny, phone_number
 from tests.webhook_receiver import Receiver, documented_check
 
@@ -68,7 +68,9 @@ async def test_a_sent_and_a_blocked_text_are_pushed_once_each_with_the_documente
         by_type = {(item.message["data"]["message_id"], item.message["type"]): item for item in receiver.received}
         for item in by_type.values():
             assert set(item.message["data"]) == TEXT_FIELDS, item.message["type"]
-            OutboundTextEvent.model_validate_json(item.body)  # the OpenAPI document's schema
+            # The OpenAPI document's schema of the type (tests/api/test_webhooks.py checks every type's).
+            assert WEBHOOK_EVENT_MODELS[item.message["type"]] is OutboundTextEvent
+            OutboundTextEvent.model_validate_json(item.body, strict=True)
             assert check(subscription["secret"], item.headers, item.body)
         first = by_type[(ids["sent"], "message.sent")].message
         assert first["id"] == f"evt_message_sent_{ids['sent']}"
