@@ -723,6 +723,20 @@ class CrmStore:
         assert row is not None  # an aggregate always returns a row
         return AbandonTally(live_answers=int(row["live_answers"]), abandoned=int(row["abandoned"]))
 
+    async def gate_blocks(self, campaign_id: str, start: datetime, end: datetime) -> dict[str, int]:
+        """The reasons of the gate's voice decisions for `campaign_id` that blocked, decided in
+        [start, end), counted per reason code (a decision with two reasons counts under both)."""
+        rows = await self._pool.fetch(
+            "SELECT reason->>'code' AS code, count(*) AS blocks "
+            "FROM compliance_decisions d CROSS JOIN LATERAL jsonb_array_elements(d.reasons) AS reason "
+            "WHERE d.campaign_id = $1 AND NOT d.allowed AND d.channel = 'voice' "
+            "AND d.decided_at >= $2 AND d.decided_at < $3 GROUP BY 1",
+            campaign_id,
+            start,
+            end,
+        )
+        return {str(row["code"]): int(row["blocks"]) for row in rows}
+
     # --- leads, agents, campaigns -------------------------------------------------------------
 
     async def due_campaign_leads(

@@ -493,7 +493,7 @@ async def dialer_services(
                     recordings_dir=settings.recordings_dir, trunk_endpoint=settings.trunk_endpoint,
                     default_caller_id=settings.caller_id, redis_key=agent_states_key(settings.redis_prefix),
                     trunk_router=trunks, caller_ids=settings.caller_ids,
-                    caller_ids_required=settings.caller_ids_required,
+                    caller_ids_required=settings.caller_ids_required, agency_timezone=settings.agency_timezone,
                     running_key=running_campaigns_key(settings.redis_prefix) if lease is not None else None,
                     **(campaign_overrides or {}),  # type: ignore[arg-type]
                 ))

@@ -93,7 +93,7 @@ class WallboardCampaign(ResponseModel):
     today: TodayFigures
     abandon_30_days: AbandonWindow
     leads_left: dict[str, int] = Field(description="due, scheduled, callback, done")
-    blocked: dict[str, int] = Field(description="gate blocks by reason since the campaign started")
+    blocked: dict[str, int] = Field(description="today's gate blocks by reason (the agency's local day, from the stored decisions)")
 
 
 class Alert(ResponseModel):

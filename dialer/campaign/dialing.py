@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from compliance_rules.model import ReasonCode
 from compliance_rules.policy import CampaignPolicy
 from compliance_rules.telemarketing import MIN_RING_SECONDS
+from crm_bridge import reports
 from crm_bridge.kinds import RecordKind
 from crm_bridge.pg import DatabaseUnavailable
 from crm_bridge.store import Campaign, CampaignLead, Lead
@@ -104,6 +105,8 @@ class CampaignSettings:
     # (`dialer.campaign.caller_id`; `Settings.caller_ids_required`).
     caller_ids: tuple[CallerIdRecord, ...] = ()
     caller_ids_required: bool = False
+    # The zone whose local day the campaign's "today" figures (its gate blocks) cover.
+    agency_timezone: str = "America/New_York"
 
     def caller_id_check(self, campaign: Campaign) -> CallerIdCheck:
         """Whether the campaign may dial with its caller ID (or the default it falls back to)."""
@@ -220,7 +223,10 @@ class CampaignRunner:
         self.hopper: Hopper[Lead] = Hopper(settings.hopper_size)
         self.calls: dict[str, CampaignCall] = {}
         self.counters: Counter[str] = Counter()
+        # Today's gate blocks by reason (the agency's local day): loaded from the stored decisions
+        # at start (`load_blocks`), counted here after; `_blocks_until` is the end of that day.
         self.blocked: Counter[str] = Counter()
+        self._blocks_until = 0.0
         self.tally = AbandonTally()
         self.running = True
         self.stopped = asyncio.Event()
@@ -330,6 +336,28 @@ class CampaignRunner:
         self.tally = await self.services.store.abandon_tally(self.campaign_id, since)
         self._tally_at = time.time()
 
+    def _today(self) -> reports.Period:
+        """The agency's local day by the gate's clock (the clock its decisions are stamped with)."""
+        return reports.period_of(reports.PeriodName.TODAY, self.settings.agency_timezone, self.services.gate.clock())
+
+    async def load_blocks(self) -> None:
+        """Today's gate blocks from the audited decisions (`compliance_decisions`), so the figures
+        survive a restart of the controller."""
+        today = self._today()
+        self.blocked = Counter(await self.services.store.gate_blocks(self.campaign_id, today.start, today.end))
+        self._blocks_until = today.end.timestamp()
+
+    def _count_blocks(self, codes: Sequence[ReasonCode]) -> None:
+        if self.services.gate.clock().timestamp() >= self._blocks_until:
+            # A new local day: its figures start from zero (no decision of it was counted yet).
+            self.blocked = Counter()
+            self._blocks_until = self._today().end.timestamp()
+        for code in codes:
+            self.blocked[code.value] += 1
+
+    def _blocks_today(self) -> dict[str, int]:
+        return dict(self.blocked) if self.services.gate.clock().timestamp() < self._blocks_until else {}
+
     async def refill(self, now: float) -> int:
         """Load due leads from the CRM and pre-check them with the gate in one batch."""
         candidates = await self.services.store.due_campaign_leads(
@@ -356,8 +384,7 @@ class CampaignRunner:
                            owner_agent_id=candidate.callback_agent_id)
 
     async def _blocked(self, entry: HopperEntry[Lead], codes: Sequence[ReasonCode], now: float) -> None:
-        for code in codes:
-            self.blocked[code.value] += 1
+        self._count_blocks(codes)
         if set(codes) == {ReasonCode.GATE_UNAVAILABLE}:
             # Not a verdict on the lead (Redis slow or down): try again in a few seconds, not
             # after the long cool-down of a real block.
@@ -381,8 +408,7 @@ class CampaignRunner:
         arrived = time.time()
         decision = (await self.services.gate.decide_many([contact_request(lead.phones[0], lead)], self.policy))[0]
         if not decision.allowed:
-            for code in decision.codes:
-                self.blocked[code.value] += 1
+            self._count_blocks(decision.codes)
             return False
         self.hopper.push_front(HopperEntry(lead.lead_id, lead.phones[0], 0, lead, 1000), time.time())
         self.web_leads_arrived.setdefault(lead.lead_id, arrived)
@@ -509,7 +535,8 @@ class CampaignRunner:
             campaign_id=self.campaign_id, running=self.running, dial_mode=self.campaign.dial_mode.value,
             pacer=self.pacer.name, hopper=len(self.hopper), lines=len(self.calls),
             waiting=sum(1 for c in self.calls.values() if c.state is CampaignCallState.WAITING_AGENT),
-            agents=dict(states), counters=dict(self.counters), blocked=dict(self.blocked),
+            agents=dict(states), counters=dict(self.counters),
+            blocked=self._blocks_today(),
             abandon_rate=self.tally.rate, live_answers=self.tally.live_answers, abandoned=self.tally.abandoned,
             paused=self.paused,
         )

@@ -74,7 +74,8 @@ class CampaignStatusBody(ResponseModel):
     waiting: int = Field(description="answered people waiting for an agent")
     agents: dict[str, int] = Field(description="agents by state")
     counters: dict[str, int] = Field(description="dials and outcomes since start")
-    blocked: dict[str, int] = Field(description="gate blocks by reason")
+    blocked: dict[str, int] = Field(description="today's gate blocks by reason (the agency's local day, from the stored "
+                                                     "decisions)")
     abandon_rate: float = Field(description="30-day abandon rate (47 CFR 64.1200(a)(7))")
     live_answers: int
     abandoned: int

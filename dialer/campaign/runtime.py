@@ -573,6 +573,7 @@ class CampaignRuntime(CallSlice[CampaignCallRunner]):
             raise Refused(422, str(caller_id.code), caller_id.message, field_name="caller_id")
         runner = self._campaign_runner(campaign, pacer or self.pacer_factory(campaign))
         await runner.refresh_tally()
+        await runner.load_blocks()
         self.campaigns[campaign_id] = runner
         self.spawn(runner.run(), f"campaign-{campaign_id}")
         log.info("campaign_started", campaign_id=campaign_id, pacer=runner.pacer.name)

@@ -163,6 +163,50 @@ async def test_an_agent_logged_out_by_a_restart_is_told_in_words(day: Accounts, 
     assert "log in to your campaigns again" in await page.locator("#state-problem").inner_text()
 
 
+async def test_an_older_state_answer_arriving_after_a_newer_stream_message_is_not_shown(
+    day: Accounts, page: Page
+) -> None:
+    api = day.api
+
+    def state(name: str, version: int) -> dict[str, object]:
+        return {"type": "agent_state", "agent_id": api.agent_id, "state": name, "since": iso(datetime.now(UTC)),
+                "version": version, "campaign_ids": ["camp-a"], "channel_id": "ags-older-answer", "call_id": None,
+                "pause_reason": "lunch" if name == "paused" else None, "wrap_up_until": None, "logout_reason": None}
+
+    first = json.dumps(state("ready", 2))
+    await page.route("**/state", lambda route: route.fulfill(status=200, content_type="application/json", body=first))
+    streams: list[WebSocketRoute] = []
+
+    def stream(route: WebSocketRoute) -> None:  # the test plays the agent's stream
+        streams.append(route)
+
+    await page.route_web_socket(re.compile(r"/events"), stream)
+    await sign_in_by_keyboard(page, day, day.agent, "/agent")
+    await page.locator("#agent-state").filter(has_text="ready").wait_for(timeout=15_000)
+    await page.locator("#stream").filter(has_text="live").wait_for(timeout=15_000)
+
+    # The stream drops; on reconnecting the page re-reads the state, and that answer (version 3,
+    # ready) is slow: the stream's paused (version 4) comes first.
+    asked, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_state(route: Route) -> None:
+        asked.set()
+        await release.wait()
+        await route.fulfill(status=200, content_type="application/json", body=json.dumps(state("ready", 3)))
+
+    await page.unroute("**/state")
+    await page.route("**/state", slow_state)
+    dropped = streams.pop()
+    await dropped.close(code=1012, reason="the dialer restarts")
+    await asyncio.wait_for(asked.wait(), 15)
+    streams[-1].send(json.dumps(state("paused", 4)))
+    await page.locator("#agent-state").filter(has_text="paused").wait_for(timeout=15_000)
+    async with page.expect_response("**/state"):
+        release.set()
+    await page.wait_for_timeout(500)  # the answer handled by the page (it is applied at once when newer)
+    assert "paused" in await page.locator("#agent-state").inner_text()
+
+
 async def test_a_slow_log_in_says_so_and_goes_once(day: Accounts, page: Page) -> None:
     api = day.api
     logins: list[str] = []

@@ -1,5 +1,6 @@
 """A controller restart: agent legs left up are taken back from Redis by the next controller,
-which then runs the session as before; nothing is left behind in Asterisk."""
+which then runs the session as before; nothing is left behind in Asterisk. A campaign's gate
+blocks of the day are read back from the stored decisions."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from compliance_rules.optout import opt_out
 from dialer.campaign.agent import AgentState
+from dialer.campaign.dialing import campaign_lead_record
 from dialer.campaign.runtime import CampaignRuntime
 from dialer.click_to_call.machine import CallTimeouts
 from dialer.provision.asterisk import AsteriskInstance
@@ -73,3 +76,44 @@ async def test_a_restarted_controller_takes_back_live_agent_legs(
         assert third.campaigns.agent_state(agent_id) is None
         assert not [c.id for c in await third.ari.list_channels() if c.id.startswith("ags-")]
         assert not [b.id for b in await third.ari.list_bridges() if b.id.startswith("ags-")]
+
+
+@pytest.mark.timeout(90)
+async def test_todays_gate_blocks_survive_a_controller_restart(
+    asterisk: AsteriskInstance, pg_dsn: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    settings = dialer_settings(asterisk, pg_dsn, redis_url, redis_prefix, tmp_path)
+    campaign_id = f"camp-{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().int % 9000 + 1000
+    phones = [f"+1212{tag}{i:03d}" for i in range(4)]
+
+    def open_dialer() -> contextlib.AbstractAsyncContextManager[DialerServices]:
+        # The gate's own clock: the decisions are stamped, and counted, on the real day.
+        return dialer_services(settings, timeouts=CallTimeouts(), drain_seconds=3, campaign_overrides=CAMPAIGN_TUNING)
+
+    async with open_dialer() as first:
+        items: list[tuple[str, dict[str, object]]] = [("campaign_upsert", {
+            "campaign_id": campaign_id, "name": "Blocks", "caller_id": "+18885550123", "dial_mode": "progressive",
+            "seller_name": "Acme Insurance", "dnc_callback_number": "+18885550199"})]
+        for i, phone in enumerate(phones):
+            lead_id = f"lead-{campaign_id}-{i}"
+            items.append(("lead_upsert", {"lead_id": lead_id, "first_name": "Pat", "last_name": "Doe",
+                                          "phones": [phone], "state": "NY", "zip": "10001"}))
+            items.append(("campaign_lead", campaign_lead_record(campaign_id, lead_id)))
+        await first.outbox.put_many(items)
+        assert await first.outbox.flush(10)
+        for phone in phones:
+            await opt_out(first.dnc, phone, "api")
+        assert first.campaigns is not None
+        await first.campaigns.start_campaign(campaign_id)
+        runner = first.campaigns.campaigns[campaign_id]
+        await _until(lambda: runner.blocked["opted_out"] >= len(phones), 30)
+        before = (await first.campaigns.stop_campaign(campaign_id)).blocked
+        assert await first.outbox.flush(10)  # every decision is in PostgreSQL
+
+    async with open_dialer() as second:
+        assert second.campaigns is not None
+        after = (await second.campaigns.start_campaign(campaign_id)).blocked
+        await second.campaigns.stop_campaign(campaign_id)
+    assert before["opted_out"] == len(phones)
+    assert after == before

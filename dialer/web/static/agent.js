@@ -202,6 +202,7 @@ async function agentAction(path, body) {
     $("state-problem").textContent = agentProblemText(answer);
     return false;
   }
+  if (olderThanShown(answer.body)) return true; // the stream already showed a newer state
   const previous = agentState.state;
   agentState = answer.body;
   renderState();
@@ -276,8 +277,17 @@ $("ready").addEventListener("click", () => agentAction("ready", {}));
 $("pause").addEventListener("click", () => agentAction("pause", { reason: $("pause-code").value }));
 $("logout").addEventListener("click", () => agentAction("logout", {}));
 
+// An HTTP answer can arrive after a newer stream message (a slow server, a re-read on
+// reconnecting): within one session (its leg, `channel_id`) a lower `version` is an older state,
+// which must not replace the one shown. Another leg is another session: its state is shown.
+function olderThanShown(body) {
+  return typeof body?.version === "number" && typeof agentState.version === "number"
+    && body.channel_id === agentState.channel_id && body.version < agentState.version;
+}
+
 async function loadState() {
   const answer = await api.get(`/v1/agents/${encodeURIComponent(agentId)}/state`);
+  if (answer.status === 200 && olderThanShown(answer.body)) return;
   const previous = agentState.state;
   if (answer.status === 200) agentState = answer.body;
   else if (notLoggedIn(answer)) agentState = { state: "logged_out", since: null, wrap_up_until: null };
@@ -948,7 +958,7 @@ if (tabs) {
 let streamOpened = false; // the first opening needs no re-read: the page reads the state as it starts
 eventStream(`/v1/agents/${encodeURIComponent(agentId)}/events`, (message, receivedAt) => {
   if (message.type === "screen_pop") screenPop(message, receivedAt);
-  else if (message.type === "agent_state") {
+  else if (message.type === "agent_state" && !olderThanShown(message)) {
     const previous = agentState.state;
     agentState = message;
     renderState();
