@@ -61,7 +61,8 @@ class TextRequest:
 class TextMachine:
     """`handle(input, now)` -> actions; `next_timer()`/`handle_timer(now)` for the wait limit."""
 
-    def __init__(self, request: TextRequest, requested_at: float) -> None:
+    def __init__(self, request: TextRequest, requested_at: float, *, left_in: TextState | None = None) -> None:
+        """`left_in`: the state a dead controller left this text in (`left_behind`)."""
         self.request = request
         self.size = request.size
         self.state = TextState.QUEUED
@@ -73,8 +74,9 @@ class TextMachine:
         self.version = 0
         self._started = False
         self._now = requested_at
-        self._left_sending = False
-        self._gate_again = False  # always ask the gate before it goes (a text taken up after a restart)
+        self._left_sending = left_in is TextState.SENDING
+        # A text taken up after a restart always asks the gate again before it goes.
+        self._gate_again = left_in is not None
 
     @classmethod
     def left_behind(cls, request: TextRequest, requested_at: float, state: TextState, *, version: int,
@@ -84,12 +86,10 @@ class TextMachine:
         it again (`queued`, `checking`: nothing was handed over) or closes it (`sending`)."""
         if state.final:
             raise InvalidStateError(f"a {state.value} text is finished", state=state, operation="take up")
-        machine = cls(request, requested_at)
+        machine = cls(request, requested_at, left_in=state)
         machine.version = version
         machine.provider_message_id = provider_message_id
         machine.decision_id = request.decision_id or None
-        machine._left_sending = state is TextState.SENDING
-        machine._gate_again = True
         return machine
 
     @property

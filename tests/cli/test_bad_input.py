@@ -147,12 +147,15 @@ def test_ctrl_c_in_a_dnc_import_says_so_and_leaves_nothing_staged(
     numbers = rng.integers(201, 990, 2_500_000) * 10**7 + rng.integers(2_000_000, 10_000_000, 2_500_000)
     registry = tmp_path / "internal.txt"
     registry.write_text("\n".join(map(str, numbers.tolist())))
-    client = redis.Redis.from_url(redis_url)
+    # A Redis database of its own (the suite's holds every test's DNC lists): a SCAN for the
+    # staged keys is then a single short round trip, so the poll sees the staging as it starts.
+    own_url = redis_url.rsplit("/", 1)[0] + "/14"
+    client = redis.Redis.from_url(own_url)
     try:
         for attempt in range(3):
             # Each try under its own prefix: a try whose import finished first leaves its list.
             prefix = f"{redis_prefix}try{attempt}:"
-            env = {**os.environ, "DIALER_CONFIG": "", "DIALER_REDIS_URL": redis_url, "DIALER_REDIS_PREFIX": prefix}
+            env = {**os.environ, "DIALER_CONFIG": "", "DIALER_REDIS_URL": own_url, "DIALER_REDIS_PREFIX": prefix}
             process = subprocess.Popen([sys.executable, "-m", "dialer", "dnc", "import", str(registry), "--list",
                                         "internal", "--quiet"], env=env, stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE, text=True)
@@ -167,19 +170,19 @@ def test_ctrl_c_in_a_dnc_import_says_so_and_leaves_nothing_staged(
                 out, err = process.communicate(timeout=30)
             finally:
                 process.kill()
+                process.communicate()  # reaped, its pipes closed
             if process.returncode != 0:
                 break
             # The whole copy was staged and renamed between the poll that saw it and the signal
             # (a loaded machine): a Ctrl-C after the end is not the case under test; try again.
         assert process.returncode == 130, (out, err)
         assert _one_sentence(err) == "dialer: interrupted (Ctrl-C) before the command finished."
-        assert _staged_keys(redis_url, prefix) == []
-        assert b"internal" not in _dnc_meta(redis_url, prefix)
-        for leftover in range(attempt):  # the tries whose import had finished: their lists go
-            keys = list(client.scan_iter(match=f"{redis_prefix}try{leftover}:*", count=1000))
-            if keys:
-                client.delete(*keys)
+        assert _staged_keys(own_url, prefix) == []
+        assert b"internal" not in _dnc_meta(own_url, prefix)
     finally:
+        keys = list(client.scan_iter(match=f"{redis_prefix}*", count=1000))  # every try's keys go
+        if keys:
+            client.delete(*keys)
         client.close()
 
 
@@ -265,6 +268,15 @@ def test_the_changes_of_an_unknown_id_say_so(pg_dsn: str, monkeypatch: pytest.Mo
 SCENARIO = Path(__file__).resolve().parents[2] / "scripts" / "scenarios" / "small_team5.yaml"
 
 
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started (Linux: /proc/PID/task/*/children)."""
+    found: list[int] = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in children.read_text().split()]
+    return found
+
+
 @pytest.mark.timeout(60)
 def test_ctrl_c_stops_a_simulation_on_several_workers_at_once(tmp_path: Path) -> None:
     # The terminal's Ctrl-C reaches the whole process group. Was: the command went on until
@@ -275,7 +287,13 @@ def test_ctrl_c_stops_a_simulation_on_several_workers_at_once(tmp_path: Path) ->
         env={**os.environ, "DIALER_CONFIG": ""}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True)
     try:
-        time.sleep(3.0)  # the workers are simulating (one replication takes about a minute here)
+        # Ctrl-C once both workers are simulating (one replication takes about a minute here), not
+        # while a loaded machine is still importing or spawning them: a fixed wait was too short.
+        deadline = time.monotonic() + 30
+        while len(_children(process.pid)) < 2:
+            assert process.poll() is None and time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.05)
+        time.sleep(1.0)
         interrupted = time.monotonic()
         os.killpg(process.pid, signal.SIGINT)
         out, err = process.communicate(timeout=20)
@@ -283,6 +301,7 @@ def test_ctrl_c_stops_a_simulation_on_several_workers_at_once(tmp_path: Path) ->
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()  # reaped, its pipes closed
     assert process.returncode == 130 and out == "", (out, err)
     assert err == "dialer: interrupted (Ctrl-C) before the command finished.\n"  # no worker's traceback
     assert stopped_in < 5.0
