@@ -42,6 +42,13 @@ def _dnc_meta(redis_url: str, prefix: str) -> dict[bytes, bytes]:
         client.close()
 
 
+def _ctrl_c_delivered() -> None:
+    """In the child before it runs: SIGINT's default action back. A suite started in the background
+    by a non-interactive shell (`.ci/run &`) inherits SIGINT ignored, and Python then keeps it
+    ignored: the command would never see the Ctrl-C these tests send."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _staged_keys(redis_url: str, prefix: str) -> list[bytes]:
     client = redis.Redis.from_url(redis_url)
     try:
@@ -158,7 +165,7 @@ def test_ctrl_c_in_a_dnc_import_says_so_and_leaves_nothing_staged(
             env = {**os.environ, "DIALER_CONFIG": "", "DIALER_REDIS_URL": own_url, "DIALER_REDIS_PREFIX": prefix}
             process = subprocess.Popen([sys.executable, "-m", "dialer", "dnc", "import", str(registry), "--list",
                                         "internal", "--quiet"], env=env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True)
+                                       stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_delivered)
             try:
                 deadline = time.monotonic() + 30
                 while not any(True for _ in client.scan_iter(match=f"{prefix}dnc:*:import:*", count=1000)):
@@ -285,7 +292,7 @@ def test_ctrl_c_stops_a_simulation_on_several_workers_at_once(tmp_path: Path) ->
         [sys.executable, "-m", "dialer", "simulate", "--scenario", str(SCENARIO), "--policy", "predictive",
          "--replications", "4", "--workers", "2"],
         env={**os.environ, "DIALER_CONFIG": ""}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
+        start_new_session=True, preexec_fn=_ctrl_c_delivered)
     try:
         # Ctrl-C once both workers are simulating (one replication takes about a minute here), not
         # while a loaded machine is still importing or spawning them: a fixed wait was too short.
